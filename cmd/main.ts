@@ -1,0 +1,190 @@
+/**
+ * The `authchat` command line: four subcommands sharing one library.
+ *
+ * @module
+ */
+
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import denoJson from "../deno.json" with { type: "json" };
+import { ConfigError, loadServerConfig } from "../lib/server/server_config.ts";
+import type { ServerConfig } from "../lib/server/server_config.ts";
+import { runClient } from "./client.ts";
+import { runKeygen } from "./keygen.ts";
+import { runSeed } from "./seed.ts";
+import { runServer } from "./server.ts";
+import { UsageError } from "./_usage_error.ts";
+
+function integer(min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) {
+      throw new InvalidArgumentError(`Expected an integer within ${min}..${max}.`);
+    }
+    return n;
+  };
+}
+
+const port = integer(0, 65535);
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function env(name: string): string | undefined {
+  return Deno.env.get(name);
+}
+
+/** Flags given on the command line, by config key (defaults left to the config loader). */
+function explicit(command: Command, map: Record<string, keyof ServerConfig>): Partial<ServerConfig> {
+  const out: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(map)) {
+    if (command.getOptionValueSource(flag) === "cli") out[key] = command.getOptionValue(flag);
+  }
+  return out as Partial<ServerConfig>;
+}
+
+/**
+ * Run the CLI.
+ *
+ * @param args Arguments after the program name.
+ * @returns Exit status: 0 success, 1 failure, 2 usage or configuration error.
+ */
+export async function main(args: string[]): Promise<number> {
+  let status = 0;
+  const program = new Command("authchat")
+    .description("Authenticated, end-to-end encrypted chat: one program, four subcommands.")
+    .version(denoJson.version)
+    .exitOverride()
+    .showHelpAfterError("(add --help for usage)")
+    .addHelpText(
+      "after",
+      "\nQuick start:\n  authchat server                 # first start creates ./data with keys and database\n" +
+        "  authchat seed --demo            # demo users with printed passwords\n" +
+        "  authchat client --tls --user alice   # then: login, access, close",
+    );
+
+  program.command("keygen")
+    .description(
+      "Create the server's TLS certificate and key and its RSA sealing key pair; print fingerprints.",
+    )
+    .option("--data <dir>", "directory to write into", "./data")
+    .option(
+      "--hostname <name>",
+      "extra subjectAltName entry (repeatable); localhost, 127.0.0.1 and ::1 are always in",
+      collect,
+    )
+    .option("--days <n>", "certificate validity in days", integer(1, 36500), 825)
+    .option("--rsa", "RSA-3072 certificate key instead of ECDSA P-256")
+    .option("--force", "replace existing key files")
+    .action(async (opts) => {
+      status = await runKeygen(opts);
+    });
+
+  program.command("seed")
+    .description("Create or migrate the user store and add accounts.")
+    .option("--config <file>", "YAML configuration (database path, policy)")
+    .option("--data <dir>", "data directory holding authchat.db")
+    .option("--demo", "add alice, bob, charlie, eve and admin with strong random passwords (printed once)")
+    .option("--user <name>", "add one user (with --password-file)")
+    .option("--password-file <file>", "file holding the password of --user")
+    .option("--from <file>", "import a legacy user:password file; rejected lines are reported")
+    .option(
+      "--import-verifiers <file>",
+      "import user:SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey> lines",
+    )
+    .option(
+      "--iterations <n>",
+      "PBKDF2 iterations of new verifiers (default 600000)",
+      integer(4096, 10_000_000),
+    )
+    .addHelpText(
+      "after",
+      "\nThe password policy applies to --demo, --user and --from; plaintext passwords are never stored.",
+    )
+    .action(async (opts, command: Command) => {
+      const config = await loadServerConfig({
+        ...(opts.config === undefined ? {} : { file: opts.config }),
+        env,
+        flags: explicit(command, { data: "data_dir", iterations: "scram_iterations" }),
+      });
+      status = await runSeed(opts, config);
+    });
+
+  program.command("server")
+    .description(
+      "Serve logins over TCP and TLS. Prints one line when ready: authchat listening tcp=HOST:PORT tls=HOST:PORT",
+    )
+    .option("--config <file>", "YAML configuration (default config/authchat.yaml if present)")
+    .option("--data <dir>", "data directory: database, keys (default ./data)")
+    .option("--host <address>", "address to listen on (default 127.0.0.1)")
+    .option("--tcp-port <port>", "plain TCP port, 0 for any free port (default 1991)", port)
+    .option("--tls-port <port>", "TLS port, 0 for any free port (default 1992)", port)
+    .option("--udp-port <port>", "UDP port, reserved for chat (default 1991)", port)
+    .option("--no-tcp", "do not serve plain TCP")
+    .option("--no-tls", "do not serve TLS")
+    .option("--name <name>", "server name shown in HELLO (default authchat)")
+    .addOption(new Option("--log-format <format>", "log lines on stderr").choices(["text", "json"]))
+    .addHelpText(
+      "after",
+      "\nPrecedence: flags, then AUTHCHAT_* environment variables, then the YAML file, then defaults.\n" +
+        "config/authchat.example.yaml documents every key. SIGINT or SIGTERM stops the server cleanly.",
+    )
+    .action(async (opts, command: Command) => {
+      const config = await loadServerConfig({
+        ...(opts.config === undefined ? {} : { file: opts.config }),
+        env,
+        flags: explicit(command, {
+          data: "data_dir",
+          host: "host",
+          tcpPort: "tcp_port",
+          tlsPort: "tls_port",
+          udpPort: "udp_port",
+          tcp: "tcp",
+          tls: "tls",
+          name: "name",
+          logFormat: "log_format",
+        }),
+      });
+      status = await runServer(config);
+    });
+
+  program.command("client")
+    .description(
+      "Connect to a server: an interactive REPL on a terminal, else commands from --exec or stdin lines.",
+    )
+    .option("--host <host>", "server address", "127.0.0.1")
+    .option("--port <port>", "server port (default 1992 with --tls, else 1991)", port)
+    .option("--tls", "connect with TLS (SCRAM-SHA-256-PLUS, channel-bound)")
+    .option("--ca <file>", "trust a server certificate signed by this CA (or this certificate itself)")
+    .option(
+      "--fingerprint <SHA256:...>",
+      "pin the certificate (TLS) or sealing key (TCP) fingerprint keygen printed",
+    )
+    .option("--user <name>", "default user for login and register")
+    .option("--password-file <file>", "password for login/register/passwd/delete when not on a terminal")
+    .option("--new-password-file <file>", "new password for passwd when not on a terminal")
+    .option("--exec <command>", "run a command (repeatable, in order); exit 0 only if all succeed", collect)
+    .option("--known-hosts <file>", "trust-on-first-use file (default ~/.config/authchat/known_hosts)")
+    .addHelpText(
+      "after",
+      "\nCommands: hello, register, login, is_logged, access, passwd, delete, logout, close, help.\n" +
+        "Without --ca or --fingerprint the first key seen is remembered and a changed one is refused.\n" +
+        "Example: authchat client --tls --user alice --password-file pw --exec login --exec access",
+    )
+    .action(async (opts) => {
+      status = await runClient({ ...opts, ...(opts.port === undefined ? {} : { port: opts.port }) });
+    });
+
+  try {
+    await program.parseAsync(args, { from: "user" });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof UsageError || err instanceof ConfigError) {
+      console.error(`error: ${err.message}`);
+      return 2;
+    }
+    console.error(`error: ${(err as Error)?.message ?? String(err)}`);
+    return 1;
+  }
+  return status;
+}

@@ -1,0 +1,167 @@
+/**
+ * `authchat seed`: create or migrate the user store, add demo users, one
+ * user, a legacy `user:password` file or PostgreSQL SCRAM verifiers.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { createAccount } from "../lib/store/create_account.ts";
+import { importLegacyUsers, importVerifiers } from "../lib/store/account_import.ts";
+import type { ImportOutcome, ProgressHandler } from "../lib/store/account_import.ts";
+import { SCHEMA_VERSION } from "../lib/store/migrations.ts";
+import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
+import { describeError } from "../lib/codec/protocol_error.ts";
+import type { ServerConfig } from "../lib/server/server_config.ts";
+import { readPasswordFile } from "./_password_file.ts";
+import { UsageError } from "./_usage_error.ts";
+
+/** Flags of `authchat seed` (data directory and iterations are in the config). */
+export interface SeedFlags {
+  demo?: boolean;
+  user?: string;
+  passwordFile?: string;
+  from?: string;
+  importVerifiers?: string;
+}
+
+/** The demo accounts. */
+export const DEMO_USERS: readonly string[] = ["alice", "bob", "charlie", "eve", "admin"];
+
+const ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789";
+
+/**
+ * A strong random password: four groups of five characters from a 31-letter
+ * alphabet without look-alikes (about 99 bits).
+ *
+ * @returns The password.
+ */
+export function randomPassword(): string {
+  const chars: string[] = [];
+  while (chars.length < 20) {
+    for (const byte of crypto.getRandomValues(new Uint8Array(32))) {
+      // Rejection sampling keeps every letter equally likely.
+      if (byte < 248 && chars.length < 20) chars.push(ALPHABET[byte % 31]!);
+    }
+  }
+  return [0, 5, 10, 15].map((i) => chars.slice(i, i + 5).join("")).join("-");
+}
+
+function progress(label: string): ProgressHandler {
+  let shown = 0;
+  return (done, total) => {
+    if (total < 20) return;
+    const step = Math.ceil(total / 10);
+    if (done === total || done - shown >= step) {
+      shown = done;
+      console.error(`${label}: ${done}/${total} lines`);
+    }
+  };
+}
+
+function report(outcomes: ImportOutcome[], file: string): void {
+  for (const o of outcomes) {
+    if (o.status === "rejected") {
+      console.error(`${file}:${o.line}: rejected ${JSON.stringify(o.user)}: ${o.reason}`);
+    }
+  }
+}
+
+async function readInput(path: string, flag: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (err) {
+    throw new UsageError(`Cannot read ${flag} ${path}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Run seed.
+ *
+ * @param flags Parsed flags.
+ * @param config Resolved configuration (database path, iterations, policy).
+ * @returns Exit code: 0, or 1 when any account was rejected.
+ * @throws {UsageError} For contradictory flags or unreadable input files.
+ */
+export async function runSeed(flags: SeedFlags, config: ServerConfig): Promise<number> {
+  if ((flags.user === undefined) !== (flags.passwordFile === undefined)) {
+    throw new UsageError("--user and --password-file go together");
+  }
+  const legacy = flags.from === undefined ? undefined : await readInput(flags.from, "--from");
+  const verifiers = flags.importVerifiers === undefined
+    ? undefined
+    : await readInput(flags.importVerifiers, "--import-verifiers");
+  const password = flags.passwordFile === undefined
+    ? undefined
+    : await readPasswordFile(flags.passwordFile, "--password-file");
+  const settings = { iterations: config.scram_iterations, minPasswordLength: config.password_min_length };
+  const store = SqliteUserStore.open(config.database);
+  let created = 0;
+  let rejected = 0;
+  let kept = 0;
+  try {
+    if (flags.demo) {
+      const rows: [string, string][] = [];
+      for (const user of DEMO_USERS) {
+        if (await store.findUser(user)) {
+          console.error(`demo user ${user} already exists: kept unchanged`);
+          kept++;
+          continue;
+        }
+        const secret = randomPassword();
+        await createAccount(store, { user, password: secret }, settings);
+        rows.push([user, secret]);
+      }
+      created += rows.length;
+      if (rows.length > 0) {
+        const file = join(config.data_dir, "demo-passwords.txt");
+        await Deno.writeTextFile(file, rows.map(([u, p]) => `${u}:${p}\n`).join(""), {
+          append: true,
+          mode: 0o600,
+        });
+        await Deno.chmod(file, 0o600);
+        console.log("user     password");
+        for (const [u, p] of rows) console.log(`${u.padEnd(8)} ${p}`);
+        console.log(`(shown once; also in ${file}, mode 0600)`);
+      }
+    }
+    if (flags.user !== undefined && password !== undefined) {
+      try {
+        const record = await createAccount(store, { user: flags.user, password }, settings);
+        console.log(`created ${record.name}`);
+        created++;
+      } catch (err) {
+        console.error(`rejected ${JSON.stringify(flags.user)}: ${describeError(err)}`);
+        rejected++;
+      }
+    }
+    for (
+      const [text, file, run] of [
+        [
+          legacy,
+          flags.from,
+          () => importLegacyUsers(store, legacy!, { ...settings, onProgress: progress("importing") }),
+        ],
+        [
+          verifiers,
+          flags.importVerifiers,
+          () => importVerifiers(store, verifiers!, { onProgress: progress("importing verifiers") }),
+        ],
+      ] as const
+    ) {
+      if (text === undefined || file === undefined) continue;
+      const outcomes = await run();
+      report(outcomes, file);
+      created += outcomes.filter((o) => o.status === "created").length;
+      rejected += outcomes.filter((o) => o.status === "rejected").length;
+    }
+    const total = await store.countUsers();
+    console.log(
+      `seed: ${created} created, ${rejected} rejected, ${kept} kept; ${total} accounts in ${config.database} ` +
+        `(schema version ${SCHEMA_VERSION})`,
+    );
+  } finally {
+    store.close();
+  }
+  return rejected === 0 ? 0 : 1;
+}

@@ -1,0 +1,104 @@
+/**
+ * `authchat server`: load the configuration and keys (creating them on first
+ * start), open the store, listen, print one ready line, and stop cleanly on
+ * SIGINT or SIGTERM.
+ *
+ * @module
+ */
+
+import { dirname } from "node:path";
+import {
+  existingIdentityFiles,
+  generateServerIdentity,
+  loadServerIdentity,
+} from "../lib/crypto/server_identity.ts";
+import type { IdentityPaths } from "../lib/crypto/server_identity.ts";
+import { AuthchatServer } from "../lib/server/authchat_server.ts";
+import { Logger } from "../lib/server/logger.ts";
+import type { ServerConfig } from "../lib/server/server_config.ts";
+import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
+import { describeKeys } from "./keygen.ts";
+
+/** Create the identity on first start; refuse to guess when only some files exist. */
+async function ensureIdentity(paths: IdentityPaths, config: ServerConfig, log: Logger): Promise<void> {
+  const needed = config.tls ? Object.values(paths) : [paths.sealPrivateFile, paths.sealPublicFile];
+  const present = await existingIdentityFiles(paths);
+  const missing = needed.filter((p) => !present.includes(p));
+  if (missing.length === 0) return;
+  if (present.length > 0) {
+    throw new Error(
+      `Key files missing: ${missing.join(", ")} (while ${present.join(", ")} exist): ` +
+        "restore them, or run authchat keygen --force to replace all keys",
+    );
+  }
+  const keys = await generateServerIdentity(paths, {
+    hostnames: config.host === "0.0.0.0" ? [] : [config.host],
+  });
+  log.info("keygen", { dir: dirname(paths.sealPrivateFile), reason: "first start" });
+  console.error(`First start: no keys found, so authchat keygen ran into ${dirname(paths.sealPrivateFile)}:`);
+  for (const line of describeKeys(keys)) console.error(line);
+}
+
+async function warnOnLoosePermissions(paths: string[], log: Logger): Promise<void> {
+  for (const file of paths) {
+    try {
+      const mode = (await Deno.stat(file)).mode;
+      if (mode !== null && (mode & 0o077) !== 0) {
+        log.warn("key_permissions", { file, mode: `0${(mode & 0o777).toString(8)}`, advice: "chmod 600" });
+      }
+    } catch {
+      // Reported by the loader.
+    }
+  }
+}
+
+function waitForSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const handlers: [Deno.Signal, () => void][] = [];
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      const handler = () => {
+        for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+        resolve(signal);
+      };
+      handlers.push([signal, handler]);
+      Deno.addSignalListener(signal, handler);
+    }
+  });
+}
+
+/**
+ * Run the server until a signal arrives.
+ *
+ * @param config Resolved configuration.
+ * @returns Exit code: 0 after a clean stop, 1 when it could not start.
+ */
+export async function runServer(config: ServerConfig): Promise<number> {
+  const log = new Logger({ format: config.log_format });
+  const paths: IdentityPaths = {
+    certFile: config.tls_cert,
+    keyFile: config.tls_key,
+    sealPrivateFile: config.seal_private_key,
+    sealPublicFile: config.seal_public_key,
+  };
+  let store: SqliteUserStore | undefined;
+  let server: AuthchatServer;
+  try {
+    await ensureIdentity(paths, config, log);
+    await warnOnLoosePermissions([paths.keyFile, paths.sealPrivateFile], log);
+    const identity = await loadServerIdentity(paths, { tls: config.tls });
+    store = SqliteUserStore.open(config.database);
+    server = await AuthchatServer.start({ config, identity, store, log });
+  } catch (err) {
+    store?.close();
+    log.error("start_failed", { error: (err as Error).message });
+    console.error(`error: cannot start the server: ${(err as Error).message}`);
+    return 1;
+  }
+  const stop = waitForSignal();
+  console.log(server.listeningLine);
+  log.info("listening", { line: server.listeningLine, database: config.database });
+  const signal = await stop;
+  log.info("stopping", { signal });
+  await server.shutdown();
+  return 0;
+}

@@ -1,0 +1,165 @@
+/**
+ * Failure counters with exponential backoff, per source address and per
+ * account, sans I/O (the caller passes the time).
+ *
+ * The account counter slows down only sources that have failed themselves: a
+ * source with no recent failures is never held back by someone else's guesses,
+ * so an attacker cannot lock the real owner out from elsewhere. IPv6 sources
+ * are counted per /64, the block one subscriber usually holds.
+ *
+ * @module
+ */
+
+/** Options of {@linkcode RateLimiter}. */
+export interface RateLimiterOptions {
+  /** Failures allowed before backoff starts. */
+  freeFailures: number;
+  /** First backoff, in milliseconds; it doubles with each further failure. */
+  baseMs: number;
+  /** Longest backoff. */
+  maxMs: number;
+  /** A counter with no failure for this long is forgotten. */
+  forgetAfterMs: number;
+  /** Most counters kept per kind; the least recently failed go first. */
+  maxEntries: number;
+}
+
+/** Defaults: 5 free failures, then 1 s doubling up to 15 min, forgotten after 1 h. */
+export const DEFAULT_RATE_LIMITS: RateLimiterOptions = {
+  freeFailures: 5,
+  baseMs: 1000,
+  maxMs: 15 * 60_000,
+  forgetAfterMs: 60 * 60_000,
+  maxEntries: 100_000,
+};
+
+interface Counter {
+  failures: number;
+  last: number;
+}
+
+/**
+ * The key a source address is counted under: IPv4 as is, IPv6 by its /64.
+ *
+ * @example
+ * ```ts
+ * import { sourceKey } from "./rate_limiter.ts";
+ * console.assert(sourceKey("2001:db8:1:2:3:4:5:6") === sourceKey("2001:db8:1:2::9"));
+ * ```
+ *
+ * @param address An IP address.
+ * @returns Its counter key.
+ */
+export function sourceKey(address: string): string {
+  if (!address.includes(":")) return address;
+  const v4mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (v4mapped) return v4mapped[1]!;
+  const [head = "", tail = ""] = address.toLowerCase().split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const groups = address.includes("::")
+    ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right]
+    : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
+}
+
+/**
+ * Tracks failures and answers how long a source must wait.
+ *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "./rate_limiter.ts";
+ * const limiter = new RateLimiter({ freeFailures: 1, baseMs: 1000, maxMs: 8000, forgetAfterMs: 60000, maxEntries: 10 });
+ * limiter.recordFailure("10.0.0.1", "alice", 0);
+ * limiter.recordFailure("10.0.0.1", "alice", 0);
+ * console.assert(limiter.retryAfter("10.0.0.1", "alice", 0) === 1000);
+ * console.assert(limiter.retryAfter("10.0.0.2", "alice", 0) === 0);
+ * ```
+ */
+export class RateLimiter {
+  #options: RateLimiterOptions;
+  #sources = new Map<string, Counter>();
+  #accounts = new Map<string, Counter>();
+
+  /**
+   * Make a limiter.
+   *
+   * @param options Thresholds and bounds.
+   */
+  constructor(options: RateLimiterOptions = DEFAULT_RATE_LIMITS) {
+    this.#options = options;
+  }
+
+  #delay(counter: Counter | undefined, now: number): number {
+    if (!counter) return 0;
+    const over = counter.failures - this.#options.freeFailures;
+    if (over <= 0) return 0;
+    const backoff = Math.min(this.#options.maxMs, this.#options.baseMs * 2 ** Math.min(over - 1, 40));
+    return Math.max(0, counter.last + backoff - now);
+  }
+
+  #live(map: Map<string, Counter>, key: string, now: number): Counter | undefined {
+    const counter = map.get(key);
+    if (counter && now - counter.last > this.#options.forgetAfterMs) {
+      map.delete(key);
+      return undefined;
+    }
+    return counter;
+  }
+
+  /**
+   * How long a source must wait before trying an account again.
+   *
+   * @param address Source IP address.
+   * @param account Lower-cased account name (known or not).
+   * @param now Current time in ms.
+   * @returns Milliseconds to wait; 0 means go ahead.
+   */
+  retryAfter(address: string, account: string, now: number): number {
+    const source = this.#live(this.#sources, sourceKey(address), now);
+    const own = this.#delay(source, now);
+    if (!source) return own;
+    return Math.max(own, this.#delay(this.#live(this.#accounts, account, now), now));
+  }
+
+  #bump(map: Map<string, Counter>, key: string, now: number): void {
+    const counter = this.#live(map, key, now) ?? { failures: 0, last: now };
+    counter.failures += 1;
+    counter.last = now;
+    map.delete(key);
+    map.set(key, counter);
+    while (map.size > this.#options.maxEntries) {
+      const oldest = map.keys().next().value;
+      if (oldest === undefined) break;
+      map.delete(oldest);
+    }
+  }
+
+  /**
+   * Count a failed proof.
+   *
+   * @param address Source IP address.
+   * @param account Lower-cased account name.
+   * @param now Current time in ms.
+   */
+  recordFailure(address: string, account: string, now: number): void {
+    this.#bump(this.#sources, sourceKey(address), now);
+    this.#bump(this.#accounts, account, now);
+  }
+
+  /**
+   * Clear the counters of a source and an account after a correct proof.
+   *
+   * @param address Source IP address.
+   * @param account Lower-cased account name.
+   */
+  recordSuccess(address: string, account: string): void {
+    this.#sources.delete(sourceKey(address));
+    this.#accounts.delete(account);
+  }
+
+  /** Number of counters held (sources, accounts); for tests of the memory bound. */
+  get size(): { sources: number; accounts: number } {
+    return { sources: this.#sources.size, accounts: this.#accounts.size };
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * The client side of SCRAM-SHA-256(-PLUS), sans I/O: it produces the
+ * client-first and client-final messages and verifies the server's signature.
+ * It refuses iteration counts outside 4096..10,000,000 and never reports
+ * success unless the server proved it holds the verifier.
+ *
+ * @module
+ */
+
+import { encodeBase64 } from "../codec/base64.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import {
+  formatClientFinalWithoutProof,
+  formatClientFirst,
+  gs2Header,
+  parseServerFinal,
+  parseServerFirst,
+} from "../codec/scram_messages.ts";
+import type { CbindFlag } from "../codec/scram_messages.ts";
+import { constantTimeEqual } from "../crypto/constant_time.ts";
+import { deriveKeys, hmac, saltedPassword, xor } from "../crypto/scram_math.ts";
+import type { ScramHash } from "../crypto/scram_math.ts";
+import { MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
+import { saslPrep } from "./saslprep.ts";
+import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS } from "./scram_server.ts";
+
+const encoder = new TextEncoder();
+
+/** Caches SaltedPassword per password, salt and iteration count, as a client session may. */
+export type SaltedPasswordCache = Map<string, Uint8Array<ArrayBuffer>>;
+
+/** Options of {@linkcode ScramClient}. */
+export interface ScramClientOptions {
+  /** User name as typed. */
+  username: string;
+  /** Password as typed. */
+  password: string;
+  /** Mechanisms the server offered in HELLO. */
+  serverMechanisms: string[];
+  /** `tls-server-end-point` data of the server certificate this client saw; set on TLS. */
+  channelBinding?: Uint8Array<ArrayBuffer>;
+  /** Fixed client nonce (tests only). */
+  nonce?: string;
+  /** Hash (tests only). */
+  hash?: ScramHash;
+  /** Optional SaltedPassword cache. */
+  cache?: SaltedPasswordCache;
+}
+
+function fail(code: "AUTH_FAILED" | "BAD_SCRAM" | "CHANNEL_BINDING", message: string): never {
+  throw new ProtocolError(code, message);
+}
+
+/**
+ * One client-side SCRAM exchange.
+ *
+ * @example
+ * ```ts
+ * import { ScramClient } from "./scram_client.ts";
+ * const client = new ScramClient({ username: "user", password: "pencil", serverMechanisms: ["SCRAM-SHA-256"], nonce: "abc" });
+ * console.assert(client.first === "n,,n=user,r=abc");
+ * ```
+ */
+export class ScramClient {
+  #options: ScramClientOptions;
+  #flag: CbindFlag;
+  #mechanism: string;
+  #password: string;
+  #bare: string;
+  #first: string;
+  #nonce: string;
+  #serverSignature: Uint8Array<ArrayBuffer> | null = null;
+
+  /**
+   * Prepare an exchange; nothing is sent yet.
+   *
+   * @param options Credentials, the server's mechanisms and channel binding.
+   * @throws {RangeError} When SASLprep refuses the name or password.
+   */
+  constructor(options: ScramClientOptions) {
+    this.#options = options;
+    const offered = options.serverMechanisms;
+    if (options.channelBinding && offered.includes(SCRAM_SHA_256_PLUS)) {
+      this.#flag = "p";
+      this.#mechanism = SCRAM_SHA_256_PLUS;
+    } else {
+      // "y" tells a server that does support binding to refuse: a stripped mechanism list cannot
+      // silently downgrade a client that can bind.
+      this.#flag = options.channelBinding ? "y" : "n";
+      this.#mechanism = SCRAM_SHA_256;
+      if (!offered.includes(SCRAM_SHA_256)) {
+        fail("AUTH_FAILED", `Server offers no usable mechanism: ${offered.join(", ")}`);
+      }
+    }
+    this.#password = saslPrep(options.password);
+    this.#nonce = options.nonce ?? encodeBase64(crypto.getRandomValues(new Uint8Array(24)));
+    this.#first = formatClientFirst(saslPrep(options.username), { nonce: this.#nonce, flag: this.#flag });
+    this.#bare = this.#first.slice(gs2Header(this.#flag).length);
+  }
+
+  /** The mechanism chosen. */
+  get mechanism(): string {
+    return this.#mechanism;
+  }
+
+  /** Whether channel binding is in use. */
+  get bound(): boolean {
+    return this.#flag === "p";
+  }
+
+  /** True when the client can bind but the server did not offer binding (a downgrade warning). */
+  get bindingNotOffered(): boolean {
+    return this.#flag === "y";
+  }
+
+  /** The client-first-message. */
+  get first(): string {
+    return this.#first;
+  }
+
+  /**
+   * Answer the server-first-message.
+   *
+   * @param serverFirstText The server-first-message.
+   * @returns The client-final-message.
+   * @throws {ProtocolError} `BAD_SCRAM` or `AUTH_FAILED` for a nonce that does not extend ours or a
+   *   refused iteration count.
+   */
+  async final(serverFirstText: string): Promise<string> {
+    const sf = parseServerFirst(serverFirstText);
+    if (!sf.nonce.startsWith(this.#nonce) || sf.nonce.length <= this.#nonce.length) {
+      fail("BAD_SCRAM", "Server nonce does not extend the client nonce");
+    }
+    if (sf.iterations < MIN_ITERATIONS || sf.iterations > MAX_ITERATIONS) {
+      fail(
+        "BAD_SCRAM",
+        `Refusing iteration count: ${sf.iterations} is not within ${MIN_ITERATIONS}..${MAX_ITERATIONS}`,
+      );
+    }
+    const hash = this.#options.hash ?? "SHA-256";
+    const cacheKey = `${hash}\0${sf.iterations}\0${encodeBase64(sf.salt)}\0${this.#password}`;
+    let salted = this.#options.cache?.get(cacheKey);
+    if (!salted) {
+      salted = await saltedPassword(this.#password, { salt: sf.salt, iterations: sf.iterations, hash });
+      this.#options.cache?.set(cacheKey, salted);
+    }
+    const keys = await deriveKeys(salted, hash);
+    const binding = new Uint8Array([
+      ...encoder.encode(gs2Header(this.#flag)),
+      ...(this.#flag === "p" ? this.#options.channelBinding ?? [] : []),
+    ]);
+    const withoutProof = formatClientFinalWithoutProof(binding, sf.nonce);
+    const authMessage = `${this.#bare},${serverFirstText},${withoutProof}`;
+    const proof = xor(keys.clientKey, await hmac(keys.storedKey, authMessage, hash));
+    this.#serverSignature = await hmac(keys.serverKey, authMessage, hash);
+    return `${withoutProof},p=${encodeBase64(proof)}`;
+  }
+
+  /**
+   * Check the server-final-message.
+   *
+   * @param serverFinalText The server-final-message.
+   * @throws {ProtocolError} `AUTH_FAILED` when the server reports an error or its signature does
+   *   not verify (it does not hold this account's verifier).
+   */
+  verify(serverFinalText: string): void {
+    if (!this.#serverSignature) fail("BAD_SCRAM", "Server-final-message before client-final-message");
+    const sf = parseServerFinal(serverFinalText);
+    if (sf.error !== undefined) fail("AUTH_FAILED", `Server refused the proof: ${sf.error}`);
+    if (!constantTimeEqual(sf.verifier, this.#serverSignature)) {
+      fail(
+        "AUTH_FAILED",
+        "Server signature did not verify: this server does not know the account's verifier",
+      );
+    }
+  }
+}

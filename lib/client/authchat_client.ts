@@ -1,0 +1,360 @@
+/**
+ * The client engine: a small typed API over one connection. Front ends (the
+ * REPL, scripts, tests) call it; it never prints.
+ *
+ * @module
+ */
+
+import { ScramClient } from "../auth/scram_client.ts";
+import type { SaltedPasswordCache } from "../auth/scram_client.ts";
+import { decodeBase64 } from "../codec/base64.ts";
+import {
+  decodeServerMessage,
+  encodeMessage,
+  errorFromMessage,
+  MAX_ID,
+  PROTOCOL_VERSION,
+} from "../codec/messages.ts";
+import type { ClientMessage, ServerMessage, ServerMessageOf, ServerOp } from "../codec/messages.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import { fingerprint } from "../crypto/fingerprint.ts";
+import { importSealPublicKey, seal, sealContext } from "../crypto/seal.ts";
+import { FramedStream } from "../transport/framed_stream.ts";
+import { checkServerKey, endpointName, openConnection } from "./open_connection.ts";
+import type { Endpoint, TrustOptions } from "./open_connection.ts";
+
+/** What the server said in HELLO. */
+export type HelloInfo = ServerMessageOf<"HELLO">;
+/** The protected resource. */
+export type AccessInfo = ServerMessageOf<"ACCESS">;
+/** A message the server sent without being asked (`BYE`). */
+export type ServerEvent = ServerMessageOf<"BYE">;
+
+/** Options of {@linkcode AuthchatClient.connect}. */
+export interface ClientOptions extends Endpoint {
+  /** How server keys are trusted. */
+  trust: TrustOptions;
+  /** Told about conditions worth a warning (a server that did not offer channel binding). */
+  onWarning?: (message: string) => void;
+  /** Told about unsolicited server messages. */
+  onEvent?: (event: ServerEvent) => void;
+}
+
+interface Waiter {
+  resolve: (msg: ServerMessage) => void;
+  reject: (err: Error) => void;
+}
+
+const encoder = new TextEncoder();
+
+/** The connection ended; pending and later requests fail with this. */
+export class ConnectionClosedError extends Error {
+  /**
+   * Make the error.
+   *
+   * @param message Why.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "ConnectionClosedError";
+  }
+}
+
+/**
+ * One client connection.
+ *
+ * @example
+ * ```ts ignore
+ * const client = await AuthchatClient.connect({ host: "127.0.0.1", port: 1992, tls: true, trust: { knownHosts } });
+ * await client.login("alice", password);
+ * console.log((await client.access()).resource);
+ * await client.close();
+ * ```
+ */
+export class AuthchatClient {
+  #framed: FramedStream;
+  #options: ClientOptions;
+  #channelBinding: Uint8Array<ArrayBuffer> | undefined;
+  #hello!: HelloInfo;
+  #sealNonce: string | null = null;
+  #sealKey: CryptoKey | null = null;
+  #nextId = 1;
+  #waiting = new Map<number, Waiter>();
+  #closedReason: string | null = null;
+  #user: string | null = null;
+  #reader: Promise<void>;
+  #cache: SaltedPasswordCache = new Map();
+
+  private constructor(
+    framed: FramedStream,
+    options: ClientOptions,
+    channelBinding?: Uint8Array<ArrayBuffer>,
+  ) {
+    this.#framed = framed;
+    this.#options = options;
+    this.#channelBinding = channelBinding;
+    this.#reader = this.#read();
+  }
+
+  /**
+   * Connect, check the server's keys, and say HELLO.
+   *
+   * @param options Endpoint, trust and callbacks.
+   * @returns The connected client.
+   * @throws {TrustError} When a server key is not trusted.
+   * @throws {ProtocolError} When the server refuses HELLO.
+   */
+  static async connect(options: ClientOptions): Promise<AuthchatClient> {
+    const opened = await openConnection(options, options.trust);
+    const client = new AuthchatClient(new FramedStream(opened.stream), options, opened.channelBinding);
+    try {
+      await client.hello();
+      if (!options.tls) {
+        const spki = decodeBase64(client.#hello.seal_key);
+        if (!spki) throw new ProtocolError("BAD_MESSAGE", "Invalid field msg.seal_key: not base64");
+        await checkServerKey("seal", endpointName(options), await fingerprint(spki), options.trust);
+        client.#sealKey = await importSealPublicKey(spki);
+      }
+      return client;
+    } catch (err) {
+      await client.#shut("connect failed");
+      throw err;
+    }
+  }
+
+  /** The latest HELLO reply. */
+  get info(): HelloInfo {
+    return this.#hello;
+  }
+
+  /** The user this connection is logged in as, as far as the client knows. */
+  get user(): string | null {
+    return this.#user;
+  }
+
+  /** Why the connection ended, or `null` while open. */
+  get closedReason(): string | null {
+    return this.#closedReason;
+  }
+
+  /** Whether channel binding is available on this connection (TLS). */
+  get canBind(): boolean {
+    return this.#channelBinding !== undefined;
+  }
+
+  async #read(): Promise<void> {
+    let reason = "Connection closed by the server";
+    try {
+      for await (const payload of this.#framed.payloads()) {
+        const msg = decodeServerMessage(payload);
+        if (msg.op === "BYE") {
+          reason = `Server ended the session: ${msg.reason} (${msg.code})`;
+          this.#user = null;
+          this.#options.onEvent?.(msg);
+          continue;
+        }
+        const waiter = msg.id === undefined ? undefined : this.#waiting.get(msg.id);
+        if (waiter) {
+          this.#waiting.delete(msg.id!);
+          waiter.resolve(msg);
+        } else if (msg.op === "ERROR") {
+          reason = `Server error: ${msg.message} (${msg.code})`;
+        }
+      }
+      if (this.#framed.error) reason = `Bad data from the server: ${this.#framed.error.message}`;
+    } catch (err) {
+      if (this.#closedReason === null) reason = `Connection failed: ${(err as Error).message}`;
+    }
+    await this.#shut(reason);
+  }
+
+  async #shut(reason: string): Promise<void> {
+    this.#closedReason ??= reason;
+    for (const waiter of this.#waiting.values()) waiter.reject(new ConnectionClosedError(this.#closedReason));
+    this.#waiting.clear();
+    await this.#framed.close(500);
+  }
+
+  async #request<K extends ServerOp>(msg: ClientMessage, expect: K): Promise<ServerMessageOf<K>> {
+    if (this.#closedReason !== null) throw new ConnectionClosedError(this.#closedReason);
+    const id = this.#nextId;
+    this.#nextId = this.#nextId >= MAX_ID ? 1 : this.#nextId + 1;
+    const reply = new Promise<ServerMessage>((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
+    this.#framed.send(encodeMessage({ ...msg, id } as ClientMessage)).catch(() => {});
+    const answer = await reply;
+    if (answer.op === "ERROR") {
+      const err = errorFromMessage(answer);
+      if (err.details.fatal) await this.#shut(`Server closed the connection: ${err.message}`);
+      throw err;
+    }
+    if (answer.op !== expect) {
+      await this.#shut("Protocol violation by the server");
+      throw new ProtocolError(
+        "OUT_OF_ORDER",
+        `Unexpected reply from the server: ${answer.op} instead of ${expect}`,
+      );
+    }
+    return answer as ServerMessageOf<K>;
+  }
+
+  /**
+   * Say HELLO (again): agree on the version and get a fresh seal nonce.
+   *
+   * @returns The server's greeting.
+   */
+  async hello(): Promise<HelloInfo> {
+    this.#hello = await this.#request({ op: "HELLO", version: PROTOCOL_VERSION }, "HELLO");
+    this.#sealNonce = this.#hello.seal_nonce;
+    return this.#hello;
+  }
+
+  /** The new password as sent: in clear inside TLS, else sealed to the server and this session. */
+  async #secret(op: "REGISTER" | "PASSWD", user: string, password: string) {
+    if (this.#options.tls) return { password };
+    if (!this.#sealKey) {
+      throw new ProtocolError("CONFIDENTIALITY_REQUIRED", "No trusted sealing key for this server");
+    }
+    if (this.#sealNonce === null) await this.hello();
+    const nonce = this.#sealNonce!;
+    this.#sealNonce = null;
+    return { sealed: await seal(this.#sealKey, encoder.encode(password), sealContext(op, { user, nonce })) };
+  }
+
+  /**
+   * Create an account (it does not log in).
+   *
+   * @param user User name.
+   * @param password New password.
+   * @returns The name the server stored.
+   */
+  async register(user: string, password: string): Promise<string> {
+    const reply = await this.#request({
+      op: "REGISTER",
+      user,
+      ...await this.#secret("REGISTER", user, password),
+    }, "REGISTER");
+    return reply.user;
+  }
+
+  /** One SCRAM exchange; the server's signature must verify or the connection is dropped. */
+  async #scram<K extends "LOGIN" | "PASSWD" | "DELETE">(
+    op: K,
+    user: string,
+    password: string,
+    extra: Record<string, unknown> = {},
+  ): Promise<ServerMessageOf<K>> {
+    const client = new ScramClient({
+      username: user,
+      password,
+      serverMechanisms: this.#hello.mechanisms,
+      cache: this.#cache,
+      ...(this.#channelBinding ? { channelBinding: this.#channelBinding } : {}),
+    });
+    if (client.bindingNotOffered) {
+      this.#options.onWarning?.(
+        "Server did not offer SCRAM-SHA-256-PLUS over TLS: asking it to confirm (possible downgrade)",
+      );
+    }
+    const challenge = await this.#request(
+      { op, mechanism: client.mechanism, data: client.first, ...extra } as ClientMessage,
+      "CHALLENGE",
+    );
+    // A server that asks for an absurd iteration count, or cannot prove it knows the verifier, is
+    // not trusted with this connection any longer.
+    const final = await this.#distrustOnFailure(() => client.final(challenge.data));
+    const reply = await this.#request({ op: "PROOF", data: final }, op);
+    await this.#distrustOnFailure(() => client.verify(reply.data));
+    return reply;
+  }
+
+  async #distrustOnFailure<T>(check: () => T | Promise<T>): Promise<T> {
+    try {
+      return await check();
+    } catch (err) {
+      await this.#shut(`Server failed authentication checks: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  /**
+   * Log in with SCRAM (channel-bound on TLS).
+   *
+   * @param user User name.
+   * @param password Password.
+   * @returns The account name as stored.
+   */
+  async login(user: string, password: string): Promise<string> {
+    this.#user = null;
+    const reply = await this.#scram("LOGIN", user, password);
+    this.#user = reply.user;
+    return reply.user;
+  }
+
+  /**
+   * Ask whether this connection is logged in.
+   *
+   * @returns The state and user.
+   */
+  async isLogged(): Promise<{ loggedIn: boolean; user?: string }> {
+    const reply = await this.#request({ op: "IS_LOGGED" }, "IS_LOGGED");
+    this.#user = reply.logged_in ? reply.user ?? null : null;
+    return reply.user === undefined
+      ? { loggedIn: reply.logged_in }
+      : { loggedIn: reply.logged_in, user: reply.user };
+  }
+
+  /**
+   * Read the protected resource.
+   *
+   * @returns Account name, times and the resource text.
+   */
+  access(): Promise<AccessInfo> {
+    return this.#request({ op: "ACCESS" }, "ACCESS");
+  }
+
+  /**
+   * Change the password, proving the current one.
+   *
+   * @param current Current password.
+   * @param next New password.
+   */
+  async passwd(current: string, next: string): Promise<void> {
+    const user = this.#user;
+    if (user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
+    await this.#scram("PASSWD", user, current, await this.#secret("PASSWD", user, next));
+  }
+
+  /**
+   * Delete the account, proving the password; every session of it ends.
+   *
+   * @param password Current password.
+   * @returns The deleted account's name.
+   */
+  async deleteAccount(password: string): Promise<string> {
+    const user = this.#user;
+    if (user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
+    const reply = await this.#scram("DELETE", user, password);
+    this.#user = null;
+    return reply.user;
+  }
+
+  /** Log out; the connection stays open. */
+  async logout(): Promise<void> {
+    await this.#request({ op: "LOGOUT" }, "LOGOUT");
+    this.#user = null;
+  }
+
+  /** Say CLOSE, wait for the confirmation, and close. Safe to call on a closed connection. */
+  async close(): Promise<void> {
+    if (this.#closedReason === null) {
+      try {
+        await this.#request({ op: "CLOSE" }, "CLOSE");
+      } catch {
+        // Closing anyway.
+      }
+      this.#closedReason = "Closed";
+    }
+    await this.#shut("Closed");
+    await this.#reader;
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * Opening a client connection: plain TCP with `Deno.connect`, or TLS with
+ * `node:tls` (which exposes the server certificate for pinning and channel
+ * binding), and checking server keys against what the user trusts.
+ *
+ * @module
+ */
+
+import tls from "node:tls";
+import { tlsServerEndPoint } from "../crypto/certificate.ts";
+import { fingerprint } from "../crypto/fingerprint.ts";
+import type { ByteStream } from "../transport/byte_stream.ts";
+import { NodeSocketStream } from "../transport/node_socket_stream.ts";
+import { TrustError } from "./known_hosts.ts";
+import type { KeyKind, KnownHosts } from "./known_hosts.ts";
+
+/** How server keys are trusted. With neither `ca` nor `fingerprint`, trust on first use. */
+export interface TrustOptions {
+  /** PEM of a CA (or of the server certificate itself) that must have signed the server certificate (TLS). */
+  ca?: string;
+  /** Expected fingerprint: of the certificate on TLS, of the sealing key on TCP. */
+  fingerprint?: string;
+  /** Known-hosts file for trust on first use. */
+  knownHosts?: KnownHosts;
+  /** Told when a key is trusted for the first time. */
+  onNewKey?: (kind: KeyKind, endpoint: string, fingerprint: string) => void;
+}
+
+/** Where to connect. */
+export interface Endpoint {
+  /** Host name or address. */
+  host: string;
+  /** Port. */
+  port: number;
+  /** Use TLS. */
+  tls: boolean;
+  /** Connect timeout in ms (default 10 s). */
+  timeoutMs?: number;
+}
+
+/** An open connection. */
+export interface OpenedConnection {
+  /** The byte stream. */
+  stream: ByteStream;
+  /** `tls-server-end-point` data of the certificate seen (TLS only). */
+  channelBinding?: Uint8Array<ArrayBuffer>;
+  /** Fingerprint of the certificate seen (TLS only). */
+  certFingerprint?: string;
+}
+
+/**
+ * `host:port`, with brackets around IPv6 addresses.
+ *
+ * @param endpoint Host and port.
+ * @returns The text used in known-hosts lines and messages.
+ */
+export function endpointName(endpoint: { host: string; port: number }): string {
+  return endpoint.host.includes(":")
+    ? `[${endpoint.host}]:${endpoint.port}`
+    : `${endpoint.host}:${endpoint.port}`;
+}
+
+/**
+ * Check a server key against the trust options.
+ *
+ * @param kind Certificate or sealing key.
+ * @param endpoint `host:port`.
+ * @param seen Fingerprint of the key the server presented.
+ * @param trust Trust options.
+ * @throws {TrustError} When it does not match a pinned or remembered fingerprint.
+ */
+export async function checkServerKey(
+  kind: KeyKind,
+  endpoint: string,
+  seen: string,
+  trust: TrustOptions,
+): Promise<void> {
+  if (trust.fingerprint !== undefined) {
+    if (trust.fingerprint !== seen) {
+      throw new TrustError(
+        `Server ${
+          kind === "tls" ? "certificate" : "sealing key"
+        } of ${endpoint} does not match --fingerprint: ` +
+          `expected ${trust.fingerprint}, got ${seen}`,
+      );
+    }
+    return;
+  }
+  if (kind === "tls" && trust.ca !== undefined) return;
+  if (!trust.knownHosts) throw new TrustError(`No way to trust ${endpoint}: pass --ca or --fingerprint`);
+  if (await trust.knownHosts.verify(endpoint, kind, seen) === "new") trust.onNewKey?.(kind, endpoint, seen);
+}
+
+const IP = /^[0-9.]+$|:/;
+
+function connectTls(endpoint: Endpoint, ca: string | undefined): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host: endpoint.host,
+      port: endpoint.port,
+      ...(IP.test(endpoint.host) ? {} : { servername: endpoint.host }),
+      ...(ca === undefined ? { rejectUnauthorized: false } : { ca, rejectUnauthorized: true }),
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Deno.errors.TimedOut(`TLS connection to ${endpointName(endpoint)} timed out`));
+    }, endpoint.timeoutMs ?? 10_000);
+    socket.once("secureConnect", () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.once("error", (err: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(
+        ca !== undefined
+          ? new TrustError(`TLS verification of ${endpointName(endpoint)} failed: ${err.message}`)
+          : err,
+      );
+    });
+  });
+}
+
+/**
+ * Connect, and on TLS check the certificate before anything is sent.
+ *
+ * @param endpoint Where.
+ * @param trust How the certificate is trusted.
+ * @returns The connection.
+ * @throws {TrustError} When the certificate is not trusted.
+ */
+export async function openConnection(endpoint: Endpoint, trust: TrustOptions): Promise<OpenedConnection> {
+  if (!endpoint.tls) {
+    const conn = await Deno.connect({ hostname: endpoint.host, port: endpoint.port });
+    conn.setNoDelay(true);
+    return { stream: conn };
+  }
+  const socket = await connectTls(endpoint, trust.ca);
+  try {
+    socket.setNoDelay(true);
+    const raw = socket.getPeerCertificate(true)?.raw;
+    if (!raw) throw new TrustError(`Server ${endpointName(endpoint)} presented no certificate`);
+    const der = new Uint8Array(raw);
+    const certFingerprint = await fingerprint(der);
+    await checkServerKey("tls", endpointName(endpoint), certFingerprint, trust);
+    return {
+      stream: new NodeSocketStream(socket),
+      channelBinding: await tlsServerEndPoint(der),
+      certFingerprint,
+    };
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * OpenSSH-style key fingerprints: `SHA256:` followed by the unpadded base64
+ * SHA-256 of the DER encoding.
+ *
+ * @module
+ */
+
+const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
+
+/**
+ * Fingerprint DER bytes (a certificate or a SubjectPublicKeyInfo).
+ *
+ * @example
+ * ```ts
+ * import { fingerprint } from "./fingerprint.ts";
+ * const fp = await fingerprint(new Uint8Array([1]));
+ * console.assert(fp.startsWith("SHA256:") && fp.length === 50);
+ * ```
+ *
+ * @param der The DER bytes.
+ * @returns `SHA256:<base64, no padding>`.
+ */
+export async function fingerprint(der: Uint8Array<ArrayBuffer>): Promise<string> {
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", der));
+  return `SHA256:${hash.toBase64({ omitPadding: true })}`;
+}
+
+/**
+ * Tell whether a string is a well-formed fingerprint.
+ *
+ * @param text Candidate text.
+ * @returns Whether it has the `SHA256:` + 43 base64 characters form.
+ */
+export function isFingerprint(text: string): boolean {
+  return FINGERPRINT.test(text);
+}

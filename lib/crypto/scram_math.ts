@@ -1,0 +1,112 @@
+/**
+ * The SCRAM functions of RFC 5802 §3 on WebCrypto: Hi (PBKDF2), HMAC, H and
+ * the keys derived from a salted password. SHA-1 exists only so the RFC 5802
+ * example can be checked; the protocol offers SHA-256 alone.
+ *
+ * @module
+ */
+
+/** Hash functions SCRAM is computed with. */
+export type ScramHash = "SHA-256" | "SHA-1";
+
+const encoder = new TextEncoder();
+
+/** Byte length of a hash's output. */
+export function hashLength(hash: ScramHash): number {
+  return hash === "SHA-256" ? 32 : 20;
+}
+
+/**
+ * Hi(): PBKDF2 with HMAC over `hash`.
+ *
+ * @param password The SASLprepped password.
+ * @param options Salt, iteration count and hash.
+ * @returns SaltedPassword.
+ */
+export async function saltedPassword(
+  password: string,
+  options: { salt: Uint8Array<ArrayBuffer>; iterations: number; hash?: ScramHash },
+): Promise<Uint8Array<ArrayBuffer>> {
+  const hash = options.hash ?? "SHA-256";
+  const key = await crypto.subtle.importKey("raw", encoder.encode(password), "PBKDF2", false, ["deriveBits"]);
+  const bits = await crypto.subtle.deriveBits(
+    { name: "PBKDF2", hash, salt: options.salt, iterations: options.iterations },
+    key,
+    hashLength(hash) * 8,
+  );
+  return new Uint8Array(bits);
+}
+
+/**
+ * HMAC(key, data).
+ *
+ * @param key The key.
+ * @param data Bytes or a UTF-8 string.
+ * @param hash The hash (default SHA-256).
+ * @returns The MAC.
+ */
+export async function hmac(
+  key: Uint8Array<ArrayBuffer>,
+  data: Uint8Array<ArrayBuffer> | string,
+  hash: ScramHash = "SHA-256",
+): Promise<Uint8Array<ArrayBuffer>> {
+  const k = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash }, false, ["sign"]);
+  const bytes = typeof data === "string" ? encoder.encode(data) : data;
+  return new Uint8Array(await crypto.subtle.sign("HMAC", k, bytes));
+}
+
+/**
+ * H(data).
+ *
+ * @param data The bytes.
+ * @param hash The hash (default SHA-256).
+ * @returns The digest.
+ */
+export async function digest(
+  data: Uint8Array<ArrayBuffer>,
+  hash: ScramHash = "SHA-256",
+): Promise<Uint8Array<ArrayBuffer>> {
+  return new Uint8Array(await crypto.subtle.digest(hash, data));
+}
+
+/**
+ * Byte-wise XOR of two equal-length arrays.
+ *
+ * @param a First.
+ * @param b Second.
+ * @returns a XOR b.
+ * @throws {RangeError} When lengths differ.
+ */
+export function xor(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
+  if (a.length !== b.length) throw new RangeError(`Length mismatch: ${a.length} and ${b.length} bytes`);
+  return a.map((v, i) => v ^ b[i]!);
+}
+
+/** ClientKey, StoredKey and ServerKey of one salted password. */
+export interface ScramKeys {
+  /** HMAC(SaltedPassword, "Client Key"). */
+  clientKey: Uint8Array<ArrayBuffer>;
+  /** H(ClientKey). */
+  storedKey: Uint8Array<ArrayBuffer>;
+  /** HMAC(SaltedPassword, "Server Key"). */
+  serverKey: Uint8Array<ArrayBuffer>;
+}
+
+/**
+ * Derive the SCRAM keys from SaltedPassword.
+ *
+ * @param salted SaltedPassword.
+ * @param hash The hash (default SHA-256).
+ * @returns The keys.
+ */
+export async function deriveKeys(
+  salted: Uint8Array<ArrayBuffer>,
+  hash: ScramHash = "SHA-256",
+): Promise<ScramKeys> {
+  const clientKey = await hmac(salted, "Client Key", hash);
+  return {
+    clientKey,
+    storedKey: await digest(clientKey, hash),
+    serverKey: await hmac(salted, "Server Key", hash),
+  };
+}

@@ -1,0 +1,213 @@
+/**
+ * The authchat server: TCP and TLS listeners feeding session engines that
+ * share one store, rate limiter and session registry.
+ *
+ * @module
+ */
+
+import { RateLimiter } from "../auth/rate_limiter.ts";
+import { encodeBase64 } from "../codec/base64.ts";
+import { encodeMessage, errorMessage } from "../codec/messages.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import type { ServerIdentity } from "../crypto/server_identity.ts";
+import type { UserStore } from "../store/user_store.ts";
+import { raceTimeout } from "../transport/race_timeout.ts";
+import type { Logger } from "./logger.ts";
+import { serveConnection } from "./serve_connection.ts";
+import type { ServerConfig } from "./server_config.ts";
+import type { SessionContext, TransportName } from "./session_context.ts";
+import { SessionRegistry } from "./session_registry.ts";
+
+/** What a server runs with. */
+export interface AuthchatServerOptions {
+  /** Resolved configuration. */
+  config: ServerConfig;
+  /** Keys and certificate. */
+  identity: ServerIdentity;
+  /** Account store; closed by {@linkcode AuthchatServer.shutdown}. */
+  store: UserStore;
+  /** Event log. */
+  log: Logger;
+}
+
+/** The bound address of each transport that is on. */
+export type ListeningAddresses = Partial<Record<TransportName, Deno.NetAddr>>;
+
+function formatAddress(addr: Deno.NetAddr): string {
+  return addr.hostname.includes(":") ? `[${addr.hostname}]:${addr.port}` : `${addr.hostname}:${addr.port}`;
+}
+
+/**
+ * A running server.
+ *
+ * @example
+ * ```ts ignore
+ * const server = await AuthchatServer.start({ config, identity, store, log });
+ * console.log(server.listeningLine);
+ * await server.shutdown();
+ * ```
+ */
+export class AuthchatServer {
+  #ctx: SessionContext;
+  #listeners: { name: TransportName; listener: Deno.Listener }[] = [];
+  #connections = new Set<Promise<void>>();
+  #accepting: Promise<void>[] = [];
+  #stopping = false;
+  #identity: ServerIdentity;
+
+  private constructor(ctx: SessionContext, identity: ServerIdentity) {
+    this.#ctx = ctx;
+    this.#identity = identity;
+  }
+
+  /**
+   * Bind the listeners and start serving.
+   *
+   * @param options Configuration, identity, store and log.
+   * @returns The running server.
+   * @throws {Deno.errors.AddrInUse} and other bind errors, after closing what was opened.
+   */
+  static async start(options: AuthchatServerOptions): Promise<AuthchatServer> {
+    const { config, identity, store, log } = options;
+    const ctx: SessionContext = {
+      store,
+      log,
+      limiter: new RateLimiter({
+        freeFailures: config.failures_before_backoff,
+        baseMs: config.backoff_base * 1000,
+        maxMs: config.backoff_max * 1000,
+        forgetAfterMs: Math.max(3_600_000, config.backoff_max * 2000),
+        maxEntries: 100_000,
+      }),
+      registry: new SessionRegistry({ maxUnauthenticatedPerIp: config.max_unauthenticated_per_ip }),
+      now: Date.now,
+      serverName: config.name,
+      iterations: config.scram_iterations,
+      passwordMinLength: config.password_min_length,
+      authTimeoutMs: config.auth_timeout * 1000,
+      idleTimeoutMs: config.idle_timeout * 1000,
+      sealPrivateKey: identity.sealPrivateKey,
+      sealPublicKey: encodeBase64(identity.sealPublicDer),
+      mockSecret: await store.mockSecret(),
+    };
+    const server = new AuthchatServer(ctx, identity);
+    try {
+      if (config.tcp) {
+        server.#listeners.push({
+          name: "tcp",
+          listener: Deno.listen({ hostname: config.host, port: config.tcp_port }),
+        });
+      }
+      if (config.tls) {
+        if (!identity.certPem || !identity.keyPem) {
+          throw new TypeError("TLS is on but no certificate was loaded");
+        }
+        server.#listeners.push({
+          name: "tls",
+          listener: Deno.listenTls({
+            hostname: config.host,
+            port: config.tls_port,
+            cert: identity.certPem,
+            key: identity.keyPem,
+          }),
+        });
+      }
+    } catch (err) {
+      for (const { listener } of server.#listeners) listener.close();
+      throw err;
+    }
+    for (const entry of server.#listeners) {
+      server.#accepting.push(server.#acceptLoop(entry.name, entry.listener));
+    }
+    return server;
+  }
+
+  /** The bound addresses. */
+  get addresses(): ListeningAddresses {
+    return Object.fromEntries(
+      this.#listeners.map(({ name, listener }) => [name, listener.addr as Deno.NetAddr]),
+    );
+  }
+
+  /** The one line printed when ready: `authchat listening tcp=HOST:PORT tls=HOST:PORT`. */
+  get listeningLine(): string {
+    return "authchat listening " +
+      this.#listeners.map(({ name, listener }) => `${name}=${formatAddress(listener.addr as Deno.NetAddr)}`)
+        .join(" ");
+  }
+
+  /** The live session registry (for tests and presence). */
+  get registry(): SessionRegistry {
+    return this.#ctx.registry;
+  }
+
+  async #acceptLoop(name: TransportName, listener: Deno.Listener): Promise<void> {
+    while (!this.#stopping) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (this.#stopping || err instanceof Deno.errors.BadResource) return;
+        this.#ctx.log.warn("accept_failed", { transport: name, error: (err as Error).message });
+        continue;
+      }
+      this.#track(this.#handle(name, conn));
+    }
+  }
+
+  #track(work: Promise<void>): void {
+    const tracked = work.catch((err) =>
+      this.#ctx.log.error("connection_error", { error: (err as Error).message })
+    )
+      .finally(() => this.#connections.delete(tracked));
+    this.#connections.add(tracked);
+  }
+
+  async #handle(name: TransportName, conn: Deno.Conn): Promise<void> {
+    const peer = (conn.remoteAddr as Deno.NetAddr).hostname;
+    if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") conn.setNoDelay(true);
+    if (this.#stopping) return conn.close();
+    if (!this.#ctx.registry.admits(peer)) {
+      this.#ctx.log.warn("connection_refused", { ip: peer, transport: name, code: "TOO_MANY_CONNECTIONS" });
+      const err = new ProtocolError(
+        "TOO_MANY_CONNECTIONS",
+        "Too many connections from your address that are not logged in",
+        {
+          fatal: true,
+        },
+      );
+      await raceTimeout(conn.write(encodeMessage(errorMessage(err))), 1000);
+      return conn.close();
+    }
+    const tls = name === "tls";
+    await serveConnection(conn, {
+      peerAddress: peer,
+      transport: name,
+      confidential: tls,
+      ...(tls && this.#identity.channelBinding ? { channelBinding: this.#identity.channelBinding } : {}),
+    }, this.#ctx);
+  }
+
+  /**
+   * Stop: close the listeners, send every session `BYE`, wait for connections
+   * to close (at most `graceMs`), then close the store.
+   *
+   * @param graceMs Longest wait for connections.
+   */
+  async shutdown(graceMs = 1500): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    for (const { listener } of this.#listeners) {
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    await Promise.all(this.#accepting);
+    this.#ctx.registry.endAll("SHUTDOWN", "Server shutting down");
+    await raceTimeout(Promise.all([...this.#connections]), graceMs);
+    this.#ctx.store.close();
+    this.#ctx.log.info("shutdown", { sessions_left: this.#ctx.registry.size });
+  }
+}

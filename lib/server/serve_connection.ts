@@ -1,0 +1,62 @@
+/**
+ * Runs one stream connection: frames in, a session engine in the middle,
+ * frames out, and a timer for the session's deadline.
+ *
+ * @module
+ */
+
+import { encodeMessage } from "../codec/messages.ts";
+import type { ByteStream } from "../transport/byte_stream.ts";
+import { FramedStream } from "../transport/framed_stream.ts";
+import { Session } from "./session.ts";
+import type { ConnectionInfo, SessionContext } from "./session_context.ts";
+
+/**
+ * Serve a connection until either side closes it.
+ *
+ * @param conn The byte stream.
+ * @param info What is known about the connection.
+ * @param ctx The server's shared state.
+ * @returns Resolves when the connection is closed and forgotten.
+ */
+export async function serveConnection(
+  conn: ByteStream,
+  info: ConnectionInfo,
+  ctx: SessionContext,
+): Promise<void> {
+  const framed = new FramedStream(conn);
+  const session = new Session(ctx, info, (output) => {
+    if (output.kind === "send") framed.send(encodeMessage(output.message)).catch(() => {});
+    else framed.close();
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    if (session.closed) return;
+    timer = setTimeout(() => {
+      session.tick(ctx.now());
+      arm();
+    }, Math.max(0, session.deadline - ctx.now()) + 1);
+  };
+  arm();
+  let reason = "peer closed";
+  try {
+    for await (const payload of framed.payloads()) {
+      await session.receive(payload);
+      if (session.closed) break;
+      arm();
+    }
+    if (framed.error) {
+      reason = framed.error.code;
+      session.fail(framed.error);
+    } else if (session.closed) {
+      reason = "closed";
+    }
+  } catch (err) {
+    reason = session.closed ? "closed" : `error: ${(err as Error).message.split("\n")[0]}`;
+  } finally {
+    clearTimeout(timer);
+    session.disconnected(reason);
+    await framed.close();
+  }
+}

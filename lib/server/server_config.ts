@@ -1,0 +1,269 @@
+/**
+ * Server configuration: defaults, then a YAML file, then `AUTHCHAT_*`
+ * environment variables, then command-line flags. Every key is checked; an
+ * invalid one is reported by name.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
+import { DEFAULT_MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS } from "../auth/password_policy.ts";
+
+/** The resolved configuration a server runs with. */
+export interface ServerConfig {
+  /** Server name shown in HELLO. */
+  name: string;
+  /** Address to listen on. */
+  host: string;
+  /** Serve plain TCP. */
+  tcp: boolean;
+  /** Serve TLS. */
+  tls: boolean;
+  /** TCP port (0: any free port). */
+  tcp_port: number;
+  /** TLS port (0: any free port). */
+  tls_port: number;
+  /** UDP port, reserved for chat. */
+  udp_port: number;
+  /** Data directory. */
+  data_dir: string;
+  /** SQLite database file. */
+  database: string;
+  /** TLS certificate file. */
+  tls_cert: string;
+  /** TLS private key file. */
+  tls_key: string;
+  /** Sealing private key file. */
+  seal_private_key: string;
+  /** Sealing public key file. */
+  seal_public_key: string;
+  /** PBKDF2 iterations for new verifiers and mock exchanges. */
+  scram_iterations: number;
+  /** Shortest accepted password, in characters. */
+  password_min_length: number;
+  /** Seconds a connection has to log in. */
+  auth_timeout: number;
+  /** Seconds a logged-in session may stay silent. */
+  idle_timeout: number;
+  /** Most connections per source address that are not logged in. */
+  max_unauthenticated_per_ip: number;
+  /** Failed proofs allowed before backoff starts. */
+  failures_before_backoff: number;
+  /** First backoff in seconds; doubles per further failure. */
+  backoff_base: number;
+  /** Longest backoff in seconds. */
+  backoff_max: number;
+  /** `text` or `json` log lines on stderr. */
+  log_format: "text" | "json";
+}
+
+/** A key of {@linkcode ServerConfig}. */
+export type ConfigKey = keyof ServerConfig;
+
+type Kind =
+  | { type: "string" }
+  | { type: "path" }
+  | { type: "bool" }
+  | { type: "int"; min: number; max: number }
+  | { type: "number"; min: number; max: number }
+  | { type: "enum"; values: string[] };
+
+const PORT: Kind = { type: "int", min: 0, max: 65535 };
+
+/** Every key: its kind and default (paths under the data directory default from it). */
+const KEYS: Record<ConfigKey, Kind> = {
+  name: { type: "string" },
+  host: { type: "string" },
+  tcp: { type: "bool" },
+  tls: { type: "bool" },
+  tcp_port: PORT,
+  tls_port: PORT,
+  udp_port: PORT,
+  data_dir: { type: "path" },
+  database: { type: "path" },
+  tls_cert: { type: "path" },
+  tls_key: { type: "path" },
+  seal_private_key: { type: "path" },
+  seal_public_key: { type: "path" },
+  scram_iterations: { type: "int", min: MIN_ITERATIONS, max: MAX_ITERATIONS },
+  password_min_length: { type: "int", min: 1, max: MAX_PASSWORD_CHARS },
+  auth_timeout: { type: "number", min: 0.05, max: 86_400 },
+  idle_timeout: { type: "number", min: 0.05, max: 30 * 86_400 },
+  max_unauthenticated_per_ip: { type: "int", min: 1, max: 1_000_000 },
+  failures_before_backoff: { type: "int", min: 0, max: 1000 },
+  backoff_base: { type: "number", min: 0.001, max: 86_400 },
+  backoff_max: { type: "number", min: 0.001, max: 7 * 86_400 },
+  log_format: { type: "enum", values: ["text", "json"] },
+};
+
+/** Keys of the secured-chat seed project's YAML file, accepted as aliases. */
+export const CONFIG_ALIASES: Readonly<Record<string, ConfigKey>> = {
+  server_address: "host",
+  server_port: "tcp_port",
+  server_certificate: "tls_cert",
+  server_privateKey: "tls_key",
+  data_base: "database",
+};
+
+const DEFAULTS: Omit<
+  ServerConfig,
+  "database" | "tls_cert" | "tls_key" | "seal_private_key" | "seal_public_key"
+> = {
+  name: "authchat",
+  host: "127.0.0.1",
+  tcp: true,
+  tls: true,
+  tcp_port: 1991,
+  tls_port: 1992,
+  udp_port: 1991,
+  data_dir: "./data",
+  scram_iterations: DEFAULT_ITERATIONS,
+  password_min_length: DEFAULT_MIN_PASSWORD_CHARS,
+  auth_timeout: 30,
+  idle_timeout: 900,
+  max_unauthenticated_per_ip: 32,
+  failures_before_backoff: 5,
+  backoff_base: 1,
+  backoff_max: 900,
+  log_format: "text",
+};
+
+/** The default configuration file, read when present and no other is named. */
+export const DEFAULT_CONFIG_FILE = "config/authchat.yaml";
+
+/** A configuration value that cannot be used; `key` names where it came from. */
+export class ConfigError extends Error {
+  /** The offending key, environment variable or file. */
+  readonly key: string;
+
+  /**
+   * Make a configuration error.
+   *
+   * @param key Where the bad value came from.
+   * @param message What is wrong.
+   */
+  constructor(key: string, message: string) {
+    super(`Invalid configuration ${key}: ${message}`);
+    this.name = "ConfigError";
+    this.key = key;
+  }
+}
+
+function coerce(key: ConfigKey, where: string, value: unknown, fromText: boolean): unknown {
+  const kind = KEYS[key];
+  switch (kind.type) {
+    case "string":
+    case "path":
+      if (typeof value !== "string" || value.length === 0) {
+        throw new ConfigError(where, "expected a non-empty string");
+      }
+      if (value.includes("\0")) throw new ConfigError(where, "contains a NUL character");
+      return value;
+    case "bool":
+      if (typeof value === "boolean") return value;
+      if (fromText && /^(true|yes|on|1)$/i.test(String(value))) return true;
+      if (fromText && /^(false|no|off|0)$/i.test(String(value))) return false;
+      throw new ConfigError(where, "expected true or false");
+    case "enum":
+      if (typeof value !== "string" || !kind.values.includes(value)) {
+        throw new ConfigError(where, `expected one of ${kind.values.join(", ")}`);
+      }
+      return value;
+    case "int":
+    case "number": {
+      const n = fromText && typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+      if (typeof n !== "number" || !Number.isFinite(n) || (kind.type === "int" && !Number.isInteger(n))) {
+        throw new ConfigError(where, `expected ${kind.type === "int" ? "an integer" : "a number"}`);
+      }
+      if (n < kind.min || n > kind.max) {
+        throw new ConfigError(where, `${n} is not within ${kind.min}..${kind.max}`);
+      }
+      return n;
+    }
+  }
+}
+
+/** Where configuration comes from. */
+export interface ConfigSources {
+  /** YAML file to read; when absent {@linkcode DEFAULT_CONFIG_FILE} is read if it exists. */
+  file?: string;
+  /** Reads one environment variable (only `AUTHCHAT_*` names are asked for). */
+  env?: (name: string) => string | undefined;
+  /** Values from command-line flags, already named by config key. */
+  flags?: Partial<ServerConfig>;
+}
+
+async function readConfigFile(path: string, explicit: boolean): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (!explicit && err instanceof Deno.errors.NotFound) return {};
+    throw new ConfigError(path, `cannot read the file: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(path, `not valid YAML: ${(err as Error).message.split("\n")[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== "object" || Array.isArray(doc)) {
+    throw new ConfigError(path, "expected a mapping of keys to values");
+  }
+  return doc as Record<string, unknown>;
+}
+
+/**
+ * Resolve the configuration from every source.
+ *
+ * @example
+ * ```ts
+ * import { loadServerConfig } from "./server_config.ts";
+ * const config = await loadServerConfig({ file: "/dev/null", flags: { tcp_port: 0 } });
+ * console.assert(config.tcp_port === 0 && config.tls_port === 1992);
+ * ```
+ *
+ * @param sources File, environment and flags.
+ * @returns The configuration.
+ * @throws {ConfigError} Naming the first invalid key.
+ */
+export async function loadServerConfig(sources: ConfigSources = {}): Promise<ServerConfig> {
+  const values: Partial<Record<ConfigKey, unknown>> = {};
+  const file = sources.file ?? DEFAULT_CONFIG_FILE;
+  const doc = await readConfigFile(file, sources.file !== undefined);
+  for (const [rawKey, value] of Object.entries(doc)) {
+    const key = (Object.hasOwn(CONFIG_ALIASES, rawKey) ? CONFIG_ALIASES[rawKey] : rawKey) as ConfigKey;
+    if (!Object.hasOwn(KEYS, key)) throw new ConfigError(rawKey, `unknown key in ${file}`);
+    if (value === null) continue;
+    values[key] = coerce(key, rawKey, value, false);
+  }
+  for (const key of Object.keys(KEYS) as ConfigKey[]) {
+    const name = `AUTHCHAT_${key.toUpperCase()}`;
+    const value = sources.env?.(name);
+    if (value !== undefined) values[key] = coerce(key, name, value, true);
+  }
+  for (const [key, value] of Object.entries(sources.flags ?? {}) as [ConfigKey, unknown][]) {
+    if (value !== undefined) values[key] = coerce(key, `--${key.replaceAll("_", "-")}`, value, false);
+  }
+  const dataDir = (values.data_dir as string | undefined) ?? DEFAULTS.data_dir;
+  const config = {
+    ...DEFAULTS,
+    database: join(dataDir, "authchat.db"),
+    tls_cert: join(dataDir, "server-cert.pem"),
+    tls_key: join(dataDir, "server-key.pem"),
+    seal_private_key: join(dataDir, "seal-private.pem"),
+    seal_public_key: join(dataDir, "seal-public.pem"),
+    ...values,
+  } as ServerConfig;
+  if (!config.tcp && !config.tls) throw new ConfigError("tcp", "both tcp and tls are off: nothing to serve");
+  if (config.backoff_max < config.backoff_base) {
+    throw new ConfigError(
+      "backoff_max",
+      `${config.backoff_max} is smaller than backoff_base ${config.backoff_base}`,
+    );
+  }
+  return config;
+}

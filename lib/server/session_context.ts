@@ -1,0 +1,63 @@
+/**
+ * What every session of one server shares, and what a transport tells a
+ * session about its connection.
+ *
+ * @module
+ */
+
+import type { RateLimiter } from "../auth/rate_limiter.ts";
+import type { ServerMessage } from "../codec/messages.ts";
+import type { UserStore } from "../store/user_store.ts";
+import type { Logger } from "./logger.ts";
+import type { SessionRegistry } from "./session_registry.ts";
+
+/** Shared state and settings of one server. */
+export interface SessionContext {
+  /** Account store. */
+  store: UserStore;
+  /** Failure counters. */
+  limiter: RateLimiter;
+  /** Live sessions. */
+  registry: SessionRegistry;
+  /** Event log. */
+  log: Logger;
+  /** Clock in ms. */
+  now(): number;
+  /** Name shown in HELLO. */
+  serverName: string;
+  /** PBKDF2 iterations for new verifiers and mock exchanges. */
+  iterations: number;
+  /** Shortest password accepted. */
+  passwordMinLength: number;
+  /** Time a connection has to log in, ms. */
+  authTimeoutMs: number;
+  /** Time a logged-in session may stay silent, ms. */
+  idleTimeoutMs: number;
+  /** RSA-OAEP private key that sealed secrets are opened with. */
+  sealPrivateKey: CryptoKey;
+  /** The matching public key, base64 SubjectPublicKeyInfo, sent in HELLO. */
+  sealPublicKey: string;
+  /** Mock-exchange secret from the store. */
+  mockSecret: Uint8Array<ArrayBuffer>;
+}
+
+/** Which transport a session runs on. */
+export type TransportName = "tcp" | "tls" | "udp";
+
+/** What a transport knows about its connection. */
+export interface ConnectionInfo {
+  /** Source IP address as observed. */
+  peerAddress: string;
+  /** Transport name, for logs. */
+  transport: TransportName;
+  /** Whether the channel itself is encrypted and authenticated (TLS). */
+  confidential: boolean;
+  /** `tls-server-end-point` data; set on TLS. */
+  channelBinding?: Uint8Array<ArrayBuffer>;
+}
+
+/** Something a session wants its transport to do. */
+export type SessionOutput = { kind: "send"; message: ServerMessage } | { kind: "close" };
+
+/** Receives a session's outputs, in order. */
+export type SessionSink = (output: SessionOutput) => void;

@@ -1,0 +1,153 @@
+/**
+ * The live sessions of one server: which user each is logged in as, how many
+ * connections each source address holds before logging in, and a way to end
+ * sessions from elsewhere (account deleted, password changed, shutdown).
+ *
+ * @module
+ */
+
+import { sourceKey } from "../auth/rate_limiter.ts";
+import type { ByeCode } from "../codec/messages.ts";
+
+/** What the registry needs from a session. */
+export interface RegisteredSession {
+  /** Unique id. */
+  readonly id: number;
+  /** Source IP address. */
+  readonly peerAddress: string;
+  /** End the session: send BYE and close. */
+  end(code: ByeCode, reason: string): void;
+}
+
+/**
+ * Tracks live sessions.
+ *
+ * @example
+ * ```ts
+ * import { SessionRegistry } from "./session_registry.ts";
+ * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 1 });
+ * const session = { id: 1, peerAddress: "10.0.0.1", end() {} };
+ * registry.add(session);
+ * console.assert(!registry.admits("10.0.0.1"));
+ * registry.setUser(session, "alice");
+ * console.assert(registry.admits("10.0.0.1"));
+ * ```
+ */
+export class SessionRegistry {
+  #max: number;
+  #sessions = new Map<number, { session: RegisteredSession; user: string | null }>();
+  #byUser = new Map<string, Set<RegisteredSession>>();
+  #unauthenticated = new Map<string, number>();
+
+  /**
+   * Make a registry.
+   *
+   * @param options The cap on connections per source that are not logged in.
+   */
+  constructor(options: { maxUnauthenticatedPerIp: number }) {
+    this.#max = options.maxUnauthenticatedPerIp;
+  }
+
+  /**
+   * Whether a new connection from this address is within the cap.
+   *
+   * @param address Source IP.
+   * @returns `false` when the source already holds the most unauthenticated connections allowed.
+   */
+  admits(address: string): boolean {
+    return (this.#unauthenticated.get(sourceKey(address)) ?? 0) < this.#max;
+  }
+
+  #countAnonymous(session: RegisteredSession, delta: number): void {
+    const key = sourceKey(session.peerAddress);
+    const n = (this.#unauthenticated.get(key) ?? 0) + delta;
+    if (n <= 0) this.#unauthenticated.delete(key);
+    else this.#unauthenticated.set(key, n);
+  }
+
+  /**
+   * Add a new (not logged in) session.
+   *
+   * @param session The session.
+   */
+  add(session: RegisteredSession): void {
+    this.#sessions.set(session.id, { session, user: null });
+    this.#countAnonymous(session, 1);
+  }
+
+  /**
+   * Record that a session logged in (a user key) or out (`null`).
+   *
+   * @param session The session.
+   * @param user Lower-cased user name, or `null`.
+   */
+  setUser(session: RegisteredSession, user: string | null): void {
+    const entry = this.#sessions.get(session.id);
+    if (!entry || entry.user === user) return;
+    if (entry.user !== null) {
+      const set = this.#byUser.get(entry.user);
+      set?.delete(session);
+      if (set?.size === 0) this.#byUser.delete(entry.user);
+    } else {
+      this.#countAnonymous(session, -1);
+    }
+    entry.user = user;
+    if (user !== null) {
+      const set = this.#byUser.get(user) ?? new Set();
+      set.add(session);
+      this.#byUser.set(user, set);
+    } else {
+      this.#countAnonymous(session, 1);
+    }
+  }
+
+  /**
+   * Forget a session that has disconnected.
+   *
+   * @param session The session.
+   */
+  remove(session: RegisteredSession): void {
+    if (!this.#sessions.has(session.id)) return;
+    this.setUser(session, null);
+    this.#countAnonymous(session, -1);
+    this.#sessions.delete(session.id);
+  }
+
+  /**
+   * End every session of a user except one.
+   *
+   * @param user Lower-cased user name.
+   * @param except The session that caused it, left open.
+   * @param code Why.
+   * @param reason Human text.
+   * @returns How many sessions were ended.
+   */
+  endUser(user: string, except: RegisteredSession | null, code: ByeCode, reason: string): number {
+    const targets = [...(this.#byUser.get(user) ?? [])].filter((s) => s !== except);
+    for (const s of targets) {
+      this.setUser(s, null);
+      s.end(code, reason);
+    }
+    return targets.length;
+  }
+
+  /**
+   * End every session (shutdown).
+   *
+   * @param code Why.
+   * @param reason Human text.
+   */
+  endAll(code: ByeCode, reason: string): void {
+    for (const { session } of [...this.#sessions.values()]) session.end(code, reason);
+  }
+
+  /** Number of live sessions. */
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  /** Number of sessions logged in as a user. */
+  sessionsOf(user: string): number {
+    return this.#byUser.get(user)?.size ?? 0;
+  }
+}

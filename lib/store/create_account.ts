@@ -1,0 +1,48 @@
+/**
+ * Creating an account from a name and a password: the one path used by
+ * REGISTER, `seed --user`, `seed --demo` and legacy imports.
+ *
+ * @module
+ */
+
+import { checkPassword } from "../auth/password_policy.ts";
+import { prepareUsername } from "../auth/username.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import { createVerifier, formatVerifier } from "../crypto/scram_verifier.ts";
+import type { UserRecord, UserStore } from "./user_store.ts";
+
+/** Settings account creation follows. */
+export interface AccountSettings {
+  /** PBKDF2 iterations of the verifier. */
+  iterations: number;
+  /** Shortest password accepted. */
+  minPasswordLength: number;
+  /** Creation time (default now). */
+  now?: number;
+}
+
+/**
+ * Check a name and password and store a new account with a SCRAM verifier.
+ * The password itself is never stored.
+ *
+ * @param store The store.
+ * @param credentials Name and password as typed.
+ * @param settings Iterations and policy.
+ * @returns The stored account.
+ * @throws {ProtocolError} `INVALID_USERNAME`, `PASSWORD_POLICY` or `USER_EXISTS`.
+ */
+export async function createAccount(
+  store: UserStore,
+  credentials: { user: string; password: string },
+  settings: AccountSettings,
+): Promise<UserRecord> {
+  const { name, key } = prepareUsername(credentials.user);
+  const password = checkPassword(credentials.password, {
+    minLength: settings.minPasswordLength,
+    username: name,
+  });
+  // Checked before the costly key derivation; the store's unique index still settles races.
+  if (await store.findUser(key)) throw new ProtocolError("USER_EXISTS", `User already exists: ${name}`);
+  const verifier = formatVerifier(await createVerifier(password, { iterations: settings.iterations }));
+  return await store.createUser({ name, nameKey: key, verifier, now: settings.now ?? Date.now() });
+}

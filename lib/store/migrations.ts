@@ -1,0 +1,81 @@
+/**
+ * Forward-only schema migrations, numbered by SQLite's `user_version`.
+ *
+ * @module
+ */
+
+import type { DatabaseSync } from "node:sqlite";
+
+/** One schema step. */
+export interface Migration {
+  /** The `user_version` after this step. */
+  version: number;
+  /** What it changes. */
+  description: string;
+  /** Apply the step inside an open transaction. */
+  apply(db: DatabaseSync): void;
+}
+
+/** Every migration, in order. Never edit a released one; append a new one. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: "accounts with PostgreSQL-format SCRAM verifiers, and server secrets",
+    apply(db) {
+      db.exec(`
+        CREATE TABLE meta (
+          key   TEXT PRIMARY KEY,
+          value BLOB NOT NULL
+        ) STRICT;
+        CREATE TABLE users (
+          id            INTEGER PRIMARY KEY,
+          name          TEXT NOT NULL,
+          name_key      TEXT NOT NULL UNIQUE,
+          verifier      TEXT NOT NULL CHECK (verifier LIKE 'SCRAM-SHA-256$%'),
+          created_at    INTEGER NOT NULL,
+          last_login_at INTEGER
+        ) STRICT;
+      `);
+      db.prepare("INSERT INTO meta (key, value) VALUES ('mock_secret', ?)")
+        .run(crypto.getRandomValues(new Uint8Array(32)));
+    },
+  },
+];
+
+/** The schema version this code writes. */
+export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/**
+ * Bring a database up to {@linkcode SCHEMA_VERSION}, one transaction per step.
+ *
+ * @param db An open database.
+ * @returns The versions applied.
+ * @throws {RangeError} When the database is newer than this code.
+ */
+export function migrate(db: DatabaseSync): number[] {
+  const version = () =>
+    Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
+  const applied: number[] = [];
+  for (const step of MIGRATIONS) {
+    // Read the version inside the write lock: another process may have migrated meanwhile.
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      const current = version();
+      if (current > SCHEMA_VERSION) {
+        throw new RangeError(
+          `Database schema is too new: version ${current}, this authchat knows up to ${SCHEMA_VERSION}`,
+        );
+      }
+      if (current < step.version) {
+        step.apply(db);
+        db.exec(`PRAGMA user_version = ${step.version}`);
+        applied.push(step.version);
+      }
+      db.exec("COMMIT");
+    } catch (err) {
+      db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+  return applied;
+}

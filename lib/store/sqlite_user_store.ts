@@ -1,0 +1,166 @@
+/**
+ * The embedded account store on `node:sqlite`: WAL journal, full sync (an
+ * acknowledged write survives a crash), foreign keys on, busy timeout, and
+ * forward migrations at open.
+ *
+ * @module
+ */
+
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import type { StatementSync } from "node:sqlite";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import { migrate } from "./migrations.ts";
+import type { NewUser, UserRecord, UserStore } from "./user_store.ts";
+
+/** File name of the database inside the data directory. */
+export const DATABASE_FILE = "authchat.db";
+
+interface Row {
+  id: number;
+  name: string;
+  name_key: string;
+  verifier: string;
+  created_at: number;
+  last_login_at: number | null;
+}
+
+function toRecord(row: Row): UserRecord {
+  return {
+    id: Number(row.id),
+    name: row.name,
+    nameKey: row.name_key,
+    verifier: row.verifier,
+    createdAt: Number(row.created_at),
+    lastLoginAt: row.last_login_at === null ? null : Number(row.last_login_at),
+  };
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return typeof err === "object" && err !== null && (err as { errcode?: number }).errcode === 2067;
+}
+
+/**
+ * SQLite implementation of {@linkcode UserStore}.
+ *
+ * @example
+ * ```ts
+ * import { SqliteUserStore } from "./sqlite_user_store.ts";
+ * const store = SqliteUserStore.open(":memory:");
+ * console.assert(await store.countUsers() === 0);
+ * store.close();
+ * ```
+ */
+export class SqliteUserStore implements UserStore {
+  #db: DatabaseSync;
+  #find: StatementSync;
+  #insert: StatementSync;
+  #update: StatementSync;
+  #delete: StatementSync;
+  #lastLogin: StatementSync;
+  #setLogin: StatementSync;
+  #count: StatementSync;
+  #secret: Uint8Array<ArrayBuffer>;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#find = db.prepare("SELECT * FROM users WHERE name_key = ?");
+    this.#insert = db.prepare(
+      "INSERT INTO users (name, name_key, verifier, created_at) VALUES (?, ?, ?, ?) RETURNING *",
+    );
+    this.#update = db.prepare("UPDATE users SET verifier = ? WHERE id = ?");
+    this.#delete = db.prepare("DELETE FROM users WHERE id = ?");
+    this.#lastLogin = db.prepare("SELECT last_login_at FROM users WHERE id = ?");
+    this.#setLogin = db.prepare("UPDATE users SET last_login_at = ? WHERE id = ?");
+    this.#count = db.prepare("SELECT count(*) AS n FROM users");
+    const secret = db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").get() as {
+      value: Uint8Array<ArrayBuffer>;
+    };
+    this.#secret = new Uint8Array(secret.value);
+  }
+
+  /**
+   * Open (creating or migrating) a database file.
+   *
+   * @param path File path, or `:memory:`.
+   * @returns The store.
+   * @throws {RangeError} When the file's schema is newer than this code.
+   */
+  static open(path: string): SqliteUserStore {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const db = new DatabaseSync(path);
+    try {
+      db.exec("PRAGMA busy_timeout = 5000");
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = FULL");
+      db.exec("PRAGMA foreign_keys = ON");
+      migrate(db);
+      return new SqliteUserStore(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  findUser(nameKey: string): Promise<UserRecord | undefined> {
+    const row = this.#find.get(nameKey) as Row | undefined;
+    return Promise.resolve(row ? toRecord(row) : undefined);
+  }
+
+  createUser(user: NewUser): Promise<UserRecord> {
+    try {
+      const row = this.#insert.get(user.name, user.nameKey, user.verifier, user.now) as unknown as Row;
+      return Promise.resolve(toRecord(row));
+    } catch (err) {
+      if (isUniqueViolation(err)) {
+        return Promise.reject(new ProtocolError("USER_EXISTS", `User already exists: ${user.name}`));
+      }
+      return Promise.reject(err);
+    }
+  }
+
+  updateVerifier(id: number, verifier: string): Promise<boolean> {
+    return Promise.resolve(Number(this.#update.run(verifier, id).changes) === 1);
+  }
+
+  deleteUser(id: number): Promise<boolean> {
+    return Promise.resolve(Number(this.#delete.run(id).changes) === 1);
+  }
+
+  recordLogin(id: number, now: number): Promise<number | null | undefined> {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const row = this.#lastLogin.get(id) as { last_login_at: number | null } | undefined;
+      if (row) this.#setLogin.run(now, id);
+      this.#db.exec("COMMIT");
+      if (!row) return Promise.resolve(undefined);
+      return Promise.resolve(row.last_login_at === null ? null : Number(row.last_login_at));
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      return Promise.reject(err);
+    }
+  }
+
+  mockSecret(): Promise<Uint8Array<ArrayBuffer>> {
+    return Promise.resolve(this.#secret);
+  }
+
+  countUsers(): Promise<number> {
+    return Promise.resolve(Number((this.#count.get() as { n: number }).n));
+  }
+
+  /**
+   * Run SQLite's integrity check.
+   *
+   * @returns `"ok"` or the problems found.
+   */
+  integrityCheck(): string {
+    const rows = this.#db.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[];
+    return rows.map((r) => r.integrity_check).join("\n");
+  }
+
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
+  }
+}

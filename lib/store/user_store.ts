@@ -1,0 +1,82 @@
+/**
+ * The account store interface. SQLite is the embedded implementation; the
+ * interface is asynchronous so a networked database can stand in.
+ *
+ * @module
+ */
+
+/** One account as stored. */
+export interface UserRecord {
+  /** Row id. */
+  id: number;
+  /** SASLprepped name as chosen. */
+  name: string;
+  /** Lower-cased name, unique. */
+  nameKey: string;
+  /** PostgreSQL-format SCRAM-SHA-256 verifier. */
+  verifier: string;
+  /** Creation time, ms since the epoch. */
+  createdAt: number;
+  /** Time of the latest successful login, if any. */
+  lastLoginAt: number | null;
+}
+
+/** What a new account needs. */
+export interface NewUser {
+  /** SASLprepped name. */
+  name: string;
+  /** Lower-cased name. */
+  nameKey: string;
+  /** Verifier string. */
+  verifier: string;
+  /** Creation time. */
+  now: number;
+}
+
+/** Persistent accounts. Every write is one transaction. */
+export interface UserStore {
+  /**
+   * Find an account by its lower-cased name.
+   *
+   * @param nameKey Lower-cased name.
+   * @returns The account, or `undefined`.
+   */
+  findUser(nameKey: string): Promise<UserRecord | undefined>;
+  /**
+   * Create an account.
+   *
+   * @param user The new account.
+   * @returns The stored record.
+   * @throws {ProtocolError} `USER_EXISTS` when the name is taken (in any case).
+   */
+  createUser(user: NewUser): Promise<UserRecord>;
+  /**
+   * Replace an account's verifier.
+   *
+   * @param id Row id.
+   * @param verifier New verifier.
+   * @returns Whether the account existed.
+   */
+  updateVerifier(id: number, verifier: string): Promise<boolean>;
+  /**
+   * Delete an account.
+   *
+   * @param id Row id.
+   * @returns Whether the account existed.
+   */
+  deleteUser(id: number): Promise<boolean>;
+  /**
+   * Record a successful login.
+   *
+   * @param id Row id.
+   * @param now Login time.
+   * @returns The previous login time, `null` for a first login, `undefined` when no such account exists.
+   */
+  recordLogin(id: number, now: number): Promise<number | null | undefined>;
+  /** The server secret that mock exchanges for unknown users derive from. */
+  mockSecret(): Promise<Uint8Array<ArrayBuffer>>;
+  /** Number of accounts. */
+  countUsers(): Promise<number>;
+  /** Close the store; later calls fail. */
+  close(): void;
+}

@@ -1,0 +1,57 @@
+/**
+ * authchat: authenticated chat with SCRAM-SHA-256 login over TCP and TLS.
+ *
+ * The library exposes the protocol codec, the SCRAM engines, the store, the
+ * server and the client. Run as a program, this module is the `authchat` CLI.
+ *
+ * @example
+ * ```ts
+ * import { ScramClient, ScramServer, createVerifier } from "./mod.ts";
+ *
+ * const verifier = await createVerifier("correct horse battery staple", { iterations: 4096 });
+ * const server = new ScramServer();
+ * const client = new ScramClient({
+ *   username: "alice",
+ *   password: "correct horse battery staple",
+ *   serverMechanisms: server.mechanisms,
+ * });
+ * const exchange = server.begin(server.parseFirst(client.mechanism, client.first), verifier);
+ * const serverFinal = await exchange.finish(await client.final(exchange.serverFirst));
+ * client.verify(serverFinal);
+ * ```
+ *
+ * @module
+ */
+
+export {
+  decodeClientMessage,
+  decodeServerMessage,
+  encodeMessage,
+  PROTOCOL_VERSION,
+} from "./lib/codec/messages.ts";
+export type { ClientMessage, ServerMessage } from "./lib/codec/messages.ts";
+export { encodeFrame, FrameDecoder, MAX_FRAME_BYTES } from "./lib/codec/frame.ts";
+export { describeError, ERROR_CODES, ProtocolError } from "./lib/codec/protocol_error.ts";
+export type { ErrorCode } from "./lib/codec/protocol_error.ts";
+export { createVerifier, formatVerifier, parseVerifier } from "./lib/crypto/scram_verifier.ts";
+export type { ScramVerifier } from "./lib/crypto/scram_verifier.ts";
+export { fingerprint } from "./lib/crypto/fingerprint.ts";
+export { generateServerIdentity, identityPaths, loadServerIdentity } from "./lib/crypto/server_identity.ts";
+export { mockVerifier, ScramServer } from "./lib/auth/scram_server.ts";
+export { ScramClient } from "./lib/auth/scram_client.ts";
+export { checkPassword } from "./lib/auth/password_policy.ts";
+export { prepareUsername } from "./lib/auth/username.ts";
+export { RateLimiter } from "./lib/auth/rate_limiter.ts";
+export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";
+export type { UserRecord, UserStore } from "./lib/store/user_store.ts";
+export { AuthchatServer } from "./lib/server/authchat_server.ts";
+export { loadServerConfig } from "./lib/server/server_config.ts";
+export type { ServerConfig } from "./lib/server/server_config.ts";
+export { Session } from "./lib/server/session.ts";
+export { AuthchatClient } from "./lib/client/authchat_client.ts";
+export { KnownHosts, TrustError } from "./lib/client/known_hosts.ts";
+
+if (import.meta.main) {
+  const { main } = await import("./cmd/main.ts");
+  Deno.exit(await main(Deno.args));
+}

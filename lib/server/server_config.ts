@@ -200,7 +200,10 @@ async function readConfigFile(path: string, explicit: boolean): Promise<Record<s
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
-    if (!explicit && err instanceof Deno.errors.NotFound) return {};
+    // The default file is optional; one this process may not even read cannot have been meant.
+    if (!explicit && (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotCapable)) {
+      return {};
+    }
     throw new ConfigError(path, `cannot read the file: ${(err as Error).message}`);
   }
   let doc: unknown;

@@ -1,0 +1,287 @@
+/**
+ * Helpers for end-to-end tests: run the real `authchat` CLI as child
+ * processes with the same narrow permissions as the deno.json tasks, against
+ * temporary data directories, on port 0.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Repository root. */
+export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
+/** The CLI entry point. */
+export const MOD: string = join(ROOT, "mod.ts");
+
+/** PBKDF2 iterations used by test servers and seeds (the minimum, for speed). */
+export const TEST_ITERATIONS = 4096;
+
+/** Permission flags of each subcommand, mirroring the deno.json tasks with the test's own directories. */
+export function permissions(kind: "server" | "seed" | "keygen" | "client", dirs: string[]): string[] {
+  const list = dirs.join(",");
+  switch (kind) {
+    case "server":
+    case "seed":
+      return [
+        ...(kind === "server" ? ["--allow-net"] : []),
+        `--allow-read=${list}`,
+        `--allow-write=${list}`,
+        "--allow-env=AUTHCHAT_*",
+      ];
+    case "keygen":
+      return [`--allow-read=${list}`, `--allow-write=${list}`];
+    case "client":
+      return [
+        "--allow-net",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env=HOME,XDG_CONFIG_HOME,AUTHCHAT_CONFIG_DIR",
+      ];
+  }
+}
+
+/** Result of a finished CLI run. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Options of {@linkcode runCli}. */
+export interface RunOptions {
+  /** Directories the process may read and write (server, seed, keygen). */
+  dirs?: string[];
+  /** Environment additions. */
+  env?: Record<string, string>;
+  /** Text written to stdin (stdin is closed after it). */
+  stdin?: string;
+  /** Working directory. */
+  cwd?: string;
+}
+
+/**
+ * Run one `authchat` subcommand to completion.
+ *
+ * @param kind The subcommand (decides permissions).
+ * @param args Arguments after the subcommand.
+ * @param options Directories, environment, stdin.
+ * @returns Exit code and output.
+ */
+export async function runCli(
+  kind: "server" | "seed" | "keygen" | "client",
+  args: string[],
+  options: RunOptions = {},
+): Promise<CliResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...permissions(kind, options.dirs ?? []), MOD, kind, ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...options.env },
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  if (options.stdin !== undefined) await writer.write(new TextEncoder().encode(options.stdin));
+  await writer.close();
+  const out = await child.output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/**
+ * Make a temporary directory, removed by the returned disposer.
+ *
+ * @returns The path and a cleanup function.
+ */
+export async function tempDir(): Promise<{ path: string; [Symbol.asyncDispose](): Promise<void> }> {
+  const path = await Deno.makeTempDir({ prefix: "authchat-test-" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}) };
+}
+
+let keyTemplate: Promise<string> | undefined;
+
+/**
+ * Put a server identity (from one keygen per test process) into a data directory.
+ *
+ * @param dataDir Target data directory (created).
+ */
+export async function installKeys(dataDir: string): Promise<void> {
+  keyTemplate ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "authchat-keys-" });
+    const result = await runCli("keygen", ["--data", dir], { dirs: [dir] });
+    if (result.code !== 0) throw new Error(`keygen failed: ${result.stderr}`);
+    globalThis.addEventListener("unload", () => {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch {
+        // Already gone.
+      }
+    });
+    return dir;
+  })();
+  const template = await keyTemplate;
+  await Deno.mkdir(dataDir, { recursive: true });
+  for (const name of ["server-cert.pem", "server-key.pem", "seal-private.pem", "seal-public.pem"]) {
+    await Deno.copyFile(join(template, name), join(dataDir, name));
+    await Deno.chmod(join(dataDir, name), name.includes("key") || name.includes("private") ? 0o600 : 0o644);
+  }
+}
+
+/**
+ * Create accounts directly with `authchat seed --user`.
+ *
+ * @param dataDir Data directory.
+ * @param users Name to password.
+ */
+export async function seedUsers(dataDir: string, users: Record<string, string>): Promise<void> {
+  for (const [user, password] of Object.entries(users)) {
+    const file = join(dataDir, `.pw-${crypto.randomUUID()}`);
+    await Deno.writeTextFile(file, password);
+    const result = await runCli(
+      "seed",
+      ["--data", dataDir, "--user", user, "--password-file", file, "--iterations", String(TEST_ITERATIONS)],
+      { dirs: [dataDir] },
+    );
+    await Deno.remove(file);
+    if (result.code !== 0) throw new Error(`seed of ${user} failed: ${result.stderr}`);
+  }
+}
+
+/** A running `authchat server` child process. */
+export class ServerProcess {
+  /** Bound TCP port (0 when TCP is off). */
+  tcpPort = 0;
+  /** Bound TLS port (0 when TLS is off). */
+  tlsPort = 0;
+  /** The ready line. */
+  line = "";
+  #child: Deno.ChildProcess;
+  #stderr = "";
+  #stdout = "";
+  #pumps: Promise<void>[] = [];
+  #status: Promise<Deno.CommandStatus>;
+
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    this.#status = child.status;
+  }
+
+  /**
+   * Start a server on port 0 and wait for its ready line.
+   *
+   * @param dataDir Data directory (keys installed by the caller or created on first start).
+   * @param options Extra arguments and environment.
+   * @returns The running server.
+   */
+  static async start(
+    dataDir: string,
+    options: { args?: string[]; env?: Record<string, string>; dirs?: string[] } = {},
+  ): Promise<ServerProcess> {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        ...permissions("server", [dataDir, ...(options.dirs ?? [])]),
+        MOD,
+        "server",
+        "--data",
+        dataDir,
+        "--tcp-port",
+        "0",
+        "--tls-port",
+        "0",
+        ...(options.args ?? []),
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1", AUTHCHAT_SCRAM_ITERATIONS: String(TEST_ITERATIONS), ...options.env },
+    }).spawn();
+    const server = new ServerProcess(child);
+    let ready!: () => void;
+    const readyPromise = new Promise<void>((resolve) => ready = resolve);
+    server.#pumps.push(
+      server.#pump(child.stdout, (text) => {
+        server.#stdout += text;
+        const line = server.#stdout.split("\n").find((l) => l.startsWith("authchat listening"));
+        if (line && !server.line) {
+          server.line = line;
+          server.tcpPort = Number(/tcp=\S+:(\d+)/.exec(line)?.[1] ?? 0);
+          server.tlsPort = Number(/tls=\S+:(\d+)/.exec(line)?.[1] ?? 0);
+          ready();
+        }
+      }),
+      server.#pump(child.stderr, (text) => server.#stderr += text),
+    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      readyPromise.then(() => "ready"),
+      server.#status.then(() => "exited"),
+      new Promise((r) => timer = setTimeout(r, 30_000, "timeout")),
+    ]);
+    clearTimeout(timer);
+    if (outcome !== "ready") {
+      await server.kill();
+      throw new Error(`server did not start (${outcome}): ${server.#stderr}`);
+    }
+    return server;
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, onText: (text: string) => void): Promise<void> {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) onText(decoder.decode(chunk, { stream: true }));
+  }
+
+  /** Everything the server wrote to stderr so far (its log). */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Everything the server wrote to stdout so far. */
+  get stdout(): string {
+    return this.#stdout;
+  }
+
+  /** The process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /**
+   * Send a signal and wait for exit.
+   *
+   * @param signal The signal (default SIGTERM).
+   * @returns The exit status.
+   */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+    const status = await this.#status;
+    await Promise.all(this.#pumps);
+    return status;
+  }
+
+  /** Kill with SIGKILL and wait. */
+  kill(): Promise<Deno.CommandStatus> {
+    return this.stop("SIGKILL");
+  }
+
+  /** Stop on dispose. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop("SIGKILL");
+  }
+}
+
+/**
+ * Open a raw TCP connection to a test server.
+ *
+ * @param port The port.
+ * @returns The connection.
+ */
+export function connectRaw(port: number): Promise<Deno.TcpConn> {
+  return Deno.connect({ hostname: "127.0.0.1", port });
+}

@@ -27,7 +27,8 @@ export function permissions(kind: "server" | "seed" | "keygen" | "client", dirs:
         ...(kind === "server" ? ["--allow-net"] : []),
         `--allow-read=${list}`,
         `--allow-write=${list}`,
-        "--allow-env=AUTHCHAT_*",
+        // The yaml package reads LOG_TOKENS and LOG_STREAM (its debug switches) on every parse.
+        "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
       ];
     case "keygen":
       return [`--allow-read=${list}`, `--allow-write=${list}`];

@@ -1,0 +1,202 @@
+import assert from "node:assert/strict";
+import { ScramClient } from "../../lib/auth/scram_client.ts";
+import { parseServerFirst } from "../../lib/codec/scram_messages.ts";
+import type { ServerMessage } from "../../lib/codec/messages.ts";
+import { makeKit } from "./_session_kit.ts";
+import type { TestConnection } from "./_session_kit.ts";
+
+const PASSWORD = "violet harbor engine 42";
+
+function code(msg: ServerMessage): string | undefined {
+  return msg.op === "ERROR" ? msg.code : undefined;
+}
+
+/** Everything an attacker sees of a failed login except the random nonces. */
+async function failedLoginView(conn: TestConnection, user: string) {
+  const { challenge, reply } = await conn.scram("LOGIN", user, "guess guess guess 1");
+  const first = parseServerFirst((challenge as { data: string }).data);
+  const { id: _id, ...rest } = reply as Record<string, unknown>;
+  return {
+    saltLength: first.salt.length,
+    salt: first.salt.toBase64(),
+    iterations: first.iterations,
+    reply: rest,
+  };
+}
+
+Deno.test("Session gives an unknown user a mock exchange indistinguishable from a wrong password", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const conn = kit.connect();
+  const real = await failedLoginView(conn, "alice");
+  const ghost = await failedLoginView(conn, "mallory");
+  const ghostAgain = await failedLoginView(kit.connect({ peerAddress: "10.9.9.9" }), "Mallory");
+  const other = await failedLoginView(conn, "trent");
+  assert.equal(ghost.saltLength, real.saltLength);
+  assert.equal(ghost.iterations, real.iterations);
+  assert.deepEqual(ghost.reply, real.reply);
+  assert.deepEqual(ghost.reply, {
+    op: "ERROR",
+    code: "AUTH_FAILED",
+    message: "Authentication failed: wrong user name or password",
+    scram: "invalid-proof",
+  });
+  assert.equal(ghostAgain.salt, ghost.salt, "the same unknown name always gets the same salt");
+  assert.notEqual(other.salt, ghost.salt);
+  const realAgain = await failedLoginView(conn, "alice");
+  assert.equal(realAgain.salt, real.salt);
+});
+
+Deno.test("Session leaves a connection logged out after a failed LOGIN (no stale identity)", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  await kit.addUser("bob", "bravo sierra tango 99");
+  const conn = kit.connect();
+  await conn.login("alice", PASSWORD);
+  const failed = await conn.scram("LOGIN", "bob", "wrong wrong wrong 0");
+  assert.equal(code(failed.reply), "AUTH_FAILED");
+  assert.deepEqual(await conn.send({ op: "IS_LOGGED", id: 1 }), { op: "IS_LOGGED", id: 1, logged_in: false });
+  assert.equal(code(await conn.send({ op: "ACCESS" })), "NOT_LOGGED_IN");
+  await conn.login("alice", PASSWORD);
+  const client = new ScramClient({
+    username: "alice",
+    password: PASSWORD,
+    serverMechanisms: ["SCRAM-SHA-256"],
+  });
+  assert.equal(
+    (await conn.send({ op: "LOGIN", mechanism: "SCRAM-SHA-256", data: client.first })).op,
+    "CHALLENGE",
+  );
+  assert.equal(code(await conn.send({ op: "ACCESS" })), "OUT_OF_ORDER", "abandoning the exchange");
+  assert.equal((await conn.send({ op: "IS_LOGGED" }) as { logged_in: boolean }).logged_in, false);
+  assert.equal(kit.ctx.registry.sessionsOf("alice"), 0);
+});
+
+Deno.test("Session refuses a replayed client-final, inside and across exchanges", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const conn = kit.connect();
+  const { clientFinal } = await conn.scram("LOGIN", "alice", PASSWORD);
+  assert.equal(code(await conn.send({ op: "PROOF", data: clientFinal })), "OUT_OF_ORDER");
+  const client = new ScramClient({
+    username: "alice",
+    password: PASSWORD,
+    serverMechanisms: ["SCRAM-SHA-256"],
+  });
+  await conn.send({ op: "LOGIN", mechanism: "SCRAM-SHA-256", data: client.first });
+  const replay = await conn.send({ op: "PROOF", data: clientFinal });
+  assert.equal(code(replay), "AUTH_FAILED");
+  assert.match((replay as { message: string }).message, /nonce does not match/);
+  assert.equal(conn.session.user, null);
+});
+
+Deno.test("Session refuses a sealed password replayed in the same or another session, or for another user", async () => {
+  await using kit = await makeKit();
+  const conn = kit.connect();
+  const sealed = await conn.sealed("REGISTER", "alice", PASSWORD);
+  assert.equal((await conn.send({ op: "REGISTER", user: "alice", sealed })).op, "REGISTER");
+  await kit.store.deleteUser((await kit.store.findUser("alice"))!.id);
+  assert.equal(code(await conn.send({ op: "REGISTER", user: "alice", sealed })), "SEAL_INVALID");
+  await conn.sayHello();
+  assert.equal(code(await conn.send({ op: "REGISTER", user: "alice", sealed })), "SEAL_INVALID");
+  const other = kit.connect();
+  await other.sayHello();
+  assert.equal(code(await other.send({ op: "REGISTER", user: "alice", sealed })), "SEAL_INVALID");
+  const forBob = await other.sealed("REGISTER", "bob", PASSWORD);
+  assert.equal(code(await other.send({ op: "REGISTER", user: "mallory", sealed: forBob })), "SEAL_INVALID");
+  assert.equal(await kit.store.countUsers(), 0);
+});
+
+Deno.test("Session refuses a password in clear on a plain connection", async () => {
+  await using kit = await makeKit();
+  const conn = kit.connect();
+  await conn.sayHello();
+  const reply = await conn.send({ op: "REGISTER", user: "alice", password: PASSWORD });
+  assert.equal(code(reply), "CONFIDENTIALITY_REQUIRED");
+  assert.equal(await kit.store.countUsers(), 0);
+});
+
+Deno.test("Session on TLS refuses a channel binding downgrade and a binding to another certificate", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const binding = crypto.getRandomValues(new Uint8Array(32));
+  const tls = { transport: "tls" as const, confidential: true, channelBinding: binding };
+  const stripped = kit.connect(tls);
+  await stripped.sayHello();
+  // A client that can bind but was shown a mechanism list without PLUS sends the "y" flag.
+  const downgraded = new ScramClient({
+    username: "alice",
+    password: PASSWORD,
+    serverMechanisms: ["SCRAM-SHA-256"],
+    channelBinding: binding,
+  });
+  const refused = await stripped.send({
+    op: "LOGIN",
+    mechanism: downgraded.mechanism,
+    data: downgraded.first,
+  });
+  assert.equal(code(refused), "CHANNEL_BINDING");
+  assert.equal((refused as { scram: string }).scram, "server-does-support-channel-binding");
+  const mitm = kit.connect(tls);
+  const other = await mitm.scram("LOGIN", "alice", PASSWORD, {
+    channelBinding: crypto.getRandomValues(new Uint8Array(32)),
+  });
+  assert.equal(code(other.reply), "CHANNEL_BINDING");
+  assert.equal(mitm.session.user, null);
+  const honest = kit.connect(tls);
+  const ok = await honest.scram("LOGIN", "alice", PASSWORD, { channelBinding: binding });
+  assert.equal(ok.reply.op, "LOGIN");
+});
+
+Deno.test("Session backs off a failing source without locking the owner out from elsewhere", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  await kit.addUser("alice", PASSWORD);
+  const attacker = kit.connect({ peerAddress: "203.0.113.7" });
+  for (let i = 0; i < 3; i++) {
+    assert.equal(code((await attacker.scram("LOGIN", "alice", `guess number ${i}xx`)).reply), "AUTH_FAILED");
+  }
+  assert.equal(code((await attacker.scram("LOGIN", "alice", "guess number 3xx")).reply), "AUTH_FAILED");
+  const limited = (await attacker.scram("LOGIN", "alice", PASSWORD)).reply as Record<string, unknown>;
+  assert.equal(limited.code, "RATE_LIMITED");
+  assert.equal(limited.retry_after_ms, 1000);
+  const blockedOther = (await attacker.scram("LOGIN", "bob", "anything at all 1")).reply;
+  assert.equal(code(blockedOther), "RATE_LIMITED", "the source's own counter covers every account");
+  const owner = kit.connect({ peerAddress: "198.51.100.20" });
+  await owner.login("alice", PASSWORD);
+  kit.clock.now += 1000;
+  assert.equal((await attacker.scram("LOGIN", "alice", PASSWORD)).reply.op, "LOGIN");
+});
+
+Deno.test("Session applies the account counter to sources that failed, so spreading guesses does not help", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  await kit.addUser("alice", PASSWORD);
+  for (let i = 0; i < 4; i++) {
+    const bot = kit.connect({ peerAddress: `203.0.113.${i + 1}` });
+    assert.equal(code((await bot.scram("LOGIN", "alice", `guess number ${i}xx`)).reply), "AUTH_FAILED");
+  }
+  const bot = kit.connect({ peerAddress: "203.0.113.1" });
+  assert.equal(code((await bot.scram("LOGIN", "alice", PASSWORD)).reply), "RATE_LIMITED");
+  const owner = kit.connect({ peerAddress: "198.51.100.20" });
+  await owner.login("alice", PASSWORD);
+});
+
+Deno.test("Session never logs passwords, proofs or sealed secrets", async () => {
+  await using kit = await makeKit();
+  const conn = kit.connect();
+  const sealed = await conn.sealed("REGISTER", "alice", PASSWORD);
+  await conn.send({ op: "REGISTER", user: "alice", sealed });
+  const login = await conn.scram("LOGIN", "alice", PASSWORD);
+  await conn.scram("LOGIN", "alice", "wrong horse battery 1");
+  const tls = kit.connect({ transport: "tls", confidential: true });
+  await tls.login("alice", PASSWORD);
+  await tls.scram("PASSWD", "alice", PASSWORD, { extra: { password: "second secret phrase 2" } });
+  const text = kit.logs.join("\n");
+  assert.match(text, /"event":"login_ok"/);
+  assert.match(text, /"event":"login_failed".*"code":"AUTH_FAILED"/);
+  for (const secret of [PASSWORD, "wrong horse battery 1", "second secret phrase 2", sealed.ct, sealed.key]) {
+    assert.ok(!text.includes(secret), `log contains ${secret.slice(0, 12)}…`);
+  }
+  const proof = login.clientFinal!.split(",p=")[1]!;
+  assert.ok(!text.includes(proof));
+  assert.ok(!text.includes((login.reply as { data: string }).data));
+});

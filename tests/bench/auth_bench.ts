@@ -1,0 +1,42 @@
+/**
+ * Micro-benchmarks of the hot paths a login goes through. The full load
+ * harness (logins per second against the runtime's floor) replaces this
+ * file's role in the benchmark issue.
+ *
+ * @module
+ */
+
+import { ScramClient } from "../../lib/auth/scram_client.ts";
+import { ScramServer } from "../../lib/auth/scram_server.ts";
+import { encodeFrame, FrameDecoder } from "../../lib/codec/frame.ts";
+import { decodeClientMessage, encodeMessage } from "../../lib/codec/messages.ts";
+import { createVerifier } from "../../lib/crypto/scram_verifier.ts";
+
+const PASSWORD = "benchmark pass phrase 1";
+const verifier = await createVerifier(PASSWORD, { iterations: 4096 });
+const cache = new Map();
+const frames = encodeMessage({ op: "IS_LOGGED", id: 1 });
+
+Deno.bench("FrameDecoder + decodeClientMessage, one small request", () => {
+  const decoder = new FrameDecoder();
+  for (const payload of decoder.push(frames)) decodeClientMessage(payload);
+});
+
+Deno.bench("encodeFrame 1 KiB", () => {
+  encodeFrame(new Uint8Array(1024));
+});
+
+Deno.bench("SCRAM exchange, server side, client SaltedPassword cached", async (b) => {
+  const server = new ScramServer();
+  const client = new ScramClient({
+    username: "alice",
+    password: PASSWORD,
+    serverMechanisms: server.mechanisms,
+    cache,
+  });
+  b.start();
+  const exchange = server.begin(server.parseFirst(client.mechanism, client.first), verifier);
+  const final = await client.final(exchange.serverFirst);
+  client.verify(await exchange.finish(final));
+  b.end();
+});

@@ -16,6 +16,9 @@ import type { Infer, Validator } from "./schema.ts";
 /** The protocol version this code speaks. */
 export const PROTOCOL_VERSION = 1;
 
+/** Longest error message sent; longer ones are cut. */
+export const MAX_ERROR_MESSAGE = 1024;
+
 /** Largest request id. */
 export const MAX_ID = 2 ** 31 - 1;
 
@@ -249,7 +252,11 @@ export function encodeMessage(message: ClientMessage | ServerMessage): Uint8Arra
  * @returns The message.
  */
 export function errorMessage(err: ProtocolError, requestId?: number): ServerMessageOf<"ERROR"> {
-  const msg: ServerMessageOf<"ERROR"> = { op: "ERROR", code: err.code, message: err.message };
+  // Messages may quote client input; bound them so every error fits a frame and the client's schema.
+  const message = err.message.length > MAX_ERROR_MESSAGE
+    ? `${err.message.slice(0, MAX_ERROR_MESSAGE)}…`
+    : err.message;
+  const msg: ServerMessageOf<"ERROR"> = { op: "ERROR", code: err.code, message };
   if (requestId !== undefined) msg.id = requestId;
   if (err.details.fatal) msg.fatal = true;
   if (err.details.scram !== undefined) msg.scram = err.details.scram;

@@ -14,6 +14,12 @@ export type Validator<T> = (value: unknown, path: string) => T;
 /** The type a validator produces. */
 export type Infer<V> = V extends Validator<infer T> ? T : never;
 
+/** A client-chosen field name in an error path: plain when it is a short identifier, else quoted and cut. */
+function member(path: string, name: string): string {
+  if (/^[A-Za-z_][A-Za-z0-9_]{0,31}$/.test(name)) return `${path}.${name}`;
+  return `${path}[${JSON.stringify(name.length > 32 ? `${name.slice(0, 32)}…` : name)}]`;
+}
+
 function fail(path: string, why: string): never {
   throw new ProtocolError("BAD_MESSAGE", `Invalid field ${path}: ${why}`);
 }
@@ -164,7 +170,7 @@ export function object<S extends Shape>(shape: S, options: ObjectOptions = {}): 
     const record = value as Record<string, unknown>;
     if (!options.allowExtra) {
       for (const key of Object.keys(record)) {
-        if (!Object.hasOwn(shape, key)) fail(`${path}.${key}`, "unknown field");
+        if (!Object.hasOwn(shape, key)) fail(member(path, key), "unknown field");
       }
     }
     const out: Record<string, unknown> = {};

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { encodeMessage } from "../codec/messages.ts";
+import { encodeMessage, errorMessage } from "../codec/messages.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
 import type { ByteStream } from "../transport/byte_stream.ts";
 import { FramedStream } from "../transport/framed_stream.ts";
 import { Session } from "./session.ts";
@@ -26,8 +27,21 @@ export async function serveConnection(
 ): Promise<void> {
   const framed = new FramedStream(conn);
   const session = new Session(ctx, info, (output) => {
-    if (output.kind === "send") framed.send(encodeMessage(output.message)).catch(() => {});
-    else framed.close();
+    if (output.kind === "close") return void framed.close();
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeMessage(output.message);
+    } catch (err) {
+      // A reply that cannot be framed must not take the connection down with it.
+      ctx.log.error("encode_failed", {
+        session: session.id,
+        op: output.message.op,
+        error: (err as Error).message,
+      });
+      const id = "id" in output.message ? output.message.id : undefined;
+      bytes = encodeMessage(errorMessage(new ProtocolError("INTERNAL", "Reply too large to send"), id));
+    }
+    framed.send(bytes).catch(() => {});
   });
   let timer: ReturnType<typeof setTimeout> | undefined;
   const arm = () => {

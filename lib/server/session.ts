@@ -354,6 +354,8 @@ export class Session implements RegisteredSession {
   }
 
   async #onRegister(msg: ClientMessageOf<"REGISTER">): Promise<void> {
+    // The name is checked before the secret is opened: the cheaper, clearer refusal comes first.
+    prepareUsername(msg.user);
     const password = await this.#secret("REGISTER", msg.user, msg);
     const record = await createAccount(this.#ctx.store, { user: msg.user, password }, {
       iterations: this.#ctx.iterations,

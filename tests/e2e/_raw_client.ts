@@ -1,0 +1,280 @@
+/**
+ * A raw protocol client for end-to-end tests: plain TCP, arbitrary bytes out,
+ * frames in through the real {@linkcode FrameDecoder}, every read bounded by a
+ * timeout so a server that does not answer fails the test instead of hanging it.
+ *
+ * @module
+ */
+
+import { ScramClient } from "../../lib/auth/scram_client.ts";
+import { decodeBase64 } from "../../lib/codec/base64.ts";
+import { encodeFrame, FrameDecoder } from "../../lib/codec/frame.ts";
+import type { Sealed } from "../../lib/codec/messages.ts";
+import { importSealPublicKey, seal, sealContext } from "../../lib/crypto/seal.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** How long a test waits for one frame or for the end of the stream. */
+export const REPLY_TIMEOUT_MS = 5000;
+
+/** A decoded frame from the server: a JSON object (tests assert on its fields). */
+export type Reply = Record<string, unknown>;
+
+/**
+ * Encode a header announcing `length` bytes, whatever the cap.
+ *
+ * @param length The announced payload length (0..2^32-1).
+ * @returns The 4-byte header.
+ */
+export function frameHeader(length: number): Uint8Array {
+  const header = new Uint8Array(4);
+  new DataView(header.buffer).setUint32(0, length);
+  return header;
+}
+
+/**
+ * Encode a JSON value as one frame.
+ *
+ * @param value Any JSON value (objects, but also arrays or strings for bad-input tests).
+ * @returns The framed bytes.
+ */
+export function jsonFrame(value: unknown): Uint8Array {
+  return encodeFrame(encoder.encode(JSON.stringify(value)));
+}
+
+function timeout(ms: number, what: string): { promise: Promise<never>; clear: () => void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const promise = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return { promise, clear: () => clearTimeout(timer) };
+}
+
+/**
+ * One raw connection. A background loop reads and decodes frames; {@linkcode RawClient.next}
+ * hands them out in order. Dispose it (or call {@linkcode RawClient.close}) in `finally`.
+ */
+export class RawClient {
+  #conn: Deno.TcpConn;
+  #decoder = new FrameDecoder();
+  #frames: Reply[] = [];
+  #ended = false;
+  #readError: Error | null = null;
+  #wake: (() => void) | null = null;
+  #reader: Promise<void>;
+  #closed = false;
+
+  private constructor(conn: Deno.TcpConn) {
+    this.#conn = conn;
+    this.#reader = this.#readLoop();
+  }
+
+  /**
+   * Connect to a server's plain TCP port.
+   *
+   * @param port The port.
+   * @returns The client.
+   */
+  static async connect(port: number): Promise<RawClient> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.setNoDelay(true);
+    return new RawClient(conn);
+  }
+
+  async #readLoop(): Promise<void> {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      while (true) {
+        const n = await this.#conn.read(buffer);
+        if (n === null) break;
+        for (const payload of this.#decoder.push(buffer.subarray(0, n))) {
+          this.#frames.push(JSON.parse(decoder.decode(payload)) as Reply);
+        }
+        if (this.#decoder.error) throw this.#decoder.error;
+        this.#wake?.();
+      }
+      if (this.#decoder.end()) throw this.#decoder.error;
+    } catch (err) {
+      // A reset or a local close ends the stream like EOF does; anything else is kept for the test.
+      if (!this.#closed && !(err instanceof Deno.errors.ConnectionReset)) this.#readError = err as Error;
+    } finally {
+      this.#ended = true;
+      this.#wake?.();
+    }
+  }
+
+  /**
+   * Write raw bytes.
+   *
+   * @param bytes Anything.
+   */
+  async sendBytes(bytes: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < bytes.length) done += await this.#conn.write(bytes.subarray(done));
+  }
+
+  /**
+   * Send a JSON value as one frame.
+   *
+   * @param value The message.
+   */
+  async send(value: unknown): Promise<void> {
+    await this.sendBytes(jsonFrame(value));
+  }
+
+  /** Half-close: the server sees end of stream, replies can still be read. */
+  async closeWrite(): Promise<void> {
+    await this.#conn.closeWrite();
+  }
+
+  /**
+   * The next frame, or `null` when the server ended the stream.
+   *
+   * @param timeoutMs Longest wait.
+   * @returns The decoded frame or `null`.
+   * @throws {Error} On timeout, or when the server sent bytes that are not frames of JSON.
+   */
+  async next(timeoutMs: number = REPLY_TIMEOUT_MS): Promise<Reply | null> {
+    const limit = timeout(timeoutMs, "a frame from the server");
+    try {
+      while (true) {
+        const frame = this.#frames.shift();
+        if (frame) return frame;
+        if (this.#readError) throw this.#readError;
+        if (this.#ended) return null;
+        const woken = new Promise<void>((resolve) => this.#wake = resolve);
+        await Promise.race([woken, limit.promise]);
+        this.#wake = null;
+      }
+    } finally {
+      limit.clear();
+    }
+  }
+
+  /**
+   * The next frame, which must exist.
+   *
+   * @param timeoutMs Longest wait.
+   * @returns The frame.
+   * @throws {Error} When the stream ended instead.
+   */
+  async reply(timeoutMs: number = REPLY_TIMEOUT_MS): Promise<Reply> {
+    const frame = await this.next(timeoutMs);
+    if (frame === null) throw new Error("The server closed the connection instead of replying");
+    return frame;
+  }
+
+  /**
+   * Send a message and return the next frame.
+   *
+   * @param value The message.
+   * @returns The reply.
+   */
+  async request(value: unknown): Promise<Reply> {
+    await this.send(value);
+    return await this.reply();
+  }
+
+  /**
+   * Wait for the server to close the connection, failing on any further frame.
+   *
+   * @param timeoutMs Longest wait.
+   * @throws {Error} When a frame arrives or the wait times out.
+   */
+  async expectClosed(timeoutMs: number = REPLY_TIMEOUT_MS): Promise<void> {
+    const frame = await this.next(timeoutMs);
+    if (frame !== null) throw new Error(`Expected the connection to close, got ${JSON.stringify(frame)}`);
+  }
+
+  /** Close the connection and wait for the read loop to finish. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      try {
+        this.#conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    await this.#reader;
+  }
+
+  /** Close on dispose. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** The messages of one successful SCRAM login, for tests that replay them. */
+export interface LoginTranscript {
+  /** The server's HELLO. */
+  hello: Reply;
+  /** The client-final-message sent in PROOF. */
+  clientFinal: string;
+  /** The server's LOGIN reply. */
+  reply: Reply;
+}
+
+/**
+ * Say HELLO and check the greeting.
+ *
+ * @param client The connection.
+ * @param id Request id.
+ * @returns The server's HELLO.
+ */
+export async function hello(client: RawClient, id = 1): Promise<Reply> {
+  const reply = await client.request({ op: "HELLO", version: 1, id });
+  if (reply.op !== "HELLO" || reply.id !== id) throw new Error(`HELLO refused: ${JSON.stringify(reply)}`);
+  return reply;
+}
+
+/**
+ * Log in with SCRAM-SHA-256 after HELLO, verifying the server's signature.
+ *
+ * @param client A connection that said HELLO.
+ * @param credentials User, password and the mechanisms from HELLO.
+ * @returns The client-final-message and the LOGIN reply.
+ * @throws {Error} When any step is refused.
+ */
+export async function scramLogin(
+  client: RawClient,
+  credentials: { user: string; password: string; mechanisms: string[] },
+): Promise<Omit<LoginTranscript, "hello">> {
+  const scram = new ScramClient({
+    username: credentials.user,
+    password: credentials.password,
+    serverMechanisms: credentials.mechanisms,
+  });
+  const challenge = await client.request({
+    op: "LOGIN",
+    id: 2,
+    mechanism: scram.mechanism,
+    data: scram.first,
+  });
+  if (challenge.op !== "CHALLENGE") throw new Error(`LOGIN refused: ${JSON.stringify(challenge)}`);
+  const clientFinal = await scram.final(String(challenge.data));
+  const reply = await client.request({ op: "PROOF", id: 3, data: clientFinal });
+  if (reply.op !== "LOGIN") throw new Error(`PROOF refused: ${JSON.stringify(reply)}`);
+  scram.verify(String(reply.data));
+  return { clientFinal, reply };
+}
+
+/**
+ * Seal a password to the server key and seal nonce of a HELLO reply, as a plain-TCP client must.
+ *
+ * @param greeting The server's HELLO (its `seal_nonce` is single-use: say HELLO again per secret).
+ * @param secret The command, the `user` field it carries, and the password (text, or raw bytes).
+ * @returns The `sealed` field.
+ */
+export async function sealPassword(
+  greeting: Reply,
+  secret: { op: "REGISTER" | "PASSWD"; user: string; password: string | Uint8Array<ArrayBuffer> },
+): Promise<Sealed> {
+  const spki = decodeBase64(String(greeting.seal_key));
+  if (spki === null) throw new Error("HELLO carried no base64 seal_key");
+  const key = await importSealPublicKey(spki);
+  const context = sealContext(secret.op, { user: secret.user, nonce: String(greeting.seal_nonce) });
+  const plain = typeof secret.password === "string" ? encoder.encode(secret.password) : secret.password;
+  return await seal(key, plain, context);
+}

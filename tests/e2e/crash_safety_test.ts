@@ -1,0 +1,92 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { installKeys, runCli, ServerProcess, tempDir } from "./_harness.ts";
+import { hello, RawClient, sealPassword } from "./_raw_client.ts";
+
+const CONNECTIONS = 8;
+const BURST_MS = 1200;
+const PASSWORD = "violet harbor 4821 lantern";
+
+/** Whether an error only says the connection is gone (what the kill does to requests in flight). */
+function connectionEnded(err: unknown): boolean {
+  return err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.BrokenPipe ||
+    err instanceof Deno.errors.NotConnected ||
+    (err instanceof Error && err.message.startsWith("The server closed the connection"));
+}
+
+/**
+ * Register users on one connection until it dies: HELLO for a fresh seal nonce, then a sealed
+ * REGISTER. A name goes into `acked` only once its REGISTER reply has arrived.
+ */
+async function registerUntilKilled(client: RawClient, connection: number, acked: string[]): Promise<number> {
+  let sent = 0;
+  try {
+    for (let i = 0;; i++) {
+      const greeting = await hello(client);
+      const user = `burst${connection}_${i}`;
+      const sealed = await sealPassword(greeting, { op: "REGISTER", user, password: PASSWORD });
+      sent++;
+      const reply = await client.request({ op: "REGISTER", id: 2, user, sealed });
+      assert.deepEqual(reply, { op: "REGISTER", id: 2, user }, `REGISTER of ${user} refused`);
+      acked.push(user);
+    }
+  } catch (err) {
+    if (!connectionEnded(err)) throw err;
+  }
+  return sent;
+}
+
+Deno.test("authchat server keeps every acknowledged registration after kill -9 during a burst", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  const acked: string[] = [];
+  let sent = 0;
+  {
+    await using server = await ServerProcess.start(data);
+    const clients: RawClient[] = [];
+    try {
+      for (let n = 0; n < CONNECTIONS; n++) clients.push(await RawClient.connect(server.tcpPort));
+      const bursts = clients.map((client, n) => registerUntilKilled(client, n, acked));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise((resolve) => timer = setTimeout(resolve, BURST_MS));
+      clearTimeout(timer);
+      const status = await server.kill();
+      assert.equal(status.signal, "SIGKILL");
+      sent = (await Promise.all(bursts)).reduce((a, b) => a + b, 0);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  }
+  assert.ok(acked.length >= 36, `only ${acked.length} registrations acknowledged before the kill`);
+  // Requests were still in flight when the server died (else the kill proved little).
+  assert.ok(sent > acked.length, `sent ${sent}, acknowledged ${acked.length}`);
+
+  const db = new DatabaseSync(join(data, "authchat.db"));
+  try {
+    const check = db.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[];
+    assert.deepEqual(check.map((r) => r.integrity_check), ["ok"]);
+    const rows = db.prepare("SELECT name_key FROM users").all() as { name_key: string }[];
+    const stored = new Set(rows.map((r) => r.name_key));
+    const lost = acked.filter((user) => !stored.has(user.toLowerCase()));
+    assert.deepEqual(lost, [], `${lost.length} of ${acked.length} acknowledged users lost`);
+    assert.ok(stored.size <= sent, `${stored.size} users stored, only ${sent} sent`);
+  } finally {
+    db.close();
+  }
+
+  const user = acked[acked.length - 1]!;
+  const passwordFile = join(dir.path, "pw");
+  await Deno.writeTextFile(passwordFile, `${PASSWORD}\n`);
+  await using server = await ServerProcess.start(data);
+  const result = await runCli(
+    "client",
+    ["--port", String(server.tcpPort), "--user", user, "--password-file", passwordFile, "--exec", "login"],
+    { env: { XDG_CONFIG_HOME: dir.path } },
+  );
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, new RegExp(`^logged in as ${user}$`, "m"));
+  const status = await server.stop();
+  assert.equal(status.code, 0, server.stderr);
+});

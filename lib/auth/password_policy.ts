@@ -1,6 +1,7 @@
 /**
  * Server-side password policy after NIST SP 800-63B §3.1.1.2: a length range
- * in Unicode code points, any characters, no composition rules, no common
+ * in Unicode code points, any characters (SASLprep query strings: emoji and other
+ * code points unassigned in Unicode 3.2 are fine), no composition rules, no common
  * passwords (the zxcvbn-ts common list) and no passwords built on the user's
  * own name or the service's name.
  *
@@ -61,11 +62,11 @@ export interface PolicyOptions {
 export function checkPassword(password: string, options: PolicyOptions = {}): string {
   let prepared: string;
   try {
-    prepared = saslPrep(password);
+    prepared = saslPrep(password, { allowUnassigned: true });
   } catch {
     refuse(
       "prohibited_character",
-      "Password refused: it contains a control, private use or unassigned character",
+      "Password refused: it contains a control or private use character",
     );
   }
   const length = [...prepared].length;

@@ -92,7 +92,7 @@ export class ScramClient {
         fail("AUTH_FAILED", `Server offers no usable mechanism: ${offered.join(", ")}`);
       }
     }
-    this.#password = saslPrep(options.password);
+    this.#password = saslPrep(options.password, { allowUnassigned: true });
     this.#nonce = options.nonce ?? encodeBase64(crypto.getRandomValues(new Uint8Array(24)));
     this.#first = formatClientFirst(saslPrep(options.username), { nonce: this.#nonce, flag: this.#flag });
     this.#bare = this.#first.slice(gs2Header(this.#flag).length);

@@ -62,6 +62,8 @@ export type ServerFinal = { verifier: Uint8Array<ArrayBuffer>; error?: undefined
 const PRINTABLE = /^[\x21-\x2b\x2d-\x7e]+$/;
 const CB_NAME = /^[A-Za-z0-9.-]+$/;
 const ATTRIBUTE = /^[A-Za-z]=/;
+/** Longest client nonce; the server appends 32 characters, and combined nonces may be 512. */
+const MAX_CLIENT_NONCE = 256;
 const MAX_NONCE = 512;
 
 function bad(message: string, scram = "invalid-encoding"): never {
@@ -99,9 +101,9 @@ function attribute(part: string | undefined, name: string, what: string): string
   return part.slice(2);
 }
 
-function checkNonce(nonce: string): string {
+function checkNonce(nonce: string, max = MAX_NONCE): string {
   if (!PRINTABLE.test(nonce)) bad("Malformed nonce: printable characters other than ',' required");
-  if (nonce.length > MAX_NONCE) bad(`Malformed nonce: longer than ${MAX_NONCE} characters`);
+  if (nonce.length > max) bad(`Malformed nonce: longer than ${max} characters`);
   return nonce;
 }
 
@@ -146,7 +148,7 @@ export function parseClientFirst(text: string): ClientFirst {
   if (username.length === 0) {
     bad("Malformed client-first-message: empty username", "invalid-username-encoding");
   }
-  const nonce = checkNonce(attribute(parts[1], "r", "client-first-message"));
+  const nonce = checkNonce(attribute(parts[1], "r", "client-first-message"), MAX_CLIENT_NONCE);
   checkExtensions(parts.slice(2), "client-first-message");
   const gs2Header = text.slice(0, authzEnd + 1);
   return cbName === undefined

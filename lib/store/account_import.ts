@@ -114,8 +114,8 @@ export async function importLegacyUsers(
 ): Promise<ImportOutcome[]> {
   const { lines, rejected } = splitUserLines(text);
   const outcomes = [...rejected];
-  const seen = new Map<string, number>();
-  const unique: Line[] = [];
+  // A name on several lines is ambiguous (which password was meant?): none of them is imported.
+  const byKey = new Map<string, Line[]>();
   for (const l of lines) {
     let key: string;
     try {
@@ -124,13 +124,23 @@ export async function importLegacyUsers(
       outcomes.push({ line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) });
       continue;
     }
-    const first = seen.get(key);
-    if (first !== undefined) {
-      outcomes.push({ line: l.line, user: l.user, status: "rejected", reason: `duplicate of line ${first}` });
+    byKey.set(key, [...(byKey.get(key) ?? []), l]);
+  }
+  const unique: Line[] = [];
+  for (const group of byKey.values()) {
+    if (group.length === 1) {
+      unique.push(group[0]!);
       continue;
     }
-    seen.set(key, l.line);
-    unique.push(l);
+    const where = group.map((l) => l.line).join(", ");
+    for (const l of group) {
+      outcomes.push({
+        line: l.line,
+        user: l.user,
+        status: "rejected",
+        reason: `same user on lines ${where}: none imported`,
+      });
+    }
   }
   await runAll(unique, async (l) => {
     try {

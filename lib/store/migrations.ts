@@ -31,7 +31,7 @@ export const MIGRATIONS: readonly Migration[] = [
           id            INTEGER PRIMARY KEY,
           name          TEXT NOT NULL,
           name_key      TEXT NOT NULL UNIQUE,
-          verifier      TEXT NOT NULL CHECK (verifier LIKE 'SCRAM-SHA-256$%'),
+          verifier      TEXT NOT NULL CHECK (substr(verifier, 1, 14) = 'SCRAM-SHA-256$'),
           created_at    INTEGER NOT NULL,
           last_login_at INTEGER
         ) STRICT;

@@ -1,0 +1,280 @@
+import assert from "node:assert/strict";
+import { FrameDecoder } from "../../lib/codec/frame.ts";
+import {
+  CLIENT_OPS,
+  decodeClientMessage,
+  decodeServerMessage,
+  encodeMessage,
+  errorFromMessage,
+  errorMessage,
+  MAX_ID,
+  parseJsonObject,
+  peekId,
+} from "../../lib/codec/messages.ts";
+import type { ClientMessage } from "../../lib/codec/messages.ts";
+import { ProtocolError } from "../../lib/codec/protocol_error.ts";
+import type { ErrorCode } from "../../lib/codec/protocol_error.ts";
+
+const utf8 = new TextEncoder();
+
+function json(text: string): Uint8Array {
+  return utf8.encode(text);
+}
+
+function decode(value: unknown): ClientMessage {
+  return decodeClientMessage(json(JSON.stringify(value)));
+}
+
+function assertCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof ProtocolError, `expected a ProtocolError, got ${err}`);
+    assert.equal(err.code, code, err.message);
+    if (message) assert.match(err.message, message);
+    return true;
+  });
+}
+
+const SEALED = { key: "a2V5", iv: "aXZpdml2aXZpdml2", ct: "Y3Q=" };
+
+/** One valid message per client op, with every optional field used somewhere. */
+const VALID: Record<string, Record<string, unknown>> = {
+  HELLO: { op: "HELLO", id: 1, version: 1 },
+  REGISTER: { op: "REGISTER", id: 2, user: "alice", sealed: SEALED },
+  LOGIN: { op: "LOGIN", id: 3, mechanism: "SCRAM-SHA-256", data: "n,,n=alice,r=abc" },
+  PROOF: { op: "PROOF", id: 4, data: "c=biws,r=abcdef,p=AAAA" },
+  IS_LOGGED: { op: "IS_LOGGED", id: 5 },
+  ACCESS: { op: "ACCESS" },
+  PASSWD: { op: "PASSWD", id: 7, mechanism: "SCRAM-SHA-256", data: "n,,n=alice,r=abc", password: "pw" },
+  DELETE: { op: "DELETE", id: MAX_ID, mechanism: "SCRAM-SHA-256", data: "n,,n=alice,r=abc" },
+  LOGOUT: { op: "LOGOUT", id: 0 },
+  CLOSE: { op: "CLOSE", id: 9 },
+};
+
+Deno.test("decodeClientMessage accepts a valid message of every client op", () => {
+  assert.deepEqual(Object.keys(VALID).sort(), [...CLIENT_OPS].sort(), "one sample per op");
+  for (const [op, msg] of Object.entries(VALID)) {
+    assert.deepEqual(decode(msg), msg, op);
+  }
+});
+
+Deno.test("decodeClientMessage accepts REGISTER with a plain password and no id", () => {
+  const msg = { op: "REGISTER", user: "bob", password: "correct horse battery" };
+  assert.deepEqual(decode(msg), msg);
+});
+
+Deno.test("decodeClientMessage reads a null optional field as absent", () => {
+  assert.deepEqual(decode({ op: "LOGOUT", id: null }), { op: "LOGOUT" });
+});
+
+Deno.test("decodeClientMessage refuses invalid UTF-8 with BAD_ENCODING", () => {
+  assertCode(() => decodeClientMessage(new Uint8Array([0x7b, 0xff, 0x7d])), "BAD_ENCODING");
+  // Overlong "/" and an encoded lone surrogate are not UTF-8 either.
+  assertCode(() => decodeClientMessage(new Uint8Array([0x22, 0xc0, 0xaf, 0x22])), "BAD_ENCODING");
+  assertCode(() => decodeClientMessage(new Uint8Array([0x22, 0xed, 0xa0, 0x80, 0x22])), "BAD_ENCODING");
+});
+
+Deno.test("decodeClientMessage refuses an empty frame with BAD_FRAME", () => {
+  assertCode(() => decodeClientMessage(new Uint8Array(0)), "BAD_FRAME");
+});
+
+Deno.test("decodeClientMessage refuses non-JSON and JSON that is not an object with BAD_JSON", () => {
+  for (const text of ["hello", "{", '{"op":"HELLO",}', "[1]", "[]", "42", "null", '"HELLO"', "true"]) {
+    assertCode(() => decodeClientMessage(json(text)), "BAD_JSON");
+  }
+});
+
+Deno.test("decodeClientMessage refuses an unknown op with UNKNOWN_COMMAND", () => {
+  assertCode(() => decode({ op: "FLY" }), "UNKNOWN_COMMAND", /^Unknown command: "FLY"$/);
+  assertCode(() => decode({ op: "hello", version: 1 }), "UNKNOWN_COMMAND");
+  assertCode(() => decode({ op: "X".repeat(100) }), "UNKNOWN_COMMAND", new RegExp(`"${"X".repeat(32)}…"`));
+});
+
+Deno.test("decodeClientMessage treats inherited property names as unknown commands", () => {
+  for (const op of ["__proto__", "constructor", "toString", "hasOwnProperty", "valueOf"]) {
+    assertCode(() => decodeClientMessage(json(`{"op":${JSON.stringify(op)}}`)), "UNKNOWN_COMMAND");
+  }
+});
+
+Deno.test("decodeClientMessage refuses a missing or non-string op with BAD_MESSAGE", () => {
+  assertCode(() => decode({ id: 1 }), "BAD_MESSAGE", /msg\.op/);
+  assertCode(() => decode({ op: 1 }), "BAD_MESSAGE", /msg\.op/);
+  assertCode(() => decode({ op: ["HELLO"] }), "BAD_MESSAGE");
+});
+
+Deno.test("decodeClientMessage refuses missing and extra fields with BAD_MESSAGE", () => {
+  assertCode(() => decode({ op: "HELLO" }), "BAD_MESSAGE", /^Invalid field msg\.version: missing$/);
+  assertCode(() => decode({ op: "LOGIN", mechanism: "SCRAM-SHA-256" }), "BAD_MESSAGE", /msg\.data/);
+  assertCode(() => decode({ op: "HELLO", version: 1, extra: 1 }), "BAD_MESSAGE", /msg\.extra: unknown field/);
+  assertCode(
+    () => decode({ op: "REGISTER", user: "a", sealed: { ...SEALED, extra: "x" } }),
+    "BAD_MESSAGE",
+    /msg\.sealed\.extra/,
+  );
+  assertCode(() => decode({ op: "HELLO", version: null }), "BAD_MESSAGE", /msg\.version/);
+});
+
+Deno.test("decodeClientMessage refuses wrong field types with BAD_MESSAGE", () => {
+  const cases: Record<string, unknown>[] = [
+    { op: "HELLO", version: "1" },
+    { op: "HELLO", version: true },
+    { op: "REGISTER", user: 5 },
+    { op: "REGISTER", user: ["a"] },
+    { op: "REGISTER", user: "a", sealed: "c2VhbGVk" },
+    { op: "REGISTER", user: "a", sealed: { ...SEALED, iv: 12 } },
+    { op: "REGISTER", user: "a", sealed: { ...SEALED, ct: "not base64!" } },
+    { op: "LOGIN", mechanism: {}, data: "x" },
+    { op: "PROOF", data: 1 },
+  ];
+  for (const msg of cases) assertCode(() => decode(msg), "BAD_MESSAGE", undefined);
+});
+
+Deno.test("decodeClientMessage enforces string length bounds with BAD_MESSAGE", () => {
+  assert.equal(decode({ op: "REGISTER", user: "u".repeat(1024) }).op, "REGISTER");
+  assertCode(() => decode({ op: "REGISTER", user: "u".repeat(1025) }), "BAD_MESSAGE", /longer than 1024/);
+  assertCode(() => decode({ op: "REGISTER", user: "u", password: "p".repeat(1025) }), "BAD_MESSAGE");
+  assert.equal(decode({ op: "PROOF", data: "d".repeat(4096) }).op, "PROOF");
+  assertCode(() => decode({ op: "PROOF", data: "d".repeat(4097) }), "BAD_MESSAGE", /msg\.data/);
+  assertCode(() => decode({ op: "PROOF", data: "" }), "BAD_MESSAGE", /shorter than 1/);
+  assertCode(() => decode({ op: "LOGIN", mechanism: "M".repeat(65), data: "x" }), "BAD_MESSAGE");
+  assertCode(() => decode({ op: "LOGIN", mechanism: "", data: "x" }), "BAD_MESSAGE");
+  assertCode(
+    () => decode({ op: "REGISTER", user: "u", sealed: { ...SEALED, key: "A".repeat(1028) } }),
+    "BAD_MESSAGE",
+  );
+});
+
+Deno.test("decodeClientMessage refuses non-integer or out-of-range id and version with BAD_MESSAGE", () => {
+  for (const id of [1.5, -1, MAX_ID + 1, 2 ** 53, "1"]) {
+    assertCode(() => decode({ op: "LOGOUT", id }), "BAD_MESSAGE", /msg\.id/);
+  }
+  for (const version of [-1, 65536, 0.5]) {
+    assertCode(() => decode({ op: "HELLO", version }), "BAD_MESSAGE", /msg\.version/);
+  }
+  assertCode(() => decodeClientMessage(json('{"op":"HELLO","version":1e400}')), "BAD_MESSAGE");
+  assert.equal(decode({ op: "HELLO", version: 65535, id: MAX_ID }).id, MAX_ID);
+});
+
+Deno.test("decodeClientMessage refuses __proto__ and constructor keys without polluting prototypes", () => {
+  assertCode(
+    () => decodeClientMessage(json('{"op":"LOGOUT","__proto__":{"id":5,"polluted":true}}')),
+    "BAD_MESSAGE",
+    /msg\.__proto__/,
+  );
+  assertCode(() => decodeClientMessage(json('{"op":"LOGOUT","constructor":{}}')), "BAD_MESSAGE");
+  assertCode(
+    () =>
+      decodeClientMessage(
+        json(`{"op":"REGISTER","user":"a","sealed":{"__proto__":{},"key":"","iv":"","ct":""}}`),
+      ),
+    "BAD_MESSAGE",
+  );
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+Deno.test("decodeClientMessage turns deeply nested JSON into a ProtocolError", () => {
+  const depth = 100_000;
+  assertCode(() => decodeClientMessage(json("[".repeat(depth))), "BAD_JSON");
+  assertCode(() => decodeClientMessage(json("[".repeat(depth) + "]".repeat(depth))), "BAD_JSON");
+  const nested = `{"op":"LOGOUT","id":${"[".repeat(depth)}${"]".repeat(depth)}}`;
+  assertCode(() => decodeClientMessage(json(nested)), "BAD_MESSAGE");
+  const nestedObjects = `{"op":"LOGOUT","x":${'{"a":'.repeat(depth)}1${"}".repeat(depth)}}`;
+  assertCode(() => decodeClientMessage(json(nestedObjects)), "BAD_MESSAGE");
+});
+
+Deno.test("peekId reads a valid id from a message that is otherwise invalid", () => {
+  assert.equal(peekId(parseJsonObject(json('{"op":"NOPE","id":7}'))), 7);
+  assert.equal(peekId({ id: 0 }), 0);
+  assert.equal(peekId({ id: MAX_ID }), MAX_ID);
+  for (const id of [1.5, -1, MAX_ID + 1, "7", null, true, [7]]) assert.equal(peekId({ id }), undefined);
+  assert.equal(peekId({}), undefined);
+});
+
+Deno.test("errorMessage carries code, message, id and every detail, and omits absent ones", () => {
+  const err = new ProtocolError("RATE_LIMITED", "Too many failures: wait", {
+    retryAfterMs: 1500,
+    fatal: true,
+    scram: "other-error",
+    reason: "backoff",
+  });
+  assert.deepEqual(errorMessage(err, 12), {
+    op: "ERROR",
+    id: 12,
+    code: "RATE_LIMITED",
+    message: "Too many failures: wait",
+    fatal: true,
+    scram: "other-error",
+    reason: "backoff",
+    retry_after_ms: 1500,
+  });
+  assert.deepEqual(errorMessage(new ProtocolError("AUTH_FAILED", "No", { fatal: false })), {
+    op: "ERROR",
+    code: "AUTH_FAILED",
+    message: "No",
+  });
+});
+
+Deno.test("errorFromMessage inverts errorMessage through the wire format", () => {
+  const original = new ProtocolError("PASSWORD_POLICY", "Password refused: too short", {
+    reason: "too_short",
+    fatal: true,
+    scram: "x",
+    retryAfterMs: 0,
+  });
+  const decoder = new FrameDecoder();
+  const [payload] = decoder.push(encodeMessage(errorMessage(original, 3)));
+  assert.ok(payload);
+  const msg = decodeServerMessage(payload);
+  assert.equal(msg.op, "ERROR");
+  if (msg.op !== "ERROR") return;
+  const back = errorFromMessage(msg);
+  assert.ok(back instanceof ProtocolError);
+  assert.equal(back.code, original.code);
+  assert.equal(back.message, original.message);
+  assert.deepEqual(back.details, original.details);
+});
+
+Deno.test("errorFromMessage maps an unknown code to INTERNAL and keeps the text", () => {
+  const err = errorFromMessage({ op: "ERROR", code: "SOMETHING_NEW", message: "Future error" });
+  assert.equal(err.code, "INTERNAL");
+  assert.equal(err.message, "Future error");
+  assert.deepEqual(err.details, {});
+});
+
+Deno.test("decodeServerMessage tolerates extra fields from newer servers", () => {
+  const hello = {
+    op: "HELLO",
+    server: "authchat 9",
+    version: 1,
+    versions: [1, 2],
+    mechanisms: ["SCRAM-SHA-256"],
+    confidential: true,
+    seal_key: "AAAA",
+    seal_nonce: "bm9uY2U=",
+    future: { anything: [1, 2, 3] },
+  };
+  const msg = decodeServerMessage(json(JSON.stringify(hello)));
+  const { future: _, ...known } = hello;
+  assert.deepEqual(msg, known);
+  assert.equal(decodeServerMessage(json('{"op":"LOGOUT","id":1,"new":true}')).op, "LOGOUT");
+  assert.equal(decodeServerMessage(json('{"op":"BYE","code":"SHUTDOWN","reason":"bye","x":1}')).op, "BYE");
+});
+
+Deno.test("decodeServerMessage still refuses wrong types and unknown ops", () => {
+  assertCode(() => decodeServerMessage(json('{"op":"IS_LOGGED","logged_in":"yes"}')), "BAD_MESSAGE");
+  assertCode(() => decodeServerMessage(json('{"op":"PROOF","data":"x"}')), "UNKNOWN_COMMAND");
+  assertCode(() => decodeServerMessage(json('{"op":"ERROR","code":"X"}')), "BAD_MESSAGE", /msg\.message/);
+});
+
+Deno.test("encodeMessage frames a client message that decodes back to itself", () => {
+  const msg: ClientMessage = { op: "LOGIN", id: 4, mechanism: "SCRAM-SHA-256", data: "n,,n=ünïcødé,r=x" };
+  const frames = new FrameDecoder().push(encodeMessage(msg));
+  assert.equal(frames.length, 1);
+  assert.deepEqual(decodeClientMessage(frames[0]!), msg);
+});
+
+Deno.test("encodeMessage refuses a message larger than one frame with a RangeError", () => {
+  assert.throws(
+    () => encodeMessage({ op: "ERROR", code: "INTERNAL", message: "x".repeat(70_000) }),
+    RangeError,
+  );
+});

@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import { describeError, ERROR_CODES, isErrorCode, ProtocolError } from "../../lib/codec/protocol_error.ts";
+
+Deno.test("ProtocolError carries its code, message, details and name", () => {
+  const err = new ProtocolError("AUTH_FAILED", "Authentication failed: nope", { scram: "invalid-proof" });
+  assert.ok(err instanceof Error);
+  assert.equal(err.name, "ProtocolError");
+  assert.equal(err.code, "AUTH_FAILED");
+  assert.equal(err.message, "Authentication failed: nope");
+  assert.deepEqual(err.details, { scram: "invalid-proof" });
+  assert.deepEqual(new ProtocolError("INTERNAL", "x").details, {});
+});
+
+Deno.test("isErrorCode accepts exactly the listed codes", () => {
+  for (const code of ERROR_CODES) assert.ok(isErrorCode(code));
+  for (const other of ["auth_failed", "", "OK", 1, null, undefined]) assert.equal(isErrorCode(other), false);
+  assert.equal(new Set(ERROR_CODES).size, ERROR_CODES.length);
+});
+
+Deno.test("describeError shows the code of protocol errors only", () => {
+  assert.equal(describeError(new ProtocolError("BAD_JSON", "Bad")), "Bad (BAD_JSON)");
+  assert.equal(describeError(new TypeError("Plain")), "Plain");
+  assert.equal(describeError("text"), "text");
+});

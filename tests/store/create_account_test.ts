@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import { ProtocolError } from "../../lib/codec/protocol_error.ts";
+import type { ErrorCode } from "../../lib/codec/protocol_error.ts";
+import { parseVerifier } from "../../lib/crypto/scram_verifier.ts";
+import { createAccount } from "../../lib/store/create_account.ts";
+import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+import { scramLogin } from "./_helpers.ts";
+
+const SETTINGS = { iterations: 4096, minPasswordLength: 10 };
+
+async function rejectsWith(promise: Promise<unknown>, code: ErrorCode, reason?: string): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof ProtocolError, String(err));
+    assert.equal(err.code, code, err.message);
+    if (reason !== undefined) assert.equal(err.details.reason, reason);
+    return true;
+  });
+}
+
+Deno.test("createAccount stores the prepared name and a verifier the password logs in with", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const record = await createAccount(store, { user: "\u2168ray", password: "correct horse battery" }, {
+      ...SETTINGS,
+      now: 777,
+    });
+    assert.equal(record.name, "IXray");
+    assert.equal(record.nameKey, "ixray");
+    assert.equal(record.createdAt, 777);
+    assert.deepEqual(await store.findUser("ixray"), record);
+    const verifier = parseVerifier(record.verifier);
+    assert.equal(verifier.iterations, 4096);
+    assert.equal(verifier.salt.length, 16);
+    await scramLogin(record.verifier, "ixray", "correct horse battery");
+    await rejectsWith(scramLogin(record.verifier, "ixray", "correct horse batterY"), "AUTH_FAILED");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("createAccount derives the verifier from the SASLprepped password", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const record = await createAccount(
+      store,
+      { user: "alice", password: "\uFB01nd the mossy stones" },
+      SETTINGS,
+    );
+    await scramLogin(record.verifier, "alice", "find the mossy stones");
+    await scramLogin(record.verifier, "alice", "\uFB01nd the mossy stones");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("createAccount uses the current time by default", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const before = Date.now();
+    const record = await createAccount(store, { user: "bob", password: "quiet-river-stones-9" }, SETTINGS);
+    assert.ok(record.createdAt >= before && record.createdAt <= Date.now());
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("createAccount refuses an existing name in another case with USER_EXISTS", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const first = await createAccount(store, { user: "alice", password: "quiet-river-stones-9" }, SETTINGS);
+    await rejectsWith(
+      createAccount(store, { user: "ALICE", password: "other-fine-passphrase" }, SETTINGS),
+      "USER_EXISTS",
+    );
+    assert.equal(await store.countUsers(), 1);
+    assert.equal((await store.findUser("alice"))?.verifier, first.verifier, "the first account is untouched");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("createAccount refuses bad names and passwords and stores nothing", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    await rejectsWith(
+      createAccount(store, { user: "a:b", password: "quiet-river-stones-9" }, SETTINGS),
+      "INVALID_USERNAME",
+      "colon",
+    );
+    await rejectsWith(
+      createAccount(store, { user: "alice", password: "short" }, SETTINGS),
+      "PASSWORD_POLICY",
+      "too_short",
+    );
+    await rejectsWith(
+      createAccount(store, { user: "alice", password: "short-but-ok" }, {
+        ...SETTINGS,
+        minPasswordLength: 20,
+      }),
+      "PASSWORD_POLICY",
+      "too_short",
+    );
+    // The name check uses the prepared name: "\u2168ray" is "IXray".
+    await rejectsWith(
+      createAccount(store, { user: "\u2168ray", password: "my-ixray-password-1" }, SETTINGS),
+      "PASSWORD_POLICY",
+      "contains_username",
+    );
+    assert.equal(await store.countUsers(), 0);
+  } finally {
+    store.close();
+  }
+});

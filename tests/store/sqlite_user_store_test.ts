@@ -1,0 +1,195 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { prepareUsername } from "../../lib/auth/username.ts";
+import { ProtocolError } from "../../lib/codec/protocol_error.ts";
+import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+import type { NewUser } from "../../lib/store/user_store.ts";
+import { withTempDir } from "./_helpers.ts";
+
+const VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB";
+
+function newUser(name: string, now = 1_700_000_000_000): NewUser {
+  return { name, nameKey: prepareUsername(name).key, verifier: VERIFIER, now };
+}
+
+/** Read one PRAGMA from a database file with a connection of its own. */
+function pragma(file: string, name: string): unknown {
+  const db = new DatabaseSync(file);
+  try {
+    return (db.prepare(`PRAGMA ${name}`).get() as Record<string, unknown>)[name];
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("SqliteUserStore.open creates the file and its directory and migrates to user_version 1", async () => {
+  await withTempDir(async (_dir, file) => {
+    const store = SqliteUserStore.open(file);
+    try {
+      assert.equal(await store.countUsers(), 0);
+    } finally {
+      store.close();
+    }
+    assert.equal(pragma(file, "user_version"), 1);
+  });
+});
+
+Deno.test("SqliteUserStore.open does not migrate again on reopen", async () => {
+  await withTempDir(async (_dir, file) => {
+    const first = SqliteUserStore.open(file);
+    const secret = (await first.mockSecret()).slice();
+    await first.createUser(newUser("alice"));
+    first.close();
+    const again = SqliteUserStore.open(file);
+    try {
+      assert.deepEqual(await again.mockSecret(), secret, "the secret was not drawn again");
+      assert.equal(await again.countUsers(), 1, "the tables were not recreated");
+    } finally {
+      again.close();
+    }
+    assert.equal(pragma(file, "user_version"), 1);
+  });
+});
+
+Deno.test("SqliteUserStore.open refuses a database from a newer schema with a RangeError", async () => {
+  await withTempDir(async (dir, file) => {
+    await Deno.mkdir(`${dir}/data`);
+    const db = new DatabaseSync(file);
+    db.exec("PRAGMA user_version = 99");
+    db.close();
+    assert.throws(() => SqliteUserStore.open(file), { name: "RangeError", message: /too new/ });
+    assert.equal(pragma(file, "user_version"), 99, "left untouched");
+  });
+});
+
+Deno.test("SqliteUserStore creates and finds users by their lower-cased key", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const created = await store.createUser(newUser("Alice", 1234));
+    assert.deepEqual(created, {
+      id: created.id,
+      name: "Alice",
+      nameKey: "alice",
+      verifier: VERIFIER,
+      createdAt: 1234,
+      lastLoginAt: null,
+    });
+    assert.ok(Number.isInteger(created.id) && created.id > 0);
+    assert.deepEqual(await store.findUser(prepareUsername("ALICE").key), created);
+    assert.equal(await store.findUser("bob"), undefined);
+    assert.equal(await store.countUsers(), 1);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore refuses the same name in another case with USER_EXISTS", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    await store.createUser(newUser("alice"));
+    await assert.rejects(store.createUser(newUser("ALICE")), (err: unknown) => {
+      assert.ok(err instanceof ProtocolError);
+      assert.equal(err.code, "USER_EXISTS");
+      return true;
+    });
+    assert.equal(await store.countUsers(), 1);
+    assert.equal((await store.findUser("alice"))?.name, "alice");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore stores names with SQL metacharacters verbatim", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const names = ["o'brien", "x');DROP/**/TABLE/**/users;--", "a%_b", 'q"uote\\', "semi;colon"];
+    for (const name of names) await store.createUser(newUser(name));
+    for (const name of names) {
+      const found = await store.findUser(name.toLowerCase());
+      assert.equal(found?.name, name);
+    }
+    assert.equal(await store.findUser("a%"), undefined, "no LIKE matching");
+    assert.equal(await store.countUsers(), names.length);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore refuses a verifier that is not SCRAM-SHA-256", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    await assert.rejects(store.createUser({ ...newUser("alice"), verifier: "plaintext-password" }));
+    assert.equal(await store.countUsers(), 0);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore.updateVerifier and deleteUser tell whether the account existed", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const { id } = await store.createUser(newUser("alice"));
+    const next = "SCRAM-SHA-256$4096:bmV3$CCCC:DDDD";
+    assert.equal(await store.updateVerifier(id, next), true);
+    assert.equal((await store.findUser("alice"))?.verifier, next);
+    assert.equal(await store.updateVerifier(id + 1000, next), false);
+    assert.equal(await store.deleteUser(id), true);
+    assert.equal(await store.findUser("alice"), undefined);
+    assert.equal(await store.deleteUser(id), false);
+    assert.equal(await store.updateVerifier(id, next), false);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore.recordLogin returns null, then the previous time, and undefined for no account", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const { id } = await store.createUser(newUser("alice"));
+    assert.equal(await store.recordLogin(id, 1000), null);
+    assert.equal(await store.recordLogin(id, 2000), 1000);
+    assert.equal(await store.recordLogin(id, 3000), 2000);
+    assert.equal((await store.findUser("alice"))?.lastLoginAt, 3000);
+    assert.equal(await store.recordLogin(id + 1000, 4000), undefined);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore.mockSecret is 32 bytes, stable across reopen and distinct per database", async () => {
+  await withTempDir(async (dir, file) => {
+    const a = SqliteUserStore.open(file);
+    const secret = (await a.mockSecret()).slice();
+    a.close();
+    assert.equal(secret.length, 32);
+    const again = SqliteUserStore.open(file);
+    const other = SqliteUserStore.open(`${dir}/other/authchat.db`);
+    try {
+      assert.deepEqual(await again.mockSecret(), secret);
+      assert.notDeepEqual(await other.mockSecret(), secret);
+    } finally {
+      again.close();
+      other.close();
+    }
+  });
+});
+
+Deno.test("SqliteUserStore uses WAL journalling and passes its integrity check", async () => {
+  await withTempDir(async (_dir, file) => {
+    const store = SqliteUserStore.open(file);
+    try {
+      await store.createUser(newUser("alice"));
+      assert.equal(pragma(file, "journal_mode"), "wal");
+      assert.equal(store.integrityCheck(), "ok");
+    } finally {
+      store.close();
+    }
+  });
+});
+
+Deno.test("SqliteUserStore.close may be called twice and later calls fail", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  store.close();
+  store.close();
+  await assert.rejects(async () => await store.countUsers());
+});

@@ -91,6 +91,36 @@ export async function runCli(
 }
 
 /**
+ * Log in once with the real client, a password file and a known-hosts file under `home`.
+ *
+ * @param server The server to reach.
+ * @param options User, password, transport and the directory used as XDG_CONFIG_HOME.
+ * @returns The client's result.
+ */
+export async function loginOnce(
+  server: { tcpPort: number; tlsPort: number },
+  options: { user: string; password: string; tls?: boolean; home: string },
+): Promise<CliResult> {
+  const file = join(options.home, `.pw-${crypto.randomUUID()}`);
+  await Deno.writeTextFile(file, options.password);
+  try {
+    return await runCli("client", [
+      ...(options.tls ? ["--tls"] : []),
+      "--port",
+      String(options.tls ? server.tlsPort : server.tcpPort),
+      "--user",
+      options.user,
+      "--password-file",
+      file,
+      "--exec",
+      "login",
+    ], { env: { XDG_CONFIG_HOME: options.home } });
+  } finally {
+    await Deno.remove(file);
+  }
+}
+
+/**
  * Make a temporary directory, removed by the returned disposer.
  *
  * @returns The path and a cleanup function.

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { fingerprint } from "../../lib/crypto/fingerprint.ts";
 import { decodePem } from "../../lib/crypto/pem.ts";
-import { installKeys, runCli, ServerProcess, tempDir, TEST_ITERATIONS } from "./_harness.ts";
+import { installKeys, loginOnce, runCli, ServerProcess, tempDir, TEST_ITERATIONS } from "./_harness.ts";
 
 async function openssl(...args: string[]): Promise<{ code: number; out: string }> {
   const out = await new Deno.Command("openssl", { args, stdout: "piped", stderr: "piped" }).output();
@@ -104,17 +104,7 @@ Deno.test("authchat seed --demo creates five users with printed passwords that l
   assert.match(rerun.stdout, /seed: 0 created, 0 rejected, 5 kept/);
 
   await using server = await ServerProcess.start(data);
-  await Deno.writeTextFile(join(dir.path, "pw"), rows[4]![2]!);
-  const login = await runCli("client", [
-    "--port",
-    String(server.tcpPort),
-    "--user",
-    "admin",
-    "--password-file",
-    join(dir.path, "pw"),
-    "--exec",
-    "login",
-  ], { env: { XDG_CONFIG_HOME: dir.path } });
+  const login = await loginOnce(server, { user: "admin", password: rows[4]![2]!, home: dir.path });
   assert.equal(login.code, 0, login.stderr);
 });
 
@@ -193,18 +183,12 @@ Deno.test("authchat seed --import-verifiers keeps PostgreSQL verifiers that log 
     db.close();
   }
   await using server = await ServerProcess.start(data);
-  await Deno.writeTextFile(join(dir.path, "pw"), "pg original secret");
-  const login = await runCli("client", [
-    "--tls",
-    "--port",
-    String(server.tlsPort),
-    "--user",
-    "ken",
-    "--password-file",
-    join(dir.path, "pw"),
-    "--exec",
-    "login",
-  ], { env: { XDG_CONFIG_HOME: dir.path } });
+  const login = await loginOnce(server, {
+    user: "ken",
+    password: "pg original secret",
+    tls: true,
+    home: dir.path,
+  });
   assert.equal(login.code, 0, login.stderr);
 });
 

@@ -100,7 +100,6 @@ export async function runClient(flags: ClientFlags): Promise<number> {
             `(remembered in ${knownHostsPath}; compare it with the fingerprint authchat keygen printed)`,
         ),
     },
-    onWarning: (message) => write(Deno.stderr, `warning: ${message}`),
     onEvent: (event) => write(Deno.stderr, `server: ${event.reason} (${event.code})`),
   };
   if (flags.ca !== undefined) {

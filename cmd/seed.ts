@@ -114,15 +114,24 @@ export async function runSeed(flags: SeedFlags, config: ServerConfig): Promise<n
       }
       created += rows.length;
       if (rows.length > 0) {
-        const file = join(config.data_dir, "demo-passwords.txt");
-        await Deno.writeTextFile(file, rows.map(([u, p]) => `${u}:${p}\n`).join(""), {
-          append: true,
-          mode: 0o600,
-        });
-        await Deno.chmod(file, 0o600);
+        // Shown first: the accounts exist now, so their passwords must reach the operator even if
+        // the file cannot be written.
         console.log("user     password");
         for (const [u, p] of rows) console.log(`${u.padEnd(8)} ${p}`);
-        console.log(`(shown once; also in ${file}, mode 0600)`);
+        const file = join(config.data_dir, "demo-passwords.txt");
+        try {
+          await Deno.mkdir(config.data_dir, { recursive: true, mode: 0o700 });
+          await Deno.writeTextFile(file, rows.map(([u, p]) => `${u}:${p}\n`).join(""), {
+            append: true,
+            mode: 0o600,
+          });
+          await Deno.chmod(file, 0o600);
+          console.log(`(shown once; also in ${file}, mode 0600)`);
+        } catch (err) {
+          console.error(
+            `warning: could not write ${file}: ${(err as Error).message}; note the passwords above`,
+          );
+        }
       }
     }
     if (flags.user !== undefined && password !== undefined) {

@@ -4,7 +4,8 @@
  *
  * The account counter slows down only sources that have failed themselves: a
  * source with no recent failures is never held back by someone else's guesses,
- * so an attacker cannot lock the real owner out from elsewhere. IPv6 sources
+ * so an attacker cannot lock the real owner out from elsewhere. A correct proof
+ * forgives only the failures of its own (source, account) pair. IPv6 sources
  * are counted per /64, the block one subscriber usually holds.
  *
  * @module
@@ -97,6 +98,8 @@ export class RateLimiter {
   #options: RateLimiterOptions;
   #sources = new Map<string, Counter>();
   #accounts = new Map<string, Counter>();
+  /** Failures per (source, account), so a success forgives exactly its own pair's failures. */
+  #pairs = new Map<string, Counter>();
 
   /**
    * Make a limiter.
@@ -139,9 +142,9 @@ export class RateLimiter {
     return Math.max(own, this.#delay(this.#live(this.#accounts, account, now), now));
   }
 
-  #bump(map: Map<string, Counter>, key: string, now: number): void {
+  #bump(map: Map<string, Counter>, key: string, now: number, by = 1): void {
     const counter = this.#live(map, key, now) ?? { failures: 0, last: now };
-    counter.failures += 1;
+    counter.failures += by;
     counter.last = now;
     map.delete(key);
     map.set(key, counter);
@@ -152,31 +155,45 @@ export class RateLimiter {
     }
   }
 
+  #forgive(map: Map<string, Counter>, key: string, failures: number): void {
+    const counter = map.get(key);
+    if (!counter) return;
+    counter.failures -= failures;
+    if (counter.failures <= 0) map.delete(key);
+  }
+
   /**
-   * Count a failed proof.
+   * Count a failed proof (or an attempt, before its outcome is known: a success forgives it).
    *
    * @param address Source IP address.
    * @param account Lower-cased account name.
    * @param now Current time in ms.
    */
   recordFailure(address: string, account: string, now: number): void {
-    this.#bump(this.#sources, sourceKey(address), now);
+    const source = sourceKey(address);
+    this.#bump(this.#sources, source, now);
     this.#bump(this.#accounts, account, now);
+    this.#bump(this.#pairs, `${source}\0${account}`, now);
   }
 
   /**
-   * Clear the counters of a source and an account after a correct proof.
+   * A correct proof forgives the failures this source made on this account, and only those: logging
+   * in to one account does not wipe out guesses made at another.
    *
    * @param address Source IP address.
    * @param account Lower-cased account name.
    */
   recordSuccess(address: string, account: string): void {
-    this.#sources.delete(sourceKey(address));
-    this.#accounts.delete(account);
+    const source = sourceKey(address);
+    const pair = this.#pairs.get(`${source}\0${account}`);
+    if (!pair) return;
+    this.#pairs.delete(`${source}\0${account}`);
+    this.#forgive(this.#sources, source, pair.failures);
+    this.#forgive(this.#accounts, account, pair.failures);
   }
 
-  /** Number of counters held (sources, accounts); for tests of the memory bound. */
-  get size(): { sources: number; accounts: number } {
-    return { sources: this.#sources.size, accounts: this.#accounts.size };
+  /** Number of counters held; for tests of the memory bound. */
+  get size(): { sources: number; accounts: number; pairs: number } {
+    return { sources: this.#sources.size, accounts: this.#accounts.size, pairs: this.#pairs.size };
   }
 }

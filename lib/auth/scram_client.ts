@@ -1,8 +1,9 @@
 /**
  * The client side of SCRAM-SHA-256(-PLUS), sans I/O: it produces the
  * client-first and client-final messages and verifies the server's signature.
- * It refuses iteration counts outside 4096..10,000,000 and never reports
- * success unless the server proved it holds the verifier.
+ * It refuses iteration counts outside 4096..10,000,000, refuses to drop
+ * channel binding on TLS, and never reports success unless the server proved
+ * it holds the verifier.
  *
  * @module
  */
@@ -80,13 +81,19 @@ export class ScramClient {
   constructor(options: ScramClientOptions) {
     this.#options = options;
     const offered = options.serverMechanisms;
-    if (options.channelBinding && offered.includes(SCRAM_SHA_256_PLUS)) {
+    if (options.channelBinding) {
+      // Over TLS an authchat server always offers PLUS; a list without it was stripped by someone
+      // in the middle, so the client refuses rather than fall back to an unbound exchange.
+      if (!offered.includes(SCRAM_SHA_256_PLUS)) {
+        fail(
+          "CHANNEL_BINDING",
+          "Server did not offer SCRAM-SHA-256-PLUS over TLS: refusing a possible channel binding downgrade",
+        );
+      }
       this.#flag = "p";
       this.#mechanism = SCRAM_SHA_256_PLUS;
     } else {
-      // "y" tells a server that does support binding to refuse: a stripped mechanism list cannot
-      // silently downgrade a client that can bind.
-      this.#flag = options.channelBinding ? "y" : "n";
+      this.#flag = "n";
       this.#mechanism = SCRAM_SHA_256;
       if (!offered.includes(SCRAM_SHA_256)) {
         fail("AUTH_FAILED", `Server offers no usable mechanism: ${offered.join(", ")}`);
@@ -106,11 +113,6 @@ export class ScramClient {
   /** Whether channel binding is in use. */
   get bound(): boolean {
     return this.#flag === "p";
-  }
-
-  /** True when the client can bind but the server did not offer binding (a downgrade warning). */
-  get bindingNotOffered(): boolean {
-    return this.#flag === "y";
   }
 
   /** The client-first-message. */

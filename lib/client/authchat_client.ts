@@ -20,6 +20,7 @@ import { ProtocolError } from "../codec/protocol_error.ts";
 import { fingerprint } from "../crypto/fingerprint.ts";
 import { importSealPublicKey, seal, sealContext } from "../crypto/seal.ts";
 import { FramedStream } from "../transport/framed_stream.ts";
+import { raceTimeout } from "../transport/race_timeout.ts";
 import { checkServerKey, endpointName, openConnection } from "./open_connection.ts";
 import type { Endpoint, TrustOptions } from "./open_connection.ts";
 
@@ -34,8 +35,8 @@ export type ServerEvent = ServerMessageOf<"BYE">;
 export interface ClientOptions extends Endpoint {
   /** How server keys are trusted. */
   trust: TrustOptions;
-  /** Told about conditions worth a warning (a server that did not offer channel binding). */
-  onWarning?: (message: string) => void;
+  /** Longest wait for a reply before the connection is given up (default 30 s). */
+  requestTimeoutMs?: number;
   /** Told about unsolicited server messages. */
   onEvent?: (event: ServerEvent) => void;
 }
@@ -181,6 +182,11 @@ export class AuthchatClient {
     this.#nextId = this.#nextId >= MAX_ID ? 1 : this.#nextId + 1;
     const reply = new Promise<ServerMessage>((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
     this.#framed.send(encodeMessage({ ...msg, id } as ClientMessage)).catch(() => {});
+    if (!await raceTimeout(reply, this.#options.requestTimeoutMs ?? 30_000)) {
+      await this.#shut(
+        `Server did not answer ${msg.op} within ${(this.#options.requestTimeoutMs ?? 30_000) / 1000} s`,
+      );
+    }
     const answer = await reply;
     if (answer.op === "ERROR") {
       const err = errorFromMessage(answer);
@@ -250,11 +256,6 @@ export class AuthchatClient {
       cache: this.#cache,
       ...(this.#channelBinding ? { channelBinding: this.#channelBinding } : {}),
     });
-    if (client.bindingNotOffered) {
-      this.#options.onWarning?.(
-        "Server did not offer SCRAM-SHA-256-PLUS over TLS: asking it to confirm (possible downgrade)",
-      );
-    }
     const challenge = await this.#request(
       { op, mechanism: client.mechanism, data: client.first, ...extra } as ClientMessage,
       "CHALLENGE",

@@ -11,6 +11,7 @@ import { tlsServerEndPoint } from "../crypto/certificate.ts";
 import { fingerprint } from "../crypto/fingerprint.ts";
 import type { ByteStream } from "../transport/byte_stream.ts";
 import { NodeSocketStream } from "../transport/node_socket_stream.ts";
+import { raceTimeout } from "../transport/race_timeout.ts";
 import { TrustError } from "./known_hosts.ts";
 import type { KeyKind, KnownHosts } from "./known_hosts.ts";
 
@@ -131,7 +132,12 @@ function connectTls(endpoint: Endpoint, ca: string | undefined): Promise<tls.TLS
  */
 export async function openConnection(endpoint: Endpoint, trust: TrustOptions): Promise<OpenedConnection> {
   if (!endpoint.tls) {
-    const conn = await Deno.connect({ hostname: endpoint.host, port: endpoint.port });
+    const connecting = Deno.connect({ hostname: endpoint.host, port: endpoint.port });
+    if (!await raceTimeout(connecting, endpoint.timeoutMs ?? 10_000)) {
+      connecting.then((late) => late.close(), () => {});
+      throw new Deno.errors.TimedOut(`TCP connection to ${endpointName(endpoint)} timed out`);
+    }
+    const conn = await connecting;
     conn.setNoDelay(true);
     return { stream: conn };
   }

@@ -131,8 +131,7 @@ export type ByeCode =
   | "AUTH_TIMEOUT"
   | "IDLE_TIMEOUT"
   | "ACCOUNT_DELETED"
-  | "PASSWORD_CHANGED"
-  | "CLOSED";
+  | "PASSWORD_CHANGED";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();

@@ -6,6 +6,7 @@
  */
 
 import { RateLimiter } from "../auth/rate_limiter.ts";
+import { TokenBucket } from "../auth/token_bucket.ts";
 import { encodeBase64 } from "../codec/base64.ts";
 import { encodeMessage, errorMessage } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
@@ -35,6 +36,21 @@ export type ListeningAddresses = Partial<Record<TransportName, Deno.NetAddr>>;
 
 function formatAddress(addr: Deno.NetAddr): string {
   return addr.hostname.includes(":") ? `[${addr.hostname}]:${addr.port}` : `${addr.hostname}:${addr.port}`;
+}
+
+/**
+ * Unknown users get mock exchanges with the configured iteration count, so an account whose verifier
+ * uses another count can be told apart from a name with no account. Say so at start.
+ */
+async function warnOnIterationMismatch(store: UserStore, configured: number, log: Logger): Promise<void> {
+  const others = [...await store.iterationCounts()].filter(([iterations]) => iterations !== configured);
+  if (others.length === 0) return;
+  log.warn("iteration_mismatch", {
+    configured,
+    accounts: others.reduce((n, [, count]) => n + count, 0),
+    found: others.map(([iterations, count]) => `${count}x${iterations}`).join(","),
+    advice: "these accounts are distinguishable from unknown users until their passwords change",
+  });
 }
 
 /**
@@ -79,7 +95,11 @@ export class AuthchatServer {
         forgetAfterMs: Math.max(3_600_000, config.backoff_max * 2000),
         maxEntries: 100_000,
       }),
-      registry: new SessionRegistry({ maxUnauthenticatedPerIp: config.max_unauthenticated_per_ip }),
+      registrations: new TokenBucket({ perMinute: config.registrations_per_minute }),
+      registry: new SessionRegistry({
+        maxUnauthenticatedPerIp: config.max_unauthenticated_per_ip,
+        maxConnectionsPerIp: config.max_connections_per_ip,
+      }),
       now: Date.now,
       serverName: config.name,
       iterations: config.scram_iterations,
@@ -90,6 +110,7 @@ export class AuthchatServer {
       sealPublicKey: encodeBase64(identity.sealPublicDer),
       mockSecret: await store.mockSecret(),
     };
+    await warnOnIterationMismatch(store, config.scram_iterations, log);
     const server = new AuthchatServer(ctx, identity);
     try {
       if (config.tcp) {
@@ -167,15 +188,10 @@ export class AuthchatServer {
     const peer = (conn.remoteAddr as Deno.NetAddr).hostname;
     if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") conn.setNoDelay(true);
     if (this.#stopping) return conn.close();
-    if (!this.#ctx.registry.admits(peer)) {
+    const refusal = this.#ctx.registry.refusal(peer);
+    if (refusal !== null) {
       this.#ctx.log.warn("connection_refused", { ip: peer, transport: name, code: "TOO_MANY_CONNECTIONS" });
-      const err = new ProtocolError(
-        "TOO_MANY_CONNECTIONS",
-        "Too many connections from your address that are not logged in",
-        {
-          fatal: true,
-        },
-      );
+      const err = new ProtocolError("TOO_MANY_CONNECTIONS", refusal, { fatal: true });
       await raceTimeout(conn.write(encodeMessage(errorMessage(err))), 1000);
       return conn.close();
     }

@@ -80,7 +80,7 @@ export class Logger {
       this.#write(JSON.stringify({ ts, level, event, ...Object.fromEntries(entries) }));
     } else {
       const rest = entries.map(([k, v]) => `${k}=${textValue(v)}`).join(" ");
-      this.#write(`${ts} ${level.toUpperCase()} ${event}${rest ? " " + rest : ""}`);
+      this.#write(`${ts} ${level.toUpperCase()} ${textValue(event)}${rest ? " " + rest : ""}`);
     }
   }
 

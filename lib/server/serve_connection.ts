@@ -57,6 +57,9 @@ export async function serveConnection(
   try {
     for await (const payload of framed.payloads()) {
       await session.receive(payload);
+      // Backpressure: read the next request only once the replies to this one are written, so a
+      // client that sends without reading cannot make the server buffer replies without bound.
+      await framed.flushed();
       if (session.closed) break;
       arm();
     }

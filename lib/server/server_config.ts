@@ -49,6 +49,10 @@ export interface ServerConfig {
   idle_timeout: number;
   /** Most connections per source address that are not logged in. */
   max_unauthenticated_per_ip: number;
+  /** Most connections per source address in all. */
+  max_connections_per_ip: number;
+  /** Registrations a source address may make per minute (and at once). */
+  registrations_per_minute: number;
   /** Failed proofs allowed before backoff starts. */
   failures_before_backoff: number;
   /** First backoff in seconds; doubles per further failure. */
@@ -92,6 +96,8 @@ const KEYS: Record<ConfigKey, Kind> = {
   auth_timeout: { type: "number", min: 0.05, max: 86_400 },
   idle_timeout: { type: "number", min: 0.05, max: 30 * 86_400 },
   max_unauthenticated_per_ip: { type: "int", min: 1, max: 1_000_000 },
+  max_connections_per_ip: { type: "int", min: 1, max: 1_000_000 },
+  registrations_per_minute: { type: "int", min: 1, max: 1_000_000 },
   failures_before_backoff: { type: "int", min: 0, max: 1000 },
   backoff_base: { type: "number", min: 0.001, max: 86_400 },
   backoff_max: { type: "number", min: 0.001, max: 7 * 86_400 },
@@ -124,6 +130,8 @@ const DEFAULTS: Omit<
   auth_timeout: 30,
   idle_timeout: 900,
   max_unauthenticated_per_ip: 32,
+  max_connections_per_ip: 256,
+  registrations_per_minute: 10,
   failures_before_backoff: 5,
   backoff_base: 1,
   backoff_max: 900,

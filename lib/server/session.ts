@@ -8,53 +8,29 @@
  */
 
 import { checkPassword } from "../auth/password_policy.ts";
-import { mockVerifier, ScramServer } from "../auth/scram_server.ts";
-import type { ScramServerExchange } from "../auth/scram_server.ts";
+import { ScramServer } from "../auth/scram_server.ts";
 import { prepareUsername } from "../auth/username.ts";
-import { encodeBase64 } from "../codec/base64.ts";
 import {
+  CLIENT_OPS,
   errorMessage,
   parseJsonObject,
   peekId,
-  PROTOCOL_VERSION,
   validateClientMessage,
 } from "../codec/messages.ts";
-import type { ByeCode, ClientMessage, ClientMessageOf, Sealed, ServerMessage } from "../codec/messages.ts";
+import type { ByeCode, ClientMessage, ClientMessageOf, ServerMessage } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
-import type { ClientFirst } from "../codec/scram_messages.ts";
-import { openSealed, sealContext } from "../crypto/seal.ts";
-import { createVerifier, formatVerifier, parseVerifier } from "../crypto/scram_verifier.ts";
-import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import { createAccount } from "../store/create_account.ts";
+import { freshSealNonce, readNewPassword } from "./_new_password.ts";
+import type { NewPasswordSource } from "./_new_password.ts";
+import { checkProof, commitProof, rateLimited, startExchange } from "./_scram_exchange.ts";
+import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
+import { accessReply, checkVersion, helloReply, isLoggedReply } from "./_replies.ts";
+import type { LoggedIn } from "./_replies.ts";
+import type { LogFields } from "./logger.ts";
 import type { ConnectionInfo, SessionContext, SessionSink } from "./session_context.ts";
 import type { RegisteredSession } from "./session_registry.ts";
 
 let nextSessionId = 1;
-
-interface LoggedIn {
-  id: number;
-  name: string;
-  key: string;
-  loginAt: number;
-  previousLogin: number | null;
-}
-
-type Purpose = "login" | "passwd" | "delete";
-
-interface Pending {
-  purpose: Purpose;
-  exchange: ScramServerExchange;
-  name: string;
-  key: string;
-  userId: number | null;
-  newPassword?: string;
-}
-
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
 
 /**
  * One connection's protocol state.
@@ -74,7 +50,7 @@ export class Session implements RegisteredSession {
   #scram: ScramServer;
   #hello = false;
   #user: LoggedIn | null = null;
-  #pending: Pending | null = null;
+  #pending: PendingExchange | null = null;
   #sealNonce: string | null = null;
   #closed = false;
   #removed = false;
@@ -129,11 +105,12 @@ export class Session implements RegisteredSession {
     if (this.#closed) return;
     this.#lastActivity = this.#ctx.now();
     let requestId: number | undefined;
-    let op = "frame";
+    let op = "request";
     try {
       const raw = parseJsonObject(payload);
       requestId = peekId(raw);
-      if (typeof raw.op === "string" && raw.op.length <= 16) op = raw.op;
+      // Only known command names reach the log's event name; anything else is the client's choice.
+      if ((CLIENT_OPS as unknown[]).includes(raw.op)) op = raw.op as string;
       const msg = validateClientMessage(raw);
       if (msg.op === "PROOF") op = this.#pending?.purpose ?? "proof";
       await this.#dispatch(msg);
@@ -160,12 +137,7 @@ export class Session implements RegisteredSession {
   tick(now: number): void {
     if (this.#closed || now < this.deadline) return;
     const code: ByeCode = this.#user ? "IDLE_TIMEOUT" : "AUTH_TIMEOUT";
-    this.#ctx.log.info("timeout", {
-      session: this.id,
-      ip: this.peerAddress,
-      user: this.user ?? undefined,
-      code,
-    });
+    this.#ctx.log.info("timeout", { ...this.#logFields(), code });
     this.end(
       code,
       this.#user
@@ -182,7 +154,10 @@ export class Session implements RegisteredSession {
    */
   end(code: ByeCode, reason: string): void {
     if (this.#closed) return;
+    this.#ctx.log.info("ended", { ...this.#logFields(), code });
+    // Nothing in flight may act for this session any more: handlers check `#closed` after each await.
     this.#pending = null;
+    this.#user = null;
     this.#send({ op: "BYE", code, reason });
     this.#close();
   }
@@ -197,12 +172,11 @@ export class Session implements RegisteredSession {
     if (this.#removed) return;
     this.#removed = true;
     this.#ctx.registry.remove(this);
-    this.#ctx.log.info("disconnect", {
-      session: this.id,
-      ip: this.peerAddress,
-      user: this.user ?? undefined,
-      reason,
-    });
+    this.#ctx.log.info("disconnect", { ...this.#logFields(), reason });
+  }
+
+  #logFields(): LogFields {
+    return { session: this.id, ip: this.peerAddress, user: this.user ?? undefined };
   }
 
   #send(message: ServerMessage): void {
@@ -220,7 +194,7 @@ export class Session implements RegisteredSession {
     const error = known
       ? err
       : new ProtocolError("INTERNAL", "Internal server error: the request was not completed");
-    const fields = { session: this.id, ip: this.peerAddress, user: this.user ?? undefined, code: error.code };
+    const fields = { ...this.#logFields(), code: error.code };
     if (known) this.#ctx.log.info(`${op.toLowerCase()}_failed`, fields);
     else {this.#ctx.log.error("internal_error", {
         ...fields,
@@ -265,8 +239,7 @@ export class Session implements RegisteredSession {
       case "LOGIN": {
         if (this.#user) this.#logout("relogin");
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
-        const { name, key } = prepareUsername(first.username);
-        return await this.#begin("login", first, { name, key }, msg.id);
+        return await this.#begin({ purpose: "login", first, who: prepareUsername(first.username) }, msg.id);
       }
       case "PASSWD":
       case "DELETE":
@@ -274,12 +247,7 @@ export class Session implements RegisteredSession {
       case "PROOF":
         return await this.#onProof(msg);
       case "IS_LOGGED":
-        return this.#reply(
-          this.#user
-            ? { op: "IS_LOGGED", logged_in: true, user: this.#user.name }
-            : { op: "IS_LOGGED", logged_in: false },
-          msg.id,
-        );
+        return this.#reply(isLoggedReply(this.#user), msg.id);
       case "ACCESS":
         return await this.#onAccess(msg.id);
       case "LOGOUT":
@@ -287,76 +255,49 @@ export class Session implements RegisteredSession {
         this.#logout("logout");
         return this.#reply({ op: "LOGOUT" }, msg.id);
       case "CLOSE":
-        this.#ctx.log.info("close", { session: this.id, ip: this.peerAddress, user: this.user ?? undefined });
+        this.#ctx.log.info("close", this.#logFields());
         this.#reply({ op: "CLOSE" }, msg.id);
         return this.#close();
     }
   }
 
   #onHello(msg: ClientMessageOf<"HELLO">): void {
-    if (msg.version !== PROTOCOL_VERSION) {
-      throw new ProtocolError(
-        "UNSUPPORTED_VERSION",
-        `Unsupported protocol version: ${msg.version} (this server speaks ${PROTOCOL_VERSION})`,
-      );
-    }
+    checkVersion(msg.version);
     this.#hello = true;
-    this.#sealNonce ??= encodeBase64(crypto.getRandomValues(new Uint8Array(18)));
-    this.#reply({
-      op: "HELLO",
-      server: this.#ctx.serverName,
-      version: PROTOCOL_VERSION,
-      versions: [PROTOCOL_VERSION],
-      mechanisms: this.#scram.mechanisms,
-      confidential: this.#info.confidential,
-      seal_key: this.#ctx.sealPublicKey,
-      seal_nonce: this.#sealNonce,
-    }, msg.id);
+    // Every HELLO replaces the seal nonce: a secret sealed to an older one no longer opens.
+    this.#sealNonce = freshSealNonce();
+    this.#reply(
+      helloReply({
+        name: this.#ctx.serverName,
+        mechanisms: this.#scram.mechanisms,
+        confidential: this.#info.confidential,
+        sealKey: this.#ctx.sealPublicKey,
+        sealNonce: this.#sealNonce,
+      }),
+      msg.id,
+    );
   }
 
   /** The new password of REGISTER or PASSWD: in clear only inside TLS, else sealed to this session. */
-  async #secret(
-    op: "REGISTER" | "PASSWD",
-    user: string,
-    msg: { password?: string; sealed?: Sealed },
-  ): Promise<string> {
-    if (msg.password !== undefined && msg.sealed !== undefined) {
-      throw new ProtocolError("BAD_MESSAGE", "Invalid field msg.password: send password or sealed, not both");
-    }
-    if (msg.password !== undefined) {
-      if (!this.#info.confidential) {
-        throw new ProtocolError(
-          "CONFIDENTIALITY_REQUIRED",
-          "Password in clear on a plain connection: seal it to the server key or use TLS",
-        );
-      }
-      return msg.password;
-    }
-    if (msg.sealed === undefined) {
-      throw new ProtocolError(
-        "BAD_MESSAGE",
-        `Invalid field msg.sealed: ${op} needs password (TLS) or sealed`,
-      );
-    }
-    const nonce = this.#sealNonce;
-    this.#sealNonce = null;
-    if (nonce === null) {
-      throw new ProtocolError("SEAL_INVALID", "No seal nonce in this session: send HELLO for a fresh one");
-    }
-    const bytes = await openSealed(this.#ctx.sealPrivateKey, msg.sealed, sealContext(op, { user, nonce }));
-    try {
-      return utf8.decode(bytes);
-    } catch {
-      throw new ProtocolError("BAD_ENCODING", "Invalid UTF-8 in the sealed password");
-    } finally {
-      bytes.fill(0);
-    }
+  get #passwordSource(): NewPasswordSource {
+    return {
+      confidential: this.#info.confidential,
+      sealPrivateKey: this.#ctx.sealPrivateKey,
+      takeSealNonce: () => {
+        const nonce = this.#sealNonce;
+        this.#sealNonce = null;
+        return nonce;
+      },
+    };
   }
 
   async #onRegister(msg: ClientMessageOf<"REGISTER">): Promise<void> {
+    // Each registration costs a key derivation: a source gets a budget of them.
+    const wait = this.#ctx.registrations.take(this.peerAddress, this.#ctx.now());
+    if (wait > 0) throw rateLimited(wait);
     // The name is checked before the secret is opened: the cheaper, clearer refusal comes first.
     prepareUsername(msg.user);
-    const password = await this.#secret("REGISTER", msg.user, msg);
+    const password = await readNewPassword("REGISTER", msg.user, msg, this.#passwordSource);
     const record = await createAccount(this.#ctx.store, { user: msg.user, password }, {
       iterations: this.#ctx.iterations,
       minPasswordLength: this.#ctx.passwordMinLength,
@@ -375,49 +316,21 @@ export class Session implements RegisteredSession {
         `${msg.op} must prove the password of the logged-in user ${me.name}`,
       );
     }
-    if (msg.op === "DELETE") return await this.#begin("delete", first, me, msg.id);
-    const newPassword = checkPassword(await this.#secret("PASSWD", me.name, msg), {
+    if (msg.op === "DELETE") return await this.#begin({ purpose: "delete", first, who: me }, msg.id);
+    const newPassword = checkPassword(await readNewPassword("PASSWD", me.name, msg, this.#passwordSource), {
       minLength: this.#ctx.passwordMinLength,
       username: me.name,
     });
-    await this.#begin("passwd", first, me, msg.id, newPassword);
+    await this.#begin({ purpose: "passwd", first, who: me, newPassword }, msg.id);
   }
 
-  /** Start a SCRAM exchange; unknown users get a mock one that fails the same way. */
-  async #begin(
-    purpose: Purpose,
-    first: ClientFirst,
-    who: { name: string; key: string },
-    requestId: number | undefined,
-    newPassword?: string,
-  ): Promise<void> {
-    const wait = this.#ctx.limiter.retryAfter(this.peerAddress, who.key, this.#ctx.now());
-    if (wait > 0) {
-      throw new ProtocolError(
-        "RATE_LIMITED",
-        `Too many failed attempts: retry in ${Math.ceil(wait / 1000)} s`,
-        {
-          retryAfterMs: wait,
-        },
-      );
-    }
-    // Computed for every exchange, known user or not, so both paths do the same work.
-    const mock = await mockVerifier(this.#ctx.mockSecret, who.key, this.#ctx.iterations);
-    const record = await this.#ctx.store.findUser(who.key);
-    let verifier: ScramVerifier = mock;
-    let userId: number | null = null;
-    if (record) {
-      try {
-        verifier = parseVerifier(record.verifier);
-        userId = record.id;
-      } catch (err) {
-        this.#ctx.log.error("bad_verifier", { user: record.name, error: (err as Error).message });
-      }
-    }
-    const exchange = this.#scram.begin(first, verifier, { mock: userId === null });
-    this.#pending = { purpose, exchange, name: record?.name ?? who.name, key: who.key, userId };
-    if (newPassword !== undefined) this.#pending.newPassword = newPassword;
-    this.#reply({ op: "CHALLENGE", data: exchange.serverFirst }, requestId);
+  /** Start a SCRAM exchange and send its challenge. */
+  async #begin(request: Omit<StartRequest, "peerAddress">, requestId: number | undefined): Promise<void> {
+    this.#pending = await startExchange(this.#ctx, this.#scram, {
+      ...request,
+      peerAddress: this.peerAddress,
+    });
+    this.#reply({ op: "CHALLENGE", data: this.#pending.exchange.serverFirst }, requestId);
   }
 
   async #onProof(msg: ClientMessageOf<"PROOF">): Promise<void> {
@@ -430,23 +343,17 @@ export class Session implements RegisteredSession {
       );
     }
     const now = this.#ctx.now();
-    let serverFinal: string;
-    try {
-      serverFinal = await pending.exchange.finish(msg.data);
-    } catch (err) {
-      this.#ctx.limiter.recordFailure(this.peerAddress, pending.key, now);
-      throw err;
+    const serverFinal = await checkProof(this.#ctx, pending, msg.data, this.peerAddress);
+    if (this.#closed) return;
+    if (pending.purpose !== "login" && this.#user?.key !== pending.key) {
+      throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the session ended meanwhile");
     }
-    this.#ctx.limiter.recordSuccess(this.peerAddress, pending.key);
-    const userId = pending.userId!;
+    const previous = await commitProof(this.#ctx, pending, now);
+    if (this.#closed) return;
     const fields = { session: this.id, ip: this.peerAddress, user: pending.name };
     if (pending.purpose === "login") {
-      const previous = await this.#ctx.store.recordLogin(userId, now);
-      if (previous === undefined) {
-        throw new ProtocolError("AUTH_FAILED", "Authentication failed: the account was deleted");
-      }
       this.#setUser({
-        id: userId,
+        id: pending.userId!,
         name: pending.name,
         key: pending.key,
         loginAt: now,
@@ -455,14 +362,7 @@ export class Session implements RegisteredSession {
       this.#ctx.log.info("login_ok", { ...fields, transport: this.#info.transport });
       return this.#reply({ op: "LOGIN", user: pending.name, data: serverFinal }, msg.id);
     }
-    if (this.#user?.key !== pending.key) {
-      throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the session ended meanwhile");
-    }
     if (pending.purpose === "passwd") {
-      const verifier = await createVerifier(pending.newPassword!, { iterations: this.#ctx.iterations });
-      if (!await this.#ctx.store.updateVerifier(userId, formatVerifier(verifier))) {
-        throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the account no longer exists");
-      }
       const ended = this.#ctx.registry.endUser(
         pending.key,
         this,
@@ -472,7 +372,6 @@ export class Session implements RegisteredSession {
       this.#ctx.log.info("passwd", { ...fields, ended_sessions: ended });
       return this.#reply({ op: "PASSWD", data: serverFinal }, msg.id);
     }
-    await this.#ctx.store.deleteUser(userId);
     this.#setUser(null);
     const ended = this.#ctx.registry.endUser(pending.key, this, "ACCOUNT_DELETED", "Account deleted");
     this.#ctx.log.info("delete", { ...fields, ended_sessions: ended });
@@ -486,15 +385,7 @@ export class Session implements RegisteredSession {
       this.#logout("account_gone");
       throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the account no longer exists");
     }
-    this.#reply({
-      op: "ACCESS",
-      user: record.name,
-      created: iso(record.createdAt),
-      ...(me.previousLogin === null ? {} : { last_login: iso(me.previousLogin) }),
-      login: iso(me.loginAt),
-      resource:
-        `Welcome, ${record.name}. This is the protected resource: only a logged-in session can read it.`,
-    }, requestId);
+    this.#reply(accessReply(record, me), requestId);
   }
 
   #logout(reason: string): void {

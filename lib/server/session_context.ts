@@ -6,6 +6,7 @@
  */
 
 import type { RateLimiter } from "../auth/rate_limiter.ts";
+import type { TokenBucket } from "../auth/token_bucket.ts";
 import type { ServerMessage } from "../codec/messages.ts";
 import type { UserStore } from "../store/user_store.ts";
 import type { Logger } from "./logger.ts";
@@ -17,6 +18,8 @@ export interface SessionContext {
   store: UserStore;
   /** Failure counters. */
   limiter: RateLimiter;
+  /** Per-source budget of registrations (each costs a key derivation). */
+  registrations: TokenBucket;
   /** Live sessions. */
   registry: SessionRegistry;
   /** Event log. */

@@ -25,7 +25,7 @@ export interface RegisteredSession {
  * @example
  * ```ts
  * import { SessionRegistry } from "./session_registry.ts";
- * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 1 });
+ * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 1, maxConnectionsPerIp: 10 });
  * const session = { id: 1, peerAddress: "10.0.0.1", end() {} };
  * registry.add(session);
  * console.assert(!registry.admits("10.0.0.1"));
@@ -34,7 +34,9 @@ export interface RegisteredSession {
  * ```
  */
 export class SessionRegistry {
-  #max: number;
+  #maxAnonymous: number;
+  #maxTotal: number;
+  #perSource = new Map<string, number>();
   #sessions = new Map<number, { session: RegisteredSession; user: string | null }>();
   #byUser = new Map<string, Set<RegisteredSession>>();
   #unauthenticated = new Map<string, number>();
@@ -42,20 +44,45 @@ export class SessionRegistry {
   /**
    * Make a registry.
    *
-   * @param options The cap on connections per source that are not logged in.
+   * @param options Caps per source: on connections not logged in, and on all connections.
    */
-  constructor(options: { maxUnauthenticatedPerIp: number }) {
-    this.#max = options.maxUnauthenticatedPerIp;
+  constructor(options: { maxUnauthenticatedPerIp: number; maxConnectionsPerIp: number }) {
+    this.#maxAnonymous = options.maxUnauthenticatedPerIp;
+    this.#maxTotal = options.maxConnectionsPerIp;
   }
 
   /**
-   * Whether a new connection from this address is within the cap.
+   * Why a new connection from this address is refused, if it is.
    *
    * @param address Source IP.
-   * @returns `false` when the source already holds the most unauthenticated connections allowed.
+   * @returns `null` when within the caps, else the reason.
+   */
+  refusal(address: string): string | null {
+    const key = sourceKey(address);
+    if ((this.#perSource.get(key) ?? 0) >= this.#maxTotal) {
+      return `Too many connections from your address: ${this.#maxTotal} are open`;
+    }
+    if ((this.#unauthenticated.get(key) ?? 0) >= this.#maxAnonymous) {
+      return `Too many connections from your address that are not logged in: ${this.#maxAnonymous} are open`;
+    }
+    return null;
+  }
+
+  /**
+   * Whether a new connection from this address is within the caps.
+   *
+   * @param address Source IP.
+   * @returns `true` when {@linkcode SessionRegistry.refusal} has no reason.
    */
   admits(address: string): boolean {
-    return (this.#unauthenticated.get(sourceKey(address)) ?? 0) < this.#max;
+    return this.refusal(address) === null;
+  }
+
+  #countSource(session: RegisteredSession, delta: number): void {
+    const key = sourceKey(session.peerAddress);
+    const n = (this.#perSource.get(key) ?? 0) + delta;
+    if (n <= 0) this.#perSource.delete(key);
+    else this.#perSource.set(key, n);
   }
 
   #countAnonymous(session: RegisteredSession, delta: number): void {
@@ -73,6 +100,7 @@ export class SessionRegistry {
   add(session: RegisteredSession): void {
     this.#sessions.set(session.id, { session, user: null });
     this.#countAnonymous(session, 1);
+    this.#countSource(session, 1);
   }
 
   /**
@@ -110,6 +138,7 @@ export class SessionRegistry {
     if (!this.#sessions.has(session.id)) return;
     this.setUser(session, null);
     this.#countAnonymous(session, -1);
+    this.#countSource(session, -1);
     this.#sessions.delete(session.id);
   }
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { mkdirSync } from "node:fs";
+import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { StatementSync } from "node:sqlite";
@@ -61,6 +61,7 @@ export class SqliteUserStore implements UserStore {
   #lastLogin: StatementSync;
   #setLogin: StatementSync;
   #count: StatementSync;
+  #iterations: StatementSync;
   #secret: Uint8Array<ArrayBuffer>;
 
   private constructor(db: DatabaseSync) {
@@ -69,10 +70,13 @@ export class SqliteUserStore implements UserStore {
     this.#insert = db.prepare(
       "INSERT INTO users (name, name_key, verifier, created_at) VALUES (?, ?, ?, ?) RETURNING *",
     );
-    this.#update = db.prepare("UPDATE users SET verifier = ? WHERE id = ?");
-    this.#delete = db.prepare("DELETE FROM users WHERE id = ?");
-    this.#lastLogin = db.prepare("SELECT last_login_at FROM users WHERE id = ?");
+    this.#update = db.prepare("UPDATE users SET verifier = ? WHERE id = ? AND verifier = ?");
+    this.#delete = db.prepare("DELETE FROM users WHERE id = ? AND verifier = ?");
+    this.#lastLogin = db.prepare("SELECT last_login_at FROM users WHERE id = ? AND verifier = ?");
     this.#setLogin = db.prepare("UPDATE users SET last_login_at = ? WHERE id = ?");
+    this.#iterations = db.prepare(
+      "SELECT CAST(substr(verifier, 15, instr(verifier, ':') - 15) AS INTEGER) AS i, count(*) AS n FROM users GROUP BY i",
+    );
     this.#count = db.prepare("SELECT count(*) AS n FROM users");
     const secret = db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").get() as {
       value: Uint8Array<ArrayBuffer>;
@@ -88,7 +92,12 @@ export class SqliteUserStore implements UserStore {
    * @throws {RangeError} When the file's schema is newer than this code.
    */
   static open(path: string): SqliteUserStore {
-    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    if (path !== ":memory:") {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      // Verifiers and the mock secret are not for other local users. SQLite gives the -wal and -shm
+      // files the database file's mode, so creating it 0600 covers all three.
+      closeSync(openSync(path, "a", 0o600));
+    }
     const db = new DatabaseSync(path);
     try {
       db.exec("PRAGMA busy_timeout = 5000");
@@ -120,18 +129,18 @@ export class SqliteUserStore implements UserStore {
     }
   }
 
-  updateVerifier(id: number, verifier: string): Promise<boolean> {
-    return Promise.resolve(Number(this.#update.run(verifier, id).changes) === 1);
+  updateVerifier(id: number, expected: string, verifier: string): Promise<boolean> {
+    return Promise.resolve(Number(this.#update.run(verifier, id, expected).changes) === 1);
   }
 
-  deleteUser(id: number): Promise<boolean> {
-    return Promise.resolve(Number(this.#delete.run(id).changes) === 1);
+  deleteUser(id: number, expected: string): Promise<boolean> {
+    return Promise.resolve(Number(this.#delete.run(id, expected).changes) === 1);
   }
 
-  recordLogin(id: number, now: number): Promise<number | null | undefined> {
-    this.#db.exec("BEGIN IMMEDIATE");
+  recordLogin(id: number, expected: string, now: number): Promise<number | null | undefined> {
     try {
-      const row = this.#lastLogin.get(id) as { last_login_at: number | null } | undefined;
+      this.#db.exec("BEGIN IMMEDIATE");
+      const row = this.#lastLogin.get(id, expected) as { last_login_at: number | null } | undefined;
       if (row) this.#setLogin.run(now, id);
       this.#db.exec("COMMIT");
       if (!row) return Promise.resolve(undefined);
@@ -140,6 +149,11 @@ export class SqliteUserStore implements UserStore {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       return Promise.reject(err);
     }
+  }
+
+  iterationCounts(): Promise<Map<number, number>> {
+    const rows = this.#iterations.all() as { i: number; n: number }[];
+    return Promise.resolve(new Map(rows.map((r) => [Number(r.i), Number(r.n)])));
   }
 
   mockSecret(): Promise<Uint8Array<ArrayBuffer>> {

@@ -33,7 +33,12 @@ export interface NewUser {
   now: number;
 }
 
-/** Persistent accounts. Every write is one transaction. */
+/**
+ * Persistent accounts. Every write is one transaction. Writes that follow a
+ * SCRAM proof name the verifier the proof was checked against and do nothing
+ * when it has changed meanwhile (compare-and-swap), so a proof of an old
+ * password can never commit after the password changed.
+ */
 export interface UserStore {
   /**
    * Find an account by its lower-cased name.
@@ -51,28 +56,34 @@ export interface UserStore {
    */
   createUser(user: NewUser): Promise<UserRecord>;
   /**
-   * Replace an account's verifier.
+   * Replace an account's verifier if it is still `expected`.
    *
    * @param id Row id.
+   * @param expected The verifier the caller checked a proof against.
    * @param verifier New verifier.
-   * @returns Whether the account existed.
+   * @returns Whether the account existed with the expected verifier (and was updated).
    */
-  updateVerifier(id: number, verifier: string): Promise<boolean>;
+  updateVerifier(id: number, expected: string, verifier: string): Promise<boolean>;
   /**
-   * Delete an account.
+   * Delete an account if its verifier is still `expected`.
    *
    * @param id Row id.
-   * @returns Whether the account existed.
+   * @param expected The verifier the caller checked a proof against.
+   * @returns Whether the account existed with the expected verifier (and was deleted).
    */
-  deleteUser(id: number): Promise<boolean>;
+  deleteUser(id: number, expected: string): Promise<boolean>;
   /**
-   * Record a successful login.
+   * Record a successful login if the verifier is still `expected`.
    *
    * @param id Row id.
+   * @param expected The verifier the proof was checked against.
    * @param now Login time.
-   * @returns The previous login time, `null` for a first login, `undefined` when no such account exists.
+   * @returns The previous login time, `null` for a first login, `undefined` when the account is gone or
+   *   its verifier changed.
    */
-  recordLogin(id: number, now: number): Promise<number | null | undefined>;
+  recordLogin(id: number, expected: string, now: number): Promise<number | null | undefined>;
+  /** How many accounts use each PBKDF2 iteration count. */
+  iterationCounts(): Promise<Map<number, number>>;
   /** The server secret that mock exchanges for unknown users derive from. */
   mockSecret(): Promise<Uint8Array<ArrayBuffer>>;
   /** Number of accounts. */

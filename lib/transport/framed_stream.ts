@@ -11,6 +11,9 @@ import { raceTimeout } from "./race_timeout.ts";
 
 const READ_BUFFER_BYTES = 16 * 1024;
 
+/** Most bytes queued for a peer that does not read; past it the connection is closed. */
+export const MAX_QUEUED_BYTES = 1024 * 1024;
+
 /**
  * A framed connection.
  *
@@ -24,6 +27,7 @@ export class FramedStream {
   #conn: ByteStream;
   #decoder = new FrameDecoder();
   #writes: Promise<void> = Promise.resolve();
+  #queued = 0;
   #closed = false;
 
   /**
@@ -64,19 +68,46 @@ export class FramedStream {
     }
   }
 
+  /** Bytes queued and not yet written. */
+  get queuedBytes(): number {
+    return this.#queued;
+  }
+
   /**
-   * Queue bytes for writing; writes happen in call order.
+   * Queue bytes for writing; writes happen in call order. A peer that lets more than
+   * {@linkcode MAX_QUEUED_BYTES} pile up is not reading: the connection is closed.
    *
    * @param bytes A whole frame.
-   * @returns Resolves when written; rejects when the stream fails.
+   * @returns Resolves when written; rejects when the stream fails or the queue overflows.
    */
   send(bytes: Uint8Array): Promise<void> {
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("Connection closed"));
+    if (this.#queued + bytes.length > MAX_QUEUED_BYTES) {
+      this.close(0);
+      return Promise.reject(
+        new Deno.errors.WouldBlock(`Peer is not reading: over ${MAX_QUEUED_BYTES} bytes queued`),
+      );
+    }
+    this.#queued += bytes.length;
     const write = this.#writes.then(async () => {
-      let done = 0;
-      while (done < bytes.length) done += await this.#conn.write(bytes.subarray(done));
+      try {
+        let done = 0;
+        while (done < bytes.length) done += await this.#conn.write(bytes.subarray(done));
+      } finally {
+        this.#queued -= bytes.length;
+      }
     });
     this.#writes = write.catch(() => {});
     return write;
+  }
+
+  /**
+   * Wait until everything queued so far is written (or failed).
+   *
+   * @returns Resolves when the queue is empty.
+   */
+  flushed(): Promise<void> {
+    return this.#writes;
   }
 
   /**

@@ -45,13 +45,13 @@ Deno.test("RateLimiter allows again once the backoff has passed", () => {
   assert.equal(limiter.retryAfter("10.0.0.1", "alice", 12_000), 4000, "the count is kept");
 });
 
-Deno.test("RateLimiter.recordSuccess clears the source and the account", () => {
+Deno.test("RateLimiter.recordSuccess forgives the pair's failures in the source and account counters", () => {
   const limiter = new RateLimiter(OPTIONS);
   fail(limiter, 6, "10.0.0.1", "alice", 0);
   assert.ok(limiter.retryAfter("10.0.0.1", "alice", 0) > 0);
   limiter.recordSuccess("10.0.0.1", "alice");
   assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0), 0);
-  assert.deepEqual(limiter.size, { sources: 0, accounts: 0 });
+  assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0 });
   limiter.recordFailure("10.0.0.1", "alice", 0);
   assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0), 0, "counting starts again from zero");
 });
@@ -122,8 +122,9 @@ Deno.test("RateLimiter keeps at most maxEntries counters under ten times as many
     limiter.recordFailure(`10.0.${i >> 8}.${i & 0xff}`, `user${i}`, 1 + i);
     const size = limiter.size;
     assert.ok(size.sources <= OPTIONS.maxEntries && size.accounts <= OPTIONS.maxEntries);
+    assert.ok(size.pairs <= OPTIONS.maxEntries);
   }
-  assert.deepEqual(limiter.size, { sources: 100, accounts: 100 });
+  assert.deepEqual(limiter.size, { sources: 100, accounts: 100, pairs: 100 });
   // The most recent failures are the ones kept.
   const last = OPTIONS.maxEntries * 10 - 1;
   fail(limiter, 3, `10.0.${last >> 8}.${last & 0xff}`, `user${last}`, 2000);
@@ -156,4 +157,17 @@ Deno.test("sourceKey reads every spelling of an IPv4-mapped address as that IPv4
   assert.equal(sourceKey("2001:0db8:0001:0002::"), "2001:db8:1:2::/64");
   assert.equal(sourceKey("fe80::1%eth0"), "fe80:0:0:0::/64");
   assert.notEqual(sourceKey("::1"), sourceKey("::ffff:0.0.0.1"));
+});
+
+Deno.test("RateLimiter does not let a login to one's own account wipe out guesses at another", () => {
+  const limiter = new RateLimiter(OPTIONS);
+  for (let i = 0; i < 10; i++) {
+    if (limiter.retryAfter("10.0.0.66", "victim", 0) > 0) break;
+    limiter.recordFailure("10.0.0.66", "victim", 0);
+    limiter.recordFailure("10.0.0.66", "mallory", 0);
+    limiter.recordSuccess("10.0.0.66", "mallory");
+  }
+  assert.ok(limiter.retryAfter("10.0.0.66", "victim", 0) > 0, "the victim's guesses still count");
+  assert.ok(limiter.retryAfter("10.0.0.66", "mallory", 0) > 0, "the source's own counter still holds them");
+  assert.equal(limiter.retryAfter("10.0.0.77", "victim", 0), 0, "the owner elsewhere is not locked out");
 });

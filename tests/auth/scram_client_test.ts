@@ -112,7 +112,6 @@ Deno.test("ScramClient with binding data picks the PLUS mechanism when offered",
   const client = clientFor(RFC7677, { channelBinding: CB, serverMechanisms: BOTH });
   assert.equal(client.mechanism, SCRAM_SHA_256_PLUS);
   assert.equal(client.bound, true);
-  assert.equal(client.bindingNotOffered, false);
   assert.equal(client.first, "p=tls-server-end-point,,n=user,r=rOprNGfwEbeRWgbNEkqO");
   const final = await client.final(RFC7677.serverFirst);
   const c = /^c=([^,]+),/.exec(final)?.[1];
@@ -121,18 +120,14 @@ Deno.test("ScramClient with binding data picks the PLUS mechanism when offered",
   assert.deepEqual(Uint8Array.fromBase64(c), expected);
 });
 
-Deno.test("ScramClient with binding data says y when the server offers no PLUS mechanism", () => {
-  const client = clientFor(RFC7677, { channelBinding: CB, serverMechanisms: PLAIN });
-  assert.equal(client.mechanism, SCRAM_SHA_256);
-  assert.equal(client.bound, false);
-  assert.equal(client.bindingNotOffered, true);
-  assert.ok(client.first.startsWith("y,,"));
+Deno.test("ScramClient with binding data refuses a server that offers no PLUS mechanism (downgrade)", () => {
+  throwsWith(() => clientFor(RFC7677, { channelBinding: CB, serverMechanisms: PLAIN }), "CHANNEL_BINDING");
 });
 
 Deno.test("ScramClient without binding data uses the plain mechanism even when PLUS is offered", () => {
   const client = clientFor(RFC7677, { serverMechanisms: BOTH });
   assert.equal(client.mechanism, SCRAM_SHA_256);
-  assert.equal(client.bindingNotOffered, false);
+  assert.equal(client.bound, false);
   assert.ok(client.first.startsWith("n,,"));
 });
 

@@ -44,7 +44,9 @@ Deno.test("authchat server keeps every acknowledged registration after kill -9 d
   const acked: string[] = [];
   let sent = 0;
   {
-    await using server = await ServerProcess.start(data);
+    await using server = await ServerProcess.start(data, {
+      env: { AUTHCHAT_REGISTRATIONS_PER_MINUTE: "100000" },
+    });
     const clients: RawClient[] = [];
     try {
       for (let n = 0; n < CONNECTIONS; n++) clients.push(await RawClient.connect(server.tcpPort));

@@ -6,6 +6,7 @@
  */
 
 import { RateLimiter } from "../../lib/auth/rate_limiter.ts";
+import { TokenBucket } from "../../lib/auth/token_bucket.ts";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64, encodeBase64 } from "../../lib/codec/base64.ts";
 import type { ClientMessage, Sealed, ServerMessage } from "../../lib/codec/messages.ts";
@@ -47,6 +48,8 @@ export interface KitOptions {
   authTimeoutMs?: number;
   idleTimeoutMs?: number;
   maxUnauthenticatedPerIp?: number;
+  maxConnectionsPerIp?: number;
+  registrationsPerMinute?: number;
 }
 
 /**
@@ -69,7 +72,11 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
       forgetAfterMs: 3_600_000,
       maxEntries: 1000,
     }),
-    registry: new SessionRegistry({ maxUnauthenticatedPerIp: options.maxUnauthenticatedPerIp ?? 100 }),
+    registrations: new TokenBucket({ perMinute: options.registrationsPerMinute ?? 1000 }),
+    registry: new SessionRegistry({
+      maxUnauthenticatedPerIp: options.maxUnauthenticatedPerIp ?? 100,
+      maxConnectionsPerIp: options.maxConnectionsPerIp ?? 1000,
+    }),
     log: new Logger({ format: "json", write: (line) => logs.push(line), now: () => clock.now }),
     now: () => clock.now,
     serverName: "test",

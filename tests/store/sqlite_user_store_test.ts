@@ -125,18 +125,21 @@ Deno.test("SqliteUserStore refuses a verifier that is not SCRAM-SHA-256", async 
   }
 });
 
-Deno.test("SqliteUserStore.updateVerifier and deleteUser tell whether the account existed", async () => {
+Deno.test("SqliteUserStore.updateVerifier and deleteUser act only on the verifier the caller checked", async () => {
   const store = SqliteUserStore.open(":memory:");
   try {
-    const { id } = await store.createUser(newUser("alice"));
+    const { id, verifier: first } = await store.createUser(newUser("alice"));
     const next = "SCRAM-SHA-256$4096:bmV3$CCCC:DDDD";
-    assert.equal(await store.updateVerifier(id, next), true);
+    assert.equal(await store.updateVerifier(id, first, next), true);
     assert.equal((await store.findUser("alice"))?.verifier, next);
-    assert.equal(await store.updateVerifier(id + 1000, next), false);
-    assert.equal(await store.deleteUser(id), true);
+    assert.equal(await store.updateVerifier(id, first, first), false, "a stale verifier changes nothing");
+    assert.equal((await store.findUser("alice"))?.verifier, next);
+    assert.equal(await store.updateVerifier(id + 1000, next, next), false);
+    assert.equal(await store.deleteUser(id, first), false, "a stale verifier deletes nothing");
+    assert.equal(await store.deleteUser(id, next), true);
     assert.equal(await store.findUser("alice"), undefined);
-    assert.equal(await store.deleteUser(id), false);
-    assert.equal(await store.updateVerifier(id, next), false);
+    assert.equal(await store.deleteUser(id, next), false);
+    assert.equal(await store.updateVerifier(id, next, next), false);
   } finally {
     store.close();
   }
@@ -145,12 +148,14 @@ Deno.test("SqliteUserStore.updateVerifier and deleteUser tell whether the accoun
 Deno.test("SqliteUserStore.recordLogin returns null, then the previous time, and undefined for no account", async () => {
   const store = SqliteUserStore.open(":memory:");
   try {
-    const { id } = await store.createUser(newUser("alice"));
-    assert.equal(await store.recordLogin(id, 1000), null);
-    assert.equal(await store.recordLogin(id, 2000), 1000);
-    assert.equal(await store.recordLogin(id, 3000), 2000);
+    const { id, verifier } = await store.createUser(newUser("alice"));
+    assert.equal(await store.recordLogin(id, verifier, 1000), null);
+    assert.equal(await store.recordLogin(id, verifier, 2000), 1000);
+    assert.equal(await store.recordLogin(id, verifier, 3000), 2000);
     assert.equal((await store.findUser("alice"))?.lastLoginAt, 3000);
-    assert.equal(await store.recordLogin(id + 1000, 4000), undefined);
+    assert.equal(await store.recordLogin(id + 1000, verifier, 4000), undefined);
+    assert.equal(await store.recordLogin(id, "SCRAM-SHA-256$other", 5000), undefined, "verifier changed");
+    assert.equal((await store.findUser("alice"))?.lastLoginAt, 3000);
   } finally {
     store.close();
   }
@@ -192,4 +197,25 @@ Deno.test("SqliteUserStore.close may be called twice and later calls fail", asyn
   store.close();
   store.close();
   await assert.rejects(async () => await store.countUsers());
+});
+
+Deno.test("SqliteUserStore.iterationCounts counts accounts per PBKDF2 iteration count", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    await store.createUser({ ...newUser("a"), verifier: "SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB" });
+    await store.createUser({ ...newUser("b"), verifier: "SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB" });
+    await store.createUser({ ...newUser("c"), verifier: "SCRAM-SHA-256$600000:c2FsdA==$AAAA:BBBB" });
+    assert.deepEqual(await store.iterationCounts(), new Map([[4096, 2], [600000, 1]]));
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore creates the database file readable by its owner only", async () => {
+  await withTempDir(async (_dir, file) => {
+    const store = SqliteUserStore.open(file);
+    await store.createUser(newUser("alice"));
+    store.close();
+    assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+  });
 });

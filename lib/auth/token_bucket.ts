@@ -1,0 +1,73 @@
+/**
+ * Per-source token buckets, sans I/O: each source may spend `burst` tokens at
+ * once and earns them back at `perMinute`. Used to bound work an
+ * unauthenticated client can make the server do (registrations run PBKDF2).
+ *
+ * @module
+ */
+
+import { sourceKey } from "./rate_limiter.ts";
+
+/** Options of {@linkcode TokenBucket}. */
+export interface TokenBucketOptions {
+  /** Tokens earned per minute. */
+  perMinute: number;
+  /** Most tokens held (default `perMinute`). */
+  burst?: number;
+  /** Most sources tracked; the least recently seen go first (they are refilled anyway). */
+  maxEntries?: number;
+}
+
+/**
+ * Token buckets keyed by source address (IPv6 by /64).
+ *
+ * @example
+ * ```ts
+ * import { TokenBucket } from "./token_bucket.ts";
+ * const bucket = new TokenBucket({ perMinute: 2 });
+ * console.assert(bucket.take("10.0.0.1", 0) === 0 && bucket.take("10.0.0.1", 0) === 0);
+ * console.assert(bucket.take("10.0.0.1", 0) === 30_000);
+ * ```
+ */
+export class TokenBucket {
+  #perMs: number;
+  #burst: number;
+  #maxEntries: number;
+  #buckets = new Map<string, { tokens: number; at: number }>();
+
+  /**
+   * Make the buckets.
+   *
+   * @param options Rate, burst and bound.
+   */
+  constructor(options: TokenBucketOptions) {
+    this.#perMs = options.perMinute / 60_000;
+    this.#burst = options.burst ?? options.perMinute;
+    this.#maxEntries = options.maxEntries ?? 100_000;
+  }
+
+  /**
+   * Spend one token of a source.
+   *
+   * @param address Source IP address.
+   * @param now Current time in ms.
+   * @returns 0 when a token was spent, else the milliseconds until one is available.
+   */
+  take(address: string, now: number): number {
+    const key = sourceKey(address);
+    const old = this.#buckets.get(key);
+    const tokens = Math.min(this.#burst, old ? old.tokens + (now - old.at) * this.#perMs : this.#burst);
+    this.#buckets.delete(key);
+    if (tokens < 1) {
+      this.#buckets.set(key, { tokens, at: now });
+      return Math.ceil((1 - tokens) / this.#perMs);
+    }
+    this.#buckets.set(key, { tokens: tokens - 1, at: now });
+    while (this.#buckets.size > this.#maxEntries) {
+      const oldest = this.#buckets.keys().next().value;
+      if (oldest === undefined) break;
+      this.#buckets.delete(oldest);
+    }
+    return 0;
+  }
+}

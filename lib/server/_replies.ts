@@ -1,0 +1,88 @@
+/**
+ * The replies that describe a session's state: HELLO (and its version check), IS_LOGGED and ACCESS.
+ *
+ * @module
+ */
+
+import { PROTOCOL_VERSION } from "../codec/messages.ts";
+import type { ServerMessageOf } from "../codec/messages.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import type { UserRecord } from "../store/user_store.ts";
+
+/** The account a session is logged in as. */
+export interface LoggedIn {
+  id: number;
+  name: string;
+  key: string;
+  loginAt: number;
+  previousLogin: number | null;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/**
+ * Check the version a HELLO asks for.
+ *
+ * @param version The client's version.
+ * @throws {ProtocolError} `UNSUPPORTED_VERSION` for any but {@linkcode PROTOCOL_VERSION}.
+ */
+export function checkVersion(version: number): void {
+  if (version !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      "UNSUPPORTED_VERSION",
+      `Unsupported protocol version: ${version} (this server speaks ${PROTOCOL_VERSION})`,
+    );
+  }
+}
+
+/**
+ * The HELLO reply.
+ *
+ * @param server Name, mechanisms, channel, sealing key and the fresh seal nonce.
+ * @returns The message.
+ */
+export function helloReply(
+  server: { name: string; mechanisms: string[]; confidential: boolean; sealKey: string; sealNonce: string },
+): ServerMessageOf<"HELLO"> {
+  return {
+    op: "HELLO",
+    server: server.name,
+    version: PROTOCOL_VERSION,
+    versions: [PROTOCOL_VERSION],
+    mechanisms: server.mechanisms,
+    confidential: server.confidential,
+    seal_key: server.sealKey,
+    seal_nonce: server.sealNonce,
+  };
+}
+
+/**
+ * The IS_LOGGED reply.
+ *
+ * @param user The logged-in account, or `null`.
+ * @returns The message.
+ */
+export function isLoggedReply(user: LoggedIn | null): ServerMessageOf<"IS_LOGGED"> {
+  return user ? { op: "IS_LOGGED", logged_in: true, user: user.name } : { op: "IS_LOGGED", logged_in: false };
+}
+
+/**
+ * The ACCESS reply: the protected resource.
+ *
+ * @param record The account as stored.
+ * @param me This session's login.
+ * @returns The message.
+ */
+export function accessReply(record: UserRecord, me: LoggedIn): ServerMessageOf<"ACCESS"> {
+  return {
+    op: "ACCESS",
+    user: record.name,
+    created: iso(record.createdAt),
+    ...(me.previousLogin === null ? {} : { last_login: iso(me.previousLogin) }),
+    login: iso(me.loginAt),
+    resource:
+      `Welcome, ${record.name}. This is the protected resource: only a logged-in session can read it.`,
+  };
+}

@@ -182,10 +182,9 @@ export class AuthchatClient {
     this.#nextId = this.#nextId >= MAX_ID ? 1 : this.#nextId + 1;
     const reply = new Promise<ServerMessage>((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
     this.#framed.send(encodeMessage({ ...msg, id } as ClientMessage)).catch(() => {});
-    if (!await raceTimeout(reply, this.#options.requestTimeoutMs ?? 30_000)) {
-      await this.#shut(
-        `Server did not answer ${msg.op} within ${(this.#options.requestTimeoutMs ?? 30_000) / 1000} s`,
-      );
+    const timeoutMs = this.#options.requestTimeoutMs ?? 30_000;
+    if (!await raceTimeout(reply, timeoutMs)) {
+      await this.#shut(`Server did not answer ${msg.op} within ${timeoutMs / 1000} s`);
     }
     const answer = await reply;
     if (answer.op === "ERROR") {

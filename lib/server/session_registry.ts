@@ -28,9 +28,9 @@ export interface RegisteredSession {
  * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 1, maxConnectionsPerIp: 10 });
  * const session = { id: 1, peerAddress: "10.0.0.1", end() {} };
  * registry.add(session);
- * console.assert(!registry.admits("10.0.0.1"));
+ * console.assert(registry.refusal("10.0.0.1") !== null);
  * registry.setUser(session, "alice");
- * console.assert(registry.admits("10.0.0.1"));
+ * console.assert(registry.refusal("10.0.0.1") === null);
  * ```
  */
 export class SessionRegistry {
@@ -66,16 +66,6 @@ export class SessionRegistry {
       return `Too many connections from your address that are not logged in: ${this.#maxAnonymous} are open`;
     }
     return null;
-  }
-
-  /**
-   * Whether a new connection from this address is within the caps.
-   *
-   * @param address Source IP.
-   * @returns `true` when {@linkcode SessionRegistry.refusal} has no reason.
-   */
-  admits(address: string): boolean {
-    return this.refusal(address) === null;
   }
 
   #countSource(session: RegisteredSession, delta: number): void {

@@ -57,14 +57,14 @@ Deno.test("SessionRegistry caps connections per source that are not logged in", 
   await kit.addUser("alice", PASSWORD);
   const first = kit.connect({ peerAddress: "192.0.2.1" });
   kit.connect({ peerAddress: "192.0.2.1" });
-  assert.equal(kit.ctx.registry.admits("192.0.2.1"), false);
-  assert.equal(kit.ctx.registry.admits("192.0.2.2"), true);
+  assert.equal(kit.ctx.registry.refusal("192.0.2.1") === null, false);
+  assert.equal(kit.ctx.registry.refusal("192.0.2.2") === null, true);
   await first.login("alice", PASSWORD);
-  assert.equal(kit.ctx.registry.admits("192.0.2.1"), true, "a logged-in session frees its slot");
+  assert.equal(kit.ctx.registry.refusal("192.0.2.1") === null, true, "a logged-in session frees its slot");
   await first.send({ op: "LOGOUT" });
-  assert.equal(kit.ctx.registry.admits("192.0.2.1"), false);
+  assert.equal(kit.ctx.registry.refusal("192.0.2.1") === null, false);
   first.session.disconnected("test");
-  assert.equal(kit.ctx.registry.admits("192.0.2.1"), true);
+  assert.equal(kit.ctx.registry.refusal("192.0.2.1") === null, true);
   assert.equal(kit.ctx.registry.size, 1);
 });
 

@@ -11,6 +11,8 @@ import { CommandRunner } from "../lib/client/command_runner.ts";
 import { describeError } from "../lib/codec/protocol_error.ts";
 import type { CommandIO, SecretKind } from "../lib/client/command_runner.ts";
 import { defaultKnownHostsPath, KnownHosts } from "../lib/client/known_hosts.ts";
+import { defaultKnownPeersPath, KnownPeers } from "../lib/client/known_peers.ts";
+import { endpointName } from "../lib/client/open_connection.ts";
 import { isFingerprint } from "../lib/crypto/fingerprint.ts";
 import { LineInput } from "./_line_input.ts";
 import { readPasswordFile } from "./_password_file.ts";
@@ -28,6 +30,8 @@ export interface ClientFlags {
   newPasswordFile?: string;
   exec?: string[];
   knownHosts?: string;
+  knownPeers?: string;
+  relay?: boolean;
 }
 
 function write(stream: { writeSync(p: Uint8Array): number }, line: string): void {
@@ -80,11 +84,13 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       `Invalid --fingerprint ${flags.fingerprint}: expected SHA256: and 43 base64 characters`,
     );
   }
-  const knownHostsPath = flags.knownHosts ?? defaultKnownHostsPath({
+  const env = {
     AUTHCHAT_CONFIG_DIR: Deno.env.get("AUTHCHAT_CONFIG_DIR"),
     XDG_CONFIG_HOME: Deno.env.get("XDG_CONFIG_HOME"),
     HOME: Deno.env.get("HOME"),
-  });
+  };
+  const knownHostsPath = flags.knownHosts ?? defaultKnownHostsPath(env);
+  let runner: CommandRunner | undefined;
   const options: ClientOptions = {
     host: flags.host,
     port: flags.port ?? (flags.tls ? 1992 : 1991),
@@ -100,7 +106,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
             `(remembered in ${knownHostsPath}; compare it with the fingerprint authchat keygen printed)`,
         ),
     },
-    onEvent: (event) => write(Deno.stderr, `server: ${event.reason} (${event.code})`),
+    onEvent: (event) => runner?.onServerEvent(event),
   };
   if (flags.ca !== undefined) {
     try {
@@ -123,9 +129,15 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       return (await input.readLine())?.trim() || Promise.reject(new Error("No user name given"));
     },
   };
-  const runner = new CommandRunner(() => AuthchatClient.connect(options), io, {
+  runner = new CommandRunner(() => AuthchatClient.connect(options), io, {
     user: flags.user,
     reconnect: interactive,
+    chat: {
+      knownPeers: new KnownPeers(flags.knownPeers ?? defaultKnownPeersPath(env)),
+      serverName: endpointName(options),
+      serverHost: options.host,
+      ...(flags.relay ? { relayOnly: true } : {}),
+    },
   });
   try {
     await runner.client();

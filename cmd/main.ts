@@ -112,16 +112,18 @@ export async function main(args: string[]): Promise<number> {
 
   program.command("server")
     .description(
-      "Serve logins over TCP and TLS. Prints one line when ready: authchat listening tcp=HOST:PORT tls=HOST:PORT",
+      "Serve logins over TCP and TLS, presence and the UDP rendezvous and relay for direct messages.\n" +
+        "Prints one line when ready: authchat listening tcp=HOST:PORT tls=HOST:PORT udp=HOST:PORT",
     )
     .option("--config <file>", "YAML configuration (default config/authchat.yaml if present)")
     .option("--data <dir>", "data directory: database, keys (default ./data)")
     .option("--host <address>", "address to listen on (default 127.0.0.1)")
     .option("--tcp-port <port>", "plain TCP port, 0 for any free port (default 1991)", port)
     .option("--tls-port <port>", "TLS port, 0 for any free port (default 1992)", port)
-    .option("--udp-port <port>", "UDP port, reserved for chat (default 1991)", port)
+    .option("--udp-port <port>", "UDP rendezvous and relay port, 0 for any free port (default 1991)", port)
     .option("--no-tcp", "do not serve plain TCP")
     .option("--no-tls", "do not serve TLS")
+    .option("--no-udp", "do not serve the UDP rendezvous and relay (no direct messages)")
     .option("--name <name>", "server name shown in HELLO (default authchat)")
     .addOption(new Option("--log-format <format>", "log lines on stderr").choices(["text", "json"]))
     .addHelpText(
@@ -141,6 +143,7 @@ export async function main(args: string[]): Promise<number> {
           udpPort: "udp_port",
           tcp: "tcp",
           tls: "tls",
+          udp: "udp",
           name: "name",
           logFormat: "log_format",
         }),
@@ -165,9 +168,19 @@ export async function main(args: string[]): Promise<number> {
     .option("--new-password-file <file>", "new password for passwd when not on a terminal")
     .option("--exec <command>", "run a command (repeatable, in order); exit 0 only if all succeed", collect)
     .option("--known-hosts <file>", "trust-on-first-use file (default ~/.config/authchat/known_hosts)")
+    .option(
+      "--known-peers <file>",
+      "pinned identity keys of other users (default ~/.config/authchat/known_peers)",
+    )
+    .option(
+      "--relay",
+      "send direct messages through the server's relay only (when UDP between peers is blocked)",
+    )
     .addHelpText(
       "after",
-      "\nCommands: hello, register, login, is_logged, access, passwd, delete, logout, close, help.\n" +
+      "\nCommands: hello, register, login, is_logged, access, passwd, delete, logout, close, help,\n" +
+        "list, send USER TEXT, fingerprint USER, trust USER, wait SECONDS (type help in the client).\n" +
+        "Messages print as 'msg from USER: TEXT', presence as 'presence: USER online|offline'.\n" +
         "Without --ca or --fingerprint the first key seen is remembered and a changed one is refused.\n" +
         "Example: authchat client --tls --user alice --password-file pw --exec login --exec access",
     )

@@ -19,7 +19,7 @@ import {
 } from "../codec/scram_messages.ts";
 import type { CbindFlag } from "../codec/scram_messages.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
-import { deriveKeys, hmac, saltedPassword, xor } from "../crypto/scram_math.ts";
+import { deriveKeys, hmac, saltedPassword, scramSessionKey, xor } from "../crypto/scram_math.ts";
 import type { ScramHash } from "../crypto/scram_math.ts";
 import { MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
 import { saslPrep } from "./saslprep.ts";
@@ -71,6 +71,8 @@ export class ScramClient {
   #first: string;
   #nonce: string;
   #serverSignature: Uint8Array<ArrayBuffer> | null = null;
+  #sessionKey: Uint8Array<ArrayBuffer> | null = null;
+  #verified = false;
 
   /**
    * Prepare an exchange; nothing is sent yet.
@@ -155,6 +157,7 @@ export class ScramClient {
     const authMessage = `${this.#bare},${serverFirstText},${withoutProof}`;
     const proof = xor(keys.clientKey, await hmac(keys.storedKey, authMessage, hash));
     this.#serverSignature = await hmac(keys.serverKey, authMessage, hash);
+    this.#sessionKey = await scramSessionKey(keys.clientKey, authMessage);
     return `${withoutProof},p=${encodeBase64(proof)}`;
   }
 
@@ -175,5 +178,11 @@ export class ScramClient {
         "Server signature did not verify: this server does not know the account's verifier",
       );
     }
+    this.#verified = true;
+  }
+
+  /** After {@linkcode verify} succeeded: the key both ends now share (see `scramSessionKey`). */
+  get sessionKey(): Uint8Array<ArrayBuffer> | null {
+    return this.#verified ? this.#sessionKey : null;
   }
 }

@@ -17,7 +17,7 @@ import {
 import type { ClientFirst } from "../codec/scram_messages.ts";
 import { encodeBase64 } from "../codec/base64.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
-import { digest, hmac, xor } from "../crypto/scram_math.ts";
+import { digest, hmac, scramSessionKey, xor } from "../crypto/scram_math.ts";
 import type { ScramHash } from "../crypto/scram_math.ts";
 import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import { SALT_BYTES } from "../crypto/scram_verifier.ts";
@@ -161,6 +161,7 @@ interface ExchangeState {
 export class ScramServerExchange {
   #state: ExchangeState;
   #finished = false;
+  #sessionKey: Uint8Array<ArrayBuffer> | null = null;
 
   /**
    * Use {@linkcode ScramServer.begin} instead.
@@ -222,7 +223,13 @@ export class ScramServerExchange {
       });
     }
     const serverSignature = await hmac(s.verifier.serverKey, authMessage, s.hash);
+    this.#sessionKey = await scramSessionKey(xor(proof, clientSignature), authMessage);
     return `v=${encodeBase64(serverSignature)}`;
+  }
+
+  /** After a successful {@linkcode finish}: the key both ends now share (see `scramSessionKey`). */
+  get sessionKey(): Uint8Array<ArrayBuffer> | null {
+    return this.#sessionKey;
   }
 }
 

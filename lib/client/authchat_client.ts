@@ -22,14 +22,32 @@ import { importSealPublicKey, seal, sealContext } from "../crypto/seal.ts";
 import { FramedStream } from "../transport/framed_stream.ts";
 import { raceTimeout } from "../transport/race_timeout.ts";
 import { checkServerKey, endpointName, openConnection } from "./open_connection.ts";
+import type { Identity } from "../crypto/identity_key.ts";
+import { newIdentity, recoverIdentity, sealIdentity } from "./_chat_identity.ts";
 import type { Endpoint, TrustOptions } from "./open_connection.ts";
 
 /** What the server said in HELLO. */
 export type HelloInfo = ServerMessageOf<"HELLO">;
 /** The protected resource. */
 export type AccessInfo = ServerMessageOf<"ACCESS">;
-/** A message the server sent without being asked (`BYE`). */
-export type ServerEvent = ServerMessageOf<"BYE">;
+/** A message the server sent without being asked (`BYE`, `PRESENCE`). */
+export type ServerEvent = ServerMessageOf<"BYE"> | ServerMessageOf<"PRESENCE">;
+/** An online user as LIST shows them. */
+export type ListedUser = ServerMessageOf<"LIST">["users"][number];
+/** Where and how to reach a user (PEER). */
+export type PeerInfo = ServerMessageOf<"PEER">;
+
+/** What a login gives the chat side: the identity key and the UDP rendezvous credentials. */
+export interface ChatCredentials {
+  /** The account name as stored. */
+  user: string;
+  /** The recovered (or new) identity key; `null` with `identityError` when it could not be had. */
+  identity: Identity | null;
+  /** Why there is no identity key. */
+  identityError?: string;
+  /** UDP rendezvous: port, handle and relay id from the server, and the key the SCRAM exchange made. */
+  udp: { port: number; handle: string; relayId: number; key: Uint8Array<ArrayBuffer> } | null;
+}
 
 /** Options of {@linkcode AuthchatClient.connect}. */
 export interface ClientOptions extends Endpoint {
@@ -37,6 +55,8 @@ export interface ClientOptions extends Endpoint {
   trust: TrustOptions;
   /** Longest wait for a reply before the connection is given up (default 30 s). */
   requestTimeoutMs?: number;
+  /** Interval of keepalive PINGs (default 5 s; 0: none). */
+  keepaliveMs?: number;
   /** Told about unsolicited server messages. */
   onEvent?: (event: ServerEvent) => void;
 }
@@ -85,6 +105,8 @@ export class AuthchatClient {
   #user: string | null = null;
   #reader: Promise<void>;
   #cache: SaltedPasswordCache = new Map();
+  #chat: ChatCredentials | null = null;
+  #keepalive: ReturnType<typeof setInterval> | undefined;
 
   private constructor(
     framed: FramedStream,
@@ -110,6 +132,7 @@ export class AuthchatClient {
     const client = new AuthchatClient(new FramedStream(opened.stream), options, opened.channelBinding);
     try {
       await client.hello();
+      client.#startKeepalive();
       if (!options.tls) {
         const spki = decodeBase64(client.#hello.seal_key);
         if (!spki) throw new ProtocolError("BAD_MESSAGE", "Invalid field msg.seal_key: not base64");
@@ -151,6 +174,11 @@ export class AuthchatClient {
         if (msg.op === "BYE") {
           reason = `Server ended the session: ${msg.reason} (${msg.code})`;
           this.#user = null;
+          this.#chat = null;
+          this.#options.onEvent?.(msg);
+          continue;
+        }
+        if (msg.op === "PRESENCE") {
           this.#options.onEvent?.(msg);
           continue;
         }
@@ -171,6 +199,8 @@ export class AuthchatClient {
 
   async #shut(reason: string): Promise<void> {
     this.#closedReason ??= reason;
+    clearInterval(this.#keepalive);
+    this.#chat = null;
     for (const waiter of this.#waiting.values()) waiter.reject(new ConnectionClosedError(this.#closedReason));
     this.#waiting.clear();
     await this.#framed.close(500);
@@ -233,10 +263,13 @@ export class AuthchatClient {
    * @returns The name the server stored.
    */
   async register(user: string, password: string): Promise<string> {
+    // The identity key is made here, and its private half leaves only sealed under the password.
+    const { message } = await newIdentity(user, password);
     const reply = await this.#request({
       op: "REGISTER",
       user,
       ...await this.#secret("REGISTER", user, password),
+      identity: message,
     }, "REGISTER");
     return reply.user;
   }
@@ -247,7 +280,7 @@ export class AuthchatClient {
     user: string,
     password: string,
     extra: Record<string, unknown> = {},
-  ): Promise<ServerMessageOf<K>> {
+  ): Promise<ServerMessageOf<K> & { sessionKey: Uint8Array<ArrayBuffer> | null }> {
     const client = new ScramClient({
       username: user,
       password,
@@ -264,7 +297,7 @@ export class AuthchatClient {
     const final = await this.#distrustOnFailure(() => client.final(challenge.data));
     const reply = await this.#request({ op: "PROOF", data: final }, op);
     await this.#distrustOnFailure(() => client.verify(reply.data));
-    return reply;
+    return { ...reply, sessionKey: client.sessionKey };
   }
 
   async #distrustOnFailure<T>(check: () => T | Promise<T>): Promise<T> {
@@ -285,9 +318,76 @@ export class AuthchatClient {
    */
   async login(user: string, password: string): Promise<string> {
     this.#user = null;
+    this.#chat = null;
     const reply = await this.#scram("LOGIN", user, password);
     this.#user = reply.user;
+    const chat: ChatCredentials = {
+      user: reply.user,
+      identity: null,
+      udp: reply.udp && reply.sessionKey
+        ? {
+          port: reply.udp.port,
+          handle: reply.udp.handle,
+          relayId: reply.udp.relay_id,
+          key: reply.sessionKey,
+        }
+        : null,
+    };
+    try {
+      if (reply.identity) chat.identity = await recoverIdentity(reply.user, password, reply.identity);
+      else {
+        // An account made without one (seeded, imported): its first login makes it.
+        const made = await newIdentity(reply.user, password);
+        await this.#request({ op: "IDENTITY", ...made.message }, "IDENTITY");
+        chat.identity = made.identity;
+      }
+    } catch (err) {
+      chat.identityError = `No identity key: ${(err as Error).message}`;
+    }
+    this.#chat = chat;
     return reply.user;
+  }
+
+  /** After a login: the identity key and UDP credentials direct messages need. */
+  get chat(): ChatCredentials | null {
+    return this.#chat;
+  }
+
+  /**
+   * The online users, every page.
+   *
+   * @returns Names with identity keys and fingerprints.
+   */
+  async list(): Promise<ListedUser[]> {
+    const users: ListedUser[] = [];
+    let after: string | undefined;
+    do {
+      const page = await this.#request({ op: "LIST", ...(after === undefined ? {} : { after }) }, "LIST");
+      users.push(...page.users);
+      after = page.next;
+    } while (after !== undefined);
+    return users;
+  }
+
+  /**
+   * Where and how to reach a user.
+   *
+   * @param user The user.
+   * @returns Identity key, fingerprint, relay id and observed UDP address.
+   * @throws {ProtocolError} `UNKNOWN_USER`, `USER_OFFLINE` or `NOT_LOGGED_IN`.
+   */
+  peer(user: string): Promise<PeerInfo> {
+    return this.#request({ op: "PEER", user }, "PEER");
+  }
+
+  #startKeepalive(): void {
+    const every = this.#options.keepaliveMs ?? 5000;
+    if (every <= 0) return;
+    const timer = setInterval(() => {
+      if (this.#closedReason === null) this.#request({ op: "PING" }, "PONG").catch(() => {});
+    }, every);
+    Deno.unrefTimer(timer as unknown as number);
+    this.#keepalive = timer;
   }
 
   /**
@@ -321,7 +421,10 @@ export class AuthchatClient {
   async passwd(current: string, next: string): Promise<void> {
     const user = this.#user;
     if (user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
-    await this.#scram("PASSWD", user, current, await this.#secret("PASSWD", user, next));
+    const identity = this.#chat?.identity;
+    // The identity key backup follows the password, or only the old password would open it.
+    const backup = identity ? { backup: (await sealIdentity(identity, user, next)).backup } : {};
+    await this.#scram("PASSWD", user, current, { ...await this.#secret("PASSWD", user, next), ...backup });
   }
 
   /**
@@ -335,6 +438,7 @@ export class AuthchatClient {
     if (user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
     const reply = await this.#scram("DELETE", user, password);
     this.#user = null;
+    this.#chat = null;
     return reply.user;
   }
 
@@ -342,6 +446,7 @@ export class AuthchatClient {
   async logout(): Promise<void> {
     await this.#request({ op: "LOGOUT" }, "LOGOUT");
     this.#user = null;
+    this.#chat = null;
   }
 
   /** Say CLOSE, wait for the confirmation, and close. Safe to call on a closed connection. */

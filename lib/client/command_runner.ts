@@ -7,7 +7,9 @@
  */
 
 import { describeError, ProtocolError } from "../codec/protocol_error.ts";
-import type { AuthchatClient } from "./authchat_client.ts";
+import type { AuthchatClient, ServerEvent } from "./authchat_client.ts";
+import { ChatCommands } from "./_chat_commands.ts";
+import type { ChatSettings } from "./_chat_commands.ts";
 
 /** Which secret a command needs. */
 export type SecretKind = "login" | "register" | "current" | "new";
@@ -43,6 +45,11 @@ export const COMMAND_HELP: string = [
   "  access             read the protected resource (logged in only)",
   "  passwd             change the password (current one proved; new one from --new-password-file)",
   "  delete             delete the account (password proved); every session of it ends",
+  "  list               the users online, with their identity-key fingerprints",
+  "  send USER TEXT     send an end-to-end encrypted message; prints delivered once acknowledged",
+  "  fingerprint USER   both identity keys and the safety number to compare with USER",
+  "  trust USER         accept USER's current identity key (after it changed)",
+  "  wait SECONDS       stay online that long, printing messages and presence notices",
   "  logout             log out, staying connected",
   "  close              close the connection and exit",
   "  help               this text",
@@ -59,7 +66,15 @@ const COMMANDS = new Set([
   "logout",
   "close",
   "help",
+  "list",
+  "send",
+  "fingerprint",
+  "trust",
+  "wait",
 ]);
+
+/** How many arguments each command takes at most (`send` keeps the rest of the line as its text). */
+const MAX_ARGS: Record<string, number> = { register: 1, login: 1, fingerprint: 1, trust: 1, wait: 1 };
 
 /**
  * Runs commands against a client connection.
@@ -77,23 +92,35 @@ export class CommandRunner {
   #reconnect: boolean;
   #client: AuthchatClient | null = null;
   #finished = false;
+  #chat: ChatCommands;
 
   /**
    * Make a runner.
    *
    * @param connect Opens a connection (called lazily, and again after a drop when `reconnect`).
    * @param io Output and secrets.
-   * @param options Default user, and whether to reconnect after the server closed the connection.
+   * @param options Default user, whether to reconnect after the server closed the connection, and
+   *   the chat settings (pin file, server name).
    */
   constructor(
     connect: () => Promise<AuthchatClient>,
     io: CommandIO,
-    options: { user?: string | undefined; reconnect?: boolean } = {},
+    options: { user?: string | undefined; reconnect?: boolean; chat?: ChatSettings } = {},
   ) {
     this.#connect = connect;
     this.#io = io;
     this.#defaultUser = options.user;
     this.#reconnect = options.reconnect ?? false;
+    this.#chat = new ChatCommands(io, options.chat);
+  }
+
+  /**
+   * A message the server pushed: presence notices are printed, and the end of the session stops chat.
+   *
+   * @param event The message.
+   */
+  onServerEvent(event: ServerEvent): void {
+    this.#chat.onServerEvent(event);
   }
 
   /** True after `close`: no more commands. */
@@ -118,6 +145,7 @@ export class CommandRunner {
 
   /** Close the connection if one is open (without reconnecting). */
   async close(): Promise<void> {
+    await this.#chat.stop();
     await this.#client?.close();
   }
 
@@ -135,17 +163,28 @@ export class CommandRunner {
       this.#io.err(`error: unknown command ${JSON.stringify(name)}: type help for the list`);
       return false;
     }
-    if (args.length > (command === "register" || command === "login" ? 1 : 0)) {
+    if (command !== "send" && args.length > (MAX_ARGS[command] ?? 0)) {
       this.#io.err(`error: too many arguments for ${command}: type help for its usage`);
       return false;
     }
     try {
+      if (command === "send") {
+        // The text is the rest of the line after the user, spacing kept.
+        const rest = line.trim().slice(name.length).trimStart();
+        const user = rest.split(/\s/, 1)[0] ?? "";
+        return await this.#chat.send(await this.client(), user, rest.slice(user.length).replace(/^\s/, ""));
+      }
       await this.#execute(command, args[0]);
       return true;
     } catch (err) {
       this.#io.err(`error: ${describeError(err)}`);
       return false;
     }
+  }
+
+  #argument(command: string, arg: string | undefined): string {
+    if (arg === undefined) throw new Error(`${command} needs a user: ${command} USER`);
+    return arg;
   }
 
   async #user(given: string | undefined): Promise<string> {
@@ -159,8 +198,11 @@ export class CommandRunner {
         return io.out(COMMAND_HELP);
       case "close":
         this.#finished = true;
+        await this.#chat.stop();
         await this.#client?.close();
         return io.out("closed");
+      case "wait":
+        return await this.#chat.wait(arg);
     }
     const client = await this.client();
     switch (command) {
@@ -177,7 +219,9 @@ export class CommandRunner {
       }
       case "login": {
         const user = await this.#user(arg);
-        return io.out(`logged in as ${await client.login(user, await io.secret("login"))}`);
+        await this.#chat.stop();
+        io.out(`logged in as ${await client.login(user, await io.secret("login"))}`);
+        return await this.#chat.start(client);
       }
       case "is_logged": {
         const state = await client.isLogged();
@@ -198,11 +242,20 @@ export class CommandRunner {
       }
       case "delete": {
         if (client.user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
-        return io.out(`account ${await client.deleteAccount(await io.secret("current"))} deleted`);
+        const name = await client.deleteAccount(await io.secret("current"));
+        await this.#chat.stop();
+        return io.out(`account ${name} deleted`);
       }
       case "logout":
         await client.logout();
+        await this.#chat.stop();
         return io.out("logged out");
+      case "list":
+        return await this.#chat.list(client);
+      case "fingerprint":
+        return await this.#chat.fingerprint(client, this.#argument(command, arg));
+      case "trust":
+        return await this.#chat.trust(client, this.#argument(command, arg));
     }
   }
 }

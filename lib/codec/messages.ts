@@ -35,6 +35,33 @@ export const sealedSchema = object({ key: b64(1024), iv: b64(64), ct: b64(2048) 
 /** A sealed secret. */
 export type Sealed = Infer<typeof sealedSchema>;
 
+/** An identity private key sealed under the password (docs/PROTOCOL.md, "Identity keys"). */
+export const keyBackupSchema = object({
+  v: integer(1, 1),
+  kdf: literal("argon2id"),
+  m: integer(1, 2 ** 31),
+  t: integer(1, 2 ** 31),
+  p: integer(1, 255),
+  salt: b64(64),
+  iv: b64(64),
+  ct: b64(1024),
+});
+/** A sealed identity key as carried. */
+export type KeyBackupMessage = Infer<typeof keyBackupSchema>;
+/** Ed25519 public key: 32 bytes, base64. */
+const identityKey = string({ min: 44, max: 44, pattern: BASE64 });
+const identitySchema = object({ key: identityKey, backup: keyBackupSchema });
+/** Largest number of users in one LIST reply; more come with a cursor. */
+export const LIST_PAGE = 200;
+const userName = string({ max: 256 });
+const listedUser = object({
+  user: userName,
+  key: optional(identityKey),
+  fingerprint: optional(string({ max: 64 })),
+}, {
+  allowExtra: true,
+});
+
 const clientSchemas = {
   HELLO: object({ op: literal("HELLO"), id, version: integer(0, 65535) }),
   REGISTER: object({
@@ -43,6 +70,7 @@ const clientSchemas = {
     user: secretText,
     password: optional(secretText),
     sealed: optional(sealedSchema),
+    identity: optional(identitySchema),
   }),
   LOGIN: object({ op: literal("LOGIN"), id, mechanism, data: scramText }),
   PROOF: object({ op: literal("PROOF"), id, data: scramText }),
@@ -55,10 +83,15 @@ const clientSchemas = {
     data: scramText,
     password: optional(secretText),
     sealed: optional(sealedSchema),
+    backup: optional(keyBackupSchema),
   }),
   DELETE: object({ op: literal("DELETE"), id, mechanism, data: scramText }),
   LOGOUT: object({ op: literal("LOGOUT"), id }),
   CLOSE: object({ op: literal("CLOSE"), id }),
+  IDENTITY: object({ op: literal("IDENTITY"), id, key: identityKey, backup: keyBackupSchema }),
+  LIST: object({ op: literal("LIST"), id, after: optional(secretText) }),
+  PEER: object({ op: literal("PEER"), id, user: secretText }),
+  PING: object({ op: literal("PING"), id }),
 };
 
 /** Names of the commands a client may send. */
@@ -85,7 +118,14 @@ const serverSchemas = {
   }, loose),
   CHALLENGE: object({ op: literal("CHALLENGE"), id, data: scramText }, loose),
   REGISTER: object({ op: literal("REGISTER"), id, user: string({ max: 256 }) }, loose),
-  LOGIN: object({ op: literal("LOGIN"), id, user: string({ max: 256 }), data: scramText }, loose),
+  LOGIN: object({
+    op: literal("LOGIN"),
+    id,
+    user: string({ max: 256 }),
+    data: scramText,
+    identity: optional(identitySchema),
+    udp: optional(object({ port: integer(1, 65535), handle: b64(32), relay_id: integer(0, 2 ** 32 - 1) })),
+  }, loose),
   IS_LOGGED: object({
     op: literal("IS_LOGGED"),
     id,
@@ -105,6 +145,32 @@ const serverSchemas = {
   DELETE: object({ op: literal("DELETE"), id, user: string({ max: 256 }), data: scramText }, loose),
   LOGOUT: object({ op: literal("LOGOUT"), id }, loose),
   CLOSE: object({ op: literal("CLOSE"), id }, loose),
+  IDENTITY: object(
+    { op: literal("IDENTITY"), id, key: identityKey, fingerprint: string({ max: 64 }) },
+    loose,
+  ),
+  LIST: object(
+    { op: literal("LIST"), id, users: array(listedUser, LIST_PAGE), next: optional(userName) },
+    loose,
+  ),
+  PEER: object({
+    op: literal("PEER"),
+    id,
+    user: userName,
+    key: identityKey,
+    fingerprint: string({ max: 64 }),
+    relay_id: integer(0, 2 ** 32 - 1),
+    address: string({ max: 64 }),
+    port: integer(1, 65535),
+  }, loose),
+  PONG: object({ op: literal("PONG"), id }, loose),
+  PRESENCE: object({
+    op: literal("PRESENCE"),
+    user: userName,
+    state: literal("online", "offline"),
+    key: optional(identityKey),
+    fingerprint: optional(string({ max: 64 })),
+  }, loose),
   ERROR: object({
     op: literal("ERROR"),
     id,
@@ -130,6 +196,7 @@ export type ByeCode =
   | "SHUTDOWN"
   | "AUTH_TIMEOUT"
   | "IDLE_TIMEOUT"
+  | "KEEPALIVE_TIMEOUT"
   | "ACCOUNT_DELETED"
   | "PASSWORD_CHANGED";
 

@@ -110,3 +110,25 @@ export async function deriveKeys(
     serverKey: await hmac(salted, "Server Key", hash),
   };
 }
+
+/**
+ * A key both ends of a completed SCRAM exchange hold and an eavesdropper does not: HMAC of the
+ * AuthMessage under ClientKey (which the server recovers from the proof). It keys the UDP rendezvous.
+ *
+ * @example
+ * ```ts
+ * import { scramSessionKey } from "./scram_math.ts";
+ * const key = await scramSessionKey(new Uint8Array(32), "n=user,r=a,r=ab,s=c2FsdA==,i=4096,c=biws,r=ab");
+ * console.assert(key.length === 32);
+ * ```
+ *
+ * @param clientKey ClientKey of the exchange.
+ * @param authMessage The exchange's AuthMessage.
+ * @returns 32 bytes.
+ */
+export function scramSessionKey(
+  clientKey: Uint8Array<ArrayBuffer>,
+  authMessage: string,
+): Promise<Uint8Array<ArrayBuffer>> {
+  return hmac(clientKey, `authchat-session-key/1,${authMessage}`, "SHA-256");
+}

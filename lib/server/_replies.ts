@@ -16,6 +16,10 @@ export interface LoggedIn {
   key: string;
   loginAt: number;
   previousLogin: number | null;
+  /** Ed25519 identity public key, once registered. */
+  identityKey: Uint8Array | null;
+  /** Its fingerprint. */
+  fingerprint: string | null;
 }
 
 function iso(ms: number): string {

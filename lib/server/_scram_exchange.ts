@@ -31,6 +31,10 @@ export interface PendingExchange {
   stored: string | null;
   /** PASSWD's new password, already checked against the policy. */
   newPassword?: string;
+  /** PASSWD's identity key backup, re-sealed under the new password. */
+  newBackup?: string;
+  /** The account's identity key and sealed backup when the exchange started. */
+  identity: { key: Uint8Array; backup: string } | null;
 }
 
 /** What starts an exchange. */
@@ -95,6 +99,9 @@ export async function startExchange(
     key: who.key,
     userId,
     stored: userId === null ? null : record!.verifier,
+    identity: userId !== null && record!.identityKey && record!.keyBackup
+      ? { key: record!.identityKey, backup: record!.keyBackup }
+      : null,
   };
   if (request.newPassword !== undefined) pending.newPassword = request.newPassword;
   return pending;
@@ -156,7 +163,7 @@ export async function commitProof(
     }
     case "passwd": {
       const verifier = await createVerifier(pending.newPassword!, { iterations: ctx.iterations });
-      committed = await ctx.store.updateVerifier(id, stored, formatVerifier(verifier));
+      committed = await ctx.store.updateVerifier(id, stored, formatVerifier(verifier), pending.newBackup);
       break;
     }
     case "delete":

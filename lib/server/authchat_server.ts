@@ -18,6 +18,9 @@ import { serveConnection } from "./serve_connection.ts";
 import type { ServerConfig } from "./server_config.ts";
 import type { SessionContext, TransportName } from "./session_context.ts";
 import { SessionRegistry } from "./session_registry.ts";
+import { LocalPresence } from "./presence.ts";
+import { Rendezvous } from "./udp_rendezvous.ts";
+import { MAX_DATAGRAM } from "../codec/datagram.ts";
 
 /** What a server runs with. */
 export interface AuthchatServerOptions {
@@ -70,6 +73,8 @@ export class AuthchatServer {
   #accepting: Promise<void>[] = [];
   #stopping = false;
   #identity: ServerIdentity;
+  #udp: Deno.DatagramConn | null = null;
+  #rendezvous: Rendezvous | null = null;
 
   private constructor(ctx: SessionContext, identity: ServerIdentity) {
     this.#ctx = ctx;
@@ -100,12 +105,15 @@ export class AuthchatServer {
         maxUnauthenticatedPerIp: config.max_unauthenticated_per_ip,
         maxConnectionsPerIp: config.max_connections_per_ip,
       }),
+      presence: new LocalPresence(),
+      rendezvous: null,
       now: Date.now,
       serverName: config.name,
       iterations: config.scram_iterations,
       passwordMinLength: config.password_min_length,
       authTimeoutMs: config.auth_timeout * 1000,
       idleTimeoutMs: config.idle_timeout * 1000,
+      keepaliveTimeoutMs: config.keepalive_timeout * 1000,
       sealPrivateKey: identity.sealPrivateKey,
       sealPublicKey: encodeBase64(identity.sealPublicDer),
       mockSecret: await store.mockSecret(),
@@ -133,28 +141,63 @@ export class AuthchatServer {
           }),
         });
       }
+      if (config.udp) {
+        server.#udp = Deno.listenDatagram({ hostname: config.host, port: config.udp_port, transport: "udp" });
+        const rendezvous = new Rendezvous({ relayPerSecond: config.relay_per_second });
+        rendezvous.port = (server.#udp.addr as Deno.NetAddr).port;
+        server.#rendezvous = ctx.rendezvous = rendezvous;
+      }
     } catch (err) {
       for (const { listener } of server.#listeners) listener.close();
+      server.#udp?.close();
       throw err;
     }
     for (const entry of server.#listeners) {
       server.#accepting.push(server.#acceptLoop(entry.name, entry.listener));
     }
+    if (server.#udp) server.#accepting.push(server.#datagramLoop(server.#udp, server.#rendezvous!));
     return server;
   }
 
   /** The bound addresses. */
   get addresses(): ListeningAddresses {
-    return Object.fromEntries(
-      this.#listeners.map(({ name, listener }) => [name, listener.addr as Deno.NetAddr]),
-    );
+    const bound: [TransportName, Deno.NetAddr][] = this.#listeners.map((
+      { name, listener },
+    ) => [name, listener.addr as Deno.NetAddr]);
+    if (this.#udp) bound.push(["udp", this.#udp.addr as Deno.NetAddr]);
+    return Object.fromEntries(bound);
   }
 
-  /** The one line printed when ready: `authchat listening tcp=HOST:PORT tls=HOST:PORT`. */
+  /** The one line printed when ready: `authchat listening tcp=HOST:PORT tls=HOST:PORT udp=HOST:PORT`. */
   get listeningLine(): string {
     return "authchat listening " +
-      this.#listeners.map(({ name, listener }) => `${name}=${formatAddress(listener.addr as Deno.NetAddr)}`)
-        .join(" ");
+      Object.entries(this.addresses).map(([name, addr]) => `${name}=${formatAddress(addr)}`).join(" ");
+  }
+
+  /** The UDP rendezvous, when UDP is on (for tests and logs). */
+  get rendezvous(): Rendezvous | null {
+    return this.#rendezvous;
+  }
+
+  async #datagramLoop(socket: Deno.DatagramConn, rendezvous: Rendezvous): Promise<void> {
+    while (!this.#stopping) {
+      let received: [Uint8Array, Deno.Addr];
+      try {
+        received = await socket.receive(new Uint8Array(MAX_DATAGRAM + 1));
+      } catch (err) {
+        if (this.#stopping || err instanceof Deno.errors.BadResource) return;
+        this.#ctx.log.warn("udp_receive_failed", { error: (err as Error).message });
+        continue;
+      }
+      const [bytes, addr] = received;
+      const from = addr as Deno.NetAddr;
+      // Handled without waiting, so one datagram's MAC check does not hold up the next.
+      rendezvous.receive(bytes, from, Date.now()).then((out) => {
+        for (const o of out) {
+          socket.send(o.bytes, { transport: "udp", hostname: o.hostname, port: o.port }).catch(() => {});
+        }
+      }).catch((err) => this.#ctx.log.error("udp_error", { error: (err as Error).message }));
+    }
   }
 
   /** The live session registry (for tests and presence). */
@@ -213,9 +256,9 @@ export class AuthchatServer {
   async shutdown(graceMs = 1500): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    for (const { listener } of this.#listeners) {
+    for (const closable of [...this.#listeners.map((l) => l.listener), ...(this.#udp ? [this.#udp] : [])]) {
       try {
-        listener.close();
+        closable.close();
       } catch {
         // Already closed.
       }

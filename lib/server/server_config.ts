@@ -21,11 +21,13 @@ export interface ServerConfig {
   tcp: boolean;
   /** Serve TLS. */
   tls: boolean;
+  /** Serve the UDP rendezvous and relay (chat). */
+  udp: boolean;
   /** TCP port (0: any free port). */
   tcp_port: number;
   /** TLS port (0: any free port). */
   tls_port: number;
-  /** UDP port, reserved for chat. */
+  /** UDP port of the rendezvous and relay (0: any free port). */
   udp_port: number;
   /** Data directory. */
   data_dir: string;
@@ -47,6 +49,10 @@ export interface ServerConfig {
   auth_timeout: number;
   /** Seconds a logged-in session may stay silent. */
   idle_timeout: number;
+  /** Seconds a session that sends keepalives may stay silent before it is taken for dead. */
+  keepalive_timeout: number;
+  /** Datagrams per second one user may send through the relay (and at once). */
+  relay_per_second: number;
   /** Most connections per source address that are not logged in. */
   max_unauthenticated_per_ip: number;
   /** Most connections per source address in all. */
@@ -82,6 +88,7 @@ const KEYS: Record<ConfigKey, Kind> = {
   host: { type: "string" },
   tcp: { type: "bool" },
   tls: { type: "bool" },
+  udp: { type: "bool" },
   tcp_port: PORT,
   tls_port: PORT,
   udp_port: PORT,
@@ -95,6 +102,8 @@ const KEYS: Record<ConfigKey, Kind> = {
   password_min_length: { type: "int", min: 1, max: MAX_PASSWORD_CHARS },
   auth_timeout: { type: "number", min: 0.05, max: 86_400 },
   idle_timeout: { type: "number", min: 0.05, max: 30 * 86_400 },
+  keepalive_timeout: { type: "number", min: 0.05, max: 3600 },
+  relay_per_second: { type: "int", min: 1, max: 1_000_000 },
   max_unauthenticated_per_ip: { type: "int", min: 1, max: 1_000_000 },
   max_connections_per_ip: { type: "int", min: 1, max: 1_000_000 },
   registrations_per_minute: { type: "int", min: 1, max: 1_000_000 },
@@ -121,6 +130,7 @@ const DEFAULTS: Omit<
   host: "127.0.0.1",
   tcp: true,
   tls: true,
+  udp: true,
   tcp_port: 1991,
   tls_port: 1992,
   udp_port: 1991,
@@ -129,6 +139,8 @@ const DEFAULTS: Omit<
   password_min_length: DEFAULT_MIN_PASSWORD_CHARS,
   auth_timeout: 30,
   idle_timeout: 900,
+  keepalive_timeout: 15,
+  relay_per_second: 500,
   max_unauthenticated_per_ip: 32,
   max_connections_per_ip: 256,
   registrations_per_minute: 10,

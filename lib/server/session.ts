@@ -17,9 +17,24 @@ import {
   peekId,
   validateClientMessage,
 } from "../codec/messages.ts";
-import type { ByeCode, ClientMessage, ClientMessageOf, ServerMessage } from "../codec/messages.ts";
+import type {
+  ByeCode,
+  ClientMessage,
+  ClientMessageOf,
+  ServerMessage,
+  ServerMessageOf,
+} from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { createAccount } from "../store/create_account.ts";
+import {
+  backupText,
+  checkIdentity,
+  listReply,
+  loginReply,
+  onlineUser,
+  peerReply,
+  registerIdentity,
+} from "./_chat_requests.ts";
 import { freshSealNonce, readNewPassword } from "./_new_password.ts";
 import type { NewPasswordSource } from "./_new_password.ts";
 import { checkProof, commitProof, rateLimited, startExchange } from "./_scram_exchange.ts";
@@ -54,6 +69,7 @@ export class Session implements RegisteredSession {
   #sealNonce: string | null = null;
   #closed = false;
   #removed = false;
+  #keepalive = false;
   #authSince: number;
   #lastActivity: number;
 
@@ -91,9 +107,13 @@ export class Session implements RegisteredSession {
 
   /** When the session times out, in ms: the login deadline, or the idle deadline once logged in. */
   get deadline(): number {
-    return this.#user
-      ? this.#lastActivity + this.#ctx.idleTimeoutMs
-      : this.#authSince + this.#ctx.authTimeoutMs;
+    if (!this.#user) return this.#authSince + this.#ctx.authTimeoutMs;
+    return this.#lastActivity + (this.#keepalive ? this.#quietLimitMs : this.#ctx.idleTimeoutMs);
+  }
+
+  /** How long a session that sends keepalives may stay silent. */
+  get #quietLimitMs(): number {
+    return Math.min(this.#ctx.keepaliveTimeoutMs, this.#ctx.idleTimeoutMs);
   }
 
   /**
@@ -136,14 +156,13 @@ export class Session implements RegisteredSession {
    */
   tick(now: number): void {
     if (this.#closed || now < this.deadline) return;
-    const code: ByeCode = this.#user ? "IDLE_TIMEOUT" : "AUTH_TIMEOUT";
+    const [code, reason]: [ByeCode, string] = !this.#user
+      ? ["AUTH_TIMEOUT", `Not logged in within ${this.#ctx.authTimeoutMs / 1000} s: connection closed`]
+      : this.#keepalive
+      ? ["KEEPALIVE_TIMEOUT", `No keepalive for ${this.#quietLimitMs / 1000} s: session closed`]
+      : ["IDLE_TIMEOUT", `Idle for ${this.#ctx.idleTimeoutMs / 1000} s: session closed`];
     this.#ctx.log.info("timeout", { ...this.#logFields(), code });
-    this.end(
-      code,
-      this.#user
-        ? `Idle for ${this.#ctx.idleTimeoutMs / 1000} s: session closed`
-        : `Not logged in within ${this.#ctx.authTimeoutMs / 1000} s: connection closed`,
-    );
+    this.end(code, reason);
   }
 
   /**
@@ -157,7 +176,7 @@ export class Session implements RegisteredSession {
     this.#ctx.log.info("ended", { ...this.#logFields(), code });
     // Nothing in flight may act for this session any more: handlers check `#closed` after each await.
     this.#pending = null;
-    this.#user = null;
+    this.#goOffline();
     this.#send({ op: "BYE", code, reason });
     this.#close();
   }
@@ -169,10 +188,28 @@ export class Session implements RegisteredSession {
    */
   disconnected(reason: string): void {
     this.#closed = true;
+    this.#goOffline();
     if (this.#removed) return;
     this.#removed = true;
     this.#ctx.registry.remove(this);
     this.#ctx.log.info("disconnect", { ...this.#logFields(), reason });
+  }
+
+  /**
+   * Push a presence notice to the client.
+   *
+   * @param message The notice.
+   */
+  notify(message: ServerMessageOf<"PRESENCE">): void {
+    this.#send(message);
+  }
+
+  /** Leave presence and the rendezvous; the session is no longer logged in. */
+  #goOffline(): void {
+    if (!this.#user) return;
+    this.#ctx.presence.leave(this, this.#user.key);
+    this.#ctx.rendezvous?.unregister(this.id);
+    this.#user = null;
   }
 
   #logFields(): LogFields {
@@ -205,14 +242,16 @@ export class Session implements RegisteredSession {
     if (error.details.fatal) this.#close();
   }
 
-  #reply(message: Exclude<ServerMessage, { op: "BYE" }>, requestId: number | undefined): void {
+  #reply(message: Exclude<ServerMessage, { op: "BYE" | "PRESENCE" }>, requestId: number | undefined): void {
     this.#send(requestId === undefined ? message : { ...message, id: requestId });
   }
 
   #setUser(user: LoggedIn | null): void {
+    this.#goOffline();
     this.#user = user;
     if (!user) this.#authSince = this.#ctx.now();
     this.#ctx.registry.setUser(this, user?.key ?? null);
+    if (user) this.#ctx.presence.join(this, onlineUser(user));
   }
 
   #requireUser(): LoggedIn {
@@ -250,6 +289,18 @@ export class Session implements RegisteredSession {
         return this.#reply(isLoggedReply(this.#user), msg.id);
       case "ACCESS":
         return await this.#onAccess(msg.id);
+      case "IDENTITY":
+        return this.#reply(await registerIdentity(this.#ctx, this.#requireUser(), msg), msg.id);
+      case "LIST":
+        this.#requireUser();
+        return this.#reply(listReply(this.#ctx, msg.after), msg.id);
+      case "PEER":
+        this.#requireUser();
+        return this.#reply(await peerReply(this.#ctx, msg.user), msg.id);
+      case "PING":
+        // A client that sends keepalives is held to the keepalive timeout, so a dead one goes offline soon.
+        this.#keepalive = true;
+        return this.#reply({ op: "PONG" }, msg.id);
       case "LOGOUT":
         this.#requireUser();
         this.#logout("logout");
@@ -297,8 +348,9 @@ export class Session implements RegisteredSession {
     if (wait > 0) throw rateLimited(wait);
     // The name is checked before the secret is opened: the cheaper, clearer refusal comes first.
     prepareUsername(msg.user);
+    const identity = msg.identity ? (await checkIdentity(msg.identity)).record : undefined;
     const password = await readNewPassword("REGISTER", msg.user, msg, this.#passwordSource);
-    const record = await createAccount(this.#ctx.store, { user: msg.user, password }, {
+    const record = await createAccount(this.#ctx.store, { user: msg.user, password, identity }, {
       iterations: this.#ctx.iterations,
       minPasswordLength: this.#ctx.passwordMinLength,
       now: this.#ctx.now(),
@@ -321,16 +373,33 @@ export class Session implements RegisteredSession {
       minLength: this.#ctx.passwordMinLength,
       username: me.name,
     });
-    await this.#begin({ purpose: "passwd", first, who: me, newPassword }, msg.id);
+    const newBackup = msg.backup ? backupText(msg.backup) : undefined;
+    await this.#begin({ purpose: "passwd", first, who: me, newPassword }, msg.id, newBackup);
   }
 
   /** Start a SCRAM exchange and send its challenge. */
-  async #begin(request: Omit<StartRequest, "peerAddress">, requestId: number | undefined): Promise<void> {
-    this.#pending = await startExchange(this.#ctx, this.#scram, {
+  async #begin(
+    request: Omit<StartRequest, "peerAddress">,
+    requestId: number | undefined,
+    newBackup?: string,
+  ): Promise<void> {
+    const pending = await startExchange(this.#ctx, this.#scram, {
       ...request,
       peerAddress: this.peerAddress,
     });
-    this.#reply({ op: "CHALLENGE", data: this.#pending.exchange.serverFirst }, requestId);
+    if (request.purpose === "passwd") {
+      // The identity key backup is sealed under the password: a new password without a re-sealed
+      // backup would leave the key recoverable only with the old one.
+      if (pending.identity && newBackup === undefined) {
+        throw new ProtocolError(
+          "BAD_MESSAGE",
+          "Invalid field msg.backup: this account has an identity key; re-seal its backup under the new password",
+        );
+      }
+      if (newBackup !== undefined) pending.newBackup = newBackup;
+    }
+    this.#pending = pending;
+    this.#reply({ op: "CHALLENGE", data: pending.exchange.serverFirst }, requestId);
   }
 
   async #onProof(msg: ClientMessageOf<"PROOF">): Promise<void> {
@@ -352,15 +421,7 @@ export class Session implements RegisteredSession {
     if (this.#closed) return;
     const fields = { session: this.id, ip: this.peerAddress, user: pending.name };
     if (pending.purpose === "login") {
-      this.#setUser({
-        id: pending.userId!,
-        name: pending.name,
-        key: pending.key,
-        loginAt: now,
-        previousLogin: previous,
-      });
-      this.#ctx.log.info("login_ok", { ...fields, transport: this.#info.transport });
-      return this.#reply({ op: "LOGIN", user: pending.name, data: serverFinal }, msg.id);
+      return await this.#loggedIn(pending, { now, previous, serverFinal }, msg.id);
     }
     if (pending.purpose === "passwd") {
       const ended = this.#ctx.registry.endUser(
@@ -376,6 +437,30 @@ export class Session implements RegisteredSession {
     const ended = this.#ctx.registry.endUser(pending.key, this, "ACCOUNT_DELETED", "Account deleted");
     this.#ctx.log.info("delete", { ...fields, ended_sessions: ended });
     this.#reply({ op: "DELETE", user: pending.name, data: serverFinal }, msg.id);
+  }
+
+  async #loggedIn(
+    pending: PendingExchange,
+    done: { now: number; previous: number | null; serverFinal: string },
+    requestId: number | undefined,
+  ): Promise<void> {
+    const login = await loginReply(this.#ctx, this.id, pending, done.serverFinal);
+    if (this.#closed) return this.#ctx.rendezvous?.unregister(this.id);
+    this.#setUser({
+      id: pending.userId!,
+      name: pending.name,
+      key: pending.key,
+      loginAt: done.now,
+      previousLogin: done.previous,
+      ...login.identity,
+    });
+    this.#ctx.log.info("login_ok", {
+      session: this.id,
+      ip: this.peerAddress,
+      user: pending.name,
+      transport: this.#info.transport,
+    });
+    this.#reply(login.reply, requestId);
   }
 
   async #onAccess(requestId: number | undefined): Promise<void> {

@@ -10,6 +10,7 @@ import type { TokenBucket } from "../auth/token_bucket.ts";
 import type { ServerMessage } from "../codec/messages.ts";
 import type { UserStore } from "../store/user_store.ts";
 import type { Logger } from "./logger.ts";
+import type { PresenceDirectory } from "./presence.ts";
 import type { SessionRegistry } from "./session_registry.ts";
 
 /** Shared state and settings of one server. */
@@ -22,6 +23,10 @@ export interface SessionContext {
   registrations: TokenBucket;
   /** Live sessions. */
   registry: SessionRegistry;
+  /** Who is online. */
+  presence: PresenceDirectory;
+  /** The UDP rendezvous and relay, or `null` when UDP is off. */
+  rendezvous: SessionRendezvous | null;
   /** Event log. */
   log: Logger;
   /** Clock in ms. */
@@ -36,6 +41,8 @@ export interface SessionContext {
   authTimeoutMs: number;
   /** Time a logged-in session may stay silent, ms. */
   idleTimeoutMs: number;
+  /** Time a session that sends keepalives (PING) may stay silent, ms. */
+  keepaliveTimeoutMs: number;
   /** RSA-OAEP private key that sealed secrets are opened with. */
   sealPrivateKey: CryptoKey;
   /** The matching public key, base64 SubjectPublicKeyInfo, sent in HELLO. */
@@ -64,3 +71,45 @@ export type SessionOutput = { kind: "send"; message: ServerMessage } | { kind: "
 
 /** Receives a session's outputs, in order. */
 export type SessionSink = (output: SessionOutput) => void;
+
+/** Where a user's client can be reached over UDP. */
+export interface UdpEndpoint {
+  /** The session's relay id. */
+  relayId: number;
+  /** Address the server observed. */
+  hostname: string;
+  /** Port the server observed. */
+  port: number;
+}
+
+/** What sessions need from the UDP rendezvous. */
+export interface SessionRendezvous {
+  /** The bound UDP port. */
+  readonly port: number;
+  /**
+   * Let a logged-in session prove itself over UDP.
+   *
+   * @param sessionId The session.
+   * @param user The account's lower-cased name.
+   * @param sessionKey The key its SCRAM exchange produced (32 bytes).
+   * @returns The handle its datagrams carry (base64) and its relay id.
+   */
+  register(
+    sessionId: number,
+    user: string,
+    sessionKey: Uint8Array,
+  ): Promise<{ handle: string; relayId: number }>;
+  /**
+   * Forget a session (logged out or gone).
+   *
+   * @param sessionId The session.
+   */
+  unregister(sessionId: number): void;
+  /**
+   * The endpoint of a user's most recently proven session.
+   *
+   * @param user Lower-cased name.
+   * @returns The endpoint, or `null` when none has proven itself.
+   */
+  endpointOf(user: string): UdpEndpoint | null;
+}

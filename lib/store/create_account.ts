@@ -9,7 +9,7 @@ import { checkPassword } from "../auth/password_policy.ts";
 import { prepareUsername } from "../auth/username.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { createVerifier, formatVerifier } from "../crypto/scram_verifier.ts";
-import type { UserRecord, UserStore } from "./user_store.ts";
+import type { IdentityRecord, UserRecord, UserStore } from "./user_store.ts";
 
 /** Settings account creation follows. */
 export interface AccountSettings {
@@ -26,14 +26,14 @@ export interface AccountSettings {
  * The password itself is never stored.
  *
  * @param store The store.
- * @param credentials Name and password as typed.
+ * @param credentials Name and password as typed, and the identity key the client registers, if any.
  * @param settings Iterations and policy.
  * @returns The stored account.
  * @throws {ProtocolError} `INVALID_USERNAME`, `PASSWORD_POLICY` or `USER_EXISTS`.
  */
 export async function createAccount(
   store: UserStore,
-  credentials: { user: string; password: string },
+  credentials: { user: string; password: string; identity?: IdentityRecord | undefined },
   settings: AccountSettings,
 ): Promise<UserRecord> {
   const { name, key } = prepareUsername(credentials.user);
@@ -44,5 +44,11 @@ export async function createAccount(
   // Checked before the costly key derivation; the store's unique index still settles races.
   if (await store.findUser(key)) throw new ProtocolError("USER_EXISTS", `User already exists: ${name}`);
   const verifier = formatVerifier(await createVerifier(password, { iterations: settings.iterations }));
-  return await store.createUser({ name, nameKey: key, verifier, now: settings.now ?? Date.now() });
+  return await store.createUser({
+    name,
+    nameKey: key,
+    verifier,
+    now: settings.now ?? Date.now(),
+    ...(credentials.identity ? { identity: credentials.identity } : {}),
+  });
 }

@@ -40,6 +40,17 @@ export const MIGRATIONS: readonly Migration[] = [
         .run(crypto.getRandomValues(new Uint8Array(32)));
     },
   },
+  {
+    version: 2,
+    description: "identity public keys and password-sealed private-key backups",
+    apply(db) {
+      db.exec(`
+        ALTER TABLE users ADD COLUMN identity_key BLOB CHECK (identity_key IS NULL OR length(identity_key) = 32);
+        ALTER TABLE users ADD COLUMN key_backup TEXT
+          CHECK ((identity_key IS NULL) = (key_backup IS NULL));
+      `);
+    },
+  },
 ];
 
 /** The schema version this code writes. */

@@ -12,7 +12,7 @@ import { DatabaseSync } from "node:sqlite";
 import type { StatementSync } from "node:sqlite";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { migrate } from "./migrations.ts";
-import type { NewUser, UserRecord, UserStore } from "./user_store.ts";
+import type { IdentityRecord, NewUser, UserRecord, UserStore } from "./user_store.ts";
 
 /** File name of the database inside the data directory. */
 export const DATABASE_FILE = "authchat.db";
@@ -24,6 +24,8 @@ interface Row {
   verifier: string;
   created_at: number;
   last_login_at: number | null;
+  identity_key: Uint8Array | null;
+  key_backup: string | null;
 }
 
 function toRecord(row: Row): UserRecord {
@@ -34,6 +36,8 @@ function toRecord(row: Row): UserRecord {
     verifier: row.verifier,
     createdAt: Number(row.created_at),
     lastLoginAt: row.last_login_at === null ? null : Number(row.last_login_at),
+    identityKey: row.identity_key === null ? null : new Uint8Array(row.identity_key),
+    keyBackup: row.key_backup,
   };
 }
 
@@ -57,6 +61,8 @@ export class SqliteUserStore implements UserStore {
   #find: StatementSync;
   #insert: StatementSync;
   #update: StatementSync;
+  #updateWithBackup: StatementSync;
+  #setIdentity: StatementSync;
   #delete: StatementSync;
   #lastLogin: StatementSync;
   #setLogin: StatementSync;
@@ -68,9 +74,18 @@ export class SqliteUserStore implements UserStore {
     this.#db = db;
     this.#find = db.prepare("SELECT * FROM users WHERE name_key = ?");
     this.#insert = db.prepare(
-      "INSERT INTO users (name, name_key, verifier, created_at) VALUES (?, ?, ?, ?) RETURNING *",
+      "INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup) " +
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
     );
     this.#update = db.prepare("UPDATE users SET verifier = ? WHERE id = ? AND verifier = ?");
+    // A backup is only replaced where one exists: the CHECK keeps key and backup together.
+    this.#updateWithBackup = db.prepare(
+      "UPDATE users SET verifier = ?, key_backup = CASE WHEN identity_key IS NULL THEN NULL ELSE ? END " +
+        "WHERE id = ? AND verifier = ?",
+    );
+    this.#setIdentity = db.prepare(
+      "UPDATE users SET identity_key = ?, key_backup = ? WHERE id = ? AND identity_key IS NULL",
+    );
     this.#delete = db.prepare("DELETE FROM users WHERE id = ? AND verifier = ?");
     this.#lastLogin = db.prepare("SELECT last_login_at FROM users WHERE id = ? AND verifier = ?");
     this.#setLogin = db.prepare("UPDATE users SET last_login_at = ? WHERE id = ?");
@@ -119,7 +134,14 @@ export class SqliteUserStore implements UserStore {
 
   createUser(user: NewUser): Promise<UserRecord> {
     try {
-      const row = this.#insert.get(user.name, user.nameKey, user.verifier, user.now) as unknown as Row;
+      const row = this.#insert.get(
+        user.name,
+        user.nameKey,
+        user.verifier,
+        user.now,
+        user.identity?.key ?? null,
+        user.identity?.backup ?? null,
+      ) as unknown as Row;
       return Promise.resolve(toRecord(row));
     } catch (err) {
       if (isUniqueViolation(err)) {
@@ -129,8 +151,15 @@ export class SqliteUserStore implements UserStore {
     }
   }
 
-  updateVerifier(id: number, expected: string, verifier: string): Promise<boolean> {
-    return Promise.resolve(Number(this.#update.run(verifier, id, expected).changes) === 1);
+  updateVerifier(id: number, expected: string, verifier: string, keyBackup?: string): Promise<boolean> {
+    const result = keyBackup === undefined
+      ? this.#update.run(verifier, id, expected)
+      : this.#updateWithBackup.run(verifier, keyBackup, id, expected);
+    return Promise.resolve(Number(result.changes) === 1);
+  }
+
+  setIdentity(id: number, identity: IdentityRecord): Promise<boolean> {
+    return Promise.resolve(Number(this.#setIdentity.run(identity.key, identity.backup, id).changes) === 1);
   }
 
   deleteUser(id: number, expected: string): Promise<boolean> {

@@ -19,6 +19,18 @@ export interface UserRecord {
   createdAt: number;
   /** Time of the latest successful login, if any. */
   lastLoginAt: number | null;
+  /** The user's Ed25519 identity public key (32 raw bytes), once registered. */
+  identityKey: Uint8Array<ArrayBuffer> | null;
+  /** The identity private key sealed under the user's password (JSON text), never the key itself. */
+  keyBackup: string | null;
+}
+
+/** An identity public key with its sealed private-key backup. */
+export interface IdentityRecord {
+  /** Ed25519 public key, 32 raw bytes. */
+  key: Uint8Array;
+  /** The sealed backup, JSON text. */
+  backup: string;
 }
 
 /** What a new account needs. */
@@ -31,6 +43,8 @@ export interface NewUser {
   verifier: string;
   /** Creation time. */
   now: number;
+  /** Identity key and sealed backup, when the client registered one. */
+  identity?: IdentityRecord;
 }
 
 /**
@@ -56,14 +70,24 @@ export interface UserStore {
    */
   createUser(user: NewUser): Promise<UserRecord>;
   /**
-   * Replace an account's verifier if it is still `expected`.
+   * Replace an account's verifier if it is still `expected`, with the key backup re-sealed under the new
+   * password in the same transaction.
    *
    * @param id Row id.
    * @param expected The verifier the caller checked a proof against.
    * @param verifier New verifier.
+   * @param keyBackup The re-sealed backup; omitted, the stored one is kept.
    * @returns Whether the account existed with the expected verifier (and was updated).
    */
-  updateVerifier(id: number, expected: string, verifier: string): Promise<boolean>;
+  updateVerifier(id: number, expected: string, verifier: string, keyBackup?: string): Promise<boolean>;
+  /**
+   * Register the identity key of an account that has none.
+   *
+   * @param id Row id.
+   * @param identity Public key and sealed backup.
+   * @returns Whether it was stored (`false`: the account is gone or already has a key).
+   */
+  setIdentity(id: number, identity: IdentityRecord): Promise<boolean>;
   /**
    * Delete an account if its verifier is still `expected`.
    *

@@ -35,19 +35,48 @@ function assertCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void 
 }
 
 const SEALED = { key: "a2V5", iv: "aXZpdml2aXZpdml2", ct: "Y3Q=" };
+/** 32 zero bytes in base64: the shape of an Ed25519 public key. */
+const IDENTITY_KEY = "A".repeat(43) + "=";
+const BACKUP = {
+  v: 1,
+  kdf: "argon2id",
+  m: 19456,
+  t: 2,
+  p: 1,
+  salt: "c2FsdHNhbHRzYWx0c2FsdA==",
+  iv: "aXZpdml2aXZpdml2",
+  ct: "Y3Q=",
+};
 
 /** One valid message per client op, with every optional field used somewhere. */
 const VALID: Record<string, Record<string, unknown>> = {
   HELLO: { op: "HELLO", id: 1, version: 1 },
-  REGISTER: { op: "REGISTER", id: 2, user: "alice", sealed: SEALED },
+  REGISTER: {
+    op: "REGISTER",
+    id: 2,
+    user: "alice",
+    sealed: SEALED,
+    identity: { key: IDENTITY_KEY, backup: BACKUP },
+  },
   LOGIN: { op: "LOGIN", id: 3, mechanism: "SCRAM-SHA-256", data: "n,,n=alice,r=abc" },
   PROOF: { op: "PROOF", id: 4, data: "c=biws,r=abcdef,p=AAAA" },
   IS_LOGGED: { op: "IS_LOGGED", id: 5 },
   ACCESS: { op: "ACCESS" },
-  PASSWD: { op: "PASSWD", id: 7, mechanism: "SCRAM-SHA-256", data: "n,,n=alice,r=abc", password: "pw" },
+  PASSWD: {
+    op: "PASSWD",
+    id: 7,
+    mechanism: "SCRAM-SHA-256",
+    data: "n,,n=alice,r=abc",
+    password: "pw",
+    backup: BACKUP,
+  },
   DELETE: { op: "DELETE", id: MAX_ID, mechanism: "SCRAM-SHA-256", data: "n,,n=alice,r=abc" },
   LOGOUT: { op: "LOGOUT", id: 0 },
   CLOSE: { op: "CLOSE", id: 9 },
+  IDENTITY: { op: "IDENTITY", id: 10, key: IDENTITY_KEY, backup: BACKUP },
+  LIST: { op: "LIST", id: 11, after: "bob" },
+  PEER: { op: "PEER", id: 12, user: "Bob" },
+  PING: { op: "PING", id: 13 },
 };
 
 Deno.test("decodeClientMessage accepts a valid message of every client op", () => {

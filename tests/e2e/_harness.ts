@@ -185,6 +185,8 @@ export class ServerProcess {
   tcpPort = 0;
   /** Bound TLS port (0 when TLS is off). */
   tlsPort = 0;
+  /** Bound UDP rendezvous port (0 when UDP is off). */
+  udpPort = 0;
   /** The ready line. */
   line = "";
   #child: Deno.ChildProcess;
@@ -199,7 +201,7 @@ export class ServerProcess {
   }
 
   /**
-   * Start a server on port 0 and wait for its ready line.
+   * Start a server on port 0 (TCP, TLS and UDP) and wait for its ready line.
    *
    * @param dataDir Data directory (keys installed by the caller or created on first start).
    * @param options Extra arguments and environment.
@@ -222,6 +224,8 @@ export class ServerProcess {
         "0",
         "--tls-port",
         "0",
+        "--udp-port",
+        "0",
         ...(options.args ?? []),
       ],
       stdin: "null",
@@ -240,6 +244,7 @@ export class ServerProcess {
           server.line = line;
           server.tcpPort = Number(/tcp=\S+:(\d+)/.exec(line)?.[1] ?? 0);
           server.tlsPort = Number(/tls=\S+:(\d+)/.exec(line)?.[1] ?? 0);
+          server.udpPort = Number(/udp=\S+:(\d+)/.exec(line)?.[1] ?? 0);
           ready();
         }
       }),

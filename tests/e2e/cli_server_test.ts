@@ -44,7 +44,7 @@ Deno.test("authchat server creates its keys on first start, says so, and refuses
   assert.doesNotMatch(second.stderr, /First start/);
   await second.stop();
   await Deno.remove(join(data, "seal-public.pem"));
-  const broken = await runCli("server", ["--data", data, "--tcp-port", "0", "--tls-port", "0"], {
+  const broken = await runCli("server", ["--data", data, "--tcp-port", "0", "--tls-port", "0", "--udp-port", "0"], {
     dirs: [data],
   });
   assert.equal(broken.code, 1);
@@ -57,12 +57,16 @@ Deno.test("authchat server prints exactly one ready line naming only the transpo
   const data = join(dir.path, "data");
   await installKeys(data);
   const tlsOnly = await ServerProcess.start(data, { args: ["--no-tcp"] });
-  assert.match(tlsOnly.line, /^authchat listening tls=127\.0\.0\.1:\d+$/);
+  assert.match(tlsOnly.line, /^authchat listening tls=127\.0\.0\.1:\d+ udp=127\.0\.0\.1:\d+$/);
   await tlsOnly.stop();
   assert.equal(tlsOnly.stdout, tlsOnly.line + "\n");
   const tcpOnly = await ServerProcess.start(data, { args: ["--no-tls"] });
-  assert.match(tcpOnly.line, /^authchat listening tcp=127\.0\.0\.1:\d+$/);
+  assert.match(tcpOnly.line, /^authchat listening tcp=127\.0\.0\.1:\d+ udp=127\.0\.0\.1:\d+$/);
   await tcpOnly.stop();
+  const noUdp = await ServerProcess.start(data, { args: ["--no-udp"] });
+  assert.match(noUdp.line, /^authchat listening tcp=127\.0\.0\.1:\d+ tls=127\.0\.0\.1:\d+$/);
+  assert.equal(noUdp.udpPort, 0);
+  await noUdp.stop();
   const none = await runCli("server", ["--data", data, "--no-tcp", "--no-tls"], { dirs: [data] });
   assert.equal(none.code, 2);
   assert.match(none.stderr, /Invalid configuration tcp: both tcp and tls are off/);
@@ -261,7 +265,7 @@ Deno.test("authchat server reports a port already in use and exits 1", async () 
   const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const port = String((taken.addr as Deno.NetAddr).port);
-    const result = await runCli("server", ["--data", data, "--tcp-port", port, "--tls-port", "0"], {
+    const result = await runCli("server", ["--data", data, "--tcp-port", port, "--tls-port", "0", "--udp-port", "0"], {
       dirs: [data],
     });
     assert.equal(result.code, 1);

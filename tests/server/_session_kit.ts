@@ -9,14 +9,23 @@ import { RateLimiter } from "../../lib/auth/rate_limiter.ts";
 import { TokenBucket } from "../../lib/auth/token_bucket.ts";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64, encodeBase64 } from "../../lib/codec/base64.ts";
-import type { ClientMessage, Sealed, ServerMessage } from "../../lib/codec/messages.ts";
+import type {
+  ClientMessage,
+  KeyBackupMessage,
+  Sealed,
+  ServerMessage,
+  ServerMessageOf,
+} from "../../lib/codec/messages.ts";
 import { importSealPublicKey, seal, sealContext } from "../../lib/crypto/seal.ts";
 import { Logger } from "../../lib/server/logger.ts";
 import { Session } from "../../lib/server/session.ts";
 import type { ConnectionInfo, SessionContext, SessionOutput } from "../../lib/server/session_context.ts";
 import { SessionRegistry } from "../../lib/server/session_registry.ts";
+import { LocalPresence } from "../../lib/server/presence.ts";
+import type { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
 import { createAccount } from "../../lib/store/create_account.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+import type { IdentityRecord, UserRecord } from "../../lib/store/user_store.ts";
 
 let sealPair: Promise<CryptoKeyPair> | undefined;
 
@@ -36,8 +45,8 @@ export interface Kit extends AsyncDisposable {
   store: SqliteUserStore;
   logs: string[];
   clock: { now: number };
-  /** Add an account directly. */
-  addUser(user: string, password: string): Promise<void>;
+  /** Add an account directly, with an identity key when given. */
+  addUser(user: string, password: string, identity?: IdentityRecord): Promise<UserRecord>;
   /** Open a connection stand-in. */
   connect(info?: Partial<ConnectionInfo>): TestConnection;
 }
@@ -50,6 +59,8 @@ export interface KitOptions {
   maxUnauthenticatedPerIp?: number;
   maxConnectionsPerIp?: number;
   registrationsPerMinute?: number;
+  keepaliveTimeoutMs?: number;
+  rendezvous?: Rendezvous;
 }
 
 /**
@@ -77,6 +88,8 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
       maxUnauthenticatedPerIp: options.maxUnauthenticatedPerIp ?? 100,
       maxConnectionsPerIp: options.maxConnectionsPerIp ?? 1000,
     }),
+    presence: new LocalPresence(),
+    rendezvous: options.rendezvous ?? null,
     log: new Logger({ format: "json", write: (line) => logs.push(line), now: () => clock.now }),
     now: () => clock.now,
     serverName: "test",
@@ -84,6 +97,7 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
     passwordMinLength: 10,
     authTimeoutMs: options.authTimeoutMs ?? 30_000,
     idleTimeoutMs: options.idleTimeoutMs ?? 900_000,
+    keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? 15_000,
     sealPrivateKey: pair.privateKey,
     sealPublicKey: encodeBase64(new Uint8Array(await crypto.subtle.exportKey("spki", pair.publicKey))),
     mockSecret: await store.mockSecret(),
@@ -93,27 +107,87 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
     store,
     logs,
     clock,
-    addUser: async (user, password) => {
-      await createAccount(store, { user, password }, { iterations: 4096, minPasswordLength: 10 });
-    },
+    addUser: (user, password, identity) =>
+      createAccount(store, { user, password, identity }, { iterations: 4096, minPasswordLength: 10 }),
     connect: (info = {}) =>
       new TestConnection(ctx, { peerAddress: "10.0.0.1", transport: "tcp", confidential: false, ...info }),
     [Symbol.asyncDispose]: () => Promise.resolve(store.close()),
   };
 }
 
-/** A session with a sink that records what it sends. */
+/** A key backup of the right shape (the server checks the shape, never opens it). */
+export const SAMPLE_BACKUP: KeyBackupMessage = {
+  v: 1,
+  kdf: "argon2id",
+  m: 19456,
+  t: 2,
+  p: 1,
+  salt: encodeBase64(new Uint8Array(16).fill(7)),
+  iv: encodeBase64(new Uint8Array(12).fill(9)),
+  ct: encodeBase64(new Uint8Array(64).fill(5)),
+};
+
+/** An identity as a client sends it: a random 32-byte public key (base64) and a backup. */
+export interface TestIdentity {
+  key: string;
+  raw: Uint8Array<ArrayBuffer>;
+  backup: KeyBackupMessage;
+}
+
+/**
+ * A fresh identity key with a backup (the ciphertext varies with `tag`, so backups can be told apart).
+ *
+ * @param tag A byte mixed into the backup's ciphertext.
+ * @returns The identity.
+ */
+export function testIdentity(tag = 5): TestIdentity {
+  const raw = crypto.getRandomValues(new Uint8Array(32));
+  return {
+    key: encodeBase64(raw),
+    raw,
+    backup: { ...SAMPLE_BACKUP, ct: encodeBase64(new Uint8Array(64).fill(tag)) },
+  };
+}
+
+/**
+ * The backup of a test identity as the store keeps it (fields in a fixed order).
+ *
+ * @param backup The backup sent.
+ * @returns JSON text.
+ */
+export function storedBackup(backup: KeyBackupMessage): string {
+  const { v, kdf, m, t, p, salt, iv, ct } = backup;
+  return JSON.stringify({ v, kdf, m, t, p, salt, iv, ct });
+}
+
+/** What a successful {@linkcode TestConnection.login} returns. */
+export interface LoginResult {
+  reply: ServerMessageOf<"LOGIN">;
+  /** The key the client side of the SCRAM exchange derived. */
+  sessionKey: Uint8Array<ArrayBuffer>;
+}
+
+/**
+ * A session with a sink that records what it sends. PRESENCE notices, which arrive whenever another
+ * session logs in or out, are set aside in {@linkcode notices} so that request/reply assertions stay exact.
+ */
 export class TestConnection {
   readonly session: Session;
   readonly outputs: SessionOutput[] = [];
+  /** Every PRESENCE notice received, in order. */
+  readonly notices: ServerMessageOf<"PRESENCE">[] = [];
   readonly info: ConnectionInfo;
+  #noticesRead = 0;
   #read = 0;
   #nextId = 1;
   hello: ServerMessage & { op: "HELLO" } | undefined;
 
   constructor(ctx: SessionContext, info: ConnectionInfo) {
     this.info = info;
-    this.session = new Session(ctx, info, (o) => this.outputs.push(o));
+    this.session = new Session(ctx, info, (o) => {
+      if (o.kind === "send" && o.message.op === "PRESENCE") this.notices.push(o.message);
+      else this.outputs.push(o);
+    });
   }
 
   /** Whether the session asked to close. */
@@ -121,7 +195,14 @@ export class TestConnection {
     return this.outputs.some((o) => o.kind === "close");
   }
 
-  /** Messages sent since the last call. */
+  /** PRESENCE notices received since the last call. */
+  takeNotices(): ServerMessageOf<"PRESENCE">[] {
+    const fresh = this.notices.slice(this.#noticesRead);
+    this.#noticesRead = this.notices.length;
+    return fresh;
+  }
+
+  /** Messages other than PRESENCE notices sent since the last call. */
   take(): ServerMessage[] {
     const fresh = this.outputs.slice(this.#read);
     this.#read = this.outputs.length;
@@ -171,7 +252,7 @@ export class TestConnection {
     user: string,
     password: string,
     options: { channelBinding?: Uint8Array<ArrayBuffer>; extra?: Record<string, unknown> } = {},
-  ): Promise<{ reply: ServerMessage; clientFinal?: string; challenge: ServerMessage }> {
+  ): Promise<{ reply: ServerMessage; clientFinal?: string; challenge: ServerMessage; client: ScramClient }> {
     const hello = this.hello ?? await this.sayHello();
     const client = new ScramClient({
       username: user,
@@ -185,17 +266,20 @@ export class TestConnection {
       data: client.first,
       ...options.extra,
     });
-    if (challenge.op !== "CHALLENGE") return { reply: challenge, challenge };
+    if (challenge.op !== "CHALLENGE") return { reply: challenge, challenge, client };
     const clientFinal = await client.final(challenge.data);
     const reply = await this.send({ op: "PROOF", data: clientFinal });
     if (reply.op !== "ERROR") client.verify((reply as { data: string }).data);
-    return { reply, clientFinal, challenge };
+    return { reply, clientFinal, challenge, client };
   }
 
   /** Log in or throw. */
-  async login(user: string, password: string): Promise<void> {
-    const { reply } = await this.scram("LOGIN", user, password);
+  async login(user: string, password: string): Promise<LoginResult> {
+    const { reply, client } = await this.scram("LOGIN", user, password);
     if (reply.op !== "LOGIN") throw new Error(`Login failed: ${JSON.stringify(reply)}`);
+    const sessionKey = client.sessionKey;
+    if (!sessionKey) throw new Error("Login succeeded but the client derived no session key");
+    return { reply, sessionKey };
   }
 }
 

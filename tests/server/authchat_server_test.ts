@@ -33,7 +33,13 @@ async function withServer(
     await generateServerIdentity(paths);
     const config = await loadServerConfig({
       file: "/dev/null",
-      flags: { tcp_port: 0, tls_port: 0, scram_iterations: 4096, auth_timeout: options.authTimeout ?? 30 },
+      flags: {
+        tcp_port: 0,
+        tls_port: 0,
+        udp_port: 0,
+        scram_iterations: 4096,
+        auth_timeout: options.authTimeout ?? 30,
+      },
     });
     const logs: string[] = [];
     const server = await AuthchatServer.start({
@@ -54,7 +60,7 @@ async function withServer(
             port: server.addresses.tcp!.port,
             tls: false,
             trust: { knownHosts },
-            onEvent: (e) => events.push(e.code),
+            onEvent: (e) => events.push(e.op === "BYE" ? e.code : e.state),
           }),
       });
     } finally {
@@ -112,7 +118,14 @@ Deno.test("AuthchatServer shutdown ends sessions with BYE SHUTDOWN and closes th
   await withServer({}, async ({ server, logs, tcpClient }) => {
     const events: string[] = [];
     const client = await tcpClient(events);
-    assert.match(server.listeningLine, /^authchat listening tcp=127\.0\.0\.1:\d+ tls=127\.0\.0\.1:\d+$/);
+    assert.match(
+      server.listeningLine,
+      /^authchat listening tcp=127\.0\.0\.1:\d+ tls=127\.0\.0\.1:\d+ udp=127\.0\.0\.1:\d+$/,
+    );
+    const udpPort = server.addresses.udp!.port;
+    assert.notEqual(udpPort, 0);
+    assert.equal(server.rendezvous?.port, udpPort);
+    assert.ok(server.listeningLine.endsWith(`udp=127.0.0.1:${udpPort}`));
     await server.shutdown();
     await assert.rejects(client.hello(), ConnectionClosedError);
     assert.deepEqual(events, ["SHUTDOWN"]);

@@ -11,7 +11,7 @@ Deno.test("migrate applies every step once and then nothing", () => {
   try {
     assert.deepEqual(migrate(db), MIGRATIONS.map((m) => m.version));
     assert.equal(userVersion(db), SCHEMA_VERSION);
-    assert.equal(SCHEMA_VERSION, 1);
+    assert.equal(SCHEMA_VERSION, 2);
     assert.deepEqual(migrate(db), []);
     const secrets = db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").all() as {
       value: Uint8Array;
@@ -29,7 +29,7 @@ Deno.test("migrate refuses a newer schema with a RangeError and leaves no open t
     db.exec("PRAGMA user_version = 99");
     assert.throws(() => migrate(db), {
       name: "RangeError",
-      message: "Database schema is too new: version 99, this authchat knows up to 1",
+      message: "Database schema is too new: version 99, this authchat knows up to 2",
     });
     assert.equal(db.isTransaction, false);
     assert.equal(userVersion(db), 99);
@@ -47,6 +47,58 @@ Deno.test("migrate's users table refuses duplicate keys and non-SCRAM verifiers"
     assert.throws(() => insert.run("A", "a", "SCRAM-SHA-256$x", 1));
     assert.throws(() => insert.run("b", "b", "md5abc", 1));
     assert.throws(() => insert.run("c", "c", "scram-sha-256$x", 1), "the prefix check is case-sensitive");
+  } finally {
+    db.close();
+  }
+});
+
+Deno.test("migrate brings a version 1 database to version 2 and keeps its rows", () => {
+  const db = new DatabaseSync(":memory:");
+  try {
+    db.exec("BEGIN");
+    MIGRATIONS[0]!.apply(db);
+    db.exec("PRAGMA user_version = 1; COMMIT");
+    db.prepare(
+      "INSERT INTO users (name, name_key, verifier, created_at, last_login_at) VALUES (?, ?, ?, ?, ?)",
+    )
+      .run("Alice", "alice", "SCRAM-SHA-256$x", 5, 6);
+    const secret = db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").get();
+    assert.deepEqual(migrate(db), [2]);
+    assert.equal(userVersion(db), 2);
+    assert.deepEqual({ ...db.prepare("SELECT * FROM users").get() }, {
+      id: 1,
+      name: "Alice",
+      name_key: "alice",
+      verifier: "SCRAM-SHA-256$x",
+      created_at: 5,
+      last_login_at: 6,
+      identity_key: null,
+      key_backup: null,
+    });
+    assert.deepEqual(db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").get(), secret);
+    assert.deepEqual(migrate(db), []);
+  } finally {
+    db.close();
+  }
+});
+
+Deno.test("migrate's users table keeps an identity key and its backup together, the key 32 bytes", () => {
+  const db = new DatabaseSync(":memory:");
+  try {
+    migrate(db);
+    const insert = db.prepare(
+      "INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    const v = "SCRAM-SHA-256$x";
+    insert.run("a", "a", v, 1, new Uint8Array(32), "{}");
+    insert.run("b", "b", v, 1, null, null);
+    assert.throws(() => insert.run("c", "c", v, 1, new Uint8Array(32), null), /CHECK constraint/);
+    assert.throws(() => insert.run("d", "d", v, 1, null, "{}"), /CHECK constraint/);
+    assert.throws(() => insert.run("e", "e", v, 1, new Uint8Array(31), "{}"), /CHECK constraint/);
+    assert.throws(() => insert.run("f", "f", v, 1, new Uint8Array(33), "{}"), /CHECK constraint/);
+    assert.throws(() => db.prepare("UPDATE users SET key_backup = NULL WHERE name_key = 'a'").run(), /CHECK/);
+    assert.throws(() => db.prepare("UPDATE users SET key_backup = '{}' WHERE name_key = 'b'").run(), /CHECK/);
+    assert.equal((db.prepare("SELECT count(*) AS n FROM users").get() as { n: number }).n, 2);
   } finally {
     db.close();
   }

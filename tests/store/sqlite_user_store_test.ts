@@ -22,7 +22,7 @@ function pragma(file: string, name: string): unknown {
   }
 }
 
-Deno.test("SqliteUserStore.open creates the file and its directory and migrates to user_version 1", async () => {
+Deno.test("SqliteUserStore.open creates the file and its directory and migrates to user_version 2", async () => {
   await withTempDir(async (_dir, file) => {
     const store = SqliteUserStore.open(file);
     try {
@@ -30,7 +30,7 @@ Deno.test("SqliteUserStore.open creates the file and its directory and migrates 
     } finally {
       store.close();
     }
-    assert.equal(pragma(file, "user_version"), 1);
+    assert.equal(pragma(file, "user_version"), 2);
   });
 });
 
@@ -47,7 +47,7 @@ Deno.test("SqliteUserStore.open does not migrate again on reopen", async () => {
     } finally {
       again.close();
     }
-    assert.equal(pragma(file, "user_version"), 1);
+    assert.equal(pragma(file, "user_version"), 2);
   });
 });
 
@@ -73,6 +73,8 @@ Deno.test("SqliteUserStore creates and finds users by their lower-cased key", as
       verifier: VERIFIER,
       createdAt: 1234,
       lastLoginAt: null,
+      identityKey: null,
+      keyBackup: null,
     });
     assert.ok(Number.isInteger(created.id) && created.id > 0);
     assert.deepEqual(await store.findUser(prepareUsername("ALICE").key), created);

@@ -1,0 +1,100 @@
+/**
+ * The client's side of identity keys: made at registration (or at the first
+ * login of an account that has none), backed up on the server only sealed
+ * under the password with Argon2id, recovered at every login, re-sealed when
+ * the password changes. The password is SASLprepped first, as SCRAM does, so
+ * the same typed password always opens the backup.
+ *
+ * @module
+ */
+
+import { saslPrep } from "../auth/saslprep.ts";
+import { prepareUsername } from "../auth/username.ts";
+import { decodeBase64, encodeBase64 } from "../codec/base64.ts";
+import type { KeyBackupMessage } from "../codec/messages.ts";
+import { exportIdentityPrivate, generateIdentity, importIdentity } from "../crypto/identity_key.ts";
+import type { Identity } from "../crypto/identity_key.ts";
+import { openKeyBackup, sealKeyBackup } from "../crypto/key_backup.ts";
+import type { KeyBackup } from "../crypto/key_backup.ts";
+
+/** An identity key as registered: public key and sealed backup. */
+export interface IdentityMessage {
+  key: string;
+  backup: KeyBackupMessage;
+}
+
+function binding(user: string, publicKey: Uint8Array): { user: string; publicKey: Uint8Array } {
+  return { user: prepareUsername(user).key, publicKey };
+}
+
+/**
+ * Seal an identity's private key under a password.
+ *
+ * @param identity The identity.
+ * @param user The account name.
+ * @param password The password as typed.
+ * @returns What REGISTER, IDENTITY and PASSWD carry.
+ */
+export async function sealIdentity(
+  identity: Identity,
+  user: string,
+  password: string,
+): Promise<IdentityMessage> {
+  const pkcs8 = await exportIdentityPrivate(identity);
+  try {
+    const backup = await sealKeyBackup(
+      pkcs8,
+      saslPrep(password, { allowUnassigned: true }),
+      binding(user, identity.publicKey),
+    );
+    return { key: encodeBase64(identity.publicKey), backup };
+  } finally {
+    pkcs8.fill(0);
+  }
+}
+
+/**
+ * Make a new identity and seal it.
+ *
+ * @param user The account name.
+ * @param password The password as typed.
+ * @returns The identity and its message.
+ */
+export async function newIdentity(
+  user: string,
+  password: string,
+): Promise<{ identity: Identity; message: IdentityMessage }> {
+  const identity = await generateIdentity();
+  return { identity, message: await sealIdentity(identity, user, password) };
+}
+
+/**
+ * Open the backup the server returned at login.
+ *
+ * @param user The account name.
+ * @param password The password as typed.
+ * @param message The public key and backup.
+ * @returns The identity.
+ * @throws {TypeError} When the backup does not open or does not match the key.
+ * @throws {RangeError} When the server asks for absurd Argon2id parameters.
+ */
+export async function recoverIdentity(
+  user: string,
+  password: string,
+  message: IdentityMessage,
+): Promise<Identity> {
+  const publicKey = decodeBase64(message.key);
+  if (!publicKey || publicKey.length !== 32) {
+    throw new TypeError("Identity key from the server is not 32 bytes");
+  }
+  const pkcs8 = await openKeyBackup(
+    message.backup as KeyBackup,
+    saslPrep(password, { allowUnassigned: true }),
+    binding(user, publicKey),
+  );
+  try {
+    return await importIdentity(pkcs8, new Uint8Array(publicKey));
+  } finally {
+    pkcs8.fill(0);
+  }
+}

@@ -1,0 +1,452 @@
+/**
+ * The client's UDP side: one socket, the rendezvous with the server, a
+ * {@linkcode PeerLink} per peer, the relay wrapping, identity pinning, and
+ * send promises that settle on acknowledgement or timeout.
+ *
+ * @module
+ */
+
+import { prepareUsername } from "../auth/username.ts";
+import { decodeBase64 } from "../codec/base64.ts";
+import {
+  decodeDatagram,
+  encodeRdv,
+  encodeRelay,
+  importUdpKey,
+  MAX_DATAGRAM,
+  verifyDatagramTag,
+} from "../codec/datagram.ts";
+import type { PeerDatagram } from "../codec/datagram.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import { identityFingerprint } from "../crypto/identity_key.ts";
+import type { Identity } from "../crypto/identity_key.ts";
+import type { ReliableChannelOptions } from "../transport/reliable_channel.ts";
+import type { PeerInfo } from "./authchat_client.ts";
+import type { KnownPeers } from "./known_peers.ts";
+import { PeerLink } from "./peer_link.ts";
+import type { LinkOutput, PeerPath } from "./peer_link.ts";
+
+/** What the node needs from the logged-in control connection. */
+export interface ChatControl {
+  /** Our account name as stored. */
+  user: string;
+  /** Our identity key. */
+  identity: Identity;
+  /** UDP credentials from LOGIN. */
+  udp: { port: number; handle: string; relayId: number; key: Uint8Array<ArrayBuffer> };
+  /**
+   * Ask the server where a user is.
+   *
+   * @param user The user.
+   * @returns The PEER reply.
+   */
+  peer(user: string): Promise<PeerInfo>;
+}
+
+/** Options of {@linkcode ChatNode.start}. */
+export interface ChatNodeOptions {
+  /** The control connection's credentials and lookups. */
+  control: ChatControl;
+  /** Server host (the UDP rendezvous is on the same host). */
+  serverHost: string;
+  /** Pins of peers' identity keys, and the name of this server in that file. */
+  knownPeers: KnownPeers;
+  /** The server's name in the pin file (`host:port`). */
+  serverName: string;
+  /** A message arrived. */
+  onMessage(from: string, text: string): void;
+  /** Something the user must see (a refused key change). */
+  onWarning(line: string): void;
+  /** Send through the relay only (default false). */
+  relayOnly?: boolean;
+  /** How long a send may take before it fails (default 10 s). */
+  sendTimeoutMs?: number;
+  /** How long the rendezvous may take (default 5 s). */
+  rendezvousTimeoutMs?: number;
+  /** Reliable channel tuning (tests). */
+  reliable?: ReliableChannelOptions;
+  /** Cipher rekey threshold (tests). */
+  rekeyAfter?: number;
+}
+
+/** Counters of a node: datagrams dropped and why. */
+export interface ChatNodeStats {
+  malformed: number;
+  badServerTag: number;
+  unknownSession: number;
+  unknownSender: number;
+  forged: number;
+  replayed: number;
+  badSignature: number;
+  delivered: number;
+}
+
+interface PendingSend {
+  resolve(): void;
+  reject(err: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+  link: PeerLink;
+}
+
+interface LinkState {
+  link: PeerLink;
+  name: string;
+  chain: Promise<void>;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** A key-changed refusal. */
+export class PeerKeyChangedError extends Error {
+  /**
+   * Make the error.
+   *
+   * @param user The peer.
+   * @param fingerprint The new key's fingerprint.
+   */
+  constructor(user: string, fingerprint: string) {
+    super(
+      `WARNING: the identity key of ${user} has CHANGED (now ${fingerprint}). Someone may be impersonating ` +
+        `them, or they made a new key. Compare safety numbers with "fingerprint ${user}" over another channel, ` +
+        `then run "trust ${user}" to accept it. Nothing was sent.`,
+    );
+    this.name = "PeerKeyChangedError";
+  }
+}
+
+/**
+ * The UDP side of a logged-in client.
+ *
+ * @example
+ * ```ts ignore
+ * const node = await ChatNode.start({ control, serverHost: "127.0.0.1", knownPeers, serverName, onMessage, onWarning });
+ * await node.send("bob", "hi"); // resolves once bob's client acknowledged it
+ * await node.close();
+ * ```
+ */
+export class ChatNode {
+  #o: ChatNodeOptions;
+  #socket: Deno.DatagramConn;
+  #udpKey: CryptoKey;
+  #handle: Uint8Array<ArrayBuffer>;
+  #me: string;
+  #counter = 0;
+  #links = new Map<string, LinkState>();
+  #bySession = new Map<string, LinkState>();
+  #lookups = new Map<string, Promise<LinkState>>();
+  #pending = new Map<number, PendingSend>();
+  #nextId = 1;
+  #closed = false;
+  #rdvAcked: (() => void) | null = null;
+  #refresh: ReturnType<typeof setInterval> | undefined;
+  #reader: Promise<void>;
+  #stats: ChatNodeStats = {
+    malformed: 0,
+    badServerTag: 0,
+    unknownSession: 0,
+    unknownSender: 0,
+    forged: 0,
+    replayed: 0,
+    badSignature: 0,
+    delivered: 0,
+  };
+
+  private constructor(options: ChatNodeOptions, socket: Deno.DatagramConn, udpKey: CryptoKey) {
+    this.#o = options;
+    this.#socket = socket;
+    this.#udpKey = udpKey;
+    this.#handle = decodeBase64(options.control.udp.handle) ?? new Uint8Array(16);
+    this.#me = prepareUsername(options.control.user).key;
+    this.#reader = this.#read();
+  }
+
+  /**
+   * Bind a UDP socket and prove the session to the server's rendezvous.
+   *
+   * @param options Control connection, server, pins and callbacks.
+   * @returns The running node.
+   * @throws {Error} When the server does not acknowledge the rendezvous in time.
+   */
+  static async start(options: ChatNodeOptions): Promise<ChatNode> {
+    const hostname = options.serverHost.includes(":") ? "::" : "0.0.0.0";
+    const socket = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
+    const node = new ChatNode(options, socket, await importUdpKey(options.control.udp.key));
+    try {
+      await node.#rendezvous(options.rendezvousTimeoutMs ?? 5000);
+    } catch (err) {
+      await node.close();
+      throw err;
+    }
+    // Refreshed so a NAT keeps the mapping the server observed.
+    node.#refresh = setInterval(() => node.#sendRdv().catch(() => {}), 20_000);
+    Deno.unrefTimer(node.#refresh as unknown as number);
+    return node;
+  }
+
+  /** Drop counters, summed over every peer. */
+  get stats(): ChatNodeStats {
+    const s = { ...this.#stats };
+    for (const { link } of this.#links.values()) {
+      s.forged += link.stats.forged;
+      s.replayed += link.stats.replayed;
+      s.badSignature += link.stats.badSignature;
+    }
+    return s;
+  }
+
+  /**
+   * Send a message; resolves when the peer's client acknowledged it.
+   *
+   * @param user The recipient.
+   * @param text The message (at most 64 KiB of UTF-8).
+   * @throws {ProtocolError} `UNKNOWN_USER`, `USER_OFFLINE` and other lookup errors.
+   * @throws {PeerKeyChangedError} When the recipient's key differs from the pinned one.
+   * @throws {Error} When it is not acknowledged within the send timeout.
+   */
+  async send(user: string, text: string): Promise<void> {
+    const key = prepareUsername(user).key;
+    if (key === this.#me) throw new Error("Cannot send a message to yourself");
+    const bytes = encoder.encode(text);
+    if (bytes.length > 65536) throw new RangeError(`Message too large: ${bytes.length} bytes exceeds 65536`);
+    const state = await this.#linkFor(key, user);
+    const id = this.#nextId++;
+    const timeoutMs = this.#o.sendTimeoutMs ?? 10_000;
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        state.link.cancel(id);
+        reject(new Error(`Not delivered within ${timeoutMs / 1000} s: ${state.name} did not acknowledge it`));
+      }, timeoutMs);
+      this.#pending.set(id, { resolve, reject, timer, link: state.link });
+    });
+    state.link.send(bytes, id);
+    this.#pump(state);
+    return await done;
+  }
+
+  /**
+   * Forget a user's link (they went offline or logged in anew); pending sends to them fail.
+   *
+   * @param user The user.
+   * @param why Text for the failed sends.
+   */
+  forget(user: string, why: string): void {
+    const key = prepareUsername(user).key;
+    const state = this.#links.get(key);
+    if (!state) return;
+    this.#links.delete(key);
+    clearTimeout(state.timer);
+    state.link.close();
+    for (const [id, p] of this.#pending) {
+      if (p.link !== state.link) continue;
+      clearTimeout(p.timer);
+      this.#pending.delete(id);
+      p.reject(new Error(`Not delivered: ${why}`));
+    }
+  }
+
+  /** Close the socket; pending sends fail. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#refresh);
+    for (const state of this.#links.values()) clearTimeout(state.timer);
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new Error("Not delivered: the client is closing"));
+    }
+    this.#pending.clear();
+    try {
+      this.#socket.close();
+    } catch {
+      // Already closed.
+    }
+    await this.#reader;
+    await Promise.allSettled([...this.#links.values()].map((s) => s.chain));
+  }
+
+  async #rendezvous(timeoutMs: number): Promise<void> {
+    const acked = new Promise<void>((resolve) => this.#rdvAcked = resolve);
+    const deadline = Date.now() + timeoutMs;
+    let ok = false;
+    void acked.then(() => ok = true);
+    while (!ok && Date.now() < deadline) {
+      await this.#sendRdv();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([acked, new Promise((r) => timer = setTimeout(r, 250))]);
+      clearTimeout(timer);
+    }
+    if (!ok) {
+      throw new Error(
+        `UDP rendezvous with ${this.#o.serverHost}:${this.#o.control.udp.port} got no answer within ` +
+          `${timeoutMs / 1000} s: direct messages are unavailable (is UDP blocked?)`,
+      );
+    }
+  }
+
+  async #sendRdv(): Promise<void> {
+    const bytes = await encodeRdv({ handle: this.#handle, counter: this.#counter++ }, this.#udpKey);
+    await this.#sendTo(bytes, this.#o.serverHost, this.#o.control.udp.port);
+  }
+
+  async #sendTo(bytes: Uint8Array, hostname: string, port: number): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.#socket.send(bytes, { transport: "udp", hostname, port });
+    } catch {
+      // UDP is best effort; the reliable layer retransmits.
+    }
+  }
+
+  async #emit(out: LinkOutput): Promise<void> {
+    if (out.path.kind === "direct") return await this.#sendTo(out.bytes, out.path.hostname, out.path.port);
+    const relay = await encodeRelay(
+      { handle: this.#handle, counter: this.#counter++, to: out.path.relayId, inner: out.bytes },
+      this.#udpKey,
+    );
+    await this.#sendTo(relay, this.#o.serverHost, this.#o.control.udp.port);
+  }
+
+  async #read(): Promise<void> {
+    while (!this.#closed) {
+      let bytes: Uint8Array;
+      let addr: Deno.NetAddr;
+      try {
+        const [b, a] = await this.#socket.receive(new Uint8Array(MAX_DATAGRAM + 1));
+        bytes = b;
+        addr = a as Deno.NetAddr;
+      } catch {
+        return;
+      }
+      this.#onDatagram(bytes, addr).catch(() => this.#stats.malformed++);
+    }
+  }
+
+  async #onDatagram(bytes: Uint8Array, addr: Deno.NetAddr): Promise<void> {
+    let d;
+    try {
+      d = decodeDatagram(bytes);
+    } catch {
+      return void this.#stats.malformed++;
+    }
+    if (d.type === "RDV_ACK" || d.type === "RELAYED") {
+      if (!await verifyDatagramTag(this.#udpKey, d)) return void this.#stats.badServerTag++;
+      if (d.type === "RDV_ACK") return this.#rdvAcked?.();
+      return await this.#onPeer(d.peer, { kind: "relay", relayId: d.from });
+    }
+    if (d.type === "RDV" || d.type === "RELAY") return void this.#stats.malformed++;
+    await this.#onPeer(d, { kind: "direct", hostname: addr.hostname, port: addr.port });
+  }
+
+  async #onPeer(d: PeerDatagram, path: PeerPath): Promise<void> {
+    let state: LinkState | undefined;
+    if (d.type === "DATA") {
+      state = this.#bySession.get(d.session.toHex());
+      if (!state) return void this.#stats.unknownSession++;
+    } else {
+      if (d.to !== this.#me) return void this.#stats.unknownSender++;
+      state = this.#links.get(d.from);
+      if (!state && d.type === "HS1") {
+        try {
+          state = await this.#linkFor(d.from, d.from);
+        } catch (err) {
+          if (err instanceof PeerKeyChangedError) this.#o.onWarning(err.message);
+          return void this.#stats.unknownSender++;
+        }
+      }
+      if (!state) return void this.#stats.unknownSender++;
+    }
+    const target = state;
+    this.#serialize(target, async () => {
+      await target.link.receive(d, path, Date.now());
+      for (const message of target.link.takeDelivered()) {
+        this.#stats.delivered++;
+        this.#o.onMessage(target.name, decoder.decode(message));
+      }
+      this.#settle(target);
+    });
+    this.#pump(target);
+  }
+
+  #settle(state: LinkState): void {
+    for (const id of state.link.takeAcknowledged()) {
+      const p = this.#pending.get(id);
+      if (!p) continue;
+      this.#pending.delete(id);
+      clearTimeout(p.timer);
+      p.resolve();
+    }
+  }
+
+  /** Run link work one at a time: the link's methods await crypto between steps. */
+  #serialize(state: LinkState, work: () => Promise<void>): void {
+    state.chain = state.chain.then(work).catch(() => {});
+  }
+
+  #pump(state: LinkState): void {
+    this.#serialize(state, async () => {
+      if (this.#closed || this.#links.get(prepareUsername(state.name).key) !== state) return;
+      const now = Date.now();
+      for (const out of await state.link.poll(now)) await this.#emit(out);
+      this.#settle(state);
+      clearTimeout(state.timer);
+      const next = state.link.nextWakeup();
+      if (next !== null && !this.#closed) {
+        state.timer = setTimeout(() => this.#pump(state), Math.max(0, next - Date.now()));
+      }
+    });
+  }
+
+  /** The link to a user: looked up at the server, its key checked against the pin. */
+  #linkFor(key: string, name: string): Promise<LinkState> {
+    const existing = this.#links.get(key);
+    if (existing) return Promise.resolve(existing);
+    let lookup = this.#lookups.get(key);
+    if (!lookup) {
+      lookup = this.#makeLink(key, name).finally(() => this.#lookups.delete(key));
+      this.#lookups.set(key, lookup);
+    }
+    return lookup;
+  }
+
+  async #makeLink(key: string, name: string): Promise<LinkState> {
+    const info = await this.#lookup(name);
+    const peerKey = decodeBase64(info.key);
+    if (!peerKey || peerKey.length !== 32) throw new ProtocolError("BAD_MESSAGE", "Peer key is not 32 bytes");
+    const status = await this.#o.knownPeers.check(this.#o.serverName, key, peerKey);
+    if (status === "changed") {
+      throw new PeerKeyChangedError(info.user, await identityFingerprint(new Uint8Array(peerKey)));
+    }
+    if (status === "new") await this.#o.knownPeers.pin(this.#o.serverName, key, peerKey);
+    const state: LinkState = { link: null!, name: info.user, chain: Promise.resolve(), timer: undefined };
+    state.link = new PeerLink({
+      me: this.#me,
+      peer: key,
+      identity: this.#o.control.identity,
+      peerKey: new Uint8Array(peerKey),
+      direct: this.#o.relayOnly ? null : { hostname: info.address, port: info.port },
+      relayId: info.relay_id,
+      ...(this.#o.reliable ? { reliable: this.#o.reliable } : {}),
+      ...(this.#o.rekeyAfter === undefined ? {} : { rekeyAfter: this.#o.rekeyAfter }),
+      onSession: (id, alive) => alive ? this.#bySession.set(id, state) : this.#bySession.delete(id),
+    });
+    this.#links.set(key, state);
+    return state;
+  }
+
+  /** PEER, retried briefly while the peer's rendezvous is still on its way. */
+  async #lookup(name: string): Promise<PeerInfo> {
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await this.#o.control.peer(name);
+      } catch (err) {
+        const notYet = err instanceof ProtocolError && err.code === "USER_OFFLINE" &&
+          /not reachable over UDP/.test(err.message);
+        if (!notYet || attempt >= 10) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+}

@@ -1,0 +1,474 @@
+/**
+ * One peer of the chat, sans I/O: the signed X25519 handshake, per-session
+ * AES-256-GCM ciphers, one reliable channel per session, and the choice of
+ * path (direct, or the server's relay when the direct path does not deliver).
+ * The node around it owns the socket, the clock and the server lookups. See
+ * docs/PROTOCOL.md, "Direct messages".
+ *
+ * @module
+ */
+
+import { encodeHs1, encodeHs2, hs1SignedBytes, hs2SignedBytes } from "../codec/datagram.ts";
+import type { DataDatagram, Hs1Datagram, Hs2Datagram, PeerDatagram } from "../codec/datagram.ts";
+import { DatagramCipher } from "../crypto/datagram_cipher.ts";
+import { signWith, verifyIdentitySignature } from "../crypto/identity_key.ts";
+import type { Identity } from "../crypto/identity_key.ts";
+import { deriveSessionKeys, generateEphemeral } from "../crypto/peer_session.ts";
+import type { EphemeralKeyPair } from "../crypto/peer_session.ts";
+import { ReliableChannel } from "../transport/reliable_channel.ts";
+import type { ReliableChannelOptions } from "../transport/reliable_channel.ts";
+
+/** How datagrams reach a peer. */
+export type PeerPath =
+  | { kind: "direct"; hostname: string; port: number }
+  | { kind: "relay"; relayId: number };
+
+/** A peer datagram to send. */
+export interface LinkOutput {
+  path: PeerPath;
+  bytes: Uint8Array<ArrayBuffer>;
+}
+
+/** Options of {@linkcode PeerLink}. */
+export interface PeerLinkOptions {
+  /** Our user key (lower-cased name). */
+  me: string;
+  /** The peer's user key. */
+  peer: string;
+  /** Our identity key. */
+  identity: Identity;
+  /** The peer's identity public key, already checked against the pin. */
+  peerKey: Uint8Array<ArrayBuffer>;
+  /** The peer's direct address, when known. */
+  direct: { hostname: string; port: number } | null;
+  /** The peer's relay id, when known. */
+  relayId: number | null;
+  /** Without a reply this long on the direct path, use the relay (default 800 ms). */
+  directTimeoutMs?: number;
+  /** Without a reply this long while data is outstanding, start a new handshake (default 3000 ms). */
+  rehandshakeMs?: number;
+  /** Rekey threshold of the ciphers (default: the cipher's). */
+  rekeyAfter?: number;
+  /** Reliable channel tuning. */
+  reliable?: ReliableChannelOptions;
+  /** Told when a session id starts or stops being ours, so DATA can be routed here. */
+  onSession?: (sessionId: string, alive: boolean) => void;
+}
+
+/** Counters of a {@linkcode PeerLink}. */
+export interface PeerLinkStats {
+  handshakes: number;
+  badSignature: number;
+  unexpected: number;
+  forged: number;
+  replayed: number;
+  relayFallbacks: number;
+}
+
+interface LinkSession {
+  id: string;
+  cipher: DatagramCipher;
+  channel: ReliableChannel;
+  /** May carry new messages: we initiated it, or authentic DATA arrived on it. */
+  confirmed: boolean;
+  /** Channel message number → link message id. */
+  ids: Map<number, number>;
+  lastHeard: number;
+}
+
+interface Initiation {
+  eph: EphemeralKeyPair;
+  hs1: Uint8Array<ArrayBuffer>;
+  startedAt: number;
+  nextAt: number;
+  rtoMs: number;
+  /** A new handshake after silence replaces the old session and takes over its messages. */
+  replace: boolean;
+}
+
+const MAX_SESSIONS = 4;
+const MAX_ANSWERED = 4;
+
+/**
+ * The link to one peer.
+ *
+ * @example
+ * ```ts ignore
+ * const link = new PeerLink({ me: "alice", peer: "bob", identity, peerKey, direct, relayId });
+ * link.send(new TextEncoder().encode("hi"), 1);
+ * for (const out of await link.poll(Date.now())) socket.send(out.bytes, out.path);
+ * ```
+ */
+export class PeerLink {
+  #o: PeerLinkOptions;
+  #sessions = new Map<string, LinkSession>();
+  #current: LinkSession | null = null;
+  #init: Initiation | null = null;
+  #answered = new Map<string, { hs2: Uint8Array<ArrayBuffer> }>();
+  #queue: { id: number; bytes: Uint8Array }[] = [];
+  #outbox: LinkOutput[] = [];
+  #path: PeerPath | null;
+  #relayOnly = false;
+  #lastHeard = 0;
+  #delivered: Uint8Array<ArrayBuffer>[] = [];
+  #acked: number[] = [];
+  #retired = { forged: 0, replayed: 0 };
+  #stats = { handshakes: 0, badSignature: 0, unexpected: 0, relayFallbacks: 0 };
+
+  /**
+   * Make a link; nothing is sent until there is something to send or a handshake arrives.
+   *
+   * @param options Names, keys and addresses.
+   */
+  constructor(options: PeerLinkOptions) {
+    this.#o = options;
+    this.#path = options.direct
+      ? { kind: "direct", ...options.direct }
+      : options.relayId !== null
+      ? { kind: "relay", relayId: options.relayId }
+      : null;
+  }
+
+  /** Counters. */
+  get stats(): PeerLinkStats {
+    let { forged, replayed } = this.#retired;
+    for (const s of this.#sessions.values()) {
+      forged += s.cipher.stats.forged;
+      replayed += s.cipher.stats.replayed;
+    }
+    return { ...this.#stats, forged, replayed };
+  }
+
+  /** The path datagrams take now. */
+  get path(): PeerPath | null {
+    return this.#path;
+  }
+
+  /** The peer's relay id, when known. */
+  get relayId(): number | null {
+    return this.#o.relayId;
+  }
+
+  /**
+   * Queue a message.
+   *
+   * @param bytes The message (at most 64 KiB).
+   * @param id The caller's id, reported by {@linkcode takeAcknowledged}.
+   * @throws {RangeError} When the message is too large.
+   */
+  send(bytes: Uint8Array, id: number): void {
+    const max = this.#o.reliable?.maxMessage ?? 65536;
+    if (bytes.length > max) throw new RangeError(`Message too large: ${bytes.length} bytes exceeds ${max}`);
+    this.#queue.push({ id, bytes });
+  }
+
+  /**
+   * The server told us where the peer is now. A new relay id means a new login of the peer (a
+   * restarted client): its sessions are gone, so ours are dropped and their messages sent again.
+   *
+   * @param peer Direct address and relay id from PEER.
+   */
+  updatePeer(peer: { direct: { hostname: string; port: number }; relayId: number }): void {
+    const restarted = this.#o.relayId !== null && peer.relayId !== this.#o.relayId;
+    this.#o.relayId = peer.relayId;
+    this.#o.direct = peer.direct;
+    if (restarted) {
+      this.#dropSessions();
+      this.#relayOnly = false;
+    }
+    if (!this.#relayOnly) this.#path = { kind: "direct", ...peer.direct };
+  }
+
+  /**
+   * Handle a datagram from the peer (HS1 and HS2 routed by name, DATA by session id).
+   *
+   * @param d The decoded datagram.
+   * @param path Where it came from.
+   * @param now Current time in ms.
+   */
+  async receive(d: PeerDatagram, path: PeerPath, now: number): Promise<void> {
+    if (d.type === "HS1") return await this.#onHs1(d, path, now);
+    if (d.type === "HS2") return await this.#onHs2(d, path, now);
+    await this.#onData(d, path, now);
+  }
+
+  /**
+   * What to send now: handshakes, and each session's packets sealed.
+   *
+   * @param now Current time in ms.
+   * @returns Datagrams and their paths.
+   */
+  async poll(now: number): Promise<LinkOutput[]> {
+    const out = this.#outbox;
+    this.#outbox = [];
+    this.#feedCurrent();
+    const current = this.#current;
+    const waiting = this.#queue.length > 0 || (current !== null && current.channel.nextWakeup() !== null);
+    if (!this.#init && waiting) {
+      if (!current) await this.#initiate(now, false);
+      else if (current.cipher.needsRekey) await this.#initiate(now, false);
+      else if (now - Math.max(this.#lastHeard, current.lastHeard) > (this.#o.rehandshakeMs ?? 3000)) {
+        // Silence while data is outstanding: the peer may have restarted and lost the session.
+        await this.#initiate(now, true);
+      }
+    }
+    this.#maybeFallBack(now, waiting);
+    const init = this.#init;
+    if (init && now >= init.nextAt && this.#path) {
+      out.push({ path: this.#path, bytes: init.hs1 });
+      init.rtoMs = Math.min(init.rtoMs * 2, 2000);
+      init.nextAt = now + init.rtoMs;
+    }
+    if (this.#path) {
+      for (const session of this.#sessions.values()) {
+        for (const packet of session.channel.poll(now)) {
+          out.push({ path: this.#path, bytes: await session.cipher.seal(packet) });
+        }
+      }
+    }
+    this.#expire(now);
+    return out;
+  }
+
+  /** When {@linkcode poll} must run again, or `null` when nothing is pending. */
+  nextWakeup(): number | null {
+    if (this.#outbox.length > 0 || (this.#queue.length > 0 && this.#current)) return 0;
+    let next: number | null = this.#init?.nextAt ?? null;
+    for (const s of this.#sessions.values()) {
+      const w = s.channel.nextWakeup();
+      if (w !== null && (next === null || w < next)) next = w;
+    }
+    if (next === null && this.#queue.length > 0) return 0;
+    return next;
+  }
+
+  /** Messages received, in order, each once. */
+  takeDelivered(): Uint8Array<ArrayBuffer>[] {
+    const out = this.#delivered;
+    this.#delivered = [];
+    return out;
+  }
+
+  /** Ids of messages the peer acknowledged. */
+  takeAcknowledged(): number[] {
+    const out = this.#acked;
+    this.#acked = [];
+    return out;
+  }
+
+  /**
+   * Give up on a message that is still queued (not yet handed to a session).
+   *
+   * @param id The message id.
+   * @returns Whether it was removed before being sent.
+   */
+  cancel(id: number): boolean {
+    const i = this.#queue.findIndex((m) => m.id === id);
+    if (i < 0) return false;
+    this.#queue.splice(i, 1);
+    return true;
+  }
+
+  /** Forget every session (the peer went offline). Queued messages stay queued. */
+  close(): void {
+    this.#dropSessions();
+    this.#queue = [];
+  }
+
+  #feedCurrent(): void {
+    const current = this.#current;
+    if (!current?.confirmed) return;
+    while (this.#queue.length > 0) {
+      const next = this.#queue[0]!;
+      try {
+        current.ids.set(current.channel.send(next.bytes), next.id);
+      } catch {
+        return; // The channel is full; the rest waits.
+      }
+      this.#queue.shift();
+    }
+  }
+
+  #maybeFallBack(now: number, waiting: boolean): void {
+    if (this.#relayOnly || this.#o.relayId === null) return;
+    const limit = this.#o.directTimeoutMs ?? 800;
+    const stalledInit = this.#init !== null && now - this.#init.startedAt > limit;
+    const heard = Math.max(this.#lastHeard, this.#current?.lastHeard ?? 0);
+    const stalledData = waiting && this.#current !== null && !this.#init && now - heard > limit &&
+      (this.#current.channel.stats.retransmitted > 0);
+    if (!stalledInit && !stalledData && this.#path !== null) return;
+    this.#relayOnly = true;
+    this.#stats.relayFallbacks++;
+    this.#path = { kind: "relay", relayId: this.#o.relayId };
+    if (this.#init) this.#init.nextAt = now;
+  }
+
+  async #initiate(now: number, replace: boolean): Promise<void> {
+    const eph = await generateEphemeral();
+    const sig = await signWith(this.#o.identity, hs1SignedBytes(this.#o.me, this.#o.peer, eph.publicKey));
+    const hs1 = encodeHs1({ from: this.#o.me, to: this.#o.peer, eph: eph.publicKey, sig });
+    this.#init = { eph, hs1, startedAt: now, nextAt: now, rtoMs: 250, replace };
+  }
+
+  async #onHs1(d: Hs1Datagram, path: PeerPath, now: number): Promise<void> {
+    if (d.from !== this.#o.peer || d.to !== this.#o.me) return void this.#stats.unexpected++;
+    const signed = hs1SignedBytes(d.from, d.to, d.eph);
+    if (!await verifyIdentitySignature(this.#o.peerKey, d.sig, signed)) {
+      return void this.#stats.badSignature++;
+    }
+    const replyPath = this.#relayOnly && this.#path ? this.#path : path;
+    const key = d.eph.toHex();
+    const answered = this.#answered.get(key);
+    // A retransmitted HS1 gets the same HS2; a replayed one gets nothing new either.
+    if (answered) return void this.#outbox.push({ path: replyPath, bytes: answered.hs2 });
+    const eph = await generateEphemeral();
+    const keys = await deriveSessionKeys({
+      ephemeralPrivate: eph.privateKey,
+      peerEphemeral: d.eph,
+      initiator: d.from,
+      responder: d.to,
+      ephInit: d.eph,
+      ephResp: eph.publicKey,
+      role: "responder",
+    });
+    const sig = await signWith(
+      this.#o.identity,
+      hs2SignedBytes(this.#o.me, this.#o.peer, d.eph, eph.publicKey),
+    );
+    const hs2 = encodeHs2({
+      from: this.#o.me,
+      to: this.#o.peer,
+      ephInit: d.eph,
+      ephResp: eph.publicKey,
+      sig,
+    });
+    this.#answered.set(key, { hs2 });
+    if (this.#answered.size > MAX_ANSWERED) this.#answered.delete(this.#answered.keys().next().value!);
+    // Not confirmed: a replayed HS1 makes a session nobody can use. The first authentic DATA confirms it.
+    this.#addSession(keys, false, now);
+    this.#stats.handshakes++;
+    this.#path ??= path;
+    this.#outbox.push({ path: replyPath, bytes: hs2 });
+  }
+
+  async #onHs2(d: Hs2Datagram, path: PeerPath, now: number): Promise<void> {
+    const init = this.#init;
+    if (
+      d.from !== this.#o.peer || d.to !== this.#o.me || !init || !sameBytes(d.ephInit, init.eph.publicKey)
+    ) {
+      return void this.#stats.unexpected++;
+    }
+    const signed = hs2SignedBytes(d.from, d.to, d.ephInit, d.ephResp);
+    if (!await verifyIdentitySignature(this.#o.peerKey, d.sig, signed)) {
+      return void this.#stats.badSignature++;
+    }
+    if (this.#init !== init) return;
+    this.#init = null;
+    const keys = await deriveSessionKeys({
+      ephemeralPrivate: init.eph.privateKey,
+      peerEphemeral: d.ephResp,
+      initiator: this.#o.me,
+      responder: this.#o.peer,
+      ephInit: d.ephInit,
+      ephResp: d.ephResp,
+      role: "initiator",
+    });
+    const old = this.#current;
+    const session = this.#addSession(keys, true, now);
+    this.#current = session;
+    this.#stats.handshakes++;
+    this.#heard(path, now);
+    if (old && init.replace) {
+      // The old session went silent: its unacknowledged messages go out again on the new one.
+      for (const m of old.channel.unacknowledged()) {
+        const id = old.ids.get(m.id);
+        if (id !== undefined) this.#queue.unshift({ id, bytes: m.message });
+      }
+      this.#queue.sort((a, b) => a.id - b.id);
+      this.#removeSession(old);
+    }
+  }
+
+  async #onData(d: DataDatagram, path: PeerPath, now: number): Promise<void> {
+    const session = this.#sessions.get(d.session.toHex());
+    if (!session) return void this.#stats.unexpected++;
+    const plaintext = await session.cipher.open(d);
+    if (!plaintext || !this.#sessions.has(session.id)) return;
+    session.confirmed = true;
+    session.lastHeard = now;
+    if (!this.#current?.confirmed) this.#current = session;
+    this.#heard(path, now);
+    session.channel.receive(plaintext, now);
+    this.#delivered.push(...session.channel.takeDelivered());
+    for (const n of session.channel.takeAcknowledged()) {
+      const id = session.ids.get(n);
+      session.ids.delete(n);
+      if (id !== undefined) this.#acked.push(id);
+    }
+  }
+
+  #heard(path: PeerPath, now: number): void {
+    this.#lastHeard = now;
+    // Only authenticated, fresh datagrams move the path; the relay, once needed, is kept.
+    if (!this.#relayOnly) this.#path = path;
+  }
+
+  #addSession(
+    keys: Awaited<ReturnType<typeof deriveSessionKeys>>,
+    confirmed: boolean,
+    now: number,
+  ): LinkSession {
+    const id = keys.sessionId.toHex();
+    const session: LinkSession = {
+      id,
+      cipher: new DatagramCipher(
+        keys,
+        this.#o.rekeyAfter === undefined ? {} : { rekeyAfter: this.#o.rekeyAfter },
+      ),
+      channel: new ReliableChannel(this.#o.reliable ?? {}),
+      confirmed,
+      ids: new Map(),
+      lastHeard: now,
+    };
+    this.#sessions.set(id, session);
+    this.#o.onSession?.(id, true);
+    if (this.#sessions.size > MAX_SESSIONS) {
+      const oldest = [...this.#sessions.values()].find((s) => s !== this.#current && s !== session);
+      if (oldest) this.#removeSession(oldest);
+    }
+    return session;
+  }
+
+  #removeSession(session: LinkSession): void {
+    if (!this.#sessions.delete(session.id)) return;
+    this.#retired.forged += session.cipher.stats.forged;
+    this.#retired.replayed += session.cipher.stats.replayed;
+    if (this.#current === session) this.#current = null;
+    this.#o.onSession?.(session.id, false);
+  }
+
+  #dropSessions(): void {
+    for (const session of [...this.#sessions.values()]) {
+      for (const m of session.channel.unacknowledged()) {
+        const id = session.ids.get(m.id);
+        if (id !== undefined) this.#queue.push({ id, bytes: m.message });
+      }
+      this.#removeSession(session);
+    }
+    this.#queue.sort((a, b) => a.id - b.id);
+    this.#init = null;
+    this.#answered.clear();
+  }
+
+  /** Sessions replaced by a newer one are dropped once idle for a minute with nothing outstanding. */
+  #expire(now: number): void {
+    for (const s of this.#sessions.values()) {
+      if (s === this.#current || now - s.lastHeard < 60_000) continue;
+      if (s.channel.nextWakeup() === null) this.#removeSession(s);
+    }
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}

@@ -1,0 +1,171 @@
+/**
+ * Who is online, and a notice to every logged-in session when that changes.
+ * The server talks to presence only through {@linkcode PresenceDirectory}, so
+ * a message bus can stand in for the in-process {@linkcode LocalPresence}
+ * when several nodes share the users.
+ *
+ * @module
+ */
+
+import type { ServerMessageOf } from "../codec/messages.ts";
+import { encodeBase64 } from "../codec/base64.ts";
+
+/** A user as presence shows them. */
+export interface OnlineUser {
+  /** Lower-cased name. */
+  key: string;
+  /** Name as stored. */
+  name: string;
+  /** Ed25519 identity public key, if the account has one. */
+  identityKey: Uint8Array | null;
+  /** Its fingerprint. */
+  fingerprint: string | null;
+}
+
+/** A logged-in session as presence sees it. */
+export interface PresenceMember {
+  /** Unique session id. */
+  readonly id: number;
+  /**
+   * Push a notice to the session's client.
+   *
+   * @param message The notice.
+   */
+  notify(message: ServerMessageOf<"PRESENCE">): void;
+}
+
+/** The directory of online users. */
+export interface PresenceDirectory {
+  /**
+   * A session logged in; the user comes online with their first session.
+   *
+   * @param member The session.
+   * @param user The account.
+   */
+  join(member: PresenceMember, user: OnlineUser): void;
+  /**
+   * A session logged out or ended; the user goes offline with their last session.
+   *
+   * @param member The session.
+   * @param userKey The account's lower-cased name.
+   */
+  leave(member: PresenceMember, userKey: string): void;
+  /**
+   * An online user's identity key was registered: everyone is told again, with the key.
+   *
+   * @param user The account, with its key.
+   */
+  update(user: OnlineUser): void;
+  /**
+   * One page of the online users, sorted by lower-cased name.
+   *
+   * @param after Only names sorting after this key.
+   * @param limit Page size.
+   * @returns The users, and the cursor of the next page when there is one.
+   */
+  list(after: string | undefined, limit: number): { users: OnlineUser[]; next?: string };
+  /**
+   * An online user.
+   *
+   * @param userKey Lower-cased name.
+   * @returns The user, or `undefined` when offline.
+   */
+  get(userKey: string): OnlineUser | undefined;
+}
+
+/**
+ * The presence notice about a user.
+ *
+ * @param user The user.
+ * @param state Online or offline.
+ * @returns The message.
+ */
+export function presenceNotice(user: OnlineUser, state: "online" | "offline"): ServerMessageOf<"PRESENCE"> {
+  const notice: ServerMessageOf<"PRESENCE"> = { op: "PRESENCE", user: user.name, state };
+  if (state === "online" && user.identityKey && user.fingerprint) {
+    notice.key = encodeBase64(user.identityKey);
+    notice.fingerprint = user.fingerprint;
+  }
+  return notice;
+}
+
+/**
+ * In-process presence.
+ *
+ * @example
+ * ```ts
+ * import { LocalPresence } from "./presence.ts";
+ * const presence = new LocalPresence();
+ * const seen: string[] = [];
+ * const bob = { id: 2, notify: (m: { user: string; state: string }) => seen.push(`${m.user} ${m.state}`) };
+ * presence.join(bob, { key: "bob", name: "bob", identityKey: null, fingerprint: null });
+ * presence.join({ id: 1, notify() {} }, { key: "alice", name: "Alice", identityKey: null, fingerprint: null });
+ * console.assert(seen[0] === "Alice online");
+ * console.assert(presence.list(undefined, 10).users.length === 2);
+ * ```
+ */
+export class LocalPresence implements PresenceDirectory {
+  #users = new Map<string, { user: OnlineUser; sessions: Set<PresenceMember> }>();
+  #members = new Map<PresenceMember, string>();
+  #sorted: string[] | null = null;
+
+  join(member: PresenceMember, user: OnlineUser): void {
+    if (this.#members.has(member)) this.leave(member, this.#members.get(member)!);
+    this.#members.set(member, user.key);
+    const entry = this.#users.get(user.key);
+    if (entry) {
+      entry.sessions.add(member);
+      return;
+    }
+    this.#users.set(user.key, { user, sessions: new Set([member]) });
+    this.#sorted = null;
+    this.#broadcast(user, "online");
+  }
+
+  leave(member: PresenceMember, userKey: string): void {
+    if (this.#members.get(member) !== userKey) return;
+    this.#members.delete(member);
+    const entry = this.#users.get(userKey);
+    if (!entry) return;
+    entry.sessions.delete(member);
+    if (entry.sessions.size > 0) return;
+    this.#users.delete(userKey);
+    this.#sorted = null;
+    this.#broadcast(entry.user, "offline");
+  }
+
+  update(user: OnlineUser): void {
+    const entry = this.#users.get(user.key);
+    if (!entry) return;
+    entry.user = user;
+    this.#broadcast(user, "online");
+  }
+
+  list(after: string | undefined, limit: number): { users: OnlineUser[]; next?: string } {
+    this.#sorted ??= [...this.#users.keys()].sort();
+    const sorted = this.#sorted;
+    let start = 0;
+    if (after !== undefined) {
+      // First key sorting after the cursor (binary search).
+      let hi = sorted.length;
+      while (start < hi) {
+        const mid = (start + hi) >> 1;
+        if (sorted[mid]! <= after) start = mid + 1;
+        else hi = mid;
+      }
+    }
+    const keys = sorted.slice(start, start + limit);
+    const users = keys.map((k) => this.#users.get(k)!.user);
+    return start + limit < sorted.length ? { users, next: keys[keys.length - 1]! } : { users };
+  }
+
+  get(userKey: string): OnlineUser | undefined {
+    return this.#users.get(userKey)?.user;
+  }
+
+  /** Tell every session of the other users. */
+  #broadcast(user: OnlineUser, state: "online" | "offline"): void {
+    const notice = presenceNotice(user, state);
+    for (const [member, key] of this.#members) if (key !== user.key) member.notify(notice);
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * The server's UDP side, sans I/O: a logged-in session proves itself with a
+ * MAC'd RDV datagram and the server records the address it observed; RELAY
+ * datagrams are forwarded, still end-to-end encrypted, between logged-in
+ * users, each user rate-limited. Nothing unauthenticated is ever answered,
+ * so the port cannot be used to amplify traffic. See docs/PROTOCOL.md,
+ * "Rendezvous and relay".
+ *
+ * @module
+ */
+
+import { encodeBase64 } from "../codec/base64.ts";
+import {
+  decodeDatagram,
+  encodeRdvAck,
+  encodeRelayed,
+  importUdpKey,
+  verifyDatagramTag,
+} from "../codec/datagram.ts";
+import type { Datagram } from "../codec/datagram.ts";
+import { ReplayWindow } from "../crypto/replay_window.ts";
+import type { SessionRendezvous, UdpEndpoint } from "./session_context.ts";
+
+/** A datagram to send. */
+export interface Outgoing {
+  hostname: string;
+  port: number;
+  bytes: Uint8Array;
+}
+
+/** Where a datagram came from. */
+export interface Source {
+  hostname: string;
+  port: number;
+}
+
+/** Why datagrams were dropped, and what was done. */
+export interface RendezvousStats {
+  rendezvous: number;
+  relayed: number;
+  malformed: number;
+  unknownHandle: number;
+  badTag: number;
+  replayed: number;
+  rateLimited: number;
+  noRecipient: number;
+}
+
+interface Entry {
+  sessionId: number;
+  user: string;
+  handle: Uint8Array;
+  key: CryptoKey;
+  window: ReplayWindow;
+  endpoint: Source | null;
+  provedAt: number;
+}
+
+const HANDLE_BYTES = 16;
+
+/**
+ * The rendezvous and relay.
+ *
+ * @example
+ * ```ts
+ * import { Rendezvous } from "./udp_rendezvous.ts";
+ * const rendezvous = new Rendezvous({ relayPerSecond: 100 });
+ * const { handle, relayId } = await rendezvous.register(7, "alice", new Uint8Array(32));
+ * console.assert(handle.length === 24 && relayId === 7);
+ * console.assert(rendezvous.endpointOf("alice") === null);
+ * ```
+ */
+export class Rendezvous implements SessionRendezvous {
+  /** The bound UDP port (set by whoever binds the socket). */
+  port = 0;
+  #relayPerMs: number;
+  #burst: number;
+  #byHandle = new Map<string, Entry>();
+  #bySession = new Map<number, Entry>();
+  #byUser = new Map<string, Set<Entry>>();
+  #buckets = new Map<string, { tokens: number; at: number }>();
+  #stats: RendezvousStats = {
+    rendezvous: 0,
+    relayed: 0,
+    malformed: 0,
+    unknownHandle: 0,
+    badTag: 0,
+    replayed: 0,
+    rateLimited: 0,
+    noRecipient: 0,
+  };
+
+  /**
+   * Make the rendezvous.
+   *
+   * @param options How many datagrams per second each user may relay (also the burst).
+   */
+  constructor(options: { relayPerSecond: number }) {
+    this.#relayPerMs = options.relayPerSecond / 1000;
+    this.#burst = options.relayPerSecond;
+  }
+
+  /** Counters, for logs and tests. */
+  get stats(): Readonly<RendezvousStats> {
+    return { ...this.#stats };
+  }
+
+  async register(
+    sessionId: number,
+    user: string,
+    sessionKey: Uint8Array,
+  ): Promise<{ handle: string; relayId: number }> {
+    this.unregister(sessionId);
+    const handle = crypto.getRandomValues(new Uint8Array(HANDLE_BYTES));
+    const entry: Entry = {
+      sessionId,
+      user,
+      handle,
+      key: await importUdpKey(sessionKey),
+      window: new ReplayWindow(),
+      endpoint: null,
+      provedAt: 0,
+    };
+    const text = encodeBase64(handle);
+    this.#byHandle.set(text, entry);
+    this.#bySession.set(sessionId, entry);
+    const set = this.#byUser.get(user) ?? new Set();
+    set.add(entry);
+    this.#byUser.set(user, set);
+    return { handle: text, relayId: sessionId };
+  }
+
+  unregister(sessionId: number): void {
+    const entry = this.#bySession.get(sessionId);
+    if (!entry) return;
+    this.#bySession.delete(sessionId);
+    this.#byHandle.delete(encodeBase64(entry.handle));
+    const set = this.#byUser.get(entry.user);
+    set?.delete(entry);
+    if (set?.size === 0) {
+      this.#byUser.delete(entry.user);
+      this.#buckets.delete(entry.user);
+    }
+  }
+
+  endpointOf(user: string): UdpEndpoint | null {
+    let best: Entry | null = null;
+    for (const entry of this.#byUser.get(user) ?? []) {
+      if (entry.endpoint && (!best || entry.provedAt > best.provedAt)) best = entry;
+    }
+    return best?.endpoint
+      ? { relayId: best.sessionId, hostname: best.endpoint.hostname, port: best.endpoint.port }
+      : null;
+  }
+
+  /**
+   * Handle one datagram.
+   *
+   * @param bytes The datagram.
+   * @param from Where it came from.
+   * @param now Current time in ms.
+   * @returns Datagrams to send (none for anything unauthenticated).
+   */
+  async receive(bytes: Uint8Array, from: Source, now: number): Promise<Outgoing[]> {
+    let d: Datagram;
+    try {
+      d = decodeDatagram(bytes);
+    } catch {
+      this.#stats.malformed++;
+      return [];
+    }
+    if (d.type !== "RDV" && d.type !== "RELAY") {
+      this.#stats.malformed++;
+      return [];
+    }
+    const entry = this.#byHandle.get(encodeBase64(d.handle));
+    if (!entry) {
+      this.#stats.unknownHandle++;
+      return [];
+    }
+    // The replay window is consulted before the MAC and moved only after it verifies.
+    if (!entry.window.check(d.counter)) {
+      this.#stats.replayed++;
+      return [];
+    }
+    if (!await verifyDatagramTag(entry.key, d)) {
+      this.#stats.badTag++;
+      return [];
+    }
+    // The session may have ended while the MAC was checked.
+    if (this.#bySession.get(entry.sessionId) !== entry || !entry.window.accept(d.counter)) return [];
+    if (d.type === "RDV") {
+      this.#stats.rendezvous++;
+      entry.endpoint = { hostname: from.hostname, port: from.port };
+      entry.provedAt = now;
+      const observed = from.hostname.includes(":")
+        ? `[${from.hostname}]:${from.port}`
+        : `${from.hostname}:${from.port}`;
+      const ack = await encodeRdvAck({ handle: entry.handle, counter: d.counter, observed }, entry.key);
+      return [{ ...from, bytes: ack }];
+    }
+    // A relayed sender is where its datagrams come from, even before (or without) an RDV.
+    entry.endpoint ??= { hostname: from.hostname, port: from.port };
+    if (!this.#spend(entry.user, now)) {
+      this.#stats.rateLimited++;
+      return [];
+    }
+    const recipient = this.#bySession.get(d.to);
+    if (!recipient?.endpoint) {
+      this.#stats.noRecipient++;
+      return [];
+    }
+    this.#stats.relayed++;
+    const out = await encodeRelayed({ from: entry.sessionId, inner: d.inner }, recipient.key);
+    return [{ ...recipient.endpoint, bytes: out }];
+  }
+
+  /** Spend one relay token of a user. */
+  #spend(user: string, now: number): boolean {
+    const old = this.#buckets.get(user);
+    const tokens = Math.min(this.#burst, old ? old.tokens + (now - old.at) * this.#relayPerMs : this.#burst);
+    if (tokens < 1) {
+      this.#buckets.set(user, { tokens, at: now });
+      return false;
+    }
+    this.#buckets.set(user, { tokens: tokens - 1, at: now });
+    return true;
+  }
+}

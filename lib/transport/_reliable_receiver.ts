@@ -1,0 +1,181 @@
+/**
+ * The receiving half of the reliable channel: reordering, duplicate suppression, reassembly and ACKs.
+ *
+ * @module
+ */
+
+import { DATA_HEADER_BYTES, encodeAckPacket } from "./_reliable_packets.ts";
+import type { ReliableChannelStats } from "./reliable_channel.ts";
+
+/** One past the largest usable sequence number, so that a cumulative ACK still fits a u32. */
+export const SEQ_LIMIT = 2 ** 32 - 1;
+/** Bits in an ACK's SACK bitmap. */
+export const SACK_BITS = 64;
+
+/**
+ * Reassembles in-order messages from DATA packets and says what to acknowledge. Holds at most
+ * `window - 1` buffered payloads plus one message being reassembled.
+ *
+ * @example
+ * ```ts
+ * import { ReliableReceiver } from "./_reliable_receiver.ts";
+ * import { encodeDataPacket } from "./_reliable_packets.ts";
+ * const stats = { sent: 0, retransmitted: 0, received: 0, duplicates: 0, malformed: 0, outOfWindow: 0 };
+ * const receiver = new ReliableReceiver({ window: 64, maxMessage: 100, initialSeq: 0 }, stats);
+ * receiver.onData(1, true, encodeDataPacket(1, true, new Uint8Array([2])));
+ * receiver.onData(0, false, encodeDataPacket(0, false, new Uint8Array([1])));
+ * console.assert(receiver.takeDelivered()[0]?.join() === "1,2");
+ * console.assert(receiver.takeAck()?.join() === "2,0,0,0,2,0,0,0,0,0,0,0,0");
+ * ```
+ */
+export class ReliableReceiver {
+  #window: number;
+  #maxMessage: number;
+  #stats: ReliableChannelStats;
+  #failed: string | null = null;
+  // Out-of-order payloads of [#rcvNxt + 1, #rcvNxt + window) sit in slot `seq % window`.
+  #rcvNxt: number;
+  #slots: (Uint8Array<ArrayBuffer> | null)[];
+  #slotLast: Uint8Array;
+  #buffered = 0;
+  #assembly: Uint8Array<ArrayBuffer> | null = null;
+  #assembled = 0;
+  #assembling = false;
+  #delivered: Uint8Array<ArrayBuffer>[] = [];
+  #ackOwed = false;
+
+  /**
+   * Make a receiver.
+   *
+   * @param options Window in packets, largest message, first sequence number.
+   * @param stats Counters shared with the channel; this half updates `received`, `duplicates` and
+   *   `outOfWindow`.
+   */
+  constructor(
+    options: { window: number; maxMessage: number; initialSeq: number },
+    stats: ReliableChannelStats,
+  ) {
+    this.#window = options.window;
+    this.#maxMessage = options.maxMessage;
+    this.#rcvNxt = options.initialSeq;
+    this.#stats = stats;
+    this.#slots = new Array(this.#window).fill(null);
+    this.#slotLast = new Uint8Array(this.#window);
+  }
+
+  /** Why reception stopped (a message over `maxMessage`), or `null`. */
+  get failed(): string | null {
+    return this.#failed;
+  }
+
+  /** Whether an ACK is owed. */
+  get ackOwed(): boolean {
+    return this.#ackOwed;
+  }
+
+  /**
+   * Take in one well-formed DATA packet.
+   *
+   * @param seq Its sequence number.
+   * @param last Its last-fragment flag.
+   * @param packet The whole packet; the payload is copied if kept.
+   */
+  onData(seq: number, last: boolean, packet: Uint8Array): void {
+    if (this.#failed !== null) return;
+    if (seq >= Math.min(this.#rcvNxt + this.#window, SEQ_LIMIT)) {
+      this.#stats.outOfWindow++;
+      return;
+    }
+    this.#ackOwed = true;
+    if (seq < this.#rcvNxt) {
+      this.#stats.duplicates++;
+      return;
+    }
+    const payload = packet.subarray(DATA_HEADER_BYTES);
+    if (seq > this.#rcvNxt) {
+      const slot = seq % this.#window;
+      if (this.#slots[slot] !== null) {
+        this.#stats.duplicates++;
+        return;
+      }
+      this.#stats.received++;
+      this.#slots[slot] = payload.slice();
+      this.#slotLast[slot] = last ? 1 : 0;
+      this.#buffered++;
+      return;
+    }
+    this.#stats.received++;
+    this.#accept(payload, last, false);
+    this.#rcvNxt++;
+    while (this.#buffered > 0 && this.#failed === null) {
+      const slot = this.#rcvNxt % this.#window;
+      const next = this.#slots[slot] ?? null;
+      if (next === null) break;
+      this.#slots[slot] = null;
+      this.#buffered--;
+      this.#accept(next, this.#slotLast[slot] === 1, true);
+      this.#rcvNxt++;
+    }
+  }
+
+  /**
+   * The ACK owed, covering everything received so far, or `null` when none is owed.
+   *
+   * @returns An ACK packet.
+   */
+  takeAck(): Uint8Array<ArrayBuffer> | null {
+    if (!this.#ackOwed) return null;
+    this.#ackOwed = false;
+    let low = 0;
+    let high = 0;
+    if (this.#buffered > 0) {
+      const span = Math.min(SACK_BITS, this.#window - 1);
+      for (let i = 0; i < span; i++) {
+        if (this.#slots[(this.#rcvNxt + 1 + i) % this.#window] === null) continue;
+        if (i < 32) low |= 1 << i;
+        else high |= 1 << (i - 32);
+      }
+    }
+    return encodeAckPacket(this.#rcvNxt, high, low);
+  }
+
+  /**
+   * Messages completed since the last call, in order.
+   *
+   * @returns The messages.
+   */
+  takeDelivered(): Uint8Array<ArrayBuffer>[] {
+    const delivered = this.#delivered;
+    this.#delivered = [];
+    return delivered;
+  }
+
+  /** Append the next in-order fragment; `owned` payloads may be delivered without a copy. */
+  #accept(payload: Uint8Array, last: boolean, owned: boolean): void {
+    if (this.#assembled + payload.length > this.#maxMessage) {
+      this.#fail(`Message too large: over ${this.#maxMessage} bytes without a last fragment`);
+      return;
+    }
+    if (last && !this.#assembling) {
+      // Owned payloads are this receiver's own slices, so their buffer is an ArrayBuffer.
+      this.#delivered.push(owned ? payload as Uint8Array<ArrayBuffer> : payload.slice());
+      return;
+    }
+    this.#assembly ??= new Uint8Array(this.#maxMessage);
+    this.#assembly.set(payload, this.#assembled);
+    this.#assembled += payload.length;
+    this.#assembling = !last;
+    if (last) {
+      this.#delivered.push(this.#assembly.slice(0, this.#assembled));
+      this.#assembled = 0;
+    }
+  }
+
+  #fail(reason: string): void {
+    this.#failed = reason;
+    this.#slots.fill(null);
+    this.#buffered = 0;
+    this.#assembly = null;
+    this.#ackOwed = false;
+  }
+}

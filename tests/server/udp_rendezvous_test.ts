@@ -1,0 +1,321 @@
+import assert from "node:assert/strict";
+import { decodeBase64 } from "../../lib/codec/base64.ts";
+import {
+  decodeDatagram,
+  encodeData,
+  encodeDataHeader,
+  encodeHs1,
+  encodeRdv,
+  encodeRdvAck,
+  encodeRelay,
+  encodeRelayed,
+  importUdpKey,
+  verifyDatagramTag,
+} from "../../lib/codec/datagram.ts";
+import type { RdvAckDatagram, RelayedDatagram } from "../../lib/codec/datagram.ts";
+import { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
+import type { Outgoing, RendezvousStats, Source } from "../../lib/server/udp_rendezvous.ts";
+
+const ZERO_STATS: RendezvousStats = {
+  rendezvous: 0,
+  relayed: 0,
+  malformed: 0,
+  unknownHandle: 0,
+  badTag: 0,
+  replayed: 0,
+  rateLimited: 0,
+  noRecipient: 0,
+};
+
+/** One registered session, as its client sees it. */
+interface Client {
+  sessionId: number;
+  relayId: number;
+  handle: Uint8Array<ArrayBuffer>;
+  key: CryptoKey;
+  from: Source;
+  counter: number;
+  rdv(now?: number, from?: Source): Promise<Outgoing[]>;
+  relay(to: number, inner: Uint8Array, now?: number): Promise<Outgoing[]>;
+}
+
+let nextPort = 40_000;
+
+async function register(rendezvous: Rendezvous, sessionId: number, user: string): Promise<Client> {
+  const raw = crypto.getRandomValues(new Uint8Array(32));
+  const { handle, relayId } = await rendezvous.register(sessionId, user, raw);
+  const client: Client = {
+    sessionId,
+    relayId,
+    handle: decodeBase64(handle)!,
+    key: await importUdpKey(raw),
+    from: { hostname: "203.0.113.5", port: nextPort++ },
+    counter: 0,
+    async rdv(now = 1000, from = client.from) {
+      const bytes = await encodeRdv({ handle: client.handle, counter: client.counter++ }, client.key);
+      return await rendezvous.receive(bytes, from, now);
+    },
+    async relay(to, inner, now = 1000) {
+      const bytes = await encodeRelay(
+        { handle: client.handle, counter: client.counter++, to, inner },
+        client.key,
+      );
+      return await rendezvous.receive(bytes, client.from, now);
+    },
+  };
+  return client;
+}
+
+function stats(changes: Partial<RendezvousStats>): RendezvousStats {
+  return { ...ZERO_STATS, ...changes };
+}
+
+const INNER = encodeData(encodeDataHeader(new Uint8Array(8).fill(4), 9), new Uint8Array(40).fill(0xee));
+
+Deno.test("Rendezvous.register gives a 16-byte handle and the session id as relay id", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const a = await register(rendezvous, 7, "alice");
+  const b = await register(rendezvous, 8, "alice");
+  assert.equal(a.handle.length, 16);
+  assert.equal(a.relayId, 7);
+  assert.notDeepEqual(a.handle, b.handle);
+  assert.equal(rendezvous.endpointOf("alice"), null, "nobody has proven an address yet");
+});
+
+Deno.test("Rendezvous answers an RDV with a good tag with an RDV_ACK to the observed address", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const out = await alice.rdv();
+  assert.equal(out.length, 1);
+  assert.equal(out[0]!.hostname, alice.from.hostname);
+  assert.equal(out[0]!.port, alice.from.port);
+  const ack = decodeDatagram(out[0]!.bytes) as RdvAckDatagram;
+  assert.equal(ack.type, "RDV_ACK");
+  assert.deepEqual(ack.handle, alice.handle);
+  assert.equal(ack.counter, 0);
+  assert.equal(ack.observed, `203.0.113.5:${alice.from.port}`);
+  assert.equal(await verifyDatagramTag(alice.key, ack), true, "tagged with the session's key");
+  const other = await importUdpKey(new Uint8Array(32));
+  assert.equal(await verifyDatagramTag(other, ack), false);
+  assert.deepEqual(rendezvous.endpointOf("alice"), {
+    relayId: 1,
+    hostname: "203.0.113.5",
+    port: alice.from.port,
+  });
+  assert.deepEqual(rendezvous.stats, stats({ rendezvous: 1 }));
+});
+
+Deno.test("Rendezvous writes an IPv6 observed address in brackets", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const [out] = await alice.rdv(1000, { hostname: "2001:db8::1", port: 5353 });
+  assert.ok(out);
+  assert.equal((decodeDatagram(out.bytes) as RdvAckDatagram).observed, "[2001:db8::1]:5353");
+  assert.deepEqual(rendezvous.endpointOf("alice"), { relayId: 1, hostname: "2001:db8::1", port: 5353 });
+});
+
+Deno.test("Rendezvous drops an RDV with a bad tag and counts it", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const forged = await encodeRdv(
+    { handle: alice.handle, counter: 0 },
+    await importUdpKey(new Uint8Array(32)),
+  );
+  assert.deepEqual(await rendezvous.receive(forged, alice.from, 1000), []);
+  const flipped = await encodeRdv({ handle: alice.handle, counter: 1 }, alice.key);
+  flipped[flipped.length - 1]! ^= 1;
+  assert.deepEqual(await rendezvous.receive(flipped, alice.from, 1000), []);
+  assert.deepEqual(rendezvous.stats, stats({ badTag: 2 }));
+  assert.equal(rendezvous.endpointOf("alice"), null);
+  // A forged datagram does not use up its counter: the real one with that counter still works.
+  const real = await encodeRdv({ handle: alice.handle, counter: 0 }, alice.key);
+  assert.equal((await rendezvous.receive(real, alice.from, 1000)).length, 1);
+});
+
+Deno.test("Rendezvous drops an RDV with an unknown handle and counts it", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const stranger = await encodeRdv({ handle: new Uint8Array(16).fill(1), counter: 0 }, alice.key);
+  assert.deepEqual(await rendezvous.receive(stranger, alice.from, 1000), []);
+  assert.deepEqual(rendezvous.stats, stats({ unknownHandle: 1 }));
+});
+
+Deno.test("Rendezvous drops malformed bytes and counts them", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const good = await encodeRdv({ handle: alice.handle, counter: 0 }, alice.key);
+  const cases = [
+    new Uint8Array(0),
+    new Uint8Array([0xac]),
+    new Uint8Array([0xac, 1, 0x01]),
+    good.subarray(0, good.length - 1),
+    new Uint8Array([...good, 0]),
+    new Uint8Array([0xab, ...good.subarray(1)]),
+    new Uint8Array([0xac, 2, ...good.subarray(2)]),
+    new Uint8Array([0xac, 1, 0x7f, ...good.subarray(3)]),
+    new TextEncoder().encode('{"op":"HELLO","version":1}'),
+    new Uint8Array(1300).fill(0xac),
+  ];
+  for (const bytes of cases) assert.deepEqual(await rendezvous.receive(bytes, alice.from, 1000), []);
+  assert.deepEqual(rendezvous.stats, stats({ malformed: cases.length }));
+  assert.equal(rendezvous.endpointOf("alice"), null);
+});
+
+Deno.test("Rendezvous drops a replayed or too old counter and counts it", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const first = await encodeRdv({ handle: alice.handle, counter: 5 }, alice.key);
+  assert.equal((await rendezvous.receive(first, alice.from, 1000)).length, 1);
+  assert.deepEqual(await rendezvous.receive(first, alice.from, 1000), []);
+  const late = await encodeRdv({ handle: alice.handle, counter: 3 }, alice.key);
+  assert.equal((await rendezvous.receive(late, alice.from, 1000)).length, 1, "out of order but new");
+  const jump = await encodeRdv({ handle: alice.handle, counter: 500 }, alice.key);
+  assert.equal((await rendezvous.receive(jump, alice.from, 1000)).length, 1);
+  const ancient = await encodeRdv({ handle: alice.handle, counter: 6 }, alice.key);
+  assert.deepEqual(await rendezvous.receive(ancient, alice.from, 1000), [], "behind the window");
+  assert.deepEqual(rendezvous.stats, stats({ rendezvous: 3, replayed: 2 }));
+});
+
+Deno.test("Rendezvous answers one of two copies of an RDV that arrive together", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const bytes = await encodeRdv({ handle: alice.handle, counter: 0 }, alice.key);
+  const outs = await Promise.all([1, 2, 3].map(() => rendezvous.receive(bytes, alice.from, 1000)));
+  assert.equal(outs.flat().length, 1);
+  assert.equal(rendezvous.stats.rendezvous, 1);
+});
+
+Deno.test("Rendezvous drops server-to-client and peer datagrams sent to it as malformed", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const kinds = [
+    await encodeRdvAck({ handle: alice.handle, counter: 0, observed: "1.2.3.4:5" }, alice.key),
+    await encodeRelayed({ from: 1, inner: INNER }, alice.key),
+    encodeHs1({ from: "alice", to: "bob", eph: new Uint8Array(32), sig: new Uint8Array(64) }),
+    INNER,
+  ];
+  for (const bytes of kinds) assert.deepEqual(await rendezvous.receive(bytes, alice.from, 1000), []);
+  assert.deepEqual(rendezvous.stats, stats({ malformed: kinds.length }));
+});
+
+Deno.test("Rendezvous relays between two proven sessions, re-tagged for the recipient, inner bytes unchanged", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const bob = await register(rendezvous, 2, "bob");
+  await alice.rdv();
+  await bob.rdv();
+  const out = await alice.relay(bob.relayId, INNER);
+  assert.equal(out.length, 1);
+  assert.equal(out[0]!.hostname, bob.from.hostname);
+  assert.equal(out[0]!.port, bob.from.port);
+  const relayed = decodeDatagram(out[0]!.bytes) as RelayedDatagram;
+  assert.equal(relayed.type, "RELAYED");
+  assert.equal(relayed.from, alice.relayId);
+  assert.deepEqual(relayed.inner, INNER);
+  assert.equal(relayed.peer.type, "DATA");
+  assert.equal(await verifyDatagramTag(bob.key, relayed), true);
+  assert.equal(await verifyDatagramTag(alice.key, relayed), false, "never tagged with the sender's key");
+  const back = await bob.relay(alice.relayId, INNER);
+  assert.equal(back[0]?.port, alice.from.port);
+  assert.equal((decodeDatagram(back[0]!.bytes) as RelayedDatagram).from, bob.relayId);
+  assert.deepEqual(rendezvous.stats, stats({ rendezvous: 2, relayed: 2 }));
+});
+
+Deno.test("Rendezvous drops a RELAY to an unknown or unproven recipient", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const bob = await register(rendezvous, 2, "bob");
+  await alice.rdv();
+  assert.deepEqual(await alice.relay(99, INNER), []);
+  assert.deepEqual(await alice.relay(bob.relayId, INNER), [], "bob never sent an RDV");
+  assert.deepEqual(rendezvous.stats, stats({ rendezvous: 1, noRecipient: 2 }));
+});
+
+Deno.test("Rendezvous drops a RELAY with a bad tag without relaying", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const bob = await register(rendezvous, 2, "bob");
+  await bob.rdv();
+  const forged = await encodeRelay(
+    { handle: alice.handle, counter: 0, to: bob.relayId, inner: INNER },
+    bob.key,
+  );
+  assert.deepEqual(await rendezvous.receive(forged, alice.from, 1000), []);
+  assert.deepEqual(rendezvous.stats, stats({ rendezvous: 1, badTag: 1 }));
+});
+
+Deno.test("Rendezvous rate-limits each user's relays and allows them again as time passes", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 5 });
+  const alice = await register(rendezvous, 1, "alice");
+  const bob = await register(rendezvous, 2, "bob");
+  await alice.rdv();
+  await bob.rdv();
+  for (let i = 0; i < 5; i++) assert.equal((await alice.relay(bob.relayId, INNER, 5000)).length, 1, `#${i}`);
+  assert.deepEqual(await alice.relay(bob.relayId, INNER, 5000), [], "the sixth in the same ms");
+  assert.equal(
+    (await bob.relay(alice.relayId, INNER, 5000)).length,
+    1,
+    "another user has a budget of their own",
+  );
+  assert.deepEqual(await alice.relay(bob.relayId, INNER, 5100), [], "half a token is not enough");
+  assert.equal((await alice.relay(bob.relayId, INNER, 5300)).length, 1, "one token back after 200 ms");
+  assert.deepEqual(await alice.relay(bob.relayId, INNER, 5300), []);
+  assert.deepEqual(rendezvous.stats, stats({ rendezvous: 2, relayed: 7, rateLimited: 3 }));
+});
+
+Deno.test("Rendezvous shares one relay budget between the sessions of a user", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 2 });
+  const a1 = await register(rendezvous, 1, "alice");
+  const a2 = await register(rendezvous, 2, "alice");
+  const bob = await register(rendezvous, 3, "bob");
+  await bob.rdv();
+  assert.equal((await a1.relay(bob.relayId, INNER)).length, 1);
+  assert.equal((await a2.relay(bob.relayId, INNER)).length, 1);
+  assert.deepEqual(await a2.relay(bob.relayId, INNER), []);
+  assert.equal(rendezvous.stats.rateLimited, 1);
+});
+
+Deno.test("Rendezvous.unregister stops everything for that session's handle", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const bob = await register(rendezvous, 2, "bob");
+  await alice.rdv();
+  await bob.rdv();
+  rendezvous.unregister(alice.sessionId);
+  rendezvous.unregister(alice.sessionId);
+  assert.equal(rendezvous.endpointOf("alice"), null);
+  assert.deepEqual(await alice.rdv(), []);
+  assert.deepEqual(await alice.relay(bob.relayId, INNER), []);
+  assert.deepEqual(await bob.relay(alice.relayId, INNER), []);
+  assert.deepEqual(rendezvous.stats, stats({ rendezvous: 2, unknownHandle: 2, noRecipient: 1 }));
+});
+
+Deno.test("Rendezvous.register again for a session replaces its handle", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const old = await register(rendezvous, 1, "alice");
+  await old.rdv();
+  const fresh = await register(rendezvous, 1, "alice");
+  assert.equal(rendezvous.endpointOf("alice"), null, "the new registration has proven nothing yet");
+  assert.deepEqual(await old.rdv(), []);
+  assert.equal((await fresh.rdv()).length, 1);
+  assert.equal(rendezvous.stats.unknownHandle, 1);
+});
+
+Deno.test("Rendezvous.endpointOf prefers the most recently proven session of a user", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const laptop = await register(rendezvous, 1, "alice");
+  const phone = await register(rendezvous, 2, "alice");
+  await laptop.rdv(100);
+  assert.equal(rendezvous.endpointOf("alice")?.relayId, 1);
+  await phone.rdv(200);
+  assert.deepEqual(rendezvous.endpointOf("alice"), {
+    relayId: 2,
+    hostname: "203.0.113.5",
+    port: phone.from.port,
+  });
+  await laptop.rdv(300, { hostname: "198.51.100.7", port: 6000 });
+  assert.deepEqual(rendezvous.endpointOf("alice"), { relayId: 1, hostname: "198.51.100.7", port: 6000 });
+  rendezvous.unregister(laptop.sessionId);
+  assert.equal(rendezvous.endpointOf("alice")?.relayId, 2);
+  assert.equal(rendezvous.endpointOf("bob"), null);
+});

@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+import type { NewUser } from "../../lib/store/user_store.ts";
+
+const VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB";
+const NEXT = "SCRAM-SHA-256$4096:bmV3$CCCC:DDDD";
+
+function newUser(name: string): NewUser {
+  return { name, nameKey: name.toLowerCase(), verifier: VERIFIER, now: 1_700_000_000_000 };
+}
+
+function key(fill: number): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(32).fill(fill);
+}
+
+Deno.test("SqliteUserStore.createUser stores an identity key and backup and findUser returns them", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const created = await store.createUser({
+      ...newUser("alice"),
+      identity: { key: key(1), backup: '{"b":1}' },
+    });
+    assert.deepEqual(created.identityKey, key(1));
+    assert.equal(created.keyBackup, '{"b":1}');
+    const found = await store.findUser("alice");
+    assert.ok(found?.identityKey instanceof Uint8Array);
+    assert.deepEqual(found.identityKey, key(1));
+    assert.equal(found.keyBackup, '{"b":1}');
+    const plain = await store.createUser(newUser("bob"));
+    assert.equal(plain.identityKey, null);
+    assert.equal(plain.keyBackup, null);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore.createUser refuses an identity key that is not 32 bytes and stores nothing", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    for (const bad of [new Uint8Array(31), new Uint8Array(33), new Uint8Array(0)]) {
+      await assert.rejects(
+        async () => await store.createUser({ ...newUser("alice"), identity: { key: bad, backup: "{}" } }),
+        /CHECK constraint/,
+      );
+    }
+    assert.equal(await store.countUsers(), 0);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore.setIdentity registers a key once and never replaces it", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const { id } = await store.createUser(newUser("alice"));
+    assert.equal(await store.setIdentity(id, { key: key(1), backup: "first" }), true);
+    assert.equal(await store.setIdentity(id, { key: key(2), backup: "second" }), false);
+    const found = await store.findUser("alice");
+    assert.deepEqual(found?.identityKey, key(1));
+    assert.equal(found?.keyBackup, "first");
+    assert.equal(await store.setIdentity(id + 1000, { key: key(3), backup: "x" }), false, "no such account");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore.setIdentity refuses a key that is not 32 bytes and leaves the account without one", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const { id } = await store.createUser(newUser("alice"));
+    await assert.rejects(
+      async () => await store.setIdentity(id, { key: new Uint8Array(16), backup: "x" }),
+      /CHECK constraint/,
+    );
+    const found = await store.findUser("alice");
+    assert.equal(found?.identityKey, null);
+    assert.equal(found?.keyBackup, null);
+    assert.equal(await store.setIdentity(id, { key: key(4), backup: "x" }), true, "still settable");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore.updateVerifier with a backup replaces it only where an identity exists", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const alice = await store.createUser({ ...newUser("alice"), identity: { key: key(1), backup: "old" } });
+    assert.equal(await store.updateVerifier(alice.id, VERIFIER, NEXT, "new"), true);
+    let found = await store.findUser("alice");
+    assert.equal(found?.verifier, NEXT);
+    assert.equal(found?.keyBackup, "new");
+    assert.deepEqual(found?.identityKey, key(1), "the public key stays");
+
+    assert.equal(await store.updateVerifier(alice.id, VERIFIER, VERIFIER, "stale"), false);
+    found = await store.findUser("alice");
+    assert.equal(found?.keyBackup, "new", "a stale verifier changes neither");
+    assert.equal(found?.verifier, NEXT);
+
+    assert.equal(await store.updateVerifier(alice.id, NEXT, VERIFIER), true);
+    assert.equal(
+      (await store.findUser("alice"))?.keyBackup,
+      "new",
+      "without a backup the stored one is kept",
+    );
+
+    const bob = await store.createUser(newUser("bob"));
+    assert.equal(await store.updateVerifier(bob.id, VERIFIER, NEXT, "orphan"), true);
+    found = await store.findUser("bob");
+    assert.equal(found?.verifier, NEXT);
+    assert.equal(found?.keyBackup, null, "no backup without a key");
+    assert.equal(found?.identityKey, null);
+  } finally {
+    store.close();
+  }
+});

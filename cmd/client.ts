@@ -32,6 +32,7 @@ export interface ClientFlags {
   knownHosts?: string;
   knownPeers?: string;
   relay?: boolean;
+  serverUdpPort?: number;
 }
 
 function write(stream: { writeSync(p: Uint8Array): number }, line: string): void {
@@ -137,6 +138,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       serverName: endpointName(options),
       serverHost: options.host,
       ...(flags.relay ? { relayOnly: true } : {}),
+      ...(flags.serverUdpPort === undefined ? {} : { udpPort: flags.serverUdpPort }),
     },
   });
   try {

@@ -176,6 +176,11 @@ export async function main(args: string[]): Promise<number> {
       "--relay",
       "send direct messages through the server's relay only (when UDP between peers is blocked)",
     )
+    .option(
+      "--server-udp-port <port>",
+      "the server's UDP port, when it differs from the one it announces",
+      port,
+    )
     .addHelpText(
       "after",
       "\nCommands: hello, register, login, is_logged, access, passwd, delete, logout, close, help,\n" +

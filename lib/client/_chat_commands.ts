@@ -26,6 +26,8 @@ export interface ChatSettings {
   serverHost: string;
   /** Always use the server's relay (for networks that block direct UDP). */
   relayOnly?: boolean;
+  /** The server's UDP port when it differs from the one the server announces (port forwarding). */
+  udpPort?: number;
   /** How long a send may take (default 10 s). */
   sendTimeoutMs?: number;
 }
@@ -83,7 +85,12 @@ export class ChatCommands {
     this.#starting = (async () => {
       try {
         this.#node = await ChatNode.start({
-          control: { user, identity, udp, peer: (u) => client.peer(u) },
+          control: {
+            user,
+            identity,
+            udp: settings.udpPort === undefined ? udp : { ...udp, port: settings.udpPort },
+            peer: (u) => client.peer(u),
+          },
           serverHost: settings.serverHost,
           knownPeers: settings.knownPeers,
           serverName: settings.serverName,

@@ -63,6 +63,8 @@ export interface ChatNodeOptions {
   sendTimeoutMs?: number;
   /** How long the rendezvous may take (default 5 s). */
   rendezvousTimeoutMs?: number;
+  /** Without a reply this long on the direct path, use the relay (default 800 ms). */
+  directTimeoutMs?: number;
   /** Reliable channel tuning (tests). */
   reliable?: ReliableChannelOptions;
   /** Cipher rekey threshold (tests). */
@@ -430,6 +432,7 @@ export class ChatNode {
       relayId: info.relay_id,
       ...(this.#o.reliable ? { reliable: this.#o.reliable } : {}),
       ...(this.#o.rekeyAfter === undefined ? {} : { rekeyAfter: this.#o.rekeyAfter }),
+      ...(this.#o.directTimeoutMs === undefined ? {} : { directTimeoutMs: this.#o.directTimeoutMs }),
       onSession: (id, alive) => alive ? this.#bySession.set(id, state) : this.#bySession.delete(id),
     });
     this.#links.set(key, state);

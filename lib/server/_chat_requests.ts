@@ -106,8 +106,15 @@ export async function registerIdentity(
   msg: ClientMessageOf<"IDENTITY">,
 ): Promise<ServerMessageOf<"IDENTITY">> {
   const checked = await checkIdentity(msg);
-  if (!await ctx.store.setIdentity(me.id, checked.record)) {
-    throw new ProtocolError("IDENTITY_EXISTS", `Identity key already registered for ${me.name}`);
+  if (!await ctx.store.setIdentity(me.id, me.verifier, checked.record)) {
+    const record = await ctx.store.findUser(me.key);
+    if (record?.identityKey) {
+      throw new ProtocolError("IDENTITY_EXISTS", `Identity key already registered for ${me.name}`);
+    }
+    throw new ProtocolError(
+      "AUTH_FAILED",
+      "Password changed meanwhile: log in again, so the key is sealed under the current password",
+    );
   }
   me.identityKey = checked.record.key;
   me.fingerprint = checked.fingerprint;

@@ -16,6 +16,8 @@ export interface LoggedIn {
   key: string;
   loginAt: number;
   previousLogin: number | null;
+  /** The verifier the login was checked against (updated by this session's own PASSWD). */
+  verifier: string;
   /** Ed25519 identity public key, once registered. */
   identityKey: Uint8Array | null;
   /** Its fingerprint. */

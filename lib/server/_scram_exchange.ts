@@ -142,18 +142,20 @@ export async function checkProof(
  * @param ctx The server's shared state.
  * @param pending The exchange whose proof was correct.
  * @param now Current time in ms.
- * @returns For a login, the previous login time (`null` for a first login); otherwise `null`.
+ * @returns For a login, the previous login time (`null` for a first login; otherwise `null`), and the
+ *   account's verifier after the change.
  * @throws {ProtocolError} `AUTH_FAILED` when the password changed or the account went meanwhile.
  */
 export async function commitProof(
   ctx: SessionContext,
   pending: PendingExchange,
   now: number,
-): Promise<number | null> {
+): Promise<{ previous: number | null; verifier: string }> {
   const id = pending.userId!;
   const stored = pending.stored!;
   let committed: boolean;
   let previous: number | null = null;
+  let after = stored;
   switch (pending.purpose) {
     case "login": {
       const result = await ctx.store.recordLogin(id, stored, now);
@@ -162,8 +164,8 @@ export async function commitProof(
       break;
     }
     case "passwd": {
-      const verifier = await createVerifier(pending.newPassword!, { iterations: ctx.iterations });
-      committed = await ctx.store.updateVerifier(id, stored, formatVerifier(verifier), pending.newBackup);
+      after = formatVerifier(await createVerifier(pending.newPassword!, { iterations: ctx.iterations }));
+      committed = await ctx.store.updateVerifier(id, stored, after, pending.newBackup);
       break;
     }
     case "delete":
@@ -176,5 +178,5 @@ export async function commitProof(
       "Authentication failed: the password changed or the account was deleted meanwhile",
     );
   }
-  return previous;
+  return { previous, verifier: after };
 }

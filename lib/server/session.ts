@@ -417,13 +417,14 @@ export class Session implements RegisteredSession {
     if (pending.purpose !== "login" && this.#user?.key !== pending.key) {
       throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the session ended meanwhile");
     }
-    const previous = await commitProof(this.#ctx, pending, now);
+    const { previous, verifier } = await commitProof(this.#ctx, pending, now);
     if (this.#closed) return;
     const fields = { session: this.id, ip: this.peerAddress, user: pending.name };
     if (pending.purpose === "login") {
-      return await this.#loggedIn(pending, { now, previous, serverFinal }, msg.id);
+      return await this.#loggedIn(pending, { now, previous, serverFinal, verifier }, msg.id);
     }
     if (pending.purpose === "passwd") {
+      if (this.#user) this.#user.verifier = verifier;
       const ended = this.#ctx.registry.endUser(
         pending.key,
         this,
@@ -441,7 +442,7 @@ export class Session implements RegisteredSession {
 
   async #loggedIn(
     pending: PendingExchange,
-    done: { now: number; previous: number | null; serverFinal: string },
+    done: { now: number; previous: number | null; serverFinal: string; verifier: string },
     requestId: number | undefined,
   ): Promise<void> {
     const login = await loginReply(this.#ctx, this.id, pending, done.serverFinal);
@@ -452,6 +453,7 @@ export class Session implements RegisteredSession {
       key: pending.key,
       loginAt: done.now,
       previousLogin: done.previous,
+      verifier: done.verifier,
       ...login.identity,
     });
     this.#ctx.log.info("login_ok", {

@@ -77,14 +77,18 @@ export class SqliteUserStore implements UserStore {
       "INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup) " +
         "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
     );
-    this.#update = db.prepare("UPDATE users SET verifier = ? WHERE id = ? AND verifier = ?");
+    // Without a re-sealed backup only an account without an identity key may change its password: a key
+    // registered during the exchange would otherwise stay sealed under the old password.
+    this.#update = db.prepare(
+      "UPDATE users SET verifier = ? WHERE id = ? AND verifier = ? AND identity_key IS NULL",
+    );
     // A backup is only replaced where one exists: the CHECK keeps key and backup together.
     this.#updateWithBackup = db.prepare(
       "UPDATE users SET verifier = ?, key_backup = CASE WHEN identity_key IS NULL THEN NULL ELSE ? END " +
         "WHERE id = ? AND verifier = ?",
     );
     this.#setIdentity = db.prepare(
-      "UPDATE users SET identity_key = ?, key_backup = ? WHERE id = ? AND identity_key IS NULL",
+      "UPDATE users SET identity_key = ?, key_backup = ? WHERE id = ? AND verifier = ? AND identity_key IS NULL",
     );
     this.#delete = db.prepare("DELETE FROM users WHERE id = ? AND verifier = ?");
     this.#lastLogin = db.prepare("SELECT last_login_at FROM users WHERE id = ? AND verifier = ?");
@@ -158,8 +162,9 @@ export class SqliteUserStore implements UserStore {
     return Promise.resolve(Number(result.changes) === 1);
   }
 
-  setIdentity(id: number, identity: IdentityRecord): Promise<boolean> {
-    return Promise.resolve(Number(this.#setIdentity.run(identity.key, identity.backup, id).changes) === 1);
+  setIdentity(id: number, expected: string, identity: IdentityRecord): Promise<boolean> {
+    const result = this.#setIdentity.run(identity.key, identity.backup, id, expected);
+    return Promise.resolve(Number(result.changes) === 1);
   }
 
   deleteUser(id: number, expected: string): Promise<boolean> {

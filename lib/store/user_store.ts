@@ -76,18 +76,21 @@ export interface UserStore {
    * @param id Row id.
    * @param expected The verifier the caller checked a proof against.
    * @param verifier New verifier.
-   * @param keyBackup The re-sealed backup; omitted, the stored one is kept.
+   * @param keyBackup The re-sealed backup. Without one, only an account that has no identity key is
+   *   updated (a key registered meanwhile would stay sealed under the old password).
    * @returns Whether the account existed with the expected verifier (and was updated).
    */
   updateVerifier(id: number, expected: string, verifier: string, keyBackup?: string): Promise<boolean>;
   /**
-   * Register the identity key of an account that has none.
+   * Register the identity key of an account that has none, if its verifier is still `expected` (the
+   * backup is sealed under the password the caller logged in with).
    *
    * @param id Row id.
+   * @param expected The verifier the caller's login was checked against.
    * @param identity Public key and sealed backup.
-   * @returns Whether it was stored (`false`: the account is gone or already has a key).
+   * @returns Whether it was stored (`false`: the account is gone, changed its password, or has a key).
    */
-  setIdentity(id: number, identity: IdentityRecord): Promise<boolean>;
+  setIdentity(id: number, expected: string, identity: IdentityRecord): Promise<boolean>;
   /**
    * Delete an account if its verifier is still `expected`.
    *

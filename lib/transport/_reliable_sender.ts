@@ -252,7 +252,7 @@ export class ReliableSender {
       const span = Math.min(SACK_BITS, this.#sndNxt - cum - 1);
       for (let i = 0; i < span; i++) {
         if (((i < 32 ? low >>> i : high >>> (i - 32)) & 1) === 0) continue;
-        const f = this.#frags[this.#fragHead + i]!;
+        const f = this.#frags[this.#fragHead + 1 + i]!;
         if (f.tx > newestTx) newestTx = f.tx;
         holesEnd = i + 1;
         if (f.acked) continue;

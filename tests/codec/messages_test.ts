@@ -307,3 +307,71 @@ Deno.test("encodeMessage refuses a message larger than one frame with a RangeErr
     RangeError,
   );
 });
+
+Deno.test("decodeServerMessage accepts the chat replies and unsolicited PRESENCE", () => {
+  const samples = [
+    {
+      op: "LOGIN",
+      id: 3,
+      user: "alice",
+      data: "v=abc",
+      identity: { key: IDENTITY_KEY, backup: BACKUP },
+      udp: { port: 1991, handle: "AAAAAAAAAAAAAAAAAAAAAA==", relay_id: 7 },
+    },
+    { op: "IDENTITY", id: 4, key: IDENTITY_KEY, fingerprint: "SHA256:x" },
+    {
+      op: "LIST",
+      id: 5,
+      users: [{ user: "alice", key: IDENTITY_KEY, fingerprint: "SHA256:x" }, { user: "bob" }],
+    },
+    { op: "LIST", id: 6, users: [], next: "bob" },
+    {
+      op: "PEER",
+      id: 7,
+      user: "bob",
+      key: IDENTITY_KEY,
+      fingerprint: "SHA256:x",
+      relay_id: 2,
+      address: "2001:db8::1",
+      port: 40000,
+    },
+    { op: "PONG", id: 8 },
+    { op: "PRESENCE", user: "bob", state: "offline" },
+    { op: "PRESENCE", user: "bob", state: "online", key: IDENTITY_KEY, fingerprint: "SHA256:x" },
+    { op: "BYE", code: "KEEPALIVE_TIMEOUT", reason: "No keepalive for 15 s: session closed" },
+  ];
+  for (const sample of samples) {
+    assert.deepEqual(decodeServerMessage(json(JSON.stringify(sample))), sample, sample.op);
+  }
+});
+
+Deno.test("decodeServerMessage refuses malformed chat replies with BAD_MESSAGE", () => {
+  const cases = [
+    { op: "PRESENCE", user: "bob", state: "away" },
+    { op: "PRESENCE", user: "bob", state: "online", key: "short" },
+    { op: "LOGIN", user: "a", data: "v=x", udp: { port: 0, handle: "AAAA", relay_id: 1 } },
+    { op: "LOGIN", user: "a", data: "v=x", identity: { key: IDENTITY_KEY } },
+    { op: "PEER", user: "bob", key: IDENTITY_KEY, fingerprint: "f", relay_id: -1, address: "h", port: 1 },
+    { op: "LIST", users: "alice" },
+  ];
+  for (const msg of cases) assertCode(() => decodeServerMessage(json(JSON.stringify(msg))), "BAD_MESSAGE");
+});
+
+Deno.test("decodeClientMessage refuses an identity key of the wrong length and a backup of the wrong shape", () => {
+  assertCode(
+    () => decode({ op: "IDENTITY", key: "A".repeat(40), backup: BACKUP }),
+    "BAD_MESSAGE",
+    /msg\.key/,
+  );
+  assertCode(
+    () => decode({ op: "IDENTITY", key: IDENTITY_KEY, backup: { ...BACKUP, kdf: "scrypt" } }),
+    "BAD_MESSAGE",
+  );
+  assertCode(() => decode({ op: "IDENTITY", key: IDENTITY_KEY, backup: { ...BACKUP, v: 2 } }), "BAD_MESSAGE");
+  assertCode(
+    () => decode({ op: "PASSWD", mechanism: "SCRAM-SHA-256", data: "x", backup: { ...BACKUP, extra: 1 } }),
+    "BAD_MESSAGE",
+  );
+  assertCode(() => decode({ op: "PEER" }), "BAD_MESSAGE", /msg\.user/);
+  assertCode(() => decode({ op: "LIST", after: 5 }), "BAD_MESSAGE", /msg\.after/);
+});

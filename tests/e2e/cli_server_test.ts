@@ -44,7 +44,16 @@ Deno.test("authchat server creates its keys on first start, says so, and refuses
   assert.doesNotMatch(second.stderr, /First start/);
   await second.stop();
   await Deno.remove(join(data, "seal-public.pem"));
-  const broken = await runCli("server", ["--data", data, "--tcp-port", "0", "--tls-port", "0", "--udp-port", "0"], {
+  const broken = await runCli("server", [
+    "--data",
+    data,
+    "--tcp-port",
+    "0",
+    "--tls-port",
+    "0",
+    "--udp-port",
+    "0",
+  ], {
     dirs: [data],
   });
   assert.equal(broken.code, 1);
@@ -265,7 +274,16 @@ Deno.test("authchat server reports a port already in use and exits 1", async () 
   const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const port = String((taken.addr as Deno.NetAddr).port);
-    const result = await runCli("server", ["--data", data, "--tcp-port", port, "--tls-port", "0", "--udp-port", "0"], {
+    const result = await runCli("server", [
+      "--data",
+      data,
+      "--tcp-port",
+      port,
+      "--tls-port",
+      "0",
+      "--udp-port",
+      "0",
+    ], {
       dirs: [data],
     });
     assert.equal(result.code, 1);

@@ -160,6 +160,9 @@ export function storedBackup(backup: KeyBackupMessage): string {
   return JSON.stringify({ v, kdf, m, t, p, salt, iv, ct });
 }
 
+/** Any server message but a PRESENCE notice: what a request can be answered with. */
+export type Reply = Exclude<ServerMessage, { op: "PRESENCE" }>;
+
 /** What a successful {@linkcode TestConnection.login} returns. */
 export interface LoginResult {
   reply: ServerMessageOf<"LOGIN">;
@@ -203,20 +206,20 @@ export class TestConnection {
   }
 
   /** Messages other than PRESENCE notices sent since the last call. */
-  take(): ServerMessage[] {
+  take(): Reply[] {
     const fresh = this.outputs.slice(this.#read);
     this.#read = this.outputs.length;
-    return fresh.flatMap((o) => o.kind === "send" ? [o.message] : []);
+    return fresh.flatMap((o) => o.kind === "send" && o.message.op !== "PRESENCE" ? [o.message] : []);
   }
 
   /** Send raw payload bytes; return the messages it caused. */
-  async raw(payload: Uint8Array | string): Promise<ServerMessage[]> {
+  async raw(payload: Uint8Array | string): Promise<Reply[]> {
     await this.session.receive(typeof payload === "string" ? new TextEncoder().encode(payload) : payload);
     return this.take();
   }
 
   /** Send a message (an id is added when absent); return the one reply. */
-  async send(msg: Record<string, unknown>): Promise<ServerMessage> {
+  async send(msg: Record<string, unknown>): Promise<Reply> {
     const withId = "id" in msg ? msg : { ...msg, id: this.#nextId++ };
     const replies = await this.raw(JSON.stringify(withId));
     if (replies.length !== 1) throw new Error(`Expected one reply, got ${JSON.stringify(replies)}`);
@@ -252,7 +255,7 @@ export class TestConnection {
     user: string,
     password: string,
     options: { channelBinding?: Uint8Array<ArrayBuffer>; extra?: Record<string, unknown> } = {},
-  ): Promise<{ reply: ServerMessage; clientFinal?: string; challenge: ServerMessage; client: ScramClient }> {
+  ): Promise<{ reply: Reply; clientFinal?: string; challenge: Reply; client: ScramClient }> {
     const hello = this.hello ?? await this.sayHello();
     const client = new ScramClient({
       username: user,

@@ -7,10 +7,14 @@ import {
   identityPaths,
   loadServerIdentity,
 } from "../../lib/crypto/server_identity.ts";
+import { ScramClient } from "../../lib/auth/scram_client.ts";
+import { decodeBase64 } from "../../lib/codec/base64.ts";
+import { decodeDatagram, encodeRdv, importUdpKey, verifyDatagramTag } from "../../lib/codec/datagram.ts";
 import { AuthchatServer } from "../../lib/server/authchat_server.ts";
 import { Logger } from "../../lib/server/logger.ts";
 import { loadServerConfig } from "../../lib/server/server_config.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+import { RawClient } from "../e2e/_raw_client.ts";
 
 const PASSWORD = "violet harbor engine 42";
 
@@ -131,5 +135,90 @@ Deno.test("AuthchatServer shutdown ends sessions with BYE SHUTDOWN and closes th
     assert.deepEqual(events, ["SHUTDOWN"]);
     assert.match(logs.at(-1)!, /shutdown sessions_left=0/);
     await client.close();
+  });
+});
+
+/** Datagrams in arrival order, one pending receive at a time: a wait that times out keeps its receive. */
+class DatagramInbox {
+  #socket: Deno.DatagramConn;
+  #pending: Promise<Uint8Array | null> | null = null;
+
+  constructor(socket: Deno.DatagramConn) {
+    this.#socket = socket;
+  }
+
+  /** The next datagram, or null when none arrives within `ms`. */
+  async next(ms: number): Promise<Uint8Array | null> {
+    // Closing the socket rejects the receive still pending at the end of the test.
+    this.#pending ??= this.#socket.receive().then(([bytes]) => bytes, () => null);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((resolve) => timer = setTimeout(resolve, ms, "timeout"));
+    try {
+      const got = await Promise.race([this.#pending, timeout]);
+      if (got === "timeout") return null;
+      this.#pending = null;
+      return got;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Close the socket and settle the pending receive. */
+  async close(): Promise<void> {
+    this.#socket.close();
+    await this.#pending;
+  }
+}
+
+Deno.test("AuthchatServer answers an RDV on its UDP port for a session logged in over TCP, and nothing else", async () => {
+  await withServer({}, async ({ server, tcpClient }) => {
+    const registrar = await tcpClient();
+    await registrar.register("alice", PASSWORD);
+    await registrar.close();
+    await using raw = await RawClient.connect(server.addresses.tcp!.port);
+    const hello = await raw.request({ op: "HELLO", version: 1, id: 1 });
+    const scram = new ScramClient({
+      username: "alice",
+      password: PASSWORD,
+      serverMechanisms: hello.mechanisms as string[],
+    });
+    const challenge = await raw.request({
+      op: "LOGIN",
+      id: 2,
+      mechanism: scram.mechanism,
+      data: scram.first,
+    });
+    const login = await raw.request({ op: "PROOF", id: 3, data: await scram.final(String(challenge.data)) });
+    assert.equal(login.op, "LOGIN");
+    scram.verify(String(login.data));
+    const udp = login.udp as { port: number; handle: string; relay_id: number };
+    assert.equal(udp.port, server.addresses.udp!.port);
+    const key = await importUdpKey(scram.sessionKey!);
+    const handle = decodeBase64(udp.handle)!;
+    const socket = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+    const inbox = new DatagramInbox(socket);
+    try {
+      const to = { transport: "udp" as const, hostname: "127.0.0.1", port: udp.port };
+      await socket.send(new TextEncoder().encode("not a datagram"), to);
+      await socket.send(await encodeRdv({ handle, counter: 0 }, await importUdpKey(new Uint8Array(32))), to);
+      assert.equal(await inbox.next(300), null, "garbage and forgeries get no answer");
+      await socket.send(await encodeRdv({ handle, counter: 1 }, key), to);
+      const bytes = await inbox.next(5000);
+      assert.ok(bytes, "an RDV_ACK arrives");
+      const ack = decodeDatagram(bytes);
+      assert.equal(ack.type, "RDV_ACK");
+      if (ack.type !== "RDV_ACK") return;
+      assert.equal(await verifyDatagramTag(key, ack), true);
+      assert.equal(ack.observed, `127.0.0.1:${(socket.addr as Deno.NetAddr).port}`);
+      assert.deepEqual(server.rendezvous!.endpointOf("alice"), {
+        relayId: udp.relay_id,
+        hostname: "127.0.0.1",
+        port: (socket.addr as Deno.NetAddr).port,
+      });
+      assert.equal(server.rendezvous!.stats.malformed, 1);
+      assert.equal(server.rendezvous!.stats.badTag, 1);
+    } finally {
+      await inbox.close();
+    }
   });
 });

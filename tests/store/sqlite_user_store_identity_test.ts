@@ -53,12 +53,21 @@ Deno.test("SqliteUserStore.setIdentity registers a key once and never replaces i
   const store = SqliteUserStore.open(":memory:");
   try {
     const { id } = await store.createUser(newUser("alice"));
-    assert.equal(await store.setIdentity(id, { key: key(1), backup: "first" }), true);
-    assert.equal(await store.setIdentity(id, { key: key(2), backup: "second" }), false);
+    assert.equal(
+      await store.setIdentity(id, NEXT, { key: key(1), backup: "first" }),
+      false,
+      "a login checked against an older verifier cannot register a key",
+    );
+    assert.equal(await store.setIdentity(id, VERIFIER, { key: key(1), backup: "first" }), true);
+    assert.equal(await store.setIdentity(id, VERIFIER, { key: key(2), backup: "second" }), false);
     const found = await store.findUser("alice");
     assert.deepEqual(found?.identityKey, key(1));
     assert.equal(found?.keyBackup, "first");
-    assert.equal(await store.setIdentity(id + 1000, { key: key(3), backup: "x" }), false, "no such account");
+    assert.equal(
+      await store.setIdentity(id + 1000, VERIFIER, { key: key(3), backup: "x" }),
+      false,
+      "no such account",
+    );
   } finally {
     store.close();
   }
@@ -69,13 +78,13 @@ Deno.test("SqliteUserStore.setIdentity refuses a key that is not 32 bytes and le
   try {
     const { id } = await store.createUser(newUser("alice"));
     await assert.rejects(
-      async () => await store.setIdentity(id, { key: new Uint8Array(16), backup: "x" }),
+      async () => await store.setIdentity(id, VERIFIER, { key: new Uint8Array(16), backup: "x" }),
       /CHECK constraint/,
     );
     const found = await store.findUser("alice");
     assert.equal(found?.identityKey, null);
     assert.equal(found?.keyBackup, null);
-    assert.equal(await store.setIdentity(id, { key: key(4), backup: "x" }), true, "still settable");
+    assert.equal(await store.setIdentity(id, VERIFIER, { key: key(4), backup: "x" }), true, "still settable");
   } finally {
     store.close();
   }
@@ -96,12 +105,12 @@ Deno.test("SqliteUserStore.updateVerifier with a backup replaces it only where a
     assert.equal(found?.keyBackup, "new", "a stale verifier changes neither");
     assert.equal(found?.verifier, NEXT);
 
-    assert.equal(await store.updateVerifier(alice.id, NEXT, VERIFIER), true);
     assert.equal(
-      (await store.findUser("alice"))?.keyBackup,
-      "new",
-      "without a backup the stored one is kept",
+      await store.updateVerifier(alice.id, NEXT, VERIFIER),
+      false,
+      "an account with a key never changes its password without a re-sealed backup",
     );
+    assert.equal((await store.findUser("alice"))?.verifier, NEXT);
 
     const bob = await store.createUser(newUser("bob"));
     assert.equal(await store.updateVerifier(bob.id, VERIFIER, NEXT, "orphan"), true);

@@ -91,7 +91,8 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     HOME: Deno.env.get("HOME"),
   };
   const knownHostsPath = flags.knownHosts ?? defaultKnownHostsPath(env);
-  let runner: CommandRunner | undefined;
+  // Server events reach the runner made below (the connection options must exist first).
+  const events: { runner?: CommandRunner } = {};
   const options: ClientOptions = {
     host: flags.host,
     port: flags.port ?? (flags.tls ? 1992 : 1991),
@@ -107,7 +108,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
             `(remembered in ${knownHostsPath}; compare it with the fingerprint authchat keygen printed)`,
         ),
     },
-    onEvent: (event) => runner?.onServerEvent(event),
+    onEvent: (event) => events.runner?.onServerEvent(event),
   };
   if (flags.ca !== undefined) {
     try {
@@ -130,7 +131,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       return (await input.readLine())?.trim() || Promise.reject(new Error("No user name given"));
     },
   };
-  runner = new CommandRunner(() => AuthchatClient.connect(options), io, {
+  const runner = new CommandRunner(() => AuthchatClient.connect(options), io, {
     user: flags.user,
     reconnect: interactive,
     chat: {
@@ -141,6 +142,8 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       ...(flags.serverUdpPort === undefined ? {} : { udpPort: flags.serverUdpPort }),
     },
   });
+  events.runner = runner;
+
   try {
     await runner.client();
   } catch (err) {

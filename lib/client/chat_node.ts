@@ -12,13 +12,14 @@ import {
   decodeDatagram,
   encodeRdv,
   encodeRelay,
+  hs1SignedBytes,
   importUdpKey,
   MAX_DATAGRAM,
   verifyDatagramTag,
 } from "../codec/datagram.ts";
-import type { PeerDatagram } from "../codec/datagram.ts";
+import type { Hs1Datagram, PeerDatagram } from "../codec/datagram.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
-import { identityFingerprint } from "../crypto/identity_key.ts";
+import { identityFingerprint, verifyIdentitySignature } from "../crypto/identity_key.ts";
 import type { Identity } from "../crypto/identity_key.ts";
 import type { ReliableChannelOptions } from "../transport/reliable_channel.ts";
 import type { PeerInfo } from "./authchat_client.ts";
@@ -100,6 +101,18 @@ interface LinkState {
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
+/** An HS1 from a user we had no link with did not verify with the key the server has for them. */
+class ForgedHandshake extends Error {}
+
+/** Whether a name is a user key as peers send it (already prepared and lower-cased). */
+function isUserKey(name: string): boolean {
+  try {
+    return prepareUsername(name).key === name;
+  } catch {
+    return false;
+  }
+}
+
 /** A key-changed refusal. */
 export class PeerKeyChangedError extends Error {
   /**
@@ -144,6 +157,9 @@ export class ChatNode {
   #rdvAcked: (() => void) | null = null;
   #refresh: ReturnType<typeof setInterval> | undefined;
   #reader: Promise<void>;
+  #handling = new Set<Promise<void>>();
+  /** Key-change warnings already shown: a peer retrying its handshake must not repeat them. */
+  #warned = new Set<string>();
   #stats: ChatNodeStats = {
     malformed: 0,
     badServerTag: 0,
@@ -212,8 +228,13 @@ export class ChatNode {
     if (key === this.#me) throw new Error("Cannot send a message to yourself");
     const bytes = encoder.encode(text);
     if (bytes.length > 65536) throw new RangeError(`Message too large: ${bytes.length} bytes exceeds 65536`);
+    if (this.#closed) throw new Error("Not delivered: the client is closing");
     const state = await this.#linkFor(key, user);
+    // Closed while the server was asked: a timer set now would outlive the node.
+    if (this.#closed) throw new Error("Not delivered: the client is closing");
     const id = this.#nextId++;
+    // Queued first: a refusal (RangeError) leaves no pending send or timer behind.
+    state.link.send(bytes, id);
     const timeoutMs = this.#o.sendTimeoutMs ?? 10_000;
     const done = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -223,7 +244,6 @@ export class ChatNode {
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer, link: state.link });
     });
-    state.link.send(bytes, id);
     this.#pump(state);
     return await done;
   }
@@ -266,6 +286,8 @@ export class ChatNode {
       // Already closed.
     }
     await this.#reader;
+    // Datagrams still being checked may yet hand work to a link: let them finish first.
+    await Promise.allSettled([...this.#handling]);
     await Promise.allSettled([...this.#links.values()].map((s) => s.chain));
   }
 
@@ -322,7 +344,10 @@ export class ChatNode {
       } catch {
         return;
       }
-      this.#onDatagram(bytes, addr).catch(() => this.#stats.malformed++);
+      const handling: Promise<void> = this.#onDatagram(bytes, addr)
+        .catch(() => void this.#stats.malformed++)
+        .finally(() => this.#handling.delete(handling));
+      this.#handling.add(handling);
     }
   }
 
@@ -348,13 +373,17 @@ export class ChatNode {
       state = this.#bySession.get(d.session.toHex());
       if (!state) return void this.#stats.unknownSession++;
     } else {
-      if (d.to !== this.#me) return void this.#stats.unknownSender++;
+      if (d.to !== this.#me || !isUserKey(d.from)) return void this.#stats.unknownSender++;
       state = this.#links.get(d.from);
       if (!state && d.type === "HS1") {
         try {
-          state = await this.#linkFor(d.from, d.from);
+          state = await this.#linkFor(d.from, d.from, hs1Check(d));
         } catch (err) {
-          if (err instanceof PeerKeyChangedError) this.#o.onWarning(err.message);
+          if (err instanceof ForgedHandshake) return void this.#stats.badSignature++;
+          if (err instanceof PeerKeyChangedError && !this.#warned.has(err.message)) {
+            this.#warned.add(err.message);
+            this.#o.onWarning(err.message);
+          }
           return void this.#stats.unknownSender++;
         }
       }
@@ -401,22 +430,35 @@ export class ChatNode {
     });
   }
 
-  /** The link to a user: looked up at the server, its key checked against the pin. */
-  #linkFor(key: string, name: string): Promise<LinkState> {
+  /**
+   * The link to a user: looked up at the server, its key checked against the pin. For a link made by an
+   * incoming HS1, `check` first verifies the HS1 with the key found, so nothing forged gets pinned.
+   */
+  #linkFor(
+    key: string,
+    name: string,
+    check?: (peerKey: Uint8Array<ArrayBuffer>) => Promise<boolean>,
+  ): Promise<LinkState> {
     const existing = this.#links.get(key);
     if (existing) return Promise.resolve(existing);
     let lookup = this.#lookups.get(key);
     if (!lookup) {
-      lookup = this.#makeLink(key, name).finally(() => this.#lookups.delete(key));
+      lookup = this.#makeLink(key, name, check).finally(() => this.#lookups.delete(key));
       this.#lookups.set(key, lookup);
     }
     return lookup;
   }
 
-  async #makeLink(key: string, name: string): Promise<LinkState> {
+  async #makeLink(
+    key: string,
+    name: string,
+    check?: (peerKey: Uint8Array<ArrayBuffer>) => Promise<boolean>,
+  ): Promise<LinkState> {
     const info = await this.#lookup(name);
     const peerKey = decodeBase64(info.key);
     if (!peerKey || peerKey.length !== 32) throw new ProtocolError("BAD_MESSAGE", "Peer key is not 32 bytes");
+    if (check && !await check(peerKey)) throw new ForgedHandshake("HS1 signature does not verify");
+    if (this.#closed) throw new Error("Not delivered: the client is closing");
     const status = await this.#o.knownPeers.check(this.#o.serverName, key, peerKey);
     if (status === "changed") {
       throw new PeerKeyChangedError(info.user, await identityFingerprint(new Uint8Array(peerKey)));
@@ -433,6 +475,7 @@ export class ChatNode {
       ...(this.#o.reliable ? { reliable: this.#o.reliable } : {}),
       ...(this.#o.rekeyAfter === undefined ? {} : { rekeyAfter: this.#o.rekeyAfter }),
       ...(this.#o.directTimeoutMs === undefined ? {} : { directTimeoutMs: this.#o.directTimeoutMs }),
+      ...(this.#o.relayOnly ? { relayOnly: true } : {}),
       onSession: (id, alive) => alive ? this.#bySession.set(id, state) : this.#bySession.delete(id),
     });
     this.#links.set(key, state);
@@ -452,4 +495,9 @@ export class ChatNode {
       }
     }
   }
+}
+
+/** A check that an HS1 is signed by the key the server has for its sender. */
+function hs1Check(d: Hs1Datagram): (peerKey: Uint8Array<ArrayBuffer>) => Promise<boolean> {
+  return (peerKey) => verifyIdentitySignature(peerKey, d.sig, hs1SignedBytes(d.from, d.to, d.eph));
 }

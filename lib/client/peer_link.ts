@@ -51,6 +51,8 @@ export interface PeerLinkOptions {
   rekeyAfter?: number;
   /** Reliable channel tuning. */
   reliable?: ReliableChannelOptions;
+  /** Never send directly, only through the relay (default false). */
+  relayOnly?: boolean;
   /** Told when a session id starts or stops being ours, so DATA can be routed here. */
   onSession?: (sessionId: string, alive: boolean) => void;
 }
@@ -65,15 +67,31 @@ export interface PeerLinkStats {
   relayFallbacks: number;
 }
 
+interface QueuedMessage {
+  id: number;
+  bytes: Uint8Array;
+}
+
 interface LinkSession {
   id: string;
   cipher: DatagramCipher;
   channel: ReliableChannel;
   /** May carry new messages: we initiated it, or authentic DATA arrived on it. */
   confirmed: boolean;
-  /** Channel message number → link message id. */
-  ids: Map<number, number>;
+  /**
+   * Channel message number → our message, in send order, until it is reported acknowledged: only once it
+   * and every earlier one are, since the channel acknowledges a message beyond a hole (SACK) before the
+   * peer can deliver it, and a session dropped with a hole never delivers what follows it.
+   */
+  ids: Map<number, QueuedMessage>;
+  /** Channel message numbers acknowledged but behind an unacknowledged one. */
+  acked: Set<number>;
+  /** When authentic DATA last arrived on it. */
   lastHeard: number;
+  /** When it last went from carrying none of our messages to carrying some. */
+  busySince: number;
+  /** Creation order: the newest session both sides have confirmed carries new messages. */
+  serial: number;
 }
 
 interface Initiation {
@@ -86,7 +104,14 @@ interface Initiation {
   replace: boolean;
 }
 
+/** Sessions kept before unused and quiet ones are dropped early. */
 const MAX_SESSIONS = 4;
+/** Sessions kept at most: past this even a busy one goes (its messages are sent again). */
+const HARD_MAX_SESSIONS = 16;
+/** Unheard this long, with nothing of ours on it, a session is drained at both ends: the peer retransmits
+ * far more often than this while it has data outstanding. */
+const QUIET_MS = 10_000;
+const EXPIRY_MS = 60_000;
 const MAX_ANSWERED = 4;
 
 /**
@@ -105,11 +130,18 @@ export class PeerLink {
   #current: LinkSession | null = null;
   #init: Initiation | null = null;
   #answered = new Map<string, { hs2: Uint8Array<ArrayBuffer> }>();
-  #queue: { id: number; bytes: Uint8Array }[] = [];
+  #serial = 0;
+  #queue: QueuedMessage[] = [];
   #outbox: LinkOutput[] = [];
   #path: PeerPath | null;
-  #relayOnly = false;
+  #relayOnly: boolean;
   #lastHeard = 0;
+  /** Since when messages have been queued or unacknowledged without a break, or `null`. */
+  #waitingSince: number | null = null;
+  /** The queue cannot move into a session until something arrives (a full channel, or an old one draining). */
+  #blocked = false;
+  /** After a handshake that followed silence: old sessions silent since `since`, retired at `until`. */
+  #suspects: { since: number; until: number; sessions: Set<LinkSession> } | null = null;
   #delivered: Uint8Array<ArrayBuffer>[] = [];
   #acked: number[] = [];
   #retired = { forged: 0, replayed: 0 };
@@ -122,7 +154,8 @@ export class PeerLink {
    */
   constructor(options: PeerLinkOptions) {
     this.#o = options;
-    this.#path = options.direct
+    this.#relayOnly = (options.relayOnly ?? false) && options.relayId !== null;
+    this.#path = options.direct && !this.#relayOnly
       ? { kind: "direct", ...options.direct }
       : options.relayId !== null
       ? { kind: "relay", relayId: options.relayId }
@@ -153,7 +186,8 @@ export class PeerLink {
    * Queue a message.
    *
    * @param bytes The message (at most 64 KiB).
-   * @param id The caller's id, reported by {@linkcode takeAcknowledged}.
+   * @param id The caller's id, reported by {@linkcode takeAcknowledged}; ids must grow in send order
+   *   (messages taken back from a dropped session are queued again in id order).
    * @throws {RangeError} When the message is too large.
    */
   send(bytes: Uint8Array, id: number): void {
@@ -174,9 +208,11 @@ export class PeerLink {
     this.#o.direct = peer.direct;
     if (restarted) {
       this.#dropSessions();
-      this.#relayOnly = false;
+      this.#relayOnly = this.#o.relayOnly ?? false;
     }
-    if (!this.#relayOnly) this.#path = { kind: "direct", ...peer.direct };
+    this.#path = this.#relayOnly
+      ? { kind: "relay", relayId: peer.relayId }
+      : { kind: "direct", ...peer.direct };
   }
 
   /**
@@ -187,6 +223,8 @@ export class PeerLink {
    * @param now Current time in ms.
    */
   async receive(d: PeerDatagram, path: PeerPath, now: number): Promise<void> {
+    // Whatever arrives may unblock the queue (acknowledgements, a new session): worth one more poll.
+    this.#blocked = false;
     if (d.type === "HS1") return await this.#onHs1(d, path, now);
     if (d.type === "HS2") return await this.#onHs2(d, path, now);
     await this.#onData(d, path, now);
@@ -201,14 +239,19 @@ export class PeerLink {
   async poll(now: number): Promise<LinkOutput[]> {
     const out = this.#outbox;
     this.#outbox = [];
-    this.#feedCurrent();
+    this.#judgeSuspects(now);
+    this.#feedCurrent(now);
     const current = this.#current;
-    const waiting = this.#queue.length > 0 || (current !== null && current.channel.nextWakeup() !== null);
-    if (!this.#init && waiting) {
+    const busy = [...this.#sessions.values()].filter((s) => s.ids.size > 0);
+    const waiting = this.#queue.length > 0 || busy.length > 0;
+    // Silence is counted from when there was something to hear about: not across an idle spell.
+    this.#waitingSince = waiting ? this.#waitingSince ?? now : null;
+    if (!this.#init && !this.#suspects && waiting) {
       if (!current) await this.#initiate(now, false);
       else if (current.cipher.needsRekey) await this.#initiate(now, false);
-      else if (now - Math.max(this.#lastHeard, current.lastHeard) > (this.#o.rehandshakeMs ?? 3000)) {
-        // Silence while data is outstanding: the peer may have restarted and lost the session.
+      else if (now - this.#heardSince(busy, current) > (this.#o.rehandshakeMs ?? 3000)) {
+        // Silence on a session carrying our messages: the peer may have restarted and lost it (even
+        // if it talks to us on a newer session of its own).
         await this.#initiate(now, true);
       }
     }
@@ -232,13 +275,12 @@ export class PeerLink {
 
   /** When {@linkcode poll} must run again, or `null` when nothing is pending. */
   nextWakeup(): number | null {
-    if (this.#outbox.length > 0 || (this.#queue.length > 0 && this.#current)) return 0;
-    let next: number | null = this.#init?.nextAt ?? null;
+    if (this.#outbox.length > 0 || (this.#queue.length > 0 && !this.#blocked)) return 0;
+    let next: number | null = this.#init?.nextAt ?? this.#suspects?.until ?? null;
     for (const s of this.#sessions.values()) {
       const w = s.channel.nextWakeup();
       if (w !== null && (next === null || w < next)) next = w;
     }
-    if (next === null && this.#queue.length > 0) return 0;
     return next;
   }
 
@@ -249,7 +291,7 @@ export class PeerLink {
     return out;
   }
 
-  /** Ids of messages the peer acknowledged. */
+  /** Ids of messages the peer acknowledged, each only once it was delivered (it and all before it). */
   takeAcknowledged(): number[] {
     const out = this.#acked;
     this.#acked = [];
@@ -269,31 +311,44 @@ export class PeerLink {
     return true;
   }
 
-  /** Forget every session (the peer went offline). Queued messages stay queued. */
+  /** Forget every session and every message (the peer went offline). */
   close(): void {
     this.#dropSessions();
     this.#queue = [];
   }
 
-  #feedCurrent(): void {
+  #feedCurrent(now: number): void {
     const current = this.#current;
-    if (!current?.confirmed) return;
+    this.#blocked = this.#queue.length > 0;
+    // A session due for a rekey takes no new messages: they wait for the new handshake.
+    if (!current?.confirmed || current.cipher.needsRekey || this.#queue.length === 0) return;
+    // Messages still unacknowledged on an older session go first: two sessions would not keep the order.
+    for (const s of this.#sessions.values()) if (s !== current && s.ids.size > 0) return;
     while (this.#queue.length > 0) {
       const next = this.#queue[0]!;
       try {
-        current.ids.set(current.channel.send(next.bytes), next.id);
+        if (current.ids.size === 0) current.busySince = now;
+        current.ids.set(current.channel.send(next.bytes), next);
       } catch {
-        return; // The channel is full; the rest waits.
+        return; // The channel is full; the rest waits for acknowledgements.
       }
       this.#queue.shift();
     }
+    this.#blocked = false;
+  }
+
+  /** Since when a session carrying our messages (the current one when none does) has been silent. */
+  #heardSince(busy: LinkSession[], current: LinkSession): number {
+    const since = (s: LinkSession) => Math.max(s.lastHeard, s.busySince);
+    const heard = busy.length > 0 ? Math.min(...busy.map(since)) : current.lastHeard;
+    return Math.max(heard, this.#waitingSince ?? heard);
   }
 
   #maybeFallBack(now: number, waiting: boolean): void {
     if (this.#relayOnly || this.#o.relayId === null) return;
     const limit = this.#o.directTimeoutMs ?? 800;
     const stalledInit = this.#init !== null && now - this.#init.startedAt > limit;
-    const heard = Math.max(this.#lastHeard, this.#current?.lastHeard ?? 0);
+    const heard = Math.max(this.#lastHeard, this.#current?.lastHeard ?? 0, this.#waitingSince ?? 0);
     const stalledData = waiting && this.#current !== null && !this.#init && now - heard > limit &&
       (this.#current.channel.stats.retransmitted > 0);
     if (!stalledInit && !stalledData && this.#path !== null) return;
@@ -373,20 +428,36 @@ export class PeerLink {
       ephResp: d.ephResp,
       role: "initiator",
     });
-    const old = this.#current;
     const session = this.#addSession(keys, true, now);
     this.#current = session;
     this.#stats.handshakes++;
     this.#heard(path, now);
-    if (old && init.replace) {
-      // The old session went silent: its unacknowledged messages go out again on the new one.
-      for (const m of old.channel.unacknowledged()) {
-        const id = old.ids.get(m.id);
-        if (id !== undefined) this.#queue.unshift({ id, bytes: m.message });
+    if (init.replace) {
+      // The peer answers, so it is alive. If it restarted, the old sessions stay silent and their
+      // unacknowledged messages must go out again on the new one; if it only seemed silent (a burst of
+      // loss, or our own process stalled), they are heard from again and resending would duplicate.
+      // So they get one more rehandshakeMs, from now, to be heard.
+      const quiet = [...this.#sessions.values()].filter((s) =>
+        s !== session && s.ids.size > 0 && s.lastHeard <= init.startedAt
+      );
+      if (quiet.length > 0) {
+        const until = now + (this.#o.rehandshakeMs ?? 3000);
+        this.#suspects = { since: now, until, sessions: new Set(quiet) };
       }
-      this.#queue.sort((a, b) => a.id - b.id);
-      this.#removeSession(old);
     }
+  }
+
+  #judgeSuspects(now: number): void {
+    const suspects = this.#suspects;
+    if (!suspects) return;
+    for (const s of suspects.sessions) {
+      const alive = s.lastHeard > suspects.since || s.ids.size === 0 || !this.#sessions.has(s.id);
+      if (alive) suspects.sessions.delete(s);
+    }
+    if (suspects.sessions.size > 0 && now < suspects.until) return;
+    for (const s of suspects.sessions) this.#retire(s);
+    this.#queue.sort((a, b) => a.id - b.id);
+    this.#suspects = null;
   }
 
   async #onData(d: DataDatagram, path: PeerPath, now: number): Promise<void> {
@@ -396,14 +467,17 @@ export class PeerLink {
     if (!plaintext || !this.#sessions.has(session.id)) return;
     session.confirmed = true;
     session.lastHeard = now;
-    if (!this.#current?.confirmed) this.#current = session;
+    // The peer uses a newer session (it rekeyed or restarted): follow it, so both ends converge on one
+    // session and older ones drain and expire instead of piling up.
+    if (!this.#current || session.serial > this.#current.serial) this.#current = session;
     this.#heard(path, now);
     session.channel.receive(plaintext, now);
     this.#delivered.push(...session.channel.takeDelivered());
-    for (const n of session.channel.takeAcknowledged()) {
-      const id = session.ids.get(n);
+    for (const n of session.channel.takeAcknowledged()) session.acked.add(n);
+    for (const [n, m] of session.ids) {
+      if (!session.acked.delete(n)) break;
       session.ids.delete(n);
-      if (id !== undefined) this.#acked.push(id);
+      this.#acked.push(m.id);
     }
   }
 
@@ -428,19 +502,46 @@ export class PeerLink {
       channel: new ReliableChannel(this.#o.reliable ?? {}),
       confirmed,
       ids: new Map(),
+      acked: new Set(),
       lastHeard: now,
+      busySince: now,
+      serial: this.#serial++,
     };
     this.#sessions.set(id, session);
     this.#o.onSession?.(id, true);
-    if (this.#sessions.size > MAX_SESSIONS) {
-      const oldest = [...this.#sessions.values()].find((s) => s !== this.#current && s !== session);
-      if (oldest) this.#removeSession(oldest);
-    }
+    this.#evict(session, now);
     return session;
+  }
+
+  /**
+   * Over the limit, sessions quiet for a while go; a session the peer may still use is kept (dropping it
+   * would lose what it buffered and acknowledged) up to a hard limit, where unused sessions (such as those
+   * of replayed HS1s) go first.
+   */
+  #evict(keep: LinkSession | null, now: number): void {
+    while (this.#sessions.size > MAX_SESSIONS) {
+      const others = [...this.#sessions.values()].filter((s) => s !== this.#current && s !== keep);
+      const victim = others.find((s) => this.#idle(s, now, QUIET_MS)) ??
+        (this.#sessions.size > HARD_MAX_SESSIONS ? others.find((s) => !s.confirmed) ?? others[0] : undefined);
+      if (!victim) return;
+      this.#retire(victim);
+      this.#queue.sort((a, b) => a.id - b.id);
+    }
+  }
+
+  #idle(s: LinkSession, now: number, ms: number): boolean {
+    return s.ids.size === 0 && s.channel.nextWakeup() === null && now - s.lastHeard >= ms;
+  }
+
+  /** Remove a session, queueing the messages it has not delivered for sure again (the caller sorts). */
+  #retire(session: LinkSession): void {
+    this.#queue.push(...session.ids.values());
+    this.#removeSession(session);
   }
 
   #removeSession(session: LinkSession): void {
     if (!this.#sessions.delete(session.id)) return;
+    this.#blocked = false;
     this.#retired.forged += session.cipher.stats.forged;
     this.#retired.replayed += session.cipher.stats.replayed;
     if (this.#current === session) this.#current = null;
@@ -448,24 +549,19 @@ export class PeerLink {
   }
 
   #dropSessions(): void {
-    for (const session of [...this.#sessions.values()]) {
-      for (const m of session.channel.unacknowledged()) {
-        const id = session.ids.get(m.id);
-        if (id !== undefined) this.#queue.push({ id, bytes: m.message });
-      }
-      this.#removeSession(session);
-    }
+    for (const session of [...this.#sessions.values()]) this.#retire(session);
     this.#queue.sort((a, b) => a.id - b.id);
     this.#init = null;
+    this.#suspects = null;
     this.#answered.clear();
   }
 
-  /** Sessions replaced by a newer one are dropped once idle for a minute with nothing outstanding. */
+  /** Sessions replaced by a newer one are dropped once idle for a minute, or quiet when there are many. */
   #expire(now: number): void {
-    for (const s of this.#sessions.values()) {
-      if (s === this.#current || now - s.lastHeard < 60_000) continue;
-      if (s.channel.nextWakeup() === null) this.#removeSession(s);
+    for (const s of [...this.#sessions.values()]) {
+      if (s !== this.#current && this.#idle(s, now, EXPIRY_MS)) this.#removeSession(s);
     }
+    this.#evict(null, now);
   }
 }
 

@@ -25,10 +25,9 @@ import type {
   ServerMessageOf,
 } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
-import { createAccount } from "../store/create_account.ts";
+import { failedRequest, registerAccount } from "./_account_requests.ts";
 import {
   backupText,
-  checkIdentity,
   listReply,
   loginReply,
   onlineUser,
@@ -37,7 +36,7 @@ import {
 } from "./_chat_requests.ts";
 import { freshSealNonce, readNewPassword } from "./_new_password.ts";
 import type { NewPasswordSource } from "./_new_password.ts";
-import { checkProof, commitProof, rateLimited, startExchange } from "./_scram_exchange.ts";
+import { checkProof, commitProof, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
 import { accessReply, checkVersion, helloReply, isLoggedReply } from "./_replies.ts";
 import type { LoggedIn } from "./_replies.ts";
@@ -227,17 +226,7 @@ export class Session implements RegisteredSession {
   }
 
   #report(err: unknown, requestId: number | undefined, op: string): void {
-    const known = err instanceof ProtocolError;
-    const error = known
-      ? err
-      : new ProtocolError("INTERNAL", "Internal server error: the request was not completed");
-    const fields = { ...this.#logFields(), code: error.code };
-    if (known) this.#ctx.log.info(`${op.toLowerCase()}_failed`, fields);
-    else {this.#ctx.log.error("internal_error", {
-        ...fields,
-        op,
-        error: (err as Error)?.message ?? String(err),
-      });}
+    const error = failedRequest(this.#ctx, err, op, this.#logFields());
     this.#send(errorMessage(error, requestId));
     if (error.details.fatal) this.#close();
   }
@@ -274,7 +263,13 @@ export class Session implements RegisteredSession {
       case "HELLO":
         return this.#onHello(msg);
       case "REGISTER":
-        return await this.#onRegister(msg);
+        return this.#reply(
+          await registerAccount(this.#ctx, msg, { ...this.#passwordSource, peerAddress: this.peerAddress }, {
+            session: this.id,
+            ip: this.peerAddress,
+          }),
+          msg.id,
+        );
       case "LOGIN": {
         if (this.#user) this.#logout("relogin");
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
@@ -340,23 +335,6 @@ export class Session implements RegisteredSession {
         return nonce;
       },
     };
-  }
-
-  async #onRegister(msg: ClientMessageOf<"REGISTER">): Promise<void> {
-    // Each registration costs a key derivation: a source gets a budget of them.
-    const wait = this.#ctx.registrations.take(this.peerAddress, this.#ctx.now());
-    if (wait > 0) throw rateLimited(wait);
-    // The name is checked before the secret is opened: the cheaper, clearer refusal comes first.
-    prepareUsername(msg.user);
-    const identity = msg.identity ? (await checkIdentity(msg.identity)).record : undefined;
-    const password = await readNewPassword("REGISTER", msg.user, msg, this.#passwordSource);
-    const record = await createAccount(this.#ctx.store, { user: msg.user, password, identity }, {
-      iterations: this.#ctx.iterations,
-      minPasswordLength: this.#ctx.passwordMinLength,
-      now: this.#ctx.now(),
-    });
-    this.#ctx.log.info("register", { session: this.id, ip: this.peerAddress, user: record.name });
-    this.#reply({ op: "REGISTER", user: record.name }, msg.id);
   }
 
   async #onReauth(msg: ClientMessageOf<"PASSWD"> | ClientMessageOf<"DELETE">): Promise<void> {

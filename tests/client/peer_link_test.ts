@@ -273,3 +273,69 @@ Deno.test("PeerLink waits for acknowledgements, without asking to be polled in a
   await sim.run(() => alice.acked.length === big.length);
   assert.deepEqual(bob.delivered, big);
 });
+
+Deno.test("PeerLink stays on the direct path when it sends again after a pause", async () => {
+  const sim = await PeerSim.create({}, 11);
+  const { alice, bob } = sim.ends;
+  sim.conditions = { drop: 0.3, duplicate: 0, maxDelayMs: 10 };
+  texts("a", 40).forEach((t, i) => sim.send("alice", t, i));
+  await sim.run(() => alice.acked.length === 40);
+  sim.conditions = { drop: 0, duplicate: 0, maxDelayMs: 10 };
+  sim.idle(2_000);
+  sim.send("alice", "after a pause", 100);
+  await sim.run(() => alice.acked.includes(100));
+  assert.equal(bob.delivered.at(-1), "after a pause");
+  assert.equal(alice.link.stats.relayFallbacks, 0);
+  assert.equal(alice.link.path?.kind, "direct");
+});
+
+Deno.test("PeerLink with relayOnly sends through the relay only, even answering direct datagrams", async () => {
+  const sim = await PeerSim.create({ alice: {}, bob: { relayOnly: true } });
+  const { alice, bob } = sim.ends;
+  assert.deepEqual(bob.link.path, { kind: "relay", relayId: ADDRESS.alice.relayId });
+  await connected(sim);
+  sim.send("bob", "via the relay", 2);
+  await sim.run(() => bob.acked.includes(2));
+  assert.deepEqual(alice.delivered, ["via the relay"]);
+  const fromBob = sim.captured.filter((c) => c.from === "bob");
+  assert.ok(fromBob.length > 0 && fromBob.every((c) => c.out.path.kind === "relay"));
+  bob.link.updatePeer({ direct: { hostname: "198.51.100.9", port: 4009 }, relayId: 9 });
+  assert.deepEqual(bob.link.path, { kind: "relay", relayId: 9 });
+});
+
+Deno.test("PeerLink keeps its sessions working when many old HS1s are replayed to it", async () => {
+  const sim = await PeerSim.create();
+  const { alice, bob } = sim.ends;
+  await connected(sim);
+  sim.send("bob", "first", 2);
+  await sim.run(() => bob.acked.includes(2));
+  // Genuine HS1s of alice's, as an eavesdropper would have collected them over time.
+  for (let i = 0; i < 24; i++) {
+    const eph = (await generateEphemeral()).publicKey;
+    const sig = await signWith(alice.identity, hs1SignedBytes("alice", "bob", eph));
+    await sim.inject("bob", encodeHs1({ from: "alice", to: "bob", eph, sig }));
+  }
+  const alive = new Set<string>();
+  for (const e of bob.sessionEvents) e.startsWith("+") ? alive.add(e.slice(1)) : alive.delete(e.slice(1));
+  assert.ok(alive.size <= 16, `${alive.size} sessions kept`);
+  sim.filter = (_from, out) => out.bytes.length > 3 && out.bytes[2] === 0x11 ? null : out.bytes; // no HS2s
+  sim.send("alice", "still fine", 3);
+  sim.send("bob", "me too", 4);
+  await sim.run(() => alice.acked.includes(3) && bob.acked.includes(4));
+  assert.deepEqual(bob.delivered, ["hello", "still fine"]);
+  assert.deepEqual(alice.delivered, ["first", "me too"]);
+});
+
+Deno.test("PeerLink sends nothing twice when the peer only seemed silent for longer than rehandshakeMs", async () => {
+  const sim = await PeerSim.create({});
+  const { alice, bob } = sim.ends;
+  await connected(sim);
+  const blackoutEnd = sim.now + 4_000;
+  sim.filter = (from, out) => from === "bob" && sim.now < blackoutEnd ? null : out.bytes;
+  const texts = ["one", "two", "three", "four", "five"];
+  texts.forEach((t, i) => sim.send("alice", t, 10 + i));
+  await sim.run(() => texts.every((_, i) => alice.acked.includes(10 + i)));
+  await sim.run(() => alice.link.nextWakeup() === null && bob.link.nextWakeup() === null);
+  assert.deepEqual(bob.delivered, ["hello", ...texts]);
+  assert.equal(alice.link.stats.handshakes, 2, "silence led to a new handshake");
+});

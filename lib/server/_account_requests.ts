@@ -1,0 +1,79 @@
+/**
+ * Requests about the account itself that need no SCRAM exchange: REGISTER,
+ * and the logging of a failed request.
+ *
+ * @module
+ */
+
+import { prepareUsername } from "../auth/username.ts";
+import type { ClientMessageOf, ServerMessageOf } from "../codec/messages.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import { createAccount } from "../store/create_account.ts";
+import { checkIdentity } from "./_chat_requests.ts";
+import { readNewPassword } from "./_new_password.ts";
+import type { NewPasswordSource } from "./_new_password.ts";
+import { rateLimited } from "./_scram_exchange.ts";
+import type { LogFields } from "./logger.ts";
+import type { SessionContext } from "./session_context.ts";
+
+/**
+ * REGISTER: a budgeted key derivation per source, the name checked before the secret is opened, the
+ * identity key (if sent) stored with the account.
+ *
+ * @param ctx The server's shared state.
+ * @param msg The request.
+ * @param source The session's channel, sealing key and nonce.
+ * @param log Session fields for the log line.
+ * @returns The reply.
+ * @throws {ProtocolError} `RATE_LIMITED`, `INVALID_USERNAME`, `PASSWORD_POLICY`, `USER_EXISTS`, sealing errors.
+ */
+export async function registerAccount(
+  ctx: SessionContext,
+  msg: ClientMessageOf<"REGISTER">,
+  source: NewPasswordSource & { peerAddress: string },
+  log: LogFields,
+): Promise<ServerMessageOf<"REGISTER">> {
+  // Each registration costs a key derivation: a source gets a budget of them.
+  const wait = ctx.registrations.take(source.peerAddress, ctx.now());
+  if (wait > 0) throw rateLimited(wait);
+  // The name is checked before the secret is opened: the cheaper, clearer refusal comes first.
+  prepareUsername(msg.user);
+  const identity = msg.identity ? (await checkIdentity(msg.identity)).record : undefined;
+  const password = await readNewPassword("REGISTER", msg.user, msg, source);
+  const record = await createAccount(ctx.store, { user: msg.user, password, identity }, {
+    iterations: ctx.iterations,
+    minPasswordLength: ctx.passwordMinLength,
+    now: ctx.now(),
+  });
+  ctx.log.info("register", { ...log, user: record.name });
+  return { op: "REGISTER", user: record.name };
+}
+
+/**
+ * Log a failed request and turn anything thrown into the error the client sees: a `ProtocolError` as
+ * it is, anything else as `INTERNAL` (details only in the log).
+ *
+ * @param ctx The server's shared state.
+ * @param err What was thrown.
+ * @param op The command, for the log's event name.
+ * @param fields Session fields for the log line.
+ * @returns The error to send.
+ */
+export function failedRequest(
+  ctx: SessionContext,
+  err: unknown,
+  op: string,
+  fields: LogFields,
+): ProtocolError {
+  if (err instanceof ProtocolError) {
+    ctx.log.info(`${op.toLowerCase()}_failed`, { ...fields, code: err.code });
+    return err;
+  }
+  ctx.log.error("internal_error", {
+    ...fields,
+    code: "INTERNAL",
+    op,
+    error: (err as Error)?.message ?? String(err),
+  });
+  return new ProtocolError("INTERNAL", "Internal server error: the request was not completed");
+}

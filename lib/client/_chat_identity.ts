@@ -11,7 +11,7 @@
 import { saslPrep } from "../auth/saslprep.ts";
 import { prepareUsername } from "../auth/username.ts";
 import { decodeBase64, encodeBase64 } from "../codec/base64.ts";
-import type { KeyBackupMessage } from "../codec/messages.ts";
+import type { KeyBackupMessage, ServerMessageOf } from "../codec/messages.ts";
 import { exportIdentityPrivate, generateIdentity, importIdentity } from "../crypto/identity_key.ts";
 import type { Identity } from "../crypto/identity_key.ts";
 import { openKeyBackup, sealKeyBackup } from "../crypto/key_backup.ts";
@@ -97,4 +97,49 @@ export async function recoverIdentity(
   } finally {
     pkcs8.fill(0);
   }
+}
+
+/** What a login gives the chat side: the identity key and the UDP rendezvous credentials. */
+export interface ChatCredentials {
+  /** The account name as stored. */
+  user: string;
+  /** The recovered (or new) identity key; `null` with `identityError` when it could not be had. */
+  identity: Identity | null;
+  /** Why there is no identity key. */
+  identityError?: string;
+  /** UDP rendezvous: port, handle and relay id from the server, and the key the SCRAM exchange made. */
+  udp: { port: number; handle: string; relayId: number; key: Uint8Array<ArrayBuffer> } | null;
+}
+
+/**
+ * The chat side of a successful login: the identity key recovered from its backup (or made and
+ * registered, for an account that has none yet) and the UDP credentials. A key that cannot be had
+ * leaves the login standing, with the reason in `identityError`.
+ *
+ * @param reply The LOGIN reply, with the session key the SCRAM exchange made.
+ * @param password The password as typed.
+ * @param register Sends IDENTITY for a new key.
+ * @returns The credentials.
+ */
+export async function chatCredentials(
+  reply: ServerMessageOf<"LOGIN"> & { sessionKey: Uint8Array<ArrayBuffer> | null },
+  password: string,
+  register: (message: IdentityMessage) => Promise<void>,
+): Promise<ChatCredentials> {
+  const udp = reply.udp && reply.sessionKey
+    ? { port: reply.udp.port, handle: reply.udp.handle, relayId: reply.udp.relay_id, key: reply.sessionKey }
+    : null;
+  const chat: ChatCredentials = { user: reply.user, identity: null, udp };
+  try {
+    if (reply.identity) chat.identity = await recoverIdentity(reply.user, password, reply.identity);
+    else {
+      // An account made without one (seeded, imported): its first login makes it.
+      const made = await newIdentity(reply.user, password);
+      await register(made.message);
+      chat.identity = made.identity;
+    }
+  } catch (err) {
+    chat.identityError = `No identity key: ${(err as Error).message}`;
+  }
+  return chat;
 }

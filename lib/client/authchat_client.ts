@@ -22,8 +22,8 @@ import { importSealPublicKey, seal, sealContext } from "../crypto/seal.ts";
 import { FramedStream } from "../transport/framed_stream.ts";
 import { raceTimeout } from "../transport/race_timeout.ts";
 import { checkServerKey, endpointName, openConnection } from "./open_connection.ts";
-import type { Identity } from "../crypto/identity_key.ts";
-import { newIdentity, recoverIdentity, sealIdentity } from "./_chat_identity.ts";
+import { chatCredentials, newIdentity, sealIdentity } from "./_chat_identity.ts";
+import type { ChatCredentials } from "./_chat_identity.ts";
 import type { Endpoint, TrustOptions } from "./open_connection.ts";
 
 /** What the server said in HELLO. */
@@ -36,18 +36,7 @@ export type ServerEvent = ServerMessageOf<"BYE"> | ServerMessageOf<"PRESENCE">;
 export type ListedUser = ServerMessageOf<"LIST">["users"][number];
 /** Where and how to reach a user (PEER). */
 export type PeerInfo = ServerMessageOf<"PEER">;
-
-/** What a login gives the chat side: the identity key and the UDP rendezvous credentials. */
-export interface ChatCredentials {
-  /** The account name as stored. */
-  user: string;
-  /** The recovered (or new) identity key; `null` with `identityError` when it could not be had. */
-  identity: Identity | null;
-  /** Why there is no identity key. */
-  identityError?: string;
-  /** UDP rendezvous: port, handle and relay id from the server, and the key the SCRAM exchange made. */
-  udp: { port: number; handle: string; relayId: number; key: Uint8Array<ArrayBuffer> } | null;
-}
+export type { ChatCredentials } from "./_chat_identity.ts";
 
 /** Options of {@linkcode AuthchatClient.connect}. */
 export interface ClientOptions extends Endpoint {
@@ -321,30 +310,9 @@ export class AuthchatClient {
     this.#chat = null;
     const reply = await this.#scram("LOGIN", user, password);
     this.#user = reply.user;
-    const chat: ChatCredentials = {
-      user: reply.user,
-      identity: null,
-      udp: reply.udp && reply.sessionKey
-        ? {
-          port: reply.udp.port,
-          handle: reply.udp.handle,
-          relayId: reply.udp.relay_id,
-          key: reply.sessionKey,
-        }
-        : null,
-    };
-    try {
-      if (reply.identity) chat.identity = await recoverIdentity(reply.user, password, reply.identity);
-      else {
-        // An account made without one (seeded, imported): its first login makes it.
-        const made = await newIdentity(reply.user, password);
-        await this.#request({ op: "IDENTITY", ...made.message }, "IDENTITY");
-        chat.identity = made.identity;
-      }
-    } catch (err) {
-      chat.identityError = `No identity key: ${(err as Error).message}`;
-    }
-    this.#chat = chat;
+    this.#chat = await chatCredentials(reply, password, async (message) => {
+      await this.#request({ op: "IDENTITY", ...message }, "IDENTITY");
+    });
     return reply.user;
   }
 

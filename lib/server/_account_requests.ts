@@ -1,15 +1,16 @@
 /**
- * Requests about the account itself that need no SCRAM exchange: REGISTER,
+ * Requests about the account itself: REGISTER, the new secrets of PASSWD,
  * and the logging of a failed request.
  *
  * @module
  */
 
+import { checkPassword } from "../auth/password_policy.ts";
 import { prepareUsername } from "../auth/username.ts";
 import type { ClientMessageOf, ServerMessageOf } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { createAccount } from "../store/create_account.ts";
-import { checkIdentity } from "./_chat_requests.ts";
+import { backupText, checkIdentity } from "./_chat_requests.ts";
 import { readNewPassword } from "./_new_password.ts";
 import type { NewPasswordSource } from "./_new_password.ts";
 import { rateLimited } from "./_scram_exchange.ts";
@@ -76,4 +77,28 @@ export function failedRequest(
     error: (err as Error)?.message ?? String(err),
   });
   return new ProtocolError("INTERNAL", "Internal server error: the request was not completed");
+}
+
+/**
+ * The new secrets of a PASSWD: the password (checked against the policy before any exchange starts)
+ * and the identity key backup re-sealed under it, if sent.
+ *
+ * @param ctx The server's shared state.
+ * @param user The logged-in name.
+ * @param msg The request.
+ * @param source The session's channel, sealing key and nonce.
+ * @returns What the exchange commits once the current password is proved.
+ * @throws {ProtocolError} `PASSWORD_POLICY`, `CONFIDENTIALITY_REQUIRED`, sealing errors.
+ */
+export async function passwordChange(
+  ctx: SessionContext,
+  user: string,
+  msg: ClientMessageOf<"PASSWD">,
+  source: NewPasswordSource,
+): Promise<{ newPassword: string; newBackup?: string }> {
+  const newPassword = checkPassword(await readNewPassword("PASSWD", user, msg, source), {
+    minLength: ctx.passwordMinLength,
+    username: user,
+  });
+  return msg.backup ? { newPassword, newBackup: backupText(msg.backup) } : { newPassword };
 }

@@ -48,6 +48,8 @@ export interface StartRequest {
   peerAddress: string;
   /** PASSWD's new password, already checked against the policy. */
   newPassword?: string;
+  /** PASSWD's identity key backup, re-sealed under the new password. */
+  newBackup?: string;
 }
 
 /**
@@ -69,7 +71,8 @@ export function rateLimited(waitMs: number): ProtocolError {
  * @param scram This connection's SCRAM server.
  * @param request Purpose, parsed client-first-message, who, source address, new password.
  * @returns The pending exchange; send its `exchange.serverFirst`.
- * @throws {ProtocolError} `RATE_LIMITED`.
+ * @throws {ProtocolError} `RATE_LIMITED`; `BAD_MESSAGE` for a PASSWD without the re-sealed backup its
+ *   account's identity key needs.
  */
 export async function startExchange(
   ctx: SessionContext,
@@ -104,6 +107,15 @@ export async function startExchange(
       : null,
   };
   if (request.newPassword !== undefined) pending.newPassword = request.newPassword;
+  if (request.newBackup !== undefined) pending.newBackup = request.newBackup;
+  // The identity key backup is sealed under the password: a new password without a re-sealed backup
+  // would leave the key recoverable only with the old one.
+  if (request.purpose === "passwd" && pending.identity && request.newBackup === undefined) {
+    throw new ProtocolError(
+      "BAD_MESSAGE",
+      "Invalid field msg.backup: this account has an identity key; re-seal its backup under the new password",
+    );
+  }
   return pending;
 }
 

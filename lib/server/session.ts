@@ -7,7 +7,6 @@
  * @module
  */
 
-import { checkPassword } from "../auth/password_policy.ts";
 import { ScramServer } from "../auth/scram_server.ts";
 import { prepareUsername } from "../auth/username.ts";
 import {
@@ -25,16 +24,9 @@ import type {
   ServerMessageOf,
 } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
-import { failedRequest, registerAccount } from "./_account_requests.ts";
-import {
-  backupText,
-  listReply,
-  loginReply,
-  onlineUser,
-  peerReply,
-  registerIdentity,
-} from "./_chat_requests.ts";
-import { freshSealNonce, readNewPassword } from "./_new_password.ts";
+import { failedRequest, passwordChange, registerAccount } from "./_account_requests.ts";
+import { listReply, loginReply, onlineUser, peerReply, registerIdentity } from "./_chat_requests.ts";
+import { freshSealNonce } from "./_new_password.ts";
 import type { NewPasswordSource } from "./_new_password.ts";
 import { checkProof, commitProof, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
@@ -347,35 +339,16 @@ export class Session implements RegisteredSession {
       );
     }
     if (msg.op === "DELETE") return await this.#begin({ purpose: "delete", first, who: me }, msg.id);
-    const newPassword = checkPassword(await readNewPassword("PASSWD", me.name, msg, this.#passwordSource), {
-      minLength: this.#ctx.passwordMinLength,
-      username: me.name,
-    });
-    const newBackup = msg.backup ? backupText(msg.backup) : undefined;
-    await this.#begin({ purpose: "passwd", first, who: me, newPassword }, msg.id, newBackup);
+    const change = await passwordChange(this.#ctx, me.name, msg, this.#passwordSource);
+    await this.#begin({ purpose: "passwd", first, who: me, ...change }, msg.id);
   }
 
   /** Start a SCRAM exchange and send its challenge. */
-  async #begin(
-    request: Omit<StartRequest, "peerAddress">,
-    requestId: number | undefined,
-    newBackup?: string,
-  ): Promise<void> {
+  async #begin(request: Omit<StartRequest, "peerAddress">, requestId: number | undefined): Promise<void> {
     const pending = await startExchange(this.#ctx, this.#scram, {
       ...request,
       peerAddress: this.peerAddress,
     });
-    if (request.purpose === "passwd") {
-      // The identity key backup is sealed under the password: a new password without a re-sealed
-      // backup would leave the key recoverable only with the old one.
-      if (pending.identity && newBackup === undefined) {
-        throw new ProtocolError(
-          "BAD_MESSAGE",
-          "Invalid field msg.backup: this account has an identity key; re-seal its backup under the new password",
-        );
-      }
-      if (newBackup !== undefined) pending.newBackup = newBackup;
-    }
     this.#pending = pending;
     this.#reply({ op: "CHALLENGE", data: pending.exchange.serverFirst }, requestId);
   }

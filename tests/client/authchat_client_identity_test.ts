@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { AuthchatClient } from "../../lib/client/authchat_client.ts";
+import { KnownHosts } from "../../lib/client/known_hosts.ts";
+import type { ProtocolError } from "../../lib/codec/protocol_error.ts";
+import { exportIdentityPrivate } from "../../lib/crypto/identity_key.ts";
+import type { Identity } from "../../lib/crypto/identity_key.ts";
+import {
+  generateServerIdentity,
+  identityPaths,
+  loadServerIdentity,
+} from "../../lib/crypto/server_identity.ts";
+import { AuthchatServer } from "../../lib/server/authchat_server.ts";
+import { Logger } from "../../lib/server/logger.ts";
+import { loadServerConfig } from "../../lib/server/server_config.ts";
+import { createAccount } from "../../lib/store/create_account.ts";
+import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+
+const PASSWORD = "amber lantern quiet 7";
+const NEXT = "second amber lantern 8";
+
+interface Setup {
+  store: SqliteUserStore;
+  login(user: string, password: string): Promise<AuthchatClient>;
+}
+
+/** An in-process server on port 0 whose store the test can read and write. */
+async function withServer(body: (setup: Setup) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const clients: AuthchatClient[] = [];
+  const paths = identityPaths(dir);
+  await generateServerIdentity(paths);
+  const store = SqliteUserStore.open(join(dir, "authchat.db"));
+  const server = await AuthchatServer.start({
+    config: await loadServerConfig({
+      file: "/dev/null",
+      flags: { tcp_port: 0, tls: false, udp_port: 0, scram_iterations: 4096 },
+    }),
+    identity: await loadServerIdentity(paths, { tls: false }),
+    store,
+    log: new Logger({ write: () => {} }),
+  });
+  const knownHosts = new KnownHosts(join(dir, "known_hosts"));
+  try {
+    await body({
+      store,
+      async login(user, password) {
+        const client = await AuthchatClient.connect({
+          host: "127.0.0.1",
+          port: server.addresses.tcp!.port,
+          tls: false,
+          trust: { knownHosts },
+          keepaliveMs: 0,
+        });
+        clients.push(client);
+        await client.login(user, password);
+        return client;
+      },
+    });
+  } finally {
+    for (const client of clients) await client.close();
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function privateBytes(identity: Identity | null | undefined): Promise<string> {
+  assert.ok(identity, "an identity key");
+  return (await exportIdentityPrivate(identity)).toHex();
+}
+
+Deno.test("AuthchatClient makes and registers an identity key at the first login of an account without one", async () => {
+  await withServer(async ({ store, login }) => {
+    await createAccount(store, { user: "seeded", password: PASSWORD }, {
+      iterations: 4096,
+      minPasswordLength: 10,
+    });
+    assert.equal((await store.findUser("seeded"))?.identityKey, null);
+    const first = await login("seeded", PASSWORD);
+    const made = first.chat?.identity;
+    assert.ok(made, first.chat?.identityError);
+    const row = await store.findUser("seeded");
+    assert.deepEqual(row?.identityKey, made.publicKey, "the server holds the new public key");
+    assert.ok(row?.keyBackup?.includes('"kdf":"argon2id"'));
+    await first.close();
+
+    const again = await login("seeded", PASSWORD);
+    assert.equal(
+      await privateBytes(again.chat?.identity),
+      await privateBytes(made),
+      "the next login (a new machine) recovers the same key from the backup",
+    );
+  });
+});
+
+Deno.test("AuthchatClient re-seals the key backup on passwd so the new password recovers the same key", async () => {
+  await withServer(async ({ store, login }) => {
+    await createAccount(store, { user: "carol", password: PASSWORD }, {
+      iterations: 4096,
+      minPasswordLength: 10,
+    });
+    const first = await login("carol", PASSWORD);
+    const original = await privateBytes(first.chat?.identity);
+    const backupBefore = (await store.findUser("carol"))?.keyBackup;
+    await first.passwd(PASSWORD, NEXT);
+    const backupAfter = (await store.findUser("carol"))?.keyBackup;
+    assert.notEqual(backupAfter, backupBefore, "the backup changed with the password");
+    await first.close();
+
+    const after = await login("carol", NEXT);
+    assert.equal(await privateBytes(after.chat?.identity), original);
+    await assert.rejects(login("carol", PASSWORD), (err: ProtocolError) => err.code === "AUTH_FAILED");
+  });
+});
+
+Deno.test("AuthchatClient keeps a login whose key backup does not open, and says why chat is unavailable", async () => {
+  await withServer(async ({ store, login }) => {
+    await createAccount(store, { user: "dora", password: PASSWORD }, {
+      iterations: 4096,
+      minPasswordLength: 10,
+    });
+    await (await login("dora", PASSWORD)).close();
+    const row = (await store.findUser("dora"))!;
+    const backup = JSON.parse(row.keyBackup!) as { ct: string };
+    const ct = Uint8Array.fromBase64(backup.ct);
+    ct[0]! ^= 1;
+    backup.ct = ct.toBase64();
+    // A server (or a thief with write access) altering the backup cannot make the client accept it.
+    assert.equal(
+      await store.updateVerifier(row.id, row.verifier, row.verifier, JSON.stringify(backup)),
+      true,
+    );
+    const client = await login("dora", PASSWORD);
+    assert.equal(client.user, "dora");
+    assert.equal(client.chat?.identity, null);
+    assert.match(client.chat?.identityError ?? "", /did not open/);
+  });
+});

@@ -351,9 +351,13 @@ export class AuthchatClient {
   #startKeepalive(): void {
     const every = this.#options.keepaliveMs ?? 5000;
     if (every <= 0) return;
-    const timer = setInterval(() => {
+    const ping = () => {
       if (this.#closedReason === null) this.#request({ op: "PING" }, "PONG").catch(() => {});
-    }, every);
+    };
+    // The first PING goes at once: from then on the server holds this session to its keepalive
+    // timeout, so a client that dies even in its first seconds goes offline within that time.
+    ping();
+    const timer = setInterval(ping, every);
     Deno.unrefTimer(timer as unknown as number);
     this.#keepalive = timer;
   }

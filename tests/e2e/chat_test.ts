@@ -6,8 +6,10 @@ import { encodeBase64 } from "../../lib/codec/base64.ts";
 import type { KeyBackupMessage } from "../../lib/codec/messages.ts";
 import { exportIdentityPrivate } from "../../lib/crypto/identity_key.ts";
 import { installKeys, runCli, ServerProcess, tempDir } from "./_harness.ts";
-import { ChatClient, concat, findSecret, registerUsers, TcpCapture, UdpCapture } from "./_chat_kit.ts";
+import { concat, TcpCapture, UdpCapture } from "./_capture_proxy.ts";
+import { ChatClient, registerUsers } from "./_chat_kit.ts";
 import type { ChatClientOptions } from "./_chat_kit.ts";
+import { findSecret } from "./_secret_search.ts";
 
 const PASSWORD = "tulip orbit canyon 7";
 const encoder = new TextEncoder();
@@ -112,6 +114,57 @@ Deno.test("authchat client shows presence and delivers direct messages between t
   const carolStatus = await carol.finish();
   assert.equal(aliceStatus.code, 0, alice.transcript);
   assert.equal(carolStatus.code, 0, carol.transcript);
+});
+
+Deno.test("authchat server drops a frozen client by keepalive timeout but keeps an idle pinging one", async () => {
+  // Default keepalive_timeout (15 s) against the client's 5 s PINGs. A SIGSTOPped process keeps its TCP
+  // connection open but stops pinging, so only the keepalive timeout can notice it (SIGKILL would close it).
+  await using dir = await tempDir();
+  const { server, passwordFile } = await chatServer(dir.path, ["alice", "bob"]);
+  await using _server = server;
+  const options = clientOptions(dir.path, server.tcpPort, passwordFile);
+
+  await using alice = await ChatClient.login(options("alice"));
+  // Alice sends no command from here until the end, only her PINGs: she is the healthy idle client.
+  const aliceIdleSince = Date.now();
+  // Bob's connection goes through a proxy so the test sees his first PING answered.
+  await using proxy = new TcpCapture(server.tcpPort);
+  await using bob = await ChatClient.login({ ...options("bob"), port: proxy.port });
+  await alice.waitFor("out", /^presence: bob online$/);
+  let offlineAfter: number;
+  try {
+    // Only a session that has pinged is held to the keepalive timeout; his silence starts with that PING.
+    await proxy.waitFor("down", /"op":"PONG"/, 10_000);
+    Deno.kill(bob.pid, "SIGSTOP");
+    const frozenAt = Date.now();
+    await alice.waitFor("out", /^presence: bob offline$/, { timeoutMs: 20_000 });
+    offlineAfter = Date.now() - frozenAt;
+  } finally {
+    try {
+      // Let it run again, so the disposer's kill and the pumps finish.
+      Deno.kill(bob.pid, "SIGCONT");
+    } catch {
+      // Already exited.
+    }
+  }
+  // Not before the 15 s of silence (less the moment between the PONG and the freeze), nor long after.
+  assert.ok(
+    offlineAfter >= 13_000 && offlineAfter <= 20_000,
+    `bob offline ${offlineAfter} ms after freezing`,
+  );
+  await bob.waitFor("err", /^server: No keepalive for 15 s: session closed \(KEEPALIVE_TIMEOUT\)$/, {
+    timeoutMs: 5_000,
+  });
+  assert.match(server.stderr, / INFO timeout session=\d+ ip=\S+ user=bob code=KEEPALIVE_TIMEOUT$/m);
+
+  // Alice has been silent but for PINGs for longer than the keepalive timeout, and is still logged in.
+  await new Promise((r) => setTimeout(r, Math.max(0, aliceIdleSince + 17_000 - Date.now())));
+  const listEnd = await alice.expectOk("list", /^\d+ online$/);
+  assert.equal(alice.out[listEnd], "1 online", alice.transcript);
+  assert.equal(server.stderr.split("\n").filter((l) => / INFO timeout /.test(l)).length, 1, server.stderr);
+  assert.ok(!alice.err.some((l) => /^(server|error): /.test(l)), alice.transcript);
+  assert.equal(count(alice.out, "presence: bob offline"), 1, alice.transcript);
+  assert.equal((await alice.finish()).code, 0, alice.transcript);
 });
 
 Deno.test("authchat client send fails for offline and unknown users without harming later sends", async () => {

@@ -1,31 +1,27 @@
 /**
- * The client's UDP side: one socket, the rendezvous with the server, a
- * {@linkcode PeerLink} per peer, the relay wrapping, identity pinning, and
- * send promises that settle on acknowledgement or timeout.
+ * The client's UDP side: a {@linkcode PeerLink} per peer, made on a send or
+ * an incoming handshake after a server lookup, identity pinning, and send
+ * promises that settle on acknowledgement or timeout. The socket, rendezvous
+ * and relay wrapping are in `_chat_socket.ts`, the bounds on lookups in
+ * `_peer_lookups.ts`.
  *
  * @module
  */
 
 import { prepareUsername } from "../auth/username.ts";
 import { decodeBase64 } from "../codec/base64.ts";
-import {
-  decodeDatagram,
-  encodeRdv,
-  encodeRelay,
-  hs1SignedBytes,
-  importUdpKey,
-  MAX_DATAGRAM,
-  verifyDatagramTag,
-} from "../codec/datagram.ts";
-import type { Hs1Datagram, PeerDatagram } from "../codec/datagram.ts";
+import { importUdpKey } from "../codec/datagram.ts";
+import type { PeerDatagram } from "../codec/datagram.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
-import { identityFingerprint, verifyIdentitySignature } from "../crypto/identity_key.ts";
+import { identityFingerprint } from "../crypto/identity_key.ts";
 import type { Identity } from "../crypto/identity_key.ts";
 import type { ReliableChannelOptions } from "../transport/reliable_channel.ts";
 import type { PeerInfo } from "./authchat_client.ts";
 import type { KnownPeers } from "./known_peers.ts";
+import { ChatSocket } from "./_chat_socket.ts";
+import { ForgedHandshake, hs1Check, isUserKey, LookupsBusy, PeerLookups } from "./_peer_lookups.ts";
 import { PeerLink } from "./peer_link.ts";
-import type { LinkOutput, PeerPath } from "./peer_link.ts";
+import type { PeerPath } from "./peer_link.ts";
 
 /** What the node needs from the logged-in control connection. */
 export interface ChatControl {
@@ -81,6 +77,8 @@ export interface ChatNodeStats {
   forged: number;
   replayed: number;
   badSignature: number;
+  /** HS1s from users with no link dropped unchecked: too many server lookups were under way. */
+  lookupsBusy: number;
   delivered: number;
 }
 
@@ -100,18 +98,6 @@ interface LinkState {
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
-
-/** An HS1 from a user we had no link with did not verify with the key the server has for them. */
-class ForgedHandshake extends Error {}
-
-/** Whether a name is a user key as peers send it (already prepared and lower-cased). */
-function isUserKey(name: string): boolean {
-  try {
-    return prepareUsername(name).key === name;
-  } catch {
-    return false;
-  }
-}
 
 /** A key-changed refusal. */
 export class PeerKeyChangedError extends Error {
@@ -143,41 +129,40 @@ export class PeerKeyChangedError extends Error {
  */
 export class ChatNode {
   #o: ChatNodeOptions;
-  #socket: Deno.DatagramConn;
-  #udpKey: CryptoKey;
-  #handle: Uint8Array<ArrayBuffer>;
+  #socket: ChatSocket;
+  #peers: PeerLookups;
   #me: string;
-  #counter = 0;
   #links = new Map<string, LinkState>();
   #bySession = new Map<string, LinkState>();
-  #lookups = new Map<string, Promise<LinkState>>();
+  /** Links being made, and whether an incoming HS1 asked for it (such a lookup is made only once). */
+  #lookups = new Map<string, { made: Promise<LinkState>; incoming: boolean }>();
   #pending = new Map<number, PendingSend>();
   #nextId = 1;
   #closed = false;
-  #rdvAcked: (() => void) | null = null;
-  #refresh: ReturnType<typeof setInterval> | undefined;
-  #reader: Promise<void>;
-  #handling = new Set<Promise<void>>();
   /** Key-change warnings already shown: a peer retrying its handshake must not repeat them. */
   #warned = new Set<string>();
-  #stats: ChatNodeStats = {
-    malformed: 0,
-    badServerTag: 0,
+  #stats = {
     unknownSession: 0,
     unknownSender: 0,
     forged: 0,
     replayed: 0,
     badSignature: 0,
+    lookupsBusy: 0,
     delivered: 0,
   };
 
-  private constructor(options: ChatNodeOptions, socket: Deno.DatagramConn, udpKey: CryptoKey) {
+  private constructor(options: ChatNodeOptions, udpKey: CryptoKey) {
     this.#o = options;
-    this.#socket = socket;
-    this.#udpKey = udpKey;
-    this.#handle = decodeBase64(options.control.udp.handle) ?? new Uint8Array(16);
+    const { port, handle } = options.control.udp;
+    this.#socket = new ChatSocket({
+      serverHost: options.serverHost,
+      port,
+      handle,
+      udpKey,
+      onPeer: (d, path) => this.#onPeer(d, path),
+    });
+    this.#peers = new PeerLookups((user) => options.control.peer(user));
     this.#me = prepareUsername(options.control.user).key;
-    this.#reader = this.#read();
   }
 
   /**
@@ -188,24 +173,20 @@ export class ChatNode {
    * @throws {Error} When the server does not acknowledge the rendezvous in time.
    */
   static async start(options: ChatNodeOptions): Promise<ChatNode> {
-    const hostname = options.serverHost.includes(":") ? "::" : "0.0.0.0";
-    const socket = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
-    const node = new ChatNode(options, socket, await importUdpKey(options.control.udp.key));
+    const node = new ChatNode(options, await importUdpKey(options.control.udp.key));
     try {
-      await node.#rendezvous(options.rendezvousTimeoutMs ?? 5000);
+      await node.#socket.rendezvous(options.rendezvousTimeoutMs ?? 5000);
     } catch (err) {
       await node.close();
       throw err;
     }
-    // Refreshed so a NAT keeps the mapping the server observed.
-    node.#refresh = setInterval(() => node.#sendRdv().catch(() => {}), 20_000);
-    Deno.unrefTimer(node.#refresh as unknown as number);
     return node;
   }
 
   /** Drop counters, summed over every peer. */
   get stats(): ChatNodeStats {
-    const s = { ...this.#stats };
+    const { malformed, badServerTag } = this.#socket.stats;
+    const s = { malformed, badServerTag, ...this.#stats };
     for (const { link } of this.#links.values()) {
       s.forged += link.stats.forged;
       s.replayed += link.stats.replayed;
@@ -256,6 +237,7 @@ export class ChatNode {
    */
   forget(user: string, why: string): void {
     const key = prepareUsername(user).key;
+    this.#peers.forget(key);
     const state = this.#links.get(key);
     if (!state) return;
     this.#links.delete(key);
@@ -273,98 +255,14 @@ export class ChatNode {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#refresh);
     for (const state of this.#links.values()) clearTimeout(state.timer);
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
       p.reject(new Error("Not delivered: the client is closing"));
     }
     this.#pending.clear();
-    try {
-      this.#socket.close();
-    } catch {
-      // Already closed.
-    }
-    await this.#reader;
-    // Datagrams still being checked may yet hand work to a link: let them finish first.
-    await Promise.allSettled([...this.#handling]);
+    await this.#socket.close();
     await Promise.allSettled([...this.#links.values()].map((s) => s.chain));
-  }
-
-  async #rendezvous(timeoutMs: number): Promise<void> {
-    const acked = new Promise<void>((resolve) => this.#rdvAcked = resolve);
-    const deadline = Date.now() + timeoutMs;
-    let ok = false;
-    void acked.then(() => ok = true);
-    while (!ok && Date.now() < deadline) {
-      await this.#sendRdv();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([acked, new Promise((r) => timer = setTimeout(r, 250))]);
-      clearTimeout(timer);
-    }
-    if (!ok) {
-      throw new Error(
-        `UDP rendezvous with ${this.#o.serverHost}:${this.#o.control.udp.port} got no answer within ` +
-          `${timeoutMs / 1000} s: direct messages are unavailable (is UDP blocked?)`,
-      );
-    }
-  }
-
-  async #sendRdv(): Promise<void> {
-    const bytes = await encodeRdv({ handle: this.#handle, counter: this.#counter++ }, this.#udpKey);
-    await this.#sendTo(bytes, this.#o.serverHost, this.#o.control.udp.port);
-  }
-
-  async #sendTo(bytes: Uint8Array, hostname: string, port: number): Promise<void> {
-    if (this.#closed) return;
-    try {
-      await this.#socket.send(bytes, { transport: "udp", hostname, port });
-    } catch {
-      // UDP is best effort; the reliable layer retransmits.
-    }
-  }
-
-  async #emit(out: LinkOutput): Promise<void> {
-    if (out.path.kind === "direct") return await this.#sendTo(out.bytes, out.path.hostname, out.path.port);
-    const relay = await encodeRelay(
-      { handle: this.#handle, counter: this.#counter++, to: out.path.relayId, inner: out.bytes },
-      this.#udpKey,
-    );
-    await this.#sendTo(relay, this.#o.serverHost, this.#o.control.udp.port);
-  }
-
-  async #read(): Promise<void> {
-    while (!this.#closed) {
-      let bytes: Uint8Array;
-      let addr: Deno.NetAddr;
-      try {
-        const [b, a] = await this.#socket.receive(new Uint8Array(MAX_DATAGRAM + 1));
-        bytes = b;
-        addr = a as Deno.NetAddr;
-      } catch {
-        return;
-      }
-      const handling: Promise<void> = this.#onDatagram(bytes, addr)
-        .catch(() => void this.#stats.malformed++)
-        .finally(() => this.#handling.delete(handling));
-      this.#handling.add(handling);
-    }
-  }
-
-  async #onDatagram(bytes: Uint8Array, addr: Deno.NetAddr): Promise<void> {
-    let d;
-    try {
-      d = decodeDatagram(bytes);
-    } catch {
-      return void this.#stats.malformed++;
-    }
-    if (d.type === "RDV_ACK" || d.type === "RELAYED") {
-      if (!await verifyDatagramTag(this.#udpKey, d)) return void this.#stats.badServerTag++;
-      if (d.type === "RDV_ACK") return this.#rdvAcked?.();
-      return await this.#onPeer(d.peer, { kind: "relay", relayId: d.from });
-    }
-    if (d.type === "RDV" || d.type === "RELAY") return void this.#stats.malformed++;
-    await this.#onPeer(d, { kind: "direct", hostname: addr.hostname, port: addr.port });
   }
 
   async #onPeer(d: PeerDatagram, path: PeerPath): Promise<void> {
@@ -380,6 +278,7 @@ export class ChatNode {
           state = await this.#linkFor(d.from, d.from, hs1Check(d));
         } catch (err) {
           if (err instanceof ForgedHandshake) return void this.#stats.badSignature++;
+          if (err instanceof LookupsBusy) return void this.#stats.lookupsBusy++;
           if (err instanceof PeerKeyChangedError && !this.#warned.has(err.message)) {
             this.#warned.add(err.message);
             this.#o.onWarning(err.message);
@@ -420,7 +319,7 @@ export class ChatNode {
     this.#serialize(state, async () => {
       if (this.#closed || this.#links.get(prepareUsername(state.name).key) !== state) return;
       const now = Date.now();
-      for (const out of await state.link.poll(now)) await this.#emit(out);
+      for (const out of await state.link.poll(now)) await this.#socket.send(out);
       this.#settle(state);
       clearTimeout(state.timer);
       const next = state.link.nextWakeup();
@@ -432,7 +331,8 @@ export class ChatNode {
 
   /**
    * The link to a user: looked up at the server, its key checked against the pin. For a link made by an
-   * incoming HS1, `check` first verifies the HS1 with the key found, so nothing forged gets pinned.
+   * incoming HS1, `check` first verifies the HS1 with the key found, so nothing forged gets pinned; a send
+   * that finds such a lookup under way makes its own if that one fails.
    */
   #linkFor(
     key: string,
@@ -441,12 +341,13 @@ export class ChatNode {
   ): Promise<LinkState> {
     const existing = this.#links.get(key);
     if (existing) return Promise.resolve(existing);
-    let lookup = this.#lookups.get(key);
-    if (!lookup) {
-      lookup = this.#makeLink(key, name, check).finally(() => this.#lookups.delete(key));
-      this.#lookups.set(key, lookup);
+    const under = this.#lookups.get(key);
+    if (under) {
+      return under.incoming && !check ? under.made.catch(() => this.#linkFor(key, name)) : under.made;
     }
-    return lookup;
+    const made = this.#makeLink(key, name, check).finally(() => this.#lookups.delete(key));
+    this.#lookups.set(key, { made, incoming: check !== undefined });
+    return made;
   }
 
   async #makeLink(
@@ -454,7 +355,7 @@ export class ChatNode {
     name: string,
     check?: (peerKey: Uint8Array<ArrayBuffer>) => Promise<boolean>,
   ): Promise<LinkState> {
-    const info = await this.#lookup(name);
+    const info = check ? await this.#peers.forHandshake(key) : await this.#peers.forSend(name);
     const peerKey = decodeBase64(info.key);
     if (!peerKey || peerKey.length !== 32) throw new ProtocolError("BAD_MESSAGE", "Peer key is not 32 bytes");
     if (check && !await check(peerKey)) throw new ForgedHandshake("HS1 signature does not verify");
@@ -481,23 +382,4 @@ export class ChatNode {
     this.#links.set(key, state);
     return state;
   }
-
-  /** PEER, retried briefly while the peer's rendezvous is still on its way. */
-  async #lookup(name: string): Promise<PeerInfo> {
-    for (let attempt = 0;; attempt++) {
-      try {
-        return await this.#o.control.peer(name);
-      } catch (err) {
-        const notYet = err instanceof ProtocolError && err.code === "USER_OFFLINE" &&
-          /not reachable over UDP/.test(err.message);
-        if (!notYet || attempt >= 10) throw err;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-  }
-}
-
-/** A check that an HS1 is signed by the key the server has for its sender. */
-function hs1Check(d: Hs1Datagram): (peerKey: Uint8Array<ArrayBuffer>) => Promise<boolean> {
-  return (peerKey) => verifyIdentitySignature(peerKey, d.sig, hs1SignedBytes(d.from, d.to, d.eph));
 }

@@ -8,15 +8,13 @@
  * @module
  */
 
-import { encodeHs1, encodeHs2, hs1SignedBytes, hs2SignedBytes } from "../codec/datagram.ts";
 import type { DataDatagram, Hs1Datagram, Hs2Datagram, PeerDatagram } from "../codec/datagram.ts";
-import { DatagramCipher } from "../crypto/datagram_cipher.ts";
-import { signWith, verifyIdentitySignature } from "../crypto/identity_key.ts";
 import type { Identity } from "../crypto/identity_key.ts";
-import { deriveSessionKeys, generateEphemeral } from "../crypto/peer_session.ts";
 import type { EphemeralKeyPair } from "../crypto/peer_session.ts";
-import { ReliableChannel } from "../transport/reliable_channel.ts";
 import type { ReliableChannelOptions } from "../transport/reliable_channel.ts";
+import { answerHs1, finishHs2, hs1Authentic, hs2Authentic, makeHs1 } from "./_link_handshake.ts";
+import { LinkSessions } from "./_link_sessions.ts";
+import type { LinkSession, QueuedMessage } from "./_link_sessions.ts";
 
 /** How datagrams reach a peer. */
 export type PeerPath =
@@ -67,33 +65,6 @@ export interface PeerLinkStats {
   relayFallbacks: number;
 }
 
-interface QueuedMessage {
-  id: number;
-  bytes: Uint8Array;
-}
-
-interface LinkSession {
-  id: string;
-  cipher: DatagramCipher;
-  channel: ReliableChannel;
-  /** May carry new messages: we initiated it, or authentic DATA arrived on it. */
-  confirmed: boolean;
-  /**
-   * Channel message number → our message, in send order, until it is reported acknowledged: only once it
-   * and every earlier one are, since the channel acknowledges a message beyond a hole (SACK) before the
-   * peer can deliver it, and a session dropped with a hole never delivers what follows it.
-   */
-  ids: Map<number, QueuedMessage>;
-  /** Channel message numbers acknowledged but behind an unacknowledged one. */
-  acked: Set<number>;
-  /** When authentic DATA last arrived on it. */
-  lastHeard: number;
-  /** When it last went from carrying none of our messages to carrying some. */
-  busySince: number;
-  /** Creation order: the newest session both sides have confirmed carries new messages. */
-  serial: number;
-}
-
 interface Initiation {
   eph: EphemeralKeyPair;
   hs1: Uint8Array<ArrayBuffer>;
@@ -104,14 +75,6 @@ interface Initiation {
   replace: boolean;
 }
 
-/** Sessions kept before unused and quiet ones are dropped early. */
-const MAX_SESSIONS = 4;
-/** Sessions kept at most: past this even a busy one goes (its messages are sent again). */
-const HARD_MAX_SESSIONS = 16;
-/** Unheard this long, with nothing of ours on it, a session is drained at both ends: the peer retransmits
- * far more often than this while it has data outstanding. */
-const QUIET_MS = 10_000;
-const EXPIRY_MS = 60_000;
 const MAX_ANSWERED = 4;
 
 /**
@@ -126,11 +89,9 @@ const MAX_ANSWERED = 4;
  */
 export class PeerLink {
   #o: PeerLinkOptions;
-  #sessions = new Map<string, LinkSession>();
-  #current: LinkSession | null = null;
+  #sessions: LinkSessions;
   #init: Initiation | null = null;
   #answered = new Map<string, { hs2: Uint8Array<ArrayBuffer> }>();
-  #serial = 0;
   #queue: QueuedMessage[] = [];
   #outbox: LinkOutput[] = [];
   #path: PeerPath | null;
@@ -140,11 +101,8 @@ export class PeerLink {
   #waitingSince: number | null = null;
   /** The queue cannot move into a session until something arrives (a full channel, or an old one draining). */
   #blocked = false;
-  /** After a handshake that followed silence: old sessions silent since `since`, retired at `until`. */
-  #suspects: { since: number; until: number; sessions: Set<LinkSession> } | null = null;
   #delivered: Uint8Array<ArrayBuffer>[] = [];
   #acked: number[] = [];
-  #retired = { forged: 0, replayed: 0 };
   #stats = { handshakes: 0, badSignature: 0, unexpected: 0, relayFallbacks: 0 };
 
   /**
@@ -154,6 +112,13 @@ export class PeerLink {
    */
   constructor(options: PeerLinkOptions) {
     this.#o = options;
+    this.#sessions = new LinkSessions(options, (messages) => {
+      // Whatever a session gave back goes out again, in the order it was first sent.
+      this.#blocked = false;
+      if (messages.length === 0) return;
+      this.#queue.push(...messages);
+      this.#queue.sort((a, b) => a.id - b.id);
+    });
     this.#relayOnly = (options.relayOnly ?? false) && options.relayId !== null;
     this.#path = options.direct && !this.#relayOnly
       ? { kind: "direct", ...options.direct }
@@ -164,12 +129,7 @@ export class PeerLink {
 
   /** Counters. */
   get stats(): PeerLinkStats {
-    let { forged, replayed } = this.#retired;
-    for (const s of this.#sessions.values()) {
-      forged += s.cipher.stats.forged;
-      replayed += s.cipher.stats.replayed;
-    }
-    return { ...this.#stats, forged, replayed };
+    return { ...this.#stats, ...this.#sessions.cipherStats };
   }
 
   /** The path datagrams take now. */
@@ -239,14 +199,14 @@ export class PeerLink {
   async poll(now: number): Promise<LinkOutput[]> {
     const out = this.#outbox;
     this.#outbox = [];
-    this.#judgeSuspects(now);
+    this.#sessions.judgeSuspects(now);
     this.#feedCurrent(now);
-    const current = this.#current;
-    const busy = [...this.#sessions.values()].filter((s) => s.ids.size > 0);
+    const current = this.#sessions.current;
+    const busy = [...this.#sessions.all()].filter((s) => s.ids.size > 0);
     const waiting = this.#queue.length > 0 || busy.length > 0;
     // Silence is counted from when there was something to hear about: not across an idle spell.
     this.#waitingSince = waiting ? this.#waitingSince ?? now : null;
-    if (!this.#init && !this.#suspects && waiting) {
+    if (!this.#init && !this.#sessions.suspecting && waiting) {
       if (!current) await this.#initiate(now, false);
       else if (current.cipher.needsRekey) await this.#initiate(now, false);
       else if (now - this.#heardSince(busy, current) > (this.#o.rehandshakeMs ?? 3000)) {
@@ -263,21 +223,21 @@ export class PeerLink {
       init.nextAt = now + init.rtoMs;
     }
     if (this.#path) {
-      for (const session of this.#sessions.values()) {
+      for (const session of this.#sessions.all()) {
         for (const packet of session.channel.poll(now)) {
           out.push({ path: this.#path, bytes: await session.cipher.seal(packet) });
         }
       }
     }
-    this.#expire(now);
+    this.#sessions.expire(now);
     return out;
   }
 
   /** When {@linkcode poll} must run again, or `null` when nothing is pending. */
   nextWakeup(): number | null {
     if (this.#outbox.length > 0 || (this.#queue.length > 0 && !this.#blocked)) return 0;
-    let next: number | null = this.#init?.nextAt ?? this.#suspects?.until ?? null;
-    for (const s of this.#sessions.values()) {
+    let next: number | null = this.#init?.nextAt ?? this.#sessions.takeoverAt;
+    for (const s of this.#sessions.all()) {
       const w = s.channel.nextWakeup();
       if (w !== null && (next === null || w < next)) next = w;
     }
@@ -318,12 +278,12 @@ export class PeerLink {
   }
 
   #feedCurrent(now: number): void {
-    const current = this.#current;
+    const current = this.#sessions.current;
     this.#blocked = this.#queue.length > 0;
     // A session due for a rekey takes no new messages: they wait for the new handshake.
     if (!current?.confirmed || current.cipher.needsRekey || this.#queue.length === 0) return;
     // Messages still unacknowledged on an older session go first: two sessions would not keep the order.
-    for (const s of this.#sessions.values()) if (s !== current && s.ids.size > 0) return;
+    for (const s of this.#sessions.all()) if (s !== current && s.ids.size > 0) return;
     while (this.#queue.length > 0) {
       const next = this.#queue[0]!;
       try {
@@ -348,9 +308,10 @@ export class PeerLink {
     if (this.#relayOnly || this.#o.relayId === null) return;
     const limit = this.#o.directTimeoutMs ?? 800;
     const stalledInit = this.#init !== null && now - this.#init.startedAt > limit;
-    const heard = Math.max(this.#lastHeard, this.#current?.lastHeard ?? 0, this.#waitingSince ?? 0);
-    const stalledData = waiting && this.#current !== null && !this.#init && now - heard > limit &&
-      (this.#current.channel.stats.retransmitted > 0);
+    const current = this.#sessions.current;
+    const heard = Math.max(this.#lastHeard, current?.lastHeard ?? 0, this.#waitingSince ?? 0);
+    const stalledData = waiting && current !== null && !this.#init && now - heard > limit &&
+      (current.channel.stats.retransmitted > 0);
     if (!stalledInit && !stalledData && this.#path !== null) return;
     this.#relayOnly = true;
     this.#stats.relayFallbacks++;
@@ -359,48 +320,23 @@ export class PeerLink {
   }
 
   async #initiate(now: number, replace: boolean): Promise<void> {
-    const eph = await generateEphemeral();
-    const sig = await signWith(this.#o.identity, hs1SignedBytes(this.#o.me, this.#o.peer, eph.publicKey));
-    const hs1 = encodeHs1({ from: this.#o.me, to: this.#o.peer, eph: eph.publicKey, sig });
+    const { eph, hs1 } = await makeHs1(this.#o);
     this.#init = { eph, hs1, startedAt: now, nextAt: now, rtoMs: 250, replace };
   }
 
   async #onHs1(d: Hs1Datagram, path: PeerPath, now: number): Promise<void> {
     if (d.from !== this.#o.peer || d.to !== this.#o.me) return void this.#stats.unexpected++;
-    const signed = hs1SignedBytes(d.from, d.to, d.eph);
-    if (!await verifyIdentitySignature(this.#o.peerKey, d.sig, signed)) {
-      return void this.#stats.badSignature++;
-    }
+    if (!await hs1Authentic(this.#o, d)) return void this.#stats.badSignature++;
     const replyPath = this.#relayOnly && this.#path ? this.#path : path;
     const key = d.eph.toHex();
     const answered = this.#answered.get(key);
     // A retransmitted HS1 gets the same HS2; a replayed one gets nothing new either.
     if (answered) return void this.#outbox.push({ path: replyPath, bytes: answered.hs2 });
-    const eph = await generateEphemeral();
-    const keys = await deriveSessionKeys({
-      ephemeralPrivate: eph.privateKey,
-      peerEphemeral: d.eph,
-      initiator: d.from,
-      responder: d.to,
-      ephInit: d.eph,
-      ephResp: eph.publicKey,
-      role: "responder",
-    });
-    const sig = await signWith(
-      this.#o.identity,
-      hs2SignedBytes(this.#o.me, this.#o.peer, d.eph, eph.publicKey),
-    );
-    const hs2 = encodeHs2({
-      from: this.#o.me,
-      to: this.#o.peer,
-      ephInit: d.eph,
-      ephResp: eph.publicKey,
-      sig,
-    });
+    const { keys, hs2 } = await answerHs1(this.#o, d);
     this.#answered.set(key, { hs2 });
     if (this.#answered.size > MAX_ANSWERED) this.#answered.delete(this.#answered.keys().next().value!);
     // Not confirmed: a replayed HS1 makes a session nobody can use. The first authentic DATA confirms it.
-    this.#addSession(keys, false, now);
+    this.#sessions.add(keys, false, now);
     this.#stats.handshakes++;
     this.#path ??= path;
     this.#outbox.push({ path: replyPath, bytes: hs2 });
@@ -408,68 +344,33 @@ export class PeerLink {
 
   async #onHs2(d: Hs2Datagram, path: PeerPath, now: number): Promise<void> {
     const init = this.#init;
-    if (
-      d.from !== this.#o.peer || d.to !== this.#o.me || !init || !sameBytes(d.ephInit, init.eph.publicKey)
-    ) {
-      return void this.#stats.unexpected++;
-    }
-    const signed = hs2SignedBytes(d.from, d.to, d.ephInit, d.ephResp);
-    if (!await verifyIdentitySignature(this.#o.peerKey, d.sig, signed)) {
-      return void this.#stats.badSignature++;
-    }
+    if (!init) return void this.#stats.unexpected++;
+    const verdict = await hs2Authentic(this.#o, init.eph, d);
+    if (verdict !== "ok") return void this.#stats[verdict]++;
     if (this.#init !== init) return;
     this.#init = null;
-    const keys = await deriveSessionKeys({
-      ephemeralPrivate: init.eph.privateKey,
-      peerEphemeral: d.ephResp,
-      initiator: this.#o.me,
-      responder: this.#o.peer,
-      ephInit: d.ephInit,
-      ephResp: d.ephResp,
-      role: "initiator",
-    });
-    const session = this.#addSession(keys, true, now);
-    this.#current = session;
+    const keys = await finishHs2(this.#o, init.eph, d);
+    const session = this.#sessions.add(keys, true, now);
+    this.#sessions.current = session;
     this.#stats.handshakes++;
     this.#heard(path, now);
+    // After silence, the old sessions get one more rehandshakeMs to be heard before this one takes over.
     if (init.replace) {
-      // The peer answers, so it is alive. If it restarted, the old sessions stay silent and their
-      // unacknowledged messages must go out again on the new one; if it only seemed silent (a burst of
-      // loss, or our own process stalled), they are heard from again and resending would duplicate.
-      // So they get one more rehandshakeMs, from now, to be heard.
-      const quiet = [...this.#sessions.values()].filter((s) =>
-        s !== session && s.ids.size > 0 && s.lastHeard <= init.startedAt
-      );
-      if (quiet.length > 0) {
-        const until = now + (this.#o.rehandshakeMs ?? 3000);
-        this.#suspects = { since: now, until, sessions: new Set(quiet) };
-      }
+      this.#sessions.suspectOthers(session, init.startedAt, now, now + (this.#o.rehandshakeMs ?? 3000));
     }
-  }
-
-  #judgeSuspects(now: number): void {
-    const suspects = this.#suspects;
-    if (!suspects) return;
-    for (const s of suspects.sessions) {
-      const alive = s.lastHeard > suspects.since || s.ids.size === 0 || !this.#sessions.has(s.id);
-      if (alive) suspects.sessions.delete(s);
-    }
-    if (suspects.sessions.size > 0 && now < suspects.until) return;
-    for (const s of suspects.sessions) this.#retire(s);
-    this.#queue.sort((a, b) => a.id - b.id);
-    this.#suspects = null;
   }
 
   async #onData(d: DataDatagram, path: PeerPath, now: number): Promise<void> {
     const session = this.#sessions.get(d.session.toHex());
     if (!session) return void this.#stats.unexpected++;
     const plaintext = await session.cipher.open(d);
-    if (!plaintext || !this.#sessions.has(session.id)) return;
+    if (!plaintext || this.#sessions.get(session.id) !== session) return;
     session.confirmed = true;
     session.lastHeard = now;
     // The peer uses a newer session (it rekeyed or restarted): follow it, so both ends converge on one
     // session and older ones drain and expire instead of piling up.
-    if (!this.#current || session.serial > this.#current.serial) this.#current = session;
+    const current = this.#sessions.current;
+    if (!current || session.serial > current.serial) this.#sessions.current = session;
     this.#heard(path, now);
     session.channel.receive(plaintext, now);
     this.#delivered.push(...session.channel.takeDelivered());
@@ -487,84 +388,9 @@ export class PeerLink {
     if (!this.#relayOnly) this.#path = path;
   }
 
-  #addSession(
-    keys: Awaited<ReturnType<typeof deriveSessionKeys>>,
-    confirmed: boolean,
-    now: number,
-  ): LinkSession {
-    const id = keys.sessionId.toHex();
-    const session: LinkSession = {
-      id,
-      cipher: new DatagramCipher(
-        keys,
-        this.#o.rekeyAfter === undefined ? {} : { rekeyAfter: this.#o.rekeyAfter },
-      ),
-      channel: new ReliableChannel(this.#o.reliable ?? {}),
-      confirmed,
-      ids: new Map(),
-      acked: new Set(),
-      lastHeard: now,
-      busySince: now,
-      serial: this.#serial++,
-    };
-    this.#sessions.set(id, session);
-    this.#o.onSession?.(id, true);
-    this.#evict(session, now);
-    return session;
-  }
-
-  /**
-   * Over the limit, sessions quiet for a while go; a session the peer may still use is kept (dropping it
-   * would lose what it buffered and acknowledged) up to a hard limit, where unused sessions (such as those
-   * of replayed HS1s) go first.
-   */
-  #evict(keep: LinkSession | null, now: number): void {
-    while (this.#sessions.size > MAX_SESSIONS) {
-      const others = [...this.#sessions.values()].filter((s) => s !== this.#current && s !== keep);
-      const victim = others.find((s) => this.#idle(s, now, QUIET_MS)) ??
-        (this.#sessions.size > HARD_MAX_SESSIONS ? others.find((s) => !s.confirmed) ?? others[0] : undefined);
-      if (!victim) return;
-      this.#retire(victim);
-      this.#queue.sort((a, b) => a.id - b.id);
-    }
-  }
-
-  #idle(s: LinkSession, now: number, ms: number): boolean {
-    return s.ids.size === 0 && s.channel.nextWakeup() === null && now - s.lastHeard >= ms;
-  }
-
-  /** Remove a session, queueing the messages it has not delivered for sure again (the caller sorts). */
-  #retire(session: LinkSession): void {
-    this.#queue.push(...session.ids.values());
-    this.#removeSession(session);
-  }
-
-  #removeSession(session: LinkSession): void {
-    if (!this.#sessions.delete(session.id)) return;
-    this.#blocked = false;
-    this.#retired.forged += session.cipher.stats.forged;
-    this.#retired.replayed += session.cipher.stats.replayed;
-    if (this.#current === session) this.#current = null;
-    this.#o.onSession?.(session.id, false);
-  }
-
   #dropSessions(): void {
-    for (const session of [...this.#sessions.values()]) this.#retire(session);
-    this.#queue.sort((a, b) => a.id - b.id);
+    this.#sessions.dropAll();
     this.#init = null;
-    this.#suspects = null;
     this.#answered.clear();
   }
-
-  /** Sessions replaced by a newer one are dropped once idle for a minute, or quiet when there are many. */
-  #expire(now: number): void {
-    for (const s of [...this.#sessions.values()]) {
-      if (s !== this.#current && this.#idle(s, now, EXPIRY_MS)) this.#removeSession(s);
-    }
-    this.#evict(null, now);
-  }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }

@@ -240,3 +240,57 @@ Deno.test("ChatNode refuses, with one warning, a handshake from a user whose key
     assert.ok(bob.node.stats.unknownSender > 1, "every try was refused");
   });
 });
+
+Deno.test("ChatNode bounds the server lookups that forged HS1s from users without a link can cause", async () => {
+  await withChat(async (kit) => {
+    const calls = new Map<string, number>();
+    let release: () => void = () => {};
+    let gate: Promise<void> | null = null;
+    const bob = await kit.join("bob", {
+      wrapPeer: (peer) => async (user) => {
+        calls.set(user, (calls.get(user) ?? 0) + 1);
+        if (gate) await gate;
+        return await peer(user);
+      },
+    });
+    const alice = await kit.join("alice");
+    const endpoint = kit.server.rendezvous!.endpointOf("bob")!;
+    const attacker = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+    const mallory = await generateIdentity();
+    const forgedHs1 = async (from: string) => {
+      const eph = (await generateEphemeral()).publicKey;
+      const sig = await signWith(mallory, hs1SignedBytes(from, "bob", eph));
+      const to = { transport: "udp" as const, hostname: endpoint.hostname, port: endpoint.port };
+      await attacker.send(encodeHs1({ from, to: "bob", eph, sig }), to);
+    };
+    try {
+      // A name the server does not know: asked once, then remembered as failed.
+      for (let i = 0; i < 30; i++) await forgedHs1("ghost");
+      await until(() => bob.node.stats.unknownSender === 30, "ghost's HS1s refused");
+      assert.equal(calls.get("ghost"), 1);
+
+      // A real user's name: the key found checks the next forged HS1s without asking again, and the real
+      // user's handshake is not held up by them.
+      for (let i = 0; i < 20; i++) await forgedHs1("alice");
+      await until(() => bob.node.stats.badSignature === 20, "alice's forged HS1s refused");
+      assert.equal(calls.get("alice"), 1);
+      await alice.node.send("bob", "the real alice");
+      assert.deepEqual(bob.messages.map((m) => m.text), ["the real alice"]);
+      assert.equal(calls.get("alice"), 1);
+
+      // Many names at once while the server is slow: at most four lookups are under way.
+      gate = new Promise((resolve) => release = resolve);
+      for (let i = 0; i < 20; i++) await forgedHs1(`spoof${i}`);
+      await until(() => bob.node.stats.lookupsBusy === 16, "HS1s dropped unchecked");
+      const spoofCalls = () => [...calls].filter(([name]) => name.startsWith("spoof")).length;
+      assert.equal(spoofCalls(), 4);
+      release();
+      await until(() => bob.node.stats.unknownSender === 34, "the four lookups failed");
+      assert.equal(spoofCalls(), 4);
+      assert.deepEqual(bob.warnings, []);
+    } finally {
+      release();
+      attacker.close();
+    }
+  });
+});

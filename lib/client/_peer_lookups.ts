@@ -1,0 +1,132 @@
+/**
+ * The server lookups (`PEER`) of a {@linkcode ChatNode}. A lookup for a message the user sends is always
+ * made. A lookup for an `HS1` from a user with no link is asked for by a datagram nobody has authenticated
+ * yet (its signature can only be checked with the key the lookup returns), so those are bounded: a few at a
+ * time, and each name's outcome is remembered for a few seconds — a failure is not asked again, and a key
+ * found checks further `HS1`s from that name without asking.
+ *
+ * @module
+ */
+
+import { prepareUsername } from "../auth/username.ts";
+import { hs1SignedBytes } from "../codec/datagram.ts";
+import type { Hs1Datagram } from "../codec/datagram.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import { verifyIdentitySignature } from "../crypto/identity_key.ts";
+import type { PeerInfo } from "./authchat_client.ts";
+
+/** Lookups for incoming handshakes under way at once. */
+export const MAX_INCOMING_LOOKUPS = 4;
+/** How long the outcome of a lookup for an incoming handshake is remembered. */
+export const REMEMBER_MS = 5000;
+/** Names remembered at most (the oldest go first): a flood of names must not grow memory. */
+const MAX_REMEMBERED = 256;
+
+/** An incoming handshake was dropped unchecked: too many lookups for others are under way. */
+export class LookupsBusy extends Error {}
+
+/** An HS1 from a user we had no link with did not verify with the key the server has for them. */
+export class ForgedHandshake extends Error {}
+
+/** Whether a name is a user key as peers send it (already prepared and lower-cased). */
+export function isUserKey(name: string): boolean {
+  try {
+    return prepareUsername(name).key === name;
+  } catch {
+    return false;
+  }
+}
+
+/** A check that an HS1 is signed by the key the server has for its sender. */
+export function hs1Check(d: Hs1Datagram): (peerKey: Uint8Array<ArrayBuffer>) => Promise<boolean> {
+  return (peerKey) => verifyIdentitySignature(peerKey, d.sig, hs1SignedBytes(d.from, d.to, d.eph));
+}
+
+interface Outcome {
+  until: number;
+  info: PeerInfo | null;
+  error: unknown;
+}
+
+/** The node's `PEER` lookups. */
+export class PeerLookups {
+  #peer: (user: string) => Promise<PeerInfo>;
+  #incoming = 0;
+  #remembered = new Map<string, Outcome>();
+
+  /**
+   * @param peer Ask the server where a user is.
+   */
+  constructor(peer: (user: string) => Promise<PeerInfo>) {
+    this.#peer = peer;
+  }
+
+  /**
+   * Look a user up for a message we send, retried briefly while the peer's rendezvous is on its way.
+   *
+   * @param name The user.
+   * @returns The `PEER` reply.
+   */
+  async forSend(name: string): Promise<PeerInfo> {
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await this.#peer(name);
+      } catch (err) {
+        const notYet = err instanceof ProtocolError && err.code === "USER_OFFLINE" &&
+          /not reachable over UDP/.test(err.message);
+        if (!notYet || attempt >= 10) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  /**
+   * Look up the sender of an `HS1`: once (a peer that sent one has finished its rendezvous), at most
+   * {@linkcode MAX_INCOMING_LOOKUPS} at a time, and answered from memory within {@linkcode REMEMBER_MS} of
+   * the last lookup of that name.
+   *
+   * @param key The sender's user key.
+   * @returns The `PEER` reply.
+   * @throws {LookupsBusy} When too many are under way.
+   * @throws {ProtocolError} The lookup's error, possibly remembered.
+   */
+  async forHandshake(key: string): Promise<PeerInfo> {
+    const now = Date.now();
+    const known = this.#remembered.get(key);
+    if (known && known.until > now) {
+      if (known.info) return known.info;
+      throw known.error;
+    }
+    if (this.#incoming >= MAX_INCOMING_LOOKUPS) throw new LookupsBusy("Too many lookups under way");
+    this.#incoming++;
+    try {
+      const info = await this.#peer(key);
+      this.#remember(key, { until: Date.now() + REMEMBER_MS, info, error: null });
+      return info;
+    } catch (err) {
+      this.#remember(key, { until: Date.now() + REMEMBER_MS, info: null, error: err });
+      throw err;
+    } finally {
+      this.#incoming--;
+    }
+  }
+
+  /**
+   * Forget what a lookup of this user found (they went offline, logged in anew or were re-trusted).
+   *
+   * @param key The user key.
+   */
+  forget(key: string): void {
+    this.#remembered.delete(key);
+  }
+
+  #remember(key: string, outcome: Outcome): void {
+    // Re-inserted, so the map stays in expiry order and the oldest entry is first.
+    this.#remembered.delete(key);
+    this.#remembered.set(key, outcome);
+    for (const [name, o] of this.#remembered) {
+      if (o.until > Date.now() && this.#remembered.size <= MAX_REMEMBERED) break;
+      this.#remembered.delete(name);
+    }
+  }
+}

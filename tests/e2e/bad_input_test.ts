@@ -913,9 +913,11 @@ async function runAgainstFakeServer(
         for (const payload of decoder.push(buffer.subarray(0, n))) {
           const msg = JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>;
           const op = String(msg.op);
-          ops.push(op);
           let reply: Record<string, unknown>;
-          if (op === "HELLO") {
+          // Keepalives are answered and left out of the record of what the client asked.
+          if (op !== "PING") ops.push(op);
+          if (op === "PING") reply = { op: "PONG" };
+          else if (op === "HELLO") {
             reply = {
               op: "HELLO",
               server: "fake",

@@ -8,19 +8,14 @@
 import { ScramClient } from "../auth/scram_client.ts";
 import type { SaltedPasswordCache } from "../auth/scram_client.ts";
 import { decodeBase64 } from "../codec/base64.ts";
-import {
-  decodeServerMessage,
-  encodeMessage,
-  errorFromMessage,
-  MAX_ID,
-  PROTOCOL_VERSION,
-} from "../codec/messages.ts";
-import type { ClientMessage, ServerMessage, ServerMessageOf, ServerOp } from "../codec/messages.ts";
+import { PROTOCOL_VERSION } from "../codec/messages.ts";
+import type { ClientMessage, ServerMessageOf, ServerOp } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { fingerprint } from "../crypto/fingerprint.ts";
 import { importSealPublicKey, seal, sealContext } from "../crypto/seal.ts";
 import { FramedStream } from "../transport/framed_stream.ts";
-import { raceTimeout } from "../transport/race_timeout.ts";
+import { RequestChannel } from "./_request_channel.ts";
+import type { ServerEvent } from "./_request_channel.ts";
 import { checkServerKey, endpointName, openConnection } from "./open_connection.ts";
 import { chatCredentials, newIdentity, sealIdentity } from "./_chat_identity.ts";
 import type { ChatCredentials } from "./_chat_identity.ts";
@@ -30,8 +25,8 @@ import type { Endpoint, TrustOptions } from "./open_connection.ts";
 export type HelloInfo = ServerMessageOf<"HELLO">;
 /** The protected resource. */
 export type AccessInfo = ServerMessageOf<"ACCESS">;
-/** A message the server sent without being asked (`BYE`, `PRESENCE`). */
-export type ServerEvent = ServerMessageOf<"BYE"> | ServerMessageOf<"PRESENCE">;
+export { ConnectionClosedError } from "./_request_channel.ts";
+export type { ServerEvent } from "./_request_channel.ts";
 /** An online user as LIST shows them. */
 export type ListedUser = ServerMessageOf<"LIST">["users"][number];
 /** Where and how to reach a user (PEER). */
@@ -50,25 +45,7 @@ export interface ClientOptions extends Endpoint {
   onEvent?: (event: ServerEvent) => void;
 }
 
-interface Waiter {
-  resolve: (msg: ServerMessage) => void;
-  reject: (err: Error) => void;
-}
-
 const encoder = new TextEncoder();
-
-/** The connection ended; pending and later requests fail with this. */
-export class ConnectionClosedError extends Error {
-  /**
-   * Make the error.
-   *
-   * @param message Why.
-   */
-  constructor(message: string) {
-    super(message);
-    this.name = "ConnectionClosedError";
-  }
-}
 
 /**
  * One client connection.
@@ -82,17 +59,14 @@ export class ConnectionClosedError extends Error {
  * ```
  */
 export class AuthchatClient {
-  #framed: FramedStream;
+  #channel: RequestChannel;
   #options: ClientOptions;
   #channelBinding: Uint8Array<ArrayBuffer> | undefined;
   #hello!: HelloInfo;
   #sealNonce: string | null = null;
   #sealKey: CryptoKey | null = null;
-  #nextId = 1;
-  #waiting = new Map<number, Waiter>();
-  #closedReason: string | null = null;
+  #closedByUs = false;
   #user: string | null = null;
-  #reader: Promise<void>;
   #cache: SaltedPasswordCache = new Map();
   #chat: ChatCredentials | null = null;
   #keepalive: ReturnType<typeof setInterval> | undefined;
@@ -102,10 +76,22 @@ export class AuthchatClient {
     options: ClientOptions,
     channelBinding?: Uint8Array<ArrayBuffer>,
   ) {
-    this.#framed = framed;
     this.#options = options;
     this.#channelBinding = channelBinding;
-    this.#reader = this.#read();
+    this.#channel = new RequestChannel(framed, {
+      requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+      onEvent: (event) => {
+        if (event.op === "BYE") {
+          this.#user = null;
+          this.#chat = null;
+        }
+        options.onEvent?.(event);
+      },
+      onClosed: () => {
+        clearInterval(this.#keepalive);
+        this.#chat = null;
+      },
+    });
   }
 
   /**
@@ -130,7 +116,7 @@ export class AuthchatClient {
       }
       return client;
     } catch (err) {
-      await client.#shut("connect failed");
+      await client.#channel.shut("connect failed");
       throw err;
     }
   }
@@ -147,7 +133,7 @@ export class AuthchatClient {
 
   /** Why the connection ended, or `null` while open. */
   get closedReason(): string | null {
-    return this.#closedReason;
+    return this.#closedByUs ? "Closed" : this.#channel.closedReason;
   }
 
   /** Whether channel binding is available on this connection (TLS). */
@@ -155,70 +141,8 @@ export class AuthchatClient {
     return this.#channelBinding !== undefined;
   }
 
-  async #read(): Promise<void> {
-    let reason = "Connection closed by the server";
-    try {
-      for await (const payload of this.#framed.payloads()) {
-        const msg = decodeServerMessage(payload);
-        if (msg.op === "BYE") {
-          reason = `Server ended the session: ${msg.reason} (${msg.code})`;
-          this.#user = null;
-          this.#chat = null;
-          this.#options.onEvent?.(msg);
-          continue;
-        }
-        if (msg.op === "PRESENCE") {
-          this.#options.onEvent?.(msg);
-          continue;
-        }
-        const waiter = msg.id === undefined ? undefined : this.#waiting.get(msg.id);
-        if (waiter) {
-          this.#waiting.delete(msg.id!);
-          waiter.resolve(msg);
-        } else if (msg.op === "ERROR") {
-          reason = `Server error: ${msg.message} (${msg.code})`;
-        }
-      }
-      if (this.#framed.error) reason = `Bad data from the server: ${this.#framed.error.message}`;
-    } catch (err) {
-      if (this.#closedReason === null) reason = `Connection failed: ${(err as Error).message}`;
-    }
-    await this.#shut(reason);
-  }
-
-  async #shut(reason: string): Promise<void> {
-    this.#closedReason ??= reason;
-    clearInterval(this.#keepalive);
-    this.#chat = null;
-    for (const waiter of this.#waiting.values()) waiter.reject(new ConnectionClosedError(this.#closedReason));
-    this.#waiting.clear();
-    await this.#framed.close(500);
-  }
-
-  async #request<K extends ServerOp>(msg: ClientMessage, expect: K): Promise<ServerMessageOf<K>> {
-    if (this.#closedReason !== null) throw new ConnectionClosedError(this.#closedReason);
-    const id = this.#nextId;
-    this.#nextId = this.#nextId >= MAX_ID ? 1 : this.#nextId + 1;
-    const reply = new Promise<ServerMessage>((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
-    this.#framed.send(encodeMessage({ ...msg, id } as ClientMessage)).catch(() => {});
-    const timeoutMs = this.#options.requestTimeoutMs ?? 30_000;
-    if (!await raceTimeout(reply, timeoutMs)) {
-      await this.#shut(`Server did not answer ${msg.op} within ${timeoutMs / 1000} s`);
-    }
-    const answer = await reply;
-    if (answer.op === "ERROR") {
-      const err = errorFromMessage(answer);
-      if (err.details.fatal) await this.#shut(`Server closed the connection: ${err.message}`);
-      throw err;
-    }
-    if (answer.op !== expect) {
-      await this.#shut("Protocol violation by the server");
-      throw new ProtocolError(
-        "OUT_OF_ORDER",
-        `Unexpected reply from the server: ${answer.op} instead of ${expect}`,
-      );
-    }
-    return answer as ServerMessageOf<K>;
+  #request<K extends ServerOp>(msg: ClientMessage, expect: K): Promise<ServerMessageOf<K>> {
+    return this.#channel.request(msg, expect);
   }
 
   /**
@@ -293,7 +217,7 @@ export class AuthchatClient {
     try {
       return await check();
     } catch (err) {
-      await this.#shut(`Server failed authentication checks: ${(err as Error).message}`);
+      await this.#channel.shut(`Server failed authentication checks: ${(err as Error).message}`);
       throw err;
     }
   }
@@ -352,7 +276,7 @@ export class AuthchatClient {
     const every = this.#options.keepaliveMs ?? 5000;
     if (every <= 0) return;
     const ping = () => {
-      if (this.#closedReason === null) this.#request({ op: "PING" }, "PONG").catch(() => {});
+      if (this.#channel.closedReason === null) this.#request({ op: "PING" }, "PONG").catch(() => {});
     };
     // The first PING goes at once: from then on the server holds this session to its keepalive
     // timeout, so a client that dies even in its first seconds goes offline within that time.
@@ -423,15 +347,15 @@ export class AuthchatClient {
 
   /** Say CLOSE, wait for the confirmation, and close. Safe to call on a closed connection. */
   async close(): Promise<void> {
-    if (this.#closedReason === null) {
+    if (this.#channel.closedReason === null) {
       try {
         await this.#request({ op: "CLOSE" }, "CLOSE");
       } catch {
         // Closing anyway.
       }
-      this.#closedReason = "Closed";
+      this.#closedByUs = true;
     }
-    await this.#shut("Closed");
-    await this.#reader;
+    await this.#channel.shut("Closed");
+    await this.#channel.done;
   }
 }

@@ -22,6 +22,60 @@ export function freshSealNonce(): string {
   return encodeBase64(crypto.getRandomValues(new Uint8Array(18)));
 }
 
+/**
+ * A session's side of new passwords: its channel, the server's sealing key and the single-use seal nonce.
+ *
+ * @example
+ * ```ts
+ * import { SessionSecrets } from "./_new_password.ts";
+ * const key = (await crypto.subtle.generateKey(
+ *   { name: "RSA-OAEP", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" },
+ *   false,
+ *   ["decrypt"],
+ * ) as CryptoKeyPair).privateKey;
+ * const secrets = new SessionSecrets({ confidential: false, peerAddress: "10.0.0.1" }, key);
+ * const nonce = secrets.renewSealNonce();
+ * console.assert(secrets.takeSealNonce() === nonce && secrets.takeSealNonce() === null);
+ * ```
+ */
+export class SessionSecrets implements NewPasswordSource {
+  /** Whether the channel is TLS. */
+  readonly confidential: boolean;
+  /** Source address (for the registration budget). */
+  readonly peerAddress: string;
+  /** The server's sealing private key. */
+  readonly sealPrivateKey: CryptoKey;
+  #nonce: string | null = null;
+
+  /**
+   * Make the holder.
+   *
+   * @param info Channel and source address.
+   * @param sealPrivateKey The server's sealing private key.
+   */
+  constructor(info: { confidential: boolean; peerAddress: string }, sealPrivateKey: CryptoKey) {
+    this.confidential = info.confidential;
+    this.peerAddress = info.peerAddress;
+    this.sealPrivateKey = sealPrivateKey;
+  }
+
+  /**
+   * Replace the seal nonce (every HELLO does): a secret sealed to an older one no longer opens.
+   *
+   * @returns The new nonce.
+   */
+  renewSealNonce(): string {
+    this.#nonce = freshSealNonce();
+    return this.#nonce;
+  }
+
+  takeSealNonce(): string | null {
+    const nonce = this.#nonce;
+    this.#nonce = null;
+    return nonce;
+  }
+}
+
 /** What the session supplies. */
 export interface NewPasswordSource {
   /** Whether the channel is TLS. */

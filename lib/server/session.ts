@@ -26,13 +26,13 @@ import type {
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { failedRequest, passwordChange, registerAccount } from "./_account_requests.ts";
 import { listReply, loginReply, onlineUser, peerReply, registerIdentity } from "./_chat_requests.ts";
-import { freshSealNonce } from "./_new_password.ts";
-import type { NewPasswordSource } from "./_new_password.ts";
+import { SessionSecrets } from "./_new_password.ts";
 import { checkProof, commitProof, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
 import { accessReply, checkVersion, helloReply, isLoggedReply } from "./_replies.ts";
 import type { LoggedIn } from "./_replies.ts";
 import type { LogFields } from "./logger.ts";
+import { SessionClock } from "./_session_clock.ts";
 import type { ConnectionInfo, SessionContext, SessionSink } from "./session_context.ts";
 import type { RegisteredSession } from "./session_registry.ts";
 
@@ -57,12 +57,10 @@ export class Session implements RegisteredSession {
   #hello = false;
   #user: LoggedIn | null = null;
   #pending: PendingExchange | null = null;
-  #sealNonce: string | null = null;
+  #secrets: SessionSecrets;
   #closed = false;
   #removed = false;
-  #keepalive = false;
-  #authSince: number;
-  #lastActivity: number;
+  #clock: SessionClock;
 
   /**
    * Start a session for a new connection.
@@ -76,7 +74,8 @@ export class Session implements RegisteredSession {
     this.#info = info;
     this.#sink = sink;
     this.#scram = new ScramServer(info.channelBinding ? { channelBinding: info.channelBinding } : {});
-    this.#authSince = this.#lastActivity = ctx.now();
+    this.#clock = new SessionClock(ctx, ctx.now());
+    this.#secrets = new SessionSecrets(info, ctx.sealPrivateKey);
     ctx.registry.add(this);
     ctx.log.info("connect", { session: this.id, ip: info.peerAddress, transport: info.transport });
   }
@@ -98,13 +97,7 @@ export class Session implements RegisteredSession {
 
   /** When the session times out, in ms: the login deadline, or the idle deadline once logged in. */
   get deadline(): number {
-    if (!this.#user) return this.#authSince + this.#ctx.authTimeoutMs;
-    return this.#lastActivity + (this.#keepalive ? this.#quietLimitMs : this.#ctx.idleTimeoutMs);
-  }
-
-  /** How long a session that sends keepalives may stay silent. */
-  get #quietLimitMs(): number {
-    return Math.min(this.#ctx.keepaliveTimeoutMs, this.#ctx.idleTimeoutMs);
+    return this.#clock.deadline(this.#user !== null);
   }
 
   /**
@@ -114,7 +107,7 @@ export class Session implements RegisteredSession {
    */
   async receive(payload: Uint8Array): Promise<void> {
     if (this.#closed) return;
-    this.#lastActivity = this.#ctx.now();
+    this.#clock.activity(this.#ctx.now());
     let requestId: number | undefined;
     let op = "request";
     try {
@@ -147,11 +140,7 @@ export class Session implements RegisteredSession {
    */
   tick(now: number): void {
     if (this.#closed || now < this.deadline) return;
-    const [code, reason]: [ByeCode, string] = !this.#user
-      ? ["AUTH_TIMEOUT", `Not logged in within ${this.#ctx.authTimeoutMs / 1000} s: connection closed`]
-      : this.#keepalive
-      ? ["KEEPALIVE_TIMEOUT", `No keepalive for ${this.#quietLimitMs / 1000} s: session closed`]
-      : ["IDLE_TIMEOUT", `Idle for ${this.#ctx.idleTimeoutMs / 1000} s: session closed`];
+    const [code, reason] = this.#clock.expiry(this.#user !== null);
     this.#ctx.log.info("timeout", { ...this.#logFields(), code });
     this.end(code, reason);
   }
@@ -230,7 +219,7 @@ export class Session implements RegisteredSession {
   #setUser(user: LoggedIn | null): void {
     this.#goOffline();
     this.#user = user;
-    if (!user) this.#authSince = this.#ctx.now();
+    if (!user) this.#clock.loggedOut(this.#ctx.now());
     this.#ctx.registry.setUser(this, user?.key ?? null);
     if (user) this.#ctx.presence.join(this, onlineUser(user));
   }
@@ -255,13 +244,7 @@ export class Session implements RegisteredSession {
       case "HELLO":
         return this.#onHello(msg);
       case "REGISTER":
-        return this.#reply(
-          await registerAccount(this.#ctx, msg, { ...this.#passwordSource, peerAddress: this.peerAddress }, {
-            session: this.id,
-            ip: this.peerAddress,
-          }),
-          msg.id,
-        );
+        return this.#reply(await registerAccount(this.#ctx, msg, this.#secrets, this.#logFields()), msg.id);
       case "LOGIN": {
         if (this.#user) this.#logout("relogin");
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
@@ -286,7 +269,7 @@ export class Session implements RegisteredSession {
         return this.#reply(await peerReply(this.#ctx, msg.user), msg.id);
       case "PING":
         // A client that sends keepalives is held to the keepalive timeout, so a dead one goes offline soon.
-        this.#keepalive = true;
+        this.#clock.keepalive();
         return this.#reply({ op: "PONG" }, msg.id);
       case "LOGOUT":
         this.#requireUser();
@@ -302,31 +285,16 @@ export class Session implements RegisteredSession {
   #onHello(msg: ClientMessageOf<"HELLO">): void {
     checkVersion(msg.version);
     this.#hello = true;
-    // Every HELLO replaces the seal nonce: a secret sealed to an older one no longer opens.
-    this.#sealNonce = freshSealNonce();
     this.#reply(
       helloReply({
         name: this.#ctx.serverName,
         mechanisms: this.#scram.mechanisms,
         confidential: this.#info.confidential,
         sealKey: this.#ctx.sealPublicKey,
-        sealNonce: this.#sealNonce,
+        sealNonce: this.#secrets.renewSealNonce(),
       }),
       msg.id,
     );
-  }
-
-  /** The new password of REGISTER or PASSWD: in clear only inside TLS, else sealed to this session. */
-  get #passwordSource(): NewPasswordSource {
-    return {
-      confidential: this.#info.confidential,
-      sealPrivateKey: this.#ctx.sealPrivateKey,
-      takeSealNonce: () => {
-        const nonce = this.#sealNonce;
-        this.#sealNonce = null;
-        return nonce;
-      },
-    };
   }
 
   async #onReauth(msg: ClientMessageOf<"PASSWD"> | ClientMessageOf<"DELETE">): Promise<void> {
@@ -339,7 +307,7 @@ export class Session implements RegisteredSession {
       );
     }
     if (msg.op === "DELETE") return await this.#begin({ purpose: "delete", first, who: me }, msg.id);
-    const change = await passwordChange(this.#ctx, me.name, msg, this.#passwordSource);
+    const change = await passwordChange(this.#ctx, me.name, msg, this.#secrets);
     await this.#begin({ purpose: "passwd", first, who: me, ...change }, msg.id);
   }
 
@@ -407,12 +375,7 @@ export class Session implements RegisteredSession {
       verifier: done.verifier,
       ...login.identity,
     });
-    this.#ctx.log.info("login_ok", {
-      session: this.id,
-      ip: this.peerAddress,
-      user: pending.name,
-      transport: this.#info.transport,
-    });
+    this.#ctx.log.info("login_ok", { ...this.#logFields(), transport: this.#info.transport });
     this.#reply(login.reply, requestId);
   }
 

@@ -109,6 +109,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
         ),
     },
     onEvent: (event) => events.runner?.onServerEvent(event),
+    onClosed: () => events.runner?.onConnectionClosed(),
   };
   if (flags.ca !== undefined) {
     try {

@@ -11,6 +11,10 @@ import { saslPrep } from "./saslprep.ts";
 
 /** Longest name, in code points after SASLprep. */
 export const MAX_USERNAME_CHARS = 64;
+/** Longest user name (and lower-cased key) in bytes of UTF-8. */
+export const MAX_USERNAME_BYTES = 255;
+
+const encoder = new TextEncoder();
 
 /** A name ready to store: as shown, and its uniqueness key. */
 export interface PreparedName {
@@ -38,6 +42,14 @@ function refuse(reason: string, message: string): never {
  * @throws {ProtocolError} `INVALID_USERNAME` with reason `empty`, `too_long`, `prohibited_character`,
  *   `whitespace` or `colon`.
  */
+function preparesTo(key: string): boolean {
+  try {
+    return saslPrep(key) === key;
+  } catch {
+    return false;
+  }
+}
+
 export function prepareUsername(raw: string): PreparedName {
   let name: string;
   try {
@@ -55,5 +67,15 @@ export function prepareUsername(raw: string): PreparedName {
   }
   if (/\s/u.test(name)) refuse("whitespace", "Invalid username: it contains white space");
   if (name.includes(":")) refuse("colon", "Invalid username: it contains ':'");
-  return { name, key: name.toLowerCase() };
+  const key = name.toLowerCase();
+  // Names travel in datagrams as at most 255 bytes of UTF-8, and a key must itself be a valid name
+  // (peers and lookups use it); lower-casing can lengthen a name or reach unassigned code points.
+  const bytes = Math.max(encoder.encode(name).length, encoder.encode(key).length);
+  if (bytes > MAX_USERNAME_BYTES) {
+    refuse("too_long", `Invalid username: ${bytes} bytes of UTF-8 exceeds ${MAX_USERNAME_BYTES}`);
+  }
+  if (key !== name && !preparesTo(key)) {
+    refuse("prohibited_character", "Invalid username: its lower-case form contains an unassigned character");
+  }
+  return { name, key };
 }

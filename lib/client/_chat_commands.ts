@@ -59,6 +59,7 @@ export class ChatCommands {
   #settings: ChatSettings | undefined;
   #node: ChatNode | null = null;
   #starting: Promise<void> | null = null;
+  #online = new Set<string>();
 
   /**
    * Make the chat side.
@@ -112,6 +113,7 @@ export class ChatCommands {
     await this.#starting;
     const node = this.#node;
     this.#node = null;
+    this.#online.clear();
     await node?.close();
   }
 
@@ -126,7 +128,12 @@ export class ChatCommands {
       void this.stop();
       return;
     }
-    this.#io.out(`presence: ${event.user} ${event.state}`);
+    // An account's first login registers its identity key, which re-announces it online: print once.
+    const key = event.user.toLowerCase();
+    const known = this.#online.has(key);
+    if (event.state === "online") this.#online.add(key);
+    else this.#online.delete(key);
+    if (!(known && event.state === "online")) this.#io.out(`presence: ${event.user} ${event.state}`);
     // Either way the peer's old session (and address) is gone: the next send looks them up again.
     this.#node?.forget(event.user, `${event.user} went ${event.state}`);
   }

@@ -43,6 +43,8 @@ export interface ClientOptions extends Endpoint {
   keepaliveMs?: number;
   /** Told about unsolicited server messages. */
   onEvent?: (event: ServerEvent) => void;
+  /** Told once when the connection ends (BYE, a drop, or close). */
+  onClosed?: () => void;
 }
 
 const encoder = new TextEncoder();
@@ -90,6 +92,7 @@ export class AuthchatClient {
       onClosed: () => {
         clearInterval(this.#keepalive);
         this.#chat = null;
+        options.onClosed?.();
       },
     });
   }

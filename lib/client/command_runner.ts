@@ -123,6 +123,11 @@ export class CommandRunner {
     this.#chat.onServerEvent(event);
   }
 
+  /** The connection ended (however): direct messages stop with it. */
+  onConnectionClosed(): void {
+    void this.#chat.stop();
+  }
+
   /** True after `close`: no more commands. */
   get finished(): boolean {
     return this.#finished;

@@ -264,6 +264,7 @@ export class AuthchatServer {
       }
     }
     await Promise.all(this.#accepting);
+    this.#ctx.presence.quiet();
     this.#ctx.registry.endAll("SHUTDOWN", "Server shutting down");
     await raceTimeout(Promise.all([...this.#connections]), graceMs);
     this.#ctx.store.close();

@@ -71,6 +71,8 @@ export interface PresenceDirectory {
    * @returns The user, or `undefined` when offline.
    */
   get(userKey: string): OnlineUser | undefined;
+  /** The server is shutting down: every session is about to end, so nobody is told about it. */
+  quiet(): void;
 }
 
 /**
@@ -108,6 +110,7 @@ export class LocalPresence implements PresenceDirectory {
   #users = new Map<string, { user: OnlineUser; sessions: Set<PresenceMember> }>();
   #members = new Map<PresenceMember, string>();
   #sorted: string[] | null = null;
+  #quiet = false;
 
   join(member: PresenceMember, user: OnlineUser): void {
     if (this.#members.has(member)) this.leave(member, this.#members.get(member)!);
@@ -163,8 +166,14 @@ export class LocalPresence implements PresenceDirectory {
     return this.#users.get(userKey)?.user;
   }
 
+  quiet(): void {
+    // Without this, ending N sessions one by one would send every remaining one a notice: N² messages.
+    this.#quiet = true;
+  }
+
   /** Tell every session of the other users. */
   #broadcast(user: OnlineUser, state: "online" | "offline"): void {
+    if (this.#quiet) return;
     const notice = presenceNotice(user, state);
     for (const [member, key] of this.#members) if (key !== user.key) member.notify(notice);
   }

@@ -28,8 +28,9 @@ Deno.test("prepareUsername allows 64 code points and refuses 65, counting code p
   assert.equal(prepareUsername("a".repeat(64)).name.length, 64);
   refused("a".repeat(65), "too_long");
   // U+10400 DESERET CAPITAL LONG I: one code point, two UTF-16 units, assigned in Unicode 3.1.
-  const deseret = "\u{10400}".repeat(64);
-  assert.equal(deseret.length, 128);
+  // 63 of them (252 bytes of UTF-8; 64 would pass the 255-byte datagram limit).
+  const deseret = "\u{10400}".repeat(63);
+  assert.equal(deseret.length, 126);
   assert.equal(prepareUsername(deseret).name, deseret);
   refused("\u{10400}".repeat(65), "too_long");
 });
@@ -63,4 +64,15 @@ Deno.test("prepareUsername leaves SQL metacharacters unchanged", () => {
     assert.equal(name, raw);
     assert.equal(key, raw.toLowerCase());
   }
+});
+
+Deno.test("prepareUsername refuses a name or key longer than 255 bytes of UTF-8 (the datagram limit)", () => {
+  assert.equal(prepareUsername("\u{20000}".repeat(63)).name.length, 126);
+  refused("\u{20000}".repeat(64), "too_long");
+});
+
+Deno.test("prepareUsername refuses a name whose lower-case key is not itself a valid name", () => {
+  // U+04C0 lower-cases to U+04CF, unassigned in Unicode 3.2: the key could never be looked up.
+  refused("\u04C0x", "prohibited_character");
+  assert.equal(prepareUsername("İstanbul").key, "i̇stanbul");
 });

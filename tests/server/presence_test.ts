@@ -166,3 +166,21 @@ Deno.test("LocalPresence.get returns an online user by key and undefined otherwi
   assert.equal(presence.get("Alice"), undefined, "keys are lower-cased names");
   assert.equal(presence.get("bob"), undefined);
 });
+
+Deno.test("LocalPresence tells nobody once quiet (shutdown ends every session at once)", () => {
+  const presence = new LocalPresence();
+  const seen: string[] = [];
+  const member = (id: number) => ({
+    id,
+    notify: (m: { user: string; state: string }) => seen.push(`${id}:${m.user} ${m.state}`),
+  });
+  const a = member(1);
+  const b = member(2);
+  presence.join(a, { key: "alice", name: "alice", identityKey: null, fingerprint: null });
+  presence.join(b, { key: "bob", name: "bob", identityKey: null, fingerprint: null });
+  assert.deepEqual(seen, ["1:bob online"]);
+  presence.quiet();
+  presence.leave(a, "alice");
+  assert.deepEqual(seen, ["1:bob online"], "bob is not told alice left");
+  assert.equal(presence.get("alice"), undefined, "the directory itself is still kept");
+});

@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { ChatCommands, printable } from "../../lib/client/_chat_commands.ts";
+import type { CommandIO } from "../../lib/client/command_runner.ts";
+
+function recorder(): { io: CommandIO; out: string[] } {
+  const out: string[] = [];
+  return {
+    out,
+    io: {
+      out: (line) => out.push(line),
+      err: (line) => out.push(`err ${line}`),
+      secret: () => Promise.reject(new Error("no secrets here")),
+      user: () => Promise.reject(new Error("no user here")),
+    },
+  };
+}
+
+Deno.test("ChatCommands prints each presence change once, even when a first login re-announces the key", () => {
+  const { io, out } = recorder();
+  const chat = new ChatCommands(io, undefined);
+  chat.onServerEvent({ op: "PRESENCE", user: "Dave", state: "online" });
+  chat.onServerEvent({ op: "PRESENCE", user: "Dave", state: "online", key: "k", fingerprint: "SHA256:x" });
+  chat.onServerEvent({ op: "PRESENCE", user: "Dave", state: "offline" });
+  chat.onServerEvent({ op: "PRESENCE", user: "Dave", state: "online" });
+  assert.deepEqual(out, ["presence: Dave online", "presence: Dave offline", "presence: Dave online"]);
+});
+
+Deno.test("printable shows control characters from other users escaped, on one line", () => {
+  assert.equal(printable("line1\nline2\r\u001b[31mred\u0007"), "line1\\nline2\\u000d\\u001b[31mred\\u0007");
+  assert.equal(printable("tab\there \u2028 ok ✓"), "tab\\there \\u2028 ok ✓");
+});

@@ -17,6 +17,9 @@ import {
 import type { PeerDatagram } from "../codec/datagram.ts";
 import type { LinkOutput, PeerPath } from "./peer_link.ts";
 
+/** Datagrams checked at once at most; more are dropped (the reliable layer sends again what matters). */
+const MAX_HANDLING = 1024;
+
 /** Options of {@linkcode ChatSocket}. */
 export interface ChatSocketOptions {
   /** Server host; the rendezvous and relay listen there on `port`. */
@@ -33,8 +36,11 @@ export interface ChatSocketOptions {
 
 /** The client's one UDP socket. */
 export class ChatSocket {
-  /** Datagrams dropped: undecodable or failing to be handled, and server datagrams with a bad tag. */
-  readonly stats = { malformed: 0, badServerTag: 0 };
+  /**
+   * Datagrams dropped: undecodable or failing to be handled, server datagrams with a bad tag, and datagrams
+   * read while too many others were still being checked.
+   */
+  readonly stats = { malformed: 0, badServerTag: 0, overloaded: 0 };
   #o: ChatSocketOptions;
   #socket: Deno.DatagramConn;
   #handle: Uint8Array<ArrayBuffer>;
@@ -140,6 +146,11 @@ export class ChatSocket {
         addr = a as Deno.NetAddr;
       } catch {
         return;
+      }
+      // Each datagram is checked without waiting for the one before; a flood must not pile up checks.
+      if (this.#handling.size >= MAX_HANDLING) {
+        this.stats.overloaded++;
+        continue;
       }
       const handling: Promise<void> = this.#onDatagram(bytes, addr)
         .catch(() => void this.stats.malformed++)

@@ -9,6 +9,7 @@
  */
 
 import { prepareUsername } from "../auth/username.ts";
+import { decodeBase64 } from "../codec/base64.ts";
 import { hs1SignedBytes } from "../codec/datagram.ts";
 import type { Hs1Datagram } from "../codec/datagram.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
@@ -40,6 +41,30 @@ export function isUserKey(name: string): boolean {
 /** A check that an HS1 is signed by the key the server has for its sender. */
 export function hs1Check(d: Hs1Datagram): (peerKey: Uint8Array<ArrayBuffer>) => Promise<boolean> {
   return (peerKey) => verifyIdentitySignature(peerKey, d.sig, hs1SignedBytes(d.from, d.to, d.eph));
+}
+
+/** What {@linkcode PeerLookups.recheck} found. */
+export type Recheck =
+  | { kind: "same" }
+  | { kind: "moved"; direct: { hostname: string; port: number }; relayId: number }
+  | { kind: "gone"; why: string };
+
+/** A key-changed refusal. */
+export class PeerKeyChangedError extends Error {
+  /**
+   * Make the error.
+   *
+   * @param user The peer.
+   * @param fingerprint The new key's fingerprint.
+   */
+  constructor(user: string, fingerprint: string) {
+    super(
+      `WARNING: the identity key of ${user} has CHANGED (now ${fingerprint}). Someone may be impersonating ` +
+        `them, or they made a new key. Compare safety numbers with "fingerprint ${user}" over another channel, ` +
+        `then run "trust ${user}" to accept it. Nothing was sent.`,
+    );
+    this.name = "PeerKeyChangedError";
+  }
 }
 
 interface Outcome {
@@ -109,6 +134,34 @@ export class PeerLookups {
     } finally {
       this.#incoming--;
     }
+  }
+
+  /**
+   * Look again at a user we have a link with, whose sends stalled.
+   *
+   * @param name The user.
+   * @param known The identity key and relay id the link has.
+   * @returns `same` (or a failed lookup: nothing to go by), `moved` to a new session of the user, or `gone`
+   *   (offline, unknown, or a new identity key) with the reason.
+   */
+  async recheck(
+    name: string,
+    known: { key: Uint8Array; relayId: number | null },
+  ): Promise<Recheck> {
+    let info: PeerInfo;
+    try {
+      info = await this.#peer(name);
+    } catch (err) {
+      const gone = err instanceof ProtocolError &&
+        (err.code === "USER_OFFLINE" || err.code === "UNKNOWN_USER");
+      return gone ? { kind: "gone", why: err.message } : { kind: "same" };
+    }
+    const key = decodeBase64(info.key);
+    if (!key || key.length !== known.key.length || key.some((b, i) => b !== known.key[i])) {
+      return { kind: "gone", why: `the identity key of ${info.user} changed` };
+    }
+    if (info.relay_id === known.relayId) return { kind: "same" };
+    return { kind: "moved", direct: { hostname: info.address, port: info.port }, relayId: info.relay_id };
   }
 
   /**

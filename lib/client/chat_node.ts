@@ -19,8 +19,19 @@ import type { ReliableChannelOptions } from "../transport/reliable_channel.ts";
 import type { PeerInfo } from "./authchat_client.ts";
 import type { KnownPeers } from "./known_peers.ts";
 import { ChatSocket } from "./_chat_socket.ts";
-import { ForgedHandshake, hs1Check, isUserKey, LookupsBusy, PeerLookups } from "./_peer_lookups.ts";
+import {
+  ForgedHandshake,
+  hs1Check,
+  isUserKey,
+  LookupsBusy,
+  PeerKeyChangedError,
+  PeerLookups,
+} from "./_peer_lookups.ts";
+
+export { PeerKeyChangedError } from "./_peer_lookups.ts";
 import { PeerLink } from "./peer_link.ts";
+import { PendingSends } from "./_pending_sends.ts";
+import type { SendLink } from "./_pending_sends.ts";
 import type { PeerPath } from "./peer_link.ts";
 
 /** What the node needs from the logged-in control connection. */
@@ -79,43 +90,38 @@ export interface ChatNodeStats {
   badSignature: number;
   /** HS1s from users with no link dropped unchecked: too many server lookups were under way. */
   lookupsBusy: number;
+  /** Datagrams dropped unread because too many were already waiting for the same link (or the socket). */
+  overloaded: number;
   delivered: number;
 }
 
-interface PendingSend {
-  resolve(): void;
-  reject(err: Error): void;
-  timer: ReturnType<typeof setTimeout>;
+interface LinkState extends SendLink {
   link: PeerLink;
-}
-
-interface LinkState {
-  link: PeerLink;
+  /** The user's key and name as stored. */
+  key: string;
   name: string;
+  /** The identity key the link was made with. */
+  peerKey: Uint8Array;
   chain: Promise<void>;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the server was last asked where the peer is, and whether it is being asked now. */
+  lookedUpAt: number;
+  lookingUp: boolean;
+  /** Datagrams waiting on the chain, and whether a pump is already waiting on it. */
+  jobs: number;
+  pumpQueued: boolean;
 }
+
+/** Datagrams that may wait for one link: past this a flood (forged or not) is dropped unread. */
+const MAX_LINK_JOBS = 256;
+/**
+ * Sends to a peer unacknowledged this long make the node ask the server again where the peer is: the
+ * session that received them may have ended while the user stays online with another one.
+ */
+const REFRESH_MS = 1500;
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
-
-/** A key-changed refusal. */
-export class PeerKeyChangedError extends Error {
-  /**
-   * Make the error.
-   *
-   * @param user The peer.
-   * @param fingerprint The new key's fingerprint.
-   */
-  constructor(user: string, fingerprint: string) {
-    super(
-      `WARNING: the identity key of ${user} has CHANGED (now ${fingerprint}). Someone may be impersonating ` +
-        `them, or they made a new key. Compare safety numbers with "fingerprint ${user}" over another channel, ` +
-        `then run "trust ${user}" to accept it. Nothing was sent.`,
-    );
-    this.name = "PeerKeyChangedError";
-  }
-}
 
 /**
  * The UDP side of a logged-in client.
@@ -136,7 +142,7 @@ export class ChatNode {
   #bySession = new Map<string, LinkState>();
   /** Links being made, and whether an incoming HS1 asked for it (such a lookup is made only once). */
   #lookups = new Map<string, { made: Promise<LinkState>; incoming: boolean }>();
-  #pending = new Map<number, PendingSend>();
+  #pending = new PendingSends<LinkState>();
   #nextId = 1;
   #closed = false;
   /** Key-change warnings already shown: a peer retrying its handshake must not repeat them. */
@@ -148,6 +154,7 @@ export class ChatNode {
     replayed: 0,
     badSignature: 0,
     lookupsBusy: 0,
+    overloaded: 0,
     delivered: 0,
   };
 
@@ -185,8 +192,9 @@ export class ChatNode {
 
   /** Drop counters, summed over every peer. */
   get stats(): ChatNodeStats {
-    const { malformed, badServerTag } = this.#socket.stats;
+    const { malformed, badServerTag, overloaded } = this.#socket.stats;
     const s = { malformed, badServerTag, ...this.#stats };
+    s.overloaded += overloaded;
     for (const { link } of this.#links.values()) {
       s.forged += link.stats.forged;
       s.replayed += link.stats.replayed;
@@ -217,13 +225,16 @@ export class ChatNode {
     // Queued first: a refusal (RangeError) leaves no pending send or timer behind.
     state.link.send(bytes, id);
     const timeoutMs = this.#o.sendTimeoutMs ?? 10_000;
-    const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        state.link.cancel(id);
-        reject(new Error(`Not delivered within ${timeoutMs / 1000} s: ${state.name} did not acknowledge it`));
-      }, timeoutMs);
-      this.#pending.set(id, { resolve, reject, timer, link: state.link });
+    const done = this.#pending.wait(id, state, timeoutMs, () => {
+      // The link is given up with everything on it, so nothing reported as not delivered is sent again
+      // later; the next send starts afresh from a server lookup.
+      this.#drop(
+        state,
+        (other) =>
+          other === id
+            ? `Not delivered within ${timeoutMs / 1000} s: ${state.name} did not acknowledge it`
+            : `Not delivered: an earlier message to ${state.name} was not acknowledged in time`,
+      );
     });
     this.#pump(state);
     return await done;
@@ -239,16 +250,16 @@ export class ChatNode {
     const key = prepareUsername(user).key;
     this.#peers.forget(key);
     const state = this.#links.get(key);
-    if (!state) return;
-    this.#links.delete(key);
+    if (state) this.#drop(state, () => `Not delivered: ${why}`);
+  }
+
+  /** Close a link and fail its pending sends. */
+  #drop(state: LinkState, why: (id: number) => string): void {
+    if (this.#links.get(state.key) === state) this.#links.delete(state.key);
+    this.#peers.forget(state.key);
     clearTimeout(state.timer);
     state.link.close();
-    for (const [id, p] of this.#pending) {
-      if (p.link !== state.link) continue;
-      clearTimeout(p.timer);
-      this.#pending.delete(id);
-      p.reject(new Error(`Not delivered: ${why}`));
-    }
+    this.#pending.failLink(state, why);
   }
 
   /** Close the socket; pending sends fail. */
@@ -256,11 +267,7 @@ export class ChatNode {
     if (this.#closed) return;
     this.#closed = true;
     for (const state of this.#links.values()) clearTimeout(state.timer);
-    for (const p of this.#pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new Error("Not delivered: the client is closing"));
-    }
-    this.#pending.clear();
+    this.#pending.failAll("Not delivered: the client is closing");
     await this.#socket.close();
     await Promise.allSettled([...this.#links.values()].map((s) => s.chain));
   }
@@ -289,7 +296,12 @@ export class ChatNode {
       if (!state) return void this.#stats.unknownSender++;
     }
     const target = state;
+    // Each datagram costs an authentication check on the chain: a flood must not queue work without bound
+    // ahead of the peer's own datagrams (the reliable layer sends again what is dropped here).
+    if (target.jobs >= MAX_LINK_JOBS) return void this.#stats.overloaded++;
+    target.jobs++;
     this.#serialize(target, async () => {
+      target.jobs--;
       await target.link.receive(d, path, Date.now());
       for (const message of target.link.takeDelivered()) {
         this.#stats.delivered++;
@@ -301,13 +313,7 @@ export class ChatNode {
   }
 
   #settle(state: LinkState): void {
-    for (const id of state.link.takeAcknowledged()) {
-      const p = this.#pending.get(id);
-      if (!p) continue;
-      this.#pending.delete(id);
-      clearTimeout(p.timer);
-      p.resolve();
-    }
+    this.#pending.acknowledged(state.link.takeAcknowledged());
   }
 
   /** Run link work one at a time: the link's methods await crypto between steps. */
@@ -316,17 +322,44 @@ export class ChatNode {
   }
 
   #pump(state: LinkState): void {
+    // One pump waiting on the chain does for every datagram that asked for one meanwhile.
+    if (state.pumpQueued) return;
+    state.pumpQueued = true;
     this.#serialize(state, async () => {
-      if (this.#closed || this.#links.get(prepareUsername(state.name).key) !== state) return;
+      state.pumpQueued = false;
+      if (this.#closed || this.#links.get(state.key) !== state) return;
       const now = Date.now();
       for (const out of await state.link.poll(now)) await this.#socket.send(out);
       this.#settle(state);
+      this.#maybeLookUp(state, now);
       clearTimeout(state.timer);
-      const next = state.link.nextWakeup();
+      let next = state.link.nextWakeup();
+      if (state.pending > 0) {
+        const lookup = Math.max(state.progressAt, state.lookedUpAt) + REFRESH_MS;
+        next = next === null ? lookup : Math.min(next, lookup);
+      }
       if (next !== null && !this.#closed) {
         state.timer = setTimeout(() => this.#pump(state), Math.max(0, next - Date.now()));
       }
     });
+  }
+
+  /**
+   * Sends stalled: ask the server where the peer is now. A new relay id is a new session of the peer (the
+   * one we talked to ended, or the user logged in anew): the link moves to it and sends again what the old
+   * one did not acknowledge. A new identity key, or the user gone, ends the link.
+   */
+  #maybeLookUp(state: LinkState, now: number): void {
+    if (state.pending === 0 || state.lookingUp) return;
+    if (now - state.progressAt < REFRESH_MS || now - state.lookedUpAt < REFRESH_MS) return;
+    state.lookingUp = true;
+    state.lookedUpAt = now;
+    this.#peers.recheck(state.name, { key: state.peerKey, relayId: state.link.relayId }).then((found) => {
+      if (this.#closed || this.#links.get(state.key) !== state || found.kind === "same") return;
+      if (found.kind === "gone") return this.#drop(state, () => `Not delivered: ${found.why}`);
+      this.#serialize(state, () => Promise.resolve(state.link.updatePeer(found)));
+      this.#pump(state);
+    }).finally(() => state.lookingUp = false);
   }
 
   /**
@@ -365,7 +398,20 @@ export class ChatNode {
       throw new PeerKeyChangedError(info.user, await identityFingerprint(new Uint8Array(peerKey)));
     }
     if (status === "new") await this.#o.knownPeers.pin(this.#o.serverName, key, peerKey);
-    const state: LinkState = { link: null!, name: info.user, chain: Promise.resolve(), timer: undefined };
+    const state: LinkState = {
+      link: null!,
+      key,
+      name: info.user,
+      peerKey,
+      chain: Promise.resolve(),
+      timer: undefined,
+      pending: 0,
+      progressAt: 0,
+      lookedUpAt: Date.now(),
+      lookingUp: false,
+      jobs: 0,
+      pumpQueued: false,
+    };
     state.link = new PeerLink({
       me: this.#me,
       peer: key,

@@ -63,6 +63,8 @@ export interface PeerLinkStats {
   forged: number;
   replayed: number;
   relayFallbacks: number;
+  /** Authentic HS1s beyond the handshake budget (replays of old ones), dropped unanswered. */
+  overBudget: number;
 }
 
 interface Initiation {
@@ -75,7 +77,11 @@ interface Initiation {
   replace: boolean;
 }
 
-const MAX_ANSWERED = 4;
+/** HS1s whose HS2 is kept, so their retransmissions (or replays) are answered without new work. */
+const MAX_ANSWERED = 16;
+/** New sessions an authentic HS1 may start: this many at once, then one per `HS1_REFILL_MS`. */
+const HS1_BURST = 8;
+const HS1_REFILL_MS = 500;
 
 /**
  * The link to one peer.
@@ -103,7 +109,9 @@ export class PeerLink {
   #blocked = false;
   #delivered: Uint8Array<ArrayBuffer>[] = [];
   #acked: number[] = [];
-  #stats = { handshakes: 0, badSignature: 0, unexpected: 0, relayFallbacks: 0 };
+  #stats = { handshakes: 0, badSignature: 0, unexpected: 0, relayFallbacks: 0, overBudget: 0 };
+  /** Replayed HS1s are authentic, and each would cost an X25519 exchange and a session: they are budgeted. */
+  #hs1Budget = { tokens: HS1_BURST, at: 0 };
 
   /**
    * Make a link; nothing is sent until there is something to send or a handshake arrives.
@@ -332,6 +340,11 @@ export class PeerLink {
     const answered = this.#answered.get(key);
     // A retransmitted HS1 gets the same HS2; a replayed one gets nothing new either.
     if (answered) return void this.#outbox.push({ path: replyPath, bytes: answered.hs2 });
+    const budget = this.#hs1Budget;
+    budget.tokens = Math.min(HS1_BURST, budget.tokens + (now - budget.at) / HS1_REFILL_MS);
+    budget.at = now;
+    if (budget.tokens < 1) return void this.#stats.overBudget++;
+    budget.tokens--;
     const { keys, hs2 } = await answerHs1(this.#o, d);
     this.#answered.set(key, { hs2 });
     if (this.#answered.size > MAX_ANSWERED) this.#answered.delete(this.#answered.keys().next().value!);

@@ -268,6 +268,8 @@ export class AuthchatServer {
     this.#ctx.registry.endAll("SHUTDOWN", "Server shutting down");
     await raceTimeout(Promise.all([...this.#connections]), graceMs);
     this.#ctx.store.close();
+    // What the UDP side dropped and why: the counters a flood or an attack shows up in.
+    if (this.#rendezvous) this.#ctx.log.info("udp_stats", { ...this.#rendezvous.stats });
     this.#ctx.log.info("shutdown", { sessions_left: this.#ctx.registry.size });
   }
 }

@@ -44,6 +44,8 @@ export interface RendezvousStats {
   replayed: number;
   rateLimited: number;
   noRecipient: number;
+  /** Dropped unchecked because too many datagrams were being checked already. */
+  overloaded: number;
 }
 
 interface Entry {
@@ -53,10 +55,11 @@ interface Entry {
   key: CryptoKey;
   window: ReplayWindow;
   endpoint: Source | null;
-  provedAt: number;
 }
 
 const HANDLE_BYTES = 16;
+/** MAC checks under way at once at most: a flood must not queue them without bound. */
+export const MAX_CHECKING = 1024;
 
 /**
  * The rendezvous and relay.
@@ -88,7 +91,9 @@ export class Rendezvous implements SessionRendezvous {
     replayed: 0,
     rateLimited: 0,
     noRecipient: 0,
+    overloaded: 0,
   };
+  #checking = 0;
 
   /**
    * Make the rendezvous.
@@ -119,7 +124,6 @@ export class Rendezvous implements SessionRendezvous {
       key: await importUdpKey(sessionKey),
       window: new ReplayWindow(),
       endpoint: null,
-      provedAt: 0,
     };
     const text = encodeBase64(handle);
     this.#byHandle.set(text, entry);
@@ -144,9 +148,10 @@ export class Rendezvous implements SessionRendezvous {
   }
 
   endpointOf(user: string): UdpEndpoint | null {
+    // The newest session that proved an address: the same one every time, whichever refreshed last.
     let best: Entry | null = null;
     for (const entry of this.#byUser.get(user) ?? []) {
-      if (entry.endpoint && (!best || entry.provedAt > best.provedAt)) best = entry;
+      if (entry.endpoint && (!best || entry.sessionId > best.sessionId)) best = entry;
     }
     return best?.endpoint
       ? { relayId: best.sessionId, hostname: best.endpoint.hostname, port: best.endpoint.port }
@@ -183,7 +188,18 @@ export class Rendezvous implements SessionRendezvous {
       this.#stats.replayed++;
       return [];
     }
-    if (!await verifyDatagramTag(entry.key, d)) {
+    if (this.#checking >= MAX_CHECKING) {
+      this.#stats.overloaded++;
+      return [];
+    }
+    this.#checking++;
+    let authentic: boolean;
+    try {
+      authentic = await verifyDatagramTag(entry.key, d);
+    } finally {
+      this.#checking--;
+    }
+    if (!authentic) {
       this.#stats.badTag++;
       return [];
     }
@@ -192,7 +208,6 @@ export class Rendezvous implements SessionRendezvous {
     if (d.type === "RDV") {
       this.#stats.rendezvous++;
       entry.endpoint = { hostname: from.hostname, port: from.port };
-      entry.provedAt = now;
       const observed = from.hostname.includes(":")
         ? `[${from.hostname}]:${from.port}`
         : `${from.hostname}:${from.port}`;

@@ -39,6 +39,8 @@ export interface ChatUser {
 export type UserOptions =
   & Partial<Omit<ChatNodeOptions, "control" | "knownPeers" | "serverName" | "onMessage" | "onWarning">>
   & {
+    /** Send to the server's UDP port through this port instead (a proxy). */
+    serverUdpPort?: number;
     /** Wrap the PEER lookup (to point the node at a proxy). */
     wrapPeer?: (peer: (user: string) => Promise<PeerInfo>) => (user: string) => Promise<PeerInfo>;
   };
@@ -100,7 +102,7 @@ export async function withChat(body: (kit: ChatKit) => Promise<void>): Promise<v
         await client.close();
       },
       async join(name, options = {}) {
-        const { register = true, wrapPeer, ...nodeOptions } = options;
+        const { register = true, wrapPeer, serverUdpPort, ...nodeOptions } = options;
         const client = await connect();
         if (register) await client.register(name, PASSWORD);
         await client.login(name, PASSWORD);
@@ -114,7 +116,7 @@ export async function withChat(body: (kit: ChatKit) => Promise<void>): Promise<v
           control: {
             user: chat.user,
             identity: chat.identity,
-            udp: chat.udp,
+            udp: serverUdpPort === undefined ? chat.udp : { ...chat.udp, port: serverUdpPort },
             peer: wrapPeer?.(peer) ?? peer,
           },
           serverHost: "127.0.0.1",

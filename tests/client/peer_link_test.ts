@@ -309,6 +309,7 @@ Deno.test("PeerLink keeps its sessions working when many old HS1s are replayed t
   await connected(sim);
   sim.send("bob", "first", 2);
   await sim.run(() => bob.acked.includes(2));
+  const before = bob.sessionEvents.filter((e) => e.startsWith("+")).length;
   // Genuine HS1s of alice's, as an eavesdropper would have collected them over time.
   for (let i = 0; i < 24; i++) {
     const eph = (await generateEphemeral()).publicKey;
@@ -318,6 +319,10 @@ Deno.test("PeerLink keeps its sessions working when many old HS1s are replayed t
   const alive = new Set<string>();
   for (const e of bob.sessionEvents) e.startsWith("+") ? alive.add(e.slice(1)) : alive.delete(e.slice(1));
   assert.ok(alive.size <= 16, `${alive.size} sessions kept`);
+  // Each new one would cost an X25519 exchange: past the handshake budget they get nothing.
+  const made = bob.sessionEvents.filter((e) => e.startsWith("+")).length - before;
+  assert.ok(made <= 8, `${made} sessions made by replayed HS1s`);
+  assert.equal(bob.link.stats.overBudget, 24 - made);
   sim.filter = (_from, out) => out.bytes.length > 3 && out.bytes[2] === 0x11 ? null : out.bytes; // no HS2s
   sim.send("alice", "still fine", 3);
   sim.send("bob", "me too", 4);

@@ -160,14 +160,17 @@ export class UdpCapture {
   #upstreams = new Map<string, { socket: Deno.DatagramConn; flow: Capture; task: Promise<void> }>();
   #closed = false;
   #task: Promise<void>;
+  #drop: () => boolean;
 
   /**
    * Bind a free port of 127.0.0.1.
    *
    * @param target The UDP port to forward to.
+   * @param options `drop` decides, for each datagram either way, whether it is lost (it is still recorded).
    */
-  constructor(target: number) {
+  constructor(target: number, options: { drop?: () => boolean } = {}) {
     this.#target = target;
+    this.#drop = options.drop ?? (() => false);
     this.#front = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
     this.#task = this.#forward();
   }
@@ -198,6 +201,7 @@ export class UdpCapture {
         this.#upstreams.set(key, up);
       }
       up.flow.up.push(bytes.slice());
+      if (this.#drop()) continue;
       await up.socket.send(bytes, { transport: "udp", hostname: "127.0.0.1", port: this.#target })
         .catch(() => {});
     }
@@ -212,6 +216,7 @@ export class UdpCapture {
         return;
       }
       flow.down.push(bytes.slice());
+      if (this.#drop()) continue;
       await this.#front.send(bytes, client).catch(() => {});
     }
   }

@@ -231,11 +231,15 @@ Deno.test("authchat server writes JSON log lines for every notable event and nev
       "register",
       "close",
       "disconnect",
+      "udp_stats",
       "shutdown",
     ]
   ) {
     assert.ok(names.includes(name), `missing ${name} in ${names.join(",")}`);
   }
+  const udp = events.find((e) => e.event === "udp_stats");
+  assert.equal(udp.relayed, 0);
+  assert.equal(typeof udp.overloaded, "number");
   const failed = events.find((e) => e.event === "login_failed");
   assert.equal(failed.code, "AUTH_FAILED");
   assert.equal(failed.ip, "127.0.0.1");

@@ -13,7 +13,7 @@ import {
   verifyDatagramTag,
 } from "../../lib/codec/datagram.ts";
 import type { RdvAckDatagram, RelayedDatagram } from "../../lib/codec/datagram.ts";
-import { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
+import { MAX_CHECKING, Rendezvous } from "../../lib/server/udp_rendezvous.ts";
 import type { Outgoing, RendezvousStats, Source } from "../../lib/server/udp_rendezvous.ts";
 
 const ZERO_STATS: RendezvousStats = {
@@ -25,6 +25,7 @@ const ZERO_STATS: RendezvousStats = {
   replayed: 0,
   rateLimited: 0,
   noRecipient: 0,
+  overloaded: 0,
 };
 
 /** One registered session, as its client sees it. */
@@ -301,21 +302,40 @@ Deno.test("Rendezvous.register again for a session replaces its handle", async (
   assert.equal(rendezvous.stats.unknownHandle, 1);
 });
 
-Deno.test("Rendezvous.endpointOf prefers the most recently proven session of a user", async () => {
+Deno.test("Rendezvous.endpointOf names the newest proven session of a user, whichever refreshed last", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
   const laptop = await register(rendezvous, 1, "alice");
   const phone = await register(rendezvous, 2, "alice");
   await laptop.rdv(100);
-  assert.equal(rendezvous.endpointOf("alice")?.relayId, 1);
+  assert.equal(rendezvous.endpointOf("alice")?.relayId, 1, "the only proven session");
   await phone.rdv(200);
   assert.deepEqual(rendezvous.endpointOf("alice"), {
     relayId: 2,
     hostname: "203.0.113.5",
     port: phone.from.port,
   });
+  // The laptop's refresh (from a new address) does not make it the target: peers would flip between them.
   await laptop.rdv(300, { hostname: "198.51.100.7", port: 6000 });
-  assert.deepEqual(rendezvous.endpointOf("alice"), { relayId: 1, hostname: "198.51.100.7", port: 6000 });
-  rendezvous.unregister(laptop.sessionId);
   assert.equal(rendezvous.endpointOf("alice")?.relayId, 2);
+  rendezvous.unregister(phone.sessionId);
+  assert.deepEqual(rendezvous.endpointOf("alice"), { relayId: 1, hostname: "198.51.100.7", port: 6000 });
   assert.equal(rendezvous.endpointOf("bob"), null);
+});
+
+Deno.test("Rendezvous checks at most MAX_CHECKING tags at once and drops the rest of a flood unchecked", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await register(rendezvous, 1, "alice");
+  const wrongKey = await importUdpKey(new Uint8Array(32).fill(9));
+  const forged: Uint8Array[] = [];
+  for (let i = 0; i < MAX_CHECKING + 10; i++) {
+    forged.push(await encodeRdv({ handle: alice.handle, counter: i }, wrongKey));
+  }
+  // All handed over before any check completes, as a burst read from the socket would be.
+  const replies = await Promise.all(forged.map((bytes) => rendezvous.receive(bytes, alice.from, 1000)));
+  assert.ok(replies.every((r) => r.length === 0));
+  assert.deepEqual(rendezvous.stats, stats({ badTag: MAX_CHECKING, overloaded: 10 }));
+  // Once the checks are done, the session's own datagrams are handled again.
+  alice.counter = MAX_CHECKING + 10;
+  assert.equal((await alice.rdv()).length, 1);
+  assert.equal(rendezvous.stats.rendezvous, 1);
 });

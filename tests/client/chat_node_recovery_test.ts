@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import { UdpCapture } from "../e2e/_capture_proxy.ts";
+import { prng } from "../transport/_lossy_link.ts";
+import { LossyUdpProxy, until, withChat } from "./_chat_kit.ts";
+
+Deno.test("ChatNode moves to the peer's remaining session when the one it was talking to ends", async () => {
+  await withChat(async (kit) => {
+    const laptop = await kit.join("bob");
+    const alice = await kit.join("alice", { sendTimeoutMs: 8000 });
+    const phone = await kit.join("bob", { register: false });
+    await alice.node.send("bob", "one");
+    assert.deepEqual(phone.messages.map((m) => m.text), ["one"], "the newest session gets messages");
+    // The phone goes; bob stays online on the laptop, so no presence notice tells alice anything.
+    await phone.node.close();
+    await phone.client.close();
+    const started = Date.now();
+    await alice.node.send("bob", "two");
+    assert.ok(Date.now() - started < 8000);
+    await alice.node.send("bob", "three");
+    assert.deepEqual(laptop.messages.map((m) => m.text), ["two", "three"]);
+    assert.deepEqual(phone.messages.map((m) => m.text), ["one"]);
+  });
+});
+
+Deno.test("ChatNode gives up a link whose send timed out: the message never arrives later, the next send works", async () => {
+  await withChat(async (kit) => {
+    const proxy = new LossyUdpProxy({ drop: 0, duplicate: 0, maxDelayMs: 0 }, 1);
+    try {
+      // The direct path only: the relay would carry the messages past the outage.
+      const options = { directTimeoutMs: 1e9, sendTimeoutMs: 1200 };
+      const bob = await kit.join("bob", { ...options, wrapPeer: proxy.wrapFor("bob") });
+      const alice = await kit.join("alice", { ...options, wrapPeer: proxy.wrapFor("alice") });
+      await alice.node.send("bob", "before");
+      proxy.conditions.drop = 1;
+      const lost = alice.node.send("bob", "during the outage");
+      const behind = alice.node.send("bob", "right behind it");
+      await assert.rejects(lost, /^Error: Not delivered within 1\.2 s: bob did not acknowledge it$/);
+      await assert.rejects(behind, /^Error: Not delivered: an earlier message to bob was not acknowledged/);
+      proxy.conditions.drop = 0;
+      const outageEnded = proxy.stats.toBob;
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(proxy.stats.toBob, outageEnded, "nothing more was sent for the failed messages");
+      await alice.node.send("bob", "after");
+      assert.deepEqual(bob.messages.map((m) => m.text), ["before", "after"]);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+Deno.test("ChatNode drops a flood of forged DATA for a live session beyond a bound and keeps delivering", async () => {
+  await withChat(async (kit) => {
+    const proxy = new LossyUdpProxy({ drop: 0, duplicate: 0, maxDelayMs: 0 }, 1);
+    const attacker = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+    try {
+      const bob = await kit.join("bob", { wrapPeer: proxy.wrapFor("bob") });
+      const alice = await kit.join("alice", { wrapPeer: proxy.wrapFor("alice") });
+      let data: Uint8Array | null = null;
+      proxy.tap = (direction, bytes) => {
+        if (direction === "toBob" && bytes[2] === 0x20) data ??= bytes.slice();
+        return true;
+      };
+      await alice.node.send("bob", "first");
+      // The session id travels in clear: anyone on the path can aim forged DATA at the live session.
+      const forged = new Uint8Array(1135);
+      forged.set(data!.subarray(0, 19));
+      const view = new DataView(forged.buffer);
+      const endpoint = kit.server.rendezvous!.endpointOf("bob")!;
+      const to = { transport: "udp" as const, hostname: endpoint.hostname, port: endpoint.port };
+      const flood = 4000;
+      const sends: Promise<number>[] = [];
+      for (let i = 0; i < flood; i++) {
+        view.setUint32(15, 1000 + i); // fresh counters pass the replay window: each costs a decryption
+        sends.push(attacker.send(forged.slice(), to));
+      }
+      await Promise.all(sends);
+      await alice.node.send("bob", "during the flood");
+      // Settled: what the kernel did not drop was either checked or dropped unread.
+      let last = "";
+      await until(() => last === (last = JSON.stringify(bob.node.stats)), "bob's counters to settle", 10_000);
+      const { forged: checked, overloaded } = bob.node.stats;
+      assert.ok(overloaded > 0, `some of the flood was dropped unread (${checked} checked)`);
+      assert.ok(checked + overloaded <= flood);
+      assert.deepEqual(bob.messages.map((m) => m.text), ["first", "during the flood"]);
+    } finally {
+      attacker.close();
+      await proxy.close();
+    }
+  });
+});
+
+Deno.test("ChatNode carries messages up to 64 KiB through the relay when a tenth of the datagrams to and from the server are lost", async () => {
+  await withChat(async (kit) => {
+    const random = prng(77);
+    const lossy = new UdpCapture(kit.server.rendezvous!.port, { drop: () => random() < 0.1 });
+    try {
+      const options = { relayOnly: true, serverUdpPort: lossy.port, sendTimeoutMs: 60_000 };
+      const bob = await kit.join("bob", options);
+      const alice = await kit.join("alice", options);
+      const texts = Array.from(
+        { length: 30 },
+        (_, i) => i % 10 === 3 ? `${i}`.padEnd(65536, "z") : `${i}: hi`,
+      );
+      await Promise.all(texts.map((t) => alice.node.send("bob", t)));
+      await bob.node.send("alice", "got them");
+      assert.deepEqual(bob.messages.map((m) => m.text), texts);
+      assert.deepEqual(alice.messages.map((m) => m.text), ["got them"]);
+      assert.ok(kit.server.rendezvous!.stats.relayed > 3 * 60, "the 64 KiB messages went through the relay");
+    } finally {
+      await lossy.close();
+    }
+  });
+});

@@ -8,6 +8,12 @@
  * forgives only the failures of its own (source, account) pair. IPv6 sources
  * are counted per /64, the block one subscriber usually holds.
  *
+ * Proofs being checked count as failures until they turn out correct, so proofs
+ * sent in parallel cannot all pass the gate before the first fails: for their
+ * own (source, account) pair always, and for the source and the account once
+ * the source has failed. A source that has not failed can check many proofs
+ * for different accounts at once (the users behind one NAT logging in).
+ *
  * @module
  */
 
@@ -110,12 +116,24 @@ export class RateLimiter {
     this.#options = options;
   }
 
-  #delay(counter: Counter | undefined, now: number): number {
-    if (!counter) return 0;
-    const over = counter.failures - this.#options.freeFailures;
+  /** Proofs being checked, by `s:` source, `a:` account and `p:` pair key. */
+  #checking = new Map<string, number>();
+
+  #delay(counter: Counter | undefined, checking: number, now: number): number {
+    const over = (counter?.failures ?? 0) + checking - this.#options.freeFailures;
     if (over <= 0) return 0;
     const backoff = Math.min(this.#options.maxMs, this.#options.baseMs * 2 ** Math.min(over - 1, 40));
-    return Math.max(0, counter.last + backoff - now);
+    return Math.max(0, (counter?.last ?? now) + backoff - now);
+  }
+
+  #count(key: string): number {
+    return this.#checking.get(key) ?? 0;
+  }
+
+  #adjust(key: string, by: number): void {
+    const n = this.#count(key) + by;
+    if (n > 0) this.#checking.set(key, n);
+    else this.#checking.delete(key);
   }
 
   #live(map: Map<string, Counter>, key: string, now: number): Counter | undefined {
@@ -136,10 +154,46 @@ export class RateLimiter {
    * @returns Milliseconds to wait; 0 means go ahead.
    */
   retryAfter(address: string, account: string, now: number): number {
-    const source = this.#live(this.#sources, sourceKey(address), now);
-    const own = this.#delay(source, now);
-    if (!source) return own;
-    return Math.max(own, this.#delay(this.#live(this.#accounts, account, now), now));
+    const key = sourceKey(address);
+    const pair = `${key}\0${account}`;
+    const pairWait = this.#delay(this.#live(this.#pairs, pair, now), this.#count(`p:${pair}`), now);
+    const source = this.#live(this.#sources, key, now);
+    if (!source) return pairWait;
+    return Math.max(
+      pairWait,
+      this.#delay(source, this.#count(`s:${key}`), now),
+      this.#delay(this.#live(this.#accounts, account, now), this.#count(`a:${account}`), now),
+    );
+  }
+
+  /**
+   * A proof is being checked: until {@linkcode end}, it counts as a failure (see the module doc).
+   *
+   * @param address Source IP address.
+   * @param account Lower-cased account name.
+   */
+  begin(address: string, account: string): void {
+    const key = sourceKey(address);
+    this.#adjust(`s:${key}`, 1);
+    this.#adjust(`a:${account}`, 1);
+    this.#adjust(`p:${key}\0${account}`, 1);
+  }
+
+  /**
+   * The check of a proof {@linkcode begin} counted has ended.
+   *
+   * @param address Source IP address.
+   * @param account Lower-cased account name.
+   * @param now Current time in ms.
+   * @param correct Whether the proof was correct (a success) or not (a failure).
+   */
+  end(address: string, account: string, now: number, correct: boolean): void {
+    const key = sourceKey(address);
+    this.#adjust(`s:${key}`, -1);
+    this.#adjust(`a:${account}`, -1);
+    this.#adjust(`p:${key}\0${account}`, -1);
+    if (correct) this.recordSuccess(address, account);
+    else this.recordFailure(address, account, now);
   }
 
   #bump(map: Map<string, Counter>, key: string, now: number, by = 1): void {
@@ -163,7 +217,7 @@ export class RateLimiter {
   }
 
   /**
-   * Count a failed proof (or an attempt, before its outcome is known: a success forgives it).
+   * Count a failed proof.
    *
    * @param address Source IP address.
    * @param account Lower-cased account name.
@@ -193,7 +247,12 @@ export class RateLimiter {
   }
 
   /** Number of counters held; for tests of the memory bound. */
-  get size(): { sources: number; accounts: number; pairs: number } {
-    return { sources: this.#sources.size, accounts: this.#accounts.size, pairs: this.#pairs.size };
+  get size(): { sources: number; accounts: number; pairs: number; checking: number } {
+    return {
+      sources: this.#sources.size,
+      accounts: this.#accounts.size,
+      pairs: this.#pairs.size,
+      checking: this.#checking.size,
+    };
   }
 }

@@ -51,7 +51,7 @@ Deno.test("RateLimiter.recordSuccess forgives the pair's failures in the source 
   assert.ok(limiter.retryAfter("10.0.0.1", "alice", 0) > 0);
   limiter.recordSuccess("10.0.0.1", "alice");
   assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0), 0);
-  assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0 });
+  assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0, checking: 0 });
   limiter.recordFailure("10.0.0.1", "alice", 0);
   assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0), 0, "counting starts again from zero");
 });
@@ -124,7 +124,7 @@ Deno.test("RateLimiter keeps at most maxEntries counters under ten times as many
     assert.ok(size.sources <= OPTIONS.maxEntries && size.accounts <= OPTIONS.maxEntries);
     assert.ok(size.pairs <= OPTIONS.maxEntries);
   }
-  assert.deepEqual(limiter.size, { sources: 100, accounts: 100, pairs: 100 });
+  assert.deepEqual(limiter.size, { sources: 100, accounts: 100, pairs: 100, checking: 0 });
   // The most recent failures are the ones kept.
   const last = OPTIONS.maxEntries * 10 - 1;
   fail(limiter, 3, `10.0.${last >> 8}.${last & 0xff}`, `user${last}`, 2000);
@@ -170,4 +170,37 @@ Deno.test("RateLimiter does not let a login to one's own account wipe out guesse
   assert.ok(limiter.retryAfter("10.0.0.66", "victim", 0) > 0, "the victim's guesses still count");
   assert.ok(limiter.retryAfter("10.0.0.66", "mallory", 0) > 0, "the source's own counter still holds them");
   assert.equal(limiter.retryAfter("10.0.0.77", "victim", 0), 0, "the owner elsewhere is not locked out");
+});
+
+Deno.test("RateLimiter lets a source with no failures check many proofs for different accounts at once", () => {
+  const limiter = new RateLimiter(OPTIONS);
+  // The users behind one NAT logging in together: no failures, so no one waits.
+  for (let i = 0; i < 32; i++) limiter.begin("10.0.0.1", `user${i}`);
+  assert.equal(limiter.retryAfter("10.0.0.1", "user32", 0), 0);
+  for (let i = 0; i < 32; i++) limiter.end("10.0.0.1", `user${i}`, 0, true);
+  assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0, checking: 0 });
+});
+
+Deno.test("RateLimiter counts proofs of one pair still being checked, so parallel guesses cannot all pass", () => {
+  const limiter = new RateLimiter(OPTIONS);
+  for (let i = 0; i < 3; i++) limiter.begin("10.0.0.1", "alice");
+  assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0), 0, "three in flight: the free count");
+  limiter.begin("10.0.0.1", "alice");
+  assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0), 1000, "a fourth waits");
+  assert.equal(limiter.retryAfter("10.0.0.1", "bob", 0), 0, "other accounts of a clean source do not");
+  for (let i = 0; i < 4; i++) limiter.end("10.0.0.1", "alice", 0, false);
+  assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0), 1000, "all four counted as failures");
+  assert.equal(limiter.size.checking, 0);
+});
+
+Deno.test("RateLimiter counts proofs being checked against a source that has failed, for any account", () => {
+  const limiter = new RateLimiter(OPTIONS);
+  limiter.recordFailure("10.0.0.1", "bob", 0);
+  limiter.begin("10.0.0.1", "carol");
+  limiter.begin("10.0.0.1", "dave");
+  assert.equal(limiter.retryAfter("10.0.0.1", "erin", 0), 0, "1 failure + 2 in flight: the free count");
+  limiter.begin("10.0.0.1", "frank");
+  assert.equal(limiter.retryAfter("10.0.0.1", "erin", 0), 1000, "a guessing source cannot spray in parallel");
+  for (const name of ["carol", "dave", "frank"]) limiter.end("10.0.0.1", name, 0, true);
+  assert.equal(limiter.retryAfter("10.0.0.1", "erin", 0), 0, "correct proofs are forgiven");
 });

@@ -26,7 +26,7 @@ import type {
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { failedRequest, passwordChange, registerAccount } from "./_account_requests.ts";
 import { listReply, loginReply, onlineUser, peerReply, registerIdentity } from "./_chat_requests.ts";
-import { SessionSecrets } from "./_new_password.ts";
+import { SessionSecrets } from "./_new_verifier.ts";
 import { checkProof, commitProof, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
 import { accessReply, checkVersion, helloReply, isLoggedReply } from "./_replies.ts";
@@ -233,7 +233,8 @@ export class Session implements RegisteredSession {
     if (!this.#hello && msg.op !== "HELLO" && msg.op !== "CLOSE") {
       throw new ProtocolError("OUT_OF_ORDER", "Send HELLO first: the protocol version is not agreed yet");
     }
-    if (this.#pending && msg.op !== "PROOF" && msg.op !== "CLOSE") {
+    // A keepalive runs on its own clock and may land between a challenge and its proof.
+    if (this.#pending && msg.op !== "PROOF" && msg.op !== "CLOSE" && msg.op !== "PING") {
       this.#pending = null;
       throw new ProtocolError(
         "OUT_OF_ORDER",
@@ -292,6 +293,8 @@ export class Session implements RegisteredSession {
         confidential: this.#info.confidential,
         sealKey: this.#ctx.sealPublicKey,
         sealNonce: this.#secrets.renewSealNonce(),
+        iterations: this.#ctx.iterations,
+        passwordMinLength: this.#ctx.passwordMinLength,
       }),
       msg.id,
     );

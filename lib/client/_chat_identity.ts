@@ -99,6 +99,29 @@ export async function recoverIdentity(
   }
 }
 
+/**
+ * Identity keys already opened, by account and backup: a client that logs in again (on the same or a new
+ * connection) and gets the same backup has the key without another Argon2id. The backup is opened only
+ * after a correct login, and the same backup always opens to the same key, so the cache cannot be fooled
+ * into a key the password would not open.
+ */
+export type IdentityCache = Map<string, Identity>;
+
+/** Entries an {@linkcode IdentityCache} keeps at most (the oldest go first). */
+const MAX_CACHED_IDENTITIES = 1024;
+
+function cacheKey(user: string, message: IdentityMessage): string {
+  return `${prepareUsername(user).key}\0${message.key}\0${JSON.stringify(message.backup)}`;
+}
+
+function remember(cache: IdentityCache | undefined, key: string, identity: Identity): Identity {
+  if (cache) {
+    cache.set(key, identity);
+    if (cache.size > MAX_CACHED_IDENTITIES) cache.delete(cache.keys().next().value!);
+  }
+  return identity;
+}
+
 /** What a login gives the chat side: the identity key and the UDP rendezvous credentials. */
 export interface ChatCredentials {
   /** The account name as stored. */
@@ -119,24 +142,30 @@ export interface ChatCredentials {
  * @param reply The LOGIN reply, with the session key the SCRAM exchange made.
  * @param password The password as typed.
  * @param register Sends IDENTITY for a new key.
+ * @param cache Keys already opened, if the client keeps them.
  * @returns The credentials.
  */
 export async function chatCredentials(
   reply: ServerMessageOf<"LOGIN"> & { sessionKey: Uint8Array<ArrayBuffer> | null },
   password: string,
   register: (message: IdentityMessage) => Promise<void>,
+  cache?: IdentityCache,
 ): Promise<ChatCredentials> {
   const udp = reply.udp && reply.sessionKey
     ? { port: reply.udp.port, handle: reply.udp.handle, relayId: reply.udp.relay_id, key: reply.sessionKey }
     : null;
   const chat: ChatCredentials = { user: reply.user, identity: null, udp };
   try {
-    if (reply.identity) chat.identity = await recoverIdentity(reply.user, password, reply.identity);
-    else {
+    if (reply.identity) {
+      const key = cacheKey(reply.user, reply.identity);
+      chat.identity = cache?.get(key) ??
+        remember(cache, key, await recoverIdentity(reply.user, password, reply.identity));
+    } else {
       // An account made without one (seeded, imported): its first login makes it.
       const made = await newIdentity(reply.user, password);
       await register(made.message);
-      chat.identity = made.identity;
+      // The server stores the backup as re-serialised from its fields: the same key text it will send back.
+      chat.identity = remember(cache, cacheKey(reply.user, made.message), made.identity);
     }
   } catch (err) {
     chat.identityError = `No identity key: ${(err as Error).message}`;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AuthchatClient } from "../../lib/client/authchat_client.ts";
+import type { ClientCache } from "../../lib/client/authchat_client.ts";
 import { KnownHosts } from "../../lib/client/known_hosts.ts";
 import type { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { exportIdentityPrivate } from "../../lib/crypto/identity_key.ts";
@@ -21,7 +22,7 @@ const NEXT = "second amber lantern 8";
 
 interface Setup {
   store: SqliteUserStore;
-  login(user: string, password: string): Promise<AuthchatClient>;
+  login(user: string, password: string, cache?: ClientCache): Promise<AuthchatClient>;
 }
 
 /** An in-process server on port 0 whose store the test can read and write. */
@@ -44,13 +45,14 @@ async function withServer(body: (setup: Setup) => Promise<void>): Promise<void> 
   try {
     await body({
       store,
-      async login(user, password) {
+      async login(user, password, cache) {
         const client = await AuthchatClient.connect({
           host: "127.0.0.1",
           port: server.addresses.tcp!.port,
           tls: false,
           trust: { knownHosts },
           keepaliveMs: 0,
+          ...(cache ? { cache } : {}),
         });
         clients.push(client);
         await client.login(user, password);
@@ -134,5 +136,29 @@ Deno.test("AuthchatClient keeps a login whose key backup does not open, and says
     assert.equal(client.user, "dora");
     assert.equal(client.chat?.identity, null);
     assert.match(client.chat?.identityError ?? "", /did not open/);
+  });
+});
+
+Deno.test("AuthchatClient with a shared cache opens a key backup once, and again only when it changes", async () => {
+  await withServer(async ({ store, login }) => {
+    await createAccount(store, { user: "erin", password: PASSWORD }, {
+      iterations: 4096,
+      minPasswordLength: 10,
+    });
+    const cache: ClientCache = { saltedPasswords: new Map(), identities: new Map() };
+    const made = (await login("erin", PASSWORD, cache)).chat?.identity;
+    assert.ok(made);
+    const again = await login("erin", PASSWORD, cache);
+    assert.equal(again.chat?.identity, made, "the same key object: no Argon2id on the second login");
+    assert.equal(cache.identities.size, 1);
+    assert.equal(cache.saltedPasswords.size, 1);
+    await again.passwd(PASSWORD, NEXT);
+    const after = await login("erin", NEXT, cache);
+    assert.notEqual(after.chat?.identity, made, "a new backup is opened anew");
+    assert.equal(await privateBytes(after.chat?.identity), await privateBytes(made));
+    assert.equal(cache.identities.size, 2);
+    // Without the shared cache, every connection opens the backup itself.
+    const alone = await login("erin", NEXT);
+    assert.notEqual(alone.chat?.identity, after.chat?.identity);
   });
 });

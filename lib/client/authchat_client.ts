@@ -5,20 +5,23 @@
  * @module
  */
 
+import { checkPassword } from "../auth/password_policy.ts";
 import { ScramClient } from "../auth/scram_client.ts";
+import { prepareUsername } from "../auth/username.ts";
 import type { SaltedPasswordCache } from "../auth/scram_client.ts";
 import { decodeBase64 } from "../codec/base64.ts";
 import { PROTOCOL_VERSION } from "../codec/messages.ts";
-import type { ClientMessage, ServerMessageOf, ServerOp } from "../codec/messages.ts";
+import type { ClientMessage, Sealed, ServerMessageOf, ServerOp } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { fingerprint } from "../crypto/fingerprint.ts";
 import { importSealPublicKey, seal, sealContext } from "../crypto/seal.ts";
+import { createVerifier, formatVerifier } from "../crypto/scram_verifier.ts";
 import { FramedStream } from "../transport/framed_stream.ts";
 import { RequestChannel } from "./_request_channel.ts";
 import type { ServerEvent } from "./_request_channel.ts";
 import { checkServerKey, endpointName, openConnection } from "./open_connection.ts";
 import { chatCredentials, newIdentity, sealIdentity } from "./_chat_identity.ts";
-import type { ChatCredentials } from "./_chat_identity.ts";
+import type { ChatCredentials, IdentityCache } from "./_chat_identity.ts";
 import type { Endpoint, TrustOptions } from "./open_connection.ts";
 
 /** What the server said in HELLO. */
@@ -31,7 +34,7 @@ export type { ServerEvent } from "./_request_channel.ts";
 export type ListedUser = ServerMessageOf<"LIST">["users"][number];
 /** Where and how to reach a user (PEER). */
 export type PeerInfo = ServerMessageOf<"PEER">;
-export type { ChatCredentials } from "./_chat_identity.ts";
+export type { ChatCredentials, IdentityCache } from "./_chat_identity.ts";
 
 /** Options of {@linkcode AuthchatClient.connect}. */
 export interface ClientOptions extends Endpoint {
@@ -45,6 +48,17 @@ export interface ClientOptions extends Endpoint {
   onEvent?: (event: ServerEvent) => void;
   /** Told once when the connection ends (BYE, a drop, or close). */
   onClosed?: () => void;
+  /**
+   * What logins may reuse, shared by the connections of one client program: SaltedPasswords (RFC 5802
+   * lets a client cache them) and identity keys already opened. Default: a cache per connection.
+   */
+  cache?: ClientCache;
+}
+
+/** Keys a client keeps between logins. */
+export interface ClientCache {
+  saltedPasswords: SaltedPasswordCache;
+  identities: IdentityCache;
 }
 
 const encoder = new TextEncoder();
@@ -69,7 +83,7 @@ export class AuthchatClient {
   #sealKey: CryptoKey | null = null;
   #closedByUs = false;
   #user: string | null = null;
-  #cache: SaltedPasswordCache = new Map();
+  #cache: ClientCache;
   #chat: ChatCredentials | null = null;
   #keepalive: ReturnType<typeof setInterval> | undefined;
 
@@ -79,6 +93,7 @@ export class AuthchatClient {
     channelBinding?: Uint8Array<ArrayBuffer>,
   ) {
     this.#options = options;
+    this.#cache = options.cache ?? { saltedPasswords: new Map(), identities: new Map() };
     this.#channelBinding = channelBinding;
     this.#channel = new RequestChannel(framed, {
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
@@ -159,16 +174,29 @@ export class AuthchatClient {
     return this.#hello;
   }
 
-  /** The new password as sent: in clear inside TLS, else sealed to the server and this session. */
-  async #secret(op: "REGISTER" | "PASSWD", user: string, password: string) {
-    if (this.#options.tls) return { password };
-    if (!this.#sealKey) {
+  /**
+   * The verifier of a new password as sent: checked against the policy the server announced, the verifier
+   * computed here (so the password never leaves this client), in clear inside TLS, else sealed to the server
+   * and this session.
+   */
+  async #newVerifier(
+    op: "REGISTER" | "PASSWD",
+    user: string,
+    password: string,
+  ): Promise<{ verifier: string } | { sealed: Sealed }> {
+    const prepared = checkPassword(password, {
+      minLength: this.#hello.password_min_length,
+      username: prepareUsername(user).name,
+    });
+    if (!this.#options.tls && !this.#sealKey) {
       throw new ProtocolError("CONFIDENTIALITY_REQUIRED", "No trusted sealing key for this server");
     }
+    const verifier = formatVerifier(await createVerifier(prepared, { iterations: this.#hello.iterations }));
+    if (this.#options.tls) return { verifier };
     if (this.#sealNonce === null) await this.hello();
     const nonce = this.#sealNonce!;
     this.#sealNonce = null;
-    return { sealed: await seal(this.#sealKey, encoder.encode(password), sealContext(op, { user, nonce })) };
+    return { sealed: await seal(this.#sealKey!, encoder.encode(verifier), sealContext(op, { user, nonce })) };
   }
 
   /**
@@ -179,12 +207,14 @@ export class AuthchatClient {
    * @returns The name the server stored.
    */
   async register(user: string, password: string): Promise<string> {
+    // The policy is checked first, the cheapest refusal.
+    const verifier = await this.#newVerifier("REGISTER", user, password);
     // The identity key is made here, and its private half leaves only sealed under the password.
     const { message } = await newIdentity(user, password);
     const reply = await this.#request({
       op: "REGISTER",
       user,
-      ...await this.#secret("REGISTER", user, password),
+      ...verifier,
       identity: message,
     }, "REGISTER");
     return reply.user;
@@ -201,7 +231,7 @@ export class AuthchatClient {
       username: user,
       password,
       serverMechanisms: this.#hello.mechanisms,
-      cache: this.#cache,
+      cache: this.#cache.saltedPasswords,
       ...(this.#channelBinding ? { channelBinding: this.#channelBinding } : {}),
     });
     const challenge = await this.#request(
@@ -239,7 +269,7 @@ export class AuthchatClient {
     this.#user = reply.user;
     this.#chat = await chatCredentials(reply, password, async (message) => {
       await this.#request({ op: "IDENTITY", ...message }, "IDENTITY");
-    });
+    }, this.#cache.identities);
     return reply.user;
   }
 
@@ -320,10 +350,11 @@ export class AuthchatClient {
   async passwd(current: string, next: string): Promise<void> {
     const user = this.#user;
     if (user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
+    const verifier = await this.#newVerifier("PASSWD", user, next);
     const identity = this.#chat?.identity;
     // The identity key backup follows the password, or only the old password would open it.
     const backup = identity ? { backup: (await sealIdentity(identity, user, next)).backup } : {};
-    await this.#scram("PASSWD", user, current, { ...await this.#secret("PASSWD", user, next), ...backup });
+    await this.#scram("PASSWD", user, current, { ...verifier, ...backup });
   }
 
   /**

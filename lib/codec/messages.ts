@@ -25,8 +25,10 @@ export const MAX_ID = 2 ** 31 - 1;
 const id = optional(integer(0, MAX_ID));
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const b64 = (max: number) => string({ max, pattern: BASE64 });
-/** Bound on raw names and passwords before SASLprep; the policy's own limits are tighter. */
+/** Bound on raw user names (and other client text) before SASLprep; the name rules are tighter. */
 const secretText = string({ max: 1024 });
+/** A SCRAM verifier in PostgreSQL's format (section 4.3); its parts are checked where it is read. */
+const verifierText = string({ max: 512 });
 const scramText = string({ min: 1, max: 4096 });
 const mechanism = string({ min: 1, max: 64 });
 
@@ -68,7 +70,7 @@ const clientSchemas = {
     op: literal("REGISTER"),
     id,
     user: secretText,
-    password: optional(secretText),
+    verifier: optional(verifierText),
     sealed: optional(sealedSchema),
     identity: optional(identitySchema),
   }),
@@ -81,7 +83,7 @@ const clientSchemas = {
     id,
     mechanism,
     data: scramText,
-    password: optional(secretText),
+    verifier: optional(verifierText),
     sealed: optional(sealedSchema),
     backup: optional(keyBackupSchema),
   }),
@@ -115,6 +117,8 @@ const serverSchemas = {
     confidential: boolean(),
     seal_key: b64(2048),
     seal_nonce: b64(64),
+    iterations: integer(1, 2 ** 31 - 1),
+    password_min_length: integer(1, 256),
   }, loose),
   CHALLENGE: object({ op: literal("CHALLENGE"), id, data: scramText }, loose),
   REGISTER: object({ op: literal("REGISTER"), id, user: string({ max: 256 }) }, loose),

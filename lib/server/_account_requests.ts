@@ -5,47 +5,43 @@
  * @module
  */
 
-import { checkPassword } from "../auth/password_policy.ts";
 import { prepareUsername } from "../auth/username.ts";
 import type { ClientMessageOf, ServerMessageOf } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
-import { createAccount } from "../store/create_account.ts";
+import { addAccount } from "../store/create_account.ts";
 import { backupText, checkIdentity } from "./_chat_requests.ts";
-import { readNewPassword } from "./_new_password.ts";
-import type { NewPasswordSource } from "./_new_password.ts";
+import { readNewVerifier } from "./_new_verifier.ts";
+import type { NewVerifierSource } from "./_new_verifier.ts";
 import { rateLimited } from "./_scram_exchange.ts";
 import type { LogFields } from "./logger.ts";
 import type { SessionContext } from "./session_context.ts";
 
 /**
- * REGISTER: a budgeted key derivation per source, the name checked before the secret is opened, the
- * identity key (if sent) stored with the account.
+ * REGISTER: a budget per source, the name checked before the secret is opened, the verifier the client
+ * computed (the password never reaches the server) and the identity key (if sent) stored with the account.
  *
  * @param ctx The server's shared state.
  * @param msg The request.
  * @param source The session's channel, sealing key and nonce.
  * @param log Session fields for the log line.
  * @returns The reply.
- * @throws {ProtocolError} `RATE_LIMITED`, `INVALID_USERNAME`, `PASSWORD_POLICY`, `USER_EXISTS`, sealing errors.
+ * @throws {ProtocolError} `RATE_LIMITED`, `INVALID_USERNAME`, `USER_EXISTS`, `BAD_MESSAGE` for a verifier
+ *   of the wrong form, sealing errors.
  */
 export async function registerAccount(
   ctx: SessionContext,
   msg: ClientMessageOf<"REGISTER">,
-  source: NewPasswordSource & { peerAddress: string },
+  source: NewVerifierSource & { peerAddress: string },
   log: LogFields,
 ): Promise<ServerMessageOf<"REGISTER">> {
-  // Each registration costs a key derivation: a source gets a budget of them.
+  // Accounts are cheap to ask for and permanent: a source gets a budget of them.
   const wait = ctx.registrations.take(source.peerAddress, ctx.now());
   if (wait > 0) throw rateLimited(wait);
   // The name is checked before the secret is opened: the cheaper, clearer refusal comes first.
   prepareUsername(msg.user);
   const identity = msg.identity ? (await checkIdentity(msg.identity)).record : undefined;
-  const password = await readNewPassword("REGISTER", msg.user, msg, source);
-  const record = await createAccount(ctx.store, { user: msg.user, password, identity }, {
-    iterations: ctx.iterations,
-    minPasswordLength: ctx.passwordMinLength,
-    now: ctx.now(),
-  });
+  const verifier = await readNewVerifier("REGISTER", msg.user, { msg, iterations: ctx.iterations }, source);
+  const record = await addAccount(ctx.store, { user: msg.user, verifier, identity }, ctx.now());
   ctx.log.info("register", { ...log, user: record.name });
   return { op: "REGISTER", user: record.name };
 }
@@ -80,25 +76,23 @@ export function failedRequest(
 }
 
 /**
- * The new secrets of a PASSWD: the password (checked against the policy before any exchange starts)
- * and the identity key backup re-sealed under it, if sent.
+ * The new secrets of a PASSWD, read before any exchange starts: the verifier of the new password and the
+ * identity key backup re-sealed under it, if sent.
  *
  * @param ctx The server's shared state.
  * @param user The logged-in name.
  * @param msg The request.
  * @param source The session's channel, sealing key and nonce.
  * @returns What the exchange commits once the current password is proved.
- * @throws {ProtocolError} `PASSWORD_POLICY`, `CONFIDENTIALITY_REQUIRED`, sealing errors.
+ * @throws {ProtocolError} `BAD_MESSAGE` for a verifier of the wrong form, `CONFIDENTIALITY_REQUIRED`, sealing
+ *   errors.
  */
 export async function passwordChange(
   ctx: SessionContext,
   user: string,
   msg: ClientMessageOf<"PASSWD">,
-  source: NewPasswordSource,
-): Promise<{ newPassword: string; newBackup?: string }> {
-  const newPassword = checkPassword(await readNewPassword("PASSWD", user, msg, source), {
-    minLength: ctx.passwordMinLength,
-    username: user,
-  });
-  return msg.backup ? { newPassword, newBackup: backupText(msg.backup) } : { newPassword };
+  source: NewVerifierSource,
+): Promise<{ newVerifier: string; newBackup?: string }> {
+  const newVerifier = await readNewVerifier("PASSWD", user, { msg, iterations: ctx.iterations }, source);
+  return msg.backup ? { newVerifier, newBackup: backupText(msg.backup) } : { newVerifier };
 }

@@ -1,7 +1,8 @@
 /**
- * How a new password (REGISTER, PASSWD) reaches the server: in clear only on a
- * confidential channel, otherwise sealed to the server key and this session's
- * single-use seal nonce (docs/PROTOCOL.md, "Sealing").
+ * How the verifier of a new password (REGISTER, PASSWD) reaches the server: the
+ * client computes it, so the password never does; it travels in clear only on
+ * a confidential channel, otherwise sealed to the server key and this
+ * session's single-use seal nonce (docs/PROTOCOL.md, "Sealing").
  *
  * @module
  */
@@ -10,6 +11,7 @@ import { encodeBase64 } from "../codec/base64.ts";
 import type { Sealed } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { openSealed, sealContext } from "../crypto/seal.ts";
+import { parseVerifier, SALT_BYTES } from "../crypto/scram_verifier.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -23,11 +25,11 @@ export function freshSealNonce(): string {
 }
 
 /**
- * A session's side of new passwords: its channel, the server's sealing key and the single-use seal nonce.
+ * A session's side of new verifiers: its channel, the server's sealing key and the single-use seal nonce.
  *
  * @example
  * ```ts
- * import { SessionSecrets } from "./_new_password.ts";
+ * import { SessionSecrets } from "./_new_verifier.ts";
  * const key = (await crypto.subtle.generateKey(
  *   { name: "RSA-OAEP", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" },
  *   false,
@@ -38,7 +40,7 @@ export function freshSealNonce(): string {
  * console.assert(secrets.takeSealNonce() === nonce && secrets.takeSealNonce() === null);
  * ```
  */
-export class SessionSecrets implements NewPasswordSource {
+export class SessionSecrets implements NewVerifierSource {
   /** Whether the channel is TLS. */
   readonly confidential: boolean;
   /** Source address (for the registration budget). */
@@ -77,7 +79,7 @@ export class SessionSecrets implements NewPasswordSource {
 }
 
 /** What the session supplies. */
-export interface NewPasswordSource {
+export interface NewVerifierSource {
   /** Whether the channel is TLS. */
   confidential: boolean;
   /** The server's sealing private key. */
@@ -86,36 +88,50 @@ export interface NewPasswordSource {
   takeSealNonce(): string | null;
 }
 
+/** Longest salt accepted in a client's verifier. */
+const MAX_SALT_BYTES = 64;
+
 /**
- * Read the new password of a REGISTER or PASSWD message.
+ * Read the new verifier of a REGISTER or PASSWD message and check its form: the server's iteration count
+ * (a client must not weaken it) and a salt of 16 to 64 bytes. The password behind it is the client's to
+ * check against the policy; the server never sees it.
  *
  * @param op The command.
  * @param user The user the secret is bound to (REGISTER's `user`, or the logged-in name).
- * @param msg The message's `password` and `sealed` fields.
+ * @param request The message's `verifier` and `sealed` fields, and the server's iteration count.
  * @param source Channel, key and nonce of the session.
- * @returns The password as typed.
+ * @returns The verifier text, as it will be stored.
  * @throws {ProtocolError} `BAD_MESSAGE`, `CONFIDENTIALITY_REQUIRED`, `SEAL_INVALID` or `BAD_ENCODING`.
  */
-export async function readNewPassword(
+export async function readNewVerifier(
   op: "REGISTER" | "PASSWD",
   user: string,
-  msg: { password?: string; sealed?: Sealed },
-  source: NewPasswordSource,
+  request: { msg: { verifier?: string; sealed?: Sealed }; iterations: number },
+  source: NewVerifierSource,
 ): Promise<string> {
-  if (msg.password !== undefined && msg.sealed !== undefined) {
-    throw new ProtocolError("BAD_MESSAGE", "Invalid field msg.password: send password or sealed, not both");
+  return checkVerifier(await readSecret(op, user, request.msg, source), request.iterations);
+}
+
+async function readSecret(
+  op: "REGISTER" | "PASSWD",
+  user: string,
+  msg: { verifier?: string; sealed?: Sealed },
+  source: NewVerifierSource,
+): Promise<string> {
+  if (msg.verifier !== undefined && msg.sealed !== undefined) {
+    throw new ProtocolError("BAD_MESSAGE", "Invalid field msg.verifier: send verifier or sealed, not both");
   }
-  if (msg.password !== undefined) {
+  if (msg.verifier !== undefined) {
     if (!source.confidential) {
       throw new ProtocolError(
         "CONFIDENTIALITY_REQUIRED",
-        "Password in clear on a plain connection: seal it to the server key or use TLS",
+        "Verifier in clear on a plain connection: seal it to the server key or use TLS",
       );
     }
-    return msg.password;
+    return msg.verifier;
   }
   if (msg.sealed === undefined) {
-    throw new ProtocolError("BAD_MESSAGE", `Invalid field msg.sealed: ${op} needs password (TLS) or sealed`);
+    throw new ProtocolError("BAD_MESSAGE", `Invalid field msg.sealed: ${op} needs verifier (TLS) or sealed`);
   }
   const nonce = source.takeSealNonce();
   if (nonce === null) {
@@ -125,8 +141,30 @@ export async function readNewPassword(
   try {
     return utf8.decode(bytes);
   } catch {
-    throw new ProtocolError("BAD_ENCODING", "Invalid UTF-8 in the sealed password");
+    throw new ProtocolError("BAD_ENCODING", "Invalid UTF-8 in the sealed verifier");
   } finally {
     bytes.fill(0);
   }
+}
+
+function checkVerifier(text: string, iterations: number): string {
+  let verifier;
+  try {
+    verifier = parseVerifier(text);
+  } catch (err) {
+    throw new ProtocolError("BAD_MESSAGE", `Invalid field msg.verifier: ${(err as Error).message}`);
+  }
+  if (verifier.iterations !== iterations) {
+    throw new ProtocolError(
+      "BAD_MESSAGE",
+      `Invalid field msg.verifier: ${verifier.iterations} iterations, this server uses ${iterations} (see HELLO)`,
+    );
+  }
+  if (verifier.salt.length < SALT_BYTES || verifier.salt.length > MAX_SALT_BYTES) {
+    throw new ProtocolError(
+      "BAD_MESSAGE",
+      `Invalid field msg.verifier: a salt of ${verifier.salt.length} bytes, expected ${SALT_BYTES} to ${MAX_SALT_BYTES}`,
+    );
+  }
+  return text;
 }

@@ -46,11 +46,20 @@ export function checkVersion(version: number): void {
 /**
  * The HELLO reply.
  *
- * @param server Name, mechanisms, channel, sealing key and the fresh seal nonce.
+ * @param server Name, mechanisms, channel, sealing key, the fresh seal nonce, and what a client needs to
+ *   make a verifier: the iteration count and the shortest password the policy allows.
  * @returns The message.
  */
 export function helloReply(
-  server: { name: string; mechanisms: string[]; confidential: boolean; sealKey: string; sealNonce: string },
+  server: {
+    name: string;
+    mechanisms: string[];
+    confidential: boolean;
+    sealKey: string;
+    sealNonce: string;
+    iterations: number;
+    passwordMinLength: number;
+  },
 ): ServerMessageOf<"HELLO"> {
   return {
     op: "HELLO",
@@ -61,6 +70,8 @@ export function helloReply(
     confidential: server.confidential,
     seal_key: server.sealKey,
     seal_nonce: server.sealNonce,
+    iterations: server.iterations,
+    password_min_length: server.passwordMinLength,
   };
 }
 

@@ -10,7 +10,7 @@ import { mockVerifier } from "../auth/scram_server.ts";
 import type { ScramServer, ScramServerExchange } from "../auth/scram_server.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import type { ClientFirst } from "../codec/scram_messages.ts";
-import { createVerifier, formatVerifier, parseVerifier } from "../crypto/scram_verifier.ts";
+import { parseVerifier } from "../crypto/scram_verifier.ts";
 import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import type { SessionContext } from "./session_context.ts";
 
@@ -29,8 +29,8 @@ export interface PendingExchange {
   userId: number | null;
   /** The stored verifier the proof is checked against; later writes require it unchanged. */
   stored: string | null;
-  /** PASSWD's new password, already checked against the policy. */
-  newPassword?: string;
+  /** PASSWD's new verifier, its form already checked. */
+  newVerifier?: string;
   /** PASSWD's identity key backup, re-sealed under the new password. */
   newBackup?: string;
   /** The account's identity key and sealed backup when the exchange started. */
@@ -46,8 +46,8 @@ export interface StartRequest {
   who: { name: string; key: string };
   /** Source address. */
   peerAddress: string;
-  /** PASSWD's new password, already checked against the policy. */
-  newPassword?: string;
+  /** PASSWD's new verifier, its form already checked. */
+  newVerifier?: string;
   /** PASSWD's identity key backup, re-sealed under the new password. */
   newBackup?: string;
 }
@@ -69,7 +69,7 @@ export function rateLimited(waitMs: number): ProtocolError {
  *
  * @param ctx The server's shared state.
  * @param scram This connection's SCRAM server.
- * @param request Purpose, parsed client-first-message, who, source address, new password.
+ * @param request Purpose, parsed client-first-message, who, source address, new verifier.
  * @returns The pending exchange; send its `exchange.serverFirst`.
  * @throws {ProtocolError} `RATE_LIMITED`; `BAD_MESSAGE` for a PASSWD without the re-sealed backup its
  *   account's identity key needs.
@@ -106,7 +106,7 @@ export async function startExchange(
       ? { key: record!.identityKey, backup: record!.keyBackup }
       : null,
   };
-  if (request.newPassword !== undefined) pending.newPassword = request.newPassword;
+  if (request.newVerifier !== undefined) pending.newVerifier = request.newVerifier;
   if (request.newBackup !== undefined) pending.newBackup = request.newBackup;
   // The identity key backup is sealed under the password: a new password without a re-sealed backup
   // would leave the key recoverable only with the old one.
@@ -139,12 +139,16 @@ export async function checkProof(
   // Checked again here, so exchanges opened in parallel cannot all reach the proof check.
   const wait = ctx.limiter.retryAfter(peerAddress, pending.key, now);
   if (wait > 0) throw rateLimited(wait);
-  // Counted before the (asynchronous) check, so proofs racing each other are all counted; a correct
-  // proof forgives it.
-  ctx.limiter.recordFailure(peerAddress, pending.key, now);
-  const serverFinal = await pending.exchange.finish(proof);
-  ctx.limiter.recordSuccess(peerAddress, pending.key);
-  return serverFinal;
+  // Counted while the (asynchronous) check runs, so proofs racing each other cannot all pass the gate.
+  ctx.limiter.begin(peerAddress, pending.key);
+  let correct = false;
+  try {
+    const serverFinal = await pending.exchange.finish(proof);
+    correct = true;
+    return serverFinal;
+  } finally {
+    ctx.limiter.end(peerAddress, pending.key, ctx.now(), correct);
+  }
 }
 
 /**
@@ -176,7 +180,7 @@ export async function commitProof(
       break;
     }
     case "passwd": {
-      after = formatVerifier(await createVerifier(pending.newPassword!, { iterations: ctx.iterations }));
+      after = pending.newVerifier!;
       committed = await ctx.store.updateVerifier(id, stored, after, pending.newBackup);
       break;
     }

@@ -1,6 +1,7 @@
 /**
- * Creating an account from a name and a password: the one path used by
- * REGISTER, `seed --user`, `seed --demo` and legacy imports.
+ * Creating an account: from a name and a password on the server's side
+ * (`seed --user`, `seed --demo` and legacy imports), or from a name and the
+ * verifier a client computed (REGISTER: the password never reaches the server).
  *
  * @module
  */
@@ -42,13 +43,36 @@ export async function createAccount(
     username: name,
   });
   // Checked before the costly key derivation; the store's unique index still settles races.
-  if (await store.findUser(key)) throw new ProtocolError("USER_EXISTS", `User already exists: ${name}`);
+  await refuseTaken(store, key, name);
   const verifier = formatVerifier(await createVerifier(password, { iterations: settings.iterations }));
+  return await addAccount(store, { user: name, verifier, identity: credentials.identity }, settings.now);
+}
+
+/**
+ * Store a new account with a verifier made elsewhere (already checked).
+ *
+ * @param store The store.
+ * @param account Name as asked for, verifier text, and the identity key the client registers, if any.
+ * @param now Creation time (default now).
+ * @returns The stored account.
+ * @throws {ProtocolError} `INVALID_USERNAME` or `USER_EXISTS`.
+ */
+export async function addAccount(
+  store: UserStore,
+  account: { user: string; verifier: string; identity?: IdentityRecord | undefined },
+  now: number = Date.now(),
+): Promise<UserRecord> {
+  const { name, key } = prepareUsername(account.user);
+  await refuseTaken(store, key, name);
   return await store.createUser({
     name,
     nameKey: key,
-    verifier,
-    now: settings.now ?? Date.now(),
-    ...(credentials.identity ? { identity: credentials.identity } : {}),
+    verifier: account.verifier,
+    now,
+    ...(account.identity ? { identity: account.identity } : {}),
   });
+}
+
+async function refuseTaken(store: UserStore, key: string, name: string): Promise<void> {
+  if (await store.findUser(key)) throw new ProtocolError("USER_EXISTS", `User already exists: ${name}`);
 }

@@ -38,7 +38,17 @@ Deno.test("decodeClientMessage throws only ProtocolError for any object (propert
 
 Deno.test("decodeClientMessage throws only ProtocolError for objects shaped like commands (property)", () => {
   const field = fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.string(), fc.integer(), fc.double());
-  const keys = fc.constantFrom("id", "version", "user", "password", "sealed", "mechanism", "data", "x");
+  const keys = fc.constantFrom(
+    "id",
+    "version",
+    "user",
+    "verifier",
+    "password",
+    "sealed",
+    "mechanism",
+    "data",
+    "x",
+  );
   const message = fc.record({
     op: fc.oneof(fc.constantFrom(...CLIENT_OPS), fc.string()),
     fields: fc.dictionary(keys, field, { maxKeys: 5 }),

@@ -35,6 +35,8 @@ function assertCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void 
 }
 
 const SEALED = { key: "a2V5", iv: "aXZpdml2aXZpdml2", ct: "Y3Q=" };
+/** A verifier's shape (the codec bounds its length; the server checks its parts). */
+const VERIFIER = `SCRAM-SHA-256$4096:${"A".repeat(22)}==$${"A".repeat(43)}=:${"A".repeat(43)}=`;
 /** 32 zero bytes in base64: the shape of an Ed25519 public key. */
 const IDENTITY_KEY = "A".repeat(43) + "=";
 const BACKUP = {
@@ -67,7 +69,7 @@ const VALID: Record<string, Record<string, unknown>> = {
     id: 7,
     mechanism: "SCRAM-SHA-256",
     data: "n,,n=alice,r=abc",
-    password: "pw",
+    verifier: VERIFIER,
     backup: BACKUP,
   },
   DELETE: { op: "DELETE", id: MAX_ID, mechanism: "SCRAM-SHA-256", data: "n,,n=alice,r=abc" },
@@ -86,9 +88,23 @@ Deno.test("decodeClientMessage accepts a valid message of every client op", () =
   }
 });
 
-Deno.test("decodeClientMessage accepts REGISTER with a plain password and no id", () => {
-  const msg = { op: "REGISTER", user: "bob", password: "correct horse battery" };
+Deno.test("decodeClientMessage accepts REGISTER with a verifier in clear and no id", () => {
+  const msg = { op: "REGISTER", user: "bob", verifier: VERIFIER };
   assert.deepEqual(decode(msg), msg);
+});
+
+Deno.test("decodeClientMessage refuses the password field REGISTER and PASSWD no longer have", () => {
+  assertCode(
+    () => decode({ op: "REGISTER", user: "bob", password: "correct horse battery" }),
+    "BAD_MESSAGE",
+    /msg\.password: unknown field/,
+  );
+  assertCode(
+    () => decode({ op: "PASSWD", mechanism: "SCRAM-SHA-256", data: "x", password: "correct horse battery" }),
+    "BAD_MESSAGE",
+    /msg\.password: unknown field/,
+  );
+  assertCode(() => decode({ op: "REGISTER", user: "bob", verifier: 42 }), "BAD_MESSAGE", /msg\.verifier/);
 });
 
 Deno.test("decodeClientMessage reads a null optional field as absent", () => {
@@ -160,7 +176,17 @@ Deno.test("decodeClientMessage refuses wrong field types with BAD_MESSAGE", () =
 Deno.test("decodeClientMessage enforces string length bounds with BAD_MESSAGE", () => {
   assert.equal(decode({ op: "REGISTER", user: "u".repeat(1024) }).op, "REGISTER");
   assertCode(() => decode({ op: "REGISTER", user: "u".repeat(1025) }), "BAD_MESSAGE", /longer than 1024/);
-  assertCode(() => decode({ op: "REGISTER", user: "u", password: "p".repeat(1025) }), "BAD_MESSAGE");
+  assert.equal(decode({ op: "REGISTER", user: "u", verifier: "v".repeat(512) }).op, "REGISTER");
+  assertCode(
+    () => decode({ op: "REGISTER", user: "u", verifier: "v".repeat(513) }),
+    "BAD_MESSAGE",
+    /msg\.verifier.*longer than 512/,
+  );
+  assertCode(
+    () => decode({ op: "PASSWD", mechanism: "M", data: "x", verifier: "v".repeat(513) }),
+    "BAD_MESSAGE",
+    /msg\.verifier/,
+  );
   assert.equal(decode({ op: "PROOF", data: "d".repeat(4096) }).op, "PROOF");
   assertCode(() => decode({ op: "PROOF", data: "d".repeat(4097) }), "BAD_MESSAGE", /msg\.data/);
   assertCode(() => decode({ op: "PROOF", data: "" }), "BAD_MESSAGE", /shorter than 1/);
@@ -279,6 +305,8 @@ Deno.test("decodeServerMessage tolerates extra fields from newer servers", () =>
     confidential: true,
     seal_key: "AAAA",
     seal_nonce: "bm9uY2U=",
+    iterations: 600_000,
+    password_min_length: 10,
     future: { anything: [1, 2, 3] },
   };
   const msg = decodeServerMessage(json(JSON.stringify(hello)));
@@ -286,6 +314,36 @@ Deno.test("decodeServerMessage tolerates extra fields from newer servers", () =>
   assert.deepEqual(msg, known);
   assert.equal(decodeServerMessage(json('{"op":"LOGOUT","id":1,"new":true}')).op, "LOGOUT");
   assert.equal(decodeServerMessage(json('{"op":"BYE","code":"SHUTDOWN","reason":"bye","x":1}')).op, "BYE");
+});
+
+Deno.test("decodeServerMessage requires HELLO's iteration count and shortest password", () => {
+  const hello = {
+    op: "HELLO",
+    server: "authchat",
+    version: 1,
+    versions: [1],
+    mechanisms: ["SCRAM-SHA-256"],
+    confidential: false,
+    seal_key: "AAAA",
+    seal_nonce: "bm9uY2U=",
+    iterations: 4096,
+    password_min_length: 12,
+  };
+  assert.deepEqual(decodeServerMessage(json(JSON.stringify(hello))), hello);
+  const { iterations: _i, ...noIterations } = hello;
+  const { password_min_length: _p, ...noMinLength } = hello;
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [noIterations, /msg\.iterations/],
+    [noMinLength, /msg\.password_min_length/],
+    [{ ...hello, iterations: 0 }, /msg\.iterations/],
+    [{ ...hello, iterations: 4096.5 }, /msg\.iterations/],
+    [{ ...hello, iterations: "4096" }, /msg\.iterations/],
+    [{ ...hello, password_min_length: 0 }, /msg\.password_min_length/],
+    [{ ...hello, password_min_length: 257 }, /msg\.password_min_length/],
+  ];
+  for (const [msg, message] of cases) {
+    assertCode(() => decodeServerMessage(json(JSON.stringify(msg))), "BAD_MESSAGE", message);
+  }
 });
 
 Deno.test("decodeServerMessage still refuses wrong types and unknown ops", () => {

@@ -6,10 +6,12 @@
  * @module
  */
 
+import { saslPrep } from "../../lib/auth/saslprep.ts";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64 } from "../../lib/codec/base64.ts";
 import { encodeFrame, FrameDecoder } from "../../lib/codec/frame.ts";
 import type { Sealed } from "../../lib/codec/messages.ts";
+import { createVerifier, formatVerifier } from "../../lib/crypto/scram_verifier.ts";
 import { importSealPublicKey, seal, sealContext } from "../../lib/crypto/seal.ts";
 
 const encoder = new TextEncoder();
@@ -261,20 +263,37 @@ export async function scramLogin(
 }
 
 /**
- * Seal a password to the server key and seal nonce of a HELLO reply, as a plain-TCP client must.
+ * Compute the verifier of a new password as the real client does: SASLprep, then the iteration count the
+ * server announced in HELLO and a random salt. The password itself is never sent.
+ *
+ * @param password The new password, as typed.
+ * @param greeting The server's HELLO (its `iterations`).
+ * @returns The verifier in PostgreSQL's format.
+ * @throws {Error} When HELLO carried no iteration count.
+ */
+export async function clientVerifier(password: string, greeting: Reply): Promise<string> {
+  if (!Number.isInteger(greeting.iterations)) throw new Error("HELLO carried no iteration count");
+  const prepared = saslPrep(password, { allowUnassigned: true });
+  return formatVerifier(await createVerifier(prepared, { iterations: greeting.iterations as number }));
+}
+
+/**
+ * Seal a new password's verifier to the server key and seal nonce of a HELLO reply, as a plain-TCP
+ * client must.
  *
  * @param greeting The server's HELLO (its `seal_nonce` is single-use: say HELLO again per secret).
- * @param secret The command, the `user` field it carries, and the password (text, or raw bytes).
+ * @param secret The command, the `user` field it carries, and the verifier (text, or raw bytes for
+ *   tests of what the server does with a sealed blob that is no verifier).
  * @returns The `sealed` field.
  */
-export async function sealPassword(
+export async function sealVerifier(
   greeting: Reply,
-  secret: { op: "REGISTER" | "PASSWD"; user: string; password: string | Uint8Array<ArrayBuffer> },
+  secret: { op: "REGISTER" | "PASSWD"; user: string; verifier: string | Uint8Array<ArrayBuffer> },
 ): Promise<Sealed> {
   const spki = decodeBase64(String(greeting.seal_key));
   if (spki === null) throw new Error("HELLO carried no base64 seal_key");
   const key = await importSealPublicKey(spki);
   const context = sealContext(secret.op, { user: secret.user, nonce: String(greeting.seal_nonce) });
-  const plain = typeof secret.password === "string" ? encoder.encode(secret.password) : secret.password;
+  const plain = typeof secret.verifier === "string" ? encoder.encode(secret.verifier) : secret.verifier;
   return await seal(key, plain, context);
 }

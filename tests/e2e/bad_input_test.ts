@@ -1,13 +1,21 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
-import { encodeBase64 } from "../../lib/codec/base64.ts";
-import { FrameDecoder, MAX_FRAME_BYTES } from "../../lib/codec/frame.ts";
+import { MAX_FRAME_BYTES } from "../../lib/codec/frame.ts";
 import { decodeServerMessage, MAX_ID } from "../../lib/codec/messages.ts";
 import { ERROR_CODES } from "../../lib/codec/protocol_error.ts";
 import type { ErrorCode } from "../../lib/codec/protocol_error.ts";
-import { installKeys, runCli, seedUsers, ServerProcess, tempDir } from "./_harness.ts";
-import { frameHeader, hello, jsonFrame, RawClient, scramLogin, sealPassword } from "./_raw_client.ts";
+import { formatVerifier } from "../../lib/crypto/scram_verifier.ts";
+import { installKeys, runCli, seedUsers, ServerProcess, tempDir, TEST_ITERATIONS } from "./_harness.ts";
+import {
+  clientVerifier,
+  frameHeader,
+  hello,
+  jsonFrame,
+  RawClient,
+  scramLogin,
+  sealVerifier,
+} from "./_raw_client.ts";
 import type { Reply } from "./_raw_client.ts";
 
 const ALICE = { user: "alice", password: "tulip orbit canyon 7" };
@@ -20,11 +28,8 @@ interface RowEnv {
 }
 
 /** Raw bytes, a JSON message sent as a frame, a half-close, or a scripted exchange. */
-type Step =
-  | Uint8Array
-  | Record<string, unknown>
-  | "closeWrite"
-  | ((c: RawClient, env: RowEnv) => Promise<void>);
+type Step = Uint8Array | Record<string, unknown> | "closeWrite" | Exchange;
+type Exchange = (c: RawClient, env: RowEnv) => Promise<void>;
 
 interface Row {
   name: string;
@@ -97,7 +102,7 @@ const NUL_USER = "a\u0000b";
 const JUNK_SEALED = { key: "AAAA", iv: "AAAAAAAAAAAAAAAA", ct: "Zm9vYmFy" };
 const ONE_MB_NAME = "u".repeat(1024 * 1024);
 const ONE_MB_PAYLOAD = encoder.encode(
-  JSON.stringify({ op: "REGISTER", id: 3, user: ONE_MB_NAME, password: "x".repeat(12) }),
+  JSON.stringify({ op: "REGISTER", id: 3, user: ONE_MB_NAME, verifier: "x".repeat(12) }),
 );
 
 /** A frame of exactly `size` bytes: `prefix`, then `fill` repeated, then `suffix`. */
@@ -107,14 +112,46 @@ function frameOfSize(size: number, prefix: string, fill: string, suffix: string)
   return rawFrame(payload);
 }
 
-async function sealedRegister(
+/**
+ * A verifier of the right form (what the server checks) but of no password, or with one part changed to
+ * test a refusal: the server's iteration count, a 16-byte salt, 32-byte keys.
+ */
+function verifierText(options: { iterations?: number; saltBytes?: number } = {}): string {
+  return formatVerifier({
+    iterations: options.iterations ?? TEST_ITERATIONS,
+    salt: new Uint8Array(options.saltBytes ?? 16).fill(7),
+    storedKey: new Uint8Array(32).fill(1),
+    serverKey: new Uint8Array(32).fill(2),
+  });
+}
+const VERIFIER = verifierText();
+
+/** Seal a verifier (or any text or bytes) with the row's HELLO, for `op` by or for `user`. */
+async function sealedFor(
   env: RowEnv,
+  op: "REGISTER" | "PASSWD",
   user: string,
-  password: string | Uint8Array<ArrayBuffer>,
-  sealedFor: string = user,
+  verifier: string | Uint8Array<ArrayBuffer> = VERIFIER,
 ) {
   assert.ok(env.greeting, "sealing needs HELLO first");
-  return await sealPassword(env.greeting, { op: "REGISTER", user: sealedFor, password });
+  return await sealVerifier(env.greeting, { op, user, verifier });
+}
+
+/** A step sending REGISTER of mallory with `verifier` (or any text or bytes) sealed. */
+function sealedRegister(id: number, verifier: string | Uint8Array<ArrayBuffer>): Exchange {
+  return async (c, env) => {
+    const sealed = await sealedFor(env, "REGISTER", "mallory", verifier);
+    await c.send({ op: "REGISTER", id, user: "mallory", sealed });
+  };
+}
+
+/** A step logging alice in, then sending PASSWD with `fields` carrying the new verifier. */
+function passwdAfterLogin(id: number, fields: (env: RowEnv) => Promise<Record<string, unknown>>): Exchange {
+  return async (c, env) => {
+    await scramLogin(c, { ...ALICE, mechanisms: mechanisms(env) });
+    const data = "n,,n=alice,r=abcdefgh";
+    await c.send({ op: "PASSWD", id, mechanism: "SCRAM-SHA-256", data, ...await fields(env) });
+  };
 }
 
 const ROWS: Row[] = [
@@ -574,9 +611,9 @@ const ROWS: Row[] = [
   },
   {
     name:
-      "REGISTER of a name with NUL and password in clear on TCP → INVALID_USERNAME (the name is checked first)",
+      "REGISTER of a name with NUL and a verifier in clear on TCP → INVALID_USERNAME (the name is checked first)",
     hello: true,
-    steps: [{ op: "REGISTER", id: 20, user: NUL_USER, password: "violet harbor 4821" }],
+    steps: [{ op: "REGISTER", id: 20, user: NUL_USER, verifier: VERIFIER }],
     code: "INVALID_USERNAME",
     fatal: false,
     id: 20,
@@ -586,13 +623,12 @@ const ROWS: Row[] = [
     name: "REGISTER of a name with NUL, correctly sealed → INVALID_USERNAME",
     hello: true,
     steps: [async (c, env) => {
-      assert.ok(env.greeting);
-      const sealed = await sealPassword(env.greeting, {
+      await c.send({
         op: "REGISTER",
+        id: 21,
         user: NUL_USER,
-        password: "violet harbor 4821",
+        sealed: await sealedFor(env, "REGISTER", NUL_USER),
       });
-      await c.send({ op: "REGISTER", id: 21, user: NUL_USER, sealed });
     }],
     code: "INVALID_USERNAME",
     fatal: false,
@@ -609,12 +645,40 @@ const ROWS: Row[] = [
     reason: "prohibited_character",
   },
   {
-    name: "REGISTER with the password in clear on plain TCP → CONFIDENTIALITY_REQUIRED",
+    name: "REGISTER with a verifier in clear on plain TCP → CONFIDENTIALITY_REQUIRED",
     hello: true,
-    steps: [{ op: "REGISTER", id: 23, user: "mallory", password: "violet harbor 4821" }],
+    steps: [{ op: "REGISTER", id: 23, user: "mallory", verifier: VERIFIER }],
     code: "CONFIDENTIALITY_REQUIRED",
     fatal: false,
     id: 23,
+    message: "Verifier in clear on a plain connection: seal it to the server key or use TLS",
+  },
+  {
+    name: "REGISTER with a password field, as before verifiers → BAD_MESSAGE, the field is unknown",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 43, user: "mallory", password: "violet harbor 4821" }],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 43,
+    message: "Invalid field msg.password: unknown field",
+  },
+  {
+    name: "REGISTER with both verifier and sealed → BAD_MESSAGE",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 44, user: "mallory", verifier: VERIFIER, sealed: JUNK_SEALED }],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 44,
+    message: "Invalid field msg.verifier: send verifier or sealed, not both",
+  },
+  {
+    name: "REGISTER with neither verifier nor sealed → BAD_MESSAGE",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 45, user: "mallory" }],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 45,
+    message: "Invalid field msg.sealed: REGISTER needs verifier (TLS) or sealed",
   },
   {
     name: "REGISTER with garbage sealed → SEAL_INVALID",
@@ -632,12 +696,7 @@ const ROWS: Row[] = [
       assert.ok(env.greeting);
       const spent = await c.request({ op: "REGISTER", id: 25, user: "mallory", sealed: JUNK_SEALED });
       assert.equal(spent.code, "SEAL_INVALID", JSON.stringify(spent));
-      const sealed = await sealPassword(env.greeting, {
-        op: "REGISTER",
-        user: "mallory",
-        password: "violet harbor 4821",
-      });
-      await c.send({ op: "REGISTER", id: 26, user: "mallory", sealed });
+      await sealedRegister(26, VERIFIER)(c, env);
     }],
     code: "SEAL_INVALID",
     fatal: false,
@@ -648,50 +707,99 @@ const ROWS: Row[] = [
     name: "REGISTER of an existing name in another case (ALICE) → USER_EXISTS",
     hello: true,
     steps: [async (c, env) => {
-      const sealed = await sealedRegister(env, "ALICE", "violet harbor 4821");
-      await c.send({ op: "REGISTER", id: 39, user: "ALICE", sealed });
+      await c.send({
+        op: "REGISTER",
+        id: 39,
+        user: "ALICE",
+        sealed: await sealedFor(env, "REGISTER", "ALICE"),
+      });
     }],
     code: "USER_EXISTS",
     fatal: false,
     id: 39,
   },
   {
-    name: "REGISTER with a too-short sealed password → PASSWORD_POLICY",
+    // What a client of the old protocol sealed: the server takes no password, even sealed.
+    name: "REGISTER with a sealed password instead of a verifier → BAD_MESSAGE",
     hello: true,
-    steps: [async (c, env) => {
-      const sealed = await sealedRegister(env, "mallory", "short");
-      await c.send({ op: "REGISTER", id: 40, user: "mallory", sealed });
-    }],
-    code: "PASSWORD_POLICY",
+    steps: [sealedRegister(40, "violet harbor 4821")],
+    code: "BAD_MESSAGE",
     fatal: false,
     id: 40,
-    reason: "too_short",
+    message: /^Invalid field msg\.verifier: Not a SCRAM-SHA-256 verifier/,
   },
   {
-    name: "REGISTER with a sealed password that is not UTF-8 → BAD_ENCODING",
+    name: "REGISTER with a sealed verifier of another iteration count than HELLO's → BAD_MESSAGE",
     hello: true,
-    steps: [async (c, env) => {
-      const sealed = await sealedRegister(
-        env,
-        "mallory",
-        new Uint8Array([0x70, 0x77, 0xff, 0xfe, 0xc0, 0x80]),
-      );
-      await c.send({ op: "REGISTER", id: 41, user: "mallory", sealed });
-    }],
+    steps: [sealedRegister(47, verifierText({ iterations: 600_000 }))],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 47,
+    message: `Invalid field msg.verifier: 600000 iterations, this server uses ${TEST_ITERATIONS} (see HELLO)`,
+  },
+  {
+    name: "REGISTER with a sealed verifier whose salt is 15 bytes → BAD_MESSAGE",
+    hello: true,
+    steps: [sealedRegister(49, verifierText({ saltBytes: 15 }))],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 49,
+    message: "Invalid field msg.verifier: a salt of 15 bytes, expected 16 to 64",
+  },
+  {
+    name: "REGISTER with a sealed verifier whose salt is 65 bytes → BAD_MESSAGE",
+    hello: true,
+    steps: [sealedRegister(51, verifierText({ saltBytes: 65 }))],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 51,
+    message: "Invalid field msg.verifier: a salt of 65 bytes, expected 16 to 64",
+  },
+  {
+    name: "REGISTER with a sealed blob that is not UTF-8 → BAD_ENCODING",
+    hello: true,
+    steps: [sealedRegister(41, new Uint8Array([0x70, 0x77, 0xff, 0xfe, 0xc0, 0x80]))],
     code: "BAD_ENCODING",
     fatal: false,
     id: 41,
+    message: "Invalid UTF-8 in the sealed verifier",
   },
   {
-    name: "REGISTER with a password sealed for another user name → SEAL_INVALID",
+    name: "REGISTER with a verifier sealed for another user name → SEAL_INVALID",
     hello: true,
     steps: [async (c, env) => {
-      const sealed = await sealedRegister(env, "mallory", "violet harbor 4821", "trudy");
-      await c.send({ op: "REGISTER", id: 42, user: "mallory", sealed });
+      await c.send({
+        op: "REGISTER",
+        id: 42,
+        user: "mallory",
+        sealed: await sealedFor(env, "REGISTER", "trudy"),
+      });
     }],
     code: "SEAL_INVALID",
     fatal: false,
     id: 42,
+  },
+  {
+    name: "PASSWD with the new verifier in clear on plain TCP → CONFIDENTIALITY_REQUIRED, still logged in",
+    hello: true,
+    steps: [passwdAfterLogin(52, () => Promise.resolve({ verifier: VERIFIER }))],
+    code: "CONFIDENTIALITY_REQUIRED",
+    fatal: false,
+    id: 52,
+    loggedInAs: "alice",
+  },
+  {
+    name:
+      "PASSWD with a sealed verifier of another iteration count than HELLO's → BAD_MESSAGE, still logged in",
+    hello: true,
+    steps: [passwdAfterLogin(53, async (env) => ({
+      sealed: await sealedFor(env, "PASSWD", "alice", verifierText({ iterations: 8192 })),
+    }))],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 53,
+    message: `Invalid field msg.verifier: 8192 iterations, this server uses ${TEST_ITERATIONS} (see HELLO)`,
+    loggedInAs: "alice",
   },
   {
     name: "SQL in a LOGIN user name with spaces (alice'; DROP TABLE users;--) → INVALID_USERNAME",
@@ -852,7 +960,12 @@ Deno.test("authchat server answers a table of bad inputs with documented errors 
               op: "REGISTER",
               id: 50,
               user: "racer",
-              sealed: await sealedRegister(env, "racer", "violet harbor 4821"),
+              sealed: await sealedFor(
+                env,
+                "REGISTER",
+                "racer",
+                await clientVerifier("violet harbor 4821", env.greeting!),
+              ),
             };
           }));
           await Promise.all(clients.map((c, i) => c.send(messages[i])));
@@ -884,103 +997,4 @@ Deno.test("authchat server answers a table of bad inputs with documented errors 
   } finally {
     if (!stopped) await server.kill();
   }
-});
-
-/** Serve one client connection with a scripted fake server that speaks just enough of the protocol. */
-async function runAgainstFakeServer(
-  home: string,
-  script: {
-    challenge: (clientNonce: string) => string;
-    loginReply: () => string;
-  },
-): Promise<{ code: number; stderr: string; ops: string[] }> {
-  const pair = await crypto.subtle.generateKey(
-    { name: "RSA-OAEP", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" },
-    true,
-    ["encrypt", "decrypt"],
-  );
-  const sealKey = encodeBase64(new Uint8Array(await crypto.subtle.exportKey("spki", pair.publicKey)));
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const ops: string[] = [];
-  const serving = (async () => {
-    const conn = await listener.accept();
-    try {
-      const decoder = new FrameDecoder();
-      const buffer = new Uint8Array(MAX_FRAME_BYTES);
-      while (true) {
-        const n = await conn.read(buffer);
-        if (n === null) return;
-        for (const payload of decoder.push(buffer.subarray(0, n))) {
-          const msg = JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>;
-          const op = String(msg.op);
-          let reply: Record<string, unknown>;
-          // Keepalives are answered and left out of the record of what the client asked.
-          if (op !== "PING") ops.push(op);
-          if (op === "PING") reply = { op: "PONG" };
-          else if (op === "HELLO") {
-            reply = {
-              op: "HELLO",
-              server: "fake",
-              version: 1,
-              versions: [1],
-              mechanisms: ["SCRAM-SHA-256"],
-              confidential: false,
-              seal_key: sealKey,
-              seal_nonce: "bm9uY2Vub25jZQ==",
-            };
-          } else if (op === "LOGIN") {
-            const nonce = /,r=([^,]+)/.exec(String(msg.data))?.[1] ?? "";
-            reply = { op: "CHALLENGE", data: script.challenge(nonce) };
-          } else if (op === "PROOF") {
-            reply = { op: "LOGIN", user: "x", data: script.loginReply() };
-          } else {
-            reply = { op };
-          }
-          await conn.write(jsonFrame({ ...reply, id: msg.id }));
-        }
-      }
-    } finally {
-      conn.close();
-    }
-  })();
-  try {
-    const passwordFile = join(home, "x.pw");
-    await Deno.writeTextFile(passwordFile, "violet harbor 4821\n");
-    const port = (listener.addr as Deno.NetAddr).port;
-    const result = await runCli(
-      "client",
-      ["--port", String(port), "--user", "x", "--password-file", passwordFile, "--exec", "login"],
-      { env: { XDG_CONFIG_HOME: home } },
-    );
-    return { code: result.code, stderr: result.stderr, ops };
-  } finally {
-    listener.close();
-    await serving.catch(() => {});
-  }
-}
-
-const SALT = encodeBase64(new Uint8Array(16).fill(7));
-
-Deno.test("authchat client refuses a server asking for an absurd iteration count", async () => {
-  await using dir = await tempDir();
-  const result = await runAgainstFakeServer(dir.path, {
-    challenge: (nonce) => `r=${nonce}fakeservernonce,s=${SALT},i=1000000000`,
-    loginReply: () => "v=AAAA",
-  });
-  assert.equal(result.code, 1, result.stderr);
-  assert.match(result.stderr, /Refusing iteration count: 1000000000 is not within 4096\.\.10000000/);
-  assert.deepEqual(result.ops.slice(0, 2), ["HELLO", "LOGIN"]);
-  assert.ok(!result.ops.includes("PROOF"), `the client went on: ${result.ops.join(" ")}`);
-});
-
-Deno.test("authchat client rejects a server whose ServerSignature is wrong", async () => {
-  await using dir = await tempDir();
-  const result = await runAgainstFakeServer(dir.path, {
-    challenge: (nonce) => `r=${nonce}fakeservernonce,s=${SALT},i=4096`,
-    loginReply: () => `v=${encodeBase64(new Uint8Array(32).fill(1))}`,
-  });
-  assert.equal(result.code, 1, result.stderr);
-  assert.match(result.stderr, /Server signature did not verify/);
-  assert.doesNotMatch(result.stderr, /logged in as/);
-  assert.deepEqual(result.ops.slice(0, 3), ["HELLO", "LOGIN", "PROOF"]);
 });

@@ -281,7 +281,7 @@ Deno.test("authchat client refuses a changed identity key until trust", async ()
   assert.ok(alice.err.includes("1 command failed"), alice.transcript);
 });
 
-Deno.test("authchat server relays direct messages without ever seeing their text or private keys", async () => {
+Deno.test("authchat server relays direct messages without ever seeing their text, private keys or passwords", async () => {
   await using dir = await tempDir();
   const data = join(dir.path, "data");
   await installKeys(data);
@@ -344,6 +344,10 @@ Deno.test("authchat server relays direct messages without ever seeing their text
       for (const [name, bytes] of [...captured, ...stored]) {
         assert.equal(findSecret(bytes, encoder.encode(text)), null, `message text found in ${name}`);
       }
+    }
+    // Registration sent verifiers, not the password, which the key backups are sealed under.
+    for (const [name, bytes] of [...captured, ...stored]) {
+      assert.equal(findSecret(bytes, encoder.encode(PASSWORD)), null, `the password found in ${name}`);
     }
 
     const db = new DatabaseSync(join(data, "authchat.db"), { readOnly: true });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { installKeys, runCli, seedUsers, ServerProcess, tempDir } from "./_harness.ts";
 
 const PASSWORD = "tulip orbit canyon 7";
@@ -143,4 +144,51 @@ Deno.test("authchat client explains missing password files and unreachable serve
   );
   assert.equal(noFile.code, 1);
   assert.match(noFile.stderr, /needs --password-file when not on a terminal/);
+});
+
+Deno.test("authchat client applies HELLO's password_min_length and iterations to the verifiers it sends", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  // Neither value is a default: a client ignoring HELLO would pass the policy or be refused by the server.
+  await using server = await ServerProcess.start(data, {
+    env: { AUTHCHAT_PASSWORD_MIN_LENGTH: "24", AUTHCHAT_SCRAM_ITERATIONS: "4100" },
+  });
+  const short = join(dir.path, "short");
+  const long = join(dir.path, "long");
+  const longer = join(dir.path, "longer");
+  await Deno.writeTextFile(short, PASSWORD);
+  await Deno.writeTextFile(long, `${PASSWORD} lantern`);
+  await Deno.writeTextFile(longer, `${NEW_PASSWORD} lantern harbor`);
+  const client = (tls: boolean, password: string, newPassword: string, ...commands: string[]) =>
+    runCli("client", [
+      ...(tls ? ["--tls", "--port", String(server.tlsPort)] : ["--port", String(server.tcpPort)]),
+      ...["--user", "gina", "--password-file", password, "--new-password-file", newPassword],
+      ...commands.flatMap((c) => ["--exec", c]),
+    ], { env: { XDG_CONFIG_HOME: dir.path } });
+
+  const refused = await client(false, short, short, "register");
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /Password refused: 20 characters is shorter than 24 \(PASSWORD_POLICY\)/);
+  const registered = await client(false, long, short, "register", "login", "passwd");
+  assert.equal(registered.code, 1, "the too-short new password is refused");
+  assert.match(registered.stdout, /^registered gina\nlogged in as gina\n$/);
+  assert.match(registered.stderr, /Password refused: 20 characters is shorter than 24 \(PASSWORD_POLICY\)/);
+  const changed = await client(true, long, longer, "login", "passwd");
+  assert.equal(changed.code, 0, changed.stderr);
+  assert.match(changed.stdout, /password changed\n$/);
+  const relogin = await client(false, longer, longer, "login");
+  assert.equal(relogin.code, 0, relogin.stderr);
+
+  const db = new DatabaseSync(join(data, "authchat.db"), { readOnly: true });
+  try {
+    const rows = db.prepare("SELECT verifier FROM users").all() as { verifier: string }[];
+    assert.equal(rows.length, 1);
+    assert.match(rows[0]!.verifier, /^SCRAM-SHA-256\$4100:[A-Za-z0-9+/]{22}==\$/);
+  } finally {
+    db.close();
+  }
+  for (const password of [PASSWORD, NEW_PASSWORD]) {
+    assert.ok(!server.stderr.includes(password), "a password in the server log");
+  }
 });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { installKeys, runCli, ServerProcess, tempDir } from "./_harness.ts";
-import { hello, RawClient, sealPassword } from "./_raw_client.ts";
+import { clientVerifier, hello, RawClient, sealVerifier } from "./_raw_client.ts";
 
 const CONNECTIONS = 8;
 const BURST_MS = 1200;
@@ -16,16 +16,20 @@ function connectionEnded(err: unknown): boolean {
 }
 
 /**
- * Register users on one connection until it dies: HELLO for a fresh seal nonce, then a sealed
- * REGISTER. A name goes into `acked` only once its REGISTER reply has arrived.
+ * Register users on one connection until it dies: HELLO for a fresh seal nonce, then a REGISTER with
+ * the verifier of {@linkcode PASSWORD} sealed. The verifier is computed once per connection, as the
+ * server stores whatever well-formed verifier it is sent. A name goes into `acked` only once its
+ * REGISTER reply has arrived.
  */
 async function registerUntilKilled(client: RawClient, connection: number, acked: string[]): Promise<number> {
   let sent = 0;
+  let verifier: string | undefined;
   try {
     for (let i = 0;; i++) {
       const greeting = await hello(client);
       const user = `burst${connection}_${i}`;
-      const sealed = await sealPassword(greeting, { op: "REGISTER", user, password: PASSWORD });
+      verifier ??= await clientVerifier(PASSWORD, greeting);
+      const sealed = await sealVerifier(greeting, { op: "REGISTER", user, verifier });
       sent++;
       const reply = await client.request({ op: "REGISTER", id: 2, user, sealed });
       assert.deepEqual(reply, { op: "REGISTER", id: 2, user }, `REGISTER of ${user} refused`);

@@ -6,6 +6,7 @@
  */
 
 import { RateLimiter } from "../../lib/auth/rate_limiter.ts";
+import { saslPrep } from "../../lib/auth/saslprep.ts";
 import { TokenBucket } from "../../lib/auth/token_bucket.ts";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64, encodeBase64 } from "../../lib/codec/base64.ts";
@@ -17,6 +18,7 @@ import type {
   ServerMessageOf,
 } from "../../lib/codec/messages.ts";
 import { importSealPublicKey, seal, sealContext } from "../../lib/crypto/seal.ts";
+import { createVerifier, formatVerifier } from "../../lib/crypto/scram_verifier.ts";
 import { Logger } from "../../lib/server/logger.ts";
 import { Session } from "../../lib/server/session.ts";
 import type { ConnectionInfo, SessionContext, SessionOutput } from "../../lib/server/session_context.ts";
@@ -26,6 +28,30 @@ import type { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
 import { createAccount } from "../../lib/store/create_account.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
 import type { IdentityRecord, UserRecord } from "../../lib/store/user_store.ts";
+
+/** The kit's PBKDF2 iteration count (`scram_iterations`): HELLO announces it, new verifiers must use it. */
+export const KIT_ITERATIONS = 4096;
+/** The kit's shortest password (`password_min_length`). */
+export const KIT_PASSWORD_MIN_LENGTH = 10;
+
+/**
+ * The verifier a client computes for a new password (what REGISTER and PASSWD carry instead of it).
+ *
+ * @param password The password as typed.
+ * @param options Another iteration count or a fixed salt, for refusals (default: the kit's count, 16 random bytes).
+ * @returns The verifier in PostgreSQL's format.
+ */
+export async function verifierFor(
+  password: string,
+  options: { iterations?: number; salt?: Uint8Array<ArrayBuffer> } = {},
+): Promise<string> {
+  return formatVerifier(
+    await createVerifier(saslPrep(password), {
+      iterations: options.iterations ?? KIT_ITERATIONS,
+      ...(options.salt ? { salt: options.salt } : {}),
+    }),
+  );
+}
 
 let sealPair: Promise<CryptoKeyPair> | undefined;
 
@@ -61,6 +87,10 @@ export interface KitOptions {
   registrationsPerMinute?: number;
   keepaliveTimeoutMs?: number;
   rendezvous?: Rendezvous;
+  /** PBKDF2 iteration count (default {@linkcode KIT_ITERATIONS}). */
+  iterations?: number;
+  /** Shortest password (default {@linkcode KIT_PASSWORD_MIN_LENGTH}). */
+  passwordMinLength?: number;
 }
 
 /**
@@ -74,6 +104,8 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
   const logs: string[] = [];
   const clock = { now: 1_800_000_000_000 };
   const pair = await sealKeys();
+  const iterations = options.iterations ?? KIT_ITERATIONS;
+  const passwordMinLength = options.passwordMinLength ?? KIT_PASSWORD_MIN_LENGTH;
   const ctx: SessionContext = {
     store,
     limiter: new RateLimiter({
@@ -93,8 +125,8 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
     log: new Logger({ format: "json", write: (line) => logs.push(line), now: () => clock.now }),
     now: () => clock.now,
     serverName: "test",
-    iterations: 4096,
-    passwordMinLength: 10,
+    iterations,
+    passwordMinLength,
     authTimeoutMs: options.authTimeoutMs ?? 30_000,
     idleTimeoutMs: options.idleTimeoutMs ?? 900_000,
     keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? 15_000,
@@ -108,7 +140,10 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
     logs,
     clock,
     addUser: (user, password, identity) =>
-      createAccount(store, { user, password, identity }, { iterations: 4096, minPasswordLength: 10 }),
+      createAccount(store, { user, password, identity }, {
+        iterations,
+        minPasswordLength: passwordMinLength,
+      }),
     connect: (info = {}) =>
       new TestConnection(ctx, { peerAddress: "10.0.0.1", transport: "tcp", confidential: false, ...info }),
     [Symbol.asyncDispose]: () => Promise.resolve(store.close()),
@@ -234,13 +269,16 @@ export class TestConnection {
     return reply;
   }
 
-  /** Seal a password for REGISTER or PASSWD in this session (uses and forgets the current nonce). */
-  async sealed(op: "REGISTER" | "PASSWD", user: string, password: string): Promise<Sealed> {
+  /**
+   * Seal any text (a verifier, or anything a test wants the server to open) for REGISTER or PASSWD in this
+   * session, to the current nonce (the server uses and forgets it).
+   */
+  async sealed(op: "REGISTER" | "PASSWD", user: string, text: string): Promise<Sealed> {
     const hello = this.hello ?? await this.sayHello();
     const key = await importSealPublicKey(decodeBase64(hello.seal_key)!);
     return await seal(
       key,
-      new TextEncoder().encode(password),
+      new TextEncoder().encode(text),
       sealContext(op, { user, nonce: hello.seal_nonce }),
     );
   }

@@ -28,7 +28,7 @@ interface Running {
 
 /** Run `body` against a server on port 0 in a temporary directory; always shut down and clean up. */
 async function withServer(
-  options: { authTimeout?: number },
+  options: { authTimeout?: number; passwordMinLength?: number },
   body: (running: Running) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir();
@@ -43,6 +43,7 @@ async function withServer(
         udp_port: 0,
         scram_iterations: 4096,
         auth_timeout: options.authTimeout ?? 30,
+        ...(options.passwordMinLength ? { password_min_length: options.passwordMinLength } : {}),
       },
     });
     const logs: string[] = [];
@@ -99,6 +100,15 @@ Deno.test("AuthchatClient registers, logs in and changes passwords against Authc
     await tls.close();
     await tcp.close();
     await tcp.close();
+  });
+});
+
+Deno.test("AuthchatServer HELLO announces scram_iterations and password_min_length from its configuration", async () => {
+  await withServer({ passwordMinLength: 13 }, async ({ server }) => {
+    await using raw = await RawClient.connect(server.addresses.tcp!.port);
+    const hello = await raw.request({ op: "HELLO", version: 1, id: 1 });
+    assert.equal(hello.iterations, 4096);
+    assert.equal(hello.password_min_length, 13);
   });
 });
 

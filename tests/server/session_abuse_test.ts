@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import type { ServerMessage } from "../../lib/codec/messages.ts";
 import { Logger } from "../../lib/server/logger.ts";
-import { makeKit } from "./_session_kit.ts";
+import { makeKit, verifierFor } from "./_session_kit.ts";
 
 const PASSWORD = "violet harbor engine 42";
 
@@ -65,7 +65,7 @@ Deno.test("Session refuses a proof of the old password once the password changed
   const owner = kit.connect({ transport: "tls", confidential: true });
   await owner.login("alice", PASSWORD);
   const changed = await owner.scram("PASSWD", "alice", PASSWORD, {
-    extra: { password: "brand new words 77" },
+    extra: { verifier: await verifierFor("brand new words 77") },
   });
   assert.equal(changed.reply.op, "PASSWD");
   const late = await attacker.send({ op: "PROOF", data: final });
@@ -91,7 +91,10 @@ Deno.test("Session refuses a DELETE proof whose account changed password meanwhi
   });
   const challenge = await second.send({ op: "DELETE", mechanism: "SCRAM-SHA-256", data: client.first });
   const final = await client.final((challenge as { data: string }).data);
-  await first.scram("PASSWD", "alice", PASSWORD, { extra: { password: "brand new words 77" } });
+  const changed = await first.scram("PASSWD", "alice", PASSWORD, {
+    extra: { verifier: await verifierFor("brand new words 77") },
+  });
+  assert.equal(changed.reply.op, "PASSWD");
   assert.equal(second.closed, true, "the other session was ended by the password change");
   assert.deepEqual(await second.raw(JSON.stringify({ op: "PROOF", data: final })), [
     { op: "BYE", code: "PASSWORD_CHANGED", reason: "Password changed: log in again" },
@@ -103,9 +106,10 @@ Deno.test("Session gives each source a budget of registrations", async () => {
   await using kit = await makeKit({ registrationsPerMinute: 2 });
   const conn = kit.connect({ transport: "tls", confidential: true });
   await conn.sayHello();
-  assert.equal((await conn.send({ op: "REGISTER", user: "one", password: PASSWORD })).op, "REGISTER");
-  assert.equal((await conn.send({ op: "REGISTER", user: "two", password: PASSWORD })).op, "REGISTER");
-  const third = await conn.send({ op: "REGISTER", user: "three", password: PASSWORD }) as Record<
+  const verifier = await verifierFor(PASSWORD);
+  assert.equal((await conn.send({ op: "REGISTER", user: "one", verifier })).op, "REGISTER");
+  assert.equal((await conn.send({ op: "REGISTER", user: "two", verifier })).op, "REGISTER");
+  const third = await conn.send({ op: "REGISTER", user: "three", verifier }) as Record<
     string,
     unknown
   >;
@@ -113,9 +117,9 @@ Deno.test("Session gives each source a budget of registrations", async () => {
   assert.equal(third.retry_after_ms, 30_000);
   const elsewhere = kit.connect({ transport: "tls", confidential: true, peerAddress: "10.0.0.2" });
   await elsewhere.sayHello();
-  assert.equal((await elsewhere.send({ op: "REGISTER", user: "three", password: PASSWORD })).op, "REGISTER");
+  assert.equal((await elsewhere.send({ op: "REGISTER", user: "three", verifier })).op, "REGISTER");
   kit.clock.now += 30_000;
-  assert.equal((await conn.send({ op: "REGISTER", user: "four", password: PASSWORD })).op, "REGISTER");
+  assert.equal((await conn.send({ op: "REGISTER", user: "four", verifier })).op, "REGISTER");
 });
 
 Deno.test("SessionRegistry caps all connections per source, logged in or not", async () => {
@@ -144,9 +148,14 @@ Deno.test("Session logs an unknown command under a fixed event name, so a client
 Deno.test("Session issues a fresh seal nonce on every HELLO and a secret sealed to the old one fails", async () => {
   await using kit = await makeKit();
   const conn = kit.connect();
-  const sealed = await conn.sealed("REGISTER", "alice", PASSWORD);
+  const verifier = await verifierFor(PASSWORD);
+  const sealed = await conn.sealed("REGISTER", "alice", verifier);
   const before = conn.hello!.seal_nonce;
   const again = await conn.sayHello();
   assert.notEqual(again.seal_nonce, before);
   assert.equal(code(await conn.send({ op: "REGISTER", user: "alice", sealed })), "SEAL_INVALID");
+  // The failed attempt used up that nonce too: the same verifier sealed to the next one opens.
+  await conn.sayHello();
+  const fresh = await conn.sealed("REGISTER", "alice", verifier);
+  assert.equal(code(await conn.send({ op: "REGISTER", user: "alice", sealed: fresh })), "REGISTER");
 });

@@ -7,7 +7,7 @@ import type { ServerMessage } from "../../lib/codec/messages.ts";
 import { fingerprint } from "../../lib/crypto/fingerprint.ts";
 import { identityFingerprint } from "../../lib/crypto/identity_key.ts";
 import { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
-import { makeKit, storedBackup, testIdentity } from "./_session_kit.ts";
+import { makeKit, storedBackup, testIdentity, verifierFor } from "./_session_kit.ts";
 import type { Kit, TestConnection, TestIdentity } from "./_session_kit.ts";
 
 const PASSWORD = "violet harbor engine 42";
@@ -48,7 +48,8 @@ Deno.test("Session REGISTER with an identity stores the key and backup, and LOGI
   const id = testIdentity();
   const conn = kit.connect({ transport: "tls", confidential: true });
   await conn.sayHello();
-  const reply = await conn.send({ op: "REGISTER", user: "Alice", password: PASSWORD, identity: fields(id) });
+  const verifier = await verifierFor(PASSWORD);
+  const reply = await conn.send({ op: "REGISTER", user: "Alice", verifier, identity: fields(id) });
   assert.equal(reply.op, "REGISTER");
   const row = await kit.store.findUser("alice");
   assert.deepEqual(row?.identityKey, id.raw);
@@ -64,7 +65,8 @@ Deno.test("Session REGISTER refuses an identity key that is not 32 bytes and cre
   const conn = kit.connect({ transport: "tls", confidential: true });
   await conn.sayHello();
   const short = { key: "A".repeat(42) + "==", backup: testIdentity().backup };
-  const reply = await conn.send({ op: "REGISTER", user: "alice", password: PASSWORD, identity: short });
+  const verifier = await verifierFor(PASSWORD);
+  const reply = await conn.send({ op: "REGISTER", user: "alice", verifier, identity: short });
   assert.equal(code(reply), "BAD_MESSAGE");
   assert.match((reply as { message: string }).message, /32 bytes/);
   assert.equal(await kit.store.findUser("alice"), undefined);
@@ -296,7 +298,8 @@ Deno.test("Session PASSWD of an account with an identity requires a re-sealed ba
   const conn = kit.connect({ transport: "tls", confidential: true });
   await conn.login("alice", PASSWORD);
   const before = await kit.store.findUser("alice");
-  const refused = await conn.scram("PASSWD", "alice", PASSWORD, { extra: { password: OTHER } });
+  const verifier = await verifierFor(OTHER);
+  const refused = await conn.scram("PASSWD", "alice", PASSWORD, { extra: { verifier } });
   assert.equal(code(refused.reply), "BAD_MESSAGE");
   assert.match((refused.reply as { message: string }).message, /msg\.backup/);
   assert.deepEqual(await kit.store.findUser("alice"), before, "password and backup unchanged");
@@ -304,13 +307,14 @@ Deno.test("Session PASSWD of an account with an identity requires a re-sealed ba
 
   const resealed = { ...id.backup, ct: encodeBase64(new Uint8Array(64).fill(0x42)) };
   const done = await conn.scram("PASSWD", "alice", PASSWORD, {
-    extra: { password: OTHER, backup: resealed },
+    extra: { verifier, backup: resealed },
   });
   assert.equal(done.reply.op, "PASSWD");
   const after = await kit.store.findUser("alice");
   assert.equal(after?.keyBackup, storedBackup(resealed));
   assert.deepEqual(after?.identityKey, id.raw);
   assert.notEqual(after?.verifier, before?.verifier);
+  assert.equal(after?.verifier, verifier, "the new verifier, as sent");
   const { reply } = await kit.connect().login("alice", OTHER);
   assert.deepEqual(reply.identity, { key: id.key, backup: resealed });
 });
@@ -321,7 +325,7 @@ Deno.test("Session PASSWD of an account without an identity ignores a backup", a
   const conn = kit.connect({ transport: "tls", confidential: true });
   await conn.login("alice", PASSWORD);
   const done = await conn.scram("PASSWD", "alice", PASSWORD, {
-    extra: { password: OTHER, backup: testIdentity().backup },
+    extra: { verifier: await verifierFor(OTHER), backup: testIdentity().backup },
   });
   assert.equal(done.reply.op, "PASSWD");
   const after = await kit.store.findUser("alice");
@@ -330,9 +334,9 @@ Deno.test("Session PASSWD of an account without an identity ignores a backup", a
   assert.equal((await kit.connect().login("alice", OTHER)).reply.identity, undefined);
 });
 
-// Known lib bug (left failing on purpose): PASSWD decides whether a re-sealed backup is required when
-// its exchange starts; an IDENTITY registered by another session before the PROOF slips through, and
-// the new password is committed while the stored backup stays sealed under the old one.
+// PASSWD decides whether a re-sealed backup is required when its exchange starts; an IDENTITY registered
+// by another session before the PROOF must still stop the commit, or the stored backup would stay sealed
+// under the old password (the store refuses a verifier change without a backup once a key is there).
 Deno.test("Session PASSWD does not commit a new password over a backup registered during its exchange", async () => {
   await using kit = await makeKit();
   await kit.addUser("alice", PASSWORD);
@@ -348,7 +352,7 @@ Deno.test("Session PASSWD does not commit a new password over a backup registere
     op: "PASSWD",
     mechanism: client.mechanism,
     data: client.first,
-    password: OTHER,
+    verifier: await verifierFor(OTHER),
   });
   assert.equal(challenge.op, "CHALLENGE");
   if (challenge.op !== "CHALLENGE") return;

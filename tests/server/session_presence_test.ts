@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { makeKit } from "./_session_kit.ts";
+import { makeKit, verifierFor } from "./_session_kit.ts";
 import type { Kit, TestConnection } from "./_session_kit.ts";
 
 const PASSWORD = "violet harbor engine 42";
@@ -91,7 +91,7 @@ Deno.test("Session PASSWD ends the other sessions of the user but leaves the use
   const a2 = await loggedIn(kit, "alice");
   bob.takeNotices();
   const changed = await a1.scram("PASSWD", "alice", PASSWORD, {
-    extra: { password: "fresh meadow quartz 8" },
+    extra: { verifier: await verifierFor("fresh meadow quartz 8") },
   });
   assert.equal(changed.reply.op, "PASSWD");
   assert.deepEqual(a2.take(), [{

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { parseServerFirst } from "../../lib/codec/scram_messages.ts";
 import type { ServerMessage } from "../../lib/codec/messages.ts";
-import { makeKit } from "./_session_kit.ts";
+import { makeKit, verifierFor } from "./_session_kit.ts";
 import type { TestConnection } from "./_session_kit.ts";
 
 const PASSWORD = "violet harbor engine 42";
@@ -90,10 +90,11 @@ Deno.test("Session refuses a replayed client-final, inside and across exchanges"
   assert.equal(conn.session.user, null);
 });
 
-Deno.test("Session refuses a sealed password replayed in the same or another session, or for another user", async () => {
+Deno.test("Session refuses a sealed verifier replayed in the same or another session, or for another user", async () => {
   await using kit = await makeKit();
   const conn = kit.connect();
-  const sealed = await conn.sealed("REGISTER", "alice", PASSWORD);
+  const verifier = await verifierFor(PASSWORD);
+  const sealed = await conn.sealed("REGISTER", "alice", verifier);
   assert.equal((await conn.send({ op: "REGISTER", user: "alice", sealed })).op, "REGISTER");
   const alice = (await kit.store.findUser("alice"))!;
   await kit.store.deleteUser(alice.id, alice.verifier);
@@ -103,17 +104,48 @@ Deno.test("Session refuses a sealed password replayed in the same or another ses
   const other = kit.connect();
   await other.sayHello();
   assert.equal(code(await other.send({ op: "REGISTER", user: "alice", sealed })), "SEAL_INVALID");
-  const forBob = await other.sealed("REGISTER", "bob", PASSWORD);
+  const forBob = await other.sealed("REGISTER", "bob", verifier);
   assert.equal(code(await other.send({ op: "REGISTER", user: "mallory", sealed: forBob })), "SEAL_INVALID");
   assert.equal(await kit.store.countUsers(), 0);
 });
 
-Deno.test("Session refuses a password in clear on a plain connection", async () => {
+Deno.test("Session refuses a verifier in clear on a plain connection", async () => {
   await using kit = await makeKit();
+  await kit.addUser("bob", PASSWORD);
   const conn = kit.connect();
   await conn.sayHello();
-  const reply = await conn.send({ op: "REGISTER", user: "alice", password: PASSWORD });
+  const reply = await conn.send({ op: "REGISTER", user: "alice", verifier: await verifierFor(PASSWORD) });
   assert.equal(code(reply), "CONFIDENTIALITY_REQUIRED");
+  assert.equal(await kit.store.countUsers(), 1);
+  await conn.login("bob", PASSWORD);
+  const before = await kit.store.findUser("bob");
+  const passwd = await conn.scram("PASSWD", "bob", PASSWORD, {
+    extra: { verifier: await verifierFor("other words entirely 3") },
+  });
+  assert.equal(passwd.challenge.op, "ERROR", "refused before any exchange");
+  assert.equal(code(passwd.reply), "CONFIDENTIALITY_REQUIRED");
+  assert.deepEqual(await kit.store.findUser("bob"), before);
+});
+
+Deno.test("Session REGISTER refuses the old password field, no secret at all, and both verifier and sealed", async () => {
+  await using kit = await makeKit();
+  const tls = kit.connect({ transport: "tls", confidential: true });
+  await tls.sayHello();
+  const old = await tls.send({ op: "REGISTER", user: "alice", password: PASSWORD });
+  assert.equal(code(old), "BAD_MESSAGE");
+  assert.match((old as { message: string }).message, /msg\.password: unknown field/);
+  const none = await tls.send({ op: "REGISTER", user: "alice" });
+  assert.equal(code(none), "BAD_MESSAGE");
+  assert.match((none as { message: string }).message, /needs verifier \(TLS\) or sealed/);
+  const verifier = await verifierFor(PASSWORD);
+  const both = await tls.send({
+    op: "REGISTER",
+    user: "alice",
+    verifier,
+    sealed: await tls.sealed("REGISTER", "alice", verifier),
+  });
+  assert.equal(code(both), "BAD_MESSAGE");
+  assert.match((both as { message: string }).message, /send verifier or sealed, not both/);
   assert.equal(await kit.store.countUsers(), 0);
 });
 
@@ -175,20 +207,40 @@ Deno.test("Session applies the account counter to sources that failed, so spread
   await owner.login("alice", PASSWORD);
 });
 
-Deno.test("Session never logs passwords, proofs or sealed secrets", async () => {
+Deno.test("Session never logs passwords, verifiers, proofs or sealed secrets", async () => {
   await using kit = await makeKit();
   const conn = kit.connect();
-  const sealed = await conn.sealed("REGISTER", "alice", PASSWORD);
-  await conn.send({ op: "REGISTER", user: "alice", sealed });
+  const first = await verifierFor(PASSWORD);
+  const sealed = await conn.sealed("REGISTER", "alice", first);
+  assert.equal((await conn.send({ op: "REGISTER", user: "alice", sealed })).op, "REGISTER");
   const login = await conn.scram("LOGIN", "alice", PASSWORD);
   await conn.scram("LOGIN", "alice", "wrong horse battery 1");
   const tls = kit.connect({ transport: "tls", confidential: true });
   await tls.login("alice", PASSWORD);
-  await tls.scram("PASSWD", "alice", PASSWORD, { extra: { password: "second secret phrase 2" } });
+  const second = await verifierFor("second secret phrase 2");
+  assert.equal(
+    (await tls.scram("PASSWD", "alice", PASSWORD, { extra: { verifier: second } })).reply.op,
+    "PASSWD",
+  );
+  // Refused verifiers are not echoed either.
+  const refused = await verifierFor("third secret phrase 3", { iterations: 8192 });
+  assert.equal(code(await tls.send({ op: "REGISTER", user: "mallory", verifier: refused })), "BAD_MESSAGE");
   const text = kit.logs.join("\n");
   assert.match(text, /"event":"login_ok"/);
   assert.match(text, /"event":"login_failed".*"code":"AUTH_FAILED"/);
-  for (const secret of [PASSWORD, "wrong horse battery 1", "second secret phrase 2", sealed.ct, sealed.key]) {
+  assert.match(text, /"event":"register"/);
+  const keys = [first, second, refused].flatMap((v) => v.split("$")[2]!.split(":"));
+  assert.equal(keys.length, 6);
+  const secrets = [
+    PASSWORD,
+    "wrong horse battery 1",
+    "second secret phrase 2",
+    "third secret phrase 3",
+    sealed.ct,
+    sealed.key,
+    ...keys,
+  ];
+  for (const secret of secrets) {
     assert.ok(!text.includes(secret), `log contains ${secret.slice(0, 12)}…`);
   }
   const proof = login.clientFinal!.split(",p=")[1]!;

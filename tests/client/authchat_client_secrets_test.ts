@@ -1,0 +1,142 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { AuthchatClient } from "../../lib/client/authchat_client.ts";
+import { KnownHosts } from "../../lib/client/known_hosts.ts";
+import type { Sealed } from "../../lib/codec/messages.ts";
+import { ProtocolError } from "../../lib/codec/protocol_error.ts";
+import { openSealed, sealContext } from "../../lib/crypto/seal.ts";
+import { parseVerifier } from "../../lib/crypto/scram_verifier.ts";
+import {
+  generateServerIdentity,
+  identityPaths,
+  loadServerIdentity,
+} from "../../lib/crypto/server_identity.ts";
+import type { ServerIdentity } from "../../lib/crypto/server_identity.ts";
+import { AuthchatServer } from "../../lib/server/authchat_server.ts";
+import { Logger } from "../../lib/server/logger.ts";
+import { loadServerConfig } from "../../lib/server/server_config.ts";
+import { Session } from "../../lib/server/session.ts";
+import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+
+const FIRST = "saffron tundra pillow 5";
+const SECOND = "saffron tundra pillow 6";
+const decoder = new TextDecoder();
+
+interface Running {
+  store: SqliteUserStore;
+  identity: ServerIdentity;
+  /** Every frame payload a session of the server received, in order. */
+  received: Record<string, unknown>[];
+  connect(tls: boolean): Promise<AuthchatClient>;
+}
+
+/** An in-process server (TCP and TLS) that records every request its sessions receive. */
+async function withRecordingServer(body: (running: Running) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const received: Record<string, unknown>[] = [];
+  const receive = Session.prototype.receive;
+  // What a session's receive() gets is exactly what the server sees: TLS already removed.
+  Session.prototype.receive = function (payload: Uint8Array) {
+    received.push(JSON.parse(decoder.decode(payload)));
+    return receive.call(this, payload);
+  };
+  const clients: AuthchatClient[] = [];
+  try {
+    const paths = identityPaths(dir);
+    await generateServerIdentity(paths);
+    const identity = await loadServerIdentity(paths, { tls: true });
+    const store = SqliteUserStore.open(join(dir, "authchat.db"));
+    const server = await AuthchatServer.start({
+      config: await loadServerConfig({
+        file: "/dev/null",
+        flags: { tcp_port: 0, tls_port: 0, udp_port: 0, scram_iterations: 4096 },
+      }),
+      identity,
+      store,
+      log: new Logger({ write: () => {} }),
+    });
+    const knownHosts = new KnownHosts(join(dir, "known_hosts"));
+    try {
+      await body({
+        store,
+        identity,
+        received,
+        async connect(tls) {
+          const client = await AuthchatClient.connect({
+            host: "127.0.0.1",
+            port: tls ? server.addresses.tls!.port : server.addresses.tcp!.port,
+            tls,
+            trust: { knownHosts },
+            keepaliveMs: 0,
+          });
+          clients.push(client);
+          return client;
+        },
+      });
+    } finally {
+      for (const c of clients) await c.close();
+      await server.shutdown();
+    }
+  } finally {
+    Session.prototype.receive = receive;
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function requests(received: Record<string, unknown>[], op: string): Record<string, unknown>[] {
+  return received.filter((m) => m.op === op);
+}
+
+Deno.test("AuthchatClient sends only a verifier at register and passwd: the server never sees the password", async () => {
+  await withRecordingServer(async ({ store, identity, received, connect }) => {
+    // TLS: the verifier travels in the channel.
+    const tls = await connect(true);
+    await tls.register("alice", FIRST);
+    await tls.login("alice", FIRST);
+    await tls.passwd(FIRST, SECOND);
+    const [register, passwd] = [requests(received, "REGISTER")[0]!, requests(received, "PASSWD")[0]!];
+    for (const m of [register, passwd]) {
+      assert.equal(typeof m.verifier, "string");
+      assert.equal(m.sealed, undefined);
+      assert.equal(parseVerifier(m.verifier as string).iterations, 4096);
+    }
+    assert.equal((await store.findUser("alice"))!.verifier, passwd.verifier, "stored as sent");
+
+    // Plain TCP: the verifier is sealed; opened with the server's key, it is a verifier too.
+    const tcp = await connect(false);
+    const nonce = tcp.info.seal_nonce;
+    await tcp.register("bob", FIRST);
+    const sealed = requests(received, "REGISTER")[1]!.sealed as Sealed;
+    assert.equal(requests(received, "REGISTER")[1]!.verifier, undefined);
+    const opened = decoder.decode(
+      await openSealed(identity.sealPrivateKey, sealed, sealContext("REGISTER", { user: "bob", nonce })),
+    );
+    assert.equal(opened, (await store.findUser("bob"))!.verifier);
+
+    const everything = JSON.stringify(received) + opened;
+    for (const password of [FIRST, SECOND]) {
+      assert.ok(!everything.includes(password), `the server received ${password}`);
+    }
+    // Both passwords still work where they should: the verifiers are real.
+    const again = await connect(false);
+    assert.equal(await again.login("alice", SECOND), "alice");
+    assert.equal(await again.login("bob", FIRST), "bob");
+  });
+});
+
+Deno.test("AuthchatClient refuses a password against the server's policy before sending anything", async () => {
+  await withRecordingServer(async ({ store, received, connect }) => {
+    const client = await connect(true);
+    const policy = (reason: string) => (err: unknown) =>
+      err instanceof ProtocolError && err.code === "PASSWORD_POLICY" && err.details.reason === reason;
+    await assert.rejects(client.register("carol", "iloveyou12"), policy("common"));
+    await assert.rejects(client.register("carol", "short 1"), policy("too_short"));
+    await assert.rejects(client.register("carol", "carol and her kite"), policy("contains_username"));
+    assert.deepEqual(requests(received, "REGISTER"), [], "nothing was sent");
+    assert.equal(await store.findUser("carol"), undefined);
+    await client.register("carol", FIRST);
+    await client.login("carol", FIRST);
+    await assert.rejects(client.passwd(FIRST, "password123"), policy("common"));
+    assert.deepEqual(requests(received, "PASSWD"), [], "nothing was sent");
+  });
+});

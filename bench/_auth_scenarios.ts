@@ -1,0 +1,198 @@
+/**
+ * The scenarios against a running `authchat server`: new-connection logins over TCP and TLS, login latency,
+ * repeated logins on open connections, and many concurrent sessions. Every login is a full SCRAM exchange
+ * the server verifies; like a real client program, the load generator keeps each account's SaltedPassword
+ * (RFC 5802 allows it) and opened identity key between its connections.
+ *
+ * @module
+ */
+
+import { AuthchatClient } from "../lib/client/authchat_client.ts";
+import type { ClientCache } from "../lib/client/authchat_client.ts";
+import type { TrustOptions } from "../lib/client/open_connection.ts";
+import { closedLoop, percentile, rate } from "./_measure.ts";
+
+/** An account to log in as. */
+export interface Account {
+  user: string;
+  password: string;
+}
+
+/** Where the server is and how its keys are trusted. */
+export interface Target {
+  tcpPort: number;
+  tlsPort: number;
+  /** Fingerprint of the sealing key (TCP) and of the certificate (TLS). */
+  sealFingerprint: string;
+  certFingerprint: string;
+}
+
+/** Options every scenario takes. */
+export interface AuthScenarioOptions {
+  target: Target;
+  accounts: Account[];
+  clients: number;
+  durationMs: number;
+  cache: ClientCache;
+}
+
+/**
+ * Connect and say HELLO, as the real client does (it also sends its first keepalive at once).
+ *
+ * @param o Scenario options.
+ * @param tls Over TLS.
+ * @returns The client.
+ */
+export function connect(o: AuthScenarioOptions, tls: boolean): Promise<AuthchatClient> {
+  const trust: TrustOptions = { fingerprint: tls ? o.target.certFingerprint : o.target.sealFingerprint };
+  return AuthchatClient.connect({
+    host: "127.0.0.1",
+    port: tls ? o.target.tlsPort : o.target.tcpPort,
+    tls,
+    trust,
+    cache: o.cache,
+  });
+}
+
+/**
+ * Log every account in once, so the loops that follow find its keys cached (the first login of a seeded
+ * account makes its identity key, with an Argon2id each).
+ *
+ * @param o Scenario options.
+ */
+export async function warmUp(o: AuthScenarioOptions): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(4, o.accounts.length) }, async () => {
+    while (next < o.accounts.length) {
+      const account = o.accounts[next++]!;
+      const client = await connect(o, false);
+      try {
+        await client.login(account.user, account.password);
+        if (!client.chat?.identity) throw new Error(`No identity key for ${account.user}`);
+      } finally {
+        await client.close();
+      }
+    }
+  }));
+}
+
+/**
+ * New connections per second, each logged in with a full SCRAM exchange and closed.
+ *
+ * @param o Scenario options.
+ * @param tls Over TLS.
+ * @returns Logins per second.
+ */
+export async function newConnectionLogins(o: AuthScenarioOptions, tls: boolean): Promise<number> {
+  const r = await closedLoop({
+    durationMs: o.durationMs,
+    concurrency: o.clients,
+    op: async (worker) => {
+      const account = o.accounts[worker % o.accounts.length]!;
+      const client = await connect(o, tls);
+      try {
+        await client.login(account.user, account.password);
+      } finally {
+        await client.close();
+      }
+    },
+  });
+  return rate(r, tls ? "tls_login" : "tcp_login");
+}
+
+/**
+ * The latency of one new-connection login over TLS (connect to logged in), one login at a time.
+ *
+ * @param o Scenario options.
+ * @returns p50 and p99 in ms.
+ */
+export async function loginLatency(o: AuthScenarioOptions): Promise<{ p50: number; p99: number }> {
+  const latencies: number[] = [];
+  const r = await closedLoop({
+    durationMs: o.durationMs,
+    concurrency: 1,
+    op: async () => {
+      const account = o.accounts[latencies.length % o.accounts.length]!;
+      const t0 = performance.now();
+      const client = await connect(o, true);
+      try {
+        await client.login(account.user, account.password);
+        latencies.push(performance.now() - t0);
+      } finally {
+        await client.close();
+      }
+    },
+  });
+  rate(r, "login latency");
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+/**
+ * Logins per second on connections that stay open: each logs in again as soon as its last login ended.
+ *
+ * @param o Scenario options.
+ * @returns Logins per second.
+ */
+export async function reauth(o: AuthScenarioOptions): Promise<number> {
+  const clients = await Promise.all(Array.from({ length: o.clients }, () => connect(o, false)));
+  try {
+    const r = await closedLoop({
+      durationMs: o.durationMs,
+      concurrency: o.clients,
+      op: async (worker) => {
+        const account = o.accounts[worker % o.accounts.length]!;
+        await clients[worker]!.login(account.user, account.password);
+      },
+    });
+    return rate(r, "reauth");
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}
+
+/** What the sessions scenario found. */
+export interface SessionsResult {
+  sessions: number;
+  p99: number;
+  /** The sessions, still open: the harness stops the server before they go (or it would tell each one). */
+  held: AuthchatClient[];
+}
+
+/**
+ * Open and log in `count` sessions (spread over the accounts), call `ready` while all are up, then time one
+ * `IS_LOGGED` round trip on every session, `clients` at a time.
+ *
+ * @param o Scenario options.
+ * @param count Sessions to hold.
+ * @param ready Called with every session logged in; the figures are taken after it resolves.
+ * @returns Sessions held and the p99 of the round trips.
+ */
+export async function sessions(
+  o: AuthScenarioOptions,
+  count: number,
+  ready: () => Promise<void>,
+): Promise<SessionsResult> {
+  const held: AuthchatClient[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: o.clients }, async () => {
+    while (next < count) {
+      const account = o.accounts[next++ % o.accounts.length]!;
+      const client = await connect(o, false);
+      held.push(client);
+      await client.login(account.user, account.password);
+    }
+  }));
+  await ready();
+  const latencies: number[] = [];
+  let turn = 0;
+  await Promise.all(Array.from({ length: o.clients }, async () => {
+    while (turn < held.length) {
+      const client = held[turn++]!;
+      const t0 = performance.now();
+      const state = await client.isLogged();
+      latencies.push(performance.now() - t0);
+      if (!state.loggedIn) throw new Error("A held session was logged out");
+    }
+  }));
+  return { sessions: latencies.length, p99: percentile(latencies, 99), held };
+}

@@ -1,0 +1,247 @@
+/**
+ * The processes of a benchmark run: the `authchat` CLI (keygen, seed, server), the echo server and the
+ * load generator, each with the permissions it needs, their stdout read line by line.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Repository root. */
+export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
+const MOD = join(ROOT, "mod.ts");
+const CONFIG = join(ROOT, "deno.json");
+
+/** A child process whose stdout lines can be awaited. */
+export class Child {
+  readonly pid: number;
+  #child: Deno.ChildProcess;
+  #lines: string[] = [];
+  #waiters: (() => void)[] = [];
+  #stderr = "";
+  #done: Promise<Deno.CommandStatus>;
+  #stdin: WritableStreamDefaultWriter<Uint8Array>;
+
+  /**
+   * Spawn `deno run` with the repository's configuration.
+   *
+   * @param args Permissions, then the script and its arguments.
+   * @param env Environment additions.
+   */
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--config", CONFIG, ...args],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1", ...env },
+    }).spawn();
+    this.pid = this.#child.pid;
+    this.#stdin = this.#child.stdin.getWriter();
+    const out = this.#pump(this.#child.stdout, (line) => {
+      this.#lines.push(line);
+      for (const w of this.#waiters.splice(0)) w();
+    });
+    const err = this.#pump(this.#child.stderr, (line) => {
+      // A busy server logs a great deal; only the end is worth keeping for an error report.
+      this.#stderr = (this.#stderr + line + "\n").slice(-20_000);
+    });
+    this.#done = Promise.all([out, err]).then(() => this.#child.status);
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+    let rest = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      for (const line of parts) onLine(line);
+    }
+    if (rest) onLine(rest);
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  /** The tail of what it wrote to stderr. */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /**
+   * Wait for a stdout line.
+   *
+   * @param match What the line must satisfy.
+   * @param timeoutMs How long to wait.
+   * @returns The line.
+   * @throws {Error} When the process ends or the time runs out first.
+   */
+  async line(match: (line: string) => boolean, timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    let ended = false;
+    void this.#done.then(() => ended = true);
+    for (;;) {
+      const found = this.#lines.find(match);
+      if (found !== undefined) return found;
+      if (ended) throw new Error(`Process ended without the expected output:\n${this.#stderr}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`No expected output within ${timeoutMs / 1000} s:\n${this.#stderr}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#waiters.push(resolve)),
+        this.#done,
+        new Promise((resolve) => timer = setTimeout(resolve, Math.min(left, 1000))),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * The first stdout line that is a JSON object (with a given key).
+   *
+   * @param timeoutMs How long to wait.
+   * @param has A key it must have.
+   * @returns The object.
+   */
+  async json(timeoutMs: number, has?: string): Promise<Record<string, number>> {
+    return JSON.parse(
+      await this.line((l) => l.startsWith("{") && (has === undefined || l.includes(`"${has}"`)), timeoutMs),
+    );
+  }
+
+  /**
+   * Write a line to its stdin.
+   *
+   * @param text The line.
+   */
+  async send(text: string): Promise<void> {
+    await this.#stdin.write(new TextEncoder().encode(`${text}\n`));
+  }
+
+  /** Close its stdin (roles that hold connections exit then). */
+  async closeStdin(): Promise<void> {
+    await this.#stdin.close().catch(() => {});
+  }
+
+  /**
+   * Wait for the exit.
+   *
+   * @returns The status.
+   */
+  async wait(): Promise<Deno.CommandStatus> {
+    await this.closeStdin();
+    return await this.#done;
+  }
+
+  /**
+   * Signal and wait for the exit.
+   *
+   * @param signal The signal.
+   * @returns The status.
+   */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // Already gone.
+    }
+    await this.closeStdin();
+    return await this.#done;
+  }
+}
+
+/**
+ * Run an `authchat` subcommand to completion.
+ *
+ * @param data The data directory it may read and write.
+ * @param args The subcommand and its arguments.
+ * @throws {Error} When it fails.
+ */
+export async function authchat(data: string, args: string[]): Promise<void> {
+  const child = new Child([`--allow-read=${data}`, `--allow-write=${data}`, "--allow-env", MOD, ...args]);
+  const status = await child.wait();
+  if (!status.success) throw new Error(`authchat ${args[0]} failed:\n${child.stderr}`);
+}
+
+/**
+ * Start `authchat server` with the permissions of `deno task start`, and wait for its ready line.
+ *
+ * @param data The data directory.
+ * @param config The configuration file.
+ * @returns The process and its ports.
+ */
+export async function startServer(
+  data: string,
+  config: string,
+): Promise<{ child: Child; tcp: number; tls: number; udp: number }> {
+  const child = new Child([
+    "--allow-net",
+    `--allow-read=${data},${config}`,
+    `--allow-write=${data}`,
+    "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
+    MOD,
+    "server",
+    "--config",
+    config,
+  ]);
+  const line = await child.line((l) => l.startsWith("authchat listening"), 60_000);
+  const port = (name: string) => Number(new RegExp(`${name}=\\S+:(\\d+)`).exec(line)?.[1]);
+  return { child, tcp: port("tcp"), tls: port("tls"), udp: port("udp") };
+}
+
+/**
+ * Start the echo server.
+ *
+ * @param cert Certificate file.
+ * @param key Key file.
+ * @returns The process and its ports.
+ */
+export async function startEcho(
+  cert: string,
+  key: string,
+): Promise<{ child: Child; tcp: number; tls: number; udp: number }> {
+  const child = new Child([
+    "--allow-net",
+    `--allow-read=${cert},${key}`,
+    join(ROOT, "bench/echo_server.ts"),
+    cert,
+    key,
+  ]);
+  const line = await child.line((l) => l.startsWith("echo listening"), 30_000);
+  const port = (name: string) => Number(new RegExp(`${name}=(\\d+)`).exec(line)?.[1]);
+  return { child, tcp: port("tcp"), tls: port("tls"), udp: port("udp") };
+}
+
+/**
+ * Start the load generator in a role.
+ *
+ * @param role The role.
+ * @param options Its options (JSON).
+ * @param dir A directory it may write to.
+ * @returns The process.
+ */
+export function loadGenerator(role: string, options: unknown, dir: string): Child {
+  return new Child([
+    "--allow-net",
+    "--allow-read",
+    `--allow-write=${dir}`,
+    join(ROOT, "bench/load_generator.ts"),
+    role,
+    JSON.stringify(options),
+  ]);
+}
+
+/**
+ * Resident memory of a process, from the OS (`VmRSS` in `/proc/PID/status`; Linux).
+ *
+ * @param pid The process.
+ * @returns MiB, or `NaN` where `/proc` is not there.
+ */
+export async function residentMb(pid: number): Promise<number> {
+  let status: string;
+  try {
+    status = await Deno.readTextFile(`/proc/${pid}/status`);
+  } catch {
+    return NaN;
+  }
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
+  return kb === undefined ? NaN : Number(kb) / 1024;
+}

@@ -1,0 +1,127 @@
+/**
+ * The floors, measured against `echo_server.ts`: a bare TCP connect with one echo, the same over TLS with the
+ * TLS client authchat's own client uses (`node:tls`, which the client needs for the server certificate), and
+ * UDP ping-pong.
+ *
+ * @module
+ */
+
+import tls from "node:tls";
+import { closedLoop, rate } from "./_measure.ts";
+
+/** Bytes echoed per connection and per datagram. */
+const PAYLOAD = new Uint8Array(64).fill(0x61);
+
+async function readExactly(conn: Deno.Conn, n: number): Promise<void> {
+  const buffer = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const r = await conn.read(buffer.subarray(got));
+    if (r === null) throw new Error("Connection closed before the echo");
+    got += r;
+  }
+}
+
+/**
+ * New TCP connections per second, each with one echo.
+ *
+ * @param options Port, workers and duration.
+ * @returns Connections per second.
+ */
+export async function tcpConnectEcho(
+  options: { port: number; clients: number; durationMs: number },
+): Promise<number> {
+  const r = await closedLoop({
+    durationMs: options.durationMs,
+    concurrency: options.clients,
+    op: async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: options.port });
+      try {
+        conn.setNoDelay(true);
+        await conn.write(PAYLOAD);
+        await readExactly(conn, PAYLOAD.length);
+      } finally {
+        conn.close();
+      }
+    },
+  });
+  return rate(r, "tcp_connect_echo");
+}
+
+function tlsEchoOnce(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false });
+    let got = 0;
+    socket.once("secureConnect", () => {
+      socket.setNoDelay(true);
+      socket.write(PAYLOAD);
+    });
+    socket.on("data", (chunk: Uint8Array) => {
+      got += chunk.length;
+      if (got >= PAYLOAD.length) {
+        socket.destroy();
+        resolve();
+      }
+    });
+    socket.once("error", (err: Error) => {
+      socket.destroy();
+      reject(err);
+    });
+  });
+}
+
+/**
+ * New TLS connections per second, each with one echo.
+ *
+ * @param options Port, workers and duration.
+ * @returns Connections per second.
+ */
+export async function tlsConnectEcho(
+  options: { port: number; clients: number; durationMs: number },
+): Promise<number> {
+  const r = await closedLoop({
+    durationMs: options.durationMs,
+    concurrency: options.clients,
+    op: () => tlsEchoOnce(options.port),
+  });
+  return rate(r, "tls_connect_echo");
+}
+
+/**
+ * UDP round trips per second: each worker has its own socket and one datagram in flight.
+ *
+ * @param options Port, workers and duration.
+ * @returns Round trips per second.
+ */
+export async function udpPingPong(
+  options: { port: number; clients: number; durationMs: number },
+): Promise<number> {
+  const sockets = Array.from(
+    { length: options.clients },
+    () => Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" }),
+  );
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port: options.port };
+  const datagram = new Uint8Array(256).fill(0x62);
+  // One receive outstanding per socket; a datagram lost on loopback (rare) fails one operation, not the run.
+  const replies = sockets.map((s) => s.receive());
+  try {
+    const r = await closedLoop({
+      durationMs: options.durationMs,
+      concurrency: options.clients,
+      op: async (worker) => {
+        const socket = sockets[worker]!;
+        await socket.send(datagram, to);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const lost = new Promise<"lost">((resolve) => timer = setTimeout(() => resolve("lost"), 1000));
+        const reply = await Promise.race([replies[worker]!, lost]);
+        clearTimeout(timer);
+        if (reply === "lost") throw new Error("A datagram was lost");
+        replies[worker] = socket.receive();
+      },
+    });
+    return rate(r, "udp_pingpong");
+  } finally {
+    for (const s of sockets) s.close();
+    await Promise.allSettled(replies);
+  }
+}

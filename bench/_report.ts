@@ -1,0 +1,121 @@
+/**
+ * The figures of a benchmark run, their targets, and the table printed at the end.
+ *
+ * @module
+ */
+
+/** The figures, by their JSON key. */
+export type Figures = Record<string, number>;
+
+/** One figure: its key, unit, and the target it is held to (if any), given the other figures. */
+export interface Target {
+  key: string;
+  unit: string;
+  what: string;
+  /** The target as text, and whether the figures meet it. */
+  target?: (f: Figures) => { text: string; met: boolean };
+}
+
+const atLeast = (key: string, floorKey: string, ratio: number) => (f: Figures) => {
+  const floor = f[floorKey] ?? NaN;
+  const value = f[key] ?? NaN;
+  return { text: `≥ ${ratio} × ${floorKey} (${(value / floor).toFixed(2)}×)`, met: value >= ratio * floor };
+};
+
+const bound = (key: string, op: "≥" | "≤", limit: number) => (f: Figures) => {
+  const value = f[key] ?? NaN;
+  return { text: `${op} ${limit}`, met: op === "≥" ? value >= limit : value <= limit };
+};
+
+/** Every figure, in the order of the JSON file. */
+export const TARGETS: readonly Target[] = [
+  { key: "tcp_connect_echo_per_s", unit: "/s", what: "floor: bare TCP connect + one echo" },
+  { key: "tls_connect_echo_per_s", unit: "/s", what: "floor: bare TLS connect + one echo" },
+  {
+    key: "tcp_login_per_s",
+    unit: "/s",
+    what: "new TCP connection + SCRAM login",
+    target: atLeast("tcp_login_per_s", "tcp_connect_echo_per_s", 0.5),
+  },
+  {
+    key: "tls_login_per_s",
+    unit: "/s",
+    what: "new TLS connection + SCRAM-PLUS login",
+    target: atLeast("tls_login_per_s", "tls_connect_echo_per_s", 0.7),
+  },
+  {
+    key: "reauth_per_s",
+    unit: "/s",
+    what: "logins on open connections",
+    target: bound("reauth_per_s", "≥", 10_000),
+  },
+  { key: "login_p50_ms", unit: "ms", what: "TLS connect + login, one at a time, p50" },
+  { key: "login_p99_ms", unit: "ms", what: "TLS connect + login, one at a time, p99" },
+  { key: "sessions", unit: "", what: "logged-in sessions held", target: bound("sessions", "≥", 10_000) },
+  {
+    key: "sessions_rss_mb",
+    unit: "MiB",
+    what: "server resident memory with them",
+    target: bound("sessions_rss_mb", "≤", 250),
+  },
+  {
+    key: "sessions_p99_ms",
+    unit: "ms",
+    what: "IS_LOGGED round trip across them, p99",
+    target: bound("sessions_p99_ms", "≤", 50),
+  },
+  { key: "udp_pingpong_per_s", unit: "/s", what: "floor: raw UDP ping-pong" },
+  {
+    key: "msgs_per_s",
+    unit: "/s",
+    what: "256-byte E2E messages, acknowledged",
+    target: bound("msgs_per_s", "≥", 20_000),
+  },
+  { key: "msg_p50_ms", unit: "ms", what: "message send to ack at 1,000/s, p50" },
+  {
+    key: "msg_p99_ms",
+    unit: "ms",
+    what: "message send to ack at 1,000/s, p99",
+    target: bound("msg_p99_ms", "≤", 2),
+  },
+];
+
+function format(value: number | undefined): string {
+  if (value === undefined || Number.isNaN(value)) return "n/a";
+  if (Math.abs(value) >= 100) return Math.round(value).toLocaleString("en-US");
+  return value.toFixed(2);
+}
+
+/**
+ * The table of a run.
+ *
+ * @example
+ * ```ts
+ * import { report } from "./_report.ts";
+ * const text = report({ reauth_per_s: 12000 }, { quick: false, seconds: 60 });
+ * console.assert(text.includes("12,000") && text.includes("met"));
+ * ```
+ *
+ * @param figures The figures.
+ * @param run Whether it was a quick run, and how long it took.
+ * @returns The text.
+ */
+export function report(figures: Figures, run: { quick: boolean; seconds: number }): string {
+  const rows = TARGETS.map((t) => {
+    const target = t.target && figures[t.key] !== undefined ? t.target(figures) : null;
+    return [
+      t.key,
+      `${format(figures[t.key])} ${t.unit}`.trim(),
+      t.what,
+      target ? `${target.text} ${run.quick ? "(quick run)" : target.met ? "met" : "MISSED"}` : "",
+    ];
+  });
+  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) => r.map((c, i) => i < 3 ? c.padEnd(widths[i]!) : c).join("  ").trimEnd());
+  return [
+    `authchat benchmark (${run.quick ? "quick: figures are not meaningful" : "full"}, ${
+      run.seconds.toFixed(0)
+    } s)`,
+    ...lines,
+  ].join("\n");
+}

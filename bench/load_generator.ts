@@ -1,0 +1,134 @@
+/**
+ * The benchmark's load generator, a process of its own: `deno run … bench/load_generator.ts ROLE JSON`.
+ * It prints one JSON line of figures on stdout when done; roles that hold connections open (`sessions`,
+ * `receiver`) then wait for stdin to close, so the harness can stop the server first.
+ *
+ * @module
+ */
+
+import type { ClientCache } from "../lib/client/authchat_client.ts";
+import type { Account, AuthScenarioOptions, Target } from "./_auth_scenarios.ts";
+import { connect, loginLatency, newConnectionLogins, reauth, sessions, warmUp } from "./_auth_scenarios.ts";
+import { messages, startNode } from "./_chat_scenario.ts";
+import { tcpConnectEcho, tlsConnectEcho, udpPingPong } from "./_floor_scenarios.ts";
+
+/** Options of every role, as the harness passes them. */
+export interface LoadOptions {
+  clients: number;
+  durationMs: number;
+  echo?: { tcp: number; tls: number; udp: number };
+  target?: Target;
+  accounts?: Account[];
+  sessions?: number;
+  peer?: string;
+  window?: number;
+  dir?: string;
+}
+
+function say(figures: Record<string, unknown>): void {
+  console.log(JSON.stringify(figures));
+}
+
+const stdin = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+
+/** Wait for a line on stdin (the harness's go-ahead), or its end. */
+async function stdinLine(): Promise<void> {
+  for (;;) {
+    const { value, done } = await stdin.read();
+    if (done || value.includes("\n")) return;
+  }
+}
+
+async function stdinClosed(): Promise<void> {
+  while (!(await stdin.read()).done) {
+    // Nothing is expected, only the end.
+  }
+}
+
+function required<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw new Error(`Missing option ${name}`);
+  return value;
+}
+
+async function run(role: string, o: LoadOptions): Promise<void> {
+  const cache: ClientCache = { saltedPasswords: new Map(), identities: new Map() };
+  const auth = (): AuthScenarioOptions => ({
+    target: required(o.target, "target"),
+    accounts: required(o.accounts, "accounts"),
+    clients: o.clients,
+    durationMs: o.durationMs,
+    cache,
+  });
+  switch (role) {
+    case "floors": {
+      const echo = required(o.echo, "echo");
+      const base = { clients: o.clients, durationMs: o.durationMs };
+      return say({
+        tcp_connect_echo_per_s: await tcpConnectEcho({ ...base, port: echo.tcp }),
+        tls_connect_echo_per_s: await tlsConnectEcho({ ...base, port: echo.tls }),
+        udp_pingpong_per_s: await udpPingPong({ ...base, port: echo.udp }),
+      });
+    }
+    case "logins": {
+      const a = auth();
+      await warmUp(a);
+      const tcp = await newConnectionLogins(a, false);
+      const tls = await newConnectionLogins(a, true);
+      const latency = await loginLatency(a);
+      return say({
+        tcp_login_per_s: tcp,
+        tls_login_per_s: tls,
+        reauth_per_s: await reauth(a),
+        login_p50_ms: latency.p50,
+        login_p99_ms: latency.p99,
+      });
+    }
+    case "sessions": {
+      const a = auth();
+      await warmUp(a);
+      // The harness reads the server's memory while every session is up, then lets the round trips go.
+      const result = await sessions(a, required(o.sessions, "sessions"), async () => {
+        say({ phase: "ready" });
+        await stdinLine();
+      });
+      say({ sessions: result.sessions, sessions_p99_ms: result.p99 });
+      return await stdinClosed();
+    }
+    case "receiver": {
+      const [account] = required(o.accounts, "accounts");
+      const client = await connect(auth(), false);
+      await client.login(account!.user, account!.password);
+      let received = 0;
+      await startNode(client, required(o.dir, "dir"), () => received++);
+      say({ ready: true });
+      await stdinClosed();
+      return say({ received });
+    }
+    case "sender": {
+      const [account] = required(o.accounts, "accounts");
+      const client = await connect(auth(), false);
+      await client.login(account!.user, account!.password);
+      const node = await startNode(client, required(o.dir, "dir"));
+      const result = await messages(node, required(o.peer, "peer"), {
+        window: required(o.window, "window"),
+        durationMs: o.durationMs,
+      });
+      await node.close();
+      await client.close();
+      return say({ msgs_per_s: result.perSecond, msg_p50_ms: result.p50, msg_p99_ms: result.p99 });
+    }
+    default:
+      throw new Error(`Unknown role ${role}`);
+  }
+}
+
+if (import.meta.main) {
+  const [role, json] = Deno.args;
+  try {
+    await run(role ?? "", JSON.parse(json ?? "{}") as LoadOptions);
+    Deno.exit(0);
+  } catch (err) {
+    console.error(`load generator ${role}: ${(err as Error).stack ?? err}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * `deno task bench`: measure authchat against its runtime's own floor, side by side in one run.
+ *
+ * A separate `authchat server` process serves a temporary data directory seeded with accounts; a separate
+ * load-generator process drives it. The floors (a bare echo server on the same runtime, same certificate)
+ * are measured in the same run, so the ratios mean something on a shared machine. See docs/BENCHMARKS.md.
+ *
+ * @module
+ */
+
+import { Command } from "commander";
+import { join } from "node:path";
+import { fingerprint } from "../lib/crypto/fingerprint.ts";
+import { decodePem } from "../lib/crypto/pem.ts";
+import { authchat, loadGenerator, residentMb, startEcho, startServer } from "./_children.ts";
+import type { Account } from "./_auth_scenarios.ts";
+import { report, TARGETS } from "./_report.ts";
+import type { Figures } from "./_report.ts";
+
+/** Settings of a run. */
+interface Settings {
+  quick: boolean;
+  json?: string;
+  clients: number;
+  sessions: number;
+  accounts: number;
+  seconds: number;
+  window: number;
+}
+
+function parse(args: string[]): Settings {
+  const program = new Command()
+    .name("deno task bench")
+    .description(
+      "Measure logins, sessions and messages of a real authchat server against the runtime's floor (bare\n" +
+        "TCP/TLS connect + echo, UDP ping-pong), in one run, and print a table. No figure is asserted.",
+    )
+    .option("--quick", "shrink every scenario to about a second (proves the harness works)")
+    .option("--json <file>", "also write the figures to this file")
+    .option("--clients <n>", "concurrent clients of the load generator", "32")
+    .option("--sessions <n>", "sessions held at once in the sessions scenario", "10000")
+    .option(
+      "--accounts <n>",
+      "accounts the sessions are spread over (presence tells every session of each)",
+      "100",
+    )
+    .option("--seconds <n>", "duration of each timed scenario", "4")
+    .option("--window <n>", "messages in flight in the throughput scenario", "256")
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) });
+  program.parse(args, { from: "user" });
+  const o = program.opts();
+  const int = (name: string, value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new RangeError(`Invalid --${name}: ${value}, expected a positive integer`);
+    }
+    return n;
+  };
+  const quick = o.quick === true;
+  return {
+    quick,
+    ...(typeof o.json === "string" ? { json: o.json } : {}),
+    clients: int("clients", o.clients),
+    sessions: quick ? 200 : int("sessions", o.sessions),
+    accounts: quick ? 8 : int("accounts", o.accounts),
+    seconds: quick ? 0.7 : Number(o.seconds),
+    window: int("window", o.window),
+  };
+}
+
+function password(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+async function prepare(
+  dir: string,
+  count: number,
+): Promise<{ data: string; config: string; accounts: Account[]; chat: Account[] }> {
+  const data = join(dir, "data");
+  await authchat(data, ["keygen", "--data", data]);
+  const accounts = Array.from({ length: count }, (_, i) => ({ user: `bench${i}`, password: password() }));
+  const chat = ["sender", "receiver"].map((user) => ({ user, password: password() }));
+  const users = join(data, "users.txt");
+  await Deno.writeTextFile(users, [...accounts, ...chat].map((a) => `${a.user}:${a.password}\n`).join(""));
+  await authchat(data, ["seed", "--data", data, "--from", users, "--iterations", "4096"]);
+  await Deno.remove(users);
+  const config = join(dir, "authchat.yaml");
+  // Every client comes from 127.0.0.1: the per-address caps would refuse the load, not measure it.
+  await Deno.writeTextFile(
+    config,
+    [
+      `data_dir: ${data}`,
+      "host: 127.0.0.1",
+      "tcp_port: 0",
+      "tls_port: 0",
+      "udp_port: 0",
+      "scram_iterations: 4096",
+      "max_unauthenticated_per_ip: 1000000",
+      "max_connections_per_ip: 1000000",
+      "",
+    ].join("\n"),
+  );
+  return { data, config, accounts, chat };
+}
+
+async function run(settings: Settings): Promise<Figures> {
+  const dir = await Deno.makeTempDir({ prefix: "authchat-bench-" });
+  const figures: Figures = {};
+  const durationMs = settings.seconds * 1000;
+  const log = (line: string) => console.error(`bench: ${line}`);
+  try {
+    log(`preparing ${settings.accounts} accounts in ${dir}`);
+    const { data, config, accounts, chat } = await prepare(dir, settings.accounts);
+    const certFile = join(data, "server-cert.pem");
+    const target = async (ports: { tcp: number; tls: number }) => ({
+      tcpPort: ports.tcp,
+      tlsPort: ports.tls,
+      sealFingerprint: await fingerprint(
+        decodePem(await Deno.readTextFile(join(data, "seal-public.pem")), "PUBLIC KEY"),
+      ),
+      certFingerprint: await fingerprint(decodePem(await Deno.readTextFile(certFile), "CERTIFICATE")),
+    });
+    const base = { clients: settings.clients, durationMs };
+
+    log("floors: bare TCP and TLS connect + echo, UDP ping-pong");
+    const echo = await startEcho(certFile, join(data, "server-key.pem"));
+    try {
+      Object.assign(
+        figures,
+        await loadGenerator("floors", { ...base, echo }, dir).json(10 * durationMs + 60_000),
+      );
+    } finally {
+      await echo.child.stop("SIGKILL");
+    }
+
+    log("logins over TCP and TLS, login latency, repeated logins; then messages");
+    let server = await startServer(data, config);
+    try {
+      const t = await target(server);
+      const logins = loadGenerator("logins", { ...base, target: t, accounts }, dir);
+      Object.assign(figures, await logins.json(10 * durationMs + 120_000));
+      await logins.wait();
+      const receiver = loadGenerator("receiver", { ...base, target: t, accounts: [chat[1]], dir }, dir);
+      await receiver.json(60_000);
+      const sender = loadGenerator(
+        "sender",
+        { ...base, target: t, accounts: [chat[0]], peer: chat[1]!.user, window: settings.window, dir },
+        dir,
+      );
+      Object.assign(figures, await sender.json(10 * durationMs + 60_000));
+      await sender.wait();
+      await receiver.wait();
+    } finally {
+      await server.child.stop("SIGTERM");
+    }
+
+    log(`${settings.sessions} sessions on a fresh server`);
+    server = await startServer(data, config);
+    try {
+      const sessions = loadGenerator(
+        "sessions",
+        {
+          ...base,
+          target: await target(server),
+          accounts,
+          sessions: settings.sessions,
+        },
+        dir,
+      );
+      try {
+        await sessions.json(300_000, "phase");
+        const held = await residentMb(server.child.pid);
+        await sessions.send("go");
+        Object.assign(figures, await sessions.json(300_000, "sessions"));
+        figures.sessions_rss_mb = Math.max(held, await residentMb(server.child.pid));
+      } finally {
+        // Stopped while the sessions are still open: closing 10,000 of them one by one would make the
+        // server tell every remaining session about each user going offline.
+        await server.child.stop("SIGKILL");
+        await sessions.wait();
+      }
+    } finally {
+      await server.child.stop("SIGKILL");
+    }
+    return figures;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+if (import.meta.main) {
+  let settings: Settings;
+  try {
+    settings = parse(Deno.args);
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number; message: string };
+    if (e.code === "commander.helpDisplayed" || e.code === "commander.version") Deno.exit(0);
+    if (!e.code?.startsWith("commander.")) console.error(`error: ${e.message}`);
+    Deno.exit(2);
+  }
+  const started = Date.now();
+  const figures = await run(settings);
+  console.log(report(figures, { quick: settings.quick, seconds: (Date.now() - started) / 1000 }));
+  if (settings.json) {
+    const ordered = Object.fromEntries(TARGETS.map((t) => [t.key, figures[t.key] ?? null]));
+    await Deno.writeTextFile(settings.json, JSON.stringify(ordered, null, 2) + "\n");
+  }
+}

@@ -11,8 +11,9 @@
  * Proofs being checked count as failures until they turn out correct, so proofs
  * sent in parallel cannot all pass the gate before the first fails: for their
  * own (source, account) pair always, and for the source and the account once
- * the source has failed. A source that has not failed can check many proofs
- * for different accounts at once (the users behind one NAT logging in).
+ * the source has failed. A source that has not failed can check up to
+ * `maxParallel` proofs for different accounts at once (the users behind one
+ * NAT logging in), so a first burst of guesses is bounded by that too.
  *
  * @module
  */
@@ -29,6 +30,8 @@ export interface RateLimiterOptions {
   forgetAfterMs: number;
   /** Most counters kept per kind; the least recently failed go first. */
   maxEntries: number;
+  /** Proofs a source without failures may have checked at once (default 32). */
+  maxParallel?: number;
 }
 
 /** Defaults: 5 free failures, then 1 s doubling up to 15 min, forgotten after 1 h. */
@@ -158,7 +161,10 @@ export class RateLimiter {
     const pair = `${key}\0${account}`;
     const pairWait = this.#delay(this.#live(this.#pairs, pair, now), this.#count(`p:${pair}`), now);
     const source = this.#live(this.#sources, key, now);
-    if (!source) return pairWait;
+    if (!source) {
+      const busy = this.#count(`s:${key}`) >= (this.#options.maxParallel ?? 32);
+      return Math.max(pairWait, busy ? this.#options.baseMs : 0);
+    }
     return Math.max(
       pairWait,
       this.#delay(source, this.#count(`s:${key}`), now),

@@ -236,7 +236,9 @@ export class ScramServerExchange {
 /**
  * The verifier shown for a user that does not exist: salt and keys derived
  * from a server secret and the name, so the same name always gets the same
- * salt, with the iteration count real accounts get.
+ * salt, with the iteration count real accounts get. One HMAC: its first 16
+ * bytes are the salt, and the whole of it the StoredKey no proof matches (the
+ * exchange fails anyway); the ServerKey is never used.
  *
  * @param secret The server's mock secret.
  * @param nameKey The lower-cased user name.
@@ -248,11 +250,6 @@ export async function mockVerifier(
   nameKey: string,
   iterations: number,
 ): Promise<ScramVerifier> {
-  const salt = (await hmac(secret, `authchat-mock-salt\0${nameKey}`)).slice(0, SALT_BYTES);
-  return {
-    iterations,
-    salt,
-    storedKey: await hmac(secret, `authchat-mock-stored-key\0${nameKey}`),
-    serverKey: await hmac(secret, `authchat-mock-server-key\0${nameKey}`),
-  };
+  const mac = await hmac(secret, `authchat-mock/2\0${nameKey}`);
+  return { iterations, salt: mac.slice(0, SALT_BYTES), storedKey: mac, serverKey: new Uint8Array(32) };
 }

@@ -43,6 +43,12 @@ export function hs1Check(d: Hs1Datagram): (peerKey: Uint8Array<ArrayBuffer>) => 
   return (peerKey) => verifyIdentitySignature(peerKey, d.sig, hs1SignedBytes(d.from, d.to, d.eph));
 }
 
+/** `PEER` said the user is online but has not proved a UDP address yet (their rendezvous is under way). */
+function notReachableYet(err: unknown): boolean {
+  return err instanceof ProtocolError && err.code === "USER_OFFLINE" &&
+    /not reachable over UDP/.test(err.message);
+}
+
 /** What {@linkcode PeerLookups.recheck} found. */
 export type Recheck =
   | { kind: "same" }
@@ -97,9 +103,7 @@ export class PeerLookups {
       try {
         return await this.#peer(name);
       } catch (err) {
-        const notYet = err instanceof ProtocolError && err.code === "USER_OFFLINE" &&
-          /not reachable over UDP/.test(err.message);
-        if (!notYet || attempt >= 10) throw err;
+        if (!notReachableYet(err) || attempt >= 10) throw err;
         await new Promise((r) => setTimeout(r, 200));
       }
     }
@@ -152,7 +156,8 @@ export class PeerLookups {
     try {
       info = await this.#peer(name);
     } catch (err) {
-      const gone = err instanceof ProtocolError &&
+      // Online but not yet reachable: a new session of the peer finishing its rendezvous. Look again later.
+      const gone = err instanceof ProtocolError && !notReachableYet(err) &&
         (err.code === "USER_OFFLINE" || err.code === "UNKNOWN_USER");
       return gone ? { kind: "gone", why: err.message } : { kind: "same" };
     }

@@ -107,13 +107,16 @@ interface LinkState extends SendLink {
   /** When the server was last asked where the peer is, and whether it is being asked now. */
   lookedUpAt: number;
   lookingUp: boolean;
-  /** Datagrams waiting on the chain, and whether a pump is already waiting on it. */
+  /** Datagrams waiting on the chain (handshakes counted apart), and whether a pump is waiting on it. */
   jobs: number;
+  handshakeJobs: number;
   pumpQueued: boolean;
 }
 
 /** Datagrams that may wait for one link: past this a flood (forged or not) is dropped unread. */
 const MAX_LINK_JOBS = 256;
+/** Handshakes among them: anyone can send HS1s, so they get a small share of their own. */
+const MAX_HANDSHAKE_JOBS = 16;
 /**
  * Sends to a peer unacknowledged this long make the node ask the server again where the peer is: the
  * session that received them may have ended while the user stays online with another one.
@@ -298,10 +301,15 @@ export class ChatNode {
     const target = state;
     // Each datagram costs an authentication check on the chain: a flood must not queue work without bound
     // ahead of the peer's own datagrams (the reliable layer sends again what is dropped here).
-    if (target.jobs >= MAX_LINK_JOBS) return void this.#stats.overloaded++;
+    const handshake = d.type !== "DATA";
+    if (target.jobs >= MAX_LINK_JOBS || (handshake && target.handshakeJobs >= MAX_HANDSHAKE_JOBS)) {
+      return void this.#stats.overloaded++;
+    }
     target.jobs++;
+    if (handshake) target.handshakeJobs++;
     this.#serialize(target, async () => {
       target.jobs--;
+      if (handshake) target.handshakeJobs--;
       await target.link.receive(d, path, Date.now());
       for (const message of target.link.takeDelivered()) {
         this.#stats.delivered++;
@@ -410,6 +418,7 @@ export class ChatNode {
       lookedUpAt: Date.now(),
       lookingUp: false,
       jobs: 0,
+      handshakeJobs: 0,
       pumpQueued: false,
     };
     state.link = new PeerLink({

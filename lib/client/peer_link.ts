@@ -109,6 +109,8 @@ export class PeerLink {
   #blocked = false;
   #delivered: Uint8Array<ArrayBuffer>[] = [];
   #acked: number[] = [];
+  /** Closed links ignore whatever was still queued for them: no new session, nothing sent. */
+  #closed = false;
   #stats = { handshakes: 0, badSignature: 0, unexpected: 0, relayFallbacks: 0, overBudget: 0 };
   /** Replayed HS1s are authentic, and each would cost an X25519 exchange and a session: they are budgeted. */
   #hs1Budget = { tokens: HS1_BURST, at: 0 };
@@ -191,6 +193,7 @@ export class PeerLink {
    * @param now Current time in ms.
    */
   async receive(d: PeerDatagram, path: PeerPath, now: number): Promise<void> {
+    if (this.#closed) return;
     // Whatever arrives may unblock the queue (acknowledgements, a new session): worth one more poll.
     this.#blocked = false;
     if (d.type === "HS1") return await this.#onHs1(d, path, now);
@@ -205,6 +208,7 @@ export class PeerLink {
    * @returns Datagrams and their paths.
    */
   async poll(now: number): Promise<LinkOutput[]> {
+    if (this.#closed) return [];
     const out = this.#outbox;
     this.#outbox = [];
     this.#sessions.judgeSuspects(now);
@@ -279,10 +283,12 @@ export class PeerLink {
     return true;
   }
 
-  /** Forget every session and every message (the peer went offline). */
+  /** Forget every session and every message (the peer went offline, or the link was given up), for good. */
   close(): void {
+    this.#closed = true;
     this.#dropSessions();
     this.#queue = [];
+    this.#outbox = [];
   }
 
   #feedCurrent(now: number): void {

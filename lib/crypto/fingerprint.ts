@@ -5,6 +5,8 @@
  * @module
  */
 
+import { sha256 } from "./sha256.ts";
+
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
 
 /**
@@ -20,9 +22,8 @@ const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
  * @param der The DER bytes.
  * @returns `SHA256:<base64, no padding>`.
  */
-export async function fingerprint(der: Uint8Array<ArrayBuffer>): Promise<string> {
-  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", der));
-  return `SHA256:${hash.toBase64({ omitPadding: true })}`;
+export function fingerprint(der: Uint8Array<ArrayBuffer>): Promise<string> {
+  return Promise.resolve(`SHA256:${sha256(der).toBase64({ omitPadding: true })}`);
 }
 
 /**

@@ -1,10 +1,14 @@
 /**
- * The SCRAM functions of RFC 5802 §3 on WebCrypto: Hi (PBKDF2), HMAC, H and
- * the keys derived from a salted password. SHA-1 exists only so the RFC 5802
- * example can be checked; the protocol offers SHA-256 alone.
+ * The SCRAM functions of RFC 5802 §3: Hi (PBKDF2, on WebCrypto, which runs it
+ * off the event loop), HMAC, H and the keys derived from a salted password.
+ * HMAC-SHA-256 and SHA-256 run on `sha256.ts` (a login computes several on
+ * each side); SHA-1 exists only so the RFC 5802 example can be checked, on
+ * WebCrypto. The protocol offers SHA-256 alone.
  *
  * @module
  */
+
+import { hmacSha256, sha256 } from "./sha256.ts";
 
 /** Hash functions SCRAM is computed with. */
 export type ScramHash = "SHA-256" | "SHA-1";
@@ -50,8 +54,9 @@ export async function hmac(
   data: Uint8Array<ArrayBuffer> | string,
   hash: ScramHash = "SHA-256",
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const k = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash }, false, ["sign"]);
   const bytes = typeof data === "string" ? encoder.encode(data) : data;
+  if (hash === "SHA-256") return await hmacSha256(key, bytes);
+  const k = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash }, false, ["sign"]);
   return new Uint8Array(await crypto.subtle.sign("HMAC", k, bytes));
 }
 
@@ -66,6 +71,7 @@ export async function digest(
   data: Uint8Array<ArrayBuffer>,
   hash: ScramHash = "SHA-256",
 ): Promise<Uint8Array<ArrayBuffer>> {
+  if (hash === "SHA-256") return sha256(data);
   return new Uint8Array(await crypto.subtle.digest(hash, data));
 }
 

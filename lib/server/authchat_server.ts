@@ -99,6 +99,8 @@ export class AuthchatServer {
         maxMs: config.backoff_max * 1000,
         forgetAfterMs: Math.max(3_600_000, config.backoff_max * 2000),
         maxEntries: 100_000,
+        // As many proofs at once as a source may hold connections that are not logged in.
+        maxParallel: config.max_unauthenticated_per_ip,
       }),
       registrations: new TokenBucket({ perMinute: config.registrations_per_minute }),
       registry: new SessionRegistry({

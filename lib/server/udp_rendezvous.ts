@@ -55,11 +55,15 @@ interface Entry {
   key: CryptoKey;
   window: ReplayWindow;
   endpoint: Source | null;
+  /** Tag checks under way for this handle. */
+  checking: number;
 }
 
 const HANDLE_BYTES = 16;
 /** MAC checks under way at once at most: a flood must not queue them without bound. */
 export const MAX_CHECKING = 1024;
+/** MAC checks under way at once for one session's handle, so one flood cannot take all of them. */
+export const MAX_CHECKING_PER_SESSION = 64;
 
 /**
  * The rendezvous and relay.
@@ -124,6 +128,7 @@ export class Rendezvous implements SessionRendezvous {
       key: await importUdpKey(sessionKey),
       window: new ReplayWindow(),
       endpoint: null,
+      checking: 0,
     };
     const text = encodeBase64(handle);
     this.#byHandle.set(text, entry);
@@ -188,16 +193,18 @@ export class Rendezvous implements SessionRendezvous {
       this.#stats.replayed++;
       return [];
     }
-    if (this.#checking >= MAX_CHECKING) {
+    if (this.#checking >= MAX_CHECKING || entry.checking >= MAX_CHECKING_PER_SESSION) {
       this.#stats.overloaded++;
       return [];
     }
     this.#checking++;
+    entry.checking++;
     let authentic: boolean;
     try {
       authentic = await verifyDatagramTag(entry.key, d);
     } finally {
       this.#checking--;
+      entry.checking--;
     }
     if (!authentic) {
       this.#stats.badTag++;

@@ -1,7 +1,9 @@
 /**
  * The embedded account store on `node:sqlite`: WAL journal, full sync (an
  * acknowledged write survives a crash), foreign keys on, busy timeout, and
- * forward migrations at open.
+ * forward migrations at open. Login times are the exception: they are written
+ * behind, at most {@linkcode LOGIN_FLUSH_MS} later, many in one transaction —
+ * a synchronous commit per login would cost more than the whole login.
  *
  * @module
  */
@@ -16,6 +18,12 @@ import type { IdentityRecord, NewUser, UserRecord, UserStore } from "./user_stor
 
 /** File name of the database inside the data directory. */
 export const DATABASE_FILE = "authchat.db";
+
+/** How long a write waits for a lock another process (such as `seed`) holds. */
+const BUSY_TIMEOUT_MS = 5000;
+
+/** Longest a recorded login time waits before it is written (a crash loses at most this much of them). */
+export const LOGIN_FLUSH_MS = 1000;
 
 interface Row {
   id: number;
@@ -69,6 +77,9 @@ export class SqliteUserStore implements UserStore {
   #count: StatementSync;
   #iterations: StatementSync;
   #secret: Uint8Array<ArrayBuffer>;
+  /** Login times not yet written, by row id. */
+  #logins = new Map<number, number>();
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -119,7 +130,7 @@ export class SqliteUserStore implements UserStore {
     }
     const db = new DatabaseSync(path);
     try {
-      db.exec("PRAGMA busy_timeout = 5000");
+      db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
       db.exec("PRAGMA journal_mode = WAL");
       db.exec("PRAGMA synchronous = FULL");
       db.exec("PRAGMA foreign_keys = ON");
@@ -133,7 +144,10 @@ export class SqliteUserStore implements UserStore {
 
   findUser(nameKey: string): Promise<UserRecord | undefined> {
     const row = this.#find.get(nameKey) as Row | undefined;
-    return Promise.resolve(row ? toRecord(row) : undefined);
+    if (!row) return Promise.resolve(undefined);
+    const record = toRecord(row);
+    record.lastLoginAt = this.#logins.get(record.id) ?? record.lastLoginAt;
+    return Promise.resolve(record);
   }
 
   createUser(user: NewUser): Promise<UserRecord> {
@@ -173,15 +187,47 @@ export class SqliteUserStore implements UserStore {
 
   recordLogin(id: number, expected: string, now: number): Promise<number | null | undefined> {
     try {
-      this.#db.exec("BEGIN IMMEDIATE");
+      // One statement: the check of the verifier and the previous time are read atomically.
       const row = this.#lastLogin.get(id, expected) as { last_login_at: number | null } | undefined;
-      if (row) this.#setLogin.run(now, id);
-      this.#db.exec("COMMIT");
       if (!row) return Promise.resolve(undefined);
-      return Promise.resolve(row.last_login_at === null ? null : Number(row.last_login_at));
+      const previous = this.#logins.get(id) ??
+        (row.last_login_at === null ? null : Number(row.last_login_at));
+      this.#logins.set(id, now);
+      this.#flushTimer ??= setTimeout(() => {
+        this.#flushTimer = undefined;
+        this.flushLogins();
+      }, LOGIN_FLUSH_MS);
+      return Promise.resolve(previous);
     } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Write the recorded login times now, in one transaction. When the database is locked by another
+   * process, they stay recorded and the next flush tries again: a flush never waits for the lock, as it
+   * would hold up every session meanwhile.
+   */
+  flushLogins(): void {
+    this.#flush(false);
+  }
+
+  #flush(waitForLock: boolean): void {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (this.#logins.size === 0 || !this.#db.isOpen) return;
+    const logins = [...this.#logins];
+    if (!waitForLock) this.#db.exec("PRAGMA busy_timeout = 0");
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+      for (const [id, at] of logins) this.#setLogin.run(at, id);
+      this.#db.exec("COMMIT");
+      for (const [id, at] of logins) if (this.#logins.get(id) === at) this.#logins.delete(id);
+    } catch {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      this.#flushTimer = setTimeout(() => this.flushLogins(), LOGIN_FLUSH_MS);
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     }
   }
 
@@ -209,6 +255,9 @@ export class SqliteUserStore implements UserStore {
   }
 
   close(): void {
+    // The last chance to write them: worth waiting for a lock.
+    this.#flush(true);
+    clearTimeout(this.#flushTimer);
     if (this.#db.isOpen) this.#db.close();
   }
 }

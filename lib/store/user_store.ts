@@ -48,10 +48,11 @@ export interface NewUser {
 }
 
 /**
- * Persistent accounts. Every write is one transaction. Writes that follow a
- * SCRAM proof name the verifier the proof was checked against and do nothing
- * when it has changed meanwhile (compare-and-swap), so a proof of an old
- * password can never commit after the password changed.
+ * Persistent accounts. Every write is one transaction (login times may be
+ * written behind, many in one, a moment later). Writes that follow a SCRAM
+ * proof name the verifier the proof was checked against and do nothing when it
+ * has changed meanwhile (compare-and-swap), so a proof of an old password can
+ * never commit after the password changed.
  */
 export interface UserStore {
   /**

@@ -172,11 +172,14 @@ Deno.test("RateLimiter does not let a login to one's own account wipe out guesse
   assert.equal(limiter.retryAfter("10.0.0.77", "victim", 0), 0, "the owner elsewhere is not locked out");
 });
 
-Deno.test("RateLimiter lets a source with no failures check many proofs for different accounts at once", () => {
+Deno.test("RateLimiter lets a source with no failures check up to maxParallel proofs for different accounts at once", () => {
   const limiter = new RateLimiter(OPTIONS);
-  // The users behind one NAT logging in together: no failures, so no one waits.
-  for (let i = 0; i < 32; i++) limiter.begin("10.0.0.1", `user${i}`);
-  assert.equal(limiter.retryAfter("10.0.0.1", "user32", 0), 0);
+  // The users behind one NAT logging in together: no failures, so no one waits, up to the cap.
+  for (let i = 0; i < 31; i++) limiter.begin("10.0.0.1", `user${i}`);
+  assert.equal(limiter.retryAfter("10.0.0.1", "user31", 0), 0);
+  limiter.begin("10.0.0.1", "user31");
+  assert.equal(limiter.retryAfter("10.0.0.1", "user32", 0), 1000, "the 33rd waits: a first burst is bounded");
+  assert.equal(limiter.retryAfter("10.0.0.2", "user32", 0), 0, "other sources do not");
   for (let i = 0; i < 32; i++) limiter.end("10.0.0.1", `user${i}`, 0, true);
   assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0, checking: 0 });
 });

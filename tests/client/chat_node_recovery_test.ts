@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { PeerKeyChangedError } from "../../lib/client/chat_node.ts";
+import { encodeBase64 } from "../../lib/codec/base64.ts";
+import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { UdpCapture } from "../e2e/_capture_proxy.ts";
 import { prng } from "../transport/_lossy_link.ts";
 import { LossyUdpProxy, until, withChat } from "./_chat_kit.ts";
@@ -108,6 +111,56 @@ Deno.test("ChatNode carries messages up to 64 KiB through the relay when a tenth
       assert.ok(kit.server.rendezvous!.stats.relayed > 3 * 60, "the 64 KiB messages went through the relay");
     } finally {
       await lossy.close();
+    }
+  });
+});
+
+Deno.test("ChatNode asks the server again when sends stall: a changed key fails them at once, not-yet-reachable waits", async () => {
+  await withChat(async (kit) => {
+    const proxy = new LossyUdpProxy({ drop: 0, duplicate: 0, maxDelayMs: 0 }, 1);
+    try {
+      let answer: "real" | "new key" | "not yet" = "real";
+      const lookups: string[] = [];
+      const viaProxy = proxy.wrapFor("alice");
+      const options = { directTimeoutMs: 1e9, sendTimeoutMs: 8000 };
+      const bob = await kit.join("bob", { ...options, wrapPeer: proxy.wrapFor("bob") });
+      const alice = await kit.join("alice", {
+        ...options,
+        wrapPeer: (peer) => async (user) => {
+          lookups.push(answer);
+          const info = await viaProxy(peer)(user);
+          if (answer === "new key") return { ...info, key: encodeBase64(new Uint8Array(32).fill(5)) };
+          if (answer === "not yet") {
+            throw new ProtocolError("USER_OFFLINE", `User is online but not reachable over UDP: ${user}`);
+          }
+          return info;
+        },
+      });
+      await alice.node.send("bob", "one");
+
+      // Online but not reachable yet (a new session's rendezvous under way): the link stays.
+      proxy.conditions.drop = 1;
+      answer = "not yet";
+      const waiting = alice.node.send("bob", "two");
+      await until(() => lookups.includes("not yet"), "a second lookup", 5000);
+      proxy.conditions.drop = 0;
+      await waiting;
+      assert.deepEqual(bob.messages.map((m) => m.text), ["one", "two"]);
+
+      // A new identity key behind the same name: the stalled sends fail at once, long before the timeout.
+      proxy.conditions.drop = 1;
+      answer = "new key";
+      const started = Date.now();
+      await assert.rejects(
+        alice.node.send("bob", "three"),
+        /^Error: Not delivered: the identity key of bob changed$/,
+      );
+      assert.ok(Date.now() - started < 5000, `failed after ${Date.now() - started} ms`);
+      // And the next send is refused by the pin, with the loud warning.
+      await assert.rejects(alice.node.send("bob", "four"), PeerKeyChangedError);
+      assert.deepEqual(bob.messages.map((m) => m.text), ["one", "two"]);
+    } finally {
+      await proxy.close();
     }
   });
 });

@@ -344,3 +344,17 @@ Deno.test("PeerLink sends nothing twice when the peer only seemed silent for lon
   assert.deepEqual(bob.delivered, ["hello", ...texts]);
   assert.equal(alice.link.stats.handshakes, 2, "silence led to a new handshake");
 });
+
+Deno.test("PeerLink does nothing once closed: a queued authentic HS1 makes no session and poll sends nothing", async () => {
+  const sim = await PeerSim.create();
+  const { alice, bob } = sim.ends;
+  await connected(sim);
+  bob.link.close();
+  const events = bob.sessionEvents.length;
+  const eph = (await generateEphemeral()).publicKey;
+  const sig = await signWith(alice.identity, hs1SignedBytes("alice", "bob", eph));
+  await sim.inject("bob", encodeHs1({ from: "alice", to: "bob", eph, sig }));
+  assert.equal(bob.sessionEvents.length, events, "no session was made");
+  assert.deepEqual(await bob.link.poll(sim.now), []);
+  assert.equal(bob.link.nextWakeup(), null);
+});

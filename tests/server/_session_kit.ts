@@ -114,6 +114,7 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
       maxMs: 60_000,
       forgetAfterMs: 3_600_000,
       maxEntries: 1000,
+      maxParallel: options.maxUnauthenticatedPerIp ?? 100,
     }),
     registrations: new TokenBucket({ perMinute: options.registrationsPerMinute ?? 1000 }),
     registry: new SessionRegistry({

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { hashCalls } from "../../lib/crypto/sha256.ts";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { makeKit } from "./_session_kit.ts";
@@ -123,9 +124,10 @@ Deno.test("Session answers malformed payloads with their codes and the request i
   assert.equal((await conn.send({ op: "IS_LOGGED" })).op, "IS_LOGGED");
 });
 
-/** Count WebCrypto digest and sign calls made while `work` runs. */
+/** Count hash and HMAC computations (hash-wasm and WebCrypto) made while `work` runs. */
 async function counted(work: () => Promise<unknown>): Promise<number> {
   const { digest, sign } = crypto.subtle;
+  const before = hashCalls();
   let calls = 0;
   crypto.subtle.digest =
     ((...args: Parameters<typeof digest>) => (calls++, digest.apply(crypto.subtle, args))) as typeof digest;
@@ -133,7 +135,7 @@ async function counted(work: () => Promise<unknown>): Promise<number> {
     ((...args: Parameters<typeof sign>) => (calls++, sign.apply(crypto.subtle, args))) as typeof sign;
   try {
     await work();
-    return calls;
+    return calls + hashCalls() - before;
   } finally {
     crypto.subtle.digest = digest;
     crypto.subtle.sign = sign;

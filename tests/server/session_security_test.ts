@@ -247,3 +247,32 @@ Deno.test("Session never logs passwords, verifiers, proofs or sealed secrets", a
   assert.ok(!text.includes(proof));
   assert.ok(!text.includes((login.reply as { data: string }).data));
 });
+
+Deno.test("Session has at most max_unauthenticated_per_ip proofs of a clean source checked at once, even after logins", async () => {
+  await using kit = await makeKit({ maxUnauthenticatedPerIp: 4, maxConnectionsPerIp: 1000, freeFailures: 3 });
+  await kit.addUser("mallory", PASSWORD);
+  const victims = Array.from({ length: 40 }, (_, i) => `victim${i}`);
+  for (const v of victims) await kit.addUser(v, PASSWORD);
+  // Logged-in connections do not count against the cap on unauthenticated ones; a LOGIN on each then
+  // makes it an exchange again.
+  const conns: TestConnection[] = [];
+  for (const _ of victims) {
+    const conn = kit.connect();
+    await conn.login("mallory", PASSWORD);
+    conns.push(conn);
+  }
+  const finals = await Promise.all(victims.map(async (v, i) => {
+    const client = new ScramClient({
+      username: v,
+      password: `guess ${i}`,
+      serverMechanisms: conns[i]!.hello!.mechanisms,
+    });
+    const challenge = await conns[i]!.send({ op: "LOGIN", mechanism: client.mechanism, data: client.first });
+    assert.equal(challenge.op, "CHALLENGE");
+    return await client.final((challenge as { data: string }).data);
+  }));
+  const replies = await Promise.all(conns.map((c, i) => c.send({ op: "PROOF", data: finals[i] })));
+  const codes = replies.map((r) => (r as { code?: string }).code);
+  assert.equal(codes.filter((c) => c === "AUTH_FAILED").length, 4, "only 4 guesses were checked");
+  assert.equal(codes.filter((c) => c === "RATE_LIMITED").length, 36);
+});

@@ -13,7 +13,7 @@ import {
   verifyDatagramTag,
 } from "../../lib/codec/datagram.ts";
 import type { RdvAckDatagram, RelayedDatagram } from "../../lib/codec/datagram.ts";
-import { MAX_CHECKING, Rendezvous } from "../../lib/server/udp_rendezvous.ts";
+import { MAX_CHECKING, MAX_CHECKING_PER_SESSION, Rendezvous } from "../../lib/server/udp_rendezvous.ts";
 import type { Outgoing, RendezvousStats, Source } from "../../lib/server/udp_rendezvous.ts";
 
 const ZERO_STATS: RendezvousStats = {
@@ -322,20 +322,44 @@ Deno.test("Rendezvous.endpointOf names the newest proven session of a user, whic
   assert.equal(rendezvous.endpointOf("bob"), null);
 });
 
-Deno.test("Rendezvous checks at most MAX_CHECKING tags at once and drops the rest of a flood unchecked", async () => {
+Deno.test("Rendezvous checks at most MAX_CHECKING_PER_SESSION tags of one handle at once, others still served", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
   const alice = await register(rendezvous, 1, "alice");
+  const bob = await register(rendezvous, 2, "bob");
   const wrongKey = await importUdpKey(new Uint8Array(32).fill(9));
   const forged: Uint8Array[] = [];
-  for (let i = 0; i < MAX_CHECKING + 10; i++) {
+  for (let i = 0; i < MAX_CHECKING_PER_SESSION + 36; i++) {
     forged.push(await encodeRdv({ handle: alice.handle, counter: i }, wrongKey));
   }
+  const bobRdv = await encodeRdv({ handle: bob.handle, counter: 0 }, bob.key);
   // All handed over before any check completes, as a burst read from the socket would be.
-  const replies = await Promise.all(forged.map((bytes) => rendezvous.receive(bytes, alice.from, 1000)));
-  assert.ok(replies.every((r) => r.length === 0));
-  assert.deepEqual(rendezvous.stats, stats({ badTag: MAX_CHECKING, overloaded: 10 }));
-  // Once the checks are done, the session's own datagrams are handled again.
-  alice.counter = MAX_CHECKING + 10;
+  const flood = forged.map((bytes) => rendezvous.receive(bytes, alice.from, 1000));
+  const answer = rendezvous.receive(bobRdv, bob.from, 1000);
+  assert.ok((await Promise.all(flood)).every((r) => r.length === 0));
+  assert.equal((await answer).length, 1, "bob's session is answered during alice's flood");
+  assert.deepEqual(
+    rendezvous.stats,
+    stats({ badTag: MAX_CHECKING_PER_SESSION, overloaded: 36, rendezvous: 1 }),
+  );
+  // Once the checks are done, the flooded session's own datagrams are handled again.
+  alice.counter = 1000;
   assert.equal((await alice.rdv()).length, 1);
-  assert.equal(rendezvous.stats.rendezvous, 1);
+});
+
+Deno.test("Rendezvous checks at most MAX_CHECKING tags at once over all sessions", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const wrongKey = await importUdpKey(new Uint8Array(32).fill(9));
+  const forged: [Uint8Array, Source][] = [];
+  const sessions = Math.ceil(MAX_CHECKING / MAX_CHECKING_PER_SESSION) + 2;
+  for (let s = 0; s < sessions; s++) {
+    const c = await register(rendezvous, s + 1, `user${s}`);
+    for (let i = 0; i < MAX_CHECKING_PER_SESSION; i++) {
+      forged.push([await encodeRdv({ handle: c.handle, counter: i }, wrongKey), c.from]);
+    }
+  }
+  await Promise.all(forged.map(([bytes, from]) => rendezvous.receive(bytes, from, 1000)));
+  assert.deepEqual(
+    rendezvous.stats,
+    stats({ badTag: MAX_CHECKING, overloaded: sessions * MAX_CHECKING_PER_SESSION - MAX_CHECKING }),
+  );
 });

@@ -163,6 +163,55 @@ Deno.test("SqliteUserStore.recordLogin returns null, then the previous time, and
   }
 });
 
+Deno.test("SqliteUserStore writes login times behind: others see them after a flush or close, none is lost", async () => {
+  await withTempDir(async (_dir, file) => {
+    const store = SqliteUserStore.open(file);
+    const other = SqliteUserStore.open(file);
+    try {
+      const { id, verifier } = await store.createUser(newUser("alice"));
+      assert.equal(await store.recordLogin(id, verifier, 1000), null);
+      assert.equal((await store.findUser("alice"))?.lastLoginAt, 1000, "this store sees it at once");
+      assert.equal((await other.findUser("alice"))?.lastLoginAt, null, "not written yet");
+      store.flushLogins();
+      assert.equal((await other.findUser("alice"))?.lastLoginAt, 1000);
+      assert.equal(await store.recordLogin(id, verifier, 2000), 1000);
+      assert.equal(await store.recordLogin(id, verifier, 3000), 2000);
+      store.close();
+      assert.equal((await other.findUser("alice"))?.lastLoginAt, 3000, "close writes what is left");
+    } finally {
+      store.close();
+      other.close();
+    }
+  });
+});
+
+Deno.test("SqliteUserStore keeps login times it could not write while another process held the lock", async () => {
+  await withTempDir(async (_dir, file) => {
+    const store = SqliteUserStore.open(file);
+    const locker = new DatabaseSync(file);
+    try {
+      const { id, verifier } = await store.createUser(newUser("alice"));
+      await store.recordLogin(id, verifier, 1000);
+      locker.exec("PRAGMA busy_timeout = 0");
+      locker.exec("BEGIN IMMEDIATE");
+      store.flushLogins();
+      locker.exec("COMMIT");
+      const row = locker.prepare("SELECT last_login_at FROM users WHERE id = ?").get(id) as {
+        last_login_at: number | null;
+      };
+      assert.equal(row.last_login_at, null, "the flush could not write");
+      store.flushLogins();
+      const after = locker.prepare("SELECT last_login_at FROM users WHERE id = ?").get(id) as {
+        last_login_at: number;
+      };
+      assert.equal(Number(after.last_login_at), 1000, "kept and written by the next flush");
+    } finally {
+      locker.close();
+      store.close();
+    }
+  });
+});
+
 Deno.test("SqliteUserStore.mockSecret is 32 bytes, stable across reopen and distinct per database", async () => {
   await withTempDir(async (dir, file) => {
     const a = SqliteUserStore.open(file);

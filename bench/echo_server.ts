@@ -1,13 +1,15 @@
 /**
- * The benchmark's floor: a bare echo server on the runtime authchat runs on, with the same listeners
- * (`Deno.listen`, `Deno.listenTls` with the server's own certificate, `Deno.listenDatagram`). Whatever it
- * does per connection and per datagram is the least any server on this runtime can do.
+ * The benchmark's floor: a bare echo server on the runtime authchat runs on, with the same listeners as the
+ * server (`Deno.listen`, `node:tls` with the server's own certificate and Nagle off, `Deno.listenDatagram`).
+ * Whatever it does per connection and per datagram is the least any server on this runtime can do.
  *
  * Usage: `deno run --allow-net --allow-read bench/echo_server.ts CERT.pem KEY.pem`; prints
  * `echo listening tcp=PORT tls=PORT udp=PORT` when ready, and runs until killed.
  *
  * @module
  */
+
+import tls from "node:tls";
 
 async function echo(conn: Deno.Conn): Promise<void> {
   const buffer = new Uint8Array(16 * 1024);
@@ -27,6 +29,16 @@ async function echo(conn: Deno.Conn): Promise<void> {
       // Already closed.
     }
   }
+}
+
+function serveTls(cert: string, key: string, hostname: string): Promise<tls.Server> {
+  const server = tls.createServer({ cert, key }, (socket) => {
+    socket.setNoDelay(true);
+    socket.on("data", (chunk) => socket.write(chunk));
+    socket.on("error", () => socket.destroy());
+  });
+  server.on("tlsClientError", () => {});
+  return new Promise((resolve) => server.listen(0, hostname, () => resolve(server)));
 }
 
 async function serve(listener: Deno.Listener): Promise<void> {
@@ -51,14 +63,14 @@ if (import.meta.main) {
   }
   const hostname = "127.0.0.1";
   const tcp = Deno.listen({ hostname, port: 0 });
-  const tls = Deno.listenTls({
+  const secure = await serveTls(
+    await Deno.readTextFile(certFile),
+    await Deno.readTextFile(keyFile),
     hostname,
-    port: 0,
-    cert: await Deno.readTextFile(certFile),
-    key: await Deno.readTextFile(keyFile),
-  });
+  );
   const udp = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
   const port = (a: Deno.Addr) => (a as Deno.NetAddr).port;
-  console.log(`echo listening tcp=${port(tcp.addr)} tls=${port(tls.addr)} udp=${port(udp.addr)}`);
-  await Promise.all([serve(tcp), serve(tls), serveDatagrams(udp)]);
+  const tlsPort = (secure.address() as { port: number }).port;
+  console.log(`echo listening tcp=${port(tcp.addr)} tls=${tlsPort} udp=${port(udp.addr)}`);
+  await Promise.all([serve(tcp), serveDatagrams(udp)]);
 }

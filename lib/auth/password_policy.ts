@@ -1,14 +1,16 @@
 /**
- * Server-side password policy after NIST SP 800-63B §3.1.1.2: a length range
+ * Password policy after NIST SP 800-63B §3.1.1.2, applied by the client (and by
+ * `seed` for the accounts it creates): a length range
  * in Unicode code points, any characters (SASLprep query strings: emoji and other
  * code points unassigned in Unicode 3.2 are fine), no composition rules, no common
  * passwords (the zxcvbn-ts common list) and no passwords built on the user's
- * own name or the service's name.
+ * own name or the service's name. The common list (several megabytes in memory)
+ * is loaded at the first check, so a process that never checks one (the server)
+ * never holds it.
  *
  * @module
  */
 
-import { dictionary } from "@zxcvbn-ts/language-common";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { saslPrep } from "./saslprep.ts";
 
@@ -26,10 +28,12 @@ export type PolicyReason =
   | "contains_service"
   | "prohibited_character";
 
-let common: Set<string> | undefined;
+let common: Promise<Set<string>> | undefined;
 
-function commonPasswords(): Set<string> {
-  common ??= new Set((dictionary["passwords-common"] as string[]).map((p) => p.toLowerCase()));
+function commonPasswords(): Promise<Set<string>> {
+  common ??= import("@zxcvbn-ts/language-common").then(({ dictionary }) =>
+    new Set((dictionary["passwords-common"] as string[]).map((p) => p.toLowerCase()))
+  );
   return common;
 }
 
@@ -51,7 +55,7 @@ export interface PolicyOptions {
  * @example
  * ```ts
  * import { checkPassword } from "./password_policy.ts";
- * console.assert(checkPassword("correct horse battery", { username: "alice" }) === "correct horse battery");
+ * console.assert(await checkPassword("correct horse battery", { username: "alice" }) === "correct horse battery");
  * ```
  *
  * @param password The password as typed.
@@ -59,7 +63,7 @@ export interface PolicyOptions {
  * @returns The prepared password (what the verifier is computed from).
  * @throws {ProtocolError} `PASSWORD_POLICY` with a {@linkcode PolicyReason}.
  */
-export function checkPassword(password: string, options: PolicyOptions = {}): string {
+export async function checkPassword(password: string, options: PolicyOptions = {}): Promise<string> {
   let prepared: string;
   try {
     prepared = saslPrep(password, { allowUnassigned: true });
@@ -76,7 +80,7 @@ export function checkPassword(password: string, options: PolicyOptions = {}): st
     refuse("too_long", `Password refused: ${length} characters is longer than ${MAX_PASSWORD_CHARS}`);
   }
   const lower = prepared.toLowerCase();
-  if (commonPasswords().has(lower)) {
+  if ((await commonPasswords()).has(lower)) {
     refuse("common", "Password refused: it is on the list of common passwords");
   }
   const name = options.username?.toLowerCase();

@@ -20,15 +20,18 @@ import {
 import type { CbindFlag } from "../codec/scram_messages.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { deriveKeys, hmac, saltedPassword, scramSessionKey, xor } from "../crypto/scram_math.ts";
-import type { ScramHash } from "../crypto/scram_math.ts";
+import type { ScramHash, ScramKeys } from "../crypto/scram_math.ts";
 import { MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
 import { saslPrep } from "./saslprep.ts";
 import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS } from "./scram_server.ts";
 
 const encoder = new TextEncoder();
 
-/** Caches SaltedPassword per password, salt and iteration count, as a client session may. */
-export type SaltedPasswordCache = Map<string, Uint8Array<ArrayBuffer>>;
+/**
+ * Caches the keys derived from SaltedPassword (ClientKey, StoredKey, ServerKey) per password, salt and
+ * iteration count, as RFC 5802 §5.1 lets a client do.
+ */
+export type SaltedPasswordCache = Map<string, ScramKeys>;
 
 /** Options of {@linkcode ScramClient}. */
 export interface ScramClientOptions {
@@ -143,12 +146,13 @@ export class ScramClient {
     }
     const hash = this.#options.hash ?? "SHA-256";
     const cacheKey = `${hash}\0${sf.iterations}\0${encodeBase64(sf.salt)}\0${this.#password}`;
-    let salted = this.#options.cache?.get(cacheKey);
-    if (!salted) {
-      salted = await saltedPassword(this.#password, { salt: sf.salt, iterations: sf.iterations, hash });
-      this.#options.cache?.set(cacheKey, salted);
+    let keys = this.#options.cache?.get(cacheKey);
+    if (!keys) {
+      const salted = await saltedPassword(this.#password, { salt: sf.salt, iterations: sf.iterations, hash });
+      keys = await deriveKeys(salted, hash);
+      salted.fill(0);
+      this.#options.cache?.set(cacheKey, keys);
     }
-    const keys = await deriveKeys(salted, hash);
     const binding = new Uint8Array([
       ...encoder.encode(gs2Header(this.#flag)),
       ...(this.#flag === "p" ? this.#options.channelBinding ?? [] : []),

@@ -111,7 +111,8 @@ export type IdentityCache = Map<string, Identity>;
 const MAX_CACHED_IDENTITIES = 1024;
 
 function cacheKey(user: string, message: IdentityMessage): string {
-  return `${prepareUsername(user).key}\0${message.key}\0${JSON.stringify(message.backup)}`;
+  // The ciphertext names the backup: a new seal (another password, salt or key) is another ciphertext.
+  return `${prepareUsername(user).key}\0${message.key}\0${message.backup.ct}`;
 }
 
 function remember(cache: IdentityCache | undefined, key: string, identity: Identity): Identity {

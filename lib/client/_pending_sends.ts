@@ -18,7 +18,8 @@ export interface SendLink {
 interface Waiting<L> {
   resolve(): void;
   reject(err: Error): void;
-  timer: ReturnType<typeof setTimeout>;
+  deadline: number;
+  onTimeout(): void;
   link: L;
 }
 
@@ -38,22 +39,55 @@ interface Waiting<L> {
  */
 export class PendingSends<L extends SendLink> {
   #sends = new Map<number, Waiting<L>>();
+  /** Ids in the order they were sent: with one timeout for all, also the order of their deadlines. */
+  #order: number[] = [];
+  #head = 0;
+  /** One timer, for the earliest deadline: a timer per message would cost more than the message. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Wait for a message's acknowledgement.
    *
    * @param id The message id.
    * @param link Its link.
-   * @param timeoutMs How long before `onTimeout` runs (it must fail the send, usually with its link).
+   * @param timeoutMs How long before `onTimeout` runs (it must fail the send, usually with its link); the
+   *   same for every send, so deadlines come in the order of the sends.
    * @param onTimeout Called once the time is up, the send still waiting.
    * @returns Resolves on acknowledgement.
    */
   wait(id: number, link: L, timeoutMs: number, onTimeout: () => void): Promise<void> {
-    if (link.pending++ === 0) link.progressAt = Date.now();
+    const now = Date.now();
+    if (link.pending++ === 0) link.progressAt = now;
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(onTimeout, timeoutMs);
-      this.#sends.set(id, { resolve, reject, timer, link });
+      this.#sends.set(id, { resolve, reject, deadline: now + timeoutMs, onTimeout, link });
+      this.#order.push(id);
+      if (this.#timer === undefined) this.#arm(now);
     });
+  }
+
+  /** Run the timeouts that are due, then wait for the next deadline. */
+  #expire(): void {
+    this.#timer = undefined;
+    const now = Date.now();
+    while (this.#head < this.#order.length) {
+      const w = this.#sends.get(this.#order[this.#head]!);
+      if (w && w.deadline > now) break;
+      this.#head++;
+      w?.onTimeout();
+    }
+    this.#arm(now);
+  }
+
+  #arm(now: number): void {
+    // Settled sends leave their ids behind: skip them, and drop the consumed part of the list now and then.
+    while (this.#head < this.#order.length && !this.#sends.has(this.#order[this.#head]!)) this.#head++;
+    if (this.#head > 1024 && this.#head * 2 > this.#order.length) {
+      this.#order = this.#order.slice(this.#head);
+      this.#head = 0;
+    }
+    const first = this.#sends.get(this.#order[this.#head]!);
+    if (!first) return;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, first.deadline - now));
   }
 
   /**
@@ -101,8 +135,13 @@ export class PendingSends<L extends SendLink> {
     const w = this.#sends.get(id);
     if (!w) return undefined;
     this.#sends.delete(id);
-    clearTimeout(w.timer);
     w.link.pending--;
+    if (this.#sends.size === 0) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#order = [];
+      this.#head = 0;
+    }
     return w;
   }
 }

@@ -184,7 +184,7 @@ export class AuthchatClient {
     user: string,
     password: string,
   ): Promise<{ verifier: string } | { sealed: Sealed }> {
-    const prepared = checkPassword(password, {
+    const prepared = await checkPassword(password, {
       minLength: this.#hello.password_min_length,
       username: prepareUsername(user).name,
     });

@@ -147,6 +147,7 @@ export class ChatNode {
   #lookups = new Map<string, { made: Promise<LinkState>; incoming: boolean }>();
   #pending = new PendingSends<LinkState>();
   #nextId = 1;
+  #keys = new Map<string, string>();
   #closed = false;
   /** Key-change warnings already shown: a peer retrying its handshake must not repeat them. */
   #warned = new Set<string>();
@@ -216,7 +217,7 @@ export class ChatNode {
    * @throws {Error} When it is not acknowledged within the send timeout.
    */
   async send(user: string, text: string): Promise<void> {
-    const key = prepareUsername(user).key;
+    const key = this.#userKey(user);
     if (key === this.#me) throw new Error("Cannot send a message to yourself");
     const bytes = encoder.encode(text);
     if (bytes.length > 65536) throw new RangeError(`Message too large: ${bytes.length} bytes exceeds 65536`);
@@ -241,6 +242,17 @@ export class ChatNode {
     });
     this.#pump(state);
     return await done;
+  }
+
+  /** The user key of a name as typed (SASLprep and lower case), remembered for the names in use. */
+  #userKey(user: string): string {
+    let key = this.#keys.get(user);
+    if (key === undefined) {
+      key = prepareUsername(user).key;
+      if (this.#keys.size >= 1024) this.#keys.clear();
+      this.#keys.set(user, key);
+    }
+    return key;
   }
 
   /**
@@ -316,8 +328,9 @@ export class ChatNode {
         this.#o.onMessage(target.name, decoder.decode(message));
       }
       this.#settle(target);
+      // The last of a burst of datagrams pumps: one acknowledgement then covers them all.
+      if (target.jobs === 0) this.#pump(target);
     });
-    this.#pump(target);
   }
 
   #settle(state: LinkState): void {

@@ -40,14 +40,17 @@ export interface SessionKeyInput {
   role: "initiator" | "responder";
 }
 
-/** The keys of one session, from one side's point of view. */
+/**
+ * The keys of one session, from one side's point of view. The AES keys are raw bytes because the
+ * datagram cipher runs on `node:crypto` (see `datagram_cipher.ts`); they live as long as the session.
+ */
 export interface SessionKeys {
   /** 8 bytes, the same on both sides. */
   sessionId: Uint8Array<ArrayBuffer>;
-  /** AES-256-GCM, encrypt only: our direction. */
-  sendKey: CryptoKey;
-  /** AES-256-GCM, decrypt only: the other direction. */
-  receiveKey: CryptoKey;
+  /** AES-256-GCM key, 32 bytes: our direction. */
+  sendKey: Uint8Array<ArrayBuffer>;
+  /** AES-256-GCM key, 32 bytes: the other direction. */
+  receiveKey: Uint8Array<ArrayBuffer>;
 }
 
 /**
@@ -126,17 +129,8 @@ export async function deriveSessionKeys(input: SessionKeyInput): Promise<Session
     expand("r2i", 32),
     expand("sid", SESSION_ID_BYTES),
   ]);
-  const [sendRaw, receiveRaw] = role === "initiator" ? [i2r, r2i] : [r2i, i2r];
-  try {
-    const [sendKey, receiveKey] = await Promise.all([
-      crypto.subtle.importKey("raw", sendRaw, "AES-GCM", false, ["encrypt"]),
-      crypto.subtle.importKey("raw", receiveRaw, "AES-GCM", false, ["decrypt"]),
-    ]);
-    return { sessionId, sendKey, receiveKey };
-  } finally {
-    i2r.fill(0);
-    r2i.fill(0);
-  }
+  const [sendKey, receiveKey] = role === "initiator" ? [i2r, r2i] : [r2i, i2r];
+  return { sessionId, sendKey, receiveKey };
 }
 
 async function x25519(

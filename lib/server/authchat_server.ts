@@ -2,9 +2,17 @@
  * The authchat server: TCP and TLS listeners feeding session engines that
  * share one store, rate limiter and session registry.
  *
+ * TLS is served with `node:tls` rather than `Deno.listenTls`: a `Deno.TlsConn`
+ * cannot turn off Nagle's algorithm, and a small reply written while another is
+ * unacknowledged then waits for the client's delayed ACK — 40 ms on every
+ * login (measured; see docs/BENCHMARKS.md).
+ *
  * @module
  */
 
+import tls from "node:tls";
+import type { Socket } from "node:net";
+import { NodeSocketStream } from "../transport/node_socket_stream.ts";
 import { RateLimiter } from "../auth/rate_limiter.ts";
 import { TokenBucket } from "../auth/token_bucket.ts";
 import { encodeBase64 } from "../codec/base64.ts";
@@ -13,6 +21,7 @@ import { ProtocolError } from "../codec/protocol_error.ts";
 import type { ServerIdentity } from "../crypto/server_identity.ts";
 import type { UserStore } from "../store/user_store.ts";
 import { raceTimeout } from "../transport/race_timeout.ts";
+import type { ByteStream } from "../transport/byte_stream.ts";
 import type { Logger } from "./logger.ts";
 import { serveConnection } from "./serve_connection.ts";
 import type { ServerConfig } from "./server_config.ts";
@@ -21,6 +30,9 @@ import { SessionRegistry } from "./session_registry.ts";
 import { LocalPresence } from "./presence.ts";
 import { Rendezvous } from "./udp_rendezvous.ts";
 import { MAX_DATAGRAM } from "../codec/datagram.ts";
+
+/** How long a user whose last session left cleanly stays online, so a reconnect or re-login does not flap. */
+export const PRESENCE_LINGER_MS = 1000;
 
 /** What a server runs with. */
 export interface AuthchatServerOptions {
@@ -69,6 +81,9 @@ async function warnOnIterationMismatch(store: UserStore, configured: number, log
 export class AuthchatServer {
   #ctx: SessionContext;
   #listeners: { name: TransportName; listener: Deno.Listener }[] = [];
+  #tls: tls.Server | null = null;
+  /** TLS connections still in their handshake, by `address:port`, and what to do when it is over either way. */
+  #inHandshake = new Map<string, { socket: Socket; done(): void }>();
   #connections = new Set<Promise<void>>();
   #accepting: Promise<void>[] = [];
   #stopping = false;
@@ -107,7 +122,7 @@ export class AuthchatServer {
         maxUnauthenticatedPerIp: config.max_unauthenticated_per_ip,
         maxConnectionsPerIp: config.max_connections_per_ip,
       }),
-      presence: new LocalPresence(),
+      presence: new LocalPresence({ lingerMs: PRESENCE_LINGER_MS }),
       rendezvous: null,
       now: Date.now,
       serverName: config.name,
@@ -133,15 +148,7 @@ export class AuthchatServer {
         if (!identity.certPem || !identity.keyPem) {
           throw new TypeError("TLS is on but no certificate was loaded");
         }
-        server.#listeners.push({
-          name: "tls",
-          listener: Deno.listenTls({
-            hostname: config.host,
-            port: config.tls_port,
-            cert: identity.certPem,
-            key: identity.keyPem,
-          }),
-        });
+        server.#tls = await server.#listenTls(config, identity.certPem, identity.keyPem);
       }
       if (config.udp) {
         server.#udp = Deno.listenDatagram({ hostname: config.host, port: config.udp_port, transport: "udp" });
@@ -151,6 +158,7 @@ export class AuthchatServer {
       }
     } catch (err) {
       for (const { listener } of server.#listeners) listener.close();
+      server.#tls?.close();
       server.#udp?.close();
       throw err;
     }
@@ -166,6 +174,10 @@ export class AuthchatServer {
     const bound: [TransportName, Deno.NetAddr][] = this.#listeners.map((
       { name, listener },
     ) => [name, listener.addr as Deno.NetAddr]);
+    const tlsAddress = this.#tls?.address();
+    if (tlsAddress && typeof tlsAddress === "object") {
+      bound.push(["tls", { transport: "tcp", hostname: tlsAddress.address, port: tlsAddress.port }]);
+    }
     if (this.#udp) bound.push(["udp", this.#udp.addr as Deno.NetAddr]);
     return Object.fromEntries(bound);
   }
@@ -217,8 +229,57 @@ export class AuthchatServer {
         this.#ctx.log.warn("accept_failed", { transport: name, error: (err as Error).message });
         continue;
       }
-      this.#track(this.#handle(name, conn));
+      if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") conn.setNoDelay(true);
+      this.#track(this.#handle(name, conn, (conn.remoteAddr as Deno.NetAddr).hostname));
     }
+  }
+
+  /** Listen for TLS; a bind error is reported as `Deno.listen` would report it. */
+  async #listenTls(config: ServerConfig, cert: string, key: string): Promise<tls.Server> {
+    const server = tls.createServer({
+      cert,
+      key,
+      // The handshake must end well before the login deadline that starts after it.
+      handshakeTimeout: Math.min(config.auth_timeout, 10) * 1000,
+    });
+    server.on("connection", (socket: Socket) => {
+      // A handshake holds no session yet, but counts against the caps as one not logged in. Refused here,
+      // there is no TLS to say why in: the connection is just closed.
+      const ip = socket.remoteAddress ?? "";
+      if (this.#stopping || this.#ctx.registry.refusal(ip) !== null) return void socket.destroy();
+      const release = this.#ctx.registry.hold(ip);
+      const key = `${ip}:${socket.remotePort}`;
+      const done = () => {
+        if (this.#inHandshake.get(key)?.socket !== socket) return;
+        this.#inHandshake.delete(key);
+        release();
+      };
+      this.#inHandshake.set(key, { socket, done });
+      socket.once("close", done);
+    });
+    const handshakeOver = (socket: tls.TLSSocket) =>
+      this.#inHandshake.get(`${socket.remoteAddress}:${socket.remotePort}`)?.done();
+    server.on("secureConnection", (socket: tls.TLSSocket) => {
+      handshakeOver(socket);
+      socket.setNoDelay(true);
+      this.#track(this.#handle("tls", new NodeSocketStream(socket), socket.remoteAddress ?? ""));
+    });
+    // Failed handshakes (scanners, wrong protocols, the timeout) end their socket; nothing to tell anyone.
+    server.on("tlsClientError", (_err: Error, socket: tls.TLSSocket) => {
+      handshakeOver(socket);
+      socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (err: Error & { code?: string }) => {
+        reject(
+          err.code === "EADDRINUSE"
+            ? new Deno.errors.AddrInUse(`Address already in use: ${config.host}:${config.tls_port}`)
+            : err,
+        );
+      });
+      server.listen(config.tls_port, config.host, () => resolve());
+    });
+    return server;
   }
 
   #track(work: Promise<void>): void {
@@ -229,9 +290,7 @@ export class AuthchatServer {
     this.#connections.add(tracked);
   }
 
-  async #handle(name: TransportName, conn: Deno.Conn): Promise<void> {
-    const peer = (conn.remoteAddr as Deno.NetAddr).hostname;
-    if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") conn.setNoDelay(true);
+  async #handle(name: TransportName, conn: ByteStream, peer: string): Promise<void> {
     if (this.#stopping) return conn.close();
     const refusal = this.#ctx.registry.refusal(peer);
     if (refusal !== null) {
@@ -240,12 +299,12 @@ export class AuthchatServer {
       await raceTimeout(conn.write(encodeMessage(errorMessage(err))), 1000);
       return conn.close();
     }
-    const tls = name === "tls";
+    const secure = name === "tls";
     await serveConnection(conn, {
       peerAddress: peer,
       transport: name,
-      confidential: tls,
-      ...(tls && this.#identity.channelBinding ? { channelBinding: this.#identity.channelBinding } : {}),
+      confidential: secure,
+      ...(secure && this.#identity.channelBinding ? { channelBinding: this.#identity.channelBinding } : {}),
     }, this.#ctx);
   }
 
@@ -265,6 +324,9 @@ export class AuthchatServer {
         // Already closed.
       }
     }
+    this.#tls?.close();
+    // Connections still in their handshake have no session to say goodbye to.
+    for (const { socket } of this.#inHandshake.values()) socket.destroy();
     await Promise.all(this.#accepting);
     this.#ctx.presence.quiet();
     this.#ctx.registry.endAll("SHUTDOWN", "Server shutting down");

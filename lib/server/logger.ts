@@ -24,10 +24,36 @@ export interface LoggerOptions {
 
 const encoder = new TextEncoder();
 
-function writeStderr(line: string): void {
-  const bytes = encoder.encode(line + "\n");
+/** Longest a line waits in the stderr buffer; a busy server writes many lines with each system call. */
+export const LOG_FLUSH_MS = 20;
+
+let buffered: string[] = [];
+let flushTimer: ReturnType<typeof setTimeout> | undefined;
+
+/** Write whatever the default stderr sink holds (also run at exit). */
+export function flushStderr(): void {
+  clearTimeout(flushTimer);
+  flushTimer = undefined;
+  if (buffered.length === 0) return;
+  const bytes = encoder.encode(buffered.join(""));
+  buffered = [];
   let written = 0;
   while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+}
+
+// At exit, and before an uncaught error ends the process, whatever is buffered is written.
+for (const event of ["unload", "error", "unhandledrejection"]) {
+  globalThis.addEventListener(event, flushStderr);
+}
+
+function writeStderr(line: string): void {
+  buffered.push(line + "\n");
+  if (buffered.length >= 256) return flushStderr();
+  if (flushTimer === undefined) {
+    flushTimer = setTimeout(flushStderr, LOG_FLUSH_MS);
+    // The buffer must not keep a finished process alive; "unload" writes what is left.
+    Deno.unrefTimer(flushTimer as unknown as number);
+  }
 }
 
 function textValue(value: string | number | boolean | null): string {

@@ -48,8 +48,10 @@ export interface PresenceDirectory {
    *
    * @param member The session.
    * @param userKey The account's lower-cased name.
+   * @param linger A clean exit (LOGOUT, CLOSE, a re-login): the user goes offline only if no session of
+   *   theirs logs in within the linger time, so a reconnect does not flap everyone's presence.
    */
-  leave(member: PresenceMember, userKey: string): void;
+  leave(member: PresenceMember, userKey: string, linger?: boolean): void;
   /**
    * An online user's identity key was registered: everyone is told again, with the key.
    *
@@ -111,12 +113,28 @@ export class LocalPresence implements PresenceDirectory {
   #members = new Map<PresenceMember, string>();
   #sorted: string[] | null = null;
   #quiet = false;
+  #lingerMs: number;
+  /** Users whose last session left cleanly, until they go offline. */
+  #lingering = new Map<string, ReturnType<typeof setTimeout>>();
+
+  /**
+   * Make the directory.
+   *
+   * @param options How long a user whose last session left cleanly stays online (default 0: not at all).
+   */
+  constructor(options: { lingerMs?: number } = {}) {
+    this.#lingerMs = options.lingerMs ?? 0;
+  }
 
   join(member: PresenceMember, user: OnlineUser): void {
     if (this.#members.has(member)) this.leave(member, this.#members.get(member)!);
     this.#members.set(member, user.key);
     const entry = this.#users.get(user.key);
     if (entry) {
+      // Back within the linger time: nobody was told they left, so nobody is told they came back.
+      clearTimeout(this.#lingering.get(user.key));
+      this.#lingering.delete(user.key);
+      entry.user = user;
       entry.sessions.add(member);
       return;
     }
@@ -125,13 +143,25 @@ export class LocalPresence implements PresenceDirectory {
     this.#broadcast(user, "online");
   }
 
-  leave(member: PresenceMember, userKey: string): void {
+  leave(member: PresenceMember, userKey: string, linger = false): void {
     if (this.#members.get(member) !== userKey) return;
     this.#members.delete(member);
     const entry = this.#users.get(userKey);
     if (!entry) return;
     entry.sessions.delete(member);
-    if (entry.sessions.size > 0) return;
+    if (entry.sessions.size > 0 || this.#lingering.has(userKey)) return;
+    if (linger && this.#lingerMs > 0 && !this.#quiet) {
+      this.#lingering.set(userKey, setTimeout(() => this.#gone(userKey), this.#lingerMs));
+      return;
+    }
+    this.#gone(userKey);
+  }
+
+  /** The user has no session left: offline, and everyone is told. */
+  #gone(userKey: string): void {
+    this.#lingering.delete(userKey);
+    const entry = this.#users.get(userKey);
+    if (!entry || entry.sessions.size > 0) return;
     this.#users.delete(userKey);
     this.#sorted = null;
     this.#broadcast(entry.user, "offline");
@@ -169,6 +199,8 @@ export class LocalPresence implements PresenceDirectory {
   quiet(): void {
     // Without this, ending N sessions one by one would send every remaining one a notice: N² messages.
     this.#quiet = true;
+    for (const timer of this.#lingering.values()) clearTimeout(timer);
+    this.#lingering.clear();
   }
 
   /** Tell every session of the other users. */

@@ -13,6 +13,21 @@ import { Session } from "./session.ts";
 import type { ConnectionInfo, SessionContext } from "./session_context.ts";
 
 /**
+ * Frames of messages sent to many sessions at once (presence notices are one object for all): encoded once.
+ */
+const shared = new WeakMap<object, Uint8Array>();
+
+function encodeOnce(message: Parameters<typeof encodeMessage>[0]): Uint8Array {
+  if ("id" in message && message.id !== undefined) return encodeMessage(message);
+  let bytes = shared.get(message);
+  if (!bytes) {
+    bytes = encodeMessage(message);
+    shared.set(message, bytes);
+  }
+  return bytes;
+}
+
+/**
  * Serve a connection until either side closes it.
  *
  * @param conn The byte stream.
@@ -30,7 +45,7 @@ export async function serveConnection(
     if (output.kind === "close") return void framed.close();
     let bytes: Uint8Array;
     try {
-      bytes = encodeMessage(output.message);
+      bytes = encodeOnce(output.message);
     } catch (err) {
       // A reply that cannot be framed must not take the connection down with it.
       ctx.log.error("encode_failed", {
@@ -44,13 +59,25 @@ export async function serveConnection(
     framed.send(bytes).catch(() => {});
   });
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let firesAt = Infinity;
+  // Activity mostly moves the deadline later: a timer due earlier is kept (when it fires, the session
+  // checks its real deadline and the timer is set again), so a busy connection does not reset it per message.
   const arm = () => {
+    if (session.closed) {
+      clearTimeout(timer);
+      firesAt = Infinity;
+      return;
+    }
+    const deadline = session.deadline;
+    if (timer !== undefined && firesAt <= deadline + 1) return;
     clearTimeout(timer);
-    if (session.closed) return;
+    firesAt = deadline + 1;
     timer = setTimeout(() => {
+      timer = undefined;
+      firesAt = Infinity;
       session.tick(ctx.now());
       arm();
-    }, Math.max(0, session.deadline - ctx.now()) + 1);
+    }, Math.max(0, deadline - ctx.now()) + 1);
   };
   arm();
   let reason = "peer closed";

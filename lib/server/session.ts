@@ -60,6 +60,8 @@ export class Session implements RegisteredSession {
   #secrets: SessionSecrets;
   #closed = false;
   #removed = false;
+  /** The client said CLOSE: its user lingers online a moment (see `PresenceDirectory.leave`). */
+  #leftCleanly = false;
   #clock: SessionClock;
 
   /**
@@ -168,7 +170,7 @@ export class Session implements RegisteredSession {
    */
   disconnected(reason: string): void {
     this.#closed = true;
-    this.#goOffline();
+    this.#goOffline(this.#leftCleanly);
     if (this.#removed) return;
     this.#removed = true;
     this.#ctx.registry.remove(this);
@@ -184,10 +186,10 @@ export class Session implements RegisteredSession {
     this.#send(message);
   }
 
-  /** Leave presence and the rendezvous; the session is no longer logged in. */
-  #goOffline(): void {
+  /** Leave presence (lingering after a clean exit) and the rendezvous; the session is no longer logged in. */
+  #goOffline(linger = false): void {
     if (!this.#user) return;
-    this.#ctx.presence.leave(this, this.#user.key);
+    this.#ctx.presence.leave(this, this.#user.key, linger);
     this.#ctx.rendezvous?.unregister(this.id);
     this.#user = null;
   }
@@ -216,8 +218,8 @@ export class Session implements RegisteredSession {
     this.#send(requestId === undefined ? message : { ...message, id: requestId });
   }
 
-  #setUser(user: LoggedIn | null): void {
-    this.#goOffline();
+  #setUser(user: LoggedIn | null, linger = false): void {
+    this.#goOffline(linger);
     this.#user = user;
     if (!user) this.#clock.loggedOut(this.#ctx.now());
     this.#ctx.registry.setUser(this, user?.key ?? null);
@@ -278,6 +280,7 @@ export class Session implements RegisteredSession {
         return this.#reply({ op: "LOGOUT" }, msg.id);
       case "CLOSE":
         this.#ctx.log.info("close", this.#logFields());
+        this.#leftCleanly = true;
         this.#reply({ op: "CLOSE" }, msg.id);
         return this.#close();
     }
@@ -394,7 +397,7 @@ export class Session implements RegisteredSession {
 
   #logout(reason: string): void {
     const name = this.user;
-    this.#setUser(null);
+    this.#setUser(null, reason === "logout" || reason === "relogin");
     this.#ctx.log.info("logout", { session: this.id, ip: this.peerAddress, user: name ?? undefined, reason });
   }
 }

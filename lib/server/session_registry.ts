@@ -9,6 +9,12 @@
 import { sourceKey } from "../auth/rate_limiter.ts";
 import type { ByeCode } from "../codec/messages.ts";
 
+function bump(map: Map<string, number>, key: string, delta: number): void {
+  const n = (map.get(key) ?? 0) + delta;
+  if (n <= 0) map.delete(key);
+  else map.set(key, n);
+}
+
 /** What the registry needs from a session. */
 export interface RegisteredSession {
   /** Unique id. */
@@ -69,17 +75,30 @@ export class SessionRegistry {
   }
 
   #countSource(session: RegisteredSession, delta: number): void {
-    const key = sourceKey(session.peerAddress);
-    const n = (this.#perSource.get(key) ?? 0) + delta;
-    if (n <= 0) this.#perSource.delete(key);
-    else this.#perSource.set(key, n);
+    bump(this.#perSource, sourceKey(session.peerAddress), delta);
   }
 
   #countAnonymous(session: RegisteredSession, delta: number): void {
-    const key = sourceKey(session.peerAddress);
-    const n = (this.#unauthenticated.get(key) ?? 0) + delta;
-    if (n <= 0) this.#unauthenticated.delete(key);
-    else this.#unauthenticated.set(key, n);
+    bump(this.#unauthenticated, sourceKey(session.peerAddress), delta);
+  }
+
+  /**
+   * Count a connection that has no session yet (a TLS handshake under way) as an unauthenticated one.
+   *
+   * @param address Source IP.
+   * @returns Releases the slot (once; later calls do nothing).
+   */
+  hold(address: string): () => void {
+    const key = sourceKey(address);
+    bump(this.#unauthenticated, key, 1);
+    bump(this.#perSource, key, 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      bump(this.#unauthenticated, key, -1);
+      bump(this.#perSource, key, -1);
+    };
   }
 
   /**

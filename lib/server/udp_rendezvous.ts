@@ -52,14 +52,21 @@ interface Entry {
   sessionId: number;
   user: string;
   handle: Uint8Array;
-  key: CryptoKey;
-  window: ReplayWindow;
+  /** The session's UDP key, imported when its first datagram comes (many sessions never send one). */
+  rawKey: Uint8Array;
+  key: Promise<CryptoKey> | null;
+  /** Made with the first datagram: most sessions of a busy server never send one. */
+  window: ReplayWindow | null;
   endpoint: Source | null;
   /** Tag checks under way for this handle. */
   checking: number;
 }
 
 const HANDLE_BYTES = 16;
+
+function keyOf(entry: Entry): Promise<CryptoKey> {
+  return entry.key ??= importUdpKey(entry.rawKey);
+}
 /** MAC checks under way at once at most: a flood must not queue them without bound. */
 export const MAX_CHECKING = 1024;
 /** MAC checks under way at once for one session's handle, so one flood cannot take all of them. */
@@ -114,19 +121,23 @@ export class Rendezvous implements SessionRendezvous {
     return { ...this.#stats };
   }
 
-  async register(
+  register(
     sessionId: number,
     user: string,
     sessionKey: Uint8Array,
   ): Promise<{ handle: string; relayId: number }> {
     this.unregister(sessionId);
+    if (sessionKey.length !== 32) {
+      return Promise.reject(new RangeError(`UDP key must be 32 bytes: got ${sessionKey.length}`));
+    }
     const handle = crypto.getRandomValues(new Uint8Array(HANDLE_BYTES));
     const entry: Entry = {
       sessionId,
       user,
       handle,
-      key: await importUdpKey(sessionKey),
-      window: new ReplayWindow(),
+      rawKey: sessionKey.slice(),
+      key: null,
+      window: null,
       endpoint: null,
       checking: 0,
     };
@@ -136,7 +147,7 @@ export class Rendezvous implements SessionRendezvous {
     const set = this.#byUser.get(user) ?? new Set();
     set.add(entry);
     this.#byUser.set(user, set);
-    return { handle: text, relayId: sessionId };
+    return Promise.resolve({ handle: text, relayId: sessionId });
   }
 
   unregister(sessionId: number): void {
@@ -189,6 +200,7 @@ export class Rendezvous implements SessionRendezvous {
       return [];
     }
     // The replay window is consulted before the MAC and moved only after it verifies.
+    entry.window ??= new ReplayWindow();
     if (!entry.window.check(d.counter)) {
       this.#stats.replayed++;
       return [];
@@ -201,7 +213,7 @@ export class Rendezvous implements SessionRendezvous {
     entry.checking++;
     let authentic: boolean;
     try {
-      authentic = await verifyDatagramTag(entry.key, d);
+      authentic = await verifyDatagramTag(await keyOf(entry), d);
     } finally {
       this.#checking--;
       entry.checking--;
@@ -211,14 +223,17 @@ export class Rendezvous implements SessionRendezvous {
       return [];
     }
     // The session may have ended while the MAC was checked.
-    if (this.#bySession.get(entry.sessionId) !== entry || !entry.window.accept(d.counter)) return [];
+    if (this.#bySession.get(entry.sessionId) !== entry || !entry.window!.accept(d.counter)) return [];
     if (d.type === "RDV") {
       this.#stats.rendezvous++;
       entry.endpoint = { hostname: from.hostname, port: from.port };
       const observed = from.hostname.includes(":")
         ? `[${from.hostname}]:${from.port}`
         : `${from.hostname}:${from.port}`;
-      const ack = await encodeRdvAck({ handle: entry.handle, counter: d.counter, observed }, entry.key);
+      const ack = await encodeRdvAck(
+        { handle: entry.handle, counter: d.counter, observed },
+        await keyOf(entry),
+      );
       return [{ ...from, bytes: ack }];
     }
     // A relayed sender is where its datagrams come from, even before (or without) an RDV.
@@ -233,7 +248,7 @@ export class Rendezvous implements SessionRendezvous {
       return [];
     }
     this.#stats.relayed++;
-    const out = await encodeRelayed({ from: entry.sessionId, inner: d.inner }, recipient.key);
+    const out = await encodeRelayed({ from: entry.sessionId, inner: d.inner }, await keyOf(recipient));
     return [{ ...recipient.endpoint, bytes: out }];
   }
 

@@ -38,7 +38,7 @@ export async function createAccount(
   settings: AccountSettings,
 ): Promise<UserRecord> {
   const { name, key } = prepareUsername(credentials.user);
-  const password = checkPassword(credentials.password, {
+  const password = await checkPassword(credentials.password, {
     minLength: settings.minPasswordLength,
     username: name,
   });

@@ -9,7 +9,7 @@ import type { ProtocolError } from "../codec/protocol_error.ts";
 import type { ByteStream } from "./byte_stream.ts";
 import { raceTimeout } from "./race_timeout.ts";
 
-const READ_BUFFER_BYTES = 16 * 1024;
+const READ_BUFFER_BYTES = 1024;
 
 /** Most bytes queued for a peer that does not read; past it the connection is closed. */
 export const MAX_QUEUED_BYTES = 1024 * 1024;
@@ -27,6 +27,8 @@ export class FramedStream {
   #conn: ByteStream;
   #decoder = new FrameDecoder();
   #writes: Promise<void> = Promise.resolve();
+  /** Frames queued while a write is under way: they go out together in the next one. */
+  #batch: { frames: Uint8Array[]; written: Promise<void> } | null = null;
   #queued = 0;
   #closed = false;
 
@@ -89,16 +91,35 @@ export class FramedStream {
       );
     }
     this.#queued += bytes.length;
-    const write = this.#writes.then(async () => {
-      try {
-        let done = 0;
-        while (done < bytes.length) done += await this.#conn.write(bytes.subarray(done));
-      } finally {
-        this.#queued -= bytes.length;
+    if (!this.#batch) {
+      // One write per batch: replies and notices queued meanwhile share a system call (and a TCP segment).
+      const batch: { frames: Uint8Array[]; written: Promise<void> } = { frames: [], written: null! };
+      batch.written = this.#writes.then(() => this.#writeBatch(batch));
+      this.#batch = batch;
+      this.#writes = batch.written.catch(() => {});
+    }
+    this.#batch.frames.push(bytes);
+    return this.#batch.written;
+  }
+
+  async #writeBatch(batch: { frames: Uint8Array[] }): Promise<void> {
+    if (this.#batch === batch) this.#batch = null;
+    const frames = batch.frames;
+    let bytes = frames[0]!;
+    if (frames.length > 1) {
+      bytes = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+      let at = 0;
+      for (const f of frames) {
+        bytes.set(f, at);
+        at += f.length;
       }
-    });
-    this.#writes = write.catch(() => {});
-    return write;
+    }
+    try {
+      let done = 0;
+      while (done < bytes.length) done += await this.#conn.write(bytes.subarray(done));
+    } finally {
+      this.#queued -= bytes.length;
+    }
   }
 
   /**

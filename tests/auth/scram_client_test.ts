@@ -136,14 +136,14 @@ Deno.test("ScramClient refuses a server that offers no usable mechanism", () => 
   throwsWith(() => clientFor(RFC7677, { serverMechanisms: [] }), "AUTH_FAILED");
 });
 
-Deno.test("ScramClient reuses a cached SaltedPassword for the same password, salt and count", async () => {
+Deno.test("ScramClient reuses the cached keys of a SaltedPassword for the same password, salt and count", async () => {
   const cache: SaltedPasswordCache = new Map();
   assert.equal(await clientFor(RFC7677, { cache }).final(RFC7677.serverFirst), RFC7677.clientFinal);
   assert.equal(cache.size, 1);
   assert.equal(await clientFor(RFC7677, { cache }).final(RFC7677.serverFirst), RFC7677.clientFinal);
   assert.equal(cache.size, 1);
   // Spoil the cached value: a client that reads it must now compute a different proof.
-  [...cache.values()][0]!.fill(0);
+  [...cache.values()][0]!.clientKey.fill(0);
   assert.notEqual(await clientFor(RFC7677, { cache }).final(RFC7677.serverFirst), RFC7677.clientFinal);
   await clientFor(RFC7677, { cache, password: "other" }).final(RFC7677.serverFirst);
   assert.equal(cache.size, 2, "another password is another entry");

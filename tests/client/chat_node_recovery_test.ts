@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { PeerKeyChangedError } from "../../lib/client/chat_node.ts";
+import { encodeHs1 } from "../../lib/codec/datagram.ts";
+import { generateEphemeral } from "../../lib/crypto/peer_session.ts";
 import { encodeBase64 } from "../../lib/codec/base64.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { UdpCapture } from "../e2e/_capture_proxy.ts";
@@ -51,7 +53,7 @@ Deno.test("ChatNode gives up a link whose send timed out: the message never arri
   });
 });
 
-Deno.test("ChatNode drops a flood of forged DATA for a live session beyond a bound and keeps delivering", async () => {
+Deno.test("ChatNode drops floods for a live link beyond a bound, forged DATA and HS1s alike, and keeps delivering", async () => {
   await withChat(async (kit) => {
     const proxy = new LossyUdpProxy({ drop: 0, duplicate: 0, maxDelayMs: 0 }, 1);
     const attacker = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
@@ -64,26 +66,31 @@ Deno.test("ChatNode drops a flood of forged DATA for a live session beyond a bou
         return true;
       };
       await alice.node.send("bob", "first");
-      // The session id travels in clear: anyone on the path can aim forged DATA at the live session.
-      const forged = new Uint8Array(1135);
-      forged.set(data!.subarray(0, 19));
-      const view = new DataView(forged.buffer);
       const endpoint = kit.server.rendezvous!.endpointOf("bob")!;
       const to = { transport: "udp" as const, hostname: endpoint.hostname, port: endpoint.port };
+      // The session id travels in clear: anyone on the path can aim forged DATA at the live session (each
+      // fresh counter costs a decryption); anyone at all can send HS1s in alice's name (each costs a
+      // signature check, which takes longer than reading a datagram, so they pile up).
+      const forgedData = new Uint8Array(1135);
+      forgedData.set(data!.subarray(0, 19));
+      const view = new DataView(forgedData.buffer);
+      const eph = (await generateEphemeral()).publicKey;
       const flood = 4000;
       const sends: Promise<number>[] = [];
       for (let i = 0; i < flood; i++) {
-        view.setUint32(15, 1000 + i); // fresh counters pass the replay window: each costs a decryption
-        sends.push(attacker.send(forged.slice(), to));
+        view.setUint32(15, 1000 + i);
+        sends.push(attacker.send(forgedData.slice(), to));
+        const sig = crypto.getRandomValues(new Uint8Array(64));
+        sends.push(attacker.send(encodeHs1({ from: "alice", to: "bob", eph, sig }), to));
       }
       await Promise.all(sends);
       await alice.node.send("bob", "during the flood");
       // Settled: what the kernel did not drop was either checked or dropped unread.
       let last = "";
       await until(() => last === (last = JSON.stringify(bob.node.stats)), "bob's counters to settle", 10_000);
-      const { forged: checked, overloaded } = bob.node.stats;
-      assert.ok(overloaded > 0, `some of the flood was dropped unread (${checked} checked)`);
-      assert.ok(checked + overloaded <= flood);
+      const { forged, badSignature, overloaded } = bob.node.stats;
+      assert.ok(overloaded > 0, `some of the flood was dropped unread (${forged} + ${badSignature} checked)`);
+      assert.ok(forged + badSignature + overloaded <= 2 * flood);
       assert.deepEqual(bob.messages.map((m) => m.text), ["first", "during the flood"]);
     } finally {
       attacker.close();

@@ -70,7 +70,7 @@ Deno.test("DatagramCipher encrypts with nonce 0^4 ‖ counter and the header as 
   const raw = new Uint8Array(32).fill(7);
   const aes = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
   const sessionId = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
-  const cipher = new DatagramCipher({ sessionId, sendKey: aes, receiveKey: aes }, {
+  const cipher = new DatagramCipher({ sessionId, sendKey: raw, receiveKey: raw }, {
     startCounter: 0x01020304,
   });
   const bytes = await cipher.seal(utf8.encode("vector"));

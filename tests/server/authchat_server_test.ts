@@ -28,7 +28,7 @@ interface Running {
 
 /** Run `body` against a server on port 0 in a temporary directory; always shut down and clean up. */
 async function withServer(
-  options: { authTimeout?: number; passwordMinLength?: number },
+  options: { authTimeout?: number; passwordMinLength?: number; maxUnauthenticated?: number },
   body: (running: Running) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir();
@@ -44,6 +44,7 @@ async function withServer(
         scram_iterations: 4096,
         auth_timeout: options.authTimeout ?? 30,
         ...(options.passwordMinLength ? { password_min_length: options.passwordMinLength } : {}),
+        ...(options.maxUnauthenticated ? { max_unauthenticated_per_ip: options.maxUnauthenticated } : {}),
       },
     });
     const logs: string[] = [];
@@ -230,5 +231,36 @@ Deno.test("AuthchatServer answers an RDV on its UDP port for a session logged in
     } finally {
       await inbox.close();
     }
+  });
+});
+
+Deno.test("AuthchatServer counts TLS handshakes under way against the cap on connections not logged in", async () => {
+  await withServer({ maxUnauthenticated: 2 }, async ({ server }) => {
+    const tlsPort = server.addresses.tls!.port;
+    // Two connections that never start their handshake hold both slots.
+    const idle = [
+      await Deno.connect({ hostname: "127.0.0.1", port: tlsPort }),
+      await Deno.connect({ hostname: "127.0.0.1", port: tlsPort }),
+    ];
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      assert.notEqual(server.registry.refusal("127.0.0.1"), null, "both slots are held");
+      const third = await Deno.connect({ hostname: "127.0.0.1", port: tlsPort });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const closed = await Promise.race([
+        third.read(new Uint8Array(16)).then((n) => n === null, () => true),
+        new Promise<boolean>((r) => timer = setTimeout(() => r(false), 3000)),
+      ]);
+      clearTimeout(timer);
+      third.close();
+      assert.equal(closed, true, "a third handshake is closed at once");
+      await using tcp = await RawClient.connect(server.addresses.tcp!.port);
+      const refused = await tcp.next();
+      assert.equal((refused as { code?: string } | null)?.code, "TOO_MANY_CONNECTIONS", "plain TCP too");
+    } finally {
+      for (const c of idle) c.close();
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(server.registry.refusal("127.0.0.1"), null, "the slots are free once they close");
   });
 });

@@ -184,3 +184,49 @@ Deno.test("LocalPresence tells nobody once quiet (shutdown ends every session at
   assert.deepEqual(seen, ["1:bob online"], "bob is not told alice left");
   assert.equal(presence.get("alice"), undefined, "the directory itself is still kept");
 });
+
+Deno.test("LocalPresence keeps a user who left cleanly online for the linger time, and a return says nothing", async () => {
+  const presence = new LocalPresence({ lingerMs: 50 });
+  try {
+    const bob = member();
+    presence.join(bob, user("bob"));
+    const alice = member();
+    presence.join(alice, user("alice"));
+    assert.equal(bob.seen.length, 1);
+    // A re-login or a reconnect: back within the linger time, nobody hears of it.
+    presence.leave(alice, "alice", true);
+    assert.equal(presence.get("alice")?.name, "alice", "still listed while lingering");
+    const again = member();
+    presence.join(again, user("alice"));
+    await new Promise((r) => setTimeout(r, 80));
+    assert.deepEqual(bob.seen.map((m) => m.state), ["online"], "no offline, no second online");
+    // Gone for good: offline once the linger time has passed, not before.
+    presence.leave(again, "alice", true);
+    assert.equal(bob.seen.length, 1);
+    await new Promise((r) => setTimeout(r, 80));
+    assert.deepEqual(bob.seen.map((m) => m.state), ["online", "offline"]);
+    assert.equal(presence.get("alice"), undefined);
+    // A drop (no linger) is announced at once.
+    const carol = member();
+    presence.join(carol, user("carol"));
+    presence.leave(carol, "carol");
+    assert.deepEqual(bob.seen.slice(-2).map((m) => `${m.user} ${m.state}`), [
+      "carol online",
+      "carol offline",
+    ]);
+  } finally {
+    presence.quiet();
+  }
+});
+
+Deno.test("LocalPresence.quiet forgets lingering users without a notice (shutdown)", async () => {
+  const presence = new LocalPresence({ lingerMs: 30 });
+  const bob = member();
+  presence.join(bob, user("bob"));
+  const alice = member();
+  presence.join(alice, user("alice"));
+  presence.leave(alice, "alice", true);
+  presence.quiet();
+  await new Promise((r) => setTimeout(r, 60));
+  assert.deepEqual(bob.seen.map((m) => m.state), ["online"]);
+});

@@ -66,3 +66,33 @@ Deno.test("FramedStream writes whole frames in call order despite short writes, 
   assert.equal(stream.closed, true);
   assert.equal(framed.closed, true);
 });
+
+Deno.test("FramedStream sends the frames queued during a write together in the next write, in order", async () => {
+  const calls: number[][] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const stream: ByteStream = {
+    read: () => Promise.resolve(null),
+    async write(data) {
+      calls.push([...data]);
+      if (calls.length === 1) await gate;
+      return data.length;
+    },
+    close() {},
+  };
+  const framed = new FramedStream(stream);
+  const frames = [[1], [2, 3], [4], [5, 6, 7]].map((p) => encodeFrame(new Uint8Array(p)));
+  const first = framed.send(frames[0]!);
+  await Promise.resolve();
+  const rest = frames.slice(1).map((f) => framed.send(f));
+  assert.equal(framed.queuedBytes, frames.reduce((n, f) => n + f.length, 0));
+  release();
+  await Promise.all([first, ...rest]);
+  assert.deepEqual(
+    calls,
+    [[...frames[0]!], frames.slice(1).flatMap((f) => [...f])],
+    "two writes, the second batched",
+  );
+  assert.equal(framed.queuedBytes, 0);
+  await framed.close();
+});

@@ -8,7 +8,7 @@
  */
 
 import { AuthchatClient } from "../lib/client/authchat_client.ts";
-import type { ClientCache } from "../lib/client/authchat_client.ts";
+import type { ClientCache, ClientOptions } from "../lib/client/authchat_client.ts";
 import type { TrustOptions } from "../lib/client/open_connection.ts";
 import { closedLoop, percentile, rate } from "./_measure.ts";
 
@@ -44,14 +44,28 @@ export interface AuthScenarioOptions {
  * @returns The client.
  */
 export function connect(o: AuthScenarioOptions, tls: boolean): Promise<AuthchatClient> {
+  return AuthchatClient.connect(clientOptions(o, tls));
+}
+
+/**
+ * Connect and log in as the real client does it (`LOGIN` right behind `HELLO`).
+ *
+ * @param o Scenario options.
+ * @param tls Over TLS.
+ * @param account Who.
+ * @returns The logged-in client.
+ */
+export function connectAndLogin(
+  o: AuthScenarioOptions,
+  tls: boolean,
+  account: Account,
+): Promise<AuthchatClient> {
+  return AuthchatClient.connectAndLogin(clientOptions(o, tls), account.user, account.password);
+}
+
+function clientOptions(o: AuthScenarioOptions, tls: boolean): ClientOptions {
   const trust: TrustOptions = { fingerprint: tls ? o.target.certFingerprint : o.target.sealFingerprint };
-  return AuthchatClient.connect({
-    host: "127.0.0.1",
-    port: tls ? o.target.tlsPort : o.target.tcpPort,
-    tls,
-    trust,
-    cache: o.cache,
-  });
+  return { host: "127.0.0.1", port: tls ? o.target.tlsPort : o.target.tcpPort, tls, trust, cache: o.cache };
 }
 
 /**
@@ -88,13 +102,8 @@ export async function newConnectionLogins(o: AuthScenarioOptions, tls: boolean):
     durationMs: o.durationMs,
     concurrency: o.clients,
     op: async (worker) => {
-      const account = o.accounts[worker % o.accounts.length]!;
-      const client = await connect(o, tls);
-      try {
-        await client.login(account.user, account.password);
-      } finally {
-        await client.close();
-      }
+      const client = await connectAndLogin(o, tls, o.accounts[worker % o.accounts.length]!);
+      await client.close();
     },
   });
   return rate(r, tls ? "tls_login" : "tcp_login");
@@ -114,13 +123,9 @@ export async function loginLatency(o: AuthScenarioOptions): Promise<{ p50: numbe
     op: async () => {
       const account = o.accounts[latencies.length % o.accounts.length]!;
       const t0 = performance.now();
-      const client = await connect(o, true);
-      try {
-        await client.login(account.user, account.password);
-        latencies.push(performance.now() - t0);
-      } finally {
-        await client.close();
-      }
+      const client = await connectAndLogin(o, true, account);
+      latencies.push(performance.now() - t0);
+      await client.close();
     },
   });
   rate(r, "login latency");
@@ -176,10 +181,7 @@ export async function sessions(
   let next = 0;
   await Promise.all(Array.from({ length: o.clients }, async () => {
     while (next < count) {
-      const account = o.accounts[next++ % o.accounts.length]!;
-      const client = await connect(o, false);
-      held.push(client);
-      await client.login(account.user, account.password);
+      held.push(await connectAndLogin(o, false, o.accounts[next++ % o.accounts.length]!));
     }
   }));
   await ready();

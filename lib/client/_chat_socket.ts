@@ -137,11 +137,14 @@ export class ChatSocket {
   }
 
   async #read(): Promise<void> {
+    // One buffer for every read: decoding copies the datagram before anything awaits, so the next read may
+    // reuse it (a buffer per datagram is garbage the collector pays for at every message).
+    const buffer = new Uint8Array(MAX_DATAGRAM + 1);
     while (!this.#closed) {
       let bytes: Uint8Array;
       let addr: Deno.NetAddr;
       try {
-        const [b, a] = await this.#socket.receive(new Uint8Array(MAX_DATAGRAM + 1));
+        const [b, a] = await this.#socket.receive(buffer);
         bytes = b;
         addr = a as Deno.NetAddr;
       } catch {

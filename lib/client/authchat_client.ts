@@ -15,6 +15,7 @@ import type { ClientMessage, Sealed, ServerMessageOf, ServerOp } from "../codec/
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { fingerprint } from "../crypto/fingerprint.ts";
 import { importSealPublicKey, seal, sealContext } from "../crypto/seal.ts";
+import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS } from "../auth/scram_server.ts";
 import { createVerifier, formatVerifier } from "../crypto/scram_verifier.ts";
 import { FramedStream } from "../transport/framed_stream.ts";
 import { RequestChannel } from "./_request_channel.ts";
@@ -62,6 +63,20 @@ export interface ClientCache {
 }
 
 const encoder = new TextEncoder();
+
+/** Sealing keys already imported, by fingerprint: a client that reconnects need not import the key again. */
+const sealKeys = new Map<string, Promise<CryptoKey>>();
+
+function sealKeyFor(seen: string, spki: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
+  let key = sealKeys.get(seen);
+  if (!key) {
+    key = importSealPublicKey(spki);
+    key.catch(() => sealKeys.delete(seen));
+    if (sealKeys.size >= 64) sealKeys.clear();
+    sealKeys.set(seen, key);
+  }
+  return key;
+}
 
 /**
  * One client connection.
@@ -124,18 +139,57 @@ export class AuthchatClient {
     const opened = await openConnection(options, options.trust);
     const client = new AuthchatClient(new FramedStream(opened.stream), options, opened.channelBinding);
     try {
-      await client.hello();
-      client.#startKeepalive();
-      if (!options.tls) {
-        const spki = decodeBase64(client.#hello.seal_key);
-        if (!spki) throw new ProtocolError("BAD_MESSAGE", "Invalid field msg.seal_key: not base64");
-        await checkServerKey("seal", endpointName(options), await fingerprint(spki), options.trust);
-        client.#sealKey = await importSealPublicKey(spki);
-      }
+      await client.#greet(client.hello());
       return client;
     } catch (err) {
       await client.#channel.shut("connect failed");
       throw err;
+    }
+  }
+
+  /**
+   * Connect and log in, the LOGIN sent right behind HELLO (one round trip fewer than `connect` then
+   * `login`). The exchange goes on only once HELLO is answered and the server's keys are checked: no proof
+   * goes to a server that is not trusted or does not offer the mechanism this transport calls for.
+   *
+   * @param options Endpoint, trust and callbacks.
+   * @param user User name.
+   * @param password Password.
+   * @returns The connected, logged-in client.
+   * @throws {TrustError} When a server key is not trusted.
+   * @throws {ProtocolError} When the server refuses HELLO or the login.
+   */
+  static async connectAndLogin(
+    options: ClientOptions,
+    user: string,
+    password: string,
+  ): Promise<AuthchatClient> {
+    const opened = await openConnection(options, options.trust);
+    const client = new AuthchatClient(new FramedStream(opened.stream), options, opened.channelBinding);
+    try {
+      const greeted = client.#greet(client.hello());
+      const login = client.#login(user, password, greeted);
+      // Both settle: a refused HELLO also fails the LOGIN behind it.
+      await Promise.allSettled([greeted, login]);
+      await greeted;
+      await login;
+      return client;
+    } catch (err) {
+      await client.#channel.shut("connect failed");
+      throw err;
+    }
+  }
+
+  /** After HELLO: keepalives, and on plain TCP the check of the sealing key. */
+  async #greet(hello: Promise<HelloInfo>): Promise<void> {
+    await hello;
+    this.#startKeepalive();
+    if (!this.#options.tls) {
+      const spki = decodeBase64(this.#hello.seal_key);
+      if (!spki) throw new ProtocolError("BAD_MESSAGE", "Invalid field msg.seal_key: not base64");
+      const seen = await fingerprint(spki);
+      await checkServerKey("seal", endpointName(this.#options), seen, this.#options.trust);
+      this.#sealKey = await sealKeyFor(seen, spki);
     }
   }
 
@@ -169,7 +223,12 @@ export class AuthchatClient {
    * @returns The server's greeting.
    */
   async hello(): Promise<HelloInfo> {
-    this.#hello = await this.#request({ op: "HELLO", version: PROTOCOL_VERSION }, "HELLO");
+    // A client that pings says so at once: the server holds it to the keepalive timeout from the start.
+    const keepalive = (this.#options.keepaliveMs ?? 5000) > 0;
+    this.#hello = await this.#request(
+      { op: "HELLO", version: PROTOCOL_VERSION, ...(keepalive ? { keepalive: true } : {}) },
+      "HELLO",
+    );
     this.#sealNonce = this.#hello.seal_nonce;
     return this.#hello;
   }
@@ -226,18 +285,34 @@ export class AuthchatClient {
     user: string,
     password: string,
     extra: Record<string, unknown> = {},
+    greeted?: Promise<void>,
   ): Promise<ServerMessageOf<K> & { sessionKey: Uint8Array<ArrayBuffer> | null }> {
+    // Sent before HELLO is answered, the exchange assumes the mechanism this transport calls for, and
+    // checks below that the server offers it.
+    const expected = this.#channelBinding ? [SCRAM_SHA_256_PLUS] : [SCRAM_SHA_256];
     const client = new ScramClient({
       username: user,
       password,
-      serverMechanisms: this.#hello.mechanisms,
+      serverMechanisms: greeted ? expected : this.#hello.mechanisms,
       cache: this.#cache.saltedPasswords,
       ...(this.#channelBinding ? { channelBinding: this.#channelBinding } : {}),
     });
-    const challenge = await this.#request(
+    const challenged = this.#request(
       { op, mechanism: client.mechanism, data: client.first, ...extra } as ClientMessage,
       "CHALLENGE",
     );
+    if (greeted) {
+      challenged.catch(() => {});
+      await greeted;
+      if (!this.#hello.mechanisms.includes(client.mechanism)) {
+        await this.#channel.shut("Server does not offer the mechanism");
+        throw new ProtocolError(
+          "CHANNEL_BINDING",
+          `Server did not offer ${client.mechanism}: refusing a possible downgrade`,
+        );
+      }
+    }
+    const challenge = await challenged;
     // A server that asks for an absurd iteration count, or cannot prove it knows the verifier, is
     // not trusted with this connection any longer.
     const final = await this.#distrustOnFailure(() => client.final(challenge.data));
@@ -262,10 +337,14 @@ export class AuthchatClient {
    * @param password Password.
    * @returns The account name as stored.
    */
-  async login(user: string, password: string): Promise<string> {
+  login(user: string, password: string): Promise<string> {
+    return this.#login(user, password);
+  }
+
+  async #login(user: string, password: string, greeted?: Promise<void>): Promise<string> {
     this.#user = null;
     this.#chat = null;
-    const reply = await this.#scram("LOGIN", user, password);
+    const reply = await this.#scram("LOGIN", user, password, {}, greeted);
     this.#user = reply.user;
     this.#chat = await chatCredentials(reply, password, async (message) => {
       await this.#request({ op: "IDENTITY", ...message }, "IDENTITY");
@@ -311,9 +390,8 @@ export class AuthchatClient {
     const ping = () => {
       if (this.#channel.closedReason === null) this.#request({ op: "PING" }, "PONG").catch(() => {});
     };
-    // The first PING goes at once: from then on the server holds this session to its keepalive
-    // timeout, so a client that dies even in its first seconds goes offline within that time.
-    ping();
+    // HELLO said `keepalive`, so the server holds this session to its keepalive timeout from the start
+    // (a client that dies even in its first seconds goes offline within that time); PINGs keep it alive.
     const timer = setInterval(ping, every);
     Deno.unrefTimer(timer as unknown as number);
     this.#keepalive = timer;

@@ -94,6 +94,23 @@ export async function checkServerKey(
 
 const IP = /^[0-9.]+$|:/;
 
+/**
+ * Channel bindings of certificates already seen, by fingerprint: working one out parses the certificate,
+ * which costs more than the rest of a reconnection.
+ */
+const bindings = new Map<string, Promise<Uint8Array<ArrayBuffer>>>();
+
+function bindingFor(certFingerprint: string, der: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
+  let binding = bindings.get(certFingerprint);
+  if (!binding) {
+    binding = tlsServerEndPoint(der);
+    binding.catch(() => bindings.delete(certFingerprint));
+    if (bindings.size >= 64) bindings.clear();
+    bindings.set(certFingerprint, binding);
+  }
+  return binding;
+}
+
 function connectTls(endpoint: Endpoint, ca: string | undefined): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
@@ -151,7 +168,7 @@ export async function openConnection(endpoint: Endpoint, trust: TrustOptions): P
     await checkServerKey("tls", endpointName(endpoint), certFingerprint, trust);
     return {
       stream: new NodeSocketStream(socket),
-      channelBinding: await tlsServerEndPoint(der),
+      channelBinding: new Uint8Array(await bindingFor(certFingerprint, der)),
       certFingerprint,
     };
   } catch (err) {

@@ -59,7 +59,8 @@ export function encodeFrame(payload: Uint8Array): Uint8Array {
  */
 export class FrameDecoder {
   #maxBytes: number;
-  #header = new Uint8Array(FRAME_HEADER_BYTES);
+  /** The length header read so far, big-endian, and how many of its bytes. */
+  #header = 0;
   #headerFill = 0;
   #body: Uint8Array | null = null;
   #bodyFill = 0;
@@ -91,12 +92,13 @@ export class FrameDecoder {
     let pos = 0;
     while (pos < chunk.length && this.#error === null) {
       if (this.#body === null) {
-        const take = Math.min(FRAME_HEADER_BYTES - this.#headerFill, chunk.length - pos);
-        this.#header.set(chunk.subarray(pos, pos + take), this.#headerFill);
-        this.#headerFill += take;
-        pos += take;
+        while (this.#headerFill < FRAME_HEADER_BYTES && pos < chunk.length) {
+          this.#header = this.#header * 256 + chunk[pos++]!;
+          this.#headerFill++;
+        }
         if (this.#headerFill < FRAME_HEADER_BYTES) break;
-        const length = new DataView(this.#header.buffer).getUint32(0);
+        const length = this.#header;
+        this.#header = 0;
         if (length > this.#maxBytes) {
           this.#error = new ProtocolError(
             "FRAME_TOO_LARGE",

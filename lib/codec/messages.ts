@@ -65,7 +65,7 @@ const listedUser = object({
 });
 
 const clientSchemas = {
-  HELLO: object({ op: literal("HELLO"), id, version: integer(0, 65535) }),
+  HELLO: object({ op: literal("HELLO"), id, version: integer(0, 65535), keepalive: optional(boolean()) }),
   REGISTER: object({
     op: literal("REGISTER"),
     id,

@@ -3,14 +3,29 @@
  * subjectAltName entries, so rustls accepts them) and the
  * `tls-server-end-point` channel binding of RFC 5929 §4.1.
  *
+ * The X.509 library is loaded only to mint a certificate (keygen, or a server's
+ * first start): held by every server and client it would cost tens of megabytes
+ * of memory, and the channel binding needs only the signature algorithm.
+ *
  * @module
  */
 
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
+import type { JsonGeneralName } from "@peculiar/x509";
+import { signatureHash } from "./_cert_signature.ts";
 import { encodePem } from "./pem.ts";
 
-x509.cryptoProvider.set(crypto);
+type X509 = typeof import("@peculiar/x509");
+let library: Promise<X509> | undefined;
+
+function x509Library(): Promise<X509> {
+  library ??= (async () => {
+    await import("reflect-metadata");
+    const x509 = await import("@peculiar/x509");
+    x509.cryptoProvider.set(crypto);
+    return x509;
+  })();
+  return library;
+}
 
 /** Names always present in a minted certificate's subjectAltName. */
 export const DEFAULT_NAMES: readonly string[] = ["localhost", "127.0.0.1", "::1"];
@@ -52,6 +67,7 @@ export async function mintServerCertificate(options: MintOptions): Promise<Minte
   if (!Number.isInteger(options.days) || options.days < 1 || options.days > 36500) {
     throw new RangeError(`Invalid validity: ${options.days} days is not within 1..36500`);
   }
+  const x509 = await x509Library();
   const names = [...new Set([...(options.hostnames ?? []), ...DEFAULT_NAMES])];
   const algorithm = options.rsa
     ? {
@@ -80,7 +96,7 @@ export async function mintServerCertificate(options: MintOptions): Promise<Minte
       new x509.KeyUsagesExtension(usage, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
       new x509.SubjectAlternativeNameExtension(
-        names.map((value): x509.JsonGeneralName => ({ type: isIp(value) ? "ip" : "dns", value })),
+        names.map((value): JsonGeneralName => ({ type: isIp(value) ? "ip" : "dns", value })),
         false,
       ),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
@@ -100,13 +116,7 @@ export async function mintServerCertificate(options: MintOptions): Promise<Minte
  * @throws {TypeError} When the bytes are not a certificate.
  */
 export async function tlsServerEndPoint(certDer: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
-  let hash = "SHA-256";
-  try {
-    const alg = new x509.X509Certificate(certDer).signatureAlgorithm as { hash?: { name?: string } };
-    const name = alg.hash?.name?.toUpperCase();
-    if (name === "SHA-384" || name === "SHA-512") hash = name;
-  } catch {
-    throw new TypeError("Invalid certificate: cannot read its signature algorithm");
-  }
+  const named = signatureHash(certDer);
+  const hash = named === "SHA-384" || named === "SHA-512" ? named : "SHA-256";
   return new Uint8Array(await crypto.subtle.digest(hash, certDer));
 }

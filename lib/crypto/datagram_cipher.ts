@@ -13,7 +13,12 @@
  */
 
 import { createCipheriv, createDecipheriv } from "node:crypto";
-import { DATA_HEADER_BYTES, type DataDatagram, encodeData, encodeDataHeader } from "../codec/datagram.ts";
+import {
+  DATA_HEADER_BYTES,
+  type DataDatagram,
+  encodeDataHeader,
+  MAX_PEER_DATAGRAM,
+} from "../codec/datagram.ts";
 import type { SessionKeys } from "./peer_session.ts";
 import { ReplayWindow } from "./replay_window.ts";
 
@@ -73,6 +78,9 @@ export class DatagramCipher {
   #rekeyAfter: number;
   #window = new ReplayWindow();
   #stats: DatagramCipherStats = { replayed: 0, forged: 0 };
+  /** The nonce, rewritten for each datagram (used before anything awaits). */
+  #nonce = new Uint8Array(12);
+  #nonceView = new DataView(this.#nonce.buffer);
 
   /**
    * Make the cipher of one session.
@@ -158,11 +166,11 @@ export class DatagramCipher {
       this.#stats.replayed++;
       return null;
     }
-    // The header must be exactly ours for this counter; GCM would refuse any
-    // other one anyway, this just spares the decryption.
+    // The header must be exactly ours for this counter (the decoder read the counter from it); GCM would
+    // refuse any other one anyway, this just spares the decryption.
     if (
       d.header.length !== DATA_HEADER_BYTES || d.ciphertext.length < TAG_BYTES ||
-      !sameBytes(d.header, encodeDataHeader(this.#sessionId, d.counter))
+      !sameBytes(d.header.subarray(3, 11), this.#sessionId)
     ) {
       this.#stats.forged++;
       return null;
@@ -170,7 +178,7 @@ export class DatagramCipher {
     let plaintext: Uint8Array<ArrayBuffer>;
     try {
       const body = d.ciphertext.length - TAG_BYTES;
-      const decipher = createDecipheriv("aes-256-gcm", this.#receiveKey, nonce(d.counter));
+      const decipher = createDecipheriv("aes-256-gcm", this.#receiveKey, this.#nonceFor(d.counter));
       decipher.setAAD(d.header);
       decipher.setAuthTag(d.ciphertext.subarray(body));
       const head = decipher.update(d.ciphertext.subarray(0, body));
@@ -190,25 +198,31 @@ export class DatagramCipher {
     return plaintext;
   }
 
+  /** 4 zero bytes, then the counter as a big-endian u64 (counters stay below 2^32). */
+  #nonceFor(counter: number): Uint8Array<ArrayBuffer> {
+    this.#nonceView.setUint32(4, Math.floor(counter / 2 ** 32));
+    this.#nonceView.setUint32(8, counter >>> 0);
+    return this.#nonce;
+  }
+
   #encrypt(counter: number, plaintext: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
     const header = encodeDataHeader(this.#sessionId, counter);
-    const cipher = createCipheriv("aes-256-gcm", this.#sendKey, nonce(counter));
+    const cipher = createCipheriv("aes-256-gcm", this.#sendKey, this.#nonceFor(counter));
     cipher.setAAD(header);
     const head = cipher.update(plaintext);
     const tail = cipher.final();
-    const ciphertext = new Uint8Array(head.length + tail.length + TAG_BYTES);
-    ciphertext.set(head);
-    ciphertext.set(tail, head.length);
-    ciphertext.set(cipher.getAuthTag(), head.length + tail.length);
-    return encodeData(header, ciphertext);
+    // The datagram is assembled in place: header, ciphertext, tag.
+    const length = DATA_HEADER_BYTES + head.length + tail.length + TAG_BYTES;
+    if (length > MAX_PEER_DATAGRAM) {
+      throw new RangeError(`Datagram too large: ${length} bytes exceeds ${MAX_PEER_DATAGRAM}`);
+    }
+    const datagram = new Uint8Array(length);
+    datagram.set(header);
+    datagram.set(head, DATA_HEADER_BYTES);
+    datagram.set(tail, DATA_HEADER_BYTES + head.length);
+    datagram.set(cipher.getAuthTag(), length - TAG_BYTES);
+    return datagram;
   }
-}
-
-/** 4 zero bytes, then the counter as a big-endian u64. */
-function nonce(counter: number): Uint8Array<ArrayBuffer> {
-  const iv = new Uint8Array(12);
-  new DataView(iv.buffer).setBigUint64(4, BigInt(counter));
-  return iv;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -194,10 +194,12 @@ export class AuthchatServer {
   }
 
   async #datagramLoop(socket: Deno.DatagramConn, rendezvous: Rendezvous): Promise<void> {
+    // One buffer for every read: the rendezvous decodes (copies) a datagram before it awaits anything.
+    const buffer = new Uint8Array(MAX_DATAGRAM + 1);
     while (!this.#stopping) {
       let received: [Uint8Array, Deno.Addr];
       try {
-        received = await socket.receive(new Uint8Array(MAX_DATAGRAM + 1));
+        received = await socket.receive(buffer);
       } catch (err) {
         if (this.#stopping || err instanceof Deno.errors.BadResource) return;
         this.#ctx.log.warn("udp_receive_failed", { error: (err as Error).message });

@@ -82,7 +82,7 @@ export async function serveConnection(
   arm();
   let reason = "peer closed";
   try {
-    for await (const payload of framed.payloads()) {
+    for (let payload; (payload = await framed.nextPayload()) !== null;) {
       await session.receive(payload);
       // Backpressure: read the next request only once the replies to this one are written, so a
       // client that sends without reading cannot make the server buffer replies without bound.

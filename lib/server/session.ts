@@ -289,6 +289,8 @@ export class Session implements RegisteredSession {
   #onHello(msg: ClientMessageOf<"HELLO">): void {
     checkVersion(msg.version);
     this.#hello = true;
+    // A client that will send keepalives is held to the keepalive timeout from now on, as after a PING.
+    if (msg.keepalive) this.#clock.keepalive();
     this.#reply(
       helloReply({
         name: this.#ctx.serverName,

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { encodeBase64 } from "../codec/base64.ts";
+import { decodeBase64, encodeBase64 } from "../codec/base64.ts";
 import {
   decodeDatagram,
   encodeRdvAck,
@@ -51,7 +51,8 @@ export interface RendezvousStats {
 interface Entry {
   sessionId: number;
   user: string;
-  handle: Uint8Array;
+  /** The handle as base64 (its bytes are decoded only to answer an RDV). */
+  handle: string;
   /** The session's UDP key, imported when its first datagram comes (many sessions never send one). */
   rawKey: Uint8Array;
   key: Promise<CryptoKey> | null;
@@ -130,18 +131,18 @@ export class Rendezvous implements SessionRendezvous {
     if (sessionKey.length !== 32) {
       return Promise.reject(new RangeError(`UDP key must be 32 bytes: got ${sessionKey.length}`));
     }
-    const handle = crypto.getRandomValues(new Uint8Array(HANDLE_BYTES));
+    const text = encodeBase64(crypto.getRandomValues(new Uint8Array(HANDLE_BYTES)));
     const entry: Entry = {
       sessionId,
       user,
-      handle,
-      rawKey: sessionKey.slice(),
+      handle: text,
+      // Kept as given (the caller does not reuse it): a copy per logged-in session is memory for nothing.
+      rawKey: sessionKey,
       key: null,
       window: null,
       endpoint: null,
       checking: 0,
     };
-    const text = encodeBase64(handle);
     this.#byHandle.set(text, entry);
     this.#bySession.set(sessionId, entry);
     const set = this.#byUser.get(user) ?? new Set();
@@ -154,7 +155,7 @@ export class Rendezvous implements SessionRendezvous {
     const entry = this.#bySession.get(sessionId);
     if (!entry) return;
     this.#bySession.delete(sessionId);
-    this.#byHandle.delete(encodeBase64(entry.handle));
+    this.#byHandle.delete(entry.handle);
     const set = this.#byUser.get(entry.user);
     set?.delete(entry);
     if (set?.size === 0) {
@@ -231,7 +232,7 @@ export class Rendezvous implements SessionRendezvous {
         ? `[${from.hostname}]:${from.port}`
         : `${from.hostname}:${from.port}`;
       const ack = await encodeRdvAck(
-        { handle: entry.handle, counter: d.counter, observed },
+        { handle: decodeBase64(entry.handle)!, counter: d.counter, observed },
         await keyOf(entry),
       );
       return [{ ...from, bytes: ack }];

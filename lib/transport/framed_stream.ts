@@ -9,7 +9,9 @@ import type { ProtocolError } from "../codec/protocol_error.ts";
 import type { ByteStream } from "./byte_stream.ts";
 import { raceTimeout } from "./race_timeout.ts";
 
-const READ_BUFFER_BYTES = 1024;
+// Small: a server holds one per connection, most frames are a few hundred bytes, and the decoder assembles
+// larger ones from several reads.
+const READ_BUFFER_BYTES = 512;
 
 /** Most bytes queued for a peer that does not read; past it the connection is closed. */
 export const MAX_QUEUED_BYTES = 1024 * 1024;
@@ -31,6 +33,10 @@ export class FramedStream {
   #batch: { frames: Uint8Array[]; written: Promise<void> } | null = null;
   #queued = 0;
   #closed = false;
+  #buffer: Uint8Array | null = null;
+  /** Payloads decoded and not yet taken. */
+  #ready: Uint8Array[] = [];
+  #ended = false;
 
   /**
    * Frame a byte stream.
@@ -58,16 +64,30 @@ export class FramedStream {
    * @returns The payloads.
    */
   async *payloads(): AsyncGenerator<Uint8Array> {
-    const buffer = new Uint8Array(READ_BUFFER_BYTES);
-    while (true) {
-      const n = await this.#conn.read(buffer);
+    for (let payload; (payload = await this.nextPayload()) !== null;) yield payload;
+  }
+
+  /**
+   * The next payload, or `null` at end of stream or at a framing error (then {@linkcode FramedStream.error}
+   * says which). The same as {@linkcode payloads} without a generator, for a server holding thousands of
+   * idle connections, each with a read pending.
+   *
+   * @returns The payload, or `null`.
+   * @throws What the stream throws.
+   */
+  async nextPayload(): Promise<Uint8Array | null> {
+    while (this.#ready.length === 0) {
+      if (this.#ended || this.#decoder.error) return null;
+      this.#buffer ??= new Uint8Array(READ_BUFFER_BYTES);
+      const n = await this.#conn.read(this.#buffer);
       if (n === null) {
         this.#decoder.end();
-        return;
+        this.#ended = true;
+        return null;
       }
-      for (const payload of this.#decoder.push(buffer.subarray(0, n))) yield payload;
-      if (this.#decoder.error) return;
+      this.#ready = this.#decoder.push(this.#buffer.subarray(0, n));
     }
+    return this.#ready.shift()!;
   }
 
   /** Bytes queued and not yet written. */

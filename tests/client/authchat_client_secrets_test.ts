@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AuthchatClient } from "../../lib/client/authchat_client.ts";
-import { KnownHosts } from "../../lib/client/known_hosts.ts";
+import type { ClientOptions } from "../../lib/client/authchat_client.ts";
+import { KnownHosts, TrustError } from "../../lib/client/known_hosts.ts";
 import type { Sealed } from "../../lib/codec/messages.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { openSealed, sealContext } from "../../lib/crypto/seal.ts";
@@ -28,6 +29,8 @@ interface Running {
   /** Every frame payload a session of the server received, in order. */
   received: Record<string, unknown>[];
   connect(tls: boolean): Promise<AuthchatClient>;
+  /** Options for a client of this server (trust on first use, no keepalive timer left behind). */
+  options(tls: boolean): ClientOptions;
 }
 
 /** An in-process server (TCP and TLS) that records every request its sessions receive. */
@@ -56,22 +59,24 @@ async function withRecordingServer(body: (running: Running) => Promise<void>): P
       log: new Logger({ write: () => {} }),
     });
     const knownHosts = new KnownHosts(join(dir, "known_hosts"));
+    const options = (tls: boolean): ClientOptions => ({
+      host: "127.0.0.1",
+      port: tls ? server.addresses.tls!.port : server.addresses.tcp!.port,
+      tls,
+      trust: { knownHosts },
+      keepaliveMs: 0,
+    });
     try {
       await body({
         store,
         identity,
         received,
         async connect(tls) {
-          const client = await AuthchatClient.connect({
-            host: "127.0.0.1",
-            port: tls ? server.addresses.tls!.port : server.addresses.tcp!.port,
-            tls,
-            trust: { knownHosts },
-            keepaliveMs: 0,
-          });
+          const client = await AuthchatClient.connect(options(tls));
           clients.push(client);
           return client;
         },
+        options,
       });
     } finally {
       for (const c of clients) await c.close();
@@ -138,5 +143,42 @@ Deno.test("AuthchatClient refuses a password against the server's policy before 
     await client.login("carol", FIRST);
     await assert.rejects(client.passwd(FIRST, "password123"), policy("common"));
     assert.deepEqual(requests(received, "PASSWD"), [], "nothing was sent");
+  });
+});
+
+Deno.test("AuthchatClient.connectAndLogin sends LOGIN right behind HELLO and logs in over TCP and TLS", async () => {
+  await withRecordingServer(async ({ received, connect, options }) => {
+    await (await connect(true)).register("dave", FIRST);
+    received.length = 0;
+    for (const tls of [false, true]) {
+      const client = await AuthchatClient.connectAndLogin(options(tls), "dave", FIRST);
+      assert.equal(client.user, "dave");
+      assert.equal(client.canBind, tls);
+      await client.close();
+    }
+    assert.deepEqual(received.map((m) => m.op), [
+      "HELLO",
+      "LOGIN",
+      "PROOF",
+      "CLOSE",
+      "HELLO",
+      "LOGIN",
+      "PROOF",
+      "CLOSE",
+    ]);
+    assert.equal(received[0]!.keepalive, undefined, "a client that does not ping does not say it will");
+    assert.equal(received[1]!.mechanism, "SCRAM-SHA-256");
+    assert.equal(received[5]!.mechanism, "SCRAM-SHA-256-PLUS");
+  });
+});
+
+Deno.test("AuthchatClient.connectAndLogin sends no proof to a server whose sealing key is not the trusted one", async () => {
+  await withRecordingServer(async ({ received, connect, options }) => {
+    await (await connect(true)).register("erin", FIRST);
+    received.length = 0;
+    const pinned = { ...options(false), trust: { fingerprint: `SHA256:${"A".repeat(43)}` } };
+    await assert.rejects(AuthchatClient.connectAndLogin(pinned, "erin", FIRST), TrustError);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(received.map((m) => m.op), ["HELLO", "LOGIN"], "the exchange stopped before PROOF");
   });
 });

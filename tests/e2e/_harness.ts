@@ -7,6 +7,7 @@
  */
 
 import { join } from "node:path";
+import { LOG_FLUSH_MS } from "../../lib/server/logger.ts";
 import { fileURLToPath } from "node:url";
 
 /** Repository root. */
@@ -271,6 +272,17 @@ export class ServerProcess {
 
   /** Everything the server wrote to stderr so far (its log). */
   get stderr(): string {
+    return this.#stderr;
+  }
+
+  /**
+   * The log once every line of what has happened so far is in: the server writes its log lines in batches,
+   * at most `LOG_FLUSH_MS` late, so a test that looks right after an event waits that long (and a margin).
+   *
+   * @returns Everything the server wrote to stderr.
+   */
+  async settledLog(): Promise<string> {
+    await new Promise((r) => setTimeout(r, LOG_FLUSH_MS * 5));
     return this.#stderr;
   }
 

@@ -155,13 +155,17 @@ Deno.test("authchat server drops a frozen client by keepalive timeout but keeps 
   await bob.waitFor("err", /^server: No keepalive for 15 s: session closed \(KEEPALIVE_TIMEOUT\)$/, {
     timeoutMs: 5_000,
   });
-  assert.match(server.stderr, / INFO timeout session=\d+ ip=\S+ user=bob code=KEEPALIVE_TIMEOUT$/m);
+  assert.match(
+    await server.settledLog(),
+    / INFO timeout session=\d+ ip=\S+ user=bob code=KEEPALIVE_TIMEOUT$/m,
+  );
 
   // Alice has been silent but for PINGs for longer than the keepalive timeout, and is still logged in.
   await new Promise((r) => setTimeout(r, Math.max(0, aliceIdleSince + 17_000 - Date.now())));
   const listEnd = await alice.expectOk("list", /^\d+ online$/);
   assert.equal(alice.out[listEnd], "1 online", alice.transcript);
-  assert.equal(server.stderr.split("\n").filter((l) => / INFO timeout /.test(l)).length, 1, server.stderr);
+  const log = await server.settledLog();
+  assert.equal(log.split("\n").filter((l) => / INFO timeout /.test(l)).length, 1, log);
   assert.ok(!alice.err.some((l) => /^(server|error): /.test(l)), alice.transcript);
   assert.equal(count(alice.out, "presence: bob offline"), 1, alice.transcript);
   assert.equal((await alice.finish()).code, 0, alice.transcript);

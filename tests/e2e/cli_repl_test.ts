@@ -93,5 +93,5 @@ Deno.test("authchat client REPL hides passwords, asks twice when registering, an
   }
   assert.ok(!term.output.includes(secret), "the password was echoed");
   assert.ok(!term.output.includes("not the same words"), "the confirmation was echoed");
-  assert.match(server.stderr, /register .*user=pat/);
+  assert.match(await server.settledLog(), /register .*user=pat/);
 });

@@ -268,7 +268,10 @@ Deno.test("authchat server closes connections that do not log in in time and cap
     code: "AUTH_TIMEOUT",
     reason: "Not logged in within 0.5 s: connection closed",
   }]);
-  assert.match(server.stderr, /connection_refused ip=127\.0\.0\.1 transport=tcp code=TOO_MANY_CONNECTIONS/);
+  assert.match(
+    await server.settledLog(),
+    /connection_refused ip=127\.0\.0\.1 transport=tcp code=TOO_MANY_CONNECTIONS/,
+  );
 });
 
 Deno.test("authchat server reports a port already in use and exits 1", async () => {

@@ -56,7 +56,7 @@ for (const transport of ["tls", "tcp"] as const) {
     // The server now presents a different key than the one remembered.
     const other = await fingerprint(crypto.getRandomValues(new Uint8Array(64)));
     await Deno.writeTextFile(knownHosts, `127.0.0.1:${port} ${kind} ${other}\n`);
-    const logins = server.stderr.split("login_ok").length;
+    const logins = (await server.settledLog()).split("login_ok").length;
     const changed = await login(transport);
     assert.equal(changed.code, 1);
     assert.match(
@@ -66,7 +66,11 @@ for (const transport of ["tls", "tcp"] as const) {
     assert.ok(
       changed.stderr.includes(`Expected ${other}`) && changed.stderr.includes(`Got      ${expected}`),
     );
-    assert.equal(server.stderr.split("login_ok").length, logins, "nothing was sent to the changed server");
+    assert.equal(
+      (await server.settledLog()).split("login_ok").length,
+      logins,
+      "nothing was sent to the changed server",
+    );
     assert.equal(
       await Deno.readTextFile(knownHosts),
       `127.0.0.1:${port} ${kind} ${other}\n`,

@@ -105,6 +105,22 @@ Deno.test("Session PASSWD ends the other sessions of the user but leaves the use
   assert.deepEqual(bob.takeNotices(), [offline("alice")]);
 });
 
+Deno.test("Session HELLO with keepalive holds the session to the keepalive timeout before any PING", async () => {
+  await using kit = await makeKit({ keepaliveTimeoutMs: 15_000, idleTimeoutMs: 900_000 });
+  await kit.addUser("alice", PASSWORD);
+  const plain = kit.connect();
+  await plain.sayHello();
+  await plain.login("alice", PASSWORD);
+  assert.equal(plain.session.deadline, kit.clock.now + 900_000, "without it: the idle timeout");
+  const pinging = kit.connect();
+  assert.equal((await pinging.send({ op: "HELLO", version: 1, keepalive: true })).op, "HELLO");
+  await pinging.login("alice", PASSWORD);
+  assert.equal(pinging.session.deadline, kit.clock.now + 15_000, "with it: the keepalive timeout at once");
+  kit.clock.now += 15_001;
+  pinging.session.tick(kit.clock.now);
+  assert.equal((pinging.take()[0] as { code?: string })?.code, "KEEPALIVE_TIMEOUT");
+});
+
 Deno.test("Session PING answers PONG and holds the session to the keepalive timeout", async () => {
   const { kit, bob } = await withWatcher({ keepaliveTimeoutMs: 15_000, idleTimeoutMs: 900_000 });
   await using _ = kit;

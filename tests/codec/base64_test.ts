@@ -34,6 +34,9 @@ Deno.test("decodeBase64 refuses non-canonical base64", () => {
     "biws\n", // trailing newline
     " biws", // leading space
     "bi ws", // inner space
+    "biws    ", // white space making up a whole quantum
+    "\tbiw", // white space in place of a character
+    "b\niwsA==", // a newline inside
     "biws=", // padding after a full quantum
     "bg===", // too much padding
     "b===", // impossible padding

@@ -185,6 +185,45 @@ Deno.test("SqliteUserStore writes login times behind: others see them after a fl
   });
 });
 
+Deno.test("SqliteUserStore sees at once what another process wrote, though it keeps rows it read", async () => {
+  await withTempDir(async (_dir, file) => {
+    const store = SqliteUserStore.open(file);
+    const other = SqliteUserStore.open(file);
+    try {
+      const { id, verifier } = await store.createUser(newUser("alice"));
+      assert.equal((await store.findUser("alice"))?.verifier, verifier, "read, and kept");
+      // Another process changes the password: a proof checked against the old verifier must not commit.
+      assert.equal(await other.updateVerifier(id, verifier, "SCRAM-SHA-256$4096:new"), true);
+      assert.equal((await store.findUser("alice"))?.verifier, "SCRAM-SHA-256$4096:new");
+      assert.equal(
+        await store.recordLogin(id, verifier, 1000),
+        undefined,
+        "the old verifier no longer logs in",
+      );
+      assert.equal(await other.deleteUser(id, "SCRAM-SHA-256$4096:new"), true);
+      assert.equal(await store.findUser("alice"), undefined, "deleted elsewhere: gone here too");
+      assert.equal(await store.recordLogin(id, "SCRAM-SHA-256$4096:new", 2000), undefined);
+    } finally {
+      store.close();
+      other.close();
+    }
+  });
+});
+
+Deno.test("SqliteUserStore forgets a kept row when it writes that row itself", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const { id, verifier } = await store.createUser(newUser("bob"));
+    await store.findUser("bob");
+    assert.equal(await store.updateVerifier(id, verifier, "SCRAM-SHA-256$4096:changed"), true);
+    assert.equal((await store.findUser("bob"))?.verifier, "SCRAM-SHA-256$4096:changed");
+    assert.equal(await store.recordLogin(id, verifier, 1000), undefined);
+    assert.equal(await store.recordLogin(id, "SCRAM-SHA-256$4096:changed", 1000), null);
+  } finally {
+    store.close();
+  }
+});
+
 Deno.test("SqliteUserStore keeps login times it could not write while another process held the lock", async () => {
   await withTempDir(async (_dir, file) => {
     const store = SqliteUserStore.open(file);

@@ -7,7 +7,7 @@
  */
 
 import tls from "node:tls";
-import { closedLoop, rate } from "./_measure.ts";
+import { closedLoop, percentile, rate } from "./_measure.ts";
 
 /** Bytes echoed per connection and per datagram. */
 const PAYLOAD = new Uint8Array(64).fill(0x61);
@@ -29,8 +29,9 @@ async function readExactly(conn: Deno.Conn, n: number): Promise<void> {
  * @returns Connections per second.
  */
 export async function tcpConnectEcho(
-  options: { port: number; clients: number; durationMs: number },
+  options: { port: number; clients: number; durationMs: number; roundTrips?: number },
 ): Promise<number> {
+  const roundTrips = options.roundTrips ?? 1;
   const r = await closedLoop({
     durationMs: options.durationMs,
     concurrency: options.clients,
@@ -38,14 +39,90 @@ export async function tcpConnectEcho(
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: options.port });
       try {
         conn.setNoDelay(true);
-        await conn.write(PAYLOAD);
-        await readExactly(conn, PAYLOAD.length);
+        for (let i = 0; i < roundTrips; i++) {
+          await conn.write(PAYLOAD);
+          await readExactly(conn, PAYLOAD.length);
+        }
       } finally {
         conn.close();
       }
     },
+    latencies: false,
   });
   return rate(r, "tcp_connect_echo");
+}
+
+/**
+ * Echo round trips per second on connections that stay open, two per operation (as a login on an open
+ * connection has: LOGIN, then PROOF).
+ *
+ * @param options Port, workers and duration.
+ * @returns Operations (pairs of round trips) per second.
+ */
+export async function tcpOpenRoundTrips(
+  options: { port: number; clients: number; durationMs: number },
+): Promise<number> {
+  const conns = await Promise.all(
+    Array.from(
+      { length: options.clients },
+      () => Deno.connect({ hostname: "127.0.0.1", port: options.port }),
+    ),
+  );
+  try {
+    const r = await closedLoop({
+      durationMs: options.durationMs,
+      concurrency: options.clients,
+      op: async (worker) => {
+        const conn = conns[worker]!;
+        for (let i = 0; i < 2; i++) {
+          await conn.write(PAYLOAD);
+          await readExactly(conn, PAYLOAD.length);
+        }
+      },
+      latencies: false,
+    });
+    return rate(r, "tcp_open_2rt");
+  } finally {
+    for (const c of conns) c.close();
+  }
+}
+
+/**
+ * The latency of raw UDP round trips at 1,000 per second, paced as the message latency figure is.
+ *
+ * @param options Port and duration.
+ * @returns The p99, in ms.
+ */
+export async function udpPacedP99(options: { port: number; durationMs: number }): Promise<number> {
+  const socket = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port: options.port };
+  const total = Math.floor(options.durationMs);
+  const sentAt = new Float64Array(total);
+  const latencies = new Float64Array(total).fill(Infinity);
+  const reader = (async () => {
+    try {
+      for (;;) {
+        const [bytes] = await socket.receive();
+        const i = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0);
+        if (i < total) latencies[i] = performance.now() - sentAt[i]!;
+      }
+    } catch {
+      // Closed.
+    }
+  })();
+  const datagram = new Uint8Array(256);
+  const start = performance.now();
+  for (let i = 0; i < total; i++) {
+    const wait = start + i - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    new DataView(datagram.buffer).setUint32(0, i);
+    sentAt[i] = performance.now();
+    await socket.send(datagram, to);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  socket.close();
+  await reader;
+  return percentile(Array.from(latencies), 99);
 }
 
 function tlsEchoOnce(port: number): Promise<void> {

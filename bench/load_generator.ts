@@ -10,7 +10,13 @@ import type { ClientCache } from "../lib/client/authchat_client.ts";
 import type { Account, AuthScenarioOptions, Target } from "./_auth_scenarios.ts";
 import { connect, loginLatency, newConnectionLogins, reauth, sessions, warmUp } from "./_auth_scenarios.ts";
 import { messages, startNode } from "./_chat_scenario.ts";
-import { tcpConnectEcho, tlsConnectEcho, udpPingPong } from "./_floor_scenarios.ts";
+import {
+  tcpConnectEcho,
+  tcpOpenRoundTrips,
+  tlsConnectEcho,
+  udpPacedP99,
+  udpPingPong,
+} from "./_floor_scenarios.ts";
 
 /** Options of every role, as the harness passes them. */
 export interface LoadOptions {
@@ -67,6 +73,10 @@ async function run(role: string, o: LoadOptions): Promise<void> {
         tcp_connect_echo_per_s: await tcpConnectEcho({ ...base, port: echo.tcp }),
         tls_connect_echo_per_s: await tlsConnectEcho({ ...base, port: echo.tls }),
         udp_pingpong_per_s: await udpPingPong({ ...base, port: echo.udp }),
+        // What the runtime can do for the message patterns of a login and a message (the table shows them).
+        tcp_connect_3rt_per_s: await tcpConnectEcho({ ...base, port: echo.tcp, roundTrips: 3 }),
+        tcp_open_2rt_per_s: await tcpOpenRoundTrips({ ...base, port: echo.tcp }),
+        udp_paced_p99_ms: await udpPacedP99({ port: echo.udp, durationMs: o.durationMs }),
       });
     }
     case "logins": {

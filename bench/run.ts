@@ -205,7 +205,9 @@ if (import.meta.main) {
   const figures = await run(settings);
   console.log(report(figures, { quick: settings.quick, seconds: (Date.now() - started) / 1000 }));
   if (settings.json) {
-    const ordered = Object.fromEntries(TARGETS.map((t) => [t.key, figures[t.key] ?? null]));
+    const ordered = Object.fromEntries(
+      TARGETS.filter((t) => !t.info).map((t) => [t.key, figures[t.key] ?? null]),
+    );
     await Deno.writeTextFile(settings.json, JSON.stringify(ordered, null, 2) + "\n");
   }
 }

@@ -1,7 +1,7 @@
 /**
- * Micro-benchmarks of the hot paths a login goes through. The full load
- * harness (logins per second against the runtime's floor) replaces this
- * file's role in the benchmark issue.
+ * Micro-benchmarks of the hot paths a login goes through (`deno task
+ * bench:micro`). The load harness, logins per second against the runtime's
+ * floor and the rest, is `bench/run.ts` (`deno task bench`).
  *
  * @module
  */

@@ -19,6 +19,7 @@ import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS } from "../auth/scram_server.ts";
 import { createVerifier, formatVerifier } from "../crypto/scram_verifier.ts";
 import { FramedStream } from "../transport/framed_stream.ts";
 import { RequestChannel } from "./_request_channel.ts";
+import { memo } from "./_memo.ts";
 import type { ServerEvent } from "./_request_channel.ts";
 import { checkServerKey, endpointName, openConnection } from "./open_connection.ts";
 import { chatCredentials, newIdentity, sealIdentity } from "./_chat_identity.ts";
@@ -68,14 +69,7 @@ const encoder = new TextEncoder();
 const sealKeys = new Map<string, Promise<CryptoKey>>();
 
 function sealKeyFor(seen: string, spki: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
-  let key = sealKeys.get(seen);
-  if (!key) {
-    key = importSealPublicKey(spki);
-    key.catch(() => sealKeys.delete(seen));
-    if (sealKeys.size >= 64) sealKeys.clear();
-    sealKeys.set(seen, key);
-  }
-  return key;
+  return memo(sealKeys, seen, () => importSealPublicKey(spki));
 }
 
 /**

@@ -13,6 +13,7 @@ import type { ByteStream } from "../transport/byte_stream.ts";
 import { NodeSocketStream } from "../transport/node_socket_stream.ts";
 import { raceTimeout } from "../transport/race_timeout.ts";
 import { TrustError } from "./known_hosts.ts";
+import { memo } from "./_memo.ts";
 import type { KeyKind, KnownHosts } from "./known_hosts.ts";
 
 /** How server keys are trusted. With neither `ca` nor `fingerprint`, trust on first use. */
@@ -101,14 +102,7 @@ const IP = /^[0-9.]+$|:/;
 const bindings = new Map<string, Promise<Uint8Array<ArrayBuffer>>>();
 
 function bindingFor(certFingerprint: string, der: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
-  let binding = bindings.get(certFingerprint);
-  if (!binding) {
-    binding = tlsServerEndPoint(der);
-    binding.catch(() => bindings.delete(certFingerprint));
-    if (bindings.size >= 64) bindings.clear();
-    bindings.set(certFingerprint, binding);
-  }
-  return binding;
+  return memo(bindings, certFingerprint, () => tlsServerEndPoint(der));
 }
 
 function connectTls(endpoint: Endpoint, ca: string | undefined): Promise<tls.TLSSocket> {

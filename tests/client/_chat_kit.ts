@@ -244,3 +244,38 @@ export async function until(done: () => boolean, what: string, timeoutMs = 5000)
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Bob and alice talking through a lossless proxy (its `tap` sees their datagrams), and an attacker. */
+export interface WatchedPair {
+  bob: ChatUser;
+  alice: ChatUser;
+  proxy: LossyUdpProxy;
+  /** Send a datagram to bob's socket from a third party's. */
+  toBob(bytes: Uint8Array): Promise<number>;
+}
+
+/**
+ * Join bob and alice through a proxy, with an attacker's socket aimed at bob; all closed afterwards.
+ *
+ * @param kit The running kit.
+ * @param body The test.
+ */
+export async function withWatchedPair(
+  kit: ChatKit,
+  body: (pair: WatchedPair) => Promise<void>,
+): Promise<void> {
+  const proxy = new LossyUdpProxy({ drop: 0, duplicate: 0, maxDelayMs: 0 }, 1);
+  const attacker = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  try {
+    const bob = await kit.join("bob", { wrapPeer: proxy.wrapFor("bob") });
+    const alice = await kit.join("alice", { wrapPeer: proxy.wrapFor("alice") });
+    const toBob = (bytes: Uint8Array) => {
+      const endpoint = kit.server.rendezvous!.endpointOf("bob")!;
+      return attacker.send(bytes, { transport: "udp", hostname: endpoint.hostname, port: endpoint.port });
+    };
+    await body({ bob, alice, proxy, toBob });
+  } finally {
+    attacker.close();
+    await proxy.close();
+  }
+}

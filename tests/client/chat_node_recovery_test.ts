@@ -6,7 +6,7 @@ import { encodeBase64 } from "../../lib/codec/base64.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { UdpCapture } from "../e2e/_capture_proxy.ts";
 import { prng } from "../transport/_lossy_link.ts";
-import { LossyUdpProxy, until, withChat } from "./_chat_kit.ts";
+import { LossyUdpProxy, until, withChat, withWatchedPair } from "./_chat_kit.ts";
 
 Deno.test("ChatNode moves to the peer's remaining session when the one it was talking to ends", async () => {
   await withChat(async (kit) => {
@@ -54,20 +54,14 @@ Deno.test("ChatNode gives up a link whose send timed out: the message never arri
 });
 
 Deno.test("ChatNode drops floods for a live link beyond a bound, forged DATA and HS1s alike, and keeps delivering", async () => {
-  await withChat(async (kit) => {
-    const proxy = new LossyUdpProxy({ drop: 0, duplicate: 0, maxDelayMs: 0 }, 1);
-    const attacker = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
-    try {
-      const bob = await kit.join("bob", { wrapPeer: proxy.wrapFor("bob") });
-      const alice = await kit.join("alice", { wrapPeer: proxy.wrapFor("alice") });
+  await withChat((kit) =>
+    withWatchedPair(kit, async ({ bob, alice, proxy, toBob }) => {
       let data: Uint8Array | null = null;
       proxy.tap = (direction, bytes) => {
         if (direction === "toBob" && bytes[2] === 0x20) data ??= bytes.slice();
         return true;
       };
       await alice.node.send("bob", "first");
-      const endpoint = kit.server.rendezvous!.endpointOf("bob")!;
-      const to = { transport: "udp" as const, hostname: endpoint.hostname, port: endpoint.port };
       // The session id travels in clear: anyone on the path can aim forged DATA at the live session (each
       // fresh counter costs a decryption); anyone at all can send HS1s in alice's name (each costs a
       // signature check, which takes longer than reading a datagram, so they pile up).
@@ -79,9 +73,9 @@ Deno.test("ChatNode drops floods for a live link beyond a bound, forged DATA and
       const sends: Promise<number>[] = [];
       for (let i = 0; i < flood; i++) {
         view.setUint32(15, 1000 + i);
-        sends.push(attacker.send(forgedData.slice(), to));
+        sends.push(toBob(forgedData.slice()));
         const sig = crypto.getRandomValues(new Uint8Array(64));
-        sends.push(attacker.send(encodeHs1({ from: "alice", to: "bob", eph, sig }), to));
+        sends.push(toBob(encodeHs1({ from: "alice", to: "bob", eph, sig })));
       }
       await Promise.all(sends);
       await alice.node.send("bob", "during the flood");
@@ -92,11 +86,8 @@ Deno.test("ChatNode drops floods for a live link beyond a bound, forged DATA and
       assert.ok(overloaded > 0, `some of the flood was dropped unread (${forged} + ${badSignature} checked)`);
       assert.ok(forged + badSignature + overloaded <= 2 * flood);
       assert.deepEqual(bob.messages.map((m) => m.text), ["first", "during the flood"]);
-    } finally {
-      attacker.close();
-      await proxy.close();
-    }
-  });
+    })
+  );
 });
 
 Deno.test("ChatNode carries messages up to 64 KiB through the relay when a tenth of the datagrams to and from the server are lost", async () => {

@@ -12,7 +12,7 @@ import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { generateIdentity, signWith } from "../../lib/crypto/identity_key.ts";
 import { generateEphemeral } from "../../lib/crypto/peer_session.ts";
 import { prng } from "../transport/_lossy_link.ts";
-import { LossyUdpProxy, until, withChat } from "./_chat_kit.ts";
+import { LossyUdpProxy, until, withChat, withWatchedPair } from "./_chat_kit.ts";
 
 const encoder = new TextEncoder();
 const ALPHABET = ["a", "Z", " ", "é", "ß", "✓", "漢", "😀", "\n", "\u0000", "ﬃ", "€"];
@@ -74,12 +74,8 @@ Deno.test("ChatNode delivers 1,000 messages in order and intact through a proxy 
 });
 
 Deno.test("ChatNode drops and counts forged, replayed and garbage datagrams from a third party", async () => {
-  await withChat(async (kit) => {
-    const proxy = new LossyUdpProxy({ drop: 0, duplicate: 0, maxDelayMs: 0 }, 1);
-    const attacker = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
-    try {
-      const bob = await kit.join("bob", { wrapPeer: proxy.wrapFor("bob") });
-      const alice = await kit.join("alice", { wrapPeer: proxy.wrapFor("alice") });
+  await withChat((kit) =>
+    withWatchedPair(kit, async ({ bob, alice, proxy, toBob }) => {
       const captured: Uint8Array[] = [];
       const handshakes: number[] = [];
       proxy.tap = (direction, bytes) => {
@@ -91,8 +87,6 @@ Deno.test("ChatNode drops and counts forged, replayed and garbage datagrams from
       assert.deepEqual(handshakes, [0x10, 0x11]);
       const before = bob.node.stats;
       const endpoint = kit.server.rendezvous!.endpointOf("bob")!;
-      const toBob = (bytes: Uint8Array) =>
-        attacker.send(bytes, { transport: "udp", hostname: endpoint.hostname, port: endpoint.port });
 
       const data = captured[0]!;
       const d = decodeDatagram(data);
@@ -131,11 +125,8 @@ Deno.test("ChatNode drops and counts forged, replayed and garbage datagrams from
       assert.deepEqual(bob.messages.map((m) => m.text), ["first", "after the attacks"]);
       assert.deepEqual(handshakes, [0x10, 0x11], "the session went on: no new handshake");
       assert.deepEqual(bob.warnings, []);
-    } finally {
-      attacker.close();
-      await proxy.close();
-    }
-  });
+    })
+  );
 });
 
 Deno.test("ChatNode with relayOnly sends through the server's relay, both ways", async () => {

@@ -129,7 +129,7 @@ export async function main(args: string[]): Promise<number> {
     .addHelpText(
       "after",
       "\nPrecedence: flags, then AUTHCHAT_* environment variables, then the YAML file, then defaults.\n" +
-        "config/authchat.example.yaml documents every key. SIGINT or SIGTERM stops the server cleanly.",
+        "config/authchat.example.yaml documents every key. SIGINT, SIGTERM or SIGHUP stops the server cleanly.",
     )
     .action(async (opts, command: Command) => {
       const config = await loadServerConfig({

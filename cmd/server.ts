@@ -1,7 +1,7 @@
 /**
  * `authchat server`: load the configuration and keys (creating them on first
  * start), open the store, listen, print one ready line, and stop cleanly on
- * SIGINT or SIGTERM.
+ * SIGINT, SIGTERM or SIGHUP.
  *
  * @module
  */
@@ -14,7 +14,7 @@ import {
 } from "../lib/crypto/server_identity.ts";
 import type { IdentityPaths } from "../lib/crypto/server_identity.ts";
 import { AuthchatServer } from "../lib/server/authchat_server.ts";
-import { Logger } from "../lib/server/logger.ts";
+import { flushStderr, Logger } from "../lib/server/logger.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
 import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
 import { describeKeys } from "./keygen.ts";
@@ -55,7 +55,8 @@ async function warnOnLoosePermissions(paths: string[], log: Logger): Promise<voi
 function waitForSignal(): Promise<string> {
   return new Promise((resolve) => {
     const handlers: [Deno.Signal, () => void][] = [];
-    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    // SIGHUP too (the terminal went away): stop cleanly rather than die with log lines unwritten.
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
       const handler = () => {
         for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
         resolve(signal);
@@ -91,6 +92,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
   } catch (err) {
     store?.close();
     log.error("start_failed", { error: (err as Error).message });
+    flushStderr();
     console.error(`error: cannot start the server: ${(err as Error).message}`);
     return 1;
   }

@@ -56,8 +56,9 @@ export class PendingSends<L extends SendLink> {
    * @returns Resolves on acknowledgement.
    */
   wait(id: number, link: L, timeoutMs: number, onTimeout: () => void): Promise<void> {
-    const now = Date.now();
-    if (link.pending++ === 0) link.progressAt = now;
+    // Deadlines on the steady clock: a jump of the wall clock must not expire every send at once.
+    const now = performance.now();
+    if (link.pending++ === 0) link.progressAt = Date.now();
     return new Promise<void>((resolve, reject) => {
       this.#sends.set(id, { resolve, reject, deadline: now + timeoutMs, onTimeout, link });
       this.#order.push(id);
@@ -68,7 +69,7 @@ export class PendingSends<L extends SendLink> {
   /** Run the timeouts that are due, then wait for the next deadline. */
   #expire(): void {
     this.#timer = undefined;
-    const now = Date.now();
+    const now = performance.now();
     while (this.#head < this.#order.length) {
       const w = this.#sends.get(this.#order[this.#head]!);
       if (w && w.deadline > now) break;

@@ -322,14 +322,17 @@ export class ChatNode {
     this.#serialize(target, async () => {
       target.jobs--;
       if (handshake) target.handshakeJobs--;
-      await target.link.receive(d, path, Date.now());
-      for (const message of target.link.takeDelivered()) {
-        this.#stats.delivered++;
-        this.#o.onMessage(target.name, decoder.decode(message));
+      try {
+        await target.link.receive(d, path, Date.now());
+        for (const message of target.link.takeDelivered()) {
+          this.#stats.delivered++;
+          this.#o.onMessage(target.name, decoder.decode(message));
+        }
+        this.#settle(target);
+      } finally {
+        // The last of a burst of datagrams pumps: one acknowledgement then covers them all.
+        if (target.jobs === 0) this.#pump(target);
       }
-      this.#settle(target);
-      // The last of a burst of datagrams pumps: one acknowledgement then covers them all.
-      if (target.jobs === 0) this.#pump(target);
     });
   }
 

@@ -251,6 +251,9 @@ export class AuthchatServer {
       if (this.#stopping || this.#ctx.registry.refusal(ip) !== null) return void socket.destroy();
       const release = this.#ctx.registry.hold(ip);
       const key = `${ip}:${socket.remotePort}`;
+      // A new connection from the same address and port before the old one's close event: the old one is
+      // over, and its slot must not stay held.
+      this.#inHandshake.get(key)?.done();
       const done = () => {
         if (this.#inHandshake.get(key)?.socket !== socket) return;
         this.#inHandshake.delete(key);

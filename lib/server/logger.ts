@@ -16,7 +16,7 @@ export type LogFields = Record<string, string | number | boolean | null | undefi
 export interface LoggerOptions {
   /** Line format (default text). */
   format?: LogFormat;
-  /** Where lines go (default: stderr). */
+  /** Where lines go (default: stderr, info lines batched up to {@linkcode LOG_FLUSH_MS}). */
   write?: (line: string) => void;
   /** Clock (default `Date.now`). */
   now?: () => number;
@@ -46,9 +46,11 @@ for (const event of ["unload", "error", "unhandledrejection"]) {
   globalThis.addEventListener(event, flushStderr);
 }
 
-function writeStderr(line: string): void {
+function writeStderr(line: string, urgent: boolean): void {
   buffered.push(line + "\n");
-  if (buffered.length >= 256) return flushStderr();
+  // Warnings and errors go out at once (with what came before them): they are rare, and they are what a
+  // crash or an operator reading the log must not miss.
+  if (urgent || buffered.length >= 256) return flushStderr();
   if (flushTimer === undefined) {
     flushTimer = setTimeout(flushStderr, LOG_FLUSH_MS);
     // The buffer must not keep a finished process alive; "unload" writes what is left.
@@ -76,7 +78,7 @@ function textValue(value: string | number | boolean | null): string {
  */
 export class Logger {
   #format: LogFormat;
-  #write: (line: string) => void;
+  #write: (line: string, urgent: boolean) => void;
   #now: () => number;
 
   /**
@@ -103,10 +105,13 @@ export class Logger {
       e[1] !== undefined
     );
     if (this.#format === "json") {
-      this.#write(JSON.stringify({ ts, level, event, ...Object.fromEntries(entries) }));
+      this.#write(JSON.stringify({ ts, level, event, ...Object.fromEntries(entries) }), level !== "info");
     } else {
       const rest = entries.map(([k, v]) => `${k}=${textValue(v)}`).join(" ");
-      this.#write(`${ts} ${level.toUpperCase()} ${textValue(event)}${rest ? " " + rest : ""}`);
+      this.#write(
+        `${ts} ${level.toUpperCase()} ${textValue(event)}${rest ? " " + rest : ""}`,
+        level !== "info",
+      );
     }
   }
 

@@ -77,8 +77,11 @@ export class SqliteUserStore implements UserStore {
   #count: StatementSync;
   #iterations: StatementSync;
   #secret: Uint8Array<ArrayBuffer>;
-  /** Login times not yet written, by row id. */
-  #logins = new Map<number, number>();
+  /**
+   * Login times not yet written, by row id, with the verifier they were recorded under: a row id a deleted
+   * account freed may be given to a new one, which must not inherit its predecessor's login time.
+   */
+  #logins = new Map<number, { at: number; verifier: string }>();
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(db: DatabaseSync) {
@@ -103,7 +106,7 @@ export class SqliteUserStore implements UserStore {
     );
     this.#delete = db.prepare("DELETE FROM users WHERE id = ? AND verifier = ?");
     this.#lastLogin = db.prepare("SELECT last_login_at FROM users WHERE id = ? AND verifier = ?");
-    this.#setLogin = db.prepare("UPDATE users SET last_login_at = ? WHERE id = ?");
+    this.#setLogin = db.prepare("UPDATE users SET last_login_at = ? WHERE id = ? AND verifier = ?");
     this.#iterations = db.prepare(
       "SELECT CAST(substr(verifier, 15, instr(verifier, ':') - 15) AS INTEGER) AS i, count(*) AS n FROM users GROUP BY i",
     );
@@ -146,7 +149,8 @@ export class SqliteUserStore implements UserStore {
     const row = this.#find.get(nameKey) as Row | undefined;
     if (!row) return Promise.resolve(undefined);
     const record = toRecord(row);
-    record.lastLoginAt = this.#logins.get(record.id) ?? record.lastLoginAt;
+    const pending = this.#logins.get(record.id);
+    if (pending?.verifier === record.verifier) record.lastLoginAt = pending.at;
     return Promise.resolve(record);
   }
 
@@ -173,7 +177,11 @@ export class SqliteUserStore implements UserStore {
     const result = keyBackup === undefined
       ? this.#update.run(verifier, id, expected)
       : this.#updateWithBackup.run(verifier, keyBackup, id, expected);
-    return Promise.resolve(Number(result.changes) === 1);
+    const changed = Number(result.changes) === 1;
+    // Still the same account: a login time waiting to be written follows it to its new verifier.
+    const pending = this.#logins.get(id);
+    if (changed && pending?.verifier === expected) pending.verifier = verifier;
+    return Promise.resolve(changed);
   }
 
   setIdentity(id: number, expected: string, identity: IdentityRecord): Promise<boolean> {
@@ -182,7 +190,9 @@ export class SqliteUserStore implements UserStore {
   }
 
   deleteUser(id: number, expected: string): Promise<boolean> {
-    return Promise.resolve(Number(this.#delete.run(id, expected).changes) === 1);
+    const deleted = Number(this.#delete.run(id, expected).changes) === 1;
+    if (deleted) this.#logins.delete(id);
+    return Promise.resolve(deleted);
   }
 
   recordLogin(id: number, expected: string, now: number): Promise<number | null | undefined> {
@@ -190,9 +200,13 @@ export class SqliteUserStore implements UserStore {
       // One statement: the check of the verifier and the previous time are read atomically.
       const row = this.#lastLogin.get(id, expected) as { last_login_at: number | null } | undefined;
       if (!row) return Promise.resolve(undefined);
-      const previous = this.#logins.get(id) ??
-        (row.last_login_at === null ? null : Number(row.last_login_at));
-      this.#logins.set(id, now);
+      const pending = this.#logins.get(id);
+      const previous = pending?.verifier === expected
+        ? pending.at
+        : row.last_login_at === null
+        ? null
+        : Number(row.last_login_at);
+      this.#logins.set(id, { at: now, verifier: expected });
       this.#flushTimer ??= setTimeout(() => {
         this.#flushTimer = undefined;
         this.flushLogins();
@@ -220,9 +234,11 @@ export class SqliteUserStore implements UserStore {
     if (!waitForLock) this.#db.exec("PRAGMA busy_timeout = 0");
     try {
       this.#db.exec("BEGIN IMMEDIATE");
-      for (const [id, at] of logins) this.#setLogin.run(at, id);
+      // Only onto the account the time was recorded for: a row deleted (here or by another process) and its
+      // id given to a new account meanwhile is left alone.
+      for (const [id, { at, verifier }] of logins) this.#setLogin.run(at, id, verifier);
       this.#db.exec("COMMIT");
-      for (const [id, at] of logins) if (this.#logins.get(id) === at) this.#logins.delete(id);
+      for (const [id, entry] of logins) if (this.#logins.get(id) === entry) this.#logins.delete(id);
     } catch {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       this.#flushTimer = setTimeout(() => this.flushLogins(), LOGIN_FLUSH_MS);

@@ -156,11 +156,11 @@ Deno.test("authchat server refuses invalid configuration with one error naming t
   assert.match(missing.stderr, /nope\.yaml: cannot read the file/);
 });
 
-Deno.test("authchat server says goodbye to every session and exits 0 within 2 s on SIGTERM and SIGINT", async () => {
+Deno.test("authchat server says goodbye to every session and exits 0 within 2 s on SIGTERM, SIGINT and SIGHUP", async () => {
   await using dir = await tempDir();
   const data = join(dir.path, "data");
   await installKeys(data);
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     const server = await ServerProcess.start(data);
     const conns = await Promise.all(
       [server.tcpPort, server.tlsPort, server.tcpPort].map((port, i) =>

@@ -8,8 +8,13 @@ import { withTempDir } from "./_helpers.ts";
 
 const VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB";
 
-function newUser(name: string, now = 1_700_000_000_000): NewUser {
-  return { name, nameKey: prepareUsername(name).key, verifier: VERIFIER, now };
+function newUser(name: string, now = 1_700_000_000_000, verifier = VERIFIER): NewUser {
+  return { name, nameKey: prepareUsername(name).key, verifier, now };
+}
+
+/** A verifier of its own, as each registration's random salt gives. */
+function saltedFor(name: string): string {
+  return `SCRAM-SHA-256$4096:${btoa(`salt-of-${name}`)}$AAAA:BBBB`;
 }
 
 /** Read one PRAGMA from a database file with a connection of its own. */
@@ -219,6 +224,49 @@ Deno.test("SqliteUserStore forgets a kept row when it writes that row itself", a
     assert.equal((await store.findUser("bob"))?.verifier, "SCRAM-SHA-256$4096:changed");
     assert.equal(await store.recordLogin(id, verifier, 1000), undefined);
     assert.equal(await store.recordLogin(id, "SCRAM-SHA-256$4096:changed", 1000), null);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("SqliteUserStore gives a new account no login time of a deleted one that had its row id", async () => {
+  await withTempDir(async (_dir, file) => {
+    const store = SqliteUserStore.open(file);
+    const other = SqliteUserStore.open(file);
+    try {
+      // Deleted here: its pending time goes with it.
+      const victim = await store.createUser(newUser("victim", undefined, saltedFor("victim")));
+      await store.recordLogin(victim.id, victim.verifier, 1000);
+      assert.equal(await store.deleteUser(victim.id, victim.verifier), true);
+      const heir = await store.createUser(newUser("heir", undefined, saltedFor("heir")));
+      assert.equal(heir.id, victim.id, "SQLite gives the freed id to the next account");
+      assert.equal((await store.findUser("heir"))?.lastLoginAt, null);
+      assert.equal(await store.recordLogin(heir.id, heir.verifier, 2000), null, "a first login");
+      // Deleted by another process while the time waits: the flush leaves the new account alone.
+      const gone = await store.createUser(newUser("gone", undefined, saltedFor("gone")));
+      await store.recordLogin(gone.id, gone.verifier, 3000);
+      assert.equal(await other.deleteUser(gone.id, gone.verifier), true);
+      const next = await other.createUser(newUser("next", undefined, saltedFor("next")));
+      assert.equal(next.id, gone.id);
+      store.flushLogins();
+      assert.equal((await other.findUser("next"))?.lastLoginAt, null);
+      assert.equal((await store.findUser("next"))?.lastLoginAt, null);
+    } finally {
+      store.close();
+      other.close();
+    }
+  });
+});
+
+Deno.test("SqliteUserStore keeps a waiting login time across the account's own password change", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const { id, verifier } = await store.createUser(newUser("carol"));
+    await store.recordLogin(id, verifier, 1000);
+    assert.equal(await store.updateVerifier(id, verifier, "SCRAM-SHA-256$4096:next"), true);
+    assert.equal((await store.findUser("carol"))?.lastLoginAt, 1000);
+    store.flushLogins();
+    assert.equal((await store.findUser("carol"))?.lastLoginAt, 1000, "written under the new verifier");
   } finally {
     store.close();
   }

@@ -14,7 +14,7 @@ import {
 } from "../lib/crypto/server_identity.ts";
 import type { IdentityPaths } from "../lib/crypto/server_identity.ts";
 import { AuthchatServer } from "../lib/server/authchat_server.ts";
-import { flushStderr, Logger } from "../lib/server/logger.ts";
+import { Logger } from "../lib/server/logger.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
 import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
 import { describeKeys } from "./keygen.ts";
@@ -91,8 +91,8 @@ export async function runServer(config: ServerConfig): Promise<number> {
     server = await AuthchatServer.start({ config, identity, store, log });
   } catch (err) {
     store?.close();
+    // An error line is written at once, so it comes before the message below.
     log.error("start_failed", { error: (err as Error).message });
-    flushStderr();
     console.error(`error: cannot start the server: ${(err as Error).message}`);
     return 1;
   }

@@ -1,7 +1,8 @@
 /**
- * Per-source token buckets, sans I/O: each source may spend `burst` tokens at
- * once and earns them back at `perMinute`. Used to bound work an
- * unauthenticated client can make the server do (registrations run PBKDF2).
+ * Token buckets, sans I/O: each source may spend `burst` tokens at once and
+ * earns them back at `perMinute`. Used to bound work others can make us do:
+ * registrations per address, relayed datagrams per user, new peer sessions
+ * per link.
  *
  * @module
  */
@@ -16,10 +17,12 @@ export interface TokenBucketOptions {
   burst?: number;
   /** Most sources tracked; the least recently seen go first (they are refilled anyway). */
   maxEntries?: number;
+  /** What a source is counted under (default: its IP address, IPv6 by /64). */
+  key?: (source: string) => string;
 }
 
 /**
- * Token buckets keyed by source address (IPv6 by /64).
+ * Token buckets keyed by source (by default an IP address, IPv6 by /64).
  *
  * @example
  * ```ts
@@ -33,6 +36,7 @@ export class TokenBucket {
   #perMs: number;
   #burst: number;
   #maxEntries: number;
+  #key: (source: string) => string;
   #buckets = new Map<string, { tokens: number; at: number }>();
 
   /**
@@ -44,17 +48,18 @@ export class TokenBucket {
     this.#perMs = options.perMinute / 60_000;
     this.#burst = options.burst ?? options.perMinute;
     this.#maxEntries = options.maxEntries ?? 100_000;
+    this.#key = options.key ?? sourceKey;
   }
 
   /**
    * Spend one token of a source.
    *
-   * @param address Source IP address.
+   * @param source The source (an IP address unless `key` says otherwise).
    * @param now Current time in ms.
    * @returns 0 when a token was spent, else the milliseconds until one is available.
    */
-  take(address: string, now: number): number {
-    const key = sourceKey(address);
+  take(source: string, now: number): number {
+    const key = this.#key(source);
     const old = this.#buckets.get(key);
     const tokens = Math.min(this.#burst, old ? old.tokens + (now - old.at) * this.#perMs : this.#burst);
     this.#buckets.delete(key);
@@ -69,5 +74,14 @@ export class TokenBucket {
       this.#buckets.delete(oldest);
     }
     return 0;
+  }
+
+  /**
+   * Forget a source: its next take starts from a full bucket.
+   *
+   * @param source The source.
+   */
+  forget(source: string): void {
+    this.#buckets.delete(this.#key(source));
   }
 }

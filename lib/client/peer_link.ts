@@ -8,6 +8,7 @@
  * @module
  */
 
+import { TokenBucket } from "../auth/token_bucket.ts";
 import type { DataDatagram, Hs1Datagram, Hs2Datagram, PeerDatagram } from "../codec/datagram.ts";
 import type { Identity } from "../crypto/identity_key.ts";
 import type { EphemeralKeyPair } from "../crypto/peer_session.ts";
@@ -113,7 +114,7 @@ export class PeerLink {
   #closed = false;
   #stats = { handshakes: 0, badSignature: 0, unexpected: 0, relayFallbacks: 0, overBudget: 0 };
   /** Replayed HS1s are authentic, and each would cost an X25519 exchange and a session: they are budgeted. */
-  #hs1Budget = { tokens: HS1_BURST, at: 0 };
+  #hs1Budget = new TokenBucket({ perMinute: 60_000 / HS1_REFILL_MS, burst: HS1_BURST, key: () => "" });
 
   /**
    * Make a link; nothing is sent until there is something to send or a handshake arrives.
@@ -346,11 +347,7 @@ export class PeerLink {
     const answered = this.#answered.get(key);
     // A retransmitted HS1 gets the same HS2; a replayed one gets nothing new either.
     if (answered) return void this.#outbox.push({ path: replyPath, bytes: answered.hs2 });
-    const budget = this.#hs1Budget;
-    budget.tokens = Math.min(HS1_BURST, budget.tokens + (now - budget.at) / HS1_REFILL_MS);
-    budget.at = now;
-    if (budget.tokens < 1) return void this.#stats.overBudget++;
-    budget.tokens--;
+    if (this.#hs1Budget.take("", now) !== 0) return void this.#stats.overBudget++;
     const { keys, hs2 } = await answerHs1(this.#o, d);
     this.#answered.set(key, { hs2 });
     if (this.#answered.size > MAX_ANSWERED) this.#answered.delete(this.#answered.keys().next().value!);

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { TokenBucket } from "../auth/token_bucket.ts";
 import { decodeBase64, encodeBase64 } from "../codec/base64.ts";
 import {
   decodeDatagram,
@@ -88,12 +89,11 @@ export const MAX_CHECKING_PER_SESSION = 64;
 export class Rendezvous implements SessionRendezvous {
   /** The bound UDP port (set by whoever binds the socket). */
   port = 0;
-  #relayPerMs: number;
-  #burst: number;
   #byHandle = new Map<string, Entry>();
   #bySession = new Map<number, Entry>();
   #byUser = new Map<string, Set<Entry>>();
-  #buckets = new Map<string, { tokens: number; at: number }>();
+  /** Relay tokens, by user. */
+  #relayTokens: TokenBucket;
   #stats: RendezvousStats = {
     rendezvous: 0,
     relayed: 0,
@@ -113,8 +113,11 @@ export class Rendezvous implements SessionRendezvous {
    * @param options How many datagrams per second each user may relay (also the burst).
    */
   constructor(options: { relayPerSecond: number }) {
-    this.#relayPerMs = options.relayPerSecond / 1000;
-    this.#burst = options.relayPerSecond;
+    this.#relayTokens = new TokenBucket({
+      perMinute: options.relayPerSecond * 60,
+      burst: options.relayPerSecond,
+      key: (user) => user,
+    });
   }
 
   /** Counters, for logs and tests. */
@@ -160,7 +163,7 @@ export class Rendezvous implements SessionRendezvous {
     set?.delete(entry);
     if (set?.size === 0) {
       this.#byUser.delete(entry.user);
-      this.#buckets.delete(entry.user);
+      this.#relayTokens.forget(entry.user);
     }
   }
 
@@ -239,7 +242,7 @@ export class Rendezvous implements SessionRendezvous {
     }
     // A relayed sender is where its datagrams come from, even before (or without) an RDV.
     entry.endpoint ??= { hostname: from.hostname, port: from.port };
-    if (!this.#spend(entry.user, now)) {
+    if (this.#relayTokens.take(entry.user, now) !== 0) {
       this.#stats.rateLimited++;
       return [];
     }
@@ -251,17 +254,5 @@ export class Rendezvous implements SessionRendezvous {
     this.#stats.relayed++;
     const out = await encodeRelayed({ from: entry.sessionId, inner: d.inner }, await keyOf(recipient));
     return [{ ...recipient.endpoint, bytes: out }];
-  }
-
-  /** Spend one relay token of a user. */
-  #spend(user: string, now: number): boolean {
-    const old = this.#buckets.get(user);
-    const tokens = Math.min(this.#burst, old ? old.tokens + (now - old.at) * this.#relayPerMs : this.#burst);
-    if (tokens < 1) {
-      this.#buckets.set(user, { tokens, at: now });
-      return false;
-    }
-    this.#buckets.set(user, { tokens: tokens - 1, at: now });
-    return true;
   }
 }

@@ -5,23 +5,16 @@
  * @module
  */
 
-import { checkPassword } from "../auth/password_policy.ts";
-import { ScramClient } from "../auth/scram_client.ts";
-import { prepareUsername } from "../auth/username.ts";
 import type { SaltedPasswordCache } from "../auth/scram_client.ts";
-import { decodeBase64 } from "../codec/base64.ts";
 import { PROTOCOL_VERSION } from "../codec/messages.ts";
-import type { ClientMessage, Sealed, ServerMessageOf, ServerOp } from "../codec/messages.ts";
+import type { ClientMessage, ServerMessageOf, ServerOp } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
-import { fingerprint } from "../crypto/fingerprint.ts";
-import { importSealPublicKey, seal, sealContext } from "../crypto/seal.ts";
-import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS } from "../auth/scram_server.ts";
-import { createVerifier, formatVerifier } from "../crypto/scram_verifier.ts";
 import { FramedStream } from "../transport/framed_stream.ts";
 import { RequestChannel } from "./_request_channel.ts";
-import { memo } from "./_memo.ts";
+import { newVerifierFields, trustedSealKey } from "./_new_verifier.ts";
+import { scramExchange } from "./_scram_exchange.ts";
 import type { ServerEvent } from "./_request_channel.ts";
-import { checkServerKey, endpointName, openConnection } from "./open_connection.ts";
+import { openConnection } from "./open_connection.ts";
 import { chatCredentials, newIdentity, sealIdentity } from "./_chat_identity.ts";
 import type { ChatCredentials, IdentityCache } from "./_chat_identity.ts";
 import type { Endpoint, TrustOptions } from "./open_connection.ts";
@@ -61,15 +54,6 @@ export interface ClientOptions extends Endpoint {
 export interface ClientCache {
   saltedPasswords: SaltedPasswordCache;
   identities: IdentityCache;
-}
-
-const encoder = new TextEncoder();
-
-/** Sealing keys already imported, by fingerprint: a client that reconnects need not import the key again. */
-const sealKeys = new Map<string, Promise<CryptoKey>>();
-
-function sealKeyFor(seen: string, spki: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
-  return memo(sealKeys, seen, () => importSealPublicKey(spki));
 }
 
 /**
@@ -129,16 +113,8 @@ export class AuthchatClient {
    * @throws {TrustError} When a server key is not trusted.
    * @throws {ProtocolError} When the server refuses HELLO.
    */
-  static async connect(options: ClientOptions): Promise<AuthchatClient> {
-    const opened = await openConnection(options, options.trust);
-    const client = new AuthchatClient(new FramedStream(opened.stream), options, opened.channelBinding);
-    try {
-      await client.#greet(client.hello());
-      return client;
-    } catch (err) {
-      await client.#channel.shut("connect failed");
-      throw err;
-    }
+  static connect(options: ClientOptions): Promise<AuthchatClient> {
+    return AuthchatClient.#open(options, (client) => client.#greet(client.hello()));
   }
 
   /**
@@ -153,20 +129,26 @@ export class AuthchatClient {
    * @throws {TrustError} When a server key is not trusted.
    * @throws {ProtocolError} When the server refuses HELLO or the login.
    */
-  static async connectAndLogin(
-    options: ClientOptions,
-    user: string,
-    password: string,
-  ): Promise<AuthchatClient> {
-    const opened = await openConnection(options, options.trust);
-    const client = new AuthchatClient(new FramedStream(opened.stream), options, opened.channelBinding);
-    try {
+  static connectAndLogin(options: ClientOptions, user: string, password: string): Promise<AuthchatClient> {
+    return AuthchatClient.#open(options, async (client) => {
       const greeted = client.#greet(client.hello());
       const login = client.#login(user, password, greeted);
       // Both settle: a refused HELLO also fails the LOGIN behind it.
       await Promise.allSettled([greeted, login]);
       await greeted;
       await login;
+    });
+  }
+
+  /** Open a connection and run `start` on it; a failure closes it. */
+  static async #open(
+    options: ClientOptions,
+    start: (client: AuthchatClient) => Promise<unknown>,
+  ): Promise<AuthchatClient> {
+    const opened = await openConnection(options, options.trust);
+    const client = new AuthchatClient(new FramedStream(opened.stream), options, opened.channelBinding);
+    try {
+      await start(client);
       return client;
     } catch (err) {
       await client.#channel.shut("connect failed");
@@ -179,11 +161,7 @@ export class AuthchatClient {
     await hello;
     this.#startKeepalive();
     if (!this.#options.tls) {
-      const spki = decodeBase64(this.#hello.seal_key);
-      if (!spki) throw new ProtocolError("BAD_MESSAGE", "Invalid field msg.seal_key: not base64");
-      const seen = await fingerprint(spki);
-      await checkServerKey("seal", endpointName(this.#options), seen, this.#options.trust);
-      this.#sealKey = await sealKeyFor(seen, spki);
+      this.#sealKey = await trustedSealKey(this.#hello, this.#options, this.#options.trust);
     }
   }
 
@@ -227,29 +205,19 @@ export class AuthchatClient {
     return this.#hello;
   }
 
-  /**
-   * The verifier of a new password as sent: checked against the policy the server announced, the verifier
-   * computed here (so the password never leaves this client), in clear inside TLS, else sealed to the server
-   * and this session.
-   */
-  async #newVerifier(
-    op: "REGISTER" | "PASSWD",
-    user: string,
-    password: string,
-  ): Promise<{ verifier: string } | { sealed: Sealed }> {
-    const prepared = await checkPassword(password, {
-      minLength: this.#hello.password_min_length,
-      username: prepareUsername(user).name,
+  /** The verifier of a new password as sent (see `_new_verifier.ts`). */
+  #newVerifier(op: "REGISTER" | "PASSWD", user: string, password: string) {
+    return newVerifierFields(op, user, password, {
+      hello: this.#hello,
+      tls: this.#options.tls,
+      sealKey: this.#sealKey,
+      takeNonce: async () => {
+        if (this.#sealNonce === null) await this.hello();
+        const nonce = this.#sealNonce!;
+        this.#sealNonce = null;
+        return nonce;
+      },
     });
-    if (!this.#options.tls && !this.#sealKey) {
-      throw new ProtocolError("CONFIDENTIALITY_REQUIRED", "No trusted sealing key for this server");
-    }
-    const verifier = formatVerifier(await createVerifier(prepared, { iterations: this.#hello.iterations }));
-    if (this.#options.tls) return { verifier };
-    if (this.#sealNonce === null) await this.hello();
-    const nonce = this.#sealNonce!;
-    this.#sealNonce = null;
-    return { sealed: await seal(this.#sealKey!, encoder.encode(verifier), sealContext(op, { user, nonce })) };
   }
 
   /**
@@ -274,54 +242,19 @@ export class AuthchatClient {
   }
 
   /** One SCRAM exchange; the server's signature must verify or the connection is dropped. */
-  async #scram<K extends "LOGIN" | "PASSWD" | "DELETE">(
+  #scram<K extends "LOGIN" | "PASSWD" | "DELETE">(
     op: K,
     user: string,
     password: string,
     extra: Record<string, unknown> = {},
     greeted?: Promise<void>,
   ): Promise<ServerMessageOf<K> & { sessionKey: Uint8Array<ArrayBuffer> | null }> {
-    // Sent before HELLO is answered, the exchange assumes the mechanism this transport calls for, and
-    // checks below that the server offers it.
-    const expected = this.#channelBinding ? [SCRAM_SHA_256_PLUS] : [SCRAM_SHA_256];
-    const client = new ScramClient({
-      username: user,
-      password,
-      serverMechanisms: greeted ? expected : this.#hello.mechanisms,
+    return scramExchange(op, user, password, extra, {
+      channel: this.#channel,
+      hello: () => this.#hello,
       cache: this.#cache.saltedPasswords,
       ...(this.#channelBinding ? { channelBinding: this.#channelBinding } : {}),
-    });
-    const challenged = this.#request(
-      { op, mechanism: client.mechanism, data: client.first, ...extra } as ClientMessage,
-      "CHALLENGE",
-    );
-    if (greeted) {
-      challenged.catch(() => {});
-      await greeted;
-      if (!this.#hello.mechanisms.includes(client.mechanism)) {
-        await this.#channel.shut("Server does not offer the mechanism");
-        throw new ProtocolError(
-          "CHANNEL_BINDING",
-          `Server did not offer ${client.mechanism}: refusing a possible downgrade`,
-        );
-      }
-    }
-    const challenge = await challenged;
-    // A server that asks for an absurd iteration count, or cannot prove it knows the verifier, is
-    // not trusted with this connection any longer.
-    const final = await this.#distrustOnFailure(() => client.final(challenge.data));
-    const reply = await this.#request({ op: "PROOF", data: final }, op);
-    await this.#distrustOnFailure(() => client.verify(reply.data));
-    return { ...reply, sessionKey: client.sessionKey };
-  }
-
-  async #distrustOnFailure<T>(check: () => T | Promise<T>): Promise<T> {
-    try {
-      return await check();
-    } catch (err) {
-      await this.#channel.shut(`Server failed authentication checks: ${(err as Error).message}`);
-      throw err;
-    }
+    }, greeted);
   }
 
   /**

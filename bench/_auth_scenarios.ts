@@ -10,7 +10,7 @@
 import { AuthchatClient } from "../lib/client/authchat_client.ts";
 import type { ClientCache, ClientOptions } from "../lib/client/authchat_client.ts";
 import type { TrustOptions } from "../lib/client/open_connection.ts";
-import { closedLoop, percentile, rate } from "./_measure.ts";
+import { closedLoop, forEach, percentile, rate } from "./_measure.ts";
 
 /** An account to log in as. */
 export interface Account {
@@ -75,19 +75,15 @@ function clientOptions(o: AuthScenarioOptions, tls: boolean): ClientOptions {
  * @param o Scenario options.
  */
 export async function warmUp(o: AuthScenarioOptions): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(4, o.accounts.length) }, async () => {
-    while (next < o.accounts.length) {
-      const account = o.accounts[next++]!;
-      const client = await connect(o, false);
-      try {
-        await client.login(account.user, account.password);
-        if (!client.chat?.identity) throw new Error(`No identity key for ${account.user}`);
-      } finally {
-        await client.close();
-      }
+  await forEach(o.accounts, 4, async (account) => {
+    const client = await connect(o, false);
+    try {
+      await client.login(account.user, account.password);
+      if (!client.chat?.identity) throw new Error(`No identity key for ${account.user}`);
+    } finally {
+      await client.close();
     }
-  }));
+  });
 }
 
 /**
@@ -159,13 +155,12 @@ export async function reauth(o: AuthScenarioOptions): Promise<number> {
 export interface SessionsResult {
   sessions: number;
   p99: number;
-  /** The sessions, still open: the harness stops the server before they go (or it would tell each one). */
-  held: AuthchatClient[];
 }
 
 /**
  * Open and log in `count` sessions (spread over the accounts), call `ready` while all are up, then time one
- * `IS_LOGGED` round trip on every session, `clients` at a time.
+ * `IS_LOGGED` round trip on every session, `clients` at a time. The sessions are left open: the harness
+ * stops the server before they go (or it would tell each one).
  *
  * @param o Scenario options.
  * @param count Sessions to hold.
@@ -178,23 +173,17 @@ export async function sessions(
   ready: () => Promise<void>,
 ): Promise<SessionsResult> {
   const held: AuthchatClient[] = [];
-  let next = 0;
-  await Promise.all(Array.from({ length: o.clients }, async () => {
-    while (next < count) {
-      held.push(await connectAndLogin(o, false, o.accounts[next++ % o.accounts.length]!));
-    }
-  }));
+  const logins = Array.from({ length: count }, (_, i) => o.accounts[i % o.accounts.length]!);
+  await forEach(logins, o.clients, async (account) => {
+    held.push(await connectAndLogin(o, false, account));
+  });
   await ready();
   const latencies: number[] = [];
-  let turn = 0;
-  await Promise.all(Array.from({ length: o.clients }, async () => {
-    while (turn < held.length) {
-      const client = held[turn++]!;
-      const t0 = performance.now();
-      const state = await client.isLogged();
-      latencies.push(performance.now() - t0);
-      if (!state.loggedIn) throw new Error("A held session was logged out");
-    }
-  }));
-  return { sessions: latencies.length, p99: percentile(latencies, 99), held };
+  await forEach(held, o.clients, async (client) => {
+    const t0 = performance.now();
+    const state = await client.isLogged();
+    latencies.push(performance.now() - t0);
+    if (!state.loggedIn) throw new Error("A held session was logged out");
+  });
+  return { sessions: latencies.length, p99: percentile(latencies, 99) };
 }

@@ -9,10 +9,10 @@ import { join } from "node:path";
 import type { AuthchatClient } from "../lib/client/authchat_client.ts";
 import { ChatNode } from "../lib/client/chat_node.ts";
 import { KnownPeers } from "../lib/client/known_peers.ts";
-import { closedLoop, percentile, rate } from "./_measure.ts";
+import { closedLoop, paced, percentile, rate } from "./_measure.ts";
 
 /** Bytes of each message's text. */
-export const MESSAGE_BYTES = 256;
+const MESSAGE_BYTES = 256;
 
 /**
  * Start the chat side of a logged-in client.
@@ -67,20 +67,19 @@ export async function messages(
   // The handshake is not part of the figures, nor the compiler's first passes over the code: a short
   // warm-up first, as any benchmark of a JIT-compiled runtime needs.
   await node.send(peer, "hello");
-  await closedLoop({ durationMs: 500, concurrency: 16, op: () => node.send(peer, text), latencies: false });
+  await closedLoop({ durationMs: 500, concurrency: 16, op: () => node.send(peer, text) });
   await new Promise((resolve) => setTimeout(resolve, 200));
-  const { p50, p99 } = await paced(node, peer, text, options.durationMs);
+  const { p50, p99 } = await latency(node, peer, text, options.durationMs);
   const r = await closedLoop({
     durationMs: options.durationMs,
     concurrency: options.window,
     op: () => node.send(peer, text),
-    latencies: false,
   });
   return { perSecond: rate(r, "messages"), p50, p99 };
 }
 
 /** One message every millisecond, each timed from send to acknowledgement. */
-async function paced(
+async function latency(
   node: ChatNode,
   peer: string,
   text: string,
@@ -94,20 +93,15 @@ async function paced(
   let failed: unknown = null;
   let allDone!: () => void;
   const finished = new Promise<void>((resolve) => allDone = resolve);
-  const start = performance.now();
-  for (let i = 0; i < total; i++) {
-    // Paced against the clock, so a late timer is caught up rather than stretching the run.
-    const due = start + i;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+  // Not awaited: the next send is due in a millisecond whatever this one does.
+  await paced(total, (i) => {
     const t0 = performance.now();
     node.send(peer, text).then(
       () => latencies[i] = performance.now() - t0,
       (err) => failed ??= err,
     ).finally(() => ++done === total && allDone());
-  }
+  });
   await finished;
   if (failed) throw failed;
-  const measured = Array.from(latencies);
-  return { p50: percentile(measured, 50), p99: percentile(measured, 99) };
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }

@@ -7,9 +7,10 @@
 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { raceTimeout } from "../lib/transport/race_timeout.ts";
 
 /** Repository root. */
-export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
+const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
 const MOD = join(ROOT, "mod.ts");
 const CONFIG = join(ROOT, "deno.json");
 
@@ -20,6 +21,8 @@ export class Child {
   #lines: string[] = [];
   #waiters: (() => void)[] = [];
   #stderr = "";
+  /** Set once the process has exited and its output has all been read. */
+  #ended = false;
   #done: Promise<Deno.CommandStatus>;
   #stdin: WritableStreamDefaultWriter<Uint8Array>;
 
@@ -41,13 +44,20 @@ export class Child {
     this.#stdin = this.#child.stdin.getWriter();
     const out = this.#pump(this.#child.stdout, (line) => {
       this.#lines.push(line);
-      for (const w of this.#waiters.splice(0)) w();
+      this.#wake();
     });
     const err = this.#pump(this.#child.stderr, (line) => {
       // A busy server logs a great deal; only the end is worth keeping for an error report.
       this.#stderr = (this.#stderr + line + "\n").slice(-20_000);
     });
-    this.#done = Promise.all([out, err]).then(() => this.#child.status);
+    this.#done = Promise.all([out, err]).then(() => this.#child.status).finally(() => {
+      this.#ended = true;
+      this.#wake();
+    });
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
   }
 
   async #pump(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
@@ -58,7 +68,6 @@ export class Child {
       for (const line of parts) onLine(line);
     }
     if (rest) onLine(rest);
-    for (const w of this.#waiters.splice(0)) w();
   }
 
   /** The tail of what it wrote to stderr. */
@@ -76,21 +85,14 @@ export class Child {
    */
   async line(match: (line: string) => boolean, timeoutMs: number): Promise<string> {
     const deadline = Date.now() + timeoutMs;
-    let ended = false;
-    void this.#done.then(() => ended = true);
     for (;;) {
       const found = this.#lines.find(match);
       if (found !== undefined) return found;
-      if (ended) throw new Error(`Process ended without the expected output:\n${this.#stderr}`);
+      if (this.#ended) throw new Error(`Process ended without the expected output:\n${this.#stderr}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`No expected output within ${timeoutMs / 1000} s:\n${this.#stderr}`);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.#waiters.push(resolve)),
-        this.#done,
-        new Promise((resolve) => timer = setTimeout(resolve, Math.min(left, 1000))),
-      ]);
-      clearTimeout(timer);
+      // Woken by each new line and by the end of the process.
+      await raceTimeout(new Promise<void>((resolve) => this.#waiters.push(resolve)), left);
     }
   }
 
@@ -117,7 +119,7 @@ export class Child {
   }
 
   /** Close its stdin (roles that hold connections exit then). */
-  async closeStdin(): Promise<void> {
+  async #closeStdin(): Promise<void> {
     await this.#stdin.close().catch(() => {});
   }
 
@@ -127,7 +129,7 @@ export class Child {
    * @returns The status.
    */
   async wait(): Promise<Deno.CommandStatus> {
-    await this.closeStdin();
+    await this.#closeStdin();
     return await this.#done;
   }
 
@@ -137,14 +139,13 @@ export class Child {
    * @param signal The signal.
    * @returns The status.
    */
-  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+  stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
     try {
       this.#child.kill(signal);
     } catch {
       // Already gone.
     }
-    await this.closeStdin();
-    return await this.#done;
+    return this.wait();
   }
 }
 
@@ -162,6 +163,31 @@ export async function authchat(data: string, args: string[]): Promise<void> {
 }
 
 /**
+ * Start a process that prints one ready line `PREFIX NAME=HOST:PORT …`, and wait for that line.
+ *
+ * @param args Permissions, then the script and its arguments.
+ * @param prefix How the ready line starts.
+ * @param timeoutMs How long to wait for it.
+ * @returns The process, and the port of each listener named in the line.
+ */
+async function startListening(
+  args: string[],
+  prefix: string,
+  timeoutMs: number,
+): Promise<{ child: Child; port: (name: string) => number }> {
+  const child = new Child(args);
+  let line: string;
+  try {
+    line = await child.line((l) => l.startsWith(prefix), timeoutMs);
+  } catch (err) {
+    // No ready line: the process must not outlive the run that gave up on it.
+    await child.stop("SIGKILL");
+    throw err;
+  }
+  return { child, port: (name) => Number(new RegExp(`${name}=\\S+:(\\d+)`).exec(line)?.[1]) };
+}
+
+/**
  * Start `authchat server` with the permissions of `deno task start`, and wait for its ready line.
  *
  * @param data The data directory.
@@ -171,20 +197,22 @@ export async function authchat(data: string, args: string[]): Promise<void> {
 export async function startServer(
   data: string,
   config: string,
-): Promise<{ child: Child; tcp: number; tls: number; udp: number }> {
-  const child = new Child([
-    "--allow-net",
-    `--allow-read=${data},${config}`,
-    `--allow-write=${data}`,
-    "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
-    MOD,
-    "server",
-    "--config",
-    config,
-  ]);
-  const line = await child.line((l) => l.startsWith("authchat listening"), 60_000);
-  const port = (name: string) => Number(new RegExp(`${name}=\\S+:(\\d+)`).exec(line)?.[1]);
-  return { child, tcp: port("tcp"), tls: port("tls"), udp: port("udp") };
+): Promise<{ child: Child; tcp: number; tls: number }> {
+  const { child, port } = await startListening(
+    [
+      "--allow-net",
+      `--allow-read=${data},${config}`,
+      `--allow-write=${data}`,
+      "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
+      MOD,
+      "server",
+      "--config",
+      config,
+    ],
+    "authchat listening",
+    60_000,
+  );
+  return { child, tcp: port("tcp"), tls: port("tls") };
 }
 
 /**
@@ -198,15 +226,17 @@ export async function startEcho(
   cert: string,
   key: string,
 ): Promise<{ child: Child; tcp: number; tls: number; udp: number }> {
-  const child = new Child([
-    "--allow-net",
-    `--allow-read=${cert},${key}`,
-    join(ROOT, "bench/echo_server.ts"),
-    cert,
-    key,
-  ]);
-  const line = await child.line((l) => l.startsWith("echo listening"), 30_000);
-  const port = (name: string) => Number(new RegExp(`${name}=(\\d+)`).exec(line)?.[1]);
+  const { child, port } = await startListening(
+    [
+      "--allow-net",
+      `--allow-read=${cert},${key}`,
+      join(ROOT, "bench/echo_server.ts"),
+      cert,
+      key,
+    ],
+    "echo listening",
+    30_000,
+  );
   return { child, tcp: port("tcp"), tls: port("tls"), udp: port("udp") };
 }
 
@@ -214,15 +244,14 @@ export async function startEcho(
  * Start the load generator in a role.
  *
  * @param role The role.
- * @param options Its options (JSON).
- * @param dir A directory it may write to.
+ * @param options Its options (JSON), with `dir`, a directory it may write to.
  * @returns The process.
  */
-export function loadGenerator(role: string, options: unknown, dir: string): Child {
+export function loadGenerator(role: string, options: { dir: string; [key: string]: unknown }): Child {
   return new Child([
     "--allow-net",
     "--allow-read",
-    `--allow-write=${dir}`,
+    `--allow-write=${options.dir}`,
     join(ROOT, "bench/load_generator.ts"),
     role,
     JSON.stringify(options),

@@ -7,7 +7,7 @@
  */
 
 import tls from "node:tls";
-import { closedLoop, percentile, rate } from "./_measure.ts";
+import { closedLoop, paced, percentile, rate } from "./_measure.ts";
 
 /** Bytes echoed per connection and per datagram. */
 const PAYLOAD = new Uint8Array(64).fill(0x61);
@@ -19,6 +19,14 @@ async function readExactly(conn: Deno.Conn, n: number): Promise<void> {
     const r = await conn.read(buffer.subarray(got));
     if (r === null) throw new Error("Connection closed before the echo");
     got += r;
+  }
+}
+
+/** Send the payload and read its echo back, `n` times in turn. */
+async function echoes(conn: Deno.Conn, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    await conn.write(PAYLOAD);
+    await readExactly(conn, PAYLOAD.length);
   }
 }
 
@@ -39,15 +47,11 @@ export async function tcpConnectEcho(
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: options.port });
       try {
         conn.setNoDelay(true);
-        for (let i = 0; i < roundTrips; i++) {
-          await conn.write(PAYLOAD);
-          await readExactly(conn, PAYLOAD.length);
-        }
+        await echoes(conn, roundTrips);
       } finally {
         conn.close();
       }
     },
-    latencies: false,
   });
   return rate(r, "tcp_connect_echo");
 }
@@ -72,14 +76,7 @@ export async function tcpOpenRoundTrips(
     const r = await closedLoop({
       durationMs: options.durationMs,
       concurrency: options.clients,
-      op: async (worker) => {
-        const conn = conns[worker]!;
-        for (let i = 0; i < 2; i++) {
-          await conn.write(PAYLOAD);
-          await readExactly(conn, PAYLOAD.length);
-        }
-      },
-      latencies: false,
+      op: (worker) => echoes(conns[worker]!, 2),
     });
     return rate(r, "tcp_open_2rt");
   } finally {
@@ -111,18 +108,15 @@ export async function udpPacedP99(options: { port: number; durationMs: number })
     }
   })();
   const datagram = new Uint8Array(256);
-  const start = performance.now();
-  for (let i = 0; i < total; i++) {
-    const wait = start + i - performance.now();
-    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+  await paced(total, (i) => {
     new DataView(datagram.buffer).setUint32(0, i);
     sentAt[i] = performance.now();
-    await socket.send(datagram, to);
-  }
+    return socket.send(datagram, to);
+  });
   await new Promise((resolve) => setTimeout(resolve, 200));
   socket.close();
   await reader;
-  return percentile(Array.from(latencies), 99);
+  return percentile(latencies, 99);
 }
 
 function tlsEchoOnce(port: number): Promise<void> {

@@ -1,5 +1,6 @@
 /**
- * Measuring helpers of the benchmark: closed loops of concurrent workers, and percentiles.
+ * Measuring helpers of the benchmark: closed loops of concurrent workers, a paced loop, a bounded pool of
+ * workers over a list, and percentiles.
  *
  * @module
  */
@@ -14,8 +15,6 @@ export interface LoopResult {
   firstError: string | null;
   /** Seconds the loop ran. */
   seconds: number;
-  /** Latency of each completed operation, in ms. */
-  latencies: number[];
 }
 
 /**
@@ -23,25 +22,20 @@ export interface LoopResult {
  * the last one ends.
  *
  * @param options Duration, workers, and the operation (given the worker's index).
- * @returns Counts and latencies.
+ * @returns Counts and duration.
  */
 export async function closedLoop(options: {
   durationMs: number;
   concurrency: number;
   op: (worker: number) => Promise<void>;
-  /** Keep each operation's latency (default true); a throughput figure does not need them. */
-  latencies?: boolean;
 }): Promise<LoopResult> {
-  const keep = options.latencies ?? true;
   const started = performance.now();
   const end = started + options.durationMs;
-  const result: LoopResult = { count: 0, errors: 0, firstError: null, seconds: 0, latencies: [] };
+  const result: LoopResult = { count: 0, errors: 0, firstError: null, seconds: 0 };
   const worker = async (index: number) => {
     while (performance.now() < end) {
-      const t0 = performance.now();
       try {
         await options.op(index);
-        if (keep) result.latencies.push(performance.now() - t0);
         result.count++;
       } catch (err) {
         result.errors++;
@@ -57,6 +51,47 @@ export async function closedLoop(options: {
 }
 
 /**
+ * Start `op(0)` … `op(count - 1)` one per millisecond, paced against the clock: a late timer is caught up
+ * rather than stretching the run. An operation that returns a promise is awaited before the next starts;
+ * one that returns nothing is left to run (it times itself).
+ *
+ * @param count Operations.
+ * @param op The operation, given its index.
+ */
+export async function paced(count: number, op: (i: number) => Promise<unknown> | void): Promise<void> {
+  const start = performance.now();
+  for (let i = 0; i < count; i++) {
+    const wait = start + i - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    const pending = op(i);
+    if (pending) await pending;
+  }
+}
+
+/**
+ * Run `fn` on every item, at most `concurrency` at a time, each worker taking the next item as soon as its
+ * last one is done.
+ *
+ * @param items The items.
+ * @param concurrency Workers.
+ * @param fn What to do with an item (given its index too).
+ * @throws The first error of `fn` (the other workers are not stopped).
+ */
+export async function forEach<T>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i]!, i);
+    }
+  }));
+}
+
+/**
  * A percentile of a list of numbers (nearest rank).
  *
  * @example
@@ -69,7 +104,7 @@ export async function closedLoop(options: {
  * @param p The percentile, 0 to 100.
  * @returns The value, or `NaN` for an empty list.
  */
-export function percentile(values: number[], p: number): number {
+export function percentile(values: ArrayLike<number>, p: number): number {
   if (values.length === 0) return NaN;
   const sorted = Float64Array.from(values).sort();
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
@@ -77,12 +112,13 @@ export function percentile(values: number[], p: number): number {
 }
 
 /**
- * Operations per second of a loop, refusing to report a figure when most operations failed.
+ * Operations per second of a loop, refusing to report a figure when none succeeded or the failures are
+ * more than 1% of the successes.
  *
  * @param r The loop's result.
  * @param what The scenario, for the error.
  * @returns The rate.
- * @throws {Error} When more operations failed than succeeded.
+ * @throws {Error} When no operation succeeded, or more than 1% as many failed as succeeded.
  */
 export function rate(r: LoopResult, what: string): number {
   if (r.count === 0 || r.errors > r.count / 100) {

@@ -4,7 +4,8 @@
  * Whatever it does per connection and per datagram is the least any server on this runtime can do.
  *
  * Usage: `deno run --allow-net --allow-read bench/echo_server.ts CERT.pem KEY.pem`; prints
- * `echo listening tcp=PORT tls=PORT udp=PORT` when ready, and runs until killed.
+ * `echo listening tcp=HOST:PORT tls=HOST:PORT udp=HOST:PORT` (the shape of the server's own ready line) when
+ * ready, and runs until killed.
  *
  * @module
  */
@@ -41,9 +42,9 @@ function serveTls(cert: string, key: string, hostname: string): Promise<tls.Serv
   return new Promise((resolve) => server.listen(0, hostname, () => resolve(server)));
 }
 
-async function serve(listener: Deno.Listener): Promise<void> {
+async function serve(listener: Deno.TcpListener): Promise<void> {
   for await (const conn of listener) {
-    if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") conn.setNoDelay(true);
+    conn.setNoDelay(true);
     void echo(conn);
   }
 }
@@ -69,8 +70,11 @@ if (import.meta.main) {
     hostname,
   );
   const udp = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
-  const port = (a: Deno.Addr) => (a as Deno.NetAddr).port;
   const tlsPort = (secure.address() as { port: number }).port;
-  console.log(`echo listening tcp=${port(tcp.addr)} tls=${tlsPort} udp=${port(udp.addr)}`);
+  // A datagram socket's address is typed as any Deno.Addr, a listener's as the NetAddr it is.
+  const udpPort = (udp.addr as Deno.NetAddr).port;
+  console.log(
+    `echo listening tcp=${hostname}:${tcp.addr.port} tls=${hostname}:${tlsPort} udp=${hostname}:${udpPort}`,
+  );
   await Promise.all([serve(tcp), serveDatagrams(udp)]);
 }

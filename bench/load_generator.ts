@@ -6,9 +6,17 @@
  * @module
  */
 
-import type { ClientCache } from "../lib/client/authchat_client.ts";
+import type { AuthchatClient, ClientCache } from "../lib/client/authchat_client.ts";
+import type { ChatNode } from "../lib/client/chat_node.ts";
 import type { Account, AuthScenarioOptions, Target } from "./_auth_scenarios.ts";
-import { connect, loginLatency, newConnectionLogins, reauth, sessions, warmUp } from "./_auth_scenarios.ts";
+import {
+  connectAndLogin,
+  loginLatency,
+  newConnectionLogins,
+  reauth,
+  sessions,
+  warmUp,
+} from "./_auth_scenarios.ts";
 import { messages, startNode } from "./_chat_scenario.ts";
 import {
   tcpConnectEcho,
@@ -19,7 +27,7 @@ import {
 } from "./_floor_scenarios.ts";
 
 /** Options of every role, as the harness passes them. */
-export interface LoadOptions {
+interface LoadOptions {
   clients: number;
   durationMs: number;
   echo?: { tcp: number; tls: number; udp: number };
@@ -54,6 +62,16 @@ async function stdinClosed(): Promise<void> {
 function required<T>(value: T | undefined, name: string): T {
   if (value === undefined) throw new Error(`Missing option ${name}`);
   return value;
+}
+
+/** Log in as the first account over TCP and start its chat node (the `receiver` and `sender` roles). */
+async function loggedInNode(
+  o: LoadOptions,
+  auth: AuthScenarioOptions,
+): Promise<{ client: AuthchatClient; node: ChatNode }> {
+  const [account] = required(o.accounts, "accounts");
+  const client = await connectAndLogin(auth, false, required(account, "accounts"));
+  return { client, node: await startNode(client, required(o.dir, "dir")) };
 }
 
 async function run(role: string, o: LoadOptions): Promise<void> {
@@ -105,20 +123,12 @@ async function run(role: string, o: LoadOptions): Promise<void> {
       return await stdinClosed();
     }
     case "receiver": {
-      const [account] = required(o.accounts, "accounts");
-      const client = await connect(auth(), false);
-      await client.login(account!.user, account!.password);
-      let received = 0;
-      await startNode(client, required(o.dir, "dir"), () => received++);
+      await loggedInNode(o, auth());
       say({ ready: true });
-      await stdinClosed();
-      return say({ received });
+      return await stdinClosed();
     }
     case "sender": {
-      const [account] = required(o.accounts, "accounts");
-      const client = await connect(auth(), false);
-      await client.login(account!.user, account!.password);
-      const node = await startNode(client, required(o.dir, "dir"));
+      const { client, node } = await loggedInNode(o, auth());
       const result = await messages(node, required(o.peer, "peer"), {
         window: required(o.window, "window"),
         durationMs: o.durationMs,

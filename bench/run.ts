@@ -10,11 +10,11 @@
 
 import { Command } from "commander";
 import { join } from "node:path";
-import { fingerprint } from "../lib/crypto/fingerprint.ts";
-import { decodePem } from "../lib/crypto/pem.ts";
+import { identityPaths, loadServerIdentity } from "../lib/crypto/server_identity.ts";
 import { authchat, loadGenerator, residentMb, startEcho, startServer } from "./_children.ts";
-import type { Account } from "./_auth_scenarios.ts";
-import { report, TARGETS } from "./_report.ts";
+import type { Child } from "./_children.ts";
+import type { Account, Target } from "./_auth_scenarios.ts";
+import { jsonFigures, report } from "./_report.ts";
 import type { Figures } from "./_report.ts";
 
 /** Settings of a run. */
@@ -57,6 +57,13 @@ function parse(args: string[]): Settings {
     }
     return n;
   };
+  const positive = (name: string, value: string) => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) {
+      throw new RangeError(`Invalid --${name}: ${value}, expected a positive number`);
+    }
+    return n;
+  };
   const quick = o.quick === true;
   return {
     quick,
@@ -64,15 +71,13 @@ function parse(args: string[]): Settings {
     clients: int("clients", o.clients),
     sessions: quick ? 200 : int("sessions", o.sessions),
     accounts: quick ? 8 : int("accounts", o.accounts),
-    seconds: quick ? 0.7 : Number(o.seconds),
+    seconds: quick ? 0.7 : positive("seconds", o.seconds),
     window: int("window", o.window),
   };
 }
 
 function password(): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join(
-    "",
-  );
+  return crypto.getRandomValues(new Uint8Array(12)).toHex();
 }
 
 async function prepare(
@@ -114,41 +119,38 @@ async function run(settings: Settings): Promise<Figures> {
   try {
     log(`preparing ${settings.accounts} accounts in ${dir}`);
     const { data, config, accounts, chat } = await prepare(dir, settings.accounts);
-    const certFile = join(data, "server-cert.pem");
-    const target = async (ports: { tcp: number; tls: number }) => ({
+    // The keys do not change between server starts: their fingerprints are read once.
+    const paths = identityPaths(data);
+    const { sealFingerprint, certFingerprint } = await loadServerIdentity(paths, { tls: true });
+    if (certFingerprint === undefined) throw new Error(`No certificate in ${paths.certFile}`);
+    const target = (ports: { tcp: number; tls: number }): Target => ({
       tcpPort: ports.tcp,
       tlsPort: ports.tls,
-      sealFingerprint: await fingerprint(
-        decodePem(await Deno.readTextFile(join(data, "seal-public.pem")), "PUBLIC KEY"),
-      ),
-      certFingerprint: await fingerprint(decodePem(await Deno.readTextFile(certFile), "CERTIFICATE")),
+      sealFingerprint,
+      certFingerprint,
     });
-    const base = { clients: settings.clients, durationMs };
+    const base = { clients: settings.clients, durationMs, dir };
 
     log("floors: bare TCP and TLS connect + echo, UDP ping-pong");
-    const echo = await startEcho(certFile, join(data, "server-key.pem"));
+    const echo = await startEcho(paths.certFile, paths.keyFile);
     try {
-      Object.assign(
-        figures,
-        await loadGenerator("floors", { ...base, echo }, dir).json(10 * durationMs + 60_000),
-      );
+      Object.assign(figures, await loadGenerator("floors", { ...base, echo }).json(10 * durationMs + 60_000));
     } finally {
       await echo.child.stop("SIGKILL");
     }
 
     log("logins over TCP and TLS, login latency, repeated logins; then messages");
-    let server = await startServer(data, config);
+    const server = await startServer(data, config);
     try {
-      const t = await target(server);
-      const logins = loadGenerator("logins", { ...base, target: t, accounts }, dir);
+      const t = target(server);
+      const logins = loadGenerator("logins", { ...base, target: t, accounts });
       Object.assign(figures, await logins.json(10 * durationMs + 120_000));
       await logins.wait();
-      const receiver = loadGenerator("receiver", { ...base, target: t, accounts: [chat[1]], dir }, dir);
+      const receiver = loadGenerator("receiver", { ...base, target: t, accounts: [chat[1]] });
       await receiver.json(60_000);
       const sender = loadGenerator(
         "sender",
-        { ...base, target: t, accounts: [chat[0]], peer: chat[1]!.user, window: settings.window, dir },
-        dir,
+        { ...base, target: t, accounts: [chat[0]], peer: chat[1]!.user, window: settings.window },
       );
       Object.assign(figures, await sender.json(10 * durationMs + 60_000));
       await sender.wait();
@@ -158,32 +160,23 @@ async function run(settings: Settings): Promise<Figures> {
     }
 
     log(`${settings.sessions} sessions on a fresh server`);
-    server = await startServer(data, config);
+    const fresh = await startServer(data, config);
+    let sessions: Child | undefined;
     try {
-      const sessions = loadGenerator(
+      sessions = loadGenerator(
         "sessions",
-        {
-          ...base,
-          target: await target(server),
-          accounts,
-          sessions: settings.sessions,
-        },
-        dir,
+        { ...base, target: target(fresh), accounts, sessions: settings.sessions },
       );
-      try {
-        await sessions.json(300_000, "phase");
-        const held = await residentMb(server.child.pid);
-        await sessions.send("go");
-        Object.assign(figures, await sessions.json(300_000, "sessions"));
-        figures.sessions_rss_mb = Math.max(held, await residentMb(server.child.pid));
-      } finally {
-        // Stopped while the sessions are still open: closing 10,000 of them one by one would make the
-        // server tell every remaining session about each user going offline.
-        await server.child.stop("SIGKILL");
-        await sessions.wait();
-      }
+      await sessions.json(300_000, "phase");
+      const held = await residentMb(fresh.child.pid);
+      await sessions.send("go");
+      Object.assign(figures, await sessions.json(300_000, "sessions"));
+      figures.sessions_rss_mb = Math.max(held, await residentMb(fresh.child.pid));
     } finally {
-      await server.child.stop("SIGKILL");
+      // Stopped while the sessions are still open: closing 10,000 of them one by one would make the
+      // server tell every remaining session about each user going offline.
+      await fresh.child.stop("SIGKILL");
+      await sessions?.wait();
     }
     return figures;
   } finally {
@@ -205,9 +198,6 @@ if (import.meta.main) {
   const figures = await run(settings);
   console.log(report(figures, { quick: settings.quick, seconds: (Date.now() - started) / 1000 }));
   if (settings.json) {
-    const ordered = Object.fromEntries(
-      TARGETS.filter((t) => !t.info).map((t) => [t.key, figures[t.key] ?? null]),
-    );
-    await Deno.writeTextFile(settings.json, JSON.stringify(ordered, null, 2) + "\n");
+    await Deno.writeTextFile(settings.json, JSON.stringify(jsonFigures(figures), null, 2) + "\n");
   }
 }

@@ -71,6 +71,28 @@ export function sourceKey(address: string): string {
   return `${groups.slice(0, 4).map((g) => g.toString(16)).join(":")}::/64`;
 }
 
+/**
+ * Add `delta` to a count kept in a map; a count that reaches 0 leaves the map.
+ *
+ * @example
+ * ```ts
+ * import { adjustCount } from "./rate_limiter.ts";
+ * const counts = new Map<string, number>();
+ * adjustCount(counts, "a", 1);
+ * adjustCount(counts, "a", -1);
+ * console.assert(counts.size === 0);
+ * ```
+ *
+ * @param map The counts.
+ * @param key What is counted.
+ * @param delta The change.
+ */
+export function adjustCount(map: Map<string, number>, key: string, delta: number): void {
+  const n = (map.get(key) ?? 0) + delta;
+  if (n > 0) map.set(key, n);
+  else map.delete(key);
+}
+
 /** The eight 16-bit groups of an IPv6 address (zone and embedded IPv4 handled), or `null`. */
 function expandIpv6(address: string): number[] | null {
   let text = address.toLowerCase().replace(/%.*$/, "");
@@ -134,9 +156,7 @@ export class RateLimiter {
   }
 
   #adjust(key: string, by: number): void {
-    const n = this.#count(key) + by;
-    if (n > 0) this.#checking.set(key, n);
-    else this.#checking.delete(key);
+    adjustCount(this.#checking, key, by);
   }
 
   #live(map: Map<string, Counter>, key: string, now: number): Counter | undefined {

@@ -16,6 +16,7 @@ import { exportIdentityPrivate, generateIdentity, importIdentity } from "../cryp
 import type { Identity } from "../crypto/identity_key.ts";
 import { openKeyBackup, sealKeyBackup } from "../crypto/key_backup.ts";
 import type { KeyBackup } from "../crypto/key_backup.ts";
+import { remember } from "./_memo.ts";
 
 /** An identity key as registered: public key and sealed backup. */
 export interface IdentityMessage {
@@ -115,12 +116,8 @@ function cacheKey(user: string, message: IdentityMessage): string {
   return `${prepareUsername(user).key}\0${message.key}\0${message.backup.ct}`;
 }
 
-function remember(cache: IdentityCache | undefined, key: string, identity: Identity): Identity {
-  if (cache) {
-    cache.set(key, identity);
-    if (cache.size > MAX_CACHED_IDENTITIES) cache.delete(cache.keys().next().value!);
-  }
-  return identity;
+function cached(cache: IdentityCache | undefined, key: string, identity: Identity): Identity {
+  return cache ? remember(cache, key, identity, MAX_CACHED_IDENTITIES) : identity;
 }
 
 /** What a login gives the chat side: the identity key and the UDP rendezvous credentials. */
@@ -160,13 +157,13 @@ export async function chatCredentials(
     if (reply.identity) {
       const key = cacheKey(reply.user, reply.identity);
       chat.identity = cache?.get(key) ??
-        remember(cache, key, await recoverIdentity(reply.user, password, reply.identity));
+        cached(cache, key, await recoverIdentity(reply.user, password, reply.identity));
     } else {
       // An account made without one (seeded, imported): its first login makes it.
       const made = await newIdentity(reply.user, password);
       await register(made.message);
       // The server stores the backup as re-serialised from its fields: the same key text it will send back.
-      chat.identity = remember(cache, cacheKey(reply.user, made.message), made.identity);
+      chat.identity = cached(cache, cacheKey(reply.user, made.message), made.identity);
     }
   } catch (err) {
     chat.identityError = `No identity key: ${(err as Error).message}`;

@@ -7,6 +7,7 @@
 
 import { encodeHs1, encodeHs2, hs1SignedBytes, hs2SignedBytes } from "../codec/datagram.ts";
 import type { Hs1Datagram, Hs2Datagram } from "../codec/datagram.ts";
+import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { signWith, verifyIdentitySignature } from "../crypto/identity_key.ts";
 import type { Identity } from "../crypto/identity_key.ts";
 import { deriveSessionKeys, generateEphemeral } from "../crypto/peer_session.ts";
@@ -63,7 +64,7 @@ export async function hs2Authentic(
   eph: EphemeralKeyPair,
   d: Hs2Datagram,
 ): Promise<"unexpected" | "badSignature" | "ok"> {
-  if (d.from !== p.peer || d.to !== p.me || !sameBytes(d.ephInit, eph.publicKey)) return "unexpected";
+  if (d.from !== p.peer || d.to !== p.me || !constantTimeEqual(d.ephInit, eph.publicKey)) return "unexpected";
   const signed = hs2SignedBytes(d.from, d.to, d.ephInit, d.ephResp);
   return await verifyIdentitySignature(p.peerKey, d.sig, signed) ? "ok" : "badSignature";
 }
@@ -83,8 +84,4 @@ export async function finishHs2(
     ephResp: d.ephResp,
     role: "initiator",
   });
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }

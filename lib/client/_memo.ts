@@ -1,13 +1,37 @@
 /**
- * A small cache of promised values by key, for what a client works out once per server key or certificate
- * (an imported sealing key, a channel binding). A failed promise is forgotten, so the next call tries again;
- * past `max` entries the cache starts over.
+ * Small bounded caches of what a client works out once and reuses: an imported sealing key or a channel
+ * binding per server key or certificate, an opened identity key per backup, a prepared user name. Past their
+ * bound the oldest entry goes.
  *
  * @module
  */
 
 /**
- * The cached promise for `key`, or a new one from `make`.
+ * Keep `value` under `key`, dropping the oldest entry past `max`.
+ *
+ * @example
+ * ```ts
+ * import { remember } from "./_memo.ts";
+ * const cache = new Map<string, number>();
+ * remember(cache, "a", 1, 1);
+ * console.assert(remember(cache, "b", 2, 1) === 2 && !cache.has("a"));
+ * ```
+ *
+ * @param cache The cache.
+ * @param key The key.
+ * @param value The value.
+ * @param max Most entries kept.
+ * @returns The value.
+ */
+export function remember<K, V>(cache: Map<K, V>, key: K, value: V, max: number): V {
+  cache.set(key, value);
+  if (cache.size > max) cache.delete(cache.keys().next().value!);
+  return value;
+}
+
+/**
+ * The cached promise for `key`, or a new one from `make`. A failed promise is forgotten, so the next call
+ * tries again.
  *
  * @example
  * ```ts
@@ -32,10 +56,11 @@ export function memo<T>(
 ): Promise<T> {
   let value = cache.get(key);
   if (!value) {
-    value = make();
-    value.catch(() => cache.delete(key));
-    if (cache.size >= max) cache.clear();
-    cache.set(key, value);
+    const made = make();
+    made.catch(() => {
+      if (cache.get(key) === made) cache.delete(key);
+    });
+    value = remember(cache, key, made, max);
   }
   return value;
 }

@@ -13,6 +13,7 @@ import { decodeBase64 } from "../codec/base64.ts";
 import { hs1SignedBytes } from "../codec/datagram.ts";
 import type { Hs1Datagram } from "../codec/datagram.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
+import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { verifyIdentitySignature } from "../crypto/identity_key.ts";
 import type { PeerInfo } from "./authchat_client.ts";
 
@@ -162,7 +163,7 @@ export class PeerLookups {
       return gone ? { kind: "gone", why: err.message } : { kind: "same" };
     }
     const key = decodeBase64(info.key);
-    if (!key || key.length !== known.key.length || key.some((b, i) => b !== known.key[i])) {
+    if (!key || !constantTimeEqual(key, known.key)) {
       return { kind: "gone", why: `the identity key of ${info.user} changed` };
     }
     if (info.relay_id === known.relayId) return { kind: "same" };

@@ -3,7 +3,8 @@
  * an incoming handshake after a server lookup, identity pinning, and send
  * promises that settle on acknowledgement or timeout. The socket, rendezvous
  * and relay wrapping are in `_chat_socket.ts`, the bounds on lookups in
- * `_peer_lookups.ts`.
+ * `_peer_lookups.ts`, the per-link queue of work in `_link_queue.ts`, the
+ * waiting sends in `_pending_sends.ts`.
  *
  * @module
  */
@@ -14,11 +15,9 @@ import { importUdpKey } from "../codec/datagram.ts";
 import type { PeerDatagram } from "../codec/datagram.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { identityFingerprint } from "../crypto/identity_key.ts";
-import type { Identity } from "../crypto/identity_key.ts";
-import type { ReliableChannelOptions } from "../transport/reliable_channel.ts";
-import type { PeerInfo } from "./authchat_client.ts";
-import type { KnownPeers } from "./known_peers.ts";
 import { ChatSocket } from "./_chat_socket.ts";
+import { LinkQueue } from "./_link_queue.ts";
+import { remember } from "./_memo.ts";
 import {
   ForgedHandshake,
   hs1Check,
@@ -29,71 +28,12 @@ import {
 } from "./_peer_lookups.ts";
 
 export { PeerKeyChangedError } from "./_peer_lookups.ts";
+export type { ChatControl, ChatNodeOptions, ChatNodeStats } from "./chat_node_options.ts";
+import type { ChatNodeOptions, ChatNodeStats } from "./chat_node_options.ts";
 import { PeerLink } from "./peer_link.ts";
 import { PendingSends } from "./_pending_sends.ts";
 import type { SendLink } from "./_pending_sends.ts";
 import type { PeerPath } from "./peer_link.ts";
-
-/** What the node needs from the logged-in control connection. */
-export interface ChatControl {
-  /** Our account name as stored. */
-  user: string;
-  /** Our identity key. */
-  identity: Identity;
-  /** UDP credentials from LOGIN. */
-  udp: { port: number; handle: string; relayId: number; key: Uint8Array<ArrayBuffer> };
-  /**
-   * Ask the server where a user is.
-   *
-   * @param user The user.
-   * @returns The PEER reply.
-   */
-  peer(user: string): Promise<PeerInfo>;
-}
-
-/** Options of {@linkcode ChatNode.start}. */
-export interface ChatNodeOptions {
-  /** The control connection's credentials and lookups. */
-  control: ChatControl;
-  /** Server host (the UDP rendezvous is on the same host). */
-  serverHost: string;
-  /** Pins of peers' identity keys, and the name of this server in that file. */
-  knownPeers: KnownPeers;
-  /** The server's name in the pin file (`host:port`). */
-  serverName: string;
-  /** A message arrived. */
-  onMessage(from: string, text: string): void;
-  /** Something the user must see (a refused key change). */
-  onWarning(line: string): void;
-  /** Send through the relay only (default false). */
-  relayOnly?: boolean;
-  /** How long a send may take before it fails (default 10 s). */
-  sendTimeoutMs?: number;
-  /** How long the rendezvous may take (default 5 s). */
-  rendezvousTimeoutMs?: number;
-  /** Without a reply this long on the direct path, use the relay (default 800 ms). */
-  directTimeoutMs?: number;
-  /** Reliable channel tuning (tests). */
-  reliable?: ReliableChannelOptions;
-  /** Cipher rekey threshold (tests). */
-  rekeyAfter?: number;
-}
-
-/** Counters of a node: datagrams dropped and why. */
-export interface ChatNodeStats {
-  malformed: number;
-  badServerTag: number;
-  unknownSession: number;
-  unknownSender: number;
-  forged: number;
-  replayed: number;
-  badSignature: number;
-  /** HS1s from users with no link dropped unchecked: too many server lookups were under way. */
-  lookupsBusy: number;
-  /** Datagrams dropped unread because too many were already waiting for the same link (or the socket). */
-  overloaded: number;
-  delivered: number;
-}
 
 interface LinkState extends SendLink {
   link: PeerLink;
@@ -102,21 +42,13 @@ interface LinkState extends SendLink {
   name: string;
   /** The identity key the link was made with. */
   peerKey: Uint8Array;
-  chain: Promise<void>;
+  queue: LinkQueue;
   timer: ReturnType<typeof setTimeout> | undefined;
   /** When the server was last asked where the peer is, and whether it is being asked now. */
   lookedUpAt: number;
   lookingUp: boolean;
-  /** Datagrams waiting on the chain (handshakes counted apart), and whether a pump is waiting on it. */
-  jobs: number;
-  handshakeJobs: number;
-  pumpQueued: boolean;
 }
 
-/** Datagrams that may wait for one link: past this a flood (forged or not) is dropped unread. */
-const MAX_LINK_JOBS = 256;
-/** Handshakes among them: anyone can send HS1s, so they get a small share of their own. */
-const MAX_HANDSHAKE_JOBS = 16;
 /**
  * Sends to a peer unacknowledged this long make the node ask the server again where the peer is: the
  * session that received them may have ended while the user stays online with another one.
@@ -246,13 +178,7 @@ export class ChatNode {
 
   /** The user key of a name as typed (SASLprep and lower case), remembered for the names in use. */
   #userKey(user: string): string {
-    let key = this.#keys.get(user);
-    if (key === undefined) {
-      key = prepareUsername(user).key;
-      if (this.#keys.size >= 1024) this.#keys.clear();
-      this.#keys.set(user, key);
-    }
-    return key;
+    return this.#keys.get(user) ?? remember(this.#keys, user, prepareUsername(user).key, 1024);
   }
 
   /**
@@ -284,7 +210,7 @@ export class ChatNode {
     for (const state of this.#links.values()) clearTimeout(state.timer);
     this.#pending.failAll("Not delivered: the client is closing");
     await this.#socket.close();
-    await Promise.allSettled([...this.#links.values()].map((s) => s.chain));
+    await Promise.allSettled([...this.#links.values()].map((s) => s.queue.settled));
   }
 
   async #onPeer(d: PeerDatagram, path: PeerPath): Promise<void> {
@@ -313,15 +239,7 @@ export class ChatNode {
     const target = state;
     // Each datagram costs an authentication check on the chain: a flood must not queue work without bound
     // ahead of the peer's own datagrams (the reliable layer sends again what is dropped here).
-    const handshake = d.type !== "DATA";
-    if (target.jobs >= MAX_LINK_JOBS || (handshake && target.handshakeJobs >= MAX_HANDSHAKE_JOBS)) {
-      return void this.#stats.overloaded++;
-    }
-    target.jobs++;
-    if (handshake) target.handshakeJobs++;
-    this.#serialize(target, async () => {
-      target.jobs--;
-      if (handshake) target.handshakeJobs--;
+    const queued = target.queue.admit(d.type !== "DATA", async () => {
       try {
         await target.link.receive(d, path, Date.now());
         for (const message of target.link.takeDelivered()) {
@@ -331,26 +249,18 @@ export class ChatNode {
         this.#settle(target);
       } finally {
         // The last of a burst of datagrams pumps: one acknowledgement then covers them all.
-        if (target.jobs === 0) this.#pump(target);
+        if (target.queue.idle) this.#pump(target);
       }
     });
+    if (!queued) this.#stats.overloaded++;
   }
 
   #settle(state: LinkState): void {
     this.#pending.acknowledged(state.link.takeAcknowledged());
   }
 
-  /** Run link work one at a time: the link's methods await crypto between steps. */
-  #serialize(state: LinkState, work: () => Promise<void>): void {
-    state.chain = state.chain.then(work).catch(() => {});
-  }
-
   #pump(state: LinkState): void {
-    // One pump waiting on the chain does for every datagram that asked for one meanwhile.
-    if (state.pumpQueued) return;
-    state.pumpQueued = true;
-    this.#serialize(state, async () => {
-      state.pumpQueued = false;
+    state.queue.pump(async () => {
       if (this.#closed || this.#links.get(state.key) !== state) return;
       const now = Date.now();
       for (const out of await state.link.poll(now)) await this.#socket.send(out);
@@ -381,7 +291,7 @@ export class ChatNode {
     this.#peers.recheck(state.name, { key: state.peerKey, relayId: state.link.relayId }).then((found) => {
       if (this.#closed || this.#links.get(state.key) !== state || found.kind === "same") return;
       if (found.kind === "gone") return this.#drop(state, () => `Not delivered: ${found.why}`);
-      this.#serialize(state, () => Promise.resolve(state.link.updatePeer(found)));
+      state.queue.run(() => Promise.resolve(state.link.updatePeer(found)));
       this.#pump(state);
     }).finally(() => state.lookingUp = false);
   }
@@ -427,15 +337,12 @@ export class ChatNode {
       key,
       name: info.user,
       peerKey,
-      chain: Promise.resolve(),
+      queue: new LinkQueue(),
       timer: undefined,
       pending: 0,
       progressAt: 0,
       lookedUpAt: Date.now(),
       lookingUp: false,
-      jobs: 0,
-      handshakeJobs: 0,
-      pumpQueued: false,
     };
     state.link = new PeerLink({
       me: this.#me,

@@ -271,19 +271,6 @@ export class PeerLink {
     return out;
   }
 
-  /**
-   * Give up on a message that is still queued (not yet handed to a session).
-   *
-   * @param id The message id.
-   * @returns Whether it was removed before being sent.
-   */
-  cancel(id: number): boolean {
-    const i = this.#queue.findIndex((m) => m.id === id);
-    if (i < 0) return false;
-    this.#queue.splice(i, 1);
-    return true;
-  }
-
   /** Forget every session and every message (the peer went offline, or the link was given up), for good. */
   close(): void {
     this.#closed = true;

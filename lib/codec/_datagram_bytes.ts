@@ -237,16 +237,20 @@ function decodePeer(
 
 /** Builds a datagram of at most {@linkcode MAX_DATAGRAM} bytes, front to back; refuses bad fields. */
 export class DatagramWriter {
-  #buf = new Uint8Array(MAX_DATAGRAM);
-  #view = new DataView(this.#buf.buffer);
+  #buf: Uint8Array<ArrayBuffer>;
+  #view: DataView<ArrayBuffer>;
   #pos = 0;
 
   /**
    * Start a datagram with its prefix, or (for signed bytes) with nothing.
    *
    * @param type The type byte, or `null` for no prefix.
+   * @param capacity Most bytes it may hold (default {@linkcode MAX_DATAGRAM}); a datagram of a known size
+   *   (a DATA header, made for every message) is written exactly, and `finish` copies nothing.
    */
-  constructor(type: number | null) {
+  constructor(type: number | null, capacity: number = MAX_DATAGRAM) {
+    this.#buf = new Uint8Array(capacity);
+    this.#view = new DataView(this.#buf.buffer);
     if (type !== null) this.u8(MAGIC).u8(DATAGRAM_VERSION).u8(type);
   }
 
@@ -278,7 +282,8 @@ export class DatagramWriter {
   counter(value: number, what: string): this {
     if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`Invalid ${what}: ${value}`);
     this.#room(8);
-    this.#view.setBigUint64(this.#pos, BigInt(value));
+    this.#view.setUint32(this.#pos, Math.floor(value / 2 ** 32));
+    this.#view.setUint32(this.#pos + 4, value >>> 0);
     this.#pos += 8;
     return this;
   }
@@ -310,9 +315,9 @@ export class DatagramWriter {
     return this.#buf.subarray(0, this.#pos);
   }
 
-  /** @returns A copy of the bytes written. */
+  /** @returns The bytes written, in a buffer of their own. */
   finish(): Uint8Array<ArrayBuffer> {
-    return this.#buf.slice(0, this.#pos);
+    return this.#pos === this.#buf.length ? this.#buf : this.#buf.slice(0, this.#pos);
   }
 }
 

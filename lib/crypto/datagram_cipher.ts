@@ -19,6 +19,7 @@ import {
   encodeDataHeader,
   MAX_PEER_DATAGRAM,
 } from "../codec/datagram.ts";
+import { constantTimeEqual } from "./constant_time.ts";
 import type { SessionKeys } from "./peer_session.ts";
 import { ReplayWindow } from "./replay_window.ts";
 
@@ -170,7 +171,7 @@ export class DatagramCipher {
     // refuse any other one anyway, this just spares the decryption.
     if (
       d.header.length !== DATA_HEADER_BYTES || d.ciphertext.length < TAG_BYTES ||
-      !sameBytes(d.header.subarray(3, 11), this.#sessionId)
+      !constantTimeEqual(d.header.subarray(3, 11), this.#sessionId)
     ) {
       this.#stats.forged++;
       return null;
@@ -223,8 +224,4 @@ export class DatagramCipher {
     datagram.set(cipher.getAuthTag(), length - TAG_BYTES);
     return datagram;
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { constantTimeEqual } from "./constant_time.ts";
+
 /** Bytes of a raw X25519 public key. */
 export const EPHEMERAL_KEY_BYTES = 32;
 /** Bytes of a session id. */
@@ -101,7 +103,7 @@ export async function deriveSessionKeys(input: SessionKeyInput): Promise<Session
       throw new TypeError(`Invalid ephemeral key: ${key.length} bytes, expected ${EPHEMERAL_KEY_BYTES}`);
     }
   }
-  if (!sameBytes(peerEphemeral, role === "initiator" ? ephResp : ephInit)) {
+  if (!constantTimeEqual(peerEphemeral, role === "initiator" ? ephResp : ephInit)) {
     throw new TypeError(`Invalid session input: peer ephemeral is not the ${role}'s counterpart`);
   }
   // NUL separates the names in the HKDF info, so it must not occur inside one.
@@ -154,8 +156,4 @@ async function x25519(
   // OR every byte rather than stop at the first non-zero one: no timing hint about the secret.
   if (shared.reduce((acc, b) => acc | b, 0) === 0) throw lowOrder;
   return shared;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

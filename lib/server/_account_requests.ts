@@ -1,6 +1,7 @@
 /**
- * Requests about the account itself: REGISTER, the new secrets of PASSWD,
- * and the logging of a failed request.
+ * Requests about the account itself: REGISTER, the new secrets of PASSWD, the
+ * other sessions a password change or a deletion ends, and the logging of a
+ * failed request.
  *
  * @module
  */
@@ -15,6 +16,7 @@ import type { NewVerifierSource } from "./_new_verifier.ts";
 import { rateLimited } from "./_scram_exchange.ts";
 import type { LogFields } from "./logger.ts";
 import type { SessionContext } from "./session_context.ts";
+import type { RegisteredSession } from "./session_registry.ts";
 
 /**
  * REGISTER: a budget per source, the name checked before the secret is opened, the verifier the client
@@ -95,4 +97,31 @@ export async function passwordChange(
 ): Promise<{ newVerifier: string; newBackup?: string }> {
   const newVerifier = await readNewVerifier("PASSWD", user, { msg, iterations: ctx.iterations }, source);
   return msg.backup ? { newVerifier, newBackup: backupText(msg.backup) } : { newVerifier };
+}
+
+/** How the other sessions of an account end after a password change or a deletion. */
+const ENDINGS = {
+  passwd: ["PASSWORD_CHANGED", "Password changed: log in again"],
+  delete: ["ACCOUNT_DELETED", "Account deleted"],
+} as const;
+
+/**
+ * After a correct PASSWD or DELETE proof: every other session of the account ends, and the event is logged
+ * with how many did.
+ *
+ * @param ctx The server's shared state.
+ * @param event What happened to the account.
+ * @param key The account's user key.
+ * @param session The session that did it, which stays.
+ * @param log Session fields for the log line.
+ */
+export function endOtherSessions(
+  ctx: SessionContext,
+  event: keyof typeof ENDINGS,
+  key: string,
+  session: RegisteredSession,
+  log: LogFields,
+): void {
+  const [code, reason] = ENDINGS[event];
+  ctx.log.info(event, { ...log, ended_sessions: ctx.registry.endUser(key, session, code, reason) });
 }

@@ -24,7 +24,7 @@ import type {
   ServerMessageOf,
 } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
-import { failedRequest, passwordChange, registerAccount } from "./_account_requests.ts";
+import { endOtherSessions, failedRequest, passwordChange, registerAccount } from "./_account_requests.ts";
 import { listReply, loginReply, onlineUser, peerReply, registerIdentity } from "./_chat_requests.ts";
 import { SessionSecrets } from "./_new_verifier.ts";
 import { checkProof, commitProof, startExchange } from "./_scram_exchange.ts";
@@ -352,18 +352,11 @@ export class Session implements RegisteredSession {
     }
     if (pending.purpose === "passwd") {
       if (this.#user) this.#user.verifier = verifier;
-      const ended = this.#ctx.registry.endUser(
-        pending.key,
-        this,
-        "PASSWORD_CHANGED",
-        "Password changed: log in again",
-      );
-      this.#ctx.log.info("passwd", { ...fields, ended_sessions: ended });
+      endOtherSessions(this.#ctx, "passwd", pending.key, this, fields);
       return this.#reply({ op: "PASSWD", data: serverFinal }, msg.id);
     }
     this.#setUser(null);
-    const ended = this.#ctx.registry.endUser(pending.key, this, "ACCOUNT_DELETED", "Account deleted");
-    this.#ctx.log.info("delete", { ...fields, ended_sessions: ended });
+    endOtherSessions(this.#ctx, "delete", pending.key, this, fields);
     this.#reply({ op: "DELETE", user: pending.name, data: serverFinal }, msg.id);
   }
 

@@ -6,14 +6,8 @@
  * @module
  */
 
-import { sourceKey } from "../auth/rate_limiter.ts";
+import { adjustCount, sourceKey } from "../auth/rate_limiter.ts";
 import type { ByeCode } from "../codec/messages.ts";
-
-function bump(map: Map<string, number>, key: string, delta: number): void {
-  const n = (map.get(key) ?? 0) + delta;
-  if (n <= 0) map.delete(key);
-  else map.set(key, n);
-}
 
 /** What the registry needs from a session. */
 export interface RegisteredSession {
@@ -75,11 +69,11 @@ export class SessionRegistry {
   }
 
   #countSource(session: RegisteredSession, delta: number): void {
-    bump(this.#perSource, sourceKey(session.peerAddress), delta);
+    adjustCount(this.#perSource, sourceKey(session.peerAddress), delta);
   }
 
   #countAnonymous(session: RegisteredSession, delta: number): void {
-    bump(this.#unauthenticated, sourceKey(session.peerAddress), delta);
+    adjustCount(this.#unauthenticated, sourceKey(session.peerAddress), delta);
   }
 
   /**
@@ -90,14 +84,14 @@ export class SessionRegistry {
    */
   hold(address: string): () => void {
     const key = sourceKey(address);
-    bump(this.#unauthenticated, key, 1);
-    bump(this.#perSource, key, 1);
+    adjustCount(this.#unauthenticated, key, 1);
+    adjustCount(this.#perSource, key, 1);
     let held = true;
     return () => {
       if (!held) return;
       held = false;
-      bump(this.#unauthenticated, key, -1);
-      bump(this.#perSource, key, -1);
+      adjustCount(this.#unauthenticated, key, -1);
+      adjustCount(this.#perSource, key, -1);
     };
   }
 

@@ -45,7 +45,7 @@ export async function createAccount(
   // Checked before the costly key derivation; the store's unique index still settles races.
   await refuseTaken(store, key, name);
   const verifier = formatVerifier(await createVerifier(password, { iterations: settings.iterations }));
-  return await addAccount(store, { user: name, verifier, identity: credentials.identity }, settings.now);
+  return await insert(store, { name, key }, { verifier, identity: credentials.identity }, settings.now);
 }
 
 /**
@@ -64,7 +64,17 @@ export async function addAccount(
 ): Promise<UserRecord> {
   const { name, key } = prepareUsername(account.user);
   await refuseTaken(store, key, name);
-  return await store.createUser({
+  return await insert(store, { name, key }, account, now);
+}
+
+/** The insert itself, the name prepared and found free (the store's unique index still settles races). */
+function insert(
+  store: UserStore,
+  { name, key }: { name: string; key: string },
+  account: { verifier: string; identity?: IdentityRecord | undefined },
+  now: number = Date.now(),
+): Promise<UserRecord> {
+  return store.createUser({
     name,
     nameKey: key,
     verifier: account.verifier,

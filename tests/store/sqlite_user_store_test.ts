@@ -12,6 +12,22 @@ function newUser(name: string, now = 1_700_000_000_000, verifier = VERIFIER): Ne
   return { name, nameKey: prepareUsername(name).key, verifier, now };
 }
 
+/** Run `fn` with two stores on one database file, as two server processes would have; close both after. */
+async function withTwoStores(
+  fn: (store: SqliteUserStore, other: SqliteUserStore) => Promise<void>,
+): Promise<void> {
+  await withTempDir(async (_dir, file) => {
+    const store = SqliteUserStore.open(file);
+    const other = SqliteUserStore.open(file);
+    try {
+      await fn(store, other);
+    } finally {
+      store.close();
+      other.close();
+    }
+  });
+}
+
 /** A verifier of its own, as each registration's random salt gives. */
 function saltedFor(name: string): string {
   return `SCRAM-SHA-256$4096:${btoa(`salt-of-${name}`)}$AAAA:BBBB`;
@@ -169,49 +185,35 @@ Deno.test("SqliteUserStore.recordLogin returns null, then the previous time, and
 });
 
 Deno.test("SqliteUserStore writes login times behind: others see them after a flush or close, none is lost", async () => {
-  await withTempDir(async (_dir, file) => {
-    const store = SqliteUserStore.open(file);
-    const other = SqliteUserStore.open(file);
-    try {
-      const { id, verifier } = await store.createUser(newUser("alice"));
-      assert.equal(await store.recordLogin(id, verifier, 1000), null);
-      assert.equal((await store.findUser("alice"))?.lastLoginAt, 1000, "this store sees it at once");
-      assert.equal((await other.findUser("alice"))?.lastLoginAt, null, "not written yet");
-      store.flushLogins();
-      assert.equal((await other.findUser("alice"))?.lastLoginAt, 1000);
-      assert.equal(await store.recordLogin(id, verifier, 2000), 1000);
-      assert.equal(await store.recordLogin(id, verifier, 3000), 2000);
-      store.close();
-      assert.equal((await other.findUser("alice"))?.lastLoginAt, 3000, "close writes what is left");
-    } finally {
-      store.close();
-      other.close();
-    }
+  await withTwoStores(async (store, other) => {
+    const { id, verifier } = await store.createUser(newUser("alice"));
+    assert.equal(await store.recordLogin(id, verifier, 1000), null);
+    assert.equal((await store.findUser("alice"))?.lastLoginAt, 1000, "this store sees it at once");
+    assert.equal((await other.findUser("alice"))?.lastLoginAt, null, "not written yet");
+    store.flushLogins();
+    assert.equal((await other.findUser("alice"))?.lastLoginAt, 1000);
+    assert.equal(await store.recordLogin(id, verifier, 2000), 1000);
+    assert.equal(await store.recordLogin(id, verifier, 3000), 2000);
+    store.close();
+    assert.equal((await other.findUser("alice"))?.lastLoginAt, 3000, "close writes what is left");
   });
 });
 
 Deno.test("SqliteUserStore sees at once what another process wrote, though it keeps rows it read", async () => {
-  await withTempDir(async (_dir, file) => {
-    const store = SqliteUserStore.open(file);
-    const other = SqliteUserStore.open(file);
-    try {
-      const { id, verifier } = await store.createUser(newUser("alice"));
-      assert.equal((await store.findUser("alice"))?.verifier, verifier, "read, and kept");
-      // Another process changes the password: a proof checked against the old verifier must not commit.
-      assert.equal(await other.updateVerifier(id, verifier, "SCRAM-SHA-256$4096:new"), true);
-      assert.equal((await store.findUser("alice"))?.verifier, "SCRAM-SHA-256$4096:new");
-      assert.equal(
-        await store.recordLogin(id, verifier, 1000),
-        undefined,
-        "the old verifier no longer logs in",
-      );
-      assert.equal(await other.deleteUser(id, "SCRAM-SHA-256$4096:new"), true);
-      assert.equal(await store.findUser("alice"), undefined, "deleted elsewhere: gone here too");
-      assert.equal(await store.recordLogin(id, "SCRAM-SHA-256$4096:new", 2000), undefined);
-    } finally {
-      store.close();
-      other.close();
-    }
+  await withTwoStores(async (store, other) => {
+    const { id, verifier } = await store.createUser(newUser("alice"));
+    assert.equal((await store.findUser("alice"))?.verifier, verifier, "read, and kept");
+    // Another process changes the password: a proof checked against the old verifier must not commit.
+    assert.equal(await other.updateVerifier(id, verifier, "SCRAM-SHA-256$4096:new"), true);
+    assert.equal((await store.findUser("alice"))?.verifier, "SCRAM-SHA-256$4096:new");
+    assert.equal(
+      await store.recordLogin(id, verifier, 1000),
+      undefined,
+      "the old verifier no longer logs in",
+    );
+    assert.equal(await other.deleteUser(id, "SCRAM-SHA-256$4096:new"), true);
+    assert.equal(await store.findUser("alice"), undefined, "deleted elsewhere: gone here too");
+    assert.equal(await store.recordLogin(id, "SCRAM-SHA-256$4096:new", 2000), undefined);
   });
 });
 
@@ -230,31 +232,24 @@ Deno.test("SqliteUserStore forgets a kept row when it writes that row itself", a
 });
 
 Deno.test("SqliteUserStore gives a new account no login time of a deleted one that had its row id", async () => {
-  await withTempDir(async (_dir, file) => {
-    const store = SqliteUserStore.open(file);
-    const other = SqliteUserStore.open(file);
-    try {
-      // Deleted here: its pending time goes with it.
-      const victim = await store.createUser(newUser("victim", undefined, saltedFor("victim")));
-      await store.recordLogin(victim.id, victim.verifier, 1000);
-      assert.equal(await store.deleteUser(victim.id, victim.verifier), true);
-      const heir = await store.createUser(newUser("heir", undefined, saltedFor("heir")));
-      assert.equal(heir.id, victim.id, "SQLite gives the freed id to the next account");
-      assert.equal((await store.findUser("heir"))?.lastLoginAt, null);
-      assert.equal(await store.recordLogin(heir.id, heir.verifier, 2000), null, "a first login");
-      // Deleted by another process while the time waits: the flush leaves the new account alone.
-      const gone = await store.createUser(newUser("gone", undefined, saltedFor("gone")));
-      await store.recordLogin(gone.id, gone.verifier, 3000);
-      assert.equal(await other.deleteUser(gone.id, gone.verifier), true);
-      const next = await other.createUser(newUser("next", undefined, saltedFor("next")));
-      assert.equal(next.id, gone.id);
-      store.flushLogins();
-      assert.equal((await other.findUser("next"))?.lastLoginAt, null);
-      assert.equal((await store.findUser("next"))?.lastLoginAt, null);
-    } finally {
-      store.close();
-      other.close();
-    }
+  await withTwoStores(async (store, other) => {
+    // Deleted here: its pending time goes with it.
+    const victim = await store.createUser(newUser("victim", undefined, saltedFor("victim")));
+    await store.recordLogin(victim.id, victim.verifier, 1000);
+    assert.equal(await store.deleteUser(victim.id, victim.verifier), true);
+    const heir = await store.createUser(newUser("heir", undefined, saltedFor("heir")));
+    assert.equal(heir.id, victim.id, "SQLite gives the freed id to the next account");
+    assert.equal((await store.findUser("heir"))?.lastLoginAt, null);
+    assert.equal(await store.recordLogin(heir.id, heir.verifier, 2000), null, "a first login");
+    // Deleted by another process while the time waits: the flush leaves the new account alone.
+    const gone = await store.createUser(newUser("gone", undefined, saltedFor("gone")));
+    await store.recordLogin(gone.id, gone.verifier, 3000);
+    assert.equal(await other.deleteUser(gone.id, gone.verifier), true);
+    const next = await other.createUser(newUser("next", undefined, saltedFor("next")));
+    assert.equal(next.id, gone.id);
+    store.flushLogins();
+    assert.equal((await other.findUser("next"))?.lastLoginAt, null);
+    assert.equal((await store.findUser("next"))?.lastLoginAt, null);
   });
 });
 

@@ -187,8 +187,13 @@ async function startListening(
   return { child, port: (name) => Number(new RegExp(`${name}=\\S+:(\\d+)`).exec(line)?.[1]) };
 }
 
+/** The V8 flags of `deno task start` (a young generation sized for a server holding many sessions). */
+const START_V8_FLAGS: string[] = (JSON.parse(Deno.readTextFileSync(CONFIG)).tasks.start as string).split(" ")
+  .filter((arg) => arg.startsWith("--v8-flags="));
+
 /**
- * Start `authchat server` with the permissions of `deno task start`, and wait for its ready line.
+ * Start `authchat server` with the permissions and V8 flags of `deno task start`, and wait for its ready
+ * line.
  *
  * @param data The data directory.
  * @param config The configuration file.
@@ -200,6 +205,7 @@ export async function startServer(
 ): Promise<{ child: Child; tcp: number; tls: number }> {
   const { child, port } = await startListening(
     [
+      ...START_V8_FLAGS,
       "--allow-net",
       `--allow-read=${data},${config}`,
       `--allow-write=${data}`,

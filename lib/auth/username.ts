@@ -28,6 +28,15 @@ function refuse(reason: string, message: string): never {
   throw new ProtocolError("INVALID_USERNAME", message, { reason });
 }
 
+/** Whether a key is already in SASLprep's output form (a lower-cased name may not be). */
+function preparesTo(key: string): boolean {
+  try {
+    return saslPrep(key) === key;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Prepare and check a user name.
  *
@@ -42,14 +51,6 @@ function refuse(reason: string, message: string): never {
  * @throws {ProtocolError} `INVALID_USERNAME` with reason `empty`, `too_long`, `prohibited_character`,
  *   `whitespace` or `colon`.
  */
-function preparesTo(key: string): boolean {
-  try {
-    return saslPrep(key) === key;
-  } catch {
-    return false;
-  }
-}
-
 export function prepareUsername(raw: string): PreparedName {
   let name: string;
   try {

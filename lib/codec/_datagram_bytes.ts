@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Datagram, MacFields, PeerDatagram } from "./datagram.ts";
+import type { Datagram, MacFields, PeerDatagram } from "./datagram_types.ts";
 import { ProtocolError } from "./protocol_error.ts";
 
 /** Largest datagram sent or accepted. */

@@ -5,7 +5,7 @@
  */
 
 import { DATA_HEADER_BYTES, encodeAckPacket } from "./_reliable_packets.ts";
-import type { ReliableChannelStats } from "./reliable_channel.ts";
+import type { ReliableChannelStats } from "./reliable_channel_types.ts";
 
 /** One past the largest usable sequence number, so that a cumulative ACK still fits a u32. */
 export const SEQ_LIMIT = 2 ** 32 - 1;

@@ -7,7 +7,7 @@
 
 import { DATA_HEADER_BYTES, encodeDataPacket } from "./_reliable_packets.ts";
 import { SACK_BITS, SEQ_LIMIT } from "./_reliable_receiver.ts";
-import type { ReliableChannelStats, UnacknowledgedMessage } from "./reliable_channel.ts";
+import type { ReliableChannelStats, UnacknowledgedMessage } from "./reliable_channel_types.ts";
 
 /** ACKs that must show a hole before it is retransmitted early. */
 const FAST_RETRANSMIT_HOLES = 3;

@@ -24,6 +24,7 @@ import {
 } from "./_reliable_packets.ts";
 import { ReliableReceiver, SEQ_LIMIT } from "./_reliable_receiver.ts";
 import { ReliableSender } from "./_reliable_sender.ts";
+import type { ReliableChannelStats, UnacknowledgedMessage } from "./reliable_channel_types.ts";
 
 /** Tuning of a {@linkcode ReliableChannel}; both ends should agree on every field. */
 export interface ReliableChannelOptions {
@@ -45,29 +46,7 @@ export interface ReliableChannelOptions {
   initialSeq?: number;
 }
 
-/** Counters of a {@linkcode ReliableChannel}. */
-export interface ReliableChannelStats {
-  /** DATA packets transmitted for the first time. */
-  sent: number;
-  /** DATA packets transmitted again (on timeout or fast retransmit). */
-  retransmitted: number;
-  /** Distinct DATA packets accepted. */
-  received: number;
-  /** DATA packets received again (each is re-acknowledged). */
-  duplicates: number;
-  /** Packets ignored as malformed, including ACKs of data never sent. */
-  malformed: number;
-  /** DATA packets dropped for lying beyond the receive window. */
-  outOfWindow: number;
-}
-
-/** A message not yet wholly acknowledged, as {@linkcode ReliableChannel.unacknowledged} lists it. */
-export interface UnacknowledgedMessage {
-  /** The number {@linkcode ReliableChannel.send} returned. */
-  id: number;
-  /** A copy of the message. */
-  message: Uint8Array<ArrayBuffer>;
-}
+export type { ReliableChannelStats, UnacknowledgedMessage } from "./reliable_channel_types.ts";
 
 /**
  * Both directions of a reliable, ordered, fragmenting message channel, driven by the caller's clock.

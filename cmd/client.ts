@@ -8,7 +8,7 @@
 import { AuthchatClient } from "../lib/client/authchat_client.ts";
 import type { ClientOptions } from "../lib/client/authchat_client.ts";
 import { CommandRunner } from "../lib/client/command_runner.ts";
-import { describeError } from "../lib/codec/protocol_error.ts";
+import { describeConnectFailure } from "../lib/client/connect_error.ts";
 import type { CommandIO, SecretKind } from "../lib/client/command_runner.ts";
 import { defaultKnownHostsPath, KnownHosts } from "../lib/client/known_hosts.ts";
 import { defaultKnownPeersPath, KnownPeers } from "../lib/client/known_peers.ts";
@@ -148,7 +148,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
   try {
     await runner.client();
   } catch (err) {
-    io.err(`error: cannot connect to ${options.host}:${options.port}: ${describeError(err)}`);
+    io.err(`error: ${describeConnectFailure(err, options)}`);
     return 1;
   }
   let failures = 0;

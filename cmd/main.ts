@@ -7,7 +7,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import denoJson from "../deno.json" with { type: "json" };
 import { ConfigError, loadServerConfig } from "../lib/server/server_config.ts";
-import type { ServerConfig } from "../lib/server/server_config.ts";
+import type { ConfigSources, ServerConfig } from "../lib/server/server_config.ts";
 import { runClient } from "./client.ts";
 import { runKeygen } from "./keygen.ts";
 import { runSeed } from "./seed.ts";
@@ -32,6 +32,17 @@ function collect(value: string, previous: string[] = []): string[] {
 
 function env(name: string): string | undefined {
   return Deno.env.get(name);
+}
+
+/**
+ * The names of the variables set, for the loader to refuse a misspelt `AUTHCHAT_*` one — only when this
+ * process may list the environment (the tasks allow only `AUTHCHAT_*` names: asking would fail, or prompt
+ * on a terminal); else no check.
+ */
+function envNames(): Pick<ConfigSources, "envNames"> {
+  return Deno.permissions.querySync({ name: "env" }).state === "granted"
+    ? { envNames: () => Object.keys(Deno.env.toObject()) }
+    : {};
 }
 
 /** Flags given on the command line, by config key (defaults left to the config loader). */
@@ -105,6 +116,7 @@ export async function main(args: string[]): Promise<number> {
       const config = await loadServerConfig({
         ...(opts.config === undefined ? {} : { file: opts.config }),
         env,
+        ...envNames(),
         flags: explicit(command, { data: "data_dir", iterations: "scram_iterations" }),
       });
       status = await runSeed(opts, config);
@@ -135,6 +147,7 @@ export async function main(args: string[]): Promise<number> {
       const config = await loadServerConfig({
         ...(opts.config === undefined ? {} : { file: opts.config }),
         env,
+        ...envNames(),
         flags: explicit(command, {
           data: "data_dir",
           host: "host",

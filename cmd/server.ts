@@ -14,6 +14,7 @@ import {
 } from "../lib/crypto/server_identity.ts";
 import type { IdentityPaths } from "../lib/crypto/server_identity.ts";
 import { AuthchatServer } from "../lib/server/authchat_server.ts";
+import { ListenError } from "../lib/server/listen_error.ts";
 import { Logger } from "../lib/server/logger.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
 import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
@@ -71,7 +72,8 @@ function waitForSignal(): Promise<string> {
  * Run the server until a signal arrives.
  *
  * @param config Resolved configuration.
- * @returns Exit code: 0 after a clean stop, 1 when it could not start.
+ * @returns Exit code: 0 after a clean stop, 1 when it could not start, 2 when it cannot listen where the
+ *   configuration says (a port in use, an address this machine lacks).
  */
 export async function runServer(config: ServerConfig): Promise<number> {
   const log = new Logger({ format: config.log_format });
@@ -93,6 +95,12 @@ export async function runServer(config: ServerConfig): Promise<number> {
     store?.close();
     // An error line is written at once, so it comes before the message below.
     log.error("start_failed", { error: (err as Error).message });
+    // A port taken or an address this machine lacks is the configuration's to change (exit 2); the
+    // message names the key.
+    if (err instanceof ListenError) {
+      console.error(`error: ${err.message}`);
+      return 2;
+    }
     console.error(`error: cannot start the server: ${(err as Error).message}`);
     return 1;
   }

@@ -15,15 +15,16 @@ import { raceTimeout } from "../transport/race_timeout.ts";
 /** A message the server sent without being asked (`BYE`, `PRESENCE`). */
 export type ServerEvent = ServerMessageOf<"BYE"> | ServerMessageOf<"PRESENCE">;
 
-/** The connection ended; pending and later requests fail with this. */
+/** The connection ended; pending and later requests fail with this, the error that ended it as `cause`. */
 export class ConnectionClosedError extends Error {
   /**
    * Make the error.
    *
    * @param message Why.
+   * @param options What ended the connection, as `cause` (a read error, a framing error, a timeout).
    */
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "ConnectionClosedError";
   }
 }
@@ -58,6 +59,7 @@ export class RequestChannel {
   #nextId = 1;
   #waiting = new Map<number, Waiter>();
   #closedReason: string | null = null;
+  #closedCause: unknown = undefined;
   #reader: Promise<void>;
 
   /**
@@ -84,6 +86,7 @@ export class RequestChannel {
 
   async #read(): Promise<void> {
     let reason = "Connection closed by the server";
+    let cause: unknown = undefined;
     try {
       for await (const payload of this.#framed.payloads()) {
         const msg = decodeServerMessage(payload);
@@ -100,26 +103,39 @@ export class RequestChannel {
           reason = `Server error: ${msg.message} (${msg.code})`;
         }
       }
-      if (this.#framed.error) reason = `Bad data from the server: ${this.#framed.error.message}`;
+      if (this.#framed.error) {
+        reason = `Bad data from the server: ${this.#framed.error.message}`;
+        cause = this.#framed.error;
+      }
     } catch (err) {
       if (this.#closedReason === null) reason = `Connection failed: ${(err as Error).message}`;
+      cause = err;
     }
-    await this.shut(reason);
+    await this.shut(reason, cause);
   }
 
   /**
    * End the connection: pending requests fail with `reason`.
    *
    * @param reason Why (the first reason given is kept).
+   * @param cause The error behind it, if any (kept with the first reason).
    */
-  async shut(reason: string): Promise<void> {
+  async shut(reason: string, cause?: unknown): Promise<void> {
     if (this.#closedReason === null) {
       this.#closedReason = reason;
+      this.#closedCause = cause;
       this.#options.onClosed();
     }
-    for (const waiter of this.#waiting.values()) waiter.reject(new ConnectionClosedError(this.#closedReason));
+    for (const waiter of this.#waiting.values()) waiter.reject(this.#closedError(this.#closedReason));
     this.#waiting.clear();
     await this.#framed.close(500);
+  }
+
+  #closedError(reason: string): ConnectionClosedError {
+    return new ConnectionClosedError(
+      reason,
+      this.#closedCause === undefined ? {} : { cause: this.#closedCause },
+    );
   }
 
   /**
@@ -132,14 +148,15 @@ export class RequestChannel {
    * @throws {ConnectionClosedError} When the connection ends first or the reply does not come in time.
    */
   async request<K extends ServerOp>(msg: ClientMessage, expect: K): Promise<ServerMessageOf<K>> {
-    if (this.#closedReason !== null) throw new ConnectionClosedError(this.#closedReason);
+    if (this.#closedReason !== null) throw this.#closedError(this.#closedReason);
     const id = this.#nextId;
     this.#nextId = this.#nextId >= MAX_ID ? 1 : this.#nextId + 1;
     const reply = new Promise<ServerMessage>((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
     this.#framed.send(encodeMessage({ ...msg, id } as ClientMessage)).catch(() => {});
     const timeoutMs = this.#options.requestTimeoutMs;
     if (!await raceTimeout(reply, timeoutMs)) {
-      await this.shut(`Server did not answer ${msg.op} within ${timeoutMs / 1000} s`);
+      const reason = `Server did not answer ${msg.op} within ${timeoutMs / 1000} s`;
+      await this.shut(reason, new Deno.errors.TimedOut(reason));
     }
     const answer = await reply;
     if (answer.op === "ERROR") {

@@ -1,7 +1,10 @@
 /**
  * Opening a client connection: plain TCP with `Deno.connect`, or TLS with
  * `node:tls` (which exposes the server certificate for pinning and channel
- * binding), and checking server keys against what the user trusts.
+ * binding), and checking server keys against what the user trusts. A
+ * connection that cannot be made fails with a {@linkcode ConnectError} saying
+ * why (nothing listening, TLS on one side only, an unknown host, a timeout),
+ * and so does a first reply that is not authchat.
  *
  * @module
  */
@@ -15,6 +18,13 @@ import { raceTimeout } from "../transport/race_timeout.ts";
 import { TrustError } from "./known_hosts.ts";
 import { memo } from "./_memo.ts";
 import type { KeyKind, KnownHosts } from "./known_hosts.ts";
+import { connectErrorFrom } from "./connect_error.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS, endpointName } from "./endpoint.ts";
+import type { Endpoint } from "./endpoint.ts";
+import { FirstReadCheck } from "./_first_read_check.ts";
+
+export { endpointName } from "./endpoint.ts";
+export type { Endpoint } from "./endpoint.ts";
 
 /** How server keys are trusted. With neither `ca` nor `fingerprint`, trust on first use. */
 export interface TrustOptions {
@@ -28,18 +38,6 @@ export interface TrustOptions {
   onNewKey?: (kind: KeyKind, endpoint: string, fingerprint: string) => void;
 }
 
-/** Where to connect. */
-export interface Endpoint {
-  /** Host name or address. */
-  host: string;
-  /** Port. */
-  port: number;
-  /** Use TLS. */
-  tls: boolean;
-  /** Connect timeout in ms (default 10 s). */
-  timeoutMs?: number;
-}
-
 /** An open connection. */
 export interface OpenedConnection {
   /** The byte stream. */
@@ -48,18 +46,6 @@ export interface OpenedConnection {
   channelBinding?: Uint8Array<ArrayBuffer>;
   /** Fingerprint of the certificate seen (TLS only). */
   certFingerprint?: string;
-}
-
-/**
- * `host:port`, with brackets around IPv6 addresses.
- *
- * @param endpoint Host and port.
- * @returns The text used in known-hosts lines and messages.
- */
-export function endpointName(endpoint: { host: string; port: number }): string {
-  return endpoint.host.includes(":")
-    ? `[${endpoint.host}]:${endpoint.port}`
-    : `${endpoint.host}:${endpoint.port}`;
 }
 
 /**
@@ -115,8 +101,9 @@ function connectTls(endpoint: Endpoint, ca: string | undefined): Promise<tls.TLS
     });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Deno.errors.TimedOut(`TLS connection to ${endpointName(endpoint)} timed out`));
-    }, endpoint.timeoutMs ?? 10_000);
+      const timedOut = new Deno.errors.TimedOut(`TLS connection to ${endpointName(endpoint)} timed out`);
+      reject(connectErrorFrom(timedOut, endpoint) ?? timedOut);
+    }, endpoint.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
     socket.once("secureConnect", () => {
       clearTimeout(timer);
       resolve(socket);
@@ -124,10 +111,13 @@ function connectTls(endpoint: Endpoint, ca: string | undefined): Promise<tls.TLS
     socket.once("error", (err: Error) => {
       clearTimeout(timer);
       socket.destroy();
+      // Refused, unresolvable, not TLS at all: no certificate was seen, so it is no matter of trust.
+      const failed = connectErrorFrom(err, endpoint);
       reject(
-        ca !== undefined
-          ? new TrustError(`TLS verification of ${endpointName(endpoint)} failed: ${err.message}`)
-          : err,
+        failed ??
+          (ca !== undefined
+            ? new TrustError(`TLS verification of ${endpointName(endpoint)} failed: ${err.message}`)
+            : err),
       );
     });
   });
@@ -138,19 +128,27 @@ function connectTls(endpoint: Endpoint, ca: string | undefined): Promise<tls.TLS
  *
  * @param endpoint Where.
  * @param trust How the certificate is trusted.
- * @returns The connection.
+ * @returns The connection; its first read throws a {@linkcode ConnectError} when the server's first reply
+ *   is not authchat (a TLS port reached without TLS, a web server) or it closes without answering.
+ * @throws {ConnectError} When the connection cannot be made (refused, timed out, unknown host, not TLS).
  * @throws {TrustError} When the certificate is not trusted.
  */
 export async function openConnection(endpoint: Endpoint, trust: TrustOptions): Promise<OpenedConnection> {
   if (!endpoint.tls) {
     const connecting = Deno.connect({ hostname: endpoint.host, port: endpoint.port });
-    if (!await raceTimeout(connecting, endpoint.timeoutMs ?? 10_000)) {
+    if (!await raceTimeout(connecting, endpoint.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS)) {
       connecting.then((late) => late.close(), () => {});
-      throw new Deno.errors.TimedOut(`TCP connection to ${endpointName(endpoint)} timed out`);
+      const timedOut = new Deno.errors.TimedOut(`TCP connection to ${endpointName(endpoint)} timed out`);
+      throw connectErrorFrom(timedOut, endpoint) ?? timedOut;
     }
-    const conn = await connecting;
+    let conn: Deno.TcpConn;
+    try {
+      conn = await connecting;
+    } catch (err) {
+      throw connectErrorFrom(err, endpoint) ?? err;
+    }
     conn.setNoDelay(true);
-    return { stream: conn };
+    return { stream: new FirstReadCheck(conn, endpoint) };
   }
   const socket = await connectTls(endpoint, trust.ca);
   try {
@@ -161,7 +159,7 @@ export async function openConnection(endpoint: Endpoint, trust: TrustOptions): P
     const certFingerprint = await fingerprint(der);
     await checkServerKey("tls", endpointName(endpoint), certFingerprint, trust);
     return {
-      stream: new NodeSocketStream(socket),
+      stream: new FirstReadCheck(new NodeSocketStream(socket), endpoint),
       channelBinding: new Uint8Array(await bindingFor(certFingerprint, der)),
       certFingerprint,
     };

@@ -30,6 +30,8 @@ import { SessionRegistry } from "./session_registry.ts";
 import { LocalPresence } from "./presence.ts";
 import { Rendezvous } from "./udp_rendezvous.ts";
 import { MAX_DATAGRAM } from "../codec/datagram.ts";
+import { listenErrorFrom } from "./listen_error.ts";
+import type { ListenTarget } from "./listen_error.ts";
 
 /** How long a user whose last session left cleanly stays online, so a reconnect or re-login does not flap. */
 export const PRESENCE_LINGER_MS = 1000;
@@ -51,6 +53,19 @@ export type ListeningAddresses = Partial<Record<TransportName, Deno.NetAddr>>;
 
 function formatAddress(addr: Deno.NetAddr): string {
   return addr.hostname.includes(":") ? `[${addr.hostname}]:${addr.port}` : `${addr.hostname}:${addr.port}`;
+}
+
+/** Open a listener; a bind error the configuration can fix becomes a {@linkcode ListenError} naming the key. */
+async function bind<T>(
+  config: ServerConfig,
+  key: ListenTarget["key"],
+  open: () => T | Promise<T>,
+): Promise<T> {
+  try {
+    return await open();
+  } catch (err) {
+    throw listenErrorFrom(err, { key, host: config.host, port: config[key] }) ?? err;
+  }
 }
 
 /**
@@ -101,7 +116,9 @@ export class AuthchatServer {
    *
    * @param options Configuration, identity, store and log.
    * @returns The running server.
-   * @throws {Deno.errors.AddrInUse} and other bind errors, after closing what was opened.
+   * @throws {ListenError} For a port in use or needing privileges, an address this machine lacks or a name that
+   *   does not resolve (naming the configuration key), after closing what was opened; other bind errors as
+   *   they are.
    */
   static async start(options: AuthchatServerOptions): Promise<AuthchatServer> {
     const { config, identity, store, log } = options;
@@ -141,17 +158,24 @@ export class AuthchatServer {
       if (config.tcp) {
         server.#listeners.push({
           name: "tcp",
-          listener: Deno.listen({ hostname: config.host, port: config.tcp_port }),
+          listener: await bind(
+            config,
+            "tcp_port",
+            () => Deno.listen({ hostname: config.host, port: config.tcp_port }),
+          ),
         });
       }
       if (config.tls) {
-        if (!identity.certPem || !identity.keyPem) {
-          throw new TypeError("TLS is on but no certificate was loaded");
-        }
-        server.#tls = await server.#listenTls(config, identity.certPem, identity.keyPem);
+        const { certPem, keyPem } = identity;
+        if (!certPem || !keyPem) throw new TypeError("TLS is on but no certificate was loaded");
+        server.#tls = await bind(config, "tls_port", () => server.#listenTls(config, certPem, keyPem));
       }
       if (config.udp) {
-        server.#udp = Deno.listenDatagram({ hostname: config.host, port: config.udp_port, transport: "udp" });
+        server.#udp = await bind(
+          config,
+          "udp_port",
+          () => Deno.listenDatagram({ hostname: config.host, port: config.udp_port, transport: "udp" }),
+        );
         const rendezvous = new Rendezvous({ relayPerSecond: config.relay_per_second });
         rendezvous.port = (server.#udp.addr as Deno.NetAddr).port;
         server.#rendezvous = ctx.rendezvous = rendezvous;
@@ -236,7 +260,7 @@ export class AuthchatServer {
     }
   }
 
-  /** Listen for TLS; a bind error is reported as `Deno.listen` would report it. */
+  /** Listen for TLS; a bind error rejects with the `node:net` error (its `code` says which). */
   async #listenTls(config: ServerConfig, cert: string, key: string): Promise<tls.Server> {
     const server = tls.createServer({
       cert,
@@ -275,13 +299,7 @@ export class AuthchatServer {
       socket.destroy();
     });
     await new Promise<void>((resolve, reject) => {
-      server.once("error", (err: Error & { code?: string }) => {
-        reject(
-          err.code === "EADDRINUSE"
-            ? new Deno.errors.AddrInUse(`Address already in use: ${config.host}:${config.tls_port}`)
-            : err,
-        );
-      });
+      server.once("error", reject);
       server.listen(config.tls_port, config.host, () => resolve());
     });
     return server;

@@ -1,13 +1,18 @@
 /**
  * Server configuration: defaults, then a YAML file, then `AUTHCHAT_*`
  * environment variables, then command-line flags. Every key is checked; an
- * invalid one is reported by name.
+ * invalid one is reported by name, and so are a misspelt key or variable (with
+ * the name it was likely meant to be), a TLS port equal to the TCP port, and a
+ * host name that does not resolve.
  *
  * @module
  */
 
+import { lookup } from "node:dns/promises";
 import { join } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { closestName } from "./closest_name.ts";
+import { ConfigError } from "./config_error.ts";
+import { readConfigFile } from "./yaml_config_file.ts";
 import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
 import { DEFAULT_MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS } from "../auth/password_policy.ts";
 
@@ -153,23 +158,15 @@ const DEFAULTS: Omit<
 /** The default configuration file, read when present and no other is named. */
 export const DEFAULT_CONFIG_FILE = "config/authchat.yaml";
 
-/** A configuration value that cannot be used; `key` names where it came from. */
-export class ConfigError extends Error {
-  /** The offending key, environment variable or file. */
-  readonly key: string;
+export { ConfigError } from "./config_error.ts";
 
-  /**
-   * Make a configuration error.
-   *
-   * @param key Where the bad value came from.
-   * @param message What is wrong.
-   */
-  constructor(key: string, message: string) {
-    super(`Invalid configuration ${key}: ${message}`);
-    this.name = "ConfigError";
-    this.key = key;
-  }
-}
+/**
+ * `AUTHCHAT_*` variables other parts of authchat read (the client's): the server's check of variable names
+ * leaves them alone, so one shell can set both.
+ */
+export const OTHER_AUTHCHAT_VARIABLES: readonly string[] = ["AUTHCHAT_CONFIG_DIR"];
+
+const ENV_PREFIX = "AUTHCHAT_";
 
 function coerce(key: ConfigKey, where: string, value: unknown, fromText: boolean): unknown {
   const kind = KEYS[key];
@@ -211,32 +208,64 @@ export interface ConfigSources {
   file?: string;
   /** Reads one environment variable (only `AUTHCHAT_*` names are asked for). */
   env?: (name: string) => string | undefined;
+  /**
+   * Names of every environment variable that is set, to refuse a misspelt `AUTHCHAT_*` one (which would
+   * otherwise be ignored). Leave it out when the process may not list the environment: then there is no check.
+   */
+  envNames?: () => string[];
   /** Values from command-line flags, already named by config key. */
   flags?: Partial<ServerConfig>;
 }
 
-async function readConfigFile(path: string, explicit: boolean): Promise<Record<string, unknown>> {
-  let text: string;
+/** The variable that sets a key. */
+function envName(key: ConfigKey): string {
+  return ENV_PREFIX + key.toUpperCase();
+}
+
+/** Refuse an `AUTHCHAT_*` variable that sets nothing, naming the one it was likely meant to be. */
+function checkEnvNames(names: string[]): void {
+  const valid = [...(Object.keys(KEYS) as ConfigKey[]).map(envName), ...OTHER_AUTHCHAT_VARIABLES];
+  for (const name of names) {
+    if (!name.toUpperCase().startsWith(ENV_PREFIX) || valid.includes(name)) continue;
+    const meant = closestName(
+      name.slice(ENV_PREFIX.length),
+      valid.map((v) => v.slice(ENV_PREFIX.length)),
+    );
+    throw new ConfigError(
+      name,
+      meant === undefined
+        ? `unknown variable: the server reads ${ENV_PREFIX} and a key of config/authchat.example.yaml in ` +
+          "capitals, such as AUTHCHAT_TCP_PORT"
+        : `unknown variable: did you mean ${ENV_PREFIX}${meant}?`,
+    );
+  }
+}
+
+const IP_ADDRESS = /^\d{1,3}(\.\d{1,3}){3}$|:/;
+
+/**
+ * Refuse a host name that does not resolve, before anything is created for it (the first start writes a
+ * certificate naming the host). Only when this process may resolve it without asking: a process without
+ * network access (seed) has no use for the host, and the server's listen error names it too.
+ */
+async function checkHostResolves(host: string): Promise<void> {
+  if (IP_ADDRESS.test(host)) return;
+  if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") return;
   try {
-    text = await Deno.readTextFile(path);
+    await lookup(host);
   } catch (err) {
-    // The default file is optional; one this process may not even read cannot have been meant.
-    if (!explicit && (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotCapable)) {
-      return {};
-    }
-    throw new ConfigError(path, `cannot read the file: ${(err as Error).message}`);
+    const code = (err as { code?: string }).code;
+    if (code === "EPERM") return;
+    const why = code === "ENOTFOUND"
+      ? "no such name"
+      : code === "EAI_AGAIN"
+      ? "the name server did not answer"
+      : code ?? (err as Error).message;
+    throw new ConfigError(
+      "host",
+      `cannot resolve ${host} (${why}): give an address of this machine, or a name that resolves to one`,
+    );
   }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
-    throw new ConfigError(path, `not valid YAML: ${(err as Error).message.split("\n")[0]}`);
-  }
-  if (doc === null || doc === undefined) return {};
-  if (typeof doc !== "object" || Array.isArray(doc)) {
-    throw new ConfigError(path, "expected a mapping of keys to values");
-  }
-  return doc as Record<string, unknown>;
 }
 
 /**
@@ -251,20 +280,29 @@ async function readConfigFile(path: string, explicit: boolean): Promise<Record<s
  *
  * @param sources File, environment and flags.
  * @returns The configuration.
- * @throws {ConfigError} Naming the first invalid key.
+ * @throws {ConfigError} Naming the first invalid key, unknown key or `AUTHCHAT_*` variable, the file when it
+ *   is not valid YAML, `tls_port` when it equals `tcp_port`, and `host` when it does not resolve.
  */
 export async function loadServerConfig(sources: ConfigSources = {}): Promise<ServerConfig> {
   const values: Partial<Record<ConfigKey, unknown>> = {};
   const file = sources.file ?? DEFAULT_CONFIG_FILE;
-  const doc = await readConfigFile(file, sources.file !== undefined);
+  // The default file is optional: one that is not there (or this process may not read) was not meant.
+  const doc = await readConfigFile(file, { optional: sources.file === undefined });
   for (const [rawKey, value] of Object.entries(doc)) {
     const key = (Object.hasOwn(CONFIG_ALIASES, rawKey) ? CONFIG_ALIASES[rawKey] : rawKey) as ConfigKey;
-    if (!Object.hasOwn(KEYS, key)) throw new ConfigError(rawKey, `unknown key in ${file}`);
+    if (!Object.hasOwn(KEYS, key)) {
+      const meant = closestName(rawKey, [...Object.keys(KEYS), ...Object.keys(CONFIG_ALIASES)]);
+      throw new ConfigError(
+        rawKey,
+        `unknown key in ${file}${meant === undefined ? "" : `: did you mean ${meant}?`}`,
+      );
+    }
     if (value === null) continue;
     values[key] = coerce(key, rawKey, value, false);
   }
+  if (sources.envNames) checkEnvNames(sources.envNames());
   for (const key of Object.keys(KEYS) as ConfigKey[]) {
-    const name = `AUTHCHAT_${key.toUpperCase()}`;
+    const name = envName(key);
     const value = sources.env?.(name);
     if (value !== undefined) values[key] = coerce(key, name, value, true);
   }
@@ -288,5 +326,12 @@ export async function loadServerConfig(sources: ConfigSources = {}): Promise<Ser
       `${config.backoff_max} is smaller than backoff_base ${config.backoff_base}`,
     );
   }
+  if (config.tcp && config.tls && config.tls_port !== 0 && config.tls_port === config.tcp_port) {
+    throw new ConfigError(
+      "tls_port",
+      `${config.tls_port} is tcp_port too: TLS and plain TCP need a port each (set another tls_port or tcp_port)`,
+    );
+  }
+  await checkHostResolves(config.host);
   return config;
 }

@@ -273,29 +273,3 @@ Deno.test("authchat server closes connections that do not log in in time and cap
     /connection_refused ip=127\.0\.0\.1 transport=tcp code=TOO_MANY_CONNECTIONS/,
   );
 });
-
-Deno.test("authchat server reports a port already in use and exits 1", async () => {
-  await using dir = await tempDir();
-  const data = join(dir.path, "data");
-  await installKeys(data);
-  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  try {
-    const port = String((taken.addr as Deno.NetAddr).port);
-    const result = await runCli("server", [
-      "--data",
-      data,
-      "--tcp-port",
-      port,
-      "--tls-port",
-      "0",
-      "--udp-port",
-      "0",
-    ], {
-      dirs: [data],
-    });
-    assert.equal(result.code, 1);
-    assert.match(result.stderr, /cannot start the server: .*(in use|AddrInUse)/i);
-  } finally {
-    taken.close();
-  }
-});

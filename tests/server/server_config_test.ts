@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ConfigError, loadServerConfig } from "../../lib/server/server_config.ts";
+import type { ConfigSources } from "../../lib/server/server_config.ts";
+import { readConfigFile } from "../../lib/server/yaml_config_file.ts";
+
+/** Load with no file (so a config/authchat.yaml in the working directory plays no part). */
+function load(sources: Omit<ConfigSources, "file"> = {}) {
+  return loadServerConfig({ file: "/dev/null", ...sources });
+}
+
+/** The ConfigError a load fails with. */
+async function refusal(promise: Promise<unknown>): Promise<ConfigError> {
+  const err = await promise.then(() => null, (e) => e);
+  assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${err}`);
+  assert.ok(!err.message.includes("\n"), `one line: ${err.message}`);
+  return err;
+}
+
+async function withFile<T>(text: string, use: (path: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "authchat.yaml");
+    await Deno.writeTextFile(path, text);
+    return await use(path);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("loadServerConfig refuses tls_port equal to tcp_port, wherever each came from", async () => {
+  const err = await refusal(load({ flags: { tcp_port: 2000, tls_port: 2000 } }));
+  assert.equal(err.key, "tls_port");
+  assert.equal(
+    err.message,
+    "Invalid configuration tls_port: 2000 is tcp_port too: TLS and plain TCP need a port each " +
+      "(set another tls_port or tcp_port)",
+  );
+  const fromEnv = await refusal(load({ env: (name) => name === "AUTHCHAT_TLS_PORT" ? "1991" : undefined }));
+  assert.equal(fromEnv.key, "tls_port");
+});
+
+Deno.test("loadServerConfig lets tcp_port and tls_port match when either is off or 0, and UDP share TCP's", async () => {
+  assert.equal((await load({ flags: { tcp_port: 0, tls_port: 0 } })).tls_port, 0);
+  assert.equal((await load({ flags: { tcp_port: 2000, tls_port: 2000, tls: false } })).tcp_port, 2000);
+  assert.equal((await load({ flags: { tcp_port: 2000, tls_port: 2000, tcp: false } })).tls_port, 2000);
+  const defaults = await load();
+  assert.equal(defaults.udp_port, defaults.tcp_port);
+});
+
+Deno.test("loadServerConfig refuses a host name that does not resolve, naming host", async () => {
+  const err = await refusal(load({ flags: { host: "no-such-host.invalid" } }));
+  assert.equal(err.key, "host");
+  assert.match(
+    err.message,
+    /^Invalid configuration host: cannot resolve no-such-host\.invalid \(no such name\): give an address/,
+  );
+  assert.equal((await load({ flags: { host: "localhost" } })).host, "localhost");
+  assert.equal((await load({ flags: { host: "::1" } })).host, "::1");
+});
+
+Deno.test("loadServerConfig gives the line, column and problem of a YAML syntax error on one line", async () => {
+  await withFile("name: demo\nhost: a: b\n", async (path) => {
+    const err = await refusal(loadServerConfig({ file: path }));
+    assert.equal(err.key, path);
+    assert.equal(
+      err.message,
+      `Invalid configuration ${path}: not valid YAML at line 2, column 7 ("host: a: b"): ` +
+        "Nested mappings are not allowed in compact mappings",
+    );
+  });
+  await withFile("name: [unclosed\n", async (path) => {
+    const err = await refusal(loadServerConfig({ file: path }));
+    assert.match(
+      err.message,
+      /: not valid YAML at line 2 \(the end of the file\): Flow sequence in block collection must .* end with a \]$/,
+    );
+  });
+  await withFile("tcp_port: 1\ntcp_port: 2\n", async (path) => {
+    const err = await refusal(loadServerConfig({ file: path }));
+    assert.match(
+      err.message,
+      /not valid YAML at line 2, column 1 \("tcp_port: 2"\): Map keys must be unique$/,
+    );
+  });
+  await withFile("a: 1\n---\nb: 2\n", async (path) => {
+    const err = await refusal(loadServerConfig({ file: path }));
+    assert.match(err.message, /at line 2, column 1 \("---"\): a second document starts here/);
+  });
+  await withFile("name: *nowhere\n", async (path) => {
+    const err = await refusal(loadServerConfig({ file: path }));
+    assert.match(err.message, /not valid YAML: Unresolved alias/);
+  });
+});
+
+Deno.test("loadServerConfig refuses a misspelt AUTHCHAT_ variable, suggesting the closest name", async () => {
+  const set = (names: string[]) => ({ envNames: () => names, env: () => undefined });
+  const typo = await refusal(load(set(["PATH", "AUTHCHAT_TCP_PROT"])));
+  assert.equal(typo.key, "AUTHCHAT_TCP_PROT");
+  assert.equal(
+    typo.message,
+    "Invalid configuration AUTHCHAT_TCP_PROT: unknown variable: did you mean AUTHCHAT_TCP_PORT?",
+  );
+  const lower = await refusal(load(set(["authchat_log_format"])));
+  assert.match(lower.message, /did you mean AUTHCHAT_LOG_FORMAT\?$/);
+  const vague = await refusal(load(set(["AUTHCHAT_PORT"])));
+  assert.match(
+    vague.message,
+    /^Invalid configuration AUTHCHAT_PORT: unknown variable: the server reads AUTHCHAT_/,
+  );
+  // Every variable the server reads, the client's own, and everything else are fine.
+  const valid = [
+    "AUTHCHAT_TCP_PORT",
+    "AUTHCHAT_SCRAM_ITERATIONS",
+    "AUTHCHAT_CONFIG_DIR",
+    "HOME",
+    "XAUTHCHAT_X",
+  ];
+  assert.equal((await load(set(valid))).tcp_port, 1991);
+});
+
+Deno.test("loadServerConfig checks variable names only when it is given them", async () => {
+  const config = await load({ env: (name) => name === "AUTHCHAT_TCP_PROT" ? "1" : undefined });
+  assert.equal(config.tcp_port, 1991, "a variable that sets nothing is ignored without envNames");
+});
+
+Deno.test("loadServerConfig names the key an unknown file key was likely meant to be", async () => {
+  await withFile("tcp_prot: 2000\n", async (path) => {
+    const err = await refusal(loadServerConfig({ file: path }));
+    assert.equal(
+      err.message,
+      `Invalid configuration tcp_prot: unknown key in ${path}: did you mean tcp_port?`,
+    );
+  });
+  await withFile("colour: blue\n", async (path) => {
+    const err = await refusal(loadServerConfig({ file: path }));
+    assert.equal(err.message, `Invalid configuration colour: unknown key in ${path}`);
+  });
+});
+
+Deno.test("readConfigFile reads a missing optional file as empty and refuses a missing named one", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.deepEqual(await readConfigFile(join(dir, "nope.yaml"), { optional: true }), {});
+    const err = await refusal(loadServerConfig({ file: join(dir, "nope.yaml") }));
+    assert.equal(err.key, join(dir, "nope.yaml"));
+    assert.match(err.message, /nope\.yaml: cannot read the file/);
+    await Deno.writeTextFile(join(dir, "list.yaml"), "- a\n");
+    assert.match((await refusal(readConfigFile(join(dir, "list.yaml")))).message, /expected a mapping/);
+    await Deno.writeTextFile(join(dir, "empty.yaml"), "# nothing yet\n");
+    assert.deepEqual(await readConfigFile(join(dir, "empty.yaml")), {});
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -305,6 +305,9 @@ export class AuthchatClient {
   }
 
   async #login(user: string, password: string, greeted?: Promise<void>): Promise<string> {
+    // A LOGIN logs a session out first, except one that must change its password: the server refuses it
+    // anything but PASSWD, LOGOUT, IS_LOGGED and CLOSE, so it is logged out explicitly.
+    if (this.#mustChange) await this.logout();
     this.#loggedOut();
     const reply = await this.#scram("LOGIN", user, password, {}, greeted);
     this.#user = reply.user;

@@ -168,6 +168,27 @@ Deno.test("AuthchatClient re-seals the existing key of a flagged account on pass
   });
 });
 
+Deno.test("AuthchatClient logs a restricted connection out before it logs in again", async () => {
+  await withServer(async ({ store, login }) => {
+    await createLegacyAccount(store, { user: "user12", password: "password12" }, {
+      iterations: 4096,
+      minPasswordLength: 10,
+    });
+    await createLegacyAccount(store, { user: "dora", password: "a-long-and-uncommon-passphrase" }, {
+      iterations: 4096,
+      minPasswordLength: 10,
+    });
+    const client = await login("user12", "password12");
+    assert.equal(await client.login("dora", "a-long-and-uncommon-passphrase"), "dora");
+    assert.equal(client.mustChangePassword, false);
+    assert.deepEqual(await client.isLogged(), { loggedIn: true, user: "dora" });
+    assert.equal((await client.access()).user, "dora");
+    await client.login("user12", "password12");
+    await assert.rejects(client.login("user12", "wrong password"), isCode("AUTH_FAILED"));
+    assert.deepEqual(await client.isLogged(), { loggedIn: false }, "a failed re-login leaves it logged out");
+  });
+});
+
 Deno.test("AuthchatClient forgets the restriction on logout and keeps it after a failed passwd", async () => {
   await withServer(async ({ store, login }) => {
     await createLegacyAccount(store, { user: "user11", password: "password11" }, {

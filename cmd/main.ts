@@ -98,7 +98,10 @@ export async function main(args: string[]): Promise<number> {
     .option("--demo", "add alice, bob, charlie, eve and admin with strong random passwords (printed once)")
     .option("--user <name>", "add one user (with --password-file)")
     .option("--password-file <file>", "file holding the password of --user")
-    .option("--from <file>", "import a legacy user:password file; rejected lines are reported")
+    .option(
+      "--from <file>",
+      "import a legacy user:password file (blank and # lines skipped); rejected lines are reported",
+    )
     .option(
       "--import-verifiers <file>",
       "import user:SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey> lines",
@@ -110,7 +113,13 @@ export async function main(args: string[]): Promise<number> {
     )
     .addHelpText(
       "after",
-      "\nThe password policy applies to --demo, --user and --from; plaintext passwords are never stored.",
+      [
+        "",
+        "The password policy applies to --demo and --user. --from imports a legacy password the policy refuses",
+        "(it worked in the old system) and flags the account: its logins can only change the password.",
+        "An empty password or an invalid name is rejected. Users that exist already are kept, so an import can",
+        "be run again: the exit code is 1 only when a line was rejected. Plaintext passwords are never stored.",
+      ].join("\n"),
     )
     .action(async (opts, command: Command) => {
       const config = await loadServerConfig({

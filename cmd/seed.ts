@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { createAccount } from "../lib/store/create_account.ts";
 import { importLegacyUsers, importVerifiers } from "../lib/store/account_import.ts";
-import type { ImportOutcome, ProgressHandler } from "../lib/store/account_import.ts";
+import type { ImportOutcome, ImportStatus, ProgressHandler } from "../lib/store/account_import.ts";
 import { SCHEMA_VERSION } from "../lib/store/migrations.ts";
 import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
 import { describeError } from "../lib/codec/protocol_error.ts";
@@ -59,10 +59,22 @@ function progress(label: string): ProgressHandler {
   };
 }
 
-function report(outcomes: ImportOutcome[], file: string): void {
+/** How many lines or accounts ended each way. */
+type Counts = Record<ImportStatus, number>;
+
+/**
+ * Per-line reports: a rejected line on stderr, a flagged account on stdout (it exists now, like `created
+ * NAME`, and its user must be told). Created and kept accounts are only counted. Never a password.
+ */
+function report(outcomes: ImportOutcome[], file: string, counts: Counts): void {
   for (const o of outcomes) {
+    counts[o.status]++;
     if (o.status === "rejected") {
       console.error(`${file}:${o.line}: rejected ${JSON.stringify(o.user)}: ${o.reason}`);
+    } else if (o.status === "flagged") {
+      console.log(
+        `${file}:${o.line}: imported ${JSON.stringify(o.user)}: must change password (${o.reason})`,
+      );
     }
   }
 }
@@ -80,7 +92,8 @@ async function readInput(path: string, flag: string): Promise<string> {
  *
  * @param flags Parsed flags.
  * @param config Resolved configuration (database path, iterations, policy).
- * @returns Exit code: 0, or 1 when any account was rejected.
+ * @returns Exit code: 0, or 1 when any account or line was rejected (existing accounts are kept, which is
+ *   no failure: an import can be run again).
  * @throws {UsageError} For contradictory flags or unreadable input files.
  */
 export async function runSeed(flags: SeedFlags, config: ServerConfig): Promise<number> {
@@ -96,23 +109,21 @@ export async function runSeed(flags: SeedFlags, config: ServerConfig): Promise<n
     : await readPasswordFile(flags.passwordFile, "--password-file");
   const settings = { iterations: config.scram_iterations, minPasswordLength: config.password_min_length };
   const store = SqliteUserStore.open(config.database);
-  let created = 0;
-  let rejected = 0;
-  let kept = 0;
+  const counts: Counts = { created: 0, flagged: 0, kept: 0, rejected: 0 };
   try {
     if (flags.demo) {
       const rows: [string, string][] = [];
       for (const user of DEMO_USERS) {
         if (await store.findUser(user)) {
           console.error(`demo user ${user} already exists: kept unchanged`);
-          kept++;
+          counts.kept++;
           continue;
         }
         const secret = randomPassword();
         await createAccount(store, { user, password: secret }, settings);
         rows.push([user, secret]);
       }
-      created += rows.length;
+      counts.created += rows.length;
       if (rows.length > 0) {
         // Shown first: the accounts exist now, so their passwords must reach the operator even if
         // the file cannot be written.
@@ -138,10 +149,10 @@ export async function runSeed(flags: SeedFlags, config: ServerConfig): Promise<n
       try {
         const record = await createAccount(store, { user: flags.user, password }, settings);
         console.log(`created ${record.name}`);
-        created++;
+        counts.created++;
       } catch (err) {
         console.error(`rejected ${JSON.stringify(flags.user)}: ${describeError(err)}`);
-        rejected++;
+        counts.rejected++;
       }
     }
     for (
@@ -159,18 +170,16 @@ export async function runSeed(flags: SeedFlags, config: ServerConfig): Promise<n
       ] as const
     ) {
       if (text === undefined || file === undefined) continue;
-      const outcomes = await run();
-      report(outcomes, file);
-      created += outcomes.filter((o) => o.status === "created").length;
-      rejected += outcomes.filter((o) => o.status === "rejected").length;
+      report(await run(), file, counts);
     }
     const total = await store.countUsers();
     console.log(
-      `seed: ${created} created, ${rejected} rejected, ${kept} kept; ${total} accounts in ${config.database} ` +
-        `(schema version ${SCHEMA_VERSION})`,
+      `seed: ${counts.created} created, ${counts.flagged} created but must change password, ` +
+        `${counts.kept} kept (already existed), ${counts.rejected} rejected; ` +
+        `${total} accounts in ${config.database} (schema version ${SCHEMA_VERSION})`,
     );
   } finally {
     store.close();
   }
-  return rejected === 0 ? 0 : 1;
+  return counts.rejected === 0 ? 0 : 1;
 }

@@ -149,15 +149,10 @@ export async function chatCredentials(
   register: (message: IdentityMessage) => Promise<void>,
   cache?: IdentityCache,
 ): Promise<ChatCredentials> {
-  const udp = reply.udp && reply.sessionKey
-    ? { port: reply.udp.port, handle: reply.udp.handle, relayId: reply.udp.relay_id, key: reply.sessionKey }
-    : null;
-  const chat: ChatCredentials = { user: reply.user, identity: null, udp };
+  const chat: ChatCredentials = { user: reply.user, identity: null, udp: udpCredentials(reply) };
   try {
     if (reply.identity) {
-      const key = cacheKey(reply.user, reply.identity);
-      chat.identity = cache?.get(key) ??
-        cached(cache, key, await recoverIdentity(reply.user, password, reply.identity));
+      chat.identity = await openIdentity(reply.user, password, reply.identity, cache);
     } else {
       // An account made without one (seeded, imported): its first login makes it.
       const made = await newIdentity(reply.user, password);
@@ -169,4 +164,40 @@ export async function chatCredentials(
     chat.identityError = `No identity key: ${(err as Error).message}`;
   }
   return chat;
+}
+
+/**
+ * Open an identity backup the server returned, from the cache when it was opened before.
+ *
+ * @param user The account name.
+ * @param password The password as typed.
+ * @param message The public key and backup.
+ * @param cache Keys already opened, if the client keeps them.
+ * @returns The identity.
+ * @throws {TypeError} When the backup does not open or does not match the key.
+ * @throws {RangeError} When the server asks for absurd Argon2id parameters.
+ */
+export async function openIdentity(
+  user: string,
+  password: string,
+  message: IdentityMessage,
+  cache?: IdentityCache,
+): Promise<Identity> {
+  const key = cacheKey(user, message);
+  return cache?.get(key) ?? cached(cache, key, await recoverIdentity(user, password, message));
+}
+
+/**
+ * The UDP rendezvous credentials of a reply that put the session online (LOGIN, or the PASSWD that lifted
+ * a must-change-password restriction), with the session key its SCRAM exchange made.
+ *
+ * @param reply The reply's `udp` field and the exchange's session key.
+ * @returns The credentials, or `null` when the server serves no UDP.
+ */
+export function udpCredentials(
+  reply: { udp?: ServerMessageOf<"LOGIN">["udp"]; sessionKey: Uint8Array<ArrayBuffer> | null },
+): ChatCredentials["udp"] {
+  return reply.udp && reply.sessionKey
+    ? { port: reply.udp.port, handle: reply.udp.handle, relayId: reply.udp.relay_id, key: reply.sessionKey }
+    : null;
 }

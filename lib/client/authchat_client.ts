@@ -15,9 +15,16 @@ import { newVerifierFields, trustedSealKey } from "./_new_verifier.ts";
 import { scramExchange } from "./_scram_exchange.ts";
 import type { ServerEvent } from "./_request_channel.ts";
 import { openConnection } from "./open_connection.ts";
-import { chatCredentials, newIdentity, sealIdentity } from "./_chat_identity.ts";
+import {
+  chatCredentials,
+  newIdentity,
+  openIdentity,
+  sealIdentity,
+  udpCredentials,
+} from "./_chat_identity.ts";
 import type { ChatCredentials, IdentityCache } from "./_chat_identity.ts";
 import type { Endpoint, TrustOptions } from "./open_connection.ts";
+import type { Identity } from "../crypto/identity_key.ts";
 
 /** What the server said in HELLO. */
 export type HelloInfo = ServerMessageOf<"HELLO">;
@@ -30,6 +37,16 @@ export type ListedUser = ServerMessageOf<"LIST">["users"][number];
 /** Where and how to reach a user (PEER). */
 export type PeerInfo = ServerMessageOf<"PEER">;
 export type { ChatCredentials, IdentityCache } from "./_chat_identity.ts";
+
+/** What IS_LOGGED says about the connection. */
+export interface LoginState {
+  /** Whether it is logged in. */
+  loggedIn: boolean;
+  /** As whom. */
+  user?: string;
+  /** Present (true) when the account must change its password before anything else. */
+  mustChangePassword?: true;
+}
 
 /** Options of {@linkcode AuthchatClient.connect}. */
 export interface ClientOptions extends Endpoint {
@@ -78,6 +95,10 @@ export class AuthchatClient {
   #user: string | null = null;
   #cache: ClientCache;
   #chat: ChatCredentials | null = null;
+  /** The login must change its password before anything else (LOGIN said so). */
+  #mustChange = false;
+  /** A restricted login's identity key, if the account has one: `passwd` re-seals it, then chat starts. */
+  #heldIdentity: Identity | null = null;
   #keepalive: ReturnType<typeof setInterval> | undefined;
 
   private constructor(
@@ -91,10 +112,7 @@ export class AuthchatClient {
     this.#channel = new RequestChannel(framed, {
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       onEvent: (event) => {
-        if (event.op === "BYE") {
-          this.#user = null;
-          this.#chat = null;
-        }
+        if (event.op === "BYE") this.#loggedOut();
         options.onEvent?.(event);
       },
       onClosed: () => {
@@ -173,6 +191,23 @@ export class AuthchatClient {
   /** The user this connection is logged in as, as far as the client knows. */
   get user(): string | null {
     return this.#user;
+  }
+
+  /**
+   * Whether the login must change its password before anything else (an account imported with a password
+   * the policy refuses). Until {@linkcode passwd} succeeds, the server refuses everything but `passwd`,
+   * `isLogged`, `logout` and `close` (`PASSWORD_CHANGE_REQUIRED`), and there is no chat ({@linkcode chat}
+   * is `null`); after it, chat starts as after a login.
+   */
+  get mustChangePassword(): boolean {
+    return this.#mustChange;
+  }
+
+  #loggedOut(): void {
+    this.#user = null;
+    this.#chat = null;
+    this.#mustChange = false;
+    this.#heldIdentity = null;
   }
 
   /** Why the connection ended, or `null` while open. */
@@ -258,7 +293,8 @@ export class AuthchatClient {
   }
 
   /**
-   * Log in with SCRAM (channel-bound on TLS).
+   * Log in with SCRAM (channel-bound on TLS). When the account must change its password,
+   * {@linkcode mustChangePassword} says so after this and chat waits for {@linkcode passwd}.
    *
    * @param user User name.
    * @param password Password.
@@ -269,14 +305,35 @@ export class AuthchatClient {
   }
 
   async #login(user: string, password: string, greeted?: Promise<void>): Promise<string> {
-    this.#user = null;
-    this.#chat = null;
+    // A LOGIN logs a session out first, except one that must change its password: the server refuses it
+    // anything but PASSWD, LOGOUT, IS_LOGGED and CLOSE, so it is logged out explicitly.
+    if (this.#mustChange) await this.logout();
+    this.#loggedOut();
     const reply = await this.#scram("LOGIN", user, password, {}, greeted);
     this.#user = reply.user;
-    this.#chat = await chatCredentials(reply, password, async (message) => {
+    if (reply.must_change_password) {
+      this.#mustChange = true;
+      // An existing key is opened now, with the password just proved, so `passwd` can re-seal it; a new one
+      // is made only after `passwd`, sealed under the new password. One that does not open leaves `passwd`
+      // to be refused by the server (the account's key needs its re-sealed backup).
+      if (reply.identity) {
+        this.#heldIdentity = await openIdentity(reply.user, password, reply.identity, this.#cache.identities)
+          .catch(() => null);
+      }
+      return reply.user;
+    }
+    this.#chat = await this.#chatCredentials(reply, password);
+    return reply.user;
+  }
+
+  /** Chat credentials after a login (or a lifted restriction); IDENTITY registers a new key. */
+  #chatCredentials(
+    reply: ServerMessageOf<"LOGIN"> & { sessionKey: Uint8Array<ArrayBuffer> | null },
+    password: string,
+  ): Promise<ChatCredentials> {
+    return chatCredentials(reply, password, async (message) => {
       await this.#request({ op: "IDENTITY", ...message }, "IDENTITY");
     }, this.#cache.identities);
-    return reply.user;
   }
 
   /** After a login: the identity key and UDP credentials direct messages need. */
@@ -327,14 +384,17 @@ export class AuthchatClient {
   /**
    * Ask whether this connection is logged in.
    *
-   * @returns The state and user.
+   * @returns The state, the user, and whether the login must change its password.
    */
-  async isLogged(): Promise<{ loggedIn: boolean; user?: string }> {
+  async isLogged(): Promise<LoginState> {
     const reply = await this.#request({ op: "IS_LOGGED" }, "IS_LOGGED");
-    this.#user = reply.logged_in ? reply.user ?? null : null;
-    return reply.user === undefined
-      ? { loggedIn: reply.logged_in }
-      : { loggedIn: reply.logged_in, user: reply.user };
+    if (!reply.logged_in) this.#loggedOut();
+    else this.#user = reply.user ?? null;
+    return {
+      loggedIn: reply.logged_in,
+      ...(reply.user === undefined ? {} : { user: reply.user }),
+      ...(reply.logged_in && reply.must_change_password ? { mustChangePassword: true as const } : {}),
+    };
   }
 
   /**
@@ -347,7 +407,9 @@ export class AuthchatClient {
   }
 
   /**
-   * Change the password, proving the current one.
+   * Change the password, proving the current one. On a login that had to change its password, the
+   * session becomes a normal one: chat starts as after a login ({@linkcode chat}), with the identity key
+   * made (or kept) and sealed under the new password.
    *
    * @param current Current password.
    * @param next New password.
@@ -356,10 +418,27 @@ export class AuthchatClient {
     const user = this.#user;
     if (user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
     const verifier = await this.#newVerifier("PASSWD", user, next);
-    const identity = this.#chat?.identity;
+    const identity = this.#chat?.identity ?? this.#heldIdentity;
     // The identity key backup follows the password, or only the old password would open it.
-    const backup = identity ? { backup: (await sealIdentity(identity, user, next)).backup } : {};
-    await this.#scram("PASSWD", user, current, { ...verifier, ...backup });
+    const sealed = identity ? await sealIdentity(identity, user, next) : null;
+    const reply = await this.#scram("PASSWD", user, current, {
+      ...verifier,
+      ...(sealed ? { backup: sealed.backup } : {}),
+    });
+    if (!this.#mustChange) return;
+    this.#mustChange = false;
+    this.#heldIdentity = null;
+    // What the LOGIN reply would have given: the UDP rendezvous comes in this reply, keyed by this exchange.
+    this.#chat = identity ? { user, identity, udp: udpCredentials(reply) } : await this.#chatCredentials(
+      {
+        op: "LOGIN",
+        user,
+        data: reply.data,
+        ...(reply.udp ? { udp: reply.udp } : {}),
+        sessionKey: reply.sessionKey,
+      },
+      next,
+    );
   }
 
   /**
@@ -372,16 +451,14 @@ export class AuthchatClient {
     const user = this.#user;
     if (user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
     const reply = await this.#scram("DELETE", user, password);
-    this.#user = null;
-    this.#chat = null;
+    this.#loggedOut();
     return reply.user;
   }
 
   /** Log out; the connection stays open. */
   async logout(): Promise<void> {
     await this.#request({ op: "LOGOUT" }, "LOGOUT");
-    this.#user = null;
-    this.#chat = null;
+    this.#loggedOut();
   }
 
   /** Say CLOSE, wait for the confirmation, and close. Safe to call on a closed connection. */

@@ -73,6 +73,9 @@ const COMMANDS = new Set([
   "wait",
 ]);
 
+/** Said (on stderr) after `login` and `is_logged` while the account must change its password. */
+const MUST_CHANGE_PASSWORD = "this account must change its password before anything else: type passwd";
+
 /** How many arguments each command takes at most (`send` keeps the rest of the line as its text). */
 const MAX_ARGS: Record<string, number> = { register: 1, login: 1, fingerprint: 1, trust: 1, wait: 1 };
 
@@ -226,11 +229,15 @@ export class CommandRunner {
         const user = await this.#user(arg);
         await this.#chat.stop();
         io.out(`logged in as ${await client.login(user, await io.secret("login"))}`);
+        // Chat starts once the password is changed (see passwd).
+        if (client.mustChangePassword) return io.err(MUST_CHANGE_PASSWORD);
         return await this.#chat.start(client);
       }
       case "is_logged": {
         const state = await client.isLogged();
-        return io.out(state.loggedIn ? `logged in as ${state.user}` : "not logged in");
+        io.out(state.loggedIn ? `logged in as ${state.user}` : "not logged in");
+        if (state.mustChangePassword) io.err(MUST_CHANGE_PASSWORD);
+        return;
       }
       case "access": {
         const a = await client.access();
@@ -242,8 +249,12 @@ export class CommandRunner {
       case "passwd": {
         if (client.user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
         const current = await io.secret("current");
+        const restricted = client.mustChangePassword;
         await client.passwd(current, await io.secret("new"));
-        return io.out("password changed");
+        io.out("password changed");
+        // The session was held back until now: it goes online as after a login.
+        if (restricted) await this.#chat.start(client);
+        return;
       }
       case "delete": {
         if (client.user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");

@@ -64,6 +64,9 @@ const listedUser = object({
   allowExtra: true,
 });
 
+/** The UDP rendezvous a session may use (docs/PROTOCOL.md, section 16). */
+const udpSchema = object({ port: integer(1, 65535), handle: b64(32), relay_id: integer(0, 2 ** 32 - 1) });
+
 const clientSchemas = {
   HELLO: object({ op: literal("HELLO"), id, version: integer(0, 65535), keepalive: optional(boolean()) }),
   REGISTER: object({
@@ -128,13 +131,15 @@ const serverSchemas = {
     user: string({ max: 256 }),
     data: scramText,
     identity: optional(identitySchema),
-    udp: optional(object({ port: integer(1, 65535), handle: b64(32), relay_id: integer(0, 2 ** 32 - 1) })),
+    udp: optional(udpSchema),
+    must_change_password: optional(boolean()),
   }, loose),
   IS_LOGGED: object({
     op: literal("IS_LOGGED"),
     id,
     logged_in: boolean(),
     user: optional(string({ max: 256 })),
+    must_change_password: optional(boolean()),
   }, loose),
   ACCESS: object({
     op: literal("ACCESS"),
@@ -145,7 +150,7 @@ const serverSchemas = {
     login: string({ max: 64 }),
     resource: string({ max: 4096 }),
   }, loose),
-  PASSWD: object({ op: literal("PASSWD"), id, data: scramText }, loose),
+  PASSWD: object({ op: literal("PASSWD"), id, data: scramText, udp: optional(udpSchema) }, loose),
   DELETE: object({ op: literal("DELETE"), id, user: string({ max: 256 }), data: scramText }, loose),
   LOGOUT: object({ op: literal("LOGOUT"), id }, loose),
   CLOSE: object({ op: literal("CLOSE"), id }, loose),

@@ -32,6 +32,7 @@ export const ERROR_CODES = [
   "IDENTITY_EXISTS",
   "BAD_DATAGRAM",
   "INTERNAL",
+  "PASSWORD_CHANGE_REQUIRED",
 ] as const;
 
 /** One of {@linkcode ERROR_CODES}. */

@@ -52,7 +52,10 @@ export function backupText(b: KeyBackupMessage): string {
 
 /**
  * The LOGIN reply after a correct proof: the identity key and its sealed backup, and the UDP
- * rendezvous handle (the session is registered with the rendezvous here).
+ * rendezvous handle (the session is registered with the rendezvous here). An account that must change its
+ * password gets `must_change_password` instead of the rendezvous: its session is not online until its
+ * PASSWD (see {@linkcode udpFields}). Its identity backup, if it has one, is still sent: the client must
+ * re-seal it under the new password.
  *
  * @param ctx The server's shared state.
  * @param sessionId The session logging in.
@@ -77,10 +80,10 @@ export async function loginReply(
       backup: JSON.parse(identity.backup) as KeyBackupMessage,
     };
   }
-  const sessionKey = pending.exchange.sessionKey;
-  if (ctx.rendezvous && sessionKey) {
-    const udp = await ctx.rendezvous.register(sessionId, pending.key, sessionKey);
-    reply.udp = { port: ctx.rendezvous.port, handle: udp.handle, relay_id: udp.relayId };
+  if (pending.mustChangePassword) reply.must_change_password = true;
+  else {
+    const udp = await udpFields(ctx, sessionId, pending);
+    if (udp) reply.udp = udp;
   }
   return {
     reply,
@@ -88,6 +91,26 @@ export async function loginReply(
       ? { identityKey: identity.key, fingerprint: await fingerprint(new Uint8Array(identity.key)) }
       : { identityKey: null, fingerprint: null },
   };
+}
+
+/**
+ * Register a session with the UDP rendezvous, keyed by the session key of the exchange that put it online:
+ * its LOGIN, or, for an account that had to change its password, the PASSWD that lifted the restriction.
+ *
+ * @param ctx The server's shared state.
+ * @param sessionId The session.
+ * @param pending The exchange, its proof checked and committed.
+ * @returns The `udp` field of the reply, or `undefined` when the server serves no UDP.
+ */
+export async function udpFields(
+  ctx: SessionContext,
+  sessionId: number,
+  pending: PendingExchange,
+): Promise<ServerMessageOf<"LOGIN">["udp"]> {
+  const sessionKey = pending.exchange.sessionKey;
+  if (!ctx.rendezvous || !sessionKey) return undefined;
+  const udp = await ctx.rendezvous.register(sessionId, pending.key, sessionKey);
+  return { port: ctx.rendezvous.port, handle: udp.handle, relay_id: udp.relayId };
 }
 
 /**

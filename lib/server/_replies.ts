@@ -22,6 +22,11 @@ export interface LoggedIn {
   identityKey: Uint8Array | null;
   /** Its fingerprint. */
   fingerprint: string | null;
+  /**
+   * The account must change its password before anything else: the session is restricted (see
+   * `RESTRICTED_OPS` in session.ts) and not online, until its own PASSWD lifts it.
+   */
+  mustChangePassword: boolean;
 }
 
 function iso(ms: number): string {
@@ -76,13 +81,19 @@ export function helloReply(
 }
 
 /**
- * The IS_LOGGED reply.
+ * The IS_LOGGED reply; `must_change_password` is present only when true.
  *
  * @param user The logged-in account, or `null`.
  * @returns The message.
  */
 export function isLoggedReply(user: LoggedIn | null): ServerMessageOf<"IS_LOGGED"> {
-  return user ? { op: "IS_LOGGED", logged_in: true, user: user.name } : { op: "IS_LOGGED", logged_in: false };
+  if (!user) return { op: "IS_LOGGED", logged_in: false };
+  return {
+    op: "IS_LOGGED",
+    logged_in: true,
+    user: user.name,
+    ...(user.mustChangePassword ? { must_change_password: true } : {}),
+  };
 }
 
 /**

@@ -35,6 +35,11 @@ export interface PendingExchange {
   newBackup?: string;
   /** The account's identity key and sealed backup when the exchange started. */
   identity: { key: Uint8Array; backup: string } | null;
+  /**
+   * The account must change its password before anything else. Read with `stored`: only a change of the
+   * verifier clears it, so a login committed against `stored` sees the flag as it is.
+   */
+  mustChangePassword: boolean;
 }
 
 /** What starts an exchange. */
@@ -105,6 +110,7 @@ export async function startExchange(
     identity: userId !== null && record!.identityKey && record!.keyBackup
       ? { key: record!.identityKey, backup: record!.keyBackup }
       : null,
+    mustChangePassword: userId !== null && record!.mustChangePassword,
   };
   if (request.newVerifier !== undefined) pending.newVerifier = request.newVerifier;
   if (request.newBackup !== undefined) pending.newBackup = request.newBackup;

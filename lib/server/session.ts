@@ -25,11 +25,19 @@ import type {
 } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { endOtherSessions, failedRequest, passwordChange, registerAccount } from "./_account_requests.ts";
-import { listReply, loginReply, onlineUser, peerReply, registerIdentity } from "./_chat_requests.ts";
+import {
+  listReply,
+  loginReply,
+  onlineUser,
+  peerReply,
+  registerIdentity,
+  udpFields,
+} from "./_chat_requests.ts";
 import { SessionSecrets } from "./_new_verifier.ts";
 import { checkProof, commitProof, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
 import { accessReply, checkVersion, helloReply, isLoggedReply } from "./_replies.ts";
+import { refuseWhileRestricted } from "./_restricted_session.ts";
 import type { LoggedIn } from "./_replies.ts";
 import type { LogFields } from "./logger.ts";
 import { SessionClock } from "./_session_clock.ts";
@@ -223,7 +231,9 @@ export class Session implements RegisteredSession {
     this.#user = user;
     if (!user) this.#clock.loggedOut(this.#ctx.now());
     this.#ctx.registry.setUser(this, user?.key ?? null);
-    if (user) this.#ctx.presence.join(this, onlineUser(user));
+    // A session that must change its password is not online: nobody is told, it is not listed, and it
+    // hears nothing, until its PASSWD (see `#liftRestriction`).
+    if (user && !user.mustChangePassword) this.#ctx.presence.join(this, onlineUser(user));
   }
 
   #requireUser(): LoggedIn {
@@ -243,6 +253,7 @@ export class Session implements RegisteredSession {
         `Expected PROOF, got ${msg.op}: the SCRAM exchange is abandoned`,
       );
     }
+    refuseWhileRestricted(this.#user, msg.op);
     switch (msg.op) {
       case "HELLO":
         return this.#onHello(msg);
@@ -351,8 +362,10 @@ export class Session implements RegisteredSession {
       return await this.#loggedIn(pending, { now, previous, serverFinal, verifier }, msg.id);
     }
     if (pending.purpose === "passwd") {
-      if (this.#user) this.#user.verifier = verifier;
+      const me = this.#user;
+      if (me) me.verifier = verifier;
       endOtherSessions(this.#ctx, "passwd", pending.key, this, fields);
+      if (me?.mustChangePassword) return await this.#liftRestriction(me, pending, serverFinal, msg.id);
       return this.#reply({ op: "PASSWD", data: serverFinal }, msg.id);
     }
     this.#setUser(null);
@@ -375,9 +388,33 @@ export class Session implements RegisteredSession {
       previousLogin: done.previous,
       verifier: done.verifier,
       ...login.identity,
+      mustChangePassword: pending.mustChangePassword,
     });
-    this.#ctx.log.info("login_ok", { ...this.#logFields(), transport: this.#info.transport });
+    this.#ctx.log.info("login_ok", {
+      ...this.#logFields(),
+      transport: this.#info.transport,
+      ...(pending.mustChangePassword ? { must_change_password: true } : {}),
+    });
     this.#reply(login.reply, requestId);
+  }
+
+  /**
+   * The PASSWD of a session that had to change its password succeeded (the store cleared the flag in the
+   * same write): it becomes a normal session without a new login. It goes online, and its reply carries
+   * the UDP rendezvous its LOGIN reply did not, keyed by this exchange's session key.
+   */
+  async #liftRestriction(
+    me: LoggedIn,
+    pending: PendingExchange,
+    serverFinal: string,
+    requestId: number | undefined,
+  ): Promise<void> {
+    const udp = await udpFields(this.#ctx, this.id, pending);
+    if (this.#closed) return this.#ctx.rendezvous?.unregister(this.id);
+    me.mustChangePassword = false;
+    this.#ctx.presence.join(this, onlineUser(me));
+    this.#ctx.log.info("restriction_lifted", this.#logFields());
+    this.#reply({ op: "PASSWD", data: serverFinal, ...(udp ? { udp } : {}) }, requestId);
   }
 
   async #onAccess(requestId: number | undefined): Promise<void> {

@@ -1,7 +1,10 @@
 /**
  * Bulk account creation for `authchat seed`: legacy `user:password` files and
- * PostgreSQL SCRAM verifier files. Every line ends in an outcome with its line
- * number; nothing is skipped silently.
+ * PostgreSQL SCRAM verifier files. Blank lines and comments (lines whose first
+ * non-blank character is `#`) are skipped; every other line ends in an outcome
+ * with its line number: created, created but flagged "must change password"
+ * (legacy files only), kept (the user already exists: a re-run changes
+ * nothing), or rejected with a reason.
  *
  * @module
  */
@@ -9,9 +12,16 @@
 import { prepareUsername } from "../auth/username.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { parseVerifier } from "../crypto/scram_verifier.ts";
-import { createAccount } from "./create_account.ts";
+import { createLegacyAccount } from "./create_account.ts";
 import type { AccountSettings } from "./create_account.ts";
 import type { UserStore } from "./user_store.ts";
+
+/**
+ * What happened to one line: `created`; `flagged` (created, but the password fails the policy, so the
+ * account must change it before anything else); `kept` (an account of that name already exists and is
+ * left as it is); `rejected`.
+ */
+export type ImportStatus = "created" | "flagged" | "kept" | "rejected";
 
 /** What happened to one line. */
 export interface ImportOutcome {
@@ -19,9 +29,9 @@ export interface ImportOutcome {
   line: number;
   /** The user name on the line (may be empty for malformed lines). */
   user: string;
-  /** Created, or rejected with a reason. */
-  status: "created" | "rejected";
-  /** Why it was rejected. */
+  /** What happened. */
+  status: ImportStatus;
+  /** Why it was flagged, kept or rejected (never the password). */
   reason?: string;
 }
 
@@ -42,15 +52,21 @@ interface Line {
   rest: string;
 }
 
+/** A line whose name is valid and appears once in its file. */
+interface NamedLine extends Line {
+  name: string;
+  key: string;
+}
+
 /**
- * Split a `name:value` file into lines, tolerating `\r\n` and a byte-order mark.
- * Lines without a `:` and blank lines are returned as rejections.
+ * Split a `name:value` file into lines, tolerating `\r\n` and a byte-order mark. Blank lines and lines
+ * whose first non-blank character is `#` are skipped; lines without a `:` are returned as rejections.
  *
  * @example
  * ```ts
  * import { splitUserLines } from "./account_import.ts";
- * const { lines, rejected } = splitUserLines("alice:pw:with:colons\r\n\nbob\n");
- * console.assert(lines[0]?.rest === "pw:with:colons" && rejected.length === 2);
+ * const { lines, rejected } = splitUserLines("# users\r\nalice:pw:with:colons\r\n\nbob\n");
+ * console.assert(lines[0]?.rest === "pw:with:colons" && lines[0]?.line === 2 && rejected.length === 1);
  * ```
  *
  * @param text File contents.
@@ -58,13 +74,13 @@ interface Line {
  */
 export function splitUserLines(text: string): { lines: Line[]; rejected: ImportOutcome[] } {
   const rows = text.replace(/^\uFEFF/, "").split(/\r?\n/);
-  if (rows.at(-1) === "") rows.pop();
   const lines: Line[] = [];
   const rejected: ImportOutcome[] = [];
   rows.forEach((row, i) => {
+    const start = row.trimStart();
+    if (start === "" || start.startsWith("#")) return;
     const at = row.indexOf(":");
-    if (row.trim() === "") rejected.push({ line: i + 1, user: "", status: "rejected", reason: "empty line" });
-    else if (at < 0) {
+    if (at < 0) {
       rejected.push({ line: i + 1, user: "", status: "rejected", reason: "no ':' between user and value" });
     } else lines.push({ line: i + 1, user: row.slice(0, at), rest: row.slice(at + 1) });
   });
@@ -77,9 +93,72 @@ function reasonOf(err: unknown): string {
   throw err;
 }
 
+function isTaken(err: unknown): boolean {
+  return err instanceof ProtocolError && err.code === "USER_EXISTS";
+}
+
+/** The outcome of a line whose account exists already. */
+function kept(l: Line): ImportOutcome {
+  return { line: l.line, user: l.user, status: "kept", reason: "already exists" };
+}
+
+/** Why a legacy account must change its password, in words (the policy's refusal). */
+function weaknessText(err: ProtocolError): string {
+  const detail = err.message.replace(/^Password refused: /, "");
+  switch (err.details.reason) {
+    case "too_short":
+      return `password is too short: ${detail}`;
+    case "too_long":
+      return `password is too long: ${detail}`;
+    case "common":
+      return "password is too common";
+    case "contains_username":
+      return "password contains the user name";
+    case "contains_service":
+      return "password contains the service name";
+    default:
+      return detail;
+  }
+}
+
+/**
+ * Check every line's name. A name on several lines is ambiguous (which password was meant?): none of them
+ * is imported. Names that cannot be names are rejected.
+ */
+function uniqueNames(lines: Line[], outcomes: ImportOutcome[]): NamedLine[] {
+  const byKey = new Map<string, NamedLine[]>();
+  for (const l of lines) {
+    let prepared: { name: string; key: string };
+    try {
+      prepared = prepareUsername(l.user);
+    } catch (err) {
+      outcomes.push({ line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) });
+      continue;
+    }
+    byKey.set(prepared.key, [...(byKey.get(prepared.key) ?? []), { ...l, ...prepared }]);
+  }
+  const unique: NamedLine[] = [];
+  for (const group of byKey.values()) {
+    if (group.length === 1) {
+      unique.push(group[0]!);
+      continue;
+    }
+    const where = group.map((l) => l.line).join(", ");
+    for (const l of group) {
+      outcomes.push({
+        line: l.line,
+        user: l.user,
+        status: "rejected",
+        reason: `same user on lines ${where}: none imported`,
+      });
+    }
+  }
+  return unique.sort((a, b) => a.line - b.line);
+}
+
 async function runAll(
-  lines: Line[],
-  work: (line: Line) => Promise<void>,
+  lines: NamedLine[],
+  work: (line: NamedLine) => Promise<void>,
   options: { onProgress?: ProgressHandler | undefined; concurrency?: number | undefined },
 ): Promise<void> {
   let next = 0;
@@ -99,13 +178,28 @@ function sorted(outcomes: ImportOutcome[]): ImportOutcome[] {
 }
 
 /**
- * Import a legacy `user:password` file (the first `:` separates; passwords may contain `:`).
- * The password policy applies; the plaintext is never stored.
+ * Import a legacy `user:password` file (the first `:` separates; passwords may contain `:`), such as the
+ * users file of the challenge-response server authchat replaces. A password the policy refuses as weak is
+ * imported all the same (it worked yesterday) and the account flagged "must change password"; an empty
+ * password, or one SASLprep refuses, is rejected. The plaintext is never stored.
+ *
+ * @example
+ * ```ts
+ * import { importLegacyUsers } from "./account_import.ts";
+ * import { SqliteUserStore } from "./sqlite_user_store.ts";
+ * const store = SqliteUserStore.open(":memory:");
+ * const settings = { iterations: 4096, minPasswordLength: 10 };
+ * const outcomes = await importLegacyUsers(store, "# old users\nuser10:password10\n", settings);
+ * console.assert(outcomes[0]?.status === "flagged" && outcomes[0]?.reason === "password is too common");
+ * const again = await importLegacyUsers(store, "user10:password10\n", settings);
+ * console.assert(again[0]?.status === "kept");
+ * store.close();
+ * ```
  *
  * @param store The store.
  * @param text File contents.
  * @param options Settings, progress and concurrency.
- * @returns One outcome per line, in line order.
+ * @returns One outcome per line that is neither blank nor a comment, in line order.
  */
 export async function importLegacyUsers(
   store: UserStore,
@@ -114,40 +208,18 @@ export async function importLegacyUsers(
 ): Promise<ImportOutcome[]> {
   const { lines, rejected } = splitUserLines(text);
   const outcomes = [...rejected];
-  // A name on several lines is ambiguous (which password was meant?): none of them is imported.
-  const byKey = new Map<string, Line[]>();
-  for (const l of lines) {
-    let key: string;
+  await runAll(uniqueNames(lines, outcomes), async (l) => {
     try {
-      key = prepareUsername(l.user).key;
+      const { weakness } = await createLegacyAccount(store, { user: l.user, password: l.rest }, options);
+      outcomes.push(
+        weakness
+          ? { line: l.line, user: l.user, status: "flagged", reason: weaknessText(weakness) }
+          : { line: l.line, user: l.user, status: "created" },
+      );
     } catch (err) {
-      outcomes.push({ line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) });
-      continue;
-    }
-    byKey.set(key, [...(byKey.get(key) ?? []), l]);
-  }
-  const unique: Line[] = [];
-  for (const group of byKey.values()) {
-    if (group.length === 1) {
-      unique.push(group[0]!);
-      continue;
-    }
-    const where = group.map((l) => l.line).join(", ");
-    for (const l of group) {
-      outcomes.push({
-        line: l.line,
-        user: l.user,
-        status: "rejected",
-        reason: `same user on lines ${where}: none imported`,
-      });
-    }
-  }
-  await runAll(unique, async (l) => {
-    try {
-      await createAccount(store, { user: l.user, password: l.rest }, options);
-      outcomes.push({ line: l.line, user: l.user, status: "created" });
-    } catch (err) {
-      outcomes.push({ line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) });
+      outcomes.push(
+        isTaken(err) ? kept(l) : { line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) },
+      );
     }
   }, options);
   return sorted(outcomes);
@@ -155,12 +227,13 @@ export async function importLegacyUsers(
 
 /**
  * Import `user:SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>` lines (PostgreSQL's
- * `pg_authid.rolpassword`); the accounts log in with their original passwords.
+ * `pg_authid.rolpassword`); the accounts log in with their original passwords. Nobody here knows those
+ * passwords, so none is flagged.
  *
  * @param store The store.
  * @param text File contents.
  * @param options Progress callback and creation time.
- * @returns One outcome per line, in line order.
+ * @returns One outcome per line that is neither blank nor a comment, in line order.
  */
 export async function importVerifiers(
   store: UserStore,
@@ -169,14 +242,20 @@ export async function importVerifiers(
 ): Promise<ImportOutcome[]> {
   const { lines, rejected } = splitUserLines(text);
   const outcomes = [...rejected];
-  await runAll(lines, async (l) => {
+  await runAll(uniqueNames(lines, outcomes), async (l) => {
     try {
-      const { name, key } = prepareUsername(l.user);
       parseVerifier(l.rest);
-      await store.createUser({ name, nameKey: key, verifier: l.rest, now: options.now ?? Date.now() });
-      outcomes.push({ line: l.line, user: name, status: "created" });
+      await store.createUser({
+        name: l.name,
+        nameKey: l.key,
+        verifier: l.rest,
+        now: options.now ?? Date.now(),
+      });
+      outcomes.push({ line: l.line, user: l.name, status: "created" });
     } catch (err) {
-      outcomes.push({ line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) });
+      outcomes.push(
+        isTaken(err) ? kept(l) : { line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) },
+      );
     }
   }, { onProgress: options.onProgress, concurrency: 1 });
   return sorted(outcomes);

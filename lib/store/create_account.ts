@@ -7,6 +7,8 @@
  */
 
 import { checkPassword } from "../auth/password_policy.ts";
+import type { PolicyReason } from "../auth/password_policy.ts";
+import { saslPrep } from "../auth/saslprep.ts";
 import { prepareUsername } from "../auth/username.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { createVerifier, formatVerifier } from "../crypto/scram_verifier.ts";
@@ -42,10 +44,90 @@ export async function createAccount(
     minLength: settings.minPasswordLength,
     username: name,
   });
-  // Checked before the costly key derivation; the store's unique index still settles races.
-  await refuseTaken(store, key, name);
-  const verifier = formatVerifier(await createVerifier(password, { iterations: settings.iterations }));
-  return await insert(store, { name, key }, { verifier, identity: credentials.identity }, settings.now);
+  return await derive(store, { name, key }, password, { identity: credentials.identity }, settings);
+}
+
+/**
+ * The policy refusals a legacy password may have and still be imported (flagged): SCRAM carries such a
+ * password as well as any other. A password SASLprep refuses (`prohibited_character`) cannot be carried
+ * at all, so it is not among them.
+ */
+const WEAK_REASONS: ReadonlySet<PolicyReason> = new Set([
+  "too_short",
+  "too_long",
+  "common",
+  "contains_username",
+  "contains_service",
+]);
+
+/** An account a legacy import created. */
+export interface LegacyAccount {
+  /** The stored account. */
+  record: UserRecord;
+  /**
+   * Why the account must change its password (the policy's refusal, code `PASSWORD_POLICY` with its
+   * `reason`), or `null` when the password passes the policy and the account is not flagged.
+   */
+  weakness: ProtocolError | null;
+}
+
+/**
+ * Store an account imported from a legacy `user:password` file. Its password worked in the system it comes
+ * from, so one the policy refuses as weak (too short or long, common, built on the user's or the service's
+ * name) is still imported, and the account is flagged "must change password": its logins can do nothing
+ * but change it (docs/PROTOCOL.md, section 6). The password itself is never stored.
+ *
+ * @example
+ * ```ts
+ * import { createLegacyAccount } from "./create_account.ts";
+ * import { SqliteUserStore } from "./sqlite_user_store.ts";
+ * const store = SqliteUserStore.open(":memory:");
+ * const { record, weakness } = await createLegacyAccount(store, { user: "user10", password: "password10" }, {
+ *   iterations: 4096,
+ *   minPasswordLength: 10,
+ * });
+ * console.assert(record.mustChangePassword && weakness?.details.reason === "common");
+ * store.close();
+ * ```
+ *
+ * @param store The store.
+ * @param credentials Name and password as found in the file.
+ * @param settings Iterations and policy.
+ * @returns The stored account, and why it must change its password if it must.
+ * @throws {ProtocolError} `INVALID_USERNAME`; `PASSWORD_POLICY` for an empty password or one SASLprep
+ *   refuses (`prohibited_character`); `USER_EXISTS`.
+ */
+export async function createLegacyAccount(
+  store: UserStore,
+  credentials: { user: string; password: string },
+  settings: AccountSettings,
+): Promise<LegacyAccount> {
+  const { name, key } = prepareUsername(credentials.user);
+  let password: string;
+  let weakness: ProtocolError | null = null;
+  try {
+    password = await checkPassword(credentials.password, {
+      minLength: settings.minPasswordLength,
+      username: name,
+    });
+  } catch (err) {
+    if (!(err instanceof ProtocolError) || !WEAK_REASONS.has(err.details.reason as PolicyReason)) throw err;
+    // The policy got past SASLprep before it refused, so this does not throw.
+    password = saslPrep(credentials.password, { allowUnassigned: true });
+    weakness = err;
+  }
+  // Nothing to prove at a login (or only characters SASLprep maps to nothing): not a password at all.
+  if (password === "") {
+    throw new ProtocolError("PASSWORD_POLICY", "Password refused: it is empty", { reason: "too_short" });
+  }
+  const record = await derive(
+    store,
+    { name, key },
+    password,
+    { mustChangePassword: weakness !== null },
+    settings,
+  );
+  return { record, weakness };
 }
 
 /**
@@ -67,11 +149,25 @@ export async function addAccount(
   return await insert(store, { name, key }, account, now);
 }
 
+/** The verifier of a checked, prepared password, and the insert, once the name is found free. */
+async function derive(
+  store: UserStore,
+  { name, key }: { name: string; key: string },
+  password: string,
+  account: { identity?: IdentityRecord | undefined; mustChangePassword?: boolean },
+  settings: AccountSettings,
+): Promise<UserRecord> {
+  // Checked before the costly key derivation; the store's unique index still settles races.
+  await refuseTaken(store, key, name);
+  const verifier = formatVerifier(await createVerifier(password, { iterations: settings.iterations }));
+  return await insert(store, { name, key }, { ...account, verifier }, settings.now);
+}
+
 /** The insert itself, the name prepared and found free (the store's unique index still settles races). */
 function insert(
   store: UserStore,
   { name, key }: { name: string; key: string },
-  account: { verifier: string; identity?: IdentityRecord | undefined },
+  account: { verifier: string; identity?: IdentityRecord | undefined; mustChangePassword?: boolean },
   now: number = Date.now(),
 ): Promise<UserRecord> {
   return store.createUser({
@@ -80,6 +176,7 @@ function insert(
     verifier: account.verifier,
     now,
     ...(account.identity ? { identity: account.identity } : {}),
+    ...(account.mustChangePassword ? { mustChangePassword: true } : {}),
   });
 }
 

@@ -51,6 +51,18 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    description: "accounts that must change their password (imported with one the policy refuses)",
+    apply(db) {
+      // Existing accounts chose their passwords under the policy (or were imported before this flag
+      // existed): they are not flagged.
+      db.exec(`
+        ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0
+          CHECK (must_change_password IN (0, 1));
+      `);
+    },
+  },
 ];
 
 /** The schema version this code writes. */

@@ -34,6 +34,7 @@ interface Row {
   last_login_at: number | null;
   identity_key: Uint8Array | null;
   key_backup: string | null;
+  must_change_password: number;
 }
 
 function toRecord(row: Row): UserRecord {
@@ -46,6 +47,7 @@ function toRecord(row: Row): UserRecord {
     lastLoginAt: row.last_login_at === null ? null : Number(row.last_login_at),
     identityKey: row.identity_key === null ? null : new Uint8Array(row.identity_key),
     keyBackup: row.key_backup,
+    mustChangePassword: Number(row.must_change_password) === 1,
   };
 }
 
@@ -88,18 +90,20 @@ export class SqliteUserStore implements UserStore {
     this.#db = db;
     this.#find = db.prepare("SELECT * FROM users WHERE name_key = ?");
     this.#insert = db.prepare(
-      "INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup) " +
-        "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+      "INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup, must_change_password) " +
+        "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
     );
     // Without a re-sealed backup only an account without an identity key may change its password: a key
-    // registered during the exchange would otherwise stay sealed under the old password.
+    // registered during the exchange would otherwise stay sealed under the old password. A new password
+    // was checked against the policy by the client, so it lifts the must-change flag in the same write.
     this.#update = db.prepare(
-      "UPDATE users SET verifier = ? WHERE id = ? AND verifier = ? AND identity_key IS NULL",
+      "UPDATE users SET verifier = ?, must_change_password = 0 " +
+        "WHERE id = ? AND verifier = ? AND identity_key IS NULL",
     );
     // A backup is only replaced where one exists: the CHECK keeps key and backup together.
     this.#updateWithBackup = db.prepare(
-      "UPDATE users SET verifier = ?, key_backup = CASE WHEN identity_key IS NULL THEN NULL ELSE ? END " +
-        "WHERE id = ? AND verifier = ?",
+      "UPDATE users SET verifier = ?, must_change_password = 0, " +
+        "key_backup = CASE WHEN identity_key IS NULL THEN NULL ELSE ? END WHERE id = ? AND verifier = ?",
     );
     this.#setIdentity = db.prepare(
       "UPDATE users SET identity_key = ?, key_backup = ? WHERE id = ? AND verifier = ? AND identity_key IS NULL",
@@ -163,6 +167,7 @@ export class SqliteUserStore implements UserStore {
         user.now,
         user.identity?.key ?? null,
         user.identity?.backup ?? null,
+        user.mustChangePassword ? 1 : 0,
       ) as unknown as Row;
       return Promise.resolve(toRecord(row));
     } catch (err) {

@@ -23,6 +23,12 @@ export interface UserRecord {
   identityKey: Uint8Array<ArrayBuffer> | null;
   /** The identity private key sealed under the user's password (JSON text), never the key itself. */
   keyBackup: string | null;
+  /**
+   * The account was imported with a password the policy refuses: its logins are restricted to changing
+   * it. Set only at creation; a successful password change clears it, so it always belongs to the
+   * verifier it was read with.
+   */
+  mustChangePassword: boolean;
 }
 
 /** An identity public key with its sealed private-key backup. */
@@ -45,6 +51,8 @@ export interface NewUser {
   now: number;
   /** Identity key and sealed backup, when the client registered one. */
   identity?: IdentityRecord;
+  /** Restrict the account's logins to changing its password (default `false`). */
+  mustChangePassword?: boolean;
 }
 
 /**
@@ -72,7 +80,7 @@ export interface UserStore {
   createUser(user: NewUser): Promise<UserRecord>;
   /**
    * Replace an account's verifier if it is still `expected`, with the key backup re-sealed under the new
-   * password in the same transaction.
+   * password in the same transaction; the account's must-change-password flag is cleared in that write.
    *
    * @param id Row id.
    * @param expected The verifier the caller checked a proof against.

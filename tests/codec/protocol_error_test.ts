@@ -22,3 +22,10 @@ Deno.test("describeError shows the code of protocol errors only", () => {
   assert.equal(describeError(new TypeError("Plain")), "Plain");
   assert.equal(describeError("text"), "text");
 });
+
+Deno.test("ERROR_CODES are exactly the codes docs/PROTOCOL.md section 9 lists, in order", async () => {
+  const doc = await Deno.readTextFile(new URL("../../docs/PROTOCOL.md", import.meta.url));
+  const section = doc.slice(doc.indexOf("## 9. Error codes"), doc.indexOf("## 10."));
+  const listed = [...section.matchAll(/^\| `([A-Z_]+)` +\|/gm)].map((m) => m[1]);
+  assert.deepEqual(listed, [...ERROR_CODES]);
+});

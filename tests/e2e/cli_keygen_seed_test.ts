@@ -92,7 +92,10 @@ Deno.test("authchat seed --demo creates five users with printed passwords that l
   assert.equal(seeded.code, 0, seeded.stderr);
   const rows = [...seeded.stdout.matchAll(/^(alice|bob|charlie|eve|admin) +(\S+)$/gm)];
   assert.deepEqual(rows.map((r) => r[1]), ["alice", "bob", "charlie", "eve", "admin"]);
-  assert.match(seeded.stdout, /seed: 5 created, 0 rejected, 0 kept; 5 accounts in /);
+  assert.match(
+    seeded.stdout,
+    /seed: 5 created, 0 created but must change password, 0 kept \(already existed\), 0 rejected; 5 accounts in /,
+  );
   const file = join(data, "demo-passwords.txt");
   assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
   assert.equal(await Deno.readTextFile(file), rows.map((r) => `${r[1]}:${r[2]}\n`).join(""));
@@ -101,14 +104,17 @@ Deno.test("authchat seed --demo creates five users with printed passwords that l
 
   const rerun = await runCli("seed", ["--data", data, "--demo"], { dirs: [data] });
   assert.equal(rerun.code, 0);
-  assert.match(rerun.stdout, /seed: 0 created, 0 rejected, 5 kept/);
+  assert.match(
+    rerun.stdout,
+    /seed: 0 created, 0 created but must change password, 5 kept \(already existed\), 0 rejected;/,
+  );
 
   await using server = await ServerProcess.start(data);
   const login = await loginOnce(server, { user: "admin", password: rows[4]![2]!, home: dir.path });
   assert.equal(login.code, 0, login.stderr);
 });
 
-Deno.test("authchat seed --from imports a legacy file and reports every rejected line", async () => {
+Deno.test("authchat seed --from imports a legacy file, flags weak passwords and reports every rejected line", async () => {
   await using dir = await tempDir();
   const data = join(dir.path, "data");
   const legacy = join(dir.path, "users.txt");
@@ -136,21 +142,28 @@ Deno.test("authchat seed --from imports a legacy file and reports every rejected
   });
   assert.equal(result.code, 1, "rejected lines make the run fail");
   assert.match(
-    result.stderr,
-    /users\.txt:2: rejected "heidi": Password refused: 9 characters is shorter than 10/,
+    result.stdout,
+    /users\.txt:2: imported "heidi": must change password \(password is too short: 9 characters is shorter than 10\)$/m,
   );
-  assert.match(result.stderr, /users\.txt:3: rejected "": empty line/);
+  assert.match(
+    result.stdout,
+    /users\.txt:5: imported "ivan": must change password \(password contains the user name\)$/m,
+  );
+  assert.doesNotMatch(result.stdout + result.stderr, /users\.txt:3:/, "a blank line is no error");
   assert.match(result.stderr, /users\.txt:4: rejected "": no ':' between user and value/);
-  assert.match(result.stderr, /users\.txt:5: rejected "ivan": Password refused: it contains the user name/);
   assert.match(result.stderr, /users\.txt:1: rejected "grace": same user on lines 1, 6: none imported/);
   assert.match(result.stderr, /users\.txt:6: rejected "GRACE": same user on lines 1, 6: none imported/);
   assert.match(result.stderr, /users\.txt:8: rejected "bad name": Invalid username: it contains white space/);
   assert.match(result.stderr, /importing: 2\d\/2\d lines/, "progress for many users");
-  assert.match(result.stdout, /seed: 21 created, 7 rejected, 0 kept; 21 accounts/);
+  assert.match(
+    result.stdout,
+    /seed: 21 created, 2 created but must change password, 0 kept \(already existed\), 4 rejected; 23 accounts/,
+  );
   const bytes = await Deno.readFile(join(data, "authchat.db"));
   const raw = new TextDecoder("latin1").decode(bytes);
   assert.ok(!raw.includes("bulk passphrase number 7"), "no plaintext in the database");
   assert.ok(!raw.includes("has:colons:in"), "no plaintext in the database");
+  assert.ok(!(result.stdout + result.stderr).includes("password1"), "no password in the report");
 });
 
 Deno.test("authchat seed --import-verifiers keeps PostgreSQL verifiers that log in with the original password", async () => {
@@ -174,7 +187,10 @@ Deno.test("authchat seed --import-verifiers keeps PostgreSQL verifiers that log 
   assert.equal(result.code, 1);
   assert.match(result.stderr, /verifiers\.txt:2: rejected "lou": Iteration count out of range: 1000/);
   assert.match(result.stderr, /verifiers\.txt:3: rejected "mia": Not a SCRAM-SHA-256 verifier/);
-  assert.match(result.stdout, /seed: 1 created, 2 rejected/);
+  assert.match(
+    result.stdout,
+    /seed: 1 created, 0 created but must change password, 0 kept \(already existed\), 2 rejected;/,
+  );
   const db = new DatabaseSync(join(data, "authchat.db"));
   try {
     const row = db.prepare("SELECT verifier FROM users WHERE name_key = 'ken'").get() as { verifier: string };
@@ -205,7 +221,10 @@ Deno.test("authchat seed --user applies the password policy and --user needs --p
     weak.stderr,
     /rejected "nina": Password refused: it is on the list of common passwords \(PASSWORD_POLICY\)/,
   );
-  assert.match(weak.stdout, /seed: 0 created, 1 rejected, 0 kept; 0 accounts/);
+  assert.match(
+    weak.stdout,
+    /seed: 0 created, 0 created but must change password, 0 kept \(already existed\), 1 rejected; 0 accounts/,
+  );
   const usage = await runCli("seed", ["--data", data, "--user", "nina"], { dirs: [dir.path] });
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /--user and --password-file go together/);

@@ -34,63 +34,112 @@ Deno.test("splitUserLines handles CRLF, a BOM, and passwords containing ':'", ()
   assert.deepEqual(rejected, []);
 });
 
-Deno.test("splitUserLines rejects blank lines and lines without ':' with their line numbers", () => {
-  const { lines, rejected } = splitUserLines("a:1\n\nnoseparator\n   \r\nb:2\n\n");
-  assert.deepEqual(lines.map((l) => [l.line, l.user]), [[1, "a"], [5, "b"]]);
+Deno.test("splitUserLines skips blank lines and comments, and rejects lines without ':' with their numbers", () => {
+  const text = "# users of the old server\na:1\n\nnoseparator\n   \r\n  # indented: comment\nb:2\n\n";
+  const { lines, rejected } = splitUserLines(text);
+  assert.deepEqual(lines.map((l) => [l.line, l.user]), [[2, "a"], [7, "b"]]);
   assert.deepEqual(rejected, [
-    { line: 2, user: "", status: "rejected", reason: "empty line" },
-    { line: 3, user: "", status: "rejected", reason: "no ':' between user and value" },
-    { line: 4, user: "", status: "rejected", reason: "empty line" },
-    { line: 6, user: "", status: "rejected", reason: "empty line" },
+    { line: 4, user: "", status: "rejected", reason: "no ':' between user and value" },
   ]);
   assert.deepEqual(splitUserLines(""), { lines: [], rejected: [] });
+  assert.deepEqual(splitUserLines("\n\n#x\n"), { lines: [], rejected: [] });
   assert.deepEqual(splitUserLines(":pw").lines, [{ line: 1, user: "", rest: "pw" }]);
+  assert.deepEqual(splitUserLines("a#b:pw").lines, [{ line: 1, user: "a#b", rest: "pw" }], "# inside a name");
 });
 
-Deno.test("importLegacyUsers creates valid accounts and reports every other line with its reason", async () => {
+/** The legacy file of the tests below, one line per case. */
+const LEGACY = [
+  "\uFEFF# exported from the old challenge-response server",
+  "alice:correct-horse-battery",
+  "bob:short",
+  "",
+  "ALICE:another-good-passphrase",
+  "carol:iloveyou123",
+  "dave:dave-rocks-forever",
+  "noseparator",
+  "bad name:some-good-passphrase",
+  "erin:pass:with:colons:ok-long",
+  "frank:quiet-river-stones-9",
+  "   ",
+  "gus:",
+  "hal:\u00AD",
+  "ivy:bell\u0007-long-enough-pw",
+  "jan:my-authchat-passphrase",
+  `kay:${"kx".repeat(150)}`,
+  "user10:password10",
+].join("\r\n") + "\r\n";
+
+Deno.test("importLegacyUsers creates, flags weak passwords, keeps existing users and rejects the rest", async () => {
   const store = SqliteUserStore.open(":memory:");
   try {
     await createAccount(store, { user: "frank", password: "mossy-stone-garden-7" }, SETTINGS);
-    const text = [
-      "\uFEFFalice:correct-horse-battery",
-      "bob:short",
-      "",
-      "ALICE:another-good-passphrase",
-      "carol:iloveyou123",
-      "dave:dave-rocks-forever",
-      "noseparator",
-      "bad name:some-good-passphrase",
-      "erin:pass:with:colons:ok-long",
-      "frank:quiet-river-stones-9",
-      "   ",
-    ].join("\r\n") + "\r\n";
+    const frank = await store.findUser("frank");
     const progress: [number, number][] = [];
-    const outcomes = await importLegacyUsers(store, text, {
+    const outcomes = await importLegacyUsers(store, LEGACY, {
       ...SETTINGS,
       onProgress: (done, total) => progress.push([done, total]),
     });
+    const policy = "(PASSWORD_POLICY)";
     assert.deepEqual(outcomes.map(brief), [
-      [1, "alice", "rejected", "same user on lines 1, 4: none imported"],
-      [2, "bob", "rejected", "Password refused: 5 characters is shorter than 10 (PASSWORD_POLICY)"],
-      [3, "", "rejected", "empty line"],
-      [4, "ALICE", "rejected", "same user on lines 1, 4: none imported"],
-      [5, "carol", "rejected", "Password refused: it is on the list of common passwords (PASSWORD_POLICY)"],
-      [6, "dave", "rejected", "Password refused: it contains the user name (PASSWORD_POLICY)"],
-      [7, "", "rejected", "no ':' between user and value"],
-      [8, "bad name", "rejected", "Invalid username: it contains white space (INVALID_USERNAME)"],
-      [9, "erin", "created", ""],
-      [10, "frank", "rejected", "User already exists: frank (USER_EXISTS)"],
-      [11, "", "rejected", "empty line"],
+      [2, "alice", "rejected", "same user on lines 2, 5: none imported"],
+      [3, "bob", "flagged", "password is too short: 5 characters is shorter than 10"],
+      [5, "ALICE", "rejected", "same user on lines 2, 5: none imported"],
+      [6, "carol", "flagged", "password is too common"],
+      [7, "dave", "flagged", "password contains the user name"],
+      [8, "", "rejected", "no ':' between user and value"],
+      [9, "bad name", "rejected", "Invalid username: it contains white space (INVALID_USERNAME)"],
+      [10, "erin", "created", ""],
+      [11, "frank", "kept", "already exists"],
+      [13, "gus", "rejected", `Password refused: it is empty ${policy}`],
+      [14, "hal", "rejected", `Password refused: it is empty ${policy}`],
+      [15, "ivy", "rejected", `Password refused: it contains a control or private use character ${policy}`],
+      [16, "jan", "flagged", "password contains the service name"],
+      [17, "kay", "flagged", "password is too long: 300 characters is longer than 256"],
+      [18, "user10", "flagged", "password is too common"],
     ]);
-    assert.equal(await store.countUsers(), 2);
-    // Progress covers the lines that reached account creation: 2, 5, 6, 9, 10.
-    assert.deepEqual(progress, [[1, 5], [2, 5], [3, 5], [4, 5], [5, 5]]);
-    const erin = await store.findUser("erin");
-    assert.ok(erin);
-    assert.equal(parseVerifier(erin.verifier).iterations, 4096);
-    await scramLogin(erin.verifier, "erin", "pass:with:colons:ok-long");
-    await assert.rejects(scramLogin(erin.verifier, "erin", "pass"), ProtocolError);
+    // Progress covers the lines that reached account creation: 3, 6, 7, 10, 11 and 13 to 18.
+    assert.deepEqual(progress, Array.from({ length: 11 }, (_, i) => [i + 1, 11]));
+    assert.equal(await store.countUsers(), 8);
+    assert.deepEqual(await store.findUser("frank"), frank, "an existing account is left as it was");
+    for (
+      const [user, password, flagged] of [
+        ["erin", "pass:with:colons:ok-long", false],
+        ["bob", "short", true],
+        ["carol", "iloveyou123", true],
+        ["dave", "dave-rocks-forever", true],
+        ["jan", "my-authchat-passphrase", true],
+        ["kay", "kx".repeat(150), true],
+        ["user10", "password10", true],
+      ] as const
+    ) {
+      const record = await store.findUser(user);
+      assert.ok(record, user);
+      assert.equal(record.mustChangePassword, flagged, user);
+      assert.equal(parseVerifier(record.verifier).iterations, 4096);
+      await scramLogin(record.verifier, user, password);
+    }
+    await assert.rejects(scramLogin((await store.findUser("erin"))!.verifier, "erin", "pass"), ProtocolError);
     assert.equal(await store.findUser("alice"), undefined, "an ambiguous name is not imported");
+    for (const user of ["gus", "hal", "ivy"]) assert.equal(await store.findUser(user), undefined, user);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("importLegacyUsers run again keeps every account it made and rejects the same lines", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const first = await importLegacyUsers(store, LEGACY, SETTINGS);
+    const records = await Promise.all(["bob", "erin", "user10"].map((u) => store.findUser(u)));
+    const again = await importLegacyUsers(store, LEGACY, SETTINGS);
+    assert.deepEqual(
+      again.map((o) => [o.line, o.status]),
+      first.map((o) => [o.line, o.status === "rejected" ? "rejected" : "kept"]),
+    );
+    const count = (list: ImportOutcome[], status: string) => list.filter((o) => o.status === status).length;
+    assert.deepEqual([count(first, "created"), count(first, "flagged"), count(first, "kept")], [2, 6, 0]);
+    assert.deepEqual([count(again, "created"), count(again, "flagged"), count(again, "kept")], [0, 0, 8]);
+    assert.deepEqual(await Promise.all(["bob", "erin", "user10"].map((u) => store.findUser(u))), records);
   } finally {
     store.close();
   }
@@ -129,6 +178,7 @@ Deno.test("importLegacyUsers never writes a plaintext password to the database f
 Deno.test("importVerifiers imports node:crypto verifiers that then log in with the original password", async () => {
   const store = SqliteUserStore.open(":memory:");
   try {
+    const lee = await createAccount(store, { user: "lee", password: "mossy-stone-garden-7" }, SETTINGS);
     const ginny = pgVerifier("Tr0ub4dor&3-horse");
     const kim = pgVerifier("another secret phrase");
     const key32 = Buffer.alloc(32, 1).toString("base64");
@@ -138,10 +188,13 @@ Deno.test("importVerifiers imports node:crypto verifiers that then log in with t
       `ivan:SCRAM-SHA-256$1000:c2FsdHNhbHQ=$${key32}:${key32}`,
       "judy:md5abcdef0123456789",
       `bad name:${pgVerifier("x")}`,
-      `GINNY:${pgVerifier("y")}`,
+      `LEE:${pgVerifier("y")}`,
       "",
       "noseparator",
       `kim:${kim}`,
+      "# moe is there twice",
+      `moe:${pgVerifier("one")}`,
+      `MOE:${pgVerifier("two")}`,
     ].join("\r\n");
     let calls = 0;
     const outcomes = await importVerifiers(store, text, { now: 42, onProgress: () => calls++ });
@@ -156,15 +209,19 @@ Deno.test("importVerifiers imports node:crypto verifiers that then log in with t
         "Not a SCRAM-SHA-256 verifier: expected SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>",
       ],
       [5, "bad name", "rejected", "Invalid username: it contains white space (INVALID_USERNAME)"],
-      [6, "GINNY", "rejected", "User already exists: GINNY (USER_EXISTS)"],
-      [7, "", "rejected", "empty line"],
+      [6, "LEE", "kept", "already exists"],
       [8, "", "rejected", "no ':' between user and value"],
       [9, "kim", "created", ""],
+      [11, "moe", "rejected", "same user on lines 11, 12: none imported"],
+      [12, "MOE", "rejected", "same user on lines 11, 12: none imported"],
     ]);
-    assert.equal(calls, 7);
+    assert.equal(calls, 6);
+    assert.deepEqual(await store.findUser("lee"), lee, "an existing account is left as it was");
+    assert.equal(await store.findUser("moe"), undefined);
     const stored = await store.findUser("ginny");
     assert.equal(stored?.verifier, ginny, "stored verbatim");
     assert.equal(stored?.createdAt, 42);
+    assert.equal(stored?.mustChangePassword, false, "nobody knows the password: it is not flagged");
     await scramLogin(stored!.verifier, "ginny", "Tr0ub4dor&3-horse");
     await scramLogin((await store.findUser("kim"))!.verifier, "KIM", "another secret phrase");
     await assert.rejects(scramLogin(stored!.verifier, "ginny", "Tr0ub4dor&3"), (err: unknown) => {
@@ -172,6 +229,12 @@ Deno.test("importVerifiers imports node:crypto verifiers that then log in with t
       assert.equal(err.code, "AUTH_FAILED");
       return true;
     });
+    const again = await importVerifiers(store, text, { now: 43 });
+    assert.deepEqual(
+      again.map((o) => [o.line, o.status]),
+      outcomes.map((o) => [o.line, o.status === "created" ? "kept" : o.status]),
+      "run again, what it created is kept",
+    );
   } finally {
     store.close();
   }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import type { ErrorCode } from "../../lib/codec/protocol_error.ts";
 import { parseVerifier } from "../../lib/crypto/scram_verifier.ts";
-import { createAccount } from "../../lib/store/create_account.ts";
+import { createAccount, createLegacyAccount } from "../../lib/store/create_account.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
 import { scramLogin } from "./_helpers.ts";
 
@@ -107,6 +107,64 @@ Deno.test("createAccount refuses bad names and passwords and stores nothing", as
       "contains_username",
     );
     assert.equal(await store.countUsers(), 0);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("createLegacyAccount imports a password the policy refuses as weak, flagged, with the refusal", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const cases = [
+      ["user10", "password10", "common"],
+      ["bob", "short", "too_short"],
+      ["dave", "dave-rocks-forever", "contains_username"],
+      ["jan", "my-authchat-pass", "contains_service"],
+      ["kay", "k".repeat(257), "too_long"],
+    ] as const;
+    for (const [user, password, reason] of cases) {
+      const { record, weakness } = await createLegacyAccount(store, { user, password }, SETTINGS);
+      assert.equal(record.mustChangePassword, true, user);
+      assert.ok(weakness instanceof ProtocolError);
+      assert.equal(weakness.code, "PASSWORD_POLICY");
+      assert.equal(weakness.details.reason, reason);
+      await scramLogin(record.verifier, user, password);
+    }
+    const strong = await createLegacyAccount(
+      store,
+      { user: "erin", password: "quiet-river-stones-9" },
+      SETTINGS,
+    );
+    assert.equal(strong.weakness, null);
+    assert.equal(strong.record.mustChangePassword, false, "a password the policy accepts is not flagged");
+    assert.equal((await store.findUser("erin"))?.mustChangePassword, false);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("createLegacyAccount refuses an empty password, one SASLprep refuses, bad and taken names", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    await createLegacyAccount(store, { user: "frank", password: "frank1" }, SETTINGS);
+    await rejectsWith(createLegacyAccount(store, { user: "gus", password: "" }, SETTINGS), "PASSWORD_POLICY");
+    // U+00AD is mapped to nothing: nothing is left to prove.
+    await rejectsWith(
+      createLegacyAccount(store, { user: "hal", password: "\u00AD\u00AD" }, SETTINGS),
+      "PASSWORD_POLICY",
+      "too_short",
+    );
+    await rejectsWith(
+      createLegacyAccount(store, { user: "ivy", password: "bell\u0007ringer-long" }, SETTINGS),
+      "PASSWORD_POLICY",
+      "prohibited_character",
+    );
+    await rejectsWith(
+      createLegacyAccount(store, { user: "a b", password: "x" }, SETTINGS),
+      "INVALID_USERNAME",
+    );
+    await rejectsWith(createLegacyAccount(store, { user: "FRANK", password: "x" }, SETTINGS), "USER_EXISTS");
+    assert.equal(await store.countUsers(), 1);
   } finally {
     store.close();
   }

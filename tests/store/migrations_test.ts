@@ -11,7 +11,7 @@ Deno.test("migrate applies every step once and then nothing", () => {
   try {
     assert.deepEqual(migrate(db), MIGRATIONS.map((m) => m.version));
     assert.equal(userVersion(db), SCHEMA_VERSION);
-    assert.equal(SCHEMA_VERSION, 2);
+    assert.equal(SCHEMA_VERSION, 3);
     assert.deepEqual(migrate(db), []);
     const secrets = db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").all() as {
       value: Uint8Array;
@@ -29,7 +29,7 @@ Deno.test("migrate refuses a newer schema with a RangeError and leaves no open t
     db.exec("PRAGMA user_version = 99");
     assert.throws(() => migrate(db), {
       name: "RangeError",
-      message: "Database schema is too new: version 99, this authchat knows up to 2",
+      message: "Database schema is too new: version 99, this authchat knows up to 3",
     });
     assert.equal(db.isTransaction, false);
     assert.equal(userVersion(db), 99);
@@ -52,7 +52,7 @@ Deno.test("migrate's users table refuses duplicate keys and non-SCRAM verifiers"
   }
 });
 
-Deno.test("migrate brings a version 1 database to version 2 and keeps its rows", () => {
+Deno.test("migrate brings a version 1 database to the current version and keeps its rows", () => {
   const db = new DatabaseSync(":memory:");
   try {
     db.exec("BEGIN");
@@ -63,8 +63,8 @@ Deno.test("migrate brings a version 1 database to version 2 and keeps its rows",
     )
       .run("Alice", "alice", "SCRAM-SHA-256$x", 5, 6);
     const secret = db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").get();
-    assert.deepEqual(migrate(db), [2]);
-    assert.equal(userVersion(db), 2);
+    assert.deepEqual(migrate(db), [2, 3]);
+    assert.equal(userVersion(db), 3);
     assert.deepEqual({ ...db.prepare("SELECT * FROM users").get() }, {
       id: 1,
       name: "Alice",
@@ -74,6 +74,7 @@ Deno.test("migrate brings a version 1 database to version 2 and keeps its rows",
       last_login_at: 6,
       identity_key: null,
       key_backup: null,
+      must_change_password: 0,
     });
     assert.deepEqual(db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").get(), secret);
     assert.deepEqual(migrate(db), []);
@@ -99,6 +100,46 @@ Deno.test("migrate's users table keeps an identity key and its backup together, 
     assert.throws(() => db.prepare("UPDATE users SET key_backup = NULL WHERE name_key = 'a'").run(), /CHECK/);
     assert.throws(() => db.prepare("UPDATE users SET key_backup = '{}' WHERE name_key = 'b'").run(), /CHECK/);
     assert.equal((db.prepare("SELECT count(*) AS n FROM users").get() as { n: number }).n, 2);
+  } finally {
+    db.close();
+  }
+});
+
+Deno.test("migrate brings a version 2 database to version 3: rows kept, nobody flagged", () => {
+  const db = new DatabaseSync(":memory:");
+  try {
+    db.exec("BEGIN");
+    MIGRATIONS[0]!.apply(db);
+    MIGRATIONS[1]!.apply(db);
+    db.exec("PRAGMA user_version = 2; COMMIT");
+    const insert = db.prepare(
+      "INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    insert.run("Alice", "alice", "SCRAM-SHA-256$x", 5, new Uint8Array(32).fill(2), "{}");
+    insert.run("bob", "bob", "SCRAM-SHA-256$y", 6, null, null);
+    const before = db.prepare("SELECT * FROM users ORDER BY id").all().map((r) => ({ ...r }));
+    assert.deepEqual(migrate(db), [3]);
+    assert.equal(userVersion(db), 3);
+    const after = db.prepare("SELECT * FROM users ORDER BY id").all().map((r) => ({ ...r }));
+    assert.deepEqual(after, before.map((r) => ({ ...r, must_change_password: 0 })));
+    assert.deepEqual(migrate(db), [], "forward only, once");
+  } finally {
+    db.close();
+  }
+});
+
+Deno.test("migrate's step 3 rolls back as a whole when it fails, leaving version 2", () => {
+  const db = new DatabaseSync(":memory:");
+  try {
+    db.exec("BEGIN");
+    MIGRATIONS[0]!.apply(db);
+    MIGRATIONS[1]!.apply(db);
+    // A column of that name already there (a hand-edited database) makes the step fail.
+    db.exec("ALTER TABLE users ADD COLUMN must_change_password TEXT");
+    db.exec("PRAGMA user_version = 2; COMMIT");
+    assert.throws(() => migrate(db), /duplicate column/);
+    assert.equal(userVersion(db), 2);
+    assert.equal(db.isTransaction, false);
   } finally {
     db.close();
   }

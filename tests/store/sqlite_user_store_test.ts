@@ -43,7 +43,7 @@ function pragma(file: string, name: string): unknown {
   }
 }
 
-Deno.test("SqliteUserStore.open creates the file and its directory and migrates to user_version 2", async () => {
+Deno.test("SqliteUserStore.open creates the file and its directory and migrates to user_version 3", async () => {
   await withTempDir(async (_dir, file) => {
     const store = SqliteUserStore.open(file);
     try {
@@ -51,7 +51,7 @@ Deno.test("SqliteUserStore.open creates the file and its directory and migrates 
     } finally {
       store.close();
     }
-    assert.equal(pragma(file, "user_version"), 2);
+    assert.equal(pragma(file, "user_version"), 3);
   });
 });
 
@@ -68,7 +68,7 @@ Deno.test("SqliteUserStore.open does not migrate again on reopen", async () => {
     } finally {
       again.close();
     }
-    assert.equal(pragma(file, "user_version"), 2);
+    assert.equal(pragma(file, "user_version"), 3);
   });
 });
 
@@ -96,6 +96,7 @@ Deno.test("SqliteUserStore creates and finds users by their lower-cased key", as
       lastLoginAt: null,
       identityKey: null,
       keyBackup: null,
+      mustChangePassword: false,
     });
     assert.ok(Number.isInteger(created.id) && created.id > 0);
     assert.deepEqual(await store.findUser(prepareUsername("ALICE").key), created);

@@ -7,7 +7,8 @@
  */
 
 import { join } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { coerceValue, ConfigError, readConfigFile } from "./config_file.ts";
+import type { ValueKind } from "./config_file.ts";
 import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
 import { DEFAULT_MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS } from "../auth/password_policy.ts";
 
@@ -72,18 +73,12 @@ export interface ServerConfig {
 /** A key of {@linkcode ServerConfig}. */
 export type ConfigKey = keyof ServerConfig;
 
-type Kind =
-  | { type: "string" }
-  | { type: "path" }
-  | { type: "bool" }
-  | { type: "int"; min: number; max: number }
-  | { type: "number"; min: number; max: number }
-  | { type: "enum"; values: string[] };
+export { ConfigError } from "./config_file.ts";
 
-const PORT: Kind = { type: "int", min: 0, max: 65535 };
+const PORT: ValueKind = { type: "int", min: 0, max: 65535 };
 
 /** Every key: its kind and default (paths under the data directory default from it). */
-const KEYS: Record<ConfigKey, Kind> = {
+const KEYS: Record<ConfigKey, ValueKind> = {
   name: { type: "string" },
   host: { type: "string" },
   tcp: { type: "bool" },
@@ -153,56 +148,8 @@ const DEFAULTS: Omit<
 /** The default configuration file, read when present and no other is named. */
 export const DEFAULT_CONFIG_FILE = "config/authchat.yaml";
 
-/** A configuration value that cannot be used; `key` names where it came from. */
-export class ConfigError extends Error {
-  /** The offending key, environment variable or file. */
-  readonly key: string;
-
-  /**
-   * Make a configuration error.
-   *
-   * @param key Where the bad value came from.
-   * @param message What is wrong.
-   */
-  constructor(key: string, message: string) {
-    super(`Invalid configuration ${key}: ${message}`);
-    this.name = "ConfigError";
-    this.key = key;
-  }
-}
-
 function coerce(key: ConfigKey, where: string, value: unknown, fromText: boolean): unknown {
-  const kind = KEYS[key];
-  switch (kind.type) {
-    case "string":
-    case "path":
-      if (typeof value !== "string" || value.length === 0) {
-        throw new ConfigError(where, "expected a non-empty string");
-      }
-      if (value.includes("\0")) throw new ConfigError(where, "contains a NUL character");
-      return value;
-    case "bool":
-      if (typeof value === "boolean") return value;
-      if (fromText && /^(true|yes|on|1)$/i.test(String(value))) return true;
-      if (fromText && /^(false|no|off|0)$/i.test(String(value))) return false;
-      throw new ConfigError(where, "expected true or false");
-    case "enum":
-      if (typeof value !== "string" || !kind.values.includes(value)) {
-        throw new ConfigError(where, `expected one of ${kind.values.join(", ")}`);
-      }
-      return value;
-    case "int":
-    case "number": {
-      const n = fromText && typeof value === "string" && value.trim() !== "" ? Number(value) : value;
-      if (typeof n !== "number" || !Number.isFinite(n) || (kind.type === "int" && !Number.isInteger(n))) {
-        throw new ConfigError(where, `expected ${kind.type === "int" ? "an integer" : "a number"}`);
-      }
-      if (n < kind.min || n > kind.max) {
-        throw new ConfigError(where, `${n} is not within ${kind.min}..${kind.max}`);
-      }
-      return n;
-    }
-  }
+  return coerceValue(KEYS[key], where, value, fromText);
 }
 
 /** Where configuration comes from. */
@@ -213,30 +160,6 @@ export interface ConfigSources {
   env?: (name: string) => string | undefined;
   /** Values from command-line flags, already named by config key. */
   flags?: Partial<ServerConfig>;
-}
-
-async function readConfigFile(path: string, explicit: boolean): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (err) {
-    // The default file is optional; one this process may not even read cannot have been meant.
-    if (!explicit && (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotCapable)) {
-      return {};
-    }
-    throw new ConfigError(path, `cannot read the file: ${(err as Error).message}`);
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
-    throw new ConfigError(path, `not valid YAML: ${(err as Error).message.split("\n")[0]}`);
-  }
-  if (doc === null || doc === undefined) return {};
-  if (typeof doc !== "object" || Array.isArray(doc)) {
-    throw new ConfigError(path, "expected a mapping of keys to values");
-  }
-  return doc as Record<string, unknown>;
 }
 
 /**

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, Parser } from "yaml";
 
 /** A configuration value that cannot be used; `key` names where it came from. */
 export class ConfigError extends Error {
@@ -84,14 +84,26 @@ export function coerceValue(kind: ValueKind, where: string, value: unknown, from
   }
 }
 
-/** The key a line of YAML sets: the one at `line` (1-based), else the nearest above it. */
-function keyAt(text: string, line: number): string | null {
-  const lines = text.split(/\r?\n/);
-  for (let i = Math.min(line, lines.length) - 1; i >= 0; i--) {
-    const m = /^\s*([A-Za-z0-9_.-]+)\s*:/.exec(lines[i]!);
-    if (m) return m[1]!;
+/**
+ * The top-level key a YAML syntax error belongs to: the last key at or before the error, from the
+ * parser's own tokens (so text inside an unclosed quote is not taken for a key). An error found right at
+ * a key is the previous entry's (an unclosed bracket runs into the next key), unless that key repeats one.
+ */
+function keyAt(text: string, offset: number, code: string | undefined): string | null {
+  const keys: { offset: number; name: string }[] = [];
+  for (const token of new Parser().parse(text)) {
+    if (token.type !== "document" || token.value?.type !== "block-map") continue;
+    for (const item of token.value.items) {
+      const key = item.key as { offset?: number; source?: string } | null;
+      if (key?.offset !== undefined && key.source !== undefined && /^[A-Za-z_][\w.-]*$/.test(key.source)) {
+        keys.push({ offset: key.offset, name: key.source });
+      }
+    }
   }
-  return null;
+  const before = keys.filter((k) => k.offset <= offset);
+  const last = before.at(-1);
+  if (last?.offset === offset && code !== "DUPLICATE_KEY" && before.length > 1) return before.at(-2)!.name;
+  return last?.name ?? null;
 }
 
 /**
@@ -101,8 +113,8 @@ function keyAt(text: string, line: number): string | null {
  * @param explicit Whether the user named it: a default file may be missing (or not readable by this
  *   process), a named one may not.
  * @returns Its keys and values (empty for an empty file or a missing default).
- * @throws {ConfigError} When it cannot be read, is not valid YAML (the error names the key at the
- *   error's line, and the line and column), or is not a mapping.
+ * @throws {ConfigError} When it cannot be read, is not valid YAML (the error names the key the error
+ *   belongs to, and the line and column), or is not a mapping.
  */
 export async function readConfigFile(path: string, explicit: boolean): Promise<Record<string, unknown>> {
   let text: string;
@@ -118,12 +130,19 @@ export async function readConfigFile(path: string, explicit: boolean): Promise<R
   try {
     doc = parseYaml(text);
   } catch (err) {
-    const e = err as { message?: string; linePos?: { line: number; col: number }[] };
+    // The parser reads its debug switches (LOG_TOKENS, LOG_STREAM): a refused permission is no YAML error.
+    if (err instanceof Deno.errors.NotCapable) throw err;
+    const e = err as {
+      message?: string;
+      code?: string;
+      pos?: number[];
+      linePos?: { line: number; col: number }[];
+    };
     // The parser's message ends "at line L, column C:" and then quotes the text with a caret.
     const what = String(e.message ?? err).split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
     const pos = e.linePos?.[0];
-    if (!pos) throw new ConfigError(path, `not valid YAML: ${what}`);
-    const key = keyAt(text, pos.line);
+    if (!pos || e.pos?.[0] === undefined) throw new ConfigError(path, `not valid YAML: ${what}`);
+    const key = keyAt(text, e.pos[0], e.code);
     throw new ConfigError(
       key ?? path,
       `not valid YAML${key === null ? "" : ` in ${path}`} at line ${pos.line}, column ${pos.col}: ${what}`,

@@ -36,6 +36,11 @@ Deno.test("readConfigFile reports a YAML syntax error once, whole, naming the ke
   const nested = await yamlError("host: a\n  port: 2\n");
   assert.equal(nested.key, "host");
   assert.match(nested.message, /at line 1, column 7: Nested mappings are not allowed in compact mappings$/);
+  const quote = await yamlError("host: 'x\nport: 1\n");
+  assert.equal(quote.key, "host", "an unclosed quote is its line's, not the next one's");
+  assert.equal((await yamlError("port: [1\nuser: x\n")).key, "port");
+  assert.equal((await yamlError("a: 1\nb: 2\na: 3\n")).key, "a", "a repeated key is its own line's");
+  assert.equal((await yamlError("port: 1\nuser: {a: 1\nhost: b\n")).key, "user");
   const twice = await yamlError("tls: true\ntls: false\n");
   assert.match(twice.message, /^Invalid configuration tls: .*line 2, column 1: Map keys must be unique$/);
   assert.ok(!twice.message.includes("\n"), "one line");

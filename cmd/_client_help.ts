@@ -12,8 +12,9 @@ list, send USER TEXT, fingerprint USER, trust USER, wait SECONDS (type help in t
 
 On a terminal: a prompt with line editing and a history of the session's commands (arrow keys),
 hidden password prompts (a new password is checked against the server's policy, then asked again;
-passwd checks the current one first), and messages printed above the line being typed. The
-connection opens when a command first needs the server. close or Ctrl-D leaves.
+passwd checks the current one first), and messages printed above the line being typed. Ctrl-C drops
+the line (or cancels a prompt, or ends a wait); close or Ctrl-D leaves. The connection opens when a
+command first needs the server; one the server closed (idle without a login) is replaced silently.
 
 Scripted (--exec, or commands on stdin when it is not a terminal): a password comes from
 --password-file / --new-password-file, else from the next stdin line (passwd reads the current one,

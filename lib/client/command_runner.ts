@@ -6,10 +6,12 @@
  *
  * The connection is opened when a command first needs the server, after the
  * secrets that command asks for, so a person typing at a prompt is never held
- * to the server's login deadline. With `reconnect` (the REPL), a connection the
- * server closed is replaced on the next command; one it closed because it sat
- * idle without logging in (`BYE AUTH_TIMEOUT`) is replaced silently, and a
- * request that met that close is sent once more on the new connection.
+ * to the server's login deadline. A connection the server closed because it sat
+ * idle without logging in (`BYE AUTH_TIMEOUT`) held nothing to lose: it is
+ * replaced silently on the next command, and a request that met that close is
+ * sent once more on the new connection. Any other close is reported; with
+ * `reconnect` (the REPL) the next command opens a new connection, else (a
+ * script, which must not go on as if still logged in) commands fail.
  *
  * @module
  */
@@ -143,8 +145,8 @@ export class CommandRunner {
    * @param connect Opens a connection that reports to the given handlers (called when a command first
    *   needs the server, and again after a drop when `reconnect`).
    * @param io Events out, secrets and user names in.
-   * @param options Default user, whether to reconnect after the server closed the connection, and
-   *   the chat settings (pin file, server name).
+   * @param options Default user, whether to reconnect after the server ended a session (an idle
+   *   connection that never logged in is replaced either way), and the chat settings (pin file, server name).
    */
   constructor(
     connect: (handlers: ConnectionHandlers) => Promise<AuthchatClient>,
@@ -164,16 +166,17 @@ export class CommandRunner {
   }
 
   /**
-   * The connection, opened on first use (and, with `reconnect`, again after the server closed it).
+   * The connection, opened on first use, and again after the server closed it for idling without a
+   * login (or, with `reconnect`, for any reason).
    *
    * @returns The client.
-   * @throws {Error} `Not connected` after a drop without `reconnect`; whatever connecting throws.
+   * @throws {Error} `Not connected` after another close without `reconnect`; whatever connecting throws.
    */
   async client(): Promise<AuthchatClient> {
     const old = this.#client;
     if (old && old.closedReason !== null) {
-      if (!this.#reconnect) throw new Error(`Not connected: ${old.closedReason}`);
       if (!this.#idleClosed) {
+        if (!this.#reconnect) throw new Error(`Not connected: ${old.closedReason}`);
         this.#io.emit({ type: "notice", level: "info", message: `(${old.closedReason}; reconnecting)` });
       }
       this.#client = null;
@@ -190,7 +193,7 @@ export class CommandRunner {
       onEvent: (event) => {
         if (generation !== this.#generation) return;
         // Only a connection that never logged in (or logged out) meets the login deadline.
-        const idle = this.#reconnect && event.op === "BYE" && event.code === "AUTH_TIMEOUT";
+        const idle = event.op === "BYE" && event.code === "AUTH_TIMEOUT";
         if (idle) this.#idleClosed = true;
         this.#chat.onServerEvent(event, { quiet: idle });
       },
@@ -204,7 +207,7 @@ export class CommandRunner {
 
   /**
    * Run a request on the connection; when the server closed it for idling before a login just as the
-   * request went out, once more on a new connection (with `reconnect` only: nothing was done by the first).
+   * request went out, once more on a new connection (the first did nothing).
    */
   async #onServer<T>(request: (client: AuthchatClient) => Promise<T>): Promise<T> {
     const client = await this.client();
@@ -219,7 +222,7 @@ export class CommandRunner {
   /** The connection, when it is open and logged in; never opens one (a new one is not logged in). */
   #loggedIn(): AuthchatClient & { user: string } {
     const client = this.#client;
-    if (client && client.closedReason !== null && !this.#reconnect) {
+    if (client && client.closedReason !== null && !this.#reconnect && !this.#idleClosed) {
       throw new Error(`Not connected: ${client.closedReason}`);
     }
     if (!client || client.closedReason !== null || client.user === null) {

@@ -285,14 +285,19 @@ Deno.test("CommandRunner replaces a connection the login deadline closed silentl
   assert.equal(racing.clients.length, 2);
 });
 
-Deno.test("CommandRunner shows the server's goodbye in scripts, where it does not reconnect", async () => {
+Deno.test("CommandRunner replaces an idle connection silently in scripts too, but no other closed one", async () => {
   const { clients, connect } = connector([]);
-  const { value, err } = io();
-  const runner = new CommandRunner(connect, value);
+  const { value, err, out } = io({ login: "right" });
+  const runner = new CommandRunner(connect, value, { user: "a" });
   assert.equal(await runner.run("hello"), true);
   clients[0]!.idleTimeout();
-  assert.deepEqual(err, ["server: Not logged in within 30 s (AUTH_TIMEOUT)"]);
-  assert.equal(await runner.run("hello"), false);
+  assert.equal(await runner.run("login"), true, "nothing was lost: the script goes on");
+  assert.deepEqual(err, []);
+  assert.equal(out.at(-1), "logged in as a");
+  clients[1]!.drop();
+  assert.equal(await runner.run("is_logged"), false, "a script does not go on as if still logged in");
+  assert.deepEqual(err, ["error: Not connected: Server ended the session"]);
+  assert.equal(clients.length, 2);
 });
 
 Deno.test("CommandRunner says why direct messages are not available when chat did not start", async () => {

@@ -385,3 +385,25 @@ Deno.test("authchat client REPL outlives the server's login deadline: it reconne
   assert.equal(status, 0, term.screen);
   assert.ok(!/server: |reconnecting|error: /.test(term.screen), term.screen);
 });
+
+Deno.test("authchat client --exec on a terminal asks the password it needs without echo", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  await seedUsers(data, { pat: PASSWORD });
+  await using server = await ServerProcess.start(data);
+  const term = new Terminal(
+    ["--port", String(server.tcpPort), "--user", "pat", "--exec", "login", "--exec", "is_logged"],
+    { XDG_CONFIG_HOME: dir.path },
+  );
+  let status: number;
+  try {
+    const at = await term.expect("Password: ");
+    await term.type(PASSWORD + "\r");
+    await term.expect("logged in as pat\nlogged in as pat", at);
+  } finally {
+    status = await term.close();
+  }
+  assert.equal(status, 0, term.screen);
+  assert.ok(!term.output.includes(PASSWORD), "the password was shown");
+});

@@ -270,3 +270,28 @@ Deno.test("authchat client reads --config and client.yaml, flags winning, and na
     assert.match(result.stderr.trim(), expected);
   }
 });
+
+Deno.test("authchat client in a script replaces a connection the login deadline closed, silently", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  await using server = await ServerProcess.start(data, { env: { AUTHCHAT_AUTH_TIMEOUT: "1" } });
+  const passwordFile = await registerUsers(server.tcpPort, dir.path, ["gail"], PASSWORD);
+  await using gail = ChatClient.start({
+    port: server.tcpPort,
+    user: "gail",
+    passwordFile,
+    configDir: join(dir.path, "cfg-gail"),
+  });
+  await gail.expectOk("hello", /^server authchat/);
+  // The connection hello opened sits idle, not logged in, until the server closes it.
+  const deadline = Date.now() + 15_000;
+  while (!/timeout .*code=AUTH_TIMEOUT/.test(server.stderr) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.match(server.stderr, /timeout .*code=AUTH_TIMEOUT/);
+  await gail.expectOk("login", /^logged in as gail$/);
+  await gail.write("close");
+  assert.equal((await gail.finish()).code, 0, gail.transcript);
+  assert.ok(!gail.err.some((l) => /server: |error: /.test(l)), gail.transcript);
+});

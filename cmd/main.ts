@@ -75,7 +75,8 @@ function explicitClient(command: Command): Partial<ClientConfig> {
  * Run the CLI.
  *
  * @param args Arguments after the program name.
- * @returns Exit status: 0 success, 1 failure, 2 usage or configuration error.
+ * @returns Exit status: 0 success, 1 failure, 2 usage or configuration error (the client adds 3, cannot
+ *   connect, and 4, server key not trusted).
  */
 export async function main(args: string[]): Promise<number> {
   let status = 0;

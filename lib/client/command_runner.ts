@@ -143,7 +143,7 @@ export class CommandRunner {
    * Make a runner.
    *
    * @param connect Opens a connection that reports to the given handlers (called when a command first
-   *   needs the server, and again after a drop when `reconnect`).
+   *   needs the server, and again after a close: see {@linkcode CommandRunner.client}).
    * @param io Events out, secrets and user names in.
    * @param options Default user, whether to reconnect after the server ended a session (an idle
    *   connection that never logged in is replaced either way), and the chat settings (pin file, server name).

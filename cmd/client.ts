@@ -1,176 +1,221 @@
 /**
  * `authchat client`: an interactive REPL on a terminal, otherwise commands
- * from `--exec` flags or stdin lines. Exits 0 only if every command succeeded.
+ * from `--exec` flags or stdin lines (scripted mode). Exit statuses: 0 every
+ * command succeeded, 1 a command failed, 2 usage or configuration error,
+ * 3 cannot connect, 4 the server's key is not trusted (changed, or not the
+ * pinned one). The REPL exits 0 when left with `close` or Ctrl-D.
  *
  * @module
  */
 
 import { AuthchatClient } from "../lib/client/authchat_client.ts";
 import type { ClientOptions } from "../lib/client/authchat_client.ts";
-import { CommandRunner } from "../lib/client/command_runner.ts";
+import type { ClientConfig } from "../lib/client/client_config.ts";
+import type { CommandIO } from "../lib/client/command_io.ts";
+import { commandOf, CommandRunner } from "../lib/client/command_runner.ts";
+import { configDir } from "../lib/client/config_dir.ts";
 import { describeConnectFailure } from "../lib/client/connect_error.ts";
-import type { CommandIO, SecretKind } from "../lib/client/command_runner.ts";
-import { defaultKnownHostsPath, KnownHosts } from "../lib/client/known_hosts.ts";
+import { defaultKnownHostsPath, KnownHosts, TrustError } from "../lib/client/known_hosts.ts";
 import { defaultKnownPeersPath, KnownPeers } from "../lib/client/known_peers.ts";
 import { endpointName } from "../lib/client/open_connection.ts";
-import { isFingerprint } from "../lib/crypto/fingerprint.ts";
+import type { Endpoint } from "../lib/client/open_connection.ts";
+import { ProtocolError } from "../lib/codec/protocol_error.ts";
+import { eventPrinter, printPlain, secretIO } from "./_client_io.ts";
+import type { Printer } from "./_client_io.ts";
+import { LineEditor } from "./_line_editor.ts";
 import { LineInput } from "./_line_input.ts";
-import { readPasswordFile } from "./_password_file.ts";
 import { UsageError } from "./_usage_error.ts";
 
-/** Flags of `authchat client`. */
-export interface ClientFlags {
-  host: string;
-  port?: number;
-  tls?: boolean;
-  ca?: string;
-  fingerprint?: string;
-  user?: string;
-  passwordFile?: string;
-  newPasswordFile?: string;
-  exec?: string[];
-  knownHosts?: string;
-  knownPeers?: string;
-  relay?: boolean;
-  serverUdpPort?: number;
-}
+/** The client's exit statuses (its `--help` lists them). */
+export const CLIENT_EXIT = {
+  /** Every command succeeded (or the REPL was left). */
+  ok: 0,
+  /** A command failed. */
+  failed: 1,
+  /** Bad flags or configuration. */
+  usage: 2,
+  /** The server could not be reached or refused the connection. */
+  connect: 3,
+  /** The server's key is not the trusted one (changed since first use, or not the pinned one). */
+  trust: 4,
+} as const;
 
-function write(stream: { writeSync(p: Uint8Array): number }, line: string): void {
-  const bytes = new TextEncoder().encode(line + "\n");
-  let done = 0;
-  while (done < bytes.length) done += stream.writeSync(bytes.subarray(done));
-}
-
-/** Secrets from files (scripted mode). */
-function fileSecrets(flags: ClientFlags): (kind: SecretKind) => Promise<string> {
-  return (kind) => {
-    if (kind === "new") {
-      if (!flags.newPasswordFile) throw new Error("passwd needs --new-password-file when not on a terminal");
-      return readPasswordFile(flags.newPasswordFile, "--new-password-file");
-    }
-    if (!flags.passwordFile) throw new Error("This command needs --password-file when not on a terminal");
-    return readPasswordFile(flags.passwordFile, "--password-file");
+/**
+ * Why a connection could not be made, as the user sees it: the one place that maps a connect error to
+ * its message and exit status.
+ *
+ * @param err What connecting threw.
+ * @param endpoint Where it tried.
+ * @returns An error to report (a protocol error keeps its code) and the exit status it calls for.
+ */
+export function connectFailure(err: unknown, endpoint: Endpoint): { error: Error; status: 3 | 4 } {
+  if (err instanceof TrustError) return { error: err, status: CLIENT_EXIT.trust };
+  const message = describeConnectFailure(err, endpoint);
+  return {
+    error: err instanceof ProtocolError
+      ? new ProtocolError(err.code, message, err.details)
+      : new Error(message),
+    status: CLIENT_EXIT.connect,
   };
 }
 
-/** Secrets from hidden prompts (terminal); new passwords are asked twice. */
-function promptSecrets(input: LineInput): (kind: SecretKind) => Promise<string> {
-  return async (kind) => {
-    if (kind === "login" || kind === "current") return await input.readHidden("Password: ");
-    const label = kind === "register" ? "Choose a password" : "New password";
-    const first = await input.readHidden(`${label}: `);
-    if (await input.readHidden("Repeat it: ") !== first) throw new Error("The two passwords do not match");
-    return first;
+function environment(): Record<string, string | undefined> {
+  return {
+    AUTHCHAT_CONFIG_DIR: Deno.env.get("AUTHCHAT_CONFIG_DIR"),
+    XDG_CONFIG_HOME: Deno.env.get("XDG_CONFIG_HOME"),
+    HOME: Deno.env.get("HOME"),
   };
 }
 
 /**
  * Run the client.
  *
- * @param flags Parsed flags.
- * @returns Exit code: 0 when every command succeeded, 1 otherwise.
- * @throws {UsageError} For contradictory flags.
+ * @param config The resolved configuration (flags over file over defaults).
+ * @param exec Commands of `--exec`, in order (scripted mode without reading stdin for commands).
+ * @returns The exit status, see {@linkcode CLIENT_EXIT}.
+ * @throws {UsageError} When a file the configuration names cannot be read, or no configuration
+ *   directory can be found for the known-hosts file.
  */
-export async function runClient(flags: ClientFlags): Promise<number> {
-  if (flags.ca !== undefined && flags.fingerprint !== undefined) {
-    throw new UsageError("Pass --ca or --fingerprint, not both");
-  }
-  if (flags.ca !== undefined && !flags.tls) {
+export async function runClient(config: ClientConfig, exec: string[] = []): Promise<number> {
+  const env = environment();
+  if (configDir(env) === null && (config.known_hosts === undefined || config.known_peers === undefined)) {
     throw new UsageError(
-      "--ca applies to TLS: add --tls, or pin the sealing key on plain TCP with --fingerprint",
+      "No configuration directory for known_hosts and known_peers: set HOME, XDG_CONFIG_HOME or " +
+        "AUTHCHAT_CONFIG_DIR, or pass --known-hosts and --known-peers",
     );
   }
-  if (flags.fingerprint !== undefined && !isFingerprint(flags.fingerprint)) {
-    throw new UsageError(
-      `Invalid --fingerprint ${flags.fingerprint}: expected SHA256: and 43 base64 characters`,
-    );
+  const knownHostsPath = config.known_hosts ?? defaultKnownHostsPath(env);
+  let ca: string | undefined;
+  if (config.ca !== undefined) {
+    try {
+      ca = await Deno.readTextFile(config.ca);
+    } catch (err) {
+      throw new UsageError(`Cannot read the CA file ${config.ca}: ${(err as Error).message}`);
+    }
   }
-  const env = {
-    AUTHCHAT_CONFIG_DIR: Deno.env.get("AUTHCHAT_CONFIG_DIR"),
-    XDG_CONFIG_HOME: Deno.env.get("XDG_CONFIG_HOME"),
-    HOME: Deno.env.get("HOME"),
-  };
-  const knownHostsPath = flags.knownHosts ?? defaultKnownHostsPath(env);
-  // Server events reach the runner made below (the connection options must exist first).
-  const events: { runner?: CommandRunner } = {};
+
+  const terminal = Deno.stdin.isTerminal();
+  const interactive = terminal && exec.length === 0;
+  // On a terminal the editor owns stdin; in --exec mode it is made only if a prompt is needed.
+  let editor: LineEditor | null = interactive ? new LineEditor() : null;
+  const lineEditor = () => editor ??= new LineEditor();
+  const lines = terminal ? undefined : new LineInput();
+  const print: Printer = (stream, text) => editor ? editor.print(stream, text) : printPlain(stream, text);
+  const emit = eventPrinter(config.json, print);
+
   const options: ClientOptions = {
-    host: flags.host,
-    port: flags.port ?? (flags.tls ? 1992 : 1991),
-    tls: flags.tls ?? false,
+    host: config.host,
+    port: config.port ?? (config.tls ? 1992 : 1991),
+    tls: config.tls,
     trust: {
       knownHosts: new KnownHosts(knownHostsPath),
       onNewKey: (kind, endpoint, fp) =>
-        write(
-          Deno.stderr,
-          `Trusting ${
-            kind === "tls" ? "TLS certificate" : "sealing key"
-          } of ${endpoint} on first use: ${fp}\n` +
-            `(remembered in ${knownHostsPath}; compare it with the fingerprint authchat keygen printed)`,
-        ),
+        emit({
+          type: "notice",
+          level: "info",
+          message: `Trusting ${kind === "tls" ? "TLS certificate" : "sealing key"} of ${endpoint} on first ` +
+            `use: ${fp}\n(remembered in ${knownHostsPath}; compare it with the fingerprint authchat keygen printed)`,
+        }),
+      ...(ca === undefined ? {} : { ca }),
+      ...(config.fingerprint === undefined ? {} : { fingerprint: config.fingerprint }),
     },
-    onEvent: (event) => events.runner?.onServerEvent(event),
-    onClosed: () => events.runner?.onConnectionClosed(),
   };
-  if (flags.ca !== undefined) {
-    try {
-      options.trust.ca = await Deno.readTextFile(flags.ca);
-    } catch (err) {
-      throw new UsageError(`Cannot read --ca ${flags.ca}: ${(err as Error).message}`);
-    }
-  }
-  if (flags.fingerprint !== undefined) options.trust.fingerprint = flags.fingerprint;
-
-  const interactive = !flags.exec?.length && Deno.stdin.isTerminal();
-  const input = new LineInput();
   const io: CommandIO = {
-    out: (line) => write(Deno.stdout, line),
-    err: (line) => write(Deno.stderr, line),
-    secret: interactive ? promptSecrets(input) : fileSecrets(flags),
-    user: async () => {
-      if (!interactive) throw new Error("No user name: give it as an argument or with --user");
-      write(Deno.stderr, "User: ");
-      return (await input.readLine())?.trim() || Promise.reject(new Error("No user name given"));
-    },
+    emit,
+    ...secretIO({
+      passwordFile: config.password_file,
+      newPasswordFile: config.new_password_file,
+      ...(terminal ? { terminal: lineEditor } : {}),
+      ...(lines ? { lines } : {}),
+    }),
   };
-  const runner = new CommandRunner(() => AuthchatClient.connect(options), io, {
-    user: flags.user,
-    reconnect: interactive,
-    chat: {
-      knownPeers: new KnownPeers(flags.knownPeers ?? defaultKnownPeersPath(env)),
-      serverName: endpointName(options),
-      serverHost: options.host,
-      ...(flags.relay ? { relayOnly: true } : {}),
-      ...(flags.serverUdpPort === undefined ? {} : { udpPort: flags.serverUdpPort }),
+  /** The worst connect failure so far: it decides the exit status when commands failed. */
+  let connectStatus = 0;
+  const runner = new CommandRunner(
+    async (handlers) => {
+      try {
+        return await AuthchatClient.connect({ ...options, ...handlers });
+      } catch (err) {
+        const failure = connectFailure(err, options);
+        connectStatus = Math.max(connectStatus, failure.status);
+        throw failure.error;
+      }
     },
-  });
-  events.runner = runner;
+    io,
+    {
+      user: config.user,
+      reconnect: interactive,
+      chat: {
+        knownPeers: new KnownPeers(config.known_peers ?? defaultKnownPeersPath(env)),
+        serverName: endpointName(options),
+        serverHost: options.host,
+        ...(config.relay ? { relayOnly: true } : {}),
+        ...(config.server_udp_port === undefined ? {} : { udpPort: config.server_udp_port }),
+      },
+    },
+  );
 
-  try {
-    await runner.client();
-  } catch (err) {
-    io.err(`error: ${describeConnectFailure(err, options)}`);
-    return 1;
-  }
   let failures = 0;
-  if (flags.exec?.length) {
-    for (const command of flags.exec) {
-      if (!await runner.run(command)) failures++;
-      if (runner.finished) break;
-    }
-  } else {
+  let ran = 0;
+  let stopped = false;
+  try {
     if (interactive) {
-      io.err(
-        `Connected to ${options.host}:${options.port}${options.tls ? " (TLS)" : ""}. Type help for commands.`,
-      );
+      await repl(runner, editor!, options);
+    } else {
+      // Scripted: --exec commands, else stdin lines; the first failure stops the rest unless keep_going.
+      const next = exec.length > 0
+        ? (i: number) =>
+          Promise.resolve(i < exec.length ? { line: exec[i]!, source: `in --exec ${i + 1}` } : null)
+        : async () => {
+          const line = await lines!.readLine();
+          return line === null ? null : { line, source: `on line ${lines!.lineNumber}` };
+        };
+      for (let i = 0; !runner.finished; i++) {
+        const command = await next(i);
+        if (command === null) break;
+        ran++;
+        if (await runner.run(command.line, { source: command.source })) continue;
+        failures++;
+        if (!config.keep_going) {
+          stopped = exec.length === 0 || i < exec.length - 1;
+          break;
+        }
+      }
     }
-    while (!runner.finished) {
-      if (interactive) Deno.stderr.writeSync(new TextEncoder().encode("authchat> "));
-      const line = await input.readLine();
-      if (line === null) break;
-      if (!await runner.run(line) && !interactive) failures++;
+  } finally {
+    await runner.close();
+    editor?.close();
+  }
+  // Said only when it adds to the error line: the script held more than the one command that failed.
+  if (failures > 0 && (stopped || ran > 1) && !config.json) {
+    printPlain(
+      "stderr",
+      stopped
+        ? "stopped at the first failed command (--keep-going runs the rest)"
+        : `${failures} command${failures === 1 ? "" : "s"} failed`,
+    );
+  }
+  return failures === 0 ? CLIENT_EXIT.ok : Math.max(CLIENT_EXIT.failed, connectStatus);
+}
+
+/** The interactive loop: a prompt, the session's history, Ctrl-C ends a `wait`, Ctrl-D or `close` leaves. */
+async function repl(runner: CommandRunner, editor: LineEditor, endpoint: Endpoint): Promise<void> {
+  editor.print(
+    "stderr",
+    `authchat client for ${endpointName(endpoint)} over ${endpoint.tls ? "TLS" : "plain TCP"} ` +
+      "(it connects when a command needs the server). Type help for commands; close or Ctrl-D leaves.",
+  );
+  while (!runner.finished) {
+    const line = await editor.readLine("authchat> ");
+    if (line === null) break;
+    // Only commands are remembered: a password typed at the wrong prompt must not be recalled.
+    if (commandOf(line) !== null) editor.addHistory(line.trim());
+    const interrupt = new AbortController();
+    editor.onInterrupt = () => interrupt.abort();
+    try {
+      await runner.run(line, { signal: interrupt.signal });
+    } finally {
+      editor.onInterrupt = null;
     }
   }
-  await runner.close();
-  if (failures > 0) io.err(`${failures} command${failures === 1 ? "" : "s"} failed`);
-  return failures === 0 ? 0 : 1;
 }

@@ -8,7 +8,10 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import denoJson from "../deno.json" with { type: "json" };
 import { ConfigError, loadServerConfig } from "../lib/server/server_config.ts";
 import type { ConfigSources, ServerConfig } from "../lib/server/server_config.ts";
+import { loadClientConfig } from "../lib/client/client_config.ts";
+import type { ClientConfig } from "../lib/client/client_config.ts";
 import { runClient } from "./client.ts";
+import { CLIENT_HELP } from "./_client_help.ts";
 import { runKeygen } from "./keygen.ts";
 import { runSeed } from "./seed.ts";
 import { runServer } from "./server.ts";
@@ -54,11 +57,37 @@ function explicit(command: Command, map: Record<string, keyof ServerConfig>): Pa
   return out as Partial<ServerConfig>;
 }
 
+/** The client's flags given on the command line, by config key (the rest comes from its config file). */
+function explicitClient(command: Command): Partial<ClientConfig> {
+  const keys: Record<string, keyof ClientConfig> = {
+    host: "host",
+    port: "port",
+    tls: "tls",
+    ca: "ca",
+    fingerprint: "fingerprint",
+    user: "user",
+    passwordFile: "password_file",
+    newPasswordFile: "new_password_file",
+    knownHosts: "known_hosts",
+    knownPeers: "known_peers",
+    relay: "relay",
+    serverUdpPort: "server_udp_port",
+    json: "json",
+    keepGoing: "keep_going",
+  };
+  const out: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(keys)) {
+    if (command.getOptionValueSource(flag) === "cli") out[key] = command.getOptionValue(flag);
+  }
+  return out as Partial<ClientConfig>;
+}
+
 /**
  * Run the CLI.
  *
  * @param args Arguments after the program name.
- * @returns Exit status: 0 success, 1 failure, 2 usage or configuration error.
+ * @returns Exit status: 0 success, 1 failure, 2 usage or configuration error (the client adds 3, cannot
+ *   connect, and 4, server key not trusted).
  */
 export async function main(args: string[]): Promise<number> {
   let status = 0;
@@ -177,42 +206,53 @@ export async function main(args: string[]): Promise<number> {
     .description(
       "Connect to a server: an interactive REPL on a terminal, else commands from --exec or stdin lines.",
     )
-    .option("--host <host>", "server address", "127.0.0.1")
+    .option(
+      "--config <file>",
+      "YAML configuration (default client.yaml in the configuration directory, if present)",
+    )
+    .option("--host <host>", "server address (default 127.0.0.1)")
     .option("--port <port>", "server port (default 1992 with --tls, else 1991)", port)
     .option("--tls", "connect with TLS (SCRAM-SHA-256-PLUS, channel-bound)")
+    .option("--no-tls", "connect over plain TCP even when the configuration says tls: true")
     .option("--ca <file>", "trust a server certificate signed by this CA (or this certificate itself)")
     .option(
       "--fingerprint <SHA256:...>",
       "pin the certificate (TLS) or sealing key (TCP) fingerprint keygen printed",
     )
     .option("--user <name>", "default user for login and register")
-    .option("--password-file <file>", "password for login/register/passwd/delete when not on a terminal")
-    .option("--new-password-file <file>", "new password for passwd when not on a terminal")
-    .option("--exec <command>", "run a command (repeatable, in order); exit 0 only if all succeed", collect)
-    .option("--known-hosts <file>", "trust-on-first-use file (default ~/.config/authchat/known_hosts)")
+    .option("--password-file <file>", "password of login/register, current one of passwd/delete (no prompt)")
+    .option("--new-password-file <file>", "new password of passwd (no prompt)")
+    .option("--exec <command>", "run a command (repeatable, in order) instead of reading commands", collect)
+    .option("--keep-going", "in a script, run the remaining commands after one failed")
+    .option("--no-keep-going", "stop a script at the first failed command (the default)")
+    .option("--json", "print one JSON object per event on stdout (schema below)")
+    .option("--no-json", "print text even when the configuration says json: true")
+    .option(
+      "--known-hosts <file>",
+      "trust-on-first-use file (default known_hosts in the configuration directory)",
+    )
     .option(
       "--known-peers <file>",
-      "pinned identity keys of other users (default ~/.config/authchat/known_peers)",
+      "pinned identity keys of other users (default known_peers in the configuration directory)",
     )
     .option(
       "--relay",
       "send direct messages through the server's relay only (when UDP between peers is blocked)",
     )
+    .option("--no-relay", "try direct UDP first even when the configuration says relay: true")
     .option(
       "--server-udp-port <port>",
       "the server's UDP port, when it differs from the one it announces",
       port,
     )
-    .addHelpText(
-      "after",
-      "\nCommands: hello, register, login, is_logged, access, passwd, delete, logout, close, help,\n" +
-        "list, send USER TEXT, fingerprint USER, trust USER, wait SECONDS (type help in the client).\n" +
-        "Messages print as 'msg from USER: TEXT', presence as 'presence: USER online|offline'.\n" +
-        "Without --ca or --fingerprint the first key seen is remembered and a changed one is refused.\n" +
-        "Example: authchat client --tls --user alice --password-file pw --exec login --exec access",
-    )
-    .action(async (opts) => {
-      status = await runClient({ ...opts, ...(opts.port === undefined ? {} : { port: opts.port }) });
+    .addHelpText("after", CLIENT_HELP)
+    .action(async (opts, command: Command) => {
+      const { config } = await loadClientConfig({
+        ...(opts.config === undefined ? {} : { file: opts.config }),
+        env,
+        flags: explicitClient(command),
+      });
+      status = await runClient(config, opts.exec ?? []);
     });
 
   try {

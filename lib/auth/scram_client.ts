@@ -22,6 +22,7 @@ import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { deriveKeys, hmac, saltedPassword, scramSessionKey, xor } from "../crypto/scram_math.ts";
 import type { ScramHash, ScramKeys } from "../crypto/scram_math.ts";
 import { MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
+import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import { saslPrep } from "./saslprep.ts";
 import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS } from "./scram_server.ts";
 
@@ -75,6 +76,7 @@ export class ScramClient {
   #nonce: string;
   #serverSignature: Uint8Array<ArrayBuffer> | null = null;
   #sessionKey: Uint8Array<ArrayBuffer> | null = null;
+  #verifier: ScramVerifier | null = null;
   #verified = false;
 
   /**
@@ -161,6 +163,12 @@ export class ScramClient {
     const authMessage = `${this.#bare},${serverFirstText},${withoutProof}`;
     const proof = xor(keys.clientKey, await hmac(keys.storedKey, authMessage, hash));
     this.#serverSignature = await hmac(keys.serverKey, authMessage, hash);
+    this.#verifier = {
+      iterations: sf.iterations,
+      salt: sf.salt,
+      storedKey: keys.storedKey,
+      serverKey: keys.serverKey,
+    };
     this.#sessionKey = await scramSessionKey(keys.clientKey, authMessage);
     return `${withoutProof},p=${encodeBase64(proof)}`;
   }
@@ -183,6 +191,14 @@ export class ScramClient {
       );
     }
     this.#verified = true;
+  }
+
+  /**
+   * After {@linkcode verify} succeeded: the account's verifier, as this exchange proved it (the server's
+   * signature matched). It lets a client check the password again locally without keeping it.
+   */
+  get verifier(): ScramVerifier | null {
+    return this.#verified ? this.#verifier : null;
   }
 
   /** After {@linkcode verify} succeeded: the key both ends now share (see `scramSessionKey`). */

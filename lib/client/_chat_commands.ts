@@ -1,7 +1,7 @@
 /**
  * The chat commands of the client's command language (`list`, `send`,
- * `fingerprint`, `trust`, `wait`) and the printing of what arrives: messages
- * as `msg from USER: TEXT`, presence as `presence: USER online|offline`.
+ * `fingerprint`, `trust`, `wait`) and the events of what arrives: messages,
+ * presence, the server's goodbye.
  *
  * @module
  */
@@ -13,7 +13,8 @@ import { identityFingerprint } from "../crypto/identity_key.ts";
 import { safetyNumber } from "../crypto/safety_number.ts";
 import type { AuthchatClient, ServerEvent } from "./authchat_client.ts";
 import { ChatNode } from "./chat_node.ts";
-import type { CommandIO } from "./command_runner.ts";
+import type { CommandResult } from "./client_event.ts";
+import type { CommandIO } from "./command_io.ts";
 import type { KnownPeers } from "./known_peers.ts";
 
 /** Where chat keeps its pins, and how it reaches the server. */
@@ -32,33 +33,14 @@ export interface ChatSettings {
   sendTimeoutMs?: number;
 }
 
-/**
- * Text from another user made safe for one terminal line: control characters (which could move the
- * cursor, clear the screen or fake a line of output) are shown escaped.
- *
- * @example
- * ```ts
- * import { printable } from "./_chat_commands.ts";
- * console.assert(printable("a\nb\u001b[2J") === "a\\nb\\u001b[2J");
- * ```
- *
- * @param text The text.
- * @returns One printable line.
- */
-export function printable(text: string): string {
-  return text.replace(
-    // deno-lint-ignore no-control-regex -- matching control characters is the point
-    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
-    (c) => c === "\n" ? "\\n" : c === "\t" ? "\\t" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
-}
-
 /** Runs the chat commands for a {@linkcode CommandRunner}. */
 export class ChatCommands {
   #io: CommandIO;
   #settings: ChatSettings | undefined;
   #node: ChatNode | null = null;
   #starting: Promise<void> | null = null;
+  /** Why chat did not start after the last login, so `send` can say so (cleared when chat stops). */
+  #unavailable: string | null = null;
   #online = new Set<string>();
 
   /**
@@ -72,17 +54,25 @@ export class ChatCommands {
     this.#settings = settings;
   }
 
+  #cannotStart(reason: string): void {
+    this.#unavailable = reason;
+    this.#io.emit({ type: "notice", level: "warning", message: `Direct messages unavailable: ${reason}` });
+  }
+
   /**
-   * Start receiving after a login: bind UDP and meet the server's rendezvous.
+   * Start receiving after a login: bind UDP and meet the server's rendezvous. When that cannot be done,
+   * a warning says why, and so does `send` later.
    *
    * @param client The logged-in connection.
    */
   async start(client: AuthchatClient): Promise<void> {
     const chat = client.chat;
     const settings = this.#settings;
-    if (!settings || !chat) return;
-    if (!chat.identity) return this.#io.err(`warning: direct messages unavailable: ${chat.identityError}`);
-    if (!chat.udp) return this.#io.err("warning: direct messages unavailable: the server does not serve UDP");
+    // A runner made without chat settings has chat off on purpose: nothing to warn about.
+    if (!settings) return void (this.#unavailable = "chat is off in this client");
+    if (!chat) return this.#cannotStart("the login gave no chat credentials");
+    if (!chat.identity) return this.#cannotStart(chat.identityError ?? "no identity key");
+    if (!chat.udp) return this.#cannotStart("the server does not serve UDP");
     const { identity, udp, user } = chat;
     this.#starting = (async () => {
       try {
@@ -96,13 +86,13 @@ export class ChatCommands {
           serverHost: settings.serverHost,
           knownPeers: settings.knownPeers,
           serverName: settings.serverName,
-          onMessage: (from, text) => this.#io.out(`msg from ${from}: ${printable(text)}`),
-          onWarning: (line) => this.#io.err(line),
+          onMessage: (from, text) => this.#io.emit({ type: "message", from, text }),
+          onWarning: (message) => this.#io.emit({ type: "notice", level: "warning", message }),
           ...(settings.relayOnly ? { relayOnly: true } : {}),
           ...(settings.sendTimeoutMs === undefined ? {} : { sendTimeoutMs: settings.sendTimeoutMs }),
         });
       } catch (err) {
-        this.#io.err(`warning: direct messages unavailable: ${describeError(err)}`);
+        this.#cannotStart(describeError(err));
       }
     })();
     await this.#starting;
@@ -113,70 +103,73 @@ export class ChatCommands {
     await this.#starting;
     const node = this.#node;
     this.#node = null;
+    this.#unavailable = null;
     this.#online.clear();
     await node?.close();
   }
 
   /**
-   * Print a pushed message; a user going offline fails the sends still waiting for them.
+   * Report a pushed message; a user going offline fails the sends still waiting for them.
    *
    * @param event The message.
+   * @param options `quiet`: the goodbye is not shown (an idle connection the client silently replaces).
    */
-  onServerEvent(event: ServerEvent): void {
+  onServerEvent(event: ServerEvent, options: { quiet?: boolean } = {}): void {
     if (event.op === "BYE") {
-      this.#io.err(`server: ${event.reason} (${event.code})`);
+      if (!options.quiet) this.#io.emit({ type: "bye", code: event.code, reason: event.reason });
       void this.stop();
       return;
     }
-    // An account's first login registers its identity key, which re-announces it online: print once.
+    // An account's first login registers its identity key, which re-announces it online: report once.
     const key = event.user.toLowerCase();
     const known = this.#online.has(key);
     if (event.state === "online") this.#online.add(key);
     else this.#online.delete(key);
-    if (!(known && event.state === "online")) this.#io.out(`presence: ${event.user} ${event.state}`);
+    if (!(known && event.state === "online")) {
+      this.#io.emit({ type: "presence", user: event.user, state: event.state });
+    }
     // Either way the peer's old session (and address) is gone: the next send looks them up again.
     this.#node?.forget(event.user, `${event.user} went ${event.state}`);
   }
 
   #requireNode(): ChatNode {
-    if (!this.#node) throw new Error("Direct messages are not available: log in first (and see any warning)");
-    return this.#node;
+    if (this.#node) return this.#node;
+    throw new Error(`Direct messages are not available: ${this.#unavailable ?? "log in first"}`);
   }
 
   /**
    * `list`.
    *
    * @param client The connection.
+   * @returns The users online.
    */
-  async list(client: AuthchatClient): Promise<void> {
+  async list(client: AuthchatClient): Promise<CommandResult> {
     const users = await client.list();
     const me = client.user === null ? null : prepareUsername(client.user).key;
-    for (const u of users) {
-      const you = prepareUsername(u.user).key === me ? " (you)" : "";
-      this.#io.out(`${u.user} ${u.fingerprint ?? "(no identity key yet)"}${you}`);
-    }
-    this.#io.out(`${users.length} online`);
+    return {
+      command: "list",
+      users: users.map((u) => ({
+        user: u.user,
+        fingerprint: u.fingerprint ?? null,
+        you: prepareUsername(u.user).key === me,
+      })),
+    };
   }
 
   /**
-   * `send USER TEXT`.
+   * `send USER TEXT`: resolves once the recipient's client acknowledged it.
    *
    * @param client The connection.
    * @param user The recipient.
    * @param text The message.
-   * @returns Whether it was delivered.
+   * @returns The recipient.
+   * @throws {Error} When it cannot be sent or was not acknowledged in time.
    */
-  async send(client: AuthchatClient, user: string, text: string): Promise<boolean> {
-    try {
-      if (user === "" || text === "") throw new Error("send needs a user and a message: send USER TEXT");
-      if (client.user === null) throw new Error("Not logged in: log in first");
-      await this.#requireNode().send(user, text);
-      this.#io.out("delivered");
-      return true;
-    } catch (err) {
-      this.#io.err(`error: ${describeError(err)}`);
-      return false;
-    }
+  async send(client: AuthchatClient, user: string, text: string): Promise<CommandResult> {
+    if (user === "" || text === "") throw new Error("send needs a user and a message: send USER TEXT");
+    if (client.user === null) throw new Error("Not logged in: log in first");
+    await this.#requireNode().send(user, text);
+    return { command: "send", to: user };
   }
 
   /**
@@ -184,8 +177,9 @@ export class ChatCommands {
    *
    * @param client The connection.
    * @param user The other user.
+   * @returns Both fingerprints, the pin state and the safety number.
    */
-  async fingerprint(client: AuthchatClient, user: string): Promise<void> {
+  async fingerprint(client: AuthchatClient, user: string): Promise<CommandResult> {
     const chat = client.chat;
     const settings = this.#settings;
     if (!chat?.identity || !settings) throw new Error("No identity key: log in first");
@@ -202,18 +196,22 @@ export class ChatCommands {
     }
     const theirs = current ?? pinned;
     if (!theirs) throw new Error(`No identity key known for ${user}: they are offline and not pinned`);
-    const state = !pinned
-      ? "not pinned yet"
-      : current && (await identityFingerprint(current)) !== (await identityFingerprint(pinned))
-      ? `CHANGED: pinned ${await identityFingerprint(pinned)}`
-      : "pinned";
-    this.#io.out(`you (${chat.user}): ${await identityFingerprint(chat.identity.publicKey)}`);
-    this.#io.out(`${name}: ${await identityFingerprint(theirs)} (${state})`);
+    const theirPrint = await identityFingerprint(theirs);
+    const pinnedPrint = pinned ? await identityFingerprint(pinned) : null;
     const number = await safetyNumber(
       { user: prepareUsername(chat.user).key, key: chat.identity.publicKey },
       { user: key, key: theirs },
     );
-    this.#io.out(`safety number: ${number}`);
+    return {
+      command: "fingerprint",
+      user: chat.user,
+      fingerprint: await identityFingerprint(chat.identity.publicKey),
+      peer: name,
+      peer_fingerprint: theirPrint,
+      pin: pinnedPrint === null ? "new" : pinnedPrint === theirPrint ? "pinned" : "changed",
+      pinned_fingerprint: pinnedPrint,
+      safety_number: number,
+    };
   }
 
   /**
@@ -221,8 +219,9 @@ export class ChatCommands {
    *
    * @param client The connection.
    * @param user The user.
+   * @returns The user and the fingerprint now pinned.
    */
-  async trust(client: AuthchatClient, user: string): Promise<void> {
+  async trust(client: AuthchatClient, user: string): Promise<CommandResult> {
     const settings = this.#settings;
     if (!settings) throw new Error("Chat is not available");
     const info = await client.peer(user);
@@ -230,19 +229,35 @@ export class ChatCommands {
     if (!key) throw new Error("The server sent an invalid identity key");
     await settings.knownPeers.pin(settings.serverName, prepareUsername(info.user).key, key);
     this.#node?.forget(info.user, "its key was re-trusted");
-    this.#io.out(`trusted ${info.user}: ${await identityFingerprint(new Uint8Array(key))}`);
+    return { command: "trust", user: info.user, fingerprint: await identityFingerprint(new Uint8Array(key)) };
   }
 
   /**
-   * `wait SECONDS`.
+   * `wait SECONDS`: stay online that long (messages and presence are reported meanwhile).
    *
    * @param arg The number of seconds.
+   * @param signal Ends the wait early (Ctrl-C at the terminal).
+   * @returns The seconds asked for.
+   * @throws {Error} For a bad number, or `Interrupted` when the signal aborted it.
    */
-  async wait(arg: string | undefined): Promise<void> {
+  async wait(arg: string | undefined, signal?: AbortSignal): Promise<CommandResult> {
     const seconds = Number(arg);
     if (arg === undefined || !Number.isFinite(seconds) || seconds < 0 || seconds > 86_400) {
       throw new Error(`wait needs a number of seconds from 0 to 86400: got ${arg ?? "nothing"}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    if (signal?.aborted) throw new Deno.errors.Interrupted("Interrupted");
+    await new Promise<void>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", abort);
+      };
+      const abort = () => {
+        done();
+        reject(new Deno.errors.Interrupted("Interrupted"));
+      };
+      const timer = setTimeout(() => (done(), resolve()), seconds * 1000);
+      signal?.addEventListener("abort", abort, { once: true });
+    });
+    return { command: "wait", seconds };
   }
 }

@@ -14,6 +14,7 @@ import type { Sealed, ServerMessageOf } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { fingerprint } from "../crypto/fingerprint.ts";
 import { createVerifier, formatVerifier } from "../crypto/scram_verifier.ts";
+import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import { importSealPublicKey, seal, sealContext } from "../crypto/seal.ts";
 import { memo } from "./_memo.ts";
 import { checkServerKey, endpointName } from "./open_connection.ts";
@@ -59,13 +60,42 @@ export interface VerifierChannel {
 }
 
 /**
+ * Check a new password against the policy the server announced in HELLO (its minimum length), before
+ * anything is computed or sent.
+ *
+ * @param user The account the password is for.
+ * @param password The new password as typed.
+ * @param hello The connection's HELLO reply.
+ * @returns The SASLprepped password.
+ * @throws {ProtocolError} `PASSWORD_POLICY` with the reason.
+ */
+export function checkNewPassword(
+  user: string,
+  password: string,
+  hello: ServerMessageOf<"HELLO">,
+): Promise<string> {
+  return checkPassword(password, {
+    minLength: hello.password_min_length,
+    username: prepareUsername(user).name,
+  });
+}
+
+/** What {@linkcode newVerifierFields} makes: the message fields, and the verifier itself. */
+export interface NewVerifier {
+  /** `verifier` on TLS, `sealed` on plain TCP. */
+  fields: { verifier: string } | { sealed: Sealed };
+  /** The verifier (the client keeps it to check the password locally later). */
+  verifier: ScramVerifier;
+}
+
+/**
  * The verifier of a new password, as REGISTER or PASSWD send it.
  *
  * @param op The command.
  * @param user The account the password is for.
  * @param password The new password as typed.
  * @param channel The connection's HELLO, transport and sealing key.
- * @returns The message fields: `verifier` on TLS, `sealed` on plain TCP.
+ * @returns The message fields and the verifier.
  * @throws {ProtocolError} `PASSWORD_POLICY`, or `CONFIDENTIALITY_REQUIRED` without a trusted sealing key.
  */
 export async function newVerifierFields(
@@ -73,16 +103,15 @@ export async function newVerifierFields(
   user: string,
   password: string,
   channel: VerifierChannel,
-): Promise<{ verifier: string } | { sealed: Sealed }> {
-  const prepared = await checkPassword(password, {
-    minLength: channel.hello.password_min_length,
-    username: prepareUsername(user).name,
-  });
+): Promise<NewVerifier> {
+  const prepared = await checkNewPassword(user, password, channel.hello);
   if (!channel.tls && !channel.sealKey) {
     throw new ProtocolError("CONFIDENTIALITY_REQUIRED", "No trusted sealing key for this server");
   }
-  const verifier = formatVerifier(await createVerifier(prepared, { iterations: channel.hello.iterations }));
-  if (channel.tls) return { verifier };
+  const verifier = await createVerifier(prepared, { iterations: channel.hello.iterations });
+  const text = formatVerifier(verifier);
+  if (channel.tls) return { fields: { verifier: text }, verifier };
   const nonce = await channel.takeNonce();
-  return { sealed: await seal(channel.sealKey!, encoder.encode(verifier), sealContext(op, { user, nonce })) };
+  const sealed = await seal(channel.sealKey!, encoder.encode(text), sealContext(op, { user, nonce }));
+  return { fields: { sealed }, verifier };
 }

@@ -11,6 +11,7 @@ import type { SaltedPasswordCache } from "../auth/scram_client.ts";
 import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS } from "../auth/scram_server.ts";
 import type { ClientMessage, ServerMessageOf } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
+import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import type { RequestChannel } from "./_request_channel.ts";
 
 /** The connection an exchange runs on. */
@@ -35,7 +36,7 @@ export interface ScramConnection {
  * @param greeted When the first message goes out before HELLO is answered: settles with the HELLO reply
  *   (and the check of the server's keys). The exchange then assumes the mechanism the transport calls for
  *   and goes on only if the server offers it.
- * @returns The server's reply to the proof, and the session key the exchange made.
+ * @returns The server's reply to the proof, the session key the exchange made, and the verifier it proved.
  * @throws {ProtocolError} A refusal, or `CHANNEL_BINDING` when the server does not offer the mechanism.
  */
 export async function scramExchange<K extends "LOGIN" | "PASSWD" | "DELETE">(
@@ -45,7 +46,9 @@ export async function scramExchange<K extends "LOGIN" | "PASSWD" | "DELETE">(
   extra: Record<string, unknown>,
   connection: ScramConnection,
   greeted?: Promise<void>,
-): Promise<ServerMessageOf<K> & { sessionKey: Uint8Array<ArrayBuffer> | null }> {
+): Promise<
+  ServerMessageOf<K> & { sessionKey: Uint8Array<ArrayBuffer> | null; verifier: ScramVerifier | null }
+> {
   const { channel, channelBinding } = connection;
   const expected = channelBinding ? [SCRAM_SHA_256_PLUS] : [SCRAM_SHA_256];
   const client = new ScramClient({
@@ -84,5 +87,5 @@ export async function scramExchange<K extends "LOGIN" | "PASSWD" | "DELETE">(
   const final = await distrustOnFailure(() => client.final(challenge.data));
   const reply = await channel.request({ op: "PROOF", data: final }, op);
   await distrustOnFailure(() => client.verify(reply.data));
-  return { ...reply, sessionKey: client.sessionKey };
+  return { ...reply, sessionKey: client.sessionKey, verifier: client.verifier };
 }

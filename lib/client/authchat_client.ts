@@ -6,12 +6,15 @@
  */
 
 import type { SaltedPasswordCache } from "../auth/scram_client.ts";
+import { saslPrep } from "../auth/saslprep.ts";
 import { PROTOCOL_VERSION } from "../codec/messages.ts";
 import type { ClientMessage, ServerMessageOf, ServerOp } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
+import { verifierMatches } from "../crypto/scram_verifier.ts";
+import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import { FramedStream } from "../transport/framed_stream.ts";
 import { RequestChannel } from "./_request_channel.ts";
-import { newVerifierFields, trustedSealKey } from "./_new_verifier.ts";
+import { checkNewPassword, newVerifierFields, trustedSealKey } from "./_new_verifier.ts";
 import { scramExchange } from "./_scram_exchange.ts";
 import type { ServerEvent } from "./_request_channel.ts";
 import { openConnection } from "./open_connection.ts";
@@ -93,6 +96,8 @@ export class AuthchatClient {
   #sealKey: CryptoKey | null = null;
   #closedByUs = false;
   #user: string | null = null;
+  /** The logged-in account's verifier as the login proved it (or the last passwd set): no plaintext kept. */
+  #verifier: ScramVerifier | null = null;
   #cache: ClientCache;
   #chat: ChatCredentials | null = null;
   /** The login must change its password before anything else (LOGIN said so). */
@@ -205,6 +210,7 @@ export class AuthchatClient {
 
   #loggedOut(): void {
     this.#user = null;
+    this.#verifier = null;
     this.#chat = null;
     this.#mustChange = false;
     this.#heldIdentity = null;
@@ -264,13 +270,13 @@ export class AuthchatClient {
    */
   async register(user: string, password: string): Promise<string> {
     // The policy is checked first, the cheapest refusal.
-    const verifier = await this.#newVerifier("REGISTER", user, password);
+    const { fields } = await this.#newVerifier("REGISTER", user, password);
     // The identity key is made here, and its private half leaves only sealed under the password.
     const { message } = await newIdentity(user, password);
     const reply = await this.#request({
       op: "REGISTER",
       user,
-      ...verifier,
+      ...fields,
       identity: message,
     }, "REGISTER");
     return reply.user;
@@ -283,7 +289,9 @@ export class AuthchatClient {
     password: string,
     extra: Record<string, unknown> = {},
     greeted?: Promise<void>,
-  ): Promise<ServerMessageOf<K> & { sessionKey: Uint8Array<ArrayBuffer> | null }> {
+  ): Promise<
+    ServerMessageOf<K> & { sessionKey: Uint8Array<ArrayBuffer> | null; verifier: ScramVerifier | null }
+  > {
     return scramExchange(op, user, password, extra, {
       channel: this.#channel,
       hello: () => this.#hello,
@@ -311,6 +319,7 @@ export class AuthchatClient {
     this.#loggedOut();
     const reply = await this.#scram("LOGIN", user, password, {}, greeted);
     this.#user = reply.user;
+    this.#verifier = reply.verifier;
     if (reply.must_change_password) {
       this.#mustChange = true;
       // An existing key is opened now, with the password just proved, so `passwd` can re-seal it; a new one
@@ -417,14 +426,15 @@ export class AuthchatClient {
   async passwd(current: string, next: string): Promise<void> {
     const user = this.#user;
     if (user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
-    const verifier = await this.#newVerifier("PASSWD", user, next);
+    const { fields, verifier } = await this.#newVerifier("PASSWD", user, next);
     const identity = this.#chat?.identity ?? this.#heldIdentity;
     // The identity key backup follows the password, or only the old password would open it.
     const sealed = identity ? await sealIdentity(identity, user, next) : null;
     const reply = await this.#scram("PASSWD", user, current, {
-      ...verifier,
+      ...fields,
       ...(sealed ? { backup: sealed.backup } : {}),
     });
+    this.#verifier = verifier;
     if (!this.#mustChange) return;
     this.#mustChange = false;
     this.#heldIdentity = null;
@@ -439,6 +449,38 @@ export class AuthchatClient {
       },
       next,
     );
+  }
+
+  /**
+   * Check a new password against the policy the server announced in HELLO, without sending anything (a
+   * front end asks before it asks for the password a second time).
+   *
+   * @param user The account it is for.
+   * @param password The new password.
+   * @throws {ProtocolError} `PASSWORD_POLICY` with the reason.
+   */
+  async checkNewPassword(user: string, password: string): Promise<void> {
+    await checkNewPassword(user, password, this.#hello);
+  }
+
+  /**
+   * Tell whether a password is this login's, locally: against the verifier the login proved (the server's
+   * signature matched it) or the one the last `passwd` set. It costs one PBKDF2 and sends nothing.
+   *
+   * @param password The password as typed.
+   * @returns `false` when it is certainly not the account's password; `true` when it is, or when this
+   *   connection is not logged in (nothing to compare with: the server decides).
+   */
+  async passwordMatches(password: string): Promise<boolean> {
+    const verifier = this.#verifier;
+    if (verifier === null) return true;
+    let prepared: string;
+    try {
+      prepared = saslPrep(password, { allowUnassigned: true });
+    } catch {
+      return false;
+    }
+    return await verifierMatches(prepared, verifier);
   }
 
   /**

@@ -1,38 +1,48 @@
 /**
  * The client's command language (`hello`, `register`, `login`, …): parses one
- * line, runs it against an {@linkcode AuthchatClient} and reports through a
- * small I/O interface. The REPL and scripted mode are front ends to it.
+ * line, runs it against an {@linkcode AuthchatClient} and reports each outcome
+ * as a {@linkcode ClientEvent} through a small I/O interface. The REPL and
+ * scripted mode are front ends to it.
+ *
+ * The connection is opened when a command first needs the server, after the
+ * secrets that command asks for, so a person typing at a prompt is never held
+ * to the server's login deadline. A connection the server closed because it sat
+ * idle without logging in (`BYE AUTH_TIMEOUT`) held nothing to lose: it is
+ * replaced silently on the next command, and a request that met that close is
+ * sent once more on the new connection. Any other close is reported; with
+ * `reconnect` (the REPL) the next command opens a new connection, else (a
+ * script, which must not go on as if still logged in) commands fail.
  *
  * @module
  */
 
-import { describeError, ProtocolError } from "../codec/protocol_error.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import { ConnectionClosedError } from "./authchat_client.ts";
 import type { AuthchatClient, ServerEvent } from "./authchat_client.ts";
 import { ChatCommands } from "./_chat_commands.ts";
 import type { ChatSettings } from "./_chat_commands.ts";
+import type { CommandResult, FailureEvent } from "./client_event.ts";
+import type { CommandIO } from "./command_io.ts";
 
-/** Which secret a command needs. */
-export type SecretKind = "login" | "register" | "current" | "new";
+export type { CommandIO, SecretKind } from "./command_io.ts";
 
-/** How the runner talks to its user. */
-export interface CommandIO {
-  /** A result line (stdout). */
-  out(line: string): void;
-  /** A diagnostic line (stderr). */
-  err(line: string): void;
+/** What a connection reports to its runner (the `onEvent` and `onClosed` of the client's options). */
+export interface ConnectionHandlers {
+  /** A message the server pushed (`BYE`, `PRESENCE`). */
+  onEvent(event: ServerEvent): void;
+  /** The connection ended, however. */
+  onClosed(): void;
+}
+
+/** Options of {@linkcode CommandRunner.run}. */
+export interface RunOptions {
   /**
-   * Get a secret: from a file when scripted, from a hidden prompt on a terminal.
-   *
-   * @param kind What it is for; `register` and `new` are confirmed twice on a terminal.
-   * @returns The secret.
+   * Where the line came from, for the error about an unknown command (`on line 3`); the line itself is
+   * never repeated, since it may be a password typed at the wrong prompt.
    */
-  secret(kind: SecretKind): Promise<string>;
-  /**
-   * Get the user name when a command needs one and none was given.
-   *
-   * @returns The name.
-   */
-  user(): Promise<string>;
+  source?: string;
+  /** Ends a `wait` early (Ctrl-C at the terminal). */
+  signal?: AbortSignal;
 }
 
 /** The help text. */
@@ -43,7 +53,7 @@ export const COMMAND_HELP: string = [
   "  login [USER]       log in with SCRAM-SHA-256 (channel-bound over TLS)",
   "  is_logged          say whether this connection is logged in",
   "  access             read the protected resource (logged in only)",
-  "  passwd             change the password (current one proved; new one from --new-password-file)",
+  "  passwd             change the password: the current one is checked, then the new one is asked",
   "  delete             delete the account (password proved); every session of it ends",
   "  list               the users online, with their identity-key fingerprints",
   "  send USER TEXT     send an end-to-end encrypted message; prints delivered once acknowledged",
@@ -80,33 +90,69 @@ const MUST_CHANGE_PASSWORD = "this account must change its password before anyth
 const MAX_ARGS: Record<string, number> = { register: 1, login: 1, fingerprint: 1, trust: 1, wait: 1 };
 
 /**
+ * The command a line names.
+ *
+ * @example
+ * ```ts
+ * import { commandOf } from "./command_runner.ts";
+ * console.assert(commandOf("LOGIN alice") === "login" && commandOf("hunter2") === null);
+ * ```
+ *
+ * @param line A line as typed.
+ * @returns The command in lower case, or `null` for a blank line, a comment, or no known command.
+ */
+export function commandOf(line: string): string | null {
+  const name = line.trim().split(/\s+/, 1)[0]!.toLowerCase();
+  return COMMANDS.has(name) ? name : null;
+}
+
+function failure(command: string | null, err: unknown): FailureEvent {
+  return {
+    type: "reply",
+    ok: false,
+    command,
+    error: err instanceof ProtocolError
+      ? { code: err.code, message: err.message }
+      : { code: null, message: err instanceof Error ? err.message : String(err) },
+  };
+}
+
+/**
  * Runs commands against a client connection.
  *
  * @example
  * ```ts ignore
- * const runner = new CommandRunner(() => AuthchatClient.connect(options), io, { user: "alice" });
+ * const runner = new CommandRunner((handlers) => AuthchatClient.connect({ ...options, ...handlers }), io, {
+ *   user: "alice",
+ * });
  * const ok = await runner.run("login");
  * ```
  */
 export class CommandRunner {
-  #connect: () => Promise<AuthchatClient>;
+  #connect: (handlers: ConnectionHandlers) => Promise<AuthchatClient>;
   #io: CommandIO;
   #defaultUser: string | undefined;
   #reconnect: boolean;
   #client: AuthchatClient | null = null;
+  #connecting: Promise<AuthchatClient> | null = null;
+  /** Counts connections, so a replaced one's late events are ignored. */
+  #generation = 0;
+  /** The current connection was closed by the server's login deadline (and so is replaced silently). */
+  #idleClosed = false;
   #finished = false;
   #chat: ChatCommands;
 
   /**
    * Make a runner.
    *
-   * @param connect Opens a connection (called lazily, and again after a drop when `reconnect`).
-   * @param io Output and secrets.
-   * @param options Default user, whether to reconnect after the server closed the connection, and
-   *   the chat settings (pin file, server name).
+   * @param connect Opens a connection that reports to the given handlers (called when a command first
+   *   needs the server, and again after a close: see {@linkcode CommandRunner.client}).
+   * @param io Events out, secrets and user names in.
+   * @param options Default user, whether to reconnect after the server ended a session (an idle
+   *   connection that never logged in is replaced either way), and the chat settings (pin file, server name).
    */
   constructor(
-    connect: () => Promise<AuthchatClient>,
+    connect: (handlers: ConnectionHandlers) => Promise<AuthchatClient>,
     io: CommandIO,
     options: { user?: string | undefined; reconnect?: boolean; chat?: ChatSettings } = {},
   ) {
@@ -117,38 +163,75 @@ export class CommandRunner {
     this.#chat = new ChatCommands(io, options.chat);
   }
 
-  /**
-   * A message the server pushed: presence notices are printed, and the end of the session stops chat.
-   *
-   * @param event The message.
-   */
-  onServerEvent(event: ServerEvent): void {
-    this.#chat.onServerEvent(event);
-  }
-
-  /** The connection ended (however): direct messages stop with it. */
-  onConnectionClosed(): void {
-    void this.#chat.stop();
-  }
-
   /** True after `close`: no more commands. */
   get finished(): boolean {
     return this.#finished;
   }
 
   /**
-   * The connection, opened on first use.
+   * The connection, opened on first use, and again after the server closed it for idling without a
+   * login (or, with `reconnect`, for any reason).
    *
    * @returns The client.
+   * @throws {Error} `Not connected` after another close without `reconnect`; whatever connecting throws.
    */
   async client(): Promise<AuthchatClient> {
-    if (this.#client && this.#client.closedReason !== null) {
-      if (!this.#reconnect) throw new Error(`Not connected: ${this.#client.closedReason}`);
-      this.#io.err(`(${this.#client.closedReason}; reconnecting)`);
+    const old = this.#client;
+    if (old && old.closedReason !== null) {
+      if (!this.#idleClosed) {
+        if (!this.#reconnect) throw new Error(`Not connected: ${old.closedReason}`);
+        this.#io.emit({ type: "notice", level: "info", message: `(${old.closedReason}; reconnecting)` });
+      }
       this.#client = null;
     }
-    this.#client ??= await this.#connect();
-    return this.#client;
+    if (this.#client) return this.#client;
+    this.#connecting ??= this.#open().finally(() => this.#connecting = null);
+    return await this.#connecting;
+  }
+
+  async #open(): Promise<AuthchatClient> {
+    const generation = ++this.#generation;
+    this.#idleClosed = false;
+    const client = await this.#connect({
+      onEvent: (event) => {
+        if (generation !== this.#generation) return;
+        // Only a connection that never logged in (or logged out) meets the login deadline.
+        const idle = event.op === "BYE" && event.code === "AUTH_TIMEOUT";
+        if (idle) this.#idleClosed = true;
+        this.#chat.onServerEvent(event, { quiet: idle });
+      },
+      onClosed: () => {
+        if (generation === this.#generation) void this.#chat.stop();
+      },
+    });
+    this.#client = client;
+    return client;
+  }
+
+  /**
+   * Run a request on the connection; when the server closed it for idling before a login just as the
+   * request went out, once more on a new connection (the first did nothing).
+   */
+  async #onServer<T>(request: (client: AuthchatClient) => Promise<T>): Promise<T> {
+    const client = await this.client();
+    try {
+      return await request(client);
+    } catch (err) {
+      if (!(err instanceof ConnectionClosedError) || !this.#idleClosed || this.#client !== client) throw err;
+      return await request(await this.client());
+    }
+  }
+
+  /** The connection, when it is open and logged in; never opens one (a new one is not logged in). */
+  #loggedIn(): AuthchatClient & { user: string } {
+    const client = this.#client;
+    if (client && client.closedReason !== null && !this.#reconnect && !this.#idleClosed) {
+      throw new Error(`Not connected: ${client.closedReason}`);
+    }
+    if (!client || client.closedReason !== null || client.user === null) {
+      throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
+    }
+    return client as AuthchatClient & { user: string };
   }
 
   /** Close the connection if one is open (without reconnecting). */
@@ -158,34 +241,40 @@ export class CommandRunner {
   }
 
   /**
-   * Run one command line.
+   * Run one command line and report its outcome.
    *
    * @param line The command and its argument.
+   * @param options Where the line came from; a signal that ends a `wait`.
    * @returns Whether it succeeded (blank lines and comments succeed).
    */
-  async run(line: string): Promise<boolean> {
+  async run(line: string, options: RunOptions = {}): Promise<boolean> {
     const [name = "", ...args] = line.trim().split(/\s+/).filter((w) => w !== "");
     if (name === "" || name.startsWith("#")) return true;
     const command = name.toLowerCase();
-    if (!COMMANDS.has(command)) {
-      this.#io.err(`error: unknown command ${JSON.stringify(name)}: type help for the list`);
-      return false;
-    }
-    if (command !== "send" && args.length > (MAX_ARGS[command] ?? 0)) {
-      this.#io.err(`error: too many arguments for ${command}: type help for its usage`);
-      return false;
-    }
     try {
+      if (!COMMANDS.has(command)) {
+        throw new Error(
+          `Unknown command${
+            options.source === undefined ? "" : ` ${options.source}`
+          }: type help for the list`,
+        );
+      }
+      if (command !== "send" && args.length > (MAX_ARGS[command] ?? 0)) {
+        throw new Error(`Too many arguments for ${command}: type help for its usage`);
+      }
+      let result: CommandResult | null;
       if (command === "send") {
         // The text is the rest of the line after the user, spacing kept.
         const rest = line.trim().slice(name.length).trimStart();
         const user = rest.split(/\s/, 1)[0] ?? "";
-        return await this.#chat.send(await this.client(), user, rest.slice(user.length).replace(/^\s/, ""));
+        result = await this.#chat.send(await this.client(), user, rest.slice(user.length).replace(/^\s/, ""));
+      } else {
+        result = await this.#execute(command, args[0], options.signal);
       }
-      await this.#execute(command, args[0]);
+      if (result) this.#io.emit({ type: "reply", ok: true, ...result });
       return true;
     } catch (err) {
-      this.#io.err(`error: ${describeError(err)}`);
+      this.#io.emit(failure(COMMANDS.has(command) ? command : null, err));
       return false;
     }
   }
@@ -199,79 +288,147 @@ export class CommandRunner {
     return given ?? this.#defaultUser ?? await this.#io.user();
   }
 
-  async #execute(command: string, arg: string | undefined): Promise<void> {
-    const io = this.#io;
+  /**
+   * A new password: checked (policy, which may open the connection for the server's HELLO) before it is
+   * asked a second time, so a refused one is not typed twice.
+   */
+  async #newSecret(kind: "register" | "new", check: (secret: string) => Promise<void>): Promise<string> {
+    const secret = await this.#io.secret(kind);
+    await check(secret);
+    const again = await this.#io.confirm?.(kind);
+    if (again !== undefined && again !== null && again !== secret) {
+      throw new Error("The two passwords do not match");
+    }
+    return secret;
+  }
+
+  /** The current password, checked locally against this login before anything else is asked or sent. */
+  async #currentSecret(client: AuthchatClient): Promise<string> {
+    const secret = await this.#io.secret("current");
+    if (!await client.passwordMatches(secret)) {
+      throw new ProtocolError(
+        "AUTH_FAILED",
+        "Wrong password: it is not the one this session logged in with (nothing was sent)",
+      );
+    }
+    return secret;
+  }
+
+  /** Run a command; `null` when it reported its own reply (login, whose chat start follows it). */
+  async #execute(
+    command: string,
+    arg: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<CommandResult | null> {
     switch (command) {
       case "help":
-        return io.out(COMMAND_HELP);
+        return { command: "help", text: COMMAND_HELP };
       case "close":
         this.#finished = true;
-        await this.#chat.stop();
-        await this.#client?.close();
-        return io.out("closed");
+        await this.close();
+        return { command: "close" };
       case "wait":
-        return await this.#chat.wait(arg);
-    }
-    const client = await this.client();
-    switch (command) {
+        return await this.#chat.wait(arg, signal);
       case "hello": {
-        const h = await client.hello();
-        return io.out(
-          `server ${h.server}, protocol ${h.version}, mechanisms ${h.mechanisms.join(" ")}, ` +
-            (h.confidential ? "TLS" : "plain TCP (secrets sealed)"),
-        );
+        const h = await this.#onServer((c) => c.hello());
+        return {
+          command: "hello",
+          server: h.server,
+          version: h.version,
+          mechanisms: h.mechanisms,
+          confidential: h.confidential,
+        };
       }
       case "register": {
         const user = await this.#user(arg);
-        return io.out(`registered ${await client.register(user, await io.secret("register"))}`);
+        const password = await this.#newSecret(
+          "register",
+          (secret) => this.#onServer((c) => c.checkNewPassword(user, secret)),
+        );
+        return { command: "register", user: await this.#onServer((c) => c.register(user, password)) };
       }
       case "login": {
         const user = await this.#user(arg);
+        const password = await this.#io.secret("login");
         await this.#chat.stop();
-        io.out(`logged in as ${await client.login(user, await io.secret("login"))}`);
+        const { client, name } = await this.#onServer(async (c) => ({
+          client: c,
+          name: await c.login(user, password),
+        }));
+        const mustChange = client.mustChangePassword;
+        this.#io.emit({
+          type: "reply",
+          ok: true,
+          command: "login",
+          user: name,
+          must_change_password: mustChange,
+        });
         // Chat starts once the password is changed (see passwd).
-        if (client.mustChangePassword) return io.err(MUST_CHANGE_PASSWORD);
-        return await this.#chat.start(client);
+        if (mustChange) this.#io.emit({ type: "notice", level: "warning", message: MUST_CHANGE_PASSWORD });
+        else await this.#chat.start(client);
+        return null;
       }
       case "is_logged": {
-        const state = await client.isLogged();
-        io.out(state.loggedIn ? `logged in as ${state.user}` : "not logged in");
-        if (state.mustChangePassword) io.err(MUST_CHANGE_PASSWORD);
-        return;
+        const state = await this.#onServer((c) => c.isLogged());
+        const mustChange = state.mustChangePassword ?? false;
+        if (mustChange) {
+          this.#io.emit({
+            type: "reply",
+            ok: true,
+            command: "is_logged",
+            logged_in: state.loggedIn,
+            user: state.user ?? null,
+            must_change_password: true,
+          });
+          this.#io.emit({ type: "notice", level: "warning", message: MUST_CHANGE_PASSWORD });
+          return null;
+        }
+        return {
+          command: "is_logged",
+          logged_in: state.loggedIn,
+          user: state.user ?? null,
+          must_change_password: false,
+        };
       }
       case "access": {
-        const a = await client.access();
-        io.out(`user ${a.user}`);
-        io.out(`created ${a.created}`);
-        io.out(`last login ${a.last_login ?? "never (this is the first)"}`);
-        return io.out(a.resource);
+        const a = await this.#onServer((c) => c.access());
+        return {
+          command: "access",
+          user: a.user,
+          created: a.created,
+          last_login: a.last_login ?? null,
+          resource: a.resource,
+        };
       }
       case "passwd": {
-        if (client.user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
-        const current = await io.secret("current");
+        const client = this.#loggedIn();
+        const current = await this.#currentSecret(client);
+        const next = await this.#newSecret("new", (secret) => client.checkNewPassword(client.user, secret));
         const restricted = client.mustChangePassword;
-        await client.passwd(current, await io.secret("new"));
-        io.out("password changed");
+        await client.passwd(current, next);
+        if (!restricted) return { command: "passwd" };
         // The session was held back until now: it goes online as after a login.
-        if (restricted) await this.#chat.start(client);
-        return;
+        this.#io.emit({ type: "reply", ok: true, command: "passwd" });
+        await this.#chat.start(client);
+        return null;
       }
       case "delete": {
-        if (client.user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
-        const name = await client.deleteAccount(await io.secret("current"));
+        const client = this.#loggedIn();
+        const name = await client.deleteAccount(await this.#currentSecret(client));
         await this.#chat.stop();
-        return io.out(`account ${name} deleted`);
+        return { command: "delete", user: name };
       }
       case "logout":
-        await client.logout();
+        await this.#onServer((c) => c.logout());
         await this.#chat.stop();
-        return io.out("logged out");
+        return { command: "logout" };
       case "list":
-        return await this.#chat.list(client);
+        return await this.#chat.list(await this.client());
       case "fingerprint":
-        return await this.#chat.fingerprint(client, this.#argument(command, arg));
+        return await this.#chat.fingerprint(await this.client(), this.#argument(command, arg));
       case "trust":
-        return await this.#chat.trust(client, this.#argument(command, arg));
+        return await this.#chat.trust(await this.client(), this.#argument(command, arg));
     }
+    throw new Error(`Unknown command: ${command}`);
   }
 }

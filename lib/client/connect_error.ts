@@ -236,7 +236,7 @@ function findConnectError(err: unknown): ConnectError | null {
 }
 
 /**
- * The line to print when connecting failed: `cannot connect to HOST:PORT: ` and what happened, worded the
+ * The line to print when connecting failed: `Cannot connect to HOST:PORT: ` and what happened, worded the
  * same for TCP and TLS, with what to do where there is something to do.
  *
  * @example
@@ -246,7 +246,7 @@ function findConnectError(err: unknown): ConnectError | null {
  *   new Deno.errors.ConnectionRefused("Connection refused (os error 111)"),
  *   { host: "127.0.0.1", port: 1991, tls: false },
  * );
- * console.assert(line.startsWith("cannot connect to 127.0.0.1:1991: nothing is listening there"));
+ * console.assert(line.startsWith("Cannot connect to 127.0.0.1:1991: nothing is listening there"));
  * ```
  *
  * @param err What the connection attempt threw (a {@linkcode ConnectError}, or anything else).
@@ -255,7 +255,7 @@ function findConnectError(err: unknown): ConnectError | null {
  */
 export function describeConnectFailure(err: unknown, endpoint: Endpoint): string {
   const known = findConnectError(err) ?? connectErrorFrom(err, endpoint);
-  const start = `cannot connect to ${endpointName(endpoint)}: `;
+  const start = `Cannot connect to ${endpointName(endpoint)}: `;
   if (known) return start + known.explanation;
   // A silent peer: no reply to HELLO. Other ends (a BYE, bad data) say what happened themselves.
   if (err instanceof ConnectionClosedError && err.cause instanceof Deno.errors.TimedOut) {

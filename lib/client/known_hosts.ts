@@ -11,6 +11,7 @@
 
 import { dirname, join } from "node:path";
 import { isFingerprint } from "../crypto/fingerprint.ts";
+import { configDir } from "./config_dir.ts";
 
 /** What a fingerprint belongs to. */
 export type KeyKind = "tls" | "seal";
@@ -43,9 +44,8 @@ export class TrustError extends Error {
  * @throws {TypeError} When none of those variables is set.
  */
 export function defaultKnownHostsPath(env: Record<string, string | undefined>): string {
-  if (env.AUTHCHAT_CONFIG_DIR) return join(env.AUTHCHAT_CONFIG_DIR, "known_hosts");
-  if (env.XDG_CONFIG_HOME) return join(env.XDG_CONFIG_HOME, "authchat", "known_hosts");
-  if (env.HOME) return join(env.HOME, ".config", "authchat", "known_hosts");
+  const dir = configDir(env);
+  if (dir !== null) return join(dir, "known_hosts");
   throw new TypeError(
     "No configuration directory: set HOME, XDG_CONFIG_HOME or AUTHCHAT_CONFIG_DIR, or pass --known-hosts",
   );

@@ -7,6 +7,7 @@
  */
 
 import { decodeBase64, encodeBase64 } from "../codec/base64.ts";
+import { constantTimeEqual } from "./constant_time.ts";
 import { deriveKeys, saltedPassword } from "./scram_math.ts";
 
 /** Fewest PBKDF2 iterations accepted anywhere (RFC 7677 §4). */
@@ -46,6 +47,28 @@ export async function createVerifier(
   const salt = options.salt ?? crypto.getRandomValues(new Uint8Array(SALT_BYTES));
   const keys = await deriveKeys(await saltedPassword(password, { salt, iterations: options.iterations }));
   return { iterations: options.iterations, salt, storedKey: keys.storedKey, serverKey: keys.serverKey };
+}
+
+/**
+ * Tell whether a password is the one a verifier was made from: it derives StoredKey with the verifier's
+ * salt and iteration count (the full PBKDF2 cost) and compares in constant time.
+ *
+ * @example
+ * ```ts
+ * import { createVerifier, verifierMatches } from "./scram_verifier.ts";
+ * const verifier = await createVerifier("pencil", { iterations: 4096 });
+ * console.assert(await verifierMatches("pencil", verifier) && !await verifierMatches("pen", verifier));
+ * ```
+ *
+ * @param password The SASLprepped password.
+ * @param verifier The verifier.
+ * @returns Whether it matches.
+ */
+export async function verifierMatches(password: string, verifier: ScramVerifier): Promise<boolean> {
+  const salted = await saltedPassword(password, { salt: verifier.salt, iterations: verifier.iterations });
+  const keys = await deriveKeys(salted);
+  salted.fill(0);
+  return constantTimeEqual(keys.storedKey, verifier.storedKey);
 }
 
 /**

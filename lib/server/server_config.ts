@@ -11,8 +11,8 @@
 import { lookup } from "node:dns/promises";
 import { join } from "node:path";
 import { closestName } from "./closest_name.ts";
-import { ConfigError } from "./config_error.ts";
-import { readConfigFile } from "./yaml_config_file.ts";
+import { coerceValue, ConfigError, readConfigFile } from "./config_file.ts";
+import type { ValueKind } from "./config_file.ts";
 import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
 import { DEFAULT_MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS } from "../auth/password_policy.ts";
 
@@ -77,18 +77,10 @@ export interface ServerConfig {
 /** A key of {@linkcode ServerConfig}. */
 export type ConfigKey = keyof ServerConfig;
 
-type Kind =
-  | { type: "string" }
-  | { type: "path" }
-  | { type: "bool" }
-  | { type: "int"; min: number; max: number }
-  | { type: "number"; min: number; max: number }
-  | { type: "enum"; values: string[] };
-
-const PORT: Kind = { type: "int", min: 0, max: 65535 };
+const PORT: ValueKind = { type: "int", min: 0, max: 65535 };
 
 /** Every key: its kind and default (paths under the data directory default from it). */
-const KEYS: Record<ConfigKey, Kind> = {
+const KEYS: Record<ConfigKey, ValueKind> = {
   name: { type: "string" },
   host: { type: "string" },
   tcp: { type: "bool" },
@@ -158,7 +150,7 @@ const DEFAULTS: Omit<
 /** The default configuration file, read when present and no other is named. */
 export const DEFAULT_CONFIG_FILE = "config/authchat.yaml";
 
-export { ConfigError } from "./config_error.ts";
+export { ConfigError } from "./config_file.ts";
 
 /**
  * `AUTHCHAT_*` variables other parts of authchat read (the client's): the server's check of variable names
@@ -169,37 +161,7 @@ export const OTHER_AUTHCHAT_VARIABLES: readonly string[] = ["AUTHCHAT_CONFIG_DIR
 const ENV_PREFIX = "AUTHCHAT_";
 
 function coerce(key: ConfigKey, where: string, value: unknown, fromText: boolean): unknown {
-  const kind = KEYS[key];
-  switch (kind.type) {
-    case "string":
-    case "path":
-      if (typeof value !== "string" || value.length === 0) {
-        throw new ConfigError(where, "expected a non-empty string");
-      }
-      if (value.includes("\0")) throw new ConfigError(where, "contains a NUL character");
-      return value;
-    case "bool":
-      if (typeof value === "boolean") return value;
-      if (fromText && /^(true|yes|on|1)$/i.test(String(value))) return true;
-      if (fromText && /^(false|no|off|0)$/i.test(String(value))) return false;
-      throw new ConfigError(where, "expected true or false");
-    case "enum":
-      if (typeof value !== "string" || !kind.values.includes(value)) {
-        throw new ConfigError(where, `expected one of ${kind.values.join(", ")}`);
-      }
-      return value;
-    case "int":
-    case "number": {
-      const n = fromText && typeof value === "string" && value.trim() !== "" ? Number(value) : value;
-      if (typeof n !== "number" || !Number.isFinite(n) || (kind.type === "int" && !Number.isInteger(n))) {
-        throw new ConfigError(where, `expected ${kind.type === "int" ? "an integer" : "a number"}`);
-      }
-      if (n < kind.min || n > kind.max) {
-        throw new ConfigError(where, `${n} is not within ${kind.min}..${kind.max}`);
-      }
-      return n;
-    }
-  }
+  return coerceValue(KEYS[key], where, value, fromText);
 }
 
 /** Where configuration comes from. */

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { encodeBase64 } from "../../lib/codec/base64.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
+import { createVerifier, verifierMatches } from "../../lib/crypto/scram_verifier.ts";
 import type { ErrorCode } from "../../lib/codec/protocol_error.ts";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import type { SaltedPasswordCache } from "../../lib/auth/scram_client.ts";
@@ -50,6 +52,20 @@ for (const v of [RFC7677, RFC5802]) {
     client.verify(v.serverFinal);
   });
 }
+
+Deno.test("ScramClient gives the account's verifier only once the server's signature verified", async () => {
+  const client = clientFor(RFC7677);
+  await client.final(RFC7677.serverFirst);
+  assert.equal(client.verifier, null, "not before verify");
+  client.verify(RFC7677.serverFinal);
+  const verifier = client.verifier!;
+  assert.equal(verifier.iterations, 4096);
+  assert.equal(encodeBase64(verifier.salt), RFC7677.salt);
+  const expected = await createVerifier("pencil", { iterations: 4096, salt: verifier.salt });
+  assert.deepEqual(verifier, expected);
+  assert.equal(await verifierMatches("pencil", verifier), true);
+  assert.equal(await verifierMatches("pencil ", verifier), false);
+});
 
 Deno.test("ScramClient SASLprep-maps the password, so a soft hyphen gives the RFC proof", async () => {
   const client = clientFor(RFC7677, { password: "pen\u00ADcil" });

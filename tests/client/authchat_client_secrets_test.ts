@@ -146,6 +146,31 @@ Deno.test("AuthchatClient refuses a password against the server's policy before 
   });
 });
 
+Deno.test("AuthchatClient checks a current password locally against what the login proved, and a new one against the policy", async () => {
+  await withRecordingServer(async ({ received, connect }) => {
+    const client = await connect(false);
+    assert.equal(await client.passwordMatches("anything at all"), true, "not logged in: nothing to compare");
+    await client.register("erin", FIRST);
+    await client.login("erin", FIRST);
+    const sent = received.length;
+    assert.equal(await client.passwordMatches(FIRST), true);
+    assert.equal(await client.passwordMatches(SECOND), false);
+    assert.equal(await client.passwordMatches("\u0007bell"), false, "SASLprep refuses it: not the password");
+    await assert.rejects(
+      client.checkNewPassword("erin", "short 1"),
+      (err) => err instanceof ProtocolError && err.code === "PASSWORD_POLICY",
+    );
+    await client.checkNewPassword("erin", SECOND);
+    assert.equal(received.length, sent, "the checks send nothing");
+    // After passwd the new password is the current one; after logout there is nothing to compare.
+    await client.passwd(FIRST, SECOND);
+    assert.equal(await client.passwordMatches(SECOND), true);
+    assert.equal(await client.passwordMatches(FIRST), false);
+    await client.logout();
+    assert.equal(await client.passwordMatches(FIRST), true);
+  });
+});
+
 Deno.test("AuthchatClient.connectAndLogin sends LOGIN right behind HELLO and logs in over TCP and TLS", async () => {
   await withRecordingServer(async ({ received, connect, options }) => {
     await (await connect(true)).register("dave", FIRST);

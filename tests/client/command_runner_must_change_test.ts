@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { AuthchatClient } from "../../lib/client/authchat_client.ts";
+import { eventText } from "../../lib/client/client_event.ts";
+import type { CommandIO, SecretKind } from "../../lib/client/command_io.ts";
 import { CommandRunner } from "../../lib/client/command_runner.ts";
-import type { CommandIO, SecretKind } from "../../lib/client/command_runner.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 
 /** A client stand-in for an account that must change its password; counts reads of `chat` (chat start). */
@@ -36,6 +37,8 @@ function flaggedClient() {
       Promise.reject(
         new ProtocolError("PASSWORD_CHANGE_REQUIRED", "Password change required: ACCESS is refused"),
       ),
+    checkNewPassword: () => Promise.resolve(),
+    passwordMatches: (pw: string) => Promise.resolve(pw === "password10"),
     passwd: (current: string) => {
       if (current !== "password10") {
         return Promise.reject(new ProtocolError("AUTH_FAILED", "Authentication failed"));
@@ -52,15 +55,17 @@ function io(secrets: Partial<Record<SecretKind, string>>) {
   const out: string[] = [];
   const err: string[] = [];
   const value: CommandIO = {
-    out: (l) => out.push(l),
-    err: (l) => err.push(l),
+    emit: (event) => {
+      const { stream, lines } = eventText(event);
+      (stream === "stdout" ? out : err).push(...lines);
+    },
     secret: (kind) => Promise.resolve(secrets[kind] ?? ""),
     user: () => Promise.reject(new Error("No user name")),
   };
   return { out, err, value };
 }
 
-const MUST_CHANGE = "this account must change its password before anything else: type passwd";
+const MUST_CHANGE = "warning: this account must change its password before anything else: type passwd";
 
 Deno.test("CommandRunner says a login must change its password, and starts chat only after passwd", async () => {
   const { client, state } = flaggedClient();
@@ -105,6 +110,9 @@ Deno.test("CommandRunner keeps chat stopped after a failed passwd of a login tha
   });
   await runner.run("login");
   assert.equal(await runner.run("passwd"), false);
-  assert.deepEqual(err.at(-1), "error: Authentication failed (AUTH_FAILED)");
+  assert.deepEqual(
+    err.at(-1),
+    "error: Wrong password: it is not the one this session logged in with (nothing was sent) (AUTH_FAILED)",
+  );
   assert.equal(state.chatReads, 0);
 });

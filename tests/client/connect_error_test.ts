@@ -127,23 +127,23 @@ Deno.test("describeConnectFailure finds the reason behind a closed connection, e
   });
   assert.equal(
     describeConnectFailure(behind, TCP),
-    "cannot connect to 127.0.0.1:1992: it speaks TLS: add --tls",
+    "Cannot connect to 127.0.0.1:1992: it speaks TLS: add --tls",
   );
   const silent = new ConnectionClosedError("Server did not answer HELLO within 30 s", {
     cause: new Deno.errors.TimedOut("Server did not answer HELLO within 30 s"),
   });
   assert.equal(
     describeConnectFailure(silent, TCP),
-    "cannot connect to 127.0.0.1:1992: no answer to HELLO in time (not an authchat server?): " +
+    "Cannot connect to 127.0.0.1:1992: no answer to HELLO in time (not an authchat server?): " +
       "check --host and --port",
   );
   assert.equal(
     describeConnectFailure(new TrustError("TLS verification of 127.0.0.1:1991 failed: bad cert"), TLS),
-    "cannot connect to 127.0.0.1:1991: TLS verification of 127.0.0.1:1991 failed: bad cert",
+    "Cannot connect to 127.0.0.1:1991: TLS verification of 127.0.0.1:1991 failed: bad cert",
   );
   assert.equal(
     describeConnectFailure(new ProtocolError("UNSUPPORTED_VERSION", "Version 1 is not supported"), TCP),
-    "cannot connect to 127.0.0.1:1992: Version 1 is not supported (UNSUPPORTED_VERSION)",
+    "Cannot connect to 127.0.0.1:1992: Version 1 is not supported (UNSUPPORTED_VERSION)",
   );
   assert.equal(
     describeConnectFailure(new Deno.errors.ConnectionRefused("refused"), {
@@ -151,7 +151,7 @@ Deno.test("describeConnectFailure finds the reason behind a closed connection, e
       port: 1991,
       tls: false,
     }),
-    "cannot connect to [::1]:1991: nothing is listening there (connection refused): start the server " +
+    "Cannot connect to [::1]:1991: nothing is listening there (connection refused): start the server " +
       "(deno task start, or authchat server), or check --host and --port",
   );
 });
@@ -206,7 +206,7 @@ Deno.test("AuthchatClient.connect fails with a ConnectError naming an HTTP serve
   assert.ok(err instanceof ConnectionClosedError, String(err));
   assert.match(
     describeConnectFailure(err, TCP),
-    /^cannot connect to 127\.0\.0\.1:1992: it speaks HTTP, not authchat: check --port/,
+    /^Cannot connect to 127\.0\.0\.1:1992: it speaks HTTP, not authchat: check --port/,
   );
 });
 
@@ -215,7 +215,7 @@ Deno.test("AuthchatClient.connect fails with a ConnectError for a peer that hang
     const err = await connectTo(() => Promise.resolve(), { tls });
     assert.equal(
       describeConnectFailure(err, TCP),
-      "cannot connect to 127.0.0.1:1992: it closed the connection without answering (not an authchat " +
+      "Cannot connect to 127.0.0.1:1992: it closed the connection without answering (not an authchat " +
         "server, or one refusing this address): check --host and --port",
       `tls: ${tls}`,
     );

@@ -74,6 +74,8 @@ export class ChatClient {
         options.user,
         "--password-file",
         options.passwordFile,
+        // A test goes on after a command it expects to fail (and counts failures in the exit status).
+        "--keep-going",
         ...(options.args ?? []),
       ],
       stdin: "piped",
@@ -87,7 +89,7 @@ export class ChatClient {
   }
 
   /**
-   * Start a client process (it connects at once and then waits for commands).
+   * Start a client process (it connects when the first command needs the server).
    *
    * @param options Server port, user, password file, config directory, extra flags.
    * @returns The running client.

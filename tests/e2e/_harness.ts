@@ -38,7 +38,8 @@ export function permissions(kind: "server" | "seed" | "keygen" | "client", dirs:
         "--allow-net",
         "--allow-read",
         "--allow-write",
-        "--allow-env=HOME,XDG_CONFIG_HOME,AUTHCHAT_CONFIG_DIR",
+        // LOG_TOKENS and LOG_STREAM: the yaml package reads them when it parses a client.yaml.
+        "--allow-env=HOME,XDG_CONFIG_HOME,AUTHCHAT_CONFIG_DIR,LOG_TOKENS,LOG_STREAM",
       ];
   }
 }

@@ -27,7 +27,7 @@ Deno.test("authchat client without --tls on the TLS port says to add --tls (exit
   });
   assert.equal(
     result.stderr,
-    `error: cannot connect to 127.0.0.1:${server.tlsPort}: it speaks TLS: add --tls\n`,
+    `error: Cannot connect to 127.0.0.1:${server.tlsPort}: it speaks TLS: add --tls\n`,
   );
   assert.equal(result.code, 3);
   assert.equal(result.stdout, "");
@@ -43,7 +43,7 @@ Deno.test("authchat client with --tls on the plain TCP port says to drop --tls (
   });
   assert.equal(
     result.stderr,
-    `error: cannot connect to 127.0.0.1:${server.tcpPort}: it does not speak TLS (a plain TCP authchat ` +
+    `error: Cannot connect to 127.0.0.1:${server.tcpPort}: it does not speak TLS (a plain TCP authchat ` +
       "port?): drop --tls, or use the TLS port (default 1992)\n",
   );
   assert.equal(result.code, 3);
@@ -58,7 +58,7 @@ Deno.test("authchat client says the same over TCP and TLS when nothing listens: 
     });
     assert.equal(
       result.stderr,
-      `error: cannot connect to 127.0.0.1:${port}: nothing is listening there (connection refused): start ` +
+      `error: Cannot connect to 127.0.0.1:${port}: nothing is listening there (connection refused): start ` +
         "the server (deno task start, or authchat server), or check --host and --port\n",
       tls.join(""),
     );
@@ -155,8 +155,8 @@ Deno.test("authchat server refuses tls_port equal to tcp_port, a host that does 
     [
       "name: demo\ntcp_port: 2000\n  tls_port: 2001\n",
       [],
-      `error: Invalid configuration ${file}: not valid YAML at line 2, column 11 ("tcp_port: 2000"): Nested ` +
-      "mappings are not allowed in compact mappings\n",
+      `error: Invalid configuration tcp_port: not valid YAML in ${file} at line 2, column 11 ("tcp_port: 2000"): ` +
+      "Nested mappings are not allowed in compact mappings\n",
     ],
   ];
   for (const [yaml, args, expected] of cases) {

@@ -58,7 +58,7 @@ for (const transport of ["tls", "tcp"] as const) {
     await Deno.writeTextFile(knownHosts, `127.0.0.1:${port} ${kind} ${other}\n`);
     const logins = (await server.settledLog()).split("login_ok").length;
     const changed = await login(transport);
-    assert.equal(changed.code, 1);
+    assert.equal(changed.code, 4, "the server's key changed");
     assert.match(
       changed.stderr,
       /WARNING: THE SERVER (TLS CERTIFICATE|SEALING KEY) OF 127\.0\.0\.1:\d+ HAS CHANGED!/,
@@ -80,7 +80,7 @@ for (const transport of ["tls", "tcp"] as const) {
     const pinned = await login(transport, ["--fingerprint", expected]);
     assert.equal(pinned.code, 0, pinned.stderr);
     const wrongPin = await login(transport, ["--fingerprint", other]);
-    assert.equal(wrongPin.code, 1);
+    assert.equal(wrongPin.code, 4, "not the pinned key");
     assert.match(wrongPin.stderr, /does not match --fingerprint/);
   });
 }
@@ -97,6 +97,6 @@ Deno.test("authchat client --ca accepts the server's certificate and refuses ano
   const keygen = await runCli("keygen", ["--data", otherDir], { dirs: [otherDir] });
   assert.equal(keygen.code, 0, keygen.stderr);
   const refused = await login("tls", ["--ca", join(otherDir, "server-cert.pem")]);
-  assert.equal(refused.code, 1);
+  assert.equal(refused.code, 4, "not signed by the CA");
   assert.match(refused.stderr, /TLS verification of 127\.0\.0\.1:\d+ failed/);
 });

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { installKeys, runCli, ServerProcess, tempDir, TEST_ITERATIONS } from "./_harness.ts";
 
-const MUST_CHANGE = "this account must change its password before anything else: type passwd";
+const MUST_CHANGE = "warning: this account must change its password before anything else: type passwd";
 const NEW_PASSWORD = "maple rocket sonnet 3";
 
 /** The users file of the challenge-response server authchat replaces: `userN:passwordN`, a blank, a comment. */

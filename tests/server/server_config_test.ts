@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ConfigError, loadServerConfig } from "../../lib/server/server_config.ts";
 import type { ConfigSources } from "../../lib/server/server_config.ts";
-import { readConfigFile } from "../../lib/server/yaml_config_file.ts";
+import { readConfigFile } from "../../lib/server/config_file.ts";
 
 /** Load with no file (so a config/authchat.yaml in the working directory plays no part). */
 function load(sources: Omit<ConfigSources, "file"> = {}) {
@@ -62,10 +62,10 @@ Deno.test("loadServerConfig refuses a host name that does not resolve, naming ho
 Deno.test("loadServerConfig gives the line, column and problem of a YAML syntax error on one line", async () => {
   await withFile("name: demo\nhost: a: b\n", async (path) => {
     const err = await refusal(loadServerConfig({ file: path }));
-    assert.equal(err.key, path);
+    assert.equal(err.key, "host");
     assert.equal(
       err.message,
-      `Invalid configuration ${path}: not valid YAML at line 2, column 7 ("host: a: b"): ` +
+      `Invalid configuration host: not valid YAML in ${path} at line 2, column 7 ("host: a: b"): ` +
         "Nested mappings are not allowed in compact mappings",
     );
   });
@@ -73,14 +73,14 @@ Deno.test("loadServerConfig gives the line, column and problem of a YAML syntax 
     const err = await refusal(loadServerConfig({ file: path }));
     assert.match(
       err.message,
-      /: not valid YAML at line 2 \(the end of the file\): Flow sequence in block collection must .* end with a \]$/,
+      /^Invalid configuration name: not valid YAML in .* at line 2 \(the end of the file\): Flow sequence in block collection must .* end with a \]$/,
     );
   });
   await withFile("tcp_port: 1\ntcp_port: 2\n", async (path) => {
     const err = await refusal(loadServerConfig({ file: path }));
     assert.match(
       err.message,
-      /not valid YAML at line 2, column 1 \("tcp_port: 2"\): Map keys must be unique$/,
+      /^Invalid configuration tcp_port: not valid YAML in .* at line 2, column 1 \("tcp_port: 2"\): Map keys must be unique$/,
     );
   });
   await withFile("a: 1\n---\nb: 2\n", async (path) => {

@@ -1,0 +1,176 @@
+/**
+ * What the server's and the client's YAML configuration files share: reading a file into a mapping,
+ * checking one value against its kind, and the one error type that names the offending key. Each
+ * configuration module lists its own keys; this file knows none of them.
+ *
+ * @module
+ */
+
+import { parseDocument, Parser } from "yaml";
+import { ConfigError } from "./config_error.ts";
+
+export { ConfigError } from "./config_error.ts";
+
+/** The kind of value a key holds, and its bounds. */
+export type ValueKind =
+  | { type: "string" }
+  | { type: "path" }
+  | { type: "bool" }
+  | { type: "int"; min: number; max: number }
+  | { type: "number"; min: number; max: number }
+  | { type: "enum"; values: string[] };
+
+/**
+ * Check a value against its kind.
+ *
+ * @example
+ * ```ts
+ * import { coerceValue } from "./config_file.ts";
+ * console.assert(coerceValue({ type: "int", min: 1, max: 65535 }, "AUTHCHAT_PORT", "1991", true) === 1991);
+ * ```
+ *
+ * @param kind What the key holds.
+ * @param where The key, flag or variable, for the error.
+ * @param value The value as found.
+ * @param fromText Whether it came as text (an environment variable): `"yes"` and `"42"` are accepted then.
+ * @returns The value, converted.
+ * @throws {ConfigError} When it does not fit.
+ */
+export function coerceValue(kind: ValueKind, where: string, value: unknown, fromText: boolean): unknown {
+  switch (kind.type) {
+    case "string":
+    case "path":
+      if (typeof value !== "string" || value.length === 0) {
+        throw new ConfigError(where, "expected a non-empty string");
+      }
+      if (value.includes("\0")) throw new ConfigError(where, "contains a NUL character");
+      return value;
+    case "bool":
+      if (typeof value === "boolean") return value;
+      if (fromText && /^(true|yes|on|1)$/i.test(String(value))) return true;
+      if (fromText && /^(false|no|off|0)$/i.test(String(value))) return false;
+      throw new ConfigError(where, "expected true or false");
+    case "enum":
+      if (typeof value !== "string" || !kind.values.includes(value)) {
+        throw new ConfigError(where, `expected one of ${kind.values.join(", ")}`);
+      }
+      return value;
+    case "int":
+    case "number": {
+      const n = fromText && typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+      if (typeof n !== "number" || !Number.isFinite(n) || (kind.type === "int" && !Number.isInteger(n))) {
+        throw new ConfigError(where, `expected ${kind.type === "int" ? "an integer" : "a number"}`);
+      }
+      if (n < kind.min || n > kind.max) {
+        throw new ConfigError(where, `${n} is not within ${kind.min}..${kind.max}`);
+      }
+      return n;
+    }
+  }
+}
+
+/**
+ * The top-level key a YAML syntax error belongs to: the last key at or before the error, from the
+ * parser's own tokens (so text inside an unclosed quote is not taken for a key). An error found right at
+ * a key is the previous entry's (an unclosed bracket runs into the next key), unless that key repeats one.
+ */
+function keyAt(text: string, offset: number, code: string | undefined): string | null {
+  const keys: { offset: number; name: string }[] = [];
+  for (const token of new Parser().parse(text)) {
+    if (token.type !== "document" || token.value?.type !== "block-map") continue;
+    for (const item of token.value.items) {
+      const key = item.key as { offset?: number; source?: string } | null;
+      if (key?.offset !== undefined && key.source !== undefined && /^[A-Za-z_][\w.-]*$/.test(key.source)) {
+        keys.push({ offset: key.offset, name: key.source });
+      }
+    }
+  }
+  const before = keys.filter((k) => k.offset <= offset);
+  const last = before.at(-1);
+  if (last?.offset === offset && code !== "DUPLICATE_KEY" && before.length > 1) return before.at(-2)!.name;
+  return last?.name ?? null;
+}
+
+/** Options of {@linkcode readConfigFile}. */
+export interface ReadConfigFileOptions {
+  /** A file that does not exist (or this process may not read) gives an empty mapping instead of an error. */
+  optional?: boolean;
+}
+
+/**
+ * The first problem of a document that does not parse, as one line: the key it belongs to (when one can be
+ * told), where, the line's text, and what.
+ */
+function yamlError(
+  path: string,
+  text: string,
+  err: Error & { code?: string; pos?: number[]; linePos?: { line: number; col: number }[] },
+): ConfigError {
+  // The parser's own words, less the source excerpt it appends (several lines).
+  const problem = err.code === "MULTIPLE_DOCS"
+    ? "a second document starts here: a configuration file holds one"
+    : err.message.replace(/ at line \d+, column \d+:[\s\S]*$/, "").trim();
+  const at = err.linePos?.[0];
+  if (!at || err.pos?.[0] === undefined) return new ConfigError(path, `not valid YAML: ${problem}`);
+  const key = keyAt(text, err.pos[0], err.code);
+  const lines = text.split(/\r?\n/);
+  const source = lines[at.line - 1] ?? "";
+  const where = at.line >= lines.length && source.trim() === ""
+    ? `at line ${at.line} (the end of the file)`
+    : `at line ${at.line}, column ${at.col}`;
+  const quoted = source.trim() === "" ? "" : ` (${JSON.stringify(source.slice(0, 80))})`;
+  return new ConfigError(
+    key ?? path,
+    `not valid YAML${key === null ? "" : ` in ${path}`} ${where}${quoted}: ${problem}`,
+  );
+}
+
+/**
+ * Read a YAML file holding a mapping of keys to values. Values are left as YAML gave them; checking the
+ * keys and values is the caller's.
+ *
+ * @example
+ * ```ts
+ * import { readConfigFile } from "./config_file.ts";
+ * console.assert(Object.keys(await readConfigFile("/nonexistent.yaml", { optional: true })).length === 0);
+ * ```
+ *
+ * @param path The file.
+ * @param options Whether a missing file is fine (a default file may be missing, a named one may not).
+ * @returns The mapping (empty for an empty file, or a missing optional one).
+ * @throws {ConfigError} When the file cannot be read, is not valid YAML (the error names the key the first
+ *   problem belongs to, or else the file, and gives the line, column and problem), or holds something
+ *   other than a mapping.
+ */
+export async function readConfigFile(
+  path: string,
+  options: ReadConfigFileOptions = {},
+): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    // An optional file this process may not even read cannot have been meant.
+    if (options.optional && (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotCapable)) {
+      return {};
+    }
+    throw new ConfigError(path, `cannot read the file: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    const document = parseDocument(text);
+    const first = document.errors[0];
+    if (first) throw yamlError(path, text, first);
+    doc = document.toJS();
+  } catch (err) {
+    // The parser reads its debug switches (LOG_TOKENS, LOG_STREAM): a refused permission is no YAML error.
+    if (err instanceof ConfigError || err instanceof Deno.errors.NotCapable) throw err;
+    // An alias to an anchor that is not there, or too many aliases (a "billion laughs" file).
+    throw new ConfigError(path, `not valid YAML: ${(err as Error).message.split("\n")[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== "object" || Array.isArray(doc)) {
+    throw new ConfigError(path, "expected a mapping of keys to values");
+  }
+  return doc as Record<string, unknown>;
+}

@@ -63,6 +63,10 @@ function explicit(command: Command, map: Record<string, keyof ServerConfig>): Pa
 export async function main(args: string[]): Promise<number> {
   let status = 0;
   const program = new Command("authchat")
+    // Before any subcommand is added: subcommands copy this configuration when they are created. Commander's
+    // default asks NO_COLOR, FORCE_COLOR and CLICOLOR_FORCE whether to colour help, and reading the
+    // environment needs a permission the tasks do not grant (help has no colours anyway).
+    .configureOutput({ getOutHasColors: () => false, getErrHasColors: () => false })
     .description("Authenticated, end-to-end encrypted chat: one program, four subcommands.")
     .version(denoJson.version)
     .exitOverride()

@@ -36,22 +36,60 @@ function env(name: string): string | undefined {
 
 /**
  * The names of the variables set, for the loader to refuse a misspelt `AUTHCHAT_*` one — only when this
- * process may list the environment (the tasks allow only `AUTHCHAT_*` names: asking would fail, or prompt
- * on a terminal); else no check.
+ * process may list the environment (the launcher may; the server and seed it runs may read only
+ * `AUTHCHAT_*` names: asking would fail, or prompt on a terminal); else no check.
+ *
+ * @returns A function listing the names, or `undefined` when they may not be listed.
  */
-function envNames(): Pick<ConfigSources, "envNames"> {
+export function listEnvNames(): (() => string[]) | undefined {
   return Deno.permissions.querySync({ name: "env" }).state === "granted"
-    ? { envNames: () => Object.keys(Deno.env.toObject()) }
-    : {};
+    ? () => Object.keys(Deno.env.toObject())
+    : undefined;
 }
 
-/** Flags given on the command line, by config key (defaults left to the config loader). */
-function explicit(command: Command, map: Record<string, keyof ServerConfig>): Partial<ServerConfig> {
-  const out: Record<string, unknown> = {};
-  for (const [flag, key] of Object.entries(map)) {
-    if (command.getOptionValueSource(flag) === "cli") out[key] = command.getOptionValue(flag);
+/** The flags of `server` and `seed` that set a configuration key, by option name. */
+const CONFIG_FLAGS: Readonly<Record<"server" | "seed", Readonly<Record<string, keyof ServerConfig>>>> = {
+  seed: { data: "data_dir", iterations: "scram_iterations" },
+  server: {
+    data: "data_dir",
+    host: "host",
+    tcpPort: "tcp_port",
+    tlsPort: "tls_port",
+    udpPort: "udp_port",
+    tcp: "tcp",
+    tls: "tls",
+    udp: "udp",
+    name: "name",
+    logFormat: "log_format",
+  },
+};
+
+/**
+ * Where the configuration of a parsed `server` or `seed` command comes from: its `--config` file, the
+ * environment, and the flags given on the command line (defaults are left to the config loader). The
+ * launcher resolves the configuration from the same sources to find the paths the command will use.
+ *
+ * @param command The parsed `server` or `seed` subcommand.
+ * @param getEnv Reads one environment variable.
+ * @param envNames Lists the names of the variables set, when the process may (see {@linkcode listEnvNames}).
+ * @returns The sources for {@linkcode loadServerConfig}.
+ */
+export function configSources(
+  command: Command,
+  getEnv: (name: string) => string | undefined,
+  envNames?: () => string[],
+): ConfigSources {
+  const file = command.getOptionValue("config") as string | undefined;
+  const flags: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(CONFIG_FLAGS[command.name() === "seed" ? "seed" : "server"])) {
+    if (command.getOptionValueSource(flag) === "cli") flags[key] = command.getOptionValue(flag);
   }
-  return out as Partial<ServerConfig>;
+  return {
+    ...(file === undefined ? {} : { file }),
+    env: getEnv,
+    ...(envNames === undefined ? {} : { envNames }),
+    flags: flags as Partial<ServerConfig>,
+  };
 }
 
 /**
@@ -61,6 +99,36 @@ function explicit(command: Command, map: Record<string, keyof ServerConfig>): Pa
  * @returns Exit status: 0 success, 1 failure, 2 usage or configuration error.
  */
 export async function main(args: string[]): Promise<number> {
+  const cli = createProgram();
+  try {
+    await cli.program.parseAsync(args, { from: "user" });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof UsageError || err instanceof ConfigError) {
+      console.error(`error: ${err.message}`);
+      return 2;
+    }
+    console.error(`error: ${(err as Error)?.message ?? String(err)}`);
+    return 1;
+  }
+  return cli.status();
+}
+
+/** The command-line program and the exit status its action set. */
+export interface Cli {
+  /** The program: parse arguments with `parseAsync(args, { from: "user" })`. */
+  program: Command;
+  /** The exit status the action that ran returned (0 before any ran). */
+  status(): number;
+}
+
+/**
+ * Build the command-line program with its four subcommands and their actions. Parsing errors throw a
+ * `CommanderError` (after printing the message) instead of exiting.
+ *
+ * @returns The program and its status.
+ */
+export function createProgram(): Cli {
   let status = 0;
   const program = new Command("authchat")
     // Before any subcommand is added: subcommands copy this configuration when they are created. Commander's
@@ -126,13 +194,7 @@ export async function main(args: string[]): Promise<number> {
       ].join("\n"),
     )
     .action(async (opts, command: Command) => {
-      const config = await loadServerConfig({
-        ...(opts.config === undefined ? {} : { file: opts.config }),
-        env,
-        ...envNames(),
-        flags: explicit(command, { data: "data_dir", iterations: "scram_iterations" }),
-      });
-      status = await runSeed(opts, config);
+      status = await runSeed(opts, await loadServerConfig(configSources(command, env, listEnvNames())));
     });
 
   program.command("server")
@@ -156,25 +218,8 @@ export async function main(args: string[]): Promise<number> {
       "\nPrecedence: flags, then AUTHCHAT_* environment variables, then the YAML file, then defaults.\n" +
         "config/authchat.example.yaml documents every key. SIGINT, SIGTERM or SIGHUP stops the server cleanly.",
     )
-    .action(async (opts, command: Command) => {
-      const config = await loadServerConfig({
-        ...(opts.config === undefined ? {} : { file: opts.config }),
-        env,
-        ...envNames(),
-        flags: explicit(command, {
-          data: "data_dir",
-          host: "host",
-          tcpPort: "tcp_port",
-          tlsPort: "tls_port",
-          udpPort: "udp_port",
-          tcp: "tcp",
-          tls: "tls",
-          udp: "udp",
-          name: "name",
-          logFormat: "log_format",
-        }),
-      });
-      status = await runServer(config);
+    .action(async (_opts, command: Command) => {
+      status = await runServer(await loadServerConfig(configSources(command, env, listEnvNames())));
     });
 
   program.command("client")
@@ -219,16 +264,5 @@ export async function main(args: string[]): Promise<number> {
       status = await runClient({ ...opts, ...(opts.port === undefined ? {} : { port: opts.port }) });
     });
 
-  try {
-    await program.parseAsync(args, { from: "user" });
-  } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (err instanceof UsageError || err instanceof ConfigError) {
-      console.error(`error: ${err.message}`);
-      return 2;
-    }
-    console.error(`error: ${(err as Error)?.message ?? String(err)}`);
-    return 1;
-  }
-  return status;
+  return { program, status: () => status };
 }

@@ -1,7 +1,8 @@
 /**
  * Helpers for end-to-end tests: run the real `authchat` CLI as child
- * processes with the same narrow permissions as the deno.json tasks, against
- * temporary data directories, on port 0.
+ * processes exactly as the deno.json tasks' launcher runs it (the same
+ * permissions, derived from the same arguments, environment and
+ * configuration), against temporary data directories, on port 0.
  *
  * @module
  */
@@ -9,6 +10,10 @@
 import { join } from "node:path";
 import { LOG_FLUSH_MS } from "../../lib/server/logger.ts";
 import { fileURLToPath } from "node:url";
+import { childArgs, clientLaunchFlags, launchFlags } from "../../cmd/_launch_plan.ts";
+import type { LaunchContext } from "../../cmd/_launch_plan.ts";
+import { UsageError } from "../../cmd/_usage_error.ts";
+import { ConfigError } from "../../lib/server/server_config.ts";
 
 /** Repository root. */
 export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
@@ -18,29 +23,59 @@ export const MOD: string = join(ROOT, "mod.ts");
 /** PBKDF2 iterations used by test servers and seeds (the minimum, for speed). */
 export const TEST_ITERATIONS = 4096;
 
-/** Permission flags of each subcommand, mirroring the deno.json tasks with the test's own directories. */
-export function permissions(kind: "server" | "seed" | "keygen" | "client", dirs: string[]): string[] {
-  const list = dirs.join(",");
-  switch (kind) {
-    case "server":
-    case "seed":
-      return [
-        ...(kind === "server" ? ["--allow-net"] : []),
-        `--allow-read=${list}`,
-        `--allow-write=${list}`,
-        // The yaml package reads LOG_TOKENS and LOG_STREAM (its debug switches) on every parse.
-        "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
-      ];
-    case "keygen":
-      return [`--allow-read=${list}`, `--allow-write=${list}`];
-    case "client":
-      return [
-        "--allow-net",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env=HOME,XDG_CONFIG_HOME,AUTHCHAT_CONFIG_DIR",
-      ];
-  }
+/** The script the launcher runs from the repository. */
+const SCRIPT = { path: MOD, config: join(ROOT, "deno.json") };
+
+/** The environment every CLI child gets on top of this process's own. */
+const BASE_ENV: Readonly<Record<string, string>> = { NO_COLOR: "1" };
+
+function launchContext(env: Record<string, string>, cwd?: string): LaunchContext {
+  return {
+    env: (name) => Object.hasOwn(env, name) ? env[name] : Deno.env.get(name),
+    cwd: cwd ?? Deno.cwd(),
+    exists: (path) => {
+      try {
+        Deno.statSync(path);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+/**
+ * The `deno` arguments that run a subcommand as the tasks' launcher does: its permissions derived from
+ * these arguments, this environment and the configuration they select.
+ *
+ * @param kind The subcommand.
+ * @param args Arguments after the subcommand.
+ * @param env Environment additions the child gets (on top of this process's environment).
+ * @param cwd The child's working directory (default: this process's).
+ * @returns Arguments for `Deno.execPath()`.
+ */
+export async function cliArgs(
+  kind: "server" | "seed" | "keygen" | "client",
+  args: string[],
+  env: Record<string, string> = {},
+  cwd?: string,
+): Promise<string[]> {
+  const flags = await launchFlags([kind, ...args], launchContext({ ...BASE_ENV, ...env }, cwd));
+  return childArgs(flags, SCRIPT, [kind, ...args]);
+}
+
+/**
+ * {@linkcode cliArgs} of the client, found at once (clients are started synchronously).
+ *
+ * @param args Arguments after `client`.
+ * @param env Environment additions the child gets.
+ * @returns Arguments for `Deno.execPath()`.
+ */
+export function clientArgs(args: string[], env: Record<string, string> = {}): string[] {
+  return childArgs(clientLaunchFlags(args, launchContext({ ...BASE_ENV, ...env })), SCRIPT, [
+    "client",
+    ...args,
+  ]);
 }
 
 /** Result of a finished CLI run. */
@@ -52,8 +87,6 @@ export interface CliResult {
 
 /** Options of {@linkcode runCli}. */
 export interface RunOptions {
-  /** Directories the process may read and write (server, seed, keygen). */
-  dirs?: string[];
   /** Environment additions. */
   env?: Record<string, string>;
   /** Text written to stdin (stdin is closed after it). */
@@ -63,11 +96,11 @@ export interface RunOptions {
 }
 
 /**
- * Run one `authchat` subcommand to completion.
+ * Run one `authchat` subcommand to completion, with the permissions the tasks' launcher would give it.
  *
- * @param kind The subcommand (decides permissions).
+ * @param kind The subcommand.
  * @param args Arguments after the subcommand.
- * @param options Directories, environment, stdin.
+ * @param options Environment, stdin, working directory.
  * @returns Exit code and output.
  */
 export async function runCli(
@@ -75,12 +108,22 @@ export async function runCli(
   args: string[],
   options: RunOptions = {},
 ): Promise<CliResult> {
+  let deno: string[];
+  try {
+    deno = await cliArgs(kind, args, options.env, options.cwd);
+  } catch (err) {
+    // What the launcher does with a configuration it cannot use: the command's own message, exit 2.
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      return { code: 2, stdout: "", stderr: `error: ${err.message}\n` };
+    }
+    throw err;
+  }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...permissions(kind, options.dirs ?? []), MOD, kind, ...args],
+    args: deno,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...options.env },
+    env: { ...BASE_ENV, ...options.env },
     ...(options.cwd ? { cwd: options.cwd } : {}),
   }).spawn();
   const writer = child.stdin.getWriter();
@@ -141,7 +184,7 @@ let keyTemplate: Promise<string> | undefined;
 export async function installKeys(dataDir: string): Promise<void> {
   keyTemplate ??= (async () => {
     const dir = await Deno.makeTempDir({ prefix: "authchat-keys-" });
-    const result = await runCli("keygen", ["--data", dir], { dirs: [dir] });
+    const result = await runCli("keygen", ["--data", dir]);
     if (result.code !== 0) throw new Error(`keygen failed: ${result.stderr}`);
     globalThis.addEventListener("unload", () => {
       try {
@@ -173,7 +216,6 @@ export async function seedUsers(dataDir: string, users: Record<string, string>):
     const result = await runCli(
       "seed",
       ["--data", dataDir, "--user", user, "--password-file", file, "--iterations", String(TEST_ITERATIONS)],
-      { dirs: [dataDir] },
     );
     await Deno.remove(file);
     if (result.code !== 0) throw new Error(`seed of ${user} failed: ${result.stderr}`);
@@ -210,29 +252,26 @@ export class ServerProcess {
    */
   static async start(
     dataDir: string,
-    options: { args?: string[]; env?: Record<string, string>; dirs?: string[] } = {},
+    options: { args?: string[]; env?: Record<string, string> } = {},
   ): Promise<ServerProcess> {
+    const env = { AUTHCHAT_SCRAM_ITERATIONS: String(TEST_ITERATIONS), ...options.env };
+    const args = [
+      "--data",
+      dataDir,
+      "--tcp-port",
+      "0",
+      "--tls-port",
+      "0",
+      "--udp-port",
+      "0",
+      ...(options.args ?? []),
+    ];
     const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        ...permissions("server", [dataDir, ...(options.dirs ?? [])]),
-        MOD,
-        "server",
-        "--data",
-        dataDir,
-        "--tcp-port",
-        "0",
-        "--tls-port",
-        "0",
-        "--udp-port",
-        "0",
-        ...(options.args ?? []),
-      ],
+      args: await cliArgs("server", args, env),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1", AUTHCHAT_SCRAM_ITERATIONS: String(TEST_ITERATIONS), ...options.env },
+      env: { ...BASE_ENV, ...env },
     }).spawn();
     const server = new ServerProcess(child);
     let ready!: () => void;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { installKeys, MOD, permissions, ServerProcess, tempDir } from "./_harness.ts";
+import { clientArgs, installKeys, ServerProcess, tempDir } from "./_harness.ts";
 
 /** The client on a pseudo-terminal (via util-linux `script`), typed at like a person would. */
 class Terminal {
@@ -10,7 +10,7 @@ class Terminal {
   #pump: Promise<void>;
 
   constructor(args: string[], env: Record<string, string>) {
-    const command = [Deno.execPath(), "run", "--quiet", ...permissions("client", []), MOD, "client", ...args]
+    const command = [Deno.execPath(), ...clientArgs(args, env)]
       .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
     const child = new Deno.Command("script", {
       args: ["-qfec", command, "/dev/null"],

@@ -216,7 +216,9 @@ export function createProgram(): Cli {
     .addHelpText(
       "after",
       "\nPrecedence: flags, then AUTHCHAT_* environment variables, then the YAML file, then defaults.\n" +
-        "config/authchat.example.yaml documents every key. SIGINT, SIGTERM or SIGHUP stops the server cleanly.",
+        "config/authchat.example.yaml documents every key.\n" +
+        "SIGINT (Ctrl-C), SIGTERM or SIGHUP stops the server cleanly: sessions are told goodbye, the database\n" +
+        "is closed. A second signal while it stops is logged; a third forces the exit (status 1).",
     )
     .action(async (_opts, command: Command) => {
       status = await runServer(await loadServerConfig(configSources(command, env, listEnvNames())));

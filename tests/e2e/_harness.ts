@@ -238,9 +238,12 @@ export class ServerProcess {
   #pumps: Promise<void>[] = [];
   #status: Promise<Deno.CommandStatus>;
 
-  private constructor(child: Deno.ChildProcess) {
+  #group: boolean;
+
+  private constructor(child: Deno.ChildProcess, group: boolean) {
     this.#child = child;
     this.#status = child.status;
+    this.#group = group;
   }
 
   /**
@@ -252,7 +255,15 @@ export class ServerProcess {
    */
   static async start(
     dataDir: string,
-    options: { args?: string[]; env?: Record<string, string> } = {},
+    options: {
+      args?: string[];
+      env?: Record<string, string>;
+      /**
+       * Run it as a user does: `deno task start` from the repository root, in a process group of its own
+       * (`setsid`, so `pid` is the group's id), through the launcher.
+       */
+      task?: boolean;
+    } = {},
   ): Promise<ServerProcess> {
     const env = { AUTHCHAT_SCRAM_ITERATIONS: String(TEST_ITERATIONS), ...options.env };
     const args = [
@@ -266,14 +277,18 @@ export class ServerProcess {
       "0",
       ...(options.args ?? []),
     ];
-    const child = new Deno.Command(Deno.execPath(), {
-      args: await cliArgs("server", args, env),
+    const [program, programArgs] = options.task
+      ? ["setsid", [Deno.execPath(), "task", "start", ...args]]
+      : [Deno.execPath(), await cliArgs("server", args, env)];
+    const child = new Deno.Command(program, {
+      args: programArgs,
+      ...(options.task ? { cwd: ROOT } : {}),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
       env: { ...BASE_ENV, ...env },
     }).spawn();
-    const server = new ServerProcess(child);
+    const server = new ServerProcess(child, options.task ?? false);
     let ready!: () => void;
     const readyPromise = new Promise<void>((resolve) => ready = resolve);
     server.#pumps.push(
@@ -336,17 +351,29 @@ export class ServerProcess {
   }
 
   /**
-   * Send a signal and wait for exit.
+   * Send a signal (to the whole process group when run as a task) and wait for exit.
    *
    * @param signal The signal (default SIGTERM).
    * @returns The exit status.
    */
   async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
     try {
-      this.#child.kill(signal);
+      if (this.#group) Deno.kill(-this.#child.pid, signal);
+      else this.#child.kill(signal);
     } catch {
       // Already exited.
     }
+    const status = await this.#status;
+    await Promise.all(this.#pumps);
+    return status;
+  }
+
+  /**
+   * Wait for the process to exit by itself (after a signal sent some other way).
+   *
+   * @returns The exit status.
+   */
+  async exited(): Promise<Deno.CommandStatus> {
     const status = await this.#status;
     await Promise.all(this.#pumps);
     return status;

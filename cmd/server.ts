@@ -19,6 +19,7 @@ import { ListenError } from "../lib/server/listen_error.ts";
 import { Logger } from "../lib/server/logger.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
 import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
+import { requireDatagramSockets } from "../lib/transport/runtime_features.ts";
 import { describeKeys } from "./keygen.ts";
 import { StopSignals } from "./_stop_signals.ts";
 
@@ -60,10 +61,19 @@ async function warnOnLoosePermissions(paths: string[], log: Logger): Promise<voi
  *
  * @param config Resolved configuration.
  * @returns Exit code: 0 after a clean stop, 1 when it could not start, 2 when it cannot listen where the
- *   configuration says (a port in use, an address this machine lacks).
+ *   configuration says (a port in use, an address this machine lacks) or this runtime cannot serve UDP.
  */
 export async function runServer(config: ServerConfig): Promise<number> {
   const log = new Logger({ format: config.log_format });
+  if (config.udp) {
+    try {
+      requireDatagramSockets("pass --no-udp to serve without direct messages");
+    } catch (err) {
+      log.error("start_failed", { error: (err as Error).message });
+      console.error(`error: ${(err as Error).message}`);
+      return 2;
+    }
+  }
   const paths: IdentityPaths = {
     certFile: config.tls_cert,
     keyFile: config.tls_key,

@@ -259,10 +259,11 @@ export class ServerProcess {
       args?: string[];
       env?: Record<string, string>;
       /**
-       * Run it as a user does: `deno task start` from the repository root, in a process group of its own
-       * (`setsid`, so `pid` is the group's id), through the launcher.
+       * Run it as a user does, through the launcher, in a process group of its own (`setsid`, so `pid` is
+       * the group's id): `"task"` is `deno task start` from the repository root; a program is a launcher
+       * script (the bundle's `authchat`) run as `program server ...` from `cwd`.
        */
-      task?: boolean;
+      via?: "task" | { program: string; cwd: string };
     } = {},
   ): Promise<ServerProcess> {
     const env = { AUTHCHAT_SCRAM_ITERATIONS: String(TEST_ITERATIONS), ...options.env };
@@ -277,18 +278,21 @@ export class ServerProcess {
       "0",
       ...(options.args ?? []),
     ];
-    const [program, programArgs] = options.task
-      ? ["setsid", [Deno.execPath(), "task", "start", ...args]]
-      : [Deno.execPath(), await cliArgs("server", args, env)];
+    const via = options.via;
+    const [program, programArgs, cwd] = via === undefined
+      ? [Deno.execPath(), await cliArgs("server", args, env), undefined]
+      : via === "task"
+      ? ["setsid", [Deno.execPath(), "task", "start", ...args], ROOT]
+      : ["setsid", [via.program, "server", ...args], via.cwd];
     const child = new Deno.Command(program, {
       args: programArgs,
-      ...(options.task ? { cwd: ROOT } : {}),
+      ...(cwd === undefined ? {} : { cwd }),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
       env: { ...BASE_ENV, ...env },
     }).spawn();
-    const server = new ServerProcess(child, options.task ?? false);
+    const server = new ServerProcess(child, via !== undefined);
     let ready!: () => void;
     const readyPromise = new Promise<void>((resolve) => ready = resolve);
     server.#pumps.push(
@@ -345,13 +349,13 @@ export class ServerProcess {
     return this.#stdout;
   }
 
-  /** The process id. */
+  /** The process id (of the process group too, when run through a launcher). */
   get pid(): number {
     return this.#child.pid;
   }
 
   /**
-   * Send a signal (to the whole process group when run as a task) and wait for exit.
+   * Send a signal (to the whole process group when run through a launcher) and wait for exit.
    *
    * @param signal The signal (default SIGTERM).
    * @returns The exit status.

@@ -29,7 +29,7 @@ Deno.test("deno task start stops cleanly on a Ctrl-C to its whole process group,
   await installKeys(data);
   await seedUsers(data, { alice: PASSWORD });
   for (let run = 1; run <= 10; run++) {
-    const server = await ServerProcess.start(data, { task: true });
+    const server = await ServerProcess.start(data, { via: "task" });
     await using client = await RawClient.connect(server.tcpPort);
     try {
       const greeting = await hello(client);

@@ -394,6 +394,37 @@ export class ServerProcess {
   }
 }
 
+/** A process found in /proc. */
+export interface ProcessInfo {
+  /** Its id. */
+  pid: number;
+  /** Its command line. */
+  args: string[];
+}
+
+/**
+ * The processes of a process group that are still alive, from /proc (Linux).
+ *
+ * @param pgid The group's id.
+ * @returns Its members.
+ */
+export async function groupProcesses(pgid: number): Promise<ProcessInfo[]> {
+  const members: ProcessInfo[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      // pid (comm) state ppid pgrp ...: comm may hold spaces, so fields are counted after its ')'.
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) !== pgid) continue;
+      const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`);
+      members.push({ pid: Number(entry.name), args: cmdline.split("\0").slice(0, -1) });
+    } catch {
+      // It exited while we looked.
+    }
+  }
+  return members;
+}
+
 /**
  * Open a raw TCP connection to a test server.
  *

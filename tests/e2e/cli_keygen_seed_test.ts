@@ -22,7 +22,7 @@ Deno.test("authchat keygen writes a leaf certificate OpenSSL accepts, 0600 priva
     "chat.example.org",
     "--hostname",
     "10.1.2.3",
-  ], {});
+  ]);
   assert.equal(result.code, 0, result.stderr);
   for (const file of ["server-key.pem", "seal-private.pem"]) {
     assert.equal((await Deno.stat(join(data, file))).mode! & 0o777, 0o600, file);
@@ -84,11 +84,7 @@ Deno.test("authchat seed --demo creates five users with printed passwords that l
   await using dir = await tempDir();
   const data = join(dir.path, "data");
   await installKeys(data);
-  const seeded = await runCli(
-    "seed",
-    ["--data", data, "--demo", "--iterations", String(TEST_ITERATIONS)],
-    {},
-  );
+  const seeded = await runCli("seed", ["--data", data, "--demo", "--iterations", String(TEST_ITERATIONS)]);
   assert.equal(seeded.code, 0, seeded.stderr);
   const rows = [...seeded.stdout.matchAll(/^(alice|bob|charlie|eve|admin) +(\S+)$/gm)];
   assert.deepEqual(rows.map((r) => r[1]), ["alice", "bob", "charlie", "eve", "admin"]);
@@ -137,7 +133,7 @@ Deno.test("authchat seed --from imports a legacy file, flags weak passwords and 
     legacy,
     "--iterations",
     String(TEST_ITERATIONS),
-  ], {});
+  ]);
   assert.equal(result.code, 1, "rejected lines make the run fail");
   assert.match(
     result.stdout,
@@ -211,7 +207,7 @@ Deno.test("authchat seed --user applies the password policy and --user needs --p
   const data = join(dir.path, "data");
   const pw = join(dir.path, "pw");
   await Deno.writeTextFile(pw, "iloveyou123\n");
-  const weak = await runCli("seed", ["--data", data, "--user", "nina", "--password-file", pw], {});
+  const weak = await runCli("seed", ["--data", data, "--user", "nina", "--password-file", pw]);
   assert.equal(weak.code, 1);
   assert.match(
     weak.stderr,

@@ -53,7 +53,7 @@ Deno.test("authchat server creates its keys on first start, says so, and refuses
     "0",
     "--udp-port",
     "0",
-  ], {});
+  ]);
   assert.equal(broken.code, 1);
   assert.match(broken.stderr, /Key files missing: .*seal-public\.pem/);
   await assert.rejects(Deno.stat(join(data, "seal-public.pem")), Deno.errors.NotFound, "nothing was guessed");
@@ -145,7 +145,7 @@ Deno.test("authchat server refuses invalid configuration with one error naming t
     assert.match(result.stderr, expected);
     assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
   }
-  const missing = await runCli("server", ["--config", join(dir.path, "nope.yaml"), "--data", data], {});
+  const missing = await runCli("server", ["--config", join(dir.path, "nope.yaml"), "--data", data]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /nope\.yaml: cannot read the file/);
 });

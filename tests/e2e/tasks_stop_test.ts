@@ -1,27 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { installKeys, seedUsers, ServerProcess, tempDir } from "./_harness.ts";
+import { groupProcesses, installKeys, seedUsers, ServerProcess, tempDir } from "./_harness.ts";
 import { hello, RawClient, scramLogin } from "./_raw_client.ts";
 
 const PASSWORD = "Ctrl-C-stops-it-cleanly-42";
-
-/** The processes of a process group still alive, from /proc (Linux). */
-async function groupMembers(pgid: number): Promise<string[]> {
-  const members: string[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    let stat: string;
-    try {
-      stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
-    } catch {
-      continue; // Exited while we looked.
-    }
-    // pid (comm) state ppid pgrp ...: comm may hold spaces, so fields are counted after its ')'.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) === pgid) members.push(`${entry.name} ${stat.slice(0, stat.lastIndexOf(")") + 1)}`);
-  }
-  return members;
-}
 
 Deno.test("deno task start stops cleanly on a Ctrl-C to its whole process group, ten times in a row", async () => {
   await using dir = await tempDir();
@@ -48,7 +30,7 @@ Deno.test("deno task start stops cleanly on a Ctrl-C to its whole process group,
       assert.match(server.stderr, /INFO stopping signal=SIGINT/, `run ${run}`);
       assert.match(server.stderr, /INFO shutdown sessions_left=0/, `run ${run}`);
       assert.doesNotMatch(server.stderr, /already_stopping|forced_exit/, `run ${run}`);
-      assert.deepEqual(await groupMembers(server.pid), [], `run ${run}: processes left behind`);
+      assert.deepEqual(await groupProcesses(server.pid), [], `run ${run}: processes left behind`);
     } finally {
       await server.kill();
     }

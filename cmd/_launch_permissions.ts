@@ -120,8 +120,8 @@ function keyFiles(config: ServerConfig): string[] {
  * - seed: read the config file, data directory, database and its directory, and its input files; write
  *   the data directory and the database's directory; {@linkcode SERVER_ENV}.
  * - keygen: read and write the `--data` directory.
- * - client: network; read its input files and trust files; write the trust files' directories;
- *   {@linkcode CLIENT_ENV}.
+ * - client: network; read its input files; read and write the directories of its trust files
+ *   (known_hosts, known_peers); {@linkcode CLIENT_ENV}.
  *
  * Relative paths are made absolute against `cwd`, which must be the working directory of the process.
  *
@@ -171,11 +171,14 @@ export function permissionFlags(request: PermissionRequest, cwd: string): string
       read.add(request.data);
       write.add(request.data);
       return [...read.flag("allow-read"), ...write.flag("allow-write")];
-    case "client":
-      read.add(...request.inputs, ...request.trustFiles);
-      write.add(
-        ...request.trustFiles.map((file) => file === undefined || file === "" ? undefined : dirname(file)),
+    case "client": {
+      // Directories, not just the files: known_peers is rewritten through a temporary file beside it, which
+      // Deno opens for reading too.
+      const trustDirs = request.trustFiles.map((file) =>
+        file === undefined || file === "" ? undefined : dirname(file)
       );
+      read.add(...request.inputs, ...trustDirs);
+      write.add(...trustDirs);
       return [
         "--unstable-net",
         "--allow-net",
@@ -183,5 +186,6 @@ export function permissionFlags(request: PermissionRequest, cwd: string): string
         ...write.flag("allow-write"),
         `--allow-env=${CLIENT_ENV.join(",")}`,
       ];
+    }
   }
 }

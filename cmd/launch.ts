@@ -57,18 +57,17 @@ export function childScript(url: string): ChildScript {
  *
  * @param args The subcommand and its arguments.
  * @param script The script to run and its Deno configuration.
- * @returns The child's exit status; 2 when the configuration or a path is unusable (said on stderr).
+ * @returns The child's exit status; 2 when the configuration or a path is unusable, 1 when Deno cannot be run
+ *   (either said on stderr).
  */
 export async function launch(args: string[], script: ChildScript): Promise<number> {
   let flags: string[];
   try {
     flags = await launchFlags(args, { env: (name) => Deno.env.get(name), cwd: Deno.cwd(), exists });
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof UsageError) {
-      console.error(`error: ${err.message}`);
-      return 2;
-    }
-    throw err;
+    const usage = err instanceof ConfigError || err instanceof UsageError;
+    console.error(`error: ${(err as Error)?.message ?? String(err)}`);
+    return usage ? 2 : 1;
   }
   // Installed before the child exists: a signal in between is passed on once it does.
   let child: Deno.ChildProcess | undefined;

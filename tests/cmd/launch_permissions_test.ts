@@ -93,7 +93,7 @@ Deno.test("permissionFlags gives keygen its data directory only", () => {
   ]);
 });
 
-Deno.test("permissionFlags gives the client its files to read and its trust directories to write", () => {
+Deno.test("permissionFlags gives the client its files to read and its trust directories to read and write", () => {
   const flags = permissionFlags({
     command: "client",
     inputs: ["pw", undefined, "/ca/cert.pem", ""],
@@ -102,7 +102,7 @@ Deno.test("permissionFlags gives the client its files to read and its trust dire
   assert.deepEqual(flags, [
     "--unstable-net",
     "--allow-net",
-    "--allow-read=/repo/pw,/ca/cert.pem,/home/a/.config/authchat/known_hosts,/home/a/.config/authchat/known_peers",
+    "--allow-read=/repo/pw,/ca/cert.pem,/home/a/.config/authchat",
     "--allow-write=/home/a/.config/authchat",
     "--allow-env=HOME,XDG_CONFIG_HOME,AUTHCHAT_CONFIG_DIR,AUTHCHAT_CLIENT_*",
   ]);

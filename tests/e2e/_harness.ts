@@ -7,7 +7,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { LOG_FLUSH_MS } from "../../lib/server/logger.ts";
 import { fileURLToPath } from "node:url";
 import { childArgs, clientLaunchFlags, launchFlags } from "../../cmd/_launch_plan.ts";
@@ -29,13 +29,13 @@ const SCRIPT = { path: MOD, config: join(ROOT, "deno.json") };
 /** The environment every CLI child gets on top of this process's own. */
 const BASE_ENV: Readonly<Record<string, string>> = { NO_COLOR: "1" };
 
-function launchContext(env: Record<string, string>, cwd?: string): LaunchContext {
+function launchContext(env: Record<string, string>, cwd = Deno.cwd()): LaunchContext {
   return {
     env: (name) => Object.hasOwn(env, name) ? env[name] : Deno.env.get(name),
-    cwd: cwd ?? Deno.cwd(),
+    cwd,
     exists: (path) => {
       try {
-        Deno.statSync(path);
+        Deno.statSync(resolve(cwd, path));
         return true;
       } catch {
         return false;

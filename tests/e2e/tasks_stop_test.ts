@@ -36,3 +36,25 @@ Deno.test("deno task start stops cleanly on a Ctrl-C to its whole process group,
     }
   }
 });
+
+Deno.test("the launcher passes SIGTERM and SIGHUP sent to it alone on to the server and exits after it", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  for (const signal of ["SIGTERM", "SIGHUP"] as const) {
+    const server = await ServerProcess.start(data, { via: "task" });
+    try {
+      const group = await groupProcesses(server.pid);
+      const launcher = group.find((p) => p.args.some((a) => a.endsWith("cmd/launch.ts")));
+      assert.ok(launcher, JSON.stringify(group));
+      Deno.kill(launcher.pid, signal);
+      const status = await server.exited();
+      assert.equal(status.code, 0, server.stderr);
+      assert.match(server.stderr, new RegExp(`INFO stopping signal=${signal}`));
+      assert.match(server.stderr, /INFO shutdown sessions_left=0/);
+      assert.deepEqual(await groupProcesses(server.pid), []);
+    } finally {
+      await server.kill();
+    }
+  }
+});

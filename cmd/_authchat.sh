@@ -19,6 +19,5 @@ here=$(CDPATH='' cd -- "$(dirname -- "$self")" && pwd)
 deno=${DENO:-deno}
 # The launcher runs exactly this executable, so it is the one it may run (see cmd/launch.ts in the source).
 exec_path=$("$deno" eval --no-config 'console.log(Deno.execPath())')
-exec "$deno" run --quiet --no-prompt --no-config --allow-read \
-  '--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM,HOME,XDG_CONFIG_HOME' \
-  "--allow-run=$exec_path" "$here/authchat-launch.js" "$@"
+exec "$deno" run --quiet --no-prompt --no-config --allow-read --allow-env "--allow-run=$exec_path" \
+  "$here/authchat-launch.js" "$@"

@@ -19,6 +19,11 @@ import { configSources, createProgram } from "./main.ts";
 export interface LaunchContext {
   /** Reads one environment variable of the child. */
   env(name: string): string | undefined;
+  /**
+   * Lists the names of the child's environment variables, when they may be listed: the configuration
+   * loader then refuses a misspelt `AUTHCHAT_*` one (the launcher may list them; its child may not).
+   */
+  envNames?: () => string[];
   /** The child's working directory. */
   cwd: string;
   /** Whether a file exists (the server creates missing key files on first start). */
@@ -111,7 +116,9 @@ export async function permissionRequest(
   switch (command.name()) {
     case "server":
     case "seed": {
-      const config = await loadServerConfig(configSources(command, (name) => context.env(name)));
+      const config = await loadServerConfig(
+        configSources(command, (name) => context.env(name), context.envNames),
+      );
       const configFile = opts.config as string | undefined;
       const common = { config, ...(configFile === undefined ? {} : { configFile }) };
       if (command.name() === "seed") {

@@ -4,12 +4,13 @@
  * `start`, `client`, `seed` and `keygen`, and the bundle's `dist/authchat` script, run through it:
  *
  * ```sh
- * deno run --allow-read --allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM,HOME,XDG_CONFIG_HOME \
+ * deno run --no-prompt --allow-read --allow-env \
  *   --allow-run="$(deno eval 'console.log(Deno.execPath())')" cmd/launch.ts server --data /srv/authchat
  * ```
  *
- * The launcher itself reads (the configuration files), reads the environment the subcommand reads, and
- * runs Deno, nothing else. It runs `Deno.execPath()`: `--allow-run=deno` would not match it when `deno` is
+ * The launcher itself reads files (the configuration), reads the environment (all of it, so the
+ * configuration loader can refuse a misspelt `AUTHCHAT_*` variable; the child inherits it anyway) and runs
+ * Deno, nothing else: no writes, no network. It runs `Deno.execPath()`: `--allow-run=deno` would not match it when `deno` is
  * reached through a symbolic link (Deno compares the paths as written), and a `deno` found on `PATH` might
  * not be the one running the task, so the task names the running executable with `deno eval`, which deno
  * task runs with its own executable (about 50 ms).
@@ -26,6 +27,7 @@ import { ConfigError } from "../lib/server/server_config.ts";
 import { childArgs, launchFlags } from "./_launch_plan.ts";
 import type { ChildScript } from "./_launch_plan.ts";
 import { UsageError } from "./_usage_error.ts";
+import { listEnvNames } from "./main.ts";
 
 /** The signals passed on to the child: the ones that stop the server cleanly. */
 const FORWARDED: readonly Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
@@ -63,7 +65,13 @@ export function childScript(url: string): ChildScript {
 export async function launch(args: string[], script: ChildScript): Promise<number> {
   let flags: string[];
   try {
-    flags = await launchFlags(args, { env: (name) => Deno.env.get(name), cwd: Deno.cwd(), exists });
+    const envNames = listEnvNames();
+    flags = await launchFlags(args, {
+      env: (name) => Deno.env.get(name),
+      ...(envNames === undefined ? {} : { envNames }),
+      cwd: Deno.cwd(),
+      exists,
+    });
   } catch (err) {
     const usage = err instanceof ConfigError || err instanceof UsageError;
     console.error(`error: ${(err as Error)?.message ?? String(err)}`);

@@ -161,3 +161,17 @@ Deno.test("childArgs runs the script quietly, without prompts, under its own con
     "--help",
   ]);
 });
+
+Deno.test("permissionRequest refuses a misspelt AUTHCHAT_ variable when it may list the environment", async () => {
+  const env = { AUTHCHAT_TCP_PROT: "2000" };
+  const listed = { ...context(env), envNames: () => Object.keys(env) };
+  await assert.rejects(
+    permissionRequest(["server", "--config", "/dev/null"], listed),
+    (err: unknown) =>
+      err instanceof ConfigError &&
+      err.message ===
+        "Invalid configuration AUTHCHAT_TCP_PROT: unknown variable: did you mean AUTHCHAT_TCP_PORT?",
+  );
+  // Without the list (a process that may read only AUTHCHAT_* names) there is no check.
+  assert.equal((await permissionRequest(["seed", "--config", "/dev/null"], context(env)))?.command, "seed");
+});

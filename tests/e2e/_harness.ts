@@ -32,6 +32,8 @@ const BASE_ENV: Readonly<Record<string, string>> = { NO_COLOR: "1" };
 function launchContext(env: Record<string, string>, cwd = Deno.cwd()): LaunchContext {
   return {
     env: (name) => Object.hasOwn(env, name) ? env[name] : Deno.env.get(name),
+    // The launcher may list the environment (the child inherits this process's, plus `env`).
+    envNames: () => Object.keys({ ...Deno.env.toObject(), ...env }),
     cwd,
     exists: (path) => {
       try {

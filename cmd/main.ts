@@ -9,7 +9,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { ConfigError, loadServerConfig } from "../lib/server/server_config.ts";
 import type { ConfigSources, ServerConfig } from "../lib/server/server_config.ts";
 import { loadClientConfig } from "../lib/client/client_config.ts";
-import type { ClientConfig } from "../lib/client/client_config.ts";
+import type { ClientConfig, ClientConfigSources } from "../lib/client/client_config.ts";
 import { runClient } from "./client.ts";
 import { CLIENT_HELP } from "./_client_help.ts";
 import { runKeygen } from "./keygen.ts";
@@ -39,26 +39,75 @@ function env(name: string): string | undefined {
 
 /**
  * The names of the variables set, for the loader to refuse a misspelt `AUTHCHAT_*` one — only when this
- * process may list the environment (the tasks allow only `AUTHCHAT_*` names: asking would fail, or prompt
- * on a terminal); else no check.
+ * process may list the environment (the launcher may; the server and seed it runs may read only
+ * `AUTHCHAT_*` names: asking would fail, or prompt on a terminal); else no check.
+ *
+ * @returns A function listing the names, or `undefined` when they may not be listed.
  */
-function envNames(): Pick<ConfigSources, "envNames"> {
+export function listEnvNames(): (() => string[]) | undefined {
   return Deno.permissions.querySync({ name: "env" }).state === "granted"
-    ? { envNames: () => Object.keys(Deno.env.toObject()) }
-    : {};
+    ? () => Object.keys(Deno.env.toObject())
+    : undefined;
 }
 
-/** Flags given on the command line, by config key (defaults left to the config loader). */
-function explicit(command: Command, map: Record<string, keyof ServerConfig>): Partial<ServerConfig> {
-  const out: Record<string, unknown> = {};
-  for (const [flag, key] of Object.entries(map)) {
-    if (command.getOptionValueSource(flag) === "cli") out[key] = command.getOptionValue(flag);
+/** The flags of `server` and `seed` that set a configuration key, by option name. */
+const CONFIG_FLAGS: Readonly<Record<"server" | "seed", Readonly<Record<string, keyof ServerConfig>>>> = {
+  seed: { data: "data_dir", iterations: "scram_iterations" },
+  server: {
+    data: "data_dir",
+    host: "host",
+    tcpPort: "tcp_port",
+    tlsPort: "tls_port",
+    udpPort: "udp_port",
+    tcp: "tcp",
+    tls: "tls",
+    udp: "udp",
+    name: "name",
+    logFormat: "log_format",
+  },
+};
+
+/**
+ * Where the configuration of a parsed `server` or `seed` command comes from: its `--config` file, the
+ * environment, and the flags given on the command line (defaults are left to the config loader). The
+ * launcher resolves the configuration from the same sources to find the paths the command will use.
+ *
+ * @param command The parsed `server` or `seed` subcommand.
+ * @param getEnv Reads one environment variable.
+ * @param envNames Lists the names of the variables set, when the process may (see {@linkcode listEnvNames}).
+ * @returns The sources for {@linkcode loadServerConfig}.
+ */
+export function configSources(
+  command: Command,
+  getEnv: (name: string) => string | undefined,
+  envNames?: () => string[],
+): ConfigSources {
+  const file = command.getOptionValue("config") as string | undefined;
+  const flags: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(CONFIG_FLAGS[command.name() === "seed" ? "seed" : "server"])) {
+    if (command.getOptionValueSource(flag) === "cli") flags[key] = command.getOptionValue(flag);
   }
-  return out as Partial<ServerConfig>;
+  return {
+    ...(file === undefined ? {} : { file }),
+    env: getEnv,
+    ...(envNames === undefined ? {} : { envNames }),
+    flags: flags as Partial<ServerConfig>,
+  };
 }
 
-/** The client's flags given on the command line, by config key (the rest comes from its config file). */
-function explicitClient(command: Command): Partial<ClientConfig> {
+/**
+ * Where the client's configuration comes from: its `--config` file (else the default one), the
+ * environment, and the flags given on the command line, by config key. The launcher uses it too, to grant
+ * the client the files its configuration names.
+ *
+ * @param command The parsed `client` command.
+ * @param getEnv Reads one environment variable.
+ * @returns The sources for `loadClientConfig`.
+ */
+export function clientConfigSources(
+  command: Command,
+  getEnv: (name: string) => string | undefined,
+): ClientConfigSources {
   const keys: Record<string, keyof ClientConfig> = {
     host: "host",
     port: "port",
@@ -75,11 +124,12 @@ function explicitClient(command: Command): Partial<ClientConfig> {
     json: "json",
     keepGoing: "keep_going",
   };
-  const out: Record<string, unknown> = {};
+  const flags: Record<string, unknown> = {};
   for (const [flag, key] of Object.entries(keys)) {
-    if (command.getOptionValueSource(flag) === "cli") out[key] = command.getOptionValue(flag);
+    if (command.getOptionValueSource(flag) === "cli") flags[key] = command.getOptionValue(flag);
   }
-  return out as Partial<ClientConfig>;
+  const file = command.getOptionValue("config") as string | undefined;
+  return { ...(file === undefined ? {} : { file }), env: getEnv, flags: flags as Partial<ClientConfig> };
 }
 
 /**
@@ -90,8 +140,42 @@ function explicitClient(command: Command): Partial<ClientConfig> {
  *   connect, and 4, server key not trusted).
  */
 export async function main(args: string[]): Promise<number> {
+  const cli = createProgram();
+  try {
+    await cli.program.parseAsync(args, { from: "user" });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof UsageError || err instanceof ConfigError) {
+      console.error(`error: ${err.message}`);
+      return 2;
+    }
+    console.error(`error: ${(err as Error)?.message ?? String(err)}`);
+    return 1;
+  }
+  return cli.status();
+}
+
+/** The command-line program and the exit status its action set. */
+export interface Cli {
+  /** The program: parse arguments with `parseAsync(args, { from: "user" })`. */
+  program: Command;
+  /** The exit status the action that ran returned (0 before any ran). */
+  status(): number;
+}
+
+/**
+ * Build the command-line program with its four subcommands and their actions. Parsing errors throw a
+ * `CommanderError` (after printing the message) instead of exiting.
+ *
+ * @returns The program and its status.
+ */
+export function createProgram(): Cli {
   let status = 0;
   const program = new Command("authchat")
+    // Before any subcommand is added: subcommands copy this configuration when they are created. Commander's
+    // default asks NO_COLOR, FORCE_COLOR and CLICOLOR_FORCE whether to colour help, and reading the
+    // environment needs a permission the tasks do not grant (help has no colours anyway).
+    .configureOutput({ getOutHasColors: () => false, getErrHasColors: () => false })
     .description("Authenticated, end-to-end encrypted chat: one program, four subcommands.")
     .version(denoJson.version)
     .exitOverride()
@@ -151,13 +235,7 @@ export async function main(args: string[]): Promise<number> {
       ].join("\n"),
     )
     .action(async (opts, command: Command) => {
-      const config = await loadServerConfig({
-        ...(opts.config === undefined ? {} : { file: opts.config }),
-        env,
-        ...envNames(),
-        flags: explicit(command, { data: "data_dir", iterations: "scram_iterations" }),
-      });
-      status = await runSeed(opts, config);
+      status = await runSeed(opts, await loadServerConfig(configSources(command, env, listEnvNames())));
     });
 
   program.command("server")
@@ -179,27 +257,12 @@ export async function main(args: string[]): Promise<number> {
     .addHelpText(
       "after",
       "\nPrecedence: flags, then AUTHCHAT_* environment variables, then the YAML file, then defaults.\n" +
-        "config/authchat.example.yaml documents every key. SIGINT, SIGTERM or SIGHUP stops the server cleanly.",
+        "config/authchat.example.yaml documents every key.\n" +
+        "SIGINT (Ctrl-C), SIGTERM or SIGHUP stops the server cleanly: sessions are told goodbye, the database\n" +
+        "is closed. A second signal while it stops is logged; a third forces the exit (status 1).",
     )
-    .action(async (opts, command: Command) => {
-      const config = await loadServerConfig({
-        ...(opts.config === undefined ? {} : { file: opts.config }),
-        env,
-        ...envNames(),
-        flags: explicit(command, {
-          data: "data_dir",
-          host: "host",
-          tcpPort: "tcp_port",
-          tlsPort: "tls_port",
-          udpPort: "udp_port",
-          tcp: "tcp",
-          tls: "tls",
-          udp: "udp",
-          name: "name",
-          logFormat: "log_format",
-        }),
-      });
-      status = await runServer(config);
+    .action(async (_opts, command: Command) => {
+      status = await runServer(await loadServerConfig(configSources(command, env, listEnvNames())));
     });
 
   program.command("client")
@@ -247,24 +310,9 @@ export async function main(args: string[]): Promise<number> {
     )
     .addHelpText("after", CLIENT_HELP)
     .action(async (opts, command: Command) => {
-      const { config } = await loadClientConfig({
-        ...(opts.config === undefined ? {} : { file: opts.config }),
-        env,
-        flags: explicitClient(command),
-      });
+      const { config } = loadClientConfig(clientConfigSources(command, env));
       status = await runClient(config, opts.exec ?? []);
     });
 
-  try {
-    await program.parseAsync(args, { from: "user" });
-  } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (err instanceof UsageError || err instanceof ConfigError) {
-      console.error(`error: ${err.message}`);
-      return 2;
-    }
-    console.error(`error: ${(err as Error)?.message ?? String(err)}`);
-    return 1;
-  }
-  return status;
+  return { program, status: () => status };
 }

@@ -1,7 +1,8 @@
 /**
  * `authchat server`: load the configuration and keys (creating them on first
  * start), open the store, listen, print one ready line, and stop cleanly on
- * SIGINT, SIGTERM or SIGHUP.
+ * SIGINT, SIGTERM or SIGHUP (copies of one signal count once; a third distinct
+ * one during the stop forces the exit: cmd/_stop_signals.ts).
  *
  * @module
  */
@@ -18,7 +19,9 @@ import { ListenError } from "../lib/server/listen_error.ts";
 import { Logger } from "../lib/server/logger.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
 import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
+import { requireDatagramSockets } from "../lib/transport/runtime_features.ts";
 import { describeKeys } from "./keygen.ts";
+import { StopSignals } from "./_stop_signals.ts";
 
 /** Create the identity on first start; refuse to guess when only some files exist. */
 async function ensureIdentity(paths: IdentityPaths, config: ServerConfig, log: Logger): Promise<void> {
@@ -53,30 +56,24 @@ async function warnOnLoosePermissions(paths: string[], log: Logger): Promise<voi
   }
 }
 
-function waitForSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const handlers: [Deno.Signal, () => void][] = [];
-    // SIGHUP too (the terminal went away): stop cleanly rather than die with log lines unwritten.
-    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-      const handler = () => {
-        for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-        resolve(signal);
-      };
-      handlers.push([signal, handler]);
-      Deno.addSignalListener(signal, handler);
-    }
-  });
-}
-
 /**
  * Run the server until a signal arrives.
  *
  * @param config Resolved configuration.
  * @returns Exit code: 0 after a clean stop, 1 when it could not start, 2 when it cannot listen where the
- *   configuration says (a port in use, an address this machine lacks).
+ *   configuration says (a port in use, an address this machine lacks) or this runtime cannot serve UDP.
  */
 export async function runServer(config: ServerConfig): Promise<number> {
   const log = new Logger({ format: config.log_format });
+  if (config.udp) {
+    try {
+      requireDatagramSockets("pass --no-udp to serve without direct messages");
+    } catch (err) {
+      log.error("start_failed", { error: (err as Error).message });
+      console.error(`error: ${(err as Error).message}`);
+      return 2;
+    }
+  }
   const paths: IdentityPaths = {
     certFile: config.tls_cert,
     keyFile: config.tls_key,
@@ -104,11 +101,16 @@ export async function runServer(config: ServerConfig): Promise<number> {
     console.error(`error: cannot start the server: ${(err as Error).message}`);
     return 1;
   }
-  const stop = waitForSignal();
+  // Installed until the stop is over: a repeated signal must not kill the process half-way (see the module).
+  const signals = new StopSignals(log);
   console.log(server.listeningLine);
   log.info("listening", { line: server.listeningLine, database: config.database });
-  const signal = await stop;
+  const signal = await signals.requested;
   log.info("stopping", { signal });
-  await server.shutdown();
+  try {
+    await server.shutdown();
+  } finally {
+    signals.close();
+  }
   return 0;
 }

@@ -19,8 +19,8 @@ const CLIENT_EXAMPLE = new URL("../config/client.example.yaml", import.meta.url)
 
 Deno.test("config/client.example.yaml loads to the defaults and documents every key", async () => {
   const env = () => undefined;
-  const fromExample = await loadClientConfig({ file: CLIENT_EXAMPLE.pathname, env });
-  const defaults = await loadClientConfig({ file: "/dev/null", env });
+  const fromExample = loadClientConfig({ file: CLIENT_EXAMPLE.pathname, env });
+  const defaults = loadClientConfig({ file: "/dev/null", env });
   assert.deepEqual(fromExample.config, defaults.config);
   const text = await Deno.readTextFile(CLIENT_EXAMPLE);
   const active = Object.keys(parse(text) as Record<string, unknown>);

@@ -16,6 +16,7 @@ import {
 } from "../codec/datagram.ts";
 import type { PeerDatagram } from "../codec/datagram.ts";
 import type { LinkOutput, PeerPath } from "./peer_link.ts";
+import { requireDatagramSockets } from "../transport/runtime_features.ts";
 
 /** Datagrams checked at once at most; more are dropped (the reliable layer sends again what matters). */
 const MAX_HANDLING = 1024;
@@ -55,8 +56,10 @@ export class ChatSocket {
    * Bind a socket on port 0 and start reading; nothing is sent before {@linkcode rendezvous}.
    *
    * @param options Server, credentials and where peer datagrams go.
+   * @throws {Error} When this runtime cannot open UDP sockets (saying which flag is missing).
    */
   constructor(options: ChatSocketOptions) {
+    requireDatagramSockets();
     this.#o = options;
     const hostname = options.serverHost.includes(":") ? "::" : "0.0.0.0";
     this.#socket = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });

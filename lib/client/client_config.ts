@@ -10,7 +10,7 @@
 import { dirname, join, resolve } from "node:path";
 import { isFingerprint } from "../crypto/fingerprint.ts";
 import { closestName } from "../server/closest_name.ts";
-import { coerceValue, ConfigError, readConfigFile } from "../server/config_file.ts";
+import { coerceValue, ConfigError, readConfigFileSync } from "../server/config_file.ts";
 import type { ValueKind } from "../server/config_file.ts";
 import { configDir } from "./config_dir.ts";
 
@@ -101,12 +101,13 @@ export interface LoadedClientConfig {
 
 /**
  * Resolve the client configuration. Relative paths in the file are taken from the file's directory;
- * those of flags from the working directory.
+ * those of flags from the working directory. Synchronous: the launcher reads it too, to grant the client
+ * the files it names.
  *
  * @example
  * ```ts
  * import { loadClientConfig } from "./client_config.ts";
- * const { config } = await loadClientConfig({ file: "/dev/null", env: () => undefined, flags: { tls: true } });
+ * const { config } = loadClientConfig({ file: "/dev/null", env: () => undefined, flags: { tls: true } });
  * console.assert(config.tls && config.host === "127.0.0.1" && config.port === undefined);
  * ```
  *
@@ -114,7 +115,7 @@ export interface LoadedClientConfig {
  * @returns The configuration and the file read.
  * @throws {ConfigError} Naming the first invalid key or flag (and its file), or a contradiction.
  */
-export async function loadClientConfig(sources: ClientConfigSources): Promise<LoadedClientConfig> {
+export function loadClientConfig(sources: ClientConfigSources): LoadedClientConfig {
   const dir = configDir({
     AUTHCHAT_CONFIG_DIR: sources.env("AUTHCHAT_CONFIG_DIR"),
     XDG_CONFIG_HOME: sources.env("XDG_CONFIG_HOME"),
@@ -125,7 +126,7 @@ export async function loadClientConfig(sources: ClientConfigSources): Promise<Lo
   const origin: Partial<Record<ClientConfigKey, string>> = {};
   let read = false;
   if (file !== null) {
-    const doc = await readConfigFile(file, { optional: sources.file === undefined });
+    const doc = readConfigFileSync(file, { optional: sources.file === undefined });
     read = sources.file !== undefined || Object.keys(doc).length > 0;
     for (const [key, value] of Object.entries(doc)) {
       if (!Object.hasOwn(KEYS, key)) {

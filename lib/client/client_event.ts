@@ -176,7 +176,7 @@ function replyLines(reply: ReplyEvent): string[] {
  * @example
  * ```ts
  * import { eventText } from "./client_event.ts";
- * const text = eventText({ type: "reply", ok: true, command: "login", user: "alice" });
+ * const text = eventText({ type: "reply", ok: true, command: "login", user: "alice", must_change_password: false });
  * console.assert(text.stream === "stdout" && text.lines[0] === "logged in as alice");
  * ```
  *

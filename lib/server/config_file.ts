@@ -125,6 +125,40 @@ function yamlError(
   );
 }
 
+/** The mapping a configuration file's text holds (see {@linkcode readConfigFile}). */
+function parseConfigText(path: string, text: string): Record<string, unknown> {
+  let doc: unknown;
+  try {
+    const document = parseDocument(text);
+    const first = document.errors[0];
+    if (first) throw yamlError(path, text, first);
+    doc = document.toJS();
+  } catch (err) {
+    // The parser reads its debug switches (LOG_TOKENS, LOG_STREAM): a refused permission is no YAML error.
+    if (err instanceof ConfigError || err instanceof Deno.errors.NotCapable) throw err;
+    // An alias to an anchor that is not there, or too many aliases (a "billion laughs" file).
+    throw new ConfigError(path, `not valid YAML: ${(err as Error).message.split("\n")[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== "object" || Array.isArray(doc)) {
+    throw new ConfigError(path, "expected a mapping of keys to values");
+  }
+  return doc as Record<string, unknown>;
+}
+
+/** The file's text, `null` for a missing optional file; a file that cannot be read is a ConfigError. */
+function configText(path: string, options: ReadConfigFileOptions, read: () => string): string | null {
+  try {
+    return read();
+  } catch (err) {
+    // An optional file this process may not even read cannot have been meant.
+    if (options.optional && (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotCapable)) {
+      return null;
+    }
+    throw new ConfigError(path, `cannot read the file: ${(err as Error).message}`);
+  }
+}
+
 /**
  * Read a YAML file holding a mapping of keys to values. Values are left as YAML gave them; checking the
  * keys and values is the caller's.
@@ -146,31 +180,36 @@ export async function readConfigFile(
   path: string,
   options: ReadConfigFileOptions = {},
 ): Promise<Record<string, unknown>> {
-  let text: string;
+  let text: string | null;
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
-    // An optional file this process may not even read cannot have been meant.
-    if (options.optional && (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotCapable)) {
-      return {};
-    }
-    throw new ConfigError(path, `cannot read the file: ${(err as Error).message}`);
+    text = configText(path, options, () => {
+      throw err;
+    });
   }
-  let doc: unknown;
-  try {
-    const document = parseDocument(text);
-    const first = document.errors[0];
-    if (first) throw yamlError(path, text, first);
-    doc = document.toJS();
-  } catch (err) {
-    // The parser reads its debug switches (LOG_TOKENS, LOG_STREAM): a refused permission is no YAML error.
-    if (err instanceof ConfigError || err instanceof Deno.errors.NotCapable) throw err;
-    // An alias to an anchor that is not there, or too many aliases (a "billion laughs" file).
-    throw new ConfigError(path, `not valid YAML: ${(err as Error).message.split("\n")[0]}`);
-  }
-  if (doc === null || doc === undefined) return {};
-  if (typeof doc !== "object" || Array.isArray(doc)) {
-    throw new ConfigError(path, "expected a mapping of keys to values");
-  }
-  return doc as Record<string, unknown>;
+  return text === null ? {} : parseConfigText(path, text);
+}
+
+/**
+ * {@linkcode readConfigFile}, synchronously (the client's file, which a launcher reads before it starts the
+ * client).
+ *
+ * @example
+ * ```ts
+ * import { readConfigFileSync } from "./config_file.ts";
+ * console.assert(Object.keys(readConfigFileSync("/nonexistent.yaml", { optional: true })).length === 0);
+ * ```
+ *
+ * @param path The file.
+ * @param options Whether a missing file is fine.
+ * @returns The mapping (empty for an empty file, or a missing optional one).
+ * @throws {ConfigError} As {@linkcode readConfigFile}.
+ */
+export function readConfigFileSync(
+  path: string,
+  options: ReadConfigFileOptions = {},
+): Record<string, unknown> {
+  const text = configText(path, options, () => Deno.readTextFileSync(path));
+  return text === null ? {} : parseConfigText(path, text);
 }

@@ -21,7 +21,7 @@ Deno.test("loadClientConfig takes flags over the file over defaults, and file pa
       file,
       "host: chat.example\nport: 2000\ntls: true\nuser: alice\npassword_file: alice.pw\njson: true\n",
     );
-    const { config, file: read } = await loadClientConfig({
+    const { config, file: read } = loadClientConfig({
       file,
       env: noEnv,
       flags: { port: 3000, json: false, new_password_file: "new.pw" },
@@ -45,17 +45,17 @@ Deno.test("loadClientConfig reads client.yaml from the configuration directory w
   await withDir(async (dir) => {
     const env = (name: string) =>
       name === "XDG_CONFIG_HOME" ? dir : name === "HOME" ? "/nonexistent" : undefined;
-    assert.deepEqual(await loadClientConfig({ env }), {
+    assert.deepEqual(loadClientConfig({ env }), {
       config: { host: "127.0.0.1", tls: false, relay: false, json: false, keep_going: false },
       file: null,
     });
     await Deno.mkdir(join(dir, "authchat"));
     await Deno.writeTextFile(join(dir, "authchat", "client.yaml"), "keep_going: true\nknown_peers: peers\n");
-    const { config, file } = await loadClientConfig({ env });
+    const { config, file } = loadClientConfig({ env });
     assert.equal(file, join(dir, "authchat", "client.yaml"));
     assert.equal(config.keep_going, true);
     assert.equal(config.known_peers, join(dir, "authchat", "peers"));
-    const named = await loadClientConfig({ env: () => dir, file: "/dev/null" });
+    const named = loadClientConfig({ env: () => dir, file: "/dev/null" });
     assert.equal(named.config.keep_going, false, "--config replaces the default file");
   });
 });
@@ -84,15 +84,15 @@ Deno.test("loadClientConfig reports one error naming the key, flag or file", asy
     ];
     for (const [text, flags, expected] of cases) {
       await Deno.writeTextFile(file, text);
-      await assert.rejects(
-        loadClientConfig({ file, env: noEnv, flags }),
+      assert.throws(
+        () => loadClientConfig({ file, env: noEnv, flags }),
         (err: unknown) =>
           err instanceof ConfigError && expected.test(err.message) && !err.message.includes("\n"),
         `${JSON.stringify(text)} ${JSON.stringify(flags)}`,
       );
     }
-    await assert.rejects(
-      loadClientConfig({ file: join(dir, "missing.yaml"), env: noEnv }),
+    assert.throws(
+      () => loadClientConfig({ file: join(dir, "missing.yaml"), env: noEnv }),
       /Invalid configuration .*missing\.yaml: cannot read the file/,
     );
   });

@@ -8,7 +8,7 @@
  */
 
 import { join } from "node:path";
-import { MOD, permissions, runCli } from "./_harness.ts";
+import { clientArgs, runCli } from "./_harness.ts";
 
 const encoder = new TextEncoder();
 
@@ -61,13 +61,9 @@ export class ChatClient {
 
   private constructor(options: ChatClientOptions) {
     this.user = options.user;
+    const env = { AUTHCHAT_CONFIG_DIR: options.configDir };
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        ...permissions("client", []),
-        MOD,
-        "client",
+      args: clientArgs([
         "--port",
         String(options.port),
         "--user",
@@ -77,11 +73,11 @@ export class ChatClient {
         // A test goes on after a command it expects to fail (and counts failures in the exit status).
         "--keep-going",
         ...(options.args ?? []),
-      ],
+      ], env),
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1", AUTHCHAT_CONFIG_DIR: options.configDir },
+      env: { NO_COLOR: "1", ...env },
     }).spawn();
     this.#stdin = this.#child.stdin.getWriter();
     this.#status = this.#child.status;

@@ -1,14 +1,19 @@
 /**
  * Helpers for end-to-end tests: run the real `authchat` CLI as child
- * processes with the same narrow permissions as the deno.json tasks, against
- * temporary data directories, on port 0.
+ * processes exactly as the deno.json tasks' launcher runs it (the same
+ * permissions, derived from the same arguments, environment and
+ * configuration), against temporary data directories, on port 0.
  *
  * @module
  */
 
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { LOG_FLUSH_MS } from "../../lib/server/logger.ts";
 import { fileURLToPath } from "node:url";
+import { childArgs, clientLaunchFlags, launchFlags } from "../../cmd/_launch_plan.ts";
+import type { LaunchContext } from "../../cmd/_launch_plan.ts";
+import { UsageError } from "../../cmd/_usage_error.ts";
+import { ConfigError } from "../../lib/server/server_config.ts";
 
 /** Repository root. */
 export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
@@ -18,30 +23,61 @@ export const MOD: string = join(ROOT, "mod.ts");
 /** PBKDF2 iterations used by test servers and seeds (the minimum, for speed). */
 export const TEST_ITERATIONS = 4096;
 
-/** Permission flags of each subcommand, mirroring the deno.json tasks with the test's own directories. */
-export function permissions(kind: "server" | "seed" | "keygen" | "client", dirs: string[]): string[] {
-  const list = dirs.join(",");
-  switch (kind) {
-    case "server":
-    case "seed":
-      return [
-        ...(kind === "server" ? ["--allow-net"] : []),
-        `--allow-read=${list}`,
-        `--allow-write=${list}`,
-        // The yaml package reads LOG_TOKENS and LOG_STREAM (its debug switches) on every parse.
-        "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
-      ];
-    case "keygen":
-      return [`--allow-read=${list}`, `--allow-write=${list}`];
-    case "client":
-      return [
-        "--allow-net",
-        "--allow-read",
-        "--allow-write",
-        // LOG_TOKENS and LOG_STREAM: the yaml package reads them when it parses a client.yaml.
-        "--allow-env=HOME,XDG_CONFIG_HOME,AUTHCHAT_CONFIG_DIR,LOG_TOKENS,LOG_STREAM",
-      ];
-  }
+/** The script the launcher runs from the repository. */
+const SCRIPT = { path: MOD, config: join(ROOT, "deno.json") };
+
+/** The environment every CLI child gets on top of this process's own. */
+const BASE_ENV: Readonly<Record<string, string>> = { NO_COLOR: "1" };
+
+function launchContext(env: Record<string, string>, cwd = Deno.cwd()): LaunchContext {
+  return {
+    env: (name) => Object.hasOwn(env, name) ? env[name] : Deno.env.get(name),
+    // The launcher may list the environment (the child inherits this process's, plus `env`).
+    envNames: () => Object.keys({ ...Deno.env.toObject(), ...env }),
+    cwd,
+    exists: (path) => {
+      try {
+        Deno.statSync(resolve(cwd, path));
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+/**
+ * The `deno` arguments that run a subcommand as the tasks' launcher does: its permissions derived from
+ * these arguments, this environment and the configuration they select.
+ *
+ * @param kind The subcommand.
+ * @param args Arguments after the subcommand.
+ * @param env Environment additions the child gets (on top of this process's environment).
+ * @param cwd The child's working directory (default: this process's).
+ * @returns Arguments for `Deno.execPath()`.
+ */
+export async function cliArgs(
+  kind: "server" | "seed" | "keygen" | "client",
+  args: string[],
+  env: Record<string, string> = {},
+  cwd?: string,
+): Promise<string[]> {
+  const flags = await launchFlags([kind, ...args], launchContext({ ...BASE_ENV, ...env }, cwd));
+  return childArgs(flags, SCRIPT, [kind, ...args]);
+}
+
+/**
+ * {@linkcode cliArgs} of the client, found at once (clients are started synchronously).
+ *
+ * @param args Arguments after `client`.
+ * @param env Environment additions the child gets.
+ * @returns Arguments for `Deno.execPath()`.
+ */
+export function clientArgs(args: string[], env: Record<string, string> = {}): string[] {
+  return childArgs(clientLaunchFlags(args, launchContext({ ...BASE_ENV, ...env })), SCRIPT, [
+    "client",
+    ...args,
+  ]);
 }
 
 /** Result of a finished CLI run. */
@@ -53,8 +89,6 @@ export interface CliResult {
 
 /** Options of {@linkcode runCli}. */
 export interface RunOptions {
-  /** Directories the process may read and write (server, seed, keygen). */
-  dirs?: string[];
   /** Environment additions. */
   env?: Record<string, string>;
   /** Text written to stdin (stdin is closed after it). */
@@ -64,11 +98,11 @@ export interface RunOptions {
 }
 
 /**
- * Run one `authchat` subcommand to completion.
+ * Run one `authchat` subcommand to completion, with the permissions the tasks' launcher would give it.
  *
- * @param kind The subcommand (decides permissions).
+ * @param kind The subcommand.
  * @param args Arguments after the subcommand.
- * @param options Directories, environment, stdin.
+ * @param options Environment, stdin, working directory.
  * @returns Exit code and output.
  */
 export async function runCli(
@@ -76,12 +110,22 @@ export async function runCli(
   args: string[],
   options: RunOptions = {},
 ): Promise<CliResult> {
+  let deno: string[];
+  try {
+    deno = await cliArgs(kind, args, options.env, options.cwd);
+  } catch (err) {
+    // What the launcher does with a configuration it cannot use: the command's own message, exit 2.
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      return { code: 2, stdout: "", stderr: `error: ${err.message}\n` };
+    }
+    throw err;
+  }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...permissions(kind, options.dirs ?? []), MOD, kind, ...args],
+    args: deno,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...options.env },
+    env: { ...BASE_ENV, ...options.env },
     ...(options.cwd ? { cwd: options.cwd } : {}),
   }).spawn();
   const writer = child.stdin.getWriter();
@@ -142,7 +186,7 @@ let keyTemplate: Promise<string> | undefined;
 export async function installKeys(dataDir: string): Promise<void> {
   keyTemplate ??= (async () => {
     const dir = await Deno.makeTempDir({ prefix: "authchat-keys-" });
-    const result = await runCli("keygen", ["--data", dir], { dirs: [dir] });
+    const result = await runCli("keygen", ["--data", dir]);
     if (result.code !== 0) throw new Error(`keygen failed: ${result.stderr}`);
     globalThis.addEventListener("unload", () => {
       try {
@@ -174,7 +218,6 @@ export async function seedUsers(dataDir: string, users: Record<string, string>):
     const result = await runCli(
       "seed",
       ["--data", dataDir, "--user", user, "--password-file", file, "--iterations", String(TEST_ITERATIONS)],
-      { dirs: [dataDir] },
     );
     await Deno.remove(file);
     if (result.code !== 0) throw new Error(`seed of ${user} failed: ${result.stderr}`);
@@ -197,9 +240,12 @@ export class ServerProcess {
   #pumps: Promise<void>[] = [];
   #status: Promise<Deno.CommandStatus>;
 
-  private constructor(child: Deno.ChildProcess) {
+  #group: boolean;
+
+  private constructor(child: Deno.ChildProcess, group: boolean) {
     this.#child = child;
     this.#status = child.status;
+    this.#group = group;
   }
 
   /**
@@ -211,31 +257,44 @@ export class ServerProcess {
    */
   static async start(
     dataDir: string,
-    options: { args?: string[]; env?: Record<string, string>; dirs?: string[] } = {},
+    options: {
+      args?: string[];
+      env?: Record<string, string>;
+      /**
+       * Run it as a user does, through the launcher, in a process group of its own (`setsid`, so `pid` is
+       * the group's id): `"task"` is `deno task start` from the repository root; a program is a launcher
+       * script (the bundle's `authchat`) run as `program server ...` from `cwd`.
+       */
+      via?: "task" | { program: string; cwd: string };
+    } = {},
   ): Promise<ServerProcess> {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        ...permissions("server", [dataDir, ...(options.dirs ?? [])]),
-        MOD,
-        "server",
-        "--data",
-        dataDir,
-        "--tcp-port",
-        "0",
-        "--tls-port",
-        "0",
-        "--udp-port",
-        "0",
-        ...(options.args ?? []),
-      ],
+    const env = { AUTHCHAT_SCRAM_ITERATIONS: String(TEST_ITERATIONS), ...options.env };
+    const args = [
+      "--data",
+      dataDir,
+      "--tcp-port",
+      "0",
+      "--tls-port",
+      "0",
+      "--udp-port",
+      "0",
+      ...(options.args ?? []),
+    ];
+    const via = options.via;
+    const [program, programArgs, cwd] = via === undefined
+      ? [Deno.execPath(), await cliArgs("server", args, env), undefined]
+      : via === "task"
+      ? ["setsid", [Deno.execPath(), "task", "start", ...args], ROOT]
+      : ["setsid", [via.program, "server", ...args], via.cwd];
+    const child = new Deno.Command(program, {
+      args: programArgs,
+      ...(cwd === undefined ? {} : { cwd }),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1", AUTHCHAT_SCRAM_ITERATIONS: String(TEST_ITERATIONS), ...options.env },
+      env: { ...BASE_ENV, ...env },
     }).spawn();
-    const server = new ServerProcess(child);
+    const server = new ServerProcess(child, via !== undefined);
     let ready!: () => void;
     const readyPromise = new Promise<void>((resolve) => ready = resolve);
     server.#pumps.push(
@@ -292,23 +351,35 @@ export class ServerProcess {
     return this.#stdout;
   }
 
-  /** The process id. */
+  /** The process id (of the process group too, when run through a launcher). */
   get pid(): number {
     return this.#child.pid;
   }
 
   /**
-   * Send a signal and wait for exit.
+   * Send a signal (to the whole process group when run through a launcher) and wait for exit.
    *
    * @param signal The signal (default SIGTERM).
    * @returns The exit status.
    */
   async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
     try {
-      this.#child.kill(signal);
+      if (this.#group) Deno.kill(-this.#child.pid, signal);
+      else this.#child.kill(signal);
     } catch {
       // Already exited.
     }
+    const status = await this.#status;
+    await Promise.all(this.#pumps);
+    return status;
+  }
+
+  /**
+   * Wait for the process to exit by itself (after a signal sent some other way).
+   *
+   * @returns The exit status.
+   */
+  async exited(): Promise<Deno.CommandStatus> {
     const status = await this.#status;
     await Promise.all(this.#pumps);
     return status;
@@ -323,6 +394,37 @@ export class ServerProcess {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop("SIGKILL");
   }
+}
+
+/** A process found in /proc. */
+export interface ProcessInfo {
+  /** Its id. */
+  pid: number;
+  /** Its command line. */
+  args: string[];
+}
+
+/**
+ * The processes of a process group that are still alive, from /proc (Linux).
+ *
+ * @param pgid The group's id.
+ * @returns Its members.
+ */
+export async function groupProcesses(pgid: number): Promise<ProcessInfo[]> {
+  const members: ProcessInfo[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      // pid (comm) state ppid pgrp ...: comm may hold spaces, so fields are counted after its ')'.
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) !== pgid) continue;
+      const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`);
+      members.push({ pid: Number(entry.name), args: cmdline.split("\0").slice(0, -1) });
+    } catch {
+      // It exited while we looked.
+    }
+  }
+  return members;
 }
 
 /**

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { installKeys, MOD, permissions, runCli, ServerProcess, tempDir } from "./_harness.ts";
+import { installKeys, ROOT, runCli, ServerProcess, tempDir } from "./_harness.ts";
 
 /** A port nothing listens on: bound, then closed. */
 function freePort(): number {
@@ -80,7 +80,7 @@ Deno.test("authchat server on a port already taken names the port and its key, f
       const ports = ["--tcp-port", "--tls-port", "--udp-port"].flatMap((
         f,
       ) => [f, f === flag ? String(port) : "0"]);
-      const result = await runCli("server", ["--data", data, ...ports], { dirs: [data] });
+      const result = await runCli("server", ["--data", data, ...ports]);
       assert.equal(result.code, 2, result.stderr);
       assert.ok(
         result.stderr.endsWith(
@@ -96,11 +96,10 @@ Deno.test("authchat server on a port already taken names the port and its key, f
   }
 });
 
-/** Run `authchat server` with a full view of the environment, as the task launcher does. */
+/** Run `deno task start`, whose launcher has a full view of the environment. */
 async function serverWithWholeEnvironment(
   args: string[],
   env: Record<string, string>,
-  dirs: string[],
 ): Promise<{ code: number; stderr: string }> {
   // Only what deno itself needs is passed on, so no variable of the test's own environment plays a part.
   const inherited = Object.fromEntries(
@@ -109,9 +108,9 @@ async function serverWithWholeEnvironment(
       return value === undefined ? [] : [[name, value]];
     }),
   );
-  const narrow = permissions("server", dirs).filter((flag) => !flag.startsWith("--allow-env"));
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...narrow, "--allow-env", MOD, "server", ...args],
+    args: ["task", "--quiet", "start", ...args],
+    cwd: ROOT,
     clearEnv: true,
     env: { ...inherited, NO_COLOR: "1", ...env },
     stdin: "null",
@@ -124,9 +123,7 @@ async function serverWithWholeEnvironment(
 Deno.test("authchat server refuses a misspelt AUTHCHAT_ variable with one line naming it and the one meant (exit 2)", async () => {
   await using dir = await tempDir();
   const data = join(dir.path, "data");
-  const result = await serverWithWholeEnvironment(["--data", data], { AUTHCHAT_TCP_PROT: "2000" }, [
-    dir.path,
-  ]);
+  const result = await serverWithWholeEnvironment(["--data", data], { AUTHCHAT_TCP_PROT: "2000" });
   assert.equal(result.code, 2, result.stderr);
   assert.equal(
     result.stderr,
@@ -161,7 +158,7 @@ Deno.test("authchat server refuses tls_port equal to tcp_port, a host that does 
   ];
   for (const [yaml, args, expected] of cases) {
     await Deno.writeTextFile(file, yaml);
-    const result = await runCli("server", ["--config", file, "--data", data, ...args], { dirs: [dir.path] });
+    const result = await runCli("server", ["--config", file, "--data", data, ...args]);
     assert.equal(result.stderr, expected);
     assert.equal(result.code, 2);
   }

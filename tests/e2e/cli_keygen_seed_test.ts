@@ -22,9 +22,7 @@ Deno.test("authchat keygen writes a leaf certificate OpenSSL accepts, 0600 priva
     "chat.example.org",
     "--hostname",
     "10.1.2.3",
-  ], {
-    dirs: [dir.path],
-  });
+  ]);
   assert.equal(result.code, 0, result.stderr);
   for (const file of ["server-key.pem", "seal-private.pem"]) {
     assert.equal((await Deno.stat(join(data, file))).mode! & 0o777, 0o600, file);
@@ -68,13 +66,13 @@ Deno.test("authchat keygen writes a leaf certificate OpenSSL accepts, 0600 priva
 Deno.test("authchat keygen never overwrites keys without --force", async () => {
   await using dir = await tempDir();
   const data = join(dir.path, "keys");
-  assert.equal((await runCli("keygen", ["--data", data], { dirs: [dir.path] })).code, 0);
+  assert.equal((await runCli("keygen", ["--data", data])).code, 0);
   const before = await Deno.readTextFile(join(data, "seal-private.pem"));
-  const again = await runCli("keygen", ["--data", data, "--rsa"], { dirs: [dir.path] });
+  const again = await runCli("keygen", ["--data", data, "--rsa"]);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /Key files already exist: .*pass --force to replace them/);
   assert.equal(await Deno.readTextFile(join(data, "seal-private.pem")), before);
-  const forced = await runCli("keygen", ["--data", data, "--rsa", "--force"], { dirs: [dir.path] });
+  const forced = await runCli("keygen", ["--data", data, "--rsa", "--force"]);
   assert.equal(forced.code, 0, forced.stderr);
   assert.notEqual(await Deno.readTextFile(join(data, "seal-private.pem")), before);
   const text = await openssl("x509", "-in", join(data, "server-cert.pem"), "-noout", "-text");
@@ -86,9 +84,7 @@ Deno.test("authchat seed --demo creates five users with printed passwords that l
   await using dir = await tempDir();
   const data = join(dir.path, "data");
   await installKeys(data);
-  const seeded = await runCli("seed", ["--data", data, "--demo", "--iterations", String(TEST_ITERATIONS)], {
-    dirs: [data],
-  });
+  const seeded = await runCli("seed", ["--data", data, "--demo", "--iterations", String(TEST_ITERATIONS)]);
   assert.equal(seeded.code, 0, seeded.stderr);
   const rows = [...seeded.stdout.matchAll(/^(alice|bob|charlie|eve|admin) +(\S+)$/gm)];
   assert.deepEqual(rows.map((r) => r[1]), ["alice", "bob", "charlie", "eve", "admin"]);
@@ -102,7 +98,7 @@ Deno.test("authchat seed --demo creates five users with printed passwords that l
   assert.equal(new Set(rows.map((r) => r[2])).size, 5);
   for (const row of rows) assert.match(row[2]!, /^[a-z2-9]{5}(-[a-z2-9]{5}){3}$/);
 
-  const rerun = await runCli("seed", ["--data", data, "--demo"], { dirs: [data] });
+  const rerun = await runCli("seed", ["--data", data, "--demo"]);
   assert.equal(rerun.code, 0);
   assert.match(
     rerun.stdout,
@@ -137,9 +133,7 @@ Deno.test("authchat seed --from imports a legacy file, flags weak passwords and 
     legacy,
     "--iterations",
     String(TEST_ITERATIONS),
-  ], {
-    dirs: [dir.path],
-  });
+  ]);
   assert.equal(result.code, 1, "rejected lines make the run fail");
   assert.match(
     result.stdout,
@@ -183,7 +177,7 @@ Deno.test("authchat seed --import-verifiers keeps PostgreSQL verifiers that log 
       `lou:SCRAM-SHA-256$1000:${salt.toBase64()}$${storedKey}:${serverKey}\n` +
       "mia:md5abcdef\n",
   );
-  const result = await runCli("seed", ["--data", data, "--import-verifiers", file], { dirs: [dir.path] });
+  const result = await runCli("seed", ["--data", data, "--import-verifiers", file]);
   assert.equal(result.code, 1);
   assert.match(result.stderr, /verifiers\.txt:2: rejected "lou": Iteration count out of range: 1000/);
   assert.match(result.stderr, /verifiers\.txt:3: rejected "mia": Not a SCRAM-SHA-256 verifier/);
@@ -213,9 +207,7 @@ Deno.test("authchat seed --user applies the password policy and --user needs --p
   const data = join(dir.path, "data");
   const pw = join(dir.path, "pw");
   await Deno.writeTextFile(pw, "iloveyou123\n");
-  const weak = await runCli("seed", ["--data", data, "--user", "nina", "--password-file", pw], {
-    dirs: [dir.path],
-  });
+  const weak = await runCli("seed", ["--data", data, "--user", "nina", "--password-file", pw]);
   assert.equal(weak.code, 1);
   assert.match(
     weak.stderr,
@@ -225,9 +217,9 @@ Deno.test("authchat seed --user applies the password policy and --user needs --p
     weak.stdout,
     /seed: 0 created, 0 created but must change password, 0 kept \(already existed\), 1 rejected; 0 accounts/,
   );
-  const usage = await runCli("seed", ["--data", data, "--user", "nina"], { dirs: [dir.path] });
+  const usage = await runCli("seed", ["--data", data, "--user", "nina"]);
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /--user and --password-file go together/);
-  const badIterations = await runCli("seed", ["--data", data, "--iterations", "100"], { dirs: [dir.path] });
+  const badIterations = await runCli("seed", ["--data", data, "--iterations", "100"]);
   assert.equal(badIterations.code, 2);
 });

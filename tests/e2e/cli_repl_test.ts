@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { installKeys, MOD, permissions, runCli, seedUsers, ServerProcess, tempDir } from "./_harness.ts";
+import { clientArgs, installKeys, runCli, seedUsers, ServerProcess, tempDir } from "./_harness.ts";
 
 const UP = "\x1b[A";
 const LEFT = "\x1b[D";
@@ -75,7 +75,7 @@ class Terminal {
   #pump: Promise<void>;
 
   constructor(args: string[], env: Record<string, string>) {
-    const command = [Deno.execPath(), "run", "--quiet", ...permissions("client", []), MOD, "client", ...args]
+    const command = [Deno.execPath(), ...clientArgs(args, env)]
       .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
     const child = new Deno.Command("script", {
       args: ["-qfec", command, "/dev/null"],

@@ -53,9 +53,7 @@ Deno.test("authchat server creates its keys on first start, says so, and refuses
     "0",
     "--udp-port",
     "0",
-  ], {
-    dirs: [data],
-  });
+  ]);
   assert.equal(broken.code, 1);
   assert.match(broken.stderr, /Key files missing: .*seal-public\.pem/);
   await assert.rejects(Deno.stat(join(data, "seal-public.pem")), Deno.errors.NotFound, "nothing was guessed");
@@ -76,7 +74,7 @@ Deno.test("authchat server prints exactly one ready line naming only the transpo
   assert.match(noUdp.line, /^authchat listening tcp=127\.0\.0\.1:\d+ tls=127\.0\.0\.1:\d+$/);
   assert.equal(noUdp.udpPort, 0);
   await noUdp.stop();
-  const none = await runCli("server", ["--data", data, "--no-tcp", "--no-tls"], { dirs: [data] });
+  const none = await runCli("server", ["--data", data, "--no-tcp", "--no-tls"]);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /Invalid configuration tcp: both tcp and tls are off/);
 });
@@ -99,20 +97,18 @@ Deno.test("authchat server takes flags over environment over the YAML file, and 
     await conn.write(encodeMessage({ op: "CLOSE", id: 2 }));
     return (await readAll(conn, 5000))[0] as { server: string };
   };
-  const fromFile = await ServerProcess.start(data, { args: ["--config", config], dirs: [dir.path] });
+  const fromFile = await ServerProcess.start(data, { args: ["--config", config] });
   assert.equal((await greet(fromFile)).server, "from-file");
   await fromFile.stop();
   await Deno.stat(join(data, "other.db"));
   const fromEnv = await ServerProcess.start(data, {
     args: ["--config", config],
-    dirs: [dir.path],
     env: { AUTHCHAT_NAME: "from-env" },
   });
   assert.equal((await greet(fromEnv)).server, "from-env");
   await fromEnv.stop();
   const fromFlag = await ServerProcess.start(data, {
     args: ["--config", config, "--name", "from-flag"],
-    dirs: [dir.path],
     env: { AUTHCHAT_NAME: "from-env" },
   });
   assert.equal((await greet(fromFlag)).server, "from-flag");
@@ -144,14 +140,12 @@ Deno.test("authchat server refuses invalid configuration with one error naming t
   for (const [yaml, env, expected] of cases) {
     const file = join(dir.path, "bad.yaml");
     await Deno.writeTextFile(file, yaml);
-    const result = await runCli("server", ["--config", file, "--data", data], { dirs: [dir.path], env });
+    const result = await runCli("server", ["--config", file, "--data", data], { env });
     assert.equal(result.code, 2, `${yaml} ${JSON.stringify(env)}: ${result.stderr}`);
     assert.match(result.stderr, expected);
     assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
   }
-  const missing = await runCli("server", ["--config", join(dir.path, "nope.yaml"), "--data", data], {
-    dirs: [dir.path],
-  });
+  const missing = await runCli("server", ["--config", join(dir.path, "nope.yaml"), "--data", data]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /nope\.yaml: cannot read the file/);
 });

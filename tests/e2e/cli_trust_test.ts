@@ -94,7 +94,7 @@ Deno.test("authchat client --ca accepts the server's certificate and refuses ano
   await assert.rejects(Deno.stat(knownHosts), Deno.errors.NotFound, "a CA needs no trust on first use");
 
   const otherDir = join(dir.path, "other");
-  const keygen = await runCli("keygen", ["--data", otherDir], { dirs: [otherDir] });
+  const keygen = await runCli("keygen", ["--data", otherDir]);
   assert.equal(keygen.code, 0, keygen.stderr);
   const refused = await login("tls", ["--ca", join(otherDir, "server-cert.pem")]);
   assert.equal(refused.code, 4, "not signed by the CA");

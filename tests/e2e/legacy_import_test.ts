@@ -21,9 +21,7 @@ Deno.test("authchat seed --from imports old-format users who must change their p
   const users = join(dir.path, "users.txt");
   await Deno.writeTextFile(users, legacyFile());
   const seed = () =>
-    runCli("seed", ["--data", data, "--from", users, "--iterations", String(TEST_ITERATIONS)], {
-      dirs: [dir.path],
-    });
+    runCli("seed", ["--data", data, "--from", users, "--iterations", String(TEST_ITERATIONS)]);
 
   const imported = await seed();
   assert.equal(imported.code, 0, imported.stderr);

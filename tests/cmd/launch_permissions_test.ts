@@ -1,0 +1,132 @@
+import assert from "node:assert/strict";
+import { permissionFlags } from "../../cmd/_launch_permissions.ts";
+import { UsageError } from "../../cmd/_usage_error.ts";
+import { loadServerConfig } from "../../lib/server/server_config.ts";
+import type { ServerConfig } from "../../lib/server/server_config.ts";
+
+const CWD = "/repo";
+
+function config(values: Partial<ServerConfig> = {}): Promise<ServerConfig> {
+  return loadServerConfig({ file: "/dev/null", flags: values });
+}
+
+/** The paths of one `--allow-*=` flag, or `null` when the flag is absent. */
+function granted(flags: string[], name: string): string[] | null {
+  const flag = flags.find((f) => f.startsWith(`--${name}=`));
+  return flag === undefined ? null : flag.slice(name.length + 3).split(",");
+}
+
+Deno.test("permissionFlags gives the server its config, data, database and keys, and writes only data", async () => {
+  const cfg = await config({ data_dir: "/srv/data" });
+  const keys = [cfg.tls_cert, cfg.tls_key, cfg.seal_private_key, cfg.seal_public_key];
+  const flags = permissionFlags({ command: "server", config: cfg, existingKeys: keys }, CWD);
+  assert.deepEqual(flags, [
+    "--v8-flags=--max-semi-space-size=4",
+    "--unstable-net",
+    "--allow-net",
+    "--allow-read=/repo/config/authchat.yaml,/srv/data,/srv/data/authchat.db,/srv/data/server-cert.pem," +
+    "/srv/data/server-key.pem,/srv/data/seal-private.pem,/srv/data/seal-public.pem",
+    "--allow-write=/srv/data",
+    "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
+  ]);
+});
+
+Deno.test("permissionFlags lets the server write only the directories of key files still missing", async () => {
+  const cfg = await config({
+    data_dir: "data",
+    database: "/var/lib/authchat/users.db",
+    tls_cert: "/etc/authchat/cert.pem",
+    tls_key: "/etc/authchat/key.pem",
+    seal_private_key: "/etc/seal/private.pem",
+    seal_public_key: "/etc/seal/public.pem",
+  });
+  const firstStart = permissionFlags({
+    command: "server",
+    config: cfg,
+    configFile: "my.yaml",
+    existingKeys: [],
+  }, CWD);
+  assert.deepEqual(granted(firstStart, "allow-read"), [
+    "/repo/my.yaml",
+    "/repo/data",
+    "/var/lib/authchat",
+    "/var/lib/authchat/users.db",
+    "/etc/authchat/cert.pem",
+    "/etc/authchat/key.pem",
+    "/etc/seal/private.pem",
+    "/etc/seal/public.pem",
+  ]);
+  assert.deepEqual(granted(firstStart, "allow-write"), [
+    "/repo/data",
+    "/var/lib/authchat",
+    "/etc/authchat",
+    "/etc/seal",
+  ]);
+  const later = permissionFlags({
+    command: "server",
+    config: cfg,
+    configFile: "my.yaml",
+    existingKeys: [cfg.tls_cert, cfg.tls_key, cfg.seal_private_key, cfg.seal_public_key],
+  }, CWD);
+  assert.deepEqual(granted(later, "allow-write"), ["/repo/data", "/var/lib/authchat"]);
+});
+
+Deno.test("permissionFlags gives seed its input files to read, never to write, and no network", async () => {
+  const cfg = await config({ data_dir: "/tmp/d" });
+  const flags = permissionFlags({
+    command: "seed",
+    config: cfg,
+    configFile: "/etc/a.yaml",
+    inputs: ["../users.txt", "/x/pg.txt", undefined],
+  }, CWD);
+  assert.deepEqual(flags, [
+    "--allow-read=/etc/a.yaml,/tmp/d,/tmp/d/authchat.db,/users.txt,/x/pg.txt",
+    "--allow-write=/tmp/d",
+    "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
+  ]);
+});
+
+Deno.test("permissionFlags gives keygen its data directory only", () => {
+  assert.deepEqual(permissionFlags({ command: "keygen", data: "./data" }, CWD), [
+    "--allow-read=/repo/data",
+    "--allow-write=/repo/data",
+  ]);
+});
+
+Deno.test("permissionFlags gives the client its files to read and its trust directories to read and write", () => {
+  const flags = permissionFlags({
+    command: "client",
+    inputs: ["pw", undefined, "/ca/cert.pem", ""],
+    trustFiles: ["/home/a/.config/authchat/known_hosts", "/home/a/.config/authchat/known_peers"],
+  }, CWD);
+  assert.deepEqual(flags, [
+    "--unstable-net",
+    "--allow-net",
+    "--allow-read=/repo/pw,/ca/cert.pem,/home/a/.config/authchat",
+    "--allow-write=/home/a/.config/authchat",
+    "--allow-env=HOME,XDG_CONFIG_HOME,AUTHCHAT_CONFIG_DIR,AUTHCHAT_CLIENT_*,LOG_TOKENS,LOG_STREAM",
+  ]);
+  const bare = permissionFlags({ command: "client", inputs: [], trustFiles: [undefined, undefined] }, CWD);
+  assert.equal(granted(bare, "allow-read"), null);
+  assert.equal(granted(bare, "allow-write"), null);
+});
+
+Deno.test("permissionFlags grants no directory for an in-memory database", async () => {
+  const cfg = await config({ data_dir: "/d", database: ":memory:" });
+  const flags = permissionFlags({ command: "seed", config: cfg, inputs: [] }, CWD);
+  assert.deepEqual(granted(flags, "allow-write"), ["/d"]);
+  assert.ok(!granted(flags, "allow-read")!.some((p) => p === CWD || p.includes("memory")));
+});
+
+Deno.test("permissionFlags refuses a path containing a comma, which Deno cannot name", async () => {
+  assert.throws(
+    () => permissionFlags({ command: "keygen", data: "/tmp/a,b" }, CWD),
+    (err: unknown) =>
+      err instanceof UsageError && /Cannot grant access to \/tmp\/a,b: .*comma/.test(err.message),
+  );
+  const cfg = await config({ data_dir: "/d" });
+  assert.throws(
+    () => permissionFlags({ command: "seed", config: cfg, inputs: ["users,old.txt"] }, CWD),
+    UsageError,
+  );
+});

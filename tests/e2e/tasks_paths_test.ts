@@ -1,0 +1,260 @@
+import assert from "node:assert/strict";
+import { join, relative } from "node:path";
+import type { CliResult } from "./_harness.ts";
+import {
+  groupProcesses,
+  installKeys,
+  MOD,
+  ROOT,
+  ServerProcess,
+  tempDir,
+  TEST_ITERATIONS,
+} from "./_harness.ts";
+import { createVerifier, formatVerifier } from "../../lib/crypto/scram_verifier.ts";
+
+const PASSWORD = "a long passphrase from outside";
+const NEW_PASSWORD = "another long passphrase, new";
+
+/** Run `deno task <name> ...` from the repository root, as the README shows. */
+async function task(name: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", name, ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** The paths of one `--allow-*=` flag of a command line. */
+function granted(args: string[], name: string): string[] {
+  return args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3).split(",") ?? [];
+}
+
+Deno.test("deno task keygen and seed take every path flag outside the repository", async () => {
+  await using out = await tempDir();
+  assert.ok(relative(ROOT, out.path).startsWith(".."), "the temporary directory is outside the repository");
+  const keygen = await task("keygen", ["--data", join(out.path, "keys")]);
+  assert.equal(keygen.code, 0, keygen.stderr);
+  await Deno.stat(join(out.path, "keys", "seal-private.pem"));
+
+  const data = join(out.path, "data");
+  const iterations = ["--iterations", String(TEST_ITERATIONS)];
+  await Deno.writeTextFile(join(out.path, "users.txt"), `erin:${PASSWORD}\n`);
+  const from = await task("seed", ["--data", data, "--from", join(out.path, "users.txt"), ...iterations]);
+  assert.equal(from.code, 0, from.stderr);
+  assert.match(from.stdout, /seed: 1 created/);
+
+  const verifier = formatVerifier(await createVerifier(PASSWORD, { iterations: TEST_ITERATIONS }));
+  await Deno.writeTextFile(join(out.path, "pg.txt"), `frank:${verifier}\n`);
+  const pg = await task("seed", ["--data", data, "--import-verifiers", join(out.path, "pg.txt")]);
+  assert.equal(pg.code, 0, pg.stderr);
+  assert.match(pg.stdout, /seed: 1 created/);
+
+  // A relative path is relative to the repository root (deno task runs there): ../ climbs out of it.
+  await Deno.writeTextFile(join(out.path, "gina.pw"), PASSWORD);
+  const climbing = relative(ROOT, join(out.path, "gina.pw"));
+  assert.match(climbing, /^\.\.\//);
+  const user = await task("seed", [
+    "--data",
+    data,
+    "--user",
+    "gina",
+    "--password-file",
+    climbing,
+    ...iterations,
+  ]);
+  assert.equal(user.code, 0, user.stderr);
+  assert.match(user.stdout, /created gina/);
+  assert.match(user.stdout, /3 accounts in /);
+});
+
+Deno.test("deno task start takes --config and --data outside the repository, and grants nothing more", async () => {
+  await using out = await tempDir();
+  const data = join(out.path, "data");
+  await installKeys(data);
+  const config = join(out.path, "authchat.yaml");
+  const database = join(out.path, "elsewhere", "users.db");
+  await Deno.writeTextFile(config, `name: from-outside\ndatabase: ${database}\n`);
+  await Deno.writeTextFile(join(out.path, "pw"), PASSWORD);
+  const seeded = await task("seed", [
+    "--config",
+    config,
+    "--data",
+    data,
+    "--user",
+    "alice",
+    "--password-file",
+    join(out.path, "pw"),
+    "--iterations",
+    String(TEST_ITERATIONS),
+  ]);
+  assert.equal(seeded.code, 0, seeded.stderr);
+  assert.match(seeded.stdout, new RegExp(`1 accounts in ${database}`));
+
+  await using server = await ServerProcess.start(data, { via: "task", args: ["--config", config] });
+  assert.match(await server.settledLog(), new RegExp(`INFO listening .* database=${database}`));
+
+  // What the task gave the server: the paths its configuration names, read; its data and database
+  // directories, written (the keys exist, so their directory needs no more); nothing else.
+  const child = (await groupProcesses(server.pid)).find((p) => p.args.includes(MOD));
+  assert.ok(child, "the server runs as a child of the launcher");
+  assert.deepEqual(
+    granted(child.args, "allow-read").sort(),
+    [
+      config,
+      data,
+      join(data, "seal-private.pem"),
+      join(data, "seal-public.pem"),
+      join(data, "server-cert.pem"),
+      join(data, "server-key.pem"),
+      join(out.path, "elsewhere"),
+      database,
+    ].sort(),
+  );
+  assert.deepEqual(granted(child.args, "allow-write"), [data, join(out.path, "elsewhere")]);
+  assert.deepEqual(granted(child.args, "allow-env"), ["AUTHCHAT_*", "LOG_TOKENS", "LOG_STREAM"]);
+  // And Deno holds it to them: with the same flags, a file beside the granted ones cannot be read.
+  await Deno.writeTextFile(join(out.path, "secret.txt"), "not for the server");
+  const probe = join(out.path, "probe.ts");
+  await Deno.writeTextFile(
+    probe,
+    "for (const p of Deno.args) { try { Deno.readTextFileSync(p); console.log('read', p); }" +
+      " catch (e) { console.log((e as Error).name, p); } }",
+  );
+  const flags = child.args.filter((a) => /^--allow-(read|write|env)=/.test(a));
+  const probed = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--no-prompt",
+      ...flags,
+      probe,
+      join(data, "server-cert.pem"),
+      join(out.path, "secret.txt"),
+    ],
+    stdout: "piped",
+  }).output();
+  assert.deepEqual(new TextDecoder().decode(probed.stdout).trim().split("\n"), [
+    `read ${join(data, "server-cert.pem")}`,
+    `NotCapable ${join(out.path, "secret.txt")}`,
+  ]);
+});
+
+Deno.test("deno task client reads --password-file, --new-password-file, --ca, --known-hosts and --config outside the repository", async () => {
+  await using out = await tempDir();
+  const data = join(out.path, "data");
+  await installKeys(data);
+  const seeded = await task("seed", [
+    "--data",
+    data,
+    "--user",
+    "alice",
+    "--password-file",
+    await Deno.writeTextFile(join(out.path, "pw"), PASSWORD).then(() => join(out.path, "pw")),
+    "--iterations",
+    String(TEST_ITERATIONS),
+  ]);
+  assert.equal(seeded.code, 0, seeded.stderr);
+  await Deno.writeTextFile(join(out.path, "new.pw"), NEW_PASSWORD);
+  await using server = await ServerProcess.start(data);
+  // Every file the client uses is named on its command line: its default directory stays untouched.
+  const env = { AUTHCHAT_CONFIG_DIR: join(out.path, "config") };
+  const knownHosts = join(out.path, "trust", "known_hosts");
+  const tls = await task("client", [
+    "--tls",
+    "--ca",
+    join(data, "server-cert.pem"),
+    "--port",
+    String(server.tlsPort),
+    "--user",
+    "alice",
+    "--password-file",
+    join(out.path, "pw"),
+    "--new-password-file",
+    join(out.path, "new.pw"),
+    "--known-hosts",
+    knownHosts,
+    "--known-peers",
+    join(out.path, "trust", "known_peers"),
+    "--exec",
+    "login",
+    "--exec",
+    "passwd",
+  ], env);
+  assert.equal(tls.code, 0, tls.stderr);
+  assert.match(tls.stdout, /logged in as alice/);
+  assert.match(tls.stdout, /password changed/i);
+
+  const tcp = await task("client", [
+    "--port",
+    String(server.tcpPort),
+    "--user",
+    "alice",
+    "--password-file",
+    join(out.path, "new.pw"),
+    "--known-hosts",
+    knownHosts,
+    "--known-peers",
+    join(out.path, "trust", "known_peers"),
+    "--exec",
+    "login",
+  ], env);
+  assert.equal(tcp.code, 0, tcp.stderr);
+  assert.match(tcp.stdout, /logged in as alice/);
+  assert.match(
+    await Deno.readTextFile(knownHosts),
+    new RegExp(`^127\\.0\\.0\\.1:${server.tcpPort} seal SHA256:`),
+  );
+  // The same through a configuration file whose paths are relative to itself: the launcher grants them.
+  await Deno.mkdir(join(out.path, "cc"));
+  await Deno.writeTextFile(
+    join(out.path, "cc", "client.yaml"),
+    `tls: true\nport: ${server.tlsPort}\nuser: alice\nca: ../data/server-cert.pem\npassword_file: ../new.pw\n` +
+      "known_hosts: ../trust/known_hosts\nknown_peers: ../trust/known_peers\n",
+  );
+  const fromFile = await task(
+    "client",
+    ["--config", join(out.path, "cc", "client.yaml"), "--exec", "login"],
+    env,
+  );
+  assert.equal(fromFile.code, 0, fromFile.stderr);
+  assert.match(fromFile.stdout, /logged in as alice/);
+  await assert.rejects(
+    Deno.stat(join(out.path, "config")),
+    Deno.errors.NotFound,
+    "the default directory was left alone",
+  );
+});
+
+Deno.test("deno task start refuses a bad configuration with the server's own message, exit 2", async () => {
+  await using out = await tempDir();
+  const config = join(out.path, "bad.yaml");
+  await Deno.writeTextFile(config, "tcp_port: 99999\n");
+  const args = ["--config", config, "--data", join(out.path, "data")];
+  const viaTask = await task("start", args);
+  const direct = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-all", MOD, "server", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const directErr = new TextDecoder().decode(direct.stderr);
+  assert.equal(direct.code, 2, directErr);
+  assert.match(directErr, /^error: Invalid configuration tcp_port: 99999 is not within 0\.\.65535\n$/);
+  assert.equal(viaTask.code, 2, viaTask.stderr);
+  assert.equal(viaTask.stderr, directErr);
+  await assert.rejects(Deno.stat(join(out.path, "data")), Deno.errors.NotFound, "nothing was created");
+});
+
+Deno.test("deno task keygen refuses a path with a comma, which no Deno permission can name", async () => {
+  await using out = await tempDir();
+  const result = await task("keygen", ["--data", join(out.path, "a,b")]);
+  assert.equal(result.code, 2);
+  assert.match(
+    result.stderr,
+    /^error: Cannot grant access to .*a,b: Deno cannot name a path containing a comma/,
+  );
+});

@@ -19,13 +19,12 @@ export const SERVER_ENV: readonly string[] = ["AUTHCHAT_*", "LOG_TOKENS", "LOG_S
 
 /**
  * Environment variables the client reads: where its known-hosts, known-peers and client.yaml files live,
- * its own `AUTHCHAT_CLIENT_*` settings, and the yaml package's debug switches (client.yaml).
+ * and the yaml package's debug switches (client.yaml).
  */
 export const CLIENT_ENV: readonly string[] = [
   "HOME",
   "XDG_CONFIG_HOME",
   "AUTHCHAT_CONFIG_DIR",
-  "AUTHCHAT_CLIENT_*",
   "LOG_TOKENS",
   "LOG_STREAM",
 ];

@@ -104,7 +104,7 @@ Deno.test("permissionFlags gives the client its files to read and its trust dire
     "--allow-net",
     "--allow-read=/repo/pw,/ca/cert.pem,/home/a/.config/authchat",
     "--allow-write=/home/a/.config/authchat",
-    "--allow-env=HOME,XDG_CONFIG_HOME,AUTHCHAT_CONFIG_DIR,AUTHCHAT_CLIENT_*,LOG_TOKENS,LOG_STREAM",
+    "--allow-env=HOME,XDG_CONFIG_HOME,AUTHCHAT_CONFIG_DIR,LOG_TOKENS,LOG_STREAM",
   ]);
   const bare = permissionFlags({ command: "client", inputs: [], trustFiles: [undefined, undefined] }, CWD);
   assert.equal(granted(bare, "allow-read"), null);

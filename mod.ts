@@ -24,32 +24,79 @@
  */
 
 export {
+  clientSchemas,
   decodeClientMessage,
   decodeServerMessage,
   encodeMessage,
   PROTOCOL_VERSION,
+  serverSchemas,
 } from "./lib/codec/messages.ts";
-export type { ClientMessage, ServerMessage } from "./lib/codec/messages.ts";
+export type {
+  ByeCode,
+  ClientMessage,
+  ClientMessageOf,
+  ClientOp,
+  ServerMessage,
+  ServerMessageOf,
+  ServerOp,
+} from "./lib/codec/messages.ts";
+export type { Infer, Validator } from "./lib/codec/schema.ts";
+export type { CbindFlag, ClientFirst } from "./lib/codec/scram_messages.ts";
 export { encodeFrame, FrameDecoder, MAX_FRAME_BYTES } from "./lib/codec/frame.ts";
 export { describeError, ERROR_CODES, ProtocolError } from "./lib/codec/protocol_error.ts";
-export type { ErrorCode } from "./lib/codec/protocol_error.ts";
+export type { ErrorCode, ProtocolErrorDetails } from "./lib/codec/protocol_error.ts";
 export { createVerifier, formatVerifier, parseVerifier } from "./lib/crypto/scram_verifier.ts";
 export type { ScramVerifier } from "./lib/crypto/scram_verifier.ts";
 export { fingerprint } from "./lib/crypto/fingerprint.ts";
 export { generateServerIdentity, identityPaths, loadServerIdentity } from "./lib/crypto/server_identity.ts";
+export type {
+  GenerateOptions,
+  IdentityPaths,
+  ServerIdentity,
+  WrittenKey,
+} from "./lib/crypto/server_identity.ts";
 export { mockVerifier, ScramServer } from "./lib/auth/scram_server.ts";
+export type { ScramServerExchange } from "./lib/auth/scram_server.ts";
 export { ScramClient } from "./lib/auth/scram_client.ts";
 export { checkPassword } from "./lib/auth/password_policy.ts";
+export type { PolicyOptions } from "./lib/auth/password_policy.ts";
 export { prepareUsername } from "./lib/auth/username.ts";
+export type { PreparedName } from "./lib/auth/username.ts";
 export { RateLimiter } from "./lib/auth/rate_limiter.ts";
 export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";
-export type { UserRecord, UserStore } from "./lib/store/user_store.ts";
+export type { IdentityRecord, NewUser, UserRecord, UserStore } from "./lib/store/user_store.ts";
 export { AuthchatServer } from "./lib/server/authchat_server.ts";
-export { loadServerConfig } from "./lib/server/server_config.ts";
-export type { ServerConfig } from "./lib/server/server_config.ts";
+export type { ListeningAddresses } from "./lib/server/authchat_server.ts";
+export type { Outgoing, Rendezvous, RendezvousStats, Source } from "./lib/server/udp_rendezvous.ts";
+export type { SessionRendezvous, TransportName, UdpEndpoint } from "./lib/server/session_context.ts";
+export type { RegisteredSession, SessionRegistry } from "./lib/server/session_registry.ts";
+export { ConfigError, loadServerConfig } from "./lib/server/server_config.ts";
+export type { ConfigSources, ServerConfig } from "./lib/server/server_config.ts";
 export { Session } from "./lib/server/session.ts";
 export { AuthchatClient } from "./lib/client/authchat_client.ts";
+export type {
+  AccessInfo,
+  ChatCredentials,
+  HelloInfo,
+  ListedUser,
+  LoginState,
+  PeerInfo,
+} from "./lib/client/authchat_client.ts";
+export type {
+  ByeEvent,
+  ClientEvent,
+  CommandResult,
+  FailureEvent,
+  MessageEvent,
+  NoticeEvent,
+  PresenceEvent,
+  ReplyEvent,
+} from "./lib/client/client_event.ts";
+export type { Identity } from "./lib/crypto/identity_key.ts";
 export { KnownHosts, TrustError } from "./lib/client/known_hosts.ts";
+export type { KeyKind } from "./lib/client/known_hosts.ts";
+export { ConnectError } from "./lib/client/connect_error.ts";
+export type { ConnectFailure } from "./lib/client/connect_error.ts";
 
 if (import.meta.main) {
   const { main } = await import("./cmd/main.ts");

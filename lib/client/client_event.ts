@@ -46,10 +46,13 @@ export type ReplyEvent = { type: "reply"; ok: true } & CommandResult;
 
 /** A command that failed. */
 export interface FailureEvent {
+  /** Always `reply`. */
   type: "reply";
+  /** Always `false`. */
   ok: false;
   /** The command, or `null` when the line was not one (its text is not repeated: it may be a password). */
   command: string | null;
+  /** Why it failed. */
   error: {
     /** The stable code of docs/PROTOCOL.md when the error has one (refusals by server or client). */
     code: ErrorCode | null;
@@ -60,29 +63,41 @@ export interface FailureEvent {
 
 /** A direct message from another user (its text as sent: JSON escapes what a terminal must not see). */
 export interface MessageEvent {
+  /** Always `message`. */
   type: "message";
+  /** The sender's user name. */
   from: string;
+  /** The text. */
   text: string;
 }
 
 /** Another user came online or went offline. */
 export interface PresenceEvent {
+  /** Always `presence`. */
   type: "presence";
+  /** Whose presence changed. */
   user: string;
+  /** What it is now. */
   state: "online" | "offline";
 }
 
 /** The server ended the session (`BYE`): `code` is its reason code (`AUTH_TIMEOUT`, `SHUTDOWN`, …). */
 export interface ByeEvent {
+  /** Always `bye`. */
   type: "bye";
+  /** The BYE code (docs/PROTOCOL.md, section 10). */
   code: string;
+  /** The server's words. */
   reason: string;
 }
 
 /** Something to know that is not a reply: a key trusted on first use, a reconnection, a chat warning. */
 export interface NoticeEvent {
+  /** Always `notice`. */
   type: "notice";
+  /** `warning` when something does not work as asked (chat unavailable, a password to change). */
   level: "info" | "warning";
+  /** What to know. */
   message: string;
 }
 

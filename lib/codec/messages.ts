@@ -67,7 +67,8 @@ const listedUser = object({
 /** The UDP rendezvous a session may use (docs/PROTOCOL.md, section 16). */
 const udpSchema = object({ port: integer(1, 65535), handle: b64(32), relay_id: integer(0, 2 ** 32 - 1) });
 
-const clientSchemas = {
+/** The schema of every client → server message, by `op` (docs/PROTOCOL.md, section 2.1). */
+export const clientSchemas = {
   HELLO: object({ op: literal("HELLO"), id, version: integer(0, 65535), keepalive: optional(boolean()) }),
   REGISTER: object({
     op: literal("REGISTER"),
@@ -109,7 +110,8 @@ export type ClientMessage = { [K in ClientOp]: Infer<typeof clientSchemas[K]> }[
 export type ClientMessageOf<K extends ClientOp> = Infer<typeof clientSchemas[K]>;
 
 const loose = { allowExtra: true };
-const serverSchemas = {
+/** The schema of every server → client message, by `op` (docs/PROTOCOL.md, section 2.2). */
+export const serverSchemas = {
   HELLO: object({
     op: literal("HELLO"),
     id,

@@ -24,26 +24,39 @@ import type { SessionRendezvous, UdpEndpoint } from "./session_context.ts";
 
 /** A datagram to send. */
 export interface Outgoing {
+  /** Destination address. */
   hostname: string;
+  /** Destination port. */
   port: number;
+  /** The datagram. */
   bytes: Uint8Array;
 }
 
 /** Where a datagram came from. */
 export interface Source {
+  /** Source address. */
   hostname: string;
+  /** Source port. */
   port: number;
 }
 
 /** Why datagrams were dropped, and what was done. */
 export interface RendezvousStats {
+  /** RDVs answered. */
   rendezvous: number;
+  /** Datagrams relayed. */
   relayed: number;
+  /** Datagrams that did not decode. */
   malformed: number;
+  /** Datagrams naming a session handle nobody holds. */
   unknownHandle: number;
+  /** Datagrams whose tag did not verify. */
   badTag: number;
+  /** Datagrams whose counter was seen already. */
   replayed: number;
+  /** Relayed datagrams over the sender's rate. */
   rateLimited: number;
+  /** Relayed datagrams to a relay id with no session, or none whose address is known yet. */
   noRecipient: number;
   /** Dropped unchecked because too many datagrams were being checked already. */
   overloaded: number;

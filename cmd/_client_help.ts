@@ -24,13 +24,14 @@ a command is reported by its number, never repeated (it may be a password).
 Output: results on stdout; errors (error: ...), notices and prompts on stderr. Messages print as
 'msg from USER: TEXT', presence as 'presence: USER online|offline'.
 --json prints one JSON object per line on stdout, and nothing else there:
-  {"type":"reply","ok":true,"command":"login","user":"alice"}    (fields per command: see README)
+  {"type":"reply","ok":true,"command":"login","user":"alice","must_change_password":false}
   {"type":"reply","ok":false,"command":"login","error":{"code":"AUTH_FAILED","message":"..."}}
   {"type":"message","from":"bob","text":"hi"}
   {"type":"presence","user":"bob","state":"online"}
   {"type":"bye","code":"SHUTDOWN","reason":"..."}
   {"type":"notice","level":"info","message":"..."}               (level info or warning)
-error.code is a protocol error code, or null; command is null for a line that is not a command.
+A reply carries its command's fields (README lists them); error.code is a protocol error code, or
+null; command is null for a line that is not a command.
 
 Exit status: 0 every command succeeded (the REPL: left with close or Ctrl-D), 1 a command failed,
 2 usage or configuration error, 3 cannot connect to the server, 4 the server's key is not trusted

@@ -258,3 +258,17 @@ Deno.test("deno task keygen refuses a path with a comma, which no Deno permissio
     /^error: Cannot grant access to .*a,b: Deno cannot name a path containing a comma/,
   );
 });
+
+Deno.test("deno task start says a host Deno's permissions cannot name does not resolve, exit 2; seed does not use it", async () => {
+  await using out = await tempDir();
+  const data = join(out.path, "data");
+  // The launcher has no network access: asking about such a name threw there, and seed (no network) failed.
+  const start = await task("start", ["--host", "no such host", "--data", data]);
+  assert.equal(start.code, 2, start.stderr);
+  assert.match(start.stderr, /^error: Invalid configuration host: cannot resolve no such host \(/);
+  await assert.rejects(Deno.stat(data), Deno.errors.NotFound, "nothing was created");
+  const seed = await task("seed", ["--data", data, "--iterations", "4096", "--demo"], {
+    AUTHCHAT_HOST: "no such host",
+  });
+  assert.equal(seed.code, 0, seed.stderr);
+});

@@ -5,11 +5,12 @@
  * output that arrives while the user types (messages, presence, notices)
  * printed above the prompt, which is then redrawn with the text typed so far.
  *
- * What is typed while no prompt is shown (a command is running) is not echoed
- * there: it stays in the line and appears with the next prompt, so a password
- * typed ahead of its prompt never shows on the screen. Prompts and echo go to
- * stderr, so stdout carries only results. With `TERM=dumb` readline edits
- * nothing (lines are still read).
+ * What is typed while no prompt is shown (a command is running, or the rest of
+ * a paste after the line that started it) is not echoed there: it stays in the
+ * line and appears with the next prompt, so a password typed ahead of its
+ * prompt never shows on the screen. Prompts and echo go to stderr, so stdout
+ * carries only results. With `TERM=dumb` readline edits nothing (lines are
+ * still read).
  *
  * @module
  */
@@ -77,6 +78,9 @@ export class LineEditor {
   }
 
   #entered(line: string | null): void {
+    // At once, not when the reader resumes: readline goes on with the rest of a paste synchronously, and the
+    // next line may be the password the command just entered is about to ask for.
+    this.#muted = true;
     this.#state.historyIndex = -1;
     const reader = this.#reader;
     this.#reader = null;

@@ -407,3 +407,25 @@ Deno.test("authchat client --exec on a terminal asks the password it needs witho
   assert.equal(status, 0, term.screen);
   assert.ok(!term.output.includes(PASSWORD), "the password was shown");
 });
+
+Deno.test("authchat client REPL does not echo a password pasted together with its command", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  await seedUsers(data, { pat: PASSWORD });
+  await using server = await ServerProcess.start(data);
+  const term = new Terminal(["--port", String(server.tcpPort)], { XDG_CONFIG_HOME: dir.path });
+  let status: number;
+  try {
+    let at = await term.expect("authchat> ");
+    // One paste: readline reads the password on before the command's hidden prompt is up.
+    await term.type(`login pat\r${PASSWORD}\r`);
+    at = await term.expect("logged in as pat", at);
+    await term.type("close\r");
+    await term.expect("closed", at);
+  } finally {
+    status = await term.close();
+  }
+  assert.equal(status, 0, term.screen);
+  assert.ok(!term.output.includes(PASSWORD), `the password was shown:\n${term.screen}`);
+});

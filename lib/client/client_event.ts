@@ -169,7 +169,9 @@ function replyLines(reply: ReplyEvent): string[] {
     case "list":
       return [
         ...reply.users.map((u) =>
-          `${u.user} ${u.fingerprint ?? "(no identity key yet)"}${u.you ? " (you)" : ""}`
+          `${printable(u.user)} ${printable(u.fingerprint ?? "(no identity key yet)")}${
+            u.you ? " (you)" : ""
+          }`
         ),
         `${reply.users.length} online`,
       ];
@@ -183,12 +185,12 @@ function replyLines(reply: ReplyEvent): string[] {
         : "pinned";
       return [
         `you (${reply.user}): ${reply.fingerprint}`,
-        `${reply.peer}: ${reply.peer_fingerprint} (${state})`,
+        `${printable(reply.peer)}: ${reply.peer_fingerprint} (${state})`,
         `safety number: ${reply.safety_number}`,
       ];
     }
     case "trust":
-      return [`trusted ${reply.user}: ${reply.fingerprint}`];
+      return [`trusted ${printable(reply.user)}: ${reply.fingerprint}`];
     case "wait":
       return [];
   }
@@ -222,9 +224,9 @@ function rawEventText(event: ClientEvent): { stream: "stdout" | "stderr"; lines:
         lines: [`error: ${event.error.message}${event.error.code === null ? "" : ` (${event.error.code})`}`],
       };
     case "message":
-      return { stream: "stdout", lines: [`msg from ${event.from}: ${printable(event.text)}`] };
+      return { stream: "stdout", lines: [`msg from ${printable(event.from)}: ${printable(event.text)}`] };
     case "presence":
-      return { stream: "stdout", lines: [`presence: ${event.user} ${event.state}`] };
+      return { stream: "stdout", lines: [`presence: ${printable(event.user)} ${event.state}`] };
     case "bye":
       return { stream: "stderr", lines: [`server: ${printable(event.reason)} (${printable(event.code)})`] };
     case "notice":

@@ -143,6 +143,15 @@ Deno.test("eventText escapes control characters from the server in every line, k
     [{ type: "notice", level: "warning", message: `WARNING: the key of ${evil} changed` }, [
       `WARNING: the key of ${shown} changed`,
     ]],
+    // Names the server gives stay on their line.
+    [{ type: "presence", user: "bob\nmsg from alice: hi", state: "online" }, [
+      "presence: bob\\nmsg from alice: hi online",
+    ]],
+    [{ type: "message", from: "bob\nx", text: "hi" }, ["msg from bob\\nx: hi"]],
+    [
+      { type: "reply", ok: true, command: "list", users: [{ user: "a\nb", fingerprint: "f\n", you: false }] },
+      ["a\\nb f\\n", "1 online"],
+    ],
   ];
   for (const [event, lines] of cases) assert.deepEqual(eventText(event).lines, lines);
 });

@@ -67,12 +67,15 @@ export interface SecretSources {
 
 /**
  * Secrets from files when given, else from a hidden prompt on a terminal, else from the next stdin line.
- * Only prompted new passwords are asked twice.
+ * Only prompted new passwords are asked twice. A script's line for a secret its command failed before
+ * reading is passed over.
  *
  * @param sources Files, terminal, stdin.
  * @returns The secret, confirmation and user-name parts of a {@linkcode CommandIO}.
  */
-export function secretIO(sources: SecretSources): Pick<CommandIO, "secret" | "confirm" | "user"> {
+export function secretIO(
+  sources: SecretSources,
+): Pick<CommandIO, "secret" | "confirm" | "skipSecret" | "user"> {
   const file = (kind: SecretKind) =>
     kind === "new"
       ? sources.newPasswordFile === undefined
@@ -93,6 +96,11 @@ export function secretIO(sources: SecretSources): Pick<CommandIO, "secret" | "co
       }
       if (line === "") throw new Error(`Empty password on line ${sources.lines!.lineNumber} of stdin`);
       return line;
+    },
+    skipSecret: async (kind) => {
+      // A terminal asks at a prompt, which a failed command never showed: nothing waits there.
+      if (file(kind) || sources.terminal) return;
+      await sources.lines?.readLine();
     },
     confirm: async (kind) => {
       if (file(kind) || !sources.terminal) return null;

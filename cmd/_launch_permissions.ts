@@ -9,6 +9,7 @@
 import { dirname, resolve } from "node:path";
 import { DEFAULT_CONFIG_FILE } from "../lib/server/server_config.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
+import { knownPeersWorkDir } from "../lib/client/known_peers.ts";
 import { UsageError } from "./_usage_error.ts";
 
 /**
@@ -64,8 +65,10 @@ export type PermissionRequest =
     command: "client";
     /** Files the client only reads: `--password-file`, `--new-password-file`, `--ca`, `--config`. */
     inputs: readonly (string | undefined)[];
-    /** The known-hosts and known-peers files (given, or the defaults; undefined when there is none). */
-    trustFiles: readonly (string | undefined)[];
+    /** The known-hosts and known-peers files, in that order (given, or the defaults; undefined when none). */
+    trustFiles: readonly [string | undefined, string | undefined];
+    /** The directories of the trust files that do not exist yet: the client makes them at first use. */
+    missingDirs: readonly string[];
   };
 
 /** Absolute, distinct paths; empty and missing values are left out (the command itself reports them). */
@@ -121,8 +124,10 @@ function keyFiles(config: ServerConfig): string[] {
  * - seed: read the config file, data directory, database and its directory, and its input files; write
  *   the data directory and the database's directory; {@linkcode SERVER_ENV}.
  * - keygen: read and write the `--data` directory.
- * - client: network; read its input files; read and write the directories of its trust files
- *   (known_hosts, known_peers); {@linkcode CLIENT_ENV}.
+ * - client: network; read its input files; read and write its trust files (known_hosts, known_peers), the
+ *   directory known_peers is rewritten in ({@linkcode knownPeersWorkDir}), and the trust files' directories
+ *   only when they do not exist yet (never a directory a user's file happens to be in: `--known-hosts
+ *   ~/kh` does not open the home directory); {@linkcode CLIENT_ENV}.
  *
  * Relative paths are made absolute against `cwd`, which must be the working directory of the process.
  *
@@ -173,13 +178,15 @@ export function permissionFlags(request: PermissionRequest, cwd: string): string
       write.add(request.data);
       return [...read.flag("allow-read"), ...write.flag("allow-write")];
     case "client": {
-      // Directories, not just the files: known_peers is rewritten through a temporary file beside it, which
-      // Deno opens for reading too.
-      const trustDirs = request.trustFiles.map((file) =>
-        file === undefined || file === "" ? undefined : dirname(file)
-      );
-      read.add(...request.inputs, ...trustDirs);
-      write.add(...trustDirs);
+      const [knownHosts, knownPeers] = request.trustFiles;
+      const trust = [
+        knownHosts,
+        knownPeers,
+        knownPeers === undefined || knownPeers === "" ? undefined : knownPeersWorkDir(knownPeers),
+        ...request.missingDirs,
+      ];
+      read.add(...request.inputs, ...trust);
+      write.add(...trust);
       return [
         "--unstable-net",
         "--allow-net",

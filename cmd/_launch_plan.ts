@@ -8,7 +8,7 @@
  */
 
 import type { Command } from "commander";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { DEFAULT_CLIENT_CONFIG_NAME, loadClientConfig } from "../lib/client/client_config.ts";
 import { configDir } from "../lib/client/config_dir.ts";
 import { defaultKnownHostsPath } from "../lib/client/known_hosts.ts";
@@ -69,7 +69,8 @@ function parse(args: string[]): Command | null {
 
 /**
  * What the client will read: its input files and trust files, from its flags and the configuration file
- * they select (whose relative paths are the file's own), and the default configuration file itself.
+ * they select (whose relative paths are the file's own), and the default configuration file itself; and
+ * which trust-file directories it will have to make.
  *
  * @throws {ConfigError} When the client configuration is invalid (the message the client gives).
  */
@@ -92,6 +93,10 @@ function clientRequest(command: Command, context: LaunchContext): PermissionRequ
       return undefined;
     }
   };
+  const trustFiles = [
+    config.known_hosts ?? fallback(() => defaultKnownHostsPath(dirs)),
+    config.known_peers ?? fallback(() => defaultKnownPeersPath(dirs)),
+  ] as const;
   const defaultConfigFile = (dir: string | null) =>
     dir === null ? undefined : join(dir, DEFAULT_CLIENT_CONFIG_NAME);
   return {
@@ -102,10 +107,9 @@ function clientRequest(command: Command, context: LaunchContext): PermissionRequ
       config.ca,
       sources.file ?? defaultConfigFile(configDir(dirs)),
     ],
-    trustFiles: [
-      config.known_hosts ?? fallback(() => defaultKnownHostsPath(dirs)),
-      config.known_peers ?? fallback(() => defaultKnownPeersPath(dirs)),
-    ],
+    trustFiles,
+    missingDirs: [...new Set(trustFiles.flatMap((file) => file ? [dirname(file)] : []))]
+      .filter((dir) => !context.exists(dir)),
   };
 }
 

@@ -5,11 +5,13 @@
  * output that arrives while the user types (messages, presence, notices)
  * printed above the prompt, which is then redrawn with the text typed so far.
  *
- * What is typed while no prompt is shown (a command is running) is not echoed
- * there: it stays in the line and appears with the next prompt, so a password
- * typed ahead of its prompt never shows on the screen. Prompts and echo go to
- * stderr, so stdout carries only results. With `TERM=dumb` readline edits
- * nothing (lines are still read).
+ * What is typed while no prompt is shown (a command is running, or the rest of
+ * a paste after the line that started it) is not echoed there: it stays in the
+ * line and appears with the next prompt (a whole line typed ahead only if the
+ * prompt's reader says it may be shown), so a password typed ahead of its
+ * prompt never shows on the screen. Prompts and echo go to stderr, so stdout
+ * carries only results. With `TERM=dumb` readline edits nothing (lines are
+ * still read).
  *
  * @module
  */
@@ -77,6 +79,9 @@ export class LineEditor {
   }
 
   #entered(line: string | null): void {
+    // At once, not when the reader resumes: readline goes on with the rest of a paste synchronously, and the
+    // next line may be the password the command just entered is about to ask for.
+    this.#muted = true;
     this.#state.historyIndex = -1;
     const reader = this.#reader;
     this.#reader = null;
@@ -103,10 +108,10 @@ export class LineEditor {
     this.#rl.write(null, { ctrl: true, name: "u" });
   }
 
-  async #read(text: string, hidden: boolean): Promise<string | null> {
+  async #read(text: string, hidden: boolean, show?: (line: string) => boolean): Promise<string | null> {
     const ahead = this.#typedAhead.shift();
     if (ahead !== undefined) {
-      writeAll(Deno.stderr, encoder.encode(`${text}${hidden ? "" : ahead}\n`));
+      writeAll(Deno.stderr, encoder.encode(`${text}${hidden || show?.(ahead) === false ? "" : ahead}\n`));
       return ahead;
     }
     if (this.#closed) return null;
@@ -135,10 +140,16 @@ export class LineEditor {
    * Read a line with echo and editing.
    *
    * @param prompt Shown before it.
+   * @param options `showTypedAhead`: whether a line typed ahead of this prompt (never echoed while it was
+   *   typed) is shown after it; by default it is. The REPL shows only commands: such a line may be a password
+   *   whose prompt never came.
    * @returns The line, or `null` once input ended (Ctrl-D on an empty line).
    */
-  readLine(prompt: string): Promise<string | null> {
-    return this.#read(prompt, false);
+  readLine(
+    prompt: string,
+    options: { showTypedAhead?: (line: string) => boolean } = {},
+  ): Promise<string | null> {
+    return this.#read(prompt, false, options.showTypedAhead);
   }
 
   /**

@@ -206,7 +206,10 @@ async function repl(runner: CommandRunner, editor: LineEditor, endpoint: Endpoin
       "(it connects when a command needs the server). Type help for commands; close or Ctrl-D leaves.",
   );
   while (!runner.finished) {
-    const line = await editor.readLine("authchat> ");
+    // A line typed ahead that is no command may be a password for a prompt that never came: not shown.
+    const line = await editor.readLine("authchat> ", {
+      showTypedAhead: (ahead) => commandOf(ahead) !== null,
+    });
     if (line === null) break;
     // Only commands are remembered: a password typed at the wrong prompt must not be recalled.
     if (commandOf(line) !== null) editor.addHistory(line.trim());

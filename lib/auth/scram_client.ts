@@ -22,6 +22,7 @@ import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { deriveKeys, hmac, saltedPassword, scramSessionKey, xor } from "../crypto/scram_math.ts";
 import type { ScramHash, ScramKeys } from "../crypto/scram_math.ts";
 import { MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
+import { hmacSha256 } from "../crypto/sha256.ts";
 import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import { saslPrep } from "./saslprep.ts";
 import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS } from "./scram_server.ts";
@@ -30,9 +31,29 @@ const encoder = new TextEncoder();
 
 /**
  * Caches the keys derived from SaltedPassword (ClientKey, StoredKey, ServerKey) per password, salt and
- * iteration count, as RFC 5802 §5.1 lets a client do.
+ * iteration count, as RFC 5802 §5.1 lets a client do. It is keyed by an HMAC of them under a key of this
+ * process, never by the password itself: every password tried (a wrong one, an old one) would otherwise stay
+ * in memory as long as the cache, readable by whatever prints or dumps it.
  */
 export type SaltedPasswordCache = Map<string, ScramKeys>;
+
+/** Keys the cache's HMAC: random per process, so a cache key shown or dumped alone reveals nothing. */
+const CACHE_KEY_SECRET = crypto.getRandomValues(new Uint8Array(32));
+
+/** The cache key of a password, salt, iteration count and hash. */
+async function cacheKey(
+  password: string,
+  salt: Uint8Array,
+  iterations: number,
+  hash: ScramHash,
+): Promise<string> {
+  const input = encoder.encode(`${hash}\0${iterations}\0${encodeBase64(salt)}\0${password}`);
+  try {
+    return encodeBase64(await hmacSha256(CACHE_KEY_SECRET, input));
+  } finally {
+    input.fill(0);
+  }
+}
 
 /** Options of {@linkcode ScramClient}. */
 export interface ScramClientOptions {
@@ -147,13 +168,14 @@ export class ScramClient {
       );
     }
     const hash = this.#options.hash ?? "SHA-256";
-    const cacheKey = `${hash}\0${sf.iterations}\0${encodeBase64(sf.salt)}\0${this.#password}`;
-    let keys = this.#options.cache?.get(cacheKey);
+    const cache = this.#options.cache;
+    const key = cache && await cacheKey(this.#password, sf.salt, sf.iterations, hash);
+    let keys = key === undefined ? undefined : cache?.get(key);
     if (!keys) {
       const salted = await saltedPassword(this.#password, { salt: sf.salt, iterations: sf.iterations, hash });
       keys = await deriveKeys(salted, hash);
       salted.fill(0);
-      this.#options.cache?.set(cacheKey, keys);
+      if (key !== undefined) cache?.set(key, keys);
     }
     const binding = new Uint8Array([
       ...encoder.encode(gs2Header(this.#flag)),

@@ -125,26 +125,36 @@ export function printable(text: string): string {
   );
 }
 
-/** The text lines of a successful reply (stdout). */
+/**
+ * Text made safe for a terminal, keeping its line breaks: every other control character (an escape
+ * sequence that could retitle the window, move the cursor or clear the screen) is shown escaped. Every line
+ * {@linkcode eventText} renders goes through it, since a server's words (an `ERROR` message, a `BYE`
+ * reason, a name) reach the errors and replies it prints.
+ */
+function terminalSafe(text: string): string {
+  return text.split("\n").map(printable).join("\n");
+}
+
+/** The text lines of a successful reply (stdout); the server's one-line fields stay on one line. */
 function replyLines(reply: ReplyEvent): string[] {
   switch (reply.command) {
     case "hello":
       return [
-        `server ${reply.server}, protocol ${reply.version}, mechanisms ${reply.mechanisms.join(" ")}, ` +
-        (reply.confidential ? "TLS" : "plain TCP (secrets sealed)"),
+        `server ${printable(reply.server)}, protocol ${reply.version}, mechanisms ` +
+        `${reply.mechanisms.join(" ")}, ${reply.confidential ? "TLS" : "plain TCP (secrets sealed)"}`,
       ];
     case "register":
-      return [`registered ${reply.user}`];
+      return [`registered ${printable(reply.user)}`];
     case "login":
-      return [`logged in as ${reply.user}`];
+      return [`logged in as ${printable(reply.user)}`];
     case "is_logged":
-      return [reply.logged_in ? `logged in as ${reply.user}` : "not logged in"];
+      return [reply.logged_in ? `logged in as ${printable(`${reply.user}`)}` : "not logged in"];
     case "access":
       return [
-        `user ${reply.user}`,
-        `created ${reply.created}`,
-        `last login ${reply.last_login ?? "never (this is the first)"}`,
-        reply.resource,
+        `user ${printable(reply.user)}`,
+        `created ${printable(reply.created)}`,
+        `last login ${reply.last_login === null ? "never (this is the first)" : printable(reply.last_login)}`,
+        printable(reply.resource),
       ];
     case "passwd":
       return ["password changed"];
@@ -159,7 +169,9 @@ function replyLines(reply: ReplyEvent): string[] {
     case "list":
       return [
         ...reply.users.map((u) =>
-          `${u.user} ${u.fingerprint ?? "(no identity key yet)"}${u.you ? " (you)" : ""}`
+          `${printable(u.user)} ${printable(u.fingerprint ?? "(no identity key yet)")}${
+            u.you ? " (you)" : ""
+          }`
         ),
         `${reply.users.length} online`,
       ];
@@ -173,12 +185,12 @@ function replyLines(reply: ReplyEvent): string[] {
         : "pinned";
       return [
         `you (${reply.user}): ${reply.fingerprint}`,
-        `${reply.peer}: ${reply.peer_fingerprint} (${state})`,
+        `${printable(reply.peer)}: ${reply.peer_fingerprint} (${state})`,
         `safety number: ${reply.safety_number}`,
       ];
     }
     case "trust":
-      return [`trusted ${reply.user}: ${reply.fingerprint}`];
+      return [`trusted ${printable(reply.user)}: ${reply.fingerprint}`];
     case "wait":
       return [];
   }
@@ -199,6 +211,11 @@ function replyLines(reply: ReplyEvent): string[] {
  * @returns Which stream and the lines (none for a `wait` that ended).
  */
 export function eventText(event: ClientEvent): { stream: "stdout" | "stderr"; lines: string[] } {
+  const { stream, lines } = rawEventText(event);
+  return { stream, lines: lines.map(terminalSafe) };
+}
+
+function rawEventText(event: ClientEvent): { stream: "stdout" | "stderr"; lines: string[] } {
   switch (event.type) {
     case "reply":
       if (event.ok) return { stream: "stdout", lines: replyLines(event) };
@@ -207,9 +224,9 @@ export function eventText(event: ClientEvent): { stream: "stdout" | "stderr"; li
         lines: [`error: ${event.error.message}${event.error.code === null ? "" : ` (${event.error.code})`}`],
       };
     case "message":
-      return { stream: "stdout", lines: [`msg from ${event.from}: ${printable(event.text)}`] };
+      return { stream: "stdout", lines: [`msg from ${printable(event.from)}: ${printable(event.text)}`] };
     case "presence":
-      return { stream: "stdout", lines: [`presence: ${event.user} ${event.state}`] };
+      return { stream: "stdout", lines: [`presence: ${printable(event.user)} ${event.state}`] };
     case "bye":
       return { stream: "stderr", lines: [`server: ${printable(event.reason)} (${printable(event.code)})`] };
     case "notice":
@@ -239,6 +256,10 @@ export function eventText(event: ClientEvent): { stream: "stdout" | "stderr"; li
  * @returns The JSON text, without a line ending.
  */
 export function eventJson(event: ClientEvent): string {
-  // JSON allows U+2028 and U+2029 raw, but some line readers split on them.
-  return JSON.stringify(event).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+  // JSON allows U+2028 and U+2029 raw, but some line readers split on them; and DEL and the C1 controls
+  // (U+009B is a terminal's CSI) raw, which a terminal showing the output may act on.
+  return JSON.stringify(event).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

@@ -36,6 +36,13 @@ export interface CommandIO {
    */
   confirm?(kind: SecretKind): Promise<string | null>;
   /**
+   * Pass over a secret a command that failed did not read, where it would have been read from stdin (a
+   * script's next line), so that line is not taken for a command. Nothing to do for a file or a terminal.
+   *
+   * @param kind What it was for.
+   */
+  skipSecret?(kind: SecretKind): Promise<void>;
+  /**
    * Get the user name when a command needs one and none was given.
    *
    * @returns The name.

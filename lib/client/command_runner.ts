@@ -22,7 +22,7 @@ import type { AuthchatClient, ServerEvent } from "./authchat_client.ts";
 import { ChatCommands } from "./_chat_commands.ts";
 import type { ChatSettings } from "./_chat_commands.ts";
 import type { CommandResult, FailureEvent } from "./client_event.ts";
-import type { CommandIO } from "./command_io.ts";
+import type { CommandIO, SecretKind } from "./command_io.ts";
 
 export type { CommandIO, SecretKind } from "./command_io.ts";
 
@@ -86,6 +86,18 @@ const COMMANDS = new Set([
 /** Said (on stderr) after `login` and `is_logged` while the account must change its password. */
 const MUST_CHANGE_PASSWORD = "this account must change its password before anything else: type passwd";
 
+/**
+ * The secrets each command reads, in order. In a script each is the next stdin line (when no file gives
+ * it), so a command that fails before reading them all still takes their lines: the next line is a command
+ * again, and a password is never run as one (`wait forever` would be quoted back in its error).
+ */
+const SECRETS: Readonly<Record<string, readonly SecretKind[]>> = {
+  login: ["login"],
+  register: ["register"],
+  passwd: ["current", "new"],
+  delete: ["current"],
+};
+
 /** How many arguments each command takes at most (`send` keeps the rest of the line as its text). */
 const MAX_ARGS: Record<string, number> = { register: 1, login: 1, fingerprint: 1, trust: 1, wait: 1 };
 
@@ -141,6 +153,8 @@ export class CommandRunner {
   #idleClosed = false;
   #finished = false;
   #chat: ChatCommands;
+  /** How many secrets the running command has asked for (see `SECRETS`). */
+  #secretsRead = 0;
 
   /**
    * Make a runner.
@@ -251,6 +265,7 @@ export class CommandRunner {
     const [name = "", ...args] = line.trim().split(/\s+/).filter((w) => w !== "");
     if (name === "" || name.startsWith("#")) return true;
     const command = name.toLowerCase();
+    this.#secretsRead = 0;
     try {
       if (!COMMANDS.has(command)) {
         throw new Error(
@@ -275,8 +290,26 @@ export class CommandRunner {
       return true;
     } catch (err) {
       this.#io.emit(failure(COMMANDS.has(command) ? command : null, err));
+      await this.#skipUnread(command);
       return false;
     }
+  }
+
+  /** After a command failed: pass over the lines of the secrets it did not get to read. */
+  async #skipUnread(command: string): Promise<void> {
+    for (const kind of (SECRETS[command] ?? []).slice(this.#secretsRead)) {
+      try {
+        await this.#io.skipSecret?.(kind);
+      } catch {
+        // Nothing left to pass over: the next read says so.
+      }
+    }
+  }
+
+  /** Ask for a secret, counting it (see `#skipUnread`). */
+  #secret(kind: SecretKind): Promise<string> {
+    this.#secretsRead++;
+    return this.#io.secret(kind);
   }
 
   #argument(command: string, arg: string | undefined): string {
@@ -293,7 +326,7 @@ export class CommandRunner {
    * asked a second time, so a refused one is not typed twice.
    */
   async #newSecret(kind: "register" | "new", check: (secret: string) => Promise<void>): Promise<string> {
-    const secret = await this.#io.secret(kind);
+    const secret = await this.#secret(kind);
     await check(secret);
     const again = await this.#io.confirm?.(kind);
     if (again !== undefined && again !== null && again !== secret) {
@@ -304,7 +337,7 @@ export class CommandRunner {
 
   /** The current password, checked locally against this login before anything else is asked or sent. */
   async #currentSecret(client: AuthchatClient): Promise<string> {
-    const secret = await this.#io.secret("current");
+    const secret = await this.#secret("current");
     if (!await client.passwordMatches(secret)) {
       throw new ProtocolError(
         "AUTH_FAILED",
@@ -349,7 +382,7 @@ export class CommandRunner {
       }
       case "login": {
         const user = await this.#user(arg);
-        const password = await this.#io.secret("login");
+        const password = await this.#secret("login");
         await this.#chat.stop();
         const { client, name } = await this.#onServer(async (c) => ({
           client: c,

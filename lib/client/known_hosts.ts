@@ -101,11 +101,16 @@ export class KnownHosts {
    * @param fingerprint Its fingerprint.
    */
   async remember(endpoint: string, kind: KeyKind, fingerprint: string): Promise<void> {
-    await Deno.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-    await Deno.writeTextFile(this.path, `${endpoint} ${kind} ${fingerprint}\n`, {
-      append: true,
-      mode: 0o600,
-    });
+    const append = () =>
+      Deno.writeTextFile(this.path, `${endpoint} ${kind} ${fingerprint}\n`, { append: true, mode: 0o600 });
+    try {
+      await append();
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      // The directory is made only when missing: the client may write this file, not the directory it is in.
+      await Deno.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+      await append();
+    }
   }
 
   /**

@@ -45,6 +45,24 @@ export function defaultKnownPeersPath(env: Record<string, string | undefined>): 
   return join(dirname(defaultKnownHostsPath(env)), "known_peers");
 }
 
+/**
+ * Where a known-peers file is rewritten before it replaces the file: a private directory beside it, so the
+ * client needs write access to the file and this directory only, never to the directory the file is in
+ * (which may be a home directory, or `/`).
+ *
+ * @example
+ * ```ts
+ * import { knownPeersWorkDir } from "./known_peers.ts";
+ * console.assert(knownPeersWorkDir("/home/a/trust/known_peers") === "/home/a/trust/.known_peers.tmp");
+ * ```
+ *
+ * @param path The known-peers file.
+ * @returns The directory.
+ */
+export function knownPeersWorkDir(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp`);
+}
+
 /** A line's entry, or `null` for comments, blank and malformed lines. */
 function parseLine(line: string): Entry | null {
   const [server, user, key, extra] = line.trim().split(/\s+/);
@@ -136,8 +154,8 @@ export class KnownPeers {
 
   /**
    * Pin a key, adding a line or replacing the user's line in place. The file is
-   * rewritten through a temporary file and a rename, with mode 0600; its
-   * directory is created with mode 0700.
+   * rewritten through a temporary file (in {@linkcode knownPeersWorkDir}) and a
+   * rename, with mode 0600; its directory is created with mode 0700.
    *
    * @param server The server endpoint, `host:port`.
    * @param user The user key.
@@ -175,10 +193,11 @@ export class KnownPeers {
   }
 
   async #replace(text: string): Promise<void> {
-    const dir = dirname(this.path);
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    const temp = join(dir, `.${basename(this.path)}.${crypto.randomUUID()}.tmp`);
+    const work = knownPeersWorkDir(this.path);
+    const temp = join(work, crypto.randomUUID());
     try {
+      // Creates the file's directory too when it is missing (mode 0700 both).
+      await Deno.mkdir(work, { recursive: true, mode: 0o700 });
       const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
       try {
         const bytes = new TextEncoder().encode(text);
@@ -192,6 +211,9 @@ export class KnownPeers {
     } catch (err) {
       await Deno.remove(temp).catch(() => {});
       throw err;
+    } finally {
+      // Only when empty: another client's rewrite may be under way in it.
+      await Deno.remove(work).catch(() => {});
     }
   }
 }

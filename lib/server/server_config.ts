@@ -206,13 +206,26 @@ function checkEnvNames(names: string[]): void {
 const IP_ADDRESS = /^\d{1,3}(\.\d{1,3}){3}$|:/;
 
 /**
+ * Whether this process may look the host up without asking. Without network access, Deno's permission
+ * query throws on a name it cannot hold (`a b`, `é.com`): such a process (the launcher, seed) cannot ask,
+ * so it does not check; the server, which may, reports the name as one that does not resolve.
+ */
+function mayResolve(host: string): boolean {
+  try {
+    return Deno.permissions.querySync({ name: "net", host }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Refuse a host name that does not resolve, before anything is created for it (the first start writes a
  * certificate naming the host). Only when this process may resolve it without asking: a process without
  * network access (seed) has no use for the host, and the server's listen error names it too.
  */
 async function checkHostResolves(host: string): Promise<void> {
   if (IP_ADDRESS.test(host)) return;
-  if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") return;
+  if (!mayResolve(host)) return;
   try {
     await lookup(host);
   } catch (err) {

@@ -164,3 +164,18 @@ Deno.test("ScramClient reuses the cached keys of a SaltedPassword for the same p
   await clientFor(RFC7677, { cache, password: "other" }).final(RFC7677.serverFirst);
   assert.equal(cache.size, 2, "another password is another entry");
 });
+
+Deno.test("ScramClient keeps no password in its SaltedPassword cache, not even one that failed", async () => {
+  const cache: SaltedPasswordCache = new Map();
+  const wrong = "correct horse battery staple";
+  await clientFor(RFC7677, { cache }).final(RFC7677.serverFirst);
+  await clientFor(RFC7677, { cache, password: wrong }).final(RFC7677.serverFirst);
+  assert.equal(cache.size, 2);
+  const salt = RFC7677.serverFirst.match(/,s=([^,]+)/)![1]!;
+  for (const key of cache.keys()) {
+    for (const secret of [RFC7677.password, wrong]) assert.ok(!key.includes(secret), JSON.stringify(key));
+    assert.ok(!key.includes(salt), "an opaque key, not the inputs");
+  }
+  assert.equal(await clientFor(RFC7677, { cache }).final(RFC7677.serverFirst), RFC7677.clientFinal);
+  assert.equal(cache.size, 2, "the same password, salt and count find their entry");
+});

@@ -88,3 +88,77 @@ Deno.test("eventJson writes one line that parses back to the event, line separat
   assert.ok(!/[\n\r\u2028\u2029]/.test(line), line);
   assert.deepEqual(JSON.parse(line), event);
 });
+
+Deno.test("eventText escapes control characters from the server in every line, keeping only its own line breaks", () => {
+  const evil = "\u001b]0;owned\u0007\u001b[2J\u009b31m";
+  const shown = "\\u001b]0;owned\\u0007\\u001b[2J\\u009b31m";
+  const cases: [ClientEvent, string[]][] = [
+    // An ERROR message reaches a failure; a BYE reason reaches the next command's failure.
+    [
+      {
+        type: "reply",
+        ok: false,
+        command: "hello",
+        error: { code: "INTERNAL", message: `Cannot connect: ${evil}` },
+      },
+      [`error: Cannot connect: ${shown} (INTERNAL)`],
+    ],
+    [
+      {
+        type: "reply",
+        ok: false,
+        command: "access",
+        error: { code: null, message: `Not connected: ${evil}` },
+      },
+      [`error: Not connected: ${shown}`],
+    ],
+    // The client's own multi-line message (a changed server key) keeps its lines.
+    [{ type: "reply", ok: false, command: null, error: { code: null, message: "@@@\nWARNING" } }, [
+      "error: @@@\nWARNING",
+    ]],
+    [
+      {
+        type: "reply",
+        ok: true,
+        command: "hello",
+        server: `evil\nlogged in as admin${evil}`,
+        version: 1,
+        mechanisms: ["SCRAM-SHA-256"],
+        confidential: false,
+      },
+      [`server evil\\nlogged in as admin${shown}, protocol 1, mechanisms SCRAM-SHA-256, plain TCP (secrets sealed)`],
+    ],
+    [
+      {
+        type: "reply",
+        ok: true,
+        command: "access",
+        user: `a${evil}`,
+        created: "c\n",
+        last_login: `l${evil}`,
+        resource: `R\n${evil}`,
+      },
+      [`user a${shown}`, "created c\\n", `last login l${shown}`, `R\\n${shown}`],
+    ],
+    [{ type: "notice", level: "warning", message: `WARNING: the key of ${evil} changed` }, [
+      `WARNING: the key of ${shown} changed`,
+    ]],
+    // Names the server gives stay on their line.
+    [{ type: "presence", user: "bob\nmsg from alice: hi", state: "online" }, [
+      "presence: bob\\nmsg from alice: hi online",
+    ]],
+    [{ type: "message", from: "bob\nx", text: "hi" }, ["msg from bob\\nx: hi"]],
+    [
+      { type: "reply", ok: true, command: "list", users: [{ user: "a\nb", fingerprint: "f\n", you: false }] },
+      ["a\\nb f\\n", "1 online"],
+    ],
+  ];
+  for (const [event, lines] of cases) assert.deepEqual(eventText(event).lines, lines);
+});
+
+Deno.test("eventJson escapes DEL and the C1 controls a terminal may act on", () => {
+  const event: ClientEvent = { type: "message", from: "b", text: "\u009b2J\u007f\u0085" };
+  const line = eventJson(event);
+  assert.ok(!/[\u007f-\u009f]/.test(line), line);
+  assert.deepEqual(JSON.parse(line), event);
+});

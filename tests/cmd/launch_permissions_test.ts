@@ -93,20 +93,45 @@ Deno.test("permissionFlags gives keygen its data directory only", () => {
   ]);
 });
 
-Deno.test("permissionFlags gives the client its files to read and its trust directories to read and write", () => {
+Deno.test("permissionFlags gives the client its files to read, and its trust files (not their directories) to read and write", () => {
   const flags = permissionFlags({
     command: "client",
     inputs: ["pw", undefined, "/ca/cert.pem", ""],
     trustFiles: ["/home/a/.config/authchat/known_hosts", "/home/a/.config/authchat/known_peers"],
+    missingDirs: [],
   }, CWD);
+  const trust = [
+    "/home/a/.config/authchat/known_hosts",
+    "/home/a/.config/authchat/known_peers",
+    "/home/a/.config/authchat/.known_peers.tmp",
+  ];
   assert.deepEqual(flags, [
     "--unstable-net",
     "--allow-net",
-    "--allow-read=/repo/pw,/ca/cert.pem,/home/a/.config/authchat",
-    "--allow-write=/home/a/.config/authchat",
+    `--allow-read=/repo/pw,/ca/cert.pem,${trust.join(",")}`,
+    `--allow-write=${trust.join(",")}`,
     "--allow-env=HOME,XDG_CONFIG_HOME,AUTHCHAT_CONFIG_DIR,LOG_TOKENS,LOG_STREAM",
   ]);
-  const bare = permissionFlags({ command: "client", inputs: [], trustFiles: [undefined, undefined] }, CWD);
+  // Files named in a directory that holds other things (the home directory, /): the directory stays closed.
+  const named = permissionFlags({
+    command: "client",
+    inputs: [],
+    trustFiles: ["/kh", "kp"],
+    missingDirs: [],
+  }, CWD);
+  assert.deepEqual(granted(named, "allow-write"), ["/kh", "/repo/kp", "/repo/.kp.tmp"]);
+  // A directory that does not exist yet is made by the client: it may write there.
+  const fresh = permissionFlags({
+    command: "client",
+    inputs: [],
+    trustFiles: ["/new/kh", "/new/kp"],
+    missingDirs: ["/new"],
+  }, CWD);
+  assert.deepEqual(granted(fresh, "allow-write"), ["/new/kh", "/new/kp", "/new/.kp.tmp", "/new"]);
+  const bare = permissionFlags(
+    { command: "client", inputs: [], trustFiles: [undefined, undefined], missingDirs: [] },
+    CWD,
+  );
   assert.equal(granted(bare, "allow-read"), null);
   assert.equal(granted(bare, "allow-write"), null);
 });

@@ -77,7 +77,15 @@ Deno.test("permissionRequest finds the client's trust files where the client loo
     command: "client",
     inputs: ["pw", undefined, "c.pem", "/cfg/client.yaml"],
     trustFiles: ["/cfg/known_hosts", "/cfg/known_peers"],
+    missingDirs: ["/cfg"],
   });
+  // A directory that exists already is not the client's to make.
+  const existing = await permissionRequest(
+    ["client", "--known-hosts", "/srv/kh", "--known-peers", "/home/a/kp"],
+    context({ HOME: "/home/a" }, ["/home/a"]),
+  );
+  assert.ok(existing?.command === "client");
+  assert.deepEqual(existing.missingDirs, ["/srv"]);
   const given = await permissionRequest(
     ["client", "--known-hosts", "/k/h", "--exec", "--known-peers"],
     context({}),
@@ -107,6 +115,7 @@ Deno.test("permissionRequest grants the files a client.yaml names, from the file
       command: "client",
       inputs: [join(dir, "pw"), undefined, join(cfg, "certs/ca.pem"), join(cfg, "client.yaml")],
       trustFiles: ["/elsewhere/known_hosts", join(cfg, "known_peers")],
+      missingDirs: ["/elsewhere", cfg],
     });
     // A named file relative to the child's working directory, its paths relative to itself; flags win.
     const named = await permissionRequest(

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { installKeys, ROOT, runCli, ServerProcess, tempDir } from "./_harness.ts";
+import { encodeMessage, parseJsonObject, peekId } from "../../lib/codec/messages.ts";
 
 /** A port nothing listens on: bound, then closed. */
 function freePort(): number {
@@ -167,4 +168,43 @@ Deno.test("authchat server refuses tls_port equal to tcp_port, a host that does 
     Deno.errors.NotFound,
     "no keys were made for a host that is not there",
   );
+});
+
+Deno.test("authchat client prints a hostile server's escape sequences escaped, never to the terminal", async () => {
+  await using dir = await tempDir();
+  // A server (or, on plain TCP, anyone in the path) answering HELLO with terminal control sequences.
+  const evil = "\u001b]0;owned\u0007\u001b[2J\u009b31mgotcha";
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = listener.accept().then(async (conn) => {
+    try {
+      const buffer = new Uint8Array(4096);
+      const n = (await conn.read(buffer)) ?? 0;
+      const id = peekId(parseJsonObject(buffer.subarray(4, n)));
+      await conn.write(encodeMessage({ op: "ERROR", code: "INTERNAL", message: evil, id: id! }));
+      await conn.read(buffer);
+    } finally {
+      conn.close();
+    }
+  });
+  try {
+    const port = String((listener.addr as Deno.NetAddr).port);
+    const result = await runCli("client", ["--port", port, "--exec", "hello"], {
+      env: { XDG_CONFIG_HOME: dir.path },
+    });
+    assert.equal(result.code, 3, result.stderr);
+    assert.ok(
+      // deno-lint-ignore no-control-regex -- matching control characters is the point
+      !/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(result.stderr + result.stdout),
+      result.stderr,
+    );
+    assert.ok(
+      result.stderr.startsWith(
+        `error: Cannot connect to 127.0.0.1:${port}: \\u001b]0;owned\\u0007\\u001b[2J\\u009b31mgotcha (INTERNAL)`,
+      ),
+      result.stderr,
+    );
+  } finally {
+    await serving;
+    listener.close();
+  }
 });

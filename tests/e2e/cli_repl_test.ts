@@ -407,3 +407,49 @@ Deno.test("authchat client --exec on a terminal asks the password it needs witho
   assert.equal(status, 0, term.screen);
   assert.ok(!term.output.includes(PASSWORD), "the password was shown");
 });
+
+Deno.test("authchat client REPL does not echo a password pasted together with its command", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  await seedUsers(data, { pat: PASSWORD });
+  await using server = await ServerProcess.start(data);
+  const term = new Terminal(["--port", String(server.tcpPort)], { XDG_CONFIG_HOME: dir.path });
+  let status: number;
+  try {
+    let at = await term.expect("authchat> ");
+    // One paste: readline reads the password on before the command's hidden prompt is up.
+    await term.type(`login pat\r${PASSWORD}\r`);
+    at = await term.expect("logged in as pat", at);
+    await term.type("close\r");
+    await term.expect("closed", at);
+  } finally {
+    status = await term.close();
+  }
+  assert.equal(status, 0, term.screen);
+  assert.ok(!term.output.includes(PASSWORD), `the password was shown:\n${term.screen}`);
+});
+
+Deno.test("authchat client REPL never shows a password pasted after a command that failed before asking", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  await using server = await ServerProcess.start(data);
+  const term = new Terminal(["--port", String(server.tcpPort)], { XDG_CONFIG_HOME: dir.path });
+  let status: number;
+  try {
+    let at = await term.expect("authchat> ");
+    // Pasted at once: passwd fails (not logged in) before its prompts, so the rest was typed ahead.
+    await term.type(`passwd\r${PASSWORD}\rhello\r`);
+    at = await term.expect("error: Not logged in", at);
+    at = await term.expect("error: Unknown command", at);
+    at = await term.expect("server authchat, protocol 1", at);
+    await term.type("close\r");
+    await term.expect("closed", at);
+  } finally {
+    status = await term.close();
+  }
+  assert.equal(status, 0, term.screen);
+  assert.ok(!term.output.includes(PASSWORD), `the password was shown:\n${term.screen}`);
+  assert.match(term.screen, /authchat> hello\n/, "a command typed ahead is shown at its prompt");
+});

@@ -56,7 +56,7 @@ Deno.test("authchat client reads a script's passwords from stdin and never print
   assert.equal(registered.code, 0, registered.stderr);
   assert.equal(registered.stdout, "registered newbie\nlogged in as newbie\n");
 
-  // A wrong current password is refused before the new one is read: the next line is a command again.
+  // A wrong current password is refused before anything is sent (its new one is passed over, unread).
   const refused = await client(
     ["--user", "erin"],
     `login\n${NEW_PASSWORD}\npasswd\n${PASSWORD}\n${PASSWORD}\n`,
@@ -79,6 +79,32 @@ Deno.test("authchat client reads a script's passwords from stdin and never print
     1,
     "the refused passwd sent nothing",
   );
+});
+
+Deno.test("authchat client --keep-going passes over the password lines of a command that failed first", async () => {
+  await using dir = await tempDir();
+  const { server, client } = await setup(dir.path);
+  await using _server = server;
+  // Passwords that read as commands, whose errors would quote them back if they were run as commands.
+  const secrets = ["wait forever-and-ever", "trust no-one-at-all", "wait seven-seas"];
+  const script = [
+    "passwd", // not logged in: fails before its two passwords are read
+    secrets[0],
+    secrets[1],
+    "login erin too-many", // a usage error: fails before its password is read
+    secrets[2],
+    "is_logged",
+    "login erin",
+    PASSWORD,
+    "is_logged",
+  ];
+  const result = await client(["--keep-going"], script.join("\n") + "\n");
+  assert.equal(result.code, 1);
+  assert.equal(result.stdout, "not logged in\nlogged in as erin\nlogged in as erin\n");
+  assert.match(result.stderr, /2 commands failed/);
+  for (const secret of [...secrets.map((line) => line.split(" ")[1]!), PASSWORD]) {
+    assert.ok(!printed(result).includes(secret), printed(result));
+  }
 });
 
 Deno.test("authchat client stops a script at its first failed command unless --keep-going", async () => {

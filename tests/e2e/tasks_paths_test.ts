@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join, relative } from "node:path";
 import type { CliResult } from "./_harness.ts";
 import {
+  clientArgs,
   groupProcesses,
   installKeys,
   MOD,
@@ -257,4 +258,85 @@ Deno.test("deno task keygen refuses a path with a comma, which no Deno permissio
     result.stderr,
     /^error: Cannot grant access to .*a,b: Deno cannot name a path containing a comma/,
   );
+});
+
+Deno.test("deno task start says a host Deno's permissions cannot name does not resolve, exit 2; seed does not use it", async () => {
+  await using out = await tempDir();
+  const data = join(out.path, "data");
+  // The launcher has no network access: asking about such a name threw there, and seed (no network) failed.
+  const start = await task("start", ["--host", "no such host", "--data", data]);
+  assert.equal(start.code, 2, start.stderr);
+  assert.match(start.stderr, /^error: Invalid configuration host: cannot resolve no such host \(/);
+  await assert.rejects(Deno.stat(data), Deno.errors.NotFound, "nothing was created");
+  const seed = await task("seed", ["--data", data, "--iterations", "4096", "--demo"], {
+    AUTHCHAT_HOST: "no such host",
+  });
+  assert.equal(seed.code, 0, seed.stderr);
+});
+
+Deno.test("deno task client may write its named trust files, not the directory they are in", async () => {
+  await using out = await tempDir();
+  const data = join(out.path, "data");
+  await installKeys(data);
+  await Deno.writeTextFile(join(out.path, "pw"), PASSWORD);
+  const seeded = await task("seed", [
+    "--data",
+    data,
+    "--user",
+    "alice",
+    "--password-file",
+    join(out.path, "pw"),
+    "--iterations",
+    String(TEST_ITERATIONS),
+  ]);
+  assert.equal(seeded.code, 0, seeded.stderr);
+  await using server = await ServerProcess.start(data);
+  // The trust files sit in a directory that holds other things (as a home directory does).
+  const knownHosts = join(out.path, "kh");
+  const knownPeers = join(out.path, "kp");
+  const args = [
+    "--port",
+    String(server.tcpPort),
+    "--user",
+    "alice",
+    "--password-file",
+    join(out.path, "pw"),
+    "--known-hosts",
+    knownHosts,
+    "--known-peers",
+    knownPeers,
+    "--exec",
+    "login",
+  ];
+  const env = { AUTHCHAT_CONFIG_DIR: join(out.path, "config") };
+  const login = await task("client", args, env);
+  assert.equal(login.code, 0, login.stderr);
+  assert.match(await Deno.readTextFile(knownHosts), new RegExp(`^127\\.0\\.0\\.1:${server.tcpPort} seal `));
+  // With the client's flags: known_peers can be pinned (rewritten through its own directory), a file
+  // beside it cannot be written.
+  const flags = clientArgs(args, env).filter((a) => /^--allow-(read|write)=/.test(a));
+  assert.ok(!flags.some((f) => f.split(/[=,]/).includes(out.path)), flags.join(" "));
+  const probe = join(out.path, "probe.ts");
+  await Deno.writeTextFile(
+    probe,
+    `import { KnownPeers } from ${JSON.stringify(join(ROOT, "lib/client/known_peers.ts"))};\n` +
+      `await new KnownPeers(${JSON.stringify(knownPeers)}).pin("h:1", "bob", new Uint8Array(32));\n` +
+      "console.log('pinned');\n" +
+      `try { Deno.writeTextFileSync(${
+        JSON.stringify(join(out.path, "other.txt"))
+      }, "x"); console.log("wrote"); }` +
+      " catch (e) { console.log((e as Error).name); }\n",
+  );
+  const probed = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--no-prompt", `--config=${join(ROOT, "deno.json")}`, ...flags, probe],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  assert.deepEqual(
+    decoder.decode(probed.stdout).trim().split("\n"),
+    ["pinned", "NotCapable"],
+    decoder.decode(probed.stderr),
+  );
+  assert.match(await Deno.readTextFile(knownPeers), /^h:1 bob /);
 });

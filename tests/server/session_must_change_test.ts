@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64 } from "../../lib/codec/base64.ts";
 import { encodeRdv, importUdpKey } from "../../lib/codec/datagram.ts";
 import { CLIENT_OPS, decodeServerMessage } from "../../lib/codec/messages.ts";
@@ -260,6 +261,31 @@ Deno.test("Session PASSWD of one restricted session ends the account's other ses
   }]);
   assert.equal(second.closed, true);
   assert.equal((await first.send({ op: "ACCESS" })).op, "ACCESS");
+});
+
+Deno.test("Session LOGIN begun before the PASSWD that lifted the flag cannot log in with the weak password", async () => {
+  await using kit = await legacyKit();
+  const restricted = await loggedIn(kit, "user10", LEGACY);
+  // A second connection starts a LOGIN with the weak password: its exchange read the flag and the old verifier.
+  const late = kit.connect({ transport: "tls", confidential: true });
+  const hello = await late.sayHello();
+  const client = new ScramClient({
+    username: "user10",
+    password: LEGACY,
+    serverMechanisms: hello.mechanisms,
+  });
+  const challenge = await late.send({ op: "LOGIN", mechanism: client.mechanism, data: client.first });
+  assert.equal(challenge.op, "CHALLENGE");
+  assert.equal((await changePassword(restricted, LEGACY)).reply.op, "PASSWD");
+  // Its proof is right for the verifier it was begun against, which is gone: nothing is committed.
+  const proof = await late.send({
+    op: "PROOF",
+    data: await client.final((challenge as { data: string }).data),
+  });
+  assert.equal(code(proof), "AUTH_FAILED");
+  assert.deepEqual(await late.send({ op: "IS_LOGGED", id: 3 }), { op: "IS_LOGGED", id: 3, logged_in: false });
+  assert.equal((await kit.store.findUser("user10"))?.mustChangePassword, false);
+  assert.equal((await restricted.send({ op: "ACCESS" })).op, "ACCESS");
 });
 
 Deno.test("Session LOGIN of a flagged account that has an identity key sends its backup, and PASSWD needs it re-sealed", async () => {

@@ -50,13 +50,12 @@ export const CLIENT_EXIT = {
  */
 export function connectFailure(err: unknown, endpoint: Endpoint): { error: Error; status: 3 | 4 } {
   if (err instanceof TrustError) return { error: err, status: CLIENT_EXIT.trust };
-  const message = describeConnectFailure(err, endpoint);
-  return {
-    error: err instanceof ProtocolError
-      ? new ProtocolError(err.code, message, err.details)
-      : new Error(message),
-    status: CLIENT_EXIT.connect,
-  };
+  if (err instanceof ProtocolError) {
+    // The printer adds the code: the message must not carry it already.
+    const plain = describeConnectFailure(new Error(err.message), endpoint);
+    return { error: new ProtocolError(err.code, plain, err.details), status: CLIENT_EXIT.connect };
+  }
+  return { error: new Error(describeConnectFailure(err, endpoint)), status: CLIENT_EXIT.connect };
 }
 
 function environment(): Record<string, string | undefined> {

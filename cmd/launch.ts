@@ -77,14 +77,13 @@ export async function launch(args: string[], script: ChildScript): Promise<numbe
     console.error(`error: ${(err as Error)?.message ?? String(err)}`);
     return usage ? 2 : 1;
   }
-  // Installed before the child exists: a signal in between is passed on once it does.
+  // Spawning is synchronous and signals are handled on the event loop, so the child exists by the time a
+  // handler runs.
   let child: Deno.ChildProcess | undefined;
-  const early: Deno.Signal[] = [];
   const handlers = FORWARDED.map((signal) => {
     const handler = () => {
-      if (child === undefined) return void early.push(signal);
       try {
-        child.kill(signal);
+        child?.kill(signal);
       } catch {
         // It has exited already: its status is on the way.
       }
@@ -99,7 +98,6 @@ export async function launch(args: string[], script: ChildScript): Promise<numbe
       console.error(`error: cannot run ${Deno.execPath()}: ${(err as Error).message}`);
       return 1;
     }
-    for (const signal of early) child.kill(signal);
     return (await child.status).code;
   } finally {
     for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);

@@ -97,6 +97,57 @@ export interface RunOptions {
   cwd?: string;
 }
 
+/** Options of {@linkcode runProgram}. */
+export interface ProgramOptions {
+  /** Working directory (default: this process's). */
+  cwd?: string;
+  /** Environment additions, or with `clearEnv` the whole environment. */
+  env?: Record<string, string>;
+  /** Start from an empty environment instead of this process's. */
+  clearEnv?: boolean;
+}
+
+/**
+ * Run a program to completion with stdin closed, collecting its output.
+ *
+ * @param program The executable.
+ * @param args Its arguments.
+ * @param options Working directory and environment.
+ * @returns Exit code and output.
+ */
+export async function runProgram(
+  program: string,
+  args: string[],
+  options: ProgramOptions = {},
+): Promise<CliResult> {
+  const out = await new Deno.Command(program, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.clearEnv ? { clearEnv: true } : {}),
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/**
+ * Run `deno task --quiet <name> ...` from the repository root, as the README shows.
+ *
+ * @param name The task.
+ * @param args Arguments after it.
+ * @param env Environment additions.
+ * @returns Exit code and output.
+ */
+export function denoTask(name: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runProgram(Deno.execPath(), ["task", "--quiet", name, ...args], {
+    cwd: ROOT,
+    env: { ...BASE_ENV, ...env },
+  });
+}
+
 /**
  * Run one `authchat` subcommand to completion, with the permissions the tasks' launcher would give it.
  *

@@ -76,20 +76,16 @@ export interface SecretSources {
 export function secretIO(
   sources: SecretSources,
 ): Pick<CommandIO, "secret" | "confirm" | "skipSecret" | "user"> {
-  const file = (kind: SecretKind) =>
+  /** The flag that gives a secret of this kind, and the file it named (if it was given). */
+  const fileOf = (kind: SecretKind) =>
     kind === "new"
-      ? sources.newPasswordFile === undefined
-        ? undefined
-        : { path: sources.newPasswordFile, flag: "--new-password-file" }
-      : sources.passwordFile === undefined
-      ? undefined
-      : { path: sources.passwordFile, flag: "--password-file" };
+      ? { flag: "--new-password-file", path: sources.newPasswordFile }
+      : { flag: "--password-file", path: sources.passwordFile };
   return {
     secret: async (kind) => {
-      const named = file(kind);
-      if (named) return await readPasswordFile(named.path, named.flag);
+      const { flag, path } = fileOf(kind);
+      if (path !== undefined) return await readPasswordFile(path, flag);
       if (sources.terminal) return await sources.terminal().readHidden(PROMPTS[kind]);
-      const flag = kind === "new" ? "--new-password-file" : "--password-file";
       const line = await sources.lines?.readLine();
       if (line === null || line === undefined) {
         throw new Error(`A password is needed: none left on stdin and no ${flag} given`);
@@ -99,11 +95,11 @@ export function secretIO(
     },
     skipSecret: async (kind) => {
       // A terminal asks at a prompt, which a failed command never showed: nothing waits there.
-      if (file(kind) || sources.terminal) return;
+      if (fileOf(kind).path !== undefined || sources.terminal) return;
       await sources.lines?.readLine();
     },
     confirm: async (kind) => {
-      if (file(kind) || !sources.terminal) return null;
+      if (fileOf(kind).path !== undefined || !sources.terminal) return null;
       return await sources.terminal().readHidden("Repeat it: ");
     },
     user: async () => {

@@ -13,7 +13,7 @@ import type { ClientOptions } from "../lib/client/authchat_client.ts";
 import type { ClientConfig } from "../lib/client/client_config.ts";
 import type { CommandIO } from "../lib/client/command_io.ts";
 import { commandOf, CommandRunner } from "../lib/client/command_runner.ts";
-import { configDir } from "../lib/client/config_dir.ts";
+import { configDir, configDirEnv } from "../lib/client/config_dir.ts";
 import { describeConnectFailure } from "../lib/client/connect_error.ts";
 import { defaultKnownHostsPath, KnownHosts, TrustError } from "../lib/client/known_hosts.ts";
 import { defaultKnownPeersPath, KnownPeers } from "../lib/client/known_peers.ts";
@@ -58,14 +58,6 @@ export function connectFailure(err: unknown, endpoint: Endpoint): { error: Error
   return { error: new Error(describeConnectFailure(err, endpoint)), status: CLIENT_EXIT.connect };
 }
 
-function environment(): Record<string, string | undefined> {
-  return {
-    AUTHCHAT_CONFIG_DIR: Deno.env.get("AUTHCHAT_CONFIG_DIR"),
-    XDG_CONFIG_HOME: Deno.env.get("XDG_CONFIG_HOME"),
-    HOME: Deno.env.get("HOME"),
-  };
-}
-
 /**
  * Run the client.
  *
@@ -76,7 +68,7 @@ function environment(): Record<string, string | undefined> {
  *   directory can be found for the known-hosts file.
  */
 export async function runClient(config: ClientConfig, exec: string[] = []): Promise<number> {
-  const env = environment();
+  const env = configDirEnv((name) => Deno.env.get(name));
   if (configDir(env) === null && (config.known_hosts === undefined || config.known_peers === undefined)) {
     throw new UsageError(
       "No configuration directory for known_hosts and known_peers: set HOME, XDG_CONFIG_HOME or " +

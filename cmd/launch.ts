@@ -26,11 +26,9 @@ import { fileURLToPath } from "node:url";
 import { ConfigError } from "../lib/server/server_config.ts";
 import { childArgs, launchFlags } from "./_launch_plan.ts";
 import type { ChildScript } from "./_launch_plan.ts";
+import { STOP_SIGNALS } from "./_stop_signals.ts";
 import { UsageError } from "./_usage_error.ts";
 import { listEnvNames } from "./main.ts";
-
-/** The signals passed on to the child: the ones that stop the server cleanly. */
-const FORWARDED: readonly Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 function exists(path: string): boolean {
   try {
@@ -80,7 +78,8 @@ export async function launch(args: string[], script: ChildScript): Promise<numbe
   // Spawning is synchronous and signals are handled on the event loop, so the child exists by the time a
   // handler runs.
   let child: Deno.ChildProcess | undefined;
-  const handlers = FORWARDED.map((signal) => {
+  // Passed on to the child: the signals that stop the server cleanly.
+  const handlers = STOP_SIGNALS.map((signal) => {
     const handler = () => {
       try {
         child?.kill(signal);

@@ -8,8 +8,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import denoJson from "../deno.json" with { type: "json" };
 import { ConfigError, loadServerConfig } from "../lib/server/server_config.ts";
 import type { ConfigSources, ServerConfig } from "../lib/server/server_config.ts";
-import { loadClientConfig } from "../lib/client/client_config.ts";
-import type { ClientConfig, ClientConfigSources } from "../lib/client/client_config.ts";
+import { CLIENT_CONFIG_KEYS, loadClientConfig } from "../lib/client/client_config.ts";
+import type { ClientConfig, ClientConfigKey, ClientConfigSources } from "../lib/client/client_config.ts";
 import { runClient } from "./client.ts";
 import { CLIENT_HELP } from "./_client_help.ts";
 import { runKeygen } from "./keygen.ts";
@@ -68,6 +68,30 @@ const CONFIG_FLAGS: Readonly<Record<"server" | "seed", Readonly<Record<string, k
 };
 
 /**
+ * The flags of `client` that set a configuration key, by option name: every key has its flag, named alike
+ * (`password_file` is `--password-file`, option `passwordFile`).
+ */
+const CLIENT_CONFIG_FLAGS: Readonly<Record<string, ClientConfigKey>> = Object.fromEntries(
+  CLIENT_CONFIG_KEYS.map((key) => [key.replace(/_(.)/g, (_, c: string) => c.toUpperCase()), key]),
+);
+
+/**
+ * The `--config` file of a parsed command (as `{ file }`, or nothing), and the values of the flags given on
+ * its command line (not defaults), by the configuration key each sets.
+ */
+function givenConfig(
+  command: Command,
+  keys: Readonly<Record<string, string>>,
+): { file?: string; flags: Record<string, unknown> } {
+  const file = command.getOptionValue("config") as string | undefined;
+  const flags: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(keys)) {
+    if (command.getOptionValueSource(flag) === "cli") flags[key] = command.getOptionValue(flag);
+  }
+  return { ...(file === undefined ? {} : { file }), flags };
+}
+
+/**
  * Where the configuration of a parsed `server` or `seed` command comes from: its `--config` file, the
  * environment, and the flags given on the command line (defaults are left to the config loader). The
  * launcher resolves the configuration from the same sources to find the paths the command will use.
@@ -82,13 +106,12 @@ export function configSources(
   getEnv: (name: string) => string | undefined,
   envNames?: () => string[],
 ): ConfigSources {
-  const file = command.getOptionValue("config") as string | undefined;
-  const flags: Record<string, unknown> = {};
-  for (const [flag, key] of Object.entries(CONFIG_FLAGS[command.name() === "seed" ? "seed" : "server"])) {
-    if (command.getOptionValueSource(flag) === "cli") flags[key] = command.getOptionValue(flag);
-  }
+  const { flags, ...file } = givenConfig(
+    command,
+    CONFIG_FLAGS[command.name() === "seed" ? "seed" : "server"],
+  );
   return {
-    ...(file === undefined ? {} : { file }),
+    ...file,
     env: getEnv,
     ...(envNames === undefined ? {} : { envNames }),
     flags: flags as Partial<ServerConfig>,
@@ -108,28 +131,8 @@ export function clientConfigSources(
   command: Command,
   getEnv: (name: string) => string | undefined,
 ): ClientConfigSources {
-  const keys: Record<string, keyof ClientConfig> = {
-    host: "host",
-    port: "port",
-    tls: "tls",
-    ca: "ca",
-    fingerprint: "fingerprint",
-    user: "user",
-    passwordFile: "password_file",
-    newPasswordFile: "new_password_file",
-    knownHosts: "known_hosts",
-    knownPeers: "known_peers",
-    relay: "relay",
-    serverUdpPort: "server_udp_port",
-    json: "json",
-    keepGoing: "keep_going",
-  };
-  const flags: Record<string, unknown> = {};
-  for (const [flag, key] of Object.entries(keys)) {
-    if (command.getOptionValueSource(flag) === "cli") flags[key] = command.getOptionValue(flag);
-  }
-  const file = command.getOptionValue("config") as string | undefined;
-  return { ...(file === undefined ? {} : { file }), env: getEnv, flags: flags as Partial<ClientConfig> };
+  const { flags, ...file } = givenConfig(command, CLIENT_CONFIG_FLAGS);
+  return { ...file, env: getEnv, flags: flags as Partial<ClientConfig> };
 }
 
 /**

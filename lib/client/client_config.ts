@@ -12,7 +12,7 @@ import { isFingerprint } from "../crypto/fingerprint.ts";
 import { closestName } from "../server/closest_name.ts";
 import { coerceValue, ConfigError, readConfigFileSync } from "../server/config_file.ts";
 import type { ValueKind } from "../server/config_file.ts";
-import { configDir } from "./config_dir.ts";
+import { configDir, configDirEnv } from "./config_dir.ts";
 
 /** What the client runs with. Unset optional keys fall back as the flags' help says. */
 export interface ClientConfig {
@@ -116,11 +116,7 @@ export interface LoadedClientConfig {
  * @throws {ConfigError} Naming the first invalid key or flag (and its file), or a contradiction.
  */
 export function loadClientConfig(sources: ClientConfigSources): LoadedClientConfig {
-  const dir = configDir({
-    AUTHCHAT_CONFIG_DIR: sources.env("AUTHCHAT_CONFIG_DIR"),
-    XDG_CONFIG_HOME: sources.env("XDG_CONFIG_HOME"),
-    HOME: sources.env("HOME"),
-  });
+  const dir = configDir(configDirEnv(sources.env));
   const file = sources.file ?? (dir === null ? null : join(dir, DEFAULT_CLIENT_CONFIG_NAME));
   const values: Partial<Record<ClientConfigKey, unknown>> = {};
   const origin: Partial<Record<ClientConfigKey, string>> = {};

@@ -403,25 +403,17 @@ export class CommandRunner {
       }
       case "is_logged": {
         const state = await this.#onServer((c) => c.isLogged());
-        const mustChange = state.mustChangePassword ?? false;
-        if (mustChange) {
-          this.#io.emit({
-            type: "reply",
-            ok: true,
-            command: "is_logged",
-            logged_in: state.loggedIn,
-            user: state.user ?? null,
-            must_change_password: true,
-          });
-          this.#io.emit({ type: "notice", level: "warning", message: MUST_CHANGE_PASSWORD });
-          return null;
-        }
-        return {
+        const reply = {
           command: "is_logged",
           logged_in: state.loggedIn,
           user: state.user ?? null,
-          must_change_password: false,
-        };
+          must_change_password: state.mustChangePassword ?? false,
+        } as const;
+        if (!reply.must_change_password) return reply;
+        // The warning follows the reply it explains.
+        this.#io.emit({ type: "reply", ok: true, ...reply });
+        this.#io.emit({ type: "notice", level: "warning", message: MUST_CHANGE_PASSWORD });
+        return null;
       }
       case "access": {
         const a = await this.#onServer((c) => c.access());

@@ -93,13 +93,12 @@ function reasonOf(err: unknown): string {
   throw err;
 }
 
-function isTaken(err: unknown): boolean {
-  return err instanceof ProtocolError && err.code === "USER_EXISTS";
-}
-
-/** The outcome of a line whose account exists already. */
-function kept(l: Line): ImportOutcome {
-  return { line: l.line, user: l.user, status: "kept", reason: "already exists" };
+/** The outcome of a line the account creation refused: kept when the account exists already, else rejected. */
+function refused(l: Line, err: unknown): ImportOutcome {
+  if (err instanceof ProtocolError && err.code === "USER_EXISTS") {
+    return { line: l.line, user: l.user, status: "kept", reason: "already exists" };
+  }
+  return { line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) };
 }
 
 /** Why a legacy account must change its password, in words (the policy's refusal). */
@@ -217,9 +216,7 @@ export async function importLegacyUsers(
           : { line: l.line, user: l.user, status: "created" },
       );
     } catch (err) {
-      outcomes.push(
-        isTaken(err) ? kept(l) : { line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) },
-      );
+      outcomes.push(refused(l, err));
     }
   }, options);
   return sorted(outcomes);
@@ -253,9 +250,7 @@ export async function importVerifiers(
       });
       outcomes.push({ line: l.line, user: l.name, status: "created" });
     } catch (err) {
-      outcomes.push(
-        isTaken(err) ? kept(l) : { line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) },
-      );
+      outcomes.push(refused(l, err));
     }
   }, { onProgress: options.onProgress, concurrency: 1 });
   return sorted(outcomes);

@@ -1,82 +1,15 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { AuthchatClient } from "../../lib/client/authchat_client.ts";
 import type { ClientCache } from "../../lib/client/authchat_client.ts";
-import { KnownHosts } from "../../lib/client/known_hosts.ts";
 import type { ProtocolError } from "../../lib/codec/protocol_error.ts";
-import { exportIdentityPrivate } from "../../lib/crypto/identity_key.ts";
-import type { Identity } from "../../lib/crypto/identity_key.ts";
-import {
-  generateServerIdentity,
-  identityPaths,
-  loadServerIdentity,
-} from "../../lib/crypto/server_identity.ts";
-import { AuthchatServer } from "../../lib/server/authchat_server.ts";
-import { Logger } from "../../lib/server/logger.ts";
-import { loadServerConfig } from "../../lib/server/server_config.ts";
 import { createAccount } from "../../lib/store/create_account.ts";
-import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+import { ACCOUNT_SETTINGS, privateBytes, withServer } from "./_store_server.ts";
 
 const PASSWORD = "amber lantern quiet 7";
 const NEXT = "second amber lantern 8";
 
-interface Setup {
-  store: SqliteUserStore;
-  login(user: string, password: string, cache?: ClientCache): Promise<AuthchatClient>;
-}
-
-/** An in-process server on port 0 whose store the test can read and write. */
-async function withServer(body: (setup: Setup) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const clients: AuthchatClient[] = [];
-  const paths = identityPaths(dir);
-  await generateServerIdentity(paths);
-  const store = SqliteUserStore.open(join(dir, "authchat.db"));
-  const server = await AuthchatServer.start({
-    config: await loadServerConfig({
-      file: "/dev/null",
-      flags: { tcp_port: 0, tls: false, udp_port: 0, scram_iterations: 4096 },
-    }),
-    identity: await loadServerIdentity(paths, { tls: false }),
-    store,
-    log: new Logger({ write: () => {} }),
-  });
-  const knownHosts = new KnownHosts(join(dir, "known_hosts"));
-  try {
-    await body({
-      store,
-      async login(user, password, cache) {
-        const client = await AuthchatClient.connect({
-          host: "127.0.0.1",
-          port: server.addresses.tcp!.port,
-          tls: false,
-          trust: { knownHosts },
-          keepaliveMs: 0,
-          ...(cache ? { cache } : {}),
-        });
-        clients.push(client);
-        await client.login(user, password);
-        return client;
-      },
-    });
-  } finally {
-    for (const client of clients) await client.close();
-    await server.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function privateBytes(identity: Identity | null | undefined): Promise<string> {
-  assert.ok(identity, "an identity key");
-  return (await exportIdentityPrivate(identity)).toHex();
-}
-
 Deno.test("AuthchatClient makes and registers an identity key at the first login of an account without one", async () => {
   await withServer(async ({ store, login }) => {
-    await createAccount(store, { user: "seeded", password: PASSWORD }, {
-      iterations: 4096,
-      minPasswordLength: 10,
-    });
+    await createAccount(store, { user: "seeded", password: PASSWORD }, ACCOUNT_SETTINGS);
     assert.equal((await store.findUser("seeded"))?.identityKey, null);
     const first = await login("seeded", PASSWORD);
     const made = first.chat?.identity;
@@ -97,10 +30,7 @@ Deno.test("AuthchatClient makes and registers an identity key at the first login
 
 Deno.test("AuthchatClient re-seals the key backup on passwd so the new password recovers the same key", async () => {
   await withServer(async ({ store, login }) => {
-    await createAccount(store, { user: "carol", password: PASSWORD }, {
-      iterations: 4096,
-      minPasswordLength: 10,
-    });
+    await createAccount(store, { user: "carol", password: PASSWORD }, ACCOUNT_SETTINGS);
     const first = await login("carol", PASSWORD);
     const original = await privateBytes(first.chat?.identity);
     const backupBefore = (await store.findUser("carol"))?.keyBackup;
@@ -117,10 +47,7 @@ Deno.test("AuthchatClient re-seals the key backup on passwd so the new password 
 
 Deno.test("AuthchatClient keeps a login whose key backup does not open, and says why chat is unavailable", async () => {
   await withServer(async ({ store, login }) => {
-    await createAccount(store, { user: "dora", password: PASSWORD }, {
-      iterations: 4096,
-      minPasswordLength: 10,
-    });
+    await createAccount(store, { user: "dora", password: PASSWORD }, ACCOUNT_SETTINGS);
     await (await login("dora", PASSWORD)).close();
     const row = (await store.findUser("dora"))!;
     const backup = JSON.parse(row.keyBackup!) as { ct: string };
@@ -141,10 +68,7 @@ Deno.test("AuthchatClient keeps a login whose key backup does not open, and says
 
 Deno.test("AuthchatClient with a shared cache opens a key backup once, and again only when it changes", async () => {
   await withServer(async ({ store, login }) => {
-    await createAccount(store, { user: "erin", password: PASSWORD }, {
-      iterations: 4096,
-      minPasswordLength: 10,
-    });
+    await createAccount(store, { user: "erin", password: PASSWORD }, ACCOUNT_SETTINGS);
     const cache: ClientCache = { saltedPasswords: new Map(), identities: new Map() };
     const made = (await login("erin", PASSWORD, cache)).chat?.identity;
     assert.ok(made);

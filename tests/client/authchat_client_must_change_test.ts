@@ -1,81 +1,17 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { AuthchatClient } from "../../lib/client/authchat_client.ts";
-import { KnownHosts } from "../../lib/client/known_hosts.ts";
+import type { AuthchatClient } from "../../lib/client/authchat_client.ts";
 import { newIdentity } from "../../lib/client/_chat_identity.ts";
 import { saslPrep } from "../../lib/auth/saslprep.ts";
 import { decodeBase64 } from "../../lib/codec/base64.ts";
 import { decodeDatagram, encodeRdv, importUdpKey, verifyDatagramTag } from "../../lib/codec/datagram.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
-import { exportIdentityPrivate } from "../../lib/crypto/identity_key.ts";
-import type { Identity } from "../../lib/crypto/identity_key.ts";
 import { createVerifier, formatVerifier } from "../../lib/crypto/scram_verifier.ts";
-import {
-  generateServerIdentity,
-  identityPaths,
-  loadServerIdentity,
-} from "../../lib/crypto/server_identity.ts";
-import { AuthchatServer } from "../../lib/server/authchat_server.ts";
-import { Logger } from "../../lib/server/logger.ts";
-import { loadServerConfig } from "../../lib/server/server_config.ts";
 import { createLegacyAccount } from "../../lib/store/create_account.ts";
-import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+import { ACCOUNT_SETTINGS, privateBytes, withServer } from "./_store_server.ts";
 
 /** A legacy password on the common list: the imported account must change it. */
 const LEGACY = "password10";
 const NEXT = "second amber lantern 8";
-
-interface Setup {
-  store: SqliteUserStore;
-  udpPort: number;
-  login(user: string, password: string): Promise<AuthchatClient>;
-}
-
-/** An in-process server (TCP and UDP on port 0) whose store the test can read and write. */
-async function withServer(body: (setup: Setup) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const clients: AuthchatClient[] = [];
-  const paths = identityPaths(dir);
-  await generateServerIdentity(paths);
-  const store = SqliteUserStore.open(join(dir, "authchat.db"));
-  const server = await AuthchatServer.start({
-    config: await loadServerConfig({
-      file: "/dev/null",
-      flags: { tcp_port: 0, tls: false, udp_port: 0, scram_iterations: 4096 },
-    }),
-    identity: await loadServerIdentity(paths, { tls: false }),
-    store,
-    log: new Logger({ write: () => {} }),
-  });
-  const knownHosts = new KnownHosts(join(dir, "known_hosts"));
-  try {
-    await body({
-      store,
-      udpPort: server.addresses.udp!.port,
-      async login(user, password) {
-        const client = await AuthchatClient.connect({
-          host: "127.0.0.1",
-          port: server.addresses.tcp!.port,
-          tls: false,
-          trust: { knownHosts },
-          keepaliveMs: 0,
-        });
-        clients.push(client);
-        await client.login(user, password);
-        return client;
-      },
-    });
-  } finally {
-    for (const client of clients) await client.close();
-    await server.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function privateBytes(identity: Identity | null | undefined): Promise<string> {
-  assert.ok(identity, "an identity key");
-  return (await exportIdentityPrivate(identity)).toHex();
-}
 
 /** Read afresh (an assertion on `client.chat` would narrow its type for the rest of the test). */
 function chatOf(client: AuthchatClient) {
@@ -103,10 +39,7 @@ async function proveUdp(udp: { port: number; handle: string; key: Uint8Array }):
 
 Deno.test("AuthchatClient logs a flagged account in restricted; passwd starts chat with a key under the new password", async () => {
   await withServer(async ({ store, udpPort, login }) => {
-    await createLegacyAccount(store, { user: "user10", password: LEGACY }, {
-      iterations: 4096,
-      minPasswordLength: 10,
-    });
+    await createLegacyAccount(store, { user: "user10", password: LEGACY }, ACCOUNT_SETTINGS);
     const client = await login("user10", LEGACY);
     assert.equal(client.user, "user10");
     assert.equal(client.mustChangePassword, true);
@@ -170,14 +103,12 @@ Deno.test("AuthchatClient re-seals the existing key of a flagged account on pass
 
 Deno.test("AuthchatClient logs a restricted connection out before it logs in again", async () => {
   await withServer(async ({ store, login }) => {
-    await createLegacyAccount(store, { user: "user12", password: "password12" }, {
-      iterations: 4096,
-      minPasswordLength: 10,
-    });
-    await createLegacyAccount(store, { user: "dora", password: "a-long-and-uncommon-passphrase" }, {
-      iterations: 4096,
-      minPasswordLength: 10,
-    });
+    await createLegacyAccount(store, { user: "user12", password: "password12" }, ACCOUNT_SETTINGS);
+    await createLegacyAccount(
+      store,
+      { user: "dora", password: "a-long-and-uncommon-passphrase" },
+      ACCOUNT_SETTINGS,
+    );
     const client = await login("user12", "password12");
     assert.equal(await client.login("dora", "a-long-and-uncommon-passphrase"), "dora");
     assert.equal(client.mustChangePassword, false);
@@ -191,10 +122,7 @@ Deno.test("AuthchatClient logs a restricted connection out before it logs in aga
 
 Deno.test("AuthchatClient forgets the restriction on logout and keeps it after a failed passwd", async () => {
   await withServer(async ({ store, login }) => {
-    await createLegacyAccount(store, { user: "user11", password: "password11" }, {
-      iterations: 4096,
-      minPasswordLength: 10,
-    });
+    await createLegacyAccount(store, { user: "user11", password: "password11" }, ACCOUNT_SETTINGS);
     const client = await login("user11", "password11");
     await assert.rejects(client.passwd("wrong password", NEXT), isCode("AUTH_FAILED"));
     assert.equal(client.mustChangePassword, true);

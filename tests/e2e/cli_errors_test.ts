@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { installKeys, ROOT, runCli, ServerProcess, tempDir } from "./_harness.ts";
+import { installKeys, ROOT, runCli, runProgram, ServerProcess, tempDir } from "./_harness.ts";
 import { encodeMessage, parseJsonObject, peekId } from "../../lib/codec/messages.ts";
 
 /** A port nothing listens on: bound, then closed. */
@@ -109,16 +109,11 @@ async function serverWithWholeEnvironment(
       return value === undefined ? [] : [[name, value]];
     }),
   );
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "--quiet", "start", ...args],
+  return await runProgram(Deno.execPath(), ["task", "--quiet", "start", ...args], {
     cwd: ROOT,
     clearEnv: true,
     env: { ...inherited, NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+  });
 }
 
 Deno.test("authchat server refuses a misspelt AUTHCHAT_ variable with one line naming it and the one meant (exit 2)", async () => {

@@ -127,6 +127,22 @@ class Terminal {
     await this.#writer.write(new TextEncoder().encode(text));
   }
 
+  /**
+   * Run `steps`, then close the terminal whether they passed or not (see {@linkcode close}).
+   *
+   * @param steps What is typed and expected.
+   * @returns The client's exit status.
+   */
+  async drive(steps: () => Promise<void>): Promise<number> {
+    let status: number;
+    try {
+      await steps();
+    } finally {
+      status = await this.close();
+    }
+    return status;
+  }
+
   /** End input and wait for the exit (a client still waiting for a line after a failed step is killed). */
   async close(): Promise<number> {
     await this.#writer.close().catch(() => {});
@@ -155,14 +171,58 @@ async function serverLogged(server: ServerProcess, pattern: RegExp, timeoutMs = 
 
 const PASSWORD = "hidden words stay hidden 4";
 
-Deno.test("authchat client REPL hides passwords, asks twice when registering, and refuses a mismatch", async () => {
-  await using dir = await tempDir();
-  const data = join(dir.path, "data");
-  await installKeys(data);
-  await using server = await ServerProcess.start(data);
-  const term = new Terminal(["--port", String(server.tcpPort)], { XDG_CONFIG_HOME: dir.path });
-  let status: number;
+/** A running server and the temporary directory it and its clients keep their files in. */
+interface ReplServer {
+  dir: string;
+  server: ServerProcess;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Start a server in a fresh temporary directory, with keys installed and `users` seeded; disposing of it
+ * stops the server and removes the directory.
+ */
+async function replServer(
+  users: Record<string, string> = {},
+  env?: Record<string, string>,
+): Promise<ReplServer> {
+  const dir = await tempDir();
   try {
+    const data = join(dir.path, "data");
+    await installKeys(data);
+    await seedUsers(data, users);
+    const server = await ServerProcess.start(data, env === undefined ? {} : { env });
+    return {
+      dir: dir.path,
+      server,
+      async [Symbol.asyncDispose]() {
+        await server[Symbol.asyncDispose]();
+        await dir[Symbol.asyncDispose]();
+      },
+    };
+  } catch (err) {
+    await dir[Symbol.asyncDispose]();
+    throw err;
+  }
+}
+
+/**
+ * Type `command` (default `login pat`) and the password at its prompt.
+ *
+ * @returns The screen position after `logged in as pat`.
+ */
+async function logIn(term: Terminal, at: number, command = "login pat"): Promise<number> {
+  await term.type(command + "\r");
+  at = await term.expect("Password: ", at);
+  await term.type(PASSWORD + "\r");
+  return await term.expect("logged in as pat", at);
+}
+
+Deno.test("authchat client REPL hides passwords, asks twice when registering, and refuses a mismatch", async () => {
+  await using fixture = await replServer();
+  const { server } = fixture;
+  const term = new Terminal(["--port", String(server.tcpPort)], { XDG_CONFIG_HOME: fixture.dir });
+  const status = await term.drive(async () => {
     let at = await term.expect("authchat> ");
     await term.type("help\n");
     at = await term.expect("close the connection and exit", at);
@@ -190,9 +250,7 @@ Deno.test("authchat client REPL hides passwords, asks twice when registering, an
     at = await term.expect("Welcome, pat.", at);
     await term.type("close\n");
     await term.expect("closed", at);
-  } finally {
-    status = await term.close();
-  }
+  });
   assert.equal(status, 0, term.screen);
   assert.ok(!term.output.includes(PASSWORD), "the password was echoed");
   assert.ok(!term.output.includes("not the same words"), "the confirmation was echoed");
@@ -200,16 +258,10 @@ Deno.test("authchat client REPL hides passwords, asks twice when registering, an
 });
 
 Deno.test("authchat client REPL edits lines, recalls commands but never passwords, stops on Ctrl-C, leaves on Ctrl-D", async () => {
-  await using dir = await tempDir();
-  const data = join(dir.path, "data");
-  await installKeys(data);
-  await seedUsers(data, { pat: PASSWORD });
-  await using server = await ServerProcess.start(data);
-  const term = new Terminal(["--port", String(server.tcpPort)], { XDG_CONFIG_HOME: dir.path });
-  let status: number;
-  let at = 0;
-  try {
-    at = await term.expect("authchat> ");
+  await using fixture = await replServer({ pat: PASSWORD });
+  const term = new Terminal(["--port", String(fixture.server.tcpPort)], { XDG_CONFIG_HOME: fixture.dir });
+  const status = await term.drive(async () => {
+    let at = await term.expect("authchat> ");
     // Left arrow then typing inserts; Delete removes the character under the cursor.
     await term.type(`helo${LEFT}l${LEFT}${LEFT}${LEFT}x${DELETE}${DELETE}\r`);
     at = await term.expect("error: Unknown command", at);
@@ -218,10 +270,7 @@ Deno.test("authchat client REPL edits lines, recalls commands but never password
     // Arrow up recalls the last command (not the line that was no command).
     await term.type(`${UP}\r`);
     at = await term.expect("server authchat, protocol 1", at);
-    await term.type("login pat\r");
-    at = await term.expect("Password: ", at);
-    await term.type(PASSWORD + "\r");
-    at = await term.expect("logged in as pat", at);
+    at = await logIn(term, at);
     // The history holds login pat, then hello: the password is not in it.
     await term.type(UP);
     await term.expectLine("authchat> login pat");
@@ -243,9 +292,7 @@ Deno.test("authchat client REPL edits lines, recalls commands but never password
     await term.type(CTRL_C);
     at = await term.expect("error: Interrupted", at);
     await term.type(CTRL_D);
-  } finally {
-    status = await term.close();
-  }
+  });
   assert.equal(status, 0, term.screen);
   assert.ok(
     term.screen.endsWith("authchat> \n"),
@@ -258,23 +305,13 @@ Deno.test("authchat client REPL edits lines, recalls commands but never password
 });
 
 Deno.test("authchat client REPL redraws the line being typed below messages and presence notices", async () => {
-  await using dir = await tempDir();
-  const data = join(dir.path, "data");
-  await installKeys(data);
-  await seedUsers(data, { pat: PASSWORD, quin: PASSWORD });
-  await using server = await ServerProcess.start(data);
-  const pw = join(dir.path, "pw");
+  await using fixture = await replServer({ pat: PASSWORD, quin: PASSWORD });
+  const { dir, server } = fixture;
+  const pw = join(dir, "pw");
   await Deno.writeTextFile(pw, PASSWORD);
-  const term = new Terminal(["--port", String(server.tcpPort)], {
-    AUTHCHAT_CONFIG_DIR: join(dir.path, "pat"),
-  });
-  let status: number;
-  try {
-    let at = await term.expect("authchat> ");
-    await term.type("login pat\r");
-    at = await term.expect("Password: ", at);
-    await term.type(PASSWORD + "\r");
-    at = await term.expect("logged in as pat", at);
+  const term = new Terminal(["--port", String(server.tcpPort)], { AUTHCHAT_CONFIG_DIR: join(dir, "pat") });
+  const status = await term.drive(async () => {
+    let at = await logIn(term, await term.expect("authchat> "));
     await term.type("list\r");
     at = await term.expect("1 online", at);
     await term.type("is_lo");
@@ -283,7 +320,7 @@ Deno.test("authchat client REPL redraws the line being typed below messages and 
     const quin = await runCli("client", [
       ...["--port", String(server.tcpPort), "--user", "quin", "--password-file", pw],
       ...["--exec", "login", "--exec", "send pat hello while you type"],
-    ], { env: { AUTHCHAT_CONFIG_DIR: join(dir.path, "quin") } });
+    ], { env: { AUTHCHAT_CONFIG_DIR: join(dir, "quin") } });
     assert.equal(quin.code, 0, quin.stderr);
     const arrived = [
       "presence: quin online",
@@ -300,29 +337,19 @@ Deno.test("authchat client REPL redraws the line being typed below messages and 
     at = await term.expect("logged in as pat", at);
     await term.type("close\r");
     await term.expect("closed", at);
-  } finally {
-    status = await term.close();
-  }
+  });
   assert.equal(status, 0, term.screen);
 });
 
 Deno.test("authchat client REPL checks the current password, then the new one against the policy, before asking again", async () => {
-  await using dir = await tempDir();
-  const data = join(dir.path, "data");
-  await installKeys(data);
-  await seedUsers(data, { pat: PASSWORD });
-  await using server = await ServerProcess.start(data);
+  await using fixture = await replServer({ pat: PASSWORD });
+  const { server } = fixture;
   const fresh = "lantern meadow quartz 8";
   const term = new Terminal(["--tls", "--port", String(server.tlsPort), "--user", "pat"], {
-    XDG_CONFIG_HOME: dir.path,
+    XDG_CONFIG_HOME: fixture.dir,
   });
-  let status: number;
-  try {
-    let at = await term.expect("authchat> ");
-    await term.type("login\r");
-    at = await term.expect("Password: ", at);
-    await term.type(PASSWORD + "\r");
-    at = await term.expect("logged in as pat", at);
+  const status = await term.drive(async () => {
+    let at = await logIn(term, await term.expect("authchat> "), "login");
     await term.type("passwd\r");
     at = await term.expect("Current password: ", at);
     await term.type("not my password at all\r");
@@ -347,9 +374,7 @@ Deno.test("authchat client REPL checks the current password, then the new one ag
     at = await term.expect("password changed", at);
     await term.type("close\r");
     await term.expect("closed", at);
-  } finally {
-    status = await term.close();
-  }
+  });
   assert.equal(status, 0, term.screen);
   const log = await server.settledLog();
   assert.equal(log.match(/passwd/g)?.length, 1, `one PASSWD reached the server:\n${log}`);
@@ -359,51 +384,35 @@ Deno.test("authchat client REPL checks the current password, then the new one ag
 });
 
 Deno.test("authchat client REPL outlives the server's login deadline: it reconnects silently", async () => {
-  await using dir = await tempDir();
-  const data = join(dir.path, "data");
-  await installKeys(data);
-  await seedUsers(data, { pat: PASSWORD });
-  await using server = await ServerProcess.start(data, { env: { AUTHCHAT_AUTH_TIMEOUT: "1" } });
-  const term = new Terminal(["--port", String(server.tcpPort)], { XDG_CONFIG_HOME: dir.path });
-  let status: number;
-  try {
+  await using fixture = await replServer({ pat: PASSWORD }, { AUTHCHAT_AUTH_TIMEOUT: "1" });
+  const { server } = fixture;
+  const term = new Terminal(["--port", String(server.tcpPort)], { XDG_CONFIG_HOME: fixture.dir });
+  const status = await term.drive(async () => {
     let at = await term.expect("authchat> ");
     await term.type("hello\r");
     at = await term.expect("server authchat", at);
     // The connection HELLO opened sits idle, not logged in, past the deadline while the user types.
     await term.type("log");
     await serverLogged(server, /timeout .*AUTH_TIMEOUT/);
-    await term.type("in pat\r");
-    at = await term.expect("Password: ", at);
-    await term.type(PASSWORD + "\r");
-    at = await term.expect("logged in as pat", at);
+    at = await logIn(term, at, "in pat");
     await term.type("close\r");
     await term.expect("closed", at);
-  } finally {
-    status = await term.close();
-  }
+  });
   assert.equal(status, 0, term.screen);
   assert.ok(!/server: |reconnecting|error: /.test(term.screen), term.screen);
 });
 
 Deno.test("authchat client --exec on a terminal asks the password it needs without echo", async () => {
-  await using dir = await tempDir();
-  const data = join(dir.path, "data");
-  await installKeys(data);
-  await seedUsers(data, { pat: PASSWORD });
-  await using server = await ServerProcess.start(data);
+  await using fixture = await replServer({ pat: PASSWORD });
   const term = new Terminal(
-    ["--port", String(server.tcpPort), "--user", "pat", "--exec", "login", "--exec", "is_logged"],
-    { XDG_CONFIG_HOME: dir.path },
+    ["--port", String(fixture.server.tcpPort), "--user", "pat", "--exec", "login", "--exec", "is_logged"],
+    { XDG_CONFIG_HOME: fixture.dir },
   );
-  let status: number;
-  try {
+  const status = await term.drive(async () => {
     const at = await term.expect("Password: ");
     await term.type(PASSWORD + "\r");
     await term.expect("logged in as pat\nlogged in as pat", at);
-  } finally {
-    status = await term.close();
-  }
+  });
   assert.equal(status, 0, term.screen);
   assert.ok(!term.output.includes(PASSWORD), "the password was shown");
 });

@@ -1,26 +1,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { CliResult } from "./_harness.ts";
-import { ROOT, ServerProcess, tempDir, TEST_ITERATIONS } from "./_harness.ts";
+import { ROOT, runProgram, ServerProcess, tempDir, TEST_ITERATIONS } from "./_harness.ts";
 
 const PASSWORD = "bundled-and-copied-away-7";
 
-/** Run a program to completion with stdin closed. */
-async function run(
+/** Run a program to completion with stdin closed, without colours. */
+function run(
   program: string,
   args: string[],
   options: { cwd: string; env?: Record<string, string> },
 ): Promise<CliResult> {
-  const out = await new Deno.Command(program, {
-    args,
-    cwd: options.cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...options.env },
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+  return runProgram(program, args, { cwd: options.cwd, env: { NO_COLOR: "1", ...options.env } });
 }
 
 Deno.test("deno task bundle writes dist/authchat, which works once copied out of the repository", async () => {

@@ -1,15 +1,13 @@
 import assert from "node:assert/strict";
 import type { CliResult } from "./_harness.ts";
-import { MOD, ROOT } from "./_harness.ts";
+import { MOD, ROOT, runProgram } from "./_harness.ts";
 
 const SUBCOMMANDS = ["server", "client", "seed", "keygen"] as const;
 const TASKS = { start: "server", client: "client", seed: "seed", keygen: "keygen" } as const;
 
-/** Run `deno` from the repository root with this process's environment, stdin closed. */
-async function deno(args: string[]): Promise<CliResult> {
-  const out = await new Deno.Command(Deno.execPath(), { args, cwd: ROOT, stdin: "null" }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+/** Run `deno` from the repository root with this process's environment (no NO_COLOR added), stdin closed. */
+function deno(args: string[]): Promise<CliResult> {
+  return runProgram(Deno.execPath(), args, { cwd: ROOT });
 }
 
 Deno.test("deno run mod.ts --help answers with no permission at all, for the program and each subcommand", async () => {
@@ -56,15 +54,11 @@ Deno.test("deno run mod.ts server --help answers on a terminal with no permissio
   // (before the fix) whether it takes colours, which read NO_COLOR, FORCE_COLOR and CLICOLOR_FORCE: a chain
   // of permission prompts. --no-prompt turns a prompt into a failure instead of a test waiting for an answer.
   const command = `'${Deno.execPath()}' run --quiet --no-prompt '${MOD}' server --help`;
-  const out = await new Deno.Command("script", {
-    args: ["-qfec", command, "/dev/null"],
+  const out = await runProgram("script", ["-qfec", command, "/dev/null"], {
     cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
     env: { TERM: "dumb" },
-  }).output();
-  const screen = new TextDecoder().decode(out.stdout);
+  });
+  const screen = out.stdout;
   assert.equal(out.code, 0, screen);
   assert.match(screen, /Usage: authchat server \[options\]/);
   assert.doesNotMatch(screen, /Requires|access|Allow\?/);

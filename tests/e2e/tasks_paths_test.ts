@@ -3,10 +3,12 @@ import { join, relative } from "node:path";
 import type { CliResult } from "./_harness.ts";
 import {
   clientArgs,
+  denoTask as task,
   groupProcesses,
   installKeys,
   MOD,
   ROOT,
+  runProgram,
   ServerProcess,
   tempDir,
   TEST_ITERATIONS,
@@ -16,18 +18,18 @@ import { createVerifier, formatVerifier } from "../../lib/crypto/scram_verifier.
 const PASSWORD = "a long passphrase from outside";
 const NEW_PASSWORD = "another long passphrase, new";
 
-/** Run `deno task <name> ...` from the repository root, as the README shows. */
-async function task(name: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "--quiet", name, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+/** `deno task seed` adding one user whose password is in a file (more flags, such as --config, first). */
+function seedUser(
+  data: string,
+  user: string,
+  passwordFile: string,
+  flags: string[] = [],
+): Promise<CliResult> {
+  return task("seed", [
+    ...flags,
+    ...["--data", data, "--user", user, "--password-file", passwordFile],
+    ...["--iterations", String(TEST_ITERATIONS)],
+  ]);
 }
 
 /** The paths of one `--allow-*=` flag of a command line. */
@@ -59,15 +61,7 @@ Deno.test("deno task keygen and seed take every path flag outside the repository
   await Deno.writeTextFile(join(out.path, "gina.pw"), PASSWORD);
   const climbing = relative(ROOT, join(out.path, "gina.pw"));
   assert.match(climbing, /^\.\.\//);
-  const user = await task("seed", [
-    "--data",
-    data,
-    "--user",
-    "gina",
-    "--password-file",
-    climbing,
-    ...iterations,
-  ]);
+  const user = await seedUser(data, "gina", climbing);
   assert.equal(user.code, 0, user.stderr);
   assert.match(user.stdout, /created gina/);
   assert.match(user.stdout, /3 accounts in /);
@@ -81,18 +75,7 @@ Deno.test("deno task start takes --config and --data outside the repository, and
   const database = join(out.path, "elsewhere", "users.db");
   await Deno.writeTextFile(config, `name: from-outside\ndatabase: ${database}\n`);
   await Deno.writeTextFile(join(out.path, "pw"), PASSWORD);
-  const seeded = await task("seed", [
-    "--config",
-    config,
-    "--data",
-    data,
-    "--user",
-    "alice",
-    "--password-file",
-    join(out.path, "pw"),
-    "--iterations",
-    String(TEST_ITERATIONS),
-  ]);
+  const seeded = await seedUser(data, "alice", join(out.path, "pw"), ["--config", config]);
   assert.equal(seeded.code, 0, seeded.stderr);
   assert.match(seeded.stdout, new RegExp(`1 accounts in ${database}`));
 
@@ -127,19 +110,11 @@ Deno.test("deno task start takes --config and --data outside the repository, and
       " catch (e) { console.log((e as Error).name, p); } }",
   );
   const flags = child.args.filter((a) => /^--allow-(read|write|env)=/.test(a));
-  const probed = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--no-prompt",
-      ...flags,
-      probe,
-      join(data, "server-cert.pem"),
-      join(out.path, "secret.txt"),
-    ],
-    stdout: "piped",
-  }).output();
-  assert.deepEqual(new TextDecoder().decode(probed.stdout).trim().split("\n"), [
+  const probed = await runProgram(Deno.execPath(), [
+    ...["run", "--quiet", "--no-prompt", ...flags, probe],
+    ...[join(data, "server-cert.pem"), join(out.path, "secret.txt")],
+  ]);
+  assert.deepEqual(probed.stdout.trim().split("\n"), [
     `read ${join(data, "server-cert.pem")}`,
     `NotCapable ${join(out.path, "secret.txt")}`,
   ]);
@@ -149,60 +124,32 @@ Deno.test("deno task client reads --password-file, --new-password-file, --ca, --
   await using out = await tempDir();
   const data = join(out.path, "data");
   await installKeys(data);
-  const seeded = await task("seed", [
-    "--data",
-    data,
-    "--user",
-    "alice",
-    "--password-file",
-    await Deno.writeTextFile(join(out.path, "pw"), PASSWORD).then(() => join(out.path, "pw")),
-    "--iterations",
-    String(TEST_ITERATIONS),
-  ]);
+  await Deno.writeTextFile(join(out.path, "pw"), PASSWORD);
+  const seeded = await seedUser(data, "alice", join(out.path, "pw"));
   assert.equal(seeded.code, 0, seeded.stderr);
   await Deno.writeTextFile(join(out.path, "new.pw"), NEW_PASSWORD);
   await using server = await ServerProcess.start(data);
   // Every file the client uses is named on its command line: its default directory stays untouched.
   const env = { AUTHCHAT_CONFIG_DIR: join(out.path, "config") };
   const knownHosts = join(out.path, "trust", "known_hosts");
+  /** Alice with a password file, and trust files outside the default directory. */
+  const alice = (passwordFile: string) => [
+    ...["--user", "alice", "--password-file", passwordFile],
+    ...["--known-hosts", knownHosts, "--known-peers", join(out.path, "trust", "known_peers")],
+  ];
   const tls = await task("client", [
-    "--tls",
-    "--ca",
-    join(data, "server-cert.pem"),
-    "--port",
-    String(server.tlsPort),
-    "--user",
-    "alice",
-    "--password-file",
-    join(out.path, "pw"),
-    "--new-password-file",
-    join(out.path, "new.pw"),
-    "--known-hosts",
-    knownHosts,
-    "--known-peers",
-    join(out.path, "trust", "known_peers"),
-    "--exec",
-    "login",
-    "--exec",
-    "passwd",
+    ...["--tls", "--ca", join(data, "server-cert.pem"), "--port", String(server.tlsPort)],
+    ...alice(join(out.path, "pw")),
+    ...["--new-password-file", join(out.path, "new.pw"), "--exec", "login", "--exec", "passwd"],
   ], env);
   assert.equal(tls.code, 0, tls.stderr);
   assert.match(tls.stdout, /logged in as alice/);
   assert.match(tls.stdout, /password changed/i);
 
   const tcp = await task("client", [
-    "--port",
-    String(server.tcpPort),
-    "--user",
-    "alice",
-    "--password-file",
-    join(out.path, "new.pw"),
-    "--known-hosts",
-    knownHosts,
-    "--known-peers",
-    join(out.path, "trust", "known_peers"),
-    "--exec",
-    "login",
+    ...["--port", String(server.tcpPort)],
+    ...alice(join(out.path, "new.pw")),
+    ...["--exec", "login"],
   ], env);
   assert.equal(tcp.code, 0, tcp.stderr);
   assert.match(tcp.stdout, /logged in as alice/);
@@ -237,12 +184,8 @@ Deno.test("deno task start refuses a bad configuration with the server's own mes
   await Deno.writeTextFile(config, "tcp_port: 99999\n");
   const args = ["--config", config, "--data", join(out.path, "data")];
   const viaTask = await task("start", args);
-  const direct = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-all", MOD, "server", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const directErr = new TextDecoder().decode(direct.stderr);
+  const direct = await runProgram(Deno.execPath(), ["run", "--quiet", "--allow-all", MOD, "server", ...args]);
+  const directErr = direct.stderr;
   assert.equal(direct.code, 2, directErr);
   assert.match(directErr, /^error: Invalid configuration tcp_port: 99999 is not within 0\.\.65535\n$/);
   assert.equal(viaTask.code, 2, viaTask.stderr);

@@ -10,6 +10,7 @@ import { saslPrep } from "../../lib/auth/saslprep.ts";
 import { TokenBucket } from "../../lib/auth/token_bucket.ts";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64, encodeBase64 } from "../../lib/codec/base64.ts";
+import { decodeServerMessage } from "../../lib/codec/messages.ts";
 import type {
   ClientMessage,
   KeyBackupMessage,
@@ -198,6 +199,27 @@ export function storedBackup(backup: KeyBackupMessage): string {
 
 /** Any server message but a PRESENCE notice: what a request can be answered with. */
 export type Reply = Exclude<ServerMessage, { op: "PRESENCE" }>;
+
+/**
+ * The error code of a reply.
+ *
+ * @param reply What the server answered.
+ * @returns Its `code` when it is an ERROR, else `undefined`.
+ */
+export function errorCode(reply: ServerMessage): string | undefined {
+  return reply.op === "ERROR" ? reply.code : undefined;
+}
+
+/**
+ * What the client's decoder makes of a reply: the server's output must pass the client's schema.
+ *
+ * @param reply What the server answered.
+ * @returns The reply encoded and decoded again as the client does.
+ * @throws {ProtocolError} When the client's schema refuses it.
+ */
+export function roundTrip(reply: ServerMessage): ServerMessage {
+  return decodeServerMessage(new TextEncoder().encode(JSON.stringify(reply)));
+}
 
 /** What a successful {@linkcode TestConnection.login} returns. */
 export interface LoginResult {

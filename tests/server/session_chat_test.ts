@@ -2,25 +2,22 @@ import assert from "node:assert/strict";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64, encodeBase64 } from "../../lib/codec/base64.ts";
 import { decodeDatagram, encodeRdv, importUdpKey, verifyDatagramTag } from "../../lib/codec/datagram.ts";
-import { decodeServerMessage, LIST_PAGE } from "../../lib/codec/messages.ts";
-import type { ServerMessage } from "../../lib/codec/messages.ts";
+import { LIST_PAGE } from "../../lib/codec/messages.ts";
 import { fingerprint } from "../../lib/crypto/fingerprint.ts";
 import { identityFingerprint } from "../../lib/crypto/identity_key.ts";
 import { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
-import { makeKit, storedBackup, testIdentity, verifierFor } from "./_session_kit.ts";
+import {
+  errorCode as code,
+  makeKit,
+  roundTrip,
+  storedBackup,
+  testIdentity,
+  verifierFor,
+} from "./_session_kit.ts";
 import type { Kit, TestConnection, TestIdentity } from "./_session_kit.ts";
 
 const PASSWORD = "violet harbor engine 42";
 const OTHER = "amber glacier piano 17";
-
-function code(reply: ServerMessage): string | undefined {
-  return reply.op === "ERROR" ? reply.code : undefined;
-}
-
-/** What the client's decoder makes of a reply: the server's output must pass the client's schema. */
-function roundTrip(reply: ServerMessage): ServerMessage {
-  return decodeServerMessage(new TextEncoder().encode(JSON.stringify(reply)));
-}
 
 /** The identity as a client sends it. */
 function fields(id: TestIdentity): { key: string; backup: TestIdentity["backup"] } {

@@ -2,14 +2,15 @@ import assert from "node:assert/strict";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64 } from "../../lib/codec/base64.ts";
 import { encodeRdv, importUdpKey } from "../../lib/codec/datagram.ts";
-import { CLIENT_OPS, decodeServerMessage } from "../../lib/codec/messages.ts";
-import type { ServerMessage } from "../../lib/codec/messages.ts";
+import { CLIENT_OPS } from "../../lib/codec/messages.ts";
 import { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
 import { createLegacyAccount } from "../../lib/store/create_account.ts";
 import {
+  errorCode as code,
   KIT_ITERATIONS,
   KIT_PASSWORD_MIN_LENGTH,
   makeKit,
+  roundTrip,
   SAMPLE_BACKUP,
   testIdentity,
   verifierFor,
@@ -20,15 +21,6 @@ import type { Kit, KitOptions, Reply, TestConnection } from "./_session_kit.ts";
 const LEGACY = "password10";
 const NEW_PASSWORD = "amber glacier piano 17";
 const PASSWORD = "violet harbor engine 42";
-
-function code(reply: Reply): string | undefined {
-  return reply.op === "ERROR" ? reply.code : undefined;
-}
-
-/** What the client's decoder makes of a reply: the server's output must pass the client's schema. */
-function roundTrip(reply: ServerMessage): ServerMessage {
-  return decodeServerMessage(new TextEncoder().encode(JSON.stringify(reply)));
-}
 
 /** A kit with user10 imported from a legacy file (flagged) and alice, a normal account. */
 async function legacyKit(options: KitOptions = {}): Promise<Kit> {

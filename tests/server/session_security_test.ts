@@ -1,15 +1,10 @@
 import assert from "node:assert/strict";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { parseServerFirst } from "../../lib/codec/scram_messages.ts";
-import type { ServerMessage } from "../../lib/codec/messages.ts";
-import { makeKit, verifierFor } from "./_session_kit.ts";
+import { errorCode as code, makeKit, verifierFor } from "./_session_kit.ts";
 import type { TestConnection } from "./_session_kit.ts";
 
 const PASSWORD = "violet harbor engine 42";
-
-function code(msg: ServerMessage): string | undefined {
-  return msg.op === "ERROR" ? msg.code : undefined;
-}
 
 /** Everything an attacker sees of a failed login except the random nonces. */
 async function failedLoginView(conn: TestConnection, user: string) {

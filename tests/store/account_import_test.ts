@@ -25,6 +25,15 @@ function pgVerifier(password: string, iterations = 4096): string {
 
 const brief = (o: ImportOutcome) => [o.line, o.user, o.status, o.reason ?? ""] as const;
 
+/** A second import of the same file keeps every account the first made or found, and rejects the same lines. */
+function assertRerun(first: ImportOutcome[], again: ImportOutcome[], message?: string): void {
+  assert.deepEqual(
+    again.map((o) => [o.line, o.status]),
+    first.map((o) => [o.line, o.status === "rejected" ? "rejected" : "kept"]),
+    message,
+  );
+}
+
 Deno.test("splitUserLines handles CRLF, a BOM, and passwords containing ':'", () => {
   const { lines, rejected } = splitUserLines("\uFEFFalice:pw:with:colons\r\nbob:x\n");
   assert.deepEqual(lines, [
@@ -132,10 +141,7 @@ Deno.test("importLegacyUsers run again keeps every account it made and rejects t
     const first = await importLegacyUsers(store, LEGACY, SETTINGS);
     const records = await Promise.all(["bob", "erin", "user10"].map((u) => store.findUser(u)));
     const again = await importLegacyUsers(store, LEGACY, SETTINGS);
-    assert.deepEqual(
-      again.map((o) => [o.line, o.status]),
-      first.map((o) => [o.line, o.status === "rejected" ? "rejected" : "kept"]),
-    );
+    assertRerun(first, again);
     const count = (list: ImportOutcome[], status: string) => list.filter((o) => o.status === status).length;
     assert.deepEqual([count(first, "created"), count(first, "flagged"), count(first, "kept")], [2, 6, 0]);
     assert.deepEqual([count(again, "created"), count(again, "flagged"), count(again, "kept")], [0, 0, 8]);
@@ -230,11 +236,7 @@ Deno.test("importVerifiers imports node:crypto verifiers that then log in with t
       return true;
     });
     const again = await importVerifiers(store, text, { now: 43 });
-    assert.deepEqual(
-      again.map((o) => [o.line, o.status]),
-      outcomes.map((o) => [o.line, o.status === "created" ? "kept" : o.status]),
-      "run again, what it created is kept",
-    );
+    assertRerun(outcomes, again, "run again, what it created is kept");
   } finally {
     store.close();
   }

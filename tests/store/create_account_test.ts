@@ -82,30 +82,16 @@ Deno.test("createAccount refuses an existing name in another case with USER_EXIS
 Deno.test("createAccount refuses bad names and passwords and stores nothing", async () => {
   const store = SqliteUserStore.open(":memory:");
   try {
-    await rejectsWith(
-      createAccount(store, { user: "a:b", password: "quiet-river-stones-9" }, SETTINGS),
-      "INVALID_USERNAME",
-      "colon",
-    );
-    await rejectsWith(
-      createAccount(store, { user: "alice", password: "short" }, SETTINGS),
-      "PASSWORD_POLICY",
-      "too_short",
-    );
-    await rejectsWith(
-      createAccount(store, { user: "alice", password: "short-but-ok" }, {
-        ...SETTINGS,
-        minPasswordLength: 20,
-      }),
-      "PASSWORD_POLICY",
-      "too_short",
-    );
-    // The name check uses the prepared name: "\u2168ray" is "IXray".
-    await rejectsWith(
-      createAccount(store, { user: "\u2168ray", password: "my-ixray-password-1" }, SETTINGS),
-      "PASSWORD_POLICY",
-      "contains_username",
-    );
+    const refused: [{ user: string; password: string }, ErrorCode, string, number?][] = [
+      [{ user: "a:b", password: "quiet-river-stones-9" }, "INVALID_USERNAME", "colon"],
+      [{ user: "alice", password: "short" }, "PASSWORD_POLICY", "too_short"],
+      [{ user: "alice", password: "short-but-ok" }, "PASSWORD_POLICY", "too_short", 20],
+      // The name check uses the prepared name: "\u2168ray" is "IXray".
+      [{ user: "\u2168ray", password: "my-ixray-password-1" }, "PASSWORD_POLICY", "contains_username"],
+    ];
+    for (const [account, code, reason, minPasswordLength = SETTINGS.minPasswordLength] of refused) {
+      await rejectsWith(createAccount(store, account, { ...SETTINGS, minPasswordLength }), code, reason);
+    }
     assert.equal(await store.countUsers(), 0);
   } finally {
     store.close();
@@ -147,23 +133,17 @@ Deno.test("createLegacyAccount refuses an empty password, one SASLprep refuses, 
   const store = SqliteUserStore.open(":memory:");
   try {
     await createLegacyAccount(store, { user: "frank", password: "frank1" }, SETTINGS);
-    await rejectsWith(createLegacyAccount(store, { user: "gus", password: "" }, SETTINGS), "PASSWORD_POLICY");
-    // U+00AD is mapped to nothing: nothing is left to prove.
-    await rejectsWith(
-      createLegacyAccount(store, { user: "hal", password: "\u00AD\u00AD" }, SETTINGS),
-      "PASSWORD_POLICY",
-      "too_short",
-    );
-    await rejectsWith(
-      createLegacyAccount(store, { user: "ivy", password: "bell\u0007ringer-long" }, SETTINGS),
-      "PASSWORD_POLICY",
-      "prohibited_character",
-    );
-    await rejectsWith(
-      createLegacyAccount(store, { user: "a b", password: "x" }, SETTINGS),
-      "INVALID_USERNAME",
-    );
-    await rejectsWith(createLegacyAccount(store, { user: "FRANK", password: "x" }, SETTINGS), "USER_EXISTS");
+    const refused: [{ user: string; password: string }, ErrorCode, string?][] = [
+      [{ user: "gus", password: "" }, "PASSWORD_POLICY"],
+      // U+00AD is mapped to nothing: nothing is left to prove.
+      [{ user: "hal", password: "\u00AD\u00AD" }, "PASSWORD_POLICY", "too_short"],
+      [{ user: "ivy", password: "bell\u0007ringer-long" }, "PASSWORD_POLICY", "prohibited_character"],
+      [{ user: "a b", password: "x" }, "INVALID_USERNAME"],
+      [{ user: "FRANK", password: "x" }, "USER_EXISTS"],
+    ];
+    for (const [account, code, reason] of refused) {
+      await rejectsWith(createLegacyAccount(store, account, SETTINGS), code, reason);
+    }
     assert.equal(await store.countUsers(), 1);
   } finally {
     store.close();

@@ -6,6 +6,16 @@ function userVersion(db: DatabaseSync): number {
   return Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
 }
 
+/** An in-memory database as this code's first `version` steps leave it (`prepare` runs before the commit). */
+function databaseAt(version: number, prepare?: (db: DatabaseSync) => void): DatabaseSync {
+  const db = new DatabaseSync(":memory:");
+  db.exec("BEGIN");
+  for (const step of MIGRATIONS.slice(0, version)) step.apply(db);
+  prepare?.(db);
+  db.exec(`PRAGMA user_version = ${version}; COMMIT`);
+  return db;
+}
+
 Deno.test("migrate applies every step once and then nothing", () => {
   const db = new DatabaseSync(":memory:");
   try {
@@ -53,11 +63,8 @@ Deno.test("migrate's users table refuses duplicate keys and non-SCRAM verifiers"
 });
 
 Deno.test("migrate brings a version 1 database to the current version and keeps its rows", () => {
-  const db = new DatabaseSync(":memory:");
+  const db = databaseAt(1);
   try {
-    db.exec("BEGIN");
-    MIGRATIONS[0]!.apply(db);
-    db.exec("PRAGMA user_version = 1; COMMIT");
     db.prepare(
       "INSERT INTO users (name, name_key, verifier, created_at, last_login_at) VALUES (?, ?, ?, ?, ?)",
     )
@@ -106,12 +113,8 @@ Deno.test("migrate's users table keeps an identity key and its backup together, 
 });
 
 Deno.test("migrate brings a version 2 database to version 3: rows kept, nobody flagged", () => {
-  const db = new DatabaseSync(":memory:");
+  const db = databaseAt(2);
   try {
-    db.exec("BEGIN");
-    MIGRATIONS[0]!.apply(db);
-    MIGRATIONS[1]!.apply(db);
-    db.exec("PRAGMA user_version = 2; COMMIT");
     const insert = db.prepare(
       "INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup) VALUES (?, ?, ?, ?, ?, ?)",
     );
@@ -129,14 +132,9 @@ Deno.test("migrate brings a version 2 database to version 3: rows kept, nobody f
 });
 
 Deno.test("migrate's step 3 rolls back as a whole when it fails, leaving version 2", () => {
-  const db = new DatabaseSync(":memory:");
+  // A column of that name already there (a hand-edited database) makes the step fail.
+  const db = databaseAt(2, (db) => db.exec("ALTER TABLE users ADD COLUMN must_change_password TEXT"));
   try {
-    db.exec("BEGIN");
-    MIGRATIONS[0]!.apply(db);
-    MIGRATIONS[1]!.apply(db);
-    // A column of that name already there (a hand-edited database) makes the step fail.
-    db.exec("ALTER TABLE users ADD COLUMN must_change_password TEXT");
-    db.exec("PRAGMA user_version = 2; COMMIT");
     assert.throws(() => migrate(db), /duplicate column/);
     assert.equal(userVersion(db), 2);
     assert.equal(db.isTransaction, false);

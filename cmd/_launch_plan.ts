@@ -10,7 +10,7 @@
 import type { Command } from "commander";
 import { dirname, join, resolve } from "node:path";
 import { DEFAULT_CLIENT_CONFIG_NAME, loadClientConfig } from "../lib/client/client_config.ts";
-import { configDir } from "../lib/client/config_dir.ts";
+import { configDir, configDirEnv } from "../lib/client/config_dir.ts";
 import { defaultKnownHostsPath } from "../lib/client/known_hosts.ts";
 import { defaultKnownPeersPath } from "../lib/client/known_peers.ts";
 import { loadServerConfig } from "../lib/server/server_config.ts";
@@ -80,32 +80,20 @@ function clientRequest(command: Command, context: LaunchContext): PermissionRequ
   // A named file is found, and its relative paths resolved, from the child's working directory.
   const sources = named.file === undefined ? named : { ...named, file: resolve(context.cwd, named.file) };
   const { config } = loadClientConfig(sources);
-  const dirs = {
-    AUTHCHAT_CONFIG_DIR: getEnv("AUTHCHAT_CONFIG_DIR"),
-    XDG_CONFIG_HOME: getEnv("XDG_CONFIG_HOME"),
-    HOME: getEnv("HOME"),
-  };
-  const fallback = (find: () => string): string | undefined => {
-    try {
-      return find();
-    } catch {
-      // No configuration directory: the client says so itself, unless the file was given.
-      return undefined;
-    }
-  };
+  // Without a configuration directory only the files given are used (the client says what is missing).
+  const env = configDirEnv(getEnv);
+  const dir = configDir(env);
   const trustFiles = [
-    config.known_hosts ?? fallback(() => defaultKnownHostsPath(dirs)),
-    config.known_peers ?? fallback(() => defaultKnownPeersPath(dirs)),
+    config.known_hosts ?? (dir === null ? undefined : defaultKnownHostsPath(env)),
+    config.known_peers ?? (dir === null ? undefined : defaultKnownPeersPath(env)),
   ] as const;
-  const defaultConfigFile = (dir: string | null) =>
-    dir === null ? undefined : join(dir, DEFAULT_CLIENT_CONFIG_NAME);
   return {
     command: "client",
     inputs: [
       config.password_file,
       config.new_password_file,
       config.ca,
-      sources.file ?? defaultConfigFile(configDir(dirs)),
+      sources.file ?? (dir === null ? undefined : join(dir, DEFAULT_CLIENT_CONFIG_NAME)),
     ],
     trustFiles,
     missingDirs: [...new Set(trustFiles.flatMap((file) => file ? [dirname(file)] : []))]

@@ -132,19 +132,24 @@ export interface ChatCredentials {
   udp: { port: number; handle: string; relayId: number; key: Uint8Array<ArrayBuffer> } | null;
 }
 
+/** What a reply that puts a session online gives chat: LOGIN's, or a PASSWD's that lifted a restriction. */
+export type OnlineGrant =
+  & Pick<ServerMessageOf<"LOGIN">, "user" | "identity" | "udp">
+  & { sessionKey: Uint8Array<ArrayBuffer> | null };
+
 /**
  * The chat side of a successful login: the identity key recovered from its backup (or made and
  * registered, for an account that has none yet) and the UDP credentials. A key that cannot be had
  * leaves the login standing, with the reason in `identityError`.
  *
- * @param reply The LOGIN reply, with the session key the SCRAM exchange made.
+ * @param reply The reply (LOGIN, or the PASSWD that lifted a restriction), with its exchange's session key.
  * @param password The password as typed.
  * @param register Sends IDENTITY for a new key.
  * @param cache Keys already opened, if the client keeps them.
  * @returns The credentials.
  */
 export async function chatCredentials(
-  reply: ServerMessageOf<"LOGIN"> & { sessionKey: Uint8Array<ArrayBuffer> | null },
+  reply: OnlineGrant,
   password: string,
   register: (message: IdentityMessage) => Promise<void>,
   cache?: IdentityCache,

@@ -25,7 +25,7 @@ import {
   sealIdentity,
   udpCredentials,
 } from "./_chat_identity.ts";
-import type { ChatCredentials, IdentityCache } from "./_chat_identity.ts";
+import type { ChatCredentials, IdentityCache, OnlineGrant } from "./_chat_identity.ts";
 import type { Endpoint, TrustOptions } from "./open_connection.ts";
 import type { Identity } from "../crypto/identity_key.ts";
 
@@ -336,10 +336,7 @@ export class AuthchatClient {
   }
 
   /** Chat credentials after a login (or a lifted restriction); IDENTITY registers a new key. */
-  #chatCredentials(
-    reply: ServerMessageOf<"LOGIN"> & { sessionKey: Uint8Array<ArrayBuffer> | null },
-    password: string,
-  ): Promise<ChatCredentials> {
+  #chatCredentials(reply: OnlineGrant, password: string): Promise<ChatCredentials> {
     return chatCredentials(reply, password, async (message) => {
       await this.#request({ op: "IDENTITY", ...message }, "IDENTITY");
     }, this.#cache.identities);
@@ -439,16 +436,10 @@ export class AuthchatClient {
     this.#mustChange = false;
     this.#heldIdentity = null;
     // What the LOGIN reply would have given: the UDP rendezvous comes in this reply, keyed by this exchange.
-    this.#chat = identity ? { user, identity, udp: udpCredentials(reply) } : await this.#chatCredentials(
-      {
-        op: "LOGIN",
-        user,
-        data: reply.data,
-        ...(reply.udp ? { udp: reply.udp } : {}),
-        sessionKey: reply.sessionKey,
-      },
-      next,
-    );
+    const grant = { user, ...(reply.udp ? { udp: reply.udp } : {}), sessionKey: reply.sessionKey };
+    this.#chat = identity
+      ? { user, identity, udp: udpCredentials(grant) }
+      : await this.#chatCredentials(grant, next);
   }
 
   /**

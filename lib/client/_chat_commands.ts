@@ -237,26 +237,34 @@ export class ChatCommands {
    *
    * @param arg The number of seconds.
    * @param signal Ends the wait early (Ctrl-C at the terminal).
+   * @param session Aborted, with the reason as an `Error`, when the session waited on ends.
    * @returns The seconds asked for.
-   * @throws {Error} For a bad number, or `Interrupted` when the signal aborted it.
+   * @throws {Error} For a bad number, `Interrupted` when `signal` aborted it, or `session`'s reason.
    */
-  async wait(arg: string | undefined, signal?: AbortSignal): Promise<CommandResult> {
+  async wait(arg: string | undefined, signal?: AbortSignal, session?: AbortSignal): Promise<CommandResult> {
     const seconds = Number(arg);
     if (arg === undefined || !Number.isFinite(seconds) || seconds < 0 || seconds > 86_400) {
       throw new Error(`wait needs a number of seconds from 0 to 86400: got ${arg ?? "nothing"}`);
     }
     if (signal?.aborted) throw new Deno.errors.Interrupted("Interrupted");
+    if (session?.aborted) throw session.reason;
     await new Promise<void>((resolve, reject) => {
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener("abort", abort);
+        session?.removeEventListener("abort", end);
       };
       const abort = () => {
         done();
         reject(new Deno.errors.Interrupted("Interrupted"));
       };
+      const end = () => {
+        done();
+        reject(session!.reason);
+      };
       const timer = setTimeout(() => (done(), resolve()), seconds * 1000);
       signal?.addEventListener("abort", abort, { once: true });
+      session?.addEventListener("abort", end, { once: true });
     });
     return { command: "wait", seconds };
   }

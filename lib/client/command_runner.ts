@@ -59,7 +59,8 @@ export const COMMAND_HELP: string = [
   "  send USER TEXT     send an end-to-end encrypted message; prints delivered once acknowledged",
   "  fingerprint USER   both identity keys and the safety number to compare with USER",
   "  trust USER         accept USER's current identity key (after it changed)",
-  "  wait SECONDS       stay online that long, printing messages and presence notices",
+  "  wait SECONDS       stay online that long, printing messages and presence notices (fails at once",
+  "                     if the server ends the session meanwhile)",
   "  logout             log out, staying connected",
   "  close              close the connection and exit",
   "  help               this text",
@@ -151,6 +152,8 @@ export class CommandRunner {
   #generation = 0;
   /** The current connection was closed by the server's login deadline (and so is replaced silently). */
   #idleClosed = false;
+  /** Aborted when the current connection ends (its reason: why), so a `wait` on a session ends with it. */
+  #ended = new AbortController();
   #finished = false;
   #chat: ChatCommands;
   /** How many secrets the running command has asked for (see `SECRETS`). */
@@ -206,6 +209,7 @@ export class CommandRunner {
   async #open(): Promise<AuthchatClient> {
     const generation = ++this.#generation;
     this.#idleClosed = false;
+    const ended = this.#ended = new AbortController();
     const client = await this.#connect({
       onEvent: (event) => {
         if (generation !== this.#generation) return;
@@ -215,7 +219,10 @@ export class CommandRunner {
         this.#chat.onServerEvent(event, { quiet: idle });
       },
       onClosed: () => {
-        if (generation === this.#generation) void this.#chat.stop();
+        if (generation !== this.#generation) return;
+        void this.#chat.stop();
+        const reason = this.#client?.closedReason ?? "the connection ended";
+        ended.abort(new Error(`The session ended while waiting: ${reason}`));
       },
     });
     this.#client = client;
@@ -360,8 +367,11 @@ export class CommandRunner {
         this.#finished = true;
         await this.close();
         return { command: "close" };
-      case "wait":
-        return await this.#chat.wait(arg, signal);
+      case "wait": {
+        // Waiting on a logged-in session is waiting for what it receives: it ends when the session does.
+        const session = this.#client?.user ? this.#ended.signal : undefined;
+        return await this.#chat.wait(arg, signal, session);
+      }
       case "hello": {
         const h = await this.#onServer((c) => c.hello());
         return {

@@ -49,6 +49,13 @@ function fakeClient(calls: string[], handlers?: ConnectionHandlers) {
     logout: () => (state.user = null, Promise.resolve()),
     close: () => (calls.push("close"), state.closedReason = "Closed", Promise.resolve()),
     drop: () => state.closedReason = "Server ended the session",
+    /** The server stops: BYE SHUTDOWN, then the connection ends. */
+    shutdown: () => {
+      state.user = null;
+      handlers?.onEvent({ op: "BYE", code: "SHUTDOWN", reason: "Server shutting down" });
+      state.closedReason = "Server ended the session: Server shutting down (SHUTDOWN)";
+      handlers?.onClosed();
+    },
     /** The server's login deadline: BYE AUTH_TIMEOUT, then the connection ends. */
     idleTimeout: () => {
       handlers?.onEvent({ op: "BYE", code: "AUTH_TIMEOUT", reason: "Not logged in within 30 s" });
@@ -340,4 +347,33 @@ Deno.test("CommandRunner ends a wait early on its signal", async () => {
     command: "wait",
     error: { code: null, message: "Interrupted" },
   }]);
+});
+
+Deno.test("CommandRunner ends a wait on a logged-in session when the server ends the session", async () => {
+  const { clients, connect } = connector([]);
+  const { value, events } = io({ login: "right" });
+  const runner = new CommandRunner(connect, value, { user: "a" });
+  assert.equal(await runner.run("login"), true);
+  const waiting = runner.run("wait 600");
+  clients[0]!.shutdown();
+  assert.equal(await waiting, false, "the wait failed at once instead of lasting ten minutes");
+  assert.deepEqual(events.at(-1), {
+    type: "reply",
+    ok: false,
+    command: "wait",
+    error: {
+      code: null,
+      message: "The session ended while waiting: Server ended the session: Server shutting down (SHUTDOWN)",
+    },
+  });
+  // A wait without a logged-in session is only a pause: the login deadline closing the connection does not
+  // end it.
+  const idle = connector([]);
+  const pause = io();
+  const paused = new CommandRunner(idle.connect, pause.value);
+  assert.equal(await paused.run("hello"), true);
+  const short = paused.run("wait 0.2");
+  idle.clients[0]!.idleTimeout();
+  assert.equal(await short, true);
+  assert.deepEqual(pause.events.at(-1), { type: "reply", ok: true, command: "wait", seconds: 0.2 });
 });

@@ -1,0 +1,243 @@
+import assert from "node:assert/strict";
+import { TEST_ITERATIONS } from "./_harness.ts";
+import { clientVerifier, hello, RawClient } from "./_raw_client.ts";
+import {
+  badInputTable,
+  brief,
+  JUNK_SEALED,
+  NUL_USER,
+  passwdAfterLogin,
+  sealedFor,
+  sealedRegister,
+  VERIFIER,
+  verifierText,
+} from "./_bad_input_kit.ts";
+import type { ExtraStep, Row, RowEnv } from "./_bad_input_kit.ts";
+
+const ACCOUNTS: Row[] = [
+  {
+    // Session.#onRegister checks the name before it opens (or refuses) the secret.
+    name: "REGISTER of a name with NUL and junk sealed → INVALID_USERNAME (the name is checked first)",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 19, user: NUL_USER, sealed: JUNK_SEALED }],
+    code: "INVALID_USERNAME",
+    fatal: false,
+    id: 19,
+    reason: "prohibited_character",
+  },
+  {
+    name:
+      "REGISTER of a name with NUL and a verifier in clear on TCP → INVALID_USERNAME (the name is checked first)",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 20, user: NUL_USER, verifier: VERIFIER }],
+    code: "INVALID_USERNAME",
+    fatal: false,
+    id: 20,
+    reason: "prohibited_character",
+  },
+  {
+    name: "REGISTER of a name with NUL, correctly sealed → INVALID_USERNAME",
+    hello: true,
+    steps: [async (c, env) => {
+      await c.send({
+        op: "REGISTER",
+        id: 21,
+        user: NUL_USER,
+        sealed: await sealedFor(env, "REGISTER", NUL_USER),
+      });
+    }],
+    code: "INVALID_USERNAME",
+    fatal: false,
+    id: 21,
+    reason: "prohibited_character",
+  },
+  {
+    name: "REGISTER with a verifier in clear on plain TCP → CONFIDENTIALITY_REQUIRED",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 23, user: "mallory", verifier: VERIFIER }],
+    code: "CONFIDENTIALITY_REQUIRED",
+    fatal: false,
+    id: 23,
+    message: "Verifier in clear on a plain connection: seal it to the server key or use TLS",
+  },
+  {
+    name: "REGISTER with a password field, as before verifiers → BAD_MESSAGE, the field is unknown",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 43, user: "mallory", password: "violet harbor 4821" }],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 43,
+    message: "Invalid field msg.password: unknown field",
+  },
+  {
+    name: "REGISTER with both verifier and sealed → BAD_MESSAGE",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 44, user: "mallory", verifier: VERIFIER, sealed: JUNK_SEALED }],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 44,
+    message: "Invalid field msg.verifier: send verifier or sealed, not both",
+  },
+  {
+    name: "REGISTER with neither verifier nor sealed → BAD_MESSAGE",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 45, user: "mallory" }],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 45,
+    message: "Invalid field msg.sealed: REGISTER needs verifier (TLS) or sealed",
+  },
+  {
+    name: "REGISTER with garbage sealed → SEAL_INVALID",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 24, user: "mallory", sealed: JUNK_SEALED }],
+    code: "SEAL_INVALID",
+    fatal: false,
+    id: 24,
+    message: /^Sealed secret could not be opened/,
+  },
+  {
+    name: "REGISTER sealed to a seal nonce already spent → SEAL_INVALID",
+    hello: true,
+    steps: [async (c, env) => {
+      assert.ok(env.greeting);
+      const spent = await c.request({ op: "REGISTER", id: 25, user: "mallory", sealed: JUNK_SEALED });
+      assert.equal(spent.code, "SEAL_INVALID", JSON.stringify(spent));
+      await sealedRegister(26, VERIFIER)(c, env);
+    }],
+    code: "SEAL_INVALID",
+    fatal: false,
+    id: 26,
+    message: /^No seal nonce in this session/,
+  },
+  {
+    name: "REGISTER of an existing name in another case (ALICE) → USER_EXISTS",
+    hello: true,
+    steps: [async (c, env) => {
+      await c.send({
+        op: "REGISTER",
+        id: 39,
+        user: "ALICE",
+        sealed: await sealedFor(env, "REGISTER", "ALICE"),
+      });
+    }],
+    code: "USER_EXISTS",
+    fatal: false,
+    id: 39,
+  },
+  {
+    // What a client of the old protocol sealed: the server takes no password, even sealed.
+    name: "REGISTER with a sealed password instead of a verifier → BAD_MESSAGE",
+    hello: true,
+    steps: [sealedRegister(40, "violet harbor 4821")],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 40,
+    message: /^Invalid field msg\.verifier: Not a SCRAM-SHA-256 verifier/,
+  },
+  {
+    name: "REGISTER with a sealed verifier of another iteration count than HELLO's → BAD_MESSAGE",
+    hello: true,
+    steps: [sealedRegister(47, verifierText({ iterations: 600_000 }))],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 47,
+    message: `Invalid field msg.verifier: 600000 iterations, this server uses ${TEST_ITERATIONS} (see HELLO)`,
+  },
+  {
+    name: "REGISTER with a sealed verifier whose salt is 15 bytes → BAD_MESSAGE",
+    hello: true,
+    steps: [sealedRegister(49, verifierText({ saltBytes: 15 }))],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 49,
+    message: "Invalid field msg.verifier: a salt of 15 bytes, expected 16 to 64",
+  },
+  {
+    name: "REGISTER with a sealed verifier whose salt is 65 bytes → BAD_MESSAGE",
+    hello: true,
+    steps: [sealedRegister(51, verifierText({ saltBytes: 65 }))],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 51,
+    message: "Invalid field msg.verifier: a salt of 65 bytes, expected 16 to 64",
+  },
+  {
+    name: "REGISTER with a sealed blob that is not UTF-8 → BAD_ENCODING",
+    hello: true,
+    steps: [sealedRegister(41, new Uint8Array([0x70, 0x77, 0xff, 0xfe, 0xc0, 0x80]))],
+    code: "BAD_ENCODING",
+    fatal: false,
+    id: 41,
+    message: "Invalid UTF-8 in the sealed verifier",
+  },
+  {
+    name: "REGISTER with a verifier sealed for another user name → SEAL_INVALID",
+    hello: true,
+    steps: [async (c, env) => {
+      await c.send({
+        op: "REGISTER",
+        id: 42,
+        user: "mallory",
+        sealed: await sealedFor(env, "REGISTER", "trudy"),
+      });
+    }],
+    code: "SEAL_INVALID",
+    fatal: false,
+    id: 42,
+  },
+  {
+    name: "PASSWD with the new verifier in clear on plain TCP → CONFIDENTIALITY_REQUIRED, still logged in",
+    hello: true,
+    steps: [passwdAfterLogin(52, () => Promise.resolve({ verifier: VERIFIER }))],
+    code: "CONFIDENTIALITY_REQUIRED",
+    fatal: false,
+    id: 52,
+    loggedInAs: "alice",
+  },
+  {
+    name:
+      "PASSWD with a sealed verifier of another iteration count than HELLO's → BAD_MESSAGE, still logged in",
+    hello: true,
+    steps: [passwdAfterLogin(53, async (env) => ({
+      sealed: await sealedFor(env, "PASSWD", "alice", verifierText({ iterations: 8192 })),
+    }))],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 53,
+    message: `Invalid field msg.verifier: 8192 iterations, this server uses ${TEST_ITERATIONS} (see HELLO)`,
+    loggedInAs: "alice",
+  },
+];
+
+const CONCURRENT_REGISTER: ExtraStep = {
+  name: "concurrent REGISTER of one name on 6 connections → one REGISTER, the rest USER_EXISTS",
+  run: async (port) => {
+    const clients = await Promise.all(Array.from({ length: 6 }, () => RawClient.connect(port)));
+    try {
+      const messages = await Promise.all(clients.map(async (c) => {
+        const env: RowEnv = { greeting: await hello(c), inFlight: [] };
+        return {
+          op: "REGISTER",
+          id: 50,
+          user: "racer",
+          sealed: await sealedFor(
+            env,
+            "REGISTER",
+            "racer",
+            await clientVerifier("violet harbor 4821", env.greeting!),
+          ),
+        };
+      }));
+      await Promise.all(clients.map((c, i) => c.send(messages[i])));
+      const replies = await Promise.all(clients.map((c) => c.reply()));
+      const outcomes = replies.map((r) => r.op === "ERROR" ? String(r.code) : String(r.op)).sort();
+      assert.deepEqual(outcomes, ["REGISTER", ...Array(5).fill("USER_EXISTS")], brief(replies));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  },
+};
+
+Deno.test("authchat server answers bad registrations and password changes with documented errors and keeps serving", (t) =>
+  badInputTable(t, ACCOUNTS, [CONCURRENT_REGISTER]));

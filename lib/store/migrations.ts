@@ -5,6 +5,7 @@
  */
 
 import type { DatabaseSync } from "node:sqlite";
+import { nameSkeletons } from "../auth/confusable_skeleton.ts";
 
 /** One schema step. */
 export interface Migration {
@@ -60,6 +61,32 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec(`
         ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0
           CHECK (must_change_password IN (0, 1));
+      `);
+    },
+  },
+  {
+    version: 4,
+    description: "look-alike keys of names (UTS #39 skeletons), so a new name cannot imitate an existing one",
+    apply(db) {
+      // Not unique: accounts made before this step may already look alike, and keep working. Only new
+      // names are held to it (SqliteUserStore.createUser checks and inserts in one transaction).
+      db.exec(`
+        ALTER TABLE users ADD COLUMN skeleton TEXT NOT NULL DEFAULT '';
+        ALTER TABLE users ADD COLUMN shown_skeleton TEXT NOT NULL DEFAULT '';
+      `);
+      const update = db.prepare("UPDATE users SET skeleton = ?, shown_skeleton = ? WHERE id = ?");
+      const rows = db.prepare("SELECT id, name, name_key FROM users").all() as {
+        id: number;
+        name: string;
+        name_key: string;
+      }[];
+      for (const row of rows) {
+        const { folded, shown } = nameSkeletons(row.name, row.name_key);
+        update.run(folded, shown, row.id);
+      }
+      db.exec(`
+        CREATE INDEX users_skeleton ON users (skeleton);
+        CREATE INDEX users_shown_skeleton ON users (shown_skeleton);
       `);
     },
   },

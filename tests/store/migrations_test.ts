@@ -21,7 +21,7 @@ Deno.test("migrate applies every step once and then nothing", () => {
   try {
     assert.deepEqual(migrate(db), MIGRATIONS.map((m) => m.version));
     assert.equal(userVersion(db), SCHEMA_VERSION);
-    assert.equal(SCHEMA_VERSION, 3);
+    assert.equal(SCHEMA_VERSION, 4);
     assert.deepEqual(migrate(db), []);
     const secrets = db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").all() as {
       value: Uint8Array;
@@ -39,7 +39,7 @@ Deno.test("migrate refuses a newer schema with a RangeError and leaves no open t
     db.exec("PRAGMA user_version = 99");
     assert.throws(() => migrate(db), {
       name: "RangeError",
-      message: "Database schema is too new: version 99, this authchat knows up to 3",
+      message: "Database schema is too new: version 99, this authchat knows up to 4",
     });
     assert.equal(db.isTransaction, false);
     assert.equal(userVersion(db), 99);
@@ -70,8 +70,8 @@ Deno.test("migrate brings a version 1 database to the current version and keeps 
     )
       .run("Alice", "alice", "SCRAM-SHA-256$x", 5, 6);
     const secret = db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").get();
-    assert.deepEqual(migrate(db), [2, 3]);
-    assert.equal(userVersion(db), 3);
+    assert.deepEqual(migrate(db), [2, 3, 4]);
+    assert.equal(userVersion(db), 4);
     assert.deepEqual({ ...db.prepare("SELECT * FROM users").get() }, {
       id: 1,
       name: "Alice",
@@ -82,6 +82,8 @@ Deno.test("migrate brings a version 1 database to the current version and keeps 
       identity_key: null,
       key_backup: null,
       must_change_password: 0,
+      skeleton: "alice",
+      shown_skeleton: "Alice",
     });
     assert.deepEqual(db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").get(), secret);
     assert.deepEqual(migrate(db), []);
@@ -121,9 +123,12 @@ Deno.test("migrate brings a version 2 database to version 3: rows kept, nobody f
     insert.run("Alice", "alice", "SCRAM-SHA-256$x", 5, new Uint8Array(32).fill(2), "{}");
     insert.run("bob", "bob", "SCRAM-SHA-256$y", 6, null, null);
     const before = db.prepare("SELECT * FROM users ORDER BY id").all().map((r) => ({ ...r }));
-    assert.deepEqual(migrate(db), [3]);
-    assert.equal(userVersion(db), 3);
-    const after = db.prepare("SELECT * FROM users ORDER BY id").all().map((r) => ({ ...r }));
+    assert.deepEqual(migrate(db), [3, 4]);
+    assert.equal(userVersion(db), 4);
+    const after = db.prepare(
+      "SELECT id, name, name_key, verifier, created_at, last_login_at, identity_key, key_backup, " +
+        "must_change_password FROM users ORDER BY id",
+    ).all().map((r) => ({ ...r }));
     assert.deepEqual(after, before.map((r) => ({ ...r, must_change_password: 0 })));
     assert.deepEqual(migrate(db), [], "forward only, once");
   } finally {
@@ -138,6 +143,73 @@ Deno.test("migrate's step 3 rolls back as a whole when it fails, leaving version
     assert.throws(() => migrate(db), /duplicate column/);
     assert.equal(userVersion(db), 2);
     assert.equal(db.isTransaction, false);
+  } finally {
+    db.close();
+  }
+});
+
+Deno.test("migrate brings a version 3 database to version 4: every row gets its look-alike keys, rows kept", () => {
+  // Names the old rules let in, some of which look alike or fail the PRECIS rules of new names: all kept.
+  const names: [string, string][] = [
+    ["alice", "alice"],
+    ["\u0430lice", "\u0430lice"],
+    ["ALİCE", "ali\u0307ce"],
+    ["aIice", "aiice"],
+    ["I\u2665NY", "i\u2665ny"],
+    ["bob", "bob"],
+  ];
+  const db = databaseAt(3, (db) => {
+    const insert = db.prepare(
+      "INSERT INTO users (name, name_key, verifier, created_at, must_change_password) VALUES (?, ?, ?, ?, ?)",
+    );
+    names.forEach(([name, key], i) => insert.run(name, key, "SCRAM-SHA-256$x", i, i % 2));
+  });
+  try {
+    const before = db.prepare("SELECT * FROM users ORDER BY id").all().map((r) => ({ ...r }));
+    assert.deepEqual(migrate(db), [4]);
+    assert.equal(userVersion(db), 4);
+    const after = db.prepare("SELECT * FROM users ORDER BY id").all().map((r) => ({ ...r }));
+    assert.deepEqual(
+      after.map(({ skeleton, shown_skeleton, ...rest }) => {
+        assert.equal(typeof skeleton, "string");
+        assert.equal(typeof shown_skeleton, "string");
+        return rest;
+      }),
+      before,
+    );
+    assert.deepEqual(after.map((r) => [r.skeleton, r.shown_skeleton]), [
+      ["alice", "alice"],
+      ["alice", "alice"],
+      ["alice", "ALlCE"],
+      ["aiice", "alice"],
+      ["i\u2665ny", "l\u2665NY"],
+      ["bob", "bob"],
+    ]);
+    const plans = db.prepare(
+      "EXPLAIN QUERY PLAN SELECT 1 FROM users WHERE skeleton = ? OR shown_skeleton = ?",
+    )
+      .all("a", "b").map((r) => String((r as { detail: string }).detail)).join("\n");
+    assert.match(plans, /users_skeleton/, plans);
+    assert.match(plans, /users_shown_skeleton/, plans);
+    assert.deepEqual(migrate(db), [], "forward only, once");
+  } finally {
+    db.close();
+  }
+});
+
+Deno.test("migrate's step 4 rolls back as a whole when it fails, leaving version 3 and no new column", () => {
+  const db = databaseAt(3, (db) => {
+    db.prepare("INSERT INTO users (name, name_key, verifier, created_at) VALUES (?, ?, ?, ?)")
+      .run("alice", "alice", "SCRAM-SHA-256$x", 1);
+    // An index of that name already there (a hand-edited database) makes the step's last statement fail.
+    db.exec("CREATE INDEX users_shown_skeleton ON users (name)");
+  });
+  try {
+    assert.throws(() => migrate(db), /already exists/);
+    assert.equal(userVersion(db), 3);
+    assert.equal(db.isTransaction, false);
+    const columns = db.prepare("PRAGMA table_info(users)").all().map((c) => (c as { name: string }).name);
+    assert.ok(!columns.includes("skeleton"), columns.join());
   } finally {
     db.close();
   }

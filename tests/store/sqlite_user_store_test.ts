@@ -43,7 +43,7 @@ function pragma(file: string, name: string): unknown {
   }
 }
 
-Deno.test("SqliteUserStore.open creates the file and its directory and migrates to user_version 3", async () => {
+Deno.test("SqliteUserStore.open creates the file and its directory and migrates to user_version 4", async () => {
   await withTempDir(async (_dir, file) => {
     const store = SqliteUserStore.open(file);
     try {
@@ -51,7 +51,7 @@ Deno.test("SqliteUserStore.open creates the file and its directory and migrates 
     } finally {
       store.close();
     }
-    assert.equal(pragma(file, "user_version"), 3);
+    assert.equal(pragma(file, "user_version"), 4);
   });
 });
 
@@ -68,7 +68,7 @@ Deno.test("SqliteUserStore.open does not migrate again on reopen", async () => {
     } finally {
       again.close();
     }
-    assert.equal(pragma(file, "user_version"), 3);
+    assert.equal(pragma(file, "user_version"), 4);
   });
 });
 

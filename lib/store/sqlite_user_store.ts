@@ -12,8 +12,9 @@ import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { StatementSync } from "node:sqlite";
-import { ProtocolError } from "../codec/protocol_error.ts";
+import { nameSkeletons } from "../auth/confusable_skeleton.ts";
 import { migrate } from "./migrations.ts";
+import { nameLooksTaken, nameTaken } from "./name_taken.ts";
 import type { IdentityRecord, NewUser, UserRecord, UserStore } from "./user_store.ts";
 
 /** File name of the database inside the data directory. */
@@ -35,6 +36,8 @@ interface Row {
   identity_key: Uint8Array | null;
   key_backup: string | null;
   must_change_password: number;
+  skeleton: string;
+  shown_skeleton: string;
 }
 
 function toRecord(row: Row): UserRecord {
@@ -69,6 +72,7 @@ function isUniqueViolation(err: unknown): boolean {
 export class SqliteUserStore implements UserStore {
   #db: DatabaseSync;
   #find: StatementSync;
+  #lookAlike: StatementSync;
   #insert: StatementSync;
   #update: StatementSync;
   #updateWithBackup: StatementSync;
@@ -89,9 +93,12 @@ export class SqliteUserStore implements UserStore {
   private constructor(db: DatabaseSync) {
     this.#db = db;
     this.#find = db.prepare("SELECT * FROM users WHERE name_key = ?");
+    this.#lookAlike = db.prepare(
+      "SELECT 1 AS found FROM users WHERE skeleton = ? OR shown_skeleton = ? LIMIT 1",
+    );
     this.#insert = db.prepare(
-      "INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup, must_change_password) " +
-        "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+      "INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup, must_change_password, " +
+        "skeleton, shown_skeleton) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
     );
     // Without a re-sealed backup only an account without an identity key may change its password: a key
     // registered during the exchange would otherwise stay sealed under the old password. A new password
@@ -158,23 +165,38 @@ export class SqliteUserStore implements UserStore {
     return Promise.resolve(record);
   }
 
+  hasLookAlike(name: string, nameKey: string): Promise<boolean> {
+    const { folded, shown } = nameSkeletons(name, nameKey);
+    return Promise.resolve(this.#lookAlike.get(folded, shown) !== undefined);
+  }
+
   createUser(user: NewUser): Promise<UserRecord> {
+    const { folded, shown } = nameSkeletons(user.name, user.nameKey);
     try {
-      const row = this.#insert.get(
-        user.name,
-        user.nameKey,
-        user.verifier,
-        user.now,
-        user.identity?.key ?? null,
-        user.identity?.backup ?? null,
-        user.mustChangePassword ? 1 : 0,
-      ) as unknown as Row;
-      return Promise.resolve(toRecord(row));
-    } catch (err) {
-      if (isUniqueViolation(err)) {
-        return Promise.reject(new ProtocolError("USER_EXISTS", `User already exists: ${user.name}`));
+      // The look-alike check and the insert in one write transaction: of two look-alike names registered
+      // at once (here or by another process), one is created and the other refused.
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        if (this.#find.get(user.nameKey)) throw nameTaken(user.name);
+        if (this.#lookAlike.get(folded, shown)) throw nameLooksTaken(user.name);
+        const row = this.#insert.get(
+          user.name,
+          user.nameKey,
+          user.verifier,
+          user.now,
+          user.identity?.key ?? null,
+          user.identity?.backup ?? null,
+          user.mustChangePassword ? 1 : 0,
+          folded,
+          shown,
+        ) as unknown as Row;
+        this.#db.exec("COMMIT");
+        return Promise.resolve(toRecord(row));
+      } finally {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       }
-      return Promise.reject(err);
+    } catch (err) {
+      return Promise.reject(isUniqueViolation(err) ? nameTaken(user.name) : err);
     }
   }
 

@@ -71,11 +71,23 @@ export interface UserStore {
    */
   findUser(nameKey: string): Promise<UserRecord | undefined>;
   /**
-   * Create an account.
+   * Whether an account's name looks like this one: the same look-alike key in any case or as shown
+   * (`nameSkeletons`, lib/auth/confusable_skeleton.ts). A check before costly work; {@linkcode UserStore.createUser} decides.
+   *
+   * @param name The name as it would be stored.
+   * @param nameKey Its lower-cased key.
+   * @returns `true` when an account (the same name in any case included) looks like it.
+   */
+  hasLookAlike(name: string, nameKey: string): Promise<boolean>;
+  /**
+   * Create an account, unless its name is taken or looks like an account's name: the check and the
+   * insert are atomic, so of two look-alike names created at once only one is. (Accounts older than the
+   * look-alike rule may look alike; they are left as they are.)
    *
    * @param user The new account.
    * @returns The stored record.
-   * @throws {ProtocolError} `USER_EXISTS` when the name is taken (in any case).
+   * @throws {ProtocolError} `USER_EXISTS` when the name is taken (in any case), and with `reason`
+   *   `confusable` when it looks like an account's name.
    */
   createUser(user: NewUser): Promise<UserRecord>;
   /**

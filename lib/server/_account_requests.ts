@@ -6,7 +6,7 @@
  * @module
  */
 
-import { prepareUsername } from "../auth/username.ts";
+import { prepareNewUsername } from "../auth/username.ts";
 import type { ClientMessageOf, ServerMessageOf } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { addAccount } from "../store/create_account.ts";
@@ -40,7 +40,7 @@ export async function registerAccount(
   const wait = ctx.registrations.take(source.peerAddress, ctx.now());
   if (wait > 0) throw rateLimited(wait);
   // The name is checked before the secret is opened: the cheaper, clearer refusal comes first.
-  prepareUsername(msg.user);
+  prepareNewUsername(msg.user);
   const identity = msg.identity ? (await checkIdentity(msg.identity)).record : undefined;
   const verifier = await readNewVerifier("REGISTER", msg.user, { msg, iterations: ctx.iterations }, source);
   const record = await addAccount(ctx.store, { user: msg.user, verifier, identity }, ctx.now());

@@ -2,6 +2,8 @@
  * Creating an account: from a name and a password on the server's side
  * (`seed --user`, `seed --demo` and legacy imports), or from a name and the
  * verifier a client computed (REGISTER: the password never reaches the server).
+ * A new name must pass the PRECIS username rules and must not look like an
+ * existing account's (`prepareNewUsername`, `UserStore.createUser`).
  *
  * @module
  */
@@ -9,9 +11,10 @@
 import { checkPassword } from "../auth/password_policy.ts";
 import type { PolicyReason } from "../auth/password_policy.ts";
 import { saslPrep } from "../auth/saslprep.ts";
-import { prepareUsername } from "../auth/username.ts";
+import { prepareNewUsername } from "../auth/username.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { createVerifier, formatVerifier } from "../crypto/scram_verifier.ts";
+import { nameLooksTaken, nameTaken } from "./name_taken.ts";
 import type { IdentityRecord, UserRecord, UserStore } from "./user_store.ts";
 
 /** Settings account creation follows. */
@@ -32,14 +35,15 @@ export interface AccountSettings {
  * @param credentials Name and password as typed, and the identity key the client registers, if any.
  * @param settings Iterations and policy.
  * @returns The stored account.
- * @throws {ProtocolError} `INVALID_USERNAME`, `PASSWORD_POLICY` or `USER_EXISTS`.
+ * @throws {ProtocolError} `INVALID_USERNAME` (the rules of new names, `prepareNewUsername`),
+ *   `PASSWORD_POLICY` or `USER_EXISTS` (`reason: "confusable"` for a look-alike of an account's name).
  */
 export async function createAccount(
   store: UserStore,
   credentials: { user: string; password: string; identity?: IdentityRecord | undefined },
   settings: AccountSettings,
 ): Promise<UserRecord> {
-  const { name, key } = prepareUsername(credentials.user);
+  const { name, key } = prepareNewUsername(credentials.user);
   const password = await checkPassword(credentials.password, {
     minLength: settings.minPasswordLength,
     username: name,
@@ -94,15 +98,16 @@ export interface LegacyAccount {
  * @param credentials Name and password as found in the file.
  * @param settings Iterations and policy.
  * @returns The stored account, and why it must change its password if it must.
- * @throws {ProtocolError} `INVALID_USERNAME`; `PASSWORD_POLICY` for an empty password or one SASLprep
- *   refuses (`prohibited_character`); `USER_EXISTS`.
+ * @throws {ProtocolError} `INVALID_USERNAME` (the rules of new names); `PASSWORD_POLICY` for an empty
+ *   password or one SASLprep refuses (`prohibited_character`); `USER_EXISTS` (`reason: "confusable"` for a
+ *   look-alike of an account's name).
  */
 export async function createLegacyAccount(
   store: UserStore,
   credentials: { user: string; password: string },
   settings: AccountSettings,
 ): Promise<LegacyAccount> {
-  const { name, key } = prepareUsername(credentials.user);
+  const { name, key } = prepareNewUsername(credentials.user);
   let password: string;
   let weakness: ProtocolError | null = null;
   try {
@@ -137,14 +142,15 @@ export async function createLegacyAccount(
  * @param account Name as asked for, verifier text, and the identity key the client registers, if any.
  * @param now Creation time (default now).
  * @returns The stored account.
- * @throws {ProtocolError} `INVALID_USERNAME` or `USER_EXISTS`.
+ * @throws {ProtocolError} `INVALID_USERNAME` (the rules of new names) or `USER_EXISTS` (`reason:
+ *   "confusable"` for a look-alike of an account's name).
  */
 export async function addAccount(
   store: UserStore,
   account: { user: string; verifier: string; identity?: IdentityRecord | undefined },
   now: number = Date.now(),
 ): Promise<UserRecord> {
-  const { name, key } = prepareUsername(account.user);
+  const { name, key } = prepareNewUsername(account.user);
   await refuseTaken(store, key, name);
   return await insert(store, { name, key }, account, now);
 }
@@ -157,13 +163,13 @@ async function derive(
   account: { identity?: IdentityRecord | undefined; mustChangePassword?: boolean },
   settings: AccountSettings,
 ): Promise<UserRecord> {
-  // Checked before the costly key derivation; the store's unique index still settles races.
+  // Checked before the costly key derivation; the store's transaction still settles races.
   await refuseTaken(store, key, name);
   const verifier = formatVerifier(await createVerifier(password, { iterations: settings.iterations }));
   return await insert(store, { name, key }, { ...account, verifier }, settings.now);
 }
 
-/** The insert itself, the name prepared and found free (the store's unique index still settles races). */
+/** The insert itself, the name prepared and found free (the store's transaction still settles races). */
 function insert(
   store: UserStore,
   { name, key }: { name: string; key: string },
@@ -180,6 +186,8 @@ function insert(
   });
 }
 
+/** Refuse a name that is taken or looks like a taken one (before costly work; the store decides). */
 async function refuseTaken(store: UserStore, key: string, name: string): Promise<void> {
-  if (await store.findUser(key)) throw new ProtocolError("USER_EXISTS", `User already exists: ${name}`);
+  if (await store.findUser(key)) throw nameTaken(name);
+  if (await store.hasLookAlike(name, key)) throw nameLooksTaken(name);
 }

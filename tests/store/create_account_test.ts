@@ -20,10 +20,15 @@ async function rejectsWith(promise: Promise<unknown>, code: ErrorCode, reason?: 
 Deno.test("createAccount stores the prepared name and a verifier the password logs in with", async () => {
   const store = SqliteUserStore.open(":memory:");
   try {
-    const record = await createAccount(store, { user: "\u2168ray", password: "correct horse battery" }, {
-      ...SETTINGS,
-      now: 777,
-    });
+    // Fullwidth letters are mapped to the usual ones (PRECIS width mapping): "\uFF29\uFF38ray" is "IXray".
+    const record = await createAccount(
+      store,
+      { user: "\uFF29\uFF38ray", password: "correct horse battery" },
+      {
+        ...SETTINGS,
+        now: 777,
+      },
+    );
     assert.equal(record.name, "IXray");
     assert.equal(record.nameKey, "ixray");
     assert.equal(record.createdAt, 777);
@@ -86,8 +91,11 @@ Deno.test("createAccount refuses bad names and passwords and stores nothing", as
       [{ user: "a:b", password: "quiet-river-stones-9" }, "INVALID_USERNAME", "colon"],
       [{ user: "alice", password: "short" }, "PASSWORD_POLICY", "too_short"],
       [{ user: "alice", password: "short-but-ok" }, "PASSWORD_POLICY", "too_short", 20],
-      // The name check uses the prepared name: "\u2168ray" is "IXray".
-      [{ user: "\u2168ray", password: "my-ixray-password-1" }, "PASSWORD_POLICY", "contains_username"],
+      // The name check uses the prepared name: "\uFF29\uFF38ray" is "IXray".
+      [{ user: "\uFF29\uFF38ray", password: "my-ixray-password-1" }, "PASSWORD_POLICY", "contains_username"],
+      // SASLprep would make "IXray" of the Roman numeral; PRECIS refuses compatibility characters.
+      [{ user: "\u2168ray", password: "quiet-river-stones-9" }, "INVALID_USERNAME", "disallowed_character"],
+      [{ user: "I\u2665NY", password: "quiet-river-stones-9" }, "INVALID_USERNAME", "disallowed_character"],
     ];
     for (const [account, code, reason, minPasswordLength = SETTINGS.minPasswordLength] of refused) {
       await rejectsWith(createAccount(store, account, { ...SETTINGS, minPasswordLength }), code, reason);

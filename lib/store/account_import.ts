@@ -4,12 +4,15 @@
  * non-blank character is `#`) are skipped; every other line ends in an outcome
  * with its line number: created, created but flagged "must change password"
  * (legacy files only), kept (the user already exists: a re-run changes
- * nothing), or rejected with a reason.
+ * nothing), or rejected with a reason. Names are held to the rules of new
+ * names (`prepareNewUsername`), and one that looks like an existing account's
+ * (or another line's) is rejected.
  *
  * @module
  */
 
-import { prepareUsername } from "../auth/username.ts";
+import { nameSkeletons } from "../auth/confusable_skeleton.ts";
+import { prepareNewUsername } from "../auth/username.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { parseVerifier } from "../crypto/scram_verifier.ts";
 import { createLegacyAccount } from "./create_account.ts";
@@ -93,9 +96,12 @@ function reasonOf(err: unknown): string {
   throw err;
 }
 
-/** The outcome of a line the account creation refused: kept when the account exists already, else rejected. */
+/**
+ * The outcome of a line the account creation refused: kept when the account exists already, else rejected
+ * (a name that only looks like an account's is not that account).
+ */
 function refused(l: Line, err: unknown): ImportOutcome {
-  if (err instanceof ProtocolError && err.code === "USER_EXISTS") {
+  if (err instanceof ProtocolError && err.code === "USER_EXISTS" && err.details.reason !== "confusable") {
     return { line: l.line, user: l.user, status: "kept", reason: "already exists" };
   }
   return { line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) };
@@ -122,37 +128,52 @@ function weaknessText(err: ProtocolError): string {
 
 /**
  * Check every line's name. A name on several lines is ambiguous (which password was meant?): none of them
- * is imported. Names that cannot be names are rejected.
+ * is imported; nor are names of several lines that look alike (which one is the real one?). Names that
+ * cannot be new names are rejected.
  */
 function uniqueNames(lines: Line[], outcomes: ImportOutcome[]): NamedLine[] {
-  const byKey = new Map<string, NamedLine[]>();
+  const named: NamedLine[] = [];
   for (const l of lines) {
-    let prepared: { name: string; key: string };
     try {
-      prepared = prepareUsername(l.user);
+      named.push({ ...l, ...prepareNewUsername(l.user) });
     } catch (err) {
       outcomes.push({ line: l.line, user: l.user, status: "rejected", reason: reasonOf(err) });
-      continue;
     }
-    byKey.set(prepared.key, [...(byKey.get(prepared.key) ?? []), { ...l, ...prepared }]);
   }
   const unique: NamedLine[] = [];
-  for (const group of byKey.values()) {
+  for (const group of lookAlikeGroups(named)) {
     if (group.length === 1) {
       unique.push(group[0]!);
       continue;
     }
     const where = group.map((l) => l.line).join(", ");
-    for (const l of group) {
-      outcomes.push({
-        line: l.line,
-        user: l.user,
-        status: "rejected",
-        reason: `same user on lines ${where}: none imported`,
-      });
-    }
+    const reason = group.every((l) => l.key === group[0]!.key)
+      ? `same user on lines ${where}: none imported`
+      : `names that look alike on lines ${where}: none imported`;
+    for (const l of group) outcomes.push({ line: l.line, user: l.user, status: "rejected", reason });
   }
   return unique.sort((a, b) => a.line - b.line);
+}
+
+/**
+ * The lines in groups of names that look alike, directly or through other lines: the same look-alike key
+ * in any case (the same key included) or as shown. Lines keep their order within a group.
+ */
+function lookAlikeGroups(lines: NamedLine[]): NamedLine[][] {
+  const parent = lines.map((_, i) => i);
+  const root = (i: number): number => parent[i] === i ? i : (parent[i] = root(parent[i]!));
+  const firstWith = new Map<string, number>();
+  lines.forEach((l, i) => {
+    const { folded, shown } = nameSkeletons(l.name, l.key);
+    for (const key of [`f:${folded}`, `s:${shown}`]) {
+      const other = firstWith.get(key);
+      if (other === undefined) firstWith.set(key, i);
+      else parent[root(i)] = root(other);
+    }
+  });
+  const groups = new Map<number, NamedLine[]>();
+  lines.forEach((l, i) => groups.set(root(i), [...(groups.get(root(i)) ?? []), l]));
+  return [...groups.values()];
 }
 
 async function runAll(

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MAX_USERNAME_CHARS, prepareUsername } from "../../lib/auth/username.ts";
+import { MAX_USERNAME_CHARS, prepareNewUsername, prepareUsername } from "../../lib/auth/username.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 
 function refused(raw: string, reason: string): void {
@@ -75,4 +75,69 @@ Deno.test("prepareUsername refuses a name whose lower-case key is not itself a v
   // U+04C0 lower-cases to U+04CF, unassigned in Unicode 3.2: the key could never be looked up.
   refused("\u04C0x", "prohibited_character");
   assert.equal(prepareUsername("İstanbul").key, "i̇stanbul");
+});
+
+function refusedAsNew(raw: string, reason: string): void {
+  assert.throws(() => prepareNewUsername(raw), (err: unknown) => {
+    assert.ok(err instanceof ProtocolError, String(err));
+    assert.equal(err.code, "INVALID_USERNAME");
+    assert.equal(err.details.reason, reason, `${JSON.stringify(raw)}: ${err.message}`);
+    return true;
+  });
+}
+
+Deno.test("prepareNewUsername keeps the chosen case and the key prepareUsername finds the account by", () => {
+  assert.deepEqual(prepareNewUsername("Alice"), { name: "Alice", key: "alice" });
+  assert.deepEqual(prepareNewUsername("\u00C9LODIE"), prepareUsername("\u00C9LODIE"));
+  for (const raw of ["alice", "Bob_2", "o'brien", "\u05E9\u05DC\u05D5\u05DD", "\u00E9lodie", "ca\u00DF"]) {
+    assert.equal(prepareNewUsername(raw).key, prepareUsername(raw).key, raw);
+  }
+});
+
+Deno.test("prepareNewUsername maps fullwidth names to the name they show", () => {
+  assert.deepEqual(prepareNewUsername("\uFF21\uFF4C\uFF49\uFF43\uFF45"), { name: "Alice", key: "alice" });
+  assert.equal(prepareUsername("\uFF21\uFF4C\uFF49\uFF43\uFF45").key, "alice", "found by the same key");
+});
+
+Deno.test("prepareNewUsername keeps the reasons of the old rules", () => {
+  refusedAsNew("a b", "whitespace");
+  refusedAsNew("a:b", "colon");
+  refusedAsNew("a\u0000b", "prohibited_character");
+  refusedAsNew("", "empty");
+  refusedAsNew("a".repeat(65), "too_long");
+});
+
+Deno.test("prepareNewUsername refuses what PRECIS refuses, naming the code point, never showing it", () => {
+  for (
+    const raw of ["I\u2665NY", "\u2168ray", "\uFB01sh", "a\u200Db", "a\u00ADb", "a\u2013b", "\u{1D400}lice"]
+  ) {
+    refusedAsNew(raw, "disallowed_character");
+  }
+  assert.throws(() => prepareNewUsername("I\u2665NY"), (err: unknown) => {
+    assert.ok(err instanceof ProtocolError);
+    assert.equal(
+      err.message,
+      "Invalid username: U+2665 is not allowed in a new user name " +
+        "(letters, digits, combining marks and printable ASCII only)",
+    );
+    assert.ok(!err.message.includes("\u2665"));
+    return true;
+  });
+});
+
+Deno.test("prepareNewUsername applies the Bidi Rule to right-to-left names", () => {
+  // SASLprep's bidi check, which every name passes, refuses most of what the Bidi Rule does, first.
+  refusedAsNew("1\u05E9\u05DC\u05D5\u05DD", "prohibited_character");
+  refusedAsNew("alice\u05E9", "prohibited_character");
+  refusedAsNew("\u05E9\u05DC\u05D5\u05DD1", "prohibited_character");
+  // What only the Bidi Rule refuses: Arabic-Indic digits first, and both kinds of digits together.
+  refusedAsNew("\u0661\u0662", "bidi");
+  refusedAsNew("\u05E9\u0661\u0031\u05E9", "bidi");
+  assert.equal(prepareNewUsername("\u05E9\u05DC\u05D5\u05DD").name, "\u05E9\u05DC\u05D5\u05DD");
+});
+
+Deno.test("prepareNewUsername accepts each look-alike of alice as a name: refusing it is the store's work", () => {
+  for (const raw of ["\u0430lice", "alic\u0435", "\u0251lice", "a\u0142ice", "AL\u0130CE"]) {
+    assert.equal(prepareNewUsername(raw).name, raw.normalize("NFC"));
+  }
 });

@@ -241,3 +241,65 @@ Deno.test("importVerifiers imports node:crypto verifiers that then log in with t
     store.close();
   }
 });
+
+Deno.test("importLegacyUsers rejects, with line and reason, names that look like an account's or another line's", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    await createAccount(store, { user: "alice", password: "mossy-stone-garden-7" }, SETTINGS);
+    const text = [
+      "\u0430lice:quiet-river-stones-9", // Cyrillic а: looks like the account alice
+      "erin:quiet-river-stones-9",
+      "b\u043Eb:quiet-river-stones-9", // Cyrillic о: looks like line 5
+      "# a comment",
+      "bob:quiet-river-stones-9",
+      "I\u2665NY:quiet-river-stones-9", // refused by PRECIS
+      "carol:quiet-river-stones-9",
+      "\uFF43\uFF41\uFF52\uFF4F\uFF4C:quiet-river-stones-9", // fullwidth: carol itself, a second time
+      "dave:quiet-river-stones-9",
+    ].join("\n");
+    const outcomes = await importLegacyUsers(store, text, SETTINGS);
+    assert.deepEqual(outcomes.map(brief), [
+      [1, "\u0430lice", "rejected", "User name looks like an existing account's: \u0430lice (USER_EXISTS)"],
+      [2, "erin", "created", ""],
+      [3, "b\u043Eb", "rejected", "names that look alike on lines 3, 5: none imported"],
+      [5, "bob", "rejected", "names that look alike on lines 3, 5: none imported"],
+      [
+        6,
+        "I\u2665NY",
+        "rejected",
+        "Invalid username: U+2665 is not allowed in a new user name " +
+        "(letters, digits, combining marks and printable ASCII only) (INVALID_USERNAME)",
+      ],
+      [7, "carol", "rejected", "same user on lines 7, 8: none imported"],
+      [8, "\uFF43\uFF41\uFF52\uFF4F\uFF4C", "rejected", "same user on lines 7, 8: none imported"],
+      [9, "dave", "created", ""],
+    ]);
+    assert.equal(await store.countUsers(), 3);
+    assert.equal(await store.findUser("\u0430lice"), undefined);
+    assertRerun(
+      outcomes,
+      await importLegacyUsers(store, text, SETTINGS),
+      "run again, the same lines rejected",
+    );
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("importVerifiers rejects a name that looks like an account's, and keeps the account itself", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    await createAccount(store, { user: "alice", password: "mossy-stone-garden-7" }, SETTINGS);
+    const text = [`a\u0142ice:${pgVerifier("y")}`, `bob:${pgVerifier("z")}`].join("\n");
+    assert.deepEqual((await importVerifiers(store, text)).map(brief), [
+      [1, "a\u0142ice", "rejected", "User name looks like an existing account's: a\u0142ice (USER_EXISTS)"],
+      [2, "bob", "created", ""],
+    ]);
+    assert.deepEqual((await importVerifiers(store, `ALICE:${pgVerifier("x")}`)).map(brief), [
+      [1, "ALICE", "kept", "already exists"],
+    ]);
+    assert.equal(await store.countUsers(), 2);
+  } finally {
+    store.close();
+  }
+});

@@ -13,6 +13,7 @@ import {
   verifierText,
 } from "./_bad_input_kit.ts";
 import type { ExtraStep, Row, RowEnv } from "./_bad_input_kit.ts";
+import { ALICE_LOOK_ALIKES } from "../auth/_look_alikes.ts";
 
 const ACCOUNTS: Row[] = [
   {
@@ -210,6 +211,109 @@ const ACCOUNTS: Row[] = [
   },
 ];
 
+/** REGISTER of `user` with a correctly sealed verifier. */
+function registerSealed(id: number, user: string): (c: RawClient, env: RowEnv) => Promise<void> {
+  return async (c, env) => {
+    await c.send({ op: "REGISTER", id, user, sealed: await sealedFor(env, "REGISTER", user) });
+  };
+}
+
+/** Names that look like alice's (issue 9), and names the PRECIS rules of new names refuse. */
+const LOOK_ALIKES: Row[] = [
+  ...ALICE_LOOK_ALIKES.map(([user, what], i): Row => ({
+    name: `REGISTER of ${what} in ${user} next to alice → USER_EXISTS, reason confusable, alice not named`,
+    hello: true,
+    steps: [registerSealed(60 + i, user)],
+    code: "USER_EXISTS",
+    fatal: false,
+    id: 60 + i,
+    reason: "confusable",
+    message: `User name looks like an existing account's: ${user}`,
+  })),
+  {
+    name: "REGISTER of aIice (capital I for l) next to alice → USER_EXISTS, reason confusable",
+    hello: true,
+    steps: [registerSealed(66, "aIice")],
+    code: "USER_EXISTS",
+    fatal: false,
+    id: 66,
+    reason: "confusable",
+  },
+  {
+    name: "REGISTER of fullwidth ａｌｉｃｅ → USER_EXISTS: it is alice (PRECIS width mapping)",
+    hello: true,
+    steps: [registerSealed(67, "\uFF41\uFF4C\uFF49\uFF43\uFF45")],
+    code: "USER_EXISTS",
+    fatal: false,
+    id: 67,
+    message: "User already exists: alice",
+  },
+  {
+    name:
+      "REGISTER of a name with a symbol (I♥NY) and junk sealed → INVALID_USERNAME (the name is checked first)",
+    hello: true,
+    steps: [{ op: "REGISTER", id: 68, user: "I\u2665NY", sealed: JUNK_SEALED }],
+    code: "INVALID_USERNAME",
+    fatal: false,
+    id: 68,
+    reason: "disallowed_character",
+    message: "Invalid username: U+2665 is not allowed in a new user name " +
+      "(letters, digits, combining marks and printable ASCII only)",
+  },
+  {
+    name: "REGISTER of a name with a right-to-left override, correctly sealed → INVALID_USERNAME",
+    hello: true,
+    steps: [registerSealed(69, "evil\u202Eexe")],
+    code: "INVALID_USERNAME",
+    fatal: false,
+    id: 69,
+  },
+  {
+    name:
+      "REGISTER of a name with a zero width joiner, correctly sealed → INVALID_USERNAME disallowed_character",
+    hello: true,
+    steps: [registerSealed(70, "ali\u200Dce")],
+    code: "INVALID_USERNAME",
+    fatal: false,
+    id: 70,
+    reason: "disallowed_character",
+  },
+  {
+    name: "REGISTER of a name that breaks the Bidi Rule (Arabic-Indic digits first) → INVALID_USERNAME bidi",
+    hello: true,
+    steps: [registerSealed(71, "\u0661\u0662")],
+    code: "INVALID_USERNAME",
+    fatal: false,
+    id: 71,
+    reason: "bidi",
+  },
+];
+
+/** Six names that look alike, registered at once: the check and the insert are one transaction. */
+const OSCARS = ["oscar", "\u043Escar", "os\u0441ar", "\u03BFscar", "0scar", "\u00F3scar"];
+
+const CONCURRENT_LOOK_ALIKES: ExtraStep = {
+  name:
+    "concurrent REGISTER of 6 look-alike names on 6 connections → one REGISTER, the rest USER_EXISTS confusable",
+  run: async (port) => {
+    const clients = await Promise.all(OSCARS.map(() => RawClient.connect(port)));
+    try {
+      const messages = await Promise.all(clients.map(async (c, i) => {
+        const env: RowEnv = { greeting: await hello(c), inFlight: [] };
+        const user = OSCARS[i]!;
+        const verifier = await clientVerifier("violet harbor 4821", env.greeting!);
+        return { op: "REGISTER", id: 72, user, sealed: await sealedFor(env, "REGISTER", user, verifier) };
+      }));
+      await Promise.all(clients.map((c, i) => c.send(messages[i])));
+      const replies = await Promise.all(clients.map((c) => c.reply()));
+      const outcomes = replies.map((r) => r.op === "ERROR" ? `${r.code} ${r.reason}` : String(r.op)).sort();
+      assert.deepEqual(outcomes, ["REGISTER", ...Array(5).fill("USER_EXISTS confusable")], brief(replies));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  },
+};
+
 const CONCURRENT_REGISTER: ExtraStep = {
   name: "concurrent REGISTER of one name on 6 connections → one REGISTER, the rest USER_EXISTS",
   run: async (port) => {
@@ -241,3 +345,6 @@ const CONCURRENT_REGISTER: ExtraStep = {
 
 Deno.test("authchat server answers bad registrations and password changes with documented errors and keeps serving", (t) =>
   badInputTable(t, ACCOUNTS, [CONCURRENT_REGISTER]));
+
+Deno.test("authchat server refuses look-alike and PRECIS-refused names at REGISTER and keeps serving", (t) =>
+  badInputTable(t, LOOK_ALIKES, [CONCURRENT_LOOK_ALIKES]));

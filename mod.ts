@@ -60,8 +60,16 @@ export type { ScramServerExchange } from "./lib/auth/scram_server.ts";
 export { ScramClient } from "./lib/auth/scram_client.ts";
 export { checkPassword } from "./lib/auth/password_policy.ts";
 export type { PolicyOptions } from "./lib/auth/password_policy.ts";
-export { prepareUsername } from "./lib/auth/username.ts";
+export { prepareNewUsername, prepareUsername } from "./lib/auth/username.ts";
 export type { PreparedName } from "./lib/auth/username.ts";
+export {
+  enforceUsernameCaseMapped,
+  enforceUsernameCasePreserved,
+  PrecisError,
+} from "./lib/auth/precis_username.ts";
+export type { PrecisRefusal } from "./lib/auth/precis_username.ts";
+export { nameSkeletons, skeleton } from "./lib/auth/confusable_skeleton.ts";
+export type { NameSkeletons } from "./lib/auth/confusable_skeleton.ts";
 export { RateLimiter } from "./lib/auth/rate_limiter.ts";
 export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";
 export type { IdentityRecord, NewUser, UserRecord, UserStore } from "./lib/store/user_store.ts";

@@ -64,7 +64,19 @@ function mapWidth(text: string): string {
   return out;
 }
 
-/** U+XXXX, never the character itself (it may be invisible or reorder the text around it). */
+/**
+ * Name a code point for a message: `U+XXXX`, never the character itself (it may be invisible, or reorder
+ * the text around it).
+ *
+ * @example
+ * ```ts
+ * import { codePointName } from "./precis_username.ts";
+ * console.assert(codePointName(0x202e) === "U+202E");
+ * ```
+ *
+ * @param cp The code point.
+ * @returns Its name.
+ */
 export function codePointName(cp: number): string {
   return `U+${cp.toString(16).toUpperCase().padStart(4, "0")}`;
 }

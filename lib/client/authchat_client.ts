@@ -5,6 +5,7 @@
  * @module
  */
 
+import { prepareNewUsername } from "../auth/username.ts";
 import type { SaltedPasswordCache } from "../auth/scram_client.ts";
 import { saslPrep } from "../auth/saslprep.ts";
 import { PROTOCOL_VERSION } from "../codec/messages.ts";
@@ -267,9 +268,12 @@ export class AuthchatClient {
    * @param user User name.
    * @param password New password.
    * @returns The name the server stored.
+   * @throws {ProtocolError} `INVALID_USERNAME` for a name the rules of new names refuse and
+   *   `PASSWORD_POLICY`, before anything is sent; the server's refusals (`USER_EXISTS`, …).
    */
   async register(user: string, password: string): Promise<string> {
-    // The policy is checked first, the cheapest refusal.
+    // The name's rules and then the policy are checked first, the cheapest refusals.
+    prepareNewUsername(user);
     const { fields } = await this.#newVerifier("REGISTER", user, password);
     // The identity key is made here, and its private half leaves only sealed under the password.
     const { message } = await newIdentity(user, password);

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { prepareNewUsername } from "../auth/username.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { ConnectionClosedError } from "./authchat_client.ts";
 import type { AuthchatClient, ServerEvent } from "./authchat_client.ts";
@@ -384,6 +385,8 @@ export class CommandRunner {
       }
       case "register": {
         const user = await this.#user(arg);
+        // A name the server would refuse is refused before any password is asked for.
+        prepareNewUsername(user);
         const password = await this.#newSecret(
           "register",
           (secret) => this.#onServer((c) => c.checkNewPassword(user, secret)),

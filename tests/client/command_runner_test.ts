@@ -377,3 +377,17 @@ Deno.test("CommandRunner ends a wait on a logged-in session when the server ends
   assert.equal(await short, true);
   assert.deepEqual(pause.events.at(-1), { type: "reply", ok: true, command: "wait", seconds: 0.2 });
 });
+
+Deno.test("CommandRunner refuses a name the rules of new names refuse before asking for a password", async () => {
+  const calls: string[] = [];
+  const { value, asked, events } = io({ register: "a long enough password" });
+  const runner = new CommandRunner(connector(calls).connect, value);
+  assert.equal(await runner.run("register I\u2665NY"), false);
+  assert.deepEqual(asked, [], "no password was asked for");
+  assert.deepEqual(calls, [], "nothing was sent");
+  const last = events.at(-1);
+  assert.ok(
+    last?.type === "reply" && !last.ok && last.error.code === "INVALID_USERNAME",
+    JSON.stringify(last),
+  );
+});

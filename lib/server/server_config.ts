@@ -64,7 +64,7 @@ export interface ServerConfig {
   max_connections_per_ip: number;
   /** Registrations a source address may make per minute (and at once). */
   registrations_per_minute: number;
-  /** Failed proofs allowed before backoff starts. */
+  /** Failed proofs allowed before backoff starts (the attempt after that many failures waits). */
   failures_before_backoff: number;
   /** First backoff in seconds; doubles per further failure. */
   backoff_base: number;

@@ -177,6 +177,8 @@ export interface ConfigSources {
   envNames?: () => string[];
   /** Values from command-line flags, already named by config key. */
   flags?: Partial<ServerConfig>;
+  /** The flag that sets a key, for errors, when it is not the key's name (`data_dir` is set by `--data`). */
+  flagNames?: Partial<Record<keyof ServerConfig, string>>;
 }
 
 /** The variable that sets a key. */
@@ -282,7 +284,8 @@ export async function loadServerConfig(sources: ConfigSources = {}): Promise<Ser
     if (value !== undefined) values[key] = coerce(key, name, value, true);
   }
   for (const [key, value] of Object.entries(sources.flags ?? {}) as [ConfigKey, unknown][]) {
-    if (value !== undefined) values[key] = coerce(key, `--${key.replaceAll("_", "-")}`, value, false);
+    if (value === undefined) continue;
+    values[key] = coerce(key, sources.flagNames?.[key] ?? `--${key.replaceAll("_", "-")}`, value, false);
   }
   const dataDir = (values.data_dir as string | undefined) ?? DEFAULTS.data_dir;
   const config = {

@@ -13,6 +13,7 @@
 import tls from "node:tls";
 import type { Socket } from "node:net";
 import { NodeSocketStream } from "../transport/node_socket_stream.ts";
+import { LoginBudget } from "../auth/login_budget.ts";
 import { RateLimiter } from "../auth/rate_limiter.ts";
 import { TokenBucket } from "../auth/token_bucket.ts";
 import { encodeBase64 } from "../codec/base64.ts";
@@ -135,6 +136,10 @@ export class AuthchatServer {
         maxParallel: config.max_unauthenticated_per_ip,
       }),
       registrations: new TokenBucket({ perMinute: config.registrations_per_minute }),
+      logins: new LoginBudget({
+        perAccountPerMinute: config.logins_per_minute_per_account,
+        perSourcePerMinute: config.logins_per_minute_per_source,
+      }),
       registry: new SessionRegistry({
         maxUnauthenticatedPerIp: config.max_unauthenticated_per_ip,
         maxConnectionsPerIp: config.max_connections_per_ip,

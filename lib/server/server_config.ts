@@ -15,6 +15,7 @@ import { coerceValue, ConfigError, readConfigFile } from "./config_file.ts";
 import type { ValueKind } from "./config_file.ts";
 import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
 import { DEFAULT_MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS } from "../auth/password_policy.ts";
+import { DEFAULT_LOGIN_BUDGET } from "../auth/login_budget.ts";
 
 /** The resolved configuration a server runs with. */
 export interface ServerConfig {
@@ -64,6 +65,10 @@ export interface ServerConfig {
   max_connections_per_ip: number;
   /** Registrations a source address may make per minute (and at once). */
   registrations_per_minute: number;
+  /** Successful logins to one account per minute (and at once), from anywhere. */
+  logins_per_minute_per_account: number;
+  /** Successful logins from one source address per minute (and at once), to any accounts. */
+  logins_per_minute_per_source: number;
   /** Failed proofs allowed before backoff starts (the attempt after that many failures waits). */
   failures_before_backoff: number;
   /** First backoff in seconds; doubles per further failure. */
@@ -104,6 +109,8 @@ const KEYS: Record<ConfigKey, ValueKind> = {
   max_unauthenticated_per_ip: { type: "int", min: 1, max: 1_000_000 },
   max_connections_per_ip: { type: "int", min: 1, max: 1_000_000 },
   registrations_per_minute: { type: "int", min: 1, max: 1_000_000 },
+  logins_per_minute_per_account: { type: "int", min: 1, max: 1_000_000 },
+  logins_per_minute_per_source: { type: "int", min: 1, max: 1_000_000 },
   failures_before_backoff: { type: "int", min: 0, max: 1000 },
   backoff_base: { type: "number", min: 0.001, max: 86_400 },
   backoff_max: { type: "number", min: 0.001, max: 7 * 86_400 },
@@ -141,6 +148,8 @@ const DEFAULTS: Omit<
   max_unauthenticated_per_ip: 32,
   max_connections_per_ip: 256,
   registrations_per_minute: 10,
+  logins_per_minute_per_account: DEFAULT_LOGIN_BUDGET.perAccountPerMinute,
+  logins_per_minute_per_source: DEFAULT_LOGIN_BUDGET.perSourcePerMinute,
   failures_before_backoff: 5,
   backoff_base: 1,
   backoff_max: 900,

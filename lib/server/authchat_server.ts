@@ -29,6 +29,7 @@ import type { ServerConfig } from "./server_config.ts";
 import type { SessionContext, TransportName } from "./session_context.ts";
 import { SessionRegistry } from "./session_registry.ts";
 import { LocalPresence } from "./presence.ts";
+import { DEFAULT_NOTICE_INTERVAL_MS } from "./presence_coalescer.ts";
 import { Rendezvous } from "./udp_rendezvous.ts";
 import { MAX_DATAGRAM } from "../codec/datagram.ts";
 import { listenErrorFrom } from "./listen_error.ts";
@@ -144,7 +145,10 @@ export class AuthchatServer {
         maxUnauthenticatedPerIp: config.max_unauthenticated_per_ip,
         maxConnectionsPerIp: config.max_connections_per_ip,
       }),
-      presence: new LocalPresence({ lingerMs: PRESENCE_LINGER_MS }),
+      presence: new LocalPresence({
+        lingerMs: PRESENCE_LINGER_MS,
+        noticeIntervalMs: DEFAULT_NOTICE_INTERVAL_MS,
+      }),
       rendezvous: null,
       now: Date.now,
       serverName: config.name,

@@ -7,6 +7,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import denoJson from "../deno.json" with { type: "json" };
 import { ConfigError, loadServerConfig } from "../lib/server/server_config.ts";
+import { coerceValue } from "../lib/server/config_file.ts";
 import type { ConfigSources, ServerConfig } from "../lib/server/server_config.ts";
 import { CLIENT_CONFIG_KEYS, loadClientConfig } from "../lib/client/client_config.ts";
 import type { ClientConfig, ClientConfigKey, ClientConfigSources } from "../lib/client/client_config.ts";
@@ -106,15 +107,19 @@ export function configSources(
   getEnv: (name: string) => string | undefined,
   envNames?: () => string[],
 ): ConfigSources {
-  const { flags, ...file } = givenConfig(
-    command,
-    CONFIG_FLAGS[command.name() === "seed" ? "seed" : "server"],
-  );
+  const names = CONFIG_FLAGS[command.name() === "seed" ? "seed" : "server"];
+  const { flags, ...file } = givenConfig(command, names);
   return {
     ...file,
     env: getEnv,
     ...(envNames === undefined ? {} : { envNames }),
     flags: flags as Partial<ServerConfig>,
+    // An invalid value is reported under the flag that was typed: `--data`, not `--data-dir`.
+    flagNames: Object.fromEntries(
+      Object.entries(names).map((
+        [option, key],
+      ) => [key, `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`]),
+    ),
   };
 }
 
@@ -204,6 +209,8 @@ export function createProgram(): Cli {
     .option("--rsa", "RSA-3072 certificate key instead of ECDSA P-256")
     .option("--force", "replace existing key files")
     .action(async (opts) => {
+      // As `server` and `seed` refuse it: an empty directory would mean the working directory.
+      coerceValue({ type: "path" }, "--data", opts.data, false);
       status = await runKeygen(opts);
     });
 

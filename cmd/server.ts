@@ -7,7 +7,7 @@
  * @module
  */
 
-import { dirname } from "node:path";
+import { dirname, normalize } from "node:path";
 import {
   existingIdentityFiles,
   generateServerIdentity,
@@ -43,17 +43,55 @@ async function ensureIdentity(paths: IdentityPaths, config: ServerConfig, log: L
   for (const line of describeKeys(keys)) console.error(line);
 }
 
-async function warnOnLoosePermissions(paths: string[], log: Logger): Promise<void> {
-  for (const file of paths) {
+/** A file or directory others must not reach, and the warning when they can. */
+interface Guarded {
+  path: string;
+  /** Permission bits that must be clear. */
+  mask: number;
+  event: "key_permissions" | "database_permissions" | "data_dir_permissions";
+  advice: string;
+}
+
+/** Warn about every path whose mode lets other users in (one line each; nothing for a missing path). */
+async function warnOnLoosePermissions(guarded: Guarded[], log: Logger): Promise<void> {
+  for (const { path, mask, event, advice } of guarded) {
     try {
-      const mode = (await Deno.stat(file)).mode;
-      if (mode !== null && (mode & 0o077) !== 0) {
-        log.warn("key_permissions", { file, mode: `0${(mode & 0o777).toString(8)}`, advice: "chmod 600" });
+      const mode = (await Deno.stat(path)).mode;
+      if (mode !== null && (mode & mask) !== 0) {
+        log.warn(event, { file: path, mode: `0${(mode & 0o777).toString(8)}`, advice });
       }
     } catch {
-      // Reported by the loader.
+      // A missing key is reported by the loader; a missing -wal or -shm is not in use.
     }
   }
+}
+
+/**
+ * What must stay private besides the keys: the database holds verifiers and the mock-exchange secret (what
+ * tells a real account from an unknown name), and its -wal and -shm hold recent pages of it; whoever can write
+ * to the data directory (or the database's own) can replace any of them. Read or write by group or others
+ * is warned about; execute is not (a directory others may only traverse hides its files' names, and the
+ * files' own modes still hold).
+ */
+function dataPaths(config: ServerConfig): Guarded[] {
+  const inMemory = config.database === ":memory:";
+  const dirs = new Set([normalize(config.data_dir)]);
+  if (!inMemory) dirs.add(dirname(normalize(config.database)));
+  const files = inMemory ? [] : ["", "-wal", "-shm"].map((suffix) => config.database + suffix);
+  return [
+    ...[...dirs].map((path): Guarded => ({
+      path,
+      mask: 0o066,
+      event: "data_dir_permissions",
+      advice: "chmod 700",
+    })),
+    ...files.map((path): Guarded => ({
+      path,
+      mask: 0o066,
+      event: "database_permissions",
+      advice: "chmod 600",
+    })),
+  ];
 }
 
 /**
@@ -84,9 +122,19 @@ export async function runServer(config: ServerConfig): Promise<number> {
   let server: AuthchatServer;
   try {
     await ensureIdentity(paths, config, log);
-    await warnOnLoosePermissions([paths.keyFile, paths.sealPrivateFile], log);
+    await warnOnLoosePermissions(
+      [paths.keyFile, paths.sealPrivateFile].map((path) => ({
+        path,
+        mask: 0o077,
+        event: "key_permissions",
+        advice: "chmod 600",
+      })),
+      log,
+    );
     const identity = await loadServerIdentity(paths, { tls: config.tls });
     store = SqliteUserStore.open(config.database);
+    // After opening: SQLite has made the -wal and -shm files by now (with the database file's mode).
+    await warnOnLoosePermissions(dataPaths(config), log);
     server = await AuthchatServer.start({ config, identity, store, log });
   } catch (err) {
     store?.close();

@@ -20,7 +20,7 @@
 
 /** Options of {@linkcode RateLimiter}. */
 export interface RateLimiterOptions {
-  /** Failures allowed before backoff starts. */
+  /** Failures allowed before backoff starts: the attempt after this many failures waits (0 acts as 1). */
   freeFailures: number;
   /** First backoff, in milliseconds; it doubles with each further failure. */
   baseMs: number;
@@ -120,7 +120,6 @@ function expandIpv6(address: string): number[] | null {
  * import { RateLimiter } from "./rate_limiter.ts";
  * const limiter = new RateLimiter({ freeFailures: 1, baseMs: 1000, maxMs: 8000, forgetAfterMs: 60000, maxEntries: 10 });
  * limiter.recordFailure("10.0.0.1", "alice", 0);
- * limiter.recordFailure("10.0.0.1", "alice", 0);
  * console.assert(limiter.retryAfter("10.0.0.1", "alice", 0) === 1000);
  * console.assert(limiter.retryAfter("10.0.0.2", "alice", 0) === 0);
  * ```
@@ -145,7 +144,8 @@ export class RateLimiter {
   #checking = new Map<string, number>();
 
   #delay(counter: Counter | undefined, checking: number, now: number): number {
-    const over = (counter?.failures ?? 0) + checking - this.#options.freeFailures;
+    // `freeFailures` failed proofs pass; the attempt after the last of them waits `baseMs`.
+    const over = (counter?.failures ?? 0) + checking - Math.max(1, this.#options.freeFailures) + 1;
     if (over <= 0) return 0;
     const backoff = Math.min(this.#options.maxMs, this.#options.baseMs * 2 ** Math.min(over - 1, 40));
     return Math.max(0, (counter?.last ?? now) + backoff - now);

@@ -77,6 +77,20 @@ export class TokenBucket {
   }
 
   /**
+   * How long until a source could spend a token, spending none.
+   *
+   * @param source The source (an IP address unless `key` says otherwise).
+   * @param now Current time in ms.
+   * @returns 0 when a token is there, else the milliseconds until one is (what {@linkcode take} would say).
+   */
+  wait(source: string, now: number): number {
+    const old = this.#buckets.get(this.#key(source));
+    if (!old) return 0;
+    const tokens = Math.min(this.#burst, old.tokens + (now - old.at) * this.#perMs);
+    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) / this.#perMs);
+  }
+
+  /**
    * Forget a source: its next take starts from a full bucket.
    *
    * @param source The source.

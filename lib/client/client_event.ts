@@ -106,12 +106,16 @@ export type ClientEvent = ReplyEvent | FailureEvent | MessageEvent | PresenceEve
 
 /**
  * Text from elsewhere (another user, the server) made safe for one terminal line: control characters
- * (which could move the cursor, clear the screen or fake a line of output) are shown escaped.
+ * (which could move the cursor, clear the screen or fake a line of output) are shown escaped, and so are
+ * the bidirectional embedding, override and isolate characters (U+202A–U+202E, U+2066–U+2069), which
+ * would reorder the rest of the line as displayed ("Trojan Source": a name or message that reads
+ * otherwise than it is).
  *
  * @example
  * ```ts
  * import { printable } from "./client_event.ts";
  * console.assert(printable("a\nb\u001b[2J") === "a\\nb\\u001b[2J");
+ * console.assert(printable("pay \u202egpj.exe") === "pay \\u202egpj.exe");
  * ```
  *
  * @param text The text.
@@ -120,7 +124,7 @@ export type ClientEvent = ReplyEvent | FailureEvent | MessageEvent | PresenceEve
 export function printable(text: string): string {
   return text.replace(
     // deno-lint-ignore no-control-regex -- matching control characters is the point
-    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
     (c) => c === "\n" ? "\\n" : c === "\t" ? "\\t" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }
@@ -257,9 +261,10 @@ function rawEventText(event: ClientEvent): { stream: "stdout" | "stderr"; lines:
  */
 export function eventJson(event: ClientEvent): string {
   // JSON allows U+2028 and U+2029 raw, but some line readers split on them; and DEL and the C1 controls
-  // (U+009B is a terminal's CSI) raw, which a terminal showing the output may act on.
+  // (U+009B is a terminal's CSI) and the bidirectional overrides and isolates raw, which a terminal
+  // showing the output may act on or reorder the line by.
   return JSON.stringify(event).replace(
-    /[\u007f-\u009f\u2028\u2029]/g,
+    /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }

@@ -13,6 +13,7 @@
 import tls from "node:tls";
 import type { Socket } from "node:net";
 import { NodeSocketStream } from "../transport/node_socket_stream.ts";
+import { LoginBudget } from "../auth/login_budget.ts";
 import { RateLimiter } from "../auth/rate_limiter.ts";
 import { TokenBucket } from "../auth/token_bucket.ts";
 import { encodeBase64 } from "../codec/base64.ts";
@@ -28,6 +29,7 @@ import type { ServerConfig } from "./server_config.ts";
 import type { SessionContext, TransportName } from "./session_context.ts";
 import { SessionRegistry } from "./session_registry.ts";
 import { LocalPresence } from "./presence.ts";
+import { DEFAULT_NOTICE_INTERVAL_MS } from "./presence_coalescer.ts";
 import { Rendezvous } from "./udp_rendezvous.ts";
 import { MAX_DATAGRAM } from "../codec/datagram.ts";
 import { listenErrorFrom } from "./listen_error.ts";
@@ -135,11 +137,18 @@ export class AuthchatServer {
         maxParallel: config.max_unauthenticated_per_ip,
       }),
       registrations: new TokenBucket({ perMinute: config.registrations_per_minute }),
+      logins: new LoginBudget({
+        perAccountPerMinute: config.logins_per_minute_per_account,
+        perSourcePerMinute: config.logins_per_minute_per_source,
+      }),
       registry: new SessionRegistry({
         maxUnauthenticatedPerIp: config.max_unauthenticated_per_ip,
         maxConnectionsPerIp: config.max_connections_per_ip,
       }),
-      presence: new LocalPresence({ lingerMs: PRESENCE_LINGER_MS }),
+      presence: new LocalPresence({
+        lingerMs: PRESENCE_LINGER_MS,
+        noticeIntervalMs: DEFAULT_NOTICE_INTERVAL_MS,
+      }),
       rendezvous: null,
       now: Date.now,
       serverName: config.name,

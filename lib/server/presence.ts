@@ -9,6 +9,8 @@
 
 import type { ServerMessageOf } from "../codec/messages.ts";
 import { encodeBase64 } from "../codec/base64.ts";
+import { PresenceCoalescer } from "./presence_coalescer.ts";
+import type { CoalescerClock } from "./presence_coalescer.ts";
 
 /** A user as presence shows them. */
 export interface OnlineUser {
@@ -93,8 +95,22 @@ export function presenceNotice(user: OnlineUser, state: "online" | "offline"): S
   return notice;
 }
 
+/** Options of {@linkcode LocalPresence}. */
+export interface LocalPresenceOptions {
+  /** How long a user whose last session left cleanly stays online, in ms (default 0: not at all). */
+  lingerMs?: number;
+  /**
+   * Least time between two notices about one user, in ms (default 0: every change at once); see
+   * {@linkcode PresenceCoalescer}. The server uses `DEFAULT_NOTICE_INTERVAL_MS`.
+   */
+  noticeIntervalMs?: number;
+  /** Clock and timers of the coalescing (default: the process's). */
+  clock?: CoalescerClock;
+}
+
 /**
- * In-process presence.
+ * In-process presence. Notices about a user are coalesced: the others hear of them at most once per
+ * `noticeIntervalMs`, and always of their latest state.
  *
  * @example
  * ```ts
@@ -116,19 +132,25 @@ export class LocalPresence implements PresenceDirectory {
   #lingerMs: number;
   /** Users whose last session left cleanly, until they go offline. */
   #lingering = new Map<string, ReturnType<typeof setTimeout>>();
+  #coalescer: PresenceCoalescer;
 
   /**
    * Make the directory.
    *
-   * @param options How long a user whose last session left cleanly stays online (default 0: not at all).
+   * @param options Linger time and notice interval.
    */
-  constructor(options: { lingerMs?: number } = {}) {
+  constructor(options: LocalPresenceOptions = {}) {
     this.#lingerMs = options.lingerMs ?? 0;
+    this.#coalescer = new PresenceCoalescer((key, notice) => this.#fanOut(key, notice), {
+      intervalMs: options.noticeIntervalMs ?? 0,
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
   }
 
   join(member: PresenceMember, user: OnlineUser): void {
     if (this.#members.has(member)) this.leave(member, this.#members.get(member)!);
     this.#members.set(member, user.key);
+    this.#coalescer.observerJoined();
     const entry = this.#users.get(user.key);
     if (entry) {
       // Back within the linger time: nobody was told they left, so nobody is told they came back.
@@ -201,12 +223,18 @@ export class LocalPresence implements PresenceDirectory {
     this.#quiet = true;
     for (const timer of this.#lingering.values()) clearTimeout(timer);
     this.#lingering.clear();
+    this.#coalescer.close();
   }
 
-  /** Tell every session of the other users. */
+  /** Tell every session of the other users, through the coalescer. */
   #broadcast(user: OnlineUser, state: "online" | "offline"): void {
     if (this.#quiet) return;
-    const notice = presenceNotice(user, state);
-    for (const [member, key] of this.#members) if (key !== user.key) member.notify(notice);
+    this.#coalescer.publish(user.key, presenceNotice(user, state));
+  }
+
+  /** Deliver a notice to every session of the other users online now. */
+  #fanOut(userKey: string, notice: ServerMessageOf<"PRESENCE">): void {
+    if (this.#quiet) return;
+    for (const [member, key] of this.#members) if (key !== userKey) member.notify(notice);
   }
 }

@@ -15,6 +15,7 @@ import { coerceValue, ConfigError, readConfigFile } from "./config_file.ts";
 import type { ValueKind } from "./config_file.ts";
 import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
 import { DEFAULT_MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS } from "../auth/password_policy.ts";
+import { DEFAULT_LOGIN_BUDGET } from "../auth/login_budget.ts";
 
 /** The resolved configuration a server runs with. */
 export interface ServerConfig {
@@ -64,7 +65,11 @@ export interface ServerConfig {
   max_connections_per_ip: number;
   /** Registrations a source address may make per minute (and at once). */
   registrations_per_minute: number;
-  /** Failed proofs allowed before backoff starts. */
+  /** Successful logins to one account per minute (and at once), from anywhere. */
+  logins_per_minute_per_account: number;
+  /** Successful logins from one source address per minute (and at once), to any accounts. */
+  logins_per_minute_per_source: number;
+  /** Failed proofs allowed before backoff starts (the attempt after that many failures waits). */
   failures_before_backoff: number;
   /** First backoff in seconds; doubles per further failure. */
   backoff_base: number;
@@ -104,6 +109,8 @@ const KEYS: Record<ConfigKey, ValueKind> = {
   max_unauthenticated_per_ip: { type: "int", min: 1, max: 1_000_000 },
   max_connections_per_ip: { type: "int", min: 1, max: 1_000_000 },
   registrations_per_minute: { type: "int", min: 1, max: 1_000_000 },
+  logins_per_minute_per_account: { type: "int", min: 1, max: 1_000_000 },
+  logins_per_minute_per_source: { type: "int", min: 1, max: 1_000_000 },
   failures_before_backoff: { type: "int", min: 0, max: 1000 },
   backoff_base: { type: "number", min: 0.001, max: 86_400 },
   backoff_max: { type: "number", min: 0.001, max: 7 * 86_400 },
@@ -141,6 +148,8 @@ const DEFAULTS: Omit<
   max_unauthenticated_per_ip: 32,
   max_connections_per_ip: 256,
   registrations_per_minute: 10,
+  logins_per_minute_per_account: DEFAULT_LOGIN_BUDGET.perAccountPerMinute,
+  logins_per_minute_per_source: DEFAULT_LOGIN_BUDGET.perSourcePerMinute,
   failures_before_backoff: 5,
   backoff_base: 1,
   backoff_max: 900,
@@ -177,6 +186,8 @@ export interface ConfigSources {
   envNames?: () => string[];
   /** Values from command-line flags, already named by config key. */
   flags?: Partial<ServerConfig>;
+  /** The flag that sets a key, for errors, when it is not the key's name (`data_dir` is set by `--data`). */
+  flagNames?: Partial<Record<keyof ServerConfig, string>>;
 }
 
 /** The variable that sets a key. */
@@ -282,7 +293,8 @@ export async function loadServerConfig(sources: ConfigSources = {}): Promise<Ser
     if (value !== undefined) values[key] = coerce(key, name, value, true);
   }
   for (const [key, value] of Object.entries(sources.flags ?? {}) as [ConfigKey, unknown][]) {
-    if (value !== undefined) values[key] = coerce(key, `--${key.replaceAll("_", "-")}`, value, false);
+    if (value === undefined) continue;
+    values[key] = coerce(key, sources.flagNames?.[key] ?? `--${key.replaceAll("_", "-")}`, value, false);
   }
   const dataDir = (values.data_dir as string | undefined) ?? DEFAULTS.data_dir;
   const config = {

@@ -33,6 +33,7 @@ import {
   registerIdentity,
   udpFields,
 } from "./_chat_requests.ts";
+import { checkLoginBudget, spendLoginBudget } from "./_login_admission.ts";
 import { SessionSecrets } from "./_new_verifier.ts";
 import { checkProof, commitProof, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
@@ -262,7 +263,9 @@ export class Session implements RegisteredSession {
       case "LOGIN": {
         if (this.#user) this.#logout("relogin");
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
-        return await this.#begin({ purpose: "login", first, who: prepareUsername(first.username) }, msg.id);
+        const who = prepareUsername(first.username);
+        checkLoginBudget(this.#ctx, this.peerAddress, who.key);
+        return await this.#begin({ purpose: "login", first, who }, msg.id);
       }
       case "PASSWD":
       case "DELETE":
@@ -355,6 +358,7 @@ export class Session implements RegisteredSession {
     if (pending.purpose !== "login" && this.#user?.key !== pending.key) {
       throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the session ended meanwhile");
     }
+    if (pending.purpose === "login") spendLoginBudget(this.#ctx, this.peerAddress, pending.key);
     const { previous, verifier } = await commitProof(this.#ctx, pending, now);
     if (this.#closed) return;
     const fields = { session: this.id, ip: this.peerAddress, user: pending.name };

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { LoginBudget } from "../auth/login_budget.ts";
 import type { RateLimiter } from "../auth/rate_limiter.ts";
 import type { TokenBucket } from "../auth/token_bucket.ts";
 import type { ServerMessage } from "../codec/messages.ts";
@@ -21,6 +22,8 @@ export interface SessionContext {
   limiter: RateLimiter;
   /** Per-source budget of registrations (each costs a key derivation). */
   registrations: TokenBucket;
+  /** Budgets of successful logins per source and per account (each is a presence change for everyone). */
+  logins: LoginBudget;
   /** Live sessions. */
   registry: SessionRegistry;
   /** Who is online. */

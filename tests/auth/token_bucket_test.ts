@@ -26,3 +26,16 @@ Deno.test("TokenBucket with its own key counts sources as given, and forgets one
   assert.equal(bucket.take("2001:db8::1", 0), 0, "a forgotten source starts full");
   assert.ok(bucket.take("2001:db8::2", 0) > 0, "the others are kept");
 });
+
+Deno.test("TokenBucket.wait says what take would, spending nothing", () => {
+  const bucket = new TokenBucket({ perMinute: 60, burst: 2 });
+  assert.equal(bucket.wait("10.0.0.1", 0), 0, "an unseen source has a full bucket");
+  for (let i = 0; i < 5; i++) assert.equal(bucket.wait("10.0.0.1", 0), 0, "asking spends nothing");
+  assert.equal(bucket.take("10.0.0.1", 0), 0);
+  assert.equal(bucket.take("10.0.0.1", 0), 0);
+  assert.equal(bucket.wait("10.0.0.1", 0), 1000);
+  assert.equal(bucket.wait("10.0.0.1", 400), 600);
+  assert.equal(bucket.take("10.0.0.1", 400), 600, "take agrees");
+  assert.equal(bucket.wait("10.0.0.1", 1000), 0);
+  assert.equal(bucket.take("10.0.0.1", 1000), 0, "the token wait saw is there");
+});

@@ -162,3 +162,37 @@ Deno.test("eventJson escapes DEL and the C1 controls a terminal may act on", () 
   assert.ok(!/[\u007f-\u009f]/.test(line), line);
   assert.deepEqual(JSON.parse(line), event);
 });
+
+/** Every bidirectional embedding, override and isolate character: U+202A–U+202E and U+2066–U+2069. */
+const BIDI_CONTROLS = [0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069]
+  .map((c) => String.fromCharCode(c));
+
+Deno.test("eventText escapes bidirectional overrides and isolates in chat text, names and server text", () => {
+  for (const c of BIDI_CONTROLS) {
+    const shown = `\\u${c.charCodeAt(0).toString(16)}`;
+    // "pay bob" with an override: a terminal would draw the rest of the line reversed.
+    const cases: [ClientEvent, string][] = [
+      [
+        { type: "message", from: "alice", text: `pay ${c}bob${c}` },
+        `msg from alice: pay ${shown}bob${shown}`,
+      ],
+      [{ type: "message", from: `eve${c}`, text: "hi" }, `msg from eve${shown}: hi`],
+      [{ type: "presence", user: `bob${c}`, state: "online" }, `presence: bob${shown} online`],
+      [{ type: "bye", code: "SHUTDOWN", reason: `bye${c}` }, `server: bye${shown} (SHUTDOWN)`],
+      [
+        { type: "reply", ok: false, command: "login", error: { code: "INTERNAL", message: `no${c}pe` } },
+        `error: no${shown}pe (INTERNAL)`,
+      ],
+    ];
+    for (const [event, line] of cases) assert.deepEqual(eventText(event).lines, [line], shown);
+  }
+  // Right-to-left text itself is left alone: only the invisible controls are shown.
+  assert.deepEqual(eventText({ type: "message", from: "dana", text: "שלום" }).lines, ["msg from dana: שלום"]);
+});
+
+Deno.test("eventJson escapes bidirectional overrides and isolates, and parses back to the event", () => {
+  const event: ClientEvent = { type: "message", from: "b", text: `x${BIDI_CONTROLS.join("")}y` };
+  const line = eventJson(event);
+  assert.ok(!/[\u202a-\u202e\u2066-\u2069]/.test(line), line);
+  assert.deepEqual(JSON.parse(line), event);
+});

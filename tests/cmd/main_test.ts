@@ -63,4 +63,8 @@ Deno.test("configSources takes the server's and seed's keys from the flags given
   const seed = configSources(parsed(["seed", "--data", "d", "--iterations", "5000", "--demo"]), noEnv);
   assert.deepEqual(seed.flags, { data_dir: "d", scram_iterations: 5000 });
   assert.equal("file" in seed, false);
+  // Errors name the flag typed, not the key it sets.
+  assert.equal(server.flagNames?.data_dir, "--data");
+  assert.equal(server.flagNames?.tcp_port, "--tcp-port");
+  assert.equal(seed.flagNames?.scram_iterations, "--iterations");
 });

@@ -250,7 +250,10 @@ export async function badInputTable(
   await seedUsers(data, { [ALICE.user]: ALICE.password });
   const passwordFile = join(dir.path, "alice.pw");
   await Deno.writeTextFile(passwordFile, `${ALICE.password}\n`);
-  const server = await ServerProcess.start(data, { env: { AUTHCHAT_REGISTRATIONS_PER_MINUTE: "100000" } });
+  // A good login of alice follows every row: far more than a person's budget of logins (docs/PROTOCOL.md §7).
+  const server = await ServerProcess.start(data, {
+    env: { AUTHCHAT_REGISTRATIONS_PER_MINUTE: "100000", AUTHCHAT_LOGINS_PER_MINUTE_PER_ACCOUNT: "100000" },
+  });
   let stopped = false;
   try {
     for (const [index, row] of rows.entries()) {

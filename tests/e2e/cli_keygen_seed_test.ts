@@ -63,6 +63,18 @@ Deno.test("authchat keygen writes a leaf certificate OpenSSL accepts, 0600 priva
   assert.equal(`SHA256:${Uint8Array.fromHex(hex).toBase64({ omitPadding: true })}`, certFp);
 });
 
+Deno.test("authchat keygen, seed and server refuse an empty --data alike (exit 2), writing nothing", async () => {
+  await using dir = await tempDir();
+  for (const kind of ["keygen", "seed", "server"] as const) {
+    const result = await runCli(kind, ["--data", ""], { cwd: dir.path });
+    assert.equal(result.code, 2, `${kind}: ${result.stderr}`);
+    assert.equal(result.stderr, "error: Invalid configuration --data: expected a non-empty string\n", kind);
+    assert.equal(result.stdout, "", kind);
+  }
+  // An empty directory name would have meant the working directory: no key lands there.
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(dir.path)), []);
+});
+
 Deno.test("authchat keygen never overwrites keys without --force", async () => {
   await using dir = await tempDir();
   const data = join(dir.path, "keys");

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { LoginBudget } from "../../lib/auth/login_budget.ts";
 import { RateLimiter } from "../../lib/auth/rate_limiter.ts";
 import { saslPrep } from "../../lib/auth/saslprep.ts";
 import { TokenBucket } from "../../lib/auth/token_bucket.ts";
@@ -86,6 +87,10 @@ export interface KitOptions {
   maxUnauthenticatedPerIp?: number;
   maxConnectionsPerIp?: number;
   registrationsPerMinute?: number;
+  /** Successful logins per account per minute (default 10,000: tests log in often). */
+  loginsPerMinutePerAccount?: number;
+  /** Successful logins per source per minute (default 10,000). */
+  loginsPerMinutePerSource?: number;
   keepaliveTimeoutMs?: number;
   rendezvous?: Rendezvous;
   /** PBKDF2 iteration count (default {@linkcode KIT_ITERATIONS}). */
@@ -118,6 +123,10 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
       maxParallel: options.maxUnauthenticatedPerIp ?? 100,
     }),
     registrations: new TokenBucket({ perMinute: options.registrationsPerMinute ?? 1000 }),
+    logins: new LoginBudget({
+      perAccountPerMinute: options.loginsPerMinutePerAccount ?? 10_000,
+      perSourcePerMinute: options.loginsPerMinutePerSource ?? 10_000,
+    }),
     registry: new SessionRegistry({
       maxUnauthenticatedPerIp: options.maxUnauthenticatedPerIp ?? 100,
       maxConnectionsPerIp: options.maxConnectionsPerIp ?? 1000,

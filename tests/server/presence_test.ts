@@ -4,6 +4,7 @@ import { LIST_PAGE } from "../../lib/codec/messages.ts";
 import type { ServerMessageOf } from "../../lib/codec/messages.ts";
 import { LocalPresence, presenceNotice } from "../../lib/server/presence.ts";
 import type { OnlineUser, PresenceMember } from "../../lib/server/presence.ts";
+import { ManualClock } from "./_manual_clock.ts";
 
 let nextId = 1;
 
@@ -228,5 +229,77 @@ Deno.test("LocalPresence.quiet forgets lingering users without a notice (shutdow
   presence.leave(alice, "alice", true);
   presence.quiet();
   await new Promise((r) => setTimeout(r, 60));
+  assert.deepEqual(bob.seen.map((m) => m.state), ["online"]);
+});
+
+Deno.test("LocalPresence with a notice interval tells observers of a flapping user once per interval, ending with the truth", () => {
+  for (const endOnline of [false, true]) {
+    const clock = new ManualClock();
+    const presence = new LocalPresence({ noticeIntervalMs: 500, clock });
+    const at: number[] = [];
+    const seen: ServerMessageOf<"PRESENCE">[] = [];
+    const bob = {
+      id: nextId++,
+      notify: (m: ServerMessageOf<"PRESENCE">) => (seen.push(m), at.push(clock.now())),
+    };
+    presence.join(bob, user("bob"));
+    // alice logs in and drops 100 times in 200 ms, then maybe logs in once more.
+    for (let i = 0; i < 100; i++) {
+      const session = member();
+      presence.join(session, user("alice"));
+      clock.advance(1);
+      presence.leave(session, "alice");
+      clock.advance(1);
+    }
+    if (endOnline) presence.join(member(), user("alice"));
+    clock.advance(2000);
+    const aboutAlice = seen.filter((m) => m.user === "alice");
+    assert.ok(aboutAlice.length <= 2, `${aboutAlice.length} notices about alice`);
+    assert.equal(aboutAlice[0]!.state, "online", "the first change at once");
+    const truth = presence.get("alice") ? "online" : "offline";
+    assert.equal(truth, endOnline ? "online" : "offline");
+    assert.equal(aboutAlice.at(-1)!.state, truth, "the last notice is the final state");
+    for (let i = 1; i < at.length; i++) assert.ok(at[i]! - at[i - 1]! >= 500);
+    assert.equal(clock.pending, 0);
+  }
+});
+
+Deno.test("LocalPresence with a notice interval brings a newcomer's listing up to date when a held change is undone", () => {
+  const clock = new ManualClock();
+  const presence = new LocalPresence({ noticeIntervalMs: 500, clock });
+  const bob = member();
+  presence.join(bob, user("bob"));
+  const alice = member();
+  presence.join(alice, user("alice"));
+  presence.leave(alice, "alice"); // held: bob last heard "online"
+  const carol = member();
+  presence.join(carol, user("carol"));
+  assert.deepEqual(
+    presence.list(undefined, 10).users.map((u) => u.key),
+    ["bob", "carol"],
+    "carol sees no alice",
+  );
+  presence.join(member(), user("alice")); // back: what bob last heard, but not what carol saw
+  clock.advance(500);
+  assert.deepEqual(carol.seen.map((m) => `${m.user} ${m.state}`), ["alice online"]);
+  assert.deepEqual(bob.seen.map((m) => `${m.user} ${m.state}`), [
+    "alice online",
+    "carol online",
+    "alice online",
+  ]);
+});
+
+Deno.test("LocalPresence.quiet drops held notices and their timers", () => {
+  const clock = new ManualClock();
+  const presence = new LocalPresence({ noticeIntervalMs: 500, clock });
+  const bob = member();
+  presence.join(bob, user("bob"));
+  const alice = member();
+  presence.join(alice, user("alice"));
+  presence.leave(alice, "alice");
+  assert.equal(clock.pending, 1);
+  presence.quiet();
+  assert.equal(clock.pending, 0);
+  clock.advance(1000);
   assert.deepEqual(bob.seen.map((m) => m.state), ["online"]);
 });

@@ -21,8 +21,8 @@ Deno.test("Session keeps counting guesses at a victim between logins to the atta
     // Once the source is in backoff this login is refused too; before that it succeeds.
     await conn.scram("LOGIN", "mallory", "blue lantern orchard 5");
   }
-  assert.deepEqual(outcomes.slice(0, 4), ["AUTH_FAILED", "AUTH_FAILED", "AUTH_FAILED", "AUTH_FAILED"]);
-  assert.ok(outcomes.slice(4).every((o) => o === "RATE_LIMITED"), outcomes.join(","));
+  assert.deepEqual(outcomes.slice(0, 3), ["AUTH_FAILED", "AUTH_FAILED", "AUTH_FAILED"]);
+  assert.ok(outcomes.slice(3).every((o) => o === "RATE_LIMITED"), outcomes.join(","));
 });
 
 Deno.test("Session counts proofs of exchanges opened in parallel, before checking them", async () => {
@@ -46,8 +46,8 @@ Deno.test("Session counts proofs of exchanges opened in parallel, before checkin
     pending.map(({ conn, final }) => conn.send({ op: "PROOF", data: final })),
   );
   const codes = replies.map(code);
-  assert.equal(codes.filter((c) => c === "AUTH_FAILED").length, 4, codes.join(","));
-  assert.equal(codes.filter((c) => c === "RATE_LIMITED").length, 6);
+  assert.equal(codes.filter((c) => c === "AUTH_FAILED").length, 3, codes.join(","));
+  assert.equal(codes.filter((c) => c === "RATE_LIMITED").length, 7);
 });
 
 Deno.test("Session refuses a proof of the old password once the password changed during the exchange", async () => {
@@ -158,4 +158,27 @@ Deno.test("Session issues a fresh seal nonce on every HELLO and a secret sealed 
   await conn.sayHello();
   const fresh = await conn.sealed("REGISTER", "alice", verifier);
   assert.equal(code(await conn.send({ op: "REGISTER", user: "alice", sealed: fresh })), "REGISTER");
+});
+
+Deno.test("Session checks exactly failures_before_backoff wrong proofs, and the next attempt waits", async () => {
+  await using kit = await makeKit({ freeFailures: 5 });
+  await kit.addUser("alice", PASSWORD);
+  const conn = kit.connect({ peerAddress: "203.0.113.40" });
+  const outcomes: (string | undefined)[] = [];
+  for (let i = 0; i < 7; i++) {
+    outcomes.push(code((await conn.scram("LOGIN", "alice", `wrong guess ${i}xx`)).reply));
+  }
+  assert.deepEqual(outcomes, [
+    "AUTH_FAILED",
+    "AUTH_FAILED",
+    "AUTH_FAILED",
+    "AUTH_FAILED",
+    "AUTH_FAILED",
+    "RATE_LIMITED",
+    "RATE_LIMITED",
+  ]);
+  // Even the right password waits: the 6th attempt is held back before any exchange.
+  const sixth = (await conn.scram("LOGIN", "alice", PASSWORD)).reply as Record<string, unknown>;
+  assert.equal(sixth.code, "RATE_LIMITED");
+  assert.equal(sixth.retry_after_ms, 1000);
 });

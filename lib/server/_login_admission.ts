@@ -1,0 +1,46 @@
+/**
+ * The login budgets as a session meets them: asked at `LOGIN` before any
+ * exchange, spent by a correct proof before the login is committed, and a
+ * spent budget answered with `RATE_LIMITED` and the time to wait.
+ *
+ * @module
+ */
+
+import type { LoginRefusal } from "../auth/login_budget.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import type { SessionContext } from "./session_context.ts";
+
+function refuse(refusal: LoginRefusal | null): void {
+  if (!refusal) return;
+  const whose = refusal.of === "source" ? "from your address" : "to this account";
+  throw new ProtocolError(
+    "RATE_LIMITED",
+    `Too many logins ${whose}: retry in ${Math.ceil(refusal.waitMs / 1000)} s`,
+    { retryAfterMs: refusal.waitMs },
+  );
+}
+
+/**
+ * At `LOGIN`, before any exchange: refuse a login that could not succeed now (see `LoginBudget.check`).
+ *
+ * @param ctx The server's shared state.
+ * @param peerAddress Source address.
+ * @param account Lower-cased account name, known or not.
+ * @throws {ProtocolError} `RATE_LIMITED` with `retryAfterMs`.
+ */
+export function checkLoginBudget(ctx: SessionContext, peerAddress: string, account: string): void {
+  refuse(ctx.logins.check(peerAddress, account, ctx.now()));
+}
+
+/**
+ * After a correct proof of a `LOGIN`, before it is committed: count it, or refuse it when the source's or
+ * the account's budget is spent (then nothing is committed and nobody is told of a presence change).
+ *
+ * @param ctx The server's shared state.
+ * @param peerAddress Source address.
+ * @param account Lower-cased account name.
+ * @throws {ProtocolError} `RATE_LIMITED` with `retryAfterMs`.
+ */
+export function spendLoginBudget(ctx: SessionContext, peerAddress: string, account: string): void {
+  refuse(ctx.logins.spend(peerAddress, account, ctx.now()));
+}

@@ -250,7 +250,10 @@ export async function badInputTable(
   await seedUsers(data, { [ALICE.user]: ALICE.password });
   const passwordFile = join(dir.path, "alice.pw");
   await Deno.writeTextFile(passwordFile, `${ALICE.password}\n`);
-  const server = await ServerProcess.start(data, { env: { AUTHCHAT_REGISTRATIONS_PER_MINUTE: "100000" } });
+  // Every log line is kept (no rate limit): the check at the end must see each one.
+  const server = await ServerProcess.start(data, {
+    env: { AUTHCHAT_REGISTRATIONS_PER_MINUTE: "100000", AUTHCHAT_LOG_LINES_PER_SECOND: "0" },
+  });
   let stopped = false;
   try {
     for (const [index, row] of rows.entries()) {

@@ -306,7 +306,7 @@ export class AuthchatServer {
         // connection; one that is waiting stays queued in the kernel): make room, as at the cap, and pause,
         // so the loop does not spin and the sessions already open keep being served meanwhile.
         const code = (err as { code?: unknown }).code;
-        const shed = (code === "EMFILE" || code === "ENFILE") && this.#ctx.registry.shedOldest();
+        const shed = (code === "EMFILE" || code === "ENFILE") && this.#ctx.registry.shedOne();
         const pauseMs = backoff.failed();
         this.#ctx.log.warn("accept_failed", {
           transport: name,

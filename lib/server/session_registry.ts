@@ -139,7 +139,7 @@ export class SessionRegistry {
   /**
    * Let a new connection from this address in, or say why not. Per-address caps first (as
    * {@linkcode SessionRegistry.refusal}); then, at the cap in all, a connection not logged in is shed to
-   * make room ({@linkcode SessionRegistry.shedOldest}); when every connection is logged in, refused.
+   * make room ({@linkcode SessionRegistry.shedOne}); when every connection is logged in, refused.
    *
    * @param address Source IP.
    * @returns `null` when let in (room was made if needed), else why it is refused.
@@ -147,7 +147,7 @@ export class SessionRegistry {
   admit(address: string): Refusal | null {
     const refusal = this.refusal(address);
     if (refusal !== null) return { cap: "address", message: refusal };
-    if (this.connections < this.#maxConnections || this.shedOldest()) return null;
+    if (this.connections < this.#maxConnections || this.shedOne()) return null;
     return {
       cap: "server",
       message: `Server full: all ${this.#maxConnections} connections are logged in; try again later`,
@@ -161,7 +161,7 @@ export class SessionRegistry {
    *
    * @returns Whether one was shed (none is when every connection is logged in).
    */
-  shedOldest(): boolean {
+  shedOne(): boolean {
     const [key, victim] = this.#nextVictim() ?? [];
     if (key === undefined || victim === undefined) return false;
     this.#unqueue(key);

@@ -302,17 +302,17 @@ export class AuthchatServer {
         conn = await listener.accept();
       } catch (err) {
         if (this.#stopping || err instanceof Deno.errors.BadResource) return;
-        // Out of descriptors, every accept fails at once (Linux takes the descriptor before it looks for a
-        // connection; one that is waiting stays queued in the kernel): make room, as at the cap, and pause,
-        // so the loop does not spin and the sessions already open keep being served meanwhile.
-        const code = (err as { code?: unknown }).code;
-        const shed = (code === "EMFILE" || code === "ENFILE") && this.#ctx.registry.shedOne();
+        // Out of descriptors (EMFILE), every accept fails at once, whether a connection waits or not (Linux
+        // takes the descriptor before it looks for one; a waiting connection stays queued in the kernel):
+        // pause, so the loop does not spin and the sessions already open keep being served meanwhile.
+        // Nothing is shed here: an accept that fails cannot tell whether anyone is waiting, and shedding
+        // at every failure would close the connections not logged in one by one for nobody. The cap, kept
+        // below the descriptors, is what makes room.
         const pauseMs = backoff.failed();
         this.#ctx.log.warn("accept_failed", {
           transport: name,
           error: (err as Error).message,
           retry_ms: pauseMs,
-          shed: shed || undefined,
         });
         await raceTimeout(this.#stopped.promise, pauseMs);
         continue;

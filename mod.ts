@@ -77,7 +77,12 @@ export { AuthchatServer } from "./lib/server/authchat_server.ts";
 export type { ListeningAddresses } from "./lib/server/authchat_server.ts";
 export type { Outgoing, Rendezvous, RendezvousStats, Source } from "./lib/server/udp_rendezvous.ts";
 export type { SessionRendezvous, TransportName, UdpEndpoint } from "./lib/server/session_context.ts";
-export type { RegisteredSession, SessionRegistry } from "./lib/server/session_registry.ts";
+export type {
+  Refusal,
+  RegisteredSession,
+  SessionRegistry,
+  SessionRegistryOptions,
+} from "./lib/server/session_registry.ts";
 export { ConfigError, loadServerConfig } from "./lib/server/server_config.ts";
 export type { ConfigSources, ServerConfig } from "./lib/server/server_config.ts";
 export { Session } from "./lib/server/session.ts";

@@ -207,7 +207,8 @@ export async function startServer(
     [
       ...START_V8_FLAGS,
       "--allow-net",
-      `--allow-read=${data},${config}`,
+      // /dev/null: the server counts its free descriptors with it (the cap on connections derives from them).
+      `--allow-read=${data},${config},/dev/null`,
       `--allow-write=${data}`,
       "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
       MOD,

@@ -36,6 +36,12 @@ export const CLIENT_ENV: readonly string[] = [
  */
 export const SERVER_V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
 
+/**
+ * What the server opens to count the descriptors it may still open at start (lib/server/descriptor_limit.ts):
+ * Deno lets only a process with every permission read /proc/self/limits.
+ */
+export const DESCRIPTOR_PROBE_FILE = "/dev/null";
+
 /** What one subcommand will touch, as the launcher found it from the arguments, environment and config. */
 export type PermissionRequest =
   | {
@@ -118,8 +124,8 @@ function keyFiles(config: ServerConfig): string[] {
  * The Deno flags of a subcommand's process: permissions on exactly the paths it will use, the environment
  * variables it reads, and what else it needs to run (`--unstable-net` for UDP, the server's V8 flags).
  *
- * - server: network; read the config file, data directory, database and its directory, certificate, keys;
- *   write the data directory, the database's directory, and the directory of each key file still missing
+ * - server: network; read the config file, data directory, database and its directory, certificate, keys,
+ *   and {@linkcode DESCRIPTOR_PROBE_FILE}; write the data directory, the database's directory, and the directory of each key file still missing
  *   (the first start creates them); {@linkcode SERVER_ENV}.
  * - seed: read the config file, data directory, database and its directory, and its input files; write
  *   the data directory and the database's directory; {@linkcode SERVER_ENV}.
@@ -151,7 +157,8 @@ export function permissionFlags(request: PermissionRequest, cwd: string): string
       const { config } = request;
       const missing = keyFiles(config).filter((file) => !request.existingKeys.includes(file));
       read.add(request.configFile ?? DEFAULT_CONFIG_FILE, config.data_dir)
-        .add(databaseDir(config.database), databaseFile(config.database), ...keyFiles(config));
+        .add(databaseDir(config.database), databaseFile(config.database), ...keyFiles(config))
+        .add(DESCRIPTOR_PROBE_FILE);
       write.add(config.data_dir, databaseDir(config.database), ...missing.map((file) => dirname(file)));
       return [
         SERVER_V8_FLAGS,

@@ -113,9 +113,12 @@ export class StopSignals {
       case "duplicate":
         return;
       case "already-stopping":
-        return this.#log.warn("already_stopping", { signal, advice: "a third signal forces the exit" });
+        return this.#log.always("warn", "already_stopping", {
+          signal,
+          advice: "a third signal forces the exit",
+        });
       case "force":
-        this.#log.error("forced_exit", { signal, code: FORCED_EXIT_CODE });
+        this.#log.always("error", "forced_exit", { signal, code: FORCED_EXIT_CODE });
         this.#host.stderr(
           `error: ${signal} again while stopping: exiting at once (sessions may not have been told goodbye)`,
         );

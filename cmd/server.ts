@@ -102,7 +102,10 @@ function dataPaths(config: ServerConfig): Guarded[] {
  *   configuration says (a port in use, an address this machine lacks) or this runtime cannot serve UDP.
  */
 export async function runServer(config: ServerConfig): Promise<number> {
-  const log = new Logger({ format: config.log_format });
+  const log = new Logger({
+    format: config.log_format,
+    limit: { linesPerSecond: config.log_lines_per_second, burst: config.log_lines_burst },
+  });
   if (config.udp) {
     try {
       requireDatagramSockets("pass --no-udp to serve without direct messages");
@@ -152,9 +155,9 @@ export async function runServer(config: ServerConfig): Promise<number> {
   // Installed until the stop is over: a repeated signal must not kill the process half-way (see the module).
   const signals = new StopSignals(log);
   console.log(server.listeningLine);
-  log.info("listening", { line: server.listeningLine, database: config.database });
+  log.always("info", "listening", { line: server.listeningLine, database: config.database });
   const signal = await signals.requested;
-  log.info("stopping", { signal });
+  log.always("info", "stopping", { signal });
   try {
     await server.shutdown();
   } finally {

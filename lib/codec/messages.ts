@@ -209,7 +209,8 @@ export type ByeCode =
   | "IDLE_TIMEOUT"
   | "KEEPALIVE_TIMEOUT"
   | "ACCOUNT_DELETED"
-  | "PASSWORD_CHANGED";
+  | "PASSWORD_CHANGED"
+  | "SERVER_FULL";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();

@@ -2,6 +2,12 @@
  * The authchat server: TCP and TLS listeners feeding session engines that
  * share one store, rate limiter and session registry.
  *
+ * Every connection holds a file descriptor, so the server caps them
+ * (`max_connections`, by default below the descriptors it finds free at start:
+ * descriptor_limit.ts), sheds connections not logged in to make room at the cap
+ * (session_registry.ts), and pauses after a failed accept (_accept_backoff.ts)
+ * instead of spinning on one that fails at once again.
+ *
  * TLS is served with `node:tls` rather than `Deno.listenTls`: a `Deno.TlsConn`
  * cannot turn off Nagle's algorithm, and a small reply written while another is
  * unacknowledged then waits for the client's delayed ACK — 40 ms on every
@@ -28,12 +34,16 @@ import { serveConnection } from "./serve_connection.ts";
 import type { ServerConfig } from "./server_config.ts";
 import type { SessionContext, TransportName } from "./session_context.ts";
 import { SessionRegistry } from "./session_registry.ts";
+import type { Refusal } from "./session_registry.ts";
 import { LocalPresence } from "./presence.ts";
 import { DEFAULT_NOTICE_INTERVAL_MS } from "./presence_coalescer.ts";
 import { Rendezvous } from "./udp_rendezvous.ts";
 import { MAX_DATAGRAM } from "../codec/datagram.ts";
 import { listenErrorFrom } from "./listen_error.ts";
 import type { ListenTarget } from "./listen_error.ts";
+import { connectionCap, countFreeDescriptors, defaultConnectionCap } from "./descriptor_limit.ts";
+import type { FreeDescriptors } from "./descriptor_limit.ts";
+import { AcceptBackoff } from "./_accept_backoff.ts";
 
 /** How long a user whose last session left cleanly stays online, so a reconnect or re-login does not flap. */
 export const PRESENCE_LINGER_MS = 1000;
@@ -48,6 +58,11 @@ export interface AuthchatServerOptions {
   store: UserStore;
   /** Event log. */
   log: Logger;
+  /**
+   * The descriptors this process can still open, when the caller found them (tests); by default they are
+   * counted at start ({@linkcode countFreeDescriptors}), for the default cap on connections and the log.
+   */
+  descriptors?: FreeDescriptors;
 }
 
 /** The bound address of each transport that is on. */
@@ -68,6 +83,36 @@ async function bind<T>(
   } catch (err) {
     throw listenErrorFrom(err, { key, host: config.host, port: config[key] }) ?? err;
   }
+}
+
+/**
+ * The cap on connections: `max_connections`, or what the free descriptors allow. Logged in one line (the
+ * cap, the descriptors and how they were found), with a warning when a configured cap is above what the
+ * descriptors allow.
+ */
+function resolveConnectionCap(config: ServerConfig, log: Logger, found?: FreeDescriptors): number {
+  const descriptors = found ?? countFreeDescriptors();
+  const { cap, configured, exceedsDescriptors } = connectionCap(config.max_connections, descriptors);
+  const fields = {
+    max_connections: cap,
+    configured: configured || undefined,
+    free_descriptors: descriptors.free,
+    at_least: descriptors.atLeast || undefined,
+    descriptor_limit: descriptors.limit,
+    found: descriptors.found,
+  };
+  log.always("info", "connection_cap", fields);
+  if (exceedsDescriptors) {
+    log.always("warn", "connection_cap_above_descriptors", {
+      max_connections: cap,
+      free_descriptors: descriptors.free,
+      found: descriptors.found,
+      advice:
+        `accepts will fail before the cap is reached: raise the limit (ulimit -n) or set max_connections ` +
+        `at most ${defaultConnectionCap(descriptors.free)} (or 0, the default, to derive it)`,
+    });
+  }
+  return cap;
 }
 
 /**
@@ -107,6 +152,8 @@ export class AuthchatServer {
   #identity: ServerIdentity;
   #udp: Deno.DatagramConn | null = null;
   #rendezvous: Rendezvous | null = null;
+  /** Settles when the server starts stopping: ends the pauses of the accept loops. */
+  #stopped = Promise.withResolvers<void>();
 
   private constructor(ctx: SessionContext, identity: ServerIdentity) {
     this.#ctx = ctx;
@@ -124,6 +171,7 @@ export class AuthchatServer {
    */
   static async start(options: AuthchatServerOptions): Promise<AuthchatServer> {
     const { config, identity, store, log } = options;
+    const maxConnections = resolveConnectionCap(config, log, options.descriptors);
     const ctx: SessionContext = {
       store,
       log,
@@ -144,6 +192,7 @@ export class AuthchatServer {
       registry: new SessionRegistry({
         maxUnauthenticatedPerIp: config.max_unauthenticated_per_ip,
         maxConnectionsPerIp: config.max_connections_per_ip,
+        maxConnections,
       }),
       presence: new LocalPresence({
         lingerMs: PRESENCE_LINGER_MS,
@@ -255,15 +304,29 @@ export class AuthchatServer {
   }
 
   async #acceptLoop(name: TransportName, listener: Deno.Listener): Promise<void> {
+    const backoff = new AcceptBackoff();
     while (!this.#stopping) {
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
       } catch (err) {
         if (this.#stopping || err instanceof Deno.errors.BadResource) return;
-        this.#ctx.log.warn("accept_failed", { transport: name, error: (err as Error).message });
+        // Out of descriptors (EMFILE), every accept fails at once, whether a connection waits or not (Linux
+        // takes the descriptor before it looks for one; a waiting connection stays queued in the kernel):
+        // pause, so the loop does not spin and the sessions already open keep being served meanwhile.
+        // Nothing is shed here: an accept that fails cannot tell whether anyone is waiting, and shedding
+        // at every failure would close the connections not logged in one by one for nobody. The cap, kept
+        // below the descriptors, is what makes room.
+        const pauseMs = backoff.failed();
+        this.#ctx.log.warn("accept_failed", {
+          transport: name,
+          error: (err as Error).message,
+          retry_ms: pauseMs,
+        });
+        await raceTimeout(this.#stopped.promise, pauseMs);
         continue;
       }
+      backoff.succeeded();
       if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") conn.setNoDelay(true);
       this.#track(this.#handle(name, conn, (conn.remoteAddr as Deno.NetAddr).hostname));
     }
@@ -278,11 +341,19 @@ export class AuthchatServer {
       handshakeTimeout: Math.min(config.auth_timeout, 10) * 1000,
     });
     server.on("connection", (socket: Socket) => {
-      // A handshake holds no session yet, but counts against the caps as one not logged in. Refused here,
-      // there is no TLS to say why in: the connection is just closed.
+      // A handshake holds no session yet, but counts against the caps as one not logged in (and may be shed
+      // like one). Refused here, there is no TLS to say why in: the connection is just closed.
       const ip = socket.remoteAddress ?? "";
-      if (this.#stopping || this.#ctx.registry.refusal(ip) !== null) return void socket.destroy();
-      const release = this.#ctx.registry.hold(ip);
+      if (this.#stopping) return void socket.destroy();
+      const refusal = this.#ctx.registry.admit(ip);
+      if (refusal !== null) {
+        this.#logRefusal(ip, "tls", refusal);
+        return void socket.destroy();
+      }
+      const release = this.#ctx.registry.hold(ip, () => {
+        this.#ctx.log.info("ended", { ip, transport: "tls", handshake: true, code: "SERVER_FULL" });
+        socket.destroy();
+      });
       const key = `${ip}:${socket.remotePort}`;
       // A new connection from the same address and port before the old one's close event: the old one is
       // over, and its slot must not stay held.
@@ -322,12 +393,22 @@ export class AuthchatServer {
     this.#connections.add(tracked);
   }
 
+  /** Log a refused connection, saying which cap refused it. */
+  #logRefusal(ip: string, transport: TransportName, refusal: Refusal): void {
+    this.#ctx.log.warn("connection_refused", {
+      ip,
+      transport,
+      code: "TOO_MANY_CONNECTIONS",
+      cap: refusal.cap,
+    });
+  }
+
   async #handle(name: TransportName, conn: ByteStream, peer: string): Promise<void> {
     if (this.#stopping) return conn.close();
-    const refusal = this.#ctx.registry.refusal(peer);
+    const refusal = this.#ctx.registry.admit(peer);
     if (refusal !== null) {
-      this.#ctx.log.warn("connection_refused", { ip: peer, transport: name, code: "TOO_MANY_CONNECTIONS" });
-      const err = new ProtocolError("TOO_MANY_CONNECTIONS", refusal, { fatal: true });
+      this.#logRefusal(peer, name, refusal);
+      const err = new ProtocolError("TOO_MANY_CONNECTIONS", refusal.message, { fatal: true });
       await raceTimeout(conn.write(encodeMessage(errorMessage(err))), 1000);
       return conn.close();
     }
@@ -349,6 +430,7 @@ export class AuthchatServer {
   async shutdown(graceMs = 1500): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    this.#stopped.resolve();
     for (const closable of [...this.#listeners.map((l) => l.listener), ...(this.#udp ? [this.#udp] : [])]) {
       try {
         closable.close();
@@ -364,8 +446,10 @@ export class AuthchatServer {
     this.#ctx.registry.endAll("SHUTDOWN", "Server shutting down");
     await raceTimeout(Promise.all([...this.#connections]), graceMs);
     this.#ctx.store.close();
-    // What the UDP side dropped and why: the counters a flood or an attack shows up in.
-    if (this.#rendezvous) this.#ctx.log.info("udp_stats", { ...this.#rendezvous.stats });
-    this.#ctx.log.info("shutdown", { sessions_left: this.#ctx.registry.size });
+    // What the log left out, then the stop lines, which are never left out. What the UDP side dropped and
+    // why: the counters a flood or an attack shows up in.
+    this.#ctx.log.flushSuppressed();
+    if (this.#rendezvous) this.#ctx.log.always("info", "udp_stats", { ...this.#rendezvous.stats });
+    this.#ctx.log.always("info", "shutdown", { sessions_left: this.#ctx.registry.size });
   }
 }

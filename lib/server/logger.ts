@@ -2,8 +2,17 @@
  * One line per notable event on stderr, as `key=value` text or JSON. Callers
  * pass only the fields they mean to log; nothing secret is ever handed in.
  *
+ * A repeated event can be rate-limited: each event name has a token bucket
+ * (a burst, then so many lines per second), and the lines it drops are counted
+ * and reported in one `suppressed` line per event per second, so an attack that
+ * makes one event happen a million times a minute cannot fill the disk or take
+ * the CPU. The ready line and the stop lines are logged with
+ * {@linkcode Logger.always} and never dropped.
+ *
  * @module
  */
+
+import { TokenBucket } from "../auth/token_bucket.ts";
 
 /** Line format. */
 export type LogFormat = "text" | "json";
@@ -20,7 +29,25 @@ export interface LoggerOptions {
   write?: (line: string) => void;
   /** Clock (default `Date.now`). */
   now?: () => number;
+  /** Rate limit of each event name (default: none). */
+  limit?: LogRateLimit;
+  /**
+   * Run `task` once after `ms` (default: an unreferenced `setTimeout`, which does not keep the process
+   * alive); returns a function that cancels it. Tests pass their own to drive time.
+   */
+  schedule?: (task: () => void, ms: number) => () => void;
 }
+
+/** How many lines one event name may log. */
+export interface LogRateLimit {
+  /** Lines per second, once the burst is spent (0: no limit). */
+  linesPerSecond: number;
+  /** Lines at once (at least 1). */
+  burst: number;
+}
+
+/** How often the count of suppressed lines is reported, per event (ms). */
+export const SUPPRESSED_REPORT_MS = 1000;
 
 const encoder = new TextEncoder();
 
@@ -58,6 +85,13 @@ function writeStderr(line: string, urgent: boolean): void {
   }
 }
 
+function scheduleUnref(task: () => void, ms: number): () => void {
+  const timer = setTimeout(task, ms);
+  // A report due must not keep a finished process alive.
+  Deno.unrefTimer(timer as unknown as number);
+  return () => clearTimeout(timer);
+}
+
 function textValue(value: string | number | boolean | null): string {
   const text = String(value);
   // Quote anything that could split or forge a line (spaces, '=', quotes, control characters).
@@ -80,26 +114,98 @@ export class Logger {
   #format: LogFormat;
   #write: (line: string, urgent: boolean) => void;
   #now: () => number;
+  #buckets: TokenBucket | null = null;
+  #schedule: (task: () => void, ms: number) => () => void;
+  /** Lines dropped per event since its last report, and when the first of them was dropped. */
+  #suppressed = new Map<string, { count: number; since: number }>();
+  #cancelReport: (() => void) | null = null;
 
   /**
    * Make a logger.
    *
-   * @param options Format, sink and clock.
+   * @param options Format, sink, clock and rate limit.
+   * @throws {RangeError} When the limit's burst is below 1 or its rate is negative.
    */
   constructor(options: LoggerOptions = {}) {
     this.#format = options.format ?? "text";
     this.#write = options.write ?? writeStderr;
     this.#now = options.now ?? Date.now;
+    this.#schedule = options.schedule ?? scheduleUnref;
+    const limit = options.limit;
+    if (limit && limit.linesPerSecond !== 0) {
+      if (!(limit.burst >= 1) || !(limit.linesPerSecond > 0)) {
+        throw new RangeError(
+          `Invalid log rate limit: burst ${limit.burst} and ${limit.linesPerSecond} lines per second`,
+        );
+      }
+      this.#buckets = new TokenBucket({
+        perMinute: limit.linesPerSecond * 60,
+        burst: limit.burst,
+        // Event names come from the code, so the buckets are few; the bound is only a backstop.
+        maxEntries: 10_000,
+        key: (event) => event,
+      });
+    }
   }
 
   /**
-   * Log one event.
+   * Log one event, unless its name has spent its rate limit (then it is counted, and reported in a
+   * `suppressed` line within {@linkcode SUPPRESSED_REPORT_MS}).
    *
    * @param level Severity.
    * @param event Event name (snake_case).
    * @param fields Extra fields; `undefined` ones are left out.
    */
   log(level: LogLevel, event: string, fields: LogFields = {}): void {
+    if (this.#buckets) {
+      const now = this.#now();
+      if (this.#buckets.take(event, now) !== 0) return this.#suppress(event, now);
+    }
+    this.#emit(level, event, fields);
+  }
+
+  /**
+   * Log one event whatever the rate limit: for the lines an operator must always see (the ready line,
+   * the stop lines).
+   *
+   * @param level Severity.
+   * @param event Event name (snake_case).
+   * @param fields Extra fields; `undefined` ones are left out.
+   */
+  always(level: LogLevel, event: string, fields: LogFields = {}): void {
+    this.#emit(level, event, fields);
+  }
+
+  /**
+   * Report the lines suppressed so far at once (one `suppressed` line per event), instead of when the
+   * report falls due; a server calls it when it stops, so no count is lost and no timer is left.
+   */
+  flushSuppressed(): void {
+    this.#cancelReport?.();
+    this.#cancelReport = null;
+    const now = this.#now();
+    const counts = [...this.#suppressed];
+    this.#suppressed.clear();
+    for (const [event, { count, since }] of counts) {
+      this.#emit("warn", "suppressed", {
+        of: event,
+        count,
+        seconds: Math.round((now - since) / 100) / 10,
+      });
+    }
+  }
+
+  #suppress(event: string, now: number): void {
+    const entry = this.#suppressed.get(event);
+    if (entry) entry.count++;
+    else this.#suppressed.set(event, { count: 1, since: now });
+    this.#cancelReport ??= this.#schedule(() => {
+      this.#cancelReport = null;
+      this.flushSuppressed();
+    }, SUPPRESSED_REPORT_MS);
+  }
+
+  #emit(level: LogLevel, event: string, fields: LogFields): void {
     const ts = new Date(this.#now()).toISOString();
     const entries = Object.entries(fields).filter((e): e is [string, string | number | boolean | null] =>
       e[1] !== undefined

@@ -63,6 +63,11 @@ export interface ServerConfig {
   max_unauthenticated_per_ip: number;
   /** Most connections per source address in all. */
   max_connections_per_ip: number;
+  /**
+   * Most connections in all, TLS handshakes included (0: derived from the descriptors the process may
+   * open, see `connectionCap`). At the cap, the oldest connection not logged in makes room for a new one.
+   */
+  max_connections: number;
   /** Registrations a source address may make per minute (and at once). */
   registrations_per_minute: number;
   /** Successful logins to one account per minute (and at once), from anywhere. */
@@ -77,6 +82,10 @@ export interface ServerConfig {
   backoff_max: number;
   /** `text` or `json` log lines on stderr. */
   log_format: "text" | "json";
+  /** Log lines per second each event may write once its burst is spent (0: no limit). */
+  log_lines_per_second: number;
+  /** Log lines each event may write at once. */
+  log_lines_burst: number;
 }
 
 /** A key of {@linkcode ServerConfig}. */
@@ -108,6 +117,7 @@ const KEYS: Record<ConfigKey, ValueKind> = {
   relay_per_second: { type: "int", min: 1, max: 1_000_000 },
   max_unauthenticated_per_ip: { type: "int", min: 1, max: 1_000_000 },
   max_connections_per_ip: { type: "int", min: 1, max: 1_000_000 },
+  max_connections: { type: "int", min: 0, max: 10_000_000 },
   registrations_per_minute: { type: "int", min: 1, max: 1_000_000 },
   logins_per_minute_per_account: { type: "int", min: 1, max: 1_000_000 },
   logins_per_minute_per_source: { type: "int", min: 1, max: 1_000_000 },
@@ -115,6 +125,8 @@ const KEYS: Record<ConfigKey, ValueKind> = {
   backoff_base: { type: "number", min: 0.001, max: 86_400 },
   backoff_max: { type: "number", min: 0.001, max: 7 * 86_400 },
   log_format: { type: "enum", values: ["text", "json"] },
+  log_lines_per_second: { type: "number", min: 0, max: 1_000_000 },
+  log_lines_burst: { type: "int", min: 1, max: 1_000_000 },
 };
 
 /** Keys of the secured-chat seed project's YAML file, accepted as aliases. */
@@ -147,6 +159,7 @@ const DEFAULTS: Omit<
   relay_per_second: 500,
   max_unauthenticated_per_ip: 32,
   max_connections_per_ip: 256,
+  max_connections: 0,
   registrations_per_minute: 10,
   logins_per_minute_per_account: DEFAULT_LOGIN_BUDGET.perAccountPerMinute,
   logins_per_minute_per_source: DEFAULT_LOGIN_BUDGET.perSourcePerMinute,
@@ -154,6 +167,10 @@ const DEFAULTS: Omit<
   backoff_base: 1,
   backoff_max: 900,
   log_format: "text",
+  // A burst of 20 lines, then 10 a second, per event: a busy server's audit lines (connect, login_ok)
+  // pass; an attack's million lines a minute become ten a second and a count.
+  log_lines_per_second: 10,
+  log_lines_burst: 20,
 };
 
 /** The default configuration file, read when present and no other is named. */

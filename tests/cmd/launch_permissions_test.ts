@@ -16,7 +16,7 @@ function granted(flags: string[], name: string): string[] | null {
   return flag === undefined ? null : flag.slice(name.length + 3).split(",");
 }
 
-Deno.test("permissionFlags gives the server its config, data, database and keys, and writes only data", async () => {
+Deno.test("permissionFlags gives the server its config, data, database, keys and /dev/null (the descriptor probe), and writes only data", async () => {
   const cfg = await config({ data_dir: "/srv/data" });
   const keys = [cfg.tls_cert, cfg.tls_key, cfg.seal_private_key, cfg.seal_public_key];
   const flags = permissionFlags({ command: "server", config: cfg, existingKeys: keys }, CWD);
@@ -25,7 +25,7 @@ Deno.test("permissionFlags gives the server its config, data, database and keys,
     "--unstable-net",
     "--allow-net",
     "--allow-read=/repo/config/authchat.yaml,/srv/data,/srv/data/authchat.db,/srv/data/server-cert.pem," +
-    "/srv/data/server-key.pem,/srv/data/seal-private.pem,/srv/data/seal-public.pem",
+    "/srv/data/server-key.pem,/srv/data/seal-private.pem,/srv/data/seal-public.pem,/dev/null",
     "--allow-write=/srv/data",
     "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
   ]);
@@ -55,6 +55,7 @@ Deno.test("permissionFlags lets the server write only the directories of key fil
     "/etc/authchat/key.pem",
     "/etc/seal/private.pem",
     "/etc/seal/public.pem",
+    "/dev/null",
   ]);
   assert.deepEqual(granted(firstStart, "allow-write"), [
     "/repo/data",

@@ -50,6 +50,11 @@ export class ServerProcess {
        * script (the bundle's `authchat`) run as `program server ...` from `cwd`.
        */
       via?: "task" | { program: string; cwd: string };
+      /**
+       * Run it under `ulimit -n` of this many descriptors (set by `sh`, soft and hard alike, so the runtime
+       * cannot raise it); direct runs only.
+       */
+      descriptors?: number;
     } = {},
   ): Promise<ServerProcess> {
     const env = { AUTHCHAT_SCRAM_ITERATIONS: String(TEST_ITERATIONS), ...options.env };
@@ -65,7 +70,15 @@ export class ServerProcess {
       ...(options.args ?? []),
     ];
     const via = options.via;
-    const [program, programArgs, cwd] = via === undefined
+    const limit = options.descriptors;
+    const [program, programArgs, cwd] = via === undefined && limit !== undefined
+      ? ["sh", [
+        "-c",
+        `ulimit -n ${limit} && exec "$0" "$@"`,
+        Deno.execPath(),
+        ...await cliArgs("server", args, env),
+      ]]
+      : via === undefined
       ? [Deno.execPath(), await cliArgs("server", args, env), undefined]
       : via === "task"
       ? ["setsid", [Deno.execPath(), "task", "start", ...args], ROOT]

@@ -82,8 +82,9 @@ Deno.test("deno task start takes --config and --data outside the repository, and
   await using server = await ServerProcess.start(data, { via: "task", args: ["--config", config] });
   assert.match(await server.settledLog(), new RegExp(`INFO listening .* database=${database}`));
 
-  // What the task gave the server: the paths its configuration names, read; its data and database
-  // directories, written (the keys exist, so their directory needs no more); nothing else.
+  // What the task gave the server: the paths its configuration names and /dev/null (to count its free
+  // descriptors), read; its data and database directories, written (the keys exist, so their directory
+  // needs no more); nothing else.
   const child = (await groupProcesses(server.pid)).find((p) => p.args.includes(MOD));
   assert.ok(child, "the server runs as a child of the launcher");
   assert.deepEqual(
@@ -97,6 +98,7 @@ Deno.test("deno task start takes --config and --data outside the repository, and
       join(data, "server-key.pem"),
       join(out.path, "elsewhere"),
       database,
+      "/dev/null",
     ].sort(),
   );
   assert.deepEqual(granted(child.args, "allow-write"), [data, join(out.path, "elsewhere")]);

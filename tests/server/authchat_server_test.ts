@@ -28,7 +28,12 @@ interface Running {
 
 /** Run `body` against a server on port 0 in a temporary directory; always shut down and clean up. */
 async function withServer(
-  options: { authTimeout?: number; passwordMinLength?: number; maxUnauthenticated?: number },
+  options: {
+    authTimeout?: number;
+    passwordMinLength?: number;
+    maxUnauthenticated?: number;
+    maxConnections?: number;
+  },
   body: (running: Running) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir();
@@ -45,6 +50,7 @@ async function withServer(
         auth_timeout: options.authTimeout ?? 30,
         ...(options.passwordMinLength ? { password_min_length: options.passwordMinLength } : {}),
         ...(options.maxUnauthenticated ? { max_unauthenticated_per_ip: options.maxUnauthenticated } : {}),
+        ...(options.maxConnections ? { max_connections: options.maxConnections } : {}),
       },
     });
     const logs: string[] = [];
@@ -264,3 +270,106 @@ Deno.test("AuthchatServer counts TLS handshakes under way against the cap on con
     assert.equal(server.registry.refusal("127.0.0.1"), null, "the slots are free once they close");
   });
 });
+
+/** Wait until the registry counts this many connections (the server sees a connection after the client). */
+async function connectionsReach(server: AuthchatServer, count: number): Promise<void> {
+  for (let tries = 0; server.registry.connections !== count; tries++) {
+    assert.ok(tries < 500, `${server.registry.connections} connections, not ${count}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+Deno.test("AuthchatServer logs its cap on connections, sheds the oldest not logged in there, and refuses when all are logged in", async () => {
+  await withServer({ maxConnections: 2 }, async ({ server, logs, tcpClient }) => {
+    assert.match(
+      logs.join("\n"),
+      / INFO connection_cap max_connections=2 configured=true free_descriptors=\d+ /,
+    );
+    const alice = await tcpClient();
+    try {
+      assert.equal(await alice.register("alice", PASSWORD), "alice");
+      assert.equal(await alice.login("alice", PASSWORD), "alice");
+      await using waiting = await RawClient.connect(server.addresses.tcp!.port);
+      await waiting.request({ op: "HELLO", version: 1, id: 1 });
+      // At the cap: a newcomer gets in, the connection not logged in makes room.
+      await using newcomer = await RawClient.connect(server.addresses.tcp!.port);
+      const bye = await waiting.reply();
+      assert.equal(bye.op, "BYE");
+      assert.equal(bye.code, "SERVER_FULL");
+      assert.match(
+        String(bye.reason),
+        /^Server full: this connection, not logged in, made room for a newer one/,
+      );
+      await waiting.expectClosed();
+      const greeting = await newcomer.request({ op: "HELLO", version: 1, id: 1 });
+      await scramLoginRaw(newcomer, greeting);
+      // Both connections are logged in: nobody is shed, a newcomer is refused with a message it can read.
+      await using refused = await RawClient.connect(server.addresses.tcp!.port);
+      assert.deepEqual(await refused.reply(), {
+        op: "ERROR",
+        code: "TOO_MANY_CONNECTIONS",
+        message: "Server full: all 2 connections are logged in; try again later",
+        fatal: true,
+      });
+      await refused.expectClosed();
+      // On TLS there is no channel yet to say it in: the connection is closed.
+      const tls = await Deno.connect({ hostname: "127.0.0.1", port: server.addresses.tls!.port });
+      try {
+        assert.equal(await tls.read(new Uint8Array(16)).catch(() => null), null);
+      } finally {
+        tls.close();
+      }
+      assert.deepEqual(await alice.isLogged(), { loggedIn: true, user: "alice" });
+      assert.match(logs.join("\n"), / INFO ended session=\d+ ip=127\.0\.0\.1 code=SERVER_FULL/);
+      assert.match(
+        logs.join("\n"),
+        / WARN connection_refused ip=127\.0\.0\.1 transport=tcp code=TOO_MANY_CONNECTIONS cap=server/,
+      );
+      assert.match(
+        logs.join("\n"),
+        / WARN connection_refused ip=127\.0\.0\.1 transport=tls code=TOO_MANY_CONNECTIONS cap=server/,
+      );
+    } finally {
+      await alice.close();
+    }
+  });
+});
+
+Deno.test("AuthchatServer sheds a TLS handshake under way like a connection not logged in", async () => {
+  await withServer({ maxConnections: 2 }, async ({ server, logs }) => {
+    const handshake = await Deno.connect({ hostname: "127.0.0.1", port: server.addresses.tls!.port });
+    try {
+      await connectionsReach(server, 1);
+      await using first = await RawClient.connect(server.addresses.tcp!.port);
+      await first.request({ op: "HELLO", version: 1, id: 1 });
+      await using second = await RawClient.connect(server.addresses.tcp!.port);
+      // The handshake was the oldest: it is closed, and both plain connections are served.
+      assert.equal(await handshake.read(new Uint8Array(16)).catch(() => null), null);
+      assert.equal((await second.request({ op: "HELLO", version: 1, id: 1 })).op, "HELLO");
+      assert.equal((await first.request({ op: "IS_LOGGED", id: 2 })).logged_in, false);
+      assert.match(
+        logs.join("\n"),
+        / INFO ended ip=127\.0\.0\.1 transport=tls handshake=true code=SERVER_FULL/,
+      );
+    } finally {
+      handshake.close();
+    }
+  });
+});
+
+/** Log alice in on a raw connection that said HELLO. */
+async function scramLoginRaw(client: RawClient, greeting: Record<string, unknown>): Promise<void> {
+  const scram = new ScramClient({
+    username: "alice",
+    password: PASSWORD,
+    serverMechanisms: greeting.mechanisms as string[],
+  });
+  const challenge = await client.request({
+    op: "LOGIN",
+    id: 2,
+    mechanism: scram.mechanism,
+    data: scram.first,
+  });
+  const proof = await client.request({ op: "PROOF", id: 3, data: await scram.final(String(challenge.data)) });
+  assert.equal(proof.op, "LOGIN", JSON.stringify(proof));
+}

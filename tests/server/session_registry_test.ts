@@ -1,0 +1,189 @@
+import assert from "node:assert/strict";
+import { SessionRegistry } from "../../lib/server/session_registry.ts";
+import type { RegisteredSession } from "../../lib/server/session_registry.ts";
+
+/** A session that records how it was ended; `showedDeviceToken` may be set as a LOGIN would. */
+class FakeSession implements RegisteredSession {
+  static #next = 1;
+  readonly id = FakeSession.#next++;
+  showedDeviceToken = false;
+  ended: string | null = null;
+  constructor(readonly name: string, readonly peerAddress = "192.0.2.1") {}
+  end(code: string): void {
+    this.ended ??= code;
+  }
+}
+
+/** The sessions of one test, by name, in a registry with a cap in all. */
+class Connections {
+  readonly reg: SessionRegistry;
+  readonly byName = new Map<string, FakeSession>();
+
+  constructor(maxConnections: number) {
+    this.reg = new SessionRegistry({
+      maxUnauthenticatedPerIp: 1000,
+      maxConnectionsPerIp: 1000,
+      maxConnections,
+    });
+  }
+
+  get(name: string): FakeSession {
+    return this.byName.get(name)!;
+  }
+
+  /**
+   * A connection arrives and gets a session; returns the name of the session shed to make room, if any
+   * (removed, as its close would).
+   */
+  connect(name: string, address = "192.0.2.1"): string | null {
+    const live = [...this.byName.values()].filter((s) => s.ended === null);
+    assert.equal(this.reg.admit(address), null, `${name} is let in`);
+    const shed = live.filter((s) => s.ended !== null);
+    assert.ok(shed.length <= 1, "at most one is shed per newcomer");
+    for (const s of shed) this.reg.remove(s);
+    const session = new FakeSession(name, address);
+    this.byName.set(name, session);
+    this.reg.add(session);
+    return shed[0]?.name ?? null;
+  }
+
+  /** Connect, and log in at once. */
+  connectAndLogIn(name: string): string | null {
+    const shed = this.connect(name);
+    this.reg.setUser(this.get(name), name);
+    return shed;
+  }
+}
+
+Deno.test("SessionRegistry lets connections in below the cap without shedding any", () => {
+  const c = new Connections(3);
+  assert.deepEqual(["a", "b", "c"].map((n) => c.connect(n)), [null, null, null]);
+  assert.equal(c.reg.connections, 3);
+});
+
+Deno.test("SessionRegistry sheds the oldest connection not logged in at the cap, with BYE SERVER_FULL", () => {
+  const c = new Connections(3);
+  for (const name of ["a", "b", "c"]) c.connect(name);
+  assert.equal(c.connect("d"), "a");
+  assert.equal(c.get("a").ended, "SERVER_FULL");
+  assert.equal(c.reg.connections, 3);
+  assert.deepEqual(["e", "f", "g"].map((n) => c.connect(n)), ["b", "c", "d"]);
+});
+
+Deno.test("SessionRegistry stops counting a shed session at once, before its connection is gone", () => {
+  const c = new Connections(2);
+  c.connect("a");
+  c.connect("b");
+  assert.equal(c.reg.admit("192.0.2.1"), null);
+  assert.equal(c.get("a").ended, "SERVER_FULL");
+  assert.equal(c.reg.connections, 1, "a is on its way out");
+  assert.equal(c.reg.size, 2, "but still a session until its close removes it");
+  assert.equal(c.reg.admit("192.0.2.1"), null);
+  assert.equal(c.get("b").ended, null, "room was there: nobody else is shed");
+});
+
+Deno.test("SessionRegistry never sheds a logged-in session, and refuses newcomers when all are logged in", () => {
+  const c = new Connections(3);
+  c.connectAndLogIn("alice");
+  c.connect("b");
+  c.connectAndLogIn("carol");
+  assert.equal(c.connectAndLogIn("dave"), "b");
+  assert.deepEqual(c.reg.admit("198.51.100.1"), {
+    cap: "server",
+    message: "Server full: all 3 connections are logged in; try again later",
+  });
+  assert.ok(["alice", "carol", "dave"].every((n) => c.get(n).ended === null));
+  assert.equal(c.reg.shedOne(), false);
+});
+
+Deno.test("SessionRegistry sheds those that showed no device token first, then those that did, oldest first", () => {
+  const c = new Connections(5);
+  for (const name of ["t1", "p1", "t2", "p2", "p3"]) c.connect(name);
+  for (const name of ["t1", "t2"]) c.get(name).showedDeviceToken = true;
+  // Each newcomer logs in at once, so only the first five are ever shed.
+  const order = ["n1", "n2", "n3", "n4", "n5"].map((n) => c.connectAndLogIn(n));
+  assert.deepEqual(order, ["p1", "p2", "p3", "t1", "t2"]);
+  assert.equal(c.reg.admit("198.51.100.1")?.cap, "server");
+});
+
+Deno.test("SessionRegistry keeps token holders oldest first whatever the moment their flag was seen", () => {
+  const c = new Connections(4);
+  for (const name of ["a", "b", "c", "d"]) c.connect(name);
+  c.get("a").showedDeviceToken = true;
+  assert.equal(c.connectAndLogIn("n1"), "b", "a showed a token: b, the oldest without, goes");
+  c.get("c").showedDeviceToken = true;
+  c.get("d").showedDeviceToken = true;
+  assert.deepEqual(["n2", "n3", "n4"].map((n) => c.connectAndLogIn(n)), ["a", "c", "d"]);
+});
+
+Deno.test("SessionRegistry counts a session that logs out as not logged in since its logout", () => {
+  const c = new Connections(3);
+  c.connectAndLogIn("a");
+  c.connect("b");
+  c.connect("c");
+  c.reg.setUser(c.get("a"), null);
+  assert.deepEqual(["n1", "n2", "n3"].map((n) => c.connectAndLogIn(n)), ["b", "c", "a"]);
+});
+
+Deno.test("SessionRegistry counts held slots (TLS handshakes) against the cap and sheds them like sessions", () => {
+  const c = new Connections(2);
+  let shedHandshakes = 0;
+  const release = c.reg.hold("192.0.2.9", () => {
+    shedHandshakes++;
+    release();
+  });
+  c.connect("a");
+  assert.equal(c.reg.connections, 2);
+  assert.equal(c.connect("b"), null, "no session was shed");
+  assert.equal(shedHandshakes, 1, "the handshake was the oldest");
+  assert.equal(c.reg.connections, 2);
+  assert.equal(c.reg.refusal("192.0.2.9"), null, "its slot per address is free again");
+  release();
+  assert.equal(c.reg.connections, 2, "a second release changes nothing");
+});
+
+Deno.test("SessionRegistry keeps the per-address caps ahead of the cap in all, and sheds nobody for them", () => {
+  const reg = new SessionRegistry({ maxUnauthenticatedPerIp: 1, maxConnectionsPerIp: 5, maxConnections: 1 });
+  const a = new FakeSession("a");
+  reg.add(a);
+  assert.equal(reg.admit(a.peerAddress)?.cap, "address");
+  assert.equal(a.ended, null);
+});
+
+Deno.test("SessionRegistry has no cap in all unless given one", () => {
+  const reg = new SessionRegistry({ maxUnauthenticatedPerIp: 1000, maxConnectionsPerIp: 1000 });
+  for (let i = 0; i < 500; i++) {
+    assert.equal(reg.admit("192.0.2.1"), null);
+    reg.add(new FakeSession(`s${i}`));
+  }
+  assert.equal(reg.maxConnections, Infinity);
+  assert.equal(reg.connections, 500);
+});
+
+Deno.test("SessionRegistry sheds from the address holding the most connections not logged in, oldest first", () => {
+  const c = new Connections(6);
+  c.connect("lone", "203.0.113.1");
+  for (const name of ["x1", "x2", "x3"]) c.connect(name, "198.51.100.7");
+  for (const name of ["y1", "y2"]) c.connect(name, "198.51.100.8");
+  // A flood that reconnects everything it loses never reaches the client alone on its address.
+  const shed = [];
+  for (let i = 0; i < 6; i++) shed.push(c.connect(`z${i}`, i % 2 === 0 ? "198.51.100.7" : "198.51.100.8"));
+  assert.deepEqual(shed, ["x1", "x2", "y1", "x3", "y2", "z0"]);
+  assert.equal(c.get("lone").ended, null);
+});
+
+Deno.test("SessionRegistry counts an IPv6 /64 as one address when it picks whom to shed", () => {
+  const c = new Connections(3);
+  c.connect("lone", "2001:db8:1::1");
+  c.connect("a", "2001:db8:2::1");
+  c.connect("b", "2001:db8:2::2");
+  assert.equal(c.connect("n", "2001:db8:3::1"), "a");
+});
+
+Deno.test("SessionRegistry sheds a lone client only when every address holds as few", () => {
+  const c = new Connections(3);
+  for (const [name, address] of [["p", "192.0.2.1"], ["q", "192.0.2.2"], ["r", "192.0.2.3"]]) {
+    c.connect(name!, address);
+  }
+  assert.equal(c.connect("s", "192.0.2.4"), "p", "all hold one: the address that got there first");
+});

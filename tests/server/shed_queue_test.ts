@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { ShedQueue } from "../../lib/server/_shed_queue.ts";
+
+Deno.test("ShedQueue picks the oldest entry of the source holding the most", () => {
+  const queue = new ShedQueue<string>();
+  const keys = Array.from({ length: 6 }, () => ({}));
+  queue.add(keys[0]!, "a", "a1");
+  queue.add(keys[1]!, "b", "b1");
+  queue.add(keys[2]!, "b", "b2");
+  assert.equal(queue.next()?.[1], "b1");
+  queue.add(keys[3]!, "a", "a2");
+  assert.equal(queue.next()?.[1], "b1", "a tie goes to the source that got there first");
+  queue.delete(keys[1]!);
+  assert.equal(queue.next()?.[1], "a1");
+  assert.equal(queue.size, 3);
+  assert.equal(queue.delete(keys[1]!), false);
+  queue.add(keys[0]!, "a", "a1 again");
+  assert.equal(queue.next()?.[1], "a2", "a key added again is the youngest of its source");
+  for (const key of keys) queue.delete(key);
+  assert.equal(queue.next(), undefined);
+  assert.equal(queue.size, 0);
+});
+
+Deno.test("ShedQueue agrees with a plain scan after any sequence of adds and deletes", () => {
+  const op = fc.oneof(
+    fc.record({ add: fc.integer({ min: 0, max: 19 }), source: fc.constantFrom("a", "b", "c", "d") }),
+    fc.record({ del: fc.integer({ min: 0, max: 19 }) }),
+  );
+  fc.assert(fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+    const keys = Array.from({ length: 20 }, () => ({}));
+    const queue = new ShedQueue<number>();
+    // The model: entries in insertion order, and when each source last reached its current count.
+    let model: { id: number; source: string }[] = [];
+    const reached = new Map<string, number>();
+    let clock = 0;
+    const count = (source: string) => model.filter((e) => e.source === source).length;
+    for (const o of ops) {
+      if ("add" in o) {
+        const old = model.find((e) => e.id === o.add);
+        if (old) {
+          model = model.filter((e) => e !== old);
+          reached.set(old.source, clock++);
+        }
+        queue.add(keys[o.add]!, o.source, o.add);
+        model.push({ id: o.add, source: o.source });
+        reached.set(o.source, clock++);
+      } else {
+        const old = model.find((e) => e.id === o.del);
+        assert.equal(queue.delete(keys[o.del]!), old !== undefined);
+        if (old) {
+          model = model.filter((e) => e !== old);
+          reached.set(old.source, clock++);
+        }
+      }
+      assert.equal(queue.size, model.length);
+      const most = Math.max(0, ...model.map((e) => count(e.source)));
+      const heaviest = [...new Set(model.map((e) => e.source))].filter((s) => count(s) === most)
+        .sort((x, y) => reached.get(x)! - reached.get(y)!)[0];
+      const expected = model.find((e) => e.source === heaviest)?.id;
+      assert.equal(queue.next()?.[1], expected);
+    }
+  }));
+});

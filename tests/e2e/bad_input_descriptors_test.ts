@@ -218,7 +218,12 @@ Deno.test("a server out of descriptors pauses between failed accepts, serves its
   // A cap above what the process may open, so the descriptors run out before the cap is reached.
   const server = await ServerProcess.start(data, {
     descriptors: 64,
-    env: { AUTHCHAT_MAX_CONNECTIONS: "1000", AUTHCHAT_LOG_LINES_PER_SECOND: String(LOG_RATE) },
+    // Alice logs in some 35 sessions in quick succession: above a person's budget of logins (PROTOCOL §7).
+    env: {
+      AUTHCHAT_MAX_CONNECTIONS: "1000",
+      AUTHCHAT_LOG_LINES_PER_SECOND: String(LOG_RATE),
+      AUTHCHAT_LOGINS_PER_MINUTE_PER_ACCOUNT: "1000",
+    },
   });
   const sessions: RawClient[] = [];
   let waiting: { client: RawClient; greeting: Promise<Reply> } | null = null;

@@ -64,7 +64,14 @@ export { prepareUsername } from "./lib/auth/username.ts";
 export type { PreparedName } from "./lib/auth/username.ts";
 export { RateLimiter } from "./lib/auth/rate_limiter.ts";
 export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";
-export type { IdentityRecord, NewUser, UserRecord, UserStore } from "./lib/store/user_store.ts";
+export type {
+  Credentials,
+  IdentityRecord,
+  LoginRecord,
+  NewUser,
+  UserRecord,
+  UserStore,
+} from "./lib/store/user_store.ts";
 export { AuthchatServer } from "./lib/server/authchat_server.ts";
 export type { ListeningAddresses } from "./lib/server/authchat_server.ts";
 export type { Outgoing, Rendezvous, RendezvousStats, Source } from "./lib/server/udp_rendezvous.ts";

@@ -72,7 +72,14 @@ export { nameSkeletons, skeleton } from "./lib/auth/confusable_skeleton.ts";
 export type { NameSkeletons } from "./lib/auth/confusable_skeleton.ts";
 export { RateLimiter } from "./lib/auth/rate_limiter.ts";
 export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";
-export type { IdentityRecord, NewUser, UserRecord, UserStore } from "./lib/store/user_store.ts";
+export type {
+  Credentials,
+  IdentityRecord,
+  LoginRecord,
+  NewUser,
+  UserRecord,
+  UserStore,
+} from "./lib/store/user_store.ts";
 export { AuthchatServer } from "./lib/server/authchat_server.ts";
 export type { ListeningAddresses } from "./lib/server/authchat_server.ts";
 export type { Outgoing, Rendezvous, RendezvousStats, Source } from "./lib/server/udp_rendezvous.ts";

@@ -112,6 +112,40 @@ export function percentile(values: ArrayLike<number>, p: number): number {
 }
 
 /**
+ * Welch's statistic for the difference of two means: (mean(a) − mean(b)) / √(var(a)/|a| + var(b)/|b|),
+ * with each variance the unbiased sample variance. With a thousand samples on each side it is read as a
+ * z score: |z| < 2 means the means do not differ detectably.
+ *
+ * @example
+ * ```ts
+ * import { welchZ } from "./_measure.ts";
+ * console.assert(welchZ([1, 2, 3, 4], [1, 2, 3, 4]) === 0);
+ * console.assert(welchZ([11, 12, 13, 14], [1, 2, 3, 4]) > 10);
+ * ```
+ *
+ * @param a The first sample (at least two values).
+ * @param b The second sample (at least two values).
+ * @returns The statistic; `NaN` when a sample has fewer than two values, ±`Infinity` when both have no
+ *   variance and different means.
+ */
+export function welchZ(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const stats = (values: ArrayLike<number>) => {
+    let sum = 0;
+    for (let i = 0; i < values.length; i++) sum += values[i]!;
+    const mean = sum / values.length;
+    let squares = 0;
+    for (let i = 0; i < values.length; i++) squares += (values[i]! - mean) ** 2;
+    return { mean, variance: squares / (values.length - 1), n: values.length };
+  };
+  if (a.length < 2 || b.length < 2) return NaN;
+  const x = stats(a);
+  const y = stats(b);
+  const diff = x.mean - y.mean;
+  if (diff === 0) return 0;
+  return diff / Math.sqrt(x.variance / x.n + y.variance / y.n);
+}
+
+/**
  * Operations per second of a loop, refusing to report a figure when none succeeded or the failures are
  * more than 1% of the successes.
  *

@@ -29,6 +29,11 @@ const bound = (op: "≥" | "≤", limit: number) => (value: number) => {
   return { text: `${op} ${limit}`, met: op === "≥" ? value >= limit : value <= limit };
 };
 
+/** Closer to zero than `limit` either way. */
+const magnitudeBelow = (limit: number) => (value: number) => {
+  return { text: `|z| < ${limit}`, met: Math.abs(value) < limit };
+};
+
 /** Every figure, in the order of the table (and, leaving out `info` ones, of the JSON file). */
 export const TARGETS: readonly Target[] = [
   { key: "tcp_connect_echo_per_s", unit: "/s", what: "floor: bare TCP connect + one echo" },
@@ -62,6 +67,18 @@ export const TARGETS: readonly Target[] = [
     unit: "/s",
     what: "logins on open connections",
     target: bound("≥", 10_000),
+  },
+  {
+    key: "login_known_unknown_z",
+    unit: "",
+    what: "LOGIN to CHALLENGE, account vs unknown name: Welch's z",
+    target: magnitudeBelow(2),
+  },
+  {
+    key: "login_known_unknown_diff_us",
+    unit: "µs",
+    what: "the same: mean for accounts minus mean for unknown names (info)",
+    info: true,
   },
   { key: "login_p50_ms", unit: "ms", what: "TLS connect + login, one at a time, p50" },
   { key: "login_p99_ms", unit: "ms", what: "TLS connect + login, one at a time, p99" },

@@ -139,11 +139,14 @@ async function run(settings: Settings): Promise<Figures> {
       await echo.child.stop("SIGKILL");
     }
 
-    log("logins over TCP and TLS, login latency, repeated logins; then messages");
+    log(
+      "LOGIN timing of accounts vs unknown names, logins over TCP and TLS, login latency, repeated logins; then messages",
+    );
     const server = await startServer(data, config);
     try {
       const t = target(server);
-      const logins = loadGenerator("logins", { ...base, target: t, accounts });
+      const timingSamples = settings.quick ? 100 : 1000;
+      const logins = loadGenerator("logins", { ...base, target: t, accounts, timingSamples });
       Object.assign(figures, await logins.json(10 * durationMs + 120_000));
       await logins.wait();
       const receiver = loadGenerator("receiver", { ...base, target: t, accounts: [chat[1]] });

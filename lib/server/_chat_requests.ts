@@ -60,20 +60,20 @@ export function backupText(b: KeyBackupMessage): string {
  * @param ctx The server's shared state.
  * @param sessionId The session logging in.
  * @param pending The login exchange, its proof checked and committed.
- * @param serverFinal The server-final-message.
+ * @param done The server-final-message, and the account's identity key as the login was recorded.
  * @returns The reply, and the identity fields of the login.
  */
 export async function loginReply(
   ctx: SessionContext,
   sessionId: number,
   pending: PendingExchange,
-  serverFinal: string,
+  done: { serverFinal: string; identity: IdentityRecord | null },
 ): Promise<{
   reply: ServerMessageOf<"LOGIN">;
   identity: { identityKey: Uint8Array | null; fingerprint: string | null };
 }> {
-  const reply: ServerMessageOf<"LOGIN"> = { op: "LOGIN", user: pending.name, data: serverFinal };
-  const identity = pending.identity;
+  const reply: ServerMessageOf<"LOGIN"> = { op: "LOGIN", user: pending.name, data: done.serverFinal };
+  const identity = done.identity;
   if (identity) {
     reply.identity = {
       key: encodeBase64(identity.key),

@@ -10,8 +10,9 @@ import { mockVerifier } from "../auth/scram_server.ts";
 import type { ScramServer, ScramServerExchange } from "../auth/scram_server.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import type { ClientFirst } from "../codec/scram_messages.ts";
-import { parseVerifier } from "../crypto/scram_verifier.ts";
+import { formatVerifier, parseVerifier } from "../crypto/scram_verifier.ts";
 import type { ScramVerifier } from "../crypto/scram_verifier.ts";
+import type { IdentityRecord } from "../store/user_store.ts";
 import type { SessionContext } from "./session_context.ts";
 
 /** What a proof is for. */
@@ -33,8 +34,6 @@ export interface PendingExchange {
   newVerifier?: string;
   /** PASSWD's identity key backup, re-sealed under the new password. */
   newBackup?: string;
-  /** The account's identity key and sealed backup when the exchange started. */
-  identity: { key: Uint8Array; backup: string } | null;
   /**
    * The account must change its password before anything else. Read with `stored`: only a change of the
    * verifier clears it, so a login committed against `stored` sees the flag as it is.
@@ -72,6 +71,13 @@ export function rateLimited(waitMs: number): ProtocolError {
 /**
  * Start an exchange; unknown users get a mock one that fails the same way.
  *
+ * A name nobody has must not answer sooner or later than an account, or the time of a CHALLENGE tells
+ * which names exist: both do the same steps in the same order, told to `ctx.trace` as they run: the
+ * backoff check, the mock verifier (one HMAC) formatted as a decoy, one store lookup that returns the
+ * account's credentials or the decoy in the same shape, the parse of the verifier text it returned, and
+ * the exchange. Nothing about the account beyond its verifier is read here (its identity key is read when
+ * a login is recorded); a PASSWD, whose user is logged in and known, also reads the account's identity key.
+ *
  * @param ctx The server's shared state.
  * @param scram This connection's SCRAM server.
  * @param request Purpose, parsed client-first-message, who, source address, new verifier.
@@ -85,42 +91,50 @@ export async function startExchange(
   request: StartRequest,
 ): Promise<PendingExchange> {
   const { who } = request;
+  const trace = ctx.trace;
+  trace?.("limiter.retryAfter");
   const wait = ctx.limiter.retryAfter(request.peerAddress, who.key, ctx.now());
   if (wait > 0) throw rateLimited(wait);
-  // Computed for every exchange, known user or not, so both paths do the same work.
+  trace?.("mockVerifier");
   const mock = await mockVerifier(ctx.mockSecret, who.key, ctx.iterations);
-  const record = await ctx.store.findUser(who.key);
-  let verifier: ScramVerifier = mock;
-  let userId: number | null = null;
-  if (record) {
-    try {
-      verifier = parseVerifier(record.verifier);
-      userId = record.id;
-    } catch (err) {
-      ctx.log.error("bad_verifier", { user: record.name, error: (err as Error).message });
-    }
+  trace?.("formatVerifier");
+  const decoy = formatVerifier(mock);
+  trace?.("store.findCredentials");
+  const found = await ctx.store.findCredentials(who.key, decoy);
+  trace?.("parseVerifier");
+  let verifier: ScramVerifier;
+  let real = found.found;
+  try {
+    verifier = parseVerifier(found.verifier);
+  } catch (err) {
+    // A damaged account (only ever a stored one: the decoy parses) gets the mock exchange.
+    ctx.log.error("bad_verifier", { user: found.name, error: (err as Error).message });
+    verifier = mock;
+    real = false;
   }
+  trace?.("scram.begin");
   const pending: PendingExchange = {
     purpose: request.purpose,
-    exchange: scram.begin(request.first, verifier, { mock: userId === null }),
-    name: record?.name ?? who.name,
+    exchange: scram.begin(request.first, verifier, { mock: !real }),
+    name: found.found ? found.name : who.name,
     key: who.key,
-    userId,
-    stored: userId === null ? null : record!.verifier,
-    identity: userId !== null && record!.identityKey && record!.keyBackup
-      ? { key: record!.identityKey, backup: record!.keyBackup }
-      : null,
-    mustChangePassword: userId !== null && record!.mustChangePassword,
+    userId: real ? found.id : null,
+    stored: real ? found.verifier : null,
+    mustChangePassword: real && found.mustChangePassword,
   };
   if (request.newVerifier !== undefined) pending.newVerifier = request.newVerifier;
   if (request.newBackup !== undefined) pending.newBackup = request.newBackup;
   // The identity key backup is sealed under the password: a new password without a re-sealed backup
-  // would leave the key recoverable only with the old one.
-  if (request.purpose === "passwd" && pending.identity && request.newBackup === undefined) {
-    throw new ProtocolError(
-      "BAD_MESSAGE",
-      "Invalid field msg.backup: this account has an identity key; re-seal its backup under the new password",
-    );
+  // would leave the key recoverable only with the old one. (Only PASSWD reads it: a logged-in user's
+  // account is no secret to its owner.)
+  if (request.purpose === "passwd" && request.newBackup === undefined && real) {
+    const record = await ctx.store.findUser(who.key);
+    if (record?.identityKey) {
+      throw new ProtocolError(
+        "BAD_MESSAGE",
+        "Invalid field msg.backup: this account has an identity key; re-seal its backup under the new password",
+      );
+    }
   }
   return pending;
 }
@@ -164,25 +178,28 @@ export async function checkProof(
  * @param ctx The server's shared state.
  * @param pending The exchange whose proof was correct.
  * @param now Current time in ms.
- * @returns For a login, the previous login time (`null` for a first login; otherwise `null`), and the
- *   account's verifier after the change.
+ * @returns For a login, the previous login time (`null` for a first login; otherwise `null`) and the
+ *   account's identity key as the login was recorded (otherwise `null`), and the account's verifier after
+ *   the change.
  * @throws {ProtocolError} `AUTH_FAILED` when the password changed or the account went meanwhile.
  */
 export async function commitProof(
   ctx: SessionContext,
   pending: PendingExchange,
   now: number,
-): Promise<{ previous: number | null; verifier: string }> {
+): Promise<{ previous: number | null; identity: IdentityRecord | null; verifier: string }> {
   const id = pending.userId!;
   const stored = pending.stored!;
   let committed: boolean;
   let previous: number | null = null;
+  let identity: IdentityRecord | null = null;
   let after = stored;
   switch (pending.purpose) {
     case "login": {
       const result = await ctx.store.recordLogin(id, stored, now);
       committed = result !== undefined;
-      previous = result ?? null;
+      previous = result?.previous ?? null;
+      identity = result?.identity ?? null;
       break;
     }
     case "passwd": {
@@ -200,5 +217,5 @@ export async function commitProof(
       "Authentication failed: the password changed or the account was deleted meanwhile",
     );
   }
-  return { previous, verifier: after };
+  return { previous, identity, verifier: after };
 }

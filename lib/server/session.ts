@@ -42,6 +42,7 @@ import { refuseWhileRestricted } from "./_restricted_session.ts";
 import type { LoggedIn } from "./_replies.ts";
 import type { LogFields } from "./logger.ts";
 import { SessionClock } from "./_session_clock.ts";
+import type { IdentityRecord } from "../store/user_store.ts";
 import type { ConnectionInfo, SessionContext, SessionSink } from "./session_context.ts";
 import type { RegisteredSession } from "./session_registry.ts";
 
@@ -359,11 +360,11 @@ export class Session implements RegisteredSession {
       throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the session ended meanwhile");
     }
     if (pending.purpose === "login") spendLoginBudget(this.#ctx, this.peerAddress, pending.key);
-    const { previous, verifier } = await commitProof(this.#ctx, pending, now);
+    const { previous, identity, verifier } = await commitProof(this.#ctx, pending, now);
     if (this.#closed) return;
     const fields = { session: this.id, ip: this.peerAddress, user: pending.name };
     if (pending.purpose === "login") {
-      return await this.#loggedIn(pending, { now, previous, serverFinal, verifier }, msg.id);
+      return await this.#loggedIn(pending, { now, previous, identity, serverFinal, verifier }, msg.id);
     }
     if (pending.purpose === "passwd") {
       const me = this.#user;
@@ -379,10 +380,16 @@ export class Session implements RegisteredSession {
 
   async #loggedIn(
     pending: PendingExchange,
-    done: { now: number; previous: number | null; serverFinal: string; verifier: string },
+    done: {
+      now: number;
+      previous: number | null;
+      identity: IdentityRecord | null;
+      serverFinal: string;
+      verifier: string;
+    },
     requestId: number | undefined,
   ): Promise<void> {
-    const login = await loginReply(this.#ctx, this.id, pending, done.serverFinal);
+    const login = await loginReply(this.#ctx, this.id, pending, done);
     if (this.#closed) return this.#ctx.rendezvous?.unregister(this.id);
     this.#setUser({
       id: pending.userId!,

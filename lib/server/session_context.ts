@@ -52,7 +52,20 @@ export interface SessionContext {
   sealPublicKey: string;
   /** Mock-exchange secret from the store. */
   mockSecret: Uint8Array<ArrayBuffer>;
+  /**
+   * Told the name of each step of work whose duration must not depend on a secret, in order: today the
+   * start of a SCRAM exchange, which must not tell an account from a name nobody has. Tests record the
+   * steps and compare the paths; servers leave it unset. A step added to such a path is reported here
+   * (see {@linkcode StepTrace}).
+   */
+  trace?: StepTrace;
 }
+
+/**
+ * Receives the name of each step of a path that must take the same time whatever the secret (for example
+ * `"store.findCredentials"`), in order.
+ */
+export type StepTrace = (step: string) => void;
 
 /** Which transport a session runs on. */
 export type TransportName = "tcp" | "tls" | "udp";

@@ -15,7 +15,14 @@ import type { StatementSync } from "node:sqlite";
 import { nameSkeletons } from "../auth/confusable_skeleton.ts";
 import { migrate } from "./migrations.ts";
 import { nameLooksTaken, nameTaken } from "./name_taken.ts";
-import type { IdentityRecord, NewUser, UserRecord, UserStore } from "./user_store.ts";
+import type {
+  Credentials,
+  IdentityRecord,
+  LoginRecord,
+  NewUser,
+  UserRecord,
+  UserStore,
+} from "./user_store.ts";
 
 /** File name of the database inside the data directory. */
 export const DATABASE_FILE = "authchat.db";
@@ -38,6 +45,14 @@ interface Row {
   must_change_password: number;
   skeleton: string;
   shown_skeleton: string;
+}
+
+interface CredentialsRow {
+  found: number;
+  id: number;
+  name: string;
+  verifier: string;
+  must_change_password: number;
 }
 
 function toRecord(row: Row): UserRecord {
@@ -73,6 +88,7 @@ export class SqliteUserStore implements UserStore {
   #db: DatabaseSync;
   #find: StatementSync;
   #lookAlike: StatementSync;
+  #credentials: StatementSync;
   #insert: StatementSync;
   #update: StatementSync;
   #updateWithBackup: StatementSync;
@@ -96,6 +112,14 @@ export class SqliteUserStore implements UserStore {
     this.#lookAlike = db.prepare(
       "SELECT 1 AS found FROM users WHERE skeleton = ? OR shown_skeleton = ? LIMIT 1",
     );
+    // One row whether or not the name has an account, of the same columns and types: the unknown name's
+    // comes from the decoy given. A LEFT JOIN onto a one-row constant, so the engine does the same index
+    // search either way and no branch of the caller's depends on the answer.
+    this.#credentials = db.prepare(
+      "SELECT u.id IS NOT NULL AS found, coalesce(u.id, 0) AS id, coalesce(u.name, q.k) AS name, " +
+        "coalesce(u.verifier, q.decoy) AS verifier, coalesce(u.must_change_password, 0) AS must_change_password " +
+        "FROM (SELECT ?1 AS k, ?2 AS decoy) AS q LEFT JOIN users AS u ON u.name_key = q.k",
+    );
     this.#insert = db.prepare(
       "INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup, must_change_password, " +
         "skeleton, shown_skeleton) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
@@ -116,7 +140,9 @@ export class SqliteUserStore implements UserStore {
       "UPDATE users SET identity_key = ?, key_backup = ? WHERE id = ? AND verifier = ? AND identity_key IS NULL",
     );
     this.#delete = db.prepare("DELETE FROM users WHERE id = ? AND verifier = ?");
-    this.#lastLogin = db.prepare("SELECT last_login_at FROM users WHERE id = ? AND verifier = ?");
+    this.#lastLogin = db.prepare(
+      "SELECT last_login_at, identity_key, key_backup FROM users WHERE id = ? AND verifier = ?",
+    );
     this.#setLogin = db.prepare("UPDATE users SET last_login_at = ? WHERE id = ? AND verifier = ?");
     this.#iterations = db.prepare(
       "SELECT CAST(substr(verifier, 15, instr(verifier, ':') - 15) AS INTEGER) AS i, count(*) AS n FROM users GROUP BY i",
@@ -168,6 +194,18 @@ export class SqliteUserStore implements UserStore {
   hasLookAlike(name: string, nameKey: string): Promise<boolean> {
     const { folded, shown } = nameSkeletons(name, nameKey);
     return Promise.resolve(this.#lookAlike.get(folded, shown) !== undefined);
+  }
+
+  findCredentials(nameKey: string, decoy: string): Promise<Credentials> {
+    // No branch on the row: an account and an unknown name are converted alike.
+    const row = this.#credentials.get(nameKey, decoy) as unknown as CredentialsRow;
+    return Promise.resolve({
+      found: Number(row.found) === 1,
+      id: Number(row.id),
+      name: row.name,
+      verifier: row.verifier,
+      mustChangePassword: Number(row.must_change_password) === 1,
+    });
   }
 
   createUser(user: NewUser): Promise<UserRecord> {
@@ -222,10 +260,12 @@ export class SqliteUserStore implements UserStore {
     return Promise.resolve(deleted);
   }
 
-  recordLogin(id: number, expected: string, now: number): Promise<number | null | undefined> {
+  recordLogin(id: number, expected: string, now: number): Promise<LoginRecord | undefined> {
     try {
-      // One statement: the check of the verifier and the previous time are read atomically.
-      const row = this.#lastLogin.get(id, expected) as { last_login_at: number | null } | undefined;
+      // One statement: the check of the verifier, the previous time and the identity key are read atomically.
+      const row = this.#lastLogin.get(id, expected) as
+        | { last_login_at: number | null; identity_key: Uint8Array | null; key_backup: string | null }
+        | undefined;
       if (!row) return Promise.resolve(undefined);
       const pending = this.#logins.get(id);
       const previous = pending?.verifier === expected
@@ -238,7 +278,10 @@ export class SqliteUserStore implements UserStore {
         this.#flushTimer = undefined;
         this.flushLogins();
       }, LOGIN_FLUSH_MS);
-      return Promise.resolve(previous);
+      const identity = row.identity_key !== null && row.key_backup !== null
+        ? { key: new Uint8Array(row.identity_key), backup: row.key_backup }
+        : null;
+      return Promise.resolve({ previous, identity });
     } catch (err) {
       return Promise.reject(err);
     }

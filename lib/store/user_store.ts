@@ -39,6 +39,31 @@ export interface IdentityRecord {
   backup: string;
 }
 
+/**
+ * What a SCRAM exchange needs of an account before the proof, read the same way whether or not the name
+ * has an account (see {@linkcode UserStore.findCredentials}).
+ */
+export interface Credentials {
+  /** Whether an account has the name; when `false`, the other fields are placeholders and the decoy. */
+  found: boolean;
+  /** Row id (`0` when not found). */
+  id: number;
+  /** SASLprepped name as chosen (the lower-cased name asked for, when not found). */
+  name: string;
+  /** The account's PostgreSQL-format verifier, or the decoy given. */
+  verifier: string;
+  /** The account must change its password (`false` when not found). */
+  mustChangePassword: boolean;
+}
+
+/** What a successful login reads as it is recorded. */
+export interface LoginRecord {
+  /** The previous login time, `null` for a first login. */
+  previous: number | null;
+  /** The account's identity key and sealed backup, as they are when the login is recorded. */
+  identity: IdentityRecord | null;
+}
+
 /** What a new account needs. */
 export interface NewUser {
   /** SASLprepped name. */
@@ -79,6 +104,19 @@ export interface UserStore {
    * @returns `true` when an account (the same name in any case included) looks like it.
    */
   hasLookAlike(name: string, nameKey: string): Promise<boolean>;
+  /**
+   * Read what a SCRAM exchange needs of an account, doing the same work whether or not the name has one:
+   * one lookup that yields one row of the same shape either way, the decoy standing in for the verifier of
+   * a name nobody has. The time this takes must not tell the two apart (docs/BENCHMARKS.md,
+   * `login_known_unknown_z`): an implementation must not return early, read more, or convert more for
+   * an account than for an unknown name. Identity keys are not read here: whether an account has one
+   * would show in the time.
+   *
+   * @param nameKey Lower-cased name.
+   * @param decoy The verifier text to return when no account has the name (the mock verifier, formatted).
+   * @returns The account's credentials, or the decoy's with `found: false`.
+   */
+  findCredentials(nameKey: string, decoy: string): Promise<Credentials>;
   /**
    * Create an account, unless its name is taken or looks like an account's name: the check and the
    * insert are atomic, so of two look-alike names created at once only one is. (Accounts older than the
@@ -121,15 +159,16 @@ export interface UserStore {
    */
   deleteUser(id: number, expected: string): Promise<boolean>;
   /**
-   * Record a successful login if the verifier is still `expected`.
+   * Record a successful login if the verifier is still `expected`, and read, in the same step, the
+   * previous login time and the account's identity key.
    *
    * @param id Row id.
    * @param expected The verifier the proof was checked against.
    * @param now Login time.
-   * @returns The previous login time, `null` for a first login, `undefined` when the account is gone or
-   *   its verifier changed.
+   * @returns The previous login time (`null` for a first login) and the identity key with its backup;
+   *   `undefined` when the account is gone or its verifier changed.
    */
-  recordLogin(id: number, expected: string, now: number): Promise<number | null | undefined>;
+  recordLogin(id: number, expected: string, now: number): Promise<LoginRecord | undefined>;
   /** How many accounts use each PBKDF2 iteration count. */
   iterationCounts(): Promise<Map<number, number>>;
   /** The server secret that mock exchanges for unknown users derive from. */

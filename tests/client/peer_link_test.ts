@@ -3,6 +3,7 @@ import { encodeHs1, encodeHs2, hs1SignedBytes, hs2SignedBytes } from "../../lib/
 import { generateIdentity, signWith } from "../../lib/crypto/identity_key.ts";
 import { generateEphemeral } from "../../lib/crypto/peer_session.ts";
 import { ADDRESS, PeerSim } from "./_peer_sim.ts";
+import { assertByteArraysEqual } from "../_bytes.ts";
 
 /** Alice says hello and bob acknowledges it: one session each way of the handshake. */
 async function connected(sim: PeerSim): Promise<void> {
@@ -123,7 +124,7 @@ Deno.test("PeerLink answers a replayed HS1 with the cached HS2 and makes no new 
   await sim.inject("bob", hs1);
   await sim.inject("bob", hs1);
   const replies = await bob.link.poll(sim.now);
-  assert.deepEqual(replies.map((r) => r.bytes), [hs2, hs2]);
+  assertByteArraysEqual(replies.map((r) => r.bytes), [hs2, hs2]);
   assert.equal(bob.link.stats.handshakes, 1);
   assert.equal(bob.sessionEvents.length, sessions);
   // Alice has no handshake in progress: the old HS2 is refused, and the session carries on.
@@ -133,6 +134,29 @@ Deno.test("PeerLink answers a replayed HS1 with the cached HS2 and makes no new 
   await sim.run(() => alice.acked.includes(2));
   assert.deepEqual(bob.delivered, ["hello", "again"]);
   assert.equal(alice.link.stats.handshakes, 1);
+});
+
+Deno.test("PeerLink refuses a correctly signed HS2 answering an older HS1 of its own while a newer handshake is pending", async () => {
+  const sim = await PeerSim.create({ rehandshakeMs: 1000 });
+  const { alice, bob } = sim.ends;
+  await connected(sim);
+  const oldHs2 = sim.capturedOf("bob", "HS2")[0]!.bytes;
+  // Bob's datagrams stop arriving: alice, with a message outstanding, starts a new handshake.
+  sim.filter = (from, out) => from === "bob" ? null : out.bytes;
+  sim.send("alice", "are you there", 2);
+  await sim.run(() => sim.capturedOf("alice", "HS1").length === 2);
+  const before = alice.link.stats;
+  // Bob's genuine answer to alice's first HS1, signed by bob's key, arrives late (or is replayed).
+  await sim.inject("alice", oldHs2);
+  assert.equal(alice.link.stats.unexpected, before.unexpected + 1, "refused as an answer to another HS1");
+  assert.equal(alice.link.stats.badSignature, before.badSignature, "its signature is good");
+  assert.equal(alice.link.stats.handshakes, before.handshakes, "no session from it");
+  // The pending handshake is untouched: once bob is heard again, it completes and the message is acked.
+  sim.filter = null;
+  await sim.run(() => alice.acked.includes(2));
+  assert.equal(alice.link.stats.handshakes, before.handshakes + 1);
+  assert.equal(alice.link.stats.forged + bob.link.stats.forged, 0, "both ends derived the same keys");
+  assert.deepEqual(bob.delivered, ["hello", "are you there"]);
 });
 
 Deno.test("PeerLink falls back to the relay when the direct path drops everything", async () => {

@@ -22,6 +22,7 @@ import {
   verifyDatagramTag,
 } from "../../lib/codec/datagram.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
+import { assertBytesEqual, assertDeepEqualBytes } from "../_bytes.ts";
 
 const utf8 = new TextEncoder();
 const RAW_KEY = new Uint8Array(32).map((_, i) => i + 1);
@@ -101,12 +102,12 @@ Deno.test("encodeRdvAck, encodeRelay and encodeRelayed lay out their fields befo
 });
 
 Deno.test("encodeHs1, encodeHs2 and encodeData lay out their fields", () => {
-  assert.deepEqual(HS1, concat([0xac, 1, 0x10, 3], utf8.encode("ann"), [3], utf8.encode("bob"), EPH, SIG));
-  assert.deepEqual(
+  assertBytesEqual(HS1, concat([0xac, 1, 0x10, 3], utf8.encode("ann"), [3], utf8.encode("bob"), EPH, SIG));
+  assertBytesEqual(
     HS2,
     concat([0xac, 1, 0x11, 3], utf8.encode("bob"), [3], utf8.encode("ann"), EPH, EPH2, SIG),
   );
-  assert.deepEqual(DATA, concat([0xac, 1, 0x20], SESSION, u64(5n), filled(16, 0xc0)));
+  assertBytesEqual(DATA, concat([0xac, 1, 0x20], SESSION, u64(5n), filled(16, 0xc0)));
   assert.deepEqual(
     encodeDataHeader(SESSION, 2 ** 53 - 1),
     concat([0xac, 1, 0x20], SESSION, u64(2n ** 53n - 1n)),
@@ -136,8 +137,8 @@ Deno.test("decodeDatagram round-trips every kind with macInput and tag split off
   for (const kind of MAC_KINDS) {
     const d = decodeDatagram(SAMPLES[kind]);
     assert.ok(d.type === kind && "tag" in d);
-    assert.deepEqual(d.macInput, SAMPLES[kind].subarray(0, -16));
-    assert.deepEqual(d.tag, SAMPLES[kind].subarray(-16));
+    assertBytesEqual(d.macInput, SAMPLES[kind].subarray(0, -16), kind);
+    assertBytesEqual(d.tag, SAMPLES[kind].subarray(-16), kind);
     assert.equal(await verifyDatagramTag(KEY, d), true, kind);
   }
   assert.deepEqual(decodeDatagram(HS1), { type: "HS1", from: "ann", to: "bob", eph: EPH, sig: SIG });
@@ -329,11 +330,11 @@ Deno.test("encoders refuse fields out of range with a RangeError", async () => {
 Deno.test("hs1SignedBytes and hs2SignedBytes cover label, length-prefixed names and ephemeral keys", () => {
   const label1 = utf8.encode("authchat-hs1/1");
   const label2 = utf8.encode("authchat-hs2/1");
-  assert.deepEqual(
+  assertBytesEqual(
     hs1SignedBytes("ann", "bob", EPH),
     concat(label1, [3], utf8.encode("ann"), [3], utf8.encode("bob"), EPH),
   );
-  assert.deepEqual(
+  assertBytesEqual(
     hs2SignedBytes("bob", "ann", EPH, EPH2),
     concat(label2, [3], utf8.encode("bob"), [3], utf8.encode("ann"), EPH, EPH2),
   );
@@ -407,12 +408,12 @@ Deno.test("decodeDatagram inverts every encoder (property)", async () => {
       const d = decodeDatagram(bytes);
       if ("tag" in d) {
         const { macInput, tag, ...rest } = d;
-        assert.deepEqual(rest, expected);
-        assert.deepEqual(macInput, bytes.subarray(0, -16));
-        assert.deepEqual(tag, bytes.subarray(-16));
+        assertDeepEqualBytes(rest, expected);
+        assertBytesEqual(macInput, bytes.subarray(0, -16));
+        assertBytesEqual(tag, bytes.subarray(-16));
         assert.ok(await verifyDatagramTag(KEY, d));
       } else {
-        assert.deepEqual(d, expected);
+        assertDeepEqualBytes(d, expected);
       }
     }),
     { numRuns: 500 },

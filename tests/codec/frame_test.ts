@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { encodeFrame, FRAME_HEADER_BYTES, FrameDecoder, MAX_FRAME_BYTES } from "../../lib/codec/frame.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
+import { assertByteArraysEqual, assertBytesEqual } from "../_bytes.ts";
 
 /** A 4-byte big-endian length header, built by hand rather than by the code under test. */
 function header(length: number): Uint8Array {
@@ -42,7 +43,7 @@ Deno.test("encodeFrame writes a big-endian length header before the payload", ()
   const frame = encodeFrame(payload);
   assert.deepEqual([...frame.subarray(0, 4)], [0, 0, 1, 2]);
   assert.equal(frame.length, 4 + 0x0102);
-  assert.deepEqual(frame.subarray(4), payload);
+  assertBytesEqual(frame.subarray(4), payload);
   assert.equal(FRAME_HEADER_BYTES, 4);
 });
 
@@ -67,7 +68,7 @@ Deno.test("FrameDecoder round-trips a frame pushed in one chunk", () => {
 
 Deno.test("FrameDecoder returns every frame of one chunk in order", () => {
   const decoder = new FrameDecoder();
-  assert.deepEqual(decoder.push(SAMPLE_STREAM), SAMPLE_PAYLOADS);
+  assertByteArraysEqual(decoder.push(SAMPLE_STREAM), SAMPLE_PAYLOADS);
   assert.equal(decoder.error, null);
 });
 
@@ -93,7 +94,7 @@ Deno.test("FrameDecoder gives the same frames when the stream is split at every 
       ...decoder.push(SAMPLE_STREAM.subarray(0, cut)),
       ...decoder.push(SAMPLE_STREAM.subarray(cut)),
     ];
-    assert.deepEqual(frames, SAMPLE_PAYLOADS, `split at ${cut}`);
+    assertByteArraysEqual(frames, SAMPLE_PAYLOADS, `split at ${cut}`);
     assert.equal(decoder.end(), null, `split at ${cut}`);
   }
 });
@@ -104,7 +105,7 @@ Deno.test("FrameDecoder gives the same frames when fed one byte at a time", () =
   for (let i = 0; i < SAMPLE_STREAM.length; i++) {
     frames.push(...decoder.push(SAMPLE_STREAM.subarray(i, i + 1)));
   }
-  assert.deepEqual(frames, SAMPLE_PAYLOADS);
+  assertByteArraysEqual(frames, SAMPLE_PAYLOADS);
   assert.equal(decoder.end(), null);
 });
 
@@ -132,7 +133,7 @@ Deno.test("FrameDecoder refuses a header announcing more than 64 KiB before allo
 Deno.test("FrameDecoder accepts a 65536-byte header and refuses 65537", () => {
   const ok = new FrameDecoder();
   const payload = new Uint8Array(65536).fill(0xab);
-  assert.deepEqual(ok.push(concat(header(65536), payload)), [payload]);
+  assertByteArraysEqual(ok.push(concat(header(65536), payload)), [payload]);
   assert.equal(ok.error, null);
   const tooBig = new FrameDecoder();
   tooBig.push(header(65537));
@@ -241,7 +242,7 @@ Deno.test("FrameDecoder decodes any list of payloads up to 64 KiB cut into any c
         frames.push(...decoder.push(chunk));
         assert.ok(decoder.pendingBytes <= 65540);
       }
-      assert.deepEqual(frames, payloads);
+      assertByteArraysEqual(frames, payloads);
       assert.equal(decoder.error, null);
       assert.equal(decoder.end(), null);
     }),

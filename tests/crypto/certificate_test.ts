@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { DEFAULT_NAMES, mintServerCertificate, tlsServerEndPoint } from "../../lib/crypto/certificate.ts";
 import { decodePem } from "../../lib/crypto/pem.ts";
+import { assertBytesEqual } from "../_bytes.ts";
 
 x509.cryptoProvider.set(crypto);
 
@@ -61,7 +62,7 @@ Deno.test("mintServerCertificate makes a CA:FALSE serverAuth leaf with the defau
 
 Deno.test("mintServerCertificate PEM matches the DER and the key signs for the certificate", async () => {
   const minted = await mintServerCertificate({ days: 1 });
-  assert.deepEqual(decodePem(minted.certPem, "CERTIFICATE"), minted.certDer);
+  assertBytesEqual(decodePem(minted.certPem, "CERTIFICATE"), minted.certDer);
   const key = await crypto.subtle.importKey(
     "pkcs8",
     decodePem(minted.keyPem, "PRIVATE KEY"),

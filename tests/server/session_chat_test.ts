@@ -103,6 +103,25 @@ Deno.test("Session IDENTITY registers a key once, then refuses with IDENTITY_EXI
   assert.deepEqual(login.identity, { key: id.key, backup: id.backup });
 });
 
+Deno.test("Session IDENTITY after the session's own PASSWD succeeds: the session follows the new verifier", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const conn = kit.connect({ transport: "tls", confidential: true });
+  await conn.login("alice", PASSWORD);
+  const verifier = await verifierFor(OTHER);
+  const changed = await conn.scram("PASSWD", "alice", PASSWORD, { extra: { verifier } });
+  assert.equal(changed.reply.op, "PASSWD");
+  // The key's backup is sealed under the new password: it is stored against the new verifier.
+  const id = testIdentity();
+  const reply = await conn.send({ op: "IDENTITY", id: 7, ...fields(id) });
+  assert.deepEqual(reply, { op: "IDENTITY", id: 7, key: id.key, fingerprint: await fingerprint(id.raw) });
+  const row = await kit.store.findUser("alice");
+  assert.equal(row?.verifier, verifier);
+  assert.deepEqual(row?.identityKey, id.raw);
+  const { reply: login } = await kit.connect().login("alice", OTHER);
+  assert.deepEqual(login.identity, fields(id));
+});
+
 Deno.test("Session IDENTITY tells other users' sessions, with the key, and requires a login", async () => {
   await using kit = await makeKit();
   await kit.addUser("alice", PASSWORD);

@@ -74,13 +74,13 @@ Deno.test("Session reports a store failure as INTERNAL and keeps serving", async
   await kit.addUser("alice", PASSWORD);
   const conn = kit.connect();
   await conn.sayHello();
-  const findUser = kit.store.findUser.bind(kit.store);
-  kit.store.findUser = () => Promise.reject(new Error("disk on fire"));
+  const findCredentials = kit.store.findCredentials.bind(kit.store);
+  kit.store.findCredentials = () => Promise.reject(new Error("disk on fire"));
   const failed = await conn.scram("LOGIN", "alice", PASSWORD);
   assert.equal((failed.reply as { code: string }).code, "INTERNAL");
   assert.ok(!JSON.stringify(failed.reply).includes("disk on fire"), "internal details stay in the log");
   assert.ok(kit.logs.some((l) => l.includes("internal_error") && l.includes("disk on fire")));
-  kit.store.findUser = findUser;
+  kit.store.findCredentials = findCredentials;
   await conn.login("alice", PASSWORD);
 });
 

@@ -122,3 +122,27 @@ Deno.test("SqliteUserStore.updateVerifier with a backup replaces it only where a
     store.close();
   }
 });
+
+Deno.test("SqliteUserStore.recordLogin reads the identity key as the login is recorded", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const alice = await store.createUser({
+      ...newUser("alice"),
+      identity: { key: key(4), backup: '{"b":4}' },
+    });
+    const login = await store.recordLogin(alice.id, VERIFIER, 1000);
+    assert.equal(login?.previous, null);
+    assert.ok(login?.identity?.key instanceof Uint8Array);
+    assert.deepEqual([...login.identity.key], [...key(4)]);
+    assert.equal(login.identity.backup, '{"b":4}');
+    const bob = await store.createUser(newUser("bob"));
+    assert.deepEqual(await store.recordLogin(bob.id, VERIFIER, 1000), { previous: null, identity: null });
+    // Registered between a challenge and its proof: the login sees it.
+    assert.equal(await store.setIdentity(bob.id, VERIFIER, { key: key(5), backup: '{"b":5}' }), true);
+    const again = await store.recordLogin(bob.id, VERIFIER, 2000);
+    assert.equal(again?.previous, 1000);
+    assert.equal(again?.identity?.backup, '{"b":5}');
+  } finally {
+    store.close();
+  }
+});

@@ -133,7 +133,7 @@ Deno.test("Accounts made before the look-alike rule keep working, and hold their
       for (const typed of ["ALICE", "\u0410LICE", "i\u2665ny"]) {
         const found = await store.findUser(prepareUsername(typed).key);
         assert.ok(found, typed);
-        assert.equal(await store.recordLogin(found.id, VERIFIER, 5), null);
+        assert.deepEqual(await store.recordLogin(found.id, VERIFIER, 5), { previous: null, identity: null });
         assert.equal(await store.updateVerifier(found.id, VERIFIER, `${VERIFIER}x`), true);
       }
       await assert.rejects(store.createUser(newUser("a\u0142ice")), isLookAlikeRefusal("a\u0142ice"));

@@ -39,7 +39,7 @@ Deno.test("SqliteUserStore.updateVerifier clears the flag in the same write, and
     const { id } = await store.createUser(newUser("user10", true));
     assert.equal(await store.updateVerifier(id, NEXT, NEXT), false, "a stale verifier changes nothing");
     assert.equal((await store.findUser("user10"))?.mustChangePassword, true, "so the flag stays");
-    assert.equal(await store.recordLogin(id, VERIFIER, 5), null, "a login does not clear it");
+    assert.equal((await store.recordLogin(id, VERIFIER, 5))?.previous, null, "a login does not clear it");
     assert.equal((await store.findUser("user10"))?.mustChangePassword, true);
     assert.equal(await store.updateVerifier(id, VERIFIER, NEXT), true);
     const after = await store.findUser("user10");

@@ -173,9 +173,9 @@ Deno.test("SqliteUserStore.recordLogin returns null, then the previous time, and
   const store = SqliteUserStore.open(":memory:");
   try {
     const { id, verifier } = await store.createUser(newUser("alice"));
-    assert.equal(await store.recordLogin(id, verifier, 1000), null);
-    assert.equal(await store.recordLogin(id, verifier, 2000), 1000);
-    assert.equal(await store.recordLogin(id, verifier, 3000), 2000);
+    assert.equal((await store.recordLogin(id, verifier, 1000))?.previous, null);
+    assert.equal((await store.recordLogin(id, verifier, 2000))?.previous, 1000);
+    assert.equal((await store.recordLogin(id, verifier, 3000))?.previous, 2000);
     assert.equal((await store.findUser("alice"))?.lastLoginAt, 3000);
     assert.equal(await store.recordLogin(id + 1000, verifier, 4000), undefined);
     assert.equal(await store.recordLogin(id, "SCRAM-SHA-256$other", 5000), undefined, "verifier changed");
@@ -188,13 +188,13 @@ Deno.test("SqliteUserStore.recordLogin returns null, then the previous time, and
 Deno.test("SqliteUserStore writes login times behind: others see them after a flush or close, none is lost", async () => {
   await withTwoStores(async (store, other) => {
     const { id, verifier } = await store.createUser(newUser("alice"));
-    assert.equal(await store.recordLogin(id, verifier, 1000), null);
+    assert.equal((await store.recordLogin(id, verifier, 1000))?.previous, null);
     assert.equal((await store.findUser("alice"))?.lastLoginAt, 1000, "this store sees it at once");
     assert.equal((await other.findUser("alice"))?.lastLoginAt, null, "not written yet");
     store.flushLogins();
     assert.equal((await other.findUser("alice"))?.lastLoginAt, 1000);
-    assert.equal(await store.recordLogin(id, verifier, 2000), 1000);
-    assert.equal(await store.recordLogin(id, verifier, 3000), 2000);
+    assert.equal((await store.recordLogin(id, verifier, 2000))?.previous, 1000);
+    assert.equal((await store.recordLogin(id, verifier, 3000))?.previous, 2000);
     store.close();
     assert.equal((await other.findUser("alice"))?.lastLoginAt, 3000, "close writes what is left");
   });
@@ -226,7 +226,7 @@ Deno.test("SqliteUserStore forgets a kept row when it writes that row itself", a
     assert.equal(await store.updateVerifier(id, verifier, "SCRAM-SHA-256$4096:changed"), true);
     assert.equal((await store.findUser("bob"))?.verifier, "SCRAM-SHA-256$4096:changed");
     assert.equal(await store.recordLogin(id, verifier, 1000), undefined);
-    assert.equal(await store.recordLogin(id, "SCRAM-SHA-256$4096:changed", 1000), null);
+    assert.equal((await store.recordLogin(id, "SCRAM-SHA-256$4096:changed", 1000))?.previous, null);
   } finally {
     store.close();
   }
@@ -241,7 +241,7 @@ Deno.test("SqliteUserStore gives a new account no login time of a deleted one th
     const heir = await store.createUser(newUser("heir", undefined, saltedFor("heir")));
     assert.equal(heir.id, victim.id, "SQLite gives the freed id to the next account");
     assert.equal((await store.findUser("heir"))?.lastLoginAt, null);
-    assert.equal(await store.recordLogin(heir.id, heir.verifier, 2000), null, "a first login");
+    assert.equal((await store.recordLogin(heir.id, heir.verifier, 2000))?.previous, null, "a first login");
     // Deleted by another process while the time waits: the flush leaves the new account alone.
     const gone = await store.createUser(newUser("gone", undefined, saltedFor("gone")));
     await store.recordLogin(gone.id, gone.verifier, 3000);
@@ -352,4 +352,34 @@ Deno.test("SqliteUserStore creates the database file readable by its owner only"
     store.close();
     assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
   });
+});
+
+Deno.test("SqliteUserStore.findCredentials answers an unknown name with the decoy, in the same shape", async () => {
+  const store = SqliteUserStore.open(":memory:");
+  try {
+    const decoy = "SCRAM-SHA-256$4096:ZGVjb3k=$EEEE:FFFF";
+    const alice = await store.createUser(newUser("Alice", 1, saltedFor("alice")));
+    await store.createUser({ ...newUser("carol"), mustChangePassword: true });
+    const known = await store.findCredentials("alice", decoy);
+    assert.deepEqual(known, {
+      found: true,
+      id: alice.id,
+      name: "Alice",
+      verifier: saltedFor("alice"),
+      mustChangePassword: false,
+    });
+    assert.equal((await store.findCredentials("carol", decoy)).mustChangePassword, true);
+    const unknown = await store.findCredentials("nobody", decoy);
+    assert.deepEqual(unknown, {
+      found: false,
+      id: 0,
+      name: "nobody",
+      verifier: decoy,
+      mustChangePassword: false,
+    });
+    const shape = (c: object) => Object.entries(c).map(([k, v]) => `${k}:${typeof v}`);
+    assert.deepEqual(shape(unknown), shape(known), "the same fields of the same types, in the same order");
+  } finally {
+    store.close();
+  }
 });

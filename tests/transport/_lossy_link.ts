@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { ReliableChannel, type ReliableChannelOptions } from "../../lib/transport/reliable_channel.ts";
+import { assertBytesEqual } from "../_bytes.ts";
 
 /** A small seeded PRNG (mulberry32), so that every lossy schedule is reproducible. */
 export function prng(seed: number): () => number {
@@ -132,7 +133,7 @@ export function simulate(
 export function assertCarried(from: Side, to: Side): void {
   assert.equal(to.delivered.length, from.outgoing.length);
   for (let i = 0; i < from.outgoing.length; i++) {
-    assert.deepEqual(to.delivered[i], from.outgoing[i], `message ${i}`);
+    assertBytesEqual(to.delivered[i], from.outgoing[i]!, `message ${i}`);
   }
   assert.deepEqual(from.acknowledged.toSorted((x, y) => x - y), from.outgoing.map((_, i) => i));
   assert.deepEqual(from.channel.unacknowledged(), []);

@@ -1,7 +1,7 @@
 /**
  * A session's SCRAM exchange from start to committed change: rate limits, the
- * lookup with a mock verifier for unknown users, failure accounting, and the
- * compare-and-swap write a correct proof allows.
+ * lookup with a mock verifier for unknown users, the check of a device token,
+ * failure accounting, and the compare-and-swap write a correct proof allows.
  *
  * @module
  */
@@ -10,8 +10,10 @@ import { mockVerifier } from "../auth/scram_server.ts";
 import type { ScramServer, ScramServerExchange } from "../auth/scram_server.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import type { ClientFirst } from "../codec/scram_messages.ts";
+import type { ValidDeviceToken } from "../crypto/device_token.ts";
 import { parseVerifier } from "../crypto/scram_verifier.ts";
 import type { ScramVerifier } from "../crypto/scram_verifier.ts";
+import type { LogFields } from "./logger.ts";
 import type { SessionContext } from "./session_context.ts";
 
 /** What a proof is for. */
@@ -40,6 +42,11 @@ export interface PendingExchange {
    * verifier clears it, so a login committed against `stored` sees the flag as it is.
    */
   mustChangePassword: boolean;
+  /**
+   * The valid device token the attempt showed (LOGIN) or the session holds (PASSWD, DELETE): the attempt
+   * is counted against it alone (see `RateLimiter`). `null` without one.
+   */
+  deviceToken: ValidDeviceToken | null;
 }
 
 /** What starts an exchange. */
@@ -55,6 +62,12 @@ export interface StartRequest {
   newVerifier?: string;
   /** PASSWD's identity key backup, re-sealed under the new password. */
   newBackup?: string;
+  /** LOGIN's `device_token`, as shown: checked here against the account the LOGIN names. */
+  deviceToken?: string;
+  /** PASSWD's and DELETE's: the device token the session holds (checked at its LOGIN, or issued to it). */
+  heldToken?: ValidDeviceToken | null;
+  /** The session's fields for the log line of a device token that is ignored. */
+  log?: LogFields;
 }
 
 /**
@@ -69,12 +82,23 @@ export function rateLimited(waitMs: number): ProtocolError {
   });
 }
 
+/** Refuse an attempt in backoff: its token's, or its source's and account's without a token. */
+function gate(ctx: SessionContext, address: string, key: string, token: ValidDeviceToken | null): void {
+  const wait = ctx.limiter.retryAfter(address, key, ctx.now(), token ? { deviceToken: token.id } : {});
+  if (wait > 0) throw rateLimited(wait);
+}
+
 /**
  * Start an exchange; unknown users get a mock one that fails the same way.
  *
+ * Without a device token to check, a source in backoff is refused before anything else is done. A LOGIN
+ * that shows one is gated only after the token is checked, which needs the account: the lookup, and the
+ * token's HMAC against the account's verifier (the mock one for an unknown name), come first, on both
+ * paths alike.
+ *
  * @param ctx The server's shared state.
  * @param scram This connection's SCRAM server.
- * @param request Purpose, parsed client-first-message, who, source address, new verifier.
+ * @param request Purpose, parsed client-first-message, who, source address, new verifier, device token.
  * @returns The pending exchange; send its `exchange.serverFirst`.
  * @throws {ProtocolError} `RATE_LIMITED`; `BAD_MESSAGE` for a PASSWD without the re-sealed backup its
  *   account's identity key needs.
@@ -84,9 +108,9 @@ export async function startExchange(
   scram: ScramServer,
   request: StartRequest,
 ): Promise<PendingExchange> {
-  const { who } = request;
-  const wait = ctx.limiter.retryAfter(request.peerAddress, who.key, ctx.now());
-  if (wait > 0) throw rateLimited(wait);
+  const { who, deviceToken: shown } = request;
+  const held = request.heldToken && request.heldToken.expiresAt > ctx.now() ? request.heldToken : null;
+  if (shown === undefined) gate(ctx, request.peerAddress, who.key, held);
   // Computed for every exchange, known user or not, so both paths do the same work.
   const mock = await mockVerifier(ctx.mockSecret, who.key, ctx.iterations);
   const record = await ctx.store.findUser(who.key);
@@ -100,6 +124,15 @@ export async function startExchange(
       ctx.log.error("bad_verifier", { user: record.name, error: (err as Error).message });
     }
   }
+  let token = held;
+  if (shown !== undefined) {
+    const subject = { accountId: userId, nameKey: who.key, storedKey: verifier.storedKey };
+    const check = await ctx.deviceTokens.check(shown, subject, ctx.now());
+    if (check.ok) token = check.token;
+    // Ignored, as if none had been shown; the log says why (the client is not told).
+    else ctx.log.info("device_token_ignored", { ...request.log, reason: check.fault });
+    gate(ctx, request.peerAddress, who.key, token);
+  }
   const pending: PendingExchange = {
     purpose: request.purpose,
     exchange: scram.begin(request.first, verifier, { mock: userId === null }),
@@ -111,6 +144,7 @@ export async function startExchange(
       ? { key: record!.identityKey, backup: record!.keyBackup }
       : null,
     mustChangePassword: userId !== null && record!.mustChangePassword,
+    deviceToken: token,
   };
   if (request.newVerifier !== undefined) pending.newVerifier = request.newVerifier;
   if (request.newBackup !== undefined) pending.newBackup = request.newBackup;
@@ -142,19 +176,39 @@ export async function checkProof(
   peerAddress: string,
 ): Promise<string> {
   const now = ctx.now();
+  const attempt = pending.deviceToken ? { deviceToken: pending.deviceToken.id } : {};
   // Checked again here, so exchanges opened in parallel cannot all reach the proof check.
-  const wait = ctx.limiter.retryAfter(peerAddress, pending.key, now);
+  const wait = ctx.limiter.retryAfter(peerAddress, pending.key, now, attempt);
   if (wait > 0) throw rateLimited(wait);
   // Counted while the (asynchronous) check runs, so proofs racing each other cannot all pass the gate.
-  ctx.limiter.begin(peerAddress, pending.key);
+  ctx.limiter.begin(peerAddress, pending.key, attempt);
   let correct = false;
   try {
     const serverFinal = await pending.exchange.finish(proof);
     correct = true;
     return serverFinal;
   } finally {
-    ctx.limiter.end(peerAddress, pending.key, ctx.now(), correct);
+    ctx.limiter.end(peerAddress, pending.key, ctx.now(), correct, attempt);
   }
+}
+
+/**
+ * A device token for an account whose password was just proved (LOGIN) or set (PASSWD): bound to the
+ * account and to the verifier it now has.
+ *
+ * @param ctx The server's shared state.
+ * @param account The account's row id, lower-cased name and verifier (as stored, after the change).
+ * @param now Current time in ms.
+ * @returns The token to send and the grant the session holds.
+ * @throws {TypeError} When the verifier does not parse (it was checked before it was stored or used).
+ */
+export async function issueDeviceToken(
+  ctx: SessionContext,
+  account: { id: number; key: string; verifier: string },
+  now: number,
+): Promise<{ token: string; grant: ValidDeviceToken }> {
+  const { storedKey } = parseVerifier(account.verifier);
+  return await ctx.deviceTokens.issue({ accountId: account.id, nameKey: account.key, storedKey }, now);
 }
 
 /**

@@ -18,6 +18,7 @@ import { TokenBucket } from "../auth/token_bucket.ts";
 import { encodeBase64 } from "../codec/base64.ts";
 import { encodeMessage, errorMessage } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
+import { DeviceTokenKey } from "../crypto/device_token.ts";
 import type { ServerIdentity } from "../crypto/server_identity.ts";
 import type { UserStore } from "../store/user_store.ts";
 import { raceTimeout } from "../transport/race_timeout.ts";
@@ -122,6 +123,7 @@ export class AuthchatServer {
    */
   static async start(options: AuthchatServerOptions): Promise<AuthchatServer> {
     const { config, identity, store, log } = options;
+    const mockSecret = await store.mockSecret();
     const ctx: SessionContext = {
       store,
       log,
@@ -150,7 +152,9 @@ export class AuthchatServer {
       keepaliveTimeoutMs: config.keepalive_timeout * 1000,
       sealPrivateKey: identity.sealPrivateKey,
       sealPublicKey: encodeBase64(identity.sealPublicDer),
-      mockSecret: await store.mockSecret(),
+      mockSecret,
+      // Derived from the secret every node sharing the database has: they all accept each other's tokens.
+      deviceTokens: await DeviceTokenKey.derive(mockSecret),
     };
     await warnOnIterationMismatch(store, config.scram_iterations, log);
     const server = new AuthchatServer(ctx, identity);

@@ -34,7 +34,7 @@ import {
   udpFields,
 } from "./_chat_requests.ts";
 import { SessionSecrets } from "./_new_verifier.ts";
-import { checkProof, commitProof, startExchange } from "./_scram_exchange.ts";
+import { checkProof, commitProof, issueDeviceToken, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
 import { accessReply, checkVersion, helloReply, isLoggedReply } from "./_replies.ts";
 import { refuseWhileRestricted } from "./_restricted_session.ts";
@@ -43,6 +43,7 @@ import type { LogFields } from "./logger.ts";
 import { SessionClock } from "./_session_clock.ts";
 import type { ConnectionInfo, SessionContext, SessionSink } from "./session_context.ts";
 import type { RegisteredSession } from "./session_registry.ts";
+import type { ValidDeviceToken } from "../crypto/device_token.ts";
 
 let nextSessionId = 1;
 
@@ -71,6 +72,11 @@ export class Session implements RegisteredSession {
   /** The client said CLOSE: its user lingers online a moment (see `PresenceDirectory.leave`). */
   #leftCleanly = false;
   #clock: SessionClock;
+  /**
+   * The device token this session holds: the valid one its latest LOGIN showed, replaced by the one the
+   * server issued at each successful LOGIN or PASSWD since. PASSWD and DELETE are counted against it.
+   */
+  #deviceToken: ValidDeviceToken | null = null;
 
   /**
    * Start a session for a new connection.
@@ -93,6 +99,14 @@ export class Session implements RegisteredSession {
   /** Source IP address. */
   get peerAddress(): string {
     return this.#info.peerAddress;
+  }
+
+  /**
+   * Whether the session showed a valid device token (in its latest LOGIN), or holds one the server issued
+   * it: at a connection cap, sessions that did are shed after those that did not.
+   */
+  get showedDeviceToken(): boolean {
+    return this.#deviceToken !== null;
   }
 
   /** Name of the logged-in user, or `null`. */
@@ -262,7 +276,12 @@ export class Session implements RegisteredSession {
       case "LOGIN": {
         if (this.#user) this.#logout("relogin");
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
-        return await this.#begin({ purpose: "login", first, who: prepareUsername(first.username) }, msg.id);
+        return await this.#begin({
+          purpose: "login",
+          first,
+          who: prepareUsername(first.username),
+          ...(msg.device_token === undefined ? {} : { deviceToken: msg.device_token }),
+        }, msg.id);
       }
       case "PASSWD":
       case "DELETE":
@@ -325,9 +344,12 @@ export class Session implements RegisteredSession {
         `${msg.op} must prove the password of the logged-in user ${me.name}`,
       );
     }
-    if (msg.op === "DELETE") return await this.#begin({ purpose: "delete", first, who: me }, msg.id);
+    const heldToken = this.#deviceToken;
+    if (msg.op === "DELETE") {
+      return await this.#begin({ purpose: "delete", first, who: me, heldToken }, msg.id);
+    }
     const change = await passwordChange(this.#ctx, me.name, msg, this.#secrets);
-    await this.#begin({ purpose: "passwd", first, who: me, ...change }, msg.id);
+    await this.#begin({ purpose: "passwd", first, who: me, heldToken, ...change }, msg.id);
   }
 
   /** Start a SCRAM exchange and send its challenge. */
@@ -335,7 +357,10 @@ export class Session implements RegisteredSession {
     const pending = await startExchange(this.#ctx, this.#scram, {
       ...request,
       peerAddress: this.peerAddress,
+      log: this.#logFields(),
     });
+    if (this.#closed) return;
+    if (request.purpose === "login") this.#deviceToken = pending.deviceToken;
     this.#pending = pending;
     this.#reply({ op: "CHALLENGE", data: pending.exchange.serverFirst }, requestId);
   }
@@ -365,8 +390,17 @@ export class Session implements RegisteredSession {
       const me = this.#user;
       if (me) me.verifier = verifier;
       endOtherSessions(this.#ctx, "passwd", pending.key, this, fields);
-      if (me?.mustChangePassword) return await this.#liftRestriction(me, pending, serverFinal, msg.id);
-      return this.#reply({ op: "PASSWD", data: serverFinal }, msg.id);
+      // The new password killed every token of the old one: this device gets one for the new password.
+      const issued = await issueDeviceToken(
+        this.#ctx,
+        { id: pending.userId!, key: pending.key, verifier },
+        now,
+      );
+      if (this.#closed) return;
+      this.#deviceToken = issued.grant;
+      const reply = { op: "PASSWD" as const, data: serverFinal, device_token: issued.token };
+      if (me?.mustChangePassword) return await this.#liftRestriction(me, pending, reply, msg.id);
+      return this.#reply(reply, msg.id);
     }
     this.#setUser(null);
     endOtherSessions(this.#ctx, "delete", pending.key, this, fields);
@@ -378,8 +412,17 @@ export class Session implements RegisteredSession {
     done: { now: number; previous: number | null; serverFinal: string; verifier: string },
     requestId: number | undefined,
   ): Promise<void> {
-    const login = await loginReply(this.#ctx, this.id, pending, done.serverFinal);
+    const issued = await issueDeviceToken(
+      this.#ctx,
+      { id: pending.userId!, key: pending.key, verifier: done.verifier },
+      done.now,
+    );
+    const login = await loginReply(this.#ctx, this.id, pending, {
+      serverFinal: done.serverFinal,
+      deviceToken: issued.token,
+    });
     if (this.#closed) return this.#ctx.rendezvous?.unregister(this.id);
+    this.#deviceToken = issued.grant;
     this.#setUser({
       id: pending.userId!,
       name: pending.name,
@@ -393,6 +436,7 @@ export class Session implements RegisteredSession {
     this.#ctx.log.info("login_ok", {
       ...this.#logFields(),
       transport: this.#info.transport,
+      ...(pending.deviceToken ? { device_token: true } : {}),
       ...(pending.mustChangePassword ? { must_change_password: true } : {}),
     });
     this.#reply(login.reply, requestId);
@@ -406,7 +450,7 @@ export class Session implements RegisteredSession {
   async #liftRestriction(
     me: LoggedIn,
     pending: PendingExchange,
-    serverFinal: string,
+    reply: ServerMessageOf<"PASSWD">,
     requestId: number | undefined,
   ): Promise<void> {
     const udp = await udpFields(this.#ctx, this.id, pending);
@@ -414,7 +458,7 @@ export class Session implements RegisteredSession {
     me.mustChangePassword = false;
     this.#ctx.presence.join(this, onlineUser(me));
     this.#ctx.log.info("restriction_lifted", this.#logFields());
-    this.#reply({ op: "PASSWD", data: serverFinal, ...(udp ? { udp } : {}) }, requestId);
+    this.#reply({ ...reply, ...(udp ? { udp } : {}) }, requestId);
   }
 
   async #onAccess(requestId: number | undefined): Promise<void> {

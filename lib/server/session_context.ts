@@ -8,6 +8,7 @@
 import type { RateLimiter } from "../auth/rate_limiter.ts";
 import type { TokenBucket } from "../auth/token_bucket.ts";
 import type { ServerMessage } from "../codec/messages.ts";
+import type { DeviceTokenKey } from "../crypto/device_token.ts";
 import type { UserStore } from "../store/user_store.ts";
 import type { Logger } from "./logger.ts";
 import type { PresenceDirectory } from "./presence.ts";
@@ -49,6 +50,8 @@ export interface SessionContext {
   sealPublicKey: string;
   /** Mock-exchange secret from the store. */
   mockSecret: Uint8Array<ArrayBuffer>;
+  /** Issues and checks device tokens; its key is derived from the mock secret (lib/crypto/device_token.ts). */
+  deviceTokens: DeviceTokenKey;
 }
 
 /** Which transport a session runs on. */

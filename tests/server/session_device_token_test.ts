@@ -1,0 +1,201 @@
+import assert from "node:assert/strict";
+import { parseVerifier } from "../../lib/crypto/scram_verifier.ts";
+import { hashCalls } from "../../lib/crypto/sha256.ts";
+import { errorCode as code, makeKit, verifierFor } from "./_session_kit.ts";
+import type { Kit, Reply, TestConnection } from "./_session_kit.ts";
+
+const PASSWORD = "violet harbor engine 42";
+const OWNER_IP = "198.51.100.7";
+
+/** Log in and return the device token of the reply. */
+async function tokenOf(conn: TestConnection, user = "alice", password = PASSWORD): Promise<string> {
+  const { reply } = await conn.login(user, password);
+  assert.match(reply.device_token ?? "", /^[A-Za-z0-9+/]{98}==$/);
+  return reply.device_token!;
+}
+
+/** A LOGIN with a device token (or none), and its outcome: the reply to PROOF, or the refusal of LOGIN. */
+async function loginWith(
+  conn: TestConnection,
+  token: string | undefined,
+  password = PASSWORD,
+  user = "alice",
+) {
+  return await conn.scram(
+    "LOGIN",
+    user,
+    password,
+    token === undefined ? {} : { extra: { device_token: token } },
+  );
+}
+
+/**
+ * Strangers guess at alice from many addresses, and from the owner's own (one NAT): each address guesses
+ * at alice, then at other names, until it is in backoff itself.
+ */
+async function guessingRun(kit: Kit, sources: string[]): Promise<void> {
+  for (const ip of sources) {
+    const attacker = kit.connect({ peerAddress: ip });
+    for (let i = 0; i < 10; i++) {
+      const { reply } = await loginWith(
+        attacker,
+        undefined,
+        `guess ${ip} ${i} xyz`,
+        i === 0 ? "alice" : `ghost${i}`,
+      );
+      if (code(reply) === "RATE_LIMITED") break;
+      assert.equal(code(reply), "AUTH_FAILED");
+    }
+    assert.ok(kit.ctx.limiter.retryAfter(ip, "anyone", kit.clock.now) > 0, `${ip} is in backoff`);
+  }
+  assert.ok(kit.ctx.limiter.retryAfter("192.0.2.99", "alice", kit.clock.now) === 0, "a clean source is not");
+}
+
+const STRANGERS = ["203.0.113.1", "203.0.113.2", "203.0.113.3", OWNER_IP];
+
+Deno.test("Session lets the owner with a device token log in at once through a strangers' failure storm", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  await kit.addUser("alice", PASSWORD);
+  await kit.addUser("bob", "bravo sierra tango 99");
+  const token = await tokenOf(kit.connect({ peerAddress: OWNER_IP }));
+  await guessingRun(kit, STRANGERS);
+  const owner = kit.connect({ peerAddress: OWNER_IP });
+  // Without the token her address is in backoff, for every account.
+  assert.equal(code((await loginWith(owner, undefined)).reply), "RATE_LIMITED");
+  assert.equal(
+    code((await loginWith(owner, undefined, "bravo sierra tango 99", "bob")).reply),
+    "RATE_LIMITED",
+  );
+  // With it she goes ahead at once, and gets a fresh token.
+  const { reply } = await loginWith(owner, token);
+  assert.equal(reply.op, "LOGIN", JSON.stringify(reply));
+  assert.notEqual((reply as { device_token: string }).device_token, token);
+  assert.equal(owner.session.user, "alice");
+  assert.ok(kit.logs.some((l) => l.includes('"event":"login_ok"') && l.includes('"device_token":true')));
+});
+
+Deno.test("Session backs off the owner's own wrong proofs with a token separately, and counts them nowhere else", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  await kit.addUser("alice", PASSWORD);
+  await kit.addUser("bob", "bravo sierra tango 99");
+  const token = await tokenOf(kit.connect({ peerAddress: OWNER_IP }));
+  await guessingRun(kit, STRANGERS.slice(0, 3));
+  const owner = kit.connect({ peerAddress: OWNER_IP });
+  const outcomes: (string | undefined)[] = [];
+  for (let i = 0; i < 6; i++) outcomes.push(code((await loginWith(owner, token, `typo ${i} abcdef`)).reply));
+  assert.deepEqual(outcomes, [
+    "AUTH_FAILED",
+    "AUTH_FAILED",
+    "AUTH_FAILED",
+    "AUTH_FAILED",
+    "RATE_LIMITED",
+    "RATE_LIMITED",
+  ]);
+  const refused = (await loginWith(owner, token)).reply as Reply & { retry_after_ms: number };
+  assert.equal(refused.retry_after_ms, 1000, "the token's own backoff, not the account's");
+  // Her typos did not put her address in backoff: without the token it is a clean source, even for alice.
+  assert.equal((await loginWith(owner, undefined, "bravo sierra tango 99", "bob")).reply.op, "LOGIN");
+  assert.equal((await loginWith(owner, undefined)).reply.op, "LOGIN");
+  kit.clock.now += 1000;
+  assert.equal((await loginWith(owner, token)).reply.op, "LOGIN");
+  assert.equal(kit.ctx.limiter.size.tokens, 0, "a correct proof forgives the token's failures");
+});
+
+Deno.test("Session ignores a device token of another account, a tampered, expired or foreign one", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  const alice = await kit.addUser("alice", PASSWORD);
+  await kit.addUser("bob", "bravo sierra tango 99");
+  const bobToken = await tokenOf(kit.connect(), "bob", "bravo sierra tango 99");
+  const aliceToken = await tokenOf(kit.connect());
+  await guessingRun(kit, [OWNER_IP]);
+  const tampered = `${aliceToken.slice(0, 40)}${aliceToken[40] === "A" ? "B" : "A"}${aliceToken.slice(41)}`;
+  const { storedKey } = parseVerifier(alice.verifier);
+  const expired = await kit.ctx.deviceTokens.issue(
+    { accountId: alice.id, nameKey: "alice", storedKey },
+    kit.clock.now - 2000,
+    1000,
+  );
+  const owner = kit.connect({ peerAddress: OWNER_IP });
+  for (
+    const [token, reason] of [
+      [bobToken, "invalid"],
+      [tampered, "invalid"],
+      [expired.token, "expired"],
+      ["AAAA", "malformed"],
+    ]
+  ) {
+    kit.logs.length = 0;
+    assert.equal(code((await loginWith(owner, token)).reply), "RATE_LIMITED", reason);
+    assert.ok(
+      kit.logs.some((l) =>
+        l.includes('"event":"device_token_ignored"') && l.includes(`"reason":"${reason}"`)
+      ),
+      kit.logs.join("\n"),
+    );
+  }
+  assert.equal(owner.session.showedDeviceToken, false);
+  // Not base64 at all is no token but a malformed request.
+  assert.equal(code((await loginWith(owner, "not a token!")).reply), "BAD_MESSAGE");
+});
+
+Deno.test("Session kills the device tokens of the old password at PASSWD and gives the device a new one", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  await kit.addUser("alice", PASSWORD);
+  const conn = kit.connect({ transport: "tls", confidential: true, peerAddress: OWNER_IP });
+  const old = await tokenOf(conn);
+  const next = "brand new words 77";
+  const { reply } = await conn.scram("PASSWD", "alice", PASSWORD, {
+    extra: { verifier: await verifierFor(next) },
+  });
+  assert.equal(reply.op, "PASSWD");
+  const fresh = (reply as { device_token?: string }).device_token;
+  assert.match(fresh ?? "", /^[A-Za-z0-9+/]{98}==$/);
+  await guessingRun(kit, [OWNER_IP]);
+  const owner = kit.connect({ peerAddress: OWNER_IP });
+  assert.equal(
+    code((await loginWith(owner, old, next)).reply),
+    "RATE_LIMITED",
+    "the old password's token is dead",
+  );
+  assert.equal((await loginWith(owner, fresh, next)).reply.op, "LOGIN");
+});
+
+Deno.test("Session counts the PASSWD of a session that holds a device token against the token", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  await kit.addUser("alice", PASSWORD);
+  const conn = kit.connect({ transport: "tls", confidential: true, peerAddress: OWNER_IP });
+  await tokenOf(conn);
+  // The session logged in; then strangers behind the same address put it in backoff.
+  await guessingRun(kit, [OWNER_IP]);
+  const { reply } = await conn.scram("PASSWD", "alice", PASSWORD, {
+    extra: { verifier: await verifierFor("brand new words 77") },
+  });
+  assert.equal(reply.op, "PASSWD", JSON.stringify(reply));
+});
+
+Deno.test("Session checks a device token with the same work for a name with an account and one without", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const token = await tokenOf(kit.connect());
+  const findUser = kit.store.findUser.bind(kit.store);
+  const lookups: string[] = [];
+  kit.store.findUser = (key) => {
+    lookups.push(key);
+    return findUser(key);
+  };
+  const work = async (user: string) => {
+    const conn = kit.connect();
+    await conn.sayHello();
+    lookups.length = 0;
+    const before = hashCalls();
+    const { challenge } = await conn.scram("LOGIN", user, "guess guess guess", {
+      extra: { device_token: token },
+    });
+    assert.equal(challenge.op, "CHALLENGE");
+    return { hashes: hashCalls() - before, lookups: lookups.length };
+  };
+  const known = await work("alice");
+  const unknown = await work("alicf");
+  assert.deepEqual(unknown, known);
+  assert.equal(known.lookups, 1);
+});

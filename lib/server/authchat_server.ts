@@ -273,11 +273,14 @@ export class AuthchatServer {
       handshakeTimeout: Math.min(config.auth_timeout, 10) * 1000,
     });
     server.on("connection", (socket: Socket) => {
-      // A handshake holds no session yet, but counts against the caps as one not logged in. Refused here,
-      // there is no TLS to say why in: the connection is just closed.
+      // A handshake holds no session yet, but counts against the caps as one not logged in (and may be
+      // shed like one). Refused here, there is no TLS to say why in: the connection is just closed.
       const ip = socket.remoteAddress ?? "";
-      if (this.#stopping || this.#ctx.registry.refusal(ip) !== null) return void socket.destroy();
-      const release = this.#ctx.registry.hold(ip);
+      if (this.#stopping || this.#ctx.registry.admit(ip) !== null) return void socket.destroy();
+      const release = this.#ctx.registry.hold(ip, () => {
+        this.#ctx.log.info("handshake_shed", { ip, code: "TOO_MANY_CONNECTIONS" });
+        socket.destroy();
+      });
       const key = `${ip}:${socket.remotePort}`;
       // A new connection from the same address and port before the old one's close event: the old one is
       // over, and its slot must not stay held.
@@ -319,7 +322,7 @@ export class AuthchatServer {
 
   async #handle(name: TransportName, conn: ByteStream, peer: string): Promise<void> {
     if (this.#stopping) return conn.close();
-    const refusal = this.#ctx.registry.refusal(peer);
+    const refusal = this.#ctx.registry.admit(peer);
     if (refusal !== null) {
       this.#ctx.log.warn("connection_refused", { ip: peer, transport: name, code: "TOO_MANY_CONNECTIONS" });
       const err = new ProtocolError("TOO_MANY_CONNECTIONS", refusal, { fatal: true });

@@ -3,6 +3,11 @@
  * connections each source address holds before logging in, and a way to end
  * sessions from elsewhere (account deleted, password changed, shutdown).
  *
+ * A new connection is never refused for the connections of its address that are not logged in: at a cap
+ * the oldest of them is shed instead, so idle connections from an address (32 by default) cannot lock
+ * out everyone behind it. Connections that showed a valid device token go last (docs/PROTOCOL.md,
+ * section 8).
+ *
  * @module
  */
 
@@ -15,8 +20,27 @@ export interface RegisteredSession {
   readonly id: number;
   /** Source IP address. */
   readonly peerAddress: string;
+  /**
+   * Whether the session showed a valid device token in LOGIN (or holds one from a login): at a cap,
+   * sessions that did are shed only after every one that did not.
+   */
+  readonly showedDeviceToken: boolean;
   /** End the session: send BYE and close. */
   end(code: ByeCode, reason: string): void;
+}
+
+/** A connection that is not logged in: a session, or a TLS handshake under way. */
+interface Waiting {
+  /** Whether it showed a valid device token (a handshake never has). */
+  tokened(): boolean;
+  /** Close it to make room (it has already left the counts). */
+  shed(): void;
+}
+
+interface Entry {
+  session: RegisteredSession;
+  user: string | null;
+  waiting: Waiting;
 }
 
 /**
@@ -26,20 +50,20 @@ export interface RegisteredSession {
  * ```ts
  * import { SessionRegistry } from "./session_registry.ts";
  * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 1, maxConnectionsPerIp: 10 });
- * const session = { id: 1, peerAddress: "10.0.0.1", end() {} };
+ * const ended: string[] = [];
+ * const session = { id: 1, peerAddress: "10.0.0.1", showedDeviceToken: false, end: (code: string) => ended.push(code) };
  * registry.add(session);
- * console.assert(registry.refusal("10.0.0.1") !== null);
- * registry.setUser(session, "alice");
- * console.assert(registry.refusal("10.0.0.1") === null);
+ * console.assert(registry.admit("10.0.0.1") === null && ended[0] === "TOO_MANY_CONNECTIONS");
  * ```
  */
 export class SessionRegistry {
   #maxAnonymous: number;
   #maxTotal: number;
   #perSource = new Map<string, number>();
-  #sessions = new Map<number, { session: RegisteredSession; user: string | null }>();
+  #sessions = new Map<number, Entry>();
   #byUser = new Map<string, Set<RegisteredSession>>();
-  #unauthenticated = new Map<string, number>();
+  /** Per source, the connections not logged in, oldest first (a set keeps insertion order). */
+  #waiting = new Map<string, Set<Waiting>>();
 
   /**
    * Make a registry.
@@ -51,48 +75,78 @@ export class SessionRegistry {
     this.#maxTotal = options.maxConnectionsPerIp;
   }
 
+  #wait(key: string, waiting: Waiting): void {
+    const set = this.#waiting.get(key) ?? new Set();
+    set.add(waiting);
+    this.#waiting.set(key, set);
+  }
+
+  #unwait(key: string, waiting: Waiting): boolean {
+    const set = this.#waiting.get(key);
+    if (!set?.delete(waiting)) return false;
+    if (set.size === 0) this.#waiting.delete(key);
+    return true;
+  }
+
+  /** The connection a cap sheds: the oldest not logged in without a device token, else the oldest with one. */
+  #victim(key: string): Waiting | null {
+    let oldest: Waiting | null = null;
+    for (const waiting of this.#waiting.get(key) ?? []) {
+      if (!waiting.tokened()) return waiting;
+      oldest ??= waiting;
+    }
+    return oldest;
+  }
+
   /**
-   * Why a new connection from this address is refused, if it is.
+   * Make room for a new connection from this address, or say why it is refused. At either cap the oldest
+   * connection of the address that is not logged in and showed no device token is shed (a session gets
+   * `BYE TOO_MANY_CONNECTIONS`, a TLS handshake is closed), else the oldest one not logged in that did. A
+   * logged-in connection is never shed: only when every connection of the address is logged in is the
+   * new one refused (`max_connections_per_ip`).
    *
    * @param address Source IP.
-   * @returns `null` when within the caps, else the reason.
+   * @returns `null` when the connection may go ahead (after shedding, if need be), else the reason.
    */
-  refusal(address: string): string | null {
+  admit(address: string): string | null {
     const key = sourceKey(address);
-    if ((this.#perSource.get(key) ?? 0) >= this.#maxTotal) {
-      return `Too many connections from your address: ${this.#maxTotal} are open`;
-    }
-    if ((this.#unauthenticated.get(key) ?? 0) >= this.#maxAnonymous) {
-      return `Too many connections from your address that are not logged in: ${this.#maxAnonymous} are open`;
+    while (
+      (this.#waiting.get(key)?.size ?? 0) >= this.#maxAnonymous ||
+      (this.#perSource.get(key) ?? 0) >= this.#maxTotal
+    ) {
+      const victim = this.#victim(key);
+      if (victim === null) {
+        return (this.#perSource.get(key) ?? 0) >= this.#maxTotal
+          ? `Too many connections from your address: ${this.#maxTotal} are open`
+          : `Too many connections from your address that are not logged in: ${this.#maxAnonymous} are open`;
+      }
+      victim.shed();
     }
     return null;
-  }
-
-  #countSource(session: RegisteredSession, delta: number): void {
-    adjustCount(this.#perSource, sourceKey(session.peerAddress), delta);
-  }
-
-  #countAnonymous(session: RegisteredSession, delta: number): void {
-    adjustCount(this.#unauthenticated, sourceKey(session.peerAddress), delta);
   }
 
   /**
    * Count a connection that has no session yet (a TLS handshake under way) as an unauthenticated one.
    *
    * @param address Source IP.
-   * @returns Releases the slot (once; later calls do nothing).
+   * @param shed Closes the connection when a cap sheds it (its slot is released already).
+   * @returns Releases the slot (once; later calls, or a call after it was shed, do nothing).
    */
-  hold(address: string): () => void {
+  hold(address: string, shed: () => void): () => void {
     const key = sourceKey(address);
-    adjustCount(this.#unauthenticated, key, 1);
-    adjustCount(this.#perSource, key, 1);
-    let held = true;
-    return () => {
-      if (!held) return;
-      held = false;
-      adjustCount(this.#unauthenticated, key, -1);
-      adjustCount(this.#perSource, key, -1);
+    const waiting: Waiting = {
+      tokened: () => false,
+      shed: () => {
+        release();
+        shed();
+      },
     };
+    const release = () => {
+      if (this.#unwait(key, waiting)) adjustCount(this.#perSource, key, -1);
+    };
+    this.#wait(key, waiting);
+    adjustCount(this.#perSource, key, 1);
+    return release;
   }
 
   /**
@@ -101,13 +155,26 @@ export class SessionRegistry {
    * @param session The session.
    */
   add(session: RegisteredSession): void {
-    this.#sessions.set(session.id, { session, user: null });
-    this.#countAnonymous(session, 1);
-    this.#countSource(session, 1);
+    const waiting: Waiting = {
+      tokened: () => session.showedDeviceToken,
+      shed: () => {
+        this.remove(session);
+        session.end(
+          "TOO_MANY_CONNECTIONS",
+          `Too many connections from your address that are not logged in: this one, the oldest, made room ` +
+            `for a new one (at most ${this.#maxAnonymous}, or ${this.#maxTotal} in all)`,
+        );
+      },
+    };
+    const key = sourceKey(session.peerAddress);
+    this.#sessions.set(session.id, { session, user: null, waiting });
+    this.#wait(key, waiting);
+    adjustCount(this.#perSource, key, 1);
   }
 
   /**
-   * Record that a session logged in (a user key) or out (`null`).
+   * Record that a session logged in (a user key) or out (`null`). A session that logs out counts as a new
+   * connection not logged in: the newest.
    *
    * @param session The session.
    * @param user Lower-cased user name, or `null`.
@@ -115,12 +182,13 @@ export class SessionRegistry {
   setUser(session: RegisteredSession, user: string | null): void {
     const entry = this.#sessions.get(session.id);
     if (!entry || entry.user === user) return;
+    const key = sourceKey(session.peerAddress);
     if (entry.user !== null) {
       const set = this.#byUser.get(entry.user);
       set?.delete(session);
       if (set?.size === 0) this.#byUser.delete(entry.user);
     } else {
-      this.#countAnonymous(session, -1);
+      this.#unwait(key, entry.waiting);
     }
     entry.user = user;
     if (user !== null) {
@@ -128,20 +196,22 @@ export class SessionRegistry {
       set.add(session);
       this.#byUser.set(user, set);
     } else {
-      this.#countAnonymous(session, 1);
+      this.#wait(key, entry.waiting);
     }
   }
 
   /**
-   * Forget a session that has disconnected.
+   * Forget a session that has disconnected (or was shed).
    *
    * @param session The session.
    */
   remove(session: RegisteredSession): void {
-    if (!this.#sessions.has(session.id)) return;
+    const entry = this.#sessions.get(session.id);
+    if (!entry) return;
     this.setUser(session, null);
-    this.#countAnonymous(session, -1);
-    this.#countSource(session, -1);
+    const key = sourceKey(session.peerAddress);
+    this.#unwait(key, entry.waiting);
+    adjustCount(this.#perSource, key, -1);
     this.#sessions.delete(session.id);
   }
 
@@ -181,5 +251,15 @@ export class SessionRegistry {
   /** Number of sessions logged in as a user. */
   sessionsOf(user: string): number {
     return this.#byUser.get(user)?.size ?? 0;
+  }
+
+  /**
+   * Number of connections from an address (IPv6: its /64) that are not logged in, TLS handshakes included.
+   *
+   * @param address Source IP.
+   * @returns The count.
+   */
+  unauthenticatedFrom(address: string): number {
+    return this.#waiting.get(sourceKey(address))?.size ?? 0;
   }
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { parseVerifier } from "../../lib/crypto/scram_verifier.ts";
 import { hashCalls } from "../../lib/crypto/sha256.ts";
 import { errorCode as code, makeKit, verifierFor } from "./_session_kit.ts";
@@ -198,4 +199,64 @@ Deno.test("Session checks a device token with the same work for a name with an a
   const unknown = await work("alicf");
   assert.deepEqual(unknown, known);
   assert.equal(known.lookups, 1);
+});
+
+Deno.test("SessionRegistry sheds connections that showed a device token only after those that did not", async () => {
+  await using kit = await makeKit({ maxUnauthenticatedPerIp: 3 });
+  await kit.addUser("alice", PASSWORD);
+  const token = await tokenOf(kit.connect({ peerAddress: "10.1.1.1" }));
+  const oldest = kit.connect({ peerAddress: OWNER_IP });
+  const owner = kit.connect({ peerAddress: OWNER_IP });
+  await owner.sayHello();
+  // Her LOGIN shows the token; the challenge waits for her proof.
+  const client = new ScramClient({
+    username: "alice",
+    password: PASSWORD,
+    serverMechanisms: ["SCRAM-SHA-256"],
+  });
+  const challenge = await owner.send({
+    op: "LOGIN",
+    mechanism: client.mechanism,
+    data: client.first,
+    device_token: token,
+  });
+  assert.equal(challenge.op, "CHALLENGE");
+  assert.equal(owner.session.showedDeviceToken, true);
+  const newer = kit.connect({ peerAddress: OWNER_IP });
+  assert.equal(newer.session.showedDeviceToken, false);
+  const admitted: TestConnection[] = [];
+  const admit = () => {
+    assert.equal(kit.ctx.registry.admit(OWNER_IP), null);
+    admitted.push(kit.connect({ peerAddress: OWNER_IP }));
+  };
+  admit();
+  assert.deepEqual(
+    [oldest.closed, owner.closed, newer.closed],
+    [true, false, false],
+    "oldest without a token",
+  );
+  admit();
+  assert.deepEqual([owner.closed, newer.closed], [false, true], "then a newer one without a token");
+  admit();
+  assert.equal(admitted[0]!.closed, true, "and the newcomers in turn, while any has no token");
+  assert.equal(owner.closed, false);
+  // She proves her password meanwhile: a logged-in session is never shed.
+  const done = await owner.send({
+    op: "PROOF",
+    data: await client.final((challenge as { data: string }).data),
+  });
+  assert.equal(done.op, "LOGIN");
+  for (let i = 0; i < 5; i++) admit();
+  assert.equal(owner.closed, false);
+});
+
+Deno.test("SessionRegistry sheds a connection that showed a device token when every other one did too", async () => {
+  await using kit = await makeKit({ maxUnauthenticatedPerIp: 1 });
+  await kit.addUser("alice", PASSWORD);
+  const token = await tokenOf(kit.connect({ peerAddress: "10.1.1.1" }));
+  const first = kit.connect({ peerAddress: OWNER_IP });
+  assert.equal(code((await loginWith(first, token, "wrong wrong wrong")).reply), "AUTH_FAILED");
+  assert.equal(first.session.showedDeviceToken, true);
+  assert.equal(kit.ctx.registry.admit(OWNER_IP), null);
+  assert.equal(first.closed, true);
 });

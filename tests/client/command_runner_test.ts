@@ -56,6 +56,12 @@ function fakeClient(calls: string[], handlers?: ConnectionHandlers) {
       state.closedReason = "Server ended the session: Server shutting down (SHUTDOWN)";
       handlers?.onClosed();
     },
+    /** Shed at a connection cap before logging in: BYE TOO_MANY_CONNECTIONS, then the connection ends. */
+    shed: () => {
+      handlers?.onEvent({ op: "BYE", code: "TOO_MANY_CONNECTIONS", reason: "Too many connections" });
+      state.closedReason = "Server ended the session: Too many connections (TOO_MANY_CONNECTIONS)";
+      handlers?.onClosed();
+    },
     /** The server's login deadline: BYE AUTH_TIMEOUT, then the connection ends. */
     idleTimeout: () => {
       handlers?.onEvent({ op: "BYE", code: "AUTH_TIMEOUT", reason: "Not logged in within 30 s" });
@@ -289,6 +295,33 @@ Deno.test("CommandRunner replaces a connection the login deadline closed silentl
     { reconnect: true },
   );
   assert.equal(await late.run("is_logged"), true);
+  assert.equal(racing.clients.length, 2);
+});
+
+Deno.test("CommandRunner replaces a connection shed before its login silently, and retries the login on a new one", async () => {
+  const racing = connector([]);
+  const { value, out, err, events } = io({ login: "right" });
+  let first = true;
+  const runner = new CommandRunner(
+    async (handlers) => {
+      const client = await racing.connect(handlers) as unknown as Fake;
+      if (first) {
+        first = false;
+        // A newer connection from the same address made this one, not logged in, close as LOGIN went out.
+        client.login = () => {
+          client.shed();
+          return Promise.reject(new ConnectionClosedError("Server ended the session (TOO_MANY_CONNECTIONS)"));
+        };
+      }
+      return client as unknown as AuthchatClient;
+    },
+    value,
+    { user: "a" },
+  );
+  assert.equal(await runner.run("login"), true, "a script goes on: nothing was lost");
+  assert.deepEqual(err, []);
+  assert.ok(!events.some((e) => e.type === "bye" || e.type === "notice"));
+  assert.deepEqual(out, ["logged in as a"]);
   assert.equal(racing.clients.length, 2);
 });
 

@@ -63,6 +63,7 @@ export type { PolicyOptions } from "./lib/auth/password_policy.ts";
 export { prepareUsername } from "./lib/auth/username.ts";
 export type { PreparedName } from "./lib/auth/username.ts";
 export { RateLimiter } from "./lib/auth/rate_limiter.ts";
+export type { AttemptOptions } from "./lib/auth/rate_limiter.ts";
 export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";
 export type { IdentityRecord, NewUser, UserRecord, UserStore } from "./lib/store/user_store.ts";
 export { AuthchatServer } from "./lib/server/authchat_server.ts";

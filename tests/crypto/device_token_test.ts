@@ -6,6 +6,7 @@ import {
   DEVICE_TOKEN_LIFETIME_MS,
   DeviceTokenKey,
 } from "../../lib/crypto/device_token.ts";
+import { parseVerifier } from "../../lib/crypto/scram_verifier.ts";
 import { hashCalls, hmacSha256 } from "../../lib/crypto/sha256.ts";
 
 const SECRET = new Uint8Array(32).fill(3);
@@ -134,4 +135,21 @@ Deno.test("DeviceTokenKey refuses to issue a token for an id or time it cannot e
   await assert.rejects(() => key.issue({ ...ALICE, accountId: -1 }, NOW), RangeError);
   await assert.rejects(() => key.issue({ ...ALICE, accountId: 1.5 }, NOW), RangeError);
   await assert.rejects(() => key.issue(ALICE, Number.MAX_SAFE_INTEGER), RangeError);
+});
+
+Deno.test("DeviceTokenKey accepts the example token of docs/PROTOCOL.md section 7.1, laid out as it says", async () => {
+  const doc = await Deno.readTextFile(new URL("../../docs/PROTOCOL.md", import.meta.url));
+  const section = doc.slice(doc.indexOf("### 7.1 Device tokens"), doc.indexOf("### 7.2"));
+  const example = section.slice(section.indexOf("- Example:"));
+  const verifier = /`(SCRAM-SHA-256\$[^`]+)`/.exec(example)![1]!;
+  const token = /the token is\s+`([A-Za-z0-9+/=]+)`/.exec(example)![1]!;
+  const key = await DeviceTokenKey.derive(new Uint8Array(32));
+  const issued = Date.UTC(2026, 0, 1);
+  const subject = { accountId: 1, nameKey: "user", storedKey: parseVerifier(verifier).storedKey };
+  assert.deepEqual(await key.check(token, subject, issued), {
+    ok: true,
+    token: { id: "000102030405060708090a0b0c0d0e0f", expiresAt: issued + DEVICE_TOKEN_LIFETIME_MS },
+  });
+  // The worked transcript (section 12) carries the same token.
+  assert.ok(doc.includes(`"device_token":"${token}"`));
 });

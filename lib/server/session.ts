@@ -403,6 +403,8 @@ export class Session implements RegisteredSession {
       return this.#reply(reply, msg.id);
     }
     this.#setUser(null);
+    // Its token died with the account.
+    this.#deviceToken = null;
     endOtherSessions(this.#ctx, "delete", pending.key, this, fields);
     this.#reply({ op: "DELETE", user: pending.name, data: serverFinal }, msg.id);
   }

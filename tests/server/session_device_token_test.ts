@@ -260,3 +260,14 @@ Deno.test("SessionRegistry sheds a connection that showed a device token when ev
   assert.equal(kit.ctx.registry.admit(OWNER_IP), null);
   assert.equal(first.closed, true);
 });
+
+Deno.test("Session holds the token of its login until its account is deleted", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const conn = kit.connect();
+  assert.equal(conn.session.showedDeviceToken, false);
+  await tokenOf(conn);
+  assert.equal(conn.session.showedDeviceToken, true, "a login gives the session a token");
+  assert.equal((await conn.scram("DELETE", "alice", PASSWORD)).reply.op, "DELETE");
+  assert.equal(conn.session.showedDeviceToken, false, "it died with the account");
+});

@@ -271,3 +271,27 @@ Deno.test("Session holds the token of its login until its account is deleted", a
   assert.equal((await conn.scram("DELETE", "alice", PASSWORD)).reply.op, "DELETE");
   assert.equal(conn.session.showedDeviceToken, false, "it died with the account");
 });
+
+Deno.test("Session counts failed PASSWD proofs against the token its device holds now, the one PASSWD gave", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  await kit.addUser("alice", PASSWORD);
+  const conn = kit.connect({ transport: "tls", confidential: true, peerAddress: OWNER_IP });
+  await tokenOf(conn);
+  const next = "brand new words 77";
+  const { reply } = await conn.scram("PASSWD", "alice", PASSWORD, {
+    extra: { verifier: await verifierFor(next) },
+  });
+  const fresh = (reply as { device_token: string }).device_token;
+  const outcomes: (string | undefined)[] = [];
+  for (let i = 0; i < 5; i++) {
+    const wrong = await conn.scram("PASSWD", "alice", `wrong ${i} abcdef`, {
+      extra: { verifier: await verifierFor("another new one 88") },
+    });
+    outcomes.push(code(wrong.reply));
+  }
+  assert.deepEqual(outcomes, ["AUTH_FAILED", "AUTH_FAILED", "AUTH_FAILED", "AUTH_FAILED", "RATE_LIMITED"]);
+  // The device's token carries those failures: its next LOGIN with it waits too.
+  const again = kit.connect({ peerAddress: OWNER_IP });
+  assert.equal(code((await loginWith(again, fresh, next)).reply), "RATE_LIMITED");
+  assert.equal((await loginWith(again, undefined, next)).reply.op, "LOGIN", "they were counted nowhere else");
+});

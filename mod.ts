@@ -71,6 +71,7 @@ export type { PrecisRefusal } from "./lib/auth/precis_username.ts";
 export { nameSkeletons, skeleton } from "./lib/auth/confusable_skeleton.ts";
 export type { NameSkeletons } from "./lib/auth/confusable_skeleton.ts";
 export { RateLimiter } from "./lib/auth/rate_limiter.ts";
+export type { AttemptOptions } from "./lib/auth/rate_limiter.ts";
 export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";
 export type {
   Credentials,

@@ -40,10 +40,11 @@ Exit status: 0 every command succeeded (the REPL: left with close or Ctrl-D), 1 
 Configuration: --config FILE, else client.yaml in the configuration directory when present. Its keys
 mirror the flags (password_file for --password-file); config/client.example.yaml documents each.
 Flags win over the file, the file over defaults. Without --ca or --fingerprint the first server key
-seen is remembered in known_hosts and a changed one is refused.
+seen is remembered in known_hosts and a changed one is refused. Each login's device token is kept in
+device_tokens and shown at the next login to that server: strangers' failed guesses do not hold it back.
 
 Environment:
-  AUTHCHAT_CONFIG_DIR  the configuration directory (client.yaml, known_hosts, known_peers)
+  AUTHCHAT_CONFIG_DIR  the configuration directory (client.yaml, known_hosts, known_peers, device_tokens)
   XDG_CONFIG_HOME      else $XDG_CONFIG_HOME/authchat
   HOME                 else ~/.config/authchat
   TERM                 dumb turns line editing off

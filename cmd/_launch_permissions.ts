@@ -9,7 +9,7 @@
 import { dirname, resolve } from "node:path";
 import { DEFAULT_CONFIG_FILE } from "../lib/server/server_config.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
-import { knownPeersWorkDir } from "../lib/client/known_peers.ts";
+import { privateFileWorkDir } from "../lib/client/private_file.ts";
 import { UsageError } from "./_usage_error.ts";
 
 /**
@@ -19,8 +19,8 @@ import { UsageError } from "./_usage_error.ts";
 export const SERVER_ENV: readonly string[] = ["AUTHCHAT_*", "LOG_TOKENS", "LOG_STREAM"];
 
 /**
- * Environment variables the client reads: where its known-hosts, known-peers and client.yaml files live,
- * and the yaml package's debug switches (client.yaml).
+ * Environment variables the client reads: where its known-hosts, known-peers, device-token and client.yaml
+ * files live, and the yaml package's debug switches (client.yaml).
  */
 export const CLIENT_ENV: readonly string[] = [
   "HOME",
@@ -71,8 +71,11 @@ export type PermissionRequest =
     command: "client";
     /** Files the client only reads: `--password-file`, `--new-password-file`, `--ca`, `--config`. */
     inputs: readonly (string | undefined)[];
-    /** The known-hosts and known-peers files, in that order (given, or the defaults; undefined when none). */
-    trustFiles: readonly [string | undefined, string | undefined];
+    /**
+     * The known-hosts, known-peers and device-token files, in that order (given, or the defaults; undefined
+     * when none).
+     */
+    trustFiles: readonly [string | undefined, string | undefined, string | undefined];
     /** The directories of the trust files that do not exist yet: the client makes them at first use. */
     missingDirs: readonly string[];
   };
@@ -130,10 +133,11 @@ function keyFiles(config: ServerConfig): string[] {
  * - seed: read the config file, data directory, database and its directory, and its input files; write
  *   the data directory and the database's directory; {@linkcode SERVER_ENV}.
  * - keygen: read and write the `--data` directory.
- * - client: network; read its input files; read and write its trust files (known_hosts, known_peers), the
- *   directory known_peers is rewritten in ({@linkcode knownPeersWorkDir}), and the trust files' directories
- *   only when they do not exist yet (never a directory a user's file happens to be in: `--known-hosts
- *   ~/kh` does not open the home directory); {@linkcode CLIENT_ENV}.
+ * - client: network; read its input files; read and write its trust files (known_hosts, known_peers,
+ *   device_tokens), the directories known_peers and device_tokens are rewritten in
+ *   ({@linkcode privateFileWorkDir}), and the trust files' directories only when they do not exist yet
+ *   (never a directory a user's file happens to be in: `--known-hosts ~/kh` does not open the home
+ *   directory); {@linkcode CLIENT_ENV}.
  *
  * Relative paths are made absolute against `cwd`, which must be the working directory of the process.
  *
@@ -185,11 +189,12 @@ export function permissionFlags(request: PermissionRequest, cwd: string): string
       write.add(request.data);
       return [...read.flag("allow-read"), ...write.flag("allow-write")];
     case "client": {
-      const [knownHosts, knownPeers] = request.trustFiles;
+      const [knownHosts, ...rewritten] = request.trustFiles;
       const trust = [
         knownHosts,
-        knownPeers,
-        knownPeers === undefined || knownPeers === "" ? undefined : knownPeersWorkDir(knownPeers),
+        ...rewritten.flatMap((file) =>
+          file === undefined || file === "" ? [] : [file, privateFileWorkDir(file)]
+        ),
         ...request.missingDirs,
       ];
       read.add(...request.inputs, ...trust);

@@ -13,6 +13,7 @@ import { DEFAULT_CLIENT_CONFIG_NAME, loadClientConfig } from "../lib/client/clie
 import { configDir, configDirEnv } from "../lib/client/config_dir.ts";
 import { defaultKnownHostsPath } from "../lib/client/known_hosts.ts";
 import { defaultKnownPeersPath } from "../lib/client/known_peers.ts";
+import { defaultDeviceTokensPath } from "../lib/client/device_tokens.ts";
 import { loadServerConfig } from "../lib/server/server_config.ts";
 import { permissionFlags } from "./_launch_permissions.ts";
 import type { PermissionRequest } from "./_launch_permissions.ts";
@@ -86,6 +87,7 @@ function clientRequest(command: Command, context: LaunchContext): PermissionRequ
   const trustFiles = [
     config.known_hosts ?? (dir === null ? undefined : defaultKnownHostsPath(env)),
     config.known_peers ?? (dir === null ? undefined : defaultKnownPeersPath(env)),
+    config.device_tokens ?? (dir === null ? undefined : defaultDeviceTokensPath(env)),
   ] as const;
   return {
     command: "client",

@@ -15,6 +15,7 @@ import type { CommandIO } from "../lib/client/command_io.ts";
 import { commandOf, CommandRunner } from "../lib/client/command_runner.ts";
 import { configDir, configDirEnv } from "../lib/client/config_dir.ts";
 import { describeConnectFailure } from "../lib/client/connect_error.ts";
+import { defaultDeviceTokensPath, DeviceTokens } from "../lib/client/device_tokens.ts";
 import { defaultKnownHostsPath, KnownHosts, TrustError } from "../lib/client/known_hosts.ts";
 import { defaultKnownPeersPath, KnownPeers } from "../lib/client/known_peers.ts";
 import { endpointName } from "../lib/client/open_connection.ts";
@@ -76,6 +77,9 @@ export async function runClient(config: ClientConfig, exec: string[] = []): Prom
     );
   }
   const knownHostsPath = config.known_hosts ?? defaultKnownHostsPath(env);
+  // Without a configuration directory, tokens are kept only in a file named for them: none otherwise.
+  const deviceTokensPath = config.device_tokens ??
+    (configDir(env) === null ? undefined : defaultDeviceTokensPath(env));
   let ca: string | undefined;
   if (config.ca !== undefined) {
     try {
@@ -110,6 +114,8 @@ export async function runClient(config: ClientConfig, exec: string[] = []): Prom
       ...(ca === undefined ? {} : { ca }),
       ...(config.fingerprint === undefined ? {} : { fingerprint: config.fingerprint }),
     },
+    ...(deviceTokensPath === undefined ? {} : { deviceTokens: new DeviceTokens(deviceTokensPath) }),
+    onWarning: (message) => emit({ type: "notice", level: "warning", message }),
   };
   const io: CommandIO = {
     emit,

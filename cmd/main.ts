@@ -309,6 +309,10 @@ export function createProgram(): Cli {
       "pinned identity keys of other users (default known_peers in the configuration directory)",
     )
     .option(
+      "--device-tokens <file>",
+      "device tokens of earlier logins, shown at the next (default device_tokens in the configuration directory)",
+    )
+    .option(
       "--relay",
       "send direct messages through the server's relay only (when UDP between peers is blocked)",
     )

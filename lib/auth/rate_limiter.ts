@@ -15,6 +15,12 @@
  * `maxParallel` proofs for different accounts at once (the users behind one
  * NAT logging in), so a first burst of guesses is bounded by that too.
  *
+ * An attempt that shows a valid device token for its account (lib/crypto/device_token.ts)
+ * is counted apart: only against that token, with the same thresholds, and
+ * never against its source, account or pair. So neither strangers' failures
+ * nor a source in backoff hold it back, and its own failures back it off
+ * without adding to anyone else's count.
+ *
  * @module
  */
 
@@ -46,6 +52,15 @@ export const DEFAULT_RATE_LIMITS: RateLimiterOptions = {
 interface Counter {
   failures: number;
   last: number;
+}
+
+/** What else an attempt shows besides its source and account. */
+export interface AttemptOptions {
+  /**
+   * The id of a valid device token shown for this account: the attempt is counted against the token
+   * alone (see the module doc).
+   */
+  deviceToken?: string;
 }
 
 /**
@@ -130,6 +145,8 @@ export class RateLimiter {
   #accounts = new Map<string, Counter>();
   /** Failures per (source, account), so a success forgives exactly its own pair's failures. */
   #pairs = new Map<string, Counter>();
+  /** Failures of attempts that showed a device token, per token id. */
+  #tokens = new Map<string, Counter>();
 
   /**
    * Make a limiter.
@@ -140,7 +157,7 @@ export class RateLimiter {
     this.#options = options;
   }
 
-  /** Proofs being checked, by `s:` source, `a:` account and `p:` pair key. */
+  /** Proofs being checked, by `s:` source, `a:` account, `p:` pair and `t:` device token key. */
   #checking = new Map<string, number>();
 
   #delay(counter: Counter | undefined, checking: number, now: number): number {
@@ -174,9 +191,14 @@ export class RateLimiter {
    * @param address Source IP address.
    * @param account Lower-cased account name (known or not).
    * @param now Current time in ms.
+   * @param options The device token the attempt showed, if any: then only the token's own failures count.
    * @returns Milliseconds to wait; 0 means go ahead.
    */
-  retryAfter(address: string, account: string, now: number): number {
+  retryAfter(address: string, account: string, now: number, options: AttemptOptions = {}): number {
+    const token = options.deviceToken;
+    if (token !== undefined) {
+      return this.#delay(this.#live(this.#tokens, token, now), this.#count(`t:${token}`), now);
+    }
     const key = sourceKey(address);
     const pair = `${key}\0${account}`;
     const pairWait = this.#delay(this.#live(this.#pairs, pair, now), this.#count(`p:${pair}`), now);
@@ -197,8 +219,10 @@ export class RateLimiter {
    *
    * @param address Source IP address.
    * @param account Lower-cased account name.
+   * @param options The device token the attempt showed, if any.
    */
-  begin(address: string, account: string): void {
+  begin(address: string, account: string, options: AttemptOptions = {}): void {
+    if (options.deviceToken !== undefined) return this.#adjust(`t:${options.deviceToken}`, 1);
     const key = sourceKey(address);
     this.#adjust(`s:${key}`, 1);
     this.#adjust(`a:${account}`, 1);
@@ -212,8 +236,17 @@ export class RateLimiter {
    * @param account Lower-cased account name.
    * @param now Current time in ms.
    * @param correct Whether the proof was correct (a success) or not (a failure).
+   * @param options The device token the attempt showed, if any (as given to {@linkcode begin}). A success
+   *   forgives the token's failures; a failure counts against the token only.
    */
-  end(address: string, account: string, now: number, correct: boolean): void {
+  end(address: string, account: string, now: number, correct: boolean, options: AttemptOptions = {}): void {
+    const token = options.deviceToken;
+    if (token !== undefined) {
+      this.#adjust(`t:${token}`, -1);
+      if (correct) this.#tokens.delete(token);
+      else this.#bump(this.#tokens, token, now);
+      return;
+    }
     const key = sourceKey(address);
     this.#adjust(`s:${key}`, -1);
     this.#adjust(`a:${account}`, -1);
@@ -273,11 +306,12 @@ export class RateLimiter {
   }
 
   /** Number of counters held; for tests of the memory bound. */
-  get size(): { sources: number; accounts: number; pairs: number; checking: number } {
+  get size(): { sources: number; accounts: number; pairs: number; tokens: number; checking: number } {
     return {
       sources: this.#sources.size,
       accounts: this.#accounts.size,
       pairs: this.#pairs.size,
+      tokens: this.#tokens.size,
       checking: this.#checking.size,
     };
   }

@@ -8,6 +8,7 @@
 import { prepareNewUsername } from "../auth/username.ts";
 import type { SaltedPasswordCache } from "../auth/scram_client.ts";
 import { saslPrep } from "../auth/saslprep.ts";
+import { prepareUsername } from "../auth/username.ts";
 import { PROTOCOL_VERSION } from "../codec/messages.ts";
 import type { ClientMessage, ServerMessageOf, ServerOp } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
@@ -18,6 +19,8 @@ import { RequestChannel } from "./_request_channel.ts";
 import { checkNewPassword, newVerifierFields, trustedSealKey } from "./_new_verifier.ts";
 import { scramExchange } from "./_scram_exchange.ts";
 import type { ServerEvent } from "./_request_channel.ts";
+import type { DeviceTokenStore } from "./device_tokens.ts";
+import { endpointName } from "./endpoint.ts";
 import { openConnection } from "./open_connection.ts";
 import {
   chatCredentials,
@@ -41,6 +44,7 @@ export type ListedUser = ServerMessageOf<"LIST">["users"][number];
 /** Where and how to reach a user (PEER). */
 export type PeerInfo = ServerMessageOf<"PEER">;
 export type { ChatCredentials, IdentityCache } from "./_chat_identity.ts";
+export type { DeviceTokenStore } from "./device_tokens.ts";
 
 /** What IS_LOGGED says about the connection. */
 export interface LoginState {
@@ -64,6 +68,13 @@ export interface ClientOptions extends Endpoint {
   onEvent?: (event: ServerEvent) => void;
   /** Told once when the connection ends (BYE, a drop, or close). */
   onClosed?: () => void;
+  /**
+   * Where device tokens are kept (docs/PROTOCOL.md, section 7): LOGIN shows the one kept for the server and
+   * account, and the one a LOGIN or PASSWD reply gives replaces it. Without a store, none is shown or kept.
+   */
+  deviceTokens?: DeviceTokenStore;
+  /** Told about a failure that does not fail the command (a device token that could not be read or kept). */
+  onWarning?: (message: string) => void;
   /**
    * What logins may reuse, shared by the connections of one client program: SaltedPasswords (RFC 5802
    * lets a client cache them) and identity keys already opened. Default: a cache per connection.
@@ -316,14 +327,46 @@ export class AuthchatClient {
     return this.#login(user, password);
   }
 
+  /** Where a device token of this account on this server is kept, or `null` (no store, or no valid name). */
+  #tokenSlot(user: string): { store: DeviceTokenStore; server: string; user: string } | null {
+    const store = this.#options.deviceTokens;
+    if (!store) return null;
+    try {
+      return { store, server: endpointName(this.#options), user: prepareUsername(user).key };
+    } catch {
+      // A name the server would refuse anyway: no token to show or keep.
+      return null;
+    }
+  }
+
+  /** Run a device-token file operation; a failure is told, never thrown: the command goes on without it. */
+  async #tokenFile<T>(what: string, work: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await work();
+    } catch (err) {
+      this.#options.onWarning?.(`Cannot ${what} the device token: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  /** Keep the device token a reply gave (a LOGIN's, or a PASSWD's: the new password killed the old one). */
+  async #keepToken(user: string, token: string | undefined): Promise<void> {
+    const slot = this.#tokenSlot(user);
+    if (!slot || token === undefined) return;
+    await this.#tokenFile("keep", () => slot.store.put(slot.server, slot.user, token));
+  }
+
   async #login(user: string, password: string, greeted?: Promise<void>): Promise<string> {
     // A LOGIN logs a session out first, except one that must change its password: the server refuses it
     // anything but PASSWD, LOGOUT, IS_LOGGED and CLOSE, so it is logged out explicitly.
     if (this.#mustChange) await this.logout();
     this.#loggedOut();
-    const reply = await this.#scram("LOGIN", user, password, {}, greeted);
+    const slot = this.#tokenSlot(user);
+    const token = slot && await this.#tokenFile("read", () => slot.store.get(slot.server, slot.user));
+    const reply = await this.#scram("LOGIN", user, password, token ? { device_token: token } : {}, greeted);
     this.#user = reply.user;
     this.#verifier = reply.verifier;
+    await this.#keepToken(user, reply.device_token);
     if (reply.must_change_password) {
       this.#mustChange = true;
       // An existing key is opened now, with the password just proved, so `passwd` can re-seal it; a new one
@@ -436,6 +479,7 @@ export class AuthchatClient {
       ...(sealed ? { backup: sealed.backup } : {}),
     });
     this.#verifier = verifier;
+    await this.#keepToken(user, reply.device_token);
     if (!this.#mustChange) return;
     this.#mustChange = false;
     this.#heldIdentity = null;
@@ -489,6 +533,8 @@ export class AuthchatClient {
     if (user === null) throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: log in first");
     const reply = await this.#scram("DELETE", user, password);
     this.#loggedOut();
+    const slot = this.#tokenSlot(user);
+    if (slot) await this.#tokenFile("drop", () => slot.store.forget(slot.server, slot.user));
     return reply.user;
   }
 

@@ -36,6 +36,8 @@ export interface ClientConfig {
   known_hosts?: string;
   /** Pinned identity keys of other users (default `known_peers` in the configuration directory). */
   known_peers?: string;
+  /** Device tokens from earlier logins (default `device_tokens` in the configuration directory). */
+  device_tokens?: string;
   /** Send direct messages through the server's relay only. */
   relay: boolean;
   /** The server's UDP port, when it differs from the one it announces. */
@@ -63,6 +65,7 @@ const KEYS: Record<ClientConfigKey, ValueKind> = {
   new_password_file: { type: "path" },
   known_hosts: { type: "path" },
   known_peers: { type: "path" },
+  device_tokens: { type: "path" },
   relay: { type: "bool" },
   server_udp_port: PORT,
   json: { type: "bool" },

@@ -6,10 +6,12 @@
  *
  * The connection is opened when a command first needs the server, after the
  * secrets that command asks for, so a person typing at a prompt is never held
- * to the server's login deadline. A connection the server closed because it sat
- * idle without logging in (`BYE AUTH_TIMEOUT`) held nothing to lose: it is
- * replaced silently on the next command, and a request that met that close is
- * sent once more on the new connection. Any other close is reported; with
+ * to the server's login deadline. A connection the server closed before it
+ * logged in — idle too long (`BYE AUTH_TIMEOUT`), or shed to make room for a
+ * newer one from the same address (`BYE TOO_MANY_CONNECTIONS`) or at the
+ * server's cap (`BYE SERVER_FULL`) — held nothing
+ * to lose: it is replaced silently on the next command, and a request that met
+ * that close is sent once more on the new connection. Any other close is reported; with
  * `reconnect` (the REPL) the next command opens a new connection, else (a
  * script, which must not go on as if still logged in) commands fail.
  *
@@ -45,6 +47,9 @@ export interface RunOptions {
   /** Ends a `wait` early (Ctrl-C at the terminal). */
   signal?: AbortSignal;
 }
+
+/** BYE codes that only end a connection not logged in, which is replaced silently (see the module doc). */
+const REPLACEABLE: ReadonlySet<string> = new Set(["AUTH_TIMEOUT", "TOO_MANY_CONNECTIONS", "SERVER_FULL"]);
 
 /** The help text. */
 export const COMMAND_HELP: string = [
@@ -151,7 +156,10 @@ export class CommandRunner {
   #connecting: Promise<AuthchatClient> | null = null;
   /** Counts connections, so a replaced one's late events are ignored. */
   #generation = 0;
-  /** The current connection was closed by the server's login deadline (and so is replaced silently). */
+  /**
+   * The current connection was closed before it logged in (the login deadline, or shed at a connection cap),
+   * and so is replaced silently.
+   */
   #idleClosed = false;
   /** Aborted when the current connection ends (its reason: why), so a `wait` on a session ends with it. */
   #ended = new AbortController();
@@ -214,8 +222,8 @@ export class CommandRunner {
     const client = await this.#connect({
       onEvent: (event) => {
         if (generation !== this.#generation) return;
-        // Only a connection that never logged in (or logged out) meets the login deadline.
-        const idle = event.op === "BYE" && event.code === "AUTH_TIMEOUT";
+        // Only a connection that never logged in (or logged out) meets the login deadline or is shed.
+        const idle = event.op === "BYE" && REPLACEABLE.has(event.code);
         if (idle) this.#idleClosed = true;
         this.#chat.onServerEvent(event, { quiet: idle });
       },
@@ -231,7 +239,7 @@ export class CommandRunner {
   }
 
   /**
-   * Run a request on the connection; when the server closed it for idling before a login just as the
+   * Run a request on the connection; when the server closed it before a login (idle, or shed) just as the
    * request went out, once more on a new connection (the first did nothing).
    */
   async #onServer<T>(request: (client: AuthchatClient) => Promise<T>): Promise<T> {

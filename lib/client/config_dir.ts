@@ -1,5 +1,6 @@
 /**
- * The client's configuration directory: where `client.yaml`, `known_hosts` and `known_peers` live.
+ * The client's configuration directory: where `client.yaml`, `known_hosts`, `known_peers` and `device_tokens`
+ * live.
  *
  * @module
  */

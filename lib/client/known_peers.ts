@@ -10,10 +10,11 @@
  * @module
  */
 
-import { basename, dirname, join } from "node:path";
+import { dirname, join } from "node:path";
 import { decodeBase64, encodeBase64 } from "../codec/base64.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { defaultKnownHostsPath } from "./known_hosts.ts";
+import { privateFileWorkDir, readLines, rewritePrivateFile } from "./private_file.ts";
 
 /** How a key compares with the pinned one. */
 export type PeerKeyStatus = "new" | "match" | "changed";
@@ -60,7 +61,7 @@ export function defaultKnownPeersPath(env: Record<string, string | undefined>): 
  * @returns The directory.
  */
 export function knownPeersWorkDir(path: string): string {
-  return join(dirname(path), `.${basename(path)}.tmp`);
+  return privateFileWorkDir(path);
 }
 
 /** A line's entry, or `null` for comments, blank and malformed lines. */
@@ -109,16 +110,8 @@ export class KnownPeers {
     this.path = path;
   }
 
-  async #lines(): Promise<string[]> {
-    let text = "";
-    try {
-      text = await Deno.readTextFile(this.path);
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    }
-    const lines = text.split("\n");
-    if (lines.at(-1) === "") lines.pop();
-    return lines;
+  #lines(): Promise<string[]> {
+    return readLines(this.path);
   }
 
   /**
@@ -189,31 +182,6 @@ export class KnownPeers {
       }
     }
     if (!placed) out.push(line);
-    await this.#replace(out.map((l) => `${l}\n`).join(""));
-  }
-
-  async #replace(text: string): Promise<void> {
-    const work = knownPeersWorkDir(this.path);
-    const temp = join(work, crypto.randomUUID());
-    try {
-      // Creates the file's directory too when it is missing (mode 0700 both).
-      await Deno.mkdir(work, { recursive: true, mode: 0o700 });
-      const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
-      try {
-        const bytes = new TextEncoder().encode(text);
-        for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
-        // Flushed before the rename, so a crash leaves the old file or the new one, never an empty one.
-        await file.sync();
-      } finally {
-        file.close();
-      }
-      await Deno.rename(temp, this.path);
-    } catch (err) {
-      await Deno.remove(temp).catch(() => {});
-      throw err;
-    } finally {
-      // Only when empty: another client's rewrite may be under way in it.
-      await Deno.remove(work).catch(() => {});
-    }
+    await rewritePrivateFile(this.path, out.map((l) => `${l}\n`).join(""));
   }
 }

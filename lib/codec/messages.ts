@@ -64,6 +64,9 @@ const listedUser = object({
   allowExtra: true,
 });
 
+/** A device token (docs/PROTOCOL.md, section 7): base64, room for later versions of the format. */
+const deviceToken = b64(256);
+
 /** The UDP rendezvous a session may use (docs/PROTOCOL.md, section 16). */
 const udpSchema = object({ port: integer(1, 65535), handle: b64(32), relay_id: integer(0, 2 ** 32 - 1) });
 
@@ -78,7 +81,13 @@ export const clientSchemas = {
     sealed: optional(sealedSchema),
     identity: optional(identitySchema),
   }),
-  LOGIN: object({ op: literal("LOGIN"), id, mechanism, data: scramText }),
+  LOGIN: object({
+    op: literal("LOGIN"),
+    id,
+    mechanism,
+    data: scramText,
+    device_token: optional(deviceToken),
+  }),
   PROOF: object({ op: literal("PROOF"), id, data: scramText }),
   IS_LOGGED: object({ op: literal("IS_LOGGED"), id }),
   ACCESS: object({ op: literal("ACCESS"), id }),
@@ -135,6 +144,7 @@ export const serverSchemas = {
     identity: optional(identitySchema),
     udp: optional(udpSchema),
     must_change_password: optional(boolean()),
+    device_token: optional(deviceToken),
   }, loose),
   IS_LOGGED: object({
     op: literal("IS_LOGGED"),
@@ -152,7 +162,13 @@ export const serverSchemas = {
     login: string({ max: 64 }),
     resource: string({ max: 4096 }),
   }, loose),
-  PASSWD: object({ op: literal("PASSWD"), id, data: scramText, udp: optional(udpSchema) }, loose),
+  PASSWD: object({
+    op: literal("PASSWD"),
+    id,
+    data: scramText,
+    udp: optional(udpSchema),
+    device_token: optional(deviceToken),
+  }, loose),
   DELETE: object({ op: literal("DELETE"), id, user: string({ max: 256 }), data: scramText }, loose),
   LOGOUT: object({ op: literal("LOGOUT"), id }, loose),
   CLOSE: object({ op: literal("CLOSE"), id }, loose),
@@ -210,7 +226,8 @@ export type ByeCode =
   | "KEEPALIVE_TIMEOUT"
   | "ACCOUNT_DELETED"
   | "PASSWORD_CHANGED"
-  | "SERVER_FULL";
+  | "SERVER_FULL"
+  | "TOO_MANY_CONNECTIONS";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();

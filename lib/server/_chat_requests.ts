@@ -51,23 +51,24 @@ export function backupText(b: KeyBackupMessage): string {
 }
 
 /**
- * The LOGIN reply after a correct proof: the identity key and its sealed backup, and the UDP
- * rendezvous handle (the session is registered with the rendezvous here). An account that must change its
- * password gets `must_change_password` instead of the rendezvous: its session is not online until its
- * PASSWD (see {@linkcode udpFields}). Its identity backup, if it has one, is still sent: the client must
- * re-seal it under the new password.
+ * The LOGIN reply after a correct proof: the identity key and its sealed backup, the UDP
+ * rendezvous handle (the session is registered with the rendezvous here), and a device token. An account
+ * that must change its password gets `must_change_password` instead of the rendezvous: its session is not
+ * online until its PASSWD (see {@linkcode udpFields}). Its identity backup, if it has one, is still sent:
+ * the client must re-seal it under the new password.
  *
  * @param ctx The server's shared state.
  * @param sessionId The session logging in.
  * @param pending The login exchange, its proof checked and committed.
- * @param done The server-final-message, and the account's identity key as the login was recorded.
+ * @param done The server-final-message, the account's identity key as the login was recorded, and the
+ *   device token issued for this login.
  * @returns The reply, and the identity fields of the login.
  */
 export async function loginReply(
   ctx: SessionContext,
   sessionId: number,
   pending: PendingExchange,
-  done: { serverFinal: string; identity: IdentityRecord | null },
+  done: { serverFinal: string; identity: IdentityRecord | null; deviceToken: string },
 ): Promise<{
   reply: ServerMessageOf<"LOGIN">;
   identity: { identityKey: Uint8Array | null; fingerprint: string | null };
@@ -85,6 +86,7 @@ export async function loginReply(
     const udp = await udpFields(ctx, sessionId, pending);
     if (udp) reply.udp = udp;
   }
+  reply.device_token = done.deviceToken;
   return {
     reply,
     identity: identity

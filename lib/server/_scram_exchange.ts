@@ -1,7 +1,7 @@
 /**
  * A session's SCRAM exchange from start to committed change: rate limits, the
- * lookup with a mock verifier for unknown users, failure accounting, and the
- * compare-and-swap write a correct proof allows.
+ * lookup with a mock verifier for unknown users, the check of a device token,
+ * failure accounting, and the compare-and-swap write a correct proof allows.
  *
  * @module
  */
@@ -10,9 +10,11 @@ import { mockVerifier } from "../auth/scram_server.ts";
 import type { ScramServer, ScramServerExchange } from "../auth/scram_server.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import type { ClientFirst } from "../codec/scram_messages.ts";
+import type { ValidDeviceToken } from "../crypto/device_token.ts";
 import { formatVerifier, parseVerifier } from "../crypto/scram_verifier.ts";
 import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import type { IdentityRecord } from "../store/user_store.ts";
+import type { LogFields } from "./logger.ts";
 import type { SessionContext } from "./session_context.ts";
 
 /** What a proof is for. */
@@ -39,6 +41,11 @@ export interface PendingExchange {
    * verifier clears it, so a login committed against `stored` sees the flag as it is.
    */
   mustChangePassword: boolean;
+  /**
+   * The valid device token the attempt showed (LOGIN) or the session holds (PASSWD, DELETE): the attempt
+   * is counted against it alone (see `RateLimiter`). `null` without one.
+   */
+  deviceToken: ValidDeviceToken | null;
 }
 
 /** What starts an exchange. */
@@ -54,6 +61,12 @@ export interface StartRequest {
   newVerifier?: string;
   /** PASSWD's identity key backup, re-sealed under the new password. */
   newBackup?: string;
+  /** LOGIN's `device_token`, as shown: checked here against the account the LOGIN names. */
+  deviceToken?: string;
+  /** PASSWD's and DELETE's: the device token the session holds (checked at its LOGIN, or issued to it). */
+  heldToken?: ValidDeviceToken | null;
+  /** The session's fields for the log line of a device token that is ignored. */
+  log?: LogFields;
 }
 
 /**
@@ -68,19 +81,28 @@ export function rateLimited(waitMs: number): ProtocolError {
   });
 }
 
+/** Refuse an attempt in backoff: its token's, or its source's and account's without a token. */
+function gate(ctx: SessionContext, address: string, key: string, token: ValidDeviceToken | null): void {
+  ctx.trace?.("limiter.retryAfter");
+  const wait = ctx.limiter.retryAfter(address, key, ctx.now(), token ? { deviceToken: token.id } : {});
+  if (wait > 0) throw rateLimited(wait);
+}
+
 /**
  * Start an exchange; unknown users get a mock one that fails the same way.
  *
  * A name nobody has must not answer sooner or later than an account, or the time of a CHALLENGE tells
  * which names exist: both do the same steps in the same order, told to `ctx.trace` as they run: the
- * backoff check, the mock verifier (one HMAC) formatted as a decoy, one store lookup that returns the
- * account's credentials or the decoy in the same shape, the parse of the verifier text it returned, and
- * the exchange. Nothing about the account beyond its verifier is read here (its identity key is read when
- * a login is recorded); a PASSWD, whose user is logged in and known, also reads the account's identity key.
+ * backoff check (when no device token is shown), the mock verifier (one HMAC) formatted as a decoy, one
+ * store lookup that returns the account's credentials or the decoy in the same shape, the parse of the
+ * verifier text it returned, the check of a device token shown (its HMAC against the account's verifier,
+ * the mock one for an unknown name) and then the backoff check it decides, and the exchange. Nothing about
+ * the account beyond its verifier is read here (its identity key is read when a login is recorded); a
+ * PASSWD, whose user is logged in and known, also reads the account's identity key.
  *
  * @param ctx The server's shared state.
  * @param scram This connection's SCRAM server.
- * @param request Purpose, parsed client-first-message, who, source address, new verifier.
+ * @param request Purpose, parsed client-first-message, who, source address, new verifier, device token.
  * @returns The pending exchange; send its `exchange.serverFirst`.
  * @throws {ProtocolError} `RATE_LIMITED`; `BAD_MESSAGE` for a PASSWD without the re-sealed backup its
  *   account's identity key needs.
@@ -90,11 +112,10 @@ export async function startExchange(
   scram: ScramServer,
   request: StartRequest,
 ): Promise<PendingExchange> {
-  const { who } = request;
+  const { who, deviceToken: shown } = request;
   const trace = ctx.trace;
-  trace?.("limiter.retryAfter");
-  const wait = ctx.limiter.retryAfter(request.peerAddress, who.key, ctx.now());
-  if (wait > 0) throw rateLimited(wait);
+  const held = request.heldToken && request.heldToken.expiresAt > ctx.now() ? request.heldToken : null;
+  if (shown === undefined) gate(ctx, request.peerAddress, who.key, held);
   trace?.("mockVerifier");
   const mock = await mockVerifier(ctx.mockSecret, who.key, ctx.iterations);
   trace?.("formatVerifier");
@@ -112,15 +133,27 @@ export async function startExchange(
     verifier = mock;
     real = false;
   }
+  const userId = real ? found.id : null;
+  let token = held;
+  if (shown !== undefined) {
+    trace?.("deviceTokens.check");
+    const subject = { accountId: userId, nameKey: who.key, storedKey: verifier.storedKey };
+    const check = await ctx.deviceTokens.check(shown, subject, ctx.now());
+    if (check.ok) token = check.token;
+    // Ignored, as if none had been shown; the log says why (the client is not told).
+    else ctx.log.info("device_token_ignored", { ...request.log, reason: check.fault });
+    gate(ctx, request.peerAddress, who.key, token);
+  }
   trace?.("scram.begin");
   const pending: PendingExchange = {
     purpose: request.purpose,
     exchange: scram.begin(request.first, verifier, { mock: !real }),
     name: found.found ? found.name : who.name,
     key: who.key,
-    userId: real ? found.id : null,
+    userId,
     stored: real ? found.verifier : null,
     mustChangePassword: real && found.mustChangePassword,
+    deviceToken: token,
   };
   if (request.newVerifier !== undefined) pending.newVerifier = request.newVerifier;
   if (request.newBackup !== undefined) pending.newBackup = request.newBackup;
@@ -156,19 +189,39 @@ export async function checkProof(
   peerAddress: string,
 ): Promise<string> {
   const now = ctx.now();
+  const attempt = pending.deviceToken ? { deviceToken: pending.deviceToken.id } : {};
   // Checked again here, so exchanges opened in parallel cannot all reach the proof check.
-  const wait = ctx.limiter.retryAfter(peerAddress, pending.key, now);
+  const wait = ctx.limiter.retryAfter(peerAddress, pending.key, now, attempt);
   if (wait > 0) throw rateLimited(wait);
   // Counted while the (asynchronous) check runs, so proofs racing each other cannot all pass the gate.
-  ctx.limiter.begin(peerAddress, pending.key);
+  ctx.limiter.begin(peerAddress, pending.key, attempt);
   let correct = false;
   try {
     const serverFinal = await pending.exchange.finish(proof);
     correct = true;
     return serverFinal;
   } finally {
-    ctx.limiter.end(peerAddress, pending.key, ctx.now(), correct);
+    ctx.limiter.end(peerAddress, pending.key, ctx.now(), correct, attempt);
   }
+}
+
+/**
+ * A device token for an account whose password was just proved (LOGIN) or set (PASSWD): bound to the
+ * account and to the verifier it now has.
+ *
+ * @param ctx The server's shared state.
+ * @param account The account's row id, lower-cased name and verifier (as stored, after the change).
+ * @param now Current time in ms.
+ * @returns The token to send and the grant the session holds.
+ * @throws {TypeError} When the verifier does not parse (it was checked before it was stored or used).
+ */
+export async function issueDeviceToken(
+  ctx: SessionContext,
+  account: { id: number; key: string; verifier: string },
+  now: number,
+): Promise<{ token: string; grant: ValidDeviceToken }> {
+  const { storedKey } = parseVerifier(account.verifier);
+  return await ctx.deviceTokens.issue({ accountId: account.id, nameKey: account.key, storedKey }, now);
 }
 
 /**

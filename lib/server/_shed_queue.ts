@@ -72,6 +72,26 @@ export class ShedQueue<T> {
   }
 
   /**
+   * Number of entries of one source.
+   *
+   * @param source The source.
+   * @returns The count.
+   */
+  sizeOf(source: string): number {
+    return this.#bySource.get(source)?.size ?? 0;
+  }
+
+  /**
+   * The entries of one source, oldest first (iterate a copy when deleting meanwhile).
+   *
+   * @param source The source.
+   * @returns Their keys and values.
+   */
+  entriesOf(source: string): MapIterator<[object, T]> {
+    return (this.#bySource.get(source) ?? new Map<object, T>()).entries();
+  }
+
+  /**
    * The entry to shed next: the oldest of the source holding the most (of those holding as many, the one
    * that got there first).
    *

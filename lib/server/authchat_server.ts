@@ -25,6 +25,7 @@ import { TokenBucket } from "../auth/token_bucket.ts";
 import { encodeBase64 } from "../codec/base64.ts";
 import { encodeMessage, errorMessage } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
+import { DeviceTokenKey } from "../crypto/device_token.ts";
 import type { ServerIdentity } from "../crypto/server_identity.ts";
 import type { UserStore } from "../store/user_store.ts";
 import { raceTimeout } from "../transport/race_timeout.ts";
@@ -172,6 +173,7 @@ export class AuthchatServer {
   static async start(options: AuthchatServerOptions): Promise<AuthchatServer> {
     const { config, identity, store, log } = options;
     const maxConnections = resolveConnectionCap(config, log, options.descriptors);
+    const mockSecret = await store.mockSecret();
     const ctx: SessionContext = {
       store,
       log,
@@ -208,7 +210,9 @@ export class AuthchatServer {
       keepaliveTimeoutMs: config.keepalive_timeout * 1000,
       sealPrivateKey: identity.sealPrivateKey,
       sealPublicKey: encodeBase64(identity.sealPublicDer),
-      mockSecret: await store.mockSecret(),
+      mockSecret,
+      // Derived from the secret every node sharing the database has: they all accept each other's tokens.
+      deviceTokens: await DeviceTokenKey.derive(mockSecret),
     };
     await warnOnIterationMismatch(store, config.scram_iterations, log);
     const server = new AuthchatServer(ctx, identity);
@@ -350,8 +354,8 @@ export class AuthchatServer {
         this.#logRefusal(ip, "tls", refusal);
         return void socket.destroy();
       }
-      const release = this.#ctx.registry.hold(ip, () => {
-        this.#ctx.log.info("ended", { ip, transport: "tls", handshake: true, code: "SERVER_FULL" });
+      const release = this.#ctx.registry.hold(ip, (code) => {
+        this.#ctx.log.info("ended", { ip, transport: "tls", handshake: true, code });
         socket.destroy();
       });
       const key = `${ip}:${socket.remotePort}`;

@@ -35,7 +35,7 @@ import {
 } from "./_chat_requests.ts";
 import { checkLoginBudget, spendLoginBudget } from "./_login_admission.ts";
 import { SessionSecrets } from "./_new_verifier.ts";
-import { checkProof, commitProof, startExchange } from "./_scram_exchange.ts";
+import { checkProof, commitProof, issueDeviceToken, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
 import { accessReply, checkVersion, helloReply, isLoggedReply } from "./_replies.ts";
 import { refuseWhileRestricted } from "./_restricted_session.ts";
@@ -45,6 +45,7 @@ import { SessionClock } from "./_session_clock.ts";
 import type { IdentityRecord } from "../store/user_store.ts";
 import type { ConnectionInfo, SessionContext, SessionSink } from "./session_context.ts";
 import type { RegisteredSession } from "./session_registry.ts";
+import type { ValidDeviceToken } from "../crypto/device_token.ts";
 
 let nextSessionId = 1;
 
@@ -73,6 +74,11 @@ export class Session implements RegisteredSession {
   /** The client said CLOSE: its user lingers online a moment (see `PresenceDirectory.leave`). */
   #leftCleanly = false;
   #clock: SessionClock;
+  /**
+   * The device token this session holds: the valid one its latest LOGIN showed, replaced by the one the
+   * server issued at each successful LOGIN or PASSWD since. PASSWD and DELETE are counted against it.
+   */
+  #deviceToken: ValidDeviceToken | null = null;
 
   /**
    * Start a session for a new connection.
@@ -95,6 +101,14 @@ export class Session implements RegisteredSession {
   /** Source IP address. */
   get peerAddress(): string {
     return this.#info.peerAddress;
+  }
+
+  /**
+   * Whether the session showed a valid device token (in its latest LOGIN), or holds one the server issued
+   * it: at a connection cap, sessions that did are shed after those that did not.
+   */
+  get showedDeviceToken(): boolean {
+    return this.#deviceToken !== null;
   }
 
   /** Name of the logged-in user, or `null`. */
@@ -266,7 +280,12 @@ export class Session implements RegisteredSession {
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
         const who = prepareUsername(first.username);
         checkLoginBudget(this.#ctx, this.peerAddress, who.key);
-        return await this.#begin({ purpose: "login", first, who }, msg.id);
+        return await this.#begin({
+          purpose: "login",
+          first,
+          who,
+          ...(msg.device_token === undefined ? {} : { deviceToken: msg.device_token }),
+        }, msg.id);
       }
       case "PASSWD":
       case "DELETE":
@@ -329,9 +348,12 @@ export class Session implements RegisteredSession {
         `${msg.op} must prove the password of the logged-in user ${me.name}`,
       );
     }
-    if (msg.op === "DELETE") return await this.#begin({ purpose: "delete", first, who: me }, msg.id);
+    const heldToken = this.#deviceToken;
+    if (msg.op === "DELETE") {
+      return await this.#begin({ purpose: "delete", first, who: me, heldToken }, msg.id);
+    }
     const change = await passwordChange(this.#ctx, me.name, msg, this.#secrets);
-    await this.#begin({ purpose: "passwd", first, who: me, ...change }, msg.id);
+    await this.#begin({ purpose: "passwd", first, who: me, heldToken, ...change }, msg.id);
   }
 
   /** Start a SCRAM exchange and send its challenge. */
@@ -339,7 +361,10 @@ export class Session implements RegisteredSession {
     const pending = await startExchange(this.#ctx, this.#scram, {
       ...request,
       peerAddress: this.peerAddress,
+      log: this.#logFields(),
     });
+    if (this.#closed) return;
+    if (request.purpose === "login") this.#deviceToken = pending.deviceToken;
     this.#pending = pending;
     this.#reply({ op: "CHALLENGE", data: pending.exchange.serverFirst }, requestId);
   }
@@ -370,10 +395,21 @@ export class Session implements RegisteredSession {
       const me = this.#user;
       if (me) me.verifier = verifier;
       endOtherSessions(this.#ctx, "passwd", pending.key, this, fields);
-      if (me?.mustChangePassword) return await this.#liftRestriction(me, pending, serverFinal, msg.id);
-      return this.#reply({ op: "PASSWD", data: serverFinal }, msg.id);
+      // The new password killed every token of the old one: this device gets one for the new password.
+      const issued = await issueDeviceToken(
+        this.#ctx,
+        { id: pending.userId!, key: pending.key, verifier },
+        now,
+      );
+      if (this.#closed) return;
+      this.#deviceToken = issued.grant;
+      const reply = { op: "PASSWD" as const, data: serverFinal, device_token: issued.token };
+      if (me?.mustChangePassword) return await this.#liftRestriction(me, pending, reply, msg.id);
+      return this.#reply(reply, msg.id);
     }
     this.#setUser(null);
+    // Its token died with the account.
+    this.#deviceToken = null;
     endOtherSessions(this.#ctx, "delete", pending.key, this, fields);
     this.#reply({ op: "DELETE", user: pending.name, data: serverFinal }, msg.id);
   }
@@ -389,8 +425,18 @@ export class Session implements RegisteredSession {
     },
     requestId: number | undefined,
   ): Promise<void> {
-    const login = await loginReply(this.#ctx, this.id, pending, done);
+    const issued = await issueDeviceToken(
+      this.#ctx,
+      { id: pending.userId!, key: pending.key, verifier: done.verifier },
+      done.now,
+    );
+    const login = await loginReply(this.#ctx, this.id, pending, {
+      serverFinal: done.serverFinal,
+      identity: done.identity,
+      deviceToken: issued.token,
+    });
     if (this.#closed) return this.#ctx.rendezvous?.unregister(this.id);
+    this.#deviceToken = issued.grant;
     this.#setUser({
       id: pending.userId!,
       name: pending.name,
@@ -404,6 +450,7 @@ export class Session implements RegisteredSession {
     this.#ctx.log.info("login_ok", {
       ...this.#logFields(),
       transport: this.#info.transport,
+      ...(pending.deviceToken ? { device_token: true } : {}),
       ...(pending.mustChangePassword ? { must_change_password: true } : {}),
     });
     this.#reply(login.reply, requestId);
@@ -417,7 +464,7 @@ export class Session implements RegisteredSession {
   async #liftRestriction(
     me: LoggedIn,
     pending: PendingExchange,
-    serverFinal: string,
+    reply: ServerMessageOf<"PASSWD">,
     requestId: number | undefined,
   ): Promise<void> {
     const udp = await udpFields(this.#ctx, this.id, pending);
@@ -425,7 +472,7 @@ export class Session implements RegisteredSession {
     me.mustChangePassword = false;
     this.#ctx.presence.join(this, onlineUser(me));
     this.#ctx.log.info("restriction_lifted", this.#logFields());
-    this.#reply({ op: "PASSWD", data: serverFinal, ...(udp ? { udp } : {}) }, requestId);
+    this.#reply({ ...reply, ...(udp ? { udp } : {}) }, requestId);
   }
 
   async #onAccess(requestId: number | undefined): Promise<void> {

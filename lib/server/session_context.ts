@@ -9,6 +9,7 @@ import type { LoginBudget } from "../auth/login_budget.ts";
 import type { RateLimiter } from "../auth/rate_limiter.ts";
 import type { TokenBucket } from "../auth/token_bucket.ts";
 import type { ServerMessage } from "../codec/messages.ts";
+import type { DeviceTokenKey } from "../crypto/device_token.ts";
 import type { UserStore } from "../store/user_store.ts";
 import type { Logger } from "./logger.ts";
 import type { PresenceDirectory } from "./presence.ts";
@@ -59,6 +60,8 @@ export interface SessionContext {
    * (see {@linkcode StepTrace}).
    */
   trace?: StepTrace;
+  /** Issues and checks device tokens; its key is derived from the mock secret (lib/crypto/device_token.ts). */
+  deviceTokens: DeviceTokenKey;
 }
 
 /**

@@ -3,14 +3,22 @@
  * connections each source address holds before logging in, and a way to end
  * sessions from elsewhere (account deleted, password changed, shutdown).
  *
- * It also holds the server's cap on connections (one descriptor each). At the
- * cap a new connection is still let in, and a connection that is not logged in
- * makes room for it (`BYE SERVER_FULL`): first those that have shown no device
- * token, then those that have; within each, the oldest of the source address
- * holding the most (oldest: not logged in for the longest, counting from its
- * connect or its last logout; why by address: _shed_queue.ts). A logged-in
- * session is never shed; when every connection is logged in, the newcomer is
- * refused. docs/PROTOCOL.md section 8.
+ * It also decides who gets in under pressure (docs/PROTOCOL.md section 8). A
+ * connection not logged in is shed to make room rather than the newcomer
+ * refused: first those that have shown no device token, then those that
+ * have. A logged-in session is never shed.
+ *
+ * - At a cap of its address (connections not logged in, or all), the oldest
+ *   such connection of that address is shed (`BYE TOO_MANY_CONNECTIONS`), so
+ *   idle connections from an address cannot lock out everyone behind it; only
+ *   when every connection of the address is logged in is the newcomer refused.
+ * - At the server's cap on connections (one descriptor each), one of the
+ *   source address holding the most such connections is shed, its oldest
+ *   (`BYE SERVER_FULL`; why by address: _shed_queue.ts); when every connection
+ *   is logged in, the newcomer is refused.
+ *
+ * Oldest: not logged in for the longest, counting from its connect or its last
+ * logout.
  *
  * @module
  */
@@ -26,12 +34,11 @@ export interface RegisteredSession {
   /** Source IP address. */
   readonly peerAddress: string;
   /**
-   * Whether the session presented a valid device token: set by the LOGIN that presents one (absent:
-   * false), and never cleared. At the connection cap, connections not logged in that have shown none are
-   * shed first. The registry reads it when it picks whom to shed, so a session sets it without telling
-   * the registry.
+   * Whether the session showed a valid device token in LOGIN (or holds one from a login): connections not
+   * logged in that did are shed only after every one that did not. The registry reads it when it picks
+   * whom to shed, so a session sets it without telling the registry.
    */
-  readonly showedDeviceToken?: boolean;
+  readonly showedDeviceToken: boolean;
   /** End the session: send BYE and close. */
   end(code: ByeCode, reason: string): void;
 }
@@ -46,53 +53,57 @@ export interface SessionRegistryOptions {
   maxConnections?: number;
 }
 
-/** The BYE code of a connection shed to make room at the cap. */
+/** The BYE code of a connection shed to make room at the server's cap. */
 export const SHED_CODE: ByeCode = "SERVER_FULL";
 
-/** The BYE reason of a connection shed to make room at the cap. */
+/** The BYE reason of a connection shed to make room at the server's cap. */
 export const SHED_REASON = "Server full: this connection, not logged in, made room for a newer one; " +
   "connect again and log in sooner";
 
 /** Why a connection is refused: which cap, and the message for the peer. */
 export interface Refusal {
-  /** `address`: a cap per source address; `server`: the cap in all, with every connection logged in. */
+  /** `address`: a cap of its source address; `server`: the cap in all. Either way all are logged in. */
   cap: "address" | "server";
   /** The message of the `TOO_MANY_CONNECTIONS` error. */
   message: string;
 }
 
-/** A connection not logged in, as the shedder sees it. */
+/** A connection not logged in: a session, or a TLS handshake under way. */
 interface Waiting {
-  /** End it to make room. */
-  shed(): void;
-  /** Whether it has shown a device token. */
+  /** Whether it has shown a valid device token (a handshake never has). */
   showedToken(): boolean;
+  /** Leave the counts and close it to make room. */
+  shed(code: ByeCode, reason: string): void;
+}
+
+interface Entry {
+  session: RegisteredSession;
+  user: string | null;
+  waiting: Waiting;
 }
 
 /**
  * Tracks live sessions.
  *
- * @example
+ * @example At a cap of its address, the oldest connection not logged in makes room
  * ```ts
  * import { SessionRegistry } from "./session_registry.ts";
  * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 1, maxConnectionsPerIp: 10 });
- * const session = { id: 1, peerAddress: "10.0.0.1", end() {} };
+ * const ended: string[] = [];
+ * const session = { id: 1, peerAddress: "10.0.0.1", showedDeviceToken: false, end: (code: string) => void ended.push(code) };
  * registry.add(session);
- * console.assert(registry.refusal("10.0.0.1") !== null);
- * registry.setUser(session, "alice");
- * console.assert(registry.refusal("10.0.0.1") === null);
+ * console.assert(registry.admit("10.0.0.1") === null && ended[0] === "TOO_MANY_CONNECTIONS");
  * ```
  *
- * @example At the cap, the oldest connection not logged in makes room
+ * @example At the server's cap, likewise
  * ```ts
  * import { SessionRegistry } from "./session_registry.ts";
  * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 9, maxConnectionsPerIp: 9, maxConnections: 2 });
  * const ended: number[] = [];
- * const session = (id: number) => ({ id, peerAddress: "10.0.0.1", end: () => void ended.push(id) });
+ * const session = (id: number) => ({ id, peerAddress: "10.0.0.1", showedDeviceToken: false, end: () => void ended.push(id) });
  * registry.add(session(1));
  * registry.add(session(2));
  * console.assert(registry.admit("10.0.0.2") === null && ended[0] === 1);
- * registry.setUser(session(2), "alice");
  * ```
  */
 export class SessionRegistry {
@@ -100,9 +111,8 @@ export class SessionRegistry {
   #maxTotal: number;
   #maxConnections: number;
   #perSource = new Map<string, number>();
-  #sessions = new Map<number, { session: RegisteredSession; user: string | null }>();
+  #sessions = new Map<number, Entry>();
   #byUser = new Map<string, Set<RegisteredSession>>();
-  #unauthenticated = new Map<string, number>();
   /**
    * Connections not logged in, by source, in the order they became so. Those found to have shown a device
    * token move to `#waitingWithToken` when the shedder comes to them (a flag only ever turns on), which
@@ -112,8 +122,6 @@ export class SessionRegistry {
   #waitingWithToken = new ShedQueue<Waiting>();
   /** Slots held by connections without a session yet (TLS handshakes). */
   #held = 0;
-  /** Connections shed and not yet gone: no longer counted against the cap. */
-  #leaving = new Set<object>();
 
   /**
    * Make a registry.
@@ -131,22 +139,38 @@ export class SessionRegistry {
     return this.#maxConnections;
   }
 
-  /** Connections counted against the cap: sessions and held slots, less those shed and still closing. */
+  /** Connections counted against the cap: sessions and held slots (shed ones leave at once). */
   get connections(): number {
-    return this.#sessions.size + this.#held - this.#leaving.size;
+    return this.#sessions.size + this.#held;
   }
 
   /**
-   * Let a new connection from this address in, or say why not. Per-address caps first (as
-   * {@linkcode SessionRegistry.refusal}); then, at the cap in all, a connection not logged in is shed to
-   * make room ({@linkcode SessionRegistry.shedOne}); when every connection is logged in, refused.
+   * Let a new connection from this address in, or say why not. At a cap of the address its own oldest
+   * connection not logged in is shed (`BYE TOO_MANY_CONNECTIONS`; one that showed no device token first);
+   * then, at the cap in all, one of the address holding the most ({@linkcode SessionRegistry.shedOne}).
+   * A cap where every connection is logged in refuses the newcomer.
    *
    * @param address Source IP.
    * @returns `null` when let in (room was made if needed), else why it is refused.
    */
   admit(address: string): Refusal | null {
-    const refusal = this.refusal(address);
-    if (refusal !== null) return { cap: "address", message: refusal };
+    const key = sourceKey(address);
+    while (this.#unauthenticatedOf(key) >= this.#maxAnonymous || this.#countOf(key) >= this.#maxTotal) {
+      const victim = this.#victimOf(key);
+      if (victim === undefined) {
+        return {
+          cap: "address",
+          message: this.#countOf(key) >= this.#maxTotal
+            ? `Too many connections from your address: ${this.#maxTotal} are open`
+            : `Too many connections from your address that are not logged in: ${this.#maxAnonymous} are open`,
+        };
+      }
+      victim.shed(
+        "TOO_MANY_CONNECTIONS",
+        "Too many connections from your address that are not logged in: this one, the oldest, made room " +
+          `for a new one (at most ${this.#maxAnonymous}, or ${this.#maxTotal} in all)`,
+      );
+    }
     if (this.connections < this.#maxConnections || this.shedOne()) return null;
     return {
       cap: "server",
@@ -157,31 +181,47 @@ export class SessionRegistry {
   /**
    * Shed a connection not logged in: of those that have shown no device token if there are any, else of
    * those that have, the oldest of the source address holding the most. It is ended with
-   * `BYE SERVER_FULL` and stops counting against the cap at once.
+   * `BYE SERVER_FULL` and stops counting at once.
    *
    * @returns Whether one was shed (none is when every connection is logged in).
    */
   shedOne(): boolean {
-    const [key, victim] = this.#nextVictim() ?? [];
-    if (key === undefined || victim === undefined) return false;
-    this.#unqueue(key);
-    this.#leaving.add(key);
-    victim.shed();
-    return true;
+    const victim = this.#nextVictim();
+    victim?.shed(SHED_CODE, SHED_REASON);
+    return victim !== undefined;
   }
 
-  #nextVictim(): [object, Waiting, string] | undefined {
+  /** The next victim in all: the first in `#waiting` that showed no token, else the first with one. */
+  #nextVictim(): Waiting | undefined {
     for (let next; (next = this.#waiting.next()) !== undefined;) {
       const [key, waiting, source] = next;
-      if (!waiting.showedToken()) return next;
+      if (!waiting.showedToken()) return waiting;
       this.#waiting.delete(key);
       this.#waitingWithToken.add(key, source, waiting);
     }
-    return this.#waitingWithToken.next();
+    return this.#waitingWithToken.next()?.[1];
   }
 
-  #queue(key: object, address: string, waiting: Waiting): void {
-    if (!this.#leaving.has(key)) this.#waiting.add(key, sourceKey(address), waiting);
+  /** The next victim of one source: its oldest that showed no token, else its oldest with one. */
+  #victimOf(source: string): Waiting | undefined {
+    for (const [key, waiting] of [...this.#waiting.entriesOf(source)]) {
+      if (!waiting.showedToken()) return waiting;
+      this.#waiting.delete(key);
+      this.#waitingWithToken.add(key, source, waiting);
+    }
+    return this.#waitingWithToken.entriesOf(source).next().value?.[1];
+  }
+
+  #unauthenticatedOf(source: string): number {
+    return this.#waiting.sizeOf(source) + this.#waitingWithToken.sizeOf(source);
+  }
+
+  #countOf(source: string): number {
+    return this.#perSource.get(source) ?? 0;
+  }
+
+  #queue(key: object, source: string, waiting: Waiting): void {
+    this.#waiting.add(key, source, waiting);
   }
 
   #unqueue(key: object): void {
@@ -189,63 +229,36 @@ export class SessionRegistry {
     this.#waitingWithToken.delete(key);
   }
 
-  #queueSession(session: RegisteredSession): void {
-    this.#queue(session, session.peerAddress, {
-      shed: () => session.end(SHED_CODE, SHED_REASON),
-      showedToken: () => session.showedDeviceToken === true,
-    });
-  }
-
   /**
-   * Why a new connection from this address is refused, if it is.
+   * Count a connection that has no session yet (a TLS handshake under way) as one not logged in, against
+   * the caps per address and in all; it may be shed like a session not logged in.
    *
    * @param address Source IP.
-   * @returns `null` when within the caps, else the reason.
+   * @param shed Closes the connection when it is shed to make room (its slot is released already), told
+   *   the BYE code a session would have been given.
+   * @returns Releases the slot (once; later calls, or a call after it was shed, do nothing).
    */
-  refusal(address: string): string | null {
-    const key = sourceKey(address);
-    if ((this.#perSource.get(key) ?? 0) >= this.#maxTotal) {
-      return `Too many connections from your address: ${this.#maxTotal} are open`;
-    }
-    if ((this.#unauthenticated.get(key) ?? 0) >= this.#maxAnonymous) {
-      return `Too many connections from your address that are not logged in: ${this.#maxAnonymous} are open`;
-    }
-    return null;
-  }
-
-  #countSource(session: RegisteredSession, delta: number): void {
-    adjustCount(this.#perSource, sourceKey(session.peerAddress), delta);
-  }
-
-  #countAnonymous(session: RegisteredSession, delta: number): void {
-    adjustCount(this.#unauthenticated, sourceKey(session.peerAddress), delta);
-  }
-
-  /**
-   * Count a connection that has no session yet (a TLS handshake under way) as an unauthenticated one,
-   * against the caps per address and in all; at the cap it may be shed like a session not logged in.
-   *
-   * @param address Source IP.
-   * @param shed Ends the connection when it is shed to make room (it must then call the release).
-   * @returns Releases the slot (once; later calls do nothing).
-   */
-  hold(address: string, shed: () => void = () => {}): () => void {
-    const key = sourceKey(address);
-    adjustCount(this.#unauthenticated, key, 1);
-    adjustCount(this.#perSource, key, 1);
-    this.#held++;
+  hold(address: string, shed: (code: ByeCode) => void): () => void {
+    const source = sourceKey(address);
     const slot = {};
-    this.#queue(slot, address, { shed, showedToken: () => false });
     let held = true;
-    return () => {
+    const release = () => {
       if (!held) return;
       held = false;
-      adjustCount(this.#unauthenticated, key, -1);
-      adjustCount(this.#perSource, key, -1);
+      adjustCount(this.#perSource, source, -1);
       this.#held--;
       this.#unqueue(slot);
-      this.#leaving.delete(slot);
     };
+    adjustCount(this.#perSource, source, 1);
+    this.#held++;
+    this.#queue(slot, source, {
+      showedToken: () => false,
+      shed: (code) => {
+        release();
+        shed(code);
+      },
+    });
+    return release;
   }
 
   /**
@@ -254,14 +267,23 @@ export class SessionRegistry {
    * @param session The session.
    */
   add(session: RegisteredSession): void {
-    this.#sessions.set(session.id, { session, user: null });
-    this.#countAnonymous(session, 1);
-    this.#countSource(session, 1);
-    this.#queueSession(session);
+    const waiting: Waiting = {
+      showedToken: () => session.showedDeviceToken,
+      shed: (code, reason) => {
+        // It leaves the counts now; the close that follows finds it gone.
+        this.remove(session);
+        session.end(code, reason);
+      },
+    };
+    const source = sourceKey(session.peerAddress);
+    this.#sessions.set(session.id, { session, user: null, waiting });
+    adjustCount(this.#perSource, source, 1);
+    this.#queue(session, source, waiting);
   }
 
   /**
-   * Record that a session logged in (a user key) or out (`null`).
+   * Record that a session logged in (a user key) or out (`null`). A session that logs out counts as a new
+   * connection not logged in: the newest.
    *
    * @param session The session.
    * @param user Lower-cased user name, or `null`.
@@ -274,7 +296,6 @@ export class SessionRegistry {
       set?.delete(session);
       if (set?.size === 0) this.#byUser.delete(entry.user);
     } else {
-      this.#countAnonymous(session, -1);
       this.#unqueue(session);
     }
     entry.user = user;
@@ -283,25 +304,22 @@ export class SessionRegistry {
       set.add(session);
       this.#byUser.set(user, set);
     } else {
-      this.#countAnonymous(session, 1);
       // Its age as a connection not logged in starts again, as its login deadline does.
-      this.#queueSession(session);
+      this.#queue(session, sourceKey(session.peerAddress), entry.waiting);
     }
   }
 
   /**
-   * Forget a session that has disconnected.
+   * Forget a session that has disconnected (or was shed).
    *
    * @param session The session.
    */
   remove(session: RegisteredSession): void {
     if (!this.#sessions.has(session.id)) return;
     this.setUser(session, null);
-    this.#countAnonymous(session, -1);
-    this.#countSource(session, -1);
-    this.#sessions.delete(session.id);
     this.#unqueue(session);
-    this.#leaving.delete(session);
+    adjustCount(this.#perSource, sourceKey(session.peerAddress), -1);
+    this.#sessions.delete(session.id);
   }
 
   /**
@@ -332,7 +350,7 @@ export class SessionRegistry {
     for (const { session } of [...this.#sessions.values()]) session.end(code, reason);
   }
 
-  /** Number of live sessions (shed ones included until they are gone). */
+  /** Number of live sessions (shed ones are gone at once). */
   get size(): number {
     return this.#sessions.size;
   }
@@ -340,5 +358,15 @@ export class SessionRegistry {
   /** Number of sessions logged in as a user. */
   sessionsOf(user: string): number {
     return this.#byUser.get(user)?.size ?? 0;
+  }
+
+  /**
+   * Number of connections from an address (IPv6: its /64) that are not logged in, TLS handshakes included.
+   *
+   * @param address Source IP.
+   * @returns The count.
+   */
+  unauthenticatedFrom(address: string): number {
+    return this.#unauthenticatedOf(sourceKey(address));
   }
 }

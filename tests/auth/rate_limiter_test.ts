@@ -66,7 +66,7 @@ Deno.test("RateLimiter.recordSuccess forgives the pair's failures in the source 
   assert.ok(limiter.retryAfter("10.0.0.1", "alice", 0) > 0);
   limiter.recordSuccess("10.0.0.1", "alice");
   assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0), 0);
-  assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0, checking: 0 });
+  assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0, tokens: 0, checking: 0 });
   limiter.recordFailure("10.0.0.1", "alice", 0);
   assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0), 0, "counting starts again from zero");
 });
@@ -139,7 +139,7 @@ Deno.test("RateLimiter keeps at most maxEntries counters under ten times as many
     assert.ok(size.sources <= OPTIONS.maxEntries && size.accounts <= OPTIONS.maxEntries);
     assert.ok(size.pairs <= OPTIONS.maxEntries);
   }
-  assert.deepEqual(limiter.size, { sources: 100, accounts: 100, pairs: 100, checking: 0 });
+  assert.deepEqual(limiter.size, { sources: 100, accounts: 100, pairs: 100, tokens: 0, checking: 0 });
   // The most recent failures are the ones kept.
   const last = OPTIONS.maxEntries * 10 - 1;
   fail(limiter, 3, `10.0.${last >> 8}.${last & 0xff}`, `user${last}`, 2000);
@@ -196,7 +196,7 @@ Deno.test("RateLimiter lets a source with no failures check up to maxParallel pr
   assert.equal(limiter.retryAfter("10.0.0.1", "user32", 0), 1000, "the 33rd waits: a first burst is bounded");
   assert.equal(limiter.retryAfter("10.0.0.2", "user32", 0), 0, "other sources do not");
   for (let i = 0; i < 32; i++) limiter.end("10.0.0.1", `user${i}`, 0, true);
-  assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0, checking: 0 });
+  assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0, tokens: 0, checking: 0 });
 });
 
 Deno.test("RateLimiter counts proofs of one pair still being checked, so parallel guesses cannot all pass", () => {
@@ -224,4 +224,61 @@ Deno.test("RateLimiter counts proofs being checked against a source that has fai
   assert.equal(limiter.retryAfter("10.0.0.1", "erin", 0), 1000, "a guessing source cannot spray in parallel");
   for (const name of ["carol", "dave"]) limiter.end("10.0.0.1", name, 0, true);
   assert.equal(limiter.retryAfter("10.0.0.1", "erin", 0), 0, "correct proofs are forgiven");
+});
+
+Deno.test("RateLimiter exempts an attempt with a device token from the source's and account's backoff", () => {
+  const limiter = new RateLimiter(OPTIONS);
+  // Strangers guess at alice from many addresses, and from the owner's own address (one NAT).
+  for (let i = 0; i < 20; i++) fail(limiter, 4, `203.0.113.${i}`, "alice", 0);
+  fail(limiter, 10, "198.51.100.7", "alice", 0);
+  assert.ok(limiter.retryAfter("198.51.100.7", "alice", 0) > 0, "without a token the owner's address waits");
+  assert.ok(limiter.retryAfter("198.51.100.7", "bob", 0) > 0, "for every account");
+  const token = { deviceToken: "00112233445566778899aabbccddeeff" };
+  assert.equal(limiter.retryAfter("198.51.100.7", "alice", 0, token), 0, "with one she goes ahead at once");
+});
+
+Deno.test("RateLimiter counts a device token's own failures against the token alone, with their own backoff", () => {
+  const limiter = new RateLimiter(OPTIONS);
+  const token = { deviceToken: "aa" };
+  for (let i = 0; i < OPTIONS.freeFailures; i++) {
+    assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0, token), 0, `failure ${i} is free`);
+    limiter.begin("10.0.0.1", "alice", token);
+    limiter.end("10.0.0.1", "alice", 0, false, token);
+  }
+  assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0, token), 1000, "the token backs off like a pair");
+  assert.equal(
+    limiter.retryAfter("10.0.0.1", "alice", 0, { deviceToken: "bb" }),
+    0,
+    "another token does not",
+  );
+  assert.equal(limiter.retryAfter("10.0.0.1", "alice", 0), 0, "nor the source and account without a token");
+  assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0, tokens: 1, checking: 0 });
+  // A correct proof with the token forgives the token's failures.
+  limiter.begin("10.0.0.1", "alice", token);
+  limiter.end("10.0.0.1", "alice", 1000, true, token);
+  assert.equal(limiter.retryAfter("10.0.0.1", "alice", 1000, token), 0);
+  assert.deepEqual(limiter.size, { sources: 0, accounts: 0, pairs: 0, tokens: 0, checking: 0 });
+});
+
+Deno.test("RateLimiter counts proofs with one device token still being checked, so parallel guesses cannot all pass", () => {
+  const limiter = new RateLimiter(OPTIONS);
+  const token = { deviceToken: "aa" };
+  for (let i = 0; i < OPTIONS.freeFailures - 1; i++) limiter.begin("10.0.0.1", "alice", token);
+  assert.equal(
+    limiter.retryAfter("10.0.0.2", "alice", 0, token),
+    0,
+    "one fewer in flight than the free count",
+  );
+  limiter.begin("10.0.0.3", "alice", token);
+  assert.equal(limiter.retryAfter("10.0.0.4", "alice", 0, token), 1000, "from any address, the next waits");
+  for (let i = 0; i < OPTIONS.freeFailures; i++) limiter.end("10.0.0.1", "alice", 0, false, token);
+  assert.equal(limiter.size.checking, 0);
+});
+
+Deno.test("RateLimiter keeps at most maxEntries device token counters", () => {
+  const limiter = new RateLimiter(OPTIONS);
+  for (let i = 0; i < OPTIONS.maxEntries * 3; i++) {
+    limiter.end("10.0.0.1", "alice", i, false, { deviceToken: `t${i}` });
+    assert.ok(limiter.size.tokens <= OPTIONS.maxEntries);
+  }
 });

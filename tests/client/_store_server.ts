@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AuthchatClient } from "../../lib/client/authchat_client.ts";
-import type { ClientCache } from "../../lib/client/authchat_client.ts";
+import type { ClientCache, ClientOptions } from "../../lib/client/authchat_client.ts";
 import { KnownHosts } from "../../lib/client/known_hosts.ts";
 import { exportIdentityPrivate } from "../../lib/crypto/identity_key.ts";
 import type { Identity } from "../../lib/crypto/identity_key.ts";
@@ -37,10 +37,14 @@ export interface StoreServer {
    *
    * @param user The account.
    * @param password Its password.
-   * @param cache A cache shared between clients, if any.
+   * @param options A cache shared between clients, device tokens, a warning handler, if any.
    * @returns The logged-in client.
    */
-  login(user: string, password: string, cache?: ClientCache): Promise<AuthchatClient>;
+  login(
+    user: string,
+    password: string,
+    options?: { cache?: ClientCache } & Pick<ClientOptions, "deviceTokens" | "onWarning">,
+  ): Promise<AuthchatClient>;
 }
 
 /**
@@ -69,14 +73,14 @@ export async function withServer(body: (server: StoreServer) => Promise<void>): 
     await body({
       store,
       udpPort: server.addresses.udp!.port,
-      async login(user, password, cache) {
+      async login(user, password, options = {}) {
         const client = await AuthchatClient.connect({
           host: "127.0.0.1",
           port: server.addresses.tcp!.port,
           tls: false,
           trust: { knownHosts },
           keepaliveMs: 0,
-          ...(cache ? { cache } : {}),
+          ...options,
         });
         clients.push(client);
         await client.login(user, password);

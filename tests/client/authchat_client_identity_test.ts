@@ -70,14 +70,14 @@ Deno.test("AuthchatClient with a shared cache opens a key backup once, and again
   await withServer(async ({ store, login }) => {
     await createAccount(store, { user: "erin", password: PASSWORD }, ACCOUNT_SETTINGS);
     const cache: ClientCache = { saltedPasswords: new Map(), identities: new Map() };
-    const made = (await login("erin", PASSWORD, cache)).chat?.identity;
+    const made = (await login("erin", PASSWORD, { cache })).chat?.identity;
     assert.ok(made);
-    const again = await login("erin", PASSWORD, cache);
+    const again = await login("erin", PASSWORD, { cache });
     assert.equal(again.chat?.identity, made, "the same key object: no Argon2id on the second login");
     assert.equal(cache.identities.size, 1);
     assert.equal(cache.saltedPasswords.size, 1);
     await again.passwd(PASSWORD, NEXT);
-    const after = await login("erin", NEXT, cache);
+    const after = await login("erin", NEXT, { cache });
     assert.notEqual(after.chat?.identity, made, "a new backup is opened anew");
     assert.equal(await privateBytes(after.chat?.identity), await privateBytes(made));
     assert.equal(cache.identities.size, 2);

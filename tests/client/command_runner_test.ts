@@ -56,6 +56,12 @@ function fakeClient(calls: string[], handlers?: ConnectionHandlers) {
       state.closedReason = "Server ended the session: Server shutting down (SHUTDOWN)";
       handlers?.onClosed();
     },
+    /** Shed at a connection cap before logging in: BYE with `code`, then the connection ends. */
+    shed: (code = "TOO_MANY_CONNECTIONS") => {
+      handlers?.onEvent({ op: "BYE", code, reason: "Too many connections" });
+      state.closedReason = `Server ended the session: Too many connections (${code})`;
+      handlers?.onClosed();
+    },
     /** The server's login deadline: BYE AUTH_TIMEOUT, then the connection ends. */
     idleTimeout: () => {
       handlers?.onEvent({ op: "BYE", code: "AUTH_TIMEOUT", reason: "Not logged in within 30 s" });
@@ -290,6 +296,36 @@ Deno.test("CommandRunner replaces a connection the login deadline closed silentl
   );
   assert.equal(await late.run("is_logged"), true);
   assert.equal(racing.clients.length, 2);
+});
+
+Deno.test("CommandRunner replaces a connection shed before its login silently, and retries the login on a new one", async () => {
+  // Shed by its address's cap, or by the server's.
+  for (const code of ["TOO_MANY_CONNECTIONS", "SERVER_FULL"]) {
+    const racing = connector([]);
+    const { value, out, err, events } = io({ login: "right" });
+    let first = true;
+    const runner = new CommandRunner(
+      async (handlers) => {
+        const client = await racing.connect(handlers) as unknown as Fake;
+        if (first) {
+          first = false;
+          // A newer connection from the same address made this one, not logged in, close as LOGIN went out.
+          client.login = () => {
+            client.shed(code);
+            return Promise.reject(new ConnectionClosedError(`Server ended the session (${code})`));
+          };
+        }
+        return client as unknown as AuthchatClient;
+      },
+      value,
+      { user: "a" },
+    );
+    assert.equal(await runner.run("login"), true, "a script goes on: nothing was lost");
+    assert.deepEqual(err, []);
+    assert.ok(!events.some((e) => e.type === "bye" || e.type === "notice"));
+    assert.deepEqual(out, ["logged in as a"]);
+    assert.equal(racing.clients.length, 2);
+  }
 });
 
 Deno.test("CommandRunner replaces an idle connection silently in scripts too, but no other closed one", async () => {

@@ -98,13 +98,19 @@ Deno.test("permissionFlags gives the client its files to read, and its trust fil
   const flags = permissionFlags({
     command: "client",
     inputs: ["pw", undefined, "/ca/cert.pem", ""],
-    trustFiles: ["/home/a/.config/authchat/known_hosts", "/home/a/.config/authchat/known_peers"],
+    trustFiles: [
+      "/home/a/.config/authchat/known_hosts",
+      "/home/a/.config/authchat/known_peers",
+      "/home/a/.config/authchat/device_tokens",
+    ],
     missingDirs: [],
   }, CWD);
   const trust = [
     "/home/a/.config/authchat/known_hosts",
     "/home/a/.config/authchat/known_peers",
     "/home/a/.config/authchat/.known_peers.tmp",
+    "/home/a/.config/authchat/device_tokens",
+    "/home/a/.config/authchat/.device_tokens.tmp",
   ];
   assert.deepEqual(flags, [
     "--unstable-net",
@@ -117,20 +123,20 @@ Deno.test("permissionFlags gives the client its files to read, and its trust fil
   const named = permissionFlags({
     command: "client",
     inputs: [],
-    trustFiles: ["/kh", "kp"],
+    trustFiles: ["/kh", "kp", "/dt"],
     missingDirs: [],
   }, CWD);
-  assert.deepEqual(granted(named, "allow-write"), ["/kh", "/repo/kp", "/repo/.kp.tmp"]);
+  assert.deepEqual(granted(named, "allow-write"), ["/kh", "/repo/kp", "/repo/.kp.tmp", "/dt", "/.dt.tmp"]);
   // A directory that does not exist yet is made by the client: it may write there.
   const fresh = permissionFlags({
     command: "client",
     inputs: [],
-    trustFiles: ["/new/kh", "/new/kp"],
+    trustFiles: ["/new/kh", "/new/kp", undefined],
     missingDirs: ["/new"],
   }, CWD);
   assert.deepEqual(granted(fresh, "allow-write"), ["/new/kh", "/new/kp", "/new/.kp.tmp", "/new"]);
   const bare = permissionFlags(
-    { command: "client", inputs: [], trustFiles: [undefined, undefined], missingDirs: [] },
+    { command: "client", inputs: [], trustFiles: [undefined, undefined, undefined], missingDirs: [] },
     CWD,
   );
   assert.equal(granted(bare, "allow-read"), null);

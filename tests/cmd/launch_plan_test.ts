@@ -76,7 +76,7 @@ Deno.test("permissionRequest finds the client's trust files where the client loo
   assert.deepEqual(fromDir, {
     command: "client",
     inputs: ["pw", undefined, "c.pem", "/cfg/client.yaml"],
-    trustFiles: ["/cfg/known_hosts", "/cfg/known_peers"],
+    trustFiles: ["/cfg/known_hosts", "/cfg/known_peers", "/cfg/device_tokens"],
     missingDirs: ["/cfg"],
   });
   // A directory that exists already is not the client's to make.
@@ -85,20 +85,26 @@ Deno.test("permissionRequest finds the client's trust files where the client loo
     context({ HOME: "/home/a" }, ["/home/a"]),
   );
   assert.ok(existing?.command === "client");
-  assert.deepEqual(existing.missingDirs, ["/srv"]);
+  // (The device tokens' default directory does not exist yet.)
+  assert.deepEqual(existing.missingDirs, ["/srv", "/home/a/.config/authchat"]);
   const given = await permissionRequest(
     ["client", "--known-hosts", "/k/h", "--exec", "--known-peers"],
     context({}),
   );
   assert.ok(given?.command === "client");
   // "--known-peers" above is the value of --exec, not an option: the real parser tells them apart.
-  assert.deepEqual(given.trustFiles, ["/k/h", undefined]);
+  assert.deepEqual(given.trustFiles, ["/k/h", undefined, undefined]);
   const home = await permissionRequest(["client"], context({ HOME: "/home/b" }));
   assert.ok(home?.command === "client");
   assert.deepEqual(home.trustFiles, [
     "/home/b/.config/authchat/known_hosts",
     "/home/b/.config/authchat/known_peers",
+    "/home/b/.config/authchat/device_tokens",
   ]);
+  const tokens = await permissionRequest(["client", "--device-tokens", "/t/dt"], context({}));
+  assert.ok(tokens?.command === "client");
+  assert.deepEqual(tokens.trustFiles, [undefined, undefined, "/t/dt"]);
+  assert.deepEqual(tokens.missingDirs, ["/t"]);
 });
 
 Deno.test("permissionRequest grants the files a client.yaml names, from the file's own directory", async () => {
@@ -114,7 +120,7 @@ Deno.test("permissionRequest grants the files a client.yaml names, from the file
     assert.deepEqual(byDefault, {
       command: "client",
       inputs: [join(dir, "pw"), undefined, join(cfg, "certs/ca.pem"), join(cfg, "client.yaml")],
-      trustFiles: ["/elsewhere/known_hosts", join(cfg, "known_peers")],
+      trustFiles: ["/elsewhere/known_hosts", join(cfg, "known_peers"), join(cfg, "device_tokens")],
       missingDirs: ["/elsewhere", cfg],
     });
     // A named file relative to the child's working directory, its paths relative to itself; flags win.

@@ -31,6 +31,7 @@ const VALUES: Partial<Record<ClientConfigKey, string>> = {
   new_password_file: "new.pw",
   known_hosts: "kh",
   known_peers: "kp",
+  device_tokens: "dt",
   server_udp_port: "2001",
 };
 

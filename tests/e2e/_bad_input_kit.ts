@@ -79,11 +79,11 @@ export function mechanisms(env: RowEnv): string[] {
   return env.greeting.mechanisms as string[];
 }
 
-/** Send LOGIN and expect a CHALLENGE; returns the SCRAM client and the server-first-message. */
+/** Send LOGIN (with a device token, if given) and expect a CHALLENGE; returns the SCRAM client and the server-first-message. */
 export async function beginLogin(
   c: RawClient,
   env: RowEnv,
-  credentials: { user: string; password: string; nonce?: string },
+  credentials: { user: string; password: string; nonce?: string; deviceToken?: string },
   id: number,
 ): Promise<{ scram: ScramClient; serverFirst: string }> {
   const scram = new ScramClient({
@@ -92,7 +92,13 @@ export async function beginLogin(
     serverMechanisms: mechanisms(env),
     ...(credentials.nonce === undefined ? {} : { nonce: credentials.nonce }),
   });
-  const challenge = await c.request({ op: "LOGIN", id, mechanism: scram.mechanism, data: scram.first });
+  const challenge = await c.request({
+    op: "LOGIN",
+    id,
+    mechanism: scram.mechanism,
+    data: scram.first,
+    ...(credentials.deviceToken === undefined ? {} : { device_token: credentials.deviceToken }),
+  });
   assert.equal(challenge.op, "CHALLENGE", JSON.stringify(challenge));
   assert.equal(challenge.id, id);
   return { scram, serverFirst: String(challenge.data) };

@@ -6,6 +6,7 @@
  * @module
  */
 
+import net from "node:net";
 import { saslPrep } from "../../lib/auth/saslprep.ts";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64 } from "../../lib/codec/base64.ts";
@@ -13,6 +14,7 @@ import { encodeFrame, FrameDecoder } from "../../lib/codec/frame.ts";
 import type { Sealed } from "../../lib/codec/messages.ts";
 import { createVerifier, formatVerifier } from "../../lib/crypto/scram_verifier.ts";
 import { importSealPublicKey, seal, sealContext } from "../../lib/crypto/seal.ts";
+import { NodeSocketStream } from "../../lib/transport/node_socket_stream.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -53,12 +55,37 @@ function timeout(ms: number, what: string): { promise: Promise<never>; clear: ()
   return { promise, clear: () => clearTimeout(timer) };
 }
 
+/** What a raw connection needs of its socket: `Deno.TcpConn` as it is, a `node:net` socket adapted. */
+interface RawConn {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(data: Uint8Array): Promise<number>;
+  closeWrite(): Promise<void>;
+  close(): void;
+}
+
+/** Connect from a chosen local address (Deno.connect cannot bind one; node:net can). */
+async function connectFrom(port: number, from: string): Promise<RawConn> {
+  const socket = net.connect({ host: "127.0.0.1", port, localAddress: from });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  socket.setNoDelay(true);
+  const stream = new NodeSocketStream(socket);
+  return {
+    read: (buffer) => stream.read(buffer),
+    write: (data) => stream.write(data),
+    closeWrite: () => new Promise<void>((resolve) => socket.end(resolve)),
+    close: () => stream.close(),
+  };
+}
+
 /**
  * One raw connection. A background loop reads and decodes frames; {@linkcode RawClient.next}
  * hands them out in order. Dispose it (or call {@linkcode RawClient.close}) in `finally`.
  */
 export class RawClient {
-  #conn: Deno.TcpConn;
+  #conn: RawConn;
   #decoder = new FrameDecoder();
   #frames: Reply[] = [];
   #ended = false;
@@ -67,18 +94,21 @@ export class RawClient {
   #reader: Promise<void>;
   #closed = false;
 
-  private constructor(conn: Deno.TcpConn) {
+  private constructor(conn: RawConn) {
     this.#conn = conn;
     this.#reader = this.#readLoop();
   }
 
   /**
-   * Connect to a server's plain TCP port.
+   * Connect to a server's plain TCP port on 127.0.0.1.
    *
    * @param port The port.
+   * @param options `from`: the local address to connect from (any of 127.0.0.0/8), to act as another client
+   *   address; default 127.0.0.1.
    * @returns The client.
    */
-  static async connect(port: number): Promise<RawClient> {
+  static async connect(port: number, options: { from?: string } = {}): Promise<RawClient> {
+    if (options.from !== undefined) return new RawClient(await connectFrom(port, options.from));
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     conn.setNoDelay(true);
     return new RawClient(conn);
@@ -99,7 +129,9 @@ export class RawClient {
       if (this.#decoder.end()) throw this.#decoder.error;
     } catch (err) {
       // A reset or a local close ends the stream like EOF does; anything else is kept for the test.
-      if (!this.#closed && !(err instanceof Deno.errors.ConnectionReset)) this.#readError = err as Error;
+      const reset = err instanceof Deno.errors.ConnectionReset ||
+        (err as { code?: string }).code === "ECONNRESET";
+      if (!this.#closed && !reset) this.#readError = err as Error;
     } finally {
       this.#ended = true;
       this.#wake?.();

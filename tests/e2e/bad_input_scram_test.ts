@@ -231,6 +231,96 @@ const SCRAM: Row[] = [
     id: 5,
     scram: "invalid-proof",
   },
+  {
+    name: "LOGIN with a device_token that is not base64 → BAD_MESSAGE",
+    hello: true,
+    steps: [{
+      op: "LOGIN",
+      id: 28,
+      mechanism: "SCRAM-SHA-256",
+      data: "n,,n=alice,r=abcdefgh",
+      device_token: "not a token!",
+    }],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 28,
+    message: /^Invalid field msg\.device_token: /,
+  },
+  {
+    name: "LOGIN with a 1 MB device_token → BAD_MESSAGE",
+    hello: true,
+    steps: [{
+      op: "LOGIN",
+      id: 29,
+      mechanism: "SCRAM-SHA-256",
+      data: "n,,n=alice,r=abcdefgh",
+      device_token: "A".repeat(60_000),
+    }],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 29,
+    message: /^Invalid field msg\.device_token: longer than 256 characters/,
+  },
+  {
+    name: "LOGIN with a device_token that is an object → BAD_MESSAGE",
+    hello: true,
+    steps: [{
+      op: "LOGIN",
+      id: 30,
+      mechanism: "SCRAM-SHA-256",
+      data: "n,,n=alice,r=abcdefgh",
+      device_token: { v: 1, user: "alice" },
+    }],
+    code: "BAD_MESSAGE",
+    fatal: false,
+    id: 30,
+  },
+  {
+    name:
+      "forged device token (the layout right, the MAC random) is ignored: a wrong proof fails → AUTH_FAILED",
+    hello: true,
+    steps: [async (c, env) => {
+      const forged = new Uint8Array(73);
+      crypto.getRandomValues(forged);
+      forged[0] = 1;
+      new DataView(forged.buffer).setBigUint64(1, 1n);
+      new DataView(forged.buffer).setBigUint64(17, 2n ** 60n);
+      const deviceToken = forged.toBase64();
+      const { scram, serverFirst } = await beginLogin(
+        c,
+        env,
+        { ...ALICE, password: "wrong", deviceToken },
+        31,
+      );
+      await c.send({ op: "PROOF", id: 32, data: await scram.final(serverFirst) });
+    }],
+    code: "AUTH_FAILED",
+    fatal: false,
+    id: 32,
+    scram: "invalid-proof",
+  },
+  {
+    name:
+      "alice's own device token with a wrong password → AUTH_FAILED (the token exempts, it does not log in)",
+    hello: true,
+    steps: [async (c, env) => {
+      const { reply } = await scramLogin(c, { ...ALICE, mechanisms: mechanisms(env) });
+      assert.equal(typeof reply.device_token, "string");
+      assert.equal((await c.request({ op: "LOGOUT", id: 4 })).op, "LOGOUT");
+      const deviceToken = String(reply.device_token);
+      const { scram, serverFirst } = await beginLogin(
+        c,
+        env,
+        { ...ALICE, password: "wrong", deviceToken },
+        33,
+      );
+      await c.send({ op: "PROOF", id: 34, data: await scram.final(serverFirst) });
+    }],
+    code: "AUTH_FAILED",
+    fatal: false,
+    id: 34,
+    scram: "invalid-proof",
+  },
 ];
 
 Deno.test("authchat server answers bad SCRAM exchanges with documented errors and keeps serving", (t) =>

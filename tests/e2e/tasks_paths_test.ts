@@ -122,7 +122,7 @@ Deno.test("deno task start takes --config and --data outside the repository, and
   ]);
 });
 
-Deno.test("deno task client reads --password-file, --new-password-file, --ca, --known-hosts and --config outside the repository", async () => {
+Deno.test("deno task client reads --password-file, --new-password-file, --ca, --known-hosts, --device-tokens and --config outside the repository", async () => {
   await using out = await tempDir();
   const data = join(out.path, "data");
   await installKeys(data);
@@ -134,10 +134,12 @@ Deno.test("deno task client reads --password-file, --new-password-file, --ca, --
   // Every file the client uses is named on its command line: its default directory stays untouched.
   const env = { AUTHCHAT_CONFIG_DIR: join(out.path, "config") };
   const knownHosts = join(out.path, "trust", "known_hosts");
+  const deviceTokens = join(out.path, "trust", "device_tokens");
   /** Alice with a password file, and trust files outside the default directory. */
   const alice = (passwordFile: string) => [
     ...["--user", "alice", "--password-file", passwordFile],
     ...["--known-hosts", knownHosts, "--known-peers", join(out.path, "trust", "known_peers")],
+    ...["--device-tokens", deviceTokens],
   ];
   const tls = await task("client", [
     ...["--tls", "--ca", join(data, "server-cert.pem"), "--port", String(server.tlsPort)],
@@ -159,12 +161,21 @@ Deno.test("deno task client reads --password-file, --new-password-file, --ca, --
     await Deno.readTextFile(knownHosts),
     new RegExp(`^127\\.0\\.0\\.1:${server.tcpPort} seal SHA256:`),
   );
+  // Each login kept its device token there (the TLS one, replaced at passwd, and the TCP one).
+  assert.match(
+    await Deno.readTextFile(deviceTokens),
+    new RegExp(`^127\\.0\\.0\\.1:${server.tlsPort} alice `),
+  );
+  assert.match(
+    await Deno.readTextFile(deviceTokens),
+    new RegExp(`\n127\\.0\\.0\\.1:${server.tcpPort} alice `),
+  );
   // The same through a configuration file whose paths are relative to itself: the launcher grants them.
   await Deno.mkdir(join(out.path, "cc"));
   await Deno.writeTextFile(
     join(out.path, "cc", "client.yaml"),
     `tls: true\nport: ${server.tlsPort}\nuser: alice\nca: ../data/server-cert.pem\npassword_file: ../new.pw\n` +
-      "known_hosts: ../trust/known_hosts\nknown_peers: ../trust/known_peers\n",
+      "known_hosts: ../trust/known_hosts\nknown_peers: ../trust/known_peers\ndevice_tokens: ../trust/device_tokens\n",
   );
   const fromFile = await task(
     "client",

@@ -20,6 +20,7 @@ import type {
   ServerMessageOf,
 } from "../../lib/codec/messages.ts";
 import { importSealPublicKey, seal, sealContext } from "../../lib/crypto/seal.ts";
+import { DeviceTokenKey } from "../../lib/crypto/device_token.ts";
 import { createVerifier, formatVerifier } from "../../lib/crypto/scram_verifier.ts";
 import { Logger } from "../../lib/server/logger.ts";
 import { Session } from "../../lib/server/session.ts";
@@ -112,6 +113,7 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
   const pair = await sealKeys();
   const iterations = options.iterations ?? KIT_ITERATIONS;
   const passwordMinLength = options.passwordMinLength ?? KIT_PASSWORD_MIN_LENGTH;
+  const mockSecret = await store.mockSecret();
   const ctx: SessionContext = {
     store,
     limiter: new RateLimiter({
@@ -143,7 +145,8 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
     keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? 15_000,
     sealPrivateKey: pair.privateKey,
     sealPublicKey: encodeBase64(new Uint8Array(await crypto.subtle.exportKey("spki", pair.publicKey))),
-    mockSecret: await store.mockSecret(),
+    mockSecret,
+    deviceTokens: await DeviceTokenKey.derive(mockSecret),
   };
   return {
     ctx,

@@ -240,34 +240,42 @@ Deno.test("AuthchatServer answers an RDV on its UDP port for a session logged in
   });
 });
 
-Deno.test("AuthchatServer counts TLS handshakes under way against the cap on connections not logged in", async () => {
-  await withServer({ maxUnauthenticated: 2 }, async ({ server }) => {
+Deno.test("AuthchatServer counts TLS handshakes under way against the cap on connections not logged in, and sheds the oldest", async () => {
+  await withServer({ maxUnauthenticated: 2 }, async ({ server, logs }) => {
     const tlsPort = server.addresses.tls!.port;
+    const closedSoon = async (conn: Deno.Conn) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const closed = await Promise.race([
+        conn.read(new Uint8Array(16)).then((n) => n === null, () => true),
+        new Promise<boolean>((r) => timer = setTimeout(() => r(false), 3000)),
+      ]);
+      clearTimeout(timer);
+      return closed;
+    };
     // Two connections that never start their handshake hold both slots.
     const idle = [
       await Deno.connect({ hostname: "127.0.0.1", port: tlsPort }),
       await Deno.connect({ hostname: "127.0.0.1", port: tlsPort }),
     ];
+    const third = await Deno.connect({ hostname: "127.0.0.1", port: tlsPort });
     try {
+      assert.equal(await closedSoon(idle[0]!), true, "the oldest handshake makes room for a third");
       await new Promise((r) => setTimeout(r, 100));
-      assert.notEqual(server.registry.refusal("127.0.0.1"), null, "both slots are held");
-      const third = await Deno.connect({ hostname: "127.0.0.1", port: tlsPort });
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const closed = await Promise.race([
-        third.read(new Uint8Array(16)).then((n) => n === null, () => true),
-        new Promise<boolean>((r) => timer = setTimeout(() => r(false), 3000)),
-      ]);
-      clearTimeout(timer);
-      third.close();
-      assert.equal(closed, true, "a third handshake is closed at once");
+      assert.equal(server.registry.unauthenticatedFrom("127.0.0.1"), 2, "the third holds a slot");
       await using tcp = await RawClient.connect(server.addresses.tcp!.port);
-      const refused = await tcp.next();
-      assert.equal((refused as { code?: string } | null)?.code, "TOO_MANY_CONNECTIONS", "plain TCP too");
+      const greeting = await tcp.request({ op: "HELLO", id: 1, version: 1 });
+      assert.equal(greeting.op, "HELLO", "plain TCP is served too, making room the same way");
+      assert.equal(await closedSoon(idle[1]!), true);
+      assert.ok(
+        logs.some((l) =>
+          / ended ip=127\.0\.0\.1 transport=tls handshake=true code=TOO_MANY_CONNECTIONS/.test(l)
+        ),
+      );
     } finally {
-      for (const c of idle) c.close();
+      for (const c of [...idle, third]) c.close();
     }
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal(server.registry.refusal("127.0.0.1"), null, "the slots are free once they close");
+    assert.equal(server.registry.unauthenticatedFrom("127.0.0.1"), 0, "the slots are free once they close");
   });
 });
 

@@ -75,7 +75,7 @@ Deno.test("Session LOGIN of an account without an identity returns none, and no 
   const { reply } = await kit.connect().login("alice", PASSWORD);
   assert.equal(reply.identity, undefined);
   assert.equal(reply.udp, undefined);
-  assert.deepEqual(Object.keys(reply).sort(), ["data", "id", "op", "user"]);
+  assert.deepEqual(Object.keys(reply).sort(), ["data", "device_token", "id", "op", "user"]);
 });
 
 Deno.test("Session IDENTITY registers a key once, then refuses with IDENTITY_EXISTS", async () => {

@@ -53,20 +53,43 @@ Deno.test("Session restarts the auth timeout after LOGOUT", async () => {
   assert.equal(conn.session.deadline, kit.clock.now + 30_000);
 });
 
-Deno.test("SessionRegistry caps connections per source that are not logged in", async () => {
+Deno.test("SessionRegistry sheds the oldest connection not logged in at the per-source cap, never refusing", async () => {
   await using kit = await makeKit({ maxUnauthenticatedPerIp: 2 });
   await kit.addUser("alice", PASSWORD);
-  const first = kit.connect({ peerAddress: "192.0.2.1" });
-  kit.connect({ peerAddress: "192.0.2.1" });
-  assert.equal(kit.ctx.registry.refusal("192.0.2.1") === null, false);
-  assert.equal(kit.ctx.registry.refusal("192.0.2.2") === null, true);
+  const { registry } = kit.ctx;
+  const from = (address = "192.0.2.1") => {
+    assert.equal(registry.admit(address), null, "a newcomer is never refused for connections not logged in");
+    return kit.connect({ peerAddress: address });
+  };
+  const first = from();
+  const second = from();
   await first.login("alice", PASSWORD);
-  assert.equal(kit.ctx.registry.refusal("192.0.2.1") === null, true, "a logged-in session frees its slot");
+  assert.equal(registry.unauthenticatedFrom("192.0.2.1"), 1, "a logged-in session frees its slot");
+  const third = from();
+  assert.equal(second.closed, false, "below the cap nothing is shed");
+  from("192.0.2.2");
+  assert.equal(second.closed || third.closed, false, "another address is not affected");
+  const fourth = from();
+  assert.equal(second.closed, true, "at the cap the oldest not logged in is shed");
+  assert.deepEqual(second.take().at(-1), {
+    op: "BYE",
+    code: "TOO_MANY_CONNECTIONS",
+    reason:
+      "Too many connections from your address that are not logged in: this one, the oldest, made room " +
+      "for a new one (at most 2, or 1000 in all)",
+  });
+  assert.equal(
+    first.closed || third.closed || fourth.closed,
+    false,
+    "never a logged-in one, nor a newer one",
+  );
+  // A session that logs out counts as the newest connection not logged in.
   await first.send({ op: "LOGOUT" });
-  assert.equal(kit.ctx.registry.refusal("192.0.2.1") === null, false);
-  first.session.disconnected("test");
-  assert.equal(kit.ctx.registry.refusal("192.0.2.1") === null, true);
-  assert.equal(kit.ctx.registry.size, 1);
+  from();
+  assert.deepEqual([third.closed, fourth.closed, first.closed], [true, true, false]);
+  for (const shed of [second, third, fourth]) shed.session.disconnected("test");
+  assert.equal(registry.unauthenticatedFrom("192.0.2.1"), 2, "a shed session is not counted again");
+  assert.equal(registry.size, 3);
 });
 
 Deno.test("Session reports a store failure as INTERNAL and keeps serving", async () => {

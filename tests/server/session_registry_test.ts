@@ -77,7 +77,9 @@ Deno.test("SessionRegistry stops counting a shed session at once, before its con
   assert.equal(c.reg.admit("192.0.2.1"), null);
   assert.equal(c.get("a").ended, "SERVER_FULL");
   assert.equal(c.reg.connections, 1, "a is on its way out");
-  assert.equal(c.reg.size, 2, "but still a session until its close removes it");
+  assert.equal(c.reg.size, 1, "and forgotten at once: the close that follows finds it gone");
+  c.reg.remove(c.get("a"));
+  assert.equal(c.reg.connections, 1, "its later removal counts nothing twice");
   assert.equal(c.reg.admit("192.0.2.1"), null);
   assert.equal(c.get("b").ended, null, "room was there: nobody else is shed");
 });
@@ -137,17 +139,28 @@ Deno.test("SessionRegistry counts held slots (TLS handshakes) against the cap an
   assert.equal(c.connect("b"), null, "no session was shed");
   assert.equal(shedHandshakes, 1, "the handshake was the oldest");
   assert.equal(c.reg.connections, 2);
-  assert.equal(c.reg.refusal("192.0.2.9"), null, "its slot per address is free again");
+  assert.equal(c.reg.unauthenticatedFrom("192.0.2.9"), 0, "its slot per address is free again");
   release();
   assert.equal(c.reg.connections, 2, "a second release changes nothing");
 });
 
-Deno.test("SessionRegistry keeps the per-address caps ahead of the cap in all, and sheds nobody for them", () => {
+Deno.test("SessionRegistry applies the per-address caps before the cap in all, shedding the address's own", () => {
   const reg = new SessionRegistry({ maxUnauthenticatedPerIp: 1, maxConnectionsPerIp: 5, maxConnections: 1 });
   const a = new FakeSession("a");
+  const b = new FakeSession("b", "192.0.2.2");
   reg.add(a);
-  assert.equal(reg.admit(a.peerAddress)?.cap, "address");
-  assert.equal(a.ended, null);
+  // At its address's cap, the address's own connection makes room, not another address's.
+  assert.equal(reg.admit(a.peerAddress), null);
+  assert.equal(a.ended, "TOO_MANY_CONNECTIONS");
+  assert.equal(reg.connections, 0, "a shed session stops counting at once");
+  reg.add(b);
+  // Logged in at both caps: nothing may be shed, and the per-address cap is the one that refuses.
+  reg.setUser(b, "bob");
+  const c = new FakeSession("c", "192.0.2.2");
+  assert.equal(reg.admit(c.peerAddress)?.cap, "server");
+  const d = new FakeSession("d");
+  assert.equal(reg.admit(d.peerAddress)?.cap, "server");
+  assert.equal(b.ended, null);
 });
 
 Deno.test("SessionRegistry has no cap in all unless given one", () => {

@@ -1,0 +1,186 @@
+/**
+ * The device tokens a client was given at its logins (docs/PROTOCOL.md, section 7), one per server and
+ * account, kept in a `device_tokens` file beside known_hosts and shown in the next LOGIN: with one, the
+ * owner logs in at once even while strangers' guesses hold her address or account in backoff.
+ *
+ * Each line is `<server-endpoint> <user-key> <token>`. Lines starting with `#`, blank lines and malformed
+ * lines are ignored for lookups but kept, byte for byte, when the file is rewritten (mode 0600, through a
+ * temporary file and a rename). A token only spares its holder the backoff others caused, and dies with
+ * the password; still, it is the holder's, so the file is readable by its owner only.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { defaultKnownHostsPath } from "./known_hosts.ts";
+import { privateFileWorkDir, readLines, rewritePrivateFile } from "./private_file.ts";
+
+/** Where a client keeps its device tokens, and what it asks of that place. */
+export interface DeviceTokenStore {
+  /**
+   * The token kept for an account on a server.
+   *
+   * @param server The server endpoint, `host:port`.
+   * @param user The account's user key (lower-cased name).
+   * @returns The token, or `undefined`.
+   */
+  get(server: string, user: string): Promise<string | undefined>;
+  /**
+   * Keep a token for an account on a server, replacing the one kept before.
+   *
+   * @param server The server endpoint.
+   * @param user The user key.
+   * @param token The token the server gave.
+   */
+  put(server: string, user: string, token: string): Promise<void>;
+  /**
+   * Drop the token of an account (deleted).
+   *
+   * @param server The server endpoint.
+   * @param user The user key.
+   */
+  forget(server: string, user: string): Promise<void>;
+}
+
+/** What a token may look like in the file: base64, at most what the protocol carries. */
+const TOKEN = /^[A-Za-z0-9+/]{1,256}={0,2}$/;
+
+/**
+ * Where the device-token file lives: in the directory of {@linkcode defaultKnownHostsPath}, named
+ * `device_tokens`.
+ *
+ * @example
+ * ```ts
+ * import { defaultDeviceTokensPath } from "./device_tokens.ts";
+ * console.assert(defaultDeviceTokensPath({ HOME: "/home/a" }) === "/home/a/.config/authchat/device_tokens");
+ * ```
+ *
+ * @param env Environment variables.
+ * @returns The path.
+ * @throws {TypeError} When none of `AUTHCHAT_CONFIG_DIR`, `XDG_CONFIG_HOME` or `HOME` is set.
+ */
+export function defaultDeviceTokensPath(env: Record<string, string | undefined>): string {
+  return join(dirname(defaultKnownHostsPath(env)), "device_tokens");
+}
+
+/**
+ * Where a device-token file is rewritten before it replaces the file (see {@linkcode privateFileWorkDir}).
+ *
+ * @example
+ * ```ts
+ * import { deviceTokensWorkDir } from "./device_tokens.ts";
+ * console.assert(deviceTokensWorkDir("/home/a/.config/authchat/device_tokens") === "/home/a/.config/authchat/.device_tokens.tmp");
+ * ```
+ *
+ * @param path The device-token file.
+ * @returns The directory.
+ */
+export function deviceTokensWorkDir(path: string): string {
+  return privateFileWorkDir(path);
+}
+
+/** A line's server, user and token, or `null` for comments, blank and malformed lines. */
+function parseLine(line: string): { server: string; user: string; token: string } | null {
+  const [server, user, token, extra] = line.trim().split(/\s+/);
+  if (!server || server.startsWith("#") || !user || !token || !TOKEN.test(token)) return null;
+  if (extra !== undefined && !extra.startsWith("#")) return null;
+  return { server, user, token };
+}
+
+/** Refuse a value that would not read back as one field of a line. */
+function checkField(value: string, what: string, pattern?: RegExp): void {
+  if (value === "" || /\s/u.test(value) || value.startsWith("#") || (pattern && !pattern.test(value))) {
+    throw new TypeError(`${what} cannot be stored in device_tokens: ${JSON.stringify(value.slice(0, 64))}`);
+  }
+}
+
+/**
+ * The device-token file.
+ *
+ * @example
+ * ```ts ignore
+ * import { DeviceTokens } from "./device_tokens.ts";
+ * const tokens = new DeviceTokens("/home/a/.config/authchat/device_tokens");
+ * await tokens.put("chat.example:1992", "alice", token);
+ * console.assert(await tokens.get("chat.example:1992", "alice") === token);
+ * ```
+ */
+export class DeviceTokens implements DeviceTokenStore {
+  /** The file path. */
+  readonly path: string;
+  /** Rewrites run one at a time, so that two in this process never lose each other's line. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Use a device-token file (created on first write).
+   *
+   * @param path The file.
+   */
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  /**
+   * The token kept for an account on a server.
+   *
+   * @param server The server endpoint, `host:port`.
+   * @param user The user key.
+   * @returns The token, or `undefined` when none is kept.
+   * @throws {Deno.errors.PermissionDenied} And other errors reading the file, but a missing file.
+   */
+  async get(server: string, user: string): Promise<string | undefined> {
+    let found: string | undefined;
+    for (const line of await readLines(this.path)) {
+      const entry = parseLine(line);
+      if (entry && entry.server === server && entry.user === user) found = entry.token;
+    }
+    return found;
+  }
+
+  /**
+   * Keep a token, replacing the account's line in place or adding one.
+   *
+   * @param server The server endpoint, `host:port`.
+   * @param user The user key.
+   * @param token The token (base64).
+   * @throws {TypeError} When a field is empty, contains white space or starts with `#`, or the token is not
+   *   base64.
+   */
+  put(server: string, user: string, token: string): Promise<void> {
+    checkField(server, "Server endpoint");
+    checkField(user, "User");
+    checkField(token, "Token", TOKEN);
+    return this.#rewrite(server, user, `${server} ${user} ${token}`);
+  }
+
+  /**
+   * Drop an account's token (its lines go; the file is left alone when it has none).
+   *
+   * @param server The server endpoint, `host:port`.
+   * @param user The user key.
+   */
+  forget(server: string, user: string): Promise<void> {
+    return this.#rewrite(server, user, null);
+  }
+
+  #rewrite(server: string, user: string, line: string | null): Promise<void> {
+    const run = this.#queue.then(async () => {
+      const out: string[] = [];
+      let found = false;
+      for (const old of await readLines(this.path)) {
+        const entry = parseLine(old);
+        if (entry && entry.server === server && entry.user === user) {
+          if (!found && line !== null) out.push(line);
+          found = true;
+        } else {
+          out.push(old);
+        }
+      }
+      if (!found && line === null) return;
+      if (!found) out.push(line!);
+      await rewritePrivateFile(this.path, out.map((l) => `${l}\n`).join(""));
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+}

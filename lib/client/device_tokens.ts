@@ -5,15 +5,15 @@
  *
  * Each line is `<server-endpoint> <user-key> <token>`. Lines starting with `#`, blank lines and malformed
  * lines are ignored for lookups but kept, byte for byte, when the file is rewritten (mode 0600, through a
- * temporary file and a rename). A token only spares its holder the backoff others caused, and dies with
+ * temporary file and a rename: _keyed_lines.ts). A token only spares its holder the backoff others caused, and dies with
  * the password; still, it is the holder's, so the file is readable by its owner only.
  *
  * @module
  */
 
 import { dirname, join } from "node:path";
+import { KeyedLines } from "./_keyed_lines.ts";
 import { defaultKnownHostsPath } from "./known_hosts.ts";
-import { privateFileWorkDir, readLines, rewritePrivateFile } from "./private_file.ts";
 
 /** Where a client keeps its device tokens, and what it asks of that place. */
 export interface DeviceTokenStore {
@@ -64,37 +64,6 @@ export function defaultDeviceTokensPath(env: Record<string, string | undefined>)
 }
 
 /**
- * Where a device-token file is rewritten before it replaces the file (see {@linkcode privateFileWorkDir}).
- *
- * @example
- * ```ts
- * import { deviceTokensWorkDir } from "./device_tokens.ts";
- * console.assert(deviceTokensWorkDir("/home/a/.config/authchat/device_tokens") === "/home/a/.config/authchat/.device_tokens.tmp");
- * ```
- *
- * @param path The device-token file.
- * @returns The directory.
- */
-export function deviceTokensWorkDir(path: string): string {
-  return privateFileWorkDir(path);
-}
-
-/** A line's server, user and token, or `null` for comments, blank and malformed lines. */
-function parseLine(line: string): { server: string; user: string; token: string } | null {
-  const [server, user, token, extra] = line.trim().split(/\s+/);
-  if (!server || server.startsWith("#") || !user || !token || !TOKEN.test(token)) return null;
-  if (extra !== undefined && !extra.startsWith("#")) return null;
-  return { server, user, token };
-}
-
-/** Refuse a value that would not read back as one field of a line. */
-function checkField(value: string, what: string, pattern?: RegExp): void {
-  if (value === "" || /\s/u.test(value) || value.startsWith("#") || (pattern && !pattern.test(value))) {
-    throw new TypeError(`${what} cannot be stored in device_tokens: ${JSON.stringify(value.slice(0, 64))}`);
-  }
-}
-
-/**
  * The device-token file.
  *
  * @example
@@ -106,10 +75,7 @@ function checkField(value: string, what: string, pattern?: RegExp): void {
  * ```
  */
 export class DeviceTokens implements DeviceTokenStore {
-  /** The file path. */
-  readonly path: string;
-  /** Rewrites run one at a time, so that two in this process never lose each other's line. */
-  #queue: Promise<unknown> = Promise.resolve();
+  #file: KeyedLines;
 
   /**
    * Use a device-token file (created on first write).
@@ -117,7 +83,16 @@ export class DeviceTokens implements DeviceTokenStore {
    * @param path The file.
    */
   constructor(path: string) {
-    this.path = path;
+    this.#file = new KeyedLines(path, {
+      name: "device_tokens",
+      valueName: "Token",
+      valid: (value) => TOKEN.test(value),
+    });
+  }
+
+  /** The file path. */
+  get path(): string {
+    return this.#file.path;
   }
 
   /**
@@ -128,13 +103,8 @@ export class DeviceTokens implements DeviceTokenStore {
    * @returns The token, or `undefined` when none is kept.
    * @throws {Deno.errors.PermissionDenied} And other errors reading the file, but a missing file.
    */
-  async get(server: string, user: string): Promise<string | undefined> {
-    let found: string | undefined;
-    for (const line of await readLines(this.path)) {
-      const entry = parseLine(line);
-      if (entry && entry.server === server && entry.user === user) found = entry.token;
-    }
-    return found;
+  get(server: string, user: string): Promise<string | undefined> {
+    return this.#file.get(server, user);
   }
 
   /**
@@ -143,14 +113,11 @@ export class DeviceTokens implements DeviceTokenStore {
    * @param server The server endpoint, `host:port`.
    * @param user The user key.
    * @param token The token (base64).
-   * @throws {TypeError} When a field is empty, contains white space or starts with `#`, or the token is not
-   *   base64.
+   * @throws {TypeError} When the endpoint or user is empty or contains white space, the endpoint starts
+   *   with `#`, or the token is not base64.
    */
   put(server: string, user: string, token: string): Promise<void> {
-    checkField(server, "Server endpoint");
-    checkField(user, "User");
-    checkField(token, "Token", TOKEN);
-    return this.#rewrite(server, user, `${server} ${user} ${token}`);
+    return this.#file.set(server, user, token);
   }
 
   /**
@@ -158,29 +125,9 @@ export class DeviceTokens implements DeviceTokenStore {
    *
    * @param server The server endpoint, `host:port`.
    * @param user The user key.
+   * @throws {TypeError} When the endpoint or user could not be stored (see {@linkcode DeviceTokens.put}).
    */
   forget(server: string, user: string): Promise<void> {
-    return this.#rewrite(server, user, null);
-  }
-
-  #rewrite(server: string, user: string, line: string | null): Promise<void> {
-    const run = this.#queue.then(async () => {
-      const out: string[] = [];
-      let found = false;
-      for (const old of await readLines(this.path)) {
-        const entry = parseLine(old);
-        if (entry && entry.server === server && entry.user === user) {
-          if (!found && line !== null) out.push(line);
-          found = true;
-        } else {
-          out.push(old);
-        }
-      }
-      if (!found && line === null) return;
-      if (!found) out.push(line!);
-      await rewritePrivateFile(this.path, out.map((l) => `${l}\n`).join(""));
-    });
-    this.#queue = run.catch(() => {});
-    return run;
+    return this.#file.set(server, user, null);
   }
 }

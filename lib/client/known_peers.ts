@@ -5,7 +5,7 @@
  *
  * Each line is `<server-endpoint> <user-key> <base64 raw Ed25519 key>`. Lines
  * starting with `#`, blank lines and malformed lines are ignored for lookups
- * but kept, byte for byte, when the file is rewritten.
+ * but kept, byte for byte, when the file is rewritten (_keyed_lines.ts).
  *
  * @module
  */
@@ -13,20 +13,14 @@
 import { dirname, join } from "node:path";
 import { decodeBase64, encodeBase64 } from "../codec/base64.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
+import { KeyedLines } from "./_keyed_lines.ts";
 import { defaultKnownHostsPath } from "./known_hosts.ts";
-import { privateFileWorkDir, readLines, rewritePrivateFile } from "./private_file.ts";
 
 /** How a key compares with the pinned one. */
 export type PeerKeyStatus = "new" | "match" | "changed";
 
 /** Bytes of a raw Ed25519 public key. */
 const KEY_BYTES = 32;
-
-interface Entry {
-  server: string;
-  user: string;
-  key: Uint8Array<ArrayBuffer>;
-}
 
 /**
  * Where the known-peers file lives: in the directory of
@@ -47,41 +41,6 @@ export function defaultKnownPeersPath(env: Record<string, string | undefined>): 
 }
 
 /**
- * Where a known-peers file is rewritten before it replaces the file: a private directory beside it, so the
- * client needs write access to the file and this directory only, never to the directory the file is in
- * (which may be a home directory, or `/`).
- *
- * @example
- * ```ts
- * import { knownPeersWorkDir } from "./known_peers.ts";
- * console.assert(knownPeersWorkDir("/home/a/trust/known_peers") === "/home/a/trust/.known_peers.tmp");
- * ```
- *
- * @param path The known-peers file.
- * @returns The directory.
- */
-export function knownPeersWorkDir(path: string): string {
-  return privateFileWorkDir(path);
-}
-
-/** A line's entry, or `null` for comments, blank and malformed lines. */
-function parseLine(line: string): Entry | null {
-  const [server, user, key, extra] = line.trim().split(/\s+/);
-  if (!server || server.startsWith("#") || !user || !key) return null;
-  if (extra !== undefined && !extra.startsWith("#")) return null;
-  const raw = decodeBase64(key);
-  if (raw === null || raw.length !== KEY_BYTES) return null;
-  return { server, user, key: raw };
-}
-
-/** Refuse a value that would not read back as one field of a line. */
-function checkField(value: string, what: string): void {
-  if (value === "" || /\s/u.test(value) || (what === "Server endpoint" && value.startsWith("#"))) {
-    throw new TypeError(`${what} cannot be stored in known_peers: ${JSON.stringify(value)}`);
-  }
-}
-
-/**
  * The known-peers file. User keys are stored and compared exactly as given:
  * lower-casing them is the caller's job.
  *
@@ -96,10 +55,7 @@ function checkField(value: string, what: string): void {
  * ```
  */
 export class KnownPeers {
-  /** The file path. */
-  readonly path: string;
-  /** Pins run one at a time, so that two rewrites in this process never lose each other's line. */
-  #queue: Promise<unknown> = Promise.resolve();
+  #file: KeyedLines;
 
   /**
    * Use a known-peers file (created on first pin).
@@ -107,11 +63,16 @@ export class KnownPeers {
    * @param path The file.
    */
   constructor(path: string) {
-    this.path = path;
+    this.#file = new KeyedLines(path, {
+      name: "known_peers",
+      valueName: "Key",
+      valid: (value) => decodeBase64(value)?.length === KEY_BYTES,
+    });
   }
 
-  #lines(): Promise<string[]> {
-    return readLines(this.path);
+  /** The file path. */
+  get path(): string {
+    return this.#file.path;
   }
 
   /**
@@ -122,13 +83,9 @@ export class KnownPeers {
    * @returns The 32-byte key, or `undefined` when none is pinned.
    */
   async pinned(server: string, user: string): Promise<Uint8Array<ArrayBuffer> | undefined> {
-    let found: Uint8Array<ArrayBuffer> | undefined;
-    for (const line of await this.#lines()) {
-      const entry = parseLine(line);
-      // The last line wins, as in known_hosts; pin never writes two.
-      if (entry && entry.server === server && entry.user === user) found = entry.key;
-    }
-    return found;
+    // The last line wins, as in known_hosts; pin never writes two.
+    const key = await this.#file.get(server, user);
+    return key === undefined ? undefined : decodeBase64(key)!;
   }
 
   /**
@@ -147,8 +104,8 @@ export class KnownPeers {
 
   /**
    * Pin a key, adding a line or replacing the user's line in place. The file is
-   * rewritten through a temporary file (in {@linkcode knownPeersWorkDir}) and a
-   * rename, with mode 0600; its directory is created with mode 0700.
+   * rewritten through a temporary file (in `privateFileWorkDir`) and a rename,
+   * with mode 0600; its directory is created with mode 0700.
    *
    * @param server The server endpoint, `host:port`.
    * @param user The user key.
@@ -157,31 +114,10 @@ export class KnownPeers {
    * @throws {TypeError} When the endpoint or user is empty, contains white space, or the endpoint starts
    *   with `#`.
    */
-  pin(server: string, user: string, key: Uint8Array): Promise<void> {
-    const run = this.#queue.then(() => this.#pin(server, user, key));
-    this.#queue = run.catch(() => {});
-    return run;
-  }
-
-  async #pin(server: string, user: string, key: Uint8Array): Promise<void> {
-    checkField(server, "Server endpoint");
-    checkField(user, "User");
+  async pin(server: string, user: string, key: Uint8Array): Promise<void> {
     if (key.length !== KEY_BYTES) {
       throw new RangeError(`Peer key must be ${KEY_BYTES} bytes: got ${key.length}`);
     }
-    const line = `${server} ${user} ${encodeBase64(key)}`;
-    const out: string[] = [];
-    let placed = false;
-    for (const old of await this.#lines()) {
-      const entry = parseLine(old);
-      if (entry && entry.server === server && entry.user === user) {
-        if (!placed) out.push(line);
-        placed = true;
-      } else {
-        out.push(old);
-      }
-    }
-    if (!placed) out.push(line);
-    await rewritePrivateFile(this.path, out.map((l) => `${l}\n`).join(""));
+    await this.#file.set(server, user, encodeBase64(key));
   }
 }

@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  defaultDeviceTokensPath,
-  DeviceTokens,
-  deviceTokensWorkDir,
-} from "../../lib/client/device_tokens.ts";
+import { defaultDeviceTokensPath, DeviceTokens } from "../../lib/client/device_tokens.ts";
+import { privateFileWorkDir } from "../../lib/client/private_file.ts";
 
 const T1 = new Uint8Array(73).fill(1).toBase64();
 const T2 = new Uint8Array(73).fill(2).toBase64();
@@ -60,7 +57,7 @@ Deno.test("DeviceTokens writes the file 0600 in a 0700 directory, through its ow
     await tokens.put("h:1", "alice", T2);
     assert.equal((await Deno.stat(tokens.path)).mode! & 0o777, 0o600, "a rewrite restores 0600");
     assert.deepEqual([...Deno.readDirSync(join(dir, "nested"))].map((e) => e.name), ["device_tokens"]);
-    assert.equal(deviceTokensWorkDir(tokens.path), join(dir, "nested", ".device_tokens.tmp"));
+    assert.equal(privateFileWorkDir(tokens.path), join(dir, "nested", ".device_tokens.tmp"));
   });
 });
 
@@ -86,6 +83,8 @@ Deno.test("DeviceTokens refuses a field that would not read back as itself", asy
       assert.throws(() => tokens.put(server!, user!, token!), TypeError, `${server}|${user}|${token}`);
     }
     await assert.rejects(Deno.stat(tokens.path), Deno.errors.NotFound);
+    await tokens.put("h:1", "#bob", T1);
+    assert.equal(await tokens.get("h:1", "#bob"), T1, "a user key may start with #, as in known_peers");
   });
 });
 

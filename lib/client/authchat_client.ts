@@ -5,10 +5,9 @@
  * @module
  */
 
-import { prepareNewUsername } from "../auth/username.ts";
 import type { SaltedPasswordCache } from "../auth/scram_client.ts";
 import { saslPrep } from "../auth/saslprep.ts";
-import { prepareUsername } from "../auth/username.ts";
+import { prepareNewUsername, prepareUsername } from "../auth/username.ts";
 import { PROTOCOL_VERSION } from "../codec/messages.ts";
 import type { ClientMessage, ServerMessageOf, ServerOp } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";

@@ -264,34 +264,55 @@ export async function hello(client: RawClient, id = 1): Promise<Reply> {
 }
 
 /**
+ * Try a SCRAM-SHA-256 login after HELLO: `LOGIN`, then `PROOF` when a `CHALLENGE` comes back. Nothing is
+ * verified or refused here: the test reads the reply.
+ *
+ * @param client A connection that said HELLO.
+ * @param attempt User, password and the mechanisms from HELLO; the id of `LOGIN` (default 2; `PROOF` gets
+ *   the next), and fields to add to `LOGIN` (a `device_token`).
+ * @returns The reply to `LOGIN` when it was no `CHALLENGE` (then `clientFinal` is `null`), else the reply to
+ *   `PROOF`; and the SCRAM client (to verify the server's signature, or for its session key).
+ */
+export async function scramAttempt(
+  client: RawClient,
+  attempt: { user: string; password: string; mechanisms: string[]; id?: number; fields?: Reply },
+): Promise<{ reply: Reply; clientFinal: string | null; scram: ScramClient }> {
+  const scram = new ScramClient({
+    username: attempt.user,
+    password: attempt.password,
+    serverMechanisms: attempt.mechanisms,
+  });
+  const id = attempt.id ?? 2;
+  const challenge = await client.request({
+    op: "LOGIN",
+    id,
+    mechanism: scram.mechanism,
+    data: scram.first,
+    ...attempt.fields,
+  });
+  if (challenge.op !== "CHALLENGE") return { reply: challenge, clientFinal: null, scram };
+  const clientFinal = await scram.final(String(challenge.data));
+  const reply = await client.request({ op: "PROOF", id: id + 1, data: clientFinal });
+  return { reply, clientFinal, scram };
+}
+
+/**
  * Log in with SCRAM-SHA-256 after HELLO, verifying the server's signature.
  *
  * @param client A connection that said HELLO.
  * @param credentials User, password and the mechanisms from HELLO.
- * @returns The client-final-message and the LOGIN reply.
+ * @returns The client-final-message and the LOGIN reply, and the SCRAM client (for its session key).
  * @throws {Error} When any step is refused.
  */
 export async function scramLogin(
   client: RawClient,
   credentials: { user: string; password: string; mechanisms: string[] },
-): Promise<Omit<LoginTranscript, "hello">> {
-  const scram = new ScramClient({
-    username: credentials.user,
-    password: credentials.password,
-    serverMechanisms: credentials.mechanisms,
-  });
-  const challenge = await client.request({
-    op: "LOGIN",
-    id: 2,
-    mechanism: scram.mechanism,
-    data: scram.first,
-  });
-  if (challenge.op !== "CHALLENGE") throw new Error(`LOGIN refused: ${JSON.stringify(challenge)}`);
-  const clientFinal = await scram.final(String(challenge.data));
-  const reply = await client.request({ op: "PROOF", id: 3, data: clientFinal });
+): Promise<Omit<LoginTranscript, "hello"> & { scram: ScramClient }> {
+  const { reply, clientFinal, scram } = await scramAttempt(client, credentials);
+  if (clientFinal === null) throw new Error(`LOGIN refused: ${JSON.stringify(reply)}`);
   if (reply.op !== "LOGIN") throw new Error(`PROOF refused: ${JSON.stringify(reply)}`);
   scram.verify(String(reply.data));
-  return { clientFinal, reply };
+  return { clientFinal, reply, scram };
 }
 
 /**

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { installKeys, runCli, seedUsers, ServerProcess, tempDir } from "./_harness.ts";
 import type { CliResult } from "./_harness.ts";
-import { hello, RawClient, scramLogin } from "./_raw_client.ts";
+import { hello, RawClient, scramAttempt, scramLogin } from "./_raw_client.ts";
 import type { Reply } from "./_raw_client.ts";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 
@@ -57,15 +57,9 @@ function outcome(result: CliResult): string {
 
 /** One wrong guess at alice on a connection: the code of what the server answered LOGIN or PROOF with. */
 async function guess(c: RawClient, greeting: Reply, id: number): Promise<string> {
-  const scram = new ScramClient({
-    username: "alice",
-    password: `guess ${crypto.randomUUID()}`,
-    serverMechanisms: greeting.mechanisms as string[],
-  });
-  const challenge = await c.request({ op: "LOGIN", id, mechanism: scram.mechanism, data: scram.first });
-  if (challenge.op !== "CHALLENGE") return String(challenge.code);
-  const reply = await c.request({ op: "PROOF", id: id + 1, data: await scram.final(String(challenge.data)) });
-  return String(reply.code);
+  const password = `guess ${crypto.randomUUID()}`;
+  const mechanisms = greeting.mechanisms as string[];
+  return String((await scramAttempt(c, { user: "alice", password, mechanisms, id })).reply.code);
 }
 
 Deno.test("A guessing run from other addresses does not hold back alice's client, which shows its device token", async () => {
@@ -131,18 +125,8 @@ Deno.test("A source in backoff for its guesses at other names does not hold back
   await hello(c);
   const codes: string[] = [];
   for (let i = 0; i < 10 && codes.at(-1) !== "RATE_LIMITED"; i++) {
-    const scram = new ScramClient({
-      username: `ghost${i}`,
-      password: "wrong",
-      serverMechanisms: ["SCRAM-SHA-256"],
-    });
-    const challenge = await c.request({ op: "LOGIN", id: 2, mechanism: scram.mechanism, data: scram.first });
-    if (challenge.op !== "CHALLENGE") codes.push(String(challenge.code));
-    else {codes.push(
-        String(
-          (await c.request({ op: "PROOF", id: 3, data: await scram.final(String(challenge.data)) })).code,
-        ),
-      );}
+    const attempt = { user: `ghost${i}`, password: "wrong", mechanisms: ["SCRAM-SHA-256"] };
+    codes.push(String((await scramAttempt(c, attempt)).reply.code));
   }
   assert.equal(codes.at(-1), "RATE_LIMITED", codes.join(","));
   assert.match(outcome(await s.login("other-device", ALICE.password)), /^RATE_LIMITED/, "without a token");

@@ -6,9 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { installKeys, seedUsers, ServerProcess, tempDir } from "./_harness.ts";
-import { hello, RawClient, scramLogin } from "./_raw_client.ts";
+import { hello, RawClient, scramAttempt, scramLogin } from "./_raw_client.ts";
 import type { Reply } from "./_raw_client.ts";
-import { ScramClient } from "../../lib/auth/scram_client.ts";
 
 const PASSWORD = "tulip orbit canyon 7";
 const WATCHERS = 4;
@@ -59,19 +58,8 @@ async function loginAndDrop(port: number, user: string): Promise<Reply> {
   const client = await RawClient.connect(port);
   try {
     const greeting = await hello(client);
-    const scram = new ScramClient({
-      username: user,
-      password: PASSWORD,
-      serverMechanisms: greeting.mechanisms as string[],
-    });
-    const challenge = await client.request({
-      op: "LOGIN",
-      id: 2,
-      mechanism: scram.mechanism,
-      data: scram.first,
-    });
-    if (challenge.op !== "CHALLENGE") return challenge;
-    return await client.request({ op: "PROOF", id: 3, data: await scram.final(String(challenge.data)) });
+    const mechanisms = greeting.mechanisms as string[];
+    return (await scramAttempt(client, { user, password: PASSWORD, mechanisms })).reply;
   } finally {
     await client.close(); // no CLOSE: a drop, which takes the user offline at once
   }
@@ -180,22 +168,8 @@ Deno.test("authchat server checks exactly failures_before_backoff (5) wrong proo
     for (let i = 0; i < 7; i++) {
       await using c = await RawClient.connect(server.tcpPort);
       const greeting = await hello(c);
-      const scram = new ScramClient({
-        username: "alice",
-        password: `wrong guess ${i}`,
-        serverMechanisms: greeting.mechanisms as string[],
-      });
-      const challenge = await c.request({
-        op: "LOGIN",
-        id: 2,
-        mechanism: scram.mechanism,
-        data: scram.first,
-      });
-      if (challenge.op !== "CHALLENGE") {
-        outcomes.push(challenge.code);
-        continue;
-      }
-      const reply = await c.request({ op: "PROOF", id: 3, data: await scram.final(String(challenge.data)) });
+      const mechanisms = greeting.mechanisms as string[];
+      const { reply } = await scramAttempt(c, { user: "alice", password: `wrong guess ${i}`, mechanisms });
       outcomes.push(reply.code);
     }
     assert.deepEqual(outcomes, [

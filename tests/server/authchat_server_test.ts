@@ -7,14 +7,13 @@ import {
   identityPaths,
   loadServerIdentity,
 } from "../../lib/crypto/server_identity.ts";
-import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64 } from "../../lib/codec/base64.ts";
 import { decodeDatagram, encodeRdv, importUdpKey, verifyDatagramTag } from "../../lib/codec/datagram.ts";
 import { AuthchatServer } from "../../lib/server/authchat_server.ts";
 import { Logger } from "../../lib/server/logger.ts";
 import { loadServerConfig } from "../../lib/server/server_config.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
-import { RawClient } from "../e2e/_raw_client.ts";
+import { RawClient, scramAttempt } from "../e2e/_raw_client.ts";
 
 const PASSWORD = "violet harbor engine 42";
 
@@ -194,18 +193,12 @@ Deno.test("AuthchatServer answers an RDV on its UDP port for a session logged in
     await registrar.close();
     await using raw = await RawClient.connect(server.addresses.tcp!.port);
     const hello = await raw.request({ op: "HELLO", version: 1, id: 1 });
-    const scram = new ScramClient({
-      username: "alice",
+    const mechanisms = hello.mechanisms as string[];
+    const { reply: login, scram } = await scramAttempt(raw, {
+      user: "alice",
       password: PASSWORD,
-      serverMechanisms: hello.mechanisms as string[],
+      mechanisms,
     });
-    const challenge = await raw.request({
-      op: "LOGIN",
-      id: 2,
-      mechanism: scram.mechanism,
-      data: scram.first,
-    });
-    const login = await raw.request({ op: "PROOF", id: 3, data: await scram.final(String(challenge.data)) });
     assert.equal(login.op, "LOGIN");
     scram.verify(String(login.data));
     const udp = login.udp as { port: number; handle: string; relay_id: number };
@@ -367,17 +360,7 @@ Deno.test("AuthchatServer sheds a TLS handshake under way like a connection not 
 
 /** Log alice in on a raw connection that said HELLO. */
 async function scramLoginRaw(client: RawClient, greeting: Record<string, unknown>): Promise<void> {
-  const scram = new ScramClient({
-    username: "alice",
-    password: PASSWORD,
-    serverMechanisms: greeting.mechanisms as string[],
-  });
-  const challenge = await client.request({
-    op: "LOGIN",
-    id: 2,
-    mechanism: scram.mechanism,
-    data: scram.first,
-  });
-  const proof = await client.request({ op: "PROOF", id: 3, data: await scram.final(String(challenge.data)) });
-  assert.equal(proof.op, "LOGIN", JSON.stringify(proof));
+  const mechanisms = greeting.mechanisms as string[];
+  const { reply } = await scramAttempt(client, { user: "alice", password: PASSWORD, mechanisms });
+  assert.equal(reply.op, "LOGIN", JSON.stringify(reply));
 }

@@ -1,6 +1,6 @@
 /**
  * A clock with timers that move only when a test says so, for components that take a
- * {@linkcode CoalescerClock}.
+ * {@linkcode CoalescerClock} (or, adapted, a `Logger`'s `now` and `schedule`).
  *
  * @module
  */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { Logger } from "../../lib/server/logger.ts";
+import { ManualClock } from "./_manual_clock.ts";
 
 const LOGGER = fileURLToPath(new URL("../../lib/server/logger.ts", import.meta.url));
 
@@ -47,31 +48,25 @@ Deno.test("Logger hands a custom sink each line as it is logged", () => {
 /** A logger with a rate limit on a clock and timers the test drives. */
 function limitedLogger(limit: { linesPerSecond: number; burst: number }) {
   const lines: string[] = [];
-  let now = 0;
-  let timers: { task: () => void; at: number }[] = [];
+  const clock = new ManualClock();
   const log = new Logger({
     write: (line) => lines.push(line.replace(/^\S+ /, "")),
-    now: () => now,
+    now: () => clock.now(),
     limit,
     schedule: (task, ms) => {
-      const timer = { task, at: now + ms };
-      timers.push(timer);
-      return () => timers = timers.filter((t) => t !== timer);
+      const timer = clock.setTimeout(task, ms);
+      return () => clock.clearTimeout(timer);
     },
   });
   return {
     log,
     lines,
     get pending(): number {
-      return timers.length;
+      return clock.pending;
     },
     /** Move the clock on, running the timers that fall due. */
     advance(ms: number): void {
-      now += ms;
-      for (const timer of timers.filter((t) => t.at <= now)) {
-        timers = timers.filter((t) => t !== timer);
-        timer.task();
-      }
+      clock.advance(ms);
     },
   };
 }

@@ -60,12 +60,11 @@ export class TokenBucket {
    */
   take(source: string, now: number): number {
     const key = this.#key(source);
-    const old = this.#buckets.get(key);
-    const tokens = Math.min(this.#burst, old ? old.tokens + (now - old.at) * this.#perMs : this.#burst);
+    const tokens = this.#tokens(key, now);
     this.#buckets.delete(key);
     if (tokens < 1) {
       this.#buckets.set(key, { tokens, at: now });
-      return Math.ceil((1 - tokens) / this.#perMs);
+      return this.#waitFor(tokens);
     }
     this.#buckets.set(key, { tokens: tokens - 1, at: now });
     while (this.#buckets.size > this.#maxEntries) {
@@ -84,10 +83,19 @@ export class TokenBucket {
    * @returns 0 when a token is there, else the milliseconds until one is (what {@linkcode take} would say).
    */
   wait(source: string, now: number): number {
-    const old = this.#buckets.get(this.#key(source));
-    if (!old) return 0;
-    const tokens = Math.min(this.#burst, old.tokens + (now - old.at) * this.#perMs);
-    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) / this.#perMs);
+    const tokens = this.#tokens(this.#key(source), now);
+    return tokens >= 1 ? 0 : this.#waitFor(tokens);
+  }
+
+  /** The tokens a source holds now: what it had, plus what it earned since, at most the burst. */
+  #tokens(key: string, now: number): number {
+    const old = this.#buckets.get(key);
+    return Math.min(this.#burst, old ? old.tokens + (now - old.at) * this.#perMs : this.#burst);
+  }
+
+  /** Milliseconds until a source holding `tokens` (fewer than 1) has one. */
+  #waitFor(tokens: number): number {
+    return Math.ceil((1 - tokens) / this.#perMs);
   }
 
   /**

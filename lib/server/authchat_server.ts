@@ -42,7 +42,7 @@ import { Rendezvous } from "./udp_rendezvous.ts";
 import { MAX_DATAGRAM } from "../codec/datagram.ts";
 import { listenErrorFrom } from "./listen_error.ts";
 import type { ListenTarget } from "./listen_error.ts";
-import { connectionCap, countFreeDescriptors, defaultConnectionCap } from "./descriptor_limit.ts";
+import { connectionCap, countFreeDescriptors, defaultConnectionCap, probeBound } from "./descriptor_limit.ts";
 import type { FreeDescriptors } from "./descriptor_limit.ts";
 import { AcceptBackoff } from "./_accept_backoff.ts";
 
@@ -92,7 +92,7 @@ async function bind<T>(
  * descriptors allow.
  */
 function resolveConnectionCap(config: ServerConfig, log: Logger, found?: FreeDescriptors): number {
-  const descriptors = found ?? countFreeDescriptors();
+  const descriptors = found ?? countFreeDescriptors({ bound: probeBound(config.max_connections) });
   const { cap, configured, exceedsDescriptors } = connectionCap(config.max_connections, descriptors);
   const fields = {
     max_connections: cap,

@@ -210,6 +210,26 @@ Deno.test("a flood of connections beyond the descriptors sheds those not logged 
   }
 });
 
+Deno.test("a configured max_connections makes the start-up probe count only the descriptors it needs", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  const server = await ServerProcess.start(data, {
+    descriptors: 4096,
+    env: { AUTHCHAT_MAX_CONNECTIONS: "100" },
+  });
+  try {
+    // 100 connections and the reserve of 64 fit: counting the other 3,900 would tell nothing more.
+    await logShows(
+      server,
+      / INFO connection_cap max_connections=100 configured=true free_descriptors=164 at_least=true found=probe$/m,
+    );
+    assert.doesNotMatch(server.stderr, /connection_cap_above_descriptors/);
+  } finally {
+    await server.kill();
+  }
+});
+
 Deno.test("a server out of descriptors pauses between failed accepts, serves its sessions meanwhile, and recovers", async () => {
   await using dir = await tempDir();
   const data = join(dir.path, "data");

@@ -6,6 +6,8 @@ import {
   defaultConnectionCap,
   DESCRIPTOR_RESERVE,
   parseOpenFilesLimit,
+  PROBE_BOUND,
+  probeBound,
 } from "../../lib/server/descriptor_limit.ts";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units     
@@ -107,4 +109,27 @@ Deno.test("connectionCap takes max_connections when set, and says when it exceed
     { cap: 50_000, configured: true, exceedsDescriptors: false },
     "a lower bound cannot tell",
   );
+});
+
+Deno.test("probeBound counts only what a configured cap needs, and the verdict is the same as a full count's", () => {
+  assert.equal(probeBound(0), PROBE_BOUND, "a derived cap needs every free descriptor, up to the bound");
+  assert.equal(probeBound(100), 100 + DESCRIPTOR_RESERVE);
+  assert.equal(probeBound(PROBE_BOUND), PROBE_BOUND, "never more than the bound");
+  for (const configured of [1, 100, 936, 5000]) {
+    for (const free of [50, configured + DESCRIPTOR_RESERVE - 1, configured + DESCRIPTOR_RESERVE, 20_000]) {
+      const full = countFreeDescriptors({ readProc: noProc, open: fakeOpen(free).open, bound: 1_000_000 });
+      const probe = fakeOpen(free);
+      const early = countFreeDescriptors({
+        readProc: noProc,
+        open: probe.open,
+        bound: probeBound(configured),
+      });
+      assert.ok(probe.state.opened <= configured + DESCRIPTOR_RESERVE);
+      assert.deepEqual(
+        connectionCap(configured, early),
+        connectionCap(configured, full),
+        `max_connections ${configured}, ${free} free`,
+      );
+    }
+  }
 });

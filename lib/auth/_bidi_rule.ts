@@ -67,6 +67,13 @@ const LTR_END: ReadonlySet<BidiClass> = new Set(["L", "EN"]);
  * Whether a string satisfies the Bidi Rule. The rule applies to strings with a right-to-left character
  * (bidi class R, AL or AN: RFC 5893's "RTL label"); any other string satisfies it.
  *
+ * @example
+ * ```ts
+ * import { satisfiesBidiRule } from "./_bidi_rule.ts";
+ * console.assert(satisfiesBidiRule("alice") && satisfiesBidiRule("\u05E9\u05DC\u05D5\u05DD"));
+ * console.assert(!satisfiesBidiRule("a\u05D0"), "a left-to-right label may not hold right-to-left letters");
+ * ```
+ *
  * @param text The string (one label: a user name).
  * @returns `true` when the string has no right-to-left character, or meets all six conditions.
  */

@@ -93,6 +93,13 @@ function contextAllows(chars: readonly string[], i: number): boolean {
  * NON-JOINER (CONTEXTJ) are refused outright, stricter than PRECIS: they are invisible, SASLprep (which
  * keys every name) removes them, and a skeleton ignores them, so they could never tell two names apart.
  *
+ * @example
+ * ```ts
+ * import { firstDisallowed } from "./_identifier_class.ts";
+ * console.assert(firstDisallowed("alice") === undefined);
+ * console.assert(firstDisallowed("I\u2665NY") === 0x2665 && firstDisallowed("l\u00B7l") === undefined);
+ * ```
+ *
  * @param text The string, after the profile's width mapping.
  * @returns The offending code point, or `undefined` when every code point is allowed.
  */

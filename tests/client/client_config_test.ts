@@ -2,14 +2,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadClientConfig } from "../../lib/client/client_config.ts";
 import { ConfigError } from "../../lib/server/config_file.ts";
+import { withTempDir } from "../_temp_dir.ts";
 
-async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "authchat-client-config-" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+function withDir(body: (dir: string) => Promise<void>): Promise<void> {
+  return withTempDir(body, "authchat-client-config-");
 }
 
 const noEnv = () => undefined;

@@ -2,21 +2,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { defaultDeviceTokensPath, DeviceTokens } from "../../lib/client/device_tokens.ts";
 import { privateFileWorkDir } from "../../lib/client/private_file.ts";
+import { withTempDir } from "../_temp_dir.ts";
 
 const T1 = new Uint8Array(73).fill(1).toBase64();
 const T2 = new Uint8Array(73).fill(2).toBase64();
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("DeviceTokens keeps one token per server and account, replacing it in place", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const tokens = new DeviceTokens(join(dir, "device_tokens"));
     assert.equal(await tokens.get("h:1", "alice"), undefined, "no file yet");
     await tokens.put("h:1", "alice", T1);
@@ -35,7 +27,7 @@ Deno.test("DeviceTokens keeps one token per server and account, replacing it in 
 });
 
 Deno.test("DeviceTokens.forget drops an account's token and keeps the rest", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const tokens = new DeviceTokens(join(dir, "device_tokens"));
     await tokens.forget("h:1", "alice");
     await assert.rejects(Deno.stat(tokens.path), Deno.errors.NotFound, "nothing to forget: no file made");
@@ -48,7 +40,7 @@ Deno.test("DeviceTokens.forget drops an account's token and keeps the rest", asy
 });
 
 Deno.test("DeviceTokens writes the file 0600 in a 0700 directory, through its own work directory", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const tokens = new DeviceTokens(join(dir, "nested", "device_tokens"));
     await tokens.put("h:1", "alice", T1);
     assert.equal((await Deno.stat(join(dir, "nested"))).mode! & 0o777, 0o700);
@@ -62,7 +54,7 @@ Deno.test("DeviceTokens writes the file 0600 in a 0700 directory, through its ow
 });
 
 Deno.test("DeviceTokens keeps comments and lines it cannot read, and reads none of them", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const path = join(dir, "device_tokens");
     const foreign = `# mine\n\nh:1 alice not-base64!\nh:1 alice ${T1} extra\nh:1 bob\n`;
     await Deno.writeTextFile(path, foreign);
@@ -75,7 +67,7 @@ Deno.test("DeviceTokens keeps comments and lines it cannot read, and reads none 
 });
 
 Deno.test("DeviceTokens refuses a field that would not read back as itself", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const tokens = new DeviceTokens(join(dir, "device_tokens"));
     for (
       const [server, user, token] of [["", "a", T1], ["h:1", "a b", T1], ["#h", "a", T1], ["h:1", "a", "x y"]]
@@ -89,7 +81,7 @@ Deno.test("DeviceTokens refuses a field that would not read back as itself", asy
 });
 
 Deno.test("DeviceTokens loses no token when puts race", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const tokens = new DeviceTokens(join(dir, "device_tokens"));
     await Promise.all(Array.from({ length: 20 }, (_, i) => tokens.put("h:1", `user${i}`, T1)));
     for (let i = 0; i < 20; i++) assert.equal(await tokens.get("h:1", `user${i}`), T1);

@@ -1,23 +1,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { defaultKnownPeersPath, KnownPeers } from "../../lib/client/known_peers.ts";
+import { withTempDir } from "../_temp_dir.ts";
 
 const A = new Uint8Array(32).fill(0xaa);
 const B = new Uint8Array(32).fill(0xbb);
 const A64 = A.toBase64();
 const B64 = B.toBase64();
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("KnownPeers reports new, then match, then changed, without pinning on check", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const peers = new KnownPeers(join(dir, "known_peers"));
     assert.equal(await peers.check("h:1", "bob", A), "new");
     assert.equal(await peers.check("h:1", "bob", A), "new", "check alone pins nothing");
@@ -32,7 +24,7 @@ Deno.test("KnownPeers reports new, then match, then changed, without pinning on 
 });
 
 Deno.test("KnownPeers.pin replaces a user's key in place instead of adding a line", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const peers = new KnownPeers(join(dir, "known_peers"));
     await peers.pin("h:1", "ann", A);
     await peers.pin("h:1", "bob", A);
@@ -44,7 +36,7 @@ Deno.test("KnownPeers.pin replaces a user's key in place instead of adding a lin
 });
 
 Deno.test("KnownPeers scopes entries to the server endpoint", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const peers = new KnownPeers(join(dir, "known_peers"));
     await peers.pin("h:1", "bob", A);
     assert.equal(await peers.check("h:2", "bob", A), "new", "ports are separate");
@@ -56,7 +48,7 @@ Deno.test("KnownPeers scopes entries to the server endpoint", async () => {
 });
 
 Deno.test("KnownPeers stores user keys as given: case folding is the caller's job", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const peers = new KnownPeers(join(dir, "known_peers"));
     await peers.pin("h:1", "Bob", A);
     assert.equal(await peers.pinned("h:1", "bob"), undefined);
@@ -66,7 +58,7 @@ Deno.test("KnownPeers stores user keys as given: case folding is the caller's jo
 });
 
 Deno.test("KnownPeers.pin creates the directory 0700 and the file 0600", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const peers = new KnownPeers(join(dir, "nested", "known_peers"));
     await peers.pin("h:1", "bob", A);
     assert.equal((await Deno.stat(join(dir, "nested"))).mode! & 0o777, 0o700);
@@ -79,7 +71,7 @@ Deno.test("KnownPeers.pin creates the directory 0700 and the file 0600", async (
 });
 
 Deno.test("KnownPeers keeps comments, blank and malformed lines on rewrite but ignores them", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const file = join(dir, "known_peers");
     const kept = [
       "# comment",
@@ -108,7 +100,7 @@ Deno.test("KnownPeers keeps comments, blank and malformed lines on rewrite but i
 });
 
 Deno.test("KnownPeers.pin collapses duplicate lines for one user into the first", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const file = join(dir, "known_peers");
     await Deno.writeTextFile(file, `h:1 bob ${A64}\n# between\nh:1 bob ${B64}\n`);
     const peers = new KnownPeers(file);
@@ -119,7 +111,7 @@ Deno.test("KnownPeers.pin collapses duplicate lines for one user into the first"
 });
 
 Deno.test("KnownPeers.pin keeps every line when pins run concurrently", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const peers = new KnownPeers(join(dir, "known_peers"));
     const users = Array.from({ length: 20 }, (_, i) => `user${i}`);
     await Promise.all(users.map((u) => peers.pin("h:1", u, A)));
@@ -128,7 +120,7 @@ Deno.test("KnownPeers.pin keeps every line when pins run concurrently", async ()
 });
 
 Deno.test("KnownPeers.pin refuses values that would not read back", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const peers = new KnownPeers(join(dir, "known_peers"));
     await assert.rejects(peers.pin("h:1", "bob", A.subarray(0, 31)), RangeError);
     for (

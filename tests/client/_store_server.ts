@@ -1,6 +1,7 @@
 /**
- * An in-process server (plain TCP and UDP on port 0) whose store a test reads and writes directly, with
- * clients logged in to it; and the helpers the tests of {@linkcode AuthchatClient}'s accounts share.
+ * An in-process server (TCP, TLS and UDP on port 0) whose store a test reads and writes directly, with
+ * clients of it (trusting it on first use) and, if asked, a record of every request its sessions receive;
+ * and the helpers the tests of {@linkcode AuthchatClient}'s accounts share.
  *
  * @module
  */
@@ -17,11 +18,15 @@ import {
   identityPaths,
   loadServerIdentity,
 } from "../../lib/crypto/server_identity.ts";
+import type { ServerIdentity } from "../../lib/crypto/server_identity.ts";
 import { AuthchatServer } from "../../lib/server/authchat_server.ts";
 import { Logger } from "../../lib/server/logger.ts";
 import { loadServerConfig } from "../../lib/server/server_config.ts";
+import { Session } from "../../lib/server/session.ts";
 import type { AccountSettings } from "../../lib/store/create_account.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+
+const decoder = new TextDecoder();
 
 /** How the tests create accounts in the store: the fewest iterations, the default shortest password. */
 export const ACCOUNT_SETTINGS: AccountSettings = { iterations: 4096, minPasswordLength: 10 };
@@ -30,10 +35,28 @@ export const ACCOUNT_SETTINGS: AccountSettings = { iterations: 4096, minPassword
 export interface StoreServer {
   /** The server's store. */
   store: SqliteUserStore;
+  /** The server's identity (its certificate and sealing key). */
+  identity: ServerIdentity;
   /** The server's UDP rendezvous port. */
   udpPort: number;
+  /** Every frame payload a session of the server received, in order (with `record` only). */
+  received: Record<string, unknown>[];
   /**
-   * Connect a new client (trust on first use, no keepalive) and log it in; it is closed after the test.
+   * Options for a client of this server (trust on first use, no keepalive timer left behind).
+   *
+   * @param tls TLS, or plain TCP.
+   * @returns The options.
+   */
+  options(tls: boolean): ClientOptions;
+  /**
+   * Connect a new client; it is closed after the test.
+   *
+   * @param tls TLS, or plain TCP.
+   * @returns The client.
+   */
+  connect(tls: boolean): Promise<AuthchatClient>;
+  /**
+   * Connect a new client over plain TCP and log it in; it is closed after the test.
    *
    * @param user The account.
    * @param password Its password.
@@ -48,50 +71,87 @@ export interface StoreServer {
 }
 
 /**
- * Run `body` against a server in a temporary directory; its clients, the server and the directory are
- * closed and removed afterwards.
+ * Run `body` against a server (TCP, TLS and UDP on port 0) in a temporary directory; its clients, the
+ * server and the directory are closed and removed afterwards.
  *
  * @param body The test.
+ * @param options `record`: keep every request the server's sessions receive in `received` (what a
+ *   session's receive() gets is exactly what the server sees, TLS already removed).
  */
-export async function withServer(body: (server: StoreServer) => Promise<void>): Promise<void> {
+export async function withServer(
+  body: (server: StoreServer) => Promise<void>,
+  options: { record?: boolean } = {},
+): Promise<void> {
   const dir = await Deno.makeTempDir();
   const clients: AuthchatClient[] = [];
-  const paths = identityPaths(dir);
-  await generateServerIdentity(paths);
-  const store = SqliteUserStore.open(join(dir, "authchat.db"));
-  const server = await AuthchatServer.start({
-    config: await loadServerConfig({
-      file: "/dev/null",
-      flags: { tcp_port: 0, tls: false, udp_port: 0, scram_iterations: 4096 },
-    }),
-    identity: await loadServerIdentity(paths, { tls: false }),
-    store,
-    log: new Logger({ write: () => {} }),
-  });
-  const knownHosts = new KnownHosts(join(dir, "known_hosts"));
+  const received: Record<string, unknown>[] = [];
+  const receive = Session.prototype.receive;
+  if (options.record) {
+    Session.prototype.receive = function (payload: Uint8Array) {
+      received.push(JSON.parse(decoder.decode(payload)));
+      return receive.call(this, payload);
+    };
+  }
   try {
-    await body({
+    const paths = identityPaths(dir);
+    await generateServerIdentity(paths);
+    const identity = await loadServerIdentity(paths, { tls: true });
+    const store = SqliteUserStore.open(join(dir, "authchat.db"));
+    const server = await AuthchatServer.start({
+      config: await loadServerConfig({
+        file: "/dev/null",
+        flags: { tcp_port: 0, tls_port: 0, udp_port: 0, scram_iterations: 4096 },
+      }),
+      identity,
       store,
-      udpPort: server.addresses.udp!.port,
-      async login(user, password, options = {}) {
-        const client = await AuthchatClient.connect({
-          host: "127.0.0.1",
-          port: server.addresses.tcp!.port,
-          tls: false,
-          trust: { knownHosts },
-          keepaliveMs: 0,
-          ...options,
-        });
-        clients.push(client);
-        await client.login(user, password);
-        return client;
-      },
+      log: new Logger({ write: () => {} }),
     });
+    const knownHosts = new KnownHosts(join(dir, "known_hosts"));
+    const clientOptions = (tls: boolean): ClientOptions => ({
+      host: "127.0.0.1",
+      port: tls ? server.addresses.tls!.port : server.addresses.tcp!.port,
+      tls,
+      trust: { knownHosts },
+      keepaliveMs: 0,
+    });
+    const connect = async (tls: boolean, extra: Partial<ClientOptions> = {}) => {
+      const client = await AuthchatClient.connect({ ...clientOptions(tls), ...extra });
+      clients.push(client);
+      return client;
+    };
+    try {
+      await body({
+        store,
+        identity,
+        udpPort: server.addresses.udp!.port,
+        received,
+        options: clientOptions,
+        connect: (tls) => connect(tls),
+        async login(user, password, extra = {}) {
+          const client = await connect(false, extra);
+          await client.login(user, password);
+          return client;
+        },
+      });
+    } finally {
+      for (const client of clients) await client.close();
+      await server.shutdown();
+    }
   } finally {
-    for (const client of clients) await client.close();
-    await server.shutdown();
+    Session.prototype.receive = receive;
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/**
+ * The requests of one kind among those received.
+ *
+ * @param received What the sessions received.
+ * @param op The command.
+ * @returns Those requests, in order.
+ */
+export function requests(received: Record<string, unknown>[], op: string): Record<string, unknown>[] {
+  return received.filter((m) => m.op === op);
 }
 
 /**

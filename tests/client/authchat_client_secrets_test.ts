@@ -5,14 +5,14 @@ import type { Sealed } from "../../lib/codec/messages.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { openSealed, sealContext } from "../../lib/crypto/seal.ts";
 import { parseVerifier } from "../../lib/crypto/scram_verifier.ts";
-import { requests, withRecordingServer } from "./_recording_server.ts";
+import { requests, withServer } from "./_store_server.ts";
 
 const FIRST = "saffron tundra pillow 5";
 const SECOND = "saffron tundra pillow 6";
 const decoder = new TextDecoder();
 
 Deno.test("AuthchatClient sends only a verifier at register and passwd: the server never sees the password", async () => {
-  await withRecordingServer(async ({ store, identity, received, connect }) => {
+  await withServer(async ({ store, identity, received, connect }) => {
     // TLS: the verifier travels in the channel.
     const tls = await connect(true);
     await tls.register("alice", FIRST);
@@ -45,11 +45,11 @@ Deno.test("AuthchatClient sends only a verifier at register and passwd: the serv
     const again = await connect(false);
     assert.equal(await again.login("alice", SECOND), "alice");
     assert.equal(await again.login("bob", FIRST), "bob");
-  });
+  }, { record: true });
 });
 
 Deno.test("AuthchatClient refuses a password against the server's policy before sending anything", async () => {
-  await withRecordingServer(async ({ store, received, connect }) => {
+  await withServer(async ({ store, received, connect }) => {
     const client = await connect(true);
     const policy = (reason: string) => (err: unknown) =>
       err instanceof ProtocolError && err.code === "PASSWORD_POLICY" && err.details.reason === reason;
@@ -62,11 +62,11 @@ Deno.test("AuthchatClient refuses a password against the server's policy before 
     await client.login("carol", FIRST);
     await assert.rejects(client.passwd(FIRST, "password123"), policy("common"));
     assert.deepEqual(requests(received, "PASSWD"), [], "nothing was sent");
-  });
+  }, { record: true });
 });
 
 Deno.test("AuthchatClient checks a current password locally against what the login proved, and a new one against the policy", async () => {
-  await withRecordingServer(async ({ received, connect }) => {
+  await withServer(async ({ received, connect }) => {
     const client = await connect(false);
     assert.equal(await client.passwordMatches("anything at all"), true, "not logged in: nothing to compare");
     await client.register("erin", FIRST);
@@ -87,11 +87,11 @@ Deno.test("AuthchatClient checks a current password locally against what the log
     assert.equal(await client.passwordMatches(FIRST), false);
     await client.logout();
     assert.equal(await client.passwordMatches(FIRST), true);
-  });
+  }, { record: true });
 });
 
 Deno.test("AuthchatClient.connectAndLogin sends LOGIN right behind HELLO and logs in over TCP and TLS", async () => {
-  await withRecordingServer(async ({ received, connect, options }) => {
+  await withServer(async ({ received, connect, options }) => {
     await (await connect(true)).register("dave", FIRST);
     received.length = 0;
     for (const tls of [false, true]) {
@@ -113,16 +113,16 @@ Deno.test("AuthchatClient.connectAndLogin sends LOGIN right behind HELLO and log
     assert.equal(received[0]!.keepalive, undefined, "a client that does not ping does not say it will");
     assert.equal(received[1]!.mechanism, "SCRAM-SHA-256");
     assert.equal(received[5]!.mechanism, "SCRAM-SHA-256-PLUS");
-  });
+  }, { record: true });
 });
 
 Deno.test("AuthchatClient.connectAndLogin sends no proof to a server whose sealing key is not the trusted one", async () => {
-  await withRecordingServer(async ({ received, connect, options }) => {
+  await withServer(async ({ received, connect, options }) => {
     await (await connect(true)).register("erin", FIRST);
     received.length = 0;
     const pinned = { ...options(false), trust: { fingerprint: `SHA256:${"A".repeat(43)}` } };
     await assert.rejects(AuthchatClient.connectAndLogin(pinned, "erin", FIRST), TrustError);
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(received.map((m) => m.op), ["HELLO", "LOGIN"], "the exchange stopped before PROOF");
-  });
+  }, { record: true });
 });

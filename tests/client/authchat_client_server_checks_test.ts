@@ -10,7 +10,7 @@ import { AuthchatClient } from "../../lib/client/authchat_client.ts";
 import { SCRAM_SHA_256_PLUS, ScramServer, ScramServerExchange } from "../../lib/auth/scram_server.ts";
 import { encodeBase64 } from "../../lib/codec/base64.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
-import { requests, withRecordingServer } from "./_recording_server.ts";
+import { requests, withServer } from "./_store_server.ts";
 
 const FIRST = "marble quiver lantern 3";
 const SECOND = "marble quiver lantern 4";
@@ -42,7 +42,7 @@ for (const tls of [false, true]) {
 
   Deno.test(`AuthchatClient rejects a PASSWD reply whose server signature does not verify, and closes (${transport})`, async () => {
     await withForgedSignatures(async (forge) => {
-      await withRecordingServer(async ({ connect }) => {
+      await withServer(async ({ connect }) => {
         const client = await connect(tls);
         await client.register("alice", FIRST);
         await client.login("alice", FIRST);
@@ -58,7 +58,7 @@ for (const tls of [false, true]) {
 
   Deno.test(`AuthchatClient rejects a DELETE reply whose server signature does not verify, and closes (${transport})`, async () => {
     await withForgedSignatures(async (forge) => {
-      await withRecordingServer(async ({ connect }) => {
+      await withServer(async ({ connect }) => {
         const client = await connect(tls);
         await client.register("bob", FIRST);
         await client.login("bob", FIRST);
@@ -87,7 +87,7 @@ Deno.test("AuthchatClient.connectAndLogin over TLS refuses a HELLO without SCRAM
     },
   });
   try {
-    await withRecordingServer(async ({ received, options }) => {
+    await withServer(async ({ received, options }) => {
       const client = await AuthchatClient.connect(options(false));
       await client.register("carol", FIRST);
       await client.close();
@@ -99,7 +99,7 @@ Deno.test("AuthchatClient.connectAndLogin over TLS refuses a HELLO without SCRAM
       );
       assert.deepEqual(received.map((m) => m.op), ["HELLO", "LOGIN"], "no PROOF was sent");
       assert.equal(requests(received, "LOGIN")[0]!.mechanism, SCRAM_SHA_256_PLUS);
-    });
+    }, { record: true });
   } finally {
     Object.defineProperty(ScramServer.prototype, "mechanisms", mechanisms);
   }

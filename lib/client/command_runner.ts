@@ -160,7 +160,7 @@ export class CommandRunner {
    * The current connection was closed before it logged in (the login deadline, or shed at a connection cap),
    * and so is replaced silently.
    */
-  #idleClosed = false;
+  #closedBeforeLogin = false;
   /** Aborted when the current connection ends (its reason: why), so a `wait` on a session ends with it. */
   #ended = new AbortController();
   #finished = false;
@@ -174,8 +174,8 @@ export class CommandRunner {
    * @param connect Opens a connection that reports to the given handlers (called when a command first
    *   needs the server, and again after a close: see {@linkcode CommandRunner.client}).
    * @param io Events out, secrets and user names in.
-   * @param options Default user, whether to reconnect after the server ended a session (an idle
-   *   connection that never logged in is replaced either way), and the chat settings (pin file, server name).
+   * @param options Default user, whether to reconnect after the server ended a session (a connection
+   *   closed before it logged in is replaced either way), and the chat settings (pin file, server name).
    */
   constructor(
     connect: (handlers: ConnectionHandlers) => Promise<AuthchatClient>,
@@ -204,7 +204,7 @@ export class CommandRunner {
   async client(): Promise<AuthchatClient> {
     const old = this.#client;
     if (old && old.closedReason !== null) {
-      if (!this.#idleClosed) {
+      if (!this.#closedBeforeLogin) {
         if (!this.#reconnect) throw new Error(`Not connected: ${old.closedReason}`);
         this.#io.emit({ type: "notice", level: "info", message: `(${old.closedReason}; reconnecting)` });
       }
@@ -217,15 +217,15 @@ export class CommandRunner {
 
   async #open(): Promise<AuthchatClient> {
     const generation = ++this.#generation;
-    this.#idleClosed = false;
+    this.#closedBeforeLogin = false;
     const ended = this.#ended = new AbortController();
     const client = await this.#connect({
       onEvent: (event) => {
         if (generation !== this.#generation) return;
         // Only a connection that never logged in (or logged out) meets the login deadline or is shed.
-        const idle = event.op === "BYE" && REPLACEABLE.has(event.code);
-        if (idle) this.#idleClosed = true;
-        this.#chat.onServerEvent(event, { quiet: idle });
+        const beforeLogin = event.op === "BYE" && REPLACEABLE.has(event.code);
+        if (beforeLogin) this.#closedBeforeLogin = true;
+        this.#chat.onServerEvent(event, { quiet: beforeLogin });
       },
       onClosed: () => {
         if (generation !== this.#generation) return;
@@ -247,7 +247,9 @@ export class CommandRunner {
     try {
       return await request(client);
     } catch (err) {
-      if (!(err instanceof ConnectionClosedError) || !this.#idleClosed || this.#client !== client) throw err;
+      if (!(err instanceof ConnectionClosedError) || !this.#closedBeforeLogin || this.#client !== client) {
+        throw err;
+      }
       return await request(await this.client());
     }
   }
@@ -255,7 +257,7 @@ export class CommandRunner {
   /** The connection, when it is open and logged in; never opens one (a new one is not logged in). */
   #loggedIn(): AuthchatClient & { user: string } {
     const client = this.#client;
-    if (client && client.closedReason !== null && !this.#reconnect && !this.#idleClosed) {
+    if (client && client.closedReason !== null && !this.#reconnect && !this.#closedBeforeLogin) {
       throw new Error(`Not connected: ${client.closedReason}`);
     }
     if (!client || client.closedReason !== null || client.user === null) {

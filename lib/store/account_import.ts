@@ -172,7 +172,11 @@ function lookAlikeGroups(lines: NamedLine[]): NamedLine[][] {
     }
   });
   const groups = new Map<number, NamedLine[]>();
-  lines.forEach((l, i) => groups.set(root(i), [...(groups.get(root(i)) ?? []), l]));
+  lines.forEach((l, i) => {
+    const group = groups.get(root(i));
+    if (group) group.push(l);
+    else groups.set(root(i), [l]);
+  });
   return [...groups.values()];
 }
 

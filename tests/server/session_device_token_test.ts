@@ -302,3 +302,42 @@ Deno.test("Session counts failed PASSWD proofs against the token its device hold
   assert.equal(code((await loginWith(again, fresh, next)).reply), "RATE_LIMITED");
   assert.equal((await loginWith(again, undefined, next)).reply.op, "LOGIN", "they were counted nowhere else");
 });
+
+Deno.test("SessionRegistry puts one connection per account ahead for its token, however many show it", async () => {
+  // The attacker's own account: one token shown on every connection of a reconnecting flood must not
+  // keep them all ahead of a client without a token (a new user, a new device) alone on its address.
+  await using kit = await makeKit({ maxConnections: 5 });
+  await kit.addUser("mallory", PASSWORD);
+  const token = await tokenOf(kit.connect({ peerAddress: "10.9.9.9" }), "mallory");
+  const flood: TestConnection[] = [];
+  const showToken = async (conn: TestConnection) => {
+    await conn.sayHello();
+    const client = new ScramClient({
+      username: "mallory",
+      password: PASSWORD,
+      serverMechanisms: ["SCRAM-SHA-256"],
+    });
+    const challenge = await conn.send({
+      op: "LOGIN",
+      mechanism: client.mechanism,
+      data: client.first,
+      device_token: token,
+    });
+    assert.equal(challenge.op, "CHALLENGE");
+  };
+  for (let i = 0; i < 3; i++) {
+    const conn = kit.connect({ peerAddress: "203.0.113.66" });
+    await showToken(conn);
+    flood.push(conn);
+  }
+  const newcomer = kit.connect({ peerAddress: "192.0.2.10" });
+  // The flood reconnects what it loses, each new connection showing the token at once.
+  for (let i = 0; i < 6; i++) {
+    assert.equal(kit.ctx.registry.admit("203.0.113.66"), null);
+    const conn = kit.connect({ peerAddress: "203.0.113.66" });
+    await showToken(conn);
+    flood.push(conn);
+    assert.equal(newcomer.closed, false, `the client without a token stays (round ${i})`);
+  }
+  assert.ok(flood.filter((c) => c.closed).length >= 6, "the flood sheds its own");
+});

@@ -1,7 +1,8 @@
 /**
  * The session registry against a plain model, over random sequences of what a server does to it:
- * connections (sessions and TLS handshakes) arrive, log in and out, show device tokens, disconnect (twice,
- * or after being shed), handshakes end or turn into sessions, users are ended from elsewhere.
+ * connections (sessions and TLS handshakes) arrive, log in and out, show device tokens (of a few accounts,
+ * several sessions each) or lose them, disconnect (twice, or after being shed), handshakes end or turn
+ * into sessions, users are ended from elsewhere.
  */
 
 import assert from "node:assert/strict";
@@ -34,8 +35,28 @@ class Model {
   now = 0;
   /** What a shed must agree with: the connection being admitted. */
   admitting: string | null = null;
+  /** Of the sessions holding a token of an account, the last to get it: the only one it puts ahead. */
+  readonly holder = new Map<string, Conn>();
+
   ahead(conn: Conn): boolean {
-    return conn.showedDeviceToken;
+    return conn.tokenOf !== null && this.holder.get(conn.tokenOf) === conn;
+  }
+
+  /** A session gets a token of an account, or loses its token. */
+  holdToken(conn: Conn, account: string | null): void {
+    const behind = (c: Conn) => {
+      if (c.user === null) c.since = this.now++;
+    };
+    const wasAhead = this.ahead(conn);
+    if (wasAhead) this.holder.delete(conn.tokenOf!);
+    conn.tokenOf = account;
+    if (account !== null) {
+      const before = this.holder.get(account);
+      this.holder.set(account, conn);
+      if (before !== undefined && before !== conn) behind(before);
+    } else if (wasAhead) {
+      behind(conn);
+    }
   }
 
   live(): Conn[] {
@@ -71,6 +92,7 @@ class Model {
 
   /** A connection leaves the counts. */
   forget(conn: Conn): void {
+    if (conn.tokenOf !== null && this.holder.get(conn.tokenOf) === conn) this.holder.delete(conn.tokenOf);
     conn.counted = false;
     conn.user = null;
   }
@@ -79,7 +101,8 @@ class Model {
 /** A connection of the model: a session or a held slot (a TLS handshake). */
 class Conn implements RegisteredSession {
   readonly id = nextId++;
-  showedDeviceToken = false;
+  /** The account whose token it holds, if any. */
+  tokenOf: string | null = null;
   /** Its user once logged in. */
   user: string | null = null;
   /** Still counted by the registry (not disconnected, not shed). */
@@ -107,7 +130,10 @@ const op = fc.oneof(
   { weight: 6, arbitrary: fc.record({ connect: fc.nat(ADDRESSES.length - 1), hold: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ login: fc.nat(40), user: fc.nat(USERS.length - 1) }) },
   { weight: 1, arbitrary: fc.record({ logout: fc.nat(40) }) },
-  { weight: 2, arbitrary: fc.record({ token: fc.nat(40) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ token: fc.nat(40), account: fc.option(fc.nat(USERS.length - 1), { freq: 4 }) }),
+  },
   { weight: 2, arbitrary: fc.record({ disconnect: fc.nat(40) }) },
   { weight: 2, arbitrary: fc.record({ handshakeOver: fc.nat(40), becomesSession: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ endUser: fc.nat(USERS.length - 1) }) },
@@ -188,7 +214,11 @@ Deno.test("SessionRegistry keeps its counts and its choice of whom to shed consi
           }
         } else if ("token" in o) {
           const c = pick(o.token);
-          if (c?.kind === "session") c.showedDeviceToken = true;
+          if (c?.kind === "session" && c.counted) {
+            const account = o.account === null ? null : USERS[o.account]!;
+            model.holdToken(c, account);
+            reg.holdsToken(c, account);
+          }
         } else if ("disconnect" in o) {
           const c = pick(o.disconnect);
           if (c?.kind === "session") {

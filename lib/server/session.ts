@@ -286,7 +286,8 @@ export class Session implements RegisteredSession {
         if (this.#user) this.#logout("relogin");
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
         const who = prepareUsername(first.username);
-        checkLoginBudget(this.#ctx, this.peerAddress, who.key);
+        // One that shows a token is asked once its token is checked: a valid one spares it the address's.
+        if (msg.device_token === undefined) checkLoginBudget(this.#ctx, this.peerAddress, who.key);
         return await this.#begin({
           purpose: "login",
           first,
@@ -371,6 +372,10 @@ export class Session implements RegisteredSession {
       log: this.#logFields(),
     });
     if (this.#closed) return;
+    if (request.purpose === "login" && request.deviceToken !== undefined) {
+      const deviceToken = pending.deviceToken !== null;
+      checkLoginBudget(this.#ctx, this.peerAddress, pending.key, { deviceToken });
+    }
     if (request.purpose === "login") this.#holdToken(pending.deviceToken, pending.key);
     this.#pending = pending;
     this.#reply({ op: "CHALLENGE", data: pending.exchange.serverFirst }, requestId);
@@ -391,7 +396,11 @@ export class Session implements RegisteredSession {
     if (pending.purpose !== "login" && this.#user?.key !== pending.key) {
       throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the session ended meanwhile");
     }
-    if (pending.purpose === "login") spendLoginBudget(this.#ctx, this.peerAddress, pending.key);
+    if (pending.purpose === "login") {
+      spendLoginBudget(this.#ctx, this.peerAddress, pending.key, {
+        deviceToken: pending.deviceToken !== null,
+      });
+    }
     const { previous, identity, verifier } = await commitProof(this.#ctx, pending, now);
     if (this.#closed) return;
     const fields = { session: this.id, ip: this.peerAddress, user: pending.name };

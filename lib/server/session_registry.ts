@@ -17,9 +17,9 @@
  *   idle connections from an address cannot lock out everyone behind it; only
  *   when every connection of the address is logged in is the newcomer refused.
  * - At the server's cap on connections (one descriptor each), one of the
- *   source address holding the most such connections is shed, its oldest
- *   (`BYE SERVER_FULL`; why by address: _shed_queue.ts); when every connection
- *   is logged in, the newcomer is refused.
+ *   source address (IPv6: /48) holding the most such connections is shed, its
+ *   oldest (`BYE SERVER_FULL`; why by address: _shed_queue.ts); when every
+ *   connection is logged in, the newcomer is refused.
  *
  * Oldest: not logged in for the longest, counting from its connect or its last
  * logout.
@@ -29,7 +29,7 @@
 
 import { adjustCount, sourceKey } from "../auth/rate_limiter.ts";
 import type { ByeCode } from "../codec/messages.ts";
-import { ShedQueue } from "./_shed_queue.ts";
+import { shedGroup, ShedQueue } from "./_shed_queue.ts";
 
 /** What the registry needs from a session. */
 export interface RegisteredSession {
@@ -120,8 +120,8 @@ export class SessionRegistry {
    * device token move to `#waitingWithToken` when the shedder comes to them, which keeps both in that order
    * and each shed O(1) on average; one that stops being ahead goes back at once ({@linkcode holdsToken}).
    */
-  #waiting = new ShedQueue<Waiting>();
-  #waitingWithToken = new ShedQueue<Waiting>();
+  #waiting = new ShedQueue<Waiting>({ group: shedGroup });
+  #waitingWithToken = new ShedQueue<Waiting>({ group: shedGroup });
   /** Slots held by connections without a session yet (TLS handshakes). */
   #held = 0;
 

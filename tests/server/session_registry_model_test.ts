@@ -10,21 +10,21 @@ import fc from "fast-check";
 import { SessionRegistry } from "../../lib/server/session_registry.ts";
 import type { RegisteredSession } from "../../lib/server/session_registry.ts";
 
-const ADDRESSES = [
-  "192.0.2.1",
-  "192.0.2.2",
-  "::ffff:192.0.2.2",
-  "2001:db8:1::1",
-  "2001:db8:1::2",
-  "2001:db8:2::1",
-];
+/** The addresses connections come from, and the source each is counted under (IPv6 by /64, mapped IPv4 as IPv4). */
+const SOURCES: Record<string, string> = {
+  "192.0.2.1": "192.0.2.1",
+  "192.0.2.2": "192.0.2.2",
+  "::ffff:192.0.2.2": "192.0.2.2",
+  "2001:db8:1::1": "2001:db8:1:0",
+  "2001:db8:1::2": "2001:db8:1:0",
+  "2001:db8:1:5::1": "2001:db8:1:5",
+  "2001:db8:2::1": "2001:db8:2:0",
+};
+const ADDRESSES = Object.keys(SOURCES);
 const USERS = ["alice", "bob", "carol"];
 
-/** The source a model connection is counted under (IPv6 by /64, IPv4-mapped as IPv4). */
 function source(address: string): string {
-  if (address.startsWith("::ffff:")) return address.slice(7);
-  if (address.includes(":")) return address.split(":").slice(0, 3).join(":");
-  return address;
+  return SOURCES[address]!;
 }
 
 let nextId = 1_000_000;

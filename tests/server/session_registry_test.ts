@@ -229,3 +229,17 @@ Deno.test("SessionRegistry puts one session per account ahead for its token: the
   c.connect("f", "192.0.2.7");
   assert.equal(c.connect("g", "192.0.2.8"), "f");
 });
+
+Deno.test("SessionRegistry counts an IPv6 /48 as one address when it picks whom to shed in all", () => {
+  // An attacker with a /48 (65,536 /64s: what many providers give one customer) connects from a new /64
+  // each time, one connection each: counted per /64 it would hold as few as the client alone on its
+  // address, which, older, would be shed first.
+  const c = new Connections(4);
+  c.connect("lone", "192.0.2.1");
+  c.connect("ipv6 lone", "2001:db8:1::1");
+  for (let i = 1; i <= 40; i++) {
+    c.connect(`x${i}`, `2001:db8:ff:${i.toString(16)}::1`);
+    assert.equal(c.get("lone").ended, null, `the lone client stays (round ${i})`);
+    assert.equal(c.get("ipv6 lone").ended, null, `so does one alone in its /48 (round ${i})`);
+  }
+});

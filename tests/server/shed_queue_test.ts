@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ShedQueue } from "../../lib/server/_shed_queue.ts";
+import { shedGroup, ShedQueue } from "../../lib/server/_shed_queue.ts";
 
 Deno.test("ShedQueue picks the oldest entry of the source holding the most", () => {
   const queue = new ShedQueue<string>();
@@ -61,4 +61,22 @@ Deno.test("ShedQueue agrees with a plain scan after any sequence of adds and del
       assert.equal(queue.next()?.[1], expected);
     }
   }));
+});
+
+Deno.test("ShedQueue picks from the group holding the most, its oldest, and counts per source within it", () => {
+  const queue = new ShedQueue<string>({ group: shedGroup });
+  const keys = Array.from({ length: 5 }, () => ({}));
+  queue.add(keys[0]!, "192.0.2.1", "lone");
+  queue.add(keys[1]!, "2001:db8:ff:1::/64", "x1");
+  queue.add(keys[2]!, "2001:db8:ff:2::/64", "x2");
+  queue.add(keys[3]!, "2001:db8:1:1::/64", "y1");
+  assert.equal(queue.next()?.[1], "x1", "the /48 holding two, though each /64 holds one");
+  assert.deepEqual(queue.next()?.[2], "2001:db8:ff:1::/64", "with its own source");
+  assert.equal(queue.sizeOf("2001:db8:ff:1::/64"), 1);
+  assert.deepEqual([...queue.entriesOf("2001:db8:ff:2::/64")].map(([, v]) => v), ["x2"]);
+  queue.delete(keys[1]!);
+  assert.equal(queue.next()?.[1], "lone", "one each: the group that got there first");
+  queue.add(keys[4]!, "2001:db8:1:2::/64", "y2");
+  assert.equal(queue.next()?.[1], "y1");
+  assert.equal(queue.size, 4);
 });

@@ -367,3 +367,25 @@ Deno.test("Session sets a device token in its own backoff aside: failing with a 
     "the log says the token was set aside",
   );
 });
+
+Deno.test("Session ignores the device token of a deleted account once its name is registered again, with the same id", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  const before = await kit.addUser("alice", PASSWORD);
+  const conn = kit.connect({ peerAddress: OWNER_IP });
+  const token = await tokenOf(conn);
+  assert.equal((await conn.scram("DELETE", "alice", PASSWORD)).reply.op, "DELETE");
+  // The same name and password again: SQLite gives the new row the id the deleted one had.
+  const after = await kit.addUser("alice", PASSWORD);
+  assert.equal(after.id, before.id);
+  await guessingRun(kit, [OWNER_IP]);
+  kit.logs.length = 0;
+  const owner = kit.connect({ peerAddress: OWNER_IP });
+  assert.equal(
+    code((await loginWith(owner, token)).reply),
+    "RATE_LIMITED",
+    "the old token is not the new account's",
+  );
+  assert.ok(
+    kit.logs.some((l) => l.includes('"event":"device_token_ignored"') && l.includes('"reason":"invalid"')),
+  );
+});

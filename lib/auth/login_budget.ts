@@ -13,6 +13,12 @@
  * anyone else is told only after a correct proof, so a spent account budget
  * never tells a stranger that the name exists.
  *
+ * A login that shows a valid device token of its account is spared the budget
+ * of its source (it neither waits for it nor spends it), so that someone behind
+ * the same address (a NAT, an office) cannot use it up, logging in to accounts
+ * of their own, to keep the owner out. Its account's budget still holds: what
+ * such logins make the server do is bounded per account.
+ *
  * @module
  */
 
@@ -39,6 +45,12 @@ export const DEFAULT_LOGIN_BUDGET: Readonly<Required<LoginBudgetOptions>> = Obje
   perAccountPerMinute: 30,
   maxEntries: 100_000,
 });
+
+/** What else a login shows besides its source and account. */
+export interface LoginOptions {
+  /** It showed a valid device token of the account: the source's budget is neither asked nor spent. */
+  deviceToken?: boolean;
+}
 
 /** Why a login must wait: whose budget is spent, and for how long. */
 export interface LoginRefusal {
@@ -90,11 +102,12 @@ export class LoginBudget {
    * @param address Source IP address.
    * @param account Lower-cased account name (known or not: the same work either way).
    * @param now Current time in ms.
+   * @param options Whether the login showed a valid device token (then the source's budget is not asked).
    * @returns `null` to go ahead, else why to wait. The account's budget is told only to a source that
    *   has logged in to it (see the module doc).
    */
-  check(address: string, account: string, now: number): LoginRefusal | null {
-    const source = this.#sources.wait(address, now);
+  check(address: string, account: string, now: number, options: LoginOptions = {}): LoginRefusal | null {
+    const source = options.deviceToken ? 0 : this.#sources.wait(address, now);
     if (source > 0) return { of: "source", waitMs: source };
     const known = this.#pairs.has(`${sourceKey(address)}\0${account}`);
     const wait = this.#accounts.wait(account, now);
@@ -108,19 +121,21 @@ export class LoginBudget {
    * @param address Source IP address.
    * @param account Lower-cased account name.
    * @param now Current time in ms.
+   * @param options Whether the login showed a valid device token (then the source's budget is not asked
+   *   nor spent).
    * @returns `null` when the login fits (and was counted), else why to wait.
    */
-  spend(address: string, account: string, now: number): LoginRefusal | null {
+  spend(address: string, account: string, now: number, options: LoginOptions = {}): LoginRefusal | null {
     const pair = `${sourceKey(address)}\0${account}`;
     // This source knows the account now: from here on it is told of a spent budget before any exchange.
     this.#pairs.delete(pair);
     this.#pairs.add(pair);
     while (this.#pairs.size > this.#maxEntries) this.#pairs.delete(this.#pairs.values().next().value!);
-    const source = this.#sources.wait(address, now);
+    const source = options.deviceToken ? 0 : this.#sources.wait(address, now);
     if (source > 0) return { of: "source", waitMs: source };
     const wait = this.#accounts.wait(account, now);
     if (wait > 0) return { of: "account", waitMs: wait };
-    this.#sources.take(address, now);
+    if (!options.deviceToken) this.#sources.take(address, now);
     this.#accounts.take(account, now);
     return null;
   }

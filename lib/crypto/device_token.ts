@@ -15,7 +15,8 @@
  * HKDF-SHA-256 of the store's mock secret (empty salt, info `authchat-device-token/1`, 32 bytes): every
  * node sharing the database derives the same key, and nothing new is stored. A token thus dies with
  * the password it was issued under (a new verifier has a new StoredKey) and with its account (a
- * re-created account has another row id); the server keeps no list of tokens.
+ * re-created account has a verifier of its own, with a fresh salt; SQLite may reuse its row id, so the id
+ * alone would not do); the server keeps no list of tokens.
  *
  * @module
  */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { LoginRefusal } from "../auth/login_budget.ts";
+import type { LoginOptions, LoginRefusal } from "../auth/login_budget.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import type { SessionContext } from "./session_context.ts";
 
@@ -26,10 +26,16 @@ function refuse(refusal: LoginRefusal | null): void {
  * @param ctx The server's shared state.
  * @param peerAddress Source address.
  * @param account Lower-cased account name, known or not.
+ * @param options Whether it showed a valid device token (then the source's budget is not asked).
  * @throws {ProtocolError} `RATE_LIMITED` with `retryAfterMs`.
  */
-export function checkLoginBudget(ctx: SessionContext, peerAddress: string, account: string): void {
-  refuse(ctx.logins.check(peerAddress, account, ctx.now()));
+export function checkLoginBudget(
+  ctx: SessionContext,
+  peerAddress: string,
+  account: string,
+  options: LoginOptions = {},
+): void {
+  refuse(ctx.logins.check(peerAddress, account, ctx.now(), options));
 }
 
 /**
@@ -39,8 +45,14 @@ export function checkLoginBudget(ctx: SessionContext, peerAddress: string, accou
  * @param ctx The server's shared state.
  * @param peerAddress Source address.
  * @param account Lower-cased account name.
+ * @param options Whether it showed a valid device token (then the source's budget is not asked nor spent).
  * @throws {ProtocolError} `RATE_LIMITED` with `retryAfterMs`.
  */
-export function spendLoginBudget(ctx: SessionContext, peerAddress: string, account: string): void {
-  refuse(ctx.logins.spend(peerAddress, account, ctx.now()));
+export function spendLoginBudget(
+  ctx: SessionContext,
+  peerAddress: string,
+  account: string,
+  options: LoginOptions = {},
+): void {
+  refuse(ctx.logins.spend(peerAddress, account, ctx.now(), options));
 }

@@ -81,11 +81,28 @@ export function rateLimited(waitMs: number): ProtocolError {
   });
 }
 
-/** Refuse an attempt in backoff: its token's, or its source's and account's without a token. */
-function gate(ctx: SessionContext, address: string, key: string, token: ValidDeviceToken | null): void {
+/**
+ * Refuse an attempt in backoff, and say which token it is counted against. With a token, only the token's
+ * own failures count; a token in its own backoff is set aside, and the attempt is gated and counted as one
+ * without a token. (Whoever copied the token could otherwise keep it in backoff with a wrong guess now and
+ * then, and so lock its owner out: someone without it can only slow down their own address.)
+ *
+ * @returns The token the attempt is counted against, or `null`.
+ */
+function gate(
+  ctx: SessionContext,
+  address: string,
+  key: string,
+  token: ValidDeviceToken | null,
+  log?: LogFields,
+): ValidDeviceToken | null {
   ctx.trace?.("limiter.retryAfter");
-  const wait = ctx.limiter.retryAfter(address, key, ctx.now(), token ? { deviceToken: token.id } : {});
+  const now = ctx.now();
+  if (token && ctx.limiter.retryAfter(address, key, now, { deviceToken: token.id }) === 0) return token;
+  if (token) ctx.log.info("device_token_in_backoff", { ...log });
+  const wait = ctx.limiter.retryAfter(address, key, now);
   if (wait > 0) throw rateLimited(wait);
+  return null;
 }
 
 /**
@@ -115,7 +132,8 @@ export async function startExchange(
   const { who, deviceToken: shown } = request;
   const trace = ctx.trace;
   const held = request.heldToken && request.heldToken.expiresAt > ctx.now() ? request.heldToken : null;
-  if (shown === undefined) gate(ctx, request.peerAddress, who.key, held);
+  let token = held;
+  if (shown === undefined) token = gate(ctx, request.peerAddress, who.key, held, request.log);
   trace?.("mockVerifier");
   const mock = await mockVerifier(ctx.mockSecret, who.key, ctx.iterations);
   trace?.("formatVerifier");
@@ -134,15 +152,13 @@ export async function startExchange(
     real = false;
   }
   const userId = real ? found.id : null;
-  let token = held;
   if (shown !== undefined) {
     trace?.("deviceTokens.check");
     const subject = { accountId: userId, nameKey: who.key, storedKey: verifier.storedKey };
     const check = await ctx.deviceTokens.check(shown, subject, ctx.now());
-    if (check.ok) token = check.token;
     // Ignored, as if none had been shown; the log says why (the client is not told).
-    else ctx.log.info("device_token_ignored", { ...request.log, reason: check.fault });
-    gate(ctx, request.peerAddress, who.key, token);
+    if (!check.ok) ctx.log.info("device_token_ignored", { ...request.log, reason: check.fault });
+    token = gate(ctx, request.peerAddress, who.key, check.ok ? check.token : null, request.log);
   }
   trace?.("scram.begin");
   const pending: PendingExchange = {
@@ -189,9 +205,14 @@ export async function checkProof(
   peerAddress: string,
 ): Promise<string> {
   const now = ctx.now();
-  const attempt = pending.deviceToken ? { deviceToken: pending.deviceToken.id } : {};
-  // Checked again here, so exchanges opened in parallel cannot all reach the proof check.
-  const wait = ctx.limiter.retryAfter(peerAddress, pending.key, now, attempt);
+  let attempt = pending.deviceToken ? { deviceToken: pending.deviceToken.id } : {};
+  // Checked again here, so exchanges opened in parallel cannot all reach the proof check; a token in its
+  // own backoff by now is set aside, as at the start.
+  let wait = ctx.limiter.retryAfter(peerAddress, pending.key, now, attempt);
+  if (wait > 0 && pending.deviceToken) {
+    attempt = {};
+    wait = ctx.limiter.retryAfter(peerAddress, pending.key, now);
+  }
   if (wait > 0) throw rateLimited(wait);
   // Counted while the (asynchronous) check runs, so proofs racing each other cannot all pass the gate.
   ctx.limiter.begin(peerAddress, pending.key, attempt);

@@ -1,18 +1,46 @@
 /**
  * Connections that may be shed, grouped by source address, to find the next one to go in O(1): the oldest
- * connection of the source that holds the most. Sans I/O.
+ * connection of the source (or group of sources: an IPv6 /48, see `shedGroup`) that holds the most. Sans I/O.
  *
  * Why by source and not simply the oldest of all: an attacker who reconnects every connection it loses
  * keeps the server at its cap, and the oldest of all is soon a real client's, well before
  * its login is over (measured: 9 logins out of 10 failed under 400 reconnecting connections
  * from 20 addresses). The source that holds the most is the attacker's as long as it has fewer addresses
- * than the cap has connections, so a client alone on its address keeps its connection.
+ * than the cap has connections, so a client alone on its address keeps its connection. Sources can be
+ * grouped for this choice: IPv6 addresses are cheap (one customer often has a /48, 65,536 /64s), and an
+ * attacker that holds one connection in each of many /64s would otherwise hold as few per source as the
+ * real client.
  *
  * @module
  */
 
 /**
- * Entries keyed by an object, grouped by source, ordered by when they were added.
+ * The group a source is counted in when the shedder picks the source that holds the most: an IPv6 /64
+ * (as `sourceKey` gives it) in its /48, anything else alone.
+ *
+ * @example
+ * ```ts
+ * import { shedGroup } from "./_shed_queue.ts";
+ * console.assert(shedGroup("2001:db8:1:2::/64") === "2001:db8:1::/48");
+ * console.assert(shedGroup("192.0.2.1") === "192.0.2.1");
+ * ```
+ *
+ * @param source A source key.
+ * @returns Its group.
+ */
+export function shedGroup(source: string): string {
+  if (!source.endsWith("::/64")) return source;
+  return `${source.split(":").slice(0, 3).join(":")}::/48`;
+}
+
+/** Options of {@linkcode ShedQueue}. */
+export interface ShedQueueOptions {
+  /** The group a source is counted in when the next entry is picked (default: each source alone). */
+  group?: (source: string) => string;
+}
+
+/**
+ * Entries keyed by an object, grouped by source (and sources by group), ordered by when they were added.
  *
  * @example
  * ```ts
@@ -28,10 +56,22 @@
 export class ShedQueue<T> {
   /** Each source's entries, oldest first. */
   #bySource = new Map<string, Map<object, T>>();
+  /** Each group's entries, oldest first, with their source. */
+  #byGroup = new Map<string, Map<object, [T, string]>>();
   #sourceOf = new Map<object, string>();
-  /** Sources by how many entries they hold; within a count, in the order they reached it. */
+  /** Groups by how many entries they hold; within a count, in the order they reached it. */
   #byCount = new Map<number, Set<string>>();
   #most = 0;
+  #group: (source: string) => string;
+
+  /**
+   * Make an empty queue.
+   *
+   * @param options How sources are grouped when the next entry is picked.
+   */
+  constructor(options: ShedQueueOptions = {}) {
+    this.#group = options.group ?? ((source) => source);
+  }
 
   /** Number of entries. */
   get size(): number {
@@ -51,7 +91,11 @@ export class ShedQueue<T> {
     if (!entries) this.#bySource.set(source, entries = new Map());
     entries.set(key, value);
     this.#sourceOf.set(key, source);
-    this.#move(source, entries.size - 1, entries.size);
+    const group = this.#group(source);
+    let grouped = this.#byGroup.get(group);
+    if (!grouped) this.#byGroup.set(group, grouped = new Map());
+    grouped.set(key, [value, source]);
+    this.#move(group, grouped.size - 1, grouped.size);
   }
 
   /**
@@ -67,7 +111,11 @@ export class ShedQueue<T> {
     const entries = this.#bySource.get(source)!;
     entries.delete(key);
     if (entries.size === 0) this.#bySource.delete(source);
-    this.#move(source, entries.size + 1, entries.size);
+    const group = this.#group(source);
+    const grouped = this.#byGroup.get(group)!;
+    grouped.delete(key);
+    if (grouped.size === 0) this.#byGroup.delete(group);
+    this.#move(group, grouped.size + 1, grouped.size);
     return true;
   }
 
@@ -92,26 +140,26 @@ export class ShedQueue<T> {
   }
 
   /**
-   * The entry to shed next: the oldest of the source holding the most (of those holding as many, the one
+   * The entry to shed next: the oldest of the group holding the most (of those holding as many, the one
    * that got there first).
    *
    * @returns Its key, value and source, or `undefined` when empty.
    */
   next(): [object, T, string] | undefined {
-    const source = this.#byCount.get(this.#most)?.values().next().value;
-    if (source === undefined) return undefined;
-    const [key, value] = this.#bySource.get(source)!.entries().next().value!;
+    const group = this.#byCount.get(this.#most)?.values().next().value;
+    if (group === undefined) return undefined;
+    const [key, [value, source]] = this.#byGroup.get(group)!.entries().next().value!;
     return [key, value, source];
   }
 
-  #move(source: string, from: number, to: number): void {
+  #move(group: string, from: number, to: number): void {
     const old = this.#byCount.get(from);
-    old?.delete(source);
+    old?.delete(group);
     if (old?.size === 0) this.#byCount.delete(from);
     if (to > 0) {
       let set = this.#byCount.get(to);
       if (!set) this.#byCount.set(to, set = new Set());
-      set.add(source);
+      set.add(group);
     }
     if (to > this.#most) this.#most = to;
     while (this.#most > 0 && !this.#byCount.has(this.#most)) this.#most--;

@@ -6,8 +6,11 @@
  * (a burst, then so many lines per second), and the lines it drops are counted
  * and reported in one `suppressed` line per event per second, so an attack that
  * makes one event happen a million times a minute cannot fill the disk or take
- * the CPU. The ready line and the stop lines are logged with
- * {@linkcode Logger.always} and never dropped.
+ * the CPU. An event's lines with a `code` field have a bucket per code (codes
+ * are the server's, from fixed sets), so that a flood of one failure (malformed
+ * requests cost nothing) cannot hide another (the guesses at a password): each
+ * stays countable in its own `suppressed` line. The ready line and the stop
+ * lines are logged with {@linkcode Logger.always} and never dropped.
  *
  * @module
  */
@@ -116,8 +119,8 @@ export class Logger {
   #now: () => number;
   #buckets: TokenBucket | null = null;
   #schedule: (task: () => void, ms: number) => () => void;
-  /** Lines dropped per event since its last report, and when the first of them was dropped. */
-  #suppressed = new Map<string, { count: number; since: number }>();
+  /** Lines dropped per event (and code) since its last report, and when the first of them was dropped. */
+  #suppressed = new Map<string, { event: string; code: string | undefined; count: number; since: number }>();
   #cancelReport: (() => void) | null = null;
 
   /**
@@ -141,7 +144,7 @@ export class Logger {
       this.#buckets = new TokenBucket({
         perMinute: limit.linesPerSecond * 60,
         burst: limit.burst,
-        // Event names come from the code, so the buckets are few; the bound is only a backstop.
+        // Event names and codes come from the code, so the buckets are few; the bound is only a backstop.
         maxEntries: 10_000,
         key: (event) => event,
       });
@@ -149,17 +152,20 @@ export class Logger {
   }
 
   /**
-   * Log one event, unless its name has spent its rate limit (then it is counted, and reported in a
-   * `suppressed` line within {@linkcode SUPPRESSED_REPORT_MS}).
+   * Log one event, unless its name (with its `code`, if it has one) has spent its rate limit (then it is
+   * counted, and reported in a `suppressed` line within {@linkcode SUPPRESSED_REPORT_MS}).
    *
    * @param level Severity.
    * @param event Event name (snake_case).
-   * @param fields Extra fields; `undefined` ones are left out.
+   * @param fields Extra fields; `undefined` ones are left out. A `code` must come from a fixed set (an
+   *   error or BYE code), never from a client: each has a rate limit of its own.
    */
   log(level: LogLevel, event: string, fields: LogFields = {}): void {
     if (this.#buckets) {
       const now = this.#now();
-      if (this.#buckets.take(event, now) !== 0) return this.#suppress(event, now);
+      const code = typeof fields.code === "string" ? fields.code : undefined;
+      const key = code === undefined ? event : `${event} ${code}`;
+      if (this.#buckets.take(key, now) !== 0) return this.#suppress(key, event, code, now);
     }
     this.#emit(level, event, fields);
   }
@@ -186,19 +192,20 @@ export class Logger {
     const now = this.#now();
     const counts = [...this.#suppressed];
     this.#suppressed.clear();
-    for (const [event, { count, since }] of counts) {
+    for (const [, { event, code, count, since }] of counts) {
       this.#emit("warn", "suppressed", {
         of: event,
+        code,
         count,
         seconds: Math.round((now - since) / 100) / 10,
       });
     }
   }
 
-  #suppress(event: string, now: number): void {
-    const entry = this.#suppressed.get(event);
+  #suppress(key: string, event: string, code: string | undefined, now: number): void {
+    const entry = this.#suppressed.get(key);
     if (entry) entry.count++;
-    else this.#suppressed.set(event, { count: 1, since: now });
+    else this.#suppressed.set(key, { event, code, count: 1, since: now });
     this.#cancelReport ??= this.#schedule(() => {
       this.#cancelReport = null;
       this.flushSuppressed();

@@ -105,10 +105,17 @@ export class Session implements RegisteredSession {
 
   /**
    * Whether the session showed a valid device token (in its latest LOGIN), or holds one the server issued
-   * it: at a connection cap, sessions that did are shed after those that did not.
+   * it: at a connection cap, sessions that did are shed after those that did not (one per account: see
+   * `SessionRegistry.holdsToken`).
    */
   get showedDeviceToken(): boolean {
     return this.#deviceToken !== null;
+  }
+
+  /** Hold a device token of an account, or none: the registry is told, for whom to shed first. */
+  #holdToken(token: ValidDeviceToken | null, account: string): void {
+    this.#deviceToken = token;
+    this.#ctx.registry.holdsToken(this, token === null ? null : account);
   }
 
   /** Name of the logged-in user, or `null`. */
@@ -279,7 +286,8 @@ export class Session implements RegisteredSession {
         if (this.#user) this.#logout("relogin");
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
         const who = prepareUsername(first.username);
-        checkLoginBudget(this.#ctx, this.peerAddress, who.key);
+        // One that shows a token is asked once its token is checked: a valid one spares it the address's.
+        if (msg.device_token === undefined) checkLoginBudget(this.#ctx, this.peerAddress, who.key);
         return await this.#begin({
           purpose: "login",
           first,
@@ -364,7 +372,11 @@ export class Session implements RegisteredSession {
       log: this.#logFields(),
     });
     if (this.#closed) return;
-    if (request.purpose === "login") this.#deviceToken = pending.deviceToken;
+    if (request.purpose === "login" && request.deviceToken !== undefined) {
+      const deviceToken = pending.deviceToken !== null;
+      checkLoginBudget(this.#ctx, this.peerAddress, pending.key, { deviceToken });
+    }
+    if (request.purpose === "login") this.#holdToken(pending.deviceToken, pending.key);
     this.#pending = pending;
     this.#reply({ op: "CHALLENGE", data: pending.exchange.serverFirst }, requestId);
   }
@@ -384,7 +396,11 @@ export class Session implements RegisteredSession {
     if (pending.purpose !== "login" && this.#user?.key !== pending.key) {
       throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the session ended meanwhile");
     }
-    if (pending.purpose === "login") spendLoginBudget(this.#ctx, this.peerAddress, pending.key);
+    if (pending.purpose === "login") {
+      spendLoginBudget(this.#ctx, this.peerAddress, pending.key, {
+        deviceToken: pending.deviceToken !== null,
+      });
+    }
     const { previous, identity, verifier } = await commitProof(this.#ctx, pending, now);
     if (this.#closed) return;
     const fields = { session: this.id, ip: this.peerAddress, user: pending.name };
@@ -402,14 +418,14 @@ export class Session implements RegisteredSession {
         now,
       );
       if (this.#closed) return;
-      this.#deviceToken = issued.grant;
+      this.#holdToken(issued.grant, pending.key);
       const reply = { op: "PASSWD" as const, data: serverFinal, device_token: issued.token };
       if (me?.mustChangePassword) return await this.#liftRestriction(me, pending, reply, msg.id);
       return this.#reply(reply, msg.id);
     }
     this.#setUser(null);
     // Its token died with the account.
-    this.#deviceToken = null;
+    this.#holdToken(null, pending.key);
     endOtherSessions(this.#ctx, "delete", pending.key, this, fields);
     this.#reply({ op: "DELETE", user: pending.name, data: serverFinal }, msg.id);
   }
@@ -436,7 +452,7 @@ export class Session implements RegisteredSession {
       deviceToken: issued.token,
     });
     if (this.#closed) return this.#ctx.rendezvous?.unregister(this.id);
-    this.#deviceToken = issued.grant;
+    this.#holdToken(issued.grant, pending.key);
     this.#setUser({
       id: pending.userId!,
       name: pending.name,

@@ -6,16 +6,20 @@
  * It also decides who gets in under pressure (docs/PROTOCOL.md section 8). A
  * connection not logged in is shed to make room rather than the newcomer
  * refused: first those that have shown no device token, then those that
- * have. A logged-in session is never shed.
+ * have. A logged-in session is never shed. A token puts one connection ahead,
+ * not many: of the connections that hold a token of one account, only the one
+ * that got it last counts as holding it, so whoever has an account of their
+ * own cannot show its token on every connection of a flood to keep them all
+ * ahead of a client that has none yet (a new user, a new device).
  *
  * - At a cap of its address (connections not logged in, or all), the oldest
  *   such connection of that address is shed (`BYE TOO_MANY_CONNECTIONS`), so
  *   idle connections from an address cannot lock out everyone behind it; only
  *   when every connection of the address is logged in is the newcomer refused.
  * - At the server's cap on connections (one descriptor each), one of the
- *   source address holding the most such connections is shed, its oldest
- *   (`BYE SERVER_FULL`; why by address: _shed_queue.ts); when every connection
- *   is logged in, the newcomer is refused.
+ *   source address (IPv6: /48) holding the most such connections is shed, its
+ *   oldest (`BYE SERVER_FULL`; why by address: _shed_queue.ts); when every
+ *   connection is logged in, the newcomer is refused.
  *
  * Oldest: not logged in for the longest, counting from its connect or its last
  * logout.
@@ -25,7 +29,7 @@
 
 import { adjustCount, sourceKey } from "../auth/rate_limiter.ts";
 import type { ByeCode } from "../codec/messages.ts";
-import { ShedQueue } from "./_shed_queue.ts";
+import { shedGroup, ShedQueue } from "./_shed_queue.ts";
 
 /** What the registry needs from a session. */
 export interface RegisteredSession {
@@ -33,12 +37,6 @@ export interface RegisteredSession {
   readonly id: number;
   /** Source IP address. */
   readonly peerAddress: string;
-  /**
-   * Whether the session showed a valid device token in LOGIN (or holds one from a login): connections not
-   * logged in that did are shed only after every one that did not. The registry reads it when it picks
-   * whom to shed, so a session sets it without telling the registry.
-   */
-  readonly showedDeviceToken: boolean;
   /** End the session: send BYE and close. */
   end(code: ByeCode, reason: string): void;
 }
@@ -79,6 +77,8 @@ interface Waiting {
 interface Entry {
   session: RegisteredSession;
   user: string | null;
+  /** The account whose valid device token the session holds, if any. */
+  tokenOf: string | null;
   waiting: Waiting;
 }
 
@@ -90,7 +90,7 @@ interface Entry {
  * import { SessionRegistry } from "./session_registry.ts";
  * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 1, maxConnectionsPerIp: 10 });
  * const ended: string[] = [];
- * const session = { id: 1, peerAddress: "10.0.0.1", showedDeviceToken: false, end: (code: string) => void ended.push(code) };
+ * const session = { id: 1, peerAddress: "10.0.0.1", end: (code: string) => void ended.push(code) };
  * registry.add(session);
  * console.assert(registry.admit("10.0.0.1") === null && ended[0] === "TOO_MANY_CONNECTIONS");
  * ```
@@ -100,7 +100,7 @@ interface Entry {
  * import { SessionRegistry } from "./session_registry.ts";
  * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 9, maxConnectionsPerIp: 9, maxConnections: 2 });
  * const ended: number[] = [];
- * const session = (id: number) => ({ id, peerAddress: "10.0.0.1", showedDeviceToken: false, end: () => void ended.push(id) });
+ * const session = (id: number) => ({ id, peerAddress: "10.0.0.1", end: () => void ended.push(id) });
  * registry.add(session(1));
  * registry.add(session(2));
  * console.assert(registry.admit("10.0.0.2") === null && ended[0] === 1);
@@ -113,13 +113,15 @@ export class SessionRegistry {
   #perSource = new Map<string, number>();
   #sessions = new Map<number, Entry>();
   #byUser = new Map<string, Set<RegisteredSession>>();
+  /** Of the sessions holding a token of an account, the one that got it last: the only one it puts ahead. */
+  #tokenHolder = new Map<string, Entry>();
   /**
-   * Connections not logged in, by source, in the order they became so. Those found to have shown a device
-   * token move to `#waitingWithToken` when the shedder comes to them (a flag only ever turns on), which
-   * keeps both in that order and each shed O(1) on average.
+   * Connections not logged in, by source, in the order they became so. Those found to be ahead for a
+   * device token move to `#waitingWithToken` when the shedder comes to them, which keeps both in that order
+   * and each shed O(1) on average; one that stops being ahead goes back at once ({@linkcode holdsToken}).
    */
-  #waiting = new ShedQueue<Waiting>();
-  #waitingWithToken = new ShedQueue<Waiting>();
+  #waiting = new ShedQueue<Waiting>({ group: shedGroup });
+  #waitingWithToken = new ShedQueue<Waiting>({ group: shedGroup });
   /** Slots held by connections without a session yet (TLS handshakes). */
   #held = 0;
 
@@ -267,16 +269,22 @@ export class SessionRegistry {
    * @param session The session.
    */
   add(session: RegisteredSession): void {
-    const waiting: Waiting = {
-      showedToken: () => session.showedDeviceToken,
-      shed: (code, reason) => {
-        // It leaves the counts now; the close that follows finds it gone.
-        this.remove(session);
-        session.end(code, reason);
+    const entry: Entry = {
+      session,
+      user: null,
+      tokenOf: null,
+      waiting: {
+        showedToken: () => this.#aheadForToken(entry),
+        shed: (code, reason) => {
+          // It leaves the counts now; the close that follows finds it gone.
+          this.remove(session);
+          session.end(code, reason);
+        },
       },
     };
+    const { waiting } = entry;
     const source = sourceKey(session.peerAddress);
-    this.#sessions.set(session.id, { session, user: null, waiting });
+    this.#sessions.set(session.id, entry);
     adjustCount(this.#perSource, source, 1);
     this.#queue(session, source, waiting);
   }
@@ -310,12 +318,52 @@ export class SessionRegistry {
   }
 
   /**
+   * Record which account's valid device token a session holds: the one its LOGIN showed, or the one a
+   * login or a PASSWD gave it; `null` when it holds none (its LOGIN showed none, or a token that is not
+   * valid; its account was deleted). While not logged in, it is then shed only after every connection
+   * that holds none — unless a session gets a token of the same account later: only the last to get one
+   * is ahead, and the one before counts from then on as holding none (as the newest).
+   *
+   * @param session The session.
+   * @param account The account's lower-cased name, or `null`.
+   */
+  holdsToken(session: RegisteredSession, account: string | null): void {
+    const entry = this.#sessions.get(session.id);
+    if (!entry) return;
+    const wasAhead = this.#aheadForToken(entry);
+    if (wasAhead) this.#tokenHolder.delete(entry.tokenOf!);
+    entry.tokenOf = account;
+    if (account !== null) {
+      const before = this.#tokenHolder.get(account);
+      this.#tokenHolder.set(account, entry);
+      if (before !== undefined && before !== entry) this.#fallBehind(before);
+    } else if (wasAhead) {
+      this.#fallBehind(entry);
+    }
+  }
+
+  #aheadForToken(entry: Entry): boolean {
+    return entry.tokenOf !== null && this.#tokenHolder.get(entry.tokenOf) === entry;
+  }
+
+  /**
+   * A session no longer ahead for a token: if it is not logged in, it counts from now on as one that holds
+   * none, the newest (wherever the shedder had put it).
+   */
+  #fallBehind(entry: Entry): void {
+    if (entry.user !== null) return;
+    this.#unqueue(entry.session);
+    this.#queue(entry.session, sourceKey(entry.session.peerAddress), entry.waiting);
+  }
+
+  /**
    * Forget a session that has disconnected (or was shed).
    *
    * @param session The session.
    */
   remove(session: RegisteredSession): void {
     if (!this.#sessions.has(session.id)) return;
+    this.holdsToken(session, null);
     this.setUser(session, null);
     this.#unqueue(session);
     adjustCount(this.#perSource, sourceKey(session.peerAddress), -1);

@@ -75,14 +75,16 @@ export const MIGRATIONS: readonly Migration[] = [
         ALTER TABLE users ADD COLUMN shown_skeleton TEXT NOT NULL DEFAULT '';
       `);
       const update = db.prepare("UPDATE users SET skeleton = ?, shown_skeleton = ? WHERE id = ?");
-      const rows = db.prepare("SELECT id, name, name_key FROM users").all() as {
-        id: number;
-        name: string;
-        name_key: string;
-      }[];
-      for (const row of rows) {
-        const { folded, shown } = nameSkeletons(row.name, row.name_key);
-        update.run(folded, shown, row.id);
+      // A page at a time: a store of millions of accounts is not read into memory at once.
+      const page = db.prepare("SELECT id, name, name_key FROM users WHERE id > ? ORDER BY id LIMIT 1000");
+      for (let after = Number.MIN_SAFE_INTEGER;;) {
+        const rows = page.all(after) as { id: number; name: string; name_key: string }[];
+        if (rows.length === 0) break;
+        for (const row of rows) {
+          const { folded, shown } = nameSkeletons(row.name, row.name_key);
+          update.run(folded, shown, row.id);
+        }
+        after = rows.at(-1)!.id;
       }
       db.exec(`
         CREATE INDEX users_skeleton ON users (skeleton);

@@ -69,3 +69,20 @@ Deno.test("LoginBudget defaults: 30 logins a minute per account, 300 per source"
   for (let i = 0; i < 270; i++) assert.equal(budget.spend("10.0.0.1", `user${i}`, 0), null);
   assert.deepEqual(budget.spend("10.0.0.1", "zed", 0), { of: "source", waitMs: 200 });
 });
+
+Deno.test("LoginBudget neither asks nor spends the source's budget for a login that showed a valid device token", () => {
+  const budget = new LoginBudget({ perSourcePerMinute: 1, perAccountPerMinute: 3 });
+  assert.equal(budget.spend("10.0.0.1", "bob", 0), null);
+  assert.equal(budget.check("10.0.0.1", "alice", 0)?.of, "source");
+  assert.equal(budget.check("10.0.0.1", "alice", 0, { deviceToken: true }), null);
+  assert.equal(budget.spend("10.0.0.1", "alice", 0, { deviceToken: true }), null);
+  assert.equal(budget.spend("10.0.0.1", "alice", 0, { deviceToken: true }), null);
+  assert.equal(budget.spend("10.0.0.1", "alice", 0, { deviceToken: true }), null);
+  assert.equal(
+    budget.spend("10.0.0.1", "alice", 0, { deviceToken: true })?.of,
+    "account",
+    "the account's holds",
+  );
+  assert.equal(budget.spend("10.0.0.2", "carol", 0, { deviceToken: true }), null);
+  assert.equal(budget.spend("10.0.0.2", "dave", 0), null, "the source's one login is still there");
+});

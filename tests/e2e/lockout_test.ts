@@ -200,3 +200,52 @@ Deno.test("A login that showed its device token outlasts a flood of new connecti
     for (const c of flood) await c.close();
   }
 });
+
+Deno.test("A flood showing one account's device token on every connection does not push out a client without one", async () => {
+  // Mallory has an account of her own, and its token; the server is full (a small max_connections).
+  const MALLORY = { user: "mallory", password: "granite willow fable 3" };
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  await seedUsers(data, { [ALICE.user]: ALICE.password, [MALLORY.user]: MALLORY.password });
+  await using server = await ServerProcess.start(data, { env: { AUTHCHAT_MAX_CONNECTIONS: "8" } });
+  const token = await (async () => {
+    await using c = await RawClient.connect(server.tcpPort, { from: "127.0.0.5" });
+    const greeting = await hello(c);
+    return (await scramLogin(c, { ...MALLORY, mechanisms: greeting.mechanisms as string[] })).reply
+      .device_token;
+  })();
+  const flood: RawClient[] = [];
+  /** A flood connection: it shows the token at once and never proves the password. */
+  const floodOne = async () => {
+    const c = await RawClient.connect(server.tcpPort, { from: "127.0.0.5" });
+    flood.push(c);
+    await hello(c);
+    const scram = new ScramClient({
+      ...MALLORY,
+      username: MALLORY.user,
+      serverMechanisms: ["SCRAM-SHA-256"],
+    });
+    const challenge = await c.request({
+      op: "LOGIN",
+      id: 2,
+      mechanism: scram.mechanism,
+      data: scram.first,
+      device_token: token,
+    });
+    assert.equal(challenge.op, "CHALLENGE");
+  };
+  try {
+    for (let i = 0; i < 7; i++) await floodOne();
+    // A client with no token yet (a new device), alone on its address, starts to log in.
+    await using newcomer = await RawClient.connect(server.tcpPort, { from: "127.0.0.9" });
+    const greeting = await hello(newcomer);
+    // The flood goes on: each new connection makes room, and shows the token.
+    for (let i = 0; i < 16; i++) await floodOne();
+    const outcome = await scramLogin(newcomer, { ...ALICE, mechanisms: greeting.mechanisms as string[] })
+      .then(({ reply }) => reply.op, (err) => `shed or refused: ${(err as Error).message}`);
+    assert.equal(outcome, "LOGIN", "the client without a token keeps its connection and logs in");
+  } finally {
+    for (const c of flood) await c.close();
+  }
+});

@@ -87,6 +87,8 @@ export interface KitOptions {
   idleTimeoutMs?: number;
   maxUnauthenticatedPerIp?: number;
   maxConnectionsPerIp?: number;
+  /** Most connections in all (default: no cap). */
+  maxConnections?: number;
   registrationsPerMinute?: number;
   /** Successful logins per account per minute (default 10,000: tests log in often). */
   loginsPerMinutePerAccount?: number;
@@ -132,6 +134,7 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
     registry: new SessionRegistry({
       maxUnauthenticatedPerIp: options.maxUnauthenticatedPerIp ?? 100,
       maxConnectionsPerIp: options.maxConnectionsPerIp ?? 1000,
+      ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
     }),
     presence: new LocalPresence(),
     rendezvous: options.rendezvous ?? null,

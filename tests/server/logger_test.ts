@@ -167,3 +167,22 @@ Deno.test("Logger's summary line in JSON names the event it counts", () => {
     seconds: 0,
   });
 });
+
+Deno.test("Logger limits each code of an event on its own: a flood of one failure cannot hide another", () => {
+  const kit = limitedLogger({ linesPerSecond: 1, burst: 2 });
+  // Malformed LOGINs cost an attacker nothing; the guesses at alice's password are what the operator needs.
+  for (let i = 0; i < 100; i++) kit.log.info("login_failed", { ip: "203.0.113.9", code: "BAD_SCRAM" });
+  kit.log.info("login_failed", { ip: "198.51.100.4", user: "alice", code: "AUTH_FAILED" });
+  kit.log.info("login_failed", { ip: "198.51.100.4", user: "alice", code: "AUTH_FAILED" });
+  kit.log.info("login_failed", { ip: "198.51.100.4", user: "alice", code: "AUTH_FAILED" });
+  kit.advance(1000);
+  assert.deepEqual(kit.lines, [
+    "INFO login_failed ip=203.0.113.9 code=BAD_SCRAM",
+    "INFO login_failed ip=203.0.113.9 code=BAD_SCRAM",
+    "INFO login_failed ip=198.51.100.4 user=alice code=AUTH_FAILED",
+    "INFO login_failed ip=198.51.100.4 user=alice code=AUTH_FAILED",
+    // What was left out is counted per code too.
+    "WARN suppressed of=login_failed code=BAD_SCRAM count=98 seconds=1",
+    "WARN suppressed of=login_failed code=AUTH_FAILED count=1 seconds=1",
+  ]);
+});

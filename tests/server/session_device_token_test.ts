@@ -3,7 +3,7 @@ import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { parseVerifier } from "../../lib/crypto/scram_verifier.ts";
 import { hashCalls } from "../../lib/crypto/sha256.ts";
 import { errorCode as code, makeKit, verifierFor } from "./_session_kit.ts";
-import type { Kit, Reply, TestConnection } from "./_session_kit.ts";
+import type { Kit, TestConnection } from "./_session_kit.ts";
 
 const PASSWORD = "violet harbor engine 42";
 const OWNER_IP = "198.51.100.7";
@@ -83,25 +83,21 @@ Deno.test("Session backs off the owner's own wrong proofs with a token separatel
   const token = await tokenOf(kit.connect({ peerAddress: OWNER_IP }));
   await guessingRun(kit, STRANGERS.slice(0, 3));
   const owner = kit.connect({ peerAddress: OWNER_IP });
-  const outcomes: (string | undefined)[] = [];
-  for (let i = 0; i < 6; i++) outcomes.push(code((await loginWith(owner, token, `typo ${i} abcdef`)).reply));
-  // freeFailures: 3 of her own typos are checked, the next attempt waits.
-  assert.deepEqual(outcomes, [
-    "AUTH_FAILED",
-    "AUTH_FAILED",
-    "AUTH_FAILED",
-    "RATE_LIMITED",
-    "RATE_LIMITED",
-    "RATE_LIMITED",
-  ]);
-  const refused = (await loginWith(owner, token)).reply as Reply & { retry_after_ms: number };
-  assert.equal(refused.retry_after_ms, 1000, "the token's own backoff, not the account's");
-  // Her typos did not put her address in backoff: without the token it is a clean source, even for alice.
+  for (let i = 0; i < 3; i++) {
+    assert.equal(code((await loginWith(owner, token, `typo ${i} abcdef`)).reply), "AUTH_FAILED");
+  }
+  // freeFailures: 3 of her own typos are checked against the token, and only against it: her address is a
+  // clean source, even for alice.
+  assert.equal(kit.ctx.limiter.size.tokens, 1);
+  assert.equal(kit.ctx.limiter.retryAfter(OWNER_IP, "alice", kit.clock.now), 0);
   assert.equal((await loginWith(owner, undefined, "bravo sierra tango 99", "bob")).reply.op, "LOGIN");
-  assert.equal((await loginWith(owner, undefined)).reply.op, "LOGIN");
+  // The token is in its own backoff now: set aside, her next attempt counts as one without a token.
+  kit.logs.length = 0;
+  assert.equal(code((await loginWith(owner, token, "typo 3 abcdef")).reply), "AUTH_FAILED");
+  assert.ok(kit.logs.some((l) => l.includes('"event":"device_token_in_backoff"')), kit.logs.join("\n"));
   kit.clock.now += 1000;
   assert.equal((await loginWith(owner, token)).reply.op, "LOGIN");
-  assert.equal(kit.ctx.limiter.size.tokens, 0, "a correct proof forgives the token's failures");
+  assert.equal(kit.ctx.limiter.size.tokens, 0, "a correct proof with it forgives the token's failures");
 });
 
 Deno.test("Session ignores a device token of another account, a tampered, expired or foreign one", async () => {
@@ -296,9 +292,100 @@ Deno.test("Session counts failed PASSWD proofs against the token its device hold
     });
     outcomes.push(code(wrong.reply));
   }
-  assert.deepEqual(outcomes, ["AUTH_FAILED", "AUTH_FAILED", "AUTH_FAILED", "RATE_LIMITED", "RATE_LIMITED"]);
-  // The device's token carries those failures: its next LOGIN with it waits too.
+  // Three against the token, the source clean meanwhile; then, the token in its backoff set aside,
+  // against the source (3 free there too).
+  assert.deepEqual(outcomes, Array(5).fill("AUTH_FAILED"));
+  assert.equal(kit.ctx.limiter.size.tokens, 1, "the device's token carries the first three");
+  assert.equal(kit.ctx.limiter.retryAfter(OWNER_IP, "alice", kit.clock.now), 0, "two failures, 3 free");
   const again = kit.connect({ peerAddress: OWNER_IP });
-  assert.equal(code((await loginWith(again, fresh, next)).reply), "RATE_LIMITED");
-  assert.equal((await loginWith(again, undefined, next)).reply.op, "LOGIN", "they were counted nowhere else");
+  kit.logs.length = 0;
+  assert.equal((await loginWith(again, fresh, next)).reply.op, "LOGIN");
+  assert.ok(kit.logs.some((l) => l.includes('"event":"device_token_in_backoff"')), "set aside");
+});
+
+Deno.test("SessionRegistry puts one connection per account ahead for its token, however many show it", async () => {
+  // The attacker's own account: one token shown on every connection of a reconnecting flood must not
+  // keep them all ahead of a client without a token (a new user, a new device) alone on its address.
+  await using kit = await makeKit({ maxConnections: 5 });
+  await kit.addUser("mallory", PASSWORD);
+  const token = await tokenOf(kit.connect({ peerAddress: "10.9.9.9" }), "mallory");
+  const flood: TestConnection[] = [];
+  const showToken = async (conn: TestConnection) => {
+    await conn.sayHello();
+    const client = new ScramClient({
+      username: "mallory",
+      password: PASSWORD,
+      serverMechanisms: ["SCRAM-SHA-256"],
+    });
+    const challenge = await conn.send({
+      op: "LOGIN",
+      mechanism: client.mechanism,
+      data: client.first,
+      device_token: token,
+    });
+    assert.equal(challenge.op, "CHALLENGE");
+  };
+  for (let i = 0; i < 3; i++) {
+    const conn = kit.connect({ peerAddress: "203.0.113.66" });
+    await showToken(conn);
+    flood.push(conn);
+  }
+  const newcomer = kit.connect({ peerAddress: "192.0.2.10" });
+  // The flood reconnects what it loses, each new connection showing the token at once.
+  for (let i = 0; i < 6; i++) {
+    assert.equal(kit.ctx.registry.admit("203.0.113.66"), null);
+    const conn = kit.connect({ peerAddress: "203.0.113.66" });
+    await showToken(conn);
+    flood.push(conn);
+    assert.equal(newcomer.closed, false, `the client without a token stays (round ${i})`);
+  }
+  assert.ok(flood.filter((c) => c.closed).length >= 6, "the flood sheds its own");
+});
+
+Deno.test("Session sets a device token in its own backoff aside: failing with a stolen one cannot lock the owner out", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  await kit.addUser("alice", PASSWORD);
+  const token = await tokenOf(kit.connect({ peerAddress: OWNER_IP }));
+  // Someone who copied her token guesses with it from elsewhere, until the token is in backoff, and keeps
+  // it there with one more guess whenever the backoff ends.
+  const thief = kit.connect({ peerAddress: "203.0.113.9" });
+  for (let i = 0; i < 3; i++) {
+    assert.equal(code((await loginWith(thief, token, `guess ${i} abcdef`)).reply), "AUTH_FAILED");
+  }
+  const held = (await loginWith(thief, token, "guess 3 abcdef")).reply;
+  assert.equal(code(held), "AUTH_FAILED", "set aside, the guess is counted as one without a token");
+  assert.ok(
+    kit.ctx.limiter.retryAfter("203.0.113.9", "alice", kit.clock.now) === 0,
+    "its first such failure",
+  );
+  // Her device shows the same token: she logs in at once, as without a token from her clean address.
+  const owner = kit.connect({ peerAddress: OWNER_IP });
+  const { reply } = await loginWith(owner, token);
+  assert.equal(reply.op, "LOGIN", JSON.stringify(reply));
+  assert.ok(
+    kit.logs.some((l) => l.includes('"event":"device_token_in_backoff"')),
+    "the log says the token was set aside",
+  );
+});
+
+Deno.test("Session ignores the device token of a deleted account once its name is registered again, with the same id", async () => {
+  await using kit = await makeKit({ freeFailures: 3 });
+  const before = await kit.addUser("alice", PASSWORD);
+  const conn = kit.connect({ peerAddress: OWNER_IP });
+  const token = await tokenOf(conn);
+  assert.equal((await conn.scram("DELETE", "alice", PASSWORD)).reply.op, "DELETE");
+  // The same name and password again: SQLite gives the new row the id the deleted one had.
+  const after = await kit.addUser("alice", PASSWORD);
+  assert.equal(after.id, before.id);
+  await guessingRun(kit, [OWNER_IP]);
+  kit.logs.length = 0;
+  const owner = kit.connect({ peerAddress: OWNER_IP });
+  assert.equal(
+    code((await loginWith(owner, token)).reply),
+    "RATE_LIMITED",
+    "the old token is not the new account's",
+  );
+  assert.ok(
+    kit.logs.some((l) => l.includes('"event":"device_token_ignored"') && l.includes('"reason":"invalid"')),
+  );
 });

@@ -110,3 +110,38 @@ Deno.test("Session spends no login budget on wrong passwords: strangers cannot u
   }
   assert.equal(code(await cycle(kit, "198.51.100.1")), "LOGIN", "the owner's one login");
 });
+
+Deno.test("Session spares a login with a valid device token the address's budget, which a neighbour can spend", async () => {
+  await using kit = await makeKit({ loginsPerMinutePerSource: 2, loginsPerMinutePerAccount: 4 });
+  for (const user of ["alice", "m1", "m2", "m3"]) await kit.addUser(user, PASSWORD);
+  const NAT = "203.0.113.44";
+  const first = kit.connect({ peerAddress: "198.51.100.80" });
+  const token = (await first.login("alice", PASSWORD)).reply.device_token!;
+  first.session.disconnected("reset");
+  const withToken = async (shown = token) => {
+    const conn = kit.connect({ peerAddress: NAT });
+    const { reply } = await conn.scram("LOGIN", "alice", PASSWORD, { extra: { device_token: shown } });
+    conn.session.disconnected("reset");
+    return reply;
+  };
+  // Alice's device, behind a shared address, shows its token: her logins take nothing of the address's.
+  assert.equal(code(await withToken()), "LOGIN");
+  assert.equal(code(await withToken()), "LOGIN");
+  // Someone behind the same address spends all of it, logging in to accounts of their own.
+  for (const user of ["m1", "m2"]) assert.equal(code(await cycle(kit, NAT, user)), "LOGIN");
+  assert.equal(code(await cycle(kit, NAT, "m3")), "RATE_LIMITED");
+  // She still logs in with her token, within her account's budget (4, and now spent).
+  assert.equal(code(await withToken()), "LOGIN");
+  assert.deepEqual(await withToken(), {
+    op: "ERROR",
+    id: 2,
+    code: "RATE_LIMITED",
+    message: "Too many logins to this account: retry in 15 s",
+    retry_after_ms: 15_000,
+  });
+  kit.clock.now += 15_000;
+  // Without a valid token she waits like her neighbour.
+  assert.equal(code(await cycle(kit, NAT)), "RATE_LIMITED");
+  assert.equal(code(await withToken(token.replace(/^A/, "B"))), "RATE_LIMITED");
+  assert.equal(code(await withToken()), "LOGIN");
+});

@@ -2,11 +2,10 @@ import assert from "node:assert/strict";
 import { SessionRegistry } from "../../lib/server/session_registry.ts";
 import type { RegisteredSession } from "../../lib/server/session_registry.ts";
 
-/** A session that records how it was ended; `showedDeviceToken` may be set as a LOGIN would. */
+/** A session that records how it was ended. */
 class FakeSession implements RegisteredSession {
   static #next = 1;
   readonly id = FakeSession.#next++;
-  showedDeviceToken = false;
   ended: string | null = null;
   constructor(readonly name: string, readonly peerAddress = "192.0.2.1") {}
   end(code: string): void {
@@ -29,6 +28,11 @@ class Connections {
 
   get(name: string): FakeSession {
     return this.byName.get(name)!;
+  }
+
+  /** The named sessions show a valid device token, each of an account of its own, as a LOGIN would. */
+  showToken(...names: string[]): void {
+    for (const name of names) this.reg.holdsToken(this.get(name), `account of ${name}`);
   }
 
   /**
@@ -101,7 +105,7 @@ Deno.test("SessionRegistry never sheds a logged-in session, and refuses newcomer
 Deno.test("SessionRegistry sheds those that showed no device token first, then those that did, oldest first", () => {
   const c = new Connections(5);
   for (const name of ["t1", "p1", "t2", "p2", "p3"]) c.connect(name);
-  for (const name of ["t1", "t2"]) c.get(name).showedDeviceToken = true;
+  c.showToken("t1", "t2");
   // Each newcomer logs in at once, so only the first five are ever shed.
   const order = ["n1", "n2", "n3", "n4", "n5"].map((n) => c.connectAndLogIn(n));
   assert.deepEqual(order, ["p1", "p2", "p3", "t1", "t2"]);
@@ -111,10 +115,9 @@ Deno.test("SessionRegistry sheds those that showed no device token first, then t
 Deno.test("SessionRegistry keeps token holders oldest first whatever the moment their flag was seen", () => {
   const c = new Connections(4);
   for (const name of ["a", "b", "c", "d"]) c.connect(name);
-  c.get("a").showedDeviceToken = true;
+  c.showToken("a");
   assert.equal(c.connectAndLogIn("n1"), "b", "a showed a token: b, the oldest without, goes");
-  c.get("c").showedDeviceToken = true;
-  c.get("d").showedDeviceToken = true;
+  c.showToken("c", "d");
   assert.deepEqual(["n2", "n3", "n4"].map((n) => c.connectAndLogIn(n)), ["a", "c", "d"]);
 });
 
@@ -199,4 +202,44 @@ Deno.test("SessionRegistry sheds a lone client only when every address holds as 
     c.connect(name!, address);
   }
   assert.equal(c.connect("s", "192.0.2.4"), "p", "all hold one: the address that got there first");
+});
+
+Deno.test("SessionRegistry puts one session per account ahead for its token: the last to get one", () => {
+  const c = new Connections(3);
+  c.connect("b", "192.0.2.1");
+  c.connect("a", "192.0.2.1");
+  c.connect("t", "192.0.2.1");
+  c.reg.holdsToken(c.get("b"), "bob");
+  c.reg.holdsToken(c.get("a"), "mallory");
+  // t has no token: it goes first, after the shedder has looked at (and set aside) a and b.
+  assert.equal(c.connect("n", "192.0.2.3"), "t");
+  c.reg.remove(c.get("n"));
+  assert.equal(c.connect("c", "192.0.2.4"), null, "room in all");
+  // Another session gets a token of mallory's: a no longer counts as holding one.
+  c.reg.holdsToken(c.get("c"), "mallory");
+  assert.equal(c.connect("d", "192.0.2.5"), "a", "a, not b: b still holds bob's token");
+  assert.equal(c.get("b").ended, null);
+  // Losing its token (its account deleted) puts a session behind too.
+  c.reg.holdsToken(c.get("b"), null);
+  c.reg.holdsToken(c.get("d"), "dora");
+  assert.equal(c.connect("e", "192.0.2.6"), "b");
+  // And a session gone leaves its token to nobody: the next one of that account is ahead again.
+  c.reg.remove(c.get("c"));
+  c.reg.holdsToken(c.get("e"), "mallory");
+  c.connect("f", "192.0.2.7");
+  assert.equal(c.connect("g", "192.0.2.8"), "f");
+});
+
+Deno.test("SessionRegistry counts an IPv6 /48 as one address when it picks whom to shed in all", () => {
+  // An attacker with a /48 (65,536 /64s: what many providers give one customer) connects from a new /64
+  // each time, one connection each: counted per /64 it would hold as few as the client alone on its
+  // address, which, older, would be shed first.
+  const c = new Connections(4);
+  c.connect("lone", "192.0.2.1");
+  c.connect("ipv6 lone", "2001:db8:1::1");
+  for (let i = 1; i <= 40; i++) {
+    c.connect(`x${i}`, `2001:db8:ff:${i.toString(16)}::1`);
+    assert.equal(c.get("lone").ended, null, `the lone client stays (round ${i})`);
+    assert.equal(c.get("ipv6 lone").ended, null, `so does one alone in its /48 (round ${i})`);
+  }
 });

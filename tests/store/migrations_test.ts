@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
+import { nameSkeletons } from "../../lib/auth/confusable_skeleton.ts";
 import { migrate, MIGRATIONS, SCHEMA_VERSION } from "../../lib/store/migrations.ts";
 
 function userVersion(db: DatabaseSync): number {
@@ -192,6 +193,34 @@ Deno.test("migrate brings a version 3 database to version 4: every row gets its 
     assert.match(plans, /users_skeleton/, plans);
     assert.match(plans, /users_shown_skeleton/, plans);
     assert.deepEqual(migrate(db), [], "forward only, once");
+  } finally {
+    db.close();
+  }
+});
+
+Deno.test("migrate's step 4 gives every row its keys a page at a time, ids with gaps and odd names alike", () => {
+  // More rows than a page, ids far apart (and one negative, as a hand-edited database may have), names
+  // of any code points: lone surrogates, controls, marks alone, bidi overrides.
+  const odd = ["\ud800x", "\u0007", "\u0301\u0301", "\u202eevil", "\u{1F600}"];
+  const ids = [-5, ...Array.from({ length: 2500 }, (_, i) => 1 + i * 7), 2 ** 40];
+  const db = databaseAt(3, (db) => {
+    const insert = db.prepare(
+      "INSERT INTO users (id, name, name_key, verifier, created_at) VALUES (?, ?, ?, ?, 0)",
+    );
+    ids.forEach((id, i) => {
+      const name = i < odd.length ? odd[i]! : `User${i}`;
+      insert.run(id, name, `${name.toLowerCase()}#${i}`, "SCRAM-SHA-256$x");
+    });
+  });
+  try {
+    assert.deepEqual(migrate(db), [4]);
+    const missing = db.prepare("SELECT count(*) AS n FROM users WHERE skeleton = '' OR shown_skeleton = ''")
+      .get() as { n: number };
+    assert.equal(Number(missing.n), 0, "every row has its keys");
+    const last = db.prepare("SELECT shown_skeleton FROM users WHERE id = ?").get(2 ** 40) as {
+      shown_skeleton: string;
+    };
+    assert.equal(last.shown_skeleton, nameSkeletons(`User${ids.length - 1}`, "").shown);
   } finally {
     db.close();
   }

@@ -143,9 +143,10 @@ function keyFiles(config: ServerConfig): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { permissionFlags } from "./_launch_permissions.ts";
  * const flags = permissionFlags({ command: "keygen", data: "keys" }, "/srv");
- * console.assert(flags.join(" ") === "--allow-read=/srv/keys --allow-write=/srv/keys");
+ * assert(flags.join(" ") === "--allow-read=/srv/keys --allow-write=/srv/keys");
  * ```
  *
  * @param request What the subcommand will touch.

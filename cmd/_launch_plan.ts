@@ -108,11 +108,12 @@ function clientRequest(command: Command, context: LaunchContext): PermissionRequ
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { permissionRequest } from "./_launch_plan.ts";
  * const context = { env: () => undefined, cwd: "/srv", exists: () => false };
  * const request = await permissionRequest(["keygen", "--data", "keys"], context);
- * console.assert(request?.command === "keygen" && request.data === "keys");
- * console.assert(await permissionRequest(["keygen", "--help"], context) === null);
+ * assert(request?.command === "keygen" && request.data === "keys");
+ * assert(await permissionRequest(["keygen", "--help"], context) === null);
  * ```
  *
  * @param args The subcommand and its arguments.

@@ -25,12 +25,13 @@ export type SignalVerdict = "stop" | "duplicate" | "already-stopping" | "force";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SignalTally } from "./_stop_signals.ts";
  * const tally = new SignalTally();
- * console.assert(tally.receive(0) === "stop");
- * console.assert(tally.receive(2) === "duplicate");
- * console.assert(tally.receive(1500) === "already-stopping");
- * console.assert(tally.receive(3000) === "force");
+ * assert(tally.receive(0) === "stop");
+ * assert(tally.receive(2) === "duplicate");
+ * assert(tally.receive(1500) === "already-stopping");
+ * assert(tally.receive(3000) === "force");
  * ```
  */
 export class SignalTally {

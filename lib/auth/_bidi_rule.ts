@@ -69,9 +69,10 @@ const LTR_END: ReadonlySet<BidiClass> = new Set(["L", "EN"]);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { satisfiesBidiRule } from "./_bidi_rule.ts";
- * console.assert(satisfiesBidiRule("alice") && satisfiesBidiRule("\u05E9\u05DC\u05D5\u05DD"));
- * console.assert(!satisfiesBidiRule("a\u05D0"), "a left-to-right label may not hold right-to-left letters");
+ * assert(satisfiesBidiRule("alice") && satisfiesBidiRule("\u05E9\u05DC\u05D5\u05DD"));
+ * assert(!satisfiesBidiRule("a\u05D0"), "a left-to-right label may not hold right-to-left letters");
  * ```
  *
  * @param text The string (one label: a user name).

@@ -95,9 +95,10 @@ function contextAllows(chars: readonly string[], i: number): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { firstDisallowed } from "./_identifier_class.ts";
- * console.assert(firstDisallowed("alice") === undefined);
- * console.assert(firstDisallowed("I\u2665NY") === 0x2665 && firstDisallowed("l\u00B7l") === undefined);
+ * assert(firstDisallowed("alice") === undefined);
+ * assert(firstDisallowed("I\u2665NY") === 0x2665 && firstDisallowed("l\u00B7l") === undefined);
  * ```
  *
  * @param text The string, after the profile's width mapping.

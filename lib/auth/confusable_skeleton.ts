@@ -28,8 +28,9 @@ const IGNORABLE = /\p{Default_Ignorable_Code_Point}/gu;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { skeleton } from "./confusable_skeleton.ts";
- * console.assert(skeleton("\u0440\u0430\u0443\u0440\u0430l") === skeleton("paypal"));
+ * assert(skeleton("\u0440\u0430\u0443\u0440\u0430l") === skeleton("paypal"));
  * ```
  *
  * @param text Any string.
@@ -77,10 +78,11 @@ export interface NameSkeletons {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nameSkeletons } from "./confusable_skeleton.ts";
  * const alice = nameSkeletons("alice", "alice");
- * console.assert(nameSkeletons("ALİCE", "ali\u0307ce").folded === alice.folded);
- * console.assert(nameSkeletons("aIice", "aiice").shown === alice.shown);
+ * assert(nameSkeletons("ALİCE", "ali\u0307ce").folded === alice.folded);
+ * assert(nameSkeletons("aIice", "aiice").shown === alice.shown);
  * ```
  *
  * @param name The name as stored (as chosen, case kept).

@@ -65,13 +65,14 @@ export interface LoginRefusal {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LoginBudget } from "./login_budget.ts";
  * const budget = new LoginBudget({ perSourcePerMinute: 100, perAccountPerMinute: 2 });
- * console.assert(budget.spend("10.0.0.1", "alice", 0) === null);
- * console.assert(budget.spend("10.0.0.1", "alice", 0) === null);
- * console.assert(budget.spend("10.0.0.1", "alice", 0)?.waitMs === 30_000);
- * console.assert(budget.check("10.0.0.1", "alice", 0)?.of === "account", "a source that logged in is told early");
- * console.assert(budget.check("10.0.0.2", "alice", 0) === null, "a stranger only after a correct proof");
+ * assert(budget.spend("10.0.0.1", "alice", 0) === null);
+ * assert(budget.spend("10.0.0.1", "alice", 0) === null);
+ * assert(budget.spend("10.0.0.1", "alice", 0)?.waitMs === 30_000);
+ * assert(budget.check("10.0.0.1", "alice", 0)?.of === "account", "a source that logged in is told early");
+ * assert(budget.check("10.0.0.2", "alice", 0) === null, "a stranger only after a correct proof");
  * ```
  */
 export class LoginBudget {

@@ -54,8 +54,9 @@ export interface PolicyOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkPassword } from "./password_policy.ts";
- * console.assert(await checkPassword("correct horse battery", { username: "alice" }) === "correct horse battery");
+ * assert(await checkPassword("correct horse battery", { username: "alice" }) === "correct horse battery");
  * ```
  *
  * @param password The password as typed.

@@ -23,12 +23,13 @@ export type PrecisRefusal = "empty" | "disallowed_character" | "bidi" | "unstabl
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { enforceUsernameCaseMapped, PrecisError } from "./precis_username.ts";
  * try {
  *   enforceUsernameCaseMapped("I\u2665NY");
  * } catch (err) {
- *   console.assert(err instanceof PrecisError && err.reason === "disallowed_character");
- *   console.assert((err as PrecisError).codePoint === 0x2665);
+ *   assert(err instanceof PrecisError && err.reason === "disallowed_character");
+ *   assert((err as PrecisError).codePoint === 0x2665);
  * }
  * ```
  */
@@ -70,8 +71,9 @@ function mapWidth(text: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { codePointName } from "./precis_username.ts";
- * console.assert(codePointName(0x202e) === "U+202E");
+ * assert(codePointName(0x202e) === "U+202E");
  * ```
  *
  * @param cp The code point.
@@ -125,8 +127,9 @@ function enforce(text: string, caseMapped: boolean): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { enforceUsernameCaseMapped } from "./precis_username.ts";
- * console.assert(enforceUsernameCaseMapped("\uFF21lice") === "alice");
+ * assert(enforceUsernameCaseMapped("\uFF21lice") === "alice");
  * ```
  *
  * @param text The name as typed.
@@ -143,8 +146,9 @@ export function enforceUsernameCaseMapped(text: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { enforceUsernameCasePreserved } from "./precis_username.ts";
- * console.assert(enforceUsernameCasePreserved("\uFF21lice") === "Alice");
+ * assert(enforceUsernameCasePreserved("\uFF21lice") === "Alice");
  * ```
  *
  * @param text The name as typed.

@@ -68,8 +68,9 @@ export interface AttemptOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sourceKey } from "./rate_limiter.ts";
- * console.assert(sourceKey("2001:db8:1:2:3:4:5:6") === sourceKey("2001:db8:1:2::9"));
+ * assert(sourceKey("2001:db8:1:2:3:4:5:6") === sourceKey("2001:db8:1:2::9"));
  * ```
  *
  * @param address An IP address.
@@ -91,11 +92,12 @@ export function sourceKey(address: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { adjustCount } from "./rate_limiter.ts";
  * const counts = new Map<string, number>();
  * adjustCount(counts, "a", 1);
  * adjustCount(counts, "a", -1);
- * console.assert(counts.size === 0);
+ * assert(counts.size === 0);
  * ```
  *
  * @param map The counts.
@@ -132,11 +134,12 @@ function expandIpv6(address: string): number[] | null {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { RateLimiter } from "./rate_limiter.ts";
  * const limiter = new RateLimiter({ freeFailures: 1, baseMs: 1000, maxMs: 8000, forgetAfterMs: 60000, maxEntries: 10 });
  * limiter.recordFailure("10.0.0.1", "alice", 0);
- * console.assert(limiter.retryAfter("10.0.0.1", "alice", 0) === 1000);
- * console.assert(limiter.retryAfter("10.0.0.2", "alice", 0) === 0);
+ * assert(limiter.retryAfter("10.0.0.1", "alice", 0) === 1000);
+ * assert(limiter.retryAfter("10.0.0.2", "alice", 0) === 0);
  * ```
  */
 export class RateLimiter {

@@ -22,9 +22,10 @@ export interface SaslPrepOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { saslPrep } from "./saslprep.ts";
- * console.assert(saslPrep("I\u00ADX") === "IX");
- * console.assert(saslPrep("\u{1F680} launch", { allowUnassigned: true }) === "\u{1F680} launch");
+ * assert(saslPrep("I\u00ADX") === "IX");
+ * assert(saslPrep("\u{1F680} launch", { allowUnassigned: true }) === "\u{1F680} launch");
  * ```
  *
  * @param text The string as typed.

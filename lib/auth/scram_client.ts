@@ -82,9 +82,10 @@ function fail(code: "AUTH_FAILED" | "BAD_SCRAM" | "CHANNEL_BINDING", message: st
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ScramClient } from "./scram_client.ts";
  * const client = new ScramClient({ username: "user", password: "pencil", serverMechanisms: ["SCRAM-SHA-256"], nonce: "abc" });
- * console.assert(client.first === "n,,n=user,r=abc");
+ * assert(client.first === "n,,n=user,r=abc");
  * ```
  */
 export class ScramClient {

@@ -50,10 +50,11 @@ function channelError(message: string, scram: string): never {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ScramServer } from "./scram_server.ts";
  * const server = new ScramServer();
  * const first = server.parseFirst("SCRAM-SHA-256", "n,,n=alice,r=abc");
- * console.assert(first.username === "alice");
+ * assert(first.username === "alice");
  * ```
  */
 export class ScramServer {

@@ -26,10 +26,11 @@ export interface TokenBucketOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TokenBucket } from "./token_bucket.ts";
  * const bucket = new TokenBucket({ perMinute: 2 });
- * console.assert(bucket.take("10.0.0.1", 0) === 0 && bucket.take("10.0.0.1", 0) === 0);
- * console.assert(bucket.take("10.0.0.1", 0) === 30_000);
+ * assert(bucket.take("10.0.0.1", 0) === 0 && bucket.take("10.0.0.1", 0) === 0);
+ * assert(bucket.take("10.0.0.1", 0) === 30_000);
  * ```
  */
 export class TokenBucket {

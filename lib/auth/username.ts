@@ -51,8 +51,9 @@ function preparesTo(key: string): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { prepareUsername } from "./username.ts";
- * console.assert(prepareUsername("Alice").key === "alice");
+ * assert(prepareUsername("Alice").key === "alice");
  * ```
  *
  * @param raw The name as sent.
@@ -119,12 +120,13 @@ function precisRefusal(err: PrecisError): never {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { prepareNewUsername } from "./username.ts";
- * console.assert(prepareNewUsername("\uFF21lice").name === "Alice");
+ * assert(prepareNewUsername("\uFF21lice").name === "Alice");
  * try {
  *   prepareNewUsername("I\u2665NY");
  * } catch (err) {
- *   console.assert((err as { details: { reason: string } }).details.reason === "disallowed_character");
+ *   assert((err as { details: { reason: string } }).details.reason === "disallowed_character");
  * }
  * ```
  *

@@ -17,6 +17,7 @@ const MAX_HANDSHAKE_JOBS = 16;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LinkQueue } from "./_link_queue.ts";
  * const queue = new LinkQueue();
  * const seen: string[] = [];
@@ -24,7 +25,7 @@ const MAX_HANDSHAKE_JOBS = 16;
  * queue.pump(async () => void seen.push("poll"));
  * queue.pump(async () => void seen.push("second poll, merged"));
  * await queue.settled;
- * console.assert(seen.join() === "datagram,poll");
+ * assert(seen.join() === "datagram,poll");
  * ```
  */
 export class LinkQueue {

@@ -11,10 +11,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { remember } from "./_memo.ts";
  * const cache = new Map<string, number>();
  * remember(cache, "a", 1, 1);
- * console.assert(remember(cache, "b", 2, 1) === 2 && !cache.has("a"));
+ * assert(remember(cache, "b", 2, 1) === 2 && !cache.has("a"));
  * ```
  *
  * @param cache The cache.
@@ -35,11 +36,12 @@ export function remember<K, V>(cache: Map<K, V>, key: K, value: V, max: number):
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { memo } from "./_memo.ts";
  * const cache = new Map<string, Promise<number>>();
  * let made = 0;
  * await memo(cache, "a", () => Promise.resolve(++made));
- * console.assert((await memo(cache, "a", () => Promise.resolve(++made))) === 1);
+ * assert((await memo(cache, "a", () => Promise.resolve(++made))) === 1);
  * ```
  *
  * @param cache The cache.

@@ -28,13 +28,14 @@ interface Waiting<L> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PendingSends } from "./_pending_sends.ts";
  * const sends = new PendingSends<{ pending: number; progressAt: number }>();
  * const link = { pending: 0, progressAt: 0 };
  * const done = sends.wait(1, link, 1000, () => sends.failLink(link, () => "timed out"));
  * sends.acknowledged([1]);
  * await done;
- * console.assert(link.pending === 0);
+ * assert(link.pending === 0);
  * ```
  */
 export class PendingSends<L extends SendLink> {

@@ -109,9 +109,10 @@ export interface LoadedClientConfig {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadClientConfig } from "./client_config.ts";
  * const { config } = loadClientConfig({ file: "/dev/null", env: () => undefined, flags: { tls: true } });
- * console.assert(config.tls && config.host === "127.0.0.1" && config.port === undefined);
+ * assert(config.tls && config.host === "127.0.0.1" && config.port === undefined);
  * ```
  *
  * @param sources The named file, the environment and the flags.

@@ -113,9 +113,10 @@ export type ClientEvent = ReplyEvent | FailureEvent | MessageEvent | PresenceEve
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { printable } from "./client_event.ts";
- * console.assert(printable("a\nb\u001b[2J") === "a\\nb\\u001b[2J");
- * console.assert(printable("pay \u202egpj.exe") === "pay \\u202egpj.exe");
+ * assert(printable("a\nb\u001b[2J") === "a\\nb\\u001b[2J");
+ * assert(printable("pay \u202egpj.exe") === "pay \\u202egpj.exe");
  * ```
  *
  * @param text The text.
@@ -206,9 +207,10 @@ function replyLines(reply: ReplyEvent): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { eventText } from "./client_event.ts";
  * const text = eventText({ type: "reply", ok: true, command: "login", user: "alice", must_change_password: false });
- * console.assert(text.stream === "stdout" && text.lines[0] === "logged in as alice");
+ * assert(text.stream === "stdout" && text.lines[0] === "logged in as alice");
  * ```
  *
  * @param event The event.
@@ -251,8 +253,9 @@ function rawEventText(event: ClientEvent): { stream: "stdout" | "stderr"; lines:
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { eventJson } from "./client_event.ts";
- * console.assert(eventJson({ type: "presence", user: "bob", state: "online" }) ===
+ * assert(eventJson({ type: "presence", user: "bob", state: "online" }) ===
  *   '{"type":"presence","user":"bob","state":"online"}');
  * ```
  *

@@ -113,8 +113,9 @@ const MAX_ARGS: Record<string, number> = { register: 1, login: 1, fingerprint: 1
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { commandOf } from "./command_runner.ts";
- * console.assert(commandOf("LOGIN alice") === "login" && commandOf("hunter2") === null);
+ * assert(commandOf("LOGIN alice") === "login" && commandOf("hunter2") === null);
  * ```
  *
  * @param line A line as typed.

@@ -19,9 +19,10 @@ export type ConfigDirVariable = typeof CONFIG_DIR_VARIABLES[number];
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { configDir, configDirEnv } from "./config_dir.ts";
  * const env = configDirEnv((name) => name === "HOME" ? "/home/a" : undefined);
- * console.assert(configDir(env) === "/home/a/.config/authchat");
+ * assert(configDir(env) === "/home/a/.config/authchat");
  * ```
  *
  * @param getEnv Reads one environment variable.
@@ -43,9 +44,10 @@ export function configDirEnv(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { configDir } from "./config_dir.ts";
- * console.assert(configDir({ HOME: "/home/a" }) === "/home/a/.config/authchat");
- * console.assert(configDir({ AUTHCHAT_CONFIG_DIR: "/etc/ac", HOME: "/home/a" }) === "/etc/ac");
+ * assert(configDir({ HOME: "/home/a" }) === "/home/a/.config/authchat");
+ * assert(configDir({ AUTHCHAT_CONFIG_DIR: "/etc/ac", HOME: "/home/a" }) === "/etc/ac");
  * ```
  *
  * @param env Environment variables.

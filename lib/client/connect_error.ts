@@ -93,10 +93,11 @@ function codeOf(err: unknown): string | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { connectErrorFrom } from "./connect_error.ts";
  * const refused = new Deno.errors.ConnectionRefused("Connection refused (os error 111)");
  * const err = connectErrorFrom(refused, { host: "127.0.0.1", port: 1991, tls: false });
- * console.assert(err?.failure === "refused");
+ * assert(err?.failure === "refused");
  * ```
  *
  * @param err What `Deno.connect` or `node:tls` threw.
@@ -193,10 +194,11 @@ function textStart(bytes: Uint8Array): string | null {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { foreignReplyError } from "./connect_error.ts";
  * const alert = new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]);
  * const err = foreignReplyError(alert, { host: "127.0.0.1", port: 1992, tls: false });
- * console.assert(err?.message === "Cannot connect to 127.0.0.1:1992: it speaks TLS: add --tls");
+ * assert(err?.message === "Cannot connect to 127.0.0.1:1992: it speaks TLS: add --tls");
  * ```
  *
  * @param first The first bytes the peer sent (one read's worth is enough).
@@ -241,12 +243,13 @@ function findConnectError(err: unknown): ConnectError | null {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { describeConnectFailure } from "./connect_error.ts";
  * const line = describeConnectFailure(
  *   new Deno.errors.ConnectionRefused("Connection refused (os error 111)"),
  *   { host: "127.0.0.1", port: 1991, tls: false },
  * );
- * console.assert(line.startsWith("Cannot connect to 127.0.0.1:1991: nothing is listening there"));
+ * assert(line.startsWith("Cannot connect to 127.0.0.1:1991: nothing is listening there"));
  * ```
  *
  * @param err What the connection attempt threw (a {@linkcode ConnectError}, or anything else).

@@ -51,8 +51,9 @@ const TOKEN = /^[A-Za-z0-9+/]{1,256}={0,2}$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultDeviceTokensPath } from "./device_tokens.ts";
- * console.assert(defaultDeviceTokensPath({ HOME: "/home/a" }) === "/home/a/.config/authchat/device_tokens");
+ * assert(defaultDeviceTokensPath({ HOME: "/home/a" }) === "/home/a/.config/authchat/device_tokens");
  * ```
  *
  * @param env Environment variables.

@@ -25,8 +25,9 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { endpointName } from "./endpoint.ts";
- * console.assert(endpointName({ host: "::1", port: 1992 }) === "[::1]:1992");
+ * assert(endpointName({ host: "::1", port: 1992 }) === "[::1]:1992");
  * ```
  *
  * @param endpoint Host and port.

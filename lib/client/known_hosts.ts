@@ -35,8 +35,9 @@ export class TrustError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultKnownHostsPath } from "./known_hosts.ts";
- * console.assert(defaultKnownHostsPath({ HOME: "/home/a" }) === "/home/a/.config/authchat/known_hosts");
+ * assert(defaultKnownHostsPath({ HOME: "/home/a" }) === "/home/a/.config/authchat/known_hosts");
  * ```
  *
  * @param env Environment variables.

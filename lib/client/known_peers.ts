@@ -28,8 +28,9 @@ const KEY_BYTES = 32;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultKnownPeersPath } from "./known_peers.ts";
- * console.assert(defaultKnownPeersPath({ HOME: "/home/a" }) === "/home/a/.config/authchat/known_peers");
+ * assert(defaultKnownPeersPath({ HOME: "/home/a" }) === "/home/a/.config/authchat/known_peers");
  * ```
  *
  * @param env Environment variables.

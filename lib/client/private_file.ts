@@ -15,8 +15,9 @@ import { basename, dirname, join } from "node:path";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { privateFileWorkDir } from "./private_file.ts";
- * console.assert(privateFileWorkDir("/home/a/trust/known_peers") === "/home/a/trust/.known_peers.tmp");
+ * assert(privateFileWorkDir("/home/a/trust/known_peers") === "/home/a/trust/.known_peers.tmp");
  * ```
  *
  * @param path The file.

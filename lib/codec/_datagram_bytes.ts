@@ -348,8 +348,9 @@ export function checkInner(inner: Uint8Array): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { hs1SignedBytes } from "./datagram.ts";
- * console.assert(hs1SignedBytes("a", "b", new Uint8Array(32)).length === 14 + 2 + 2 + 32);
+ * assert(hs1SignedBytes("a", "b", new Uint8Array(32)).length === 14 + 2 + 2 + 32);
  * ```
  *
  * @param from Initiator's user key.
@@ -369,9 +370,10 @@ export function hs1SignedBytes(from: string, to: string, eph: Uint8Array): Uint8
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { hs2SignedBytes } from "./datagram.ts";
  * const e = new Uint8Array(32);
- * console.assert(hs2SignedBytes("b", "a", e, e).length === 14 + 2 + 2 + 64);
+ * assert(hs2SignedBytes("b", "a", e, e).length === 14 + 2 + 2 + 64);
  * ```
  *
  * @param from Responder's user key.

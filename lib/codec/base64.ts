@@ -10,8 +10,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeBase64 } from "./base64.ts";
- * console.assert(encodeBase64(new Uint8Array([110, 44, 44])) === "biws");
+ * assert(encodeBase64(new Uint8Array([110, 44, 44])) === "biws");
  * ```
  *
  * @param bytes The bytes.
@@ -26,9 +27,10 @@ export function encodeBase64(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeBase64 } from "./base64.ts";
- * console.assert(decodeBase64("biws")?.length === 3);
- * console.assert(decodeBase64("biw") === null);
+ * assert(decodeBase64("biws")?.length === 3);
+ * assert(decodeBase64("biw") === null);
  * ```
  *
  * @param text The base64 text.

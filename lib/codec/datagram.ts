@@ -53,9 +53,10 @@ export type {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeDatagram, encodeData, encodeDataHeader } from "./datagram.ts";
  * const d = decodeDatagram(encodeData(encodeDataHeader(new Uint8Array(8), 3), new Uint8Array(16)));
- * console.assert(d.type === "DATA" && d.counter === 3 && d.header.length === 19);
+ * assert(d.type === "DATA" && d.counter === 3 && d.header.length === 19);
  * ```
  *
  * @param bytes One received datagram. It is copied; the result's fields are views into the copy.
@@ -71,9 +72,10 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { importUdpKey } from "./datagram.ts";
  * const key = await importUdpKey(new Uint8Array(32).fill(1));
- * console.assert(key.usages.includes("sign"));
+ * assert(key.usages.includes("sign"));
  * ```
  *
  * @param raw32 The 32 key bytes.
@@ -92,13 +94,14 @@ export async function importUdpKey(raw32: Uint8Array): Promise<CryptoKey> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeDatagram, encodeRdv, importUdpKey, verifyDatagramTag } from "./datagram.ts";
  * const key = await importUdpKey(new Uint8Array(32));
  * const d = decodeDatagram(await encodeRdv({ handle: new Uint8Array(16), counter: 7 }, key));
  * if (d.type !== "RDV") throw new Error("not an RDV");
- * console.assert(await verifyDatagramTag(key, d));
+ * assert(await verifyDatagramTag(key, d));
  * d.tag[0]! ^= 1;
- * console.assert(!await verifyDatagramTag(key, d));
+ * assert(!await verifyDatagramTag(key, d));
  * ```
  *
  * @param key Key from {@linkcode importUdpKey}.
@@ -114,10 +117,11 @@ export async function verifyDatagramTag(key: CryptoKey, d: MacFields): Promise<b
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeRdv, importUdpKey } from "./datagram.ts";
  * const key = await importUdpKey(new Uint8Array(32));
  * const bytes = await encodeRdv({ handle: new Uint8Array(16), counter: 0 }, key);
- * console.assert(bytes.length === 3 + 16 + 8 + 16);
+ * assert(bytes.length === 3 + 16 + 8 + 16);
  * ```
  *
  * @param fields 16-byte `handle` and `counter` (safe integer ≥ 0).
@@ -138,11 +142,12 @@ export async function encodeRdv(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeDatagram, encodeRdvAck, importUdpKey } from "./datagram.ts";
  * const key = await importUdpKey(new Uint8Array(32));
  * const fields = { handle: new Uint8Array(16), counter: 1, observed: "[::1]:9" };
  * const d = decodeDatagram(await encodeRdvAck(fields, key));
- * console.assert(d.type === "RDV_ACK" && d.observed === "[::1]:9");
+ * assert(d.type === "RDV_ACK" && d.observed === "[::1]:9");
  * ```
  *
  * @param fields 16-byte `handle`, `counter` of the RDV answered, `observed` address (1..255 UTF-8 bytes).
@@ -166,11 +171,12 @@ export async function encodeRdvAck(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeDatagram, encodeData, encodeDataHeader, encodeRelay, importUdpKey } from "./datagram.ts";
  * const inner = encodeData(encodeDataHeader(new Uint8Array(8), 0), new Uint8Array(16));
  * const key = await importUdpKey(new Uint8Array(32));
  * const d = decodeDatagram(await encodeRelay({ handle: new Uint8Array(16), counter: 2, to: 5, inner }, key));
- * console.assert(d.type === "RELAY" && d.to === 5 && d.peer.type === "DATA");
+ * assert(d.type === "RELAY" && d.to === 5 && d.peer.type === "DATA");
  * ```
  *
  * @param fields 16-byte `handle`, `counter`, recipient relay id `to` (u32), and `inner`: a whole HS1, HS2
@@ -193,10 +199,11 @@ export async function encodeRelay(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeData, encodeDataHeader, encodeRelayed, importUdpKey } from "./datagram.ts";
  * const inner = encodeData(encodeDataHeader(new Uint8Array(8), 0), new Uint8Array(16));
  * const bytes = await encodeRelayed({ from: 1, inner }, await importUdpKey(new Uint8Array(32)));
- * console.assert(bytes.length === 3 + 4 + inner.length + 16);
+ * assert(bytes.length === 3 + 4 + inner.length + 16);
  * ```
  *
  * @param fields Sender relay id `from` (u32) and `inner`, as for {@linkcode encodeRelay}.
@@ -220,10 +227,11 @@ export async function encodeRelayed(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeDatagram, encodeHs1 } from "./datagram.ts";
  * const eph = new Uint8Array(32);
  * const d = decodeDatagram(encodeHs1({ from: "ann", to: "bob", eph, sig: new Uint8Array(64) }));
- * console.assert(d.type === "HS1" && d.from === "ann");
+ * assert(d.type === "HS1" && d.from === "ann");
  * ```
  *
  * @param fields User keys `from` and `to` (1..255 UTF-8 bytes), 32-byte `eph`, 64-byte `sig`.
@@ -242,10 +250,11 @@ export function encodeHs1(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeHs2 } from "./datagram.ts";
  * const e = new Uint8Array(32);
  * const bytes = encodeHs2({ from: "bob", to: "ann", ephInit: e, ephResp: e, sig: new Uint8Array(64) });
- * console.assert(bytes.length === 3 + 4 + 4 + 32 + 32 + 64);
+ * assert(bytes.length === 3 + 4 + 4 + 32 + 32 + 64);
  * ```
  *
  * @param fields User keys `from` and `to` (1..255 UTF-8 bytes), 32-byte `ephInit` and `ephResp`,
@@ -266,9 +275,10 @@ export function encodeHs2(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeDataHeader } from "./datagram.ts";
  * const header = encodeDataHeader(new Uint8Array(8), 258);
- * console.assert(header.length === 19 && header[17] === 1 && header[18] === 2);
+ * assert(header.length === 19 && header[17] === 1 && header[18] === 2);
  * ```
  *
  * @param session 8-byte session id.
@@ -290,8 +300,9 @@ export function encodeDataHeader(session: Uint8Array, counter: number): Uint8Arr
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeData, encodeDataHeader } from "./datagram.ts";
- * console.assert(encodeData(encodeDataHeader(new Uint8Array(8), 0), new Uint8Array(16)).length === 35);
+ * assert(encodeData(encodeDataHeader(new Uint8Array(8), 0), new Uint8Array(16)).length === 35);
  * ```
  *
  * @param header Output of {@linkcode encodeDataHeader}.

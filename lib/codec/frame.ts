@@ -19,9 +19,10 @@ export const FRAME_HEADER_BYTES = 4;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeFrame } from "./frame.ts";
  * const frame = encodeFrame(new Uint8Array([7, 8]));
- * console.assert(frame.length === 6 && frame[3] === 2);
+ * assert(frame.length === 6 && frame[3] === 2);
  * ```
  *
  * @param payload The bytes to frame.
@@ -49,12 +50,13 @@ export function encodeFrame(payload: Uint8Array): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeFrame, FrameDecoder } from "./frame.ts";
  * const decoder = new FrameDecoder();
  * const bytes = encodeFrame(new Uint8Array([1, 2, 3]));
- * console.assert(decoder.push(bytes.subarray(0, 5)).length === 0);
- * console.assert(decoder.push(bytes.subarray(5))[0]?.length === 3);
- * console.assert(decoder.error === null);
+ * assert(decoder.push(bytes.subarray(0, 5)).length === 0);
+ * assert(decoder.push(bytes.subarray(5))[0]?.length === 3);
+ * assert(decoder.error === null);
  * ```
  */
 export class FrameDecoder {

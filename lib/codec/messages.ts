@@ -304,9 +304,10 @@ export function validateClientMessage(raw: Record<string, unknown>): ClientMessa
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeClientMessage } from "./messages.ts";
  * const msg = decodeClientMessage(new TextEncoder().encode('{"op":"HELLO","version":1}'));
- * console.assert(msg.op === "HELLO");
+ * assert(msg.op === "HELLO");
  * ```
  *
  * @param payload One frame's payload.

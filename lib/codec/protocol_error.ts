@@ -55,9 +55,10 @@ export interface ProtocolErrorDetails {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ProtocolError } from "./protocol_error.ts";
  * const err = new ProtocolError("FRAME_TOO_LARGE", "Frame too large: 70000 bytes exceeds 65536");
- * console.assert(err.code === "FRAME_TOO_LARGE");
+ * assert(err.code === "FRAME_TOO_LARGE");
  * ```
  */
 export class ProtocolError extends Error {
@@ -96,8 +97,9 @@ export function isErrorCode(value: unknown): value is ErrorCode {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { describeError, ProtocolError } from "./protocol_error.ts";
- * console.assert(describeError(new ProtocolError("AUTH_FAILED", "Nope")) === "Nope (AUTH_FAILED)");
+ * assert(describeError(new ProtocolError("AUTH_FAILED", "Nope")) === "Nope (AUTH_FAILED)");
  * ```
  *
  * @param err Anything thrown.

@@ -39,8 +39,9 @@ export interface StringOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { string } from "./schema.ts";
- * console.assert(string({ max: 3 })("abc", "name") === "abc");
+ * assert(string({ max: 3 })("abc", "name") === "abc");
  * ```
  *
  * @param options Length bounds and pattern.
@@ -155,9 +156,10 @@ export interface ObjectOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { integer, object, optional, string } from "./schema.ts";
  * const hello = object({ version: integer(1, 9), name: optional(string({ max: 9 })) });
- * console.assert(hello({ version: 1 }, "msg").version === 1);
+ * assert(hello({ version: 1 }, "msg").version === 1);
  * ```
  *
  * @param shape Field name to validator.

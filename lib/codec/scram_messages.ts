@@ -118,9 +118,10 @@ function checkExtensions(parts: string[], what: string): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseClientFirst } from "./scram_messages.ts";
  * const first = parseClientFirst("n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL");
- * console.assert(first.username === "user" && first.bare === "n=user,r=fyko+d2lbbFgONRv9qkxdawL");
+ * assert(first.username === "user" && first.bare === "n=user,r=fyko+d2lbbFgONRv9qkxdawL");
  * ```
  *
  * @param text The message.

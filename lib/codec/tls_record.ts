@@ -23,10 +23,11 @@ export type TlsRecordKind = "alert" | "handshake" | "other";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tlsRecordKind } from "./tls_record.ts";
  * // A TLS server's alert, as a plain TCP client on a TLS port reads it.
- * console.assert(tlsRecordKind(new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32])) === "alert");
- * console.assert(tlsRecordKind(new Uint8Array([0x00, 0x00, 0x00, 0x2a])) === null);
+ * assert(tlsRecordKind(new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32])) === "alert");
+ * assert(tlsRecordKind(new Uint8Array([0x00, 0x00, 0x00, 0x2a])) === null);
  * ```
  *
  * @param bytes The first bytes a peer sent.

@@ -13,9 +13,10 @@ import { timingSafeEqual } from "node:crypto";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { constantTimeEqual } from "./constant_time.ts";
- * console.assert(constantTimeEqual(new Uint8Array([1, 2]), new Uint8Array([1, 2])));
- * console.assert(!constantTimeEqual(new Uint8Array([1, 2]), new Uint8Array([1, 3])));
+ * assert(constantTimeEqual(new Uint8Array([1, 2]), new Uint8Array([1, 2])));
+ * assert(!constantTimeEqual(new Uint8Array([1, 2]), new Uint8Array([1, 3])));
  * ```
  *
  * @param a First value.

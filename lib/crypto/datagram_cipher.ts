@@ -51,6 +51,7 @@ export interface DatagramCipherStats {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DatagramCipher } from "./datagram_cipher.ts";
  * import { deriveSessionKeys, generateEphemeral } from "./peer_session.ts";
  * const a = await generateEphemeral();
@@ -67,8 +68,8 @@ export interface DatagramCipherStats {
  *   type: "DATA" as const, session: bytes.slice(3, 11), counter: 0,
  *   header: bytes.slice(0, 19), ciphertext: bytes.slice(19),
  * };
- * console.assert(new TextDecoder().decode((await bob.open(d))!) === "hi");
- * console.assert(await bob.open(d) === null && bob.stats.replayed === 1);
+ * assert(new TextDecoder().decode((await bob.open(d))!) === "hi");
+ * assert(await bob.open(d) === null && bob.stats.replayed === 1);
  * ```
  */
 export class DatagramCipher {

@@ -68,12 +68,13 @@ export type DeviceTokenCheck = { ok: true; token: ValidDeviceToken } | { ok: fal
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DeviceTokenKey } from "./device_token.ts";
  * const key = await DeviceTokenKey.derive(new Uint8Array(32));
  * const subject = { accountId: 7, nameKey: "alice", storedKey: new Uint8Array(32).fill(1) };
  * const { token } = await key.issue({ ...subject, accountId: 7 }, 0);
- * console.assert((await key.check(token, subject, 1000)).ok);
- * console.assert(!(await key.check(token, { ...subject, nameKey: "bob" }, 1000)).ok);
+ * assert((await key.check(token, subject, 1000)).ok);
+ * assert(!(await key.check(token, { ...subject, nameKey: "bob" }, 1000)).ok);
  * ```
  */
 export class DeviceTokenKey {

@@ -14,9 +14,10 @@ const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fingerprint } from "./fingerprint.ts";
  * const fp = await fingerprint(new Uint8Array([1]));
- * console.assert(fp.startsWith("SHA256:") && fp.length === 50);
+ * assert(fp.startsWith("SHA256:") && fp.length === 50);
  * ```
  *
  * @param der The DER bytes.

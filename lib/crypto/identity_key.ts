@@ -27,9 +27,10 @@ export interface Identity {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentity } from "./identity_key.ts";
  * const id = await generateIdentity();
- * console.assert(id.publicKey.length === 32);
+ * assert(id.publicKey.length === 32);
  * ```
  *
  * @returns The key pair.
@@ -45,9 +46,10 @@ export async function generateIdentity(): Promise<Identity> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { exportIdentityPrivate, generateIdentity } from "./identity_key.ts";
  * const pkcs8 = await exportIdentityPrivate(await generateIdentity());
- * console.assert(pkcs8.length === 48);
+ * assert(pkcs8.length === 48);
  * ```
  *
  * @param id The identity.
@@ -64,10 +66,11 @@ export async function exportIdentityPrivate(id: Identity): Promise<Uint8Array<Ar
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { exportIdentityPrivate, generateIdentity, importIdentity } from "./identity_key.ts";
  * const id = await generateIdentity();
  * const again = await importIdentity(await exportIdentityPrivate(id), id.publicKey);
- * console.assert(again.publicKey.length === 32);
+ * assert(again.publicKey.length === 32);
  * ```
  *
  * @param pkcs8 PKCS#8 DER bytes of an Ed25519 private key.
@@ -98,9 +101,10 @@ export async function importIdentity(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentity, signWith } from "./identity_key.ts";
  * const sig = await signWith(await generateIdentity(), new Uint8Array([1, 2, 3]));
- * console.assert(sig.length === 64);
+ * assert(sig.length === 64);
  * ```
  *
  * @param id The identity.
@@ -121,11 +125,12 @@ export async function signWith(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentity, signWith, verifyIdentitySignature } from "./identity_key.ts";
  * const id = await generateIdentity();
  * const msg = new Uint8Array([1, 2, 3]);
- * console.assert(await verifyIdentitySignature(id.publicKey, await signWith(id, msg), msg));
- * console.assert(!await verifyIdentitySignature(id.publicKey, new Uint8Array(64), msg));
+ * assert(await verifyIdentitySignature(id.publicKey, await signWith(id, msg), msg));
+ * assert(!await verifyIdentitySignature(id.publicKey, new Uint8Array(64), msg));
  * ```
  *
  * @param publicRaw The 32 raw public key bytes.
@@ -152,9 +157,10 @@ export async function verifyIdentitySignature(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentity, identityFingerprint } from "./identity_key.ts";
  * const fp = await identityFingerprint((await generateIdentity()).publicKey);
- * console.assert(fp.startsWith("SHA256:") && fp.length === 50);
+ * assert(fp.startsWith("SHA256:") && fp.length === 50);
  * ```
  *
  * @param publicRaw The 32 raw public key bytes.

@@ -69,8 +69,9 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isKeyBackup } from "./key_backup.ts";
- * console.assert(!isKeyBackup({ v: 1 }));
+ * assert(!isKeyBackup({ v: 1 }));
  * ```
  *
  * @param value Anything, typically parsed JSON.
@@ -119,9 +120,10 @@ export function checkKeyBackupParams(params: KeyBackupParams): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isKeyBackup, sealKeyBackup } from "./key_backup.ts";
  * const backup = await sealKeyBackup(new Uint8Array(48), "pw", { user: "alice", publicKey: new Uint8Array(32) });
- * console.assert(isKeyBackup(backup));
+ * assert(isKeyBackup(backup));
  * ```
  *
  * @param pkcs8 The private key (PKCS#8 DER).
@@ -166,10 +168,11 @@ export async function sealKeyBackup(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openKeyBackup, sealKeyBackup } from "./key_backup.ts";
  * const binding = { user: "alice", publicKey: new Uint8Array(32) };
  * const backup = await sealKeyBackup(new Uint8Array([1, 2]), "pw", binding);
- * console.assert((await openKeyBackup(backup, "pw", binding)).length === 2);
+ * assert((await openKeyBackup(backup, "pw", binding)).length === 2);
  * ```
  *
  * @param backup The backup, as received (its shape is checked).

@@ -60,8 +60,9 @@ export interface SessionKeys {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateEphemeral } from "./peer_session.ts";
- * console.assert((await generateEphemeral()).publicKey.length === 32);
+ * assert((await generateEphemeral()).publicKey.length === 32);
  * ```
  *
  * @returns The key pair.
@@ -80,6 +81,7 @@ export async function generateEphemeral(): Promise<EphemeralKeyPair> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { deriveSessionKeys, generateEphemeral } from "./peer_session.ts";
  * const a = await generateEphemeral();
  * const b = await generateEphemeral();
@@ -87,7 +89,7 @@ export async function generateEphemeral(): Promise<EphemeralKeyPair> {
  * const alice = await deriveSessionKeys({
  *   ...common, ephemeralPrivate: a.privateKey, peerEphemeral: b.publicKey, role: "initiator",
  * });
- * console.assert(alice.sessionId.length === 8);
+ * assert(alice.sessionId.length === 8);
  * ```
  *
  * @param input Our ephemeral key, both public ephemerals, both user keys and our role.

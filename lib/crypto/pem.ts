@@ -9,9 +9,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodePem, encodePem } from "./pem.ts";
  * const pem = encodePem("PUBLIC KEY", new Uint8Array([1, 2, 3]));
- * console.assert(decodePem(pem, "PUBLIC KEY")[2] === 3);
+ * assert(decodePem(pem, "PUBLIC KEY")[2] === 3);
  * ```
  *
  * @param label The label (`CERTIFICATE`, `PRIVATE KEY`, `PUBLIC KEY`).

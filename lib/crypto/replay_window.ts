@@ -18,12 +18,13 @@ export const REPLAY_WINDOW_SIZE = 64;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ReplayWindow } from "./replay_window.ts";
  * const w = new ReplayWindow();
- * console.assert(w.check(5));
+ * assert(w.check(5));
  * w.accept(5);
- * console.assert(!w.check(5));
- * console.assert(w.check(4));
+ * assert(!w.check(5));
+ * assert(w.check(4));
  * ```
  */
 export class ReplayWindow {

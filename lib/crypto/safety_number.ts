@@ -23,12 +23,13 @@ export interface SafetyNumberSide {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { safetyNumber } from "./safety_number.ts";
  * const alice = { user: "alice", key: new Uint8Array(32).fill(1) };
  * const bob = { user: "bob", key: new Uint8Array(32).fill(2) };
  * const n = await safetyNumber(alice, bob);
- * console.assert(n === await safetyNumber(bob, alice));
- * console.assert(/^\d{5}( \d{5}){11}$/.test(n));
+ * assert(n === await safetyNumber(bob, alice));
+ * assert(/^\d{5}( \d{5}){11}$/.test(n));
  * ```
  *
  * @param a One user and key.

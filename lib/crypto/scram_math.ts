@@ -123,9 +123,10 @@ export async function deriveKeys(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { scramSessionKey } from "./scram_math.ts";
  * const key = await scramSessionKey(new Uint8Array(32), "n=user,r=a,r=ab,s=c2FsdA==,i=4096,c=biws,r=ab");
- * console.assert(key.length === 32);
+ * assert(key.length === 32);
  * ```
  *
  * @param clientKey ClientKey of the exchange.

@@ -55,9 +55,10 @@ export async function createVerifier(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createVerifier, verifierMatches } from "./scram_verifier.ts";
  * const verifier = await createVerifier("pencil", { iterations: 4096 });
- * console.assert(await verifierMatches("pencil", verifier) && !await verifierMatches("pen", verifier));
+ * assert(await verifierMatches("pencil", verifier) && !await verifierMatches("pen", verifier));
  * ```
  *
  * @param password The SASLprepped password.
@@ -90,6 +91,7 @@ export function checkIterations(iterations: number): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatVerifier } from "./scram_verifier.ts";
  * const text = formatVerifier({
  *   iterations: 4096,
@@ -97,7 +99,7 @@ export function checkIterations(iterations: number): void {
  *   storedKey: new Uint8Array(32),
  *   serverKey: new Uint8Array(32),
  * });
- * console.assert(text.startsWith("SCRAM-SHA-256$4096:AAAA"));
+ * assert(text.startsWith("SCRAM-SHA-256$4096:AAAA"));
  * ```
  *
  * @param verifier The verifier.

@@ -18,8 +18,9 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sealContext } from "./seal.ts";
- * console.assert(sealContext("REGISTER", { user: "alice", nonce: "n1" }).length > 0);
+ * assert(sealContext("REGISTER", { user: "alice", nonce: "n1" }).length > 0);
  * ```
  *
  * @param op The command carrying the secret (`REGISTER`, `PASSWD`).

@@ -29,8 +29,9 @@ export interface IdentityPaths {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { identityPaths } from "./server_identity.ts";
- * console.assert(identityPaths("data").certFile.endsWith("server-cert.pem"));
+ * assert(identityPaths("data").certFile.endsWith("server-cert.pem"));
  * ```
  *
  * @param dir The data directory.

@@ -31,9 +31,10 @@ export function hashCalls(): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sha256 } from "./sha256.ts";
  * const hex = sha256(new TextEncoder().encode("abc")).toHex();
- * console.assert(hex === "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+ * assert(hex === "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
  * ```
  *
  * @param data The bytes.
@@ -51,9 +52,10 @@ export function sha256(data: Uint8Array): Uint8Array<ArrayBuffer> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { hmacSha256 } from "./sha256.ts";
  * const mac = await hmacSha256(new TextEncoder().encode("key"), new TextEncoder().encode("The quick brown fox jumps over the lazy dog"));
- * console.assert(mac.toHex() === "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
+ * assert(mac.toHex() === "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
  * ```
  *
  * @param key The key.

@@ -19,11 +19,12 @@ export const ACCEPT_BACKOFF_MAX_MS = 1000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AcceptBackoff } from "./_accept_backoff.ts";
  * const backoff = new AcceptBackoff();
- * console.assert(backoff.failed() === 5 && backoff.failed() === 10);
+ * assert(backoff.failed() === 5 && backoff.failed() === 10);
  * backoff.succeeded();
- * console.assert(backoff.failed() === 5);
+ * assert(backoff.failed() === 5);
  * ```
  */
 export class AcceptBackoff {

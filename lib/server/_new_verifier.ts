@@ -29,6 +29,7 @@ export function freshSealNonce(): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SessionSecrets } from "./_new_verifier.ts";
  * const key = (await crypto.subtle.generateKey(
  *   { name: "RSA-OAEP", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" },
@@ -37,7 +38,7 @@ export function freshSealNonce(): string {
  * ) as CryptoKeyPair).privateKey;
  * const secrets = new SessionSecrets({ confidential: false, peerAddress: "10.0.0.1" }, key);
  * const nonce = secrets.renewSealNonce();
- * console.assert(secrets.takeSealNonce() === nonce && secrets.takeSealNonce() === null);
+ * assert(secrets.takeSealNonce() === nonce && secrets.takeSealNonce() === null);
  * ```
  */
 export class SessionSecrets implements NewVerifierSource {

@@ -20,11 +20,12 @@ export interface SessionTimeouts {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SessionClock } from "./_session_clock.ts";
  * const clock = new SessionClock({ authTimeoutMs: 30, idleTimeoutMs: 900, keepaliveTimeoutMs: 15 }, 0);
- * console.assert(clock.deadline(false) === 30 && clock.deadline(true) === 900);
+ * assert(clock.deadline(false) === 30 && clock.deadline(true) === 900);
  * clock.keepalive();
- * console.assert(clock.deadline(true) === 15 && clock.expiry(true)[0] === "KEEPALIVE_TIMEOUT");
+ * assert(clock.deadline(true) === 15 && clock.expiry(true)[0] === "KEEPALIVE_TIMEOUT");
  * ```
  */
 export class SessionClock {

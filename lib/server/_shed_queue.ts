@@ -20,9 +20,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { shedGroup } from "./_shed_queue.ts";
- * console.assert(shedGroup("2001:db8:1:2::/64") === "2001:db8:1::/48");
- * console.assert(shedGroup("192.0.2.1") === "192.0.2.1");
+ * assert(shedGroup("2001:db8:1:2::/64") === "2001:db8:1::/48");
+ * assert(shedGroup("192.0.2.1") === "192.0.2.1");
  * ```
  *
  * @param source A source key.
@@ -44,13 +45,14 @@ export interface ShedQueueOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ShedQueue } from "./_shed_queue.ts";
  * const queue = new ShedQueue<string>();
  * const [a, b, c] = [{}, {}, {}];
  * queue.add(a, "10.0.0.1", "lone client");
  * queue.add(b, "10.0.0.2", "attacker, first");
  * queue.add(c, "10.0.0.2", "attacker, second");
- * console.assert(queue.next()?.[1] === "attacker, first");
+ * assert(queue.next()?.[1] === "attacker, first");
  * ```
  */
 export class ShedQueue<T> {

@@ -31,9 +31,10 @@ function distance(a: string, b: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closestName } from "./closest_name.ts";
- * console.assert(closestName("AUTHCHAT_TCP_PROT", ["AUTHCHAT_TCP_PORT", "AUTHCHAT_TLS_PORT"]) === "AUTHCHAT_TCP_PORT");
- * console.assert(closestName("colour", ["tcp_port", "tls_port"]) === undefined);
+ * assert(closestName("AUTHCHAT_TCP_PROT", ["AUTHCHAT_TCP_PORT", "AUTHCHAT_TLS_PORT"]) === "AUTHCHAT_TCP_PORT");
+ * assert(closestName("colour", ["tcp_port", "tls_port"]) === undefined);
  * ```
  *
  * @param name The name given.

@@ -11,9 +11,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ConfigError } from "./config_error.ts";
  * const err = new ConfigError("tcp_port", "expected an integer");
- * console.assert(err.message === "Invalid configuration tcp_port: expected an integer");
+ * assert(err.message === "Invalid configuration tcp_port: expected an integer");
  * ```
  */
 export class ConfigError extends Error {

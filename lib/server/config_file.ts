@@ -25,8 +25,9 @@ export type ValueKind =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { coerceValue } from "./config_file.ts";
- * console.assert(coerceValue({ type: "int", min: 1, max: 65535 }, "AUTHCHAT_PORT", "1991", true) === 1991);
+ * assert(coerceValue({ type: "int", min: 1, max: 65535 }, "AUTHCHAT_PORT", "1991", true) === 1991);
  * ```
  *
  * @param kind What the key holds.
@@ -165,8 +166,9 @@ function configText(path: string, options: ReadConfigFileOptions, read: () => st
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readConfigFile } from "./config_file.ts";
- * console.assert(Object.keys(await readConfigFile("/nonexistent.yaml", { optional: true })).length === 0);
+ * assert(Object.keys(await readConfigFile("/nonexistent.yaml", { optional: true })).length === 0);
  * ```
  *
  * @param path The file.
@@ -197,8 +199,9 @@ export async function readConfigFile(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readConfigFileSync } from "./config_file.ts";
- * console.assert(Object.keys(readConfigFileSync("/nonexistent.yaml", { optional: true })).length === 0);
+ * assert(Object.keys(readConfigFileSync("/nonexistent.yaml", { optional: true })).length === 0);
  * ```
  *
  * @param path The file.

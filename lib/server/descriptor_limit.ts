@@ -63,10 +63,11 @@ export interface DescriptorProbeOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseOpenFilesLimit } from "./descriptor_limit.ts";
  * const text = "Limit                     Soft Limit           Hard Limit           Units\n" +
  *   "Max open files            1024                 524288               files\n";
- * console.assert(parseOpenFilesLimit(text) === 1024);
+ * assert(parseOpenFilesLimit(text) === 1024);
  * ```
  *
  * @param text The file's text.
@@ -112,9 +113,10 @@ function outOfDescriptors(err: unknown): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { countFreeDescriptors } from "./descriptor_limit.ts";
  * const found = countFreeDescriptors({ bound: 100 });
- * console.assert(found.free > 0);
+ * assert(found.free > 0);
  * ```
  *
  * @param options Bound of the probe, and the effects (for tests).
@@ -149,8 +151,9 @@ export function countFreeDescriptors(options: DescriptorProbeOptions = {}): Free
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { probeBound, PROBE_BOUND } from "./descriptor_limit.ts";
- * console.assert(probeBound(0) === PROBE_BOUND && probeBound(1000) === 1064);
+ * assert(probeBound(0) === PROBE_BOUND && probeBound(1000) === 1064);
  * ```
  *
  * @param configured `max_connections` (0: not set, the cap is derived from all that are free).
@@ -179,8 +182,9 @@ export interface ConnectionCap {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultConnectionCap } from "./descriptor_limit.ts";
- * console.assert(defaultConnectionCap(1000) === 936 && defaultConnectionCap(100) === 50);
+ * assert(defaultConnectionCap(1000) === 936 && defaultConnectionCap(100) === 50);
  * ```
  *
  * @param free Descriptors the process can still open.
@@ -196,10 +200,11 @@ export function defaultConnectionCap(free: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { connectionCap } from "./descriptor_limit.ts";
  * const found = { free: 1000, atLeast: false, found: "probe" as const };
- * console.assert(connectionCap(0, found).cap === 936);
- * console.assert(connectionCap(5000, found).exceedsDescriptors);
+ * assert(connectionCap(0, found).cap === 936);
+ * assert(connectionCap(5000, found).exceedsDescriptors);
  * ```
  *
  * @param configured `max_connections` (0: not set).

@@ -52,13 +52,14 @@ function choose(key: ListenKey): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { listenErrorFrom } from "./listen_error.ts";
  * const err = listenErrorFrom(new Deno.errors.AddrInUse("Address already in use (os error 98)"), {
  *   key: "tcp_port",
  *   host: "127.0.0.1",
  *   port: 1991,
  * });
- * console.assert(err?.message.startsWith("Cannot listen on 127.0.0.1:1991 for tcp_port: address already in use"));
+ * assert(err?.message.startsWith("Cannot listen on 127.0.0.1:1991 for tcp_port: address already in use"));
  * ```
  *
  * @param err What `Deno.listen`, `Deno.listenDatagram` or a `node:tls` server's `listen` failed with.

@@ -106,11 +106,12 @@ function textValue(value: string | number | boolean | null): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Logger } from "./logger.ts";
  * const lines: string[] = [];
  * const log = new Logger({ format: "json", write: (l) => lines.push(l), now: () => 0 });
  * log.info("login_ok", { user: "alice" });
- * console.assert(JSON.parse(lines[0]!).event === "login_ok");
+ * assert(JSON.parse(lines[0]!).event === "login_ok");
  * ```
  */
 export class Logger {

@@ -114,14 +114,15 @@ export interface LocalPresenceOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LocalPresence } from "./presence.ts";
  * const presence = new LocalPresence();
  * const seen: string[] = [];
  * const bob = { id: 2, notify: (m: { user: string; state: string }) => seen.push(`${m.user} ${m.state}`) };
  * presence.join(bob, { key: "bob", name: "bob", identityKey: null, fingerprint: null });
  * presence.join({ id: 1, notify() {} }, { key: "alice", name: "Alice", identityKey: null, fingerprint: null });
- * console.assert(seen[0] === "Alice online");
- * console.assert(presence.list(undefined, 10).users.length === 2);
+ * assert(seen[0] === "Alice online");
+ * assert(presence.list(undefined, 10).users.length === 2);
  * ```
  */
 export class LocalPresence implements PresenceDirectory {

@@ -79,6 +79,7 @@ function sameNotice(a: PresenceNotice, b: PresenceNotice): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PresenceCoalescer } from "./presence_coalescer.ts";
  * let now = 0;
  * const timers: (() => void)[] = [];
@@ -88,10 +89,10 @@ function sameNotice(a: PresenceNotice, b: PresenceNotice): boolean {
  *   clock: { now: () => now, setTimeout: (fn) => timers.push(fn), clearTimeout() {} },
  * });
  * for (let i = 0; i < 100; i++) coalescer.publish("alice", { op: "PRESENCE", user: "alice", state: i % 2 ? "offline" : "online" });
- * console.assert(sent.join() === "online", "the first change at once, the rest held");
+ * assert(sent.join() === "online", "the first change at once, the rest held");
  * now = 500;
  * timers.shift()!();
- * console.assert(sent.join() === "online,offline", "then the latest state, once");
+ * assert(sent.join() === "online,offline", "then the latest state, once");
  * ```
  */
 export class PresenceCoalescer {

@@ -276,9 +276,10 @@ async function checkHostResolves(host: string): Promise<void> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadServerConfig } from "./server_config.ts";
  * const config = await loadServerConfig({ file: "/dev/null", flags: { tcp_port: 0 } });
- * console.assert(config.tcp_port === 0 && config.tls_port === 1992);
+ * assert(config.tcp_port === 0 && config.tls_port === 1992);
  * ```
  *
  * @param sources File, environment and flags.

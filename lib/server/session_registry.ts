@@ -87,23 +87,25 @@ interface Entry {
  *
  * @example At a cap of its address, the oldest connection not logged in makes room
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SessionRegistry } from "./session_registry.ts";
  * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 1, maxConnectionsPerIp: 10 });
  * const ended: string[] = [];
  * const session = { id: 1, peerAddress: "10.0.0.1", end: (code: string) => void ended.push(code) };
  * registry.add(session);
- * console.assert(registry.admit("10.0.0.1") === null && ended[0] === "TOO_MANY_CONNECTIONS");
+ * assert(registry.admit("10.0.0.1") === null && ended[0] === "TOO_MANY_CONNECTIONS");
  * ```
  *
  * @example At the server's cap, likewise
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SessionRegistry } from "./session_registry.ts";
  * const registry = new SessionRegistry({ maxUnauthenticatedPerIp: 9, maxConnectionsPerIp: 9, maxConnections: 2 });
  * const ended: number[] = [];
  * const session = (id: number) => ({ id, peerAddress: "10.0.0.1", end: () => void ended.push(id) });
  * registry.add(session(1));
  * registry.add(session(2));
- * console.assert(registry.admit("10.0.0.2") === null && ended[0] === 1);
+ * assert(registry.admit("10.0.0.2") === null && ended[0] === 1);
  * ```
  */
 export class SessionRegistry {

@@ -92,11 +92,12 @@ export const MAX_CHECKING_PER_SESSION = 64;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Rendezvous } from "./udp_rendezvous.ts";
  * const rendezvous = new Rendezvous({ relayPerSecond: 100 });
  * const { handle, relayId } = await rendezvous.register(7, "alice", new Uint8Array(32));
- * console.assert(handle.length === 24 && relayId === 7);
- * console.assert(rendezvous.endpointOf("alice") === null);
+ * assert(handle.length === 24 && relayId === 7);
+ * assert(rendezvous.endpointOf("alice") === null);
  * ```
  */
 export class Rendezvous implements SessionRendezvous {

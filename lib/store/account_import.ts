@@ -67,9 +67,10 @@ interface NamedLine extends Line {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { splitUserLines } from "./account_import.ts";
  * const { lines, rejected } = splitUserLines("# users\r\nalice:pw:with:colons\r\n\nbob\n");
- * console.assert(lines[0]?.rest === "pw:with:colons" && lines[0]?.line === 2 && rejected.length === 1);
+ * assert(lines[0]?.rest === "pw:with:colons" && lines[0]?.line === 2 && rejected.length === 1);
  * ```
  *
  * @param text File contents.
@@ -209,14 +210,15 @@ function sorted(outcomes: ImportOutcome[]): ImportOutcome[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { importLegacyUsers } from "./account_import.ts";
  * import { SqliteUserStore } from "./sqlite_user_store.ts";
  * const store = SqliteUserStore.open(":memory:");
  * const settings = { iterations: 4096, minPasswordLength: 10 };
  * const outcomes = await importLegacyUsers(store, "# old users\nuser10:password10\n", settings);
- * console.assert(outcomes[0]?.status === "flagged" && outcomes[0]?.reason === "password is too common");
+ * assert(outcomes[0]?.status === "flagged" && outcomes[0]?.reason === "password is too common");
  * const again = await importLegacyUsers(store, "user10:password10\n", settings);
- * console.assert(again[0]?.status === "kept");
+ * assert(again[0]?.status === "kept");
  * store.close();
  * ```
  *

@@ -83,6 +83,7 @@ export interface LegacyAccount {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createLegacyAccount } from "./create_account.ts";
  * import { SqliteUserStore } from "./sqlite_user_store.ts";
  * const store = SqliteUserStore.open(":memory:");
@@ -90,7 +91,7 @@ export interface LegacyAccount {
  *   iterations: 4096,
  *   minPasswordLength: 10,
  * });
- * console.assert(record.mustChangePassword && weakness?.details.reason === "common");
+ * assert(record.mustChangePassword && weakness?.details.reason === "common");
  * store.close();
  * ```
  *

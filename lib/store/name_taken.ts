@@ -15,8 +15,9 @@ import { ProtocolError } from "../codec/protocol_error.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nameTaken } from "./name_taken.ts";
- * console.assert(nameTaken("alice").message === "User already exists: alice");
+ * assert(nameTaken("alice").message === "User already exists: alice");
  * ```
  *
  * @param name The name asked for.
@@ -31,8 +32,9 @@ export function nameTaken(name: string): ProtocolError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nameLooksTaken } from "./name_taken.ts";
- * console.assert(nameLooksTaken("\u0430lice").details.reason === "confusable");
+ * assert(nameLooksTaken("\u0430lice").details.reason === "confusable");
  * ```
  *
  * @param name The name asked for.

@@ -78,9 +78,10 @@ function isUniqueViolation(err: unknown): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SqliteUserStore } from "./sqlite_user_store.ts";
  * const store = SqliteUserStore.open(":memory:");
- * console.assert(await store.countUsers() === 0);
+ * assert(await store.countUsers() === 0);
  * store.close();
  * ```
  */

@@ -21,9 +21,10 @@ export const LAST_FRAGMENT = 0x01;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeDataPacket } from "./_reliable_packets.ts";
  * const packet = encodeDataPacket(258, true, new Uint8Array([9]));
- * console.assert(packet.join() === "1,0,0,1,2,1,9");
+ * assert(packet.join() === "1,0,0,1,2,1,9");
  * ```
  *
  * @param seq Sequence number (u32).
@@ -45,9 +46,10 @@ export function encodeDataPacket(seq: number, last: boolean, payload: Uint8Array
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeAckPacket } from "./_reliable_packets.ts";
  * const packet = encodeAckPacket(5, 0, 0b101);
- * console.assert(packet.join() === "2,0,0,0,5,0,0,0,0,0,0,0,5");
+ * assert(packet.join() === "2,0,0,0,5,0,0,0,0,0,0,0,5");
  * ```
  *
  * @param cum Next sequence number expected.
@@ -69,9 +71,10 @@ export function encodeAckPacket(cum: number, sackHigh: number, sackLow: number):
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ACK_PACKET, encodeAckPacket, packetKind } from "./_reliable_packets.ts";
- * console.assert(packetKind(encodeAckPacket(0, 0, 0), 1100) === ACK_PACKET);
- * console.assert(packetKind(new Uint8Array([1, 0, 0]), 1100) === 0);
+ * assert(packetKind(encodeAckPacket(0, 0, 0), 1100) === ACK_PACKET);
+ * assert(packetKind(new Uint8Array([1, 0, 0]), 1100) === 0);
  * ```
  *
  * @param packet Received bytes.
@@ -93,8 +96,9 @@ export function packetKind(packet: Uint8Array, maxPacket: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readU32 } from "./_reliable_packets.ts";
- * console.assert(readU32(new Uint8Array([0, 255, 255, 255, 255]), 1) === 4294967295);
+ * assert(readU32(new Uint8Array([0, 255, 255, 255, 255]), 1) === 4294967295);
  * ```
  *
  * @param bytes Source.

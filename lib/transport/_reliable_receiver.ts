@@ -18,14 +18,15 @@ export const SACK_BITS = 64;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ReliableReceiver } from "./_reliable_receiver.ts";
  * import { encodeDataPacket } from "./_reliable_packets.ts";
  * const stats = { sent: 0, retransmitted: 0, received: 0, duplicates: 0, malformed: 0, outOfWindow: 0 };
  * const receiver = new ReliableReceiver({ window: 64, maxMessage: 100, initialSeq: 0 }, stats);
  * receiver.onData(1, true, encodeDataPacket(1, true, new Uint8Array([2])));
  * receiver.onData(0, false, encodeDataPacket(0, false, new Uint8Array([1])));
- * console.assert(receiver.takeDelivered()[0]?.join() === "1,2");
- * console.assert(receiver.takeAck()?.join() === "2,0,0,0,2,0,0,0,0,0,0,0,0");
+ * assert(receiver.takeDelivered()[0]?.join() === "1,2");
+ * assert(receiver.takeAck()?.join() === "2,0,0,0,2,0,0,0,0,0,0,0,0");
  * ```
  */
 export class ReliableReceiver {

@@ -55,6 +55,7 @@ interface OutFragment {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ReliableSender } from "./_reliable_sender.ts";
  * const stats = { sent: 0, retransmitted: 0, received: 0, duplicates: 0, malformed: 0, outOfWindow: 0 };
  * const sender = new ReliableSender({
@@ -64,9 +65,9 @@ interface OutFragment {
  * sender.send(new Uint8Array(2000));
  * const out: Uint8Array[] = [];
  * sender.poll(0, out);
- * console.assert(out.length === 2 && sender.wakeup(0) === 200);
+ * assert(out.length === 2 && sender.wakeup(0) === 200);
  * sender.onAck(2, 0, 0, 10);
- * console.assert(sender.takeAcknowledged()[0] === 0 && sender.wakeup(10) === null);
+ * assert(sender.takeAcknowledged()[0] === 0 && sender.wakeup(10) === null);
  * ```
  */
 export class ReliableSender {

@@ -9,9 +9,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { raceTimeout } from "./race_timeout.ts";
- * console.assert(await raceTimeout(Promise.resolve(), 10));
- * console.assert(!await raceTimeout(new Promise(() => {}), 10));
+ * assert(await raceTimeout(Promise.resolve(), 10));
+ * assert(!await raceTimeout(new Promise(() => {}), 10));
  * ```
  *
  * @param promise What to wait for.

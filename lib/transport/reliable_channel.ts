@@ -55,14 +55,15 @@ export type { ReliableChannelStats, UnacknowledgedMessage } from "./reliable_cha
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ReliableChannel } from "./reliable_channel.ts";
  * const a = new ReliableChannel();
  * const b = new ReliableChannel();
  * const id = a.send(new TextEncoder().encode("hi"));
  * for (const packet of a.poll(0)) b.receive(packet, 5);
  * for (const packet of b.poll(5)) a.receive(packet, 10);
- * console.assert(new TextDecoder().decode(b.takeDelivered()[0]) === "hi");
- * console.assert(a.takeAcknowledged()[0] === id && a.nextWakeup() === null);
+ * assert(new TextDecoder().decode(b.takeDelivered()[0]) === "hi");
+ * assert(a.takeAcknowledged()[0] === id && a.nextWakeup() === null);
  * ```
  */
 export class ReliableChannel {

@@ -20,11 +20,12 @@ export function hasDatagramSockets(): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { requireDatagramSockets } from "./runtime_features.ts";
  * try {
  *   requireDatagramSockets("pass --no-udp");
  * } catch (err) {
- *   console.assert((err as Error).message.includes("--unstable-net"));
+ *   assert((err as Error).message.includes("--unstable-net"));
  * }
  * ```
  *

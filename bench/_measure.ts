@@ -96,8 +96,9 @@ export async function forEach<T>(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { percentile } from "./_measure.ts";
- * console.assert(percentile([5, 1, 3, 2, 4], 50) === 3);
+ * assert(percentile([5, 1, 3, 2, 4], 50) === 3);
  * ```
  *
  * @param values The numbers (not changed).
@@ -118,9 +119,10 @@ export function percentile(values: ArrayLike<number>, p: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { welchZ } from "./_measure.ts";
- * console.assert(welchZ([1, 2, 3, 4], [1, 2, 3, 4]) === 0);
- * console.assert(welchZ([11, 12, 13, 14], [1, 2, 3, 4]) > 10);
+ * assert(welchZ([1, 2, 3, 4], [1, 2, 3, 4]) === 0);
+ * assert(welchZ([11, 12, 13, 14], [1, 2, 3, 4]) > 10);
  * ```
  *
  * @param a The first sample (at least two values).

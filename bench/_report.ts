@@ -128,9 +128,10 @@ function format(value: number | undefined): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { report } from "./_report.ts";
  * const text = report({ reauth_per_s: 12000 }, { quick: false, seconds: 60 });
- * console.assert(text.includes("12,000") && text.includes("met"));
+ * assert(text.includes("12,000") && text.includes("met"));
  * ```
  *
  * @param figures The figures.
@@ -164,9 +165,10 @@ export function report(figures: Figures, run: { quick: boolean; seconds: number 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { jsonFigures } from "./_report.ts";
  * const json = jsonFigures({ reauth_per_s: 12000, tcp_open_2rt_per_s: 1 });
- * console.assert(json.reauth_per_s === 12000 && json.sessions === null && !("tcp_open_2rt_per_s" in json));
+ * assert(json.reauth_per_s === 12000 && json.sessions === null && !("tcp_open_2rt_per_s" in json));
  * ```
  *
  * @param figures The figures.

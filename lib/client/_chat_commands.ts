@@ -128,8 +128,10 @@ export class ChatCommands {
     if (!(known && event.state === "online")) {
       this.#io.emit({ type: "presence", user: event.user, state: event.state });
     }
-    // Either way the peer's old session (and address) is gone: the next send looks them up again.
-    this.#node?.forget(event.user, `${event.user} went ${event.state}`);
+    // Offline: what is waiting for them fails. Online: the next send looks them up again, and sends under
+    // way follow them to a new session (the notice may also be a late echo of the session they reach).
+    if (event.state === "offline") this.#node?.forget(event.user, `${event.user} went offline`);
+    else this.#node?.refresh(event.user);
   }
 
   #requireNode(): ChatNode {

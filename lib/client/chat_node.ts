@@ -154,9 +154,14 @@ export class ChatNode {
     const bytes = encoder.encode(text);
     if (bytes.length > 65536) throw new RangeError(`Message too large: ${bytes.length} bytes exceeds 65536`);
     if (this.#closed) throw new Error("Not delivered: the client is closing");
-    const state = await this.#linkFor(key, user);
+    let state = await this.#linkFor(key, user);
     // Closed while the server was asked: a timer set now would outlive the node.
     if (this.#closed) throw new Error("Not delivered: the client is closing");
+    // The link was forgotten meanwhile (a presence notice): a message on it would go nowhere.
+    for (let tries = 0; this.#links.get(key) !== state && tries < 3; tries++) {
+      state = await this.#linkFor(key, user);
+      if (this.#closed) throw new Error("Not delivered: the client is closing");
+    }
     const id = this.#nextId++;
     // Queued first: a refusal (RangeError) leaves no pending send or timer behind.
     state.link.send(bytes, id);
@@ -192,6 +197,22 @@ export class ChatNode {
     this.#peers.forget(key);
     const state = this.#links.get(key);
     if (state) this.#drop(state, () => `Not delivered: ${why}`);
+  }
+
+  /**
+   * A user came online (anew, or announced a new identity key): an idle link to them is forgotten, so the
+   * next send looks them up afresh. Sends waiting on a link are kept, and the server is asked at once where
+   * the user is now: the link moves to a new session, stays if nothing changed, or ends (failing the sends)
+   * if the user went away or their key changed. The notice may be the late, coalesced echo of a login the
+   * link already follows, so failing the sends would report messages as lost that are being delivered.
+   *
+   * @param user The user.
+   */
+  refresh(user: string): void {
+    const state = this.#links.get(prepareUsername(user).key);
+    if (!state || state.pending === 0) return this.forget(user, `${user} logged in anew`);
+    this.#peers.forget(state.key);
+    this.#maybeLookUp(state, Date.now(), true);
   }
 
   /** Close a link and fail its pending sends. */
@@ -283,9 +304,9 @@ export class ChatNode {
    * one we talked to ended, or the user logged in anew): the link moves to it and sends again what the old
    * one did not acknowledge. A new identity key, or the user gone, ends the link.
    */
-  #maybeLookUp(state: LinkState, now: number): void {
+  #maybeLookUp(state: LinkState, now: number, force = false): void {
     if (state.pending === 0 || state.lookingUp) return;
-    if (now - state.progressAt < REFRESH_MS || now - state.lookedUpAt < REFRESH_MS) return;
+    if (!force && (now - state.progressAt < REFRESH_MS || now - state.lookedUpAt < REFRESH_MS)) return;
     state.lookingUp = true;
     state.lookedUpAt = now;
     this.#peers.recheck(state.name, { key: state.peerKey, relayId: state.link.relayId }).then((found) => {

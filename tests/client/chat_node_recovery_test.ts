@@ -162,3 +162,41 @@ Deno.test("ChatNode asks the server again when sends stall: a changed key fails 
     }
   });
 });
+
+Deno.test("ChatNode keeps sends under way when the peer is announced online again, and asks the server at once", async () => {
+  await withChat(async (kit) => {
+    const proxy = new LossyUdpProxy({ drop: 0, duplicate: 0, maxDelayMs: 0 }, 1);
+    try {
+      let lookups = 0;
+      const viaProxy = proxy.wrapFor("alice");
+      const options = { directTimeoutMs: 1e9, sendTimeoutMs: 8000 };
+      const bob = await kit.join("bob", { ...options, wrapPeer: proxy.wrapFor("bob") });
+      const alice = await kit.join("alice", {
+        ...options,
+        wrapPeer: (peer) => (user) => {
+          lookups++;
+          return viaProxy(peer)(user);
+        },
+      });
+      await alice.node.send("bob", "one");
+      assert.equal(lookups, 1);
+      // A message in flight when a (late, coalesced) notice says bob is online: it is not reported lost.
+      proxy.conditions.drop = 1;
+      const waiting = alice.node.send("bob", "two");
+      await new Promise((r) => setTimeout(r, 100));
+      alice.node.refresh("bob");
+      await until(() => lookups === 2, "a lookup right after the notice", 1000);
+      proxy.conditions.drop = 0;
+      await waiting;
+      assert.deepEqual(bob.messages.map((m) => m.text), ["one", "two"]);
+      // An idle link is forgotten: the next send looks bob up again, also one already started.
+      const next = alice.node.send("bob", "three");
+      alice.node.refresh("bob");
+      await next;
+      assert.equal(lookups, 3);
+      assert.deepEqual(bob.messages.map((m) => m.text), ["one", "two", "three"]);
+    } finally {
+      await proxy.close();
+    }
+  });
+});

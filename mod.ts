@@ -71,7 +71,15 @@ export type { PrecisRefusal } from "./lib/auth/precis_username.ts";
 export { nameSkeletons, skeleton } from "./lib/auth/confusable_skeleton.ts";
 export type { NameSkeletons } from "./lib/auth/confusable_skeleton.ts";
 export { RateLimiter } from "./lib/auth/rate_limiter.ts";
-export type { AttemptOptions } from "./lib/auth/rate_limiter.ts";
+export type { AttemptOptions, RateLimiterOptions } from "./lib/auth/rate_limiter.ts";
+export { TokenBucket } from "./lib/auth/token_bucket.ts";
+export type { TokenBucketOptions } from "./lib/auth/token_bucket.ts";
+export { LoginBudget } from "./lib/auth/login_budget.ts";
+export type { LoginBudgetOptions, LoginOptions, LoginRefusal } from "./lib/auth/login_budget.ts";
+export { Logger } from "./lib/server/logger.ts";
+export type { LogFields, LogFormat, LoggerOptions, LogLevel, LogRateLimit } from "./lib/server/logger.ts";
+export type { DescriptorSource, FreeDescriptors } from "./lib/server/descriptor_limit.ts";
+export type { CoalescerClock } from "./lib/server/presence_coalescer.ts";
 export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";
 export type {
   Credentials,
@@ -82,7 +90,23 @@ export type {
   UserStore,
 } from "./lib/store/user_store.ts";
 export { AuthchatServer } from "./lib/server/authchat_server.ts";
-export type { ListeningAddresses } from "./lib/server/authchat_server.ts";
+export type { AuthchatServerOptions, ListeningAddresses } from "./lib/server/authchat_server.ts";
+export { LocalAbuseLimits, NO_OTHER_NODES } from "./lib/server/shared_parts.ts";
+export type {
+  AbuseLimits,
+  LocalAbuseLimitsParts,
+  SessionDirectory,
+  SharedParts,
+} from "./lib/server/shared_parts.ts";
+export { localLimitParts, localSharedParts, PRESENCE_LINGER_MS } from "./lib/server/local_parts.ts";
+export type { LimitSettings } from "./lib/server/local_parts.ts";
+export { LocalPresence } from "./lib/server/presence.ts";
+export type {
+  LocalPresenceOptions,
+  OnlineUser,
+  PresenceDirectory,
+  PresenceMember,
+} from "./lib/server/presence.ts";
 export type { Outgoing, Rendezvous, RendezvousStats, Source } from "./lib/server/udp_rendezvous.ts";
 export type { SessionRendezvous, TransportName, UdpEndpoint } from "./lib/server/session_context.ts";
 export type {

@@ -16,6 +16,7 @@ import {
 import type { IdentityPaths } from "../lib/crypto/server_identity.ts";
 import { AuthchatServer } from "../lib/server/authchat_server.ts";
 import { ListenError } from "../lib/server/listen_error.ts";
+import { localSharedParts } from "../lib/server/local_parts.ts";
 import { Logger } from "../lib/server/logger.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
 import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
@@ -138,7 +139,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
     store = SqliteUserStore.open(config.database);
     // After opening: SQLite has made the -wal and -shm files by now (with the database file's mode).
     await warnOnLoosePermissions(dataPaths(config), log);
-    server = await AuthchatServer.start({ config, identity, store, log });
+    server = await AuthchatServer.start({ config, identity, store, log, parts: localSharedParts(config) });
   } catch (err) {
     store?.close();
     // An error line is written at once, so it comes before the message below.

@@ -37,7 +37,7 @@ export async function registerAccount(
   log: LogFields,
 ): Promise<ServerMessageOf<"REGISTER">> {
   // Accounts are cheap to ask for and permanent: a source gets a budget of them.
-  const wait = ctx.registrations.take(source.peerAddress, ctx.now());
+  const wait = await ctx.limits.takeRegistration(source.peerAddress, ctx.now());
   if (wait > 0) throw rateLimited(wait);
   // The name is checked before the secret is opened: the cheaper, clearer refusal comes first.
   prepareNewUsername(msg.user);
@@ -106,8 +106,8 @@ const ENDINGS = {
 } as const;
 
 /**
- * After a correct PASSWD or DELETE proof: every other session of the account ends, and the event is logged
- * with how many did.
+ * After a correct PASSWD or DELETE proof: every other session of the account ends, on this node and on the
+ * others, and the event is logged with how many did.
  *
  * @param ctx The server's shared state.
  * @param event What happened to the account.
@@ -115,13 +115,15 @@ const ENDINGS = {
  * @param session The session that did it, which stays.
  * @param log Session fields for the log line.
  */
-export function endOtherSessions(
+export async function endOtherSessions(
   ctx: SessionContext,
   event: keyof typeof ENDINGS,
   key: string,
   session: RegisteredSession,
   log: LogFields,
-): void {
+): Promise<void> {
   const [code, reason] = ENDINGS[event];
-  ctx.log.info(event, { ...log, ended_sessions: ctx.registry.endUser(key, session, code, reason) });
+  const here = ctx.registry.endUser(key, session, code, reason);
+  const elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
+  ctx.log.info(event, { ...log, ended_sessions: here + elsewhere });
 }

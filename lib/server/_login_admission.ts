@@ -29,13 +29,13 @@ function refuse(refusal: LoginRefusal | null): void {
  * @param options Whether it showed a valid device token (then the source's budget is not asked).
  * @throws {ProtocolError} `RATE_LIMITED` with `retryAfterMs`.
  */
-export function checkLoginBudget(
+export async function checkLoginBudget(
   ctx: SessionContext,
   peerAddress: string,
   account: string,
   options: LoginOptions = {},
-): void {
-  refuse(ctx.logins.check(peerAddress, account, ctx.now(), options));
+): Promise<void> {
+  refuse(await ctx.limits.checkLogin(peerAddress, account, ctx.now(), options));
 }
 
 /**
@@ -48,11 +48,11 @@ export function checkLoginBudget(
  * @param options Whether it showed a valid device token (then the source's budget is not asked nor spent).
  * @throws {ProtocolError} `RATE_LIMITED` with `retryAfterMs`.
  */
-export function spendLoginBudget(
+export async function spendLoginBudget(
   ctx: SessionContext,
   peerAddress: string,
   account: string,
   options: LoginOptions = {},
-): void {
-  refuse(ctx.logins.spend(peerAddress, account, ctx.now(), options));
+): Promise<void> {
+  refuse(await ctx.limits.spendLogin(peerAddress, account, ctx.now(), options));
 }

@@ -89,18 +89,18 @@ export function rateLimited(waitMs: number): ProtocolError {
  *
  * @returns The token the attempt is counted against, or `null`.
  */
-function gate(
+async function gate(
   ctx: SessionContext,
   address: string,
   key: string,
   token: ValidDeviceToken | null,
   log?: LogFields,
-): ValidDeviceToken | null {
-  ctx.trace?.("limiter.retryAfter");
+): Promise<ValidDeviceToken | null> {
+  ctx.trace?.("limits.retryAfter");
   const now = ctx.now();
-  if (token && ctx.limiter.retryAfter(address, key, now, { deviceToken: token.id }) === 0) return token;
+  if (token && await ctx.limits.retryAfter(address, key, now, { deviceToken: token.id }) === 0) return token;
   if (token) ctx.log.info("device_token_in_backoff", { ...log });
-  const wait = ctx.limiter.retryAfter(address, key, now);
+  const wait = await ctx.limits.retryAfter(address, key, now);
   if (wait > 0) throw rateLimited(wait);
   return null;
 }
@@ -133,7 +133,7 @@ export async function startExchange(
   const trace = ctx.trace;
   const held = request.heldToken && request.heldToken.expiresAt > ctx.now() ? request.heldToken : null;
   let token = held;
-  if (shown === undefined) token = gate(ctx, request.peerAddress, who.key, held, request.log);
+  if (shown === undefined) token = await gate(ctx, request.peerAddress, who.key, held, request.log);
   trace?.("mockVerifier");
   const mock = await mockVerifier(ctx.mockSecret, who.key, ctx.iterations);
   trace?.("formatVerifier");
@@ -158,7 +158,7 @@ export async function startExchange(
     const check = await ctx.deviceTokens.check(shown, subject, ctx.now());
     // Ignored, as if none had been shown; the log says why (the client is not told).
     if (!check.ok) ctx.log.info("device_token_ignored", { ...request.log, reason: check.fault });
-    token = gate(ctx, request.peerAddress, who.key, check.ok ? check.token : null, request.log);
+    token = await gate(ctx, request.peerAddress, who.key, check.ok ? check.token : null, request.log);
   }
   trace?.("scram.begin");
   const pending: PendingExchange = {
@@ -207,22 +207,21 @@ export async function checkProof(
   const now = ctx.now();
   let attempt = pending.deviceToken ? { deviceToken: pending.deviceToken.id } : {};
   // Checked again here, so exchanges opened in parallel cannot all reach the proof check; a token in its
-  // own backoff by now is set aside, as at the start.
-  let wait = ctx.limiter.retryAfter(peerAddress, pending.key, now, attempt);
+  // own backoff by now is set aside, as at the start. Counted as under way in the same step, while the
+  // (asynchronous) check runs, so proofs racing each other cannot all pass the gate.
+  let wait = await ctx.limits.beginProof(peerAddress, pending.key, now, attempt);
   if (wait > 0 && pending.deviceToken) {
     attempt = {};
-    wait = ctx.limiter.retryAfter(peerAddress, pending.key, now);
+    wait = await ctx.limits.beginProof(peerAddress, pending.key, now);
   }
   if (wait > 0) throw rateLimited(wait);
-  // Counted while the (asynchronous) check runs, so proofs racing each other cannot all pass the gate.
-  ctx.limiter.begin(peerAddress, pending.key, attempt);
   let correct = false;
   try {
     const serverFinal = await pending.exchange.finish(proof);
     correct = true;
     return serverFinal;
   } finally {
-    ctx.limiter.end(peerAddress, pending.key, ctx.now(), correct, attempt);
+    await ctx.limits.endProof(peerAddress, pending.key, ctx.now(), correct, attempt);
   }
 }
 

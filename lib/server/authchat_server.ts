@@ -19,9 +19,6 @@
 import tls from "node:tls";
 import type { Socket } from "node:net";
 import { NodeSocketStream } from "../transport/node_socket_stream.ts";
-import { LoginBudget } from "../auth/login_budget.ts";
-import { RateLimiter } from "../auth/rate_limiter.ts";
-import { TokenBucket } from "../auth/token_bucket.ts";
 import { encodeBase64 } from "../codec/base64.ts";
 import { encodeMessage, errorMessage } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
@@ -36,8 +33,7 @@ import type { ServerConfig } from "./server_config.ts";
 import type { SessionContext, TransportName } from "./session_context.ts";
 import { SessionRegistry } from "./session_registry.ts";
 import type { Refusal } from "./session_registry.ts";
-import { LocalPresence } from "./presence.ts";
-import { DEFAULT_NOTICE_INTERVAL_MS } from "./presence_coalescer.ts";
+import type { SharedParts } from "./shared_parts.ts";
 import { Rendezvous } from "./udp_rendezvous.ts";
 import { MAX_DATAGRAM } from "../codec/datagram.ts";
 import { listenErrorFrom } from "./listen_error.ts";
@@ -45,9 +41,6 @@ import type { ListenTarget } from "./listen_error.ts";
 import { connectionCap, countFreeDescriptors, defaultConnectionCap, probeBound } from "./descriptor_limit.ts";
 import type { FreeDescriptors } from "./descriptor_limit.ts";
 import { AcceptBackoff } from "./_accept_backoff.ts";
-
-/** How long a user whose last session left cleanly stays online, so a reconnect or re-login does not flap. */
-export const PRESENCE_LINGER_MS = 1000;
 
 /** What a server runs with. */
 export interface AuthchatServerOptions {
@@ -59,6 +52,11 @@ export interface AuthchatServerOptions {
   store: UserStore;
   /** Event log. */
   log: Logger;
+  /**
+   * Presence, the abuse limits and the other nodes' sessions: `localSharedParts(config)` for a server
+   * alone, a bus's for one node of several. Not closed by the server.
+   */
+  parts: SharedParts;
   /**
    * The descriptors this process can still open, when the caller found them (tests); by default they are
    * counted at start ({@linkcode countFreeDescriptors}), for the default cap on connections and the log.
@@ -171,35 +169,20 @@ export class AuthchatServer {
    *   they are.
    */
   static async start(options: AuthchatServerOptions): Promise<AuthchatServer> {
-    const { config, identity, store, log } = options;
+    const { config, identity, store, log, parts } = options;
     const maxConnections = resolveConnectionCap(config, log, options.descriptors);
     const mockSecret = await store.mockSecret();
     const ctx: SessionContext = {
       store,
       log,
-      limiter: new RateLimiter({
-        freeFailures: config.failures_before_backoff,
-        baseMs: config.backoff_base * 1000,
-        maxMs: config.backoff_max * 1000,
-        forgetAfterMs: Math.max(3_600_000, config.backoff_max * 2000),
-        maxEntries: 100_000,
-        // As many proofs at once as a source may hold connections that are not logged in.
-        maxParallel: config.max_unauthenticated_per_ip,
-      }),
-      registrations: new TokenBucket({ perMinute: config.registrations_per_minute }),
-      logins: new LoginBudget({
-        perAccountPerMinute: config.logins_per_minute_per_account,
-        perSourcePerMinute: config.logins_per_minute_per_source,
-      }),
+      limits: parts.limits,
+      sessions: parts.sessions,
       registry: new SessionRegistry({
         maxUnauthenticatedPerIp: config.max_unauthenticated_per_ip,
         maxConnectionsPerIp: config.max_connections_per_ip,
         maxConnections,
       }),
-      presence: new LocalPresence({
-        lingerMs: PRESENCE_LINGER_MS,
-        noticeIntervalMs: DEFAULT_NOTICE_INTERVAL_MS,
-      }),
+      presence: parts.presence,
       rendezvous: null,
       now: Date.now,
       serverName: config.name,
@@ -215,6 +198,8 @@ export class AuthchatServer {
       deviceTokens: await DeviceTokenKey.derive(mockSecret),
     };
     await warnOnIterationMismatch(store, config.scram_iterations, log);
+    const registry = ctx.registry;
+    parts.sessions.serve((key, code, reason) => registry.endUser(key, null, code, reason));
     const server = new AuthchatServer(ctx, identity);
     try {
       if (config.tcp) {

@@ -287,7 +287,7 @@ export class Session implements RegisteredSession {
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
         const who = prepareUsername(first.username);
         // One that shows a token is asked once its token is checked: a valid one spares it the address's.
-        if (msg.device_token === undefined) checkLoginBudget(this.#ctx, this.peerAddress, who.key);
+        if (msg.device_token === undefined) await checkLoginBudget(this.#ctx, this.peerAddress, who.key);
         return await this.#begin({
           purpose: "login",
           first,
@@ -374,7 +374,8 @@ export class Session implements RegisteredSession {
     if (this.#closed) return;
     if (request.purpose === "login" && request.deviceToken !== undefined) {
       const deviceToken = pending.deviceToken !== null;
-      checkLoginBudget(this.#ctx, this.peerAddress, pending.key, { deviceToken });
+      await checkLoginBudget(this.#ctx, this.peerAddress, pending.key, { deviceToken });
+      if (this.#closed) return;
     }
     if (request.purpose === "login") this.#holdToken(pending.deviceToken, pending.key);
     this.#pending = pending;
@@ -397,9 +398,10 @@ export class Session implements RegisteredSession {
       throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the session ended meanwhile");
     }
     if (pending.purpose === "login") {
-      spendLoginBudget(this.#ctx, this.peerAddress, pending.key, {
+      await spendLoginBudget(this.#ctx, this.peerAddress, pending.key, {
         deviceToken: pending.deviceToken !== null,
       });
+      if (this.#closed) return;
     }
     const { previous, identity, verifier } = await commitProof(this.#ctx, pending, now);
     if (this.#closed) return;
@@ -410,7 +412,8 @@ export class Session implements RegisteredSession {
     if (pending.purpose === "passwd") {
       const me = this.#user;
       if (me) me.verifier = verifier;
-      endOtherSessions(this.#ctx, "passwd", pending.key, this, fields);
+      await endOtherSessions(this.#ctx, "passwd", pending.key, this, fields);
+      if (this.#closed) return;
       // The new password killed every token of the old one: this device gets one for the new password.
       const issued = await issueDeviceToken(
         this.#ctx,
@@ -426,7 +429,8 @@ export class Session implements RegisteredSession {
     this.#setUser(null);
     // Its token died with the account.
     this.#holdToken(null, pending.key);
-    endOtherSessions(this.#ctx, "delete", pending.key, this, fields);
+    await endOtherSessions(this.#ctx, "delete", pending.key, this, fields);
+    if (this.#closed) return;
     this.#reply({ op: "DELETE", user: pending.name, data: serverFinal }, msg.id);
   }
 

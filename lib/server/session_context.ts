@@ -5,28 +5,28 @@
  * @module
  */
 
-import type { LoginBudget } from "../auth/login_budget.ts";
-import type { RateLimiter } from "../auth/rate_limiter.ts";
-import type { TokenBucket } from "../auth/token_bucket.ts";
 import type { ServerMessage } from "../codec/messages.ts";
 import type { DeviceTokenKey } from "../crypto/device_token.ts";
 import type { UserStore } from "../store/user_store.ts";
 import type { Logger } from "./logger.ts";
 import type { PresenceDirectory } from "./presence.ts";
 import type { SessionRegistry } from "./session_registry.ts";
+import type { AbuseLimits, SessionDirectory } from "./shared_parts.ts";
 
 /** Shared state and settings of one server. */
 export interface SessionContext {
   /** Account store. */
   store: UserStore;
-  /** Failure counters. */
-  limiter: RateLimiter;
-  /** Per-source budget of registrations (each costs a key derivation). */
-  registrations: TokenBucket;
-  /** Budgets of successful logins per source and per account (each is a presence change for everyone). */
-  logins: LoginBudget;
-  /** Live sessions. */
+  /**
+   * Failure counters and backoff, the per-source budget of registrations (each costs a key derivation) and
+   * the budgets of successful logins per source and per account (each is a presence change for everyone),
+   * counted across every node.
+   */
+  limits: AbuseLimits;
+  /** This node's live sessions. */
   registry: SessionRegistry;
+  /** Ends a user's sessions on the other nodes. */
+  sessions: SessionDirectory;
   /** Who is online. */
   presence: PresenceDirectory;
   /** The UDP rendezvous and relay, or `null` when UDP is off. */

@@ -22,6 +22,7 @@ import { Logger } from "../../lib/server/logger.ts";
 import { loadServerConfig } from "../../lib/server/server_config.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
 import { prng } from "../transport/_lossy_link.ts";
+import { localSharedParts } from "../../lib/server/local_parts.ts";
 
 export const PASSWORD = "violet harbor engine 42";
 
@@ -78,6 +79,7 @@ export async function withChat(body: (kit: ChatKit) => Promise<void>): Promise<v
       identity: await loadServerIdentity(paths, { tls: false }),
       store: SqliteUserStore.open(join(dir, "authchat.db")),
       log: new Logger({ write: () => {} }),
+      parts: localSharedParts(config),
     });
     const running = server;
     const port = running.addresses.tcp!.port;

@@ -25,6 +25,7 @@ import { loadServerConfig } from "../../lib/server/server_config.ts";
 import { Session } from "../../lib/server/session.ts";
 import type { AccountSettings } from "../../lib/store/create_account.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+import { localSharedParts } from "../../lib/server/local_parts.ts";
 
 const decoder = new TextDecoder();
 
@@ -97,14 +98,16 @@ export async function withServer(
     await generateServerIdentity(paths);
     const identity = await loadServerIdentity(paths, { tls: true });
     const store = SqliteUserStore.open(join(dir, "authchat.db"));
+    const config = await loadServerConfig({
+      file: "/dev/null",
+      flags: { tcp_port: 0, tls_port: 0, udp_port: 0, scram_iterations: 4096 },
+    });
     const server = await AuthchatServer.start({
-      config: await loadServerConfig({
-        file: "/dev/null",
-        flags: { tcp_port: 0, tls_port: 0, udp_port: 0, scram_iterations: 4096 },
-      }),
+      config,
       identity,
       store,
       log: new Logger({ write: () => {} }),
+      parts: localSharedParts(config),
     });
     const knownHosts = new KnownHosts(join(dir, "known_hosts"));
     const clientOptions = (tls: boolean): ClientOptions => ({

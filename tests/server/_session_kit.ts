@@ -27,6 +27,7 @@ import { Session } from "../../lib/server/session.ts";
 import type { ConnectionInfo, SessionContext, SessionOutput } from "../../lib/server/session_context.ts";
 import { SessionRegistry } from "../../lib/server/session_registry.ts";
 import { LocalPresence } from "../../lib/server/presence.ts";
+import { LocalAbuseLimits, NO_OTHER_NODES } from "../../lib/server/shared_parts.ts";
 import type { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
 import { createAccount } from "../../lib/store/create_account.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
@@ -71,6 +72,8 @@ function sealKeys(): Promise<CryptoKeyPair> {
 /** A test server's shared state. */
 export interface Kit extends AsyncDisposable {
   ctx: SessionContext;
+  /** The failure counters behind `ctx.limits`, to look inside. */
+  limiter: RateLimiter;
   store: SqliteUserStore;
   logs: string[];
   clock: { now: number };
@@ -116,21 +119,25 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
   const iterations = options.iterations ?? KIT_ITERATIONS;
   const passwordMinLength = options.passwordMinLength ?? KIT_PASSWORD_MIN_LENGTH;
   const mockSecret = await store.mockSecret();
+  const limiter = new RateLimiter({
+    freeFailures: options.freeFailures ?? 3,
+    baseMs: 1000,
+    maxMs: 60_000,
+    forgetAfterMs: 3_600_000,
+    maxEntries: 1000,
+    maxParallel: options.maxUnauthenticatedPerIp ?? 100,
+  });
   const ctx: SessionContext = {
     store,
-    limiter: new RateLimiter({
-      freeFailures: options.freeFailures ?? 3,
-      baseMs: 1000,
-      maxMs: 60_000,
-      forgetAfterMs: 3_600_000,
-      maxEntries: 1000,
-      maxParallel: options.maxUnauthenticatedPerIp ?? 100,
+    limits: new LocalAbuseLimits({
+      limiter,
+      registrations: new TokenBucket({ perMinute: options.registrationsPerMinute ?? 1000 }),
+      logins: new LoginBudget({
+        perAccountPerMinute: options.loginsPerMinutePerAccount ?? 10_000,
+        perSourcePerMinute: options.loginsPerMinutePerSource ?? 10_000,
+      }),
     }),
-    registrations: new TokenBucket({ perMinute: options.registrationsPerMinute ?? 1000 }),
-    logins: new LoginBudget({
-      perAccountPerMinute: options.loginsPerMinutePerAccount ?? 10_000,
-      perSourcePerMinute: options.loginsPerMinutePerSource ?? 10_000,
-    }),
+    sessions: NO_OTHER_NODES,
     registry: new SessionRegistry({
       maxUnauthenticatedPerIp: options.maxUnauthenticatedPerIp ?? 100,
       maxConnectionsPerIp: options.maxConnectionsPerIp ?? 1000,
@@ -153,6 +160,7 @@ export async function makeKit(options: KitOptions = {}): Promise<Kit> {
   };
   return {
     ctx,
+    limiter,
     store,
     logs,
     clock,

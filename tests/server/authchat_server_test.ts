@@ -14,6 +14,7 @@ import { Logger } from "../../lib/server/logger.ts";
 import { loadServerConfig } from "../../lib/server/server_config.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
 import { RawClient, scramAttempt } from "../e2e/_raw_client.ts";
+import { localSharedParts } from "../../lib/server/local_parts.ts";
 
 const PASSWORD = "violet harbor engine 42";
 
@@ -58,6 +59,7 @@ async function withServer(
       identity: await loadServerIdentity(paths, { tls: true }),
       store: SqliteUserStore.open(join(dir, "authchat.db")),
       log: new Logger({ write: (l) => logs.push(l) }),
+      parts: localSharedParts(config),
     });
     const knownHosts = new KnownHosts(join(dir, "known_hosts"));
     try {

@@ -48,9 +48,9 @@ async function guessingRun(kit: Kit, sources: string[]): Promise<void> {
       if (code(reply) === "RATE_LIMITED") break;
       assert.equal(code(reply), "AUTH_FAILED");
     }
-    assert.ok(kit.ctx.limiter.retryAfter(ip, "anyone", kit.clock.now) > 0, `${ip} is in backoff`);
+    assert.ok(kit.limiter.retryAfter(ip, "anyone", kit.clock.now) > 0, `${ip} is in backoff`);
   }
-  assert.ok(kit.ctx.limiter.retryAfter("192.0.2.99", "alice", kit.clock.now) === 0, "a clean source is not");
+  assert.ok(kit.limiter.retryAfter("192.0.2.99", "alice", kit.clock.now) === 0, "a clean source is not");
 }
 
 const STRANGERS = ["203.0.113.1", "203.0.113.2", "203.0.113.3", OWNER_IP];
@@ -88,8 +88,8 @@ Deno.test("Session backs off the owner's own wrong proofs with a token separatel
   }
   // freeFailures: 3 of her own typos are checked against the token, and only against it: her address is a
   // clean source, even for alice.
-  assert.equal(kit.ctx.limiter.size.tokens, 1);
-  assert.equal(kit.ctx.limiter.retryAfter(OWNER_IP, "alice", kit.clock.now), 0);
+  assert.equal(kit.limiter.size.tokens, 1);
+  assert.equal(kit.limiter.retryAfter(OWNER_IP, "alice", kit.clock.now), 0);
   assert.equal((await loginWith(owner, undefined, "bravo sierra tango 99", "bob")).reply.op, "LOGIN");
   // The token is in its own backoff now: set aside, her next attempt counts as one without a token.
   kit.logs.length = 0;
@@ -97,7 +97,7 @@ Deno.test("Session backs off the owner's own wrong proofs with a token separatel
   assert.ok(kit.logs.some((l) => l.includes('"event":"device_token_in_backoff"')), kit.logs.join("\n"));
   kit.clock.now += 1000;
   assert.equal((await loginWith(owner, token)).reply.op, "LOGIN");
-  assert.equal(kit.ctx.limiter.size.tokens, 0, "a correct proof with it forgives the token's failures");
+  assert.equal(kit.limiter.size.tokens, 0, "a correct proof with it forgives the token's failures");
 });
 
 Deno.test("Session ignores a device token of another account, a tampered, expired or foreign one", async () => {
@@ -295,8 +295,8 @@ Deno.test("Session counts failed PASSWD proofs against the token its device hold
   // Three against the token, the source clean meanwhile; then, the token in its backoff set aside,
   // against the source (3 free there too).
   assert.deepEqual(outcomes, Array(5).fill("AUTH_FAILED"));
-  assert.equal(kit.ctx.limiter.size.tokens, 1, "the device's token carries the first three");
-  assert.equal(kit.ctx.limiter.retryAfter(OWNER_IP, "alice", kit.clock.now), 0, "two failures, 3 free");
+  assert.equal(kit.limiter.size.tokens, 1, "the device's token carries the first three");
+  assert.equal(kit.limiter.retryAfter(OWNER_IP, "alice", kit.clock.now), 0, "two failures, 3 free");
   const again = kit.connect({ peerAddress: OWNER_IP });
   kit.logs.length = 0;
   assert.equal((await loginWith(again, fresh, next)).reply.op, "LOGIN");
@@ -355,7 +355,7 @@ Deno.test("Session sets a device token in its own backoff aside: failing with a 
   const held = (await loginWith(thief, token, "guess 3 abcdef")).reply;
   assert.equal(code(held), "AUTH_FAILED", "set aside, the guess is counted as one without a token");
   assert.ok(
-    kit.ctx.limiter.retryAfter("203.0.113.9", "alice", kit.clock.now) === 0,
+    kit.limiter.retryAfter("203.0.113.9", "alice", kit.clock.now) === 0,
     "its first such failure",
   );
   // Her device shows the same token: she logs in at once, as without a token from her clean address.

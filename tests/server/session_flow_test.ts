@@ -337,3 +337,46 @@ Deno.test("Session DELETE proves the password, removes the account and ends all 
   const again = kit.connect();
   assert.equal((await again.scram("LOGIN", "alice", PASSWORD)).reply.op, "ERROR");
 });
+
+Deno.test("Session PASSWD and DELETE end the user's sessions on the other nodes before they reply", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const asked: string[] = [];
+  let finish = () => {};
+  kit.ctx.sessions = {
+    endElsewhere(userKey, code) {
+      asked.push(`${userKey} ${code}`);
+      return new Promise((resolve) => finish = () => resolve(2));
+    },
+    serve() {},
+  };
+  const conn = kit.connect({ transport: "tls", confidential: true });
+  await conn.login("alice", PASSWORD);
+  const verifier = await verifierFor(NEW_PASSWORD);
+  let replied = false;
+  const changing = conn.scram("PASSWD", "alice", PASSWORD, { extra: { verifier } }).finally(() =>
+    replied = true
+  );
+  for (let i = 0; asked.length === 0; i++) {
+    assert.ok(i < 1000, "the other nodes were not asked");
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.deepEqual(asked, ["alice PASSWORD_CHANGED"]);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(replied, false, "PASSWD replied before the others ended");
+  finish();
+  assert.equal((await changing).reply.op, "PASSWD");
+  assert.ok(kit.logs.some((l) => l.includes('"event":"passwd"') && l.includes('"ended_sessions":2')));
+
+  replied = false;
+  const deleting = conn.scram("DELETE", "alice", NEW_PASSWORD).finally(() => replied = true);
+  for (let i = 0; asked.length === 1; i++) {
+    assert.ok(i < 1000, "the other nodes were not asked");
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.deepEqual(asked, ["alice PASSWORD_CHANGED", "alice ACCOUNT_DELETED"]);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(replied, false, "DELETE replied before the others ended");
+  finish();
+  assert.equal((await deleting).reply.op, "DELETE");
+});

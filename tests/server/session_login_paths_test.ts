@@ -1,7 +1,7 @@
 /**
  * A LOGIN for a name nobody has must do the work of a LOGIN for an account, in the same order, or the time
  * of its CHALLENGE tells which names exist (issue 9, item 2). Checked without a clock: every step the
- * exchange reports to `ctx.trace`, and every call it makes on the server's shared parts (store, limiter,
+ * exchange reports to `ctx.trace`, and every call it makes on the server's shared parts (store, limits,
  * registry, presence, log, clock), is recorded and the lists compared. `deno task bench` measures the
  * same thing in time (`login_known_unknown_z`).
  */
@@ -14,7 +14,7 @@ import type { Kit, Reply } from "./_session_kit.ts";
 const PASSWORD = "correct horse battery";
 
 /** The parts of the context a session calls, each wrapped so every method call is recorded. */
-const PARTS = ["store", "limiter", "registrations", "registry", "presence", "rendezvous", "log"] as const;
+const PARTS = ["store", "limits", "sessions", "registry", "presence", "rendezvous", "log"] as const;
 
 function recording<T extends object>(target: T, name: string, steps: string[]): T {
   return new Proxy(target, {
@@ -96,7 +96,7 @@ Deno.test("LOGIN takes the same steps for an account (with or without identity k
   // The steps a LOGIN must take: if one is gone, the trace lost track of the path.
   for (
     const step of [
-      "limiter.retryAfter",
+      "limits.retryAfter",
       "mockVerifier",
       "store.findCredentials",
       "parseVerifier",

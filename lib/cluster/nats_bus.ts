@@ -1,0 +1,196 @@
+/**
+ * The connection a node keeps to NATS, shared by every part that joins the
+ * nodes (presence, ending sessions, relay routing, the abuse limits): one
+ * client connection, this node's id, subjects under one prefix, and JetStream
+ * key-value buckets. Names and keys taken from users are encoded into tokens
+ * NATS accepts ({@linkcode busToken}): a user name may hold `.`, `*`, `>` or
+ * spaces, which are subject syntax.
+ *
+ * @module
+ */
+
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+
+export type { NatsConnection } from "@nats-io/transport-node";
+export type { KV } from "@nats-io/kv";
+
+/** What {@linkcode NatsBus.connect} needs. */
+export interface NatsBusOptions {
+  /** Server URLs, `nats://host:port`, one or more. */
+  servers: string[];
+  /** This node's id (unique among the nodes; shown to the others and in NATS's connection list). */
+  nodeId: string;
+  /** Subject and bucket prefix (default `authchat`): nodes with another prefix do not see each other. */
+  prefix?: string;
+  /** Longest wait for the first connection, in ms (default 5000). */
+  connectTimeoutMs?: number;
+}
+
+/** NATS could not be reached. */
+export class BusUnavailableError extends Error {
+  /**
+   * Make the error.
+   *
+   * @param message What failed.
+   * @param options The cause.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "BusUnavailableError";
+  }
+}
+
+/**
+ * A name or key as one subject token or key-value key: base64url of its UTF-8, without padding (only
+ * `A–Z a–z 0–9 - _`, never empty: the empty string is `_`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { busToken } from "./nats_bus.ts";
+ * assert(busToken("a.b*c >") === "YS5iKmMgPg");
+ * assert(busToken("") === "_");
+ * ```
+ *
+ * @param text Any text.
+ * @returns The token.
+ */
+export function busToken(text: string): string {
+  if (text === "") return "_";
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+/** `nats://user:password@host:port` shown without its password. */
+function shown(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
+}
+
+/**
+ * One node's connection to NATS.
+ *
+ * @example
+ * ```ts ignore
+ * const bus = await NatsBus.connect({ servers: ["nats://127.0.0.1:4222"], nodeId: "node-1" });
+ * bus.nc.publish(bus.subject("hello"), "hi");
+ * await bus.close();
+ * ```
+ */
+export class NatsBus {
+  /** The client connection. */
+  readonly nc: NatsConnection;
+  /** This node's id. */
+  readonly nodeId: string;
+  /** Subject and bucket prefix. */
+  readonly prefix: string;
+  #kvm: Kvm;
+  #buckets = new Map<string, Promise<KV>>();
+  #up = true;
+  #listeners = new Set<(connected: boolean) => void>();
+
+  private constructor(nc: NatsConnection, nodeId: string, prefix: string) {
+    this.nc = nc;
+    this.nodeId = nodeId;
+    this.prefix = prefix;
+    this.#kvm = new Kvm(nc);
+    void this.#watch();
+  }
+
+  async #watch(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      const up = status.type === "disconnect" ? false : status.type === "reconnect" ? true : this.#up;
+      if (up === this.#up) continue;
+      this.#up = up;
+      for (const listener of this.#listeners) listener(up);
+    }
+    this.#up = false;
+  }
+
+  /**
+   * Be told when the connection goes down or comes back.
+   *
+   * @param listener Called with `false` on a lost connection, `true` when it is back.
+   * @returns Stops the telling.
+   */
+  onConnection(listener: (connected: boolean) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Connect (the client then reconnects by itself, without end, after a lost connection).
+   *
+   * @param options Servers, node id, prefix.
+   * @returns The connected bus.
+   * @throws {BusUnavailableError} When no server answers in time, naming the servers (without passwords).
+   */
+  static async connect(options: NatsBusOptions): Promise<NatsBus> {
+    try {
+      const nc = await connect({
+        servers: options.servers,
+        name: `authchat ${options.nodeId}`,
+        timeout: options.connectTimeoutMs ?? 5000,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+      });
+      return new NatsBus(nc, options.nodeId, options.prefix ?? "authchat");
+    } catch (err) {
+      throw new BusUnavailableError(
+        `cannot connect to NATS at ${options.servers.map(shown).join(", ")}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * A subject under the prefix.
+   *
+   * @param tokens Its tokens, already valid (encode names with {@linkcode busToken}).
+   * @returns `prefix.token.token…`.
+   */
+  subject(...tokens: string[]): string {
+    return [this.prefix, ...tokens].join(".");
+  }
+
+  /**
+   * A JetStream key-value bucket under the prefix, made when missing (once per bus).
+   *
+   * @param name Bucket name (`A–Z a–z 0–9 - _`).
+   * @param options `ttlMs`: entries expire this long after their last write; `history`: values kept per key.
+   * @returns The bucket.
+   */
+  kv(name: string, options: { ttlMs?: number; history?: number } = {}): Promise<KV> {
+    const full = `${this.prefix}_${name}`;
+    let bucket = this.#buckets.get(full);
+    if (!bucket) {
+      bucket = this.#kvm.create(full, {
+        ...(options.ttlMs === undefined ? {} : { ttl: options.ttlMs }),
+        ...(options.history === undefined ? {} : { history: options.history }),
+      });
+      // A failure is not remembered: the next call tries again.
+      bucket.catch(() => this.#buckets.delete(full));
+      this.#buckets.set(full, bucket);
+    }
+    return bucket;
+  }
+
+  /** Whether the connection is up now (not closed, not reconnecting). */
+  get connected(): boolean {
+    return this.#up && !this.nc.isClosed() && !this.nc.isDraining();
+  }
+
+  /** Drain (let what was published go out) and close. */
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    try {
+      await this.nc.drain();
+    } catch {
+      await this.nc.close();
+    }
+  }
+}

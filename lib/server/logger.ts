@@ -39,7 +39,15 @@ export interface LoggerOptions {
    * alive); returns a function that cancels it. Tests pass their own to drive time.
    */
   schedule?: (task: () => void, ms: number) => () => void;
+  /**
+   * Told of every event logged, before the rate limit (so a line left out is still seen): what the
+   * server's metrics count (server_metrics.ts). It must not throw.
+   */
+  observe?: LogObserver;
 }
+
+/** Sees every event logged: its level, name and fields. */
+export type LogObserver = (level: LogLevel, event: string, fields: LogFields) => void;
 
 /** How many lines one event name may log. */
 export interface LogRateLimit {
@@ -123,6 +131,7 @@ export class Logger {
   /** Lines dropped per event (and code) since its last report, and when the first of them was dropped. */
   #suppressed = new Map<string, { event: string; code: string | undefined; count: number; since: number }>();
   #cancelReport: (() => void) | null = null;
+  #observe: LogObserver | undefined;
 
   /**
    * Make a logger.
@@ -135,6 +144,7 @@ export class Logger {
     this.#write = options.write ?? writeStderr;
     this.#now = options.now ?? Date.now;
     this.#schedule = options.schedule ?? scheduleUnref;
+    this.#observe = options.observe;
     const limit = options.limit;
     if (limit && limit.linesPerSecond !== 0) {
       if (!(limit.burst >= 1) || !(limit.linesPerSecond > 0)) {
@@ -162,6 +172,7 @@ export class Logger {
    *   error or BYE code), never from a client: each has a rate limit of its own.
    */
   log(level: LogLevel, event: string, fields: LogFields = {}): void {
+    this.#observe?.(level, event, fields);
     if (this.#buckets) {
       const now = this.#now();
       const code = typeof fields.code === "string" ? fields.code : undefined;
@@ -180,6 +191,7 @@ export class Logger {
    * @param fields Extra fields; `undefined` ones are left out.
    */
   always(level: LogLevel, event: string, fields: LogFields = {}): void {
+    this.#observe?.(level, event, fields);
     this.#emit(level, event, fields);
   }
 

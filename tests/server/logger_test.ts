@@ -186,3 +186,21 @@ Deno.test("Logger limits each code of an event on its own: a flood of one failur
     "WARN suppressed of=login_failed code=AUTH_FAILED count=1 seconds=1",
   ]);
 });
+
+Deno.test("Logger tells its observer of every event, those its rate limit leaves out included", () => {
+  const seen: string[] = [];
+  const lines: string[] = [];
+  const log = new Logger({
+    write: (line) => lines.push(line),
+    now: () => 0,
+    limit: { linesPerSecond: 1, burst: 2 },
+    schedule: () => () => {},
+    observe: (level, event, fields) => seen.push(`${level} ${event} ${fields.code ?? ""}`),
+  });
+  for (let i = 0; i < 5; i++) log.info("login_failed", { code: "AUTH_FAILED" });
+  log.always("info", "listening", {});
+  assert.equal(lines.length, 3, "two lines of the burst and the one always logged");
+  assert.deepEqual(seen, [...Array(5).fill("info login_failed AUTH_FAILED"), "info listening "]);
+  log.flushSuppressed();
+  assert.equal(seen.length, 6, "the logger's own suppressed report is not an event of the server's");
+});

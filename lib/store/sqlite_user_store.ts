@@ -8,7 +8,7 @@
  * @module
  */
 
-import { closeSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { StatementSync } from "node:sqlite";
@@ -106,9 +106,14 @@ export class SqliteUserStore implements UserStore {
    */
   #logins = new Map<number, { at: number; verifier: string }>();
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #ping: StatementSync;
+  /** The database file and its identity when opened (`null` for `:memory:`), for {@linkcode SqliteUserStore.ping}. */
+  #file: { path: string; dev: number; ino: number } | null;
 
-  private constructor(db: DatabaseSync) {
+  private constructor(db: DatabaseSync, file: { path: string; dev: number; ino: number } | null) {
     this.#db = db;
+    this.#file = file;
+    this.#ping = db.prepare("SELECT count(*) AS n FROM meta");
     this.#find = db.prepare("SELECT * FROM users WHERE name_key = ?");
     this.#lookAlike = db.prepare(
       "SELECT 1 AS found FROM users WHERE skeleton = ? OR shown_skeleton = ? LIMIT 1",
@@ -176,7 +181,8 @@ export class SqliteUserStore implements UserStore {
       db.exec("PRAGMA synchronous = FULL");
       db.exec("PRAGMA foreign_keys = ON");
       migrate(db);
-      return new SqliteUserStore(db);
+      const opened = path === ":memory:" ? null : statSync(path);
+      return new SqliteUserStore(db, opened && { path, dev: opened.dev, ino: opened.ino });
     } catch (err) {
       db.close();
       throw err;
@@ -329,6 +335,43 @@ export class SqliteUserStore implements UserStore {
 
   countUsers(): Promise<number> {
     return Promise.resolve(Number((this.#count.get() as { n: number }).n));
+  }
+
+  /**
+   * Check that the store answers: it is open, a read of the database succeeds, and the file at its path
+   * is still the one open. A file removed or replaced under a running server (`rm`, a backup restored with
+   * `mv`) leaves it reading and writing the old one, which nothing will find after a restart.
+   *
+   * @throws {Error} Saying what is wrong.
+   */
+  ping(): Promise<void> {
+    try {
+      if (!this.#db.isOpen) throw new Error("Database closed");
+      // The file first: a read of a replaced one may fail for reasons that only confuse (its -wal and -shm
+      // files, found by name, are the new database's).
+      const file = this.#file;
+      if (file) {
+        let now: { dev: number; ino: number } | null = null;
+        try {
+          now = statSync(file.path);
+        } catch {
+          // Gone: reported below.
+        }
+        if (now?.dev !== file.dev || now?.ino !== file.ino) {
+          throw new Error(
+            now
+              ? `Database file replaced while open: ${file.path} (the server still uses the file it opened; ` +
+                "restart it to use the new one)"
+              : `Database file removed while open: ${file.path} (the server still uses the file it opened, ` +
+                "which a restart will not find)",
+          );
+        }
+      }
+      this.#ping.get();
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**

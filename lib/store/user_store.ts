@@ -175,6 +175,13 @@ export interface UserStore {
   mockSecret(): Promise<Uint8Array<ArrayBuffer>>;
   /** Number of accounts. */
   countUsers(): Promise<number>;
+  /**
+   * Check cheaply that the store answers (the server's `/healthz` asks; without it, {@linkcode UserStore.countUsers}
+   * is asked instead).
+   *
+   * @throws {Error} Saying what is wrong: closed, unreachable, not the database it opened.
+   */
+  ping?(): Promise<void>;
   /** Close the store; later calls fail. */
   close(): void;
 }

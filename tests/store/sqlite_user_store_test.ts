@@ -383,3 +383,36 @@ Deno.test("SqliteUserStore.findCredentials answers an unknown name with the deco
     store.close();
   }
 });
+
+Deno.test("SqliteUserStore.ping answers while the store is open and its file is the one at its path", async () => {
+  await withTempDir(async (_dir, file) => {
+    const store = SqliteUserStore.open(file);
+    try {
+      await store.ping();
+      await store.createUser(newUser("alice"));
+      await store.ping();
+    } finally {
+      store.close();
+    }
+    await assert.rejects(store.ping(), /Database closed/);
+  });
+  const memory = SqliteUserStore.open(":memory:");
+  await memory.ping();
+  memory.close();
+  await assert.rejects(memory.ping(), /Database closed/);
+});
+
+Deno.test("SqliteUserStore.ping fails once its file is removed or replaced under it", async () => {
+  await withTempDir(async (dir, file) => {
+    const store = SqliteUserStore.open(file);
+    try {
+      await Deno.rename(file, `${dir}/moved.db`);
+      await assert.rejects(store.ping(), /^Error: Database file removed while open: .*authchat\.db/);
+      // A restore: another database put at the path.
+      SqliteUserStore.open(file).close();
+      await assert.rejects(store.ping(), /^Error: Database file replaced while open: .*restart it/);
+    } finally {
+      store.close();
+    }
+  });
+});

@@ -43,7 +43,7 @@ import type { LoggedIn } from "./_replies.ts";
 import type { LogFields } from "./logger.ts";
 import { SessionClock } from "./_session_clock.ts";
 import type { IdentityRecord } from "../store/user_store.ts";
-import type { ConnectionInfo, SessionContext, SessionSink } from "./session_context.ts";
+import type { ConnectionInfo, SessionContext, SessionSink, TransportName } from "./session_context.ts";
 import type { RegisteredSession } from "./session_registry.ts";
 import type { ValidDeviceToken } from "../crypto/device_token.ts";
 
@@ -101,6 +101,11 @@ export class Session implements RegisteredSession {
   /** Source IP address. */
   get peerAddress(): string {
     return this.#info.peerAddress;
+  }
+
+  /** The transport the connection came over. */
+  get transport(): TransportName {
+    return this.#info.transport;
   }
 
   /**

@@ -37,6 +37,8 @@ export interface RegisteredSession {
   readonly id: number;
   /** Source IP address. */
   readonly peerAddress: string;
+  /** The transport it came over (`tcp`, `tls`, `udp`), for {@linkcode SessionRegistry.census}. */
+  readonly transport?: string;
   /** End the session: send BYE and close. */
   end(code: ByeCode, reason: string): void;
 }
@@ -146,6 +148,25 @@ export class SessionRegistry {
   /** Connections counted against the cap: sessions and held slots (shed ones leave at once). */
   get connections(): number {
     return this.#sessions.size + this.#held;
+  }
+
+  /**
+   * How many sessions there are now, by transport and whether they are logged in (a connection still in
+   * its TLS handshake is no session yet: it counts in {@linkcode SessionRegistry.connections} only). One
+   * pass over the sessions, for the metrics a scrape reads now and then.
+   *
+   * @returns One entry per transport and state that has sessions.
+   */
+  census(): { transport: string; loggedIn: boolean; count: number }[] {
+    const counts = new Map<string, { transport: string; loggedIn: boolean; count: number }>();
+    for (const { session, user } of this.#sessions.values()) {
+      const transport = session.transport ?? "unknown";
+      const key = `${transport} ${user !== null}`;
+      const entry = counts.get(key);
+      if (entry) entry.count++;
+      else counts.set(key, { transport, loggedIn: user !== null, count: 1 });
+    }
+    return [...counts.values()];
   }
 
   /**

@@ -243,3 +243,25 @@ Deno.test("SessionRegistry counts an IPv6 /48 as one address when it picks whom 
     assert.equal(c.get("ipv6 lone").ended, null, `so does one alone in its /48 (round ${i})`);
   }
 });
+
+Deno.test("SessionRegistry.census counts sessions by transport and login, and leaves TLS handshakes out", () => {
+  const reg = new SessionRegistry({ maxUnauthenticatedPerIp: 10, maxConnectionsPerIp: 10 });
+  const session = (id: number, transport: string | undefined): RegisteredSession => ({
+    id,
+    peerAddress: "192.0.2.1",
+    ...(transport === undefined ? {} : { transport }),
+    end() {},
+  });
+  const [a, b, c, d] = [session(1, "tcp"), session(2, "tcp"), session(3, "tls"), session(4, undefined)];
+  for (const s of [a, b, c, d]) reg.add(s);
+  reg.setUser(a, "alice");
+  reg.setUser(c, "carol");
+  reg.hold("192.0.2.2", () => {});
+  const census = (): string[] =>
+    reg.census().map((e) => `${e.transport} ${e.loggedIn ? "in" : "out"} ${e.count}`).sort();
+  assert.deepEqual(census(), ["tcp in 1", "tcp out 1", "tls in 1", "unknown out 1"]);
+  assert.equal(reg.connections, 5, "the handshake holds a slot, but is no session");
+  reg.remove(a);
+  reg.setUser(c, null);
+  assert.deepEqual(census(), ["tcp out 1", "tls out 1", "unknown out 1"]);
+});

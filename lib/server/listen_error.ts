@@ -1,14 +1,15 @@
 /**
  * Why the server cannot listen, naming the address and the configuration key
  * to change: a port already in use or needing privileges (`tcp_port`,
- * `tls_port`, `udp_port`), an address this machine does not have or a name
- * that does not resolve (`host`).
+ * `tls_port`, `udp_port`, `metrics_port`), an address this machine does not
+ * have or a name that does not resolve (`host`, or `metrics_host` for the
+ * metrics port).
  *
  * @module
  */
 
 /** The configuration keys a listen error can be about. */
-export type ListenKey = "tcp_port" | "tls_port" | "udp_port" | "host";
+export type ListenKey = "tcp_port" | "tls_port" | "udp_port" | "metrics_port" | "host" | "metrics_host";
 
 /** A listener that could not be opened; the message names the address and the key. */
 export class ListenError extends Error {
@@ -31,8 +32,8 @@ export class ListenError extends Error {
 
 /** Where a listener was to be opened. */
 export interface ListenTarget {
-  /** The port's configuration key. */
-  key: "tcp_port" | "tls_port" | "udp_port";
+  /** The port's configuration key (the metrics port's host is `metrics_host`, the others' `host`). */
+  key: "tcp_port" | "tls_port" | "udp_port" | "metrics_port";
   /** Configured host. */
   host: string;
   /** Configured port. */
@@ -74,6 +75,7 @@ export function listenErrorFrom(err: unknown, target: ListenTarget): ListenError
     : `${target.host}:${target.port}`;
   const start = `Cannot listen on ${address} for`;
   const options = { cause: err };
+  const hostKey = target.key === "metrics_port" ? "metrics_host" : "host";
   if (err instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {
     return new ListenError(
       target.key,
@@ -92,16 +94,16 @@ export function listenErrorFrom(err: unknown, target: ListenTarget): ListenError
   // node:net says EINVAL where the operating system said "cannot assign requested address".
   if (err instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL" || code === "EINVAL") {
     return new ListenError(
-      "host",
-      `${start} host: ${target.host} is not an address of this machine: ${choose("host")} ` +
+      hostKey,
+      `${start} ${hostKey}: ${target.host} is not an address of this machine: ${choose(hostKey)} ` +
         "(127.0.0.1 for this machine only, 0.0.0.0 for every interface)",
       options,
     );
   }
   if ((typeof code === "string" && DNS_CODES.has(code)) || DNS_TEXT.test(message)) {
     return new ListenError(
-      "host",
-      `${start} host: cannot resolve ${target.host}: ${choose("host")}`,
+      hostKey,
+      `${start} ${hostKey}: cannot resolve ${target.host}: ${choose(hostKey)}`,
       options,
     );
   }

@@ -65,6 +65,8 @@ const CONFIG_FLAGS: Readonly<Record<"server" | "seed", Readonly<Record<string, k
     udp: "udp",
     name: "name",
     logFormat: "log_format",
+    metricsPort: "metrics_port",
+    metricsHost: "metrics_host",
   },
 };
 
@@ -251,7 +253,8 @@ export function createProgram(): Cli {
   program.command("server")
     .description(
       "Serve logins over TCP and TLS, presence and the UDP rendezvous and relay for direct messages.\n" +
-        "Prints one line when ready: authchat listening tcp=HOST:PORT tls=HOST:PORT udp=HOST:PORT",
+        "Prints one line when ready: authchat listening tcp=HOST:PORT tls=HOST:PORT udp=HOST:PORT\n" +
+        "(and metrics=HOST:PORT with --metrics-port)",
     )
     .option("--config <file>", "YAML configuration (default config/authchat.yaml if present)")
     .option("--data <dir>", "data directory: database, keys (default ./data)")
@@ -264,6 +267,12 @@ export function createProgram(): Cli {
     .option("--no-udp", "do not serve the UDP rendezvous and relay (no direct messages)")
     .option("--name <name>", "server name shown in HELLO (default authchat)")
     .addOption(new Option("--log-format <format>", "log lines on stderr").choices(["text", "json"]))
+    .option(
+      "--metrics-port <port>",
+      "serve Prometheus /metrics and /healthz over HTTP on this port, 0 for any free port (default off)",
+      port,
+    )
+    .option("--metrics-host <address>", "address of the metrics port (default 127.0.0.1, this machine only)")
     .addHelpText(
       "after",
       "\nPrecedence: flags, then AUTHCHAT_* environment variables, then the YAML file, then defaults.\n" +

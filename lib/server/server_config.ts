@@ -86,6 +86,10 @@ export interface ServerConfig {
   log_lines_per_second: number;
   /** Log lines each event may write at once. */
   log_lines_burst: number;
+  /** Port of `/metrics` and `/healthz` (0: any free port; `null`: off, the default). */
+  metrics_port: number | null;
+  /** Address the metrics port listens on (default 127.0.0.1: metrics are not for the internet). */
+  metrics_host: string;
 }
 
 /** A key of {@linkcode ServerConfig}. */
@@ -127,6 +131,8 @@ const KEYS: Record<ConfigKey, ValueKind> = {
   log_format: { type: "enum", values: ["text", "json"] },
   log_lines_per_second: { type: "number", min: 0, max: 1_000_000 },
   log_lines_burst: { type: "int", min: 1, max: 1_000_000 },
+  metrics_port: PORT,
+  metrics_host: { type: "string" },
 };
 
 /** Keys of the secured-chat seed project's YAML file, accepted as aliases. */
@@ -171,6 +177,8 @@ const DEFAULTS: Omit<
   // pass; an attack's million lines a minute become ten a second and a count.
   log_lines_per_second: 10,
   log_lines_burst: 20,
+  metrics_port: null,
+  metrics_host: "127.0.0.1",
 };
 
 /** The default configuration file, read when present and no other is named. */
@@ -251,7 +259,7 @@ function mayResolve(host: string): boolean {
  * certificate naming the host). Only when this process may resolve it without asking: a process without
  * network access (seed) has no use for the host, and the server's listen error names it too.
  */
-async function checkHostResolves(host: string): Promise<void> {
+async function checkHostResolves(host: string, key: "host" | "metrics_host" = "host"): Promise<void> {
   if (IP_ADDRESS.test(host)) return;
   if (!mayResolve(host)) return;
   try {
@@ -265,7 +273,7 @@ async function checkHostResolves(host: string): Promise<void> {
       ? "the name server did not answer"
       : code ?? (err as Error).message;
     throw new ConfigError(
-      "host",
+      key,
       `cannot resolve ${host} (${why}): give an address of this machine, or a name that resolves to one`,
     );
   }
@@ -285,7 +293,8 @@ async function checkHostResolves(host: string): Promise<void> {
  * @param sources File, environment and flags.
  * @returns The configuration.
  * @throws {ConfigError} Naming the first invalid key, unknown key or `AUTHCHAT_*` variable, the file when it
- *   is not valid YAML, `tls_port` when it equals `tcp_port`, and `host` when it does not resolve.
+ *   is not valid YAML, `tls_port` when it equals `tcp_port`, `metrics_port` when it equals either on the
+ *   same host, and `host` or `metrics_host` when it does not resolve.
  */
 export async function loadServerConfig(sources: ConfigSources = {}): Promise<ServerConfig> {
   const values: Partial<Record<ConfigKey, unknown>> = {};
@@ -337,6 +346,21 @@ export async function loadServerConfig(sources: ConfigSources = {}): Promise<Ser
       `${config.tls_port} is tcp_port too: TLS and plain TCP need a port each (set another tls_port or tcp_port)`,
     );
   }
+  if (config.metrics_port !== null && config.metrics_port !== 0 && config.metrics_host === config.host) {
+    const taken = ([["tcp_port", config.tcp], ["tls_port", config.tls]] as const)
+      .find(([key, on]) => on && config[key] === config.metrics_port);
+    if (taken) {
+      throw new ConfigError(
+        "metrics_port",
+        `${config.metrics_port} is ${
+          taken[0]
+        } too on ${config.host}: the metrics port needs a port of its own`,
+      );
+    }
+  }
   await checkHostResolves(config.host);
+  if (config.metrics_port !== null && config.metrics_host !== config.host) {
+    await checkHostResolves(config.metrics_host, "metrics_host");
+  }
   return config;
 }

@@ -69,3 +69,10 @@ Deno.test("configSources takes the server's and seed's keys from the flags given
   assert.equal(server.flagNames?.tcp_port, "--tcp-port");
   assert.equal(seed.flagNames?.scram_iterations, "--iterations");
 });
+
+Deno.test("configSources takes the metrics port and host from their flags", () => {
+  const server = configSources(parsed(["server", "--metrics-port", "0", "--metrics-host", "::1"]), noEnv);
+  assert.deepEqual(server.flags, { metrics_port: 0, metrics_host: "::1" });
+  assert.equal(server.flagNames?.metrics_port, "--metrics-port");
+  assert.throws(() => parsed(["server", "--metrics-port", "65536"]), /Expected an integer within 0\.\.65535/);
+});

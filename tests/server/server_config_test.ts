@@ -59,6 +59,53 @@ Deno.test("loadServerConfig refuses a host name that does not resolve, naming ho
   assert.equal((await load({ flags: { host: "::1" } })).host, "::1");
 });
 
+Deno.test("loadServerConfig leaves the metrics port off unless a file, variable or flag sets it", async () => {
+  const defaults = await load();
+  assert.equal(defaults.metrics_port, null);
+  assert.equal(defaults.metrics_host, "127.0.0.1");
+  assert.equal((await load({ flags: { metrics_port: 0 } })).metrics_port, 0);
+  const fromEnv = await load({ env: (name) => name === "AUTHCHAT_METRICS_PORT" ? "9464" : undefined });
+  assert.equal(fromEnv.metrics_port, 9464);
+  await withFile("metrics_port: 9465\nmetrics_host: 0.0.0.0\n", async (file) => {
+    const config = await loadServerConfig({ file });
+    assert.equal(config.metrics_port, 9465);
+    assert.equal(config.metrics_host, "0.0.0.0");
+  });
+  await withFile("metrics_port:\n", async (file) => {
+    assert.equal((await loadServerConfig({ file })).metrics_port, null, "an empty value leaves it off");
+  });
+  const bad = await refusal(load({ env: (name) => name === "AUTHCHAT_METRICS_PORT" ? "70000" : undefined }));
+  assert.equal(bad.key, "AUTHCHAT_METRICS_PORT");
+});
+
+Deno.test("loadServerConfig refuses a metrics port that is the TCP or TLS port on the same host", async () => {
+  const err = await refusal(load({ flags: { tcp_port: 2000, metrics_port: 2000 } }));
+  assert.equal(err.key, "metrics_port");
+  assert.equal(
+    err.message,
+    "Invalid configuration metrics_port: 2000 is tcp_port too on 127.0.0.1: the metrics port needs a port of its own",
+  );
+  assert.equal((await refusal(load({ flags: { tls_port: 2001, metrics_port: 2001 } }))).key, "metrics_port");
+  // Another address, a transport that is off, or UDP's number (another protocol) are fine.
+  assert.equal(
+    (await load({ flags: { tcp_port: 2000, metrics_port: 2000, metrics_host: "::1" } })).metrics_port,
+    2000,
+  );
+  assert.equal(
+    (await load({ flags: { tcp_port: 2000, metrics_port: 2000, tcp: false } })).metrics_port,
+    2000,
+  );
+  assert.equal((await load({ flags: { udp_port: 2002, metrics_port: 2002 } })).metrics_port, 2002);
+});
+
+Deno.test("loadServerConfig refuses a metrics host that does not resolve, naming metrics_host", async () => {
+  const err = await refusal(load({ flags: { metrics_port: 0, metrics_host: "no-such-host.invalid" } }));
+  assert.equal(err.key, "metrics_host");
+  assert.match(err.message, /^Invalid configuration metrics_host: cannot resolve no-such-host\.invalid/);
+  const off = await load({ flags: { metrics_host: "no-such-host.invalid" } });
+  assert.equal(off.metrics_port, null, "not checked while the port is off");
+});
+
 Deno.test("loadServerConfig gives the line, column and problem of a YAML syntax error on one line", async () => {
   await withFile("name: demo\nhost: a: b\n", async (path) => {
     const err = await refusal(loadServerConfig({ file: path }));

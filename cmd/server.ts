@@ -23,6 +23,7 @@ import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
 import { requireDatagramSockets } from "../lib/transport/runtime_features.ts";
 import { describeKeys } from "./keygen.ts";
 import { StopSignals } from "./_stop_signals.ts";
+import { MetricsPort } from "./_metrics_port.ts";
 
 /** Create the identity on first start; refuse to guess when only some files exist. */
 async function ensureIdentity(paths: IdentityPaths, config: ServerConfig, log: Logger): Promise<void> {
@@ -103,9 +104,11 @@ function dataPaths(config: ServerConfig): Guarded[] {
  *   configuration says (a port in use, an address this machine lacks) or this runtime cannot serve UDP.
  */
 export async function runServer(config: ServerConfig): Promise<number> {
+  const metrics = new MetricsPort(config);
   const log = new Logger({
     format: config.log_format,
     limit: { linesPerSecond: config.log_lines_per_second, burst: config.log_lines_burst },
+    ...(metrics.observe ? { observe: metrics.observe } : {}),
   });
   if (config.udp) {
     try {
@@ -139,8 +142,18 @@ export async function runServer(config: ServerConfig): Promise<number> {
     store = SqliteUserStore.open(config.database);
     // After opening: SQLite has made the -wal and -shm files by now (with the database file's mode).
     await warnOnLoosePermissions(dataPaths(config), log);
-    server = await AuthchatServer.start({ config, identity, store, log, parts: localSharedParts(config) });
+    const counted = metrics.store(store);
+    metrics.open(counted, log);
+    server = await AuthchatServer.start({
+      config,
+      identity,
+      store: counted,
+      log,
+      parts: metrics.parts(localSharedParts(config)),
+    });
+    metrics.serving(server);
   } catch (err) {
+    await metrics.close();
     store?.close();
     // An error line is written at once, so it comes before the message below.
     log.error("start_failed", { error: (err as Error).message });
@@ -155,13 +168,16 @@ export async function runServer(config: ServerConfig): Promise<number> {
   }
   // Installed until the stop is over: a repeated signal must not kill the process half-way (see the module).
   const signals = new StopSignals(log);
-  console.log(server.listeningLine);
-  log.always("info", "listening", { line: server.listeningLine, database: config.database });
+  const ready = server.listeningLine + metrics.readyField;
+  console.log(ready);
+  log.always("info", "listening", { line: ready, database: config.database });
   const signal = await signals.requested;
   log.always("info", "stopping", { signal });
+  metrics.stopping();
   try {
     await server.shutdown();
   } finally {
+    await metrics.close();
     signals.close();
   }
   return 0;

@@ -74,7 +74,7 @@ function formatAddress(addr: Deno.NetAddr): string {
 /** Open a listener; a bind error the configuration can fix becomes a {@linkcode ListenError} naming the key. */
 async function bind<T>(
   config: ServerConfig,
-  key: ListenTarget["key"],
+  key: Exclude<ListenTarget["key"], "metrics_port">,
   open: () => T | Promise<T>,
 ): Promise<T> {
   try {

@@ -77,7 +77,14 @@ export type { TokenBucketOptions } from "./lib/auth/token_bucket.ts";
 export { LoginBudget } from "./lib/auth/login_budget.ts";
 export type { LoginBudgetOptions, LoginOptions, LoginRefusal } from "./lib/auth/login_budget.ts";
 export { Logger } from "./lib/server/logger.ts";
-export type { LogFields, LogFormat, LoggerOptions, LogLevel, LogRateLimit } from "./lib/server/logger.ts";
+export type {
+  LogFields,
+  LogFormat,
+  LoggerOptions,
+  LogLevel,
+  LogObserver,
+  LogRateLimit,
+} from "./lib/server/logger.ts";
 export type { DescriptorSource, FreeDescriptors } from "./lib/server/descriptor_limit.ts";
 export type { CoalescerClock } from "./lib/server/presence_coalescer.ts";
 export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";

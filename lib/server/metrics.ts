@@ -29,7 +29,8 @@ export interface Counters {
    * @param name The counter's name.
    * @param labels A value for each of its label names, from a fixed set (none when it has none).
    * @param by How much (default 1).
-   * @throws {TypeError} When no counter has the name, or the labels are not its label names.
+   * @throws {TypeError} When no counter has the name, or the labels are not its label names (checked when
+   *   a series is first counted: a known one is found by its values alone, as counting is on hot paths).
    * @throws {RangeError} When `by` is negative or not finite.
    */
   inc(name: string, labels?: Labels, by?: number): void;
@@ -144,7 +145,8 @@ export class Metrics implements Counters {
     if (family?.type !== "counter" || !("series" in family)) {
       throw new TypeError(`No counter named ${name}`);
     }
-    return family.series.get(this.#key(name, family, labels))?.value ?? 0;
+    this.#check(name, family, labels);
+    return family.series.get(this.#key(family, labels))?.value ?? 0;
   }
 
   /** Increments dropped because their counter had {@linkcode MAX_SERIES} series already. */
@@ -181,28 +183,42 @@ export class Metrics implements Counters {
     if (this.#families.has(name)) throw new TypeError(`Metric declared twice: ${name}`);
   }
 
-  #key(name: string, family: CounterFamily, labels: Labels): string {
+  /** Refuse labels that are not exactly the family's label names, with string values. */
+  #check(name: string, family: CounterFamily, labels: Labels): void {
     const given = Object.keys(labels);
     if (
-      given.length !== family.labelNames.length || !family.labelNames.every((l) => Object.hasOwn(labels, l))
+      given.length !== family.labelNames.length ||
+      !family.labelNames.every((l) => Object.hasOwn(labels, l) && typeof labels[l] === "string")
     ) {
       throw new TypeError(
         `Labels of ${name} must be [${family.labelNames.join(", ")}]: got [${given.join(", ")}]`,
       );
     }
-    return JSON.stringify(family.labelNames.map((l) => labels[l]));
+  }
+
+  /**
+   * The series key: the value itself for one label (most counters have at most one), else the values as
+   * JSON. Counting is on hot paths (a presence notice per session told), so this is all a known series
+   * costs; the labels are checked in full when a series is made.
+   */
+  #key(family: CounterFamily, labels: Labels): string {
+    const names = family.labelNames;
+    if (names.length === 0) return "";
+    if (names.length === 1) return labels[names[0]!] ?? "\u0000missing";
+    return JSON.stringify(names.map((l) => labels[l] ?? null));
   }
 
   #series(name: string, family: CounterFamily, labels: Labels): { labels: Labels; value: number } | null {
-    const key = this.#key(name, family, labels);
+    const key = this.#key(family, labels);
     let entry = family.series.get(key);
     if (!entry) {
+      this.#check(name, family, labels);
       if (family.series.size >= MAX_SERIES) {
         this.#dropped++;
         return null;
       }
       // In the declared order, whatever order the caller wrote them in.
-      const ordered = Object.fromEntries(family.labelNames.map((l) => [l, String(labels[l])]));
+      const ordered = Object.fromEntries(family.labelNames.map((l) => [l, labels[l]!]));
       entry = { labels: ordered, value: 0 };
       family.series.set(key, entry);
     }

@@ -28,7 +28,10 @@ import type { UserStore } from "../lib/store/user_store.ts";
 export interface MetricsPortOptions {
   /** The node's id for `authchat_node_info` (default: the server name and its first bound address). */
   node?: string;
-  /** Asks the bus whether it answers (resolves) or not (rejects), for `/healthz`; none: no bus. */
+  /**
+   * Asks the bus whether it answers (resolves) or not (rejects), for `/healthz`; none: no bus. Called at
+   * each check, never before {@linkcode MetricsPort.open}, so it may reach a bus connected after this.
+   */
   bus?: () => Promise<unknown>;
 }
 

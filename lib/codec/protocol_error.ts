@@ -33,6 +33,7 @@ export const ERROR_CODES = [
   "BAD_DATAGRAM",
   "INTERNAL",
   "PASSWORD_CHANGE_REQUIRED",
+  "UNAVAILABLE",
 ] as const;
 
 /** One of {@linkcode ERROR_CODES}. */

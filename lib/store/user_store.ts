@@ -175,6 +175,9 @@ export interface UserStore {
   mockSecret(): Promise<Uint8Array<ArrayBuffer>>;
   /** Number of accounts. */
   countUsers(): Promise<number>;
-  /** Close the store; later calls fail. */
-  close(): void;
+  /**
+   * Close the store, writing what it holds back (login times); later calls fail. A networked store
+   * finishes closing when the returned promise settles; the embedded one at once.
+   */
+  close(): void | Promise<void>;
 }

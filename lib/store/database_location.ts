@@ -10,6 +10,13 @@
 /** The URL schemes that select PostgreSQL. */
 export const POSTGRES_SCHEMES: readonly string[] = ["postgres", "postgresql"];
 
+/**
+ * Connections to PostgreSQL a server opens at most, unless the `database_pool_size` setting says otherwise:
+ * enough for the statements of a busy node to overlap, few enough that several nodes stay well under
+ * PostgreSQL's default of 100 connections.
+ */
+export const DEFAULT_POOL_SIZE = 10;
+
 /** PostgreSQL's port when a URL names none. */
 export const POSTGRES_DEFAULT_PORT = 5432;
 

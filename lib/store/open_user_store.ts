@@ -6,8 +6,8 @@
  * @module
  */
 
-import { isPostgresUrl } from "./database_location.ts";
-import { DEFAULT_POOL_SIZE, PostgresUserStore } from "./postgres_user_store.ts";
+import { DEFAULT_POOL_SIZE, isPostgresUrl } from "./database_location.ts";
+import { PostgresUserStore } from "./postgres_user_store.ts";
 import { SqliteUserStore } from "./sqlite_user_store.ts";
 
 /** Options of {@linkcode openUserStore}. */

@@ -20,7 +20,7 @@
 
 import postgres from "postgres";
 import { nameSkeletons } from "../auth/confusable_skeleton.ts";
-import { redactDatabaseUrl } from "./database_location.ts";
+import { DEFAULT_POOL_SIZE, redactDatabaseUrl } from "./database_location.ts";
 import { databaseUnavailable, DatabaseUnavailableError } from "./database_unavailable.ts";
 import { nameLooksTaken, nameTaken } from "./name_taken.ts";
 import { migratePostgres } from "./postgres_migrations.ts";
@@ -35,8 +35,6 @@ import type {
   UserStore,
 } from "./user_store.ts";
 
-/** Connections a store opens at most, unless told otherwise (the `database_pool_size` setting). */
-export const DEFAULT_POOL_SIZE = 10;
 
 /** Seconds a new connection may take before the request that needed it fails. */
 export const CONNECT_TIMEOUT_S = 10;

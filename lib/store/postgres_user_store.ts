@@ -20,7 +20,7 @@
 
 import postgres from "postgres";
 import { nameSkeletons } from "../auth/confusable_skeleton.ts";
-import { DEFAULT_POOL_SIZE, redactDatabaseUrl } from "./database_location.ts";
+import { DEFAULT_POOL_SIZE, postgresLocation, redactDatabaseUrl } from "./database_location.ts";
 import { databaseUnavailable, DatabaseUnavailableError } from "./database_unavailable.ts";
 import { nameLooksTaken, nameTaken } from "./name_taken.ts";
 import { migratePostgres } from "./postgres_migrations.ts";
@@ -164,7 +164,15 @@ export class PostgresUserStore implements UserStore {
 
   /** A pool of at most `max` connections to `url`, connecting at its first statement. */
   static #pool(url: string, max: number): postgres.Sql {
+    // Host, port, role and database as this code reads the URL: the driver's own reading takes the
+    // brackets of an IPv6 address for a host name. As one-element lists, which the driver takes as they
+    // are (its types say string and number, but a string is split at every colon).
+    const { host, port, user, database } = postgresLocation(url);
     return postgres(url, {
+      host: [host] as unknown as string,
+      port: [port] as unknown as number,
+      username: user,
+      database,
       max,
       connect_timeout: CONNECT_TIMEOUT_S,
       // Array types are never sent (lists travel as JSON): no catalogue query on every new connection.

@@ -73,6 +73,11 @@ export type { NameSkeletons } from "./lib/auth/confusable_skeleton.ts";
 export { RateLimiter } from "./lib/auth/rate_limiter.ts";
 export type { AttemptOptions } from "./lib/auth/rate_limiter.ts";
 export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";
+export { PostgresUserStore } from "./lib/store/postgres_user_store.ts";
+export type { PostgresStoreOptions } from "./lib/store/postgres_user_store.ts";
+export { openUserStore } from "./lib/store/open_user_store.ts";
+export type { OpenUserStoreOptions } from "./lib/store/open_user_store.ts";
+export { DatabaseUnavailableError } from "./lib/store/database_unavailable.ts";
 export type {
   Credentials,
   IdentityRecord,

@@ -24,7 +24,6 @@ import { DEFAULT_POOL_SIZE, postgresLocation, redactDatabaseUrl } from "./databa
 import { databaseUnavailable, DatabaseUnavailableError } from "./database_unavailable.ts";
 import { nameLooksTaken, nameTaken } from "./name_taken.ts";
 import { migratePostgres } from "./postgres_migrations.ts";
-import type { MigratePostgresOptions } from "./postgres_migrations.ts";
 import { LOGIN_FLUSH_MS } from "./sqlite_user_store.ts";
 import type {
   Credentials,
@@ -34,7 +33,6 @@ import type {
   UserRecord,
   UserStore,
 } from "./user_store.ts";
-
 
 /** Seconds a new connection may take before the request that needed it fails. */
 export const CONNECT_TIMEOUT_S = 10;
@@ -128,18 +126,22 @@ export interface PostgresStoreOptions {
   /** Most connections open at once (default {@linkcode DEFAULT_POOL_SIZE}). */
   poolSize?: number;
   /** Migrate only this far (tests build older databases with it). */
-  migrateUpTo?: MigratePostgresOptions["upTo"];
+  migrateUpTo?: number;
 }
 
 /**
  * PostgreSQL implementation of {@linkcode UserStore}.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DatabaseUnavailableError } from "./database_unavailable.ts";
  * import { PostgresUserStore } from "./postgres_user_store.ts";
- * const store = await PostgresUserStore.open("postgres://authchat:secret@db.example/authchat", { poolSize: 10 });
- * console.log(await store.countUsers());
- * await store.close();
+ * // Nothing listens on port 1: the store does not open, and says so without the password.
+ * await assert.rejects(
+ *   PostgresUserStore.open("postgres://authchat:secret@127.0.0.1:1/authchat", { poolSize: 10 }),
+ *   (err) => err instanceof DatabaseUnavailableError && err.message.includes("authchat:***@127.0.0.1:1"),
+ * );
  * ```
  */
 export class PostgresUserStore implements UserStore {

@@ -144,7 +144,10 @@ clusterTest(
     assert.equal(await exists(join(data, "authchat.db")), false, "nothing went to SQLite");
 
     await using server = await ServerProcess.start(data, { env: { AUTHCHAT_DATABASE: db.url } });
-    assert.match(await server.settledLog(), new RegExp(`listening .* database="${shown.replaceAll("*", "\\*")}"`));
+    assert.match(
+      await server.settledLog(),
+      new RegExp(`listening .* database="${shown.replaceAll("*", "\\*")}"`),
+    );
     const logins: [string, string][] = [
       ["alice", demoUsers.get("alice")!],
       ["olga", PASSWORD],

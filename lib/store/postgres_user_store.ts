@@ -307,7 +307,8 @@ export class PostgresUserStore implements UserStore {
           await tx`
             SELECT pg_advisory_xact_lock(${LOOK_ALIKE_LOCK_CLASS}::integer, k)
             FROM (SELECT DISTINCT hashtext(s) AS k FROM (VALUES (${"f:" + folded}), (${"s:" + shown})) AS v(s)
-                  ORDER BY k) AS keys`;
+                  ORDER BY k) AS keys
+            ORDER BY k`;
           const [taken] = await tx`SELECT 1 FROM users WHERE name_key = ${user.nameKey}`;
           if (taken) throw nameTaken(user.name);
           const [alike] =

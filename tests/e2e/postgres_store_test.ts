@@ -148,6 +148,7 @@ clusterTest(
       await server.settledLog(),
       new RegExp(`listening .* database="${shown.replaceAll("*", "\\*")}"`),
     );
+    assert.doesNotMatch(server.stderr, /database_permissions/, "no file of the database to check");
     const logins: [string, string][] = [
       ["alice", demoUsers.get("alice")!],
       ["olga", PASSWORD],

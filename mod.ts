@@ -88,6 +88,11 @@ export type {
 export type { DescriptorSource, FreeDescriptors } from "./lib/server/descriptor_limit.ts";
 export type { CoalescerClock } from "./lib/server/presence_coalescer.ts";
 export { SqliteUserStore } from "./lib/store/sqlite_user_store.ts";
+export { PostgresUserStore } from "./lib/store/postgres_user_store.ts";
+export type { PostgresStoreOptions } from "./lib/store/postgres_user_store.ts";
+export { openUserStore } from "./lib/store/open_user_store.ts";
+export type { OpenUserStoreOptions } from "./lib/store/open_user_store.ts";
+export { DatabaseUnavailableError } from "./lib/store/database_unavailable.ts";
 export type {
   Credentials,
   IdentityRecord,

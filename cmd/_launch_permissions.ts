@@ -10,6 +10,7 @@ import { dirname, resolve } from "node:path";
 import { DEFAULT_CONFIG_FILE } from "../lib/server/server_config.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
 import { privateFileWorkDir } from "../lib/client/private_file.ts";
+import { isPostgresUrl, postgresLocation } from "../lib/store/database_location.ts";
 import { UsageError } from "./_usage_error.ts";
 
 /**
@@ -17,6 +18,12 @@ import { UsageError } from "./_usage_error.ts";
  * the yaml package reads on every parse.
  */
 export const SERVER_ENV: readonly string[] = ["AUTHCHAT_*", "LOG_TOKENS", "LOG_STREAM"];
+
+/**
+ * Environment variables the PostgreSQL client reads besides, when the database is a URL: libpq's `PG*`
+ * (`PGPASSWORD` supplies a password the URL leaves out; `PGAPPNAME` and the like are read on every connect).
+ */
+export const POSTGRES_ENV: readonly string[] = ["PG*"];
 
 /**
  * Environment variables the client reads: where its known-hosts, known-peers, device-token and client.yaml
@@ -110,13 +117,28 @@ class PathList {
   }
 }
 
-/** The directory SQLite writes beside a database (its -wal and -journal files); none for `:memory:`. */
+/**
+ * The directory SQLite writes beside a database (its -wal and -journal files); none for `:memory:` or a
+ * PostgreSQL URL.
+ */
 function databaseDir(database: string): string | undefined {
-  return database === ":memory:" ? undefined : dirname(database);
+  return database === ":memory:" || isPostgresUrl(database) ? undefined : dirname(database);
 }
 
 function databaseFile(database: string): string | undefined {
-  return database === ":memory:" ? undefined : database;
+  return database === ":memory:" || isPostgresUrl(database) ? undefined : database;
+}
+
+/** The `host:port` a PostgreSQL database is reached at (an IPv6 address in brackets), or nothing for a file. */
+function databaseHost(database: string): string[] {
+  if (!isPostgresUrl(database)) return [];
+  const { host, port } = postgresLocation(database);
+  return [`${host.includes(":") ? `[${host}]` : host}:${port}`];
+}
+
+/** The variables a process using this database reads. */
+function serverEnv(database: string): string {
+  return [...SERVER_ENV, ...(isPostgresUrl(database) ? POSTGRES_ENV : [])].join(",");
 }
 
 function keyFiles(config: ServerConfig): string[] {
@@ -132,6 +154,8 @@ function keyFiles(config: ServerConfig): string[] {
  *   (the first start creates them); {@linkcode SERVER_ENV}.
  * - seed: read the config file, data directory, database and its directory, and its input files; write
  *   the data directory and the database's directory; {@linkcode SERVER_ENV}.
+ * - When the database is a PostgreSQL URL, neither gets a file of it (there is none): seed gets network
+ *   access to its host and port only, and both read {@linkcode POSTGRES_ENV} too.
  * - keygen: read and write the `--data` directory.
  * - client: network; read its input files; read and write its trust files (known_hosts, known_peers,
  *   device_tokens), the directories known_peers and device_tokens are rewritten in
@@ -171,7 +195,7 @@ export function permissionFlags(request: PermissionRequest, cwd: string): string
         "--allow-net",
         ...read.flag("allow-read"),
         ...write.flag("allow-write"),
-        `--allow-env=${SERVER_ENV.join(",")}`,
+        `--allow-env=${serverEnv(config.database)}`,
       ];
     }
     case "seed": {
@@ -179,10 +203,12 @@ export function permissionFlags(request: PermissionRequest, cwd: string): string
       read.add(request.configFile ?? DEFAULT_CONFIG_FILE, config.data_dir)
         .add(databaseDir(config.database), databaseFile(config.database), ...request.inputs);
       write.add(config.data_dir, databaseDir(config.database));
+      const hosts = databaseHost(config.database);
       return [
+        ...(hosts.length === 0 ? [] : [`--allow-net=${hosts.join(",")}`]),
         ...read.flag("allow-read"),
         ...write.flag("allow-write"),
-        `--allow-env=${SERVER_ENV.join(",")}`,
+        `--allow-env=${serverEnv(config.database)}`,
       ];
     }
     case "keygen":

@@ -30,6 +30,12 @@ function integer(min: number, max: number) {
 
 const port = integer(0, 65535);
 
+/** What `--database` of `server` and `seed` takes. */
+const DATABASE_HELP =
+  "SQLite file (default DATA/authchat.db), or postgres://USER@HOST:PORT/DB for a PostgreSQL " +
+  "database several servers share (give its password in AUTHCHAT_DATABASE, the config file or PGPASSWORD, " +
+  "not here: a command line is visible to other users)";
+
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
@@ -53,9 +59,10 @@ export function listEnvNames(): (() => string[]) | undefined {
 
 /** The flags of `server` and `seed` that set a configuration key, by option name. */
 const CONFIG_FLAGS: Readonly<Record<"server" | "seed", Readonly<Record<string, keyof ServerConfig>>>> = {
-  seed: { data: "data_dir", iterations: "scram_iterations" },
+  seed: { data: "data_dir", database: "database", iterations: "scram_iterations" },
   server: {
     data: "data_dir",
+    database: "database",
     host: "host",
     tcpPort: "tcp_port",
     tlsPort: "tls_port",
@@ -220,6 +227,7 @@ export function createProgram(): Cli {
     .description("Create or migrate the user store and add accounts.")
     .option("--config <file>", "YAML configuration (database path, policy)")
     .option("--data <dir>", "data directory holding authchat.db")
+    .option("--database <file|url>", DATABASE_HELP)
     .option("--demo", "add alice, bob, charlie, eve and admin with strong random passwords (printed once)")
     .option("--user <name>", "add one user (with --password-file)")
     .option("--password-file <file>", "file holding the password of --user")
@@ -258,6 +266,7 @@ export function createProgram(): Cli {
     )
     .option("--config <file>", "YAML configuration (default config/authchat.yaml if present)")
     .option("--data <dir>", "data directory: database, keys (default ./data)")
+    .option("--database <file|url>", DATABASE_HELP)
     .option("--host <address>", "address to listen on (default 127.0.0.1)")
     .option("--tcp-port <port>", "plain TCP port, 0 for any free port (default 1991)", port)
     .option("--tls-port <port>", "TLS port, 0 for any free port (default 1992)", port)

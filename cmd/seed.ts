@@ -10,7 +10,9 @@ import { createAccount } from "../lib/store/create_account.ts";
 import { importLegacyUsers, importVerifiers } from "../lib/store/account_import.ts";
 import type { ImportOutcome, ImportStatus, ProgressHandler } from "../lib/store/account_import.ts";
 import { SCHEMA_VERSION } from "../lib/store/migrations.ts";
-import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
+import { redactDatabaseUrl } from "../lib/store/database_location.ts";
+import { DatabaseUnavailableError } from "../lib/store/database_unavailable.ts";
+import { openUserStore } from "../lib/store/open_user_store.ts";
 import { describeError, ProtocolError } from "../lib/codec/protocol_error.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
 import { readPasswordFile } from "./_password_file.ts";
@@ -93,7 +95,8 @@ async function readInput(path: string, flag: string): Promise<string> {
  * @param flags Parsed flags.
  * @param config Resolved configuration (database path, iterations, policy).
  * @returns Exit code: 0, or 1 when any account or line was rejected (existing accounts are kept, which is
- *   no failure: an import can be run again).
+ *   no failure: an import can be run again), 2 when its PostgreSQL database cannot be reached or refuses
+ *   the login (said on stderr, the URL without its password).
  * @throws {UsageError} For contradictory flags or unreadable input files.
  */
 export async function runSeed(flags: SeedFlags, config: ServerConfig): Promise<number> {
@@ -108,7 +111,14 @@ export async function runSeed(flags: SeedFlags, config: ServerConfig): Promise<n
     ? undefined
     : await readPasswordFile(flags.passwordFile, "--password-file");
   const settings = { iterations: config.scram_iterations, minPasswordLength: config.password_min_length };
-  const store = SqliteUserStore.open(config.database);
+  let store;
+  try {
+    store = await openUserStore(config.database, { poolSize: config.database_pool_size });
+  } catch (err) {
+    if (!(err instanceof DatabaseUnavailableError)) throw err;
+    console.error(`error: ${err.message}`);
+    return 2;
+  }
   const counts: Counts = { created: 0, flagged: 0, kept: 0, rejected: 0 };
   try {
     if (flags.demo) {
@@ -184,10 +194,10 @@ export async function runSeed(flags: SeedFlags, config: ServerConfig): Promise<n
     console.log(
       `seed: ${counts.created} created, ${counts.flagged} created but must change password, ` +
         `${counts.kept} kept (already existed), ${counts.rejected} rejected; ` +
-        `${total} accounts in ${config.database} (schema version ${SCHEMA_VERSION})`,
+        `${total} accounts in ${redactDatabaseUrl(config.database)} (schema version ${SCHEMA_VERSION})`,
     );
   } finally {
-    store.close();
+    await store.close();
   }
   return counts.rejected === 0 ? 0 : 1;
 }

@@ -19,7 +19,10 @@ import { ListenError } from "../lib/server/listen_error.ts";
 import { localSharedParts } from "../lib/server/local_parts.ts";
 import { Logger } from "../lib/server/logger.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
-import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
+import { isPostgresUrl, redactDatabaseUrl } from "../lib/store/database_location.ts";
+import { DatabaseUnavailableError } from "../lib/store/database_unavailable.ts";
+import { openUserStore } from "../lib/store/open_user_store.ts";
+import type { UserStore } from "../lib/store/user_store.ts";
 import { requireDatagramSockets } from "../lib/transport/runtime_features.ts";
 import { describeKeys } from "./keygen.ts";
 import { StopSignals } from "./_stop_signals.ts";
@@ -73,10 +76,11 @@ async function warnOnLoosePermissions(guarded: Guarded[], log: Logger): Promise<
  * tells a real account from an unknown name), and its -wal and -shm hold recent pages of it; whoever can write
  * to the data directory (or the database's own) can replace any of them. Read or write by group or others
  * is warned about; execute is not (a directory others may only traverse hides its files' names, and the
- * files' own modes still hold).
+ * files' own modes still hold). A PostgreSQL database is no file of this machine: only the data directory
+ * (keys) is checked then.
  */
 function dataPaths(config: ServerConfig): Guarded[] {
-  const inMemory = config.database === ":memory:";
+  const inMemory = config.database === ":memory:" || isPostgresUrl(config.database);
   const dirs = new Set([normalize(config.data_dir)]);
   if (!inMemory) dirs.add(dirname(normalize(config.database)));
   const files = inMemory ? [] : ["", "-wal", "-shm"].map((suffix) => config.database + suffix);
@@ -101,7 +105,8 @@ function dataPaths(config: ServerConfig): Guarded[] {
  *
  * @param config Resolved configuration.
  * @returns Exit code: 0 after a clean stop, 1 when it could not start, 2 when it cannot listen where the
- *   configuration says (a port in use, an address this machine lacks) or this runtime cannot serve UDP.
+ *   configuration says (a port in use, an address this machine lacks), cannot reach or log in to its
+ *   PostgreSQL database, or this runtime cannot serve UDP.
  */
 export async function runServer(config: ServerConfig): Promise<number> {
   const metrics = new MetricsPort(config);
@@ -125,7 +130,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
     sealPrivateFile: config.seal_private_key,
     sealPublicFile: config.seal_public_key,
   };
-  let store: SqliteUserStore | undefined;
+  let store: UserStore | undefined;
   let server: AuthchatServer;
   try {
     await ensureIdentity(paths, config, log);
@@ -139,7 +144,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
       log,
     );
     const identity = await loadServerIdentity(paths, { tls: config.tls });
-    store = SqliteUserStore.open(config.database);
+    store = await openUserStore(config.database, { poolSize: config.database_pool_size });
     // After opening: SQLite has made the -wal and -shm files by now (with the database file's mode).
     await warnOnLoosePermissions(dataPaths(config), log);
     const counted = metrics.store(store);
@@ -154,12 +159,12 @@ export async function runServer(config: ServerConfig): Promise<number> {
     metrics.serving(server);
   } catch (err) {
     await metrics.close();
-    store?.close();
+    await store?.close();
     // An error line is written at once, so it comes before the message below.
     log.error("start_failed", { error: (err as Error).message });
-    // A port taken or an address this machine lacks is the configuration's to change (exit 2); the
-    // message names the key.
-    if (err instanceof ListenError) {
+    // A port taken, an address this machine lacks or a database out of reach is the configuration's (or the
+    // operator's) to change (exit 2); the message names the key or the database, without its password.
+    if (err instanceof ListenError || err instanceof DatabaseUnavailableError) {
       console.error(`error: ${err.message}`);
       return 2;
     }
@@ -170,7 +175,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
   const signals = new StopSignals(log);
   const ready = server.listeningLine + metrics.readyField;
   console.log(ready);
-  log.always("info", "listening", { line: ready, database: config.database });
+  log.always("info", "listening", { line: ready, database: redactDatabaseUrl(config.database) });
   const signal = await signals.requested;
   log.always("info", "stopping", { signal });
   metrics.stopping();

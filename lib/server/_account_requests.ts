@@ -50,7 +50,7 @@ export async function registerAccount(
 
 /**
  * Log a failed request and turn anything thrown into the error the client sees: a `ProtocolError` as
- * it is, anything else as `INTERNAL` (details only in the log).
+ * it is (logged as a warning when it is `UNAVAILABLE`), anything else as `INTERNAL` (details only in the log).
  *
  * @param ctx The server's shared state.
  * @param err What was thrown.
@@ -65,7 +65,9 @@ export function failedRequest(
   fields: LogFields,
 ): ProtocolError {
   if (err instanceof ProtocolError) {
-    ctx.log.info(`${op.toLowerCase()}_failed`, { ...fields, code: err.code });
+    // A service that does not answer is the operator's to see, not the client's doing.
+    const level = err.code === "UNAVAILABLE" ? "warn" : "info";
+    ctx.log[level](`${op.toLowerCase()}_failed`, { ...fields, code: err.code });
     return err;
   }
   ctx.log.error("internal_error", {

@@ -434,7 +434,7 @@ export class AuthchatServer {
     this.#ctx.presence.quiet();
     this.#ctx.registry.endAll("SHUTDOWN", "Server shutting down");
     await raceTimeout(Promise.all([...this.#connections]), graceMs);
-    this.#ctx.store.close();
+    await this.#ctx.store.close();
     // What the log left out, then the stop lines, which are never left out. What the UDP side dropped and
     // why: the counters a flood or an attack shows up in.
     this.#ctx.log.flushSuppressed();

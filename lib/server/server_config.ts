@@ -16,6 +16,7 @@ import type { ValueKind } from "./config_file.ts";
 import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/scram_verifier.ts";
 import { DEFAULT_MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS } from "../auth/password_policy.ts";
 import { DEFAULT_LOGIN_BUDGET } from "../auth/login_budget.ts";
+import { checkDatabaseSetting, DEFAULT_POOL_SIZE } from "../store/database_location.ts";
 
 /** The resolved configuration a server runs with. */
 export interface ServerConfig {
@@ -37,8 +38,13 @@ export interface ServerConfig {
   udp_port: number;
   /** Data directory. */
   data_dir: string;
-  /** SQLite database file. */
+  /**
+   * Where the accounts live: a SQLite database file, or a `postgres://` / `postgresql://` URL (several
+   * nodes share one PostgreSQL database).
+   */
   database: string;
+  /** Most connections to PostgreSQL at once (unused with SQLite). */
+  database_pool_size: number;
   /** TLS certificate file. */
   tls_cert: string;
   /** TLS private key file. */
@@ -109,6 +115,7 @@ const KEYS: Record<ConfigKey, ValueKind> = {
   udp_port: PORT,
   data_dir: { type: "path" },
   database: { type: "path" },
+  database_pool_size: { type: "int", min: 1, max: 1000 },
   tls_cert: { type: "path" },
   tls_key: { type: "path" },
   seal_private_key: { type: "path" },
@@ -157,6 +164,7 @@ const DEFAULTS: Omit<
   tls_port: 1992,
   udp_port: 1991,
   data_dir: "./data",
+  database_pool_size: DEFAULT_POOL_SIZE,
   scram_iterations: DEFAULT_ITERATIONS,
   password_min_length: DEFAULT_MIN_PASSWORD_CHARS,
   auth_timeout: 30,
@@ -192,10 +200,23 @@ export { ConfigError } from "./config_file.ts";
  */
 export const OTHER_AUTHCHAT_VARIABLES: readonly string[] = ["AUTHCHAT_CONFIG_DIR"];
 
+/**
+ * The prefix of the test suite's variables (`AUTHCHAT_TEST_POSTGRES` and the like, which `.ci/services.sh`
+ * prints): no configuration key starts with `test`, so the server's check of variable names leaves them
+ * alone, and servers the tests start in a shell holding them still run.
+ */
+export const TEST_VARIABLE_PREFIX = "AUTHCHAT_TEST_";
+
 const ENV_PREFIX = "AUTHCHAT_";
 
 function coerce(key: ConfigKey, where: string, value: unknown, fromText: boolean): unknown {
-  return coerceValue(KEYS[key], where, value, fromText);
+  const coerced = coerceValue(KEYS[key], where, value, fromText);
+  if (key === "database") {
+    // The reason never repeats the value: a URL may hold a password.
+    const refused = checkDatabaseSetting(coerced as string);
+    if (refused !== undefined) throw new ConfigError(where, refused);
+  }
+  return coerced;
 }
 
 /** Where configuration comes from. */
@@ -225,6 +246,7 @@ function checkEnvNames(names: string[]): void {
   const valid = [...(Object.keys(KEYS) as ConfigKey[]).map(envName), ...OTHER_AUTHCHAT_VARIABLES];
   for (const name of names) {
     if (!name.toUpperCase().startsWith(ENV_PREFIX) || valid.includes(name)) continue;
+    if (name.startsWith(TEST_VARIABLE_PREFIX)) continue;
     const meant = closestName(
       name.slice(ENV_PREFIX.length),
       valid.map((v) => v.slice(ENV_PREFIX.length)),

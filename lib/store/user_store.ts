@@ -182,6 +182,9 @@ export interface UserStore {
    * @throws {Error} Saying what is wrong: closed, unreachable, not the database it opened.
    */
   ping?(): Promise<void>;
-  /** Close the store; later calls fail. */
-  close(): void;
+  /**
+   * Close the store, writing what it holds back (login times); later calls fail. A networked store
+   * finishes closing when the returned promise settles; the embedded one at once.
+   */
+  close(): void | Promise<void>;
 }

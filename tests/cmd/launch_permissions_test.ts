@@ -162,3 +162,33 @@ Deno.test("permissionFlags refuses a path containing a comma, which Deno cannot 
     UsageError,
   );
 });
+
+Deno.test("permissionFlags gives a server on PostgreSQL no file of the database, and the PG* variables", async () => {
+  const cfg = await config({ data_dir: "/srv/data", database: "postgres://app:s3cret@db.example:6543/chat" });
+  const keys = [cfg.tls_cert, cfg.tls_key, cfg.seal_private_key, cfg.seal_public_key];
+  const flags = permissionFlags({ command: "server", config: cfg, existingKeys: keys }, CWD);
+  assert.deepEqual(flags, [
+    "--v8-flags=--max-semi-space-size=4",
+    "--unstable-net",
+    "--allow-net",
+    "--allow-read=/repo/config/authchat.yaml,/srv/data,/srv/data/server-cert.pem," +
+    "/srv/data/server-key.pem,/srv/data/seal-private.pem,/srv/data/seal-public.pem,/dev/null",
+    "--allow-write=/srv/data",
+    "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM,PG*",
+  ]);
+  assert.ok(!flags.some((f) => f.includes("postgres") || f.includes("s3cret")));
+});
+
+Deno.test("permissionFlags gives seed on PostgreSQL the database's host and port only, and no file of it", async () => {
+  const cfg = await config({ data_dir: "/tmp/d", database: "postgresql://app@db.example/chat" });
+  const flags = permissionFlags({ command: "seed", config: cfg, inputs: ["/x/users.txt"] }, CWD);
+  assert.deepEqual(flags, [
+    "--allow-net=db.example:5432",
+    "--allow-read=/repo/config/authchat.yaml,/tmp/d,/x/users.txt",
+    "--allow-write=/tmp/d",
+    "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM,PG*",
+  ]);
+  const v6 = await config({ data_dir: "/tmp/d", database: "postgres://app:pw@[::1]:5999/chat" });
+  const v6Flags = permissionFlags({ command: "seed", config: v6, inputs: [] }, CWD);
+  assert.equal(v6Flags[0], "--allow-net=[::1]:5999");
+});

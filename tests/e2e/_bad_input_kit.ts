@@ -235,6 +235,14 @@ export interface ExtraStep {
   run(port: number): Promise<void>;
 }
 
+/** Options of {@linkcode badInputTable}. */
+export interface TableOptions {
+  /** Steps that are not rows, run after them. */
+  extra?: ExtraStep[];
+  /** The server's `database` (default: SQLite in the data directory), e.g. a PostgreSQL URL. */
+  database?: string;
+}
+
 /**
  * Run a table of bad inputs against one real server: each row on a fresh connection, a good raw login
  * after every row (and a good CLI login after every eighth), then a clean stop whose log must show no
@@ -242,24 +250,29 @@ export interface ExtraStep {
  *
  * @param t The test context.
  * @param rows The rows.
- * @param extra Steps that are not rows, run after them.
+ * @param options Extra steps, and the database the server uses.
  */
 export async function badInputTable(
   t: Deno.TestContext,
   rows: Row[],
-  extra: ExtraStep[] = [],
+  options: TableOptions = {},
 ): Promise<void> {
+  const extra = options.extra ?? [];
+  const database: Record<string, string> = options.database === undefined
+    ? {}
+    : { AUTHCHAT_DATABASE: options.database };
   assert.ok(rows.length > 0);
   await using dir = await tempDir();
   const data = join(dir.path, "data");
   await installKeys(data);
-  await seedUsers(data, { [ALICE.user]: ALICE.password });
+  await seedUsers(data, { [ALICE.user]: ALICE.password }, { env: database });
   const passwordFile = join(dir.path, "alice.pw");
   await Deno.writeTextFile(passwordFile, `${ALICE.password}\n`);
   // A good login of alice follows every row: far more than a person's budget of logins (docs/PROTOCOL.md §7).
   // Every log line is kept (no rate limit): the check at the end must see each one.
   const server = await ServerProcess.start(data, {
     env: {
+      ...database,
       AUTHCHAT_REGISTRATIONS_PER_MINUTE: "100000",
       AUTHCHAT_LOGINS_PER_MINUTE_PER_ACCOUNT: "100000",
       AUTHCHAT_LOG_LINES_PER_SECOND: "0",

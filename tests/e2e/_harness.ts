@@ -199,14 +199,20 @@ export async function installKeys(dataDir: string): Promise<void> {
  *
  * @param dataDir Data directory.
  * @param users Name to password.
+ * @param options Environment additions (`AUTHCHAT_DATABASE` for a PostgreSQL store).
  */
-export async function seedUsers(dataDir: string, users: Record<string, string>): Promise<void> {
+export async function seedUsers(
+  dataDir: string,
+  users: Record<string, string>,
+  options: { env?: Record<string, string> } = {},
+): Promise<void> {
   for (const [user, password] of Object.entries(users)) {
     const file = join(dataDir, `.pw-${crypto.randomUUID()}`);
     await Deno.writeTextFile(file, password);
     const result = await runCli(
       "seed",
       ["--data", dataDir, "--user", user, "--password-file", file, "--iterations", String(TEST_ITERATIONS)],
+      options.env === undefined ? {} : { env: options.env },
     );
     await Deno.remove(file);
     if (result.code !== 0) throw new Error(`seed of ${user} failed: ${result.stderr}`);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { clusterTest, freshPostgresDatabase } from "../_cluster_services.ts";
 import { TEST_ITERATIONS } from "./_harness.ts";
 import { clientVerifier, hello, RawClient } from "./_raw_client.ts";
 import {
@@ -344,7 +345,25 @@ const CONCURRENT_REGISTER: ExtraStep = {
 };
 
 Deno.test("authchat server answers bad registrations and password changes with documented errors and keeps serving", (t) =>
-  badInputTable(t, ACCOUNTS, [CONCURRENT_REGISTER]));
+  badInputTable(t, ACCOUNTS, { extra: [CONCURRENT_REGISTER] }));
 
 Deno.test("authchat server refuses look-alike and PRECIS-refused names at REGISTER and keeps serving", (t) =>
-  badInputTable(t, LOOK_ALIKES, [CONCURRENT_LOOK_ALIKES]));
+  badInputTable(t, LOOK_ALIKES, { extra: [CONCURRENT_LOOK_ALIKES] }));
+
+clusterTest(
+  "authchat server on PostgreSQL answers bad registrations and password changes with documented errors and keeps serving",
+  ["postgres"],
+  async (t) => {
+    await using db = await freshPostgresDatabase();
+    await badInputTable(t, ACCOUNTS, { extra: [CONCURRENT_REGISTER], database: db.url });
+  },
+);
+
+clusterTest(
+  "authchat server on PostgreSQL refuses look-alike and PRECIS-refused names at REGISTER and keeps serving",
+  ["postgres"],
+  async (t) => {
+    await using db = await freshPostgresDatabase();
+    await badInputTable(t, LOOK_ALIKES, { extra: [CONCURRENT_LOOK_ALIKES], database: db.url });
+  },
+);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { clusterTest, freshPostgresDatabase } from "../_cluster_services.ts";
 import { scramLogin } from "./_raw_client.ts";
 import { ALICE, badInputTable, beginLogin, JUNK_SEALED, mechanisms, NUL_USER } from "./_bad_input_kit.ts";
 import type { Row } from "./_bad_input_kit.ts";
@@ -325,3 +326,12 @@ const SCRAM: Row[] = [
 
 Deno.test("authchat server answers bad SCRAM exchanges with documented errors and keeps serving", (t) =>
   badInputTable(t, SCRAM));
+
+clusterTest(
+  "authchat server on PostgreSQL answers bad SCRAM exchanges with documented errors and keeps serving",
+  ["postgres"],
+  async (t) => {
+    await using db = await freshPostgresDatabase();
+    await badInputTable(t, SCRAM, { database: db.url });
+  },
+);

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import postgres from "postgres";
+import { clusterTest, freshPostgresDatabase } from "../_cluster_services.ts";
 import { installKeys, runCli, ServerProcess, tempDir } from "./_harness.ts";
 import { clientVerifier, hello, RawClient, sealVerifier } from "./_raw_client.ts";
 
@@ -41,15 +43,45 @@ async function registerUntilKilled(client: RawClient, connection: number, acked:
   return sent;
 }
 
-Deno.test("authchat server keeps every acknowledged registration after kill -9 during a burst", async () => {
+/** The SQLite file's integrity check and the names it holds. */
+function sqliteNames(file: string): Set<string> {
+  const db = new DatabaseSync(file);
+  try {
+    const check = db.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[];
+    assert.deepEqual(check.map((r) => r.integrity_check), ["ok"]);
+    const rows = db.prepare("SELECT name_key FROM users").all() as { name_key: string }[];
+    return new Set(rows.map((r) => r.name_key));
+  } finally {
+    db.close();
+  }
+}
+
+/** The names a PostgreSQL database holds. */
+async function postgresNames(url: string): Promise<Set<string>> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const rows = await sql<{ name_key: string }[]>`SELECT name_key FROM users`;
+    return new Set(rows.map((r) => r.name_key));
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/**
+ * Register on 8 connections at once, kill -9 the server mid-burst, and check that every acknowledged
+ * registration is stored and logs in after a restart: on the SQLite file of the data directory, or on a
+ * PostgreSQL database (`databaseUrl`).
+ */
+async function killDuringBurst(databaseUrl?: string): Promise<void> {
   await using dir = await tempDir();
   const data = join(dir.path, "data");
   await installKeys(data);
+  const env: Record<string, string> = databaseUrl === undefined ? {} : { AUTHCHAT_DATABASE: databaseUrl };
   const acked: string[] = [];
   let sent = 0;
   {
     await using server = await ServerProcess.start(data, {
-      env: { AUTHCHAT_REGISTRATIONS_PER_MINUTE: "100000" },
+      env: { ...env, AUTHCHAT_REGISTRATIONS_PER_MINUTE: "100000" },
     });
     const clients: RawClient[] = [];
     try {
@@ -69,23 +101,17 @@ Deno.test("authchat server keeps every acknowledged registration after kill -9 d
   // Requests were still in flight when the server died (else the kill proved little).
   assert.ok(sent > acked.length, `sent ${sent}, acknowledged ${acked.length}`);
 
-  const db = new DatabaseSync(join(data, "authchat.db"));
-  try {
-    const check = db.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[];
-    assert.deepEqual(check.map((r) => r.integrity_check), ["ok"]);
-    const rows = db.prepare("SELECT name_key FROM users").all() as { name_key: string }[];
-    const stored = new Set(rows.map((r) => r.name_key));
-    const lost = acked.filter((user) => !stored.has(user.toLowerCase()));
-    assert.deepEqual(lost, [], `${lost.length} of ${acked.length} acknowledged users lost`);
-    assert.ok(stored.size <= sent, `${stored.size} users stored, only ${sent} sent`);
-  } finally {
-    db.close();
-  }
+  const stored = databaseUrl === undefined
+    ? sqliteNames(join(data, "authchat.db"))
+    : await postgresNames(databaseUrl);
+  const lost = acked.filter((user) => !stored.has(user.toLowerCase()));
+  assert.deepEqual(lost, [], `${lost.length} of ${acked.length} acknowledged users lost`);
+  assert.ok(stored.size <= sent, `${stored.size} users stored, only ${sent} sent`);
 
   const user = acked[acked.length - 1]!;
   const passwordFile = join(dir.path, "pw");
   await Deno.writeTextFile(passwordFile, `${PASSWORD}\n`);
-  await using server = await ServerProcess.start(data);
+  await using server = await ServerProcess.start(data, { env });
   const result = await runCli(
     "client",
     ["--port", String(server.tcpPort), "--user", user, "--password-file", passwordFile, "--exec", "login"],
@@ -95,4 +121,16 @@ Deno.test("authchat server keeps every acknowledged registration after kill -9 d
   assert.match(result.stdout, new RegExp(`^logged in as ${user}$`, "m"));
   const status = await server.stop();
   assert.equal(status.code, 0, server.stderr);
-});
+}
+
+Deno.test("authchat server keeps every acknowledged registration after kill -9 during a burst", () =>
+  killDuringBurst());
+
+clusterTest(
+  "authchat server on PostgreSQL keeps every acknowledged registration after kill -9 during a burst",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    await killDuringBurst(db.url);
+  },
+);

@@ -160,6 +160,9 @@ Deno.test("loadServerConfig refuses a misspelt AUTHCHAT_ variable, suggesting th
     "AUTHCHAT_TCP_PORT",
     "AUTHCHAT_SCRAM_ITERATIONS",
     "AUTHCHAT_CONFIG_DIR",
+    // The test suite's (.ci/services.sh), which a shell running the tests holds.
+    "AUTHCHAT_TEST_POSTGRES",
+    "AUTHCHAT_TEST_REQUIRE_CLUSTER",
     "HOME",
     "XAUTHCHAT_X",
   ];
@@ -198,5 +201,56 @@ Deno.test("readConfigFile reads a missing optional file as empty and refuses a m
     assert.deepEqual(await readConfigFile(join(dir, "empty.yaml")), {});
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadServerConfig takes a database file path or a PostgreSQL URL, from any source", async () => {
+  assert.equal((await load({ flags: { data_dir: "/srv/d" } })).database, "/srv/d/authchat.db");
+  assert.equal((await load({ flags: { database: "/var/lib/u.db" } })).database, "/var/lib/u.db");
+  const url = "postgres://app:s3cret@db.example:5432/chat";
+  const fromEnv = await load({ env: (name) => name === "AUTHCHAT_DATABASE" ? url : undefined });
+  assert.equal(fromEnv.database, url);
+  await withFile("database: postgresql://app@db.example/chat\n", async (file) => {
+    assert.equal((await loadServerConfig({ file })).database, "postgresql://app@db.example/chat");
+  });
+  await withFile("data_base: postgres://app@db/chat\n", async (file) => {
+    assert.equal((await loadServerConfig({ file })).database, "postgres://app@db/chat", "the alias too");
+  });
+});
+
+Deno.test("loadServerConfig refuses a database URL it cannot use, naming the source and never the password", async () => {
+  const cases: [string, RegExp][] = [
+    [
+      "mysql://app:s3cret@db/chat",
+      /a URL with the scheme mysql: expected a file path \(SQLite\) or a postgres:\/\//,
+    ],
+    ["postgres://:s3cret@db/chat", /the URL names no role/],
+    ["postgres://app:s3cret@/chat", /names no host|not a valid URL/],
+    ["postgres://app:s3cret@db:99999/chat", /not a valid URL/],
+    ["postgres://app:s3cret@a,b/chat", /several hosts|not a valid URL/],
+    ["postgres://app:s3cret@db/chat?host=/run/postgresql", /host parameter is not supported/],
+  ];
+  for (const [value, reason] of cases) {
+    const fromFlag = await refusal(
+      load({ flags: { database: value }, flagNames: { database: "--database" } }),
+    );
+    assert.equal(fromFlag.key, "--database", value);
+    assert.match(fromFlag.message, reason, value);
+    assert.ok(!fromFlag.message.includes("s3cret"), fromFlag.message);
+    const fromEnv = await refusal(load({ env: (name) => name === "AUTHCHAT_DATABASE" ? value : undefined }));
+    assert.equal(fromEnv.key, "AUTHCHAT_DATABASE");
+    assert.ok(!fromEnv.message.includes("s3cret"), fromEnv.message);
+  }
+});
+
+Deno.test("loadServerConfig bounds database_pool_size, 10 by default", async () => {
+  assert.equal((await load()).database_pool_size, 10);
+  const env = (value: string) => ({
+    env: (n: string) => n === "AUTHCHAT_DATABASE_POOL_SIZE" ? value : undefined,
+  });
+  assert.equal((await load(env("3"))).database_pool_size, 3);
+  for (const bad of ["0", "1001", "2.5", "many"]) {
+    const err = await refusal(load(env(bad)));
+    assert.equal(err.key, "AUTHCHAT_DATABASE_POOL_SIZE", bad);
   }
 });

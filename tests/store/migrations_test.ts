@@ -243,3 +243,18 @@ Deno.test("migrate's step 4 rolls back as a whole when it fails, leaving version
     db.close();
   }
 });
+
+Deno.test("migrate's users table refuses a must-change-password flag other than 0 or 1", () => {
+  const db = new DatabaseSync(":memory:");
+  try {
+    for (const m of MIGRATIONS) m.apply(db);
+    const insert = db.prepare(
+      "INSERT INTO users (name, name_key, verifier, created_at, must_change_password) VALUES (?, ?, ?, ?, ?)",
+    );
+    insert.run("a", "a", "SCRAM-SHA-256$x", 1, 1);
+    assert.throws(() => insert.run("b", "b", "SCRAM-SHA-256$x", 1, 2), /CHECK constraint/);
+    assert.throws(() => insert.run("c", "c", "SCRAM-SHA-256$x", 1, null), /NOT NULL/);
+  } finally {
+    db.close();
+  }
+});

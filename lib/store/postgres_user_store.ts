@@ -1,0 +1,494 @@
+/**
+ * The account store on PostgreSQL (`npm:postgres`), for several server nodes sharing one set of accounts:
+ * the {@linkcode UserStore} contract of the SQLite store, on a pool of at most `poolSize` connections.
+ *
+ * - The schema and its versioned migrations are SQLite's, in PostgreSQL's dialect
+ *   (lib/store/postgres_migrations.ts), applied at open under an advisory lock.
+ * - Every write that follows a SCRAM proof names the verifier the proof was checked against and changes
+ *   nothing when it has changed meanwhile, on any node (compare-and-swap in the statement's WHERE).
+ * - A new name's look-alike check and insert are one transaction holding advisory locks on the name's two
+ *   look-alike keys, so of two look-alike names registered at once on any nodes, one is created.
+ * - Login times are written behind, at most {@linkcode LOGIN_FLUSH_MS} later, many in one statement, each
+ *   only onto the verifier it was recorded under. A time recorded on one node just before another node
+ *   changes the password is dropped rather than written past the change.
+ * - A lost connection fails the requests that needed it with `UNAVAILABLE` (a read is tried once more
+ *   first, on a fresh connection); the next request connects again. Login times not yet written wait for
+ *   the database to come back.
+ *
+ * @module
+ */
+
+import postgres from "postgres";
+import { nameSkeletons } from "../auth/confusable_skeleton.ts";
+import { DEFAULT_POOL_SIZE, postgresLocation, redactDatabaseUrl } from "./database_location.ts";
+import { databaseUnavailable, DatabaseUnavailableError } from "./database_unavailable.ts";
+import { nameLooksTaken, nameTaken } from "./name_taken.ts";
+import { migratePostgres } from "./postgres_migrations.ts";
+import { LOGIN_FLUSH_MS } from "./sqlite_user_store.ts";
+import type {
+  Credentials,
+  IdentityRecord,
+  LoginRecord,
+  NewUser,
+  UserRecord,
+  UserStore,
+} from "./user_store.ts";
+
+/** Seconds a new connection may take before the request that needed it fails. */
+export const CONNECT_TIMEOUT_S = 10;
+
+/**
+ * Seconds a pool set aside after a connection failure has to finish the statements it still runs before
+ * its connections are dropped.
+ */
+const RETIRE_TIMEOUT_S = 2;
+
+/**
+ * The first key of the look-alike advisory locks (two-key form); the second is the hash of the look-alike
+ * key. "ac" in ASCII.
+ */
+const LOOK_ALIKE_LOCK_CLASS = 0x6163;
+
+/** Connection failures of the driver and the socket below it: the database is not answering. */
+const CONNECTION_CODES: ReadonlySet<string> = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "EHOSTDOWN",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+/**
+ * SQLSTATEs that say the server is going or not ready: connection exceptions (class 08), an administrator
+ * or crash shutdown and a server still starting (57P01–57P03), and no connection slot left (53300).
+ */
+function isUnavailableState(state: string): boolean {
+  return state.startsWith("08") || ["57P01", "57P02", "57P03", "53300"].includes(state);
+}
+
+/** Whether an error of the driver means the database is not answering (rather than refusing a statement). */
+function isConnectionFailure(err: unknown): boolean {
+  if (typeof err !== "object" || err === null) return false;
+  const { code, name } = err as { code?: unknown; name?: unknown };
+  if (typeof code !== "string") return false;
+  if (name === "PostgresError") return isUnavailableState(code);
+  return CONNECTION_CODES.has(code);
+}
+
+/** Options of a read-only request: tried once more after a connection failure. */
+const READ = { retry: true };
+
+interface Row {
+  id: string;
+  name: string;
+  name_key: string;
+  verifier: string;
+  created_at: string;
+  last_login_at: string | null;
+  identity_key: Uint8Array | null;
+  key_backup: string | null;
+  must_change_password: boolean;
+}
+
+interface CredentialsRow {
+  found: boolean;
+  id: string;
+  name: string;
+  verifier: string;
+  must_change_password: boolean;
+}
+
+function toRecord(row: Row): UserRecord {
+  return {
+    id: Number(row.id),
+    name: row.name,
+    nameKey: row.name_key,
+    verifier: row.verifier,
+    createdAt: Number(row.created_at),
+    lastLoginAt: row.last_login_at === null ? null : Number(row.last_login_at),
+    identityKey: row.identity_key === null ? null : new Uint8Array(row.identity_key),
+    keyBackup: row.key_backup,
+    mustChangePassword: row.must_change_password,
+  };
+}
+
+/** Options of {@linkcode PostgresUserStore.open}. */
+export interface PostgresStoreOptions {
+  /** Most connections open at once (default {@linkcode DEFAULT_POOL_SIZE}). */
+  poolSize?: number;
+  /** Migrate only this far (tests build older databases with it). */
+  migrateUpTo?: number;
+}
+
+/**
+ * PostgreSQL implementation of {@linkcode UserStore}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DatabaseUnavailableError } from "./database_unavailable.ts";
+ * import { PostgresUserStore } from "./postgres_user_store.ts";
+ * // Nothing listens on port 1: the store does not open, and says so without the password.
+ * await assert.rejects(
+ *   PostgresUserStore.open("postgres://authchat:secret@127.0.0.1:1/authchat", { poolSize: 10 }),
+ *   (err) => err instanceof DatabaseUnavailableError && err.message.includes("authchat:***@127.0.0.1:1"),
+ * );
+ * ```
+ */
+export class PostgresUserStore implements UserStore {
+  #url: string;
+  #poolSize: number;
+  #sql: postgres.Sql;
+  /** Pools set aside after a connection failure, still finishing (awaited by {@linkcode close}). */
+  #retiring = new Set<Promise<void>>();
+  #secret: Uint8Array<ArrayBuffer>;
+  /** Login times not yet written, by row id, with the verifier they were recorded under. */
+  #logins = new Map<number, { at: number; verifier: string }>();
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #flushing: Promise<void> | undefined;
+  #closed: Promise<void> | undefined;
+
+  private constructor(url: string, poolSize: number, sql: postgres.Sql, secret: Uint8Array<ArrayBuffer>) {
+    this.#url = url;
+    this.#poolSize = poolSize;
+    this.#sql = sql;
+    this.#secret = secret;
+  }
+
+  /** A pool of at most `max` connections to `url`, connecting at its first statement. */
+  static #pool(url: string, max: number): postgres.Sql {
+    // Host, port, role and database as this code reads the URL: the driver's own reading takes the
+    // brackets of an IPv6 address for a host name. As one-element lists, which the driver takes as they
+    // are (its types say string and number, but a string is split at every colon).
+    const { host, port, user, database } = postgresLocation(url);
+    return postgres(url, {
+      host: [host] as unknown as string,
+      port: [port] as unknown as number,
+      username: user,
+      database,
+      max,
+      connect_timeout: CONNECT_TIMEOUT_S,
+      // Array types are never sent (lists travel as JSON): no catalogue query on every new connection.
+      fetch_types: false,
+      // "relation already exists, skipping" and the like are not for the server's output.
+      onnotice: () => {},
+      connection: { application_name: "authchat" },
+    });
+  }
+
+  /**
+   * Connect, migrate (under the migration advisory lock) and read the server secret.
+   *
+   * @param url A `postgres://` or `postgresql://` URL naming host and role.
+   * @param options Pool size.
+   * @returns The store.
+   * @throws {DatabaseUnavailableError} When the database cannot be reached or refuses the login (the
+   *   message shows the URL without its password).
+   * @throws {RangeError} When the database's schema is newer than this code.
+   */
+  static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresUserStore> {
+    const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
+    const sql = PostgresUserStore.#pool(url, poolSize);
+    try {
+      const [setting] = await sql<
+        { encoding: string }[]
+      >`SELECT current_setting('server_encoding') AS encoding`;
+      const encoding = setting!.encoding;
+      if (encoding !== "UTF8") {
+        throw new DatabaseUnavailableError(
+          redactDatabaseUrl(url),
+          `its encoding is ${encoding}; authchat needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')`,
+        );
+      }
+      await migratePostgres(sql, options.migrateUpTo === undefined ? {} : { upTo: options.migrateUpTo });
+      const [row] = await sql<{ value: Uint8Array }[]>`SELECT value FROM meta WHERE key = 'mock_secret'`;
+      return new PostgresUserStore(url, poolSize, sql, new Uint8Array(row!.value));
+    } catch (err) {
+      await sql.end({ timeout: 1 }).catch(() => {});
+      throw PostgresUserStore.#openError(url, err);
+    }
+  }
+
+  /** What a failure at open becomes: the database's absence (exit 2) or the error as it is. */
+  static #openError(url: string, err: unknown): unknown {
+    if (err instanceof DatabaseUnavailableError || err instanceof RangeError) return err;
+    const state = (err as { code?: unknown; name?: unknown })?.code;
+    // Cannot connect, wrong password or role (28xxx), no such database (3D000): the setting is the cause.
+    const refused = typeof state === "string" && (state.startsWith("28") || state === "3D000") &&
+      (err as { name?: unknown }).name === "PostgresError";
+    if (isConnectionFailure(err) || refused) {
+      return new DatabaseUnavailableError(redactDatabaseUrl(url), (err as Error).message);
+    }
+    return err;
+  }
+
+  /**
+   * Run a request's statements, turning a lost database into `UNAVAILABLE`. After a connection failure the
+   * pool is replaced by a fresh one: the driver may leave a connection that failed mid-statement unusable,
+   * and a fresh pool also connects again at once when the database is back. A read (`retry`) is tried once
+   * more on the fresh pool, so a connection the database closed while idle costs no request; a write never
+   * is, as it may have committed before the failure.
+   */
+  async #run<T>(work: (sql: postgres.Sql) => Promise<T>, options: { retry?: boolean } = {}): Promise<T> {
+    for (let attempt = 0;; attempt++) {
+      const sql = this.#sql;
+      try {
+        return await work(sql);
+      } catch (err) {
+        if (!isConnectionFailure(err)) throw err;
+        this.#replacePool(sql);
+        if (!options.retry || attempt > 0 || this.#closed !== undefined) throw databaseUnavailable();
+      }
+    }
+  }
+
+  /** Set a failed pool aside (once, however many of its requests failed) and start a fresh one. */
+  #replacePool(failed: postgres.Sql): void {
+    if (this.#sql !== failed || this.#closed !== undefined) return;
+    this.#sql = PostgresUserStore.#pool(this.#url, this.#poolSize);
+    const retired = failed.end({ timeout: RETIRE_TIMEOUT_S }).catch(() => {});
+    this.#retiring.add(retired);
+    void retired.finally(() => this.#retiring.delete(retired));
+  }
+
+  async findUser(nameKey: string): Promise<UserRecord | undefined> {
+    const [row] = await this.#run((sql) => sql<Row[]>`SELECT * FROM users WHERE name_key = ${nameKey}`, READ);
+    if (!row) return undefined;
+    const record = toRecord(row);
+    const pending = this.#logins.get(record.id);
+    if (pending?.verifier === record.verifier) record.lastLoginAt = pending.at;
+    return record;
+  }
+
+  async hasLookAlike(name: string, nameKey: string): Promise<boolean> {
+    const { folded, shown } = nameSkeletons(name, nameKey);
+    const rows = await this.#run(
+      (sql) => sql`SELECT 1 FROM users WHERE skeleton = ${folded} OR shown_skeleton = ${shown} LIMIT 1`,
+      READ,
+    );
+    return rows.length > 0;
+  }
+
+  async findCredentials(nameKey: string, decoy: string): Promise<Credentials> {
+    // One row whether or not the name has an account, of the same columns and types: the unknown name's
+    // comes from the decoy given. A LEFT JOIN onto a one-row constant, so the server does the same index
+    // search either way and nothing here branches on the answer.
+    const [row] = await this.#run((sql) =>
+      sql<CredentialsRow[]>`
+        SELECT u.id IS NOT NULL AS found, coalesce(u.id, 0) AS id, coalesce(u.name, q.k) AS name,
+          coalesce(u.verifier, q.decoy) AS verifier, coalesce(u.must_change_password, false) AS must_change_password
+        FROM (SELECT ${nameKey}::text AS k, ${decoy}::text AS decoy) AS q
+        LEFT JOIN users AS u ON u.name_key = q.k`, READ);
+    return {
+      found: row!.found,
+      id: Number(row!.id),
+      name: row!.name,
+      verifier: row!.verifier,
+      mustChangePassword: row!.must_change_password,
+    };
+  }
+
+  async createUser(user: NewUser): Promise<UserRecord> {
+    const { folded, shown } = nameSkeletons(user.name, user.nameKey);
+    try {
+      const row = await this.#run((sql) =>
+        sql.begin(async (tx) => {
+          // Whoever registers a name with either look-alike key waits here until this transaction ends, on
+          // any node: the check below then sees the other's row. In a fixed order, so two never deadlock.
+          await tx`
+            SELECT pg_advisory_xact_lock(${LOOK_ALIKE_LOCK_CLASS}::integer, k)
+            FROM (SELECT DISTINCT hashtext(s) AS k FROM (VALUES (${"f:" + folded}), (${"s:" + shown})) AS v(s)
+                  ORDER BY k) AS keys
+            ORDER BY k`;
+          const [taken] = await tx`SELECT 1 FROM users WHERE name_key = ${user.nameKey}`;
+          if (taken) throw nameTaken(user.name);
+          const [alike] =
+            await tx`SELECT 1 FROM users WHERE skeleton = ${folded} OR shown_skeleton = ${shown} LIMIT 1`;
+          if (alike) throw nameLooksTaken(user.name);
+          const [inserted] = await tx<Row[]>`
+            INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup, must_change_password,
+              skeleton, shown_skeleton)
+            VALUES (${user.name}, ${user.nameKey}, ${user.verifier}, ${user.now}, ${
+            user.identity?.key ?? null
+          },
+              ${user.identity?.backup ?? null}, ${user.mustChangePassword ?? false}, ${folded}, ${shown})
+            RETURNING *`;
+          return inserted!;
+        })
+      );
+      return toRecord(row);
+    } catch (err) {
+      // The same key inserted by a transaction that did not take the same locks (an older node).
+      if ((err as { code?: unknown })?.code === "23505") throw nameTaken(user.name);
+      throw err;
+    }
+  }
+
+  async updateVerifier(id: number, expected: string, verifier: string, keyBackup?: string): Promise<boolean> {
+    // Without a re-sealed backup only an account without an identity key may change its password (a key
+    // registered during the exchange would stay sealed under the old one); with one, a backup is replaced
+    // only where a key exists (the CHECK keeps the two together). Either way the must-change flag goes.
+    const result = await this.#run((sql) =>
+      keyBackup === undefined
+        ? sql`
+          UPDATE users SET verifier = ${verifier}, must_change_password = false
+          WHERE id = ${id} AND verifier = ${expected} AND identity_key IS NULL`
+        : sql`
+          UPDATE users SET verifier = ${verifier}, must_change_password = false,
+            key_backup = CASE WHEN identity_key IS NULL THEN NULL ELSE ${keyBackup}::text END
+          WHERE id = ${id} AND verifier = ${expected}`
+    );
+    const changed = result.count === 1;
+    // Still the same account: a login time waiting to be written follows it to its new verifier.
+    const pending = this.#logins.get(id);
+    if (changed && pending?.verifier === expected) pending.verifier = verifier;
+    return changed;
+  }
+
+  async setIdentity(id: number, expected: string, identity: IdentityRecord): Promise<boolean> {
+    const result = await this.#run((sql) =>
+      sql`
+        UPDATE users SET identity_key = ${identity.key}, key_backup = ${identity.backup}
+        WHERE id = ${id} AND verifier = ${expected} AND identity_key IS NULL`
+    );
+    return result.count === 1;
+  }
+
+  async deleteUser(id: number, expected: string): Promise<boolean> {
+    const result = await this.#run((sql) =>
+      sql`DELETE FROM users WHERE id = ${id} AND verifier = ${expected}`
+    );
+    const deleted = result.count === 1;
+    if (deleted) this.#logins.delete(id);
+    return deleted;
+  }
+
+  async recordLogin(id: number, expected: string, now: number): Promise<LoginRecord | undefined> {
+    // One statement: the check of the verifier, the previous time and the identity key are read atomically.
+    const [row] = await this.#run(
+      (sql) =>
+        sql<Pick<Row, "last_login_at" | "identity_key" | "key_backup">[]>`
+        SELECT last_login_at, identity_key, key_backup FROM users WHERE id = ${id} AND verifier = ${expected}`,
+      READ,
+    );
+    if (!row) return undefined;
+    const pending = this.#logins.get(id);
+    const previous = pending?.verifier === expected
+      ? pending.at
+      : row.last_login_at === null
+      ? null
+      : Number(row.last_login_at);
+    this.#logins.set(id, { at: now, verifier: expected });
+    this.#flushTimer ??= setTimeout(() => {
+      this.#flushTimer = undefined;
+      void this.flushLogins();
+    }, LOGIN_FLUSH_MS);
+    const identity = row.identity_key !== null && row.key_backup !== null
+      ? { key: new Uint8Array(row.identity_key), backup: row.key_backup }
+      : null;
+    return { previous, identity };
+  }
+
+  /**
+   * Write the recorded login times now, in one statement, each only where the account still has the
+   * verifier it was recorded under. When the database does not answer they stay recorded, and a flush a
+   * moment later tries again; this never rejects.
+   *
+   * @returns When the write is done or has failed.
+   */
+  flushLogins(): Promise<void> {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    // One flush at a time: a second waits for the first, then writes what is left.
+    const next = (this.#flushing ?? Promise.resolve()).then(() => this.#flush());
+    this.#flushing = next;
+    void next.finally(() => {
+      if (this.#flushing === next) this.#flushing = undefined;
+    });
+    return next;
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#logins.size === 0) return;
+    const logins = [...this.#logins];
+    const rows = logins.map(([id, { at, verifier }]) => ({ id, at, verifier }));
+    try {
+      // As text, then jsonb: a parameter cast straight to jsonb is sent as JSON, and the text would arrive as
+      // one JSON string instead of the rows.
+      await this.#run((sql) =>
+        sql`
+        UPDATE users AS u SET last_login_at = v.at
+        FROM jsonb_to_recordset(${
+          JSON.stringify(rows)
+        }::text::jsonb) AS v(id BIGINT, at BIGINT, verifier TEXT)
+        WHERE u.id = v.id AND u.verifier = v.verifier`
+      );
+      for (const [id, entry] of logins) if (this.#logins.get(id) === entry) this.#logins.delete(id);
+    } catch {
+      if (this.#closed === undefined) {
+        this.#flushTimer ??= setTimeout(() => {
+          this.#flushTimer = undefined;
+          void this.flushLogins();
+        }, LOGIN_FLUSH_MS);
+      }
+    }
+  }
+
+  async iterationCounts(): Promise<Map<number, number>> {
+    const rows = await this.#run(
+      (sql) =>
+        sql<{ i: string; n: string }[]>`
+        SELECT split_part(split_part(verifier, '$', 2), ':', 1) AS i, count(*) AS n FROM users GROUP BY 1`,
+      READ,
+    );
+    const counts = new Map<number, number>();
+    for (const { i, n } of rows) {
+      const iterations = /^\d+$/.test(i) ? Number(i) : 0;
+      counts.set(iterations, (counts.get(iterations) ?? 0) + Number(n));
+    }
+    return counts;
+  }
+
+  mockSecret(): Promise<Uint8Array<ArrayBuffer>> {
+    return Promise.resolve(this.#secret);
+  }
+
+  async countUsers(): Promise<number> {
+    const [row] = await this.#run((sql) => sql<{ n: string }[]>`SELECT count(*) AS n FROM users`, READ);
+    return Number(row!.n);
+  }
+
+  /**
+   * One round trip to the database (`SELECT 1`), for the server's `/healthz`.
+   *
+   * @throws {ProtocolError} `UNAVAILABLE` when the database does not answer; an error when the store is closed.
+   */
+  async ping(): Promise<void> {
+    await this.#run((sql) => sql`SELECT 1`, READ);
+  }
+
+  /**
+   * Write what is left of the login times (the last chance), then close the pool's connections.
+   *
+   * @returns When every connection is closed.
+   */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await this.flushLogins();
+      clearTimeout(this.#flushTimer);
+      this.#flushTimer = undefined;
+      await this.#sql.end({ timeout: 5 });
+      await Promise.all(this.#retiring);
+    })();
+    return this.#closed;
+  }
+}

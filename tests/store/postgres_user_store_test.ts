@@ -1,0 +1,243 @@
+// What PostgresUserStore does beyond the UserStore contract (tests/store/user_store_test.ts): a database
+// that is out of reach at start or goes away while serving, connections ended by the server, the pool's
+// bound, the database's encoding. Always against a real PostgreSQL; the outage is a relay the test cuts.
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { ProtocolError } from "../../lib/codec/protocol_error.ts";
+import { DatabaseUnavailableError } from "../../lib/store/database_unavailable.ts";
+import { openUserStore } from "../../lib/store/open_user_store.ts";
+import { PostgresUserStore } from "../../lib/store/postgres_user_store.ts";
+import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
+import type { NewUser } from "../../lib/store/user_store.ts";
+import {
+  clusterTest,
+  countConnections,
+  freshPostgresDatabase,
+  postgresUrl,
+  terminateConnections,
+} from "../_cluster_services.ts";
+import { OutageProxy, throughProxy, urlTarget } from "../_outage_proxy.ts";
+
+const VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB";
+const NEXT = "SCRAM-SHA-256$4096:bmV3$CCCC:DDDD";
+
+function newUser(name: string): NewUser {
+  return { name, nameKey: name.toLowerCase(), verifier: VERIFIER, now: 1_700_000_000_000 };
+}
+
+/** Assert that a request failed with UNAVAILABLE. */
+async function unavailable(request: Promise<unknown>, what: string): Promise<void> {
+  await assert.rejects(request, (err: unknown) => {
+    assert.ok(err instanceof ProtocolError, `${what}: ${err}`);
+    assert.equal(err.code, "UNAVAILABLE", what);
+    assert.equal(err.message, "Service unavailable: the database is not answering; try again later");
+    return true;
+  });
+}
+
+/** The error an open fails with, checked to show the database without its password. */
+async function openRefusal(url: string, password: string): Promise<DatabaseUnavailableError> {
+  const err = await PostgresUserStore.open(url).then(() => null, (e) => e);
+  assert.ok(err instanceof DatabaseUnavailableError, String(err));
+  assert.ok(!err.message.includes(password), err.message);
+  assert.ok(err.message.includes(":***@"), err.message);
+  return err;
+}
+
+Deno.test("PostgresUserStore.open refuses a database nobody listens for, naming it without its password", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const err = await openRefusal(`postgres://app:s3cret-pw@127.0.0.1:${port}/chat`, "s3cret-pw");
+  assert.equal(
+    err.message,
+    `Cannot reach the database postgres://app:***@127.0.0.1:${port}/chat: connect ECONNREFUSED 127.0.0.1:${port}`,
+  );
+});
+
+clusterTest("PostgresUserStore.open refuses a wrong password or a missing database the same way", [
+  "postgres",
+], async () => {
+  await using db = await freshPostgresDatabase();
+  const wrong = new URL(db.url);
+  wrong.password = "not-the-password";
+  const badLogin = await openRefusal(wrong.href, "not-the-password");
+  assert.match(badLogin.message, /password authentication failed/);
+  const missing = new URL(db.url);
+  missing.pathname = "/authchat_test_no_such_database";
+  const noDatabase = await openRefusal(missing.href, new URL(db.url).password);
+  assert.match(noDatabase.message, /does not exist/);
+});
+
+clusterTest("PostgresUserStore.open refuses a database that is not UTF-8", ["postgres"], async () => {
+  await using db = await freshPostgresDatabase({ encoding: "SQL_ASCII" });
+  const err = await openRefusal(db.url, new URL(db.url).password);
+  assert.match(err.message, /its encoding is SQL_ASCII; authchat needs UTF8/);
+});
+
+clusterTest(
+  "PostgresUserStore.open refuses a database from a newer schema with a RangeError",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    await (await PostgresUserStore.open(db.url)).close();
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await sql`UPDATE authchat_schema SET version = 99`;
+      await assert.rejects(PostgresUserStore.open(db.url), {
+        name: "RangeError",
+        message: "Database schema is too new: version 99, this authchat knows up to 4",
+      });
+      const [row] = await sql<{ version: number }[]>`SELECT version FROM authchat_schema`;
+      assert.equal(row!.version, 99, "left untouched");
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
+  },
+);
+
+clusterTest("openUserStore opens SQLite for a path and PostgreSQL for a URL", ["postgres"], async () => {
+  await using db = await freshPostgresDatabase();
+  const pg = await openUserStore(db.url, { poolSize: 2 });
+  const lite = await openUserStore(":memory:");
+  try {
+    assert.ok(pg instanceof PostgresUserStore);
+    assert.ok(lite instanceof SqliteUserStore);
+    await pg.createUser(newUser("alice"));
+    assert.equal(await pg.countUsers(), 1);
+    assert.equal(await lite.countUsers(), 0);
+  } finally {
+    await pg.close();
+    lite.close();
+  }
+});
+
+clusterTest("PostgresUserStore draws a mock secret per database", ["postgres"], async () => {
+  await using a = await freshPostgresDatabase();
+  await using b = await freshPostgresDatabase();
+  const first = await PostgresUserStore.open(a.url);
+  const second = await PostgresUserStore.open(b.url);
+  try {
+    assert.notDeepEqual(await first.mockSecret(), await second.mockSecret());
+  } finally {
+    await first.close();
+    await second.close();
+  }
+});
+
+clusterTest(
+  "PostgresUserStore answers UNAVAILABLE while its database is away and serves again when it is back",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    await using proxy = OutageProxy.start(urlTarget(db.url));
+    const store = await PostgresUserStore.open(throughProxy(db.url, proxy.port), { poolSize: 3 });
+    const direct = await PostgresUserStore.open(db.url, { poolSize: 1 });
+    try {
+      const alice = await store.createUser(newUser("alice"));
+      assert.equal((await store.recordLogin(alice.id, VERIFIER, 1000))?.previous, null);
+
+      await proxy.cut();
+      await unavailable(store.findUser("alice"), "findUser");
+      await unavailable(store.findCredentials("alice", NEXT), "findCredentials");
+      await unavailable(store.createUser(newUser("bob")), "createUser");
+      await unavailable(store.updateVerifier(alice.id, VERIFIER, NEXT), "updateVerifier");
+      await unavailable(store.recordLogin(alice.id, VERIFIER, 2000), "recordLogin");
+      await unavailable(store.deleteUser(alice.id, VERIFIER), "deleteUser");
+      await unavailable(store.countUsers(), "countUsers");
+      // The login time recorded before the outage cannot be written; it is kept.
+      await store.flushLogins();
+      assert.equal((await direct.findUser("alice"))?.lastLoginAt, null);
+
+      proxy.restore();
+      assert.equal((await store.findUser("alice"))?.verifier, VERIFIER, "nothing the outage refused changed");
+      assert.equal(await store.countUsers(), 1);
+      await store.flushLogins();
+      assert.equal((await direct.findUser("alice"))?.lastLoginAt, 1000, "written once the database is back");
+      assert.equal(await store.updateVerifier(alice.id, VERIFIER, NEXT), true);
+      assert.equal((await store.createUser(newUser("bob"))).name, "bob");
+    } finally {
+      await store.close();
+      await direct.close();
+    }
+  },
+);
+
+clusterTest(
+  "PostgresUserStore outlives its connections ended by the server: each request succeeds or is UNAVAILABLE",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    const store = await PostgresUserStore.open(db.url, { poolSize: 4 });
+    try {
+      const alice = await store.createUser(newUser("alice"));
+      for (let round = 0; round < 4; round++) {
+        // Connections busy and idle, then ended from the server's side while requests are under way.
+        const requests = [
+          store.countUsers(),
+          store.findUser("alice"),
+          store.findCredentials("alice", NEXT),
+          store.recordLogin(alice.id, VERIFIER, round),
+          store.setIdentity(alice.id, NEXT, { key: new Uint8Array(32), backup: "{}" }),
+          store.createUser(newUser(`user${round}`)),
+        ];
+        const ended = terminateConnections(db.name);
+        requests.push(store.countUsers(), store.hasLookAlike("alice", "alice"));
+        assert.ok(await ended >= 1, "connections were ended");
+        const outcomes = await Promise.allSettled(requests);
+        for (const outcome of outcomes) {
+          if (outcome.status === "rejected") {
+            const err = outcome.reason;
+            assert.ok(err instanceof ProtocolError && err.code === "UNAVAILABLE", String(err));
+          }
+        }
+        // Afterwards, every request is served again, with no restart.
+        assert.equal((await store.findUser("alice"))?.verifier, VERIFIER);
+        assert.ok(await store.countUsers() >= 1);
+      }
+    } finally {
+      await store.close();
+    }
+  },
+);
+
+clusterTest(
+  "PostgresUserStore opens at most poolSize connections however many requests wait",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    for (const poolSize of [2, 6]) {
+      const store = await PostgresUserStore.open(db.url, { poolSize });
+      try {
+        const requests = Array.from(
+          { length: 60 },
+          (_, i) =>
+            i % 3 === 0
+              ? store.createUser(newUser(`p${poolSize}u${i}`))
+              : store.findCredentials(`p${poolSize}u${i - 1}`, VERIFIER),
+        );
+        await Promise.all(requests);
+        const open = await countConnections(db.name, "authchat");
+        assert.ok(open >= 1 && open <= poolSize, `${open} connections open with a pool of ${poolSize}`);
+        if (poolSize === 6) {
+          assert.ok(open > 2, `${open}: a bigger pool does open more, so the bound is what held`);
+        }
+      } finally {
+        await store.close();
+      }
+      assert.equal(await countConnections(db.name, "authchat"), 0, "close ends every connection");
+    }
+  },
+);
+
+clusterTest("AUTHCHAT_TEST_POSTGRES names a role that may create databases", ["postgres"], async () => {
+  const sql = postgres(postgresUrl()!, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql<
+      { createdb: boolean }[]
+    >`SELECT rolcreatedb AS createdb FROM pg_roles WHERE rolname = current_user`;
+    assert.equal(row?.createdb, true);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+});

@@ -72,6 +72,7 @@ export { nameSkeletons, skeleton } from "./lib/auth/confusable_skeleton.ts";
 export type { NameSkeletons } from "./lib/auth/confusable_skeleton.ts";
 export { RateLimiter } from "./lib/auth/rate_limiter.ts";
 export type { AttemptOptions, RateLimiterOptions } from "./lib/auth/rate_limiter.ts";
+export type { GateLimits } from "./lib/auth/failure_gate.ts";
 export { TokenBucket } from "./lib/auth/token_bucket.ts";
 export type { TokenBucketOptions } from "./lib/auth/token_bucket.ts";
 export { LoginBudget } from "./lib/auth/login_budget.ts";

@@ -99,8 +99,13 @@ export type {
   SessionDirectory,
   SharedParts,
 } from "./lib/server/shared_parts.ts";
-export { localLimitParts, localSharedParts, PRESENCE_LINGER_MS } from "./lib/server/local_parts.ts";
-export type { LimitSettings } from "./lib/server/local_parts.ts";
+export {
+  limitOptions,
+  localLimitParts,
+  localSharedParts,
+  PRESENCE_LINGER_MS,
+} from "./lib/server/local_parts.ts";
+export type { LimitOptions, LimitSettings } from "./lib/server/local_parts.ts";
 export { LocalPresence } from "./lib/server/presence.ts";
 export type {
   LocalPresenceOptions,

@@ -1,0 +1,243 @@
+import assert from "node:assert/strict";
+import { LoginBudget } from "../../lib/auth/login_budget.ts";
+import { RateLimiter } from "../../lib/auth/rate_limiter.ts";
+import { TokenBucket } from "../../lib/auth/token_bucket.ts";
+import { limitOptions } from "../../lib/server/local_parts.ts";
+import { limitNodes, natsUrl, SETTINGS } from "./_limit_nodes.ts";
+
+const url = natsUrl();
+const ignore = url === undefined;
+const OPTIONS = limitOptions(SETTINGS);
+
+Deno.test({
+  name:
+    "NatsAbuseLimits backs off 30 failures spread over three nodes exactly as one RateLimiter fed the same",
+  ignore,
+  fn: async () => {
+    const nodes = await limitNodes(3);
+    try {
+      const local = new RateLimiter(OPTIONS.limiter);
+      let now = 1_000_000;
+      for (let i = 0; i < 30; i++) {
+        // Each attempt waits what the backoff says, so every one of them is checked.
+        now += local.retryAfter("203.0.113.7", "bob", now);
+        const node = nodes.limits[i % 3]!;
+        assert.equal(await node.beginProof("203.0.113.7", "bob", now), 0, `attempt ${i} on node ${i % 3}`);
+        local.begin("203.0.113.7", "bob");
+        await node.endProof("203.0.113.7", "bob", now, false);
+        local.end("203.0.113.7", "bob", now, false);
+        for (const [n, other] of nodes.limits.entries()) {
+          assert.equal(
+            await other.retryAfter("203.0.113.7", "bob", now),
+            local.retryAfter("203.0.113.7", "bob", now),
+            `after failure ${i + 1}, node ${n}`,
+          );
+        }
+      }
+      assert.equal(await nodes.limits[0]!.retryAfter("203.0.113.7", "bob", now), 60_000, "at backoff_max");
+      assert.equal(await nodes.limits[1]!.beginProof("203.0.113.7", "bob", now + 59_999), 1);
+      // Another address is held back by the account only once it has failed itself, as on one node.
+      assert.equal(await nodes.limits[2]!.retryAfter("198.51.100.1", "bob", now), 0);
+      assert.equal(await nodes.limits[2]!.beginProof("198.51.100.1", "bob", now), 0);
+      await nodes.limits[2]!.endProof("198.51.100.1", "bob", now, false);
+      local.begin("198.51.100.1", "bob");
+      local.end("198.51.100.1", "bob", now, false);
+      assert.equal(
+        await nodes.limits[0]!.retryAfter("198.51.100.1", "bob", now),
+        local.retryAfter("198.51.100.1", "bob", now),
+      );
+      assert.equal(local.retryAfter("198.51.100.1", "bob", now), 60_000);
+    } finally {
+      await nodes.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "NatsAbuseLimits lets no more proofs raced on three nodes through than one gate allows",
+  ignore,
+  fn: async () => {
+    const nodes = await limitNodes(3);
+    try {
+      const now = 5_000_000;
+      // Every node has seen the pair clean: each would let the attempts through on what it knows.
+      for (const node of nodes.limits) assert.equal(await node.retryAfter("203.0.113.9", "carol", now), 0);
+      const tries = nodes.limits.flatMap((node) =>
+        Array.from(
+          { length: 8 },
+          () => node.beginProof("203.0.113.9", "carol", now).then((w) => ({ node, w })),
+        )
+      );
+      const outcomes = await Promise.all(tries);
+      const passed = outcomes.filter((o) => o.w === 0);
+      assert.equal(passed.length, SETTINGS.failures_before_backoff, "the free failures, and not one more");
+      for (const o of outcomes.filter((o) => o.w > 0)) assert.equal(o.w, 1000);
+      await Promise.all(passed.map((o) => o.node.endProof("203.0.113.9", "carol", now, false)));
+      const local = new RateLimiter(OPTIONS.limiter);
+      for (let i = 0; i < passed.length; i++) local.recordFailure("203.0.113.9", "carol", now);
+      for (const node of nodes.limits) {
+        assert.equal(
+          await node.retryAfter("203.0.113.9", "carol", now),
+          local.retryAfter("203.0.113.9", "carol", now),
+        );
+      }
+      // A source that has failed cannot spray proofs at other accounts in parallel either: once its first
+      // backoff is over, one proof goes (the next would wait 2 s after the latest failure).
+      const spray = await Promise.all(
+        nodes.limits.flatMap((node, n) =>
+          Array.from({ length: 4 }, (_, i) => node.beginProof("203.0.113.9", `user${n}-${i}`, now + 1000))
+        ),
+      );
+      assert.equal(spray.filter((w) => w === 0).length, 1, "one, on any node");
+      assert.deepEqual(spray.filter((w) => w > 0).sort(), Array(11).fill(1000));
+    } finally {
+      await nodes.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "NatsAbuseLimits counts a device token apart on every node: strangers' failures spare it, its own count",
+  ignore,
+  fn: async () => {
+    const nodes = await limitNodes(3);
+    const [a, b, c] = nodes.limits as [
+      typeof nodes.limits[0],
+      typeof nodes.limits[0],
+      typeof nodes.limits[0],
+    ];
+    try {
+      const local = new RateLimiter(OPTIONS.limiter);
+      const now = 9_000_000;
+      // Strangers guess at alice from the owner's own address (one NAT), on every node.
+      for (let i = 0; i < 6; i++) {
+        const node = nodes.limits[i % 3]!;
+        if ((await node.beginProof("198.51.100.7", "alice", now)) > 0) break;
+        await node.endProof("198.51.100.7", "alice", now, false);
+        local.recordFailure("198.51.100.7", "alice", now);
+      }
+      assert.ok((await a.retryAfter("198.51.100.7", "alice", now)) > 0, "without a token the address waits");
+      const token = { deviceToken: "0123456789abcdef0123456789abcdef" };
+      for (const node of nodes.limits) {
+        assert.equal(await node.retryAfter("198.51.100.7", "alice", now, token), 0);
+      }
+      // Its own failures count, on every node, and only against the token.
+      for (let i = 0; i < SETTINGS.failures_before_backoff; i++) {
+        const node = nodes.limits[i % 3]!;
+        assert.equal(await node.beginProof("198.51.100.7", "alice", now, token), 0);
+        await node.endProof("198.51.100.7", "alice", now, false, token);
+        local.begin("198.51.100.7", "alice", token);
+        local.end("198.51.100.7", "alice", now, false, token);
+      }
+      for (const node of nodes.limits) {
+        assert.equal(await node.retryAfter("10.0.0.1", "alice", now, token), 1000, "the token backs off");
+        assert.equal(await node.retryAfter("10.0.0.1", "alice", now, { deviceToken: "other" }), 0);
+        assert.equal(await node.retryAfter("10.0.0.1", "alice", now), 0, "no one else is counted");
+      }
+      assert.equal(
+        await b.retryAfter("198.51.100.7", "alice", now),
+        local.retryAfter("198.51.100.7", "alice", now),
+      );
+      // A correct proof with the token forgives the token's failures, everywhere.
+      assert.equal(await c.beginProof("10.0.0.1", "alice", now + 1000, token), 0);
+      await c.endProof("10.0.0.1", "alice", now + 1000, true, token);
+      assert.equal(await a.retryAfter("10.0.0.1", "alice", now + 1000, token), 0);
+    } finally {
+      await nodes.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "NatsAbuseLimits shares the registration budget and the login budgets across nodes",
+  ignore,
+  fn: async () => {
+    const nodes = await limitNodes(3);
+    try {
+      const now = 20_000_000;
+      const registrations = new TokenBucket(OPTIONS.registrations);
+      for (let i = 0; i < 6; i++) {
+        assert.equal(
+          await nodes.limits[i % 3]!.takeRegistration("192.0.2.5", now + i),
+          registrations.take("192.0.2.5", now + i),
+          `registration ${i}`,
+        );
+      }
+      assert.ok(registrations.wait("192.0.2.5", now + 6) > 0, "the budget was reached");
+      const logins = new LoginBudget(OPTIONS.logins);
+      const steps: [string, string, boolean][] = [
+        ["10.1.0.1", "dave", false],
+        ["10.1.0.2", "dave", false],
+        ["10.1.0.3", "dave", true],
+        ["10.1.0.1", "dave", false],
+        ["10.1.0.4", "dave", false],
+        ["10.1.0.5", "erin", false],
+        ["10.1.0.5", "fred", false],
+        ["10.1.0.5", "gina", false],
+        ["10.1.0.5", "hugo", false],
+        ["10.1.0.5", "ivan", true],
+        ["10.1.0.5", "jack", false],
+      ];
+      for (const [i, [address, account, deviceToken]] of steps.entries()) {
+        const node = nodes.limits[i % 3]!;
+        const other = nodes.limits[(i + 1) % 3]!;
+        const options = { deviceToken };
+        assert.deepEqual(
+          await node.checkLogin(address, account, now, options),
+          logins.check(address, account, now, options),
+          `check ${i}`,
+        );
+        assert.deepEqual(
+          await node.spendLogin(address, account, now, options),
+          logins.spend(address, account, now, options),
+          `spend ${i}`,
+        );
+        assert.deepEqual(
+          await other.checkLogin(address, account, now, options),
+          logins.check(address, account, now, options),
+          `check ${i} on the next node`,
+        );
+      }
+      assert.deepEqual(await nodes.limits[0]!.checkLogin("10.1.0.1", "dave", now), {
+        of: "account",
+        waitMs: 20_000,
+      });
+      assert.equal(
+        await nodes.limits[1]!.checkLogin("10.1.0.9", "dave", now),
+        null,
+        "a stranger is not told",
+      );
+    } finally {
+      await nodes.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "NatsAbuseLimits stops counting the proofs of a node that died once their lease is over",
+  ignore,
+  fn: async () => {
+    const nodes = await limitNodes(2, { limits: { proofLeaseMs: 30_000 } });
+    const [dying, alive] = nodes.limits as [typeof nodes.limits[0], typeof nodes.limits[0]];
+    try {
+      const now = 30_000_000;
+      for (let i = 0; i < SETTINGS.failures_before_backoff; i++) {
+        assert.equal(await dying.beginProof("203.0.113.20", "kim", now), 0);
+      }
+      // The node dies with its proofs under way: it never ends them.
+      await nodes.buses[0]!.close();
+      assert.equal(await alive.beginProof("203.0.113.20", "kim", now + 29_999), 1000, "still counted");
+      assert.equal(await alive.beginProof("203.0.113.20", "kim", now + 30_001), 0, "the lease is over");
+      await alive.endProof("203.0.113.20", "kim", now + 30_001, false);
+      const local = new RateLimiter(OPTIONS.limiter);
+      local.recordFailure("203.0.113.20", "kim", now + 30_001);
+      assert.equal(
+        await alive.retryAfter("203.0.113.20", "kim", now + 30_001),
+        local.retryAfter("203.0.113.20", "kim", now + 30_001),
+      );
+    } finally {
+      await nodes.close();
+    }
+  },
+});

@@ -22,6 +22,8 @@ export interface Cell<T> {
   record: T;
   /** Its revision in the bucket, 0 when the key holds nothing. */
   rev: number;
+  /** Changed here while the bus was unreachable: not what the bucket holds at `rev`. */
+  local?: true;
 }
 
 /** How records turn into values and back. */
@@ -108,12 +110,13 @@ export class KvCells<T> {
    * was unreachable).
    *
    * @param key The key.
+   * @param options `fromBus`: only a record the bucket held at its revision (a write may start from it).
    * @returns The cell, or `undefined` when this node has not seen the key (or has forgotten it).
    */
-  known(key: string): Cell<T> | undefined {
+  known(key: string, options: { fromBus?: boolean } = {}): Cell<T> | undefined {
     const cell = this.#mirror.get(key);
     if (cell) this.#remember(key, cell);
-    return cell;
+    return cell?.local && options.fromBus ? undefined : cell;
   }
 
   /**
@@ -131,7 +134,7 @@ export class KvCells<T> {
     // A read answered after a later write of this node does not take the mirror back (a key that holds
     // nothing any more, its value aged out, does).
     const seen = this.#mirror.get(key);
-    if (!seen || cell.rev === 0 || cell.rev >= seen.rev) this.#remember(key, cell);
+    if (!seen || seen.local || cell.rev === 0 || cell.rev >= seen.rev) this.#remember(key, cell);
     return cell;
   }
 
@@ -169,7 +172,7 @@ export class KvCells<T> {
    * @param record The record as this node now knows it.
    */
   setLocal(key: string, record: T): void {
-    this.#remember(key, { record, rev: this.#mirror.get(key)?.rev ?? 0 });
+    this.#remember(key, { record, rev: this.#mirror.get(key)?.rev ?? 0, local: true });
   }
 
   /** Keys mirrored; for tests of the memory bound. */

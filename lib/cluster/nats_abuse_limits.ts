@@ -372,7 +372,7 @@ export class NatsAbuseLimits implements AbuseLimits {
     now: number,
     change: (record: LimitRecord) => { record?: LimitRecord; result: R },
   ): Promise<R> {
-    let cell = this.#cells.known(key);
+    let cell = this.#cells.known(key, { fromBus: true });
     let fresh = false;
     if (!cell) {
       cell = await this.#cells.read(key);
@@ -493,7 +493,7 @@ export class NatsAbuseLimits implements AbuseLimits {
       fresh.add(key);
     };
     await Promise.all(names.map((key) => {
-      const known = this.#cells.known(key);
+      const known = this.#cells.known(key, { fromBus: true });
       if (known) cells.set(key, known);
       return known ? undefined : refresh(key);
     }));
@@ -724,7 +724,7 @@ export class NatsAbuseLimits implements AbuseLimits {
     now: number,
   ): Promise<LoginRefusal | null> {
     // The source knows the account from now on (refreshed when half its time has passed).
-    const pairSeen = this.#cells.known(keys.pair)?.record;
+    const pairSeen = this.#cells.known(keys.pair, { fromBus: true })?.record;
     const known = pairSeen?.knownAt !== undefined && now - pairSeen.knownAt <= this.#knownForMs / 2;
     const marking = known
       ? Promise.resolve(null)
@@ -749,7 +749,7 @@ export class NatsAbuseLimits implements AbuseLimits {
       fresh.add(key);
     };
     await Promise.all(budgets.map((key) => {
-      const known = this.#cells.known(key);
+      const known = this.#cells.known(key, { fromBus: true });
       if (known) cells.set(key, known);
       return known ? undefined : refresh(key);
     }));

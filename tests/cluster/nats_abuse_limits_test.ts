@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { LoginBudget } from "../../lib/auth/login_budget.ts";
 import { RateLimiter } from "../../lib/auth/rate_limiter.ts";
 import { TokenBucket } from "../../lib/auth/token_bucket.ts";
+import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { limitOptions } from "../../lib/server/local_parts.ts";
+import { CutProxy } from "./_cut_proxy.ts";
 import { limitNodes, natsUrl, SETTINGS } from "./_limit_nodes.ts";
 
 const url = natsUrl();
@@ -238,6 +240,103 @@ Deno.test({
       );
     } finally {
       await nodes.close();
+    }
+  },
+});
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 25));
+  assert.ok(ok(), `timed out waiting until ${what}`);
+}
+
+function isUnavailable(err: unknown): boolean {
+  return err instanceof ProtocolError && err.code === "UNAVAILABLE";
+}
+
+Deno.test({
+  name:
+    "NatsAbuseLimits without the bus allows only the free attempts, refuses the rest, and counts them when it is back",
+  ignore,
+  fn: async () => {
+    const { hostname, port } = new URL(url!);
+    const proxy = new CutProxy({ hostname, port: Number(port) });
+    const nodes = await limitNodes(2, { urls: [proxy.url] });
+    const [cut, online] = nodes.limits as [typeof nodes.limits[0], typeof nodes.limits[0]];
+    try {
+      const now = 40_000_000;
+      const free = SETTINGS.failures_before_backoff;
+      // Before the cut: a pair at its free failures, which the cut node has seen.
+      for (let i = 0; i < free; i++) {
+        assert.equal(await online.beginProof("203.0.113.30", "lena", now), 0);
+        await online.endProof("203.0.113.30", "lena", now, false);
+      }
+      assert.equal(await cut.retryAfter("203.0.113.30", "lena", now), 1000);
+      await proxy.cut();
+      await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
+
+      // What it knows must wait is RATE_LIMITED; past the free failures with the backoff over, UNAVAILABLE.
+      assert.equal(await cut.retryAfter("203.0.113.30", "lena", now + 400), 600);
+      assert.equal(await cut.beginProof("203.0.113.30", "lena", now + 400), 600);
+      await assert.rejects(cut.retryAfter("203.0.113.30", "lena", now + 1000), isUnavailable);
+      await assert.rejects(cut.beginProof("203.0.113.30", "lena", now + 1000), isUnavailable);
+      assert.equal(await online.beginProof("203.0.113.30", "lena", now + 1000), 0, "a node with the bus may");
+      await online.endProof("203.0.113.30", "lena", now + 1000, true);
+
+      // A pair it has not seen: its free failures, no more.
+      const local = new RateLimiter(OPTIONS.limiter);
+      for (let i = 0; i < free; i++) {
+        assert.equal(await cut.beginProof("203.0.113.31", "mona", now), 0, `free attempt ${i}`);
+        await cut.endProof("203.0.113.31", "mona", now, false);
+        local.recordFailure("203.0.113.31", "mona", now);
+      }
+      assert.equal(await cut.beginProof("203.0.113.31", "mona", now), 1000);
+      await assert.rejects(cut.beginProof("203.0.113.31", "mona", now + 1000), isUnavailable);
+      // A device token the same way.
+      const token = { deviceToken: "feedfacefeedfacefeedfacefeedface" };
+      for (let i = 0; i < free; i++) {
+        assert.equal(await cut.beginProof("203.0.113.32", "nina", now, token), 0);
+        await cut.endProof("203.0.113.32", "nina", now, false, token);
+      }
+      await assert.rejects(cut.beginProof("203.0.113.32", "nina", now + 1000, token), isUnavailable);
+      assert.equal(
+        cut.pending,
+        free * 3 + free,
+        "the outcomes wait for the bus: 3 keys a failure, 1 a token's",
+      );
+      // Registrations need the bus; logins count on the node's own budgets meanwhile.
+      await assert.rejects(cut.takeRegistration("203.0.113.40", now), isUnavailable);
+      for (let i = 0; i < SETTINGS.logins_per_minute_per_account; i++) {
+        assert.equal(await cut.spendLogin(`203.0.113.${50 + i}`, "olga", now), null);
+      }
+      assert.equal((await cut.spendLogin("203.0.113.60", "olga", now))?.of, "account");
+      assert.equal(await online.retryAfter("203.0.113.31", "mona", now), 0, "the others have not heard yet");
+
+      // The bus is back: what the node counted alone counts everywhere, and it asks the bus again.
+      proxy.mend();
+      await until("the node has the bus again", () => nodes.buses[0]!.connected);
+      await until("the node has written what it decided alone", () => cut.pending === 0);
+      for (const node of nodes.limits) {
+        assert.equal(
+          await node.retryAfter("203.0.113.31", "mona", now),
+          local.retryAfter("203.0.113.31", "mona", now),
+        );
+        assert.equal(await node.retryAfter("203.0.113.32", "nina", now, token), 1000);
+      }
+      assert.equal(
+        await cut.beginProof("203.0.113.31", "mona", now + 1000),
+        0,
+        "past the free ones, as one node",
+      );
+      await cut.endProof("203.0.113.31", "mona", now + 1000, false);
+      assert.equal(await cut.takeRegistration("203.0.113.40", now), 0);
+      assert.equal(
+        await online.retryAfter("203.0.113.30", "lena", now + 1000),
+        0,
+        "the success on the bus holds",
+      );
+    } finally {
+      await nodes.close();
+      await proxy.close();
     }
   },
 });

@@ -98,7 +98,7 @@ export function bucketWait(tokens: number, rate: BucketRate): number {
  * @param state What it held, if it was seen.
  * @param now Current time in ms.
  * @param rate Its rate.
- * @returns 0 and what it holds after, or the milliseconds until a token is there and what it holds now.
+ * @returns 0 and what it holds after, or the milliseconds until a token is there and the state unchanged.
  */
 export function bucketTake(
   state: BucketState | undefined,
@@ -106,7 +106,9 @@ export function bucketTake(
   rate: BucketRate,
 ): { waitMs: number; state: BucketState } {
   const tokens = bucketTokens(state, now, rate);
-  if (tokens < 1) return { waitMs: bucketWait(tokens, rate), state: { tokens, at: now } };
+  // Refused, it holds what it held: the tokens it has now follow from that alone, whichever of its
+  // states (this one or one read later) they are computed from, to the last bit.
+  if (tokens < 1) return { waitMs: bucketWait(tokens, rate), state: state ?? { tokens, at: now } };
   return { waitMs: 0, state: { tokens: tokens - 1, at: now } };
 }
 

@@ -84,7 +84,7 @@ import type { Cell } from "./_kv_cells.ts";
 import { decodeRecord, encodeRecord, othersChecking, withProofs } from "./_limit_record.ts";
 import type { LimitRecord } from "./_limit_record.ts";
 import { busToken, BusUnavailableError } from "./nats_bus.ts";
-import type { NatsBus } from "./nats_bus.ts";
+import type { KV, NatsBus } from "./nats_bus.ts";
 
 /** Options of {@linkcode NatsAbuseLimits} beyond the configuration's settings. */
 export interface NatsAbuseLimitsOptions {
@@ -216,7 +216,13 @@ export class NatsAbuseLimits implements AbuseLimits {
       refill(this.#accountLogins),
     );
     const bucket = options.bucket ?? "limits";
-    this.#cells = new KvCells<LimitRecord>(() => bus.kv(bucket, { ttlMs, history: 1 }), {
+    let checked = false;
+    const open = async () => {
+      const kv = await bus.kv(bucket, { ttlMs, history: 1 });
+      if (!checked) checked = await this.#keepLongEnough(kv, ttlMs);
+      return kv;
+    };
+    this.#cells = new KvCells<LimitRecord>(open, {
       codec: { decode: decodeRecord, encode: encodeRecord, empty: () => ({}) },
       timeoutMs: options.timeoutMs ?? 1000,
       maxEntries: this.#limiter.maxEntries,
@@ -224,6 +230,39 @@ export class NatsAbuseLimits implements AbuseLimits {
     this.#stopListening = bus.onConnection((up) => {
       if (up) void this.#flush();
     });
+  }
+
+  /**
+   * The bucket keeps entries as long as the node that made it needed; a node whose settings need longer
+   * (a larger `backoff_max`) raises it, or counters would be dropped before they are forgotten. Never
+   * lowered: another node may need it.
+   *
+   * @returns Whether the bucket answered (else it is asked again next time).
+   */
+  async #keepLongEnough(kv: KV, ttlMs: number): Promise<boolean> {
+    let status;
+    try {
+      status = await kv.status();
+    } catch {
+      return false;
+    }
+    try {
+      if (status.ttl === 0 || status.ttl >= ttlMs) return true;
+      const config = { ...status.streamInfo.config, max_age: ttlMs * 1_000_000 };
+      const reply = await this.#bus.nc.request(
+        `$JS.API.STREAM.UPDATE.${config.name}`,
+        JSON.stringify(config),
+        {
+          timeout: 5000,
+        },
+      );
+      const answer = reply.json<{ error?: { description?: string } }>();
+      if (answer.error) throw new Error(answer.error.description ?? "refused");
+      this.#log?.info("limits_bucket_ttl_raised", { from_ms: status.ttl, to_ms: ttlMs });
+    } catch (err) {
+      this.#log?.warn("limits_bucket_ttl_short", { need_ms: ttlMs, error: (err as Error).message });
+    }
+    return true;
   }
 
   // --- answering from NATS, or alone -------------------------------------------------------------------

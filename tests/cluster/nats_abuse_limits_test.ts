@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { LoginBudget } from "../../lib/auth/login_budget.ts";
 import { RateLimiter } from "../../lib/auth/rate_limiter.ts";
 import { TokenBucket } from "../../lib/auth/token_bucket.ts";
+import { NatsAbuseLimits } from "../../lib/cluster/nats_abuse_limits.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { limitOptions } from "../../lib/server/local_parts.ts";
 import { CutProxy } from "./_cut_proxy.ts";
@@ -337,6 +338,71 @@ Deno.test({
     } finally {
       await nodes.close();
       await proxy.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "NatsAbuseLimits forgets a counter on every node after the forget time, as one node does",
+  ignore,
+  fn: async () => {
+    const nodes = await limitNodes(2);
+    try {
+      const local = new RateLimiter(OPTIONS.limiter);
+      const now = 50_000_000;
+      for (let i = 0; i < 5; i++) {
+        const node = nodes.limits[i % 2]!;
+        const at = now + local.retryAfter("203.0.113.70", "pia", now);
+        assert.equal(await node.beginProof("203.0.113.70", "pia", at), 0);
+        await node.endProof("203.0.113.70", "pia", at, false);
+        local.begin("203.0.113.70", "pia");
+        local.end("203.0.113.70", "pia", at, false);
+      }
+      const later = now + OPTIONS.limiter.forgetAfterMs + 10_000;
+      for (const at of [later - 20_000, later]) {
+        for (const node of nodes.limits) {
+          assert.equal(
+            await node.retryAfter("203.0.113.70", "pia", at),
+            local.retryAfter("203.0.113.70", "pia", at),
+          );
+        }
+      }
+      // Forgotten: the next failure is the first again.
+      assert.equal(await nodes.limits[0]!.beginProof("203.0.113.70", "pia", later), 0);
+      await nodes.limits[0]!.endProof("203.0.113.70", "pia", later, false);
+      local.begin("203.0.113.70", "pia");
+      local.end("203.0.113.70", "pia", later, false);
+      assert.equal(await nodes.limits[1]!.retryAfter("203.0.113.70", "pia", later), 0);
+      assert.equal(local.retryAfter("203.0.113.70", "pia", later), 0);
+    } finally {
+      await nodes.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "NatsAbuseLimits raises the bucket's entry lifetime to what its settings need, never lowers it",
+  ignore,
+  fn: async () => {
+    const nodes = await limitNodes(1, { limits: { bucket: "short" } });
+    try {
+      // Another node made the bucket for settings that forget sooner.
+      const bus = nodes.buses[0]!;
+      assert.equal((await (await bus.kv("short", { ttlMs: 60_000, history: 1 })).status()).ttl, 60_000);
+      await nodes.limits[0]!.retryAfter("10.0.0.1", "quinn", 0);
+      const kv = await bus.kv("short");
+      assert.equal((await kv.status()).ttl, OPTIONS.limiter.forgetAfterMs);
+      const longer = new NatsAbuseLimits(bus, { ...SETTINGS, backoff_max: 3600 }, { bucket: "short" });
+      await longer.retryAfter("10.0.0.1", "quinn", 0);
+      await longer.close();
+      // backoff_max 3600 s: counters are kept twice as long, 2 h.
+      assert.equal((await kv.status()).ttl, 7_200_000);
+      const shorter = new NatsAbuseLimits(bus, SETTINGS, { bucket: "short" });
+      await shorter.retryAfter("10.0.0.1", "quinn", 0);
+      await shorter.close();
+      assert.equal((await kv.status()).ttl, 7_200_000, "not lowered");
+    } finally {
+      await nodes.close();
     }
   },
 });

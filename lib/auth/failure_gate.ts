@@ -157,7 +157,7 @@ export function gateVerdict(limits: GateLimits, view: GateView, now: number): Ga
 }
 
 /**
- * A counter after one more failure.
+ * A counter after one more failure (the latest failure never moves back in time).
  *
  * @example
  * ```ts
@@ -172,7 +172,9 @@ export function gateVerdict(limits: GateLimits, view: GateView, now: number): Ga
  * @returns The new counter.
  */
 export function counterAfterFailure(counter: FailureCounter | undefined, now: number): FailureCounter {
-  return { failures: (counter?.failures ?? 0) + 1, last: now };
+  // A failure told late (by a node whose clock is behind, or written once the bus is back) does not move
+  // the latest failure back, which would shorten the backoff.
+  return { failures: (counter?.failures ?? 0) + 1, last: Math.max(counter?.last ?? now, now) };
 }
 
 /**

@@ -186,6 +186,8 @@ export class NatsAbuseLimits implements AbuseLimits {
   /** The latest time an operation was given: the clock of writes the node makes on its own. */
   #clock = 0;
   #stopListening: () => void;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
 
   /**
    * Count on NATS.
@@ -294,8 +296,12 @@ export class NatsAbuseLimits implements AbuseLimits {
       this.#up();
       return result;
     } catch (err) {
-      if (!(err instanceof BusUnavailableError)) throw err;
-      this.#down(err);
+      // Anything else that failed on the way is a fault here, told as such; the node decides alone all
+      // the same rather than fail the request (or lose an outcome).
+      if (!(err instanceof BusUnavailableError)) {
+        this.#log?.error("limits_fault", { node: this.#node, error: (err as Error)?.message ?? String(err) });
+      }
+      this.#down(err instanceof Error ? err : new Error(String(err)));
       return NOT_REACHED;
     }
   }
@@ -339,14 +345,25 @@ export class NatsAbuseLimits implements AbuseLimits {
         }
         return true;
       } catch (err) {
-        if (!(err instanceof BusUnavailableError)) throw err;
-        this.#down(err);
+        // Kept for the next try, whatever failed: meanwhile the node decides alone (never fails open).
+        this.#down(err instanceof Error ? err : new Error(String(err)));
+        this.#retryLater();
         return false;
       } finally {
         this.#flushing = null;
       }
     })();
     return this.#flushing;
+  }
+
+  /** Try writing what was decided alone again in a while, should no request come to do it. */
+  #retryLater(): void {
+    if (this.#retryTimer !== undefined || this.#closed) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#pending.length > 0 && this.#usable()) void this.#flush();
+    }, this.#retryMs);
+    Deno.unrefTimer(this.#retryTimer as unknown as number);
   }
 
   // --- records --------------------------------------------------------------------------------------
@@ -850,6 +867,8 @@ export class NatsAbuseLimits implements AbuseLimits {
 
   /** Stop listening to the bus, after writing what was decided alone if NATS answers (the bus stays open). */
   async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
     this.#stopListening();
     await this.#catchUp();
     await this.#flushing;

@@ -279,6 +279,14 @@ Deno.test({
       assert.equal(await cut.retryAfter("203.0.113.30", "lena", now + 400), 600);
       assert.equal(await cut.beginProof("203.0.113.30", "lena", now + 400), 600);
       await assert.rejects(cut.retryAfter("203.0.113.30", "lena", now + 1000), isUnavailable);
+      const told = await cut.retryAfter("203.0.113.30", "lena", now + 1000).catch((err: Error) =>
+        err.message
+      );
+      const doc = await Deno.readTextFile(new URL("../../docs/PROTOCOL.md", import.meta.url));
+      assert.ok(
+        doc.includes(`\`UNAVAILABLE\` (\`${told}\`)`),
+        `docs/PROTOCOL.md section 7.3 quotes: ${told}`,
+      );
       await assert.rejects(cut.beginProof("203.0.113.30", "lena", now + 1000), isUnavailable);
       assert.equal(await online.beginProof("203.0.113.30", "lena", now + 1000), 0, "a node with the bus may");
       await online.endProof("203.0.113.30", "lena", now + 1000, true);

@@ -95,6 +95,15 @@ export class KvCells<T> {
     }
   }
 
+  /**
+   * Open the bucket (made when missing).
+   *
+   * @throws {BusUnavailableError} When it cannot be opened within the timeout.
+   */
+  async open(): Promise<void> {
+    await this.#request("opening the bucket", () => Promise.resolve());
+  }
+
   #remember(key: string, cell: Cell<T>): void {
     this.#mirror.delete(key);
     this.#mirror.set(key, cell);

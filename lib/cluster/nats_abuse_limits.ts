@@ -860,6 +860,16 @@ export class NatsAbuseLimits implements AbuseLimits {
     return { ...record, logins: state };
   }
 
+  /**
+   * Make or open the bucket now, so a node that cannot reach NATS at start can say so before it serves
+   * (later, the limits decide alone instead).
+   *
+   * @throws {BusUnavailableError} When the bucket cannot be made or opened within the timeout.
+   */
+  async ready(): Promise<void> {
+    await this.#cells.open();
+  }
+
   /** Outcomes decided while NATS was unreachable and not yet written to it. */
   get pending(): number {
     return this.#pending.length;

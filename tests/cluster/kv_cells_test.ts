@@ -83,3 +83,16 @@ Deno.test("KvCells mirrors at most maxEntries keys, and never starts a write fro
   assert.equal(cells.known("k9")?.record, "changed alone", "what the node knows");
   assert.equal(cells.known("k9", { fromBus: true }), undefined, "not what the bucket holds at rev 10");
 });
+
+Deno.test("KvCells.open reports a bucket that cannot be opened as BusUnavailableError", async () => {
+  const cells = new KvCells(() => Promise.reject(new Error("no responders")), {
+    codec,
+    timeoutMs: 1000,
+    maxEntries: 1,
+  });
+  await assert.rejects(
+    cells.open(),
+    (err) => err instanceof BusUnavailableError && /opening the bucket/.test(err.message),
+  );
+  await new KvCells(bucket({}), { codec, timeoutMs: 1000, maxEntries: 1 }).open();
+});

@@ -3,6 +3,7 @@ import { LoginBudget } from "../../lib/auth/login_budget.ts";
 import { RateLimiter } from "../../lib/auth/rate_limiter.ts";
 import { TokenBucket } from "../../lib/auth/token_bucket.ts";
 import { NatsAbuseLimits } from "../../lib/cluster/nats_abuse_limits.ts";
+import { BusUnavailableError } from "../../lib/cluster/nats_bus.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { limitOptions } from "../../lib/server/local_parts.ts";
 import { CutProxy } from "./_cut_proxy.ts";
@@ -274,6 +275,9 @@ Deno.test({
       assert.equal(await cut.retryAfter("203.0.113.30", "lena", now), 1000);
       await proxy.cut();
       await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
+      const starting = new NatsAbuseLimits(nodes.buses[0]!, SETTINGS, { bucket: "other", timeoutMs: 200 });
+      await assert.rejects(starting.ready(), BusUnavailableError, "a node starting now can tell");
+      await starting.close();
 
       // What it knows must wait is RATE_LIMITED; past the free failures with the backoff over, UNAVAILABLE.
       assert.equal(await cut.retryAfter("203.0.113.30", "lena", now + 400), 600);

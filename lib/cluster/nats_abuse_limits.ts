@@ -119,6 +119,17 @@ interface PendingChange {
 
 const NOT_REACHED = Symbol("not reached");
 
+/**
+ * Most writes of one key one request tries before it gives up (as if NATS did not answer, so the node
+ * decides alone): other nodes changed the key every time in between.
+ */
+const MAX_ROUNDS = 32;
+
+/** The error of a key other nodes keep changing faster than this node can write it. */
+function contended(key: string): BusUnavailableError {
+  return new BusUnavailableError(`Too many nodes writing ${key} at once: gave up after ${MAX_ROUNDS} tries`);
+}
+
 function attemptKeys(address: string, account: string, options: AttemptOptions): AttemptKeys {
   if (options.deviceToken !== undefined) return { token: `t.${busToken(options.deviceToken)}` };
   const source = busToken(sourceKey(address));
@@ -434,7 +445,8 @@ export class NatsAbuseLimits implements AbuseLimits {
       cell = await this.#cells.read(key);
       fresh = true;
     }
-    for (;;) {
+    for (let round = 1;; round++) {
+      if (round > MAX_ROUNDS) throw contended(key);
       const { record, result } = change(cell.record);
       if (record === undefined) {
         if (fresh) return result;
@@ -566,7 +578,8 @@ export class NatsAbuseLimits implements AbuseLimits {
     const written: string[] = [];
     let refused = 0;
     const reserve = async (key: string) => {
-      for (;;) {
+      for (let round = 1;; round++) {
+        if (round > MAX_ROUNDS) throw contended(key);
         const cell = cells.get(key)!;
         if (await this.#cells.write(key, this.#toWrite(key, cell.record, now, 1), cell.rev)) {
           written.push(key);
@@ -823,7 +836,8 @@ export class NatsAbuseLimits implements AbuseLimits {
     }
     const written: string[] = [];
     const take = async (key: string) => {
-      for (;;) {
+      for (let round = 1;; round++) {
+        if (round > MAX_ROUNDS) throw contended(key);
         const cell = cells.get(key)!;
         if (
           await this.#cells.write(key, this.#toWrite(key, this.#spent(key, cell.record, now), now), cell.rev)

@@ -31,7 +31,11 @@
  * their keys in parallel, fresh. What changes writes each key once, from the
  * revision last seen here (no read first unless it turns out stale), and only
  * what changed. A node's own requests on one key never race (they take turns),
- * so conflicts come only from other nodes.
+ * so conflicts come only from other nodes. Each read or write is one request
+ * and its reply: a login with a password makes 6 reads and 8 writes (9 the
+ * first time its source logs in to the account), in five rounds of parallel
+ * requests; a login with a device token 3 reads and 3 or 4 writes; a wrong
+ * password 6 reads and 6 writes.
  *
  * **When NATS cannot be reached** (no connection, or a request unanswered
  * within `timeoutMs`; then for `retryMs` the node does not ask again), the node

@@ -72,6 +72,7 @@ export { nameSkeletons, skeleton } from "./lib/auth/confusable_skeleton.ts";
 export type { NameSkeletons } from "./lib/auth/confusable_skeleton.ts";
 export { RateLimiter } from "./lib/auth/rate_limiter.ts";
 export type { AttemptOptions, RateLimiterOptions } from "./lib/auth/rate_limiter.ts";
+export type { GateLimits } from "./lib/auth/failure_gate.ts";
 export { TokenBucket } from "./lib/auth/token_bucket.ts";
 export type { TokenBucketOptions } from "./lib/auth/token_bucket.ts";
 export { LoginBudget } from "./lib/auth/login_budget.ts";
@@ -110,8 +111,13 @@ export type {
   SessionDirectory,
   SharedParts,
 } from "./lib/server/shared_parts.ts";
-export { localLimitParts, localSharedParts, PRESENCE_LINGER_MS } from "./lib/server/local_parts.ts";
-export type { LimitSettings } from "./lib/server/local_parts.ts";
+export {
+  limitOptions,
+  localLimitParts,
+  localSharedParts,
+  PRESENCE_LINGER_MS,
+} from "./lib/server/local_parts.ts";
+export type { LimitOptions, LimitSettings } from "./lib/server/local_parts.ts";
 export { LocalPresence } from "./lib/server/presence.ts";
 export type {
   LocalPresenceOptions,

@@ -61,6 +61,28 @@ export interface LoginRefusal {
 }
 
 /**
+ * Whose budget refuses a login, given how long each would make it wait: the source's first, then the
+ * account's (pass 0 for a budget that is not asked).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loginVerdict } from "./login_budget.ts";
+ * assert(loginVerdict(0, 0) === null);
+ * assert.deepEqual(loginVerdict(5, 7), { of: "source", waitMs: 5 });
+ * assert.deepEqual(loginVerdict(0, 7), { of: "account", waitMs: 7 });
+ * ```
+ *
+ * @param sourceWaitMs Milliseconds until the source's budget has a login.
+ * @param accountWaitMs Milliseconds until the account's budget has one.
+ * @returns `null` to go ahead, else whose budget is spent and for how long.
+ */
+export function loginVerdict(sourceWaitMs: number, accountWaitMs: number): LoginRefusal | null {
+  if (sourceWaitMs > 0) return { of: "source", waitMs: sourceWaitMs };
+  return accountWaitMs > 0 ? { of: "account", waitMs: accountWaitMs } : null;
+}
+
+/**
  * The login budgets of one server.
  *
  * @example
@@ -109,10 +131,8 @@ export class LoginBudget {
    */
   check(address: string, account: string, now: number, options: LoginOptions = {}): LoginRefusal | null {
     const source = options.deviceToken ? 0 : this.#sources.wait(address, now);
-    if (source > 0) return { of: "source", waitMs: source };
     const known = this.#pairs.has(`${sourceKey(address)}\0${account}`);
-    const wait = this.#accounts.wait(account, now);
-    return known && wait > 0 ? { of: "account", waitMs: wait } : null;
+    return loginVerdict(source, known ? this.#accounts.wait(account, now) : 0);
   }
 
   /**
@@ -133,9 +153,8 @@ export class LoginBudget {
     this.#pairs.add(pair);
     while (this.#pairs.size > this.#maxEntries) this.#pairs.delete(this.#pairs.values().next().value!);
     const source = options.deviceToken ? 0 : this.#sources.wait(address, now);
-    if (source > 0) return { of: "source", waitMs: source };
-    const wait = this.#accounts.wait(account, now);
-    if (wait > 0) return { of: "account", waitMs: wait };
+    const refusal = loginVerdict(source, this.#accounts.wait(account, now));
+    if (refusal) return refusal;
     if (!options.deviceToken) this.#sources.take(address, now);
     this.#accounts.take(account, now);
     return null;

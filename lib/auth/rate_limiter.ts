@@ -24,20 +24,15 @@
  * @module
  */
 
-/** Options of {@linkcode RateLimiter}. */
-export interface RateLimiterOptions {
-  /** Failures allowed before backoff starts: the attempt after this many failures waits (0 acts as 1). */
-  freeFailures: number;
-  /** First backoff, in milliseconds; it doubles with each further failure. */
-  baseMs: number;
-  /** Longest backoff. */
-  maxMs: number;
+import { counterAfterFailure, counterAfterForgiving, gateVerdict, liveCounter } from "./failure_gate.ts";
+import type { FailureCounter, GateLimits } from "./failure_gate.ts";
+
+/** Options of {@linkcode RateLimiter}: the gate's thresholds, and how long and how many counters are kept. */
+export interface RateLimiterOptions extends GateLimits {
   /** A counter with no failure for this long is forgotten. */
   forgetAfterMs: number;
   /** Most counters kept per kind; the least recently failed go first. */
   maxEntries: number;
-  /** Proofs a source without failures may have checked at once (default 32). */
-  maxParallel?: number;
 }
 
 /** Defaults: 5 free failures, then 1 s doubling up to 15 min, forgotten after 1 h. */
@@ -48,11 +43,6 @@ export const DEFAULT_RATE_LIMITS: RateLimiterOptions = {
   forgetAfterMs: 60 * 60_000,
   maxEntries: 100_000,
 };
-
-interface Counter {
-  failures: number;
-  last: number;
-}
 
 /** What else an attempt shows besides its source and account. */
 export interface AttemptOptions {
@@ -144,12 +134,12 @@ function expandIpv6(address: string): number[] | null {
  */
 export class RateLimiter {
   #options: RateLimiterOptions;
-  #sources = new Map<string, Counter>();
-  #accounts = new Map<string, Counter>();
+  #sources = new Map<string, FailureCounter>();
+  #accounts = new Map<string, FailureCounter>();
   /** Failures per (source, account), so a success forgives exactly its own pair's failures. */
-  #pairs = new Map<string, Counter>();
+  #pairs = new Map<string, FailureCounter>();
   /** Failures of attempts that showed a device token, per token id. */
-  #tokens = new Map<string, Counter>();
+  #tokens = new Map<string, FailureCounter>();
 
   /**
    * Make a limiter.
@@ -163,14 +153,6 @@ export class RateLimiter {
   /** Proofs being checked, by `s:` source, `a:` account, `p:` pair and `t:` device token key. */
   #checking = new Map<string, number>();
 
-  #delay(counter: Counter | undefined, checking: number, now: number): number {
-    // `freeFailures` failed proofs pass; the attempt after the last of them waits `baseMs`.
-    const over = (counter?.failures ?? 0) + checking - Math.max(1, this.#options.freeFailures) + 1;
-    if (over <= 0) return 0;
-    const backoff = Math.min(this.#options.maxMs, this.#options.baseMs * 2 ** Math.min(over - 1, 40));
-    return Math.max(0, (counter?.last ?? now) + backoff - now);
-  }
-
   #count(key: string): number {
     return this.#checking.get(key) ?? 0;
   }
@@ -179,9 +161,9 @@ export class RateLimiter {
     adjustCount(this.#checking, key, by);
   }
 
-  #live(map: Map<string, Counter>, key: string, now: number): Counter | undefined {
+  #live(map: Map<string, FailureCounter>, key: string, now: number): FailureCounter | undefined {
     const counter = map.get(key);
-    if (counter && now - counter.last > this.#options.forgetAfterMs) {
+    if (counter && !liveCounter(counter, now, this.#options.forgetAfterMs)) {
       map.delete(key);
       return undefined;
     }
@@ -199,22 +181,20 @@ export class RateLimiter {
    */
   retryAfter(address: string, account: string, now: number, options: AttemptOptions = {}): number {
     const token = options.deviceToken;
+    const gate = (map: Map<string, FailureCounter>, key: string, checking: string) => ({
+      counter: this.#live(map, key, now),
+      checking: this.#count(checking),
+    });
     if (token !== undefined) {
-      return this.#delay(this.#live(this.#tokens, token, now), this.#count(`t:${token}`), now);
+      return gateVerdict(this.#options, { token: gate(this.#tokens, token, `t:${token}`) }, now).waitMs;
     }
     const key = sourceKey(address);
     const pair = `${key}\0${account}`;
-    const pairWait = this.#delay(this.#live(this.#pairs, pair, now), this.#count(`p:${pair}`), now);
-    const source = this.#live(this.#sources, key, now);
-    if (!source) {
-      const busy = this.#count(`s:${key}`) >= (this.#options.maxParallel ?? 32);
-      return Math.max(pairWait, busy ? this.#options.baseMs : 0);
-    }
-    return Math.max(
-      pairWait,
-      this.#delay(source, this.#count(`s:${key}`), now),
-      this.#delay(this.#live(this.#accounts, account, now), this.#count(`a:${account}`), now),
-    );
+    return gateVerdict(this.#options, {
+      pair: gate(this.#pairs, pair, `p:${pair}`),
+      source: gate(this.#sources, key, `s:${key}`),
+      account: () => gate(this.#accounts, account, `a:${account}`),
+    }, now).waitMs;
   }
 
   /**
@@ -258,10 +238,8 @@ export class RateLimiter {
     else this.recordFailure(address, account, now);
   }
 
-  #bump(map: Map<string, Counter>, key: string, now: number, by = 1): void {
-    const counter = this.#live(map, key, now) ?? { failures: 0, last: now };
-    counter.failures += by;
-    counter.last = now;
+  #bump(map: Map<string, FailureCounter>, key: string, now: number): void {
+    const counter = counterAfterFailure(this.#live(map, key, now), now);
     map.delete(key);
     map.set(key, counter);
     while (map.size > this.#options.maxEntries) {
@@ -271,11 +249,11 @@ export class RateLimiter {
     }
   }
 
-  #forgive(map: Map<string, Counter>, key: string, failures: number): void {
-    const counter = map.get(key);
-    if (!counter) return;
-    counter.failures -= failures;
-    if (counter.failures <= 0) map.delete(key);
+  #forgive(map: Map<string, FailureCounter>, key: string, failures: number): void {
+    const counter = counterAfterForgiving(map.get(key), failures);
+    // Forgiving does not make a counter more recent: it keeps its place.
+    if (counter) map.set(key, counter);
+    else map.delete(key);
   }
 
   /**

@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import type { KV } from "@nats-io/kv";
+import { KvCells } from "../../lib/cluster/_kv_cells.ts";
+import { BusUnavailableError } from "../../lib/cluster/nats_bus.ts";
+
+const codec = {
+  decode: (bytes: Uint8Array) => new TextDecoder().decode(bytes),
+  encode: (text: string) => new TextEncoder().encode(text),
+  empty: () => "",
+};
+
+/** A bucket whose answers the test decides (what NATS itself does is tested against a real server). */
+function bucket(answers: Partial<Record<"get" | "put", () => Promise<unknown>>>): () => Promise<KV> {
+  const kv = {
+    get: () => answers.get?.() ?? Promise.resolve(null),
+    put: () => answers.put?.() ?? Promise.resolve(1),
+  };
+  return () => Promise.resolve(kv as unknown as KV);
+}
+
+Deno.test("KvCells turns a request NATS leaves unanswered into BusUnavailableError after the timeout", async () => {
+  const cells = new KvCells(bucket({ get: () => new Promise(() => {}), put: () => new Promise(() => {}) }), {
+    codec,
+    timeoutMs: 20,
+    maxEntries: 10,
+  });
+  await assert.rejects(
+    cells.read("k"),
+    (err) => err instanceof BusUnavailableError && /within 20 ms/.test(err.message),
+  );
+  await assert.rejects(cells.write("k", "v", 0), BusUnavailableError);
+  assert.equal(cells.known("k"), undefined, "nothing was learnt");
+});
+
+Deno.test("KvCells says a write that found another revision is a conflict, and anything else unavailable", async () => {
+  const wrongSequence = Object.assign(new Error("wrong last sequence: 7"), {
+    name: "JetStreamApiError",
+    code: 10071,
+  });
+  const conflicting = new KvCells(bucket({ put: () => Promise.reject(wrongSequence) }), {
+    codec,
+    timeoutMs: 1000,
+    maxEntries: 10,
+  });
+  assert.equal(await conflicting.write("k", "v", 3), null);
+  const noStream = Object.assign(new Error("stream not found"), { name: "JetStreamApiError", code: 10059 });
+  const broken = new KvCells(
+    bucket({ put: () => Promise.reject(noStream), get: () => Promise.reject(new Error("no responders")) }),
+    {
+      codec,
+      timeoutMs: 1000,
+      maxEntries: 10,
+    },
+  );
+  await assert.rejects(
+    broken.write("k", "v", 3),
+    (err) => err instanceof BusUnavailableError && /stream not found/.test(err.message),
+  );
+  await assert.rejects(
+    broken.read("k"),
+    (err) => err instanceof BusUnavailableError && /no responders/.test(err.message),
+  );
+  const unopened = new KvCells(() => Promise.reject(new Error("timeout")), {
+    codec,
+    timeoutMs: 1000,
+    maxEntries: 10,
+  });
+  await assert.rejects(unopened.read("k"), BusUnavailableError);
+});
+
+Deno.test("KvCells mirrors at most maxEntries keys, and never starts a write from a record changed only here", async () => {
+  let rev = 0;
+  const cells = new KvCells(bucket({ put: () => Promise.resolve(++rev) }), {
+    codec,
+    timeoutMs: 1000,
+    maxEntries: 3,
+  });
+  for (let i = 0; i < 10; i++) await cells.write(`k${i}`, `v${i}`, 0);
+  assert.equal(cells.size, 3);
+  assert.equal(cells.known("k0"), undefined, "the least recently used went first");
+  assert.deepEqual(cells.known("k9"), { record: "v9", rev: 10 });
+  cells.setLocal("k9", "changed alone");
+  assert.equal(cells.known("k9")?.record, "changed alone", "what the node knows");
+  assert.equal(cells.known("k9", { fromBus: true }), undefined, "not what the bucket holds at rev 10");
+});
+
+Deno.test("KvCells.open reports a bucket that cannot be opened as BusUnavailableError", async () => {
+  const cells = new KvCells(() => Promise.reject(new Error("no responders")), {
+    codec,
+    timeoutMs: 1000,
+    maxEntries: 1,
+  });
+  await assert.rejects(
+    cells.open(),
+    (err) => err instanceof BusUnavailableError && /opening the bucket/.test(err.message),
+  );
+  await new KvCells(bucket({}), { codec, timeoutMs: 1000, maxEntries: 1 }).open();
+});

@@ -127,7 +127,8 @@ function keyFiles(config: ServerConfig): string[] {
  * The Deno flags of a subcommand's process: permissions on exactly the paths it will use, the environment
  * variables it reads, and what else it needs to run (`--unstable-net` for UDP, the server's V8 flags).
  *
- * - server: network; read the config file, data directory, database and its directory, certificate, keys,
+ * - server: network (its ports, and the bus); the host name when it is on a bus without a `node_id` (the
+ *   default id names the host); read the config file, data directory, database and its directory, certificate, keys,
  *   and {@linkcode DESCRIPTOR_PROBE_FILE}; write the data directory, the database's directory, and the directory of each key file still missing
  *   (the first start creates them); {@linkcode SERVER_ENV}.
  * - seed: read the config file, data directory, database and its directory, and its input files; write
@@ -172,6 +173,8 @@ export function permissionFlags(request: PermissionRequest, cwd: string): string
         ...read.flag("allow-read"),
         ...write.flag("allow-write"),
         `--allow-env=${SERVER_ENV.join(",")}`,
+        // The default node id on a bus is the host name and the port.
+        ...(config.bus !== null && config.node_id === null ? ["--allow-sys=hostname"] : []),
       ];
     }
     case "seed": {

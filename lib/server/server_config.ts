@@ -86,6 +86,16 @@ export interface ServerConfig {
   log_lines_per_second: number;
   /** Log lines each event may write at once. */
   log_lines_burst: number;
+  /**
+   * The message bus that joins several nodes: `nats://host:port`, several separated by commas; `null` for
+   * none (one node alone, everything shared in its memory).
+   */
+  bus: string | null;
+  /**
+   * This node's id among the nodes on the bus (unique); `null` for the default, the host name and the TCP
+   * port (the TLS port without TCP; the process id instead when that port is 0): see `nodeIdOf`.
+   */
+  node_id: string | null;
 }
 
 /** A key of {@linkcode ServerConfig}. */
@@ -127,6 +137,12 @@ const KEYS: Record<ConfigKey, ValueKind> = {
   log_format: { type: "enum", values: ["text", "json"] },
   log_lines_per_second: { type: "number", min: 0, max: 1_000_000 },
   log_lines_burst: { type: "int", min: 1, max: 1_000_000 },
+  bus: { type: "urls", schemes: ["nats"] },
+  node_id: {
+    type: "string",
+    pattern: /^[A-Za-z0-9._:@-]{1,128}$/,
+    expected: "1 to 128 letters, digits and . _ : @ -",
+  },
 };
 
 /** Keys of the secured-chat seed project's YAML file, accepted as aliases. */
@@ -171,6 +187,8 @@ const DEFAULTS: Omit<
   // pass; an attack's million lines a minute become ten a second and a count.
   log_lines_per_second: 10,
   log_lines_burst: 20,
+  bus: null,
+  node_id: null,
 };
 
 /** The default configuration file, read when present and no other is named. */

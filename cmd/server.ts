@@ -14,9 +14,12 @@ import {
   loadServerIdentity,
 } from "../lib/crypto/server_identity.ts";
 import type { IdentityPaths } from "../lib/crypto/server_identity.ts";
+import { BusUnavailableError, shownUrl } from "../lib/cluster/nats_bus.ts";
+import { NodeIdConflictError } from "../lib/cluster/node_liveness.ts";
+import { openSharedParts } from "../lib/cluster/open_shared_parts.ts";
+import type { OpenedSharedParts } from "../lib/cluster/open_shared_parts.ts";
 import { AuthchatServer } from "../lib/server/authchat_server.ts";
 import { ListenError } from "../lib/server/listen_error.ts";
-import { localSharedParts } from "../lib/server/local_parts.ts";
 import { Logger } from "../lib/server/logger.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
 import { SqliteUserStore } from "../lib/store/sqlite_user_store.ts";
@@ -100,7 +103,8 @@ function dataPaths(config: ServerConfig): Guarded[] {
  *
  * @param config Resolved configuration.
  * @returns Exit code: 0 after a clean stop, 1 when it could not start, 2 when it cannot listen where the
- *   configuration says (a port in use, an address this machine lacks) or this runtime cannot serve UDP.
+ *   configuration says (a port in use, an address this machine lacks), this runtime cannot serve UDP, the
+ *   bus does not answer at start, or another server has this node's id (at start, or later: it stops).
  */
 export async function runServer(config: ServerConfig): Promise<number> {
   const log = new Logger({
@@ -123,6 +127,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
     sealPublicFile: config.seal_public_key,
   };
   let store: SqliteUserStore | undefined;
+  let shared: OpenedSharedParts | undefined;
   let server: AuthchatServer;
   try {
     await ensureIdentity(paths, config, log);
@@ -139,14 +144,19 @@ export async function runServer(config: ServerConfig): Promise<number> {
     store = SqliteUserStore.open(config.database);
     // After opening: SQLite has made the -wal and -shm files by now (with the database file's mode).
     await warnOnLoosePermissions(dataPaths(config), log);
-    server = await AuthchatServer.start({ config, identity, store, log, parts: localSharedParts(config) });
+    shared = await openSharedParts(config, { log });
+    server = await AuthchatServer.start({ config, identity, store, log, parts: shared.parts });
   } catch (err) {
+    await shared?.close();
     store?.close();
     // An error line is written at once, so it comes before the message below.
     log.error("start_failed", { error: (err as Error).message });
     // A port taken or an address this machine lacks is the configuration's to change (exit 2); the
-    // message names the key.
-    if (err instanceof ListenError) {
+    // message names the key. So is a bus that does not answer (its URL shown without a password), or
+    // another live node with this node's id.
+    if (
+      err instanceof ListenError || err instanceof BusUnavailableError || err instanceof NodeIdConflictError
+    ) {
       console.error(`error: ${err.message}`);
       return 2;
     }
@@ -156,13 +166,28 @@ export async function runServer(config: ServerConfig): Promise<number> {
   // Installed until the stop is over: a repeated signal must not kill the process half-way (see the module).
   const signals = new StopSignals(log);
   console.log(server.listeningLine);
-  log.always("info", "listening", { line: server.listeningLine, database: config.database });
-  const signal = await signals.requested;
-  log.always("info", "stopping", { signal });
+  log.always("info", "listening", {
+    line: server.listeningLine,
+    database: config.database,
+    ...(shared.bus
+      ? { bus: config.bus!.split(",").map((url) => shownUrl(url.trim())).join(","), node: shared.bus.nodeId }
+      : {}),
+  });
+  // Another process taking this node's id stops it like a signal, with the status of a configuration error.
+  const stop = await Promise.race([
+    signals.requested.then((signal) => ({ signal, code: 0 })),
+    shared.failed.then((err) => {
+      console.error(`error: ${err.message}`);
+      return { signal: "node_id_conflict", code: 2 };
+    }),
+  ]);
+  log.always("info", "stopping", { signal: stop.signal });
   try {
+    // The server first (its sessions say goodbye), then the shared parts, then the bus.
     await server.shutdown();
+    await shared.close();
   } finally {
     signals.close();
   }
-  return 0;
+  return stop.code;
 }

@@ -197,10 +197,16 @@ export const DEFAULT_CONFIG_FILE = "config/authchat.yaml";
 export { ConfigError } from "./config_file.ts";
 
 /**
- * `AUTHCHAT_*` variables other parts of authchat read (the client's): the server's check of variable names
- * leaves them alone, so one shell can set both.
+ * `AUTHCHAT_*` variables other parts of authchat read (the client's, and the test suite's: where the
+ * PostgreSQL and NATS servers of the cluster tests are, and whether they must run): the server's check of
+ * variable names leaves them alone, so one shell can set them all.
  */
-export const OTHER_AUTHCHAT_VARIABLES: readonly string[] = ["AUTHCHAT_CONFIG_DIR"];
+export const OTHER_AUTHCHAT_VARIABLES: readonly string[] = [
+  "AUTHCHAT_CONFIG_DIR",
+  "AUTHCHAT_TEST_NATS",
+  "AUTHCHAT_TEST_POSTGRES",
+  "AUTHCHAT_TEST_REQUIRE_CLUSTER",
+];
 
 const ENV_PREFIX = "AUTHCHAT_";
 

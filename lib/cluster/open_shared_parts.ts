@@ -85,12 +85,12 @@ export interface OpenedSharedParts {
  */
 export function nodeIdOf(
   config: Pick<ServerConfig, "node_id" | "tcp" | "tcp_port" | "tls_port">,
-  hostname: string = Deno.hostname(),
+  hostname?: string,
 ): string {
   if (config.node_id !== null) return config.node_id;
   const port = config.tcp ? config.tcp_port : config.tls_port;
   // The id's characters (server_config.ts): a host name outside them is made to fit.
-  const host = hostname.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 100) || "host";
+  const host = (hostname ?? Deno.hostname()).replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 100) || "host";
   return `${host}:${port === 0 ? `pid${Deno.pid}` : port}`;
 }
 

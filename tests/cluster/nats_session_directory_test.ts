@@ -217,3 +217,20 @@ Deno.test("NodeLiveness rejects timings where a node would be declared dead befo
   );
   assert.equal(new NodeLiveness(bus, { timing: FAST }).fenced, false);
 });
+
+Deno.test({
+  name: "NodeLiveness stops a node whose id another process took over while it ran",
+  ignore: !nats,
+  async fn() {
+    await using c = await cluster(2);
+    const [n1, n2] = c.nodes as [TestNode, TestNode];
+    n1.sessionsOf.set("alice", 1);
+    await n2.liveness.kv.put(`n.${n1.liveness.node}`, JSON.stringify({ node: "n1", inc: "someone-else" }));
+    const err = await n1.liveness.conflict;
+    assert.match(err.message, /node_id n1 is in use by another live server/);
+    assert.equal(n1.liveness.fenced, true);
+    assert.equal(n1.endAllCalls, 1, "its sessions ended");
+    assert.equal(n1.sessions.loginsRefused(), LOGIN_REFUSED);
+    assert.ok(n1.logs.some((l) => l.includes('"event":"node_id_conflict"')));
+  },
+});

@@ -14,8 +14,7 @@ import {
   loadServerIdentity,
 } from "../lib/crypto/server_identity.ts";
 import type { IdentityPaths } from "../lib/crypto/server_identity.ts";
-import { BusUnavailableError, shownUrl } from "../lib/cluster/nats_bus.ts";
-import { NodeIdConflictError } from "../lib/cluster/node_liveness.ts";
+import { BusUnavailableError, NodeIdConflictError, shownUrl } from "../lib/cluster/bus_errors.ts";
 import { openSharedParts } from "../lib/cluster/open_shared_parts.ts";
 import type { OpenedSharedParts } from "../lib/cluster/open_shared_parts.ts";
 import { AuthchatServer } from "../lib/server/authchat_server.ts";

@@ -14,8 +14,11 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 
+import { BusUnavailableError, shownUrl } from "./bus_errors.ts";
+
 export type { NatsConnection } from "@nats-io/transport-node";
 export type { KV } from "@nats-io/kv";
+export { BusUnavailableError, shownUrl } from "./bus_errors.ts";
 
 /** What {@linkcode NatsBus.connect} needs. */
 export interface NatsBusOptions {
@@ -27,20 +30,6 @@ export interface NatsBusOptions {
   prefix?: string;
   /** Longest wait for the first connection, in ms (default 5000). */
   connectTimeoutMs?: number;
-}
-
-/** NATS could not be reached. */
-export class BusUnavailableError extends Error {
-  /**
-   * Make the error.
-   *
-   * @param message What failed.
-   * @param options The cause.
-   */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "BusUnavailableError";
-  }
 }
 
 /**
@@ -64,23 +53,6 @@ export function busToken(text: string): string {
   let binary = "";
   for (const b of bytes) binary += String.fromCharCode(b);
   return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-/**
- * `nats://user:password@host:port` shown without its password.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { shownUrl } from "./nats_bus.ts";
- * assert(shownUrl("nats://app:s3cret@10.0.0.5:4222") === "nats://app:***@10.0.0.5:4222");
- * ```
- *
- * @param url A server URL.
- * @returns It, with `***` for its password.
- */
-export function shownUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
 }
 
 /**

@@ -56,9 +56,12 @@
  */
 
 import type { KV, KvEntry } from "@nats-io/kv";
+import { NodeIdConflictError } from "./bus_errors.ts";
 import { busToken } from "./nats_bus.ts";
 import type { NatsBus } from "./nats_bus.ts";
 import type { Logger } from "../server/logger.ts";
+
+export { NodeIdConflictError } from "./bus_errors.ts";
 
 /** The bucket of heartbeats and presence (prefixed: `authchat_live`). */
 export const LIVE_BUCKET = "live";
@@ -131,20 +134,6 @@ export interface LivenessListener {
    * @param incarnation The new one.
    */
   rejoined?(incarnation: string): void;
-}
-
-/** Another process holds this node's id. */
-export class NodeIdConflictError extends Error {
-  /**
-   * Make the error.
-   *
-   * @param nodeId The id in dispute.
-   * @param detail What was seen.
-   */
-  constructor(nodeId: string, detail: string) {
-    super(`node_id ${nodeId} is in use by another live server: ${detail}; give each node its own node_id`);
-    this.name = "NodeIdConflictError";
-  }
 }
 
 /** This node cannot vouch for the other nodes now: it lost the bus. */

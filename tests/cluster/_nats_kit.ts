@@ -301,6 +301,23 @@ export class BusProxy {
 }
 
 /**
+ * The keys a test's bucket holds now (deleted ones left out).
+ *
+ * @param url The NATS URL.
+ * @param prefix The test's prefix.
+ */
+export async function bucketKeys(url: string, prefix: string): Promise<string[]> {
+  const bus = await NatsBus.connect({ servers: [url], nodeId: "inspect", prefix });
+  try {
+    const keys: string[] = [];
+    for await (const key of await (await bus.kv("live", { history: 1 })).keys()) keys.push(key);
+    return keys;
+  } finally {
+    await bus.close();
+  }
+}
+
+/**
  * Delete a test's buckets (its streams) on the server.
  *
  * @param url The NATS URL.

@@ -292,3 +292,29 @@ Deno.test({
     assert.ok(n2.logs.some((l) => l.includes('"event":"bus_bad_entry"')));
   },
 });
+
+Deno.test({
+  name: "NatsPresence takes a cleanly stopped node's users offline at once and leaves none of its keys",
+  ignore: !nats,
+  async fn() {
+    await using c = await cluster(2);
+    const [n1, n2] = c.nodes as [TestNode, TestNode];
+    const watcher = member();
+    n1.presence.join(watcher, user("watcher"));
+    n2.presence.join(member(), user("alice"));
+    n2.presence.join(member(), user("bob"));
+    await eventually("both seen", () => n1.presence.list(undefined, 10).users.length === 3);
+    await n2.stop();
+    // The stop returned after its heartbeat was deleted: no death to wait for.
+    await eventually(
+      "offline",
+      () => ["alice offline", "bob offline"].every((n) => notices(watcher).includes(n)),
+      1000,
+    );
+    assert.deepEqual(n1.liveness.others(), []);
+    const left: string[] = [];
+    for await (const key of await n1.liveness.kv.keys(`p.${n2.liveness.node}.>`)) left.push(key);
+    assert.deepEqual(left, []);
+    assert.ok(!n1.logs.some((l) => l.includes('"event":"node_dead"')));
+  },
+});

@@ -96,6 +96,7 @@ export type {
   AbuseLimits,
   LocalAbuseLimitsParts,
   SessionDirectory,
+  SessionsHere,
   SharedParts,
 } from "./lib/server/shared_parts.ts";
 export { localLimitParts, localSharedParts, PRESENCE_LINGER_MS } from "./lib/server/local_parts.ts";

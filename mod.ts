@@ -109,6 +109,7 @@ export type {
   AbuseLimits,
   LocalAbuseLimitsParts,
   SessionDirectory,
+  SessionsHere,
   SharedParts,
 } from "./lib/server/shared_parts.ts";
 export {

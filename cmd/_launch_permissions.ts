@@ -149,7 +149,8 @@ function keyFiles(config: ServerConfig): string[] {
  * The Deno flags of a subcommand's process: permissions on exactly the paths it will use, the environment
  * variables it reads, and what else it needs to run (`--unstable-net` for UDP, the server's V8 flags).
  *
- * - server: network (the chat ports, and the metrics port when `metrics_port` is set); read the config file, data directory, database and its directory, certificate, keys,
+ * - server: network (the chat ports, the metrics port when `metrics_port` is set, the database, the bus); the
+ *   host name when it is on a bus without a `node_id` (the default id names the host); read the config file, data directory, database and its directory, certificate, keys,
  *   and {@linkcode DESCRIPTOR_PROBE_FILE}; write the data directory, the database's directory, and the directory of each key file still missing
  *   (the first start creates them); {@linkcode SERVER_ENV}.
  * - seed: read the config file, data directory, database and its directory, and its input files; write
@@ -196,6 +197,8 @@ export function permissionFlags(request: PermissionRequest, cwd: string): string
         ...read.flag("allow-read"),
         ...write.flag("allow-write"),
         `--allow-env=${serverEnv(config.database)}`,
+        // The default node id on a bus is the host name and the port.
+        ...(config.bus !== null && config.node_id === null ? ["--allow-sys=hostname"] : []),
       ];
     }
     case "seed": {

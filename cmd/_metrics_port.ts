@@ -97,9 +97,12 @@ export class MetricsPort {
    *
    * @param store The store `/healthz` asks (the one from {@linkcode MetricsPort.store}).
    * @param log The server's log.
+   * @param options The node's id and the bus's check, when known only now (a bus connected after this was
+   *   made); they replace those given at construction.
    * @throws {ListenError} When the port cannot be bound (naming `metrics_port` or `metrics_host`).
    */
-  open(store: UserStore, log: Logger): void {
+  open(store: UserStore, log: Logger, options: MetricsPortOptions = {}): void {
+    this.#options = { ...this.#options, ...options };
     const metrics = this.#metrics;
     if (!metrics || this.#listener) return;
     const checks: HealthCheck[] = [

@@ -74,6 +74,8 @@ const CONFIG_FLAGS: Readonly<Record<"server" | "seed", Readonly<Record<string, k
     logFormat: "log_format",
     metricsPort: "metrics_port",
     metricsHost: "metrics_host",
+    bus: "bus",
+    nodeId: "node_id",
   },
 };
 
@@ -275,6 +277,14 @@ export function createProgram(): Cli {
     .option("--no-tls", "do not serve TLS")
     .option("--no-udp", "do not serve the UDP rendezvous and relay (no direct messages)")
     .option("--name <name>", "server name shown in HELLO (default authchat)")
+    .option(
+      "--bus <urls>",
+      "join the other nodes on NATS: nats://host:port, several separated by commas (default: none, one node)",
+    )
+    .option(
+      "--node-id <id>",
+      "this node's id on the bus, unique (default: host name and TCP port, e.g. chat1:1991)",
+    )
     .addOption(new Option("--log-format <format>", "log lines on stderr").choices(["text", "json"]))
     .option(
       "--metrics-port <port>",

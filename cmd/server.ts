@@ -14,9 +14,11 @@ import {
   loadServerIdentity,
 } from "../lib/crypto/server_identity.ts";
 import type { IdentityPaths } from "../lib/crypto/server_identity.ts";
+import { BusUnavailableError, NodeIdConflictError, shownUrl } from "../lib/cluster/bus_errors.ts";
+import { openSharedParts } from "../lib/cluster/open_shared_parts.ts";
+import type { OpenedSharedParts } from "../lib/cluster/open_shared_parts.ts";
 import { AuthchatServer } from "../lib/server/authchat_server.ts";
 import { ListenError } from "../lib/server/listen_error.ts";
-import { localSharedParts } from "../lib/server/local_parts.ts";
 import { Logger } from "../lib/server/logger.ts";
 import type { ServerConfig } from "../lib/server/server_config.ts";
 import { isPostgresUrl, redactDatabaseUrl } from "../lib/store/database_location.ts";
@@ -27,6 +29,7 @@ import { requireDatagramSockets } from "../lib/transport/runtime_features.ts";
 import { describeKeys } from "./keygen.ts";
 import { StopSignals } from "./_stop_signals.ts";
 import { MetricsPort } from "./_metrics_port.ts";
+import { BUS_ERRORS } from "../lib/server/server_metrics.ts";
 
 /** Create the identity on first start; refuse to guess when only some files exist. */
 async function ensureIdentity(paths: IdentityPaths, config: ServerConfig, log: Logger): Promise<void> {
@@ -106,7 +109,8 @@ function dataPaths(config: ServerConfig): Guarded[] {
  * @param config Resolved configuration.
  * @returns Exit code: 0 after a clean stop, 1 when it could not start, 2 when it cannot listen where the
  *   configuration says (a port in use, an address this machine lacks), cannot reach or log in to its
- *   PostgreSQL database, or this runtime cannot serve UDP.
+ *   PostgreSQL database, this runtime cannot serve UDP, the bus does not answer at start, or another
+ *   server has this node's id (at start, or later: it stops).
  */
 export async function runServer(config: ServerConfig): Promise<number> {
   const metrics = new MetricsPort(config);
@@ -131,6 +135,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
     sealPublicFile: config.seal_public_key,
   };
   let store: UserStore | undefined;
+  let shared: OpenedSharedParts | undefined;
   let server: AuthchatServer;
   try {
     await ensureIdentity(paths, config, log);
@@ -147,24 +152,39 @@ export async function runServer(config: ServerConfig): Promise<number> {
     store = await openUserStore(config.database, { poolSize: config.database_pool_size });
     // After opening: SQLite has made the -wal and -shm files by now (with the database file's mode).
     await warnOnLoosePermissions(dataPaths(config), log);
+    shared = await openSharedParts(config, { log });
+    const bus = shared.bus;
+    if (bus) {
+      bus.onConnection((up) => {
+        if (!up) metrics.metrics?.counters.inc(BUS_ERRORS, { op: "connection_lost" });
+      });
+    }
     const counted = metrics.store(store);
-    metrics.open(counted, log);
+    metrics.open(counted, log, {
+      ...(bus ? { node: bus.nodeId, bus: () => bus.nc.flush() } : {}),
+    });
     server = await AuthchatServer.start({
       config,
       identity,
       store: counted,
       log,
-      parts: metrics.parts(localSharedParts(config)),
+      parts: metrics.parts(shared.parts),
     });
     metrics.serving(server);
   } catch (err) {
     await metrics.close();
+    await shared?.close();
     await store?.close();
     // An error line is written at once, so it comes before the message below.
     log.error("start_failed", { error: (err as Error).message });
-    // A port taken, an address this machine lacks or a database out of reach is the configuration's (or the
-    // operator's) to change (exit 2); the message names the key or the database, without its password.
-    if (err instanceof ListenError || err instanceof DatabaseUnavailableError) {
+    // A port taken, an address this machine lacks, a database or bus out of reach, or another live node with
+    // this node's id is the configuration's (or the operator's) to change (exit 2); the message names the
+    // key, the database or the bus, without passwords.
+    if (
+      err instanceof ListenError || err instanceof DatabaseUnavailableError ||
+      err instanceof BusUnavailableError ||
+      err instanceof NodeIdConflictError
+    ) {
       console.error(`error: ${err.message}`);
       return 2;
     }
@@ -175,15 +195,30 @@ export async function runServer(config: ServerConfig): Promise<number> {
   const signals = new StopSignals(log);
   const ready = server.listeningLine + metrics.readyField;
   console.log(ready);
-  log.always("info", "listening", { line: ready, database: redactDatabaseUrl(config.database) });
-  const signal = await signals.requested;
-  log.always("info", "stopping", { signal });
+  log.always("info", "listening", {
+    line: ready,
+    database: redactDatabaseUrl(config.database),
+    ...(shared.bus
+      ? { bus: config.bus!.split(",").map((url) => shownUrl(url.trim())).join(","), node: shared.bus.nodeId }
+      : {}),
+  });
+  // Another process taking this node's id stops it like a signal, with the status of a configuration error.
+  const stop = await Promise.race([
+    signals.requested.then((signal) => ({ signal, code: 0 })),
+    shared.failed.then((err) => {
+      console.error(`error: ${err.message}`);
+      return { signal: "node_id_conflict", code: 2 };
+    }),
+  ]);
+  log.always("info", "stopping", { signal: stop.signal });
   metrics.stopping();
   try {
+    // The server first (its sessions say goodbye), then the shared parts, then the bus.
     await server.shutdown();
+    await shared.close();
   } finally {
     await metrics.close();
     signals.close();
   }
-  return 0;
+  return stop.code;
 }

@@ -227,7 +227,8 @@ export type ByeCode =
   | "ACCOUNT_DELETED"
   | "PASSWORD_CHANGED"
   | "SERVER_FULL"
-  | "TOO_MANY_CONNECTIONS";
+  | "TOO_MANY_CONNECTIONS"
+  | "UNAVAILABLE";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();

@@ -56,3 +56,15 @@ export async function spendLoginBudget(
 ): Promise<void> {
   refuse(await ctx.limits.spendLogin(peerAddress, account, ctx.now(), options));
 }
+
+/**
+ * Refuse a login while this node may not log anyone in: it lost touch with the other nodes, so it could not
+ * end the session when another node's `PASSWD` or `DELETE` asks (see `SessionDirectory.loginsRefused`).
+ *
+ * @param ctx The server's shared state.
+ * @throws {ProtocolError} `UNAVAILABLE`.
+ */
+export function refuseWhileCutOff(ctx: SessionContext): void {
+  const reason = ctx.sessions.loginsRefused();
+  if (reason !== null) throw new ProtocolError("UNAVAILABLE", reason);
+}

@@ -199,7 +199,10 @@ export class AuthchatServer {
     };
     await warnOnIterationMismatch(store, config.scram_iterations, log);
     const registry = ctx.registry;
-    parts.sessions.serve((key, code, reason) => registry.endUser(key, null, code, reason));
+    parts.sessions.serve({
+      endUser: (key, code, reason) => registry.endUser(key, null, code, reason),
+      endAll: (code, reason) => registry.endLoggedIn(code, reason),
+    });
     const server = new AuthchatServer(ctx, identity);
     try {
       if (config.tcp) {

@@ -13,8 +13,9 @@ export { ConfigError } from "./config_error.ts";
 
 /** The kind of value a key holds, and its bounds. */
 export type ValueKind =
-  | { type: "string" }
+  | { type: "string"; pattern?: RegExp; expected?: string }
   | { type: "path" }
+  | { type: "urls"; schemes: string[] }
   | { type: "bool" }
   | { type: "int"; min: number; max: number }
   | { type: "number"; min: number; max: number }
@@ -45,6 +46,18 @@ export function coerceValue(kind: ValueKind, where: string, value: unknown, from
         throw new ConfigError(where, "expected a non-empty string");
       }
       if (value.includes("\0")) throw new ConfigError(where, "contains a NUL character");
+      if (kind.type === "string" && kind.pattern && !kind.pattern.test(value)) {
+        throw new ConfigError(where, `expected ${kind.expected ?? `text matching ${kind.pattern}`}`);
+      }
+      return value;
+    case "urls":
+      if (typeof value !== "string" || value.trim().length === 0) {
+        throw new ConfigError(
+          where,
+          `expected ${kind.schemes[0]}://host:port, or several separated by commas`,
+        );
+      }
+      splitUrls(value, kind.schemes, where);
       return value;
     case "bool":
       if (typeof value === "boolean") return value;
@@ -68,6 +81,55 @@ export function coerceValue(kind: ValueKind, where: string, value: unknown, from
       return n;
     }
   }
+}
+
+/** A URL shown without its password. */
+function withoutPassword(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@");
+}
+
+/**
+ * A comma-separated list of URLs, each checked: one of the schemes, a host, a port if any within 1..65535,
+ * nothing after the port. Errors show a URL without its password.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { splitUrls } from "./config_file.ts";
+ * assert.deepEqual(splitUrls("nats://a:4222, nats://b:4222", ["nats"], "bus"), ["nats://a:4222", "nats://b:4222"]);
+ * ```
+ *
+ * @param text The list.
+ * @param schemes Accepted schemes, without `://`.
+ * @param where The key, flag or variable, for the error.
+ * @returns The URLs, trimmed.
+ * @throws {ConfigError} Naming the first URL that is not one.
+ */
+export function splitUrls(text: string, schemes: string[], where: string): string[] {
+  const urls = text.split(",").map((part) => part.trim());
+  for (const url of urls) {
+    const shown = JSON.stringify(withoutPassword(url));
+    const expected = `expected ${schemes[0]}://host:port, or several separated by commas`;
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new ConfigError(where, `${expected}: ${shown} is not a URL`);
+    }
+    if (!schemes.includes(parsed.protocol.slice(0, -1))) {
+      throw new ConfigError(
+        where,
+        `${expected}: ${shown} is not ${schemes.map((s) => `${s}://`).join(" or ")}`,
+      );
+    }
+    if (parsed.hostname === "") throw new ConfigError(where, `${expected}: ${shown} names no host`);
+    if (
+      parsed.port === "0" || !/^\/*[^/]*\/?$/.test(url.slice(parsed.protocol.length)) || parsed.search !== ""
+    ) {
+      throw new ConfigError(where, `${expected}: ${shown} has a path, query or port 0`);
+    }
+  }
+  return urls;
 }
 
 /**

@@ -95,6 +95,40 @@ export function presenceNotice(user: OnlineUser, state: "online" | "offline"): S
   return notice;
 }
 
+/**
+ * One page of sorted keys, as {@linkcode PresenceDirectory.list} pages them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pageOf } from "./presence.ts";
+ * assert.deepEqual(pageOf(["a", "b", "c"], "a", 1), { keys: ["b"], next: "b" });
+ * assert.deepEqual(pageOf(["a", "b", "c"], "b", 5), { keys: ["c"] });
+ * ```
+ *
+ * @param sorted Every key, sorted.
+ * @param after Only keys sorting after this one.
+ * @param limit Page size.
+ * @returns The page's keys, and the cursor of the next page when there is one.
+ */
+export function pageOf(sorted: readonly string[], after: string | undefined, limit: number): {
+  keys: string[];
+  next?: string;
+} {
+  let start = 0;
+  if (after !== undefined) {
+    // First key sorting after the cursor (binary search).
+    let hi = sorted.length;
+    while (start < hi) {
+      const mid = (start + hi) >> 1;
+      if (sorted[mid]! <= after) start = mid + 1;
+      else hi = mid;
+    }
+  }
+  const keys = sorted.slice(start, start + limit);
+  return start + limit < sorted.length ? { keys, next: keys[keys.length - 1]! } : { keys };
+}
+
 /** Options of {@linkcode LocalPresence}. */
 export interface LocalPresenceOptions {
   /** How long a user whose last session left cleanly stays online, in ms (default 0: not at all). */
@@ -199,20 +233,9 @@ export class LocalPresence implements PresenceDirectory {
 
   list(after: string | undefined, limit: number): { users: OnlineUser[]; next?: string } {
     this.#sorted ??= [...this.#users.keys()].sort();
-    const sorted = this.#sorted;
-    let start = 0;
-    if (after !== undefined) {
-      // First key sorting after the cursor (binary search).
-      let hi = sorted.length;
-      while (start < hi) {
-        const mid = (start + hi) >> 1;
-        if (sorted[mid]! <= after) start = mid + 1;
-        else hi = mid;
-      }
-    }
-    const keys = sorted.slice(start, start + limit);
+    const { keys, next } = pageOf(this.#sorted, after, limit);
     const users = keys.map((k) => this.#users.get(k)!.user);
-    return start + limit < sorted.length ? { users, next: keys[keys.length - 1]! } : { users };
+    return next === undefined ? { users } : { users, next };
   }
 
   get(userKey: string): OnlineUser | undefined {

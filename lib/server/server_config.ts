@@ -96,6 +96,16 @@ export interface ServerConfig {
   metrics_port: number | null;
   /** Address the metrics port listens on (default 127.0.0.1: metrics are not for the internet). */
   metrics_host: string;
+  /**
+   * The message bus that joins several nodes: `nats://host:port`, several separated by commas; `null` for
+   * none (one node alone, everything shared in its memory).
+   */
+  bus: string | null;
+  /**
+   * This node's id among the nodes on the bus (unique); `null` for the default, the host name and the TCP
+   * port (the TLS port without TCP; the process id instead when that port is 0): see `nodeIdOf`.
+   */
+  node_id: string | null;
 }
 
 /** A key of {@linkcode ServerConfig}. */
@@ -140,6 +150,12 @@ const KEYS: Record<ConfigKey, ValueKind> = {
   log_lines_burst: { type: "int", min: 1, max: 1_000_000 },
   metrics_port: PORT,
   metrics_host: { type: "string" },
+  bus: { type: "urls", schemes: ["nats"] },
+  node_id: {
+    type: "string",
+    pattern: /^[A-Za-z0-9._:@-]{1,128}$/,
+    expected: "1 to 128 letters, digits and . _ : @ -",
+  },
 };
 
 /** Keys of the secured-chat seed project's YAML file, accepted as aliases. */
@@ -187,6 +203,8 @@ const DEFAULTS: Omit<
   log_lines_burst: 20,
   metrics_port: null,
   metrics_host: "127.0.0.1",
+  bus: null,
+  node_id: null,
 };
 
 /** The default configuration file, read when present and no other is named. */
@@ -195,10 +213,16 @@ export const DEFAULT_CONFIG_FILE = "config/authchat.yaml";
 export { ConfigError } from "./config_file.ts";
 
 /**
- * `AUTHCHAT_*` variables other parts of authchat read (the client's): the server's check of variable names
- * leaves them alone, so one shell can set both.
+ * `AUTHCHAT_*` variables other parts of authchat read (the client's, and the test suite's: where the
+ * PostgreSQL and NATS servers of the cluster tests are, and whether they must run): the server's check of
+ * variable names leaves them alone, so one shell can set them all.
  */
-export const OTHER_AUTHCHAT_VARIABLES: readonly string[] = ["AUTHCHAT_CONFIG_DIR"];
+export const OTHER_AUTHCHAT_VARIABLES: readonly string[] = [
+  "AUTHCHAT_CONFIG_DIR",
+  "AUTHCHAT_TEST_NATS",
+  "AUTHCHAT_TEST_POSTGRES",
+  "AUTHCHAT_TEST_REQUIRE_CLUSTER",
+];
 
 /**
  * The prefix of the test suite's variables (`AUTHCHAT_TEST_POSTGRES` and the like, which `.ci/services.sh`

@@ -33,7 +33,7 @@ import {
   registerIdentity,
   udpFields,
 } from "./_chat_requests.ts";
-import { checkLoginBudget, spendLoginBudget } from "./_login_admission.ts";
+import { checkLoginBudget, refuseWhileCutOff, spendLoginBudget } from "./_login_admission.ts";
 import { SessionSecrets } from "./_new_verifier.ts";
 import { checkProof, commitProof, issueDeviceToken, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
@@ -289,6 +289,7 @@ export class Session implements RegisteredSession {
         return this.#reply(await registerAccount(this.#ctx, msg, this.#secrets, this.#logFields()), msg.id);
       case "LOGIN": {
         if (this.#user) this.#logout("relogin");
+        refuseWhileCutOff(this.#ctx);
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
         const who = prepareUsername(first.username);
         // One that shows a token is asked once its token is checked: a valid one spares it the address's.
@@ -461,6 +462,13 @@ export class Session implements RegisteredSession {
       deviceToken: issued.token,
     });
     if (this.#closed) return this.#ctx.rendezvous?.unregister(this.id);
+    try {
+      // Checked again after the last wait: a node that lost touch meanwhile has ended its sessions.
+      refuseWhileCutOff(this.#ctx);
+    } catch (err) {
+      this.#ctx.rendezvous?.unregister(this.id);
+      throw err;
+    }
     this.#holdToken(issued.grant, pending.key);
     this.#setUser({
       id: pending.userId!,

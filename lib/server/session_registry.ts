@@ -412,6 +412,19 @@ export class SessionRegistry {
   }
 
   /**
+   * End every logged-in session (this node lost touch with the others).
+   *
+   * @param code Why.
+   * @param reason Human text.
+   * @returns How many sessions were ended.
+   */
+  endLoggedIn(code: ByeCode, reason: string): number {
+    let ended = 0;
+    for (const user of [...this.#byUser.keys()]) ended += this.endUser(user, null, code, reason);
+    return ended;
+  }
+
+  /**
    * End every session (shutdown).
    *
    * @param code Why.

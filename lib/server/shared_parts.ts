@@ -194,6 +194,28 @@ export class LocalAbuseLimits implements AbuseLimits {
   }
 }
 
+/** This node's own sessions, as a {@linkcode SessionDirectory} acts on them for the other nodes. */
+export interface SessionsHere {
+  /**
+   * End every session of a user on this node.
+   *
+   * @param userKey Lower-cased account name.
+   * @param code The code the sessions' `BYE` carries.
+   * @param reason Its text.
+   * @returns How many sessions it ended.
+   */
+  endUser(userKey: string, code: ByeCode, reason: string): number;
+  /**
+   * End every logged-in session on this node (it lost touch with the other nodes, so it can no longer end
+   * them when another node asks).
+   *
+   * @param code The code the sessions' `BYE` carries.
+   * @param reason Its text.
+   * @returns How many sessions it ended.
+   */
+  endAll(code: ByeCode, reason: string): number;
+}
+
 /**
  * Ends a user's sessions on the other nodes (this node's own sessions are ended by its registry). `PASSWD`
  * and `DELETE` wait for it before they reply, so an old password's sessions are gone everywhere when the
@@ -208,20 +230,31 @@ export interface SessionDirectory {
    * @param code The code the sessions' `BYE` carries.
    * @param reason Its text.
    * @returns How many sessions the other nodes ended.
+   * @throws {ProtocolError} `UNAVAILABLE` when this node lost touch with the others (its own sessions are
+   *   ended then, the one asking included).
    */
   endElsewhere(userKey: string, code: ByeCode, reason: string): Promise<number>;
   /**
    * Serve the other nodes' requests to end sessions here.
    *
-   * @param endHere Ends this node's sessions of a user; returns how many it ended.
+   * @param here Ends this node's sessions.
    */
-  serve(endHere: (userKey: string, code: ByeCode, reason: string) => number): void;
+  serve(here: SessionsHere): void;
+  /**
+   * Why this node may not log anyone in now, or `null` when it may. A node that lost touch with the others
+   * could not end a session when another node's `PASSWD` or `DELETE` asks, so it refuses logins
+   * (`UNAVAILABLE`) until it is back.
+   *
+   * @returns The reason, or `null`.
+   */
+  loginsRefused(): string | null;
 }
 
 /** One node alone: there is nobody else to tell. */
 export const NO_OTHER_NODES: SessionDirectory = Object.freeze({
   endElsewhere: () => Promise.resolve(0),
   serve: () => {},
+  loginsRefused: () => null,
 });
 
 /**

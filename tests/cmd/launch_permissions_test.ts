@@ -31,6 +31,20 @@ Deno.test("permissionFlags gives the server its config, data, database, keys and
   ]);
 });
 
+Deno.test("permissionFlags lets a server on a bus read the host name only when its node id defaults to it", async () => {
+  const request = async (values: Partial<ServerConfig>) => {
+    const cfg = await config(values);
+    const keys = [cfg.tls_cert, cfg.tls_key, cfg.seal_private_key, cfg.seal_public_key];
+    return permissionFlags({ command: "server", config: cfg, existingKeys: keys }, CWD);
+  };
+  assert.ok(!(await request({})).some((f) => f.startsWith("--allow-sys")), "no bus: no host name");
+  const onBus = await request({ bus: "nats://10.0.0.1:4222" });
+  assert.equal(onBus.at(-1), "--allow-sys=hostname");
+  assert.ok(onBus.includes("--allow-net"), "the bus is on the network");
+  const named = await request({ bus: "nats://10.0.0.1:4222", node_id: "chat1" });
+  assert.ok(!named.some((f) => f.startsWith("--allow-sys")), "a node id given: no host name");
+});
+
 Deno.test("permissionFlags lets the server write only the directories of key files still missing", async () => {
   const cfg = await config({
     data_dir: "data",

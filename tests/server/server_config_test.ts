@@ -254,3 +254,51 @@ Deno.test("loadServerConfig bounds database_pool_size, 10 by default", async () 
     assert.equal(err.key, "AUTHCHAT_DATABASE_POOL_SIZE", bad);
   }
 });
+
+Deno.test("loadServerConfig takes a bus of nats:// URLs and a node_id, and no bus by default", async () => {
+  const defaults = await load();
+  assert.equal(defaults.bus, null);
+  assert.equal(defaults.node_id, null);
+  const env = (name: string) =>
+    ({ AUTHCHAT_BUS: "nats://10.0.0.1:4222, nats://u:p@10.0.0.2", AUTHCHAT_NODE_ID: "eu-1:1991" })[name];
+  const config = await load({ env });
+  assert.equal(config.bus, "nats://10.0.0.1:4222, nats://u:p@10.0.0.2");
+  assert.equal(config.node_id, "eu-1:1991");
+  const fromFile = await withFile(
+    "bus: nats://127.0.0.1:4222\nnode_id: chat1\n",
+    (file) => loadServerConfig({ file }),
+  );
+  assert.equal(fromFile.bus, "nats://127.0.0.1:4222");
+  assert.equal(fromFile.node_id, "chat1");
+});
+
+Deno.test("loadServerConfig refuses a bus that is not nats:// URLs, naming where and hiding a password", async () => {
+  const cases: [string, RegExp][] = [
+    ["127.0.0.1:4222", /is not a URL/],
+    ["http://127.0.0.1:4222", /"http:\/\/127\.0\.0\.1:4222" is not nats:\/\//],
+    ["nats://", /is not a URL|names no host/],
+    ["nats://a:4222,", /"" is not a URL/],
+    ["nats://a:99999", /is not a URL/],
+    ["nats://a:4222/path", /has a path/],
+    ["nats://app:s3cret@:4222", /names no host|is not a URL/],
+    ["nats://app:s3cret@a:4222/x", /"nats:\/\/app:\*\*\*@a:4222\/x" has a path/],
+  ];
+  for (const [bus, expected] of cases) {
+    const flag = await refusal(load({ flags: { bus } }));
+    assert.equal(flag.key, "--bus");
+    assert.match(flag.message, expected, bus);
+    assert.ok(!flag.message.includes("s3cret"), flag.message);
+    const env = await refusal(load({ env: (name) => name === "AUTHCHAT_BUS" ? bus : undefined }));
+    assert.equal(env.key, "AUTHCHAT_BUS");
+  }
+  const fromFile = await withFile("bus: [nats://a:4222]\n", (file) => refusal(loadServerConfig({ file })));
+  assert.equal(fromFile.key, "bus");
+});
+
+Deno.test("loadServerConfig refuses a node_id with characters outside the id's", async () => {
+  for (const id of ["", "a b", "node/1", "é", "x".repeat(129)]) {
+    const err = await refusal(load({ flags: { node_id: id } }));
+    assert.equal(err.key, "--node-id");
+    assert.match(err.message, id === "" ? /non-empty/ : /1 to 128 letters, digits and \. _ : @ -/);
+  }
+});

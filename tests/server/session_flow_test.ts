@@ -349,6 +349,7 @@ Deno.test("Session PASSWD and DELETE end the user's sessions on the other nodes 
       return new Promise((resolve) => finish = () => resolve(2));
     },
     serve() {},
+    loginsRefused: () => null,
   };
   const conn = kit.connect({ transport: "tls", confidential: true });
   await conn.login("alice", PASSWORD);
@@ -379,4 +380,45 @@ Deno.test("Session PASSWD and DELETE end the user's sessions on the other nodes 
   assert.equal(replied, false, "DELETE replied before the others ended");
   finish();
   assert.equal((await deleting).reply.op, "DELETE");
+});
+
+Deno.test("Session refuses a login with UNAVAILABLE while the node has lost touch with the others", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  let refused: string | null = "Cut off from the other nodes";
+  kit.ctx.sessions = { ...kit.ctx.sessions, loginsRefused: () => refused };
+  const conn = kit.connect();
+  const { reply } = await conn.scram("LOGIN", "alice", PASSWORD);
+  assert.equal(reply.op, "ERROR");
+  assert.equal((reply as { code: string }).code, "UNAVAILABLE");
+  assert.equal((reply as { message: string }).message, "Cut off from the other nodes");
+  assert.equal(conn.session.user, null);
+  assert.equal(kit.ctx.registry.sessionsOf("alice"), 0);
+  refused = null;
+  assert.equal((await conn.login("alice", PASSWORD)).reply.op, "LOGIN");
+});
+
+Deno.test("Session refuses a login whose node loses touch while its proof is checked", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  let refused: string | null = null;
+  kit.ctx.sessions = { ...kit.ctx.sessions, loginsRefused: () => refused };
+  const conn = kit.connect();
+  const hello = await conn.sayHello();
+  const client = new ScramClient({
+    username: "alice",
+    password: PASSWORD,
+    serverMechanisms: hello.mechanisms,
+  });
+  const challenge = await conn.send({ op: "LOGIN", mechanism: client.mechanism, data: client.first });
+  assert.equal(challenge.op, "CHALLENGE");
+  // The fence comes between the challenge and the proof.
+  refused = "Cut off";
+  const reply = await conn.send({
+    op: "PROOF",
+    data: await client.final((challenge as { data: string }).data),
+  });
+  assert.equal((reply as { code?: string }).code, "UNAVAILABLE");
+  assert.equal(conn.session.user, null);
+  assert.equal(kit.ctx.registry.sessionsOf("alice"), 0);
 });

@@ -265,3 +265,26 @@ Deno.test("SessionRegistry.census counts sessions by transport and login, and le
   reg.setUser(c, null);
   assert.deepEqual(census(), ["tcp out 1", "tls out 1", "unknown out 1"]);
 });
+
+Deno.test("SessionRegistry.endLoggedIn ends every logged-in session and leaves the others", () => {
+  const reg = new SessionRegistry({ maxUnauthenticatedPerIp: 10, maxConnectionsPerIp: 10 });
+  const [a1, a2, b, anon] = [
+    new FakeSession("a1"),
+    new FakeSession("a2"),
+    new FakeSession("b"),
+    new FakeSession("x"),
+  ];
+  for (const s of [a1, a2, b, anon]) reg.add(s);
+  reg.setUser(a1, "alice");
+  reg.setUser(a2, "alice");
+  reg.setUser(b, "bob");
+  assert.equal(reg.endLoggedIn("UNAVAILABLE", "cut off"), 3);
+  assert.deepEqual([a1, a2, b, anon].map((s) => s.ended), [
+    "UNAVAILABLE",
+    "UNAVAILABLE",
+    "UNAVAILABLE",
+    null,
+  ]);
+  assert.equal(reg.sessionsOf("alice"), 0);
+  assert.equal(reg.endLoggedIn("UNAVAILABLE", "cut off"), 0);
+});

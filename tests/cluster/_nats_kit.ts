@@ -1,0 +1,334 @@
+/**
+ * Several "nodes" in one process on one real nats-server: each with its own
+ * bus connection, liveness, presence and session directory, as
+ * lib/cluster/open_shared_parts.ts assembles them, with short timings. A node
+ * can stop cleanly, die (its connection dropped without a word), or lose the
+ * bus for a while through a proxy that refuses it.
+ *
+ * @module
+ */
+
+import type { ServerMessageOf } from "../../lib/codec/messages.ts";
+import type { ByeCode } from "../../lib/codec/messages.ts";
+import { NatsBus } from "../../lib/cluster/nats_bus.ts";
+import { NatsPresence } from "../../lib/cluster/nats_presence.ts";
+import { NatsSessionDirectory } from "../../lib/cluster/nats_session_directory.ts";
+import { NodeLiveness } from "../../lib/cluster/node_liveness.ts";
+import type { LivenessTiming } from "../../lib/cluster/node_liveness.ts";
+import { Logger } from "../../lib/server/logger.ts";
+import type { OnlineUser, PresenceMember } from "../../lib/server/presence.ts";
+
+/**
+ * The NATS server the cluster tests use: `AUTHCHAT_TEST_NATS` (`nats://127.0.0.1:PORT` of a `nats-server -js`).
+ * Without it they are skipped, and say so once.
+ *
+ * @returns The URL, or `undefined`.
+ */
+export function natsUrl(): string | undefined {
+  const url = Deno.env.get("AUTHCHAT_TEST_NATS") || undefined;
+  if (url === undefined && !warned) {
+    warned = true;
+    console.log(
+      "cluster tests skipped: set AUTHCHAT_TEST_NATS=nats://127.0.0.1:PORT (nats-server -a 127.0.0.1 -p PORT -js -sd DIR)",
+    );
+  }
+  return url;
+}
+let warned = false;
+
+/** Short timings, so a death is found in under 2 s. */
+export const FAST: LivenessTiming = { heartbeatMs: 200, fenceAfterMs: 1000, deadAfterMs: 1600 };
+
+/** A session stand-in that records its notices. */
+export interface Member extends PresenceMember {
+  seen: ServerMessageOf<"PRESENCE">[];
+}
+
+let nextMember = 1;
+
+/** A fresh member. */
+export function member(): Member {
+  const seen: ServerMessageOf<"PRESENCE">[] = [];
+  return { id: nextMember++, seen, notify: (m) => seen.push(m) };
+}
+
+/** A user as presence shows them. */
+export function user(name: string, identityKey: Uint8Array | null = null): OnlineUser {
+  return { key: name.toLowerCase(), name, identityKey, fingerprint: identityKey ? `SHA256:${name}` : null };
+}
+
+/** `"alice online"` for each notice. */
+export function notices(m: Member): string[] {
+  return m.seen.map((n) => `${n.user} ${n.state}`);
+}
+
+/**
+ * Wait until `check` holds, polling; fail with `what` after `timeoutMs` (a guard against a hang, not a
+ * speed target).
+ */
+export async function eventually(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`Timed out waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** {@linkcode eventually} with a check that must wait for something itself. */
+export async function eventuallyAsync(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > timeoutMs) throw new Error(`Timed out waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A random bus prefix: each test has buckets and subjects of its own. */
+export function testPrefix(): string {
+  return `t${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+}
+
+/** Options of {@linkcode TestNode.start}. */
+export interface TestNodeOptions {
+  /** Liveness timing (default {@linkcode FAST}). */
+  timing?: LivenessTiming;
+  /** Presence linger, ms (default 0). */
+  lingerMs?: number;
+  /** Connect through this URL instead (a proxy). */
+  via?: string;
+}
+
+/** One node: bus, liveness, presence and session directory, and what its sessions were told to do. */
+export class TestNode {
+  readonly bus: NatsBus;
+  readonly liveness: NodeLiveness;
+  readonly presence: NatsPresence;
+  readonly sessions: NatsSessionDirectory;
+  /** `user code` of every endUser asked of this node, and its answer. */
+  readonly ended: string[] = [];
+  /** Sessions per user that endUser reports ending. */
+  readonly sessionsOf = new Map<string, number>();
+  /** Calls of endAll. */
+  endAllCalls = 0;
+  /** Log lines. */
+  readonly logs: string[] = [];
+  #stopped = false;
+
+  private constructor(bus: NatsBus, options: TestNodeOptions, logs: string[]) {
+    this.bus = bus;
+    this.logs = logs;
+    const log = new Logger({ format: "json", write: (line) => logs.push(line) });
+    this.liveness = new NodeLiveness(bus, { timing: options.timing ?? FAST, log });
+    this.presence = new NatsPresence(this.liveness, { lingerMs: options.lingerMs ?? 0, log });
+    this.sessions = new NatsSessionDirectory(bus, this.liveness, { log });
+  }
+
+  /**
+   * Connect and start a node.
+   *
+   * @param url The NATS URL.
+   * @param prefix The test's prefix.
+   * @param nodeId The node's id.
+   * @param options Timing, linger, proxy.
+   */
+  static async start(
+    url: string,
+    prefix: string,
+    nodeId: string,
+    options: TestNodeOptions = {},
+  ): Promise<TestNode> {
+    const bus = await NatsBus.connect({ servers: [options.via ?? url], nodeId, prefix });
+    const node = new TestNode(bus, options, []);
+    try {
+      await node.liveness.start();
+    } catch (err) {
+      await node.liveness.close();
+      await bus.close();
+      throw err;
+    }
+    node.sessions.serve({
+      endUser: (key: string, code: ByeCode) => {
+        const count = node.sessionsOf.get(key) ?? 0;
+        node.ended.push(`${key} ${code}`);
+        node.sessionsOf.delete(key);
+        return count;
+      },
+      endAll: () => {
+        node.endAllCalls++;
+        let count = 0;
+        for (const n of node.sessionsOf.values()) count += n;
+        node.sessionsOf.clear();
+        return count;
+      },
+    });
+    return node;
+  }
+
+  /** Stop cleanly, as the server's composition root does. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.presence.quiet();
+    await this.liveness.depart();
+    await this.presence.close();
+    this.sessions.close();
+    await this.liveness.close();
+    await this.bus.close();
+  }
+
+  /** Die: no goodbye, the connection just drops (as a process killed with -9). */
+  async kill(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.presence.quiet();
+    this.sessions.close();
+    await this.liveness.close();
+    await this.bus.nc.close();
+  }
+}
+
+/**
+ * A TCP proxy to the NATS server that can refuse its clients for a while: {@linkcode BusProxy.cut} drops
+ * every connection and closes new ones at once until {@linkcode BusProxy.restore}.
+ */
+export class BusProxy {
+  #listener: Deno.TcpListener;
+  #target: { hostname: string; port: number };
+  #conns = new Set<Deno.TcpConn>();
+  #tasks = new Set<Promise<void>>();
+  #accepting: Promise<void>;
+  #cut = false;
+
+  /**
+   * Listen on a free port of 127.0.0.1.
+   *
+   * @param url The NATS server's URL.
+   */
+  constructor(url: string) {
+    const parsed = new URL(url);
+    this.#target = { hostname: parsed.hostname, port: Number(parsed.port || 4222) };
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#accepting = this.#accept();
+  }
+
+  /** The proxy's URL. */
+  get url(): string {
+    return `nats://127.0.0.1:${(this.#listener.addr as Deno.NetAddr).port}`;
+  }
+
+  async #accept(): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        return;
+      }
+      if (this.#cut) {
+        conn.close();
+        continue;
+      }
+      const task = this.#pipe(conn).finally(() => this.#tasks.delete(task));
+      this.#tasks.add(task);
+    }
+  }
+
+  async #pipe(client: Deno.TcpConn): Promise<void> {
+    let server: Deno.TcpConn;
+    try {
+      server = await Deno.connect(this.#target);
+    } catch {
+      client.close();
+      return;
+    }
+    this.#conns.add(client);
+    this.#conns.add(server);
+    const copy = async (from: Deno.TcpConn, to: Deno.TcpConn) => {
+      try {
+        for await (const chunk of from.readable.values({ preventCancel: true })) {
+          const writer = to.writable.getWriter();
+          try {
+            await writer.write(chunk);
+          } finally {
+            writer.releaseLock();
+          }
+        }
+      } catch {
+        // Closed by cut() or by the other side.
+      }
+      for (const c of [from, to]) {
+        if (this.#conns.delete(c)) {
+          try {
+            c.close();
+          } catch {
+            // Already closed.
+          }
+        }
+      }
+    };
+    await Promise.all([copy(client, server), copy(server, client)]);
+  }
+
+  /** Drop every connection, and refuse new ones. */
+  cut(): void {
+    this.#cut = true;
+    for (const c of this.#conns) {
+      try {
+        c.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    this.#conns.clear();
+  }
+
+  /** Let connections through again. */
+  restore(): void {
+    this.#cut = false;
+  }
+
+  /** Stop. */
+  async close(): Promise<void> {
+    this.cut();
+    this.#listener.close();
+    await this.#accepting;
+    await Promise.allSettled([...this.#tasks]);
+  }
+}
+
+/**
+ * The keys a test's bucket holds now (deleted ones left out).
+ *
+ * @param url The NATS URL.
+ * @param prefix The test's prefix.
+ */
+export async function bucketKeys(url: string, prefix: string): Promise<string[]> {
+  const bus = await NatsBus.connect({ servers: [url], nodeId: "inspect", prefix });
+  try {
+    const keys: string[] = [];
+    for await (const key of await (await bus.kv("live", { history: 1 })).keys()) keys.push(key);
+    return keys;
+  } finally {
+    await bus.close();
+  }
+}
+
+/**
+ * Delete a test's buckets (its streams) on the server.
+ *
+ * @param url The NATS URL.
+ * @param prefix The test's prefix.
+ */
+export async function dropBuckets(url: string, prefix: string): Promise<void> {
+  const bus = await NatsBus.connect({ servers: [url], nodeId: "cleanup", prefix });
+  try {
+    const kv = await bus.kv("live", { history: 1 });
+    await kv.destroy();
+  } finally {
+    await bus.close();
+  }
+}

@@ -145,7 +145,12 @@ export function decodeForward(bytes: Uint8Array): ForwardMessage | null {
   if (bytes.length <= FORWARD_HEADER || bytes[0] !== FORWARD_VERSION) return null;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const claim = [...bytes.subarray(1, 9)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return { claim, to: view.getUint32(9), from: view.getUint32(13), inner: new Uint8Array(bytes.subarray(FORWARD_HEADER)) };
+  return {
+    claim,
+    to: view.getUint32(9),
+    from: view.getUint32(13),
+    inner: new Uint8Array(bytes.subarray(FORWARD_HEADER)),
+  };
 }
 
 /**

@@ -29,6 +29,12 @@
  *   tags it for its recipient and sends it from its own UDP socket. The
  *   sender's node has spent the sender's relay budget before it forwards.
  *
+ * The lease is given up by a timer, and every use of an id checks it too
+ * (handing one out, taking a forwarded datagram), so a node gives up its slot
+ * in time unless its event loop stalls for longer than the margin (2 s); a
+ * stall that long can at worst send one datagram, still encrypted end to
+ * end, to a session that cannot open it.
+ *
  * @module
  */
 
@@ -134,6 +140,8 @@ export class NatsRelayRouting implements RelayRouting {
   #now: () => number;
   #directory: RelayDirectory;
   #hold: Hold | null = null;
+  /** Every hold this node has had: its own endpoints are never "elsewhere", even under a lost hold. */
+  #ownClaims = new Set<string>();
   /** The slot last held and its last revision: claimed again first, by compare-and-swap. */
   #lastHeld: { slot: number; revision: number } | null = null;
   #handlers: RelayHandlers | null = null;
@@ -244,7 +252,7 @@ export class NatsRelayRouting implements RelayRouting {
   }
 
   endpointElsewhere(user: string): RoutedEndpoint | null {
-    return this.#directory.newest(user, this.#now(), this.#hold?.claim);
+    return this.#directory.newest(user, this.#now(), this.#ownClaims);
   }
 
   forward(datagram: ForwardedDatagram): boolean {
@@ -365,6 +373,7 @@ export class NatsRelayRouting implements RelayRouting {
       },
     });
     this.#hold = { slot, claim, revision, lease, ids: new RelayIdAllocator(slot), subscription };
+    this.#ownClaims.add(claim);
     this.#stats.claims++;
     this.#armLapse();
   }

@@ -118,13 +118,13 @@ export class RelayDirectory {
    *
    * @param user Lower-cased account name.
    * @param now Monotonic ms.
-   * @param except A hold to leave out (this node's own).
+   * @param except Holds to leave out (this node's own, now and before).
    * @returns The endpoint, or `null`.
    */
-  newest(user: string, now: number, except?: string): RoutedEndpoint | null {
+  newest(user: string, now: number, except?: ReadonlySet<string>): RoutedEndpoint | null {
     let best: EndpointRecord | null = null;
     for (const record of this.#byUser.get(user)?.values() ?? []) {
-      if (record.claim === except) continue;
+      if (except?.has(record.claim)) continue;
       const holder = this.holder(slotOf(record.relayId), now);
       if (holder?.claim !== record.claim) continue;
       if (

@@ -340,3 +340,32 @@ Deno.test({
     await eventually("bob's session to leave n1's answers", () => one.rendezvous.endpointOf("bob") === null);
   },
 });
+
+Deno.test({
+  name:
+    "NatsRelayRouting claims a free slot past those other nodes hold, and refuses to start when none is free",
+  ignore: !NATS,
+  async fn() {
+    await using cluster = new Cluster();
+    // Entries that outlive the test's short liveness, so the new node cannot tell them apart from free
+    // slots before it tries them.
+    const timing: LeaseTiming = { ...TIMING, ttlMs: 8000 };
+    const rival = await cluster.bus("rival");
+    const slots = await rival.kv("relay_slots", { ttlMs: timing.ttlMs, history: 1 });
+    const free = [17, 901];
+    const claim = encodeSlotClaim({ node: "rival", claim: "00000000000000dd" });
+    await Promise.all(
+      [...Array(1024).keys()].filter((s) => !free.includes(s)).map((s) => slots.create(String(s), claim)),
+    );
+    await new Promise((r) => setTimeout(r, timing.deadAfterMs + 100));
+    const one = await NatsRelayRouting.start(await cluster.bus("n1"), { timing });
+    cluster.routings.push(one);
+    const two = await NatsRelayRouting.start(await cluster.bus("n2"), { timing });
+    cluster.routings.push(two);
+    assert.deepEqual([one.slot, two.slot].sort((a, b) => a! - b!), free);
+    await assert.rejects(
+      NatsRelayRouting.start(await cluster.bus("n3"), { timing }),
+      (err: Error) => err.name === "BusUnavailableError" && /all 1024 relay slots are held/.test(err.message),
+    );
+  },
+});

@@ -49,6 +49,7 @@ import type {
   RoutedEndpoint,
 } from "../server/relay_routing.ts";
 import { RelayDirectory } from "./relay_directory.ts";
+import { LatestWrites } from "./_latest_writes.ts";
 import { checkLeaseTiming, LEASE_TIMING, RelayIdAllocator, SlotLease, slotOf, SLOTS } from "./relay_slots.ts";
 import type { LeaseTiming } from "./relay_slots.ts";
 import {
@@ -89,7 +90,7 @@ export interface NatsRelayStats {
   claims: number;
   /** Slots lost. */
   losses: number;
-  /** Writes of endpoint entries that failed (each is tried again). */
+  /** Writes of endpoint entries that failed (each is tried again at the next renewal). */
   writeFailures: number;
 }
 
@@ -152,26 +153,22 @@ export class NatsRelayRouting implements RelayRouting {
   #watches: { stop(): void }[] = [];
   #watching: Promise<void>[] = [];
   /** Endpoint entries as they should be (`null`: deleted), the key each user's is under, writes due. */
-  #desired = new Map<string, Uint8Array | null>();
+  #writes: LatestWrites;
   #keyOf = new Map<string, string>();
-  #dirty = new Set<string>();
-  #writing = new Set<string>();
-  #failed = new Set<string>();
-  #flushed: PromiseWithResolvers<void> | null = null;
   #ticking: Promise<void> = Promise.resolve();
-  #stats: NatsRelayStats = {
+  #stats: Omit<NatsRelayStats, "writeFailures"> = {
     forwarded: 0,
     arrived: 0,
     arrivedDropped: 0,
     claims: 0,
     losses: 0,
-    writeFailures: 0,
   };
 
   private constructor(bus: NatsBus, slots: KV, endpoints: KV, options: NatsRelayRoutingOptions) {
     this.#bus = bus;
     this.#slots = slots;
     this.#endpoints = endpoints;
+    this.#writes = new LatestWrites(endpoints, { maxInFlight: MAX_WRITES });
     this.#timing = options.timing ?? LEASE_TIMING;
     this.#endpointTtlMs = options.endpointTtlMs ?? ENDPOINT_TTL_MS;
     this.#now = options.now ?? (() => performance.now());
@@ -212,7 +209,7 @@ export class NatsRelayRouting implements RelayRouting {
 
   /** Counters. */
   get stats(): Readonly<NatsRelayStats> {
-    return { ...this.#stats };
+    return { ...this.#stats, writeFailures: this.#writes.failures };
   }
 
   /** The slot held now, or `null` (for logs and tests). */
@@ -222,7 +219,7 @@ export class NatsRelayRouting implements RelayRouting {
 
   /** Whether every endpoint write asked for so far has been made. */
   get settled(): boolean {
-    return this.#dirty.size === 0 && this.#writing.size === 0;
+    return this.#writes.settled;
   }
 
   allocate(_sessionId: number): number | null {
@@ -241,13 +238,13 @@ export class NatsRelayRouting implements RelayRouting {
     if (!hold || this.#closed) return;
     const key = `${busToken(user)}.${hold.slot}`;
     const previous = this.#keyOf.get(user);
-    if (previous !== undefined && previous !== key) this.#want(previous, null);
+    if (previous !== undefined && previous !== key) this.#writes.set(previous, null);
     if (endpoint) {
       this.#keyOf.set(user, key);
-      this.#want(key, encodeEndpoint({ ...endpoint, user, claim: hold.claim }));
+      this.#writes.set(key, encodeEndpoint({ ...endpoint, user, claim: hold.claim }));
     } else {
       this.#keyOf.delete(user);
-      this.#want(key, null);
+      this.#writes.set(key, null);
     }
   }
 
@@ -293,8 +290,8 @@ export class NatsRelayRouting implements RelayRouting {
     this.#hold = null;
     if (hold) {
       hold.subscription.unsubscribe();
-      for (const [key, value] of this.#desired) if (value) this.#want(key, null);
-      await this.#whenFlushed(graceMs);
+      this.#writes.deleteAll();
+      await this.#writes.whenSettled(graceMs);
       try {
         await this.#slots.delete(String(hold.slot), { previousSeq: hold.revision });
       } catch {
@@ -412,7 +409,7 @@ export class NatsRelayRouting implements RelayRouting {
     this.#stats.losses++;
     clearTimeout(this.#lapseTimer);
     hold.subscription.unsubscribe();
-    for (const [key, value] of this.#desired) if (value) this.#want(key, null);
+    this.#writes.deleteAll();
     this.#keyOf.clear();
     this.#handlers?.reassign();
   }
@@ -431,13 +428,11 @@ export class NatsRelayRouting implements RelayRouting {
     } catch {
       // The bus is out of reach: tried again at the next tick; the lease runs out by itself meanwhile.
     }
-    for (const key of this.#failed) this.#dirty.add(key);
-    this.#failed.clear();
+    this.#writes.retryFailed();
     if (this.#now() >= this.#refreshAt) {
       this.#refreshAt = this.#now() + this.#endpointTtlMs / 3;
-      for (const [key, value] of this.#desired) if (value) this.#dirty.add(key);
+      this.#writes.rewriteAll();
     }
-    this.#flush();
   }
 
   async #renew(hold: Hold): Promise<void> {
@@ -463,48 +458,5 @@ export class NatsRelayRouting implements RelayRouting {
       if (entry && found?.claim === hold.claim) hold.revision = entry.revision;
       else this.#lose();
     }
-  }
-
-  #want(key: string, value: Uint8Array | null): void {
-    this.#desired.set(key, value);
-    this.#dirty.add(key);
-    this.#flush();
-  }
-
-  #flush(): void {
-    for (const key of this.#dirty) {
-      if (this.#writing.size >= MAX_WRITES) return;
-      if (this.#writing.has(key)) continue;
-      this.#dirty.delete(key);
-      this.#write(key);
-    }
-    if (this.settled) this.#flushed?.resolve();
-  }
-
-  #write(key: string): void {
-    const value = this.#desired.get(key) ?? null;
-    this.#writing.add(key);
-    const done = value ? this.#endpoints.put(key, value).then(() => {}) : this.#endpoints.delete(key);
-    done.then(
-      () => {
-        if (this.#desired.get(key) === null && !this.#dirty.has(key)) this.#desired.delete(key);
-      },
-      () => {
-        this.#stats.writeFailures++;
-        // Tried again at the next tick, not at once: the bus may be out of reach for a while.
-        this.#failed.add(key);
-      },
-    ).finally(() => {
-      this.#writing.delete(key);
-      this.#flush();
-    });
-  }
-
-  async #whenFlushed(graceMs: number): Promise<void> {
-    if (this.settled) return;
-    this.#flushed = Promise.withResolvers<void>();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([this.#flushed.promise, new Promise((r) => timer = setTimeout(r, graceMs))]);
-    clearTimeout(timer);
   }
 }

@@ -126,7 +126,20 @@ export type {
   PresenceDirectory,
   PresenceMember,
 } from "./lib/server/presence.ts";
-export type { Outgoing, Rendezvous, RendezvousStats, Source } from "./lib/server/udp_rendezvous.ts";
+export type {
+  Outgoing,
+  Rendezvous,
+  RendezvousOptions,
+  RendezvousStats,
+  Source,
+} from "./lib/server/udp_rendezvous.ts";
+export { SINGLE_NODE_RELAY } from "./lib/server/relay_routing.ts";
+export type {
+  ForwardedDatagram,
+  RelayHandlers,
+  RelayRouting,
+  RoutedEndpoint,
+} from "./lib/server/relay_routing.ts";
 export type { SessionRendezvous, TransportName, UdpEndpoint } from "./lib/server/session_context.ts";
 export type {
   Refusal,

@@ -35,6 +35,7 @@ import { SessionRegistry } from "./session_registry.ts";
 import type { Refusal } from "./session_registry.ts";
 import type { SharedParts } from "./shared_parts.ts";
 import { Rendezvous } from "./udp_rendezvous.ts";
+import type { Outgoing } from "./udp_rendezvous.ts";
 import { MAX_DATAGRAM } from "../codec/datagram.ts";
 import { listenErrorFrom } from "./listen_error.ts";
 import type { ListenTarget } from "./listen_error.ts";
@@ -53,8 +54,8 @@ export interface AuthchatServerOptions {
   /** Event log. */
   log: Logger;
   /**
-   * Presence, the abuse limits and the other nodes' sessions: `localSharedParts(config)` for a server
-   * alone, a bus's for one node of several. Not closed by the server.
+   * Presence, the abuse limits, the other nodes' sessions and the relay's routing: `localSharedParts(config)`
+   * for a server alone, a bus's for one node of several. Not closed by the server.
    */
   parts: SharedParts;
   /**
@@ -226,7 +227,10 @@ export class AuthchatServer {
           "udp_port",
           () => Deno.listenDatagram({ hostname: config.host, port: config.udp_port, transport: "udp" }),
         );
-        const rendezvous = new Rendezvous({ relayPerSecond: config.relay_per_second });
+        const rendezvous = new Rendezvous({
+          relayPerSecond: config.relay_per_second,
+          ...(parts.relay ? { routing: parts.relay } : {}),
+        });
         rendezvous.port = (server.#udp.addr as Deno.NetAddr).port;
         server.#rendezvous = ctx.rendezvous = rendezvous;
       }
@@ -239,7 +243,16 @@ export class AuthchatServer {
     for (const entry of server.#listeners) {
       server.#accepting.push(server.#acceptLoop(entry.name, entry.listener));
     }
-    if (server.#udp) server.#accepting.push(server.#datagramLoop(server.#udp, server.#rendezvous!));
+    if (server.#udp) {
+      const [socket, rendezvous] = [server.#udp, server.#rendezvous!];
+      parts.relay?.serve({
+        deliver: (datagram) =>
+          void rendezvous.deliver(datagram).then((out) => server.#sendDatagrams(socket, out))
+            .catch((err) => log.error("udp_error", { error: (err as Error).message })),
+        reassign: () => rendezvous.reassign(),
+      });
+      server.#accepting.push(server.#datagramLoop(socket, rendezvous));
+    }
     return server;
   }
 
@@ -282,11 +295,15 @@ export class AuthchatServer {
       const [bytes, addr] = received;
       const from = addr as Deno.NetAddr;
       // Handled without waiting, so one datagram's MAC check does not hold up the next.
-      rendezvous.receive(bytes, from, Date.now()).then((out) => {
-        for (const o of out) {
-          socket.send(o.bytes, { transport: "udp", hostname: o.hostname, port: o.port }).catch(() => {});
-        }
-      }).catch((err) => this.#ctx.log.error("udp_error", { error: (err as Error).message }));
+      rendezvous.receive(bytes, from, Date.now()).then((out) => this.#sendDatagrams(socket, out))
+        .catch((err) => this.#ctx.log.error("udp_error", { error: (err as Error).message }));
+    }
+  }
+
+  #sendDatagrams(socket: Deno.DatagramConn, out: Outgoing[]): void {
+    if (this.#stopping) return;
+    for (const o of out) {
+      socket.send(o.bytes, { transport: "udp", hostname: o.hostname, port: o.port }).catch(() => {});
     }
   }
 

@@ -111,7 +111,9 @@ export interface SessionRendezvous {
    * @param sessionId The session.
    * @param user The account's lower-cased name.
    * @param sessionKey The key its SCRAM exchange produced (32 bytes).
-   * @returns The handle its datagrams carry (base64) and its relay id.
+   * @returns The handle its datagrams carry (base64) and its relay id (unique among every node's sessions).
+   * @throws {ProtocolError} `UNAVAILABLE` when no relay id can be given now (the node lost touch with the
+   *   other nodes).
    */
   register(
     sessionId: number,
@@ -125,7 +127,7 @@ export interface SessionRendezvous {
    */
   unregister(sessionId: number): void;
   /**
-   * The endpoint of a user's most recently proven session.
+   * The endpoint of a user's newest proven session, on this node or another.
    *
    * @param user Lower-cased name.
    * @returns The endpoint, or `null` when none has proven itself.

@@ -1,8 +1,9 @@
 /**
  * What one session does to the others, behind interfaces the server is given
  * rather than makes (docs/DESIGN: one composition root): who is online
- * (presence.ts), ending a user's sessions on other nodes, and the abuse limits
- * (failure counters and backoff, the login and registration budgets). The
+ * (presence.ts), ending a user's sessions on other nodes, the abuse limits
+ * (failure counters and backoff, the login and registration budgets), and
+ * the routing of the UDP relay (relay_routing.ts). The
  * in-process implementations here are the embedded default; a message bus
  * joins several nodes by standing in for them, and each must then count and
  * act across every node with the semantics documented here for one.
@@ -15,6 +16,7 @@ import type { LoginBudget, LoginOptions, LoginRefusal } from "../auth/login_budg
 import type { TokenBucket } from "../auth/token_bucket.ts";
 import type { ByeCode } from "../codec/messages.ts";
 import type { PresenceDirectory } from "./presence.ts";
+import type { RelayRouting } from "./relay_routing.ts";
 
 export type { AttemptOptions } from "../auth/rate_limiter.ts";
 export type { LoginOptions, LoginRefusal } from "../auth/login_budget.ts";
@@ -269,4 +271,9 @@ export interface SharedParts {
   sessions: SessionDirectory;
   /** Failure counters, backoff and budgets, counted across every node. */
   limits: AbuseLimits;
+  /**
+   * Relay ids, `PEER` answers and relayed datagrams across nodes (relay_routing.ts); absent: this node
+   * alone (`SINGLE_NODE_RELAY`).
+   */
+  relay?: RelayRouting;
 }

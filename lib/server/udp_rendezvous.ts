@@ -6,6 +6,15 @@
  * so the port cannot be used to amplify traffic. See docs/PROTOCOL.md,
  * "Rendezvous and relay".
  *
+ * The other nodes are reached through a {@linkcode RelayRouting} (relay_routing.ts):
+ * it hands out relay ids, carries a RELAY to a relay id this node does not
+ * hold to the node that does (which tags it for its recipient and sends it
+ * from its own socket: {@linkcode Rendezvous.deliver}), and learns from
+ * {@linkcode RelayRouting.announce} where this node's users are, so `PEER` on
+ * any node names a user's newest proven session wherever it lives. The
+ * sender's relay budget is spent here, on the node that checked its tag,
+ * before anything is forwarded.
+ *
  * @module
  */
 
@@ -20,6 +29,9 @@ import {
 } from "../codec/datagram.ts";
 import type { Datagram } from "../codec/datagram.ts";
 import { ReplayWindow } from "../crypto/replay_window.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
+import { SINGLE_NODE_RELAY } from "./relay_routing.ts";
+import type { ForwardedDatagram, RelayRouting, RoutedEndpoint } from "./relay_routing.ts";
 import type { SessionRendezvous, UdpEndpoint } from "./session_context.ts";
 
 /** A datagram to send. */
@@ -58,13 +70,21 @@ export interface RendezvousStats {
   rateLimited: number;
   /** Relayed datagrams to a relay id with no session, or none whose address is known yet. */
   noRecipient: number;
+  /** Relayed datagrams handed to another node, whose session the relay id names. */
+  forwarded: number;
+  /** Relayed datagrams from a session that has no relay id (this node lost touch with the others). */
+  noRelayId: number;
   /** Dropped unchecked because too many datagrams were being checked already. */
   overloaded: number;
 }
 
 interface Entry {
   sessionId: number;
+  /** `null` while this node can hand out none (see {@linkcode RelayHandlers.reassign}). */
+  relayId: number | null;
   user: string;
+  /** When it registered: orders a user's sessions, newest last. */
+  since: number;
   /** The handle as base64 (its bytes are decoded only to answer an RDV). */
   handle: string;
   /** The session's UDP key, imported when its first datagram comes (many sessions never send one). */
@@ -77,6 +97,23 @@ interface Entry {
   checking: number;
 }
 
+/** A user's sessions here, and the endpoint last announced for them. */
+interface UserEntries {
+  entries: Set<Entry>;
+  announced: RoutedEndpoint | null;
+}
+
+function sameEndpoint(a: RoutedEndpoint | null, b: RoutedEndpoint | null): boolean {
+  return a === b ||
+    (a !== null && b !== null && a.relayId === b.relayId && a.hostname === b.hostname &&
+      a.port === b.port && a.since === b.since);
+}
+
+/** Whether `a` is a newer session than `b`. */
+function newer(a: RoutedEndpoint, b: RoutedEndpoint): boolean {
+  return a.since > b.since || (a.since === b.since && a.relayId > b.relayId);
+}
+
 const HANDLE_BYTES = 16;
 
 function keyOf(entry: Entry): Promise<CryptoKey> {
@@ -87,6 +124,16 @@ export const MAX_CHECKING = 1024;
 /** MAC checks under way at once for one session's handle, so one flood cannot take all of them. */
 export const MAX_CHECKING_PER_SESSION = 64;
 
+/** Options of {@linkcode Rendezvous}. */
+export interface RendezvousOptions {
+  /** How many datagrams per second each user may relay (also the burst). */
+  relayPerSecond: number;
+  /** The other nodes (default {@linkcode SINGLE_NODE_RELAY}: none, the relay id is the session id). */
+  routing?: RelayRouting;
+  /** Wall clock in ms, for the order of a user's sessions across nodes (default `Date.now`). */
+  now?: () => number;
+}
+
 /**
  * The rendezvous and relay.
  *
@@ -96,7 +143,7 @@ export const MAX_CHECKING_PER_SESSION = 64;
  * import { Rendezvous } from "./udp_rendezvous.ts";
  * const rendezvous = new Rendezvous({ relayPerSecond: 100 });
  * const { handle, relayId } = await rendezvous.register(7, "alice", new Uint8Array(32));
- * assert(handle.length === 24 && relayId === 7);
+ * assert(handle.length === 24 && relayId === 7, "alone, the relay id is the session id");
  * assert(rendezvous.endpointOf("alice") === null);
  * ```
  */
@@ -105,7 +152,11 @@ export class Rendezvous implements SessionRendezvous {
   port = 0;
   #byHandle = new Map<string, Entry>();
   #bySession = new Map<number, Entry>();
-  #byUser = new Map<string, Set<Entry>>();
+  #byRelayId = new Map<number, Entry>();
+  #byUser = new Map<string, UserEntries>();
+  #routing: RelayRouting;
+  #now: () => number;
+  #lastSince = -Infinity;
   /** Relay tokens, by user. */
   #relayTokens: TokenBucket;
   #stats: RendezvousStats = {
@@ -117,6 +168,8 @@ export class Rendezvous implements SessionRendezvous {
     replayed: 0,
     rateLimited: 0,
     noRecipient: 0,
+    forwarded: 0,
+    noRelayId: 0,
     overloaded: 0,
   };
   #checking = 0;
@@ -124,9 +177,11 @@ export class Rendezvous implements SessionRendezvous {
   /**
    * Make the rendezvous.
    *
-   * @param options How many datagrams per second each user may relay (also the burst).
+   * @param options The relay budget, the other nodes, the clock.
    */
-  constructor(options: { relayPerSecond: number }) {
+  constructor(options: RendezvousOptions) {
+    this.#routing = options.routing ?? SINGLE_NODE_RELAY;
+    this.#now = options.now ?? Date.now;
     this.#relayTokens = new TokenBucket({
       perMinute: options.relayPerSecond * 60,
       burst: options.relayPerSecond,
@@ -148,10 +203,23 @@ export class Rendezvous implements SessionRendezvous {
     if (sessionKey.length !== 32) {
       return Promise.reject(new RangeError(`UDP key must be 32 bytes: got ${sessionKey.length}`));
     }
+    const relayId = this.#routing.allocate(sessionId);
+    if (relayId === null) {
+      return Promise.reject(
+        new ProtocolError(
+          "UNAVAILABLE",
+          "Relay unavailable: this node lost touch with the others, try again",
+        ),
+      );
+    }
     const text = encodeBase64(crypto.getRandomValues(new Uint8Array(HANDLE_BYTES)));
+    // Strictly increasing here, so this node's sessions keep their order whatever the clock does.
+    const since = this.#lastSince = Math.max(this.#now(), this.#lastSince + 1);
     const entry: Entry = {
       sessionId,
+      relayId,
       user,
+      since,
       handle: text,
       // Kept as given (the caller does not reuse it): a copy per logged-in session is memory for nothing.
       rawKey: sessionKey,
@@ -162,10 +230,11 @@ export class Rendezvous implements SessionRendezvous {
     };
     this.#byHandle.set(text, entry);
     this.#bySession.set(sessionId, entry);
-    const set = this.#byUser.get(user) ?? new Set();
-    set.add(entry);
-    this.#byUser.set(user, set);
-    return Promise.resolve({ handle: text, relayId: sessionId });
+    this.#byRelayId.set(relayId, entry);
+    const mine = this.#byUser.get(user) ?? { entries: new Set(), announced: null };
+    mine.entries.add(entry);
+    this.#byUser.set(user, mine);
+    return Promise.resolve({ handle: text, relayId });
   }
 
   unregister(sessionId: number): void {
@@ -173,23 +242,94 @@ export class Rendezvous implements SessionRendezvous {
     if (!entry) return;
     this.#bySession.delete(sessionId);
     this.#byHandle.delete(entry.handle);
-    const set = this.#byUser.get(entry.user);
-    set?.delete(entry);
-    if (set?.size === 0) {
+    if (entry.relayId !== null) {
+      this.#byRelayId.delete(entry.relayId);
+      this.#routing.release(entry.relayId);
+    }
+    const mine = this.#byUser.get(entry.user);
+    if (!mine) return;
+    mine.entries.delete(entry);
+    if (entry.endpoint) this.#announce(entry.user, mine);
+    if (mine.entries.size === 0) {
       this.#byUser.delete(entry.user);
       this.#relayTokens.forget(entry.user);
     }
   }
 
-  endpointOf(user: string): UdpEndpoint | null {
-    // The newest session that proved an address: the same one every time, whichever refreshed last.
+  /** The newest session of a user here that proved an address and has a relay id. */
+  #newestHere(mine: UserEntries | undefined): RoutedEndpoint | null {
     let best: Entry | null = null;
-    for (const entry of this.#byUser.get(user) ?? []) {
-      if (entry.endpoint && (!best || entry.sessionId > best.sessionId)) best = entry;
+    for (const entry of mine?.entries ?? []) {
+      if (!entry.endpoint || entry.relayId === null) continue;
+      if (!best || entry.since > best.since) best = entry;
     }
-    return best?.endpoint
-      ? { relayId: best.sessionId, hostname: best.endpoint.hostname, port: best.endpoint.port }
+    return best?.endpoint && best.relayId !== null
+      ? {
+        relayId: best.relayId,
+        hostname: best.endpoint.hostname,
+        port: best.endpoint.port,
+        since: best.since,
+      }
       : null;
+  }
+
+  /** Tell the other nodes when the newest proven session of a user here changed. */
+  #announce(user: string, mine: UserEntries): void {
+    const newest = this.#newestHere(mine);
+    if (sameEndpoint(newest, mine.announced)) return;
+    mine.announced = newest;
+    this.#routing.announce(user, newest);
+  }
+
+  endpointOf(user: string): UdpEndpoint | null {
+    // The newest session that proved an address, here or on another node: the same one every time,
+    // whichever refreshed last.
+    const here = this.#newestHere(this.#byUser.get(user));
+    const elsewhere = this.#routing.endpointElsewhere(user);
+    const best = here && elsewhere ? (newer(elsewhere, here) ? elsewhere : here) : here ?? elsewhere;
+    return best ? { relayId: best.relayId, hostname: best.hostname, port: best.port } : null;
+  }
+
+  /**
+   * The relay ids handed out so far are void: give every session a new one (or none, while the routing
+   * has none to give) and announce the users again. See {@linkcode RelayHandlers.reassign}.
+   */
+  reassign(): void {
+    this.#byRelayId.clear();
+    for (const entry of this.#bySession.values()) {
+      entry.relayId = this.#routing.allocate(entry.sessionId);
+      if (entry.relayId !== null) this.#byRelayId.set(entry.relayId, entry);
+    }
+    // The routing forgot what it announced under the void ids.
+    for (const [user, mine] of this.#byUser) {
+      mine.announced = null;
+      this.#announce(user, mine);
+    }
+  }
+
+  /**
+   * A datagram another node forwarded for one of this node's sessions: tagged for its recipient, to be sent
+   * from this node's socket. Dropped (and counted) when the recipient is gone or unproven, or the inner
+   * datagram is not a peer datagram.
+   *
+   * @param datagram The datagram, as {@linkcode RelayRouting.forward} carried it.
+   * @returns The datagram to send, if any.
+   */
+  async deliver(datagram: ForwardedDatagram): Promise<Outgoing[]> {
+    const recipient = this.#byRelayId.get(datagram.to);
+    if (!recipient?.endpoint) {
+      this.#stats.noRecipient++;
+      return [];
+    }
+    let out: Uint8Array;
+    try {
+      out = await encodeRelayed({ from: datagram.from, inner: datagram.inner }, await keyOf(recipient));
+    } catch {
+      this.#stats.malformed++;
+      return [];
+    }
+    this.#stats.relayed++;
+    return [{ ...recipient.endpoint, bytes: out }];
   }
 
   /**
@@ -244,7 +384,7 @@ export class Rendezvous implements SessionRendezvous {
     if (this.#bySession.get(entry.sessionId) !== entry || !entry.window!.accept(d.counter)) return [];
     if (d.type === "RDV") {
       this.#stats.rendezvous++;
-      entry.endpoint = { hostname: from.hostname, port: from.port };
+      this.#observed(entry, from, true);
       const observed = from.hostname.includes(":")
         ? `[${from.hostname}]:${from.port}`
         : `${from.hostname}:${from.port}`;
@@ -255,18 +395,37 @@ export class Rendezvous implements SessionRendezvous {
       return [{ ...from, bytes: ack }];
     }
     // A relayed sender is where its datagrams come from, even before (or without) an RDV.
-    entry.endpoint ??= { hostname: from.hostname, port: from.port };
+    this.#observed(entry, from, false);
     if (this.#relayTokens.take(entry.user, now) !== 0) {
       this.#stats.rateLimited++;
       return [];
     }
-    const recipient = this.#bySession.get(d.to);
-    if (!recipient?.endpoint) {
+    if (entry.relayId === null) {
+      this.#stats.noRelayId++;
+      return [];
+    }
+    const recipient = this.#byRelayId.get(d.to);
+    if (!recipient) {
+      // Another node's session, or nobody's.
+      if (this.#routing.forward({ to: d.to, from: entry.relayId, inner: d.inner })) this.#stats.forwarded++;
+      else this.#stats.noRecipient++;
+      return [];
+    }
+    if (!recipient.endpoint) {
       this.#stats.noRecipient++;
       return [];
     }
     this.#stats.relayed++;
-    const out = await encodeRelayed({ from: entry.sessionId, inner: d.inner }, await keyOf(recipient));
+    const out = await encodeRelayed({ from: entry.relayId, inner: d.inner }, await keyOf(recipient));
     return [{ ...recipient.endpoint, bytes: out }];
+  }
+
+  /** Record where a session's authentic datagram came from (an RDV moves it, a RELAY only sets it). */
+  #observed(entry: Entry, from: Source, moves: boolean): void {
+    const old = entry.endpoint;
+    if (old && (!moves || (old.hostname === from.hostname && old.port === from.port))) return;
+    entry.endpoint = { hostname: from.hostname, port: from.port };
+    const mine = this.#byUser.get(entry.user);
+    if (mine) this.#announce(entry.user, mine);
   }
 }

@@ -25,6 +25,8 @@ const ZERO_STATS: RendezvousStats = {
   replayed: 0,
   rateLimited: 0,
   noRecipient: 0,
+  forwarded: 0,
+  noRelayId: 0,
   overloaded: 0,
 };
 

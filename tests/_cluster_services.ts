@@ -212,3 +212,30 @@ export function countConnections(database: string, application: string): Promise
     return Number(row!.n);
   });
 }
+
+let natsSkipTold = false;
+
+/**
+ * The NATS server for a test file that registers its tests itself (`Deno.test({ ignore: !url })`): the URL,
+ * or `undefined` after one skip line on stderr; when the services are required, the file fails to load
+ * instead, naming what is missing.
+ *
+ * @returns `nats://host:port`, or `undefined`.
+ * @throws {Error} When `AUTHCHAT_TEST_REQUIRE_CLUSTER=1` and `AUTHCHAT_TEST_NATS` is not set.
+ */
+export function natsUrlOrSkip(): string | undefined {
+  const url = natsUrl();
+  if (url) return url;
+  if (clusterRequired()) {
+    throw new Error(
+      "AUTHCHAT_TEST_REQUIRE_CLUSTER=1 but AUTHCHAT_TEST_NATS is not set: the NATS tests cannot run",
+    );
+  }
+  if (!natsSkipTold) {
+    natsSkipTold = true;
+    console.error(
+      `${SKIP_NOTICE}: AUTHCHAT_TEST_NATS is not set (a nats://host:port URL of a server with JetStream)`,
+    );
+  }
+  return undefined;
+}

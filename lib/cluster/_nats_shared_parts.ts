@@ -6,11 +6,12 @@
  * @module
  */
 
-import { LocalAbuseLimits } from "../server/shared_parts.ts";
-import { localLimitParts, PRESENCE_LINGER_MS } from "../server/local_parts.ts";
+import { PRESENCE_LINGER_MS } from "../server/local_parts.ts";
 import { DEFAULT_NOTICE_INTERVAL_MS } from "../server/presence_coalescer.ts";
 import { BusUnavailableError, NodeIdConflictError, shownUrl } from "./bus_errors.ts";
+import { NatsAbuseLimits } from "./nats_abuse_limits.ts";
 import { NatsBus } from "./nats_bus.ts";
+import { NatsRelayRouting } from "./nats_relay_routing.ts";
 import { NatsPresence } from "./nats_presence.ts";
 import { NatsSessionDirectory } from "./nats_session_directory.ts";
 import { LIVE_BUCKET, NodeLiveness } from "./node_liveness.ts";
@@ -54,6 +55,8 @@ export async function openNatsParts(
     ...(log ? { log } : {}),
   });
   const sessions = new NatsSessionDirectory(bus, liveness, log ? { log } : {});
+  const limits = new NatsAbuseLimits(bus, config, log ? { log } : {});
+  let relay: NatsRelayRouting | null = null;
   try {
     await liveness.start();
   } catch (err) {
@@ -67,14 +70,27 @@ export async function openNatsParts(
       { cause: err },
     );
   }
+  try {
+    // Each says itself what failed (BusUnavailableError), naming its bucket.
+    await limits.ready();
+    relay = await NatsRelayRouting.start(bus);
+  } catch (err) {
+    await limits.close();
+    await presence.close();
+    sessions.close();
+    await liveness.close();
+    await bus.close();
+    throw err;
+  }
   return {
-    // The limits stay in this process until the shared ones exist (see the module doc).
-    parts: { presence, sessions, limits: new LocalAbuseLimits(localLimitParts(config)) },
+    parts: { presence, sessions, limits, relay },
     bus,
     liveness,
     failed: liveness.conflict,
     close: async () => {
       presence.quiet();
+      await relay!.close();
+      await limits.close();
       await liveness.depart();
       await presence.close();
       sessions.close();

@@ -2,13 +2,10 @@
  * The server's shared parts as the configuration asks for them: without a
  * `bus`, the in-process ones of one node alone (lib/server/local_parts.ts);
  * with one, the parts that join the nodes over NATS — presence
- * (nats_presence.ts) and ending sessions (nats_session_directory.ts), on one
- * liveness of this node (node_liveness.ts).
- *
- * The abuse limits stay in-process on a bus for now: each node counts its
- * own failures and budgets. The shared limits come from their own module and
- * take the bus from here (`OpenedSharedParts.bus`), as relay routing will. The NATS
- * client is loaded only when there is a bus (_nats_shared_parts.ts).
+ * (nats_presence.ts), ending sessions (nats_session_directory.ts), the abuse
+ * limits (nats_abuse_limits.ts) and the routing of the UDP relay
+ * (nats_relay_routing.ts), on one liveness of this node (node_liveness.ts).
+ * The NATS client is loaded only when there is a bus (_nats_shared_parts.ts).
  *
  * @module
  */

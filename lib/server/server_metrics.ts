@@ -43,7 +43,7 @@ export interface ServedState {
 /** Where each rendezvous counter goes: a metric of its own, or a reason of `authchat_udp_dropped_total`. */
 const RENDEZVOUS_COUNTERS: Record<
   keyof RendezvousStats,
-  { metric: "rendezvous" | "relayed" } | { drop: string }
+  { metric: "rendezvous" | "relayed" | "forwarded" } | { drop: string }
 > = {
   rendezvous: { metric: "rendezvous" },
   relayed: { metric: "relayed" },
@@ -54,6 +54,8 @@ const RENDEZVOUS_COUNTERS: Record<
   rateLimited: { drop: "rate_limited" },
   noRecipient: { drop: "no_recipient" },
   overloaded: { drop: "overloaded" },
+  forwarded: { metric: "forwarded" },
+  noRelayId: { drop: "no_relay_id" },
 };
 
 /** The log events named `<op>_failed` that are requests failing (the others, such as `accept_failed`, carry no code). */
@@ -157,6 +159,12 @@ export class ServerMetrics {
         () => this.#rendezvous("relayed"),
       )
       .collected(
+        "authchat_relay_forwarded_total",
+        "RELAY datagrams handed over the bus to the node of their recipient's session.",
+        "counter",
+        () => this.#rendezvous("forwarded"),
+      )
+      .collected(
         "authchat_udp_dropped_total",
         "UDP datagrams dropped, by reason.",
         "counter",
@@ -236,7 +244,7 @@ export class ServerMetrics {
     }));
   }
 
-  #rendezvous(metric: "rendezvous" | "relayed"): Sample[] {
+  #rendezvous(metric: "rendezvous" | "relayed" | "forwarded"): Sample[] {
     const stats = this.#served?.rendezvous?.stats;
     return stats ? [{ value: stats[metric] }] : [];
   }

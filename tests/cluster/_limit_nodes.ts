@@ -8,34 +8,17 @@
 import { NatsAbuseLimits } from "../../lib/cluster/nats_abuse_limits.ts";
 import type { NatsAbuseLimitsOptions } from "../../lib/cluster/nats_abuse_limits.ts";
 import { NatsBus } from "../../lib/cluster/nats_bus.ts";
-import { clusterRequired, natsUrl as sharedNatsUrl, SKIP_NOTICE } from "../_cluster_services.ts";
+import { natsUrlOrSkip } from "../_cluster_services.ts";
 import type { LimitSettings } from "../../lib/server/local_parts.ts";
 
 /**
- * The NATS server the tests may use, from `AUTHCHAT_TEST_NATS` (tests/_cluster_services.ts). Without it the
- * tests that need it are skipped (`ignore`), and say so once; with `AUTHCHAT_TEST_REQUIRE_CLUSTER=1` the
- * test file fails to load instead.
+ * The NATS server the tests may use (tests/_cluster_services.ts: skipped without it, failing when required).
  *
  * @returns `nats://host:port`, or `undefined`.
- * @throws {Error} When the services are required and NATS is missing.
  */
 export function natsUrl(): string | undefined {
-  const url = sharedNatsUrl();
-  if (url) return url;
-  if (clusterRequired()) {
-    throw new Error(
-      "AUTHCHAT_TEST_REQUIRE_CLUSTER=1 but AUTHCHAT_TEST_NATS is not set: the NATS tests cannot run",
-    );
-  }
-  if (!warned) {
-    warned = true;
-    console.error(
-      `${SKIP_NOTICE}: AUTHCHAT_TEST_NATS is not set (a nats://host:port URL of a server with JetStream)`,
-    );
-  }
-  return undefined;
+  return natsUrlOrSkip();
 }
-let warned = false;
 
 /** Settings small enough to reach every limit in a test. */
 export const SETTINGS: LimitSettings = {

@@ -17,24 +17,16 @@ import { NodeLiveness } from "../../lib/cluster/node_liveness.ts";
 import type { LivenessTiming } from "../../lib/cluster/node_liveness.ts";
 import { Logger } from "../../lib/server/logger.ts";
 import type { OnlineUser, PresenceMember } from "../../lib/server/presence.ts";
+import { natsUrlOrSkip } from "../_cluster_services.ts";
 
 /**
- * The NATS server the cluster tests use: `AUTHCHAT_TEST_NATS` (`nats://127.0.0.1:PORT` of a `nats-server -js`).
- * Without it they are skipped, and say so once.
+ * The NATS server the cluster tests use (tests/_cluster_services.ts: skipped without it, failing when required).
  *
  * @returns The URL, or `undefined`.
  */
 export function natsUrl(): string | undefined {
-  const url = Deno.env.get("AUTHCHAT_TEST_NATS") || undefined;
-  if (url === undefined && !warned) {
-    warned = true;
-    console.log(
-      "cluster tests skipped: set AUTHCHAT_TEST_NATS=nats://127.0.0.1:PORT (nats-server -a 127.0.0.1 -p PORT -js -sd DIR)",
-    );
-  }
-  return url;
+  return natsUrlOrSkip();
 }
-let warned = false;
 
 /** Short timings, so a death is found in under 2 s. */
 export const FAST: LivenessTiming = { heartbeatMs: 200, fenceAfterMs: 1000, deadAfterMs: 1600 };

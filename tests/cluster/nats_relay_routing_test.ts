@@ -19,15 +19,9 @@ import {
 } from "../../lib/codec/datagram.ts";
 import type { RelayedDatagram } from "../../lib/codec/datagram.ts";
 import { PausableProxy } from "./_pausable_proxy.ts";
+import { natsUrlOrSkip } from "../_cluster_services.ts";
 
-/** The NATS server these tests use (`nats-server -js`), from the environment; unset: they are skipped. */
-function natsUrl(): string | undefined {
-  return Deno.env.get("AUTHCHAT_TEST_NATS") || undefined;
-}
-const NATS = natsUrl();
-if (!NATS) {
-  console.log("nats_relay_routing_test: skipped, AUTHCHAT_TEST_NATS is not set (a nats-server -js URL)");
-}
+const NATS = natsUrlOrSkip();
 
 /** Short leases, so a lapse takes about a second. */
 const TIMING: LeaseTiming = { ttlMs: 1500, renewMs: 250, marginMs: 400, deadAfterMs: 900 };

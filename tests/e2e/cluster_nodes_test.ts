@@ -3,20 +3,9 @@ import { join } from "node:path";
 import { NatsBus } from "../../lib/cluster/nats_bus.ts";
 import { installKeys, runCli, ServerProcess, tempDir } from "./_harness.ts";
 import { ChatClient, registerUsers } from "./_chat_kit.ts";
+import { natsUrlOrSkip } from "../_cluster_services.ts";
 
-/**
- * The NATS server of the cluster tests: `AUTHCHAT_TEST_NATS` (`nats://127.0.0.1:PORT` of a `nats-server -js`).
- * Without it the test is skipped, and says so.
- */
-function natsUrl(): string | undefined {
-  const url = Deno.env.get("AUTHCHAT_TEST_NATS") || undefined;
-  if (url === undefined) {
-    console.log("cluster e2e test skipped: set AUTHCHAT_TEST_NATS=nats://127.0.0.1:PORT (nats-server -js)");
-  }
-  return url;
-}
-
-const nats = natsUrl();
+const nats = natsUrlOrSkip();
 const PASSWORD = "tulip orbit canyon 7";
 const NEW_PASSWORD = "maple rocket sonnet 3";
 

@@ -4,13 +4,9 @@ import { installKeys, ServerProcess, tempDir } from "./_harness.ts";
 import { ChatClient, registerUsers } from "./_chat_kit.ts";
 import type { ChatClientOptions } from "./_chat_kit.ts";
 import { UdpCapture } from "./_capture_proxy.ts";
+import { natsUrlOrSkip } from "../_cluster_services.ts";
 
-/** The NATS server these tests use (`nats-server -js`), from the environment; unset: they are skipped. */
-function natsUrl(): string | undefined {
-  return Deno.env.get("AUTHCHAT_TEST_NATS") || undefined;
-}
-const NATS = natsUrl();
-if (!NATS) console.log("cluster_relay_test: skipped, AUTHCHAT_TEST_NATS is not set (a nats-server -js URL)");
+const NATS = natsUrlOrSkip();
 
 const PASSWORD = "maple harbor quartz 42";
 

@@ -395,10 +395,15 @@ export class AuthchatServer {
   }
 
   #track(work: Promise<void>): void {
-    const tracked = work.catch((err) =>
-      this.#ctx.log.error("connection_error", { error: (err as Error).message })
-    )
-      .finally(() => this.#connections.delete(tracked));
+    // One `then` with both callbacks, not `catch` and `finally`: it stays pending for the life of the
+    // connection, and each link of a chain would be kept as long.
+    const tracked: Promise<void> = work.then(
+      () => void this.#connections.delete(tracked),
+      (err) => {
+        this.#connections.delete(tracked);
+        this.#ctx.log.error("connection_error", { error: (err as Error).message });
+      },
+    );
     this.#connections.add(tracked);
   }
 
@@ -422,7 +427,9 @@ export class AuthchatServer {
       return conn.close();
     }
     const secure = name === "tls";
-    await serveConnection(conn, {
+    // Returned, not awaited: this function is then done, rather than suspended for the life of the
+    // connection (a server holds thousands, and each suspended call keeps its frame).
+    return serveConnection(conn, {
       peerAddress: peer,
       transport: name,
       confidential: secure,

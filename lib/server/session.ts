@@ -8,6 +8,7 @@
  */
 
 import { ScramServer } from "../auth/scram_server.ts";
+import type { ScramServerOptions } from "../auth/scram_server.ts";
 import { prepareUsername } from "../auth/username.ts";
 import {
   CLIENT_OPS,
@@ -49,6 +50,9 @@ import type { ValidDeviceToken } from "../crypto/device_token.ts";
 
 let nextSessionId = 1;
 
+/** The SCRAM options of every session without channel binding: one object, not one per session. */
+const NO_BINDING: Readonly<ScramServerOptions> = Object.freeze({});
+
 /**
  * One connection's protocol state.
  *
@@ -75,10 +79,14 @@ export class Session implements RegisteredSession {
   #leftCleanly = false;
   #clock: SessionClock;
   /**
-   * The device token this session holds: the valid one its latest LOGIN showed, replaced by the one the
-   * server issued at each successful LOGIN or PASSWD since. PASSWD and DELETE are counted against it.
+   * The id of the device token this session holds (`null`: none): the valid one its latest LOGIN showed,
+   * replaced by the one the server issued at each successful LOGIN or PASSWD since. PASSWD and DELETE are
+   * counted against it. Kept as two fields rather than the `ValidDeviceToken` object: a server holds
+   * thousands of sessions.
    */
-  #deviceToken: ValidDeviceToken | null = null;
+  #tokenId: string | null = null;
+  /** When the token held stops being valid, ms. */
+  #tokenExpiresAt = 0;
 
   /**
    * Start a session for a new connection.
@@ -91,7 +99,7 @@ export class Session implements RegisteredSession {
     this.#ctx = ctx;
     this.#info = info;
     this.#sink = sink;
-    this.#scram = new ScramServer(info.channelBinding ? { channelBinding: info.channelBinding } : {});
+    this.#scram = new ScramServer(info.channelBinding ? { channelBinding: info.channelBinding } : NO_BINDING);
     this.#clock = new SessionClock(ctx, ctx.now());
     this.#secrets = new SessionSecrets(info, ctx.sealPrivateKey);
     ctx.registry.add(this);
@@ -114,13 +122,19 @@ export class Session implements RegisteredSession {
    * `SessionRegistry.holdsToken`).
    */
   get showedDeviceToken(): boolean {
-    return this.#deviceToken !== null;
+    return this.#tokenId !== null;
   }
 
   /** Hold a device token of an account, or none: the registry is told, for whom to shed first. */
   #holdToken(token: ValidDeviceToken | null, account: string): void {
-    this.#deviceToken = token;
+    this.#tokenId = token?.id ?? null;
+    this.#tokenExpiresAt = token?.expiresAt ?? 0;
     this.#ctx.registry.holdsToken(this, token === null ? null : account);
+  }
+
+  /** The device token this session holds, or `null`. */
+  get #heldToken(): ValidDeviceToken | null {
+    return this.#tokenId === null ? null : { id: this.#tokenId, expiresAt: this.#tokenExpiresAt };
   }
 
   /** Name of the logged-in user, or `null`. */
@@ -362,7 +376,7 @@ export class Session implements RegisteredSession {
         `${msg.op} must prove the password of the logged-in user ${me.name}`,
       );
     }
-    const heldToken = this.#deviceToken;
+    const heldToken = this.#heldToken;
     if (msg.op === "DELETE") {
       return await this.#begin({ purpose: "delete", first, who: me, heldToken }, msg.id);
     }

@@ -68,20 +68,28 @@ export interface Refusal {
   message: string;
 }
 
-/** A connection not logged in: a session, or a TLS handshake under way. */
-interface Waiting {
-  /** Whether it has shown a valid device token (a handshake never has). */
-  showedToken(): boolean;
-  /** Leave the counts and close it to make room. */
-  shed(code: ByeCode, reason: string): void;
-}
-
+/**
+ * A live session. It is also what the shed queues hold while it is not logged in: the registry itself
+ * tells whether it is ahead for a token and sheds it, so a session costs no closures of its own (the
+ * registry holds thousands of logged-in sessions, each for as long as it stays connected).
+ */
 interface Entry {
   session: RegisteredSession;
   user: string | null;
   /** The account whose valid device token the session holds, if any. */
   tokenOf: string | null;
-  waiting: Waiting;
+}
+
+/** A TLS handshake under way, in the shed queues: it never holds a token; `shed` releases and closes it. */
+interface Handshake {
+  shed: (code: ByeCode) => void;
+}
+
+/** A connection not logged in: a session, or a TLS handshake under way. */
+type Waiting = Entry | Handshake;
+
+function isEntry(waiting: Waiting): waiting is Entry {
+  return "session" in waiting;
 }
 
 /**
@@ -190,7 +198,8 @@ export class SessionRegistry {
             : `Too many connections from your address that are not logged in: ${this.#maxAnonymous} are open`,
         };
       }
-      victim.shed(
+      this.#shed(
+        victim,
         "TOO_MANY_CONNECTIONS",
         "Too many connections from your address that are not logged in: this one, the oldest, made room " +
           `for a new one (at most ${this.#maxAnonymous}, or ${this.#maxTotal} in all)`,
@@ -212,15 +221,28 @@ export class SessionRegistry {
    */
   shedOne(): boolean {
     const victim = this.#nextVictim();
-    victim?.shed(SHED_CODE, SHED_REASON);
+    if (victim !== undefined) this.#shed(victim, SHED_CODE, SHED_REASON);
     return victim !== undefined;
+  }
+
+  /** Whether a connection not logged in is ahead for a device token (a handshake never is). */
+  #showedToken(waiting: Waiting): boolean {
+    return isEntry(waiting) && this.#aheadForToken(waiting);
+  }
+
+  /** Close a connection not logged in to make room; it leaves the counts at once. */
+  #shed(waiting: Waiting, code: ByeCode, reason: string): void {
+    if (!isEntry(waiting)) return waiting.shed(code);
+    // The close that follows finds it gone.
+    this.remove(waiting.session);
+    waiting.session.end(code, reason);
   }
 
   /** The next victim in all: the first in `#waiting` that showed no token, else the first with one. */
   #nextVictim(): Waiting | undefined {
     for (let next; (next = this.#waiting.next()) !== undefined;) {
       const [key, waiting, source] = next;
-      if (!waiting.showedToken()) return waiting;
+      if (!this.#showedToken(waiting)) return waiting;
       this.#waiting.delete(key);
       this.#waitingWithToken.add(key, source, waiting);
     }
@@ -230,7 +252,7 @@ export class SessionRegistry {
   /** The next victim of one source: its oldest that showed no token, else its oldest with one. */
   #victimOf(source: string): Waiting | undefined {
     for (const [key, waiting] of [...this.#waiting.entriesOf(source)]) {
-      if (!waiting.showedToken()) return waiting;
+      if (!this.#showedToken(waiting)) return waiting;
       this.#waiting.delete(key);
       this.#waitingWithToken.add(key, source, waiting);
     }
@@ -277,7 +299,6 @@ export class SessionRegistry {
     adjustCount(this.#perSource, source, 1);
     this.#held++;
     this.#queue(slot, source, {
-      showedToken: () => false,
       shed: (code) => {
         release();
         shed(code);
@@ -292,24 +313,11 @@ export class SessionRegistry {
    * @param session The session.
    */
   add(session: RegisteredSession): void {
-    const entry: Entry = {
-      session,
-      user: null,
-      tokenOf: null,
-      waiting: {
-        showedToken: () => this.#aheadForToken(entry),
-        shed: (code, reason) => {
-          // It leaves the counts now; the close that follows finds it gone.
-          this.remove(session);
-          session.end(code, reason);
-        },
-      },
-    };
-    const { waiting } = entry;
+    const entry: Entry = { session, user: null, tokenOf: null };
     const source = sourceKey(session.peerAddress);
     this.#sessions.set(session.id, entry);
     adjustCount(this.#perSource, source, 1);
-    this.#queue(session, source, waiting);
+    this.#queue(session, source, entry);
   }
 
   /**
@@ -336,7 +344,7 @@ export class SessionRegistry {
       this.#byUser.set(user, set);
     } else {
       // Its age as a connection not logged in starts again, as its login deadline does.
-      this.#queue(session, sourceKey(session.peerAddress), entry.waiting);
+      this.#queue(session, sourceKey(session.peerAddress), entry);
     }
   }
 
@@ -376,7 +384,7 @@ export class SessionRegistry {
   #fallBehind(entry: Entry): void {
     if (entry.user !== null) return;
     this.#unqueue(entry.session);
-    this.#queue(entry.session, sourceKey(entry.session.peerAddress), entry.waiting);
+    this.#queue(entry.session, sourceKey(entry.session.peerAddress), entry);
   }
 
   /**

@@ -12,6 +12,9 @@ import { FramedStream } from "../transport/framed_stream.ts";
 import { Session } from "./session.ts";
 import type { ConnectionInfo, SessionContext } from "./session_context.ts";
 
+/** The longest delay `setTimeout` takes as given (2^31 - 1 ms); a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * Frames of messages sent to many sessions at once (presence notices are one object for all): encoded once.
  */
@@ -71,13 +74,16 @@ export async function serveConnection(
     const deadline = session.deadline;
     if (timer !== undefined && firesAt <= deadline + 1) return;
     clearTimeout(timer);
-    firesAt = deadline + 1;
+    // A timer's delay is at most 2^31 - 1 ms (about 24.8 days; a longer one fires at once): a deadline
+    // further away is reached in steps, each firing early and setting the timer again.
+    const delay = Math.min(Math.max(0, deadline - ctx.now()) + 1, MAX_TIMER_MS);
+    firesAt = ctx.now() + delay;
     timer = setTimeout(() => {
       timer = undefined;
       firesAt = Infinity;
       session.tick(ctx.now());
       arm();
-    }, Math.max(0, deadline - ctx.now()) + 1);
+    }, delay);
   };
   arm();
   let reason = "peer closed";

@@ -64,3 +64,25 @@ Deno.test("FramedStream closes a connection whose peer lets more than 1 MiB pile
   assert.equal(peer.closed, true);
   assert.equal(framed.queuedBytes, 0);
 });
+
+Deno.test("serveConnection waits out a deadline beyond 2^31 ms without its timer firing at once, again and again", async () => {
+  // 40 days to log in: more than a timer takes (setTimeout fires a longer delay after 1 ms).
+  await using kit = await makeKit({ authTimeoutMs: 40 * 86_400_000 });
+  let reads = 0;
+  const now = kit.ctx.now;
+  kit.ctx.now = () => {
+    reads++;
+    return now();
+  };
+  const peer = deafPeer(new Uint8Array(0));
+  const served = serveConnection(
+    peer,
+    { peerAddress: "10.0.0.9", transport: "tcp", confidential: false },
+    kit.ctx,
+  );
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(reads < 10, `the clock was read ${reads} times in 100 ms: the timer keeps firing`);
+  assert.equal(peer.closed, false, "the connection is still within its deadline");
+  peer.close();
+  await served;
+});

@@ -253,11 +253,11 @@ export interface SessionDirectory {
 }
 
 /** One node alone: there is nobody else to tell. */
-export const NO_OTHER_NODES: SessionDirectory = Object.freeze({
+export const NO_OTHER_NODES: SessionDirectory = {
   endElsewhere: () => Promise.resolve(0),
   serve: () => {},
   loginsRefused: () => null,
-});
+};
 
 /**
  * Everything the server shares with other sessions beyond its own process, made by the composition root

@@ -1,23 +1,20 @@
+/**
+ * Three real `authchat server` nodes on one PostgreSQL database and one NATS server (issue 10's end-to-end
+ * cases): presence, ending sessions on every node, a dead node's users, the shared guess counters, and one
+ * mock salt for an unknown name on every node.
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NatsBus } from "../../lib/cluster/nats_bus.ts";
 import { installKeys, runCli, ServerProcess, tempDir } from "./_harness.ts";
 import { ChatClient, registerUsers } from "./_chat_kit.ts";
-import { natsUrlOrSkip } from "../_cluster_services.ts";
+import { clusterTest } from "../_cluster_services.ts";
+import { TestCluster } from "./_test_cluster.ts";
 
-const nats = natsUrlOrSkip();
 const PASSWORD = "tulip orbit canyon 7";
 const NEW_PASSWORD = "maple rocket sonnet 3";
-
-/** Remove the servers' bucket (the default prefix's), so no earlier run's nodes or users are in it. */
-async function dropLiveBucket(url: string): Promise<void> {
-  const bus = await NatsBus.connect({ servers: [url], nodeId: "e2e-cleanup" });
-  try {
-    await (await bus.kv("live", { history: 1 })).destroy();
-  } finally {
-    await bus.close();
-  }
-}
 
 /** What a client with this password file gets from `login` on each node. */
 async function loginOn(nodes: ServerProcess[], dir: string, user: string, passwordFile: string) {
@@ -35,20 +32,13 @@ async function loginOn(nodes: ServerProcess[], dir: string, user: string, passwo
   ));
 }
 
-Deno.test({
-  name:
-    "Three authchat server nodes on one NATS share presence, end sessions everywhere and drop a dead node's users",
-  ignore: !nats,
-  async fn() {
-    await dropLiveBucket(nats!);
+clusterTest(
+  "Three authchat server nodes on one PostgreSQL and one NATS share presence, end sessions everywhere and drop a dead node's users",
+  ["postgres", "nats"],
+  async () => {
     await using dir = await tempDir();
-    // One SQLite file for the three nodes (same machine): the same accounts, keys and mock secret.
-    const data = join(dir.path, "data");
-    await installKeys(data);
-    const node = (id: string) => ServerProcess.start(data, { args: ["--bus", nats!, "--node-id", id] });
-    await using n1 = await node("node1");
-    await using n2 = await node("node2");
-    await using n3 = await node("node3");
+    await using cluster = await TestCluster.start(dir.path);
+    const [n1, n2, n3] = [cluster.node(1), cluster.node(2), cluster.node(3)];
     const passwordFile = await registerUsers(
       n1.tcpPort,
       dir.path,
@@ -126,9 +116,8 @@ Deno.test({
 
     for (const client of [alice, bob]) assert.equal((await client.finish()).code, 0, client.transcript);
     for (const server of [n1, n2]) assert.equal((await server.stop()).code, 0, server.stderr);
-    await dropLiveBucket(nats!);
   },
-});
+);
 
 Deno.test("authchat server exits 2 with one error naming the bus, without its password, when NATS does not answer", async () => {
   await using dir = await tempDir();

@@ -52,6 +52,29 @@ export interface TestClusterOptions {
   env?: Record<string, string>;
   /** Node ids are this and the node's number, from 1 (default `node`). */
   idPrefix?: string;
+  /**
+   * Configure node `n` (from 1) another way: the flags it gets instead of `--bus` and `--node-id`, and the
+   * environment instead of `AUTHCHAT_DATABASE` (a configuration file that names the bus and the database).
+   */
+  configure?: (n: number, services: ClusterServices) => Promise<NodeSetup>;
+}
+
+/** Where a cluster's services are, for {@linkcode TestClusterOptions.configure}. */
+export interface ClusterServices {
+  /** The cluster's database. */
+  database: TestPostgresDatabase;
+  /** The NATS server's URL. */
+  nats: string;
+  /** The node's data directory (its keys are in place). */
+  dataDir: string;
+}
+
+/** A node's flags and environment. */
+export interface NodeSetup {
+  /** Flags after the data directory and the ports (which are 0). */
+  args: string[];
+  /** Environment additions. */
+  env: Record<string, string>;
 }
 
 /** Nodes on one PostgreSQL database and one NATS server. */
@@ -96,10 +119,14 @@ export class TestCluster {
     const started = await Promise.allSettled(dataDirs.map(async (data, i) => {
       // Every node serves one identity: copies of the same keys (as docs/DEPLOY.md copies them).
       await installKeys(data);
-      return await ServerProcess.start(data, {
-        args: ["--bus", nats, "--node-id", `${options.idPrefix ?? "node"}${i + 1}`, ...options.args ?? []],
+      const setup = options.configure ? await options.configure(i + 1, { database, nats, dataDir: data }) : {
+        args: ["--bus", nats, "--node-id", `${options.idPrefix ?? "node"}${i + 1}`],
         // The URL holds the test role's password: in the environment, not on a command line.
-        env: { AUTHCHAT_DATABASE: database.url, ...options.env },
+        env: { AUTHCHAT_DATABASE: database.url },
+      };
+      return await ServerProcess.start(data, {
+        args: [...setup.args, ...options.args ?? []],
+        env: { ...setup.env, ...options.env },
       });
     }));
     const nodes = started.flatMap((s) => s.status === "fulfilled" ? [s.value] : []);

@@ -17,6 +17,7 @@ import { fingerprint } from "../../lib/crypto/fingerprint.ts";
 import { runProgram, tempDir } from "./_harness.ts";
 import type { ServerProcess } from "./_harness.ts";
 import { ChatClient, registerUsers } from "./_chat_kit.ts";
+import { hello, RawClient, tlsHello } from "./_raw_client.ts";
 import { TestCluster } from "./_test_cluster.ts";
 
 const DEPLOY = fileURLToPath(new URL("../../docs/DEPLOY.md", import.meta.url));
@@ -147,6 +148,7 @@ clusterTest(
           config,
           substitute(nodeYaml, [
             ["10.0.0.11", "127.0.0.1", 2],
+            ["proxy_protocol_from: 10.0.0.10", "proxy_protocol_from: 127.0.0.1", 1],
             ["postgres://authchat@10.0.0.5:5432/authchat", url.href, 1],
             ["nats://10.0.0.5:4222", nats, 1],
             ["node_id: node1", `node_id: node${n}`, 1],
@@ -167,8 +169,8 @@ clusterTest(
         ["bind :1992", `bind 127.0.0.1:${front.tls}`, 1],
         ...[1, 2, 3].flatMap((n): [string, string, number][] => [
           [
-            `10.0.0.1${n}:1991 check port 9464`,
-            `127.0.0.1:${node(n).tcpPort} check port ${metricsPort(node(n))}`,
+            `10.0.0.1${n}:1991 send-proxy-v2 check port 9464`,
+            `127.0.0.1:${node(n).tcpPort} send-proxy-v2 check port ${metricsPort(node(n))}`,
             1,
           ],
           [`10.0.0.1${n}:1992`, `127.0.0.1:${node(n).tlsPort}`, 1],
@@ -231,8 +233,8 @@ clusterTest(
 
       // TLS went through to the nodes: the mechanisms offered include -PLUS (which the client then uses, or
       // refuses to log in), and the certificate the client pinned is the nodes' own.
-      const hello = await carol.expectOk("hello", /^server /);
-      assert.match(carol.out[hello]!, /mechanisms SCRAM-SHA-256-PLUS SCRAM-SHA-256, TLS$/);
+      const helloLine = await carol.expectOk("hello", /^server /);
+      assert.match(carol.out[helloLine]!, /mechanisms SCRAM-SHA-256-PLUS SCRAM-SHA-256, TLS$/);
       const cert = await Deno.readTextFile(join(cluster.dataDirs[0]!, "server-cert.pem"));
       const pinned = await Deno.readTextFile(join(dir.path, "cfg-carol", "known_hosts"));
       const expected = `127.0.0.1:${front.tls} tls ${await fingerprint(decodePem(cert, "CERTIFICATE"))}`;
@@ -248,6 +250,15 @@ clusterTest(
       await bob.waitFor("out", /^msg from alice: over tcp, across nodes$/);
       await dave.waitFor("out", /^msg from carol: over tls, across nodes$/);
       await alice.waitFor("out", /^msg from dave: from tls to tcp$/);
+
+      // The nodes see each client's own address (HAProxy's PROXY header), not HAProxy's: over TCP and TLS.
+      await using raw = await RawClient.connect(front.tcp, { from: "127.0.0.7" });
+      await hello(raw);
+      assert.equal((await tlsHello(front.tls, "127.0.0.8", null))?.op, "HELLO");
+      const logs = (await Promise.all(nodes.map((n) => n.settledLog()))).join("\n");
+      assert.match(logs, /connect session=\d+ ip=127\.0\.0\.7 transport=tcp/);
+      assert.match(logs, /connect session=\d+ ip=127\.0\.0\.8 transport=tls/);
+      assert.doesNotMatch(logs, /proxy_header_invalid/);
 
       // Upgrading alice's node: SIGTERM. Its sessions are told, and a new login through HAProxy reaches
       // another node at once (a refused connection is redispatched) and chats with bob.

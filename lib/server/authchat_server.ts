@@ -17,6 +17,7 @@
  */
 
 import tls from "node:tls";
+import net from "node:net";
 import type { Socket } from "node:net";
 import { NodeSocketStream } from "../transport/node_socket_stream.ts";
 import { encodeBase64 } from "../codec/base64.ts";
@@ -42,6 +43,8 @@ import type { ListenTarget } from "./listen_error.ts";
 import { connectionCap, countFreeDescriptors, defaultConnectionCap, probeBound } from "./descriptor_limit.ts";
 import type { FreeDescriptors } from "./descriptor_limit.ts";
 import { AcceptBackoff } from "./_accept_backoff.ts";
+import { ProxyHeaders } from "./_proxy_headers.ts";
+import { TrustedProxies } from "./trusted_proxies.ts";
 
 /** What a server runs with. */
 export interface AuthchatServerOptions {
@@ -143,9 +146,17 @@ async function warnOnIterationMismatch(store: UserStore, configured: number, log
 export class AuthchatServer {
   #ctx: SessionContext;
   #listeners: { name: TransportName; listener: Deno.Listener }[] = [];
-  #tls: tls.Server | null = null;
-  /** TLS connections still in their handshake, by `address:port`, and what to do when it is over either way. */
-  #inHandshake = new Map<string, { socket: Socket; done(): void }>();
+  /** What listens on the TLS port: the TLS server, or before it the reader of PROXY headers. */
+  #tlsListener: net.Server | null = null;
+  /**
+   * TLS connections still in their handshake, by the connection's own `address:port`, with the client's
+   * address, and what to do when it is over either way.
+   */
+  #inHandshake = new Map<string, { socket: Socket; ip: string; done(): void }>();
+  /** The PROXY headers of the balancers' connections (`proxy_protocol_from`), when there are balancers. */
+  #proxies: ProxyHeaders | null = null;
+  /** The client a balancer's TLS connection named, by its socket. */
+  #proxiedTls = new WeakMap<Socket, string>();
   #connections = new Set<Promise<void>>();
   #accepting: Promise<void>[] = [];
   #stopping = false;
@@ -205,6 +216,13 @@ export class AuthchatServer {
       endAll: (code, reason) => registry.endLoggedIn(code, reason),
     });
     const server = new AuthchatServer(ctx, identity);
+    if (config.proxy_protocol_from !== null) {
+      server.#proxies = new ProxyHeaders(TrustedProxies.parse(config.proxy_protocol_from), {
+        // As long as a TLS handshake may take.
+        timeoutMs: Math.min(config.auth_timeout, 10) * 1000,
+        log,
+      });
+    }
     try {
       if (config.tcp) {
         server.#listeners.push({
@@ -219,7 +237,11 @@ export class AuthchatServer {
       if (config.tls) {
         const { certPem, keyPem } = identity;
         if (!certPem || !keyPem) throw new TypeError("TLS is on but no certificate was loaded");
-        server.#tls = await bind(config, "tls_port", () => server.#listenTls(config, certPem, keyPem));
+        server.#tlsListener = await bind(
+          config,
+          "tls_port",
+          () => server.#listenTls(config, certPem, keyPem),
+        );
       }
       if (config.udp) {
         server.#udp = await bind(
@@ -236,7 +258,7 @@ export class AuthchatServer {
       }
     } catch (err) {
       for (const { listener } of server.#listeners) listener.close();
-      server.#tls?.close();
+      server.#tlsListener?.close();
       server.#udp?.close();
       throw err;
     }
@@ -261,7 +283,7 @@ export class AuthchatServer {
     const bound: [TransportName, Deno.NetAddr][] = this.#listeners.map((
       { name, listener },
     ) => [name, listener.addr as Deno.NetAddr]);
-    const tlsAddress = this.#tls?.address();
+    const tlsAddress = this.#tlsListener?.address();
     if (tlsAddress && typeof tlsAddress === "object") {
       bound.push(["tls", { transport: "tcp", hostname: tlsAddress.address, port: tlsAddress.port }]);
     }
@@ -337,12 +359,39 @@ export class AuthchatServer {
       }
       backoff.succeeded();
       if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") conn.setNoDelay(true);
-      this.#track(this.#handle(name, conn, (conn.remoteAddr as Deno.NetAddr).hostname));
+      const peer = (conn.remoteAddr as Deno.NetAddr).hostname;
+      this.#track(
+        this.#proxies?.expects(peer) ? this.#handleProxied(name, conn, peer) : this.#handle(name, conn, peer),
+      );
     }
   }
 
-  /** Listen for TLS; a bind error rejects with the `node:net` error (its `code` says which). */
-  async #listenTls(config: ServerConfig, cert: string, key: string): Promise<tls.Server> {
+  /** A balancer's connection: its PROXY header first, then the session, as the client it names. */
+  async #handleProxied(name: TransportName, conn: Deno.Conn, proxy: string): Promise<void> {
+    const client = await this.#proxies!.fromConn(conn, proxy, name);
+    if (client !== null) await this.#handle(name, conn, client);
+  }
+
+  /**
+   * A connection to the TLS port with `proxy_protocol_from`: a balancer's hands its PROXY header to
+   * {@linkcode ProxyHeaders} and only then its bytes to the TLS server; anyone else's goes there at once.
+   */
+  #tlsFront(server: tls.Server, socket: Socket): void {
+    const peer = socket.remoteAddress ?? "";
+    if (this.#stopping) return void socket.destroy();
+    if (!this.#proxies!.expects(peer)) return void server.emit("connection", socket);
+    void this.#proxies!.fromSocket(socket, peer, "tls").then((client) => {
+      if (client === null) return;
+      this.#proxiedTls.set(socket, client);
+      server.emit("connection", socket);
+    });
+  }
+
+  /**
+   * Listen for TLS (behind the reader of PROXY headers when balancers are trusted); a bind error rejects
+   * with the `node:net` error (its `code` says which).
+   */
+  async #listenTls(config: ServerConfig, cert: string, key: string): Promise<net.Server> {
     const server = tls.createServer({
       cert,
       key,
@@ -352,7 +401,7 @@ export class AuthchatServer {
     server.on("connection", (socket: Socket) => {
       // A handshake holds no session yet, but counts against the caps as one not logged in (and may be shed
       // like one). Refused here, there is no TLS to say why in: the connection is just closed.
-      const ip = socket.remoteAddress ?? "";
+      const ip = this.#proxiedTls.get(socket) ?? socket.remoteAddress ?? "";
       if (this.#stopping) return void socket.destroy();
       const refusal = this.#ctx.registry.admit(ip);
       if (refusal !== null) {
@@ -363,7 +412,7 @@ export class AuthchatServer {
         this.#ctx.log.info("ended", { ip, transport: "tls", handshake: true, code });
         socket.destroy();
       });
-      const key = `${ip}:${socket.remotePort}`;
+      const key = `${socket.remoteAddress}:${socket.remotePort}`;
       // A new connection from the same address and port before the old one's close event: the old one is
       // over, and its slot must not stay held.
       this.#inHandshake.get(key)?.done();
@@ -372,26 +421,29 @@ export class AuthchatServer {
         this.#inHandshake.delete(key);
         release();
       };
-      this.#inHandshake.set(key, { socket, done });
+      this.#inHandshake.set(key, { socket, ip, done });
       socket.once("close", done);
     });
     const handshakeOver = (socket: tls.TLSSocket) =>
       this.#inHandshake.get(`${socket.remoteAddress}:${socket.remotePort}`)?.done();
     server.on("secureConnection", (socket: tls.TLSSocket) => {
+      const ip = this.#inHandshake.get(`${socket.remoteAddress}:${socket.remotePort}`)?.ip ??
+        socket.remoteAddress ?? "";
       handshakeOver(socket);
       socket.setNoDelay(true);
-      this.#track(this.#handle("tls", new NodeSocketStream(socket), socket.remoteAddress ?? ""));
+      this.#track(this.#handle("tls", new NodeSocketStream(socket), ip));
     });
     // Failed handshakes (scanners, wrong protocols, the timeout) end their socket; nothing to tell anyone.
     server.on("tlsClientError", (_err: Error, socket: tls.TLSSocket) => {
       handshakeOver(socket);
       socket.destroy();
     });
+    const listener = this.#proxies ? net.createServer((socket) => this.#tlsFront(server, socket)) : server;
     await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(config.tls_port, config.host, () => resolve());
+      listener.once("error", reject);
+      listener.listen(config.tls_port, config.host, () => resolve());
     });
-    return server;
+    return listener;
   }
 
   #track(work: Promise<void>): void {
@@ -454,9 +506,11 @@ export class AuthchatServer {
         // Already closed.
       }
     }
-    this.#tls?.close();
-    // Connections still in their handshake have no session to say goodbye to.
+    this.#tlsListener?.close();
+    // Connections still in their handshake, or before it in their PROXY header, have no session to say
+    // goodbye to.
     for (const { socket } of this.#inHandshake.values()) socket.destroy();
+    this.#proxies?.stop();
     await Promise.all(this.#accepting);
     this.#ctx.presence.quiet();
     this.#ctx.registry.endAll("SHUTDOWN", "Server shutting down");

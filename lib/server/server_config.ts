@@ -17,6 +17,7 @@ import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS } from "../crypto/sc
 import { DEFAULT_MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS } from "../auth/password_policy.ts";
 import { DEFAULT_LOGIN_BUDGET } from "../auth/login_budget.ts";
 import { checkDatabaseSetting, DEFAULT_POOL_SIZE } from "../store/database_location.ts";
+import { TrustedProxies } from "./trusted_proxies.ts";
 
 /** The resolved configuration a server runs with. */
 export interface ServerConfig {
@@ -106,6 +107,13 @@ export interface ServerConfig {
    * port (the TLS port without TCP; the process id instead when that port is 0): see `nodeIdOf`.
    */
   node_id: string | null;
+  /**
+   * Load balancers whose connections name their client in a PROXY protocol v2 header (HAProxy's
+   * `send-proxy-v2`): addresses and networks separated by commas; `null` for none (every connection is its
+   * own client, the default). A connection to the TCP or TLS port from one of them must begin with the
+   * header; the client it names is the connection's address for the limits and the log.
+   */
+  proxy_protocol_from: string | null;
 }
 
 /** A key of {@linkcode ServerConfig}. */
@@ -156,6 +164,7 @@ const KEYS: Record<ConfigKey, ValueKind> = {
     pattern: /^[A-Za-z0-9._:@-]{1,128}$/,
     expected: "1 to 128 letters, digits and . _ : @ -",
   },
+  proxy_protocol_from: { type: "string" },
 };
 
 /** Keys of the secured-chat seed project's YAML file, accepted as aliases. */
@@ -205,6 +214,7 @@ const DEFAULTS: Omit<
   metrics_host: "127.0.0.1",
   bus: null,
   node_id: null,
+  proxy_protocol_from: null,
 };
 
 /** The default configuration file, read when present and no other is named. */
@@ -239,6 +249,13 @@ function coerce(key: ConfigKey, where: string, value: unknown, fromText: boolean
     // The reason never repeats the value: a URL may hold a password.
     const refused = checkDatabaseSetting(coerced as string);
     if (refused !== undefined) throw new ConfigError(where, refused);
+  }
+  if (key === "proxy_protocol_from") {
+    try {
+      TrustedProxies.parse(coerced as string);
+    } catch (err) {
+      throw new ConfigError(where, (err as Error).message);
+    }
   }
   return coerced;
 }

@@ -7,6 +7,7 @@
  */
 
 import net from "node:net";
+import tls from "node:tls";
 import { saslPrep } from "../../lib/auth/saslprep.ts";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64 } from "../../lib/codec/base64.ts";
@@ -349,4 +350,41 @@ export async function sealVerifier(
   const context = sealContext(secret.op, { user: secret.user, nonce: String(greeting.seal_nonce) });
   const plain = typeof secret.verifier === "string" ? encoder.encode(secret.verifier) : secret.verifier;
   return await seal(key, plain, context);
+}
+
+/**
+ * Say HELLO over TLS (any certificate accepted) on a connection from a chosen local address, which may
+ * first send other bytes (a PROXY header) before its handshake.
+ *
+ * @param port The server's TLS port on 127.0.0.1.
+ * @param from The local address (any of 127.0.0.0/8).
+ * @param first Bytes to send before the handshake, or `null`.
+ * @returns The server's reply, or `null` when the handshake or the connection failed.
+ */
+export async function tlsHello(port: number, from: string, first: Uint8Array | null): Promise<Reply | null> {
+  const socket = net.connect({ host: "127.0.0.1", port, localAddress: from });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  if (first) await new Promise<void>((resolve) => socket.write(first, () => resolve()));
+  const secure = tls.connect({ socket, rejectUnauthorized: false });
+  try {
+    return await new Promise<Reply | null>((resolve) => {
+      const frames = new FrameDecoder();
+      secure.once("secureConnect", () => secure.write(jsonFrame({ op: "HELLO", version: 1, id: 1 })));
+      secure.on("data", (chunk: Uint8Array) => {
+        for (const payload of frames.push(new Uint8Array(chunk))) {
+          resolve(JSON.parse(decoder.decode(payload)));
+        }
+      });
+      secure.once("error", () => resolve(null));
+      secure.once("close", () => resolve(null));
+    });
+  } finally {
+    secure.destroy();
+    socket.destroy();
+    // Let the sockets' close events run before the test's resource check.
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }

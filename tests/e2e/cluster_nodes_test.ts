@@ -1,23 +1,25 @@
+/**
+ * Three real `authchat server` nodes on one PostgreSQL database and one NATS server (issue 10's end-to-end
+ * cases): presence, ending sessions on every node, a dead node's users, the shared guess counters, and one
+ * mock salt for an unknown name on every node.
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NatsBus } from "../../lib/cluster/nats_bus.ts";
-import { installKeys, runCli, ServerProcess, tempDir } from "./_harness.ts";
+import { installKeys, runCli, tempDir } from "./_harness.ts";
+import type { ServerProcess } from "./_harness.ts";
+import { hello, RawClient, scramAttempt } from "./_raw_client.ts";
+import type { Reply } from "./_raw_client.ts";
+import { ScramClient } from "../../lib/auth/scram_client.ts";
+import { decodeBase64 } from "../../lib/codec/base64.ts";
 import { ChatClient, registerUsers } from "./_chat_kit.ts";
-import { natsUrlOrSkip } from "../_cluster_services.ts";
+import { clusterTest } from "../_cluster_services.ts";
+import { TestCluster } from "./_test_cluster.ts";
 
-const nats = natsUrlOrSkip();
 const PASSWORD = "tulip orbit canyon 7";
 const NEW_PASSWORD = "maple rocket sonnet 3";
-
-/** Remove the servers' bucket (the default prefix's), so no earlier run's nodes or users are in it. */
-async function dropLiveBucket(url: string): Promise<void> {
-  const bus = await NatsBus.connect({ servers: [url], nodeId: "e2e-cleanup" });
-  try {
-    await (await bus.kv("live", { history: 1 })).destroy();
-  } finally {
-    await bus.close();
-  }
-}
 
 /** What a client with this password file gets from `login` on each node. */
 async function loginOn(nodes: ServerProcess[], dir: string, user: string, passwordFile: string) {
@@ -35,20 +37,13 @@ async function loginOn(nodes: ServerProcess[], dir: string, user: string, passwo
   ));
 }
 
-Deno.test({
-  name:
-    "Three authchat server nodes on one NATS share presence, end sessions everywhere and drop a dead node's users",
-  ignore: !nats,
-  async fn() {
-    await dropLiveBucket(nats!);
+clusterTest(
+  "Three authchat server nodes on one PostgreSQL and one NATS share presence, end sessions everywhere and drop a dead node's users",
+  ["postgres", "nats"],
+  async () => {
     await using dir = await tempDir();
-    // One SQLite file for the three nodes (same machine): the same accounts, keys and mock secret.
-    const data = join(dir.path, "data");
-    await installKeys(data);
-    const node = (id: string) => ServerProcess.start(data, { args: ["--bus", nats!, "--node-id", id] });
-    await using n1 = await node("node1");
-    await using n2 = await node("node2");
-    await using n3 = await node("node3");
+    await using cluster = await TestCluster.start(dir.path);
+    const [n1, n2, n3] = [cluster.node(1), cluster.node(2), cluster.node(3)];
     const passwordFile = await registerUsers(
       n1.tcpPort,
       dir.path,
@@ -126,9 +121,149 @@ Deno.test({
 
     for (const client of [alice, bob]) assert.equal((await client.finish()).code, 0, client.transcript);
     for (const server of [n1, n2]) assert.equal((await server.stop()).code, 0, server.stderr);
-    await dropLiveBucket(nats!);
   },
-});
+);
+
+/** The backoff settings of the guess-counter test: 1 ms doubling, capped at 7 days (the most allowed). */
+const BACKOFF = { baseMs: 1, maxMs: 7 * 86_400_000, free: 5 };
+
+/**
+ * docs/PROTOCOL.md §7: after the n-th failure of a counter (n ≥ the free ones), the next attempt waits
+ * `backoff_base · 2^(n − free)`, at most `backoff_max`, counted from the latest failure.
+ */
+function documentedWait(failures: number): number {
+  return Math.min(BACKOFF.maxMs, BACKOFF.baseMs * 2 ** (failures - BACKOFF.free));
+}
+
+/** One wrong guess at `user` from `from` on a node's TCP port: the code of the reply to LOGIN or PROOF. */
+async function wrongGuess(node: ServerProcess, from: string, user: string): Promise<string> {
+  await using c = await RawClient.connect(node.tcpPort, { from });
+  const greeting = await hello(c);
+  const password = `guess ${crypto.randomUUID()}`;
+  const mechanisms = greeting.mechanisms as string[];
+  return String((await scramAttempt(c, { user, password, mechanisms })).reply.code);
+}
+
+/** What the reply to a LOGIN for `user` from `from` is, without going further. */
+async function loginReply(node: ServerProcess, from: string, user: string): Promise<Reply> {
+  await using c = await RawClient.connect(node.tcpPort, { from });
+  await hello(c);
+  const scram = new ScramClient({ username: user, password: "unused", serverMechanisms: ["SCRAM-SHA-256"] });
+  return await c.request({ op: "LOGIN", id: 2, mechanism: scram.mechanism, data: scram.first });
+}
+
+clusterTest(
+  "30 wrong passwords for bob spread over three authchat server nodes hit the same backoff as 30 on one node",
+  ["postgres", "nats"],
+  async () => {
+    await using dir = await tempDir();
+    await using cluster = await TestCluster.start(dir.path, {
+      env: {
+        AUTHCHAT_BACKOFF_BASE: String(BACKOFF.baseMs / 1000),
+        AUTHCHAT_BACKOFF_MAX: String(BACKOFF.maxMs / 1000),
+      },
+    });
+    const nodes = cluster.nodes;
+    await registerUsers(cluster.node(1).tcpPort, dir.path, ["bob", "carol"], PASSWORD);
+
+    // 30 addresses guess once each, so only the account's counter goes past its free failures (a source's
+    // own and a pair's stay at 1). 127.0.0.1, where the real client below runs, is one of bob's.
+    const bobSources = ["127.0.0.1", ...Array.from({ length: 29 }, (_, i) => `127.0.1.${i + 2}`)];
+    const carolSources = Array.from({ length: 30 }, (_, i) => `127.0.2.${i + 1}`);
+    // bob: spread over the three nodes, all at once; carol: all on node 1.
+    const bobFrom = Date.now();
+    const bobCodes = await Promise.all(bobSources.map((from, i) => wrongGuess(nodes[i % 3]!, from, "bob")));
+    const carolFrom = Date.now();
+    const carolCodes = await Promise.all(
+      carolSources.map((from) => wrongGuess(cluster.node(1), from, "carol")),
+    );
+    assert.deepEqual(new Set(bobCodes), new Set(["AUTH_FAILED"]), "every guess was checked");
+    assert.deepEqual(new Set(carolCodes), new Set(["AUTH_FAILED"]));
+
+    // Each node holds bob back exactly as 30 failures do: the wait after the 30th failure, less the time
+    // since it. Had each node counted alone it would have seen 10 (a wait of 32 ms, over by now); any
+    // other count is at least twice or at most half this one, which the test cannot take hours to reach.
+    const window = (since: number) => ({
+      most: documentedWait(30),
+      least: documentedWait(30) - (Date.now() - since),
+    });
+    for (
+      const [user, since, sources] of [["bob", bobFrom, bobSources], [
+        "carol",
+        carolFrom,
+        carolSources,
+      ]] as const
+    ) {
+      const replies = await Promise.all(nodes.map((node, i) => loginReply(node, sources[i]!, user)));
+      const { most, least } = window(since);
+      for (const [i, reply] of replies.entries()) {
+        assert.equal(reply.code, "RATE_LIMITED", `${user} on node ${i + 1}: ${JSON.stringify(reply)}`);
+        const wait = reply.retry_after_ms as number;
+        assert.ok(
+          least <= wait && wait <= most,
+          `${user} on node ${i + 1}: ${wait} ms, not in [${least}, ${most}]`,
+        );
+        assert.equal(reply.message, `Too many attempts: retry in ${Math.ceil(wait / 1000)} s`);
+      }
+    }
+
+    // The real client sees the same on every node: 127.0.0.1 has failed (once, at bob), so the account's
+    // counter holds it back too, before any exchange.
+    for (const [user, since] of [["bob", bobFrom], ["carol", carolFrom]] as const) {
+      const results = await Promise.all(nodes.map((node) =>
+        runCli("client", [
+          ...["--port", String(node.tcpPort), "--user", user, "--password-file", join(dir.path, "pw")],
+          ...["--json", "--exec", "login"],
+        ], { env: { AUTHCHAT_CONFIG_DIR: join(dir.path, `cfg-${user}-${node.tcpPort}`) } })
+      ));
+      const { most, least } = window(since);
+      for (const [i, result] of results.entries()) {
+        assert.equal(result.code, 1, result.stderr);
+        const reply = JSON.parse(result.stdout.trim().split("\n").at(-1)!);
+        assert.equal(reply.error.code, "RATE_LIMITED", result.stdout);
+        const seconds = Number(/^Too many attempts: retry in (\d+) s$/.exec(reply.error.message)?.[1]);
+        assert.ok(
+          Math.ceil(least / 1000) <= seconds && seconds <= Math.ceil(most / 1000),
+          `${user}'s client on node ${i + 1}: ${reply.error.message}`,
+        );
+      }
+    }
+    for (const status of await cluster.stop()) assert.equal(status.code, 0);
+  },
+);
+
+/** The salt and iteration count of the CHALLENGE a node gives a LOGIN for `user`. */
+async function challengeSalt(node: ServerProcess, user: string): Promise<{ s: string; i: string }> {
+  const reply = await loginReply(node, "127.0.0.1", user);
+  assert.equal(reply.op, "CHALLENGE", JSON.stringify(reply));
+  const fields = new Map(String(reply.data).split(",").map((f) => [f.slice(0, 1), f.slice(2)]));
+  return { s: fields.get("s")!, i: fields.get("i")! };
+}
+
+clusterTest(
+  "An unknown user gets the same salt and iteration count from every authchat server node",
+  ["postgres", "nats"],
+  async () => {
+    await using dir = await tempDir();
+    await using cluster = await TestCluster.start(dir.path);
+    await registerUsers(cluster.node(1).tcpPort, dir.path, ["bob"], PASSWORD);
+    const salts = async (user: string) => await Promise.all(cluster.nodes.map((n) => challengeSalt(n, user)));
+
+    const ghost = await salts("ghost");
+    const phantom = await salts("phantom");
+    const bob = await salts("bob");
+    for (const seen of [ghost, phantom, bob]) {
+      assert.equal(new Set(seen.map((c) => c.s)).size, 1, `one salt on every node: ${JSON.stringify(seen)}`);
+      assert.deepEqual(seen.map((c) => c.i), ["4096", "4096", "4096"], "the configured count, known or not");
+    }
+    assert.equal(decodeBase64(ghost[0]!.s)?.length, 16, "a salt of 16 bytes, as an account's");
+    assert.notEqual(ghost[0]!.s, phantom[0]!.s, "another name, another salt");
+    assert.notEqual(ghost[0]!.s, bob[0]!.s);
+    // Names are matched case-insensitively, mock or not.
+    assert.equal((await salts("GHOST"))[2]!.s, ghost[0]!.s);
+    for (const status of await cluster.stop()) assert.equal(status.code, 0);
+  },
+);
 
 Deno.test("authchat server exits 2 with one error naming the bus, without its password, when NATS does not answer", async () => {
   await using dir = await tempDir();

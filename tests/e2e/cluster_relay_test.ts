@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { installKeys, ServerProcess, tempDir } from "./_harness.ts";
+import { tempDir } from "./_harness.ts";
+import type { ServerProcess } from "./_harness.ts";
 import { ChatClient, registerUsers } from "./_chat_kit.ts";
 import type { ChatClientOptions } from "./_chat_kit.ts";
 import { UdpCapture } from "./_capture_proxy.ts";
-import { natsUrlOrSkip } from "../_cluster_services.ts";
-
-const NATS = natsUrlOrSkip();
+import { clusterTest } from "../_cluster_services.ts";
+import { TestCluster } from "./_test_cluster.ts";
 
 const PASSWORD = "maple harbor quartz 42";
 
@@ -27,27 +27,21 @@ function udpStats(log: string): Record<string, number> {
   return line as Record<string, number>;
 }
 
-Deno.test({
-  name:
-    "authchat server nodes on one NATS deliver direct and relayed messages between users on different nodes, once",
-  ignore: !NATS,
-  async fn() {
+clusterTest(
+  "authchat server nodes on one PostgreSQL and one NATS deliver direct and relayed messages between users on different nodes, once",
+  ["postgres", "nats"],
+  async () => {
     await using dir = await tempDir();
-    const data = join(dir.path, "data");
-    await installKeys(data);
-    // Three nodes sharing one identity and, until the PostgreSQL store is in, one SQLite file.
-    const nodes: ServerProcess[] = [];
+    // Three nodes sharing one identity, one database and one bus.
+    await using cluster = await TestCluster.start(dir.path, {
+      idPrefix: "relay-e2e-n",
+      args: ["--log-format", "json"],
+    });
+    const nodes = cluster.nodes;
     const clients: ChatClient[] = [];
     const udp: UdpCapture[] = [];
     try {
-      for (const id of ["n1", "n2", "n3"]) {
-        nodes.push(
-          await ServerProcess.start(data, {
-            args: ["--bus", NATS!, "--node-id", `relay-e2e-${id}`, "--log-format", "json"],
-          }),
-        );
-      }
-      const [n1, n2, n3] = nodes as [ServerProcess, ServerProcess, ServerProcess];
+      const [n1, n2, n3] = [cluster.node(1), cluster.node(2), cluster.node(3)];
       const passwordFile = await registerUsers(n1.tcpPort, dir.path, ["alice", "bob", "carol"], PASSWORD);
       const options = (user: string, node: ServerProcess, args: string[] = []): ChatClientOptions => ({
         port: node.tcpPort,
@@ -101,7 +95,7 @@ Deno.test({
       }
       assert.ok(!carol.out.some((l) => l.includes("straight to you")), "carol got only what was hers");
 
-      for (const node of nodes) await node.stop();
+      for (const status of await cluster.stop()) assert.equal(status.code, 0);
       const [s1, s2, s3] = nodes.map((n) => udpStats(n.stderr)) as [
         Record<string, number>,
         Record<string, number>,
@@ -117,7 +111,6 @@ Deno.test({
     } finally {
       for (const c of clients) await c.kill();
       for (const p of udp) await p.close();
-      for (const n of nodes) await n.kill();
     }
   },
-});
+);

@@ -302,3 +302,34 @@ Deno.test("loadServerConfig refuses a node_id with characters outside the id's",
     assert.match(err.message, id === "" ? /non-empty/ : /1 to 128 letters, digits and \. _ : @ -/);
   }
 });
+
+Deno.test("loadServerConfig takes proxy_protocol_from as addresses and networks, none by default", async () => {
+  assert.equal((await load()).proxy_protocol_from, null);
+  const env = (name: string) => name === "AUTHCHAT_PROXY_PROTOCOL_FROM" ? "10.0.0.10, fd00::/8" : undefined;
+  assert.equal((await load({ env })).proxy_protocol_from, "10.0.0.10, fd00::/8");
+  const fromFile = await withFile("proxy_protocol_from: 10.0.0.0/24\n", (file) => loadServerConfig({ file }));
+  assert.equal(fromFile.proxy_protocol_from, "10.0.0.0/24");
+});
+
+Deno.test("loadServerConfig refuses a proxy_protocol_from that is not addresses and networks, naming the entry", async () => {
+  const cases: [string, RegExp][] = [
+    ["10.0.0.300", /not "10\.0\.0\.300"/],
+    ["lb.example", /not "lb\.example"/],
+    ["10.0.0.10,", /not ""/],
+    ["10.0.0.0/33", /"10\.0\.0\.0\/33": the prefix length must be 0 to 32/],
+    ["fd00::/x", /"fd00::\/x": the prefix length must be 0 to 128/],
+    ["10.0.0.0/8/8", /not "10\.0\.0\.0\/8\/8"/],
+  ];
+  for (const [value, expected] of cases) {
+    const err = await refusal(
+      load({ env: (name) => name === "AUTHCHAT_PROXY_PROTOCOL_FROM" ? value : undefined }),
+    );
+    assert.equal(err.key, "AUTHCHAT_PROXY_PROTOCOL_FROM");
+    assert.match(err.message, expected, value);
+  }
+  const list = await withFile(
+    "proxy_protocol_from: [10.0.0.10]\n",
+    (file) => refusal(loadServerConfig({ file })),
+  );
+  assert.equal(list.key, "proxy_protocol_from");
+});

@@ -34,7 +34,12 @@ import {
   registerIdentity,
   udpFields,
 } from "./_chat_requests.ts";
-import { checkLoginBudget, refuseWhileCutOff, spendLoginBudget } from "./_login_admission.ts";
+import {
+  checkLoginBudget,
+  refuseIfEndedSince,
+  refuseWhileCutOff,
+  spendLoginBudget,
+} from "./_login_admission.ts";
 import { SessionSecrets } from "./_new_verifier.ts";
 import { checkProof, commitProof, issueDeviceToken, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
@@ -423,11 +428,14 @@ export class Session implements RegisteredSession {
       });
       if (this.#closed) return;
     }
+    // Taken before the store write: a PASSWD or DELETE that ends the account's sessions after the write
+    // checked the password must end this one too, though it is not registered as logged in yet.
+    const mark = this.#ctx.registry.mark();
     const { previous, identity, verifier } = await commitProof(this.#ctx, pending, now);
     if (this.#closed) return;
     const fields = { session: this.id, ip: this.peerAddress, user: pending.name };
     if (pending.purpose === "login") {
-      return await this.#loggedIn(pending, { now, previous, identity, serverFinal, verifier }, msg.id);
+      return await this.#loggedIn(pending, { now, previous, identity, serverFinal, verifier, mark }, msg.id);
     }
     if (pending.purpose === "passwd") {
       const me = this.#user;
@@ -462,6 +470,8 @@ export class Session implements RegisteredSession {
       identity: IdentityRecord | null;
       serverFinal: string;
       verifier: string;
+      /** The registry's mark taken before the store write. */
+      mark: number;
     },
     requestId: number | undefined,
   ): Promise<void> {
@@ -477,8 +487,11 @@ export class Session implements RegisteredSession {
     });
     if (this.#closed) return this.#ctx.rendezvous?.unregister(this.id);
     try {
-      // Checked again after the last wait: a node that lost touch meanwhile has ended its sessions.
+      // Checked again after the last wait, in the same step as the session is registered: a node that
+      // lost touch meanwhile has ended its sessions (and one back by now did too), and so has a PASSWD or
+      // DELETE of the account that came after the store write.
       refuseWhileCutOff(this.#ctx);
+      refuseIfEndedSince(this.#ctx, pending.key, done.mark);
     } catch (err) {
       this.#ctx.rendezvous?.unregister(this.id);
       throw err;

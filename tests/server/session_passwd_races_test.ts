@@ -1,0 +1,124 @@
+// PASSWD and DELETE must not leave a session of the old password logged in, whatever happens between the
+// store's check of a login and its reply, or between the store's write of a PASSWD and its answer.
+import assert from "node:assert/strict";
+import { LOGIN_CUT_OFF } from "../../lib/server/_login_admission.ts";
+import type { UserStore } from "../../lib/store/user_store.ts";
+import { errorCode, makeKit, verifierFor } from "./_session_kit.ts";
+import type { Kit, TestConnection } from "./_session_kit.ts";
+
+const PASSWORD = "violet harbor engine 42";
+const NEW_PASSWORD = "amber glacier piano 17";
+
+/** Replace one method of the kit's store for the rest of the test; the others go to the real store. */
+function hookStore<K extends keyof UserStore>(kit: Kit, method: K, replacement: UserStore[K]): void {
+  const inner = kit.ctx.store;
+  kit.ctx.store = new Proxy(inner, {
+    get(target, prop, receiver) {
+      if (prop === method) return replacement;
+      const value = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/**
+ * Start a login of alice from `thief` whose store check (recordLogin: on PostgreSQL a SELECT … WHERE verifier
+ * = expected) has been answered, but whose session is not registered as logged in yet; the returned
+ * `release` lets it go on (the database round trip and the awaits before the reply).
+ */
+async function loginHeldAfterStoreCheck(kit: Kit, thief: TestConnection) {
+  const inner = kit.ctx.store;
+  const checked = Promise.withResolvers<void>();
+  const gate = Promise.withResolvers<void>();
+  let hooked = false;
+  hookStore(kit, "recordLogin", async (...args) => {
+    const result = await inner.recordLogin(...args);
+    if (!hooked) {
+      hooked = true;
+      checked.resolve();
+      await gate.promise;
+    }
+    return result;
+  });
+  const login = thief.scram("LOGIN", "alice", PASSWORD);
+  await checked.promise;
+  return {
+    release: async () => {
+      gate.resolve();
+      const { reply } = await login;
+      kit.ctx.store = inner;
+      return reply;
+    },
+  };
+}
+
+Deno.test("Session refuses a login whose store check passed just before a PASSWD on another session", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const owner = kit.connect({ transport: "tls", confidential: true });
+  await owner.login("alice", PASSWORD);
+  const thief = kit.connect({ peerAddress: "10.9.9.9" });
+  const held = await loginHeldAfterStoreCheck(kit, thief);
+
+  const changed = await owner.scram("PASSWD", "alice", PASSWORD, {
+    extra: { verifier: await verifierFor(NEW_PASSWORD) },
+  });
+  assert.equal(changed.reply.op, "PASSWD", "PASSWD said done");
+
+  const reply = await held.release();
+  assert.equal(errorCode(reply), "AUTH_FAILED", JSON.stringify(reply));
+  assert.equal(thief.session.user, null, "the old password's session is not logged in");
+  assert.equal(kit.ctx.registry.sessionsOf("alice"), 1, "only the session that changed it");
+  assert.equal(kit.ctx.presence.get("alice")?.name, "alice", "alice stays online through her own session");
+});
+
+Deno.test("Session refuses a login whose store check passed just before another node's PASSWD ended the user here", async () => {
+  await using kit = await makeKit();
+  const alice = await kit.addUser("alice", PASSWORD);
+  await kit.addUser("bob", PASSWORD);
+  const thief = kit.connect({ peerAddress: "10.9.9.9" });
+  const held = await loginHeldAfterStoreCheck(kit, thief);
+
+  // Another node changed the password and asks this node to end alice's sessions (none is registered).
+  assert.ok(await kit.store.updateVerifier(alice.id, alice.verifier, await verifierFor(NEW_PASSWORD)));
+  assert.equal(
+    kit.ctx.registry.endUser("alice", null, "PASSWORD_CHANGED", "Password changed: log in again"),
+    0,
+  );
+
+  assert.equal(errorCode(await held.release()), "AUTH_FAILED");
+  assert.equal(thief.session.user, null);
+  // Nobody else is refused: the end was alice's.
+  const bob = kit.connect({ peerAddress: "10.8.8.8" });
+  assert.equal((await bob.scram("LOGIN", "bob", PASSWORD)).reply.op, "LOGIN");
+  // And alice logs in with the new password.
+  const again = kit.connect({ peerAddress: "10.7.7.7" });
+  assert.equal((await again.scram("LOGIN", "alice", NEW_PASSWORD)).reply.op, "LOGIN");
+});
+
+Deno.test("Session refuses a login during which its node lost touch with the others, even when it is back", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const thief = kit.connect({ peerAddress: "10.9.9.9" });
+  const held = await loginHeldAfterStoreCheck(kit, thief);
+  // The fence (nats_session_directory.ts: SessionsHere.endAll) and, before the login goes on, the rejoin:
+  // loginsRefused() says null again.
+  kit.ctx.registry.endLoggedIn("UNAVAILABLE", "cut off");
+  assert.equal(kit.ctx.sessions.loginsRefused(), null);
+
+  const reply = await held.release();
+  assert.equal(errorCode(reply), "UNAVAILABLE", JSON.stringify(reply));
+  assert.equal((reply as { message: string }).message, LOGIN_CUT_OFF);
+  assert.equal(thief.session.user, null);
+  assert.equal((await thief.scram("LOGIN", "alice", PASSWORD)).reply.op, "LOGIN", "a new login succeeds");
+});
+
+Deno.test("Session lets a login complete when only other users' sessions were ended meanwhile", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const thief = kit.connect({ peerAddress: "10.9.9.9" });
+  const held = await loginHeldAfterStoreCheck(kit, thief);
+  kit.ctx.registry.endUser("bob", null, "PASSWORD_CHANGED", "Password changed: log in again");
+  assert.equal((await held.release()).op, "LOGIN");
+  assert.equal(thief.session.user, "alice");
+});

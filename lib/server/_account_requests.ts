@@ -129,3 +129,48 @@ export async function endOtherSessions(
   const elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
   ctx.log.info(event, { ...log, ended_sessions: here + elsewhere });
 }
+
+/** What a client is told when the database stopped answering while its change was written. */
+const UNSURE = {
+  passwd: "The database stopped answering while the password was being changed: it may have been changed. " +
+    "Log in again to check, with the new password if the old one fails; the account's other sessions end",
+  delete: "The database stopped answering while the account was being deleted: it may have been deleted. " +
+    "Log in again to check; the account's other sessions end",
+} as const;
+
+/**
+ * The store did not confirm the write of a PASSWD or DELETE (`UNAVAILABLE`: the database stopped answering,
+ * perhaps after it committed): end the account's other sessions all the same, here and on the other nodes,
+ * since the change may be made (if it was not, they only have to log in again), and return the error the
+ * client gets, which says so. The other nodes not confirming changes nothing: the error is the same, and
+ * the re-check of sessions (session_recheck.ts) ends theirs if the change was made.
+ *
+ * @param ctx The server's shared state.
+ * @param event What may have happened to the account.
+ * @param key The account's user key.
+ * @param session The session that asked, which stays.
+ * @param log Session fields for the log line.
+ * @returns `UNAVAILABLE`, saying that the change may have been made.
+ */
+export async function endOtherSessionsUnsure(
+  ctx: SessionContext,
+  event: keyof typeof ENDINGS,
+  key: string,
+  session: RegisteredSession,
+  log: LogFields,
+): Promise<ProtocolError> {
+  const [code, reason] = ENDINGS[event];
+  const here = ctx.registry.endUser(key, session, code, reason);
+  let elsewhere: number | undefined;
+  try {
+    elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
+  } catch {
+    // Said in the log line: the re-check of sessions on each node is what ends them then.
+  }
+  ctx.log.warn(`${event}_unconfirmed`, {
+    ...log,
+    ended_sessions: here + (elsewhere ?? 0),
+    ...(elsewhere === undefined ? { other_nodes: "not confirmed" } : {}),
+  });
+  return new ProtocolError("UNAVAILABLE", UNSURE[event]);
+}

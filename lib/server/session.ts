@@ -25,7 +25,13 @@ import type {
   ServerMessageOf,
 } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
-import { endOtherSessions, failedRequest, passwordChange, registerAccount } from "./_account_requests.ts";
+import {
+  endOtherSessions,
+  endOtherSessionsUnsure,
+  failedRequest,
+  passwordChange,
+  registerAccount,
+} from "./_account_requests.ts";
 import {
   listReply,
   loginReply,
@@ -431,9 +437,18 @@ export class Session implements RegisteredSession {
     // Taken before the store write: a PASSWD or DELETE that ends the account's sessions after the write
     // checked the password must end this one too, though it is not registered as logged in yet.
     const mark = this.#ctx.registry.mark();
-    const { previous, identity, verifier } = await commitProof(this.#ctx, pending, now);
-    if (this.#closed) return;
     const fields = { session: this.id, ip: this.peerAddress, user: pending.name };
+    let committed: Awaited<ReturnType<typeof commitProof>>;
+    try {
+      committed = await commitProof(this.#ctx, pending, now);
+    } catch (err) {
+      // The database may have committed the change before it stopped answering: its sessions end anyway.
+      const unavailable = err instanceof ProtocolError && err.code === "UNAVAILABLE";
+      if (pending.purpose === "login" || !unavailable) throw err;
+      throw await endOtherSessionsUnsure(this.#ctx, pending.purpose, pending.key, this, fields);
+    }
+    const { previous, identity, verifier } = committed;
+    if (this.#closed) return;
     if (pending.purpose === "login") {
       return await this.#loggedIn(pending, { now, previous, identity, serverFinal, verifier, mark }, msg.id);
     }

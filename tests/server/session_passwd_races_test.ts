@@ -2,6 +2,7 @@
 // store's check of a login and its reply, or between the store's write of a PASSWD and its answer.
 import assert from "node:assert/strict";
 import { LOGIN_CUT_OFF } from "../../lib/server/_login_admission.ts";
+import { databaseUnavailable } from "../../lib/store/database_unavailable.ts";
 import type { UserStore } from "../../lib/store/user_store.ts";
 import { errorCode, makeKit, verifierFor } from "./_session_kit.ts";
 import type { Kit, TestConnection } from "./_session_kit.ts";
@@ -121,4 +122,90 @@ Deno.test("Session lets a login complete when only other users' sessions were en
   kit.ctx.registry.endUser("bob", null, "PASSWORD_CHANGED", "Password changed: log in again");
   assert.equal((await held.release()).op, "LOGIN");
   assert.equal(thief.session.user, "alice");
+});
+
+/** A session directory that records what it is asked to end on the other nodes. */
+function recordingDirectory(kit: Kit): string[] {
+  const asked: string[] = [];
+  kit.ctx.sessions = {
+    endElsewhere: (user, code) => {
+      asked.push(`${user} ${code}`);
+      return Promise.resolve(0);
+    },
+    serve: () => {},
+    loginsRefused: () => null,
+  };
+  return asked;
+}
+
+Deno.test("Session ends the other sessions when the database loses a PASSWD's commit acknowledgement", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const asked = recordingDirectory(kit);
+  const owner = kit.connect({ transport: "tls", confidential: true });
+  const other = kit.connect({ peerAddress: "10.9.9.9" });
+  await owner.login("alice", PASSWORD);
+  await other.login("alice", PASSWORD);
+  const inner = kit.ctx.store;
+  hookStore(kit, "updateVerifier", async (...args) => {
+    await inner.updateVerifier(...args); // committed…
+    throw databaseUnavailable(); // …but the answer was lost with the connection
+  });
+
+  const changed = await owner.scram("PASSWD", "alice", PASSWORD, {
+    extra: { verifier: await verifierFor(NEW_PASSWORD) },
+  });
+  assert.equal(errorCode(changed.reply), "UNAVAILABLE");
+  assert.match((changed.reply as { message: string }).message, /it may have been changed/);
+  assert.equal(other.session.user, null, "the other session of the old password ended");
+  assert.deepEqual(other.take().at(-1), {
+    op: "BYE",
+    code: "PASSWORD_CHANGED",
+    reason: "Password changed: log in again",
+  });
+  assert.deepEqual(asked, ["alice PASSWORD_CHANGED"], "and the other nodes were asked to end theirs");
+  assert.equal(owner.session.user, "alice", "the session that asked stays (UNAVAILABLE keeps it)");
+  kit.ctx.store = inner;
+  const fresh = kit.connect({ peerAddress: "10.1.1.1" });
+  assert.equal(errorCode((await fresh.scram("LOGIN", "alice", PASSWORD)).reply), "AUTH_FAILED");
+  assert.ok(kit.logs.some((l) => l.includes('"event":"passwd_unconfirmed"')));
+});
+
+Deno.test("Session ends the other sessions when the database loses a DELETE's commit acknowledgement", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const asked = recordingDirectory(kit);
+  const owner = kit.connect({ transport: "tls", confidential: true });
+  const other = kit.connect({ peerAddress: "10.9.9.9" });
+  await owner.login("alice", PASSWORD);
+  await other.login("alice", PASSWORD);
+  const inner = kit.ctx.store;
+  hookStore(kit, "deleteUser", async (...args) => {
+    await inner.deleteUser(...args);
+    throw databaseUnavailable();
+  });
+  const deleted = await owner.scram("DELETE", "alice", PASSWORD);
+  assert.equal(errorCode(deleted.reply), "UNAVAILABLE");
+  assert.match((deleted.reply as { message: string }).message, /it may have been deleted/);
+  assert.equal(other.session.user, null);
+  assert.equal(other.take().at(-1)?.op, "BYE");
+  assert.deepEqual(asked, ["alice ACCOUNT_DELETED"]);
+  assert.equal(await kit.store.findUser("alice"), undefined);
+});
+
+Deno.test("Session ends nothing when the database refuses a PASSWD before writing (it is not UNAVAILABLE)", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  const asked = recordingDirectory(kit);
+  const owner = kit.connect({ transport: "tls", confidential: true });
+  const other = kit.connect({ peerAddress: "10.9.9.9" });
+  await owner.login("alice", PASSWORD);
+  await other.login("alice", PASSWORD);
+  hookStore(kit, "updateVerifier", () => Promise.reject(new Error("disk full")));
+  const changed = await owner.scram("PASSWD", "alice", PASSWORD, {
+    extra: { verifier: await verifierFor(NEW_PASSWORD) },
+  });
+  assert.equal(errorCode(changed.reply), "INTERNAL");
+  assert.equal(other.session.user, "alice", "a write that surely failed ends nothing");
+  assert.deepEqual(asked, []);
 });

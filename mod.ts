@@ -95,6 +95,7 @@ export { openUserStore } from "./lib/store/open_user_store.ts";
 export type { OpenUserStoreOptions } from "./lib/store/open_user_store.ts";
 export { DatabaseUnavailableError } from "./lib/store/database_unavailable.ts";
 export type {
+  AccountVerifier,
   Credentials,
   IdentityRecord,
   LoginRecord,

@@ -26,6 +26,7 @@ import { nameLooksTaken, nameTaken } from "./name_taken.ts";
 import { migratePostgres } from "./postgres_migrations.ts";
 import { LOGIN_FLUSH_MS } from "./sqlite_user_store.ts";
 import type {
+  AccountVerifier,
   Credentials,
   IdentityRecord,
   LoginRecord,
@@ -441,6 +442,19 @@ export class PostgresUserStore implements UserStore {
         }, LOGIN_FLUSH_MS);
       }
     }
+  }
+
+  async verifiersOf(ids: readonly number[]): Promise<Map<number, AccountVerifier>> {
+    if (ids.length === 0) return new Map();
+    // The ids travel as one JSON array (text, then jsonb: see #flush): one statement for any number of them.
+    const rows = await this.#run(
+      (sql) =>
+        sql<{ id: string; name_key: string; verifier: string }[]>`
+        SELECT id, name_key, verifier FROM users
+        WHERE id IN (SELECT jsonb_array_elements_text(${JSON.stringify(ids)}::text::jsonb)::bigint)`,
+      READ,
+    );
+    return new Map(rows.map((r) => [Number(r.id), { nameKey: r.name_key, verifier: r.verifier }]));
   }
 
   async iterationCounts(): Promise<Map<number, number>> {

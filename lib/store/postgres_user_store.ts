@@ -401,7 +401,8 @@ export class PostgresUserStore implements UserStore {
 
   /**
    * Write the recorded login times now, in one statement, each only where the account still has the
-   * verifier it was recorded under. When the database does not answer they stay recorded, and a flush a
+   * verifier it was recorded under, and only forwards: a time recorded by one node never replaces a later
+   * one another node wrote first. When the database does not answer they stay recorded, and a flush a
    * moment later tries again; this never rejects.
    *
    * @returns When the write is done or has failed.
@@ -427,7 +428,7 @@ export class PostgresUserStore implements UserStore {
       // one JSON string instead of the rows.
       await this.#run((sql) =>
         sql`
-        UPDATE users AS u SET last_login_at = v.at
+        UPDATE users AS u SET last_login_at = GREATEST(coalesce(u.last_login_at, 0), v.at)
         FROM jsonb_to_recordset(${
           JSON.stringify(rows)
         }::text::jsonb) AS v(id BIGINT, at BIGINT, verifier TEXT)

@@ -151,7 +151,10 @@ export class SqliteUserStore implements UserStore {
     this.#lastLogin = db.prepare(
       "SELECT last_login_at, identity_key, key_backup FROM users WHERE id = ? AND verifier = ?",
     );
-    this.#setLogin = db.prepare("UPDATE users SET last_login_at = ? WHERE id = ? AND verifier = ?");
+    // Never backwards: another process sharing the file may have written a later login first.
+    this.#setLogin = db.prepare(
+      "UPDATE users SET last_login_at = max(coalesce(last_login_at, 0), ?) WHERE id = ? AND verifier = ?",
+    );
     this.#iterations = db.prepare(
       "SELECT CAST(substr(verifier, 15, instr(verifier, ':') - 15) AS INTEGER) AS i, count(*) AS n FROM users GROUP BY i",
     );

@@ -183,6 +183,22 @@ contractTest(
 );
 
 contractTest(
+  "never moves a login time backwards when a node writes an older one after a newer",
+  async (db) => {
+    const slow = await db.open();
+    const fast = await db.open();
+    const { id, verifier } = await slow.createUser(newUser("alice"));
+    // A login on one node, then a later one on another whose time is written first.
+    await slow.recordLogin(id, verifier, 1000);
+    await fast.recordLogin(id, verifier, 2000);
+    await fast.flushLogins();
+    await slow.flushLogins();
+    const reader = await db.open();
+    assert.equal((await reader.findUser("alice"))?.lastLoginAt, 2000);
+  },
+);
+
+contractTest(
   ".verifiersOf reads the key and verifier of many accounts at once, leaving out the gone",
   async (db) => {
     const store = await db.open();

@@ -146,6 +146,9 @@ export class NatsSessionDirectory implements SessionDirectory {
         }
       },
       fenced: () => this.#cutOff(),
+      // Requests published while this node was away are lost to it: its sessions are re-checked against
+      // the store (the safety net, lib/server/session_recheck.ts).
+      rejoined: () => this.#here?.recheck?.(),
     });
   }
 

@@ -101,8 +101,11 @@ export async function passwordChange(
   return msg.backup ? { newVerifier, newBackup: backupText(msg.backup) } : { newVerifier };
 }
 
-/** How the other sessions of an account end after a password change or a deletion. */
-const ENDINGS = {
+/**
+ * How the other sessions of an account end after a password change or a deletion (the `BYE` code and
+ * reason), and those the re-check of sessions finds changed (session_recheck.ts).
+ */
+export const SESSION_ENDINGS = {
   passwd: ["PASSWORD_CHANGED", "Password changed: log in again"],
   delete: ["ACCOUNT_DELETED", "Account deleted"],
 } as const;
@@ -119,12 +122,12 @@ const ENDINGS = {
  */
 export async function endOtherSessions(
   ctx: SessionContext,
-  event: keyof typeof ENDINGS,
+  event: keyof typeof SESSION_ENDINGS,
   key: string,
   session: RegisteredSession,
   log: LogFields,
 ): Promise<void> {
-  const [code, reason] = ENDINGS[event];
+  const [code, reason] = SESSION_ENDINGS[event];
   const here = ctx.registry.endUser(key, session, code, reason);
   const elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
   ctx.log.info(event, { ...log, ended_sessions: here + elsewhere });
@@ -154,12 +157,12 @@ const UNSURE = {
  */
 export async function endOtherSessionsUnsure(
   ctx: SessionContext,
-  event: keyof typeof ENDINGS,
+  event: keyof typeof SESSION_ENDINGS,
   key: string,
   session: RegisteredSession,
   log: LogFields,
 ): Promise<ProtocolError> {
-  const [code, reason] = ENDINGS[event];
+  const [code, reason] = SESSION_ENDINGS[event];
   const here = ctx.registry.endUser(key, session, code, reason);
   let elsewhere: number | undefined;
   try {

@@ -153,6 +153,11 @@ export class Session implements RegisteredSession {
     return this.#user?.name ?? null;
   }
 
+  /** The account logged in to, with the verifier it logged in with (or its own PASSWD set), or `null`. */
+  get account(): Readonly<{ id: number; verifier: string }> | null {
+    return this.#user;
+  }
+
   /** Whether the session has asked to be closed. */
   get closed(): boolean {
     return this.#closed;

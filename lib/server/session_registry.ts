@@ -39,6 +39,11 @@ export interface RegisteredSession {
   readonly peerAddress: string;
   /** The transport it came over (`tcp`, `tls`, `udp`), for {@linkcode SessionRegistry.census}. */
   readonly transport?: string;
+  /**
+   * The account it is logged in to, as it logged in (the verifier its own PASSWD set, if any), for the
+   * re-check of sessions (session_recheck.ts); `null` or absent when not logged in.
+   */
+  readonly account?: Readonly<{ id: number; verifier: string }> | null;
   /** End the session: send BYE and close. */
   end(code: ByeCode, reason: string): void;
 }

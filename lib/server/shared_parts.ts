@@ -216,6 +216,11 @@ export interface SessionsHere {
    * @returns How many sessions it ended.
    */
   endAll(code: ByeCode, reason: string): number;
+  /**
+   * Re-check the logged-in sessions against the store soon (this node is back on the bus, and may have
+   * missed another node's request meanwhile): those whose account changed or is gone end.
+   */
+  recheck?(): void;
 }
 
 /**

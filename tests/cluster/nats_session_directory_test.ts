@@ -176,7 +176,9 @@ Deno.test({
       );
 
       proxy.restore();
+      assert.equal(n3.recheckCalls, 0);
       await eventually("n3 back", () => !n3.liveness.fenced, 15_000);
+      assert.equal(n3.recheckCalls, 1, "its sessions are re-checked against the store once it is back");
       assert.notEqual(n3.liveness.incarnation, before);
       assert.equal(n3.sessions.loginsRefused(), null);
       assert.ok(n3.logs.some((l) => l.includes('"event":"bus_back"')));

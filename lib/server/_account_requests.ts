@@ -119,6 +119,8 @@ export const SESSION_ENDINGS = {
  * @param key The account's user key.
  * @param session The session that did it, which stays.
  * @param log Session fields for the log line.
+ * @throws {ProtocolError} `UNAVAILABLE` when the other nodes did not all confirm (the change is made; the
+ *   message says so).
  */
 export async function endOtherSessions(
   ctx: SessionContext,
@@ -129,9 +131,28 @@ export async function endOtherSessions(
 ): Promise<void> {
   const [code, reason] = SESSION_ENDINGS[event];
   const here = ctx.registry.endUser(key, session, code, reason);
-  const elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
+  let elsewhere: number;
+  try {
+    elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
+  } catch (err) {
+    if (!(err instanceof ProtocolError && err.code === "UNAVAILABLE")) throw err;
+    ctx.log.warn(`${event}_unconfirmed`, { ...log, ended_sessions: here, other_nodes: "not confirmed" });
+    throw new ProtocolError("UNAVAILABLE", UNCONFIRMED[event]);
+  }
   ctx.log.info(event, { ...log, ended_sessions: here + elsewhere });
 }
+
+/**
+ * What a client is told when its change is made but the other nodes did not all confirm that the account's
+ * sessions there ended (the node lost the bus, or a node did not answer in time): their re-check against
+ * the store ends them, within `session_recheck` (at most 60 s).
+ */
+const UNCONFIRMED = {
+  passwd: "Password changed, but not every server node confirmed that the account's other sessions ended: " +
+    "they end within a minute. Log in with the new password from now on",
+  delete: "Account deleted, but not every server node confirmed that its other sessions ended: they end " +
+    "within a minute",
+} as const;
 
 /** What a client is told when the database stopped answering while its change was written. */
 const UNSURE = {

@@ -1,6 +1,7 @@
 // PASSWD and DELETE must not leave a session of the old password logged in, whatever happens between the
 // store's check of a login and its reply, or between the store's write of a PASSWD and its answer.
 import assert from "node:assert/strict";
+import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { LOGIN_CUT_OFF } from "../../lib/server/_login_admission.ts";
 import { databaseUnavailable } from "../../lib/store/database_unavailable.ts";
 import type { UserStore } from "../../lib/store/user_store.ts";
@@ -208,4 +209,58 @@ Deno.test("Session ends nothing when the database refuses a PASSWD before writin
   assert.equal(errorCode(changed.reply), "INTERNAL");
   assert.equal(other.session.user, "alice", "a write that surely failed ends nothing");
   assert.deepEqual(asked, []);
+});
+
+Deno.test("Session says a PASSWD is made but unconfirmed when another node does not answer in time", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  kit.ctx.sessions = {
+    endElsewhere: () => Promise.reject(new ProtocolError("UNAVAILABLE", "Not every server node confirmed")),
+    serve: () => {},
+    loginsRefused: () => null,
+  };
+  const owner = kit.connect({ transport: "tls", confidential: true });
+  const other = kit.connect({ peerAddress: "10.9.9.9" });
+  await owner.login("alice", PASSWORD);
+  await other.login("alice", PASSWORD);
+  const changed = await owner.scram("PASSWD", "alice", PASSWORD, {
+    extra: { verifier: await verifierFor(NEW_PASSWORD) },
+  });
+  assert.equal(errorCode(changed.reply), "UNAVAILABLE");
+  assert.equal(
+    (changed.reply as { message: string }).message,
+    "Password changed, but not every server node confirmed that the account's other sessions ended: " +
+      "they end within a minute. Log in with the new password from now on",
+  );
+  assert.equal(other.session.user, null, "this node's other sessions ended");
+  assert.equal(owner.session.user, "alice", "the session that asked stays");
+  assert.equal(
+    owner.session.account?.verifier,
+    (await kit.store.findUser("alice"))?.verifier,
+    "on the new one",
+  );
+  const fresh = kit.connect({ peerAddress: "10.1.1.1" });
+  assert.equal(
+    (await fresh.scram("LOGIN", "alice", NEW_PASSWORD)).reply.op,
+    "LOGIN",
+    "the new password is in force",
+  );
+  assert.ok(kit.logs.some((l) => l.includes('"event":"passwd_unconfirmed"')));
+});
+
+Deno.test("Session says a DELETE is made but unconfirmed when another node does not answer in time", async () => {
+  await using kit = await makeKit();
+  await kit.addUser("alice", PASSWORD);
+  kit.ctx.sessions = {
+    endElsewhere: () => Promise.reject(new ProtocolError("UNAVAILABLE", "Not every server node confirmed")),
+    serve: () => {},
+    loginsRefused: () => null,
+  };
+  const owner = kit.connect({ transport: "tls", confidential: true });
+  await owner.login("alice", PASSWORD);
+  const deleted = await owner.scram("DELETE", "alice", PASSWORD);
+  assert.equal(errorCode(deleted.reply), "UNAVAILABLE");
+  assert.match((deleted.reply as { message: string }).message, /^Account deleted, but not every server node/);
+  assert.equal(owner.session.user, null, "logged out, as after any DELETE");
+  assert.equal(await kit.store.findUser("alice"), undefined);
 });

@@ -125,6 +125,13 @@ Deno.test("Session lets a login complete when only other users' sessions were en
   assert.equal(thief.session.user, "alice");
 });
 
+/** Assert that docs/PROTOCOL.md gives an error message as it is sent (section 9's table). */
+async function assertDocumented(reply: unknown): Promise<void> {
+  const doc = await Deno.readTextFile(new URL("../../docs/PROTOCOL.md", import.meta.url));
+  const message = (reply as { message: string }).message;
+  assert.ok(doc.includes(`| \`${message}\``), `PROTOCOL.md section 9 gives the message: ${message}`);
+}
+
 /** A session directory that records what it is asked to end on the other nodes. */
 function recordingDirectory(kit: Kit): string[] {
   const asked: string[] = [];
@@ -158,6 +165,7 @@ Deno.test("Session ends the other sessions when the database loses a PASSWD's co
   });
   assert.equal(errorCode(changed.reply), "UNAVAILABLE");
   assert.match((changed.reply as { message: string }).message, /it may have been changed/);
+  await assertDocumented(changed.reply);
   assert.equal(other.session.user, null, "the other session of the old password ended");
   assert.deepEqual(other.take().at(-1), {
     op: "BYE",
@@ -188,6 +196,7 @@ Deno.test("Session ends the other sessions when the database loses a DELETE's co
   const deleted = await owner.scram("DELETE", "alice", PASSWORD);
   assert.equal(errorCode(deleted.reply), "UNAVAILABLE");
   assert.match((deleted.reply as { message: string }).message, /it may have been deleted/);
+  await assertDocumented(deleted.reply);
   assert.equal(other.session.user, null);
   assert.equal(other.take().at(-1)?.op, "BYE");
   assert.deepEqual(asked, ["alice ACCOUNT_DELETED"]);
@@ -232,6 +241,7 @@ Deno.test("Session says a PASSWD is made but unconfirmed when another node does 
     "Password changed, but not every server node confirmed that the account's other sessions ended: " +
       "they end within a minute. Log in with the new password from now on",
   );
+  await assertDocumented(changed.reply);
   assert.equal(other.session.user, null, "this node's other sessions ended");
   assert.equal(owner.session.user, "alice", "the session that asked stays");
   assert.equal(
@@ -261,6 +271,7 @@ Deno.test("Session says a DELETE is made but unconfirmed when another node does 
   const deleted = await owner.scram("DELETE", "alice", PASSWORD);
   assert.equal(errorCode(deleted.reply), "UNAVAILABLE");
   assert.match((deleted.reply as { message: string }).message, /^Account deleted, but not every server node/);
+  await assertDocumented(deleted.reply);
   assert.equal(owner.session.user, null, "logged out, as after any DELETE");
   assert.equal(await kit.store.findUser("alice"), undefined);
 });

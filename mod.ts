@@ -95,6 +95,7 @@ export { openUserStore } from "./lib/store/open_user_store.ts";
 export type { OpenUserStoreOptions } from "./lib/store/open_user_store.ts";
 export { DatabaseUnavailableError } from "./lib/store/database_unavailable.ts";
 export type {
+  AccountVerifier,
   Credentials,
   IdentityRecord,
   LoginRecord,
@@ -104,6 +105,7 @@ export type {
 } from "./lib/store/user_store.ts";
 export { AuthchatServer } from "./lib/server/authchat_server.ts";
 export type { AuthchatServerOptions, ListeningAddresses } from "./lib/server/authchat_server.ts";
+export type { RecheckResult } from "./lib/server/session_recheck.ts";
 export { LocalAbuseLimits, NO_OTHER_NODES } from "./lib/server/shared_parts.ts";
 export type {
   AbuseLimits,
@@ -142,6 +144,7 @@ export type {
 } from "./lib/server/relay_routing.ts";
 export type { SessionRendezvous, TransportName, UdpEndpoint } from "./lib/server/session_context.ts";
 export type {
+  EndedSince,
   Refusal,
   RegisteredSession,
   SessionRegistry,

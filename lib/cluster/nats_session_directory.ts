@@ -21,6 +21,13 @@
  * and the others declare it dead only after 6 s. So "done" is never a lie.
  * The worst wait is about 7 s (a node that died just before).
  *
+ * A node that keeps its heartbeat but never answers (a bug, a subscription
+ * lost) is waited for at most `answerWithinMs` (10 s: the worst wait above
+ * and a margin); then the wait fails with `UNAVAILABLE` and the
+ * {@linkcode UNCONFIRMED} message. The change is committed by then; that
+ * node's sessions of the old password end at its next re-check of sessions
+ * against the store (lib/server/session_recheck.ts), within `session_recheck`.
+ *
  * When the asking node itself loses the bus, it is fenced before it can be
  * sure of anything: its own sessions end (`BYE UNAVAILABLE`, the one that
  * asked included) and the wait fails with `UNAVAILABLE`. The password change
@@ -97,10 +104,18 @@ function parseRequest(data: Uint8Array): EndRequest | null {
   return { id, from, user, code: code as ByeCode, reason };
 }
 
+/** The `UNAVAILABLE` message of a wait for the other nodes that ran out of time. */
+export const UNCONFIRMED = "Not every server node confirmed in time that the sessions ended";
+
 /** Options of {@linkcode NatsSessionDirectory}. */
 export interface NatsSessionDirectoryOptions {
   /** Where requests and failures are logged. */
   log?: Logger;
+  /**
+   * Longest wait for the other nodes' answers, ms (default: `deadAfterMs` and four heartbeats of the
+   * liveness timing, 10 s by default: more than a node that just died takes to be declared dead).
+   */
+  answerWithinMs?: number;
 }
 
 /**
@@ -119,6 +134,7 @@ export class NatsSessionDirectory implements SessionDirectory {
   #bus: NatsBus;
   #liveness: NodeLiveness;
   #log: Logger | undefined;
+  #answerWithinMs: number;
   #here: SessionsHere | null = null;
   #subscription: Subscription | null = null;
   /** Requests served: how many sessions each ended, and when. */
@@ -137,6 +153,8 @@ export class NatsSessionDirectory implements SessionDirectory {
     this.#bus = bus;
     this.#liveness = liveness;
     this.#log = options.log;
+    const { deadAfterMs, heartbeatMs } = liveness.timing;
+    this.#answerWithinMs = options.answerWithinMs ?? deadAfterMs + 4 * heartbeatMs;
     liveness.listen({
       nodeGone: (ref) => {
         for (const waiting of [...this.#waiting]) {
@@ -146,6 +164,9 @@ export class NatsSessionDirectory implements SessionDirectory {
         }
       },
       fenced: () => this.#cutOff(),
+      // Requests published while this node was away are lost to it: its sessions are re-checked against
+      // the store (the safety net, lib/server/session_recheck.ts).
+      rejoined: () => this.#here?.recheck?.(),
     });
   }
 
@@ -208,6 +229,7 @@ export class NatsSessionDirectory implements SessionDirectory {
     const inbox = createInbox();
     const request = JSON.stringify({ id, from: this.#liveness.node, user: userKey, code, reason });
     let resend: ReturnType<typeof setInterval> | undefined;
+    let deadline: ReturnType<typeof setTimeout> | undefined;
     let subscription: Subscription | undefined;
     try {
       return await new Promise<number>((resolve, reject) => {
@@ -239,9 +261,18 @@ export class NatsSessionDirectory implements SessionDirectory {
         };
         publish();
         resend = setInterval(publish, this.#liveness.timing.heartbeatMs);
+        deadline = setTimeout(() => {
+          this.#log?.warn("end_elsewhere_unconfirmed", {
+            user: userKey,
+            code,
+            silent_nodes: [...waiting.missing.values()].map((ref) => ref.nodeId).join(","),
+          });
+          waiting.fail(new ProtocolError("UNAVAILABLE", UNCONFIRMED));
+        }, this.#answerWithinMs);
       });
     } finally {
       clearInterval(resend);
+      clearTimeout(deadline);
       subscription?.unsubscribe();
       for (const waiting of this.#waiting) if (waiting.id === id) this.#waiting.delete(waiting);
     }

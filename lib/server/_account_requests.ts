@@ -101,8 +101,11 @@ export async function passwordChange(
   return msg.backup ? { newVerifier, newBackup: backupText(msg.backup) } : { newVerifier };
 }
 
-/** How the other sessions of an account end after a password change or a deletion. */
-const ENDINGS = {
+/**
+ * How the other sessions of an account end after a password change or a deletion (the `BYE` code and
+ * reason), and those the re-check of sessions finds changed (session_recheck.ts).
+ */
+export const SESSION_ENDINGS = {
   passwd: ["PASSWORD_CHANGED", "Password changed: log in again"],
   delete: ["ACCOUNT_DELETED", "Account deleted"],
 } as const;
@@ -116,16 +119,82 @@ const ENDINGS = {
  * @param key The account's user key.
  * @param session The session that did it, which stays.
  * @param log Session fields for the log line.
+ * @throws {ProtocolError} `UNAVAILABLE` when the other nodes did not all confirm (the change is made; the
+ *   message says so).
  */
 export async function endOtherSessions(
   ctx: SessionContext,
-  event: keyof typeof ENDINGS,
+  event: keyof typeof SESSION_ENDINGS,
   key: string,
   session: RegisteredSession,
   log: LogFields,
 ): Promise<void> {
-  const [code, reason] = ENDINGS[event];
+  const [code, reason] = SESSION_ENDINGS[event];
   const here = ctx.registry.endUser(key, session, code, reason);
-  const elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
+  let elsewhere: number;
+  try {
+    elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
+  } catch (err) {
+    if (!(err instanceof ProtocolError && err.code === "UNAVAILABLE")) throw err;
+    ctx.log.warn(`${event}_unconfirmed`, { ...log, ended_sessions: here, other_nodes: "not confirmed" });
+    throw new ProtocolError("UNAVAILABLE", UNCONFIRMED[event]);
+  }
   ctx.log.info(event, { ...log, ended_sessions: here + elsewhere });
+}
+
+/**
+ * What a client is told when its change is made but the other nodes did not all confirm that the account's
+ * sessions there ended (the node lost the bus, or a node did not answer in time): their re-check against
+ * the store ends them, within `session_recheck` (at most 60 s).
+ */
+const UNCONFIRMED = {
+  passwd: "Password changed, but not every server node confirmed that the account's other sessions ended: " +
+    "they end within a minute. Log in with the new password from now on",
+  delete: "Account deleted, but not every server node confirmed that its other sessions ended: they end " +
+    "within a minute",
+} as const;
+
+/** What a client is told when the database stopped answering while its change was written. */
+const UNSURE = {
+  passwd: "The database stopped answering while the password was being changed: it may have been changed. " +
+    "Log in again to check, with the new password if the old one fails; the account's other sessions end",
+  delete: "The database stopped answering while the account was being deleted: it may have been deleted. " +
+    "Log in again to check; the account's other sessions end",
+} as const;
+
+/**
+ * The store did not confirm the write of a PASSWD or DELETE (`UNAVAILABLE`: the database stopped answering,
+ * perhaps after it committed): end the account's other sessions all the same, here and on the other nodes,
+ * since the change may be made (if it was not, they only have to log in again), and return the error the
+ * client gets, which says so. The other nodes not confirming changes nothing: the error is the same, and
+ * the re-check of sessions (session_recheck.ts) ends theirs if the change was made.
+ *
+ * @param ctx The server's shared state.
+ * @param event What may have happened to the account.
+ * @param key The account's user key.
+ * @param session The session that asked, which stays.
+ * @param log Session fields for the log line.
+ * @returns `UNAVAILABLE`, saying that the change may have been made.
+ */
+export async function endOtherSessionsUnsure(
+  ctx: SessionContext,
+  event: keyof typeof SESSION_ENDINGS,
+  key: string,
+  session: RegisteredSession,
+  log: LogFields,
+): Promise<ProtocolError> {
+  const [code, reason] = SESSION_ENDINGS[event];
+  const here = ctx.registry.endUser(key, session, code, reason);
+  let elsewhere: number | undefined;
+  try {
+    elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
+  } catch {
+    // Said in the log line: the re-check of sessions on each node is what ends them then.
+  }
+  ctx.log.warn(`${event}_unconfirmed`, {
+    ...log,
+    ended_sessions: here + (elsewhere ?? 0),
+    ...(elsewhere === undefined ? { other_nodes: "not confirmed" } : {}),
+  });
+  return new ProtocolError("UNAVAILABLE", UNSURE[event]);
 }

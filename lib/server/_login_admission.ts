@@ -68,3 +68,30 @@ export function refuseWhileCutOff(ctx: SessionContext): void {
   const reason = ctx.sessions.loginsRefused();
   if (reason !== null) throw new ProtocolError("UNAVAILABLE", reason);
 }
+
+/** The `UNAVAILABLE` message of a login whose node lost touch with the others while it completed. */
+export const LOGIN_CUT_OFF =
+  "This server lost touch with the other server nodes while the login completed: log in again";
+
+/**
+ * The last check of a login, in the same step as its session is registered as logged in: refuse it when
+ * the sessions it would have joined were ended since it took `mark` (before its store write). Its session
+ * was not registered yet, so nothing ended it: a `PASSWD` or `DELETE` of its account (here or on another
+ * node) that came after the login's check of the password would otherwise leave it logged in with the old
+ * one; a node that lost touch with the others meanwhile and is back would have ended it.
+ *
+ * @param ctx The server's shared state.
+ * @param user Lower-cased account name.
+ * @param mark The registry's mark taken before the login's store write.
+ * @throws {ProtocolError} `AUTH_FAILED` (the account's sessions were ended), `UNAVAILABLE` (every one was).
+ */
+export function refuseIfEndedSince(ctx: SessionContext, user: string, mark: number): void {
+  const ended = ctx.registry.endedSince(user, mark);
+  if (ended === "all") throw new ProtocolError("UNAVAILABLE", LOGIN_CUT_OFF);
+  if (ended === "user") {
+    throw new ProtocolError(
+      "AUTH_FAILED",
+      "Authentication failed: the password changed or the account was deleted meanwhile",
+    );
+  }
+}

@@ -32,6 +32,8 @@ import type { Logger } from "./logger.ts";
 import { serveConnection } from "./serve_connection.ts";
 import type { ServerConfig } from "./server_config.ts";
 import type { SessionContext, TransportName } from "./session_context.ts";
+import { SessionRecheck } from "./session_recheck.ts";
+import type { RecheckResult } from "./session_recheck.ts";
 import { SessionRegistry } from "./session_registry.ts";
 import type { Refusal } from "./session_registry.ts";
 import type { SharedParts } from "./shared_parts.ts";
@@ -165,10 +167,13 @@ export class AuthchatServer {
   #rendezvous: Rendezvous | null = null;
   /** Settles when the server starts stopping: ends the pauses of the accept loops. */
   #stopped = Promise.withResolvers<void>();
+  #recheck: SessionRecheck;
+  #recheckTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(ctx: SessionContext, identity: ServerIdentity) {
     this.#ctx = ctx;
     this.#identity = identity;
+    this.#recheck = new SessionRecheck(ctx.registry, ctx.store, ctx.log);
   }
 
   /**
@@ -211,11 +216,12 @@ export class AuthchatServer {
     };
     await warnOnIterationMismatch(store, config.scram_iterations, log);
     const registry = ctx.registry;
+    const server = new AuthchatServer(ctx, identity);
     parts.sessions.serve({
       endUser: (key, code, reason) => registry.endUser(key, null, code, reason),
       endAll: (code, reason) => registry.endLoggedIn(code, reason),
+      recheck: () => void server.recheckSessions(),
     });
-    const server = new AuthchatServer(ctx, identity);
     if (config.proxy_protocol_from !== null) {
       server.#proxies = new ProxyHeaders(TrustedProxies.parse(config.proxy_protocol_from), {
         // As long as a TLS handshake may take.
@@ -265,6 +271,8 @@ export class AuthchatServer {
     for (const entry of server.#listeners) {
       server.#accepting.push(server.#acceptLoop(entry.name, entry.listener));
     }
+    // One timer for every session: the safety net under PASSWD and DELETE (session_recheck.ts).
+    server.#recheckTimer = setInterval(() => void server.recheckSessions(), config.session_recheck * 1000);
     if (server.#udp) {
       const [socket, rendezvous] = [server.#udp, server.#rendezvous!];
       parts.relay?.serve({
@@ -327,6 +335,16 @@ export class AuthchatServer {
     for (const o of out) {
       socket.send(o.bytes, { transport: "udp", hostname: o.hostname, port: o.port }).catch(() => {});
     }
+  }
+
+  /**
+   * Re-check the logged-in sessions against the store now, as every `session_recheck` seconds and when the
+   * node is back on the bus: those whose account changed its password or is gone end.
+   *
+   * @returns What the pass did.
+   */
+  recheckSessions(): Promise<RecheckResult> {
+    return this.#recheck.run();
   }
 
   /** The live session registry (for tests and presence). */
@@ -499,6 +517,7 @@ export class AuthchatServer {
     if (this.#stopping) return;
     this.#stopping = true;
     this.#stopped.resolve();
+    clearInterval(this.#recheckTimer);
     for (const closable of [...this.#listeners.map((l) => l.listener), ...(this.#udp ? [this.#udp] : [])]) {
       try {
         closable.close();

@@ -12,6 +12,7 @@
 import type { ServerMessageOf } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import type {
+  AccountVerifier,
   Credentials,
   IdentityRecord,
   LoginRecord,
@@ -113,6 +114,9 @@ class CountedStore implements UserStore {
   recordLogin(id: number, expected: string, now: number): Promise<LoginRecord | undefined> {
     return this.#call("recordLogin", () => this.#store.recordLogin(id, expected, now));
   }
+  verifiersOf(ids: readonly number[]): Promise<Map<number, AccountVerifier>> {
+    return this.#call("verifiersOf", () => this.#store.verifiersOf(ids));
+  }
   iterationCounts(): Promise<Map<number, number>> {
     return this.#call("iterationCounts", () => this.#store.iterationCounts());
   }
@@ -126,8 +130,9 @@ class CountedStore implements UserStore {
   ping(): Promise<void> {
     return this.#call("ping", () => this.#store.ping?.() ?? this.#store.countUsers().then(() => {}));
   }
-  close(): void {
-    this.#store.close();
+  /** Close the store behind it; settles when it has (a networked store writes what it holds back first). */
+  close(): void | Promise<void> {
+    return this.#store.close();
   }
 }
 

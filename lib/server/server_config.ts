@@ -64,6 +64,11 @@ export interface ServerConfig {
   idle_timeout: number;
   /** Seconds a session that sends keepalives may stay silent before it is taken for dead. */
   keepalive_timeout: number;
+  /**
+   * Seconds between two re-checks of the node's logged-in sessions against the store: those whose account
+   * changed its password or is gone end (session_recheck.ts).
+   */
+  session_recheck: number;
   /** Datagrams per second one user may send through the relay (and at once). */
   relay_per_second: number;
   /** Most connections per source address that are not logged in. */
@@ -143,6 +148,7 @@ const KEYS: Record<ConfigKey, ValueKind> = {
   auth_timeout: { type: "number", min: 0.05, max: 86_400 },
   idle_timeout: { type: "number", min: 0.05, max: 30 * 86_400 },
   keepalive_timeout: { type: "number", min: 0.05, max: 3600 },
+  session_recheck: { type: "number", min: 1, max: 60 },
   relay_per_second: { type: "int", min: 1, max: 1_000_000 },
   max_unauthenticated_per_ip: { type: "int", min: 1, max: 1_000_000 },
   max_connections_per_ip: { type: "int", min: 1, max: 1_000_000 },
@@ -195,6 +201,7 @@ const DEFAULTS: Omit<
   auth_timeout: 30,
   idle_timeout: 900,
   keepalive_timeout: 15,
+  session_recheck: 30,
   relay_per_second: 500,
   max_unauthenticated_per_ip: 32,
   max_connections_per_ip: 256,

@@ -25,7 +25,13 @@ import type {
   ServerMessageOf,
 } from "../codec/messages.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
-import { endOtherSessions, failedRequest, passwordChange, registerAccount } from "./_account_requests.ts";
+import {
+  endOtherSessions,
+  endOtherSessionsUnsure,
+  failedRequest,
+  passwordChange,
+  registerAccount,
+} from "./_account_requests.ts";
 import {
   listReply,
   loginReply,
@@ -34,7 +40,12 @@ import {
   registerIdentity,
   udpFields,
 } from "./_chat_requests.ts";
-import { checkLoginBudget, refuseWhileCutOff, spendLoginBudget } from "./_login_admission.ts";
+import {
+  checkLoginBudget,
+  refuseIfEndedSince,
+  refuseWhileCutOff,
+  spendLoginBudget,
+} from "./_login_admission.ts";
 import { SessionSecrets } from "./_new_verifier.ts";
 import { checkProof, commitProof, issueDeviceToken, startExchange } from "./_scram_exchange.ts";
 import type { PendingExchange, StartRequest } from "./_scram_exchange.ts";
@@ -140,6 +151,11 @@ export class Session implements RegisteredSession {
   /** Name of the logged-in user, or `null`. */
   get user(): string | null {
     return this.#user?.name ?? null;
+  }
+
+  /** The account logged in to, with the verifier it logged in with (or its own PASSWD set), or `null`. */
+  get account(): Readonly<{ id: number; verifier: string }> | null {
+    return this.#user;
   }
 
   /** Whether the session has asked to be closed. */
@@ -423,11 +439,23 @@ export class Session implements RegisteredSession {
       });
       if (this.#closed) return;
     }
-    const { previous, identity, verifier } = await commitProof(this.#ctx, pending, now);
-    if (this.#closed) return;
+    // Taken before the store write: a PASSWD or DELETE that ends the account's sessions after the write
+    // checked the password must end this one too, though it is not registered as logged in yet.
+    const mark = this.#ctx.registry.mark();
     const fields = { session: this.id, ip: this.peerAddress, user: pending.name };
+    let committed: Awaited<ReturnType<typeof commitProof>>;
+    try {
+      committed = await commitProof(this.#ctx, pending, now);
+    } catch (err) {
+      // The database may have committed the change before it stopped answering: its sessions end anyway.
+      const unavailable = err instanceof ProtocolError && err.code === "UNAVAILABLE";
+      if (pending.purpose === "login" || !unavailable) throw err;
+      throw await endOtherSessionsUnsure(this.#ctx, pending.purpose, pending.key, this, fields);
+    }
+    const { previous, identity, verifier } = committed;
+    if (this.#closed) return;
     if (pending.purpose === "login") {
-      return await this.#loggedIn(pending, { now, previous, identity, serverFinal, verifier }, msg.id);
+      return await this.#loggedIn(pending, { now, previous, identity, serverFinal, verifier, mark }, msg.id);
     }
     if (pending.purpose === "passwd") {
       const me = this.#user;
@@ -462,6 +490,8 @@ export class Session implements RegisteredSession {
       identity: IdentityRecord | null;
       serverFinal: string;
       verifier: string;
+      /** The registry's mark taken before the store write. */
+      mark: number;
     },
     requestId: number | undefined,
   ): Promise<void> {
@@ -477,8 +507,11 @@ export class Session implements RegisteredSession {
     });
     if (this.#closed) return this.#ctx.rendezvous?.unregister(this.id);
     try {
-      // Checked again after the last wait: a node that lost touch meanwhile has ended its sessions.
+      // Checked again after the last wait, in the same step as the session is registered: a node that
+      // lost touch meanwhile has ended its sessions (and one back by now did too), and so has a PASSWD or
+      // DELETE of the account that came after the store write.
       refuseWhileCutOff(this.#ctx);
+      refuseIfEndedSince(this.#ctx, pending.key, done.mark);
     } catch (err) {
       this.#ctx.rendezvous?.unregister(this.id);
       throw err;

@@ -39,6 +39,11 @@ export interface RegisteredSession {
   readonly peerAddress: string;
   /** The transport it came over (`tcp`, `tls`, `udp`), for {@linkcode SessionRegistry.census}. */
   readonly transport?: string;
+  /**
+   * The account it is logged in to, as it logged in (the verifier its own PASSWD set, if any), for the
+   * re-check of sessions (session_recheck.ts); `null` or absent when not logged in.
+   */
+  readonly account?: Readonly<{ id: number; verifier: string }> | null;
   /** End the session: send BYE and close. */
   end(code: ByeCode, reason: string): void;
 }
@@ -51,7 +56,18 @@ export interface SessionRegistryOptions {
   maxConnectionsPerIp: number;
   /** Most connections in all, sessions and held slots (default: no cap). */
   maxConnections?: number;
+  /** A monotonic clock in ms, for how long ended users are remembered (default `performance.now`). */
+  now?: () => number;
 }
+
+/**
+ * How long the registry remembers that a user's sessions were ended, ms: a login under way for longer
+ * than this (from its proof to its reply) is refused as if its user's sessions had been ended meanwhile.
+ */
+export const ENDED_MEMORY_MS = 120_000;
+
+/** Why a login begun at a {@linkcode SessionRegistry.mark} must not complete (see `endedSince`). */
+export type EndedSince = "user" | "all" | null;
 
 /** The BYE code of a connection shed to make room at the server's cap. */
 export const SHED_CODE: ByeCode = "SERVER_FULL";
@@ -136,6 +152,15 @@ export class SessionRegistry {
   #waitingWithToken = new ShedQueue<Waiting>({ group: shedGroup });
   /** Slots held by connections without a session yet (TLS handshakes). */
   #held = 0;
+  #now: () => number;
+  /** How many times sessions were ended by user or all at once: the marks logins take. */
+  #endings = 0;
+  /** The latest ending of each user's sessions, oldest first, for {@linkcode ENDED_MEMORY_MS}. */
+  #userEnded = new Map<string, { seq: number; at: number }>();
+  /** The latest ending of every logged-in session (the node lost touch with the others). */
+  #allEnded = 0;
+  /** The latest ending forgotten (older than {@linkcode ENDED_MEMORY_MS}). */
+  #forgotten = 0;
 
   /**
    * Make a registry.
@@ -146,6 +171,7 @@ export class SessionRegistry {
     this.#maxAnonymous = options.maxUnauthenticatedPerIp;
     this.#maxTotal = options.maxConnectionsPerIp;
     this.#maxConnections = options.maxConnections ?? Infinity;
+    this.#now = options.now ?? (() => performance.now());
   }
 
   /** The cap on connections in all (`Infinity` when none). */
@@ -402,7 +428,8 @@ export class SessionRegistry {
   }
 
   /**
-   * End every session of a user except one.
+   * End every session of a user except one, and remember that they were ended: a login of the user under
+   * way, not registered yet, must not complete ({@linkcode SessionRegistry.endedSince}).
    *
    * @param user Lower-cased user name.
    * @param except The session that caused it, left open.
@@ -411,25 +438,90 @@ export class SessionRegistry {
    * @returns How many sessions were ended.
    */
   endUser(user: string, except: RegisteredSession | null, code: ByeCode, reason: string): number {
+    this.#noteEnded(user);
+    return this.#endSessionsOf(user, except, code, reason);
+  }
+
+  #endSessionsOf(user: string, except: RegisteredSession | null, code: ByeCode, reason: string): number {
     const targets = [...(this.#byUser.get(user) ?? [])].filter((s) => s !== except);
-    for (const s of targets) {
-      this.setUser(s, null);
-      s.end(code, reason);
-    }
+    for (const s of targets) this.endSession(s, code, reason);
     return targets.length;
   }
 
   /**
-   * End every logged-in session (this node lost touch with the others).
+   * End every logged-in session (this node lost touch with the others), and remember it: no login under
+   * way may complete ({@linkcode SessionRegistry.endedSince}).
    *
    * @param code Why.
    * @param reason Human text.
    * @returns How many sessions were ended.
    */
   endLoggedIn(code: ByeCode, reason: string): number {
+    this.#allEnded = ++this.#endings;
     let ended = 0;
-    for (const user of [...this.#byUser.keys()]) ended += this.endUser(user, null, code, reason);
+    for (const user of [...this.#byUser.keys()]) ended += this.#endSessionsOf(user, null, code, reason);
     return ended;
+  }
+
+  /**
+   * End one logged-in session (its account changed under it: see session_recheck.ts).
+   *
+   * @param session The session.
+   * @param code Why.
+   * @param reason Human text.
+   */
+  endSession(session: RegisteredSession, code: ByeCode, reason: string): void {
+    this.setUser(session, null);
+    session.end(code, reason);
+  }
+
+  /**
+   * The logged-in sessions, with their user keys, at this moment.
+   *
+   * @returns A copy: ending sessions while going through it is safe.
+   */
+  loggedIn(): { session: RegisteredSession; user: string }[] {
+    const all: { session: RegisteredSession; user: string }[] = [];
+    for (const [user, sessions] of this.#byUser) for (const session of sessions) all.push({ session, user });
+    return all;
+  }
+
+  /**
+   * A point in the history of ended sessions, taken by a login before its store write: after the write,
+   * {@linkcode SessionRegistry.endedSince} tells whether the login's session would have been ended had it
+   * been registered then.
+   *
+   * @returns The mark.
+   */
+  mark(): number {
+    return this.#endings;
+  }
+
+  /**
+   * Whether sessions a login begun at `mark` would belong to were ended since: `"user"` when the user's
+   * were (a `PASSWD` or `DELETE`, here or on another node; also when that is no longer known, the mark being
+   * older than {@linkcode ENDED_MEMORY_MS}), `"all"` when every logged-in session was (the node lost touch
+   * with the others), `null` when neither.
+   *
+   * @param user Lower-cased user name.
+   * @param mark What {@linkcode SessionRegistry.mark} returned before the login's store write.
+   * @returns Why the login must not complete, or `null`.
+   */
+  endedSince(user: string, mark: number): EndedSince {
+    if (this.#allEnded > mark) return "all";
+    if ((this.#userEnded.get(user)?.seq ?? 0) > mark || this.#forgotten > mark) return "user";
+    return null;
+  }
+
+  #noteEnded(user: string): void {
+    const now = this.#now();
+    this.#userEnded.delete(user);
+    this.#userEnded.set(user, { seq: ++this.#endings, at: now });
+    for (const [key, { seq, at }] of this.#userEnded) {
+      if (now - at <= ENDED_MEMORY_MS) break;
+      this.#userEnded.delete(key);
+      this.#forgotten = seq;
+    }
   }
 
   /**

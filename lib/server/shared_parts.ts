@@ -216,12 +216,19 @@ export interface SessionsHere {
    * @returns How many sessions it ended.
    */
   endAll(code: ByeCode, reason: string): number;
+  /**
+   * Re-check the logged-in sessions against the store soon (this node is back on the bus, and may have
+   * missed another node's request meanwhile): those whose account changed or is gone end.
+   */
+  recheck?(): void;
 }
 
 /**
  * Ends a user's sessions on the other nodes (this node's own sessions are ended by its registry). `PASSWD`
  * and `DELETE` wait for it before they reply, so an old password's sessions are gone everywhere when the
- * client hears "done".
+ * client hears "done". The wait is bounded: when it cannot vouch for every node it fails (`UNAVAILABLE`),
+ * and each node's periodic re-check of its sessions against the store (session_recheck.ts) is what ends
+ * them.
  */
 export interface SessionDirectory {
   /**
@@ -233,7 +240,8 @@ export interface SessionDirectory {
    * @param reason Its text.
    * @returns How many sessions the other nodes ended.
    * @throws {ProtocolError} `UNAVAILABLE` when this node lost touch with the others (its own sessions are
-   *   ended then, the one asking included).
+   *   ended then, the one asking included), or when another node did not answer in time (its sessions end
+   *   at its next re-check against the store: session_recheck.ts).
    */
   endElsewhere(userKey: string, code: ByeCode, reason: string): Promise<number>;
   /**

@@ -111,6 +111,9 @@ export async function migratePostgres(
   for (const step of MIGRATIONS) {
     if (step.version > upTo) break;
     await sql.begin(async (tx) => {
+      // The store's connections cancel long statements (QUERY_TIMEOUT_MS); a step may rewrite every row,
+      // and wait for another node's steps first.
+      await tx`SET LOCAL statement_timeout = 0`;
       await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`;
       // Under the lock, so two nodes never both create it.
       await tx`CREATE TABLE IF NOT EXISTS authchat_schema (version INTEGER NOT NULL)`;

@@ -14,6 +14,13 @@
  * - A lost connection fails the requests that needed it with `UNAVAILABLE` (a read is tried once more
  *   first, on a fresh connection); the next request connects again. Login times not yet written wait for
  *   the database to come back.
+ * - Every request has a deadline ({@linkcode QUERY_TIMEOUT_MS}, connecting and waiting for a connection
+ *   included): a database that stops answering without closing the connection (packets dropped) fails
+ *   the request with `UNAVAILABLE` then, rather than when TCP gives up minutes later, and the pool is
+ *   replaced. The database itself cancels a statement that runs longer (`statement_timeout`, and
+ *   `idle_in_transaction_session_timeout` for a transaction left open), so a request that timed out does not
+ *   commit much later. A write that fails this way may have committed: the caller cannot tell (see
+ *   `PASSWD` and `DELETE` in session.ts).
  *
  * @module
  */
@@ -26,6 +33,7 @@ import { nameLooksTaken, nameTaken } from "./name_taken.ts";
 import { migratePostgres } from "./postgres_migrations.ts";
 import { LOGIN_FLUSH_MS } from "./sqlite_user_store.ts";
 import type {
+  AccountVerifier,
   Credentials,
   IdentityRecord,
   LoginRecord,
@@ -38,10 +46,11 @@ import type {
 export const CONNECT_TIMEOUT_S = 10;
 
 /**
- * Seconds a pool set aside after a connection failure has to finish the statements it still runs before
- * its connections are dropped.
+ * How long a request may wait for the database, ms, from its start (waiting for a connection of the pool,
+ * connecting, and every statement) before it fails with `UNAVAILABLE`; also the longest a statement may
+ * run in the database (`statement_timeout`).
  */
-const RETIRE_TIMEOUT_S = 2;
+export const QUERY_TIMEOUT_MS = 10_000;
 
 /**
  * The first key of the look-alike advisory locks (two-key form); the second is the hash of the look-alike
@@ -68,11 +77,13 @@ const CONNECTION_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * SQLSTATEs that say the server is going or not ready: connection exceptions (class 08), an administrator
- * or crash shutdown and a server still starting (57P01–57P03), and no connection slot left (53300).
+ * SQLSTATEs that say the server is going, not ready or too slow: connection exceptions (class 08), an
+ * administrator or crash shutdown and a server still starting (57P01–57P03), no connection slot left
+ * (53300), and a statement cancelled by `statement_timeout` (57014).
  */
 function isUnavailableState(state: string): boolean {
-  return state.startsWith("08") || ["57P01", "57P02", "57P03", "53300"].includes(state);
+  // 57014: a statement cancelled, here only ever by statement_timeout (the database took too long).
+  return state.startsWith("08") || ["57014", "57P01", "57P02", "57P03", "53300"].includes(state);
 }
 
 /** Whether an error of the driver means the database is not answering (rather than refusing a statement). */
@@ -86,6 +97,9 @@ function isConnectionFailure(err: unknown): boolean {
 
 /** Options of a read-only request: tried once more after a connection failure. */
 const READ = { retry: true };
+
+/** A request that ran out of time (never leaves {@linkcode PostgresUserStore}'s `#run`). */
+const TIMED_OUT = Symbol("timed out");
 
 interface Row {
   id: string;
@@ -127,6 +141,8 @@ export interface PostgresStoreOptions {
   poolSize?: number;
   /** Migrate only this far (tests build older databases with it). */
   migrateUpTo?: number;
+  /** Each request's deadline, ms (default {@linkcode QUERY_TIMEOUT_MS}; tests shorten it). */
+  queryTimeoutMs?: number;
 }
 
 /**
@@ -147,7 +163,10 @@ export interface PostgresStoreOptions {
 export class PostgresUserStore implements UserStore {
   #url: string;
   #poolSize: number;
+  #queryTimeoutMs: number;
   #sql: postgres.Sql;
+  /** The requests under way on each pool (on the current one, and on those set aside still finishing). */
+  #running = new Map<postgres.Sql, Set<Promise<unknown>>>();
   /** Pools set aside after a connection failure, still finishing (awaited by {@linkcode close}). */
   #retiring = new Set<Promise<void>>();
   #secret: Uint8Array<ArrayBuffer>;
@@ -157,15 +176,24 @@ export class PostgresUserStore implements UserStore {
   #flushing: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
 
-  private constructor(url: string, poolSize: number, sql: postgres.Sql, secret: Uint8Array<ArrayBuffer>) {
+  private constructor(
+    url: string,
+    pool: { size: number; queryTimeoutMs: number },
+    sql: postgres.Sql,
+    secret: Uint8Array<ArrayBuffer>,
+  ) {
     this.#url = url;
-    this.#poolSize = poolSize;
+    this.#poolSize = pool.size;
+    this.#queryTimeoutMs = pool.queryTimeoutMs;
     this.#sql = sql;
     this.#secret = secret;
   }
 
-  /** A pool of at most `max` connections to `url`, connecting at its first statement. */
-  static #pool(url: string, max: number): postgres.Sql {
+  /**
+   * A pool of at most `max` connections to `url`, connecting at its first statement, whose statements the
+   * database cancels after `timeoutMs`.
+   */
+  static #pool(url: string, max: number, timeoutMs: number): postgres.Sql {
     // Host, port, role and database as this code reads the URL: the driver's own reading takes the
     // brackets of an IPv6 address for a host name. As one-element lists, which the driver takes as they
     // are (its types say string and number, but a string is split at every colon).
@@ -181,7 +209,13 @@ export class PostgresUserStore implements UserStore {
       fetch_types: false,
       // "relation already exists, skipping" and the like are not for the server's output.
       onnotice: () => {},
-      connection: { application_name: "authchat" },
+      // Sent when each connection starts, so they cost no statement. Migrations lift them (they may take
+      // long, and wait for another node's).
+      connection: {
+        application_name: "authchat",
+        statement_timeout: timeoutMs,
+        idle_in_transaction_session_timeout: timeoutMs,
+      },
     });
   }
 
@@ -197,7 +231,8 @@ export class PostgresUserStore implements UserStore {
    */
   static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresUserStore> {
     const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
-    const sql = PostgresUserStore.#pool(url, poolSize);
+    const queryTimeoutMs = options.queryTimeoutMs ?? QUERY_TIMEOUT_MS;
+    const sql = PostgresUserStore.#pool(url, poolSize, queryTimeoutMs);
     try {
       const [setting] = await sql<
         { encoding: string }[]
@@ -211,7 +246,12 @@ export class PostgresUserStore implements UserStore {
       }
       await migratePostgres(sql, options.migrateUpTo === undefined ? {} : { upTo: options.migrateUpTo });
       const [row] = await sql<{ value: Uint8Array }[]>`SELECT value FROM meta WHERE key = 'mock_secret'`;
-      return new PostgresUserStore(url, poolSize, sql, new Uint8Array(row!.value));
+      return new PostgresUserStore(
+        url,
+        { size: poolSize, queryTimeoutMs },
+        sql,
+        new Uint8Array(row!.value),
+      );
     } catch (err) {
       await sql.end({ timeout: 1 }).catch(() => {});
       throw PostgresUserStore.#openError(url, err);
@@ -232,30 +272,57 @@ export class PostgresUserStore implements UserStore {
   }
 
   /**
-   * Run a request's statements, turning a lost database into `UNAVAILABLE`. After a connection failure the
-   * pool is replaced by a fresh one: the driver may leave a connection that failed mid-statement unusable,
-   * and a fresh pool also connects again at once when the database is back. A read (`retry`) is tried once
-   * more on the fresh pool, so a connection the database closed while idle costs no request; a write never
-   * is, as it may have committed before the failure.
+   * Run a request's statements, turning a lost or silent database into `UNAVAILABLE`. After a connection
+   * failure, or when the request's deadline passes, the pool is replaced by a fresh one: the driver may
+   * leave a connection that failed mid-statement unusable, one that hangs holds the requests queued behind
+   * it, and a fresh pool also connects again at once when the database is back. A read (`retry`) is tried
+   * once more on the fresh pool after a connection failure, within the same deadline, so a connection the
+   * database closed while idle costs no request; a write never is, as it may have committed before the
+   * failure.
    */
   async #run<T>(work: (sql: postgres.Sql) => Promise<T>, options: { retry?: boolean } = {}): Promise<T> {
+    const deadline = performance.now() + this.#queryTimeoutMs;
     for (let attempt = 0;; attempt++) {
       const sql = this.#sql;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       try {
-        return await work(sql);
+        const expired = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(TIMED_OUT), Math.max(0, deadline - performance.now()));
+        });
+        return await this.#track(sql, Promise.race([work(sql), expired]));
       } catch (err) {
-        if (!isConnectionFailure(err)) throw err;
+        if (err !== TIMED_OUT && !isConnectionFailure(err)) throw err;
         this.#replacePool(sql);
-        if (!options.retry || attempt > 0 || this.#closed !== undefined) throw databaseUnavailable();
+        const again = err !== TIMED_OUT && options.retry && attempt === 0 && this.#closed === undefined;
+        if (!again) throw databaseUnavailable();
+      } finally {
+        clearTimeout(timer);
       }
     }
   }
 
-  /** Set a failed pool aside (once, however many of its requests failed) and start a fresh one. */
+  /** Count a request as under way on a pool until it settles (which its deadline bounds). */
+  #track<T>(sql: postgres.Sql, request: Promise<T>): Promise<T> {
+    let running = this.#running.get(sql);
+    if (!running) this.#running.set(sql, running = new Set());
+    running.add(request);
+    const done = () => void running.delete(request);
+    request.then(done, done);
+    return request;
+  }
+
+  /**
+   * Set a failed pool aside (once, however many of its requests failed) and start a fresh one. The
+   * requests still under way on the old one may finish (each has its own deadline); then its connections
+   * are dropped. Not on the driver's own timeout of `end`: it waits for a connection that failed mid-
+   * statement for as long as it is given.
+   */
   #replacePool(failed: postgres.Sql): void {
     if (this.#sql !== failed || this.#closed !== undefined) return;
-    this.#sql = PostgresUserStore.#pool(this.#url, this.#poolSize);
-    const retired = failed.end({ timeout: RETIRE_TIMEOUT_S }).catch(() => {});
+    this.#sql = PostgresUserStore.#pool(this.#url, this.#poolSize, this.#queryTimeoutMs);
+    const running = [...this.#running.get(failed) ?? []];
+    this.#running.delete(failed);
+    const retired = Promise.allSettled(running).then(() => failed.end({ timeout: 0 })).catch(() => {});
     this.#retiring.add(retired);
     void retired.finally(() => this.#retiring.delete(retired));
   }
@@ -400,7 +467,8 @@ export class PostgresUserStore implements UserStore {
 
   /**
    * Write the recorded login times now, in one statement, each only where the account still has the
-   * verifier it was recorded under. When the database does not answer they stay recorded, and a flush a
+   * verifier it was recorded under, and only forwards: a time recorded by one node never replaces a later
+   * one another node wrote first. When the database does not answer they stay recorded, and a flush a
    * moment later tries again; this never rejects.
    *
    * @returns When the write is done or has failed.
@@ -426,7 +494,7 @@ export class PostgresUserStore implements UserStore {
       // one JSON string instead of the rows.
       await this.#run((sql) =>
         sql`
-        UPDATE users AS u SET last_login_at = v.at
+        UPDATE users AS u SET last_login_at = GREATEST(coalesce(u.last_login_at, 0), v.at)
         FROM jsonb_to_recordset(${
           JSON.stringify(rows)
         }::text::jsonb) AS v(id BIGINT, at BIGINT, verifier TEXT)
@@ -441,6 +509,19 @@ export class PostgresUserStore implements UserStore {
         }, LOGIN_FLUSH_MS);
       }
     }
+  }
+
+  async verifiersOf(ids: readonly number[]): Promise<Map<number, AccountVerifier>> {
+    if (ids.length === 0) return new Map();
+    // The ids travel as one JSON array (text, then jsonb: see #flush): one statement for any number of them.
+    const rows = await this.#run(
+      (sql) =>
+        sql<{ id: string; name_key: string; verifier: string }[]>`
+        SELECT id, name_key, verifier FROM users
+        WHERE id IN (SELECT jsonb_array_elements_text(${JSON.stringify(ids)}::text::jsonb)::bigint)`,
+      READ,
+    );
+    return new Map(rows.map((r) => [Number(r.id), { nameKey: r.name_key, verifier: r.verifier }]));
   }
 
   async iterationCounts(): Promise<Map<number, number>> {

@@ -16,6 +16,7 @@ import { nameSkeletons } from "../auth/confusable_skeleton.ts";
 import { migrate } from "./migrations.ts";
 import { nameLooksTaken, nameTaken } from "./name_taken.ts";
 import type {
+  AccountVerifier,
   Credentials,
   IdentityRecord,
   LoginRecord,
@@ -98,6 +99,7 @@ export class SqliteUserStore implements UserStore {
   #lastLogin: StatementSync;
   #setLogin: StatementSync;
   #count: StatementSync;
+  #verifiers: StatementSync;
   #iterations: StatementSync;
   #secret: Uint8Array<ArrayBuffer>;
   /**
@@ -149,11 +151,18 @@ export class SqliteUserStore implements UserStore {
     this.#lastLogin = db.prepare(
       "SELECT last_login_at, identity_key, key_backup FROM users WHERE id = ? AND verifier = ?",
     );
-    this.#setLogin = db.prepare("UPDATE users SET last_login_at = ? WHERE id = ? AND verifier = ?");
+    // Never backwards: another process sharing the file may have written a later login first.
+    this.#setLogin = db.prepare(
+      "UPDATE users SET last_login_at = max(coalesce(last_login_at, 0), ?) WHERE id = ? AND verifier = ?",
+    );
     this.#iterations = db.prepare(
       "SELECT CAST(substr(verifier, 15, instr(verifier, ':') - 15) AS INTEGER) AS i, count(*) AS n FROM users GROUP BY i",
     );
     this.#count = db.prepare("SELECT count(*) AS n FROM users");
+    // The ids travel as one JSON array: one statement for any number of them.
+    this.#verifiers = db.prepare(
+      "SELECT id, name_key, verifier FROM users WHERE id IN (SELECT value FROM json_each(?))",
+    );
     const secret = db.prepare("SELECT value FROM meta WHERE key = 'mock_secret'").get() as {
       value: Uint8Array<ArrayBuffer>;
     };
@@ -321,6 +330,21 @@ export class SqliteUserStore implements UserStore {
       this.#flushTimer = setTimeout(() => this.flushLogins(), LOGIN_FLUSH_MS);
     } finally {
       this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+  }
+
+  verifiersOf(ids: readonly number[]): Promise<Map<number, AccountVerifier>> {
+    try {
+      const rows = this.#verifiers.all(JSON.stringify(ids)) as {
+        id: number;
+        name_key: string;
+        verifier: string;
+      }[];
+      return Promise.resolve(
+        new Map(rows.map((r) => [Number(r.id), { nameKey: r.name_key, verifier: r.verifier }])),
+      );
+    } catch (err) {
+      return Promise.reject(err);
     }
   }
 

@@ -64,6 +64,14 @@ export interface LoginRecord {
   identity: IdentityRecord | null;
 }
 
+/** An account's key and current verifier, as the re-check of logged-in sessions reads them. */
+export interface AccountVerifier {
+  /** Lower-cased name. */
+  nameKey: string;
+  /** PostgreSQL-format SCRAM-SHA-256 verifier. */
+  verifier: string;
+}
+
 /** What a new account needs. */
 export interface NewUser {
   /** SASLprepped name. */
@@ -169,6 +177,14 @@ export interface UserStore {
    *   `undefined` when the account is gone or its verifier changed.
    */
   recordLogin(id: number, expected: string, now: number): Promise<LoginRecord | undefined>;
+  /**
+   * Read the current verifiers of many accounts in one query: every node re-checks its logged-in sessions
+   * with it, a batch at a time (lib/server/session_recheck.ts).
+   *
+   * @param ids Row ids (a few thousand at most at once; repeats allowed).
+   * @returns By row id, the key and verifier of each account that exists; an id without one is absent.
+   */
+  verifiersOf(ids: readonly number[]): Promise<Map<number, AccountVerifier>>;
   /** How many accounts use each PBKDF2 iteration count. */
   iterationCounts(): Promise<Map<number, number>>;
   /** The server secret that mock exchanges for unknown users derive from. */

@@ -106,6 +106,8 @@ export class TestNode {
   readonly sessionsOf = new Map<string, number>();
   /** Calls of endAll. */
   endAllCalls = 0;
+  /** Calls of recheck (the node is back on the bus). */
+  recheckCalls = 0;
   /** Log lines. */
   readonly logs: string[] = [];
   #stopped = false;
@@ -156,6 +158,7 @@ export class TestNode {
         node.sessionsOf.clear();
         return count;
       },
+      recheck: () => void node.recheckCalls++,
     });
     return node;
   }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import type { NatsBus } from "../../lib/cluster/nats_bus.ts";
-import { LOGIN_REFUSED } from "../../lib/cluster/nats_session_directory.ts";
+import { LOGIN_REFUSED, UNCONFIRMED } from "../../lib/cluster/nats_session_directory.ts";
 import { NodeLiveness } from "../../lib/cluster/node_liveness.ts";
 import {
   BusProxy,
@@ -138,6 +138,35 @@ Deno.test({
 });
 
 Deno.test({
+  name: "NatsSessionDirectory stops waiting for a live node that never answers, failing UNAVAILABLE",
+  ignore: !nats,
+  async fn() {
+    await using c = await cluster(3);
+    const [n1, n2, n3] = c.nodes as [TestNode, TestNode, TestNode];
+    n2.sessionsOf.set("bob", 1);
+    n3.sessionsOf.set("bob", 1);
+    // n3 keeps its heartbeat but no longer hears requests (its subscription is gone).
+    n3.sessions.close();
+    const started = performance.now();
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      n1.sessions.endElsewhere("bob", "PASSWORD_CHANGED", "x").then(
+        (ended) => `resolved ${ended}`,
+        (err: unknown) => err instanceof ProtocolError ? `${err.code} ${err.message}` : String(err),
+      ),
+      // A guard against a wait that never ends, not a speed target.
+      new Promise<string>((r) => guard = setTimeout(() => r("still waiting"), 20_000)),
+    ]);
+    clearTimeout(guard);
+    assert.equal(outcome, `UNAVAILABLE ${UNCONFIRMED}`);
+    assert.ok(performance.now() - started >= FAST.deadAfterMs, "it waited as long as for a dying node");
+    assert.deepEqual(n2.ended, ["bob PASSWORD_CHANGED"], "the nodes that answered ended theirs");
+    assert.equal(n3.liveness.fenced, false, "n3 is alive all along");
+    assert.ok(n1.logs.some((l) => l.includes('"event":"end_elsewhere_unconfirmed"') && l.includes("n3")));
+  },
+});
+
+Deno.test({
   name: "A node that loses the bus ends its sessions, refuses logins, and comes back as a new incarnation",
   ignore: !nats,
   async fn() {
@@ -176,7 +205,9 @@ Deno.test({
       );
 
       proxy.restore();
+      assert.equal(n3.recheckCalls, 0);
       await eventually("n3 back", () => !n3.liveness.fenced, 15_000);
+      assert.equal(n3.recheckCalls, 1, "its sessions are re-checked against the store once it is back");
       assert.notEqual(n3.liveness.incarnation, before);
       assert.equal(n3.sessions.loginsRefused(), null);
       assert.ok(n3.logs.some((l) => l.includes('"event":"bus_back"')));

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SessionRegistry } from "../../lib/server/session_registry.ts";
+import { ENDED_MEMORY_MS, SessionRegistry } from "../../lib/server/session_registry.ts";
 import type { RegisteredSession } from "../../lib/server/session_registry.ts";
 
 /** A session that records how it was ended. */
@@ -287,4 +287,37 @@ Deno.test("SessionRegistry.endLoggedIn ends every logged-in session and leaves t
   ]);
   assert.equal(reg.sessionsOf("alice"), 0);
   assert.equal(reg.endLoggedIn("UNAVAILABLE", "cut off"), 0);
+});
+
+Deno.test("SessionRegistry.endedSince tells a login under way whose user's sessions were ended after its mark", () => {
+  const reg = new SessionRegistry({ maxUnauthenticatedPerIp: 10, maxConnectionsPerIp: 10 });
+  const before = reg.mark();
+  reg.endUser("alice", null, "PASSWORD_CHANGED", "x");
+  const after = reg.mark();
+  assert.equal(reg.endedSince("alice", before), "user", "ended though it had no session");
+  assert.equal(reg.endedSince("alice", after), null, "a login begun after it is not concerned");
+  assert.equal(reg.endedSince("bob", before), null, "nor is another user");
+  reg.endUser("alice", null, "ACCOUNT_DELETED", "y");
+  assert.equal(reg.endedSince("alice", after), "user", "each end counts");
+  reg.endLoggedIn("UNAVAILABLE", "cut off");
+  assert.equal(reg.endedSince("bob", reg.mark() - 1), "all");
+  assert.equal(reg.endedSince("bob", reg.mark()), null);
+});
+
+Deno.test("SessionRegistry.endedSince forgets ends after ENDED_MEMORY_MS, and then refuses the older marks", () => {
+  const clock = { now: 0 };
+  const reg = new SessionRegistry({
+    maxUnauthenticatedPerIp: 10,
+    maxConnectionsPerIp: 10,
+    now: () => clock.now,
+  });
+  const old = reg.mark();
+  reg.endUser("alice", null, "PASSWORD_CHANGED", "x");
+  const recent = reg.mark();
+  clock.now = ENDED_MEMORY_MS + 1;
+  // Another end prunes alice's: a mark from before it can no longer tell, so it is refused (any user).
+  reg.endUser("bob", null, "PASSWORD_CHANGED", "x");
+  assert.equal(reg.endedSince("carol", old), "user");
+  assert.equal(reg.endedSince("alice", recent), null, "a mark after the forgotten end is told exactly");
+  assert.equal(reg.endedSince("bob", recent), "user");
 });

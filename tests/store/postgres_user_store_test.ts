@@ -17,6 +17,7 @@ import {
   terminateConnections,
 } from "../_cluster_services.ts";
 import { OutageProxy, throughProxy, urlTarget } from "../_outage_proxy.ts";
+import { PausableProxy } from "../cluster/_pausable_proxy.ts";
 
 const VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB";
 const NEXT = "SCRAM-SHA-256$4096:bmV3$CCCC:DDDD";
@@ -196,6 +197,127 @@ clusterTest(
         assert.ok(await store.countUsers() >= 1);
       }
     } finally {
+      await store.close();
+    }
+  },
+);
+
+clusterTest(
+  "PostgresUserStore fails a request with UNAVAILABLE at its deadline when the database goes silent",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    // A network that drops every packet: the connections stay open, nothing arrives.
+    const proxy = new PausableProxy(urlTarget(db.url).port);
+    const store = await PostgresUserStore.open(throughProxy(db.url, Number(new URL(proxy.url).port)), {
+      poolSize: 2,
+      queryTimeoutMs: 1000,
+    });
+    try {
+      const alice = await store.createUser(newUser("alice"));
+      proxy.pause();
+      const started = performance.now();
+      const outcomes = await Promise.allSettled([
+        store.findUser("alice"),
+        store.updateVerifier(alice.id, VERIFIER, NEXT),
+        store.countUsers(),
+      ]);
+      for (const outcome of outcomes) {
+        assert.equal(outcome.status, "rejected");
+        const err = (outcome as PromiseRejectedResult).reason;
+        assert.ok(err instanceof ProtocolError && err.code === "UNAVAILABLE", String(err));
+      }
+      // A guard against the 15 minutes TCP would take, not a speed target: the deadline is 1 s.
+      assert.ok(performance.now() - started < 10_000, "failed at the deadline, not when TCP gives up");
+      proxy.resume();
+      // Served again at once, on the fresh pool.
+      assert.equal((await store.findUser("alice"))?.name, "alice");
+    } finally {
+      proxy.resume();
+      await store.close();
+      await proxy.close();
+    }
+  },
+);
+
+clusterTest(
+  "PostgresUserStore does not commit later a write that failed at its deadline",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    const store = await PostgresUserStore.open(db.url, { poolSize: 2, queryTimeoutMs: 1000 });
+    const locker = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      const alice = await store.createUser(newUser("alice"));
+      const locked = Promise.withResolvers<void>();
+      const release = Promise.withResolvers<void>();
+      // Another transaction holds alice's row: the UPDATE waits in the database past the request's deadline.
+      const holding = locker.begin(async (tx) => {
+        await tx`SELECT 1 FROM users WHERE id = ${alice.id} FOR UPDATE`;
+        locked.resolve();
+        await release.promise;
+      });
+      await locked.promise;
+      // The lock goes 1 s after the deadline, whatever happened to the request.
+      const releasing = new Promise((r) => setTimeout(r, 2000)).then(() => release.resolve());
+      await unavailable(store.updateVerifier(alice.id, VERIFIER, NEXT), "updateVerifier");
+      await releasing;
+      await holding;
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal((await store.findUser("alice"))?.verifier, VERIFIER, "the database cancelled it");
+    } finally {
+      await locker.end({ timeout: 5 });
+      await store.close();
+    }
+  },
+);
+
+clusterTest(
+  "PostgresUserStore lets the writes under way finish when it replaces a failed pool",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    const store = await PostgresUserStore.open(db.url, { poolSize: 4, queryTimeoutMs: 8000 });
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      const alice = await store.createUser(newUser("alice"));
+      const bob = await store.createUser(newUser("bob"));
+      const locked = Promise.withResolvers<void>();
+      const release = Promise.withResolvers<void>();
+      const holding = admin.begin(async (tx) => {
+        await tx`SELECT 1 FROM users WHERE id IN (${alice.id}, ${bob.id}) FOR UPDATE`;
+        locked.resolve();
+        await release.promise;
+      });
+      await locked.promise;
+      // Two writes wait for the lock, each on a connection of its own.
+      const write = store.updateVerifier(alice.id, VERIFIER, NEXT).then((ok) => ok, (err: unknown) => err);
+      // Settled before it is awaited: caught at once.
+      const doomed = store.deleteUser(bob.id, VERIFIER).then(() => null, (err: unknown) => err);
+      const other = postgres(db.url, { max: 1, onnotice: () => {} });
+      try {
+        let ended = 0;
+        for (let tries = 0; ended === 0 && tries < 100; tries++) {
+          const rows = await other<{ n: number }[]>`
+            SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+            WHERE datname = ${db.name} AND application_name = 'authchat' AND query LIKE 'DELETE FROM users%'`;
+          ended = rows[0]!.n;
+          if (ended === 0) await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.equal(ended, 1, "the DELETE's connection was ended");
+      } finally {
+        await other.end({ timeout: 5 });
+      }
+      // The DELETE's connection failed: the pool it belonged to is set aside, the UPDATE still under way in it.
+      const err = await doomed;
+      assert.ok(err instanceof ProtocolError && err.code === "UNAVAILABLE", String(err));
+      await new Promise((r) => setTimeout(r, 3000));
+      release.resolve();
+      await holding;
+      assert.equal(await write, true, "the UPDATE finished on the pool set aside");
+      assert.equal((await store.findUser("alice"))?.verifier, NEXT);
+    } finally {
+      await admin.end({ timeout: 5 });
       await store.close();
     }
   },

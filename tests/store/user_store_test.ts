@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { prepareUsername } from "../../lib/auth/username.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
-import type { NewUser } from "../../lib/store/user_store.ts";
+import type { NewUser, UserRecord } from "../../lib/store/user_store.ts";
 import { contractTest } from "./_store_kinds.ts";
 
 const VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB";
@@ -179,6 +179,51 @@ contractTest(
     assert.equal((await store.recordLogin(id, verifier, 3000))?.previous, 2000);
     await store.close();
     assert.equal((await other.findUser("alice"))?.lastLoginAt, 3000, "close writes what is left");
+  },
+);
+
+contractTest(
+  "never moves a login time backwards when a node writes an older one after a newer",
+  async (db) => {
+    const slow = await db.open();
+    const fast = await db.open();
+    const { id, verifier } = await slow.createUser(newUser("alice"));
+    // A login on one node, then a later one on another whose time is written first.
+    await slow.recordLogin(id, verifier, 1000);
+    await fast.recordLogin(id, verifier, 2000);
+    await fast.flushLogins();
+    await slow.flushLogins();
+    const reader = await db.open();
+    assert.equal((await reader.findUser("alice"))?.lastLoginAt, 2000);
+  },
+);
+
+contractTest(
+  ".verifiersOf reads the key and verifier of many accounts at once, leaving out the gone",
+  async (db) => {
+    const store = await db.open();
+    const other = await db.open();
+    assert.deepEqual(await store.verifiersOf([]), new Map());
+    const accounts = [];
+    for (const name of ["alice", "Bob", "carol"]) {
+      accounts.push(
+        await store.createUser(newUser(name, 1, saltedFor(name))),
+      );
+    }
+    const [alice, bob, carol] = accounts as [UserRecord, UserRecord, UserRecord];
+    assert.equal(await other.updateVerifier(bob.id, bob.verifier, "SCRAM-SHA-256$4096:bmV3$CCCC:DDDD"), true);
+    assert.equal(await other.deleteUser(carol.id, carol.verifier), true);
+    const found = await store.verifiersOf([alice.id, bob.id, carol.id, alice.id, carol.id + 1000]);
+    assert.deepEqual(
+      found,
+      new Map([
+        [alice.id, { nameKey: "alice", verifier: alice.verifier }],
+        [bob.id, { nameKey: "bob", verifier: "SCRAM-SHA-256$4096:bmV3$CCCC:DDDD" }],
+      ]),
+    );
+    // A batch as big as the re-check of sessions sends, in one call.
+    const ids = Array.from({ length: 5000 }, (_, i) => i % 2 === 0 ? alice.id : 1_000_000 + i);
+    assert.deepEqual([...(await store.verifiersOf(ids)).keys()], [alice.id]);
   },
 );
 

@@ -41,10 +41,13 @@
  * **Start.** A node watches the bucket until it has seen everything in it,
  * then announces its incarnation. When the bucket still holds a heartbeat of
  * another incarnation under its node id (a previous run that did not stop
- * cleanly), it waits up to 2.5 heartbeats: if that heartbeat moves, another
- * live process has this node id and the start fails
+ * cleanly), it waits until that heartbeat has not moved for `deadAfterMs`
+ * since it saw it, as the other nodes wait before they declare a node dead:
+ * if it moves, another live process has this node id and the start fails
  * ({@linkcode NodeIdConflictError}); else it takes the key over (the old
  * run's users go offline for everyone then) and removes the old run's keys.
+ * So an old run that is still up but lost the bus has fenced itself before its
+ * incarnation is over for the others.
  * A node that later finds its key taken by a process it does not know stops
  * too (the newer one keeps it). A clean stop deletes the node's heartbeat (its
  * users are offline for everyone at once), then its other keys.
@@ -346,9 +349,10 @@ export class NodeLiveness {
     const key = this.#key(this.node);
     let mine = this.#nodes.get(this.node);
     if (mine) {
-      // A heartbeat of a run that did not stop cleanly, or of a live process with the same id.
-      const rev = mine.rev;
-      const waitMs = this.#timing.heartbeatMs * 2.5;
+      // A heartbeat of a run that did not stop cleanly, or of a live process with the same id. It may have
+      // moved just before this node saw it: only `deadAfterMs` later is that run sure to have fenced itself.
+      const { rev, seenAt } = mine;
+      const waitMs = Math.max(0, seenAt + this.#timing.deadAfterMs - performance.now());
       await this.#until(() => this.#nodes.get(this.node)?.rev !== rev, waitMs);
       mine = this.#nodes.get(this.node);
       if (mine && mine.rev !== rev) {

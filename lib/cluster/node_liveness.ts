@@ -54,6 +54,8 @@
  *
  * The timing assumes a node's event loop is never stalled for longer than
  * `deadAfterMs - fenceAfterMs` (2.5 s): a stalled node cannot fence itself.
+ * After a shorter stall, `fenced` is read from the clock, so no request that
+ * runs before the next check finds the node unfenced when it should be.
  *
  * @module
  */
@@ -278,9 +280,18 @@ export class NodeLiveness {
     return this.#incarnation;
   }
 
-  /** Whether this node has lost the bus for longer than `fenceAfterMs` (and not taken a new incarnation yet). */
+  /**
+   * Whether this node has lost the bus for longer than `fenceAfterMs` (and not taken a new incarnation yet).
+   * Read from the clock, not only from the flag the periodic check sets: after the event loop stalled, a
+   * request may run before that check does, and must find the node fenced all the same.
+   */
   get fenced(): boolean {
-    return this.#fenced || this.#conflicted;
+    return this.#fenced || this.#conflicted || this.#silent(performance.now());
+  }
+
+  /** Whether the bus has acknowledged no heartbeat sent in the last `fenceAfterMs` (once started). */
+  #silent(now: number): boolean {
+    return this.#started && now - this.#ackedSentAt > this.#timing.fenceAfterMs;
   }
 
   /** The bucket (after {@linkcode NodeLiveness.start}). */
@@ -550,7 +561,7 @@ export class NodeLiveness {
   #tick(): void {
     if (this.#closed || this.#conflicted) return;
     const now = performance.now();
-    if (!this.#fenced && now - this.#ackedSentAt > this.#timing.fenceAfterMs) this.#fence();
+    if (!this.#fenced && this.#silent(now)) this.#fence();
     // A fenced node tries again once connected: a request sent meanwhile would only wait for its timeout.
     const due = now - this.#lastBeatAt >= this.#timing.heartbeatMs && (!this.#fenced || this.bus.connected);
     if (!this.#beating && due) {

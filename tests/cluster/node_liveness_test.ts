@@ -1,6 +1,21 @@
 import assert from "node:assert/strict";
 import { LOGIN_REFUSED } from "../../lib/cluster/nats_session_directory.ts";
-import { BusProxy, dropBuckets, eventually, FAST, natsUrl, TestNode, testPrefix } from "./_nats_kit.ts";
+import { busToken } from "../../lib/cluster/nats_bus.ts";
+import { NodeLiveness } from "../../lib/cluster/node_liveness.ts";
+import type { NatsBus } from "../../lib/cluster/nats_bus.ts";
+import {
+  BusProxy,
+  deletedKeys,
+  dropBuckets,
+  eventually,
+  eventuallyAsync,
+  FAST,
+  member,
+  natsUrl,
+  TestNode,
+  testPrefix,
+  user,
+} from "./_nats_kit.ts";
 
 const nats = natsUrl();
 
@@ -54,4 +69,116 @@ Deno.test({
       await dropBuckets(nats!, prefix);
     }
   },
+});
+
+/** Deletes kept this long in the tests below, ms (a node away for half of it reads the bucket again). */
+const KEEP_DELETES_MS = 2000;
+
+Deno.test({
+  name: "NodeLiveness purges the bucket's delete markers once they are keepDeletesMs old, and only those",
+  ignore: !nats,
+  async fn() {
+    const prefix = testPrefix();
+    const options = { keepDeletesMs: KEEP_DELETES_MS };
+    const n1 = await TestNode.start(nats!, prefix, "n1", options);
+    const n2 = await TestNode.start(nats!, prefix, "n2", options);
+    const n3 = await TestNode.start(nats!, prefix, "n3", options);
+    try {
+      // Markers: a user who left n2, a node that stopped cleanly (its heartbeat and its user's key).
+      const bob = member();
+      n2.presence.join(bob, user("bob"));
+      n3.presence.join(member(), user("carol"));
+      n1.presence.join(member(), user("alice"));
+      await eventually(
+        "bob and carol seen",
+        () => n1.presence.get("bob") !== undefined && !!n1.presence.get("carol"),
+      );
+      n2.presence.leave(bob, "bob");
+      await n3.stop();
+      await eventuallyAsync(
+        "the markers are written",
+        async () => (await deletedKeys(nats!, prefix)).length >= 3,
+      );
+      await eventuallyAsync(
+        "the markers are purged",
+        async () => (await deletedKeys(nats!, prefix)).length === 0,
+        4 * KEEP_DELETES_MS,
+      );
+      assert.ok(n1.logs.concat(n2.logs).some((l) => l.includes('"event":"bus_deletes_purged"')));
+      // What holds a value is untouched: the nodes' heartbeats and alice.
+      assert.equal(n1.presence.get("alice")?.name, "alice");
+      assert.deepEqual(n1.liveness.others().map((r) => r.nodeId), ["n2"]);
+      const later = await TestNode.start(nats!, prefix, "n4", options);
+      try {
+        assert.equal(later.presence.get("alice")?.name, "alice");
+        assert.equal(later.presence.get("bob"), undefined);
+        assert.deepEqual(later.liveness.others().map((r) => r.nodeId).sort(), ["n1", "n2"]);
+      } finally {
+        await later.stop();
+      }
+    } finally {
+      for (const node of [n3, n2, n1]) await node.stop();
+      await dropBuckets(nats!, prefix);
+    }
+  },
+});
+
+Deno.test({
+  name: "NodeLiveness back after an absence in which deletes were purged keeps no ghost of a user or a node",
+  ignore: !nats,
+  async fn() {
+    const proxy = new BusProxy(nats!);
+    const prefix = testPrefix();
+    const options = { keepDeletesMs: KEEP_DELETES_MS };
+    const n1 = await TestNode.start(nats!, prefix, "n1", options);
+    const n2 = await TestNode.start(nats!, prefix, "n2", options);
+    const away = await TestNode.start(nats!, prefix, "n3", { ...options, via: proxy.url });
+    try {
+      const bob = member();
+      n1.presence.join(bob, user("bob"));
+      n2.presence.join(member(), user("carol"));
+      await eventually(
+        "bob and carol seen",
+        () => !!away.presence.get("bob") && !!away.presence.get("carol"),
+      );
+      proxy.cut();
+      await eventually("the node is fenced", () => away.liveness.fenced);
+      // Meanwhile bob leaves and n2 stops, and their deletes are purged before the node is back.
+      n1.presence.leave(bob, "bob");
+      await n2.stop();
+      await eventuallyAsync(
+        "the markers are written",
+        async () => (await deletedKeys(nats!, prefix)).length >= 3,
+      );
+      await eventuallyAsync(
+        "the markers are purged",
+        async () => (await deletedKeys(nats!, prefix)).length === 0,
+        4 * KEEP_DELETES_MS,
+      );
+      proxy.restore();
+      await eventually("back", () => !away.liveness.fenced, 15_000);
+      await eventually(
+        "bob and carol offline, n2 gone",
+        () =>
+          away.presence.get("bob") === undefined && away.presence.get("carol") === undefined &&
+          away.liveness.liveRef(busToken("n2")) === undefined,
+      );
+      assert.deepEqual(away.liveness.others().map((r) => r.nodeId), ["n1"]);
+      assert.ok(away.logs.some((l) => l.includes('"event":"bus_watch_reread"')));
+      // And it follows the bucket again from there.
+      n1.presence.join(member(), user("dave"));
+      await eventually("dave seen", () => away.presence.get("dave") !== undefined);
+    } finally {
+      proxy.restore();
+      for (const node of [away, n2, n1]) await node.stop();
+      await proxy.close();
+      await dropBuckets(nats!, prefix);
+    }
+  },
+});
+
+Deno.test("NodeLiveness refuses a keepDeletesMs that is not a positive number of ms", () => {
+  const bus = { nodeId: "n1" } as unknown as NatsBus;
+  assert.throws(() => new NodeLiveness(bus, { timing: FAST, keepDeletesMs: 0 }), RangeError);
+  assert.throws(() => new NodeLiveness(bus, { timing: FAST, keepDeletesMs: Number.NaN }), RangeError);
 });

@@ -91,9 +91,11 @@ Deno.test("ServerMetrics reads sessions, connections and the UDP counters of a s
   assert.equal(sampleValue(parsed, "authchat_udp_dropped_total", { reason: "malformed" }), 2);
   assert.equal(sampleValue(parsed, "authchat_relay_datagrams_total"), 0);
   assert.equal(sampleValue(parsed, "authchat_udp_rendezvous_total"), 0);
-  // Every counter of the rendezvous is shown: two metrics of their own, the others as drop reasons.
+  // Every counter of the rendezvous is shown: three metrics of their own (rendezvous, relayed and
+  // forwarded), the others as drop reasons.
   const stats: (keyof RendezvousStats)[] = Object.keys(rendezvous.stats) as (keyof RendezvousStats)[];
-  assert.equal(parsed.get("authchat_udp_dropped_total")!.samples.length, stats.length - 2);
+  assert.equal(parsed.get("authchat_udp_dropped_total")!.samples.length, stats.length - 3);
+  assert.equal(sampleValue(parsed, "authchat_relay_forwarded_total"), 0);
 });
 
 Deno.test("ServerMetrics takes bus errors from whoever counts them, and shows every family with HELP and TYPE", () => {

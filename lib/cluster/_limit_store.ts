@@ -163,9 +163,14 @@ export class LimitStore {
     return this.#bus.connected && performance.now() >= this.#downUntil;
   }
 
-  /** Before anything is asked of NATS, write what was decided alone. Call it holding no lock. */
-  async catchUp(): Promise<void> {
-    if (this.#pending.length > 0 && this.#usable()) await this.#flush();
+  /**
+   * Start writing what was decided alone, when NATS answers again. Nothing waits for it: until the last
+   * outcome is written, {@linkcode answer} goes on deciding alone (on records that count every outcome
+   * not yet written), so no request is held for the whole backlog and none is decided on counters that
+   * lack part of it.
+   */
+  catchUp(): void {
+    if (this.#pending.length > 0 && this.#usable()) void this.#flush();
   }
 
   /**
@@ -225,6 +230,7 @@ export class LimitStore {
               const change: Change = { kind: "forgive", failures: cleared };
               this.#pending.unshift(...next.thenForgive.map((key) => ({ key, change, now: next.now })));
             }
+            this.#keepUnwritten(next.key);
           } finally {
             release();
           }
@@ -240,6 +246,21 @@ export class LimitStore {
       }
     })();
     return this.#flushing;
+  }
+
+  /**
+   * The write of one outcome put what the bucket now holds in the mirror; the outcomes of the key still
+   * to be written go back on top of it, since the node decides alone from the mirror until the backlog is
+   * written (else it would count fewer failures than it has seen, and let through attempts it must not).
+   * A forgiveness still to be computed from a pair's record is not in it yet: the mirror counts more
+   * failures than the bucket will, never fewer.
+   */
+  #keepUnwritten(key: string): void {
+    const rest = this.#pending.filter((p) => p.key === key);
+    if (rest.length === 0) return;
+    let record = this.#cells.known(key)?.record ?? {};
+    for (const p of rest) record = this.changed(record, p.change, p.now).record;
+    this.#cells.setLocal(key, record);
   }
 
   /** Try writing what was decided alone again in a while, should no request come to do it. */
@@ -538,7 +559,7 @@ export class LimitStore {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
     this.#stopListening();
-    await this.catchUp();
+    this.catchUp();
     await this.#flushing;
   }
 }

@@ -50,7 +50,9 @@
  *   shared counters can say how far past it is.
  * - The failures and successes it decides are kept (at most `maxPending`; past
  *   that, proofs get `UNAVAILABLE`) and written to the bucket, in order, as soon
- *   as NATS answers again, before anything else is asked there.
+ *   as NATS answers again, before anything else is asked there. No request
+ *   waits for them: until the last is written the node goes on deciding alone,
+ *   from a mirror that counts every outcome not yet written.
  * - Registrations get `UNAVAILABLE`.
  * - The login budgets (which bound load, not guesses) are spent by each node on
  *   its own from the records it last saw; nothing of that is sent later.
@@ -218,9 +220,9 @@ export class NatsAbuseLimits implements AbuseLimits {
     return 0;
   }
 
-  async #enter(now: number): Promise<void> {
+  #enter(now: number): void {
     this.#store.tick(now);
-    await this.#store.catchUp();
+    this.#store.catchUp();
   }
 
   async retryAfter(
@@ -229,7 +231,7 @@ export class NatsAbuseLimits implements AbuseLimits {
     now: number,
     options: AttemptOptions = {},
   ): Promise<number> {
-    await this.#enter(now);
+    this.#enter(now);
     const keys = attemptKeys(address, account, options);
     return await this.#store.answer(
       async () => this.#verdict(keys, await this.#store.readAll(keyList(keys)), now).waitMs,
@@ -243,7 +245,7 @@ export class NatsAbuseLimits implements AbuseLimits {
     now: number,
     options: AttemptOptions = {},
   ): Promise<number> {
-    await this.#enter(now);
+    this.#enter(now);
     const keys = attemptKeys(address, account, options);
     const names = keyList(keys);
     const release = await this.#store.lock(names);
@@ -274,7 +276,7 @@ export class NatsAbuseLimits implements AbuseLimits {
     correct: boolean,
     options: AttemptOptions = {},
   ): Promise<void> {
-    await this.#enter(now);
+    this.#enter(now);
     const keys = attemptKeys(address, account, options);
     const names = keyList(keys);
     const release = await this.#store.lock(names);
@@ -337,7 +339,7 @@ export class NatsAbuseLimits implements AbuseLimits {
   // --- budgets --------------------------------------------------------------------------------------
 
   async takeRegistration(address: string, now: number): Promise<number> {
-    await this.#enter(now);
+    this.#enter(now);
     return await this.#budgets.takeRegistration(address, now);
   }
 
@@ -347,7 +349,7 @@ export class NatsAbuseLimits implements AbuseLimits {
     now: number,
     options: LoginOptions = {},
   ): Promise<LoginRefusal | null> {
-    await this.#enter(now);
+    this.#enter(now);
     return await this.#budgets.checkLogin(address, account, now, options);
   }
 
@@ -357,7 +359,7 @@ export class NatsAbuseLimits implements AbuseLimits {
     now: number,
     options: LoginOptions = {},
   ): Promise<LoginRefusal | null> {
-    await this.#enter(now);
+    this.#enter(now);
     return await this.#budgets.spendLogin(address, account, now, options);
   }
 

@@ -16,13 +16,16 @@
  *   written or sent under an earlier hold is ignored.
  * - **Where users are.** Each node writes, per user, the endpoint of its
  *   newest proven session to `<prefix>_relay_endpoints` (key: the user as a
- *   bus token and the slot), when that changes, and deletes it when the user
- *   has none left there. Every node watches both buckets and keeps them in
- *   memory, so a `PEER` answer costs no round trip. A slot not renewed for
- *   6 s is gone with its endpoints: a node killed with -9 stops being named
- *   within that. The endpoints bucket keeps entries 30 minutes after their
- *   last write and each node rewrites its own every 10 minutes, so entries
- *   a dead node left behind go by themselves.
+ *   bus token, the slot and the hold's claim id), when that changes, and
+ *   deletes it when the user has none left there. A key belongs to one hold of
+ *   a slot: a node that lost its slot and whose writes land late (held while
+ *   it was cut off, or tried again) never touches the entries of the node that
+ *   holds the slot after it. Every node watches both buckets and keeps them in
+ *   memory, so a `PEER` answer costs no round trip. A slot not renewed for 6 s
+ *   is gone with its endpoints: a node killed with -9 stops being named within
+ *   that. The endpoints bucket keeps entries 30 minutes after their last write
+ *   and each node rewrites its own every 10 minutes, so entries a dead node
+ *   left behind go by themselves.
  * - **Forwarding.** A RELAY whose recipient's id is in another node's slot is
  *   published (core NATS, like UDP: no queue, no retry) on
  *   `<prefix>.relay.<slot>` with the claim id the sender saw; the holder
@@ -236,7 +239,8 @@ export class NatsRelayRouting implements RelayRouting {
   announce(user: string, endpoint: RoutedEndpoint | null): void {
     const hold = this.#hold;
     if (!hold || this.#closed) return;
-    const key = `${busToken(user)}.${hold.slot}`;
+    // Under this hold only: another hold of the slot, this node's or another's, has keys of its own.
+    const key = `${busToken(user)}.${hold.slot}.${hold.claim}`;
     const previous = this.#keyOf.get(user);
     if (previous !== undefined && previous !== key) this.#writes.set(previous, null);
     if (endpoint) {

@@ -41,21 +41,36 @@
  * **Start.** A node watches the bucket until it has seen everything in it,
  * then announces its incarnation. When the bucket still holds a heartbeat of
  * another incarnation under its node id (a previous run that did not stop
- * cleanly), it waits up to 2.5 heartbeats: if that heartbeat moves, another
- * live process has this node id and the start fails
+ * cleanly), it waits until that heartbeat has not moved for `deadAfterMs`
+ * since it saw it, as the other nodes wait before they declare a node dead:
+ * if it moves, another live process has this node id and the start fails
  * ({@linkcode NodeIdConflictError}); else it takes the key over (the old
  * run's users go offline for everyone then) and removes the old run's keys.
+ * So an old run that is still up but lost the bus has fenced itself before its
+ * incarnation is over for the others.
  * A node that later finds its key taken by a process it does not know stops
  * too (the newer one keeps it). A clean stop deletes the node's heartbeat (its
  * users are offline for everyone at once), then its other keys.
  *
+ * **Deletes are forgotten.** A delete leaves a marker in the bucket, which
+ * JetStream would keep for good (every node id and every (node, user) pair
+ * there ever was, read by every start). The live node with the lowest token
+ * purges the markers once they are `keepDeletesMs` (1 h) old
+ * (_delete_markers.ts). A marker only matters to a watch that resumes from
+ * before it; so a node whose watch gave nothing for half that time (it was
+ * away from the bus) reads the whole bucket again instead of resuming, and
+ * what it knew that the bucket no longer holds is deleted in its view then.
+ *
  * The timing assumes a node's event loop is never stalled for longer than
  * `deadAfterMs - fenceAfterMs` (2.5 s): a stalled node cannot fence itself.
+ * After a shorter stall, `fenced` is read from the clock, so no request that
+ * runs before the next check finds the node unfenced when it should be.
  *
  * @module
  */
 
 import type { KV, KvEntry } from "@nats-io/kv";
+import { DeleteMarkers } from "./_delete_markers.ts";
 import { NodeIdConflictError } from "./bus_errors.ts";
 import { busToken } from "./nats_bus.ts";
 import type { NatsBus } from "./nats_bus.ts";
@@ -68,6 +83,9 @@ export const LIVE_BUCKET = "live";
 
 /** Longest wait at start for the bucket's current contents, ms. */
 const START_READ_MS = 15_000;
+
+/** How long a delete's marker stays in the bucket, ms (an hour). */
+export const DEFAULT_KEEP_DELETES_MS = 3_600_000;
 
 /** JetStream's error code for a compare-and-set that found another revision. */
 const WRONG_LAST_SEQUENCE = 10071;
@@ -155,6 +173,12 @@ export interface NodeLivenessOptions {
   timing?: LivenessTiming;
   /** Where node events are logged. */
   log?: Logger;
+  /**
+   * How long a delete's marker stays in the bucket before it is purged, ms (default
+   * {@linkcode DEFAULT_KEEP_DELETES_MS}); a node away from the bus for half of it reads the whole bucket
+   * again when it is back. Every node of a bus needs the same.
+   */
+  keepDeletesMs?: number;
 }
 
 interface Known {
@@ -168,6 +192,25 @@ interface Known {
 interface Waiter {
   ready: () => boolean;
   resolve: () => void;
+}
+
+/** A delete of a key this node no longer finds in the bucket (its marker was purged while it was away). */
+function forgotten(key: string, revision: number): KvEntry {
+  return {
+    bucket: "",
+    key,
+    rawKey: key,
+    value: new Uint8Array(0),
+    created: new Date(),
+    revision,
+    delta: 0,
+    operation: "DEL",
+    length: 0,
+    json: <T>(): T => {
+      throw new SyntaxError("A delete has no value");
+    },
+    string: () => "",
+  };
 }
 
 function newIncarnation(): string {
@@ -237,6 +280,12 @@ export class NodeLiveness {
   #watchOpenedAt = 0;
   /** When the watch last gave a change (monotonic ms). */
   #appliedAt = 0;
+  /** Keys other than heartbeats that hold a value in this node's view. */
+  #present = new Set<string>();
+  #markers: DeleteMarkers;
+  #keepDeletesMs: number;
+  #lastPurgeAt = 0;
+  #purging: Promise<void> | null = null;
   /** Nodes this node declared dead (or tried to), with the incarnation and when. */
   #declaring = new Map<string, { incarnation: string; at: number }>();
   #conflict: Promise<NodeIdConflictError>;
@@ -247,8 +296,9 @@ export class NodeLiveness {
    * Prepare (nothing is sent before {@linkcode NodeLiveness.start}).
    *
    * @param bus The node's bus connection (its node id is this node's).
-   * @param options Timing and log.
-   * @throws {RangeError} When `deadAfterMs` is not more than `fenceAfterMs`, or that not more than a heartbeat.
+   * @param options Timing, log, and how long deletes are kept.
+   * @throws {RangeError} When `deadAfterMs` is not more than `fenceAfterMs`, or that not more than a heartbeat,
+   *   or `keepDeletesMs` is not positive.
    */
   constructor(bus: NatsBus, options: NodeLivenessOptions = {}) {
     this.bus = bus;
@@ -262,6 +312,11 @@ export class NodeLiveness {
         `Invalid liveness timing: need 0 < heartbeat ${heartbeatMs} < fence ${fenceAfterMs} < dead ${deadAfterMs}`,
       );
     }
+    this.#keepDeletesMs = options.keepDeletesMs ?? DEFAULT_KEEP_DELETES_MS;
+    if (!(this.#keepDeletesMs > 0)) {
+      throw new RangeError(`Invalid keepDeletesMs: ${this.#keepDeletesMs} is not a positive number of ms`);
+    }
+    this.#markers = new DeleteMarkers(this.#keepDeletesMs);
     this.#conflict = new Promise((resolve) => this.#reportConflict = resolve);
   }
 
@@ -275,9 +330,18 @@ export class NodeLiveness {
     return this.#incarnation;
   }
 
-  /** Whether this node has lost the bus for longer than `fenceAfterMs` (and not taken a new incarnation yet). */
+  /**
+   * Whether this node has lost the bus for longer than `fenceAfterMs` (and not taken a new incarnation yet).
+   * Read from the clock, not only from the flag the periodic check sets: after the event loop stalled, a
+   * request may run before that check does, and must find the node fenced all the same.
+   */
   get fenced(): boolean {
-    return this.#fenced || this.#conflicted;
+    return this.#fenced || this.#conflicted || this.#silent(performance.now());
+  }
+
+  /** Whether the bus has acknowledged no heartbeat sent in the last `fenceAfterMs` (once started). */
+  #silent(now: number): boolean {
+    return this.#started && now - this.#ackedSentAt > this.#timing.fenceAfterMs;
   }
 
   /** The bucket (after {@linkcode NodeLiveness.start}). */
@@ -346,9 +410,10 @@ export class NodeLiveness {
     const key = this.#key(this.node);
     let mine = this.#nodes.get(this.node);
     if (mine) {
-      // A heartbeat of a run that did not stop cleanly, or of a live process with the same id.
-      const rev = mine.rev;
-      const waitMs = this.#timing.heartbeatMs * 2.5;
+      // A heartbeat of a run that did not stop cleanly, or of a live process with the same id. It may have
+      // moved just before this node saw it: only `deadAfterMs` later is that run sure to have fenced itself.
+      const { rev, seenAt } = mine;
+      const waitMs = Math.max(0, seenAt + this.#timing.deadAfterMs - performance.now());
       await this.#until(() => this.#nodes.get(this.node)?.rev !== rev, waitMs);
       mine = this.#nodes.get(this.node);
       if (mine && mine.rev !== rev) {
@@ -373,6 +438,7 @@ export class NodeLiveness {
     this.#started = true;
     this.#log?.always("info", "node_up", { node: this.nodeId, incarnation: this.#incarnation });
     this.#emit((l) => l.collect?.(this.node));
+    this.#lastPurgeAt = performance.now();
     this.#timer = setInterval(() => this.#tick(), Math.min(250, this.#timing.heartbeatMs / 2));
   }
 
@@ -440,20 +506,34 @@ export class NodeLiveness {
 
   /**
    * Read the bucket, from where this node is on: a watch that ends, or that stalls (see
-   * {@linkcode NodeLiveness.#checkWatch}), is opened again after the last revision processed.
+   * {@linkcode NodeLiveness.#checkWatch}), is opened again after the last revision processed — or, after an
+   * absence long enough for deletes to have been purged meanwhile, from the start (see
+   * {@linkcode NodeLiveness.#forgetUnseen}).
    */
   async #runWatch(): Promise<void> {
     while (!this.#closed) {
       try {
-        const from = this.#processed + 1;
+        const resume = this.#processed > 0 && !this.#away(performance.now());
+        let seen: Set<string> | null = this.#processed > 0 && !resume ? new Set() : null;
+        if (seen) this.#log?.info("bus_watch_reread", { after_revision: this.#processed });
         const watch = await this.kv.watch({
           key: ">",
-          ...(this.#processed > 0 ? { resumeFromRevision: from } : {}),
+          ...(resume ? { resumeFromRevision: this.#processed + 1 } : {}),
         });
         this.#watch = watch;
         this.#watchOpenedAt = performance.now();
         if (this.#closed) watch.stop();
-        for await (const entry of watch) this.#apply(entry);
+        for await (const entry of watch) {
+          // A watch that resumes by itself after a reconnect may have missed purged deletes: read it all.
+          if (!seen && this.#away(performance.now())) break;
+          seen?.add(entry.key);
+          this.#apply(entry);
+          // The first update (or the last of the current values) ends what the bucket held when read.
+          if (seen && entry.isUpdate) {
+            this.#forgetUnseen(seen);
+            seen = null;
+          }
+        }
       } catch (err) {
         if (this.#closed) return;
         this.#log?.warn("bus_watch_failed", { error: (err as Error).message });
@@ -475,12 +555,34 @@ export class NodeLiveness {
     this.#watch?.stop();
   }
 
-  #apply(entry: KvEntry): void {
-    if (entry.revision <= this.#processed) return;
+  /** Whether the watch gave nothing for so long that deletes may have been purged meanwhile. */
+  #away(now: number): boolean {
+    return this.#processed > 0 && now - this.#appliedAt > this.#keepDeletesMs / 2;
+  }
+
+  /**
+   * After the bucket was read again: what this node knew that the bucket no longer holds was deleted while
+   * it was away (the marker purged since). Told now, after what the bucket holds.
+   */
+  #forgetUnseen(seen: Set<string>): void {
+    const gone = [...this.#nodes.keys()].map((node) => this.#key(node)).concat([...this.#present])
+      .filter((key) => !seen.has(key));
+    for (const key of gone) this.#apply(forgotten(key, this.#processed), true);
+    if (gone.length > 0) this.#log?.info("bus_deletes_missed", { keys: gone.length });
+  }
+
+  #apply(entry: KvEntry, late = false): void {
+    if (entry.revision <= this.#processed && !late) return;
+    const now = performance.now();
+    if (!late) this.#markers.seen(entry.key, entry.revision, entry.operation !== "PUT", now);
     if (entry.key.startsWith("n.")) this.#applyHeartbeat(entry);
-    else this.#emit((l) => l.entry?.(entry));
-    this.#processed = entry.revision;
-    this.#appliedAt = performance.now();
+    else {
+      if (entry.operation === "PUT") this.#present.add(entry.key);
+      else this.#present.delete(entry.key);
+      this.#emit((l) => l.entry?.(entry));
+    }
+    this.#processed = Math.max(this.#processed, entry.revision);
+    this.#appliedAt = now;
     this.#wake();
   }
 
@@ -546,7 +648,7 @@ export class NodeLiveness {
   #tick(): void {
     if (this.#closed || this.#conflicted) return;
     const now = performance.now();
-    if (!this.#fenced && now - this.#ackedSentAt > this.#timing.fenceAfterMs) this.#fence();
+    if (!this.#fenced && this.#silent(now)) this.#fence();
     // A fenced node tries again once connected: a request sent meanwhile would only wait for its timeout.
     const due = now - this.#lastBeatAt >= this.#timing.heartbeatMs && (!this.#fenced || this.bus.connected);
     if (!this.#beating && due) {
@@ -560,7 +662,33 @@ export class NodeLiveness {
     }
     if (!this.#fenced && this.bus.connected) this.#detect(now);
     this.#checkWatch(now);
+    this.#purge(now);
     this.#wake();
+  }
+
+  /**
+   * Every quarter of `keepDeletesMs`, purge the markers older than that, when this node is the live one
+   * with the lowest token; the others drop the markers that node had time for (twice the age: in case it
+   * went away first, the next one still has them).
+   */
+  #purge(now: number): void {
+    if (this.#purging || now - this.#lastPurgeAt < this.#keepDeletesMs / 4) return;
+    if (this.fenced || !this.bus.connected) return;
+    this.#lastPurgeAt = now;
+    const first = [...this.#nodes.keys()].sort()[0];
+    if (first !== this.node) {
+      this.#markers.take(now, 2 * this.#keepDeletesMs);
+      return;
+    }
+    const due = this.#markers.take(now);
+    if (due.length === 0) return;
+    this.#purging = DeleteMarkers.purge(this.bus.nc, this.kv, due)
+      .then((purged) => this.#log?.info("bus_deletes_purged", { markers: due.length, purged }))
+      .catch((err) => {
+        this.#markers.retry(due);
+        this.#log?.warn("bus_purge_failed", { markers: due.length, error: (err as Error).message });
+      })
+      .finally(() => this.#purging = null);
   }
 
   #fence(): void {
@@ -676,5 +804,6 @@ export class NodeLiveness {
     this.#watch?.stop();
     await this.#beating;
     await this.#watching;
+    await this.#purging;
   }
 }

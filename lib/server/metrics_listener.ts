@@ -14,7 +14,10 @@
  * - at most {@linkcode METRICS_MAX_CONNECTIONS} connections are open; a new one
  *   beyond that closes the oldest, so idle connections cannot lock a scrape out;
  * - a failed accept (out of descriptors) pauses the loop as the chat listeners'
- *   does, and nothing the listener meets is thrown out of it.
+ *   does, and nothing the listener meets is thrown out of it;
+ * - `/metrics` is rendered at most once per {@linkcode METRICS_CACHE_MS}:
+ *   a scrape within that time of the last render gets the same text, so
+ *   scraping it hard costs the server no more than one render a second.
  *
  * @module
  */
@@ -36,6 +39,9 @@ export const METRICS_MAX_HEAD_BYTES = 8192;
 /** Most connections open at once. */
 export const METRICS_MAX_CONNECTIONS = 16;
 
+/** How long a render of `/metrics` is served again, ms. */
+export const METRICS_CACHE_MS = 1000;
+
 /** Options of {@linkcode MetricsListener.listen}. */
 export interface MetricsListenerOptions {
   /** Address to listen on. */
@@ -52,6 +58,10 @@ export interface MetricsListenerOptions {
   deadlineMs?: number;
   /** Most connections open at once (default {@linkcode METRICS_MAX_CONNECTIONS}). */
   maxConnections?: number;
+  /** How long a render of `/metrics` is served again, ms (default {@linkcode METRICS_CACHE_MS}). */
+  metricsCacheMs?: number;
+  /** Monotonic clock, ms (default `performance.now`). */
+  now?: () => number;
 }
 
 interface Reply {
@@ -138,6 +148,10 @@ export class MetricsListener {
   #options: MetricsListenerOptions;
   #deadlineMs: number;
   #maxConnections: number;
+  #metricsCacheMs: number;
+  #now: () => number;
+  /** The latest render of `/metrics`, and when it was made. */
+  #rendered: { body: string; at: number } | null = null;
   /** Open connections, oldest first, and what ends each. */
   #open = new Map<Deno.Conn, Promise<void>>();
   #accepting: Promise<void>;
@@ -149,6 +163,8 @@ export class MetricsListener {
     this.#options = options;
     this.#deadlineMs = options.deadlineMs ?? METRICS_DEADLINE_MS;
     this.#maxConnections = options.maxConnections ?? METRICS_MAX_CONNECTIONS;
+    this.#metricsCacheMs = options.metricsCacheMs ?? METRICS_CACHE_MS;
+    this.#now = options.now ?? (() => performance.now());
     this.#accepting = this.#acceptLoop();
   }
 
@@ -258,7 +274,7 @@ export class MetricsListener {
         return {
           status: 200,
           headers: { "Content-Type": EXPOSITION_CONTENT_TYPE },
-          body: this.#options.metrics(),
+          body: this.#render(),
         };
       }
       const report = await this.#options.health();
@@ -267,6 +283,16 @@ export class MetricsListener {
       this.#options.log.error("metrics_error", { path, error: (err as Error)?.message ?? String(err) });
       return { status: 500, body: "Internal error\n" };
     }
+  }
+
+  /** The `/metrics` text: the latest render while it is recent enough, else a new one (a failure is not kept). */
+  #render(): string {
+    const now = this.#now();
+    const last = this.#rendered;
+    if (last && now - last.at < this.#metricsCacheMs) return last.body;
+    const body = this.#options.metrics();
+    this.#rendered = { body, at: now };
+    return body;
   }
 
   #encode(reply: Reply, headOnly: boolean): Uint8Array {

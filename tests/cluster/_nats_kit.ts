@@ -92,6 +92,8 @@ export interface TestNodeOptions {
   lingerMs?: number;
   /** Connect through this URL instead (a proxy). */
   via?: string;
+  /** How long deletes stay in the bucket, ms (default: the server's). */
+  keepDeletesMs?: number;
 }
 
 /** One node: bus, liveness, presence and session directory, and what its sessions were told to do. */
@@ -116,7 +118,11 @@ export class TestNode {
     this.bus = bus;
     this.logs = logs;
     const log = new Logger({ format: "json", write: (line) => logs.push(line) });
-    this.liveness = new NodeLiveness(bus, { timing: options.timing ?? FAST, log });
+    this.liveness = new NodeLiveness(bus, {
+      timing: options.timing ?? FAST,
+      log,
+      ...(options.keepDeletesMs === undefined ? {} : { keepDeletesMs: options.keepDeletesMs }),
+    });
     this.presence = new NatsPresence(this.liveness, { lingerMs: options.lingerMs ?? 0, log });
     this.sessions = new NatsSessionDirectory(bus, this.liveness, { log });
   }
@@ -307,6 +313,34 @@ export async function bucketKeys(url: string, prefix: string): Promise<string[]>
     const keys: string[] = [];
     for await (const key of await (await bus.kv("live", { history: 1 })).keys()) keys.push(key);
     return keys;
+  } finally {
+    await bus.close();
+  }
+}
+
+/**
+ * The keys whose latest message in a test's bucket is a delete (their markers).
+ *
+ * @param url The NATS URL.
+ * @param prefix The test's prefix.
+ */
+export async function deletedKeys(url: string, prefix: string): Promise<string[]> {
+  const bus = await NatsBus.connect({ servers: [url], nodeId: "inspect", prefix });
+  try {
+    const kv = await bus.kv("live", { history: 1 });
+    const stream = (await kv.status()).streamInfo.config.name;
+    // Every subject the stream holds a message of (a key's value or its marker), then each key's latest.
+    const reply = await bus.nc.request(
+      `$JS.API.STREAM.INFO.${stream}`,
+      JSON.stringify({ subjects_filter: ">" }),
+      { timeout: 5000 },
+    );
+    const subjects = Object.keys(
+      reply.json<{ state?: { subjects?: Record<string, number> } }>().state?.subjects ?? {},
+    );
+    const keys = subjects.map((subject) => subject.split(".").slice(2).join("."));
+    const latest = await Promise.all(keys.map((key) => kv.get(key)));
+    return keys.filter((_, i) => latest[i] && latest[i]!.operation !== "PUT");
   } finally {
     await bus.close();
   }

@@ -363,3 +363,45 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name: "NatsRelayRouting that lost its slot never writes over the endpoints of the node that holds it next",
+  ignore: !NATS,
+  async fn() {
+    await using cluster = new Cluster();
+    const watcher = await cluster.node("n2");
+    const n1 = await cluster.node("n1", { proxied: true });
+    const slot = n1.routing.slot!;
+    n1.routing.announce("bob", endpoint(n1.routing.allocate(1)!, 1, 4001));
+    await eventually("n2 to see bob on n1", () => watcher.routing.endpointElsewhere("bob")?.port === 4001);
+    n1.proxy!.pause();
+    // n1 gives its slot up and withdraws bob: that write waits in the cut-off connection (or fails, to be
+    // tried again), and reaches the bucket only once n1 is back.
+    await eventually("n1 to give its slot up", () => n1.reassigned.length >= 1 ? true : null);
+    const filler = await cluster.bus("filler");
+    const slots = await filler.kv("relay_slots", { ttlMs: TIMING.ttlMs, history: 1 });
+    const until = performance.now() + 10_000;
+    while ((await slots.get(String(slot)))?.operation === "PUT") {
+      assert.ok(performance.now() < until, "the slot's entry runs out");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // The next node gets n1's old slot (every other one held) and announces bob there too.
+    const claim = encodeSlotClaim({ node: "filler", claim: "00000000000000cc" });
+    await Promise.allSettled(
+      [...Array(1024).keys()].filter((s) => s !== slot).map((s) => slots.create(String(s), claim)),
+    );
+    const n3 = await cluster.node("n3");
+    assert.equal(n3.routing.slot, slot);
+    n3.routing.announce("bob", endpoint(n3.routing.allocate(1)!, 2, 4003));
+    await eventually("n2 to see bob on n3", () => watcher.routing.endpointElsewhere("bob")?.port === 4003);
+
+    n1.proxy!.resume();
+    await eventually("n1 to hold a slot again", () => n1.reassigned.some((r) => r.id !== null), 15_000);
+    await eventually("n1's writes made", () => n1.routing.settled, 10_000);
+    // Once n2 sees a later write, it has seen every write n1 made before.
+    n3.routing.announce("zed", endpoint(n3.routing.allocate(2)!, 3, 4004));
+    await eventually("n2 to see zed", () => watcher.routing.endpointElsewhere("zed"));
+    assert.equal(watcher.routing.endpointElsewhere("bob")?.port, 4003, "n3's entry for bob stands");
+    assert.equal(n1.routing.endpointElsewhere("bob")?.port, 4003);
+  },
+});

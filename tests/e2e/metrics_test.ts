@@ -95,7 +95,13 @@ Deno.test("authchat server --metrics-port 0 counts registrations, logins, presen
 
   await bob.expectOk("logout", /^logged out$/);
   await alice.waitFor("out", /^presence: bob offline$/);
-  const offline = await scrape(port);
+  // A scrape within a second of the last one gets the same text: wait for the change.
+  const offline = await scrapeUntil(
+    port,
+    (m) =>
+      (sampleValue(m, "authchat_presence_notices_total", { state: "offline" }) ?? 0) > 0 &&
+      sampleValue(m, "authchat_sessions", { transport: "tcp", state: "logged_in" }) === 1,
+  );
   assert.equal(sampleValue(offline, "authchat_presence_notices_total", { state: "offline" }), 1);
   assert.equal(sampleValue(offline, "authchat_sessions", { transport: "tcp", state: "logged_in" }), 1);
   assert.equal(sampleValue(offline, "authchat_sessions", { transport: "tcp", state: "not_logged_in" }), 1);
@@ -118,7 +124,10 @@ Deno.test("authchat server --metrics-port 0 counts registrations, logins, presen
   const told = (code: string) => guesses.stderr.split("\n").filter((l) => l.includes(`(${code})`)).length;
   assert.equal(told("AUTH_FAILED") + told("RATE_LIMITED"), 8, guesses.stderr);
   assert.ok(told("RATE_LIMITED") > 0, guesses.stderr);
-  const limited = await scrape(port);
+  const limited = await scrapeUntil(
+    port,
+    (m) => sampleValue(m, "authchat_logins_total", { result: "rate_limited" }) === told("RATE_LIMITED"),
+  );
   assert.equal(sampleValue(limited, "authchat_logins_total", { result: "failed" }), 1 + told("AUTH_FAILED"));
   assert.equal(
     sampleValue(limited, "authchat_logins_total", { result: "rate_limited" }),

@@ -129,6 +129,33 @@ Deno.test("MetricsListener answers 500 and logs when the metrics cannot be read,
   }
 });
 
+Deno.test("MetricsListener renders /metrics at most once per metricsCacheMs, however often it is scraped", async () => {
+  let clock = 0;
+  let renders = 0;
+  const { listener } = listen({
+    metrics: () => `up ${++renders}\n`,
+    now: () => clock,
+    metricsCacheMs: 1000,
+  });
+  try {
+    const scrape = async (method = "GET") => {
+      const response = await fetch(`http://127.0.0.1:${listener.addr.port}/metrics`, { method });
+      return response.status === 200 ? await response.text() : `status ${response.status}`;
+    };
+    const bodies = await Promise.all([scrape(), scrape(), scrape(), scrape("HEAD")]);
+    assert.deepEqual(bodies, ["up 1\n", "up 1\n", "up 1\n", ""]);
+    clock = 999;
+    assert.equal(await scrape(), "up 1\n", "the same text within the time");
+    assert.equal(renders, 1);
+    clock = 1000;
+    assert.equal(await scrape(), "up 2\n", "rendered again after it");
+    assert.equal(await scrape(), "up 2\n");
+    assert.equal(renders, 2);
+  } finally {
+    await listener.close();
+  }
+});
+
 Deno.test("MetricsListener closes a connection that has not finished by the deadline", async () => {
   const { listener } = listen({ deadlineMs: 50 });
   try {

@@ -1,0 +1,109 @@
+/**
+ * NatsAbuseLimits after an outage: the outcomes it decided alone are written in the background, no request
+ * waits for the whole backlog, and what is not yet written still counts in what the node decides meanwhile.
+ */
+import assert from "node:assert/strict";
+import { CutProxy } from "./_cut_proxy.ts";
+import { limitNodes, natsUrl, SETTINGS } from "./_limit_nodes.ts";
+
+const url = natsUrl();
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 800 && !ok(); i++) await new Promise((r) => setTimeout(r, 25));
+  assert.ok(ok(), `timed out waiting until ${what}`);
+}
+
+/** A source of its own (its own /64) for the i-th fresh attempt. */
+function freshSource(i: number): string {
+  return `2001:db8:${(i >> 8).toString(16)}:${(i & 255).toString(16)}::1`;
+}
+
+Deno.test({
+  name: "NatsAbuseLimits answers a request after an outage without waiting for the backlog to be written",
+  ignore: url === undefined,
+  fn: async () => {
+    const { hostname, port } = new URL(url!);
+    const proxy = new CutProxy({ hostname, port: Number(port) });
+    const nodes = await limitNodes(1, { urls: [proxy.url] });
+    const limits = nodes.limits[0]!;
+    try {
+      const now = 50_000_000;
+      assert.equal(await limits.retryAfter("203.0.113.1", "warm", now), 0);
+      await proxy.cut();
+      await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
+      // Wrong passwords from many fresh sources on fresh names: each a free attempt alone, 3 outcomes each.
+      for (let i = 0; i < 1200; i++) {
+        assert.equal(await limits.beginProof(freshSource(i), `user${i}`, now), 0);
+        await limits.endProof(freshSource(i), `user${i}`, now, false);
+      }
+      assert.equal(limits.pending, 3600);
+      proxy.mend();
+      await until("the node has the bus again", () => nodes.buses[0]!.connected);
+      const before = limits.pending;
+      const started = performance.now();
+      assert.equal(await limits.retryAfter("198.51.100.7", "unrelated", now), 0);
+      const tookMs = performance.now() - started;
+      const after = limits.pending;
+      console.log(
+        `pending when asked: ${before}, when answered: ${after}, answer took ${tookMs.toFixed(0)} ms`,
+      );
+      assert.ok(after > 0, `the request was held until all ${before} outcomes were written (${tookMs} ms)`);
+      await until("the backlog is written", () => limits.pending === 0);
+    } finally {
+      await nodes.close();
+      await proxy.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "NatsAbuseLimits counts the outcomes not yet written while it writes the backlog of an outage",
+  ignore: url === undefined,
+  fn: async () => {
+    const { hostname, port } = new URL(url!);
+    const proxy = new CutProxy({ hostname, port: Number(port) });
+    const nodes = await limitNodes(2, { urls: [proxy.url] });
+    const [cut, online] = nodes.limits as [typeof nodes.limits[0], typeof nodes.limits[0]];
+    try {
+      const now = 60_000_000;
+      const free = SETTINGS.failures_before_backoff;
+      assert.equal(await cut.retryAfter("203.0.113.70", "pia", now), 0);
+      await proxy.cut();
+      await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
+      // The pair's first failure first in the backlog, then many others, then the pair's other free ones.
+      assert.equal(await cut.beginProof("203.0.113.70", "pia", now), 0);
+      await cut.endProof("203.0.113.70", "pia", now, false);
+      for (let i = 0; i < 600; i++) {
+        assert.equal(await cut.beginProof(freshSource(i), `user${i}`, now), 0);
+        await cut.endProof(freshSource(i), `user${i}`, now, false);
+      }
+      for (let i = 1; i < free; i++) {
+        assert.equal(await cut.beginProof("203.0.113.70", "pia", now), 0, `free attempt ${i}`);
+        await cut.endProof("203.0.113.70", "pia", now, false);
+      }
+      const total = cut.pending;
+      assert.equal(total, 3 * (600 + free));
+      assert.equal(
+        await cut.beginProof("203.0.113.70", "pia", now),
+        1000,
+        "alone, the pair is at its free ones",
+      );
+
+      proxy.mend();
+      // Once the pair's first failure is in the bucket (its 3 keys written), and long before its others are.
+      await until("the pair's first failure is written", () => cut.pending <= total - 3);
+      assert.ok(cut.pending > 3 * free, "the pair's later failures are not written yet");
+      assert.equal(
+        await cut.beginProof("203.0.113.70", "pia", now),
+        1000,
+        "the failures not yet written still count: no attempt beyond the free ones",
+      );
+      await until("the backlog is written", () => cut.pending === 0);
+      assert.equal(await online.retryAfter("203.0.113.70", "pia", now), 1000, "every failure in the bucket");
+      assert.equal(await cut.retryAfter("203.0.113.70", "pia", now), 1000);
+    } finally {
+      await nodes.close();
+      await proxy.close();
+    }
+  },
+});

@@ -154,10 +154,18 @@ export class Child {
  *
  * @param data The data directory it may read and write.
  * @param args The subcommand and its arguments.
+ * @param options `net`: it may reach the network (a PostgreSQL database).
  * @throws {Error} When it fails.
  */
-export async function authchat(data: string, args: string[]): Promise<void> {
-  const child = new Child([`--allow-read=${data}`, `--allow-write=${data}`, "--allow-env", MOD, ...args]);
+export async function authchat(data: string, args: string[], options: { net?: boolean } = {}): Promise<void> {
+  const child = new Child([
+    `--allow-read=${data}`,
+    `--allow-write=${data}`,
+    "--allow-env",
+    ...(options.net ? ["--allow-net"] : []),
+    MOD,
+    ...args,
+  ]);
   const status = await child.wait();
   if (!status.success) throw new Error(`authchat ${args[0]} failed:\n${child.stderr}`);
 }
@@ -197,11 +205,13 @@ const START_V8_FLAGS: string[] = (JSON.parse(Deno.readTextFileSync(CONFIG)).task
  *
  * @param data The data directory.
  * @param config The configuration file.
+ * @param args Further arguments of `authchat server` (`--node-id`).
  * @returns The process and its ports.
  */
 export async function startServer(
   data: string,
   config: string,
+  args: string[] = [],
 ): Promise<{ child: Child; tcp: number; tls: number }> {
   const { child, port } = await startListening(
     [
@@ -210,11 +220,13 @@ export async function startServer(
       // /dev/null: the server counts its free descriptors with it (the cap on connections derives from them).
       `--allow-read=${data},${config},/dev/null`,
       `--allow-write=${data}`,
-      "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
+      // PG*: the PostgreSQL client's variables, read when the database is a postgres:// URL.
+      "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM,PG*",
       MOD,
       "server",
       "--config",
       config,
+      ...args,
     ],
     "authchat listening",
     60_000,

@@ -143,6 +143,17 @@ async function scenarios(
     const warm = loadGenerator("warmup", { ...base, spread, accounts: run.accounts });
     await warm.json(300_000);
     await warm.wait();
+    // The floor of the relay's latency: NATS alone, between two processes, while the nodes idle.
+    const busSubject = `bench.floor.${crypto.randomUUID().slice(0, 8)}`;
+    const echo = loadGenerator("bus_echo", { ...base, bus: services.nats, busSubject });
+    try {
+      await echo.json(60_000);
+      const floor = loadGenerator("bus_floor", { ...base, bus: services.nats, busSubject });
+      Object.assign(figures, await floor.json(10 * run.durationMs + 60_000));
+      await floor.wait();
+    } finally {
+      await echo.wait();
+    }
     const watch = loadGenerator("presence", {
       ...base,
       presence: { ...presence, comers, watcher, comePort: nodes[0]!.tcp, watchPort: nodes[1]!.tcp },

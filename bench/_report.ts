@@ -176,6 +176,13 @@ export const TARGETS: readonly Target[] = [
     cluster: true,
   },
   {
+    key: "cluster_bus_paced_p99_ms",
+    unit: "ms",
+    what: "floor: NATS publish to another process and back at 1,000/s, p99 (info)",
+    info: true,
+    cluster: true,
+  },
+  {
     key: "cluster_relay_msg_p50_ms",
     unit: "ms",
     what: "relayed node 1 → node 2, send to ack at 1,000/s, p50",

@@ -40,6 +40,9 @@ interface LoadOptions {
   target?: Target;
   /** The nodes of a cluster, the clients spread over them. */
   spread?: Target[];
+  /** The NATS server, and the subjects' prefix of the bus floor. */
+  bus?: string;
+  busSubject?: string;
   /** NATS's monitoring endpoint, for its message counts (cluster logins). */
   natsMonitor?: string | null;
   /** Messages through the server's relay only. */
@@ -154,6 +157,21 @@ async function run(role: string, o: LoadOptions): Promise<void> {
         cluster_login_nats_in: before && after ? (after.inMsgs - before.inMsgs) / logins : NaN,
         cluster_login_nats_out: before && after ? (after.outMsgs - before.outMsgs) / logins : NaN,
       });
+    }
+    case "bus_echo": {
+      const { busEcho } = await import("./_bus_floor.ts");
+      return await busEcho(required(o.bus, "bus"), required(o.busSubject, "busSubject"), () => {
+        say({ ready: true });
+      }, stdinClosed());
+    }
+    case "bus_floor": {
+      const { busPacedP99 } = await import("./_bus_floor.ts");
+      const p99 = await busPacedP99(
+        required(o.bus, "bus"),
+        required(o.busSubject, "busSubject"),
+        o.durationMs,
+      );
+      return say({ cluster_bus_paced_p99_ms: p99 });
     }
     case "presence": {
       const result = await presenceLatency({ ...required(o.presence, "presence"), durationMs: o.durationMs });

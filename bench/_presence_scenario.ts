@@ -1,21 +1,18 @@
 /**
  * Presence across nodes: users come online on one node at a steady rate, and a session on another node times
- * each notice. Each user logs in (a full SCRAM exchange, over a raw connection: no identity key, so no
- * Argon2id on either side) and logs out at once; after the server's linger (1 s) the user goes offline, a
- * second presence change. So `perSecond` logins make twice as many presence changes a second, online and
- * offline, all of which reach the watching session; only the online ones can be timed from outside.
+ * each notice. Each user logs in (a full SCRAM exchange, over a raw connection from an address of its own:
+ * no identity key, so no Argon2id on either side) and logs out at once; after the server's linger (1 s) the
+ * user goes offline, a second presence change. So `perSecond` logins make twice as many presence changes a
+ * second, online and offline, all of which reach the watching session; only the online ones can be timed
+ * from outside.
  *
  * @module
  */
 
-import { ScramClient } from "../lib/auth/scram_client.ts";
 import type { SaltedPasswordCache } from "../lib/auth/scram_client.ts";
-import { SCRAM_SHA_256 } from "../lib/auth/scram_server.ts";
-import { PROTOCOL_VERSION } from "../lib/codec/messages.ts";
-import type { ServerMessage } from "../lib/codec/messages.ts";
 import type { Account } from "./_auth_scenarios.ts";
 import { percentile } from "./_measure.ts";
-import { RawConnection } from "./_raw_connection.ts";
+import { rawHello, rawLogin, rawLogout, userAddress } from "./_raw_login.ts";
 
 /** How long after a login an account may log in again: its offline notice (1 s linger) and the 500 ms
  * the others hear of one user at most once in are both over by then, so each login is one online notice. */
@@ -76,39 +73,6 @@ export interface PresenceResult {
   late: number;
 }
 
-/** Log in with a full SCRAM exchange; resolve with the time the LOGIN reply was read. */
-async function rawLogin(conn: RawConnection, account: Account, cache: SaltedPasswordCache): Promise<number> {
-  const scram = new ScramClient({
-    username: account.user,
-    password: account.password,
-    serverMechanisms: [SCRAM_SHA_256],
-    cache,
-  });
-  const challenge = await conn.request({ op: "LOGIN", mechanism: scram.mechanism, data: scram.first });
-  if (challenge.reply.op !== "CHALLENGE") throw unexpected("LOGIN", challenge.reply);
-  const proof = await conn.request({ op: "PROOF", data: await scram.final(challenge.reply.data) });
-  const at = performance.now();
-  if (proof.reply.op !== "LOGIN") throw unexpected("PROOF", proof.reply);
-  scram.verify(proof.reply.data);
-  return at;
-}
-
-async function hello(port: number): Promise<RawConnection> {
-  const conn = await RawConnection.open(port);
-  const { reply } = await conn.request({ op: "HELLO", version: PROTOCOL_VERSION });
-  if (reply.op !== "HELLO") throw unexpected("HELLO", reply);
-  return conn;
-}
-
-async function logout(conn: RawConnection): Promise<void> {
-  const { reply } = await conn.request({ op: "LOGOUT" });
-  if (reply.op !== "LOGOUT") throw unexpected("LOGOUT", reply);
-}
-
-function unexpected(request: string, reply: ServerMessage): Error {
-  return new Error(`${request} answered with ${JSON.stringify(reply)}`);
-}
-
 /** One timed login: when its reply came, when the watcher heard of it. */
 interface Sample {
   replyAt?: number;
@@ -132,8 +96,11 @@ export async function presenceLatency(o: PresenceOptions): Promise<PresenceResul
     throw new RangeError(`${o.comers.length} accounts are too few for ${o.perSecond} logins a second`);
   }
   const cache: SaltedPasswordCache = new Map();
-  const pool = await Promise.all(Array.from({ length: o.connections }, () => hello(o.comePort)));
-  const watcher = await hello(o.watchPort);
+  // Each connection from an address of its own, as users' would be: the limits count logins per address.
+  const pool = await Promise.all(
+    Array.from({ length: o.connections }, (_, i) => rawHello(o.comePort, userAddress(i))),
+  );
+  const watcher = await rawHello(o.watchPort, userAddress(o.connections));
   /** The timed logins, and the one of each user under way. */
   const samples: Sample[] = [];
   const current = new Map<string, Sample>();
@@ -153,7 +120,7 @@ export async function presenceLatency(o: PresenceOptions): Promise<PresenceResul
     await Promise.all(pool.map(async (conn) => {
       for (let i = next++; i < used.length; i = next++) {
         await rawLogin(conn, used[i]!, cache);
-        await logout(conn);
+        await rawLogout(conn);
       }
     }));
     await new Promise((resolve) => setTimeout(resolve, REUSE_MS));
@@ -181,7 +148,7 @@ export async function presenceLatency(o: PresenceOptions): Promise<PresenceResul
       running.push((async () => {
         try {
           sample.replyAt = await rawLogin(conn, account, cache);
-          await logout(conn);
+          await rawLogout(conn);
         } finally {
           idle.push(conn);
           freed.shift()?.();

@@ -293,3 +293,42 @@ export async function residentMb(pid: number): Promise<number> {
   const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
   return kb === undefined ? NaN : Number(kb) / 1024;
 }
+
+/** Clock ticks per second of `/proc`'s times (`USER_HZ`: 100 on Linux). */
+const clockTicks = 100;
+
+/**
+ * CPU time a process has used so far, user and system (`/proc/PID/stat`; Linux).
+ *
+ * @param pid The process.
+ * @returns Seconds, or `NaN` where `/proc` is not there.
+ */
+export async function cpuSeconds(pid: number): Promise<number> {
+  let stat: string;
+  try {
+    stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  } catch {
+    return NaN;
+  }
+  // The fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+}
+
+/**
+ * The machine's CPU time so far, busy and in all (`/proc/stat`; Linux): two readings give how busy it was.
+ *
+ * @returns Clock ticks, or `NaN`s where `/proc` is not there.
+ */
+export async function machineTicks(): Promise<{ busy: number; total: number }> {
+  let stat: string;
+  try {
+    stat = await Deno.readTextFile("/proc/stat");
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
+  const ticks = stat.split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.reduce((sum, t) => sum + t, 0);
+  // idle and iowait
+  return { busy: total - ticks[3]! - (ticks[4] ?? 0), total };
+}

@@ -3,8 +3,9 @@
  * one NATS server, on this machine, with the load generator spreading its clients over both. In turn, each
  * time on freshly started nodes:
  *
- * 1. every account logs in once (making its identity key), then presence across the nodes (users come online
- *    on node 1, a session on node 2 times the notices) and messages through the relay from node 1 to node 2;
+ * 1. every account logs in once (making its identity key); logins from many addresses; the bus's floor; then
+ *    presence across the nodes (users come online on node 1, a session on node 2 times the notices) and
+ *    messages through the relay from node 1 to node 2;
  * 2. new-connection logins spread over both nodes, with the database's transactions and rows and the NATS
  *    server's messages counted around them (the database's counters are read with no node connected: a
  *    PostgreSQL backend publishes what it counted when it exits, or at most once a second when idle);
@@ -15,7 +16,7 @@
 
 import { join } from "node:path";
 import type { Account, Target } from "./_auth_scenarios.ts";
-import { loadGenerator, residentMb, startServer } from "./_children.ts";
+import { cpuSeconds, loadGenerator, machineTicks, residentMb, startServer } from "./_children.ts";
 import type { Child } from "./_children.ts";
 import { authchat } from "./_children.ts";
 import {
@@ -143,6 +144,10 @@ async function scenarios(
     const warm = loadGenerator("warmup", { ...base, spread, accounts: run.accounts });
     await warm.json(300_000);
     await warm.wait();
+    // The same logins as below, but each worker from an address of its own (the limits count per address).
+    const sources = loadGenerator("spread_logins", { ...base, spread, accounts: run.accounts });
+    Object.assign(figures, await sources.json(10 * run.durationMs + 120_000));
+    await sources.wait();
     // The floor of the relay's latency: NATS alone, between two processes, while the nodes idle.
     const busSubject = `bench.floor.${crypto.randomUUID().slice(0, 8)}`;
     const echo = loadGenerator("bus_echo", { ...base, bus: services.nats, busSubject });
@@ -190,13 +195,25 @@ async function scenarios(
       "cluster_logins",
       { ...base, spread, accounts: run.accounts, natsMonitor: services.natsMonitor },
     );
-    logins = await loop.json(10 * run.durationMs + 300_000);
+    await loop.json(300_000, "phase");
+    const pids = nodes.map((n) => n.child.pid);
+    const cpu = () => Promise.all([...pids, services.natsPid ?? -1].map((pid) => cpuSeconds(pid)));
+    const [before, machine] = [await cpu(), await machineTicks()];
+    await loop.send("go");
+    logins = await loop.json(10 * run.durationMs + 300_000, "cluster_tcp_login_per_s");
+    const [after, machineAfter] = [await cpu(), await machineTicks()];
     await loop.wait();
+    const timed = logins.timed!;
+    const used = after.map((t, i) => t - before[i]!);
+    figures.cluster_login_node_cpu_ms = 1000 * (used[0]! + used[1]!) / timed;
+    figures.cluster_login_nats_cpu_ms = 1000 * used[2]! / timed;
+    figures.cluster_login_machine_busy_pct = 100 * (machineAfter.busy - machine.busy) /
+      (machineAfter.total - machine.total);
   } finally {
     await stop(nodes, "SIGTERM");
   }
   const after = await databaseCounters(services.postgres, db.name);
-  const { logins: count, ...loginFigures } = logins;
+  const { logins: count, timed: _, ...loginFigures } = logins;
   Object.assign(figures, loginFigures);
   figures.cluster_login_pg_xacts = (after.xacts - counted.xacts) / count!;
   figures.cluster_login_pg_rows_read = (after.rowsRead - counted.rowsRead) / count!;

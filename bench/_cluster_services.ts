@@ -24,6 +24,8 @@ export interface ClusterServices {
   nats: string;
   /** `http://host:port` of its monitoring endpoint, `null` when not known (no message counts then). */
   natsMonitor: string | null;
+  /** The NATS server's process id when this run started it (its CPU is counted), else `null`. */
+  natsPid: number | null;
   /** Whether NATS is shared with others (named by the environment): its `authchat_*` buckets are cleaned. */
   sharedNats: boolean;
   /** Stop what this run started (nothing when the environment named both). */
@@ -58,6 +60,7 @@ export async function clusterServices(log: (line: string) => void): Promise<Clus
       postgres: given.postgres,
       nats: given.nats,
       natsMonitor: env("AUTHCHAT_TEST_NATS_MONITOR") ?? null,
+      natsPid: null,
       sharedNats: true,
       stop: () => Promise.resolve(),
     };
@@ -78,12 +81,16 @@ export async function clusterServices(log: (line: string) => void): Promise<Clus
     await stop();
     throw new Error(".ci/services.sh start printed no AUTHCHAT_TEST_POSTGRES or AUTHCHAT_TEST_NATS");
   }
+  const natsPid = given.nats === undefined && dir !== undefined
+    ? Number(await Deno.readTextFile(join(dir, "nats", "pid")).catch(() => "")) || null
+    : null;
   return {
     postgres: given.postgres ?? started.postgres,
     nats: given.nats ?? started.nats,
     natsMonitor: given.nats === undefined
       ? started.monitor ?? null
       : env("AUTHCHAT_TEST_NATS_MONITOR") ?? null,
+    natsPid,
     sharedNats: given.nats !== undefined,
     stop,
   };

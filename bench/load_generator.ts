@@ -143,8 +143,11 @@ async function run(role: string, o: LoadOptions): Promise<void> {
     }
     case "cluster_logins": {
       const a = auth();
-      // Opens each account's identity key here (an Argon2id each): not in the timed loop.
+      // Opens each account's identity key here (an Argon2id each): not in the timed loop. The harness
+      // reads the processes' CPU time between the two lines.
       await warmUp(a);
+      say({ phase: "warm" });
+      await stdinLine();
       const monitor = o.natsMonitor ?? null;
       const before = monitor === null ? null : await busCounters(monitor);
       const r = await newConnectionLoop(a, false);
@@ -152,7 +155,9 @@ async function run(role: string, o: LoadOptions): Promise<void> {
       const logins = r.count;
       return say({
         cluster_tcp_login_per_s: rate(r, "cluster tcp_login"),
-        // Every login the servers saw, the warm-up's too (the database's counters cover them all).
+        // The timed ones, and every login the servers saw, the warm-up's too (the database's counters
+        // cover them all).
+        timed: logins,
         logins: logins + a.accounts.length,
         cluster_login_nats_in: before && after ? (after.inMsgs - before.inMsgs) / logins : NaN,
         cluster_login_nats_out: before && after ? (after.outMsgs - before.outMsgs) / logins : NaN,
@@ -172,6 +177,16 @@ async function run(role: string, o: LoadOptions): Promise<void> {
         o.durationMs,
       );
       return say({ cluster_bus_paced_p99_ms: p99 });
+    }
+    case "spread_logins": {
+      const { spreadSourceLogins } = await import("./_raw_login.ts");
+      const r = await spreadSourceLogins({
+        ports: required(o.spread, "spread").map((t) => t.tcpPort),
+        accounts: required(o.accounts, "accounts"),
+        clients: o.clients,
+        durationMs: o.durationMs,
+      });
+      return say({ cluster_tcp_login_sources_per_s: rate(r, "logins from several addresses") });
     }
     case "presence": {
       const result = await presenceLatency({ ...required(o.presence, "presence"), durationMs: o.durationMs });

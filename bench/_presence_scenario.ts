@@ -65,6 +65,8 @@ export interface PresenceResult {
   /** Login reply on node 1 to the notice on node 2, ms. */
   p50: number;
   p99: number;
+  /** The PROOF sent to the notice, ms: the login's own work included (an upper bound). */
+  fromProofP99: number;
   /** Presence changes (online and offline notices) the watcher heard a second while the timed logins ran. */
   eventsPerSecond: number;
   /** Logins timed. */
@@ -75,6 +77,7 @@ export interface PresenceResult {
 
 /** One timed login: when its reply came, when the watcher heard of it. */
 interface Sample {
+  proofAt?: number;
   replyAt?: number;
   noticeAt?: number;
 }
@@ -147,7 +150,7 @@ export async function presenceLatency(o: PresenceOptions): Promise<PresenceResul
       current.set(account.user, sample);
       running.push((async () => {
         try {
-          sample.replyAt = await rawLogin(conn, account, cache);
+          Object.assign(sample, await rawLogin(conn, account, cache));
           await rawLogout(conn);
         } finally {
           idle.push(conn);
@@ -163,9 +166,11 @@ export async function presenceLatency(o: PresenceOptions): Promise<PresenceResul
     while (samples.some((s) => s.noticeAt === undefined) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    // A notice read before the reply on the other connection (both in this process) counts as 0.
-    const latencies = samples.filter((s) => s.noticeAt !== undefined)
-      .map((s) => Math.max(0, s.noticeAt! - s.replyAt!));
+    // A notice read before the reply on the other connection (both in this process) counts as 0: the node
+    // writes the user's presence before it sends the reply, and the two race.
+    const heardOf = samples.filter((s) => s.noticeAt !== undefined);
+    const latencies = heardOf.map((s) => Math.max(0, s.noticeAt! - s.replyAt!));
+    const fromProof = heardOf.map((s) => s.noticeAt! - s.proofAt!);
     const missed = samples.length - latencies.length;
     if (samples.length === 0 || missed > samples.length / 100) {
       throw new Error(`presence: ${missed} of ${samples.length} online notices never came`);
@@ -173,6 +178,7 @@ export async function presenceLatency(o: PresenceOptions): Promise<PresenceResul
     return {
       p50: percentile(latencies, 50),
       p99: percentile(latencies, 99),
+      fromProofP99: percentile(fromProof, 99),
       eventsPerSecond: heard / seconds,
       samples: latencies.length,
       late,

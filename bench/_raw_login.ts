@@ -62,13 +62,13 @@ export async function rawHello(port: number, from?: string): Promise<RawConnecti
  * @param conn A connection past HELLO.
  * @param account Who.
  * @param cache The client's SaltedPasswords (RFC 5802 lets a client keep them).
- * @returns The time the LOGIN reply was read (`performance.now()`).
+ * @returns The times (`performance.now()`) the PROOF was sent and the LOGIN reply read.
  */
 export async function rawLogin(
   conn: RawConnection,
   account: Account,
   cache: SaltedPasswordCache,
-): Promise<number> {
+): Promise<{ proofAt: number; replyAt: number }> {
   const scram = new ScramClient({
     username: account.user,
     password: account.password,
@@ -77,11 +77,13 @@ export async function rawLogin(
   });
   const challenge = await conn.request({ op: "LOGIN", mechanism: scram.mechanism, data: scram.first });
   if (challenge.reply.op !== "CHALLENGE") throw unexpected("LOGIN", challenge.reply);
-  const proof = await conn.request({ op: "PROOF", data: await scram.final(challenge.reply.data) });
-  const at = performance.now();
+  const data = await scram.final(challenge.reply.data);
+  const proofAt = performance.now();
+  const proof = await conn.request({ op: "PROOF", data });
+  const replyAt = performance.now();
   if (proof.reply.op !== "LOGIN") throw unexpected("PROOF", proof.reply);
   scram.verify(proof.reply.data);
-  return at;
+  return { proofAt, replyAt };
 }
 
 /**

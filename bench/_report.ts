@@ -204,6 +204,13 @@ export const TARGETS: readonly Target[] = [
     cluster: true,
   },
   {
+    key: "cluster_presence_from_proof_p99_ms",
+    unit: "ms",
+    what: "the same from the PROOF sent, the login's own work included (info)",
+    info: true,
+    cluster: true,
+  },
+  {
     key: "cluster_bus_paced_p99_ms",
     unit: "ms",
     what: "floor: NATS publish to another process and back at 1,000/s, p99 (info)",

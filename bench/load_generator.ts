@@ -194,6 +194,7 @@ async function run(role: string, o: LoadOptions): Promise<void> {
         cluster_presence_events_per_s: result.eventsPerSecond,
         cluster_presence_p50_ms: result.p50,
         cluster_presence_p99_ms: result.p99,
+        cluster_presence_from_proof_p99_ms: result.fromProofP99,
         presence_samples: result.samples,
         presence_late: result.late,
       });

@@ -150,8 +150,9 @@ export interface DatabaseCounters {
 }
 
 /**
- * The counters of a database, once no server holds a connection to it: a backend adds what it counted to
- * the shared statistics when it goes idle at most once a second, and for certain only when it exits.
+ * The counters of a database, once no server holds a connection to it and they have settled: a backend adds
+ * what it counted to the shared statistics when it goes idle at most once a second, and for certain only
+ * when it exits.
  *
  * @param adminUrl The URL of a role that may read the statistics.
  * @param database The database.
@@ -168,13 +169,28 @@ export function databaseCounters(adminUrl: string, database: string): Promise<Da
       if (Date.now() > deadline) throw new Error(`Connections to ${database} stay open`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    // Each statement of its own: a snapshot of the statistics lasts a transaction.
-    const [row] = await sql<{ xacts: string; read: string; written: string }[]>`
-      SELECT xact_commit + xact_rollback AS xacts, tup_returned + tup_fetched AS read,
-        tup_inserted + tup_updated + tup_deleted AS written
-      FROM pg_stat_database WHERE datname = ${database}`;
-    if (!row) throw new Error(`No statistics for ${database}`);
-    return { xacts: Number(row.xacts), rowsRead: Number(row.read), rowsWritten: Number(row.written) };
+    const read = async (): Promise<DatabaseCounters> => {
+      const [row] = await sql<{ xacts: string; read: string; written: string }[]>`
+        SELECT xact_commit + xact_rollback AS xacts, tup_returned + tup_fetched AS read,
+          tup_inserted + tup_updated + tup_deleted AS written
+        FROM pg_stat_database WHERE datname = ${database}`;
+      if (!row) throw new Error(`No statistics for ${database}`);
+      return { xacts: Number(row.xacts), rowsRead: Number(row.read), rowsWritten: Number(row.written) };
+    };
+    // A backend leaves pg_stat_activity about when it publishes its counts, not surely after: read until
+    // two readings a moment apart agree.
+    let last = await read();
+    for (let i = 0; i < 20; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      const now = await read();
+      if (
+        now.xacts === last.xacts && now.rowsRead === last.rowsRead && now.rowsWritten === last.rowsWritten
+      ) {
+        return now;
+      }
+      last = now;
+    }
+    return last;
   });
 }
 

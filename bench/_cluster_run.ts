@@ -26,7 +26,7 @@ import {
   databaseCounters,
   usersFile,
 } from "./_cluster_services.ts";
-import type { ClusterServices } from "./_cluster_services.ts";
+import type { BenchDatabase, ClusterServices } from "./_cluster_services.ts";
 import { comersNeeded } from "./_presence_scenario.ts";
 import type { Figures } from "./_report.ts";
 
@@ -66,12 +66,22 @@ function password(): string {
  */
 export async function runCluster(run: ClusterRun): Promise<Figures> {
   const services = await clusterServices(run.log);
+  let db: BenchDatabase | undefined;
+  // Interrupted, the run still stops the services it started (they run detached) and drops its database.
+  const interrupted = async () => {
+    run.log("cluster: interrupted, cleaning up");
+    await db?.drop().catch(() => {});
+    await services.stop().catch(() => {});
+    Deno.exit(130);
+  };
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  for (const signal of signals) Deno.addSignalListener(signal, interrupted);
   try {
     if (services.sharedNats) {
       const removed = await cleanBuckets(services.nats);
       if (removed.length > 0) run.log(`cluster: removed the NATS buckets ${removed.join(", ")}`);
     }
-    const db = await createBenchDatabase(services.postgres);
+    db = await createBenchDatabase(services.postgres);
     try {
       return await scenarios(run, services, db);
     } finally {
@@ -80,6 +90,7 @@ export async function runCluster(run: ClusterRun): Promise<Figures> {
     }
   } finally {
     await services.stop();
+    for (const signal of signals) Deno.removeSignalListener(signal, interrupted);
   }
 }
 

@@ -7,7 +7,9 @@
 #   .ci/services.sh stop               # stops both and removes the directory ($AUTHCHAT_TEST_SERVICES_DIR)
 #
 # Exports: AUTHCHAT_TEST_POSTGRES (URL of a role that may CREATE DATABASE), AUTHCHAT_TEST_NATS (nats://…),
-# AUTHCHAT_TEST_HAPROXY (the haproxy binary, when installed) and AUTHCHAT_TEST_SERVICES_DIR (for stop).
+# AUTHCHAT_TEST_NATS_MONITOR (http://… of its monitoring endpoint, which `deno task bench --cluster` reads
+# message counts from), AUTHCHAT_TEST_HAPROXY (the haproxy binary, when installed) and
+# AUTHCHAT_TEST_SERVICES_DIR (for stop).
 # Needs Debian's postgresql (15) and nats-server; haproxy for the load-balancer tests. PostgreSQL refuses to run
 # as root: run by root, the cluster runs as the postgres user; run by anyone else, as that user.
 set -euo pipefail
@@ -87,16 +89,21 @@ start_nats() {
   nats=$(command -v nats-server || echo /usr/sbin/nats-server)
   [ -x "$nats" ] || { say "no nats-server: install Debian's nats-server"; return 1; }
   mkdir -p "$dir/nats"
-  local port pid
+  local port monitor pid
   for _ in 1 2 3 4 5; do
     port=$(free_port)
-    # setsid: the server outlives this script (and a Ctrl-C meant for the shell that ran it).
-    setsid "$nats" -a 127.0.0.1 -p "$port" -js -sd "$dir/nats/jetstream" >"$dir/nats/server.log" 2>&1 </dev/null &
+    monitor=$(free_port)
+    [ "$monitor" != "$port" ] || continue
+    # setsid: the server outlives this script (and a Ctrl-C meant for the shell that ran it). -m: the
+    # monitoring endpoint (/varz counts messages), on 127.0.0.1 like the server.
+    setsid "$nats" -a 127.0.0.1 -p "$port" -m "$monitor" -js -sd "$dir/nats/jetstream" \
+      >"$dir/nats/server.log" 2>&1 </dev/null &
     pid=$!
-    if wait_for_port "$port" "$pid"; then
+    if wait_for_port "$port" "$pid" && wait_for_port "$monitor" "$pid"; then
       echo "$pid" >"$dir/nats/pid"
       echo "export AUTHCHAT_TEST_NATS=nats://127.0.0.1:$port" >>"$dir/env"
-      say "NATS with JetStream on 127.0.0.1:$port (pid $pid)"
+      echo "export AUTHCHAT_TEST_NATS_MONITOR=http://127.0.0.1:$monitor" >>"$dir/env"
+      say "NATS with JetStream on 127.0.0.1:$port, monitoring on :$monitor (pid $pid)"
       return 0
     fi
     kill "$pid" 2>/dev/null || true

@@ -11,6 +11,7 @@ import { AuthchatClient } from "../lib/client/authchat_client.ts";
 import type { ClientCache, ClientOptions } from "../lib/client/authchat_client.ts";
 import type { TrustOptions } from "../lib/client/open_connection.ts";
 import { closedLoop, forEach, percentile, rate } from "./_measure.ts";
+import type { LoopResult } from "./_measure.ts";
 
 /** An account to log in as. */
 export interface Account {
@@ -30,10 +31,26 @@ export interface Target {
 /** Options every scenario takes. */
 export interface AuthScenarioOptions {
   target: Target;
+  /**
+   * Several servers (the nodes of a cluster) to spread the clients over: worker or session `i` uses
+   * `spread[i % spread.length]` instead of `target`.
+   */
+  spread?: Target[];
   accounts: Account[];
   clients: number;
   durationMs: number;
   cache: ClientCache;
+}
+
+/**
+ * The options of worker or session `i`: its server is the one `spread` gives it, when spread.
+ *
+ * @param o Scenario options.
+ * @param i The worker's or session's index.
+ * @returns The options with its target.
+ */
+export function spreadTo(o: AuthScenarioOptions, i: number): AuthScenarioOptions {
+  return o.spread?.length ? { ...o, target: o.spread[i % o.spread.length]! } : o;
 }
 
 /**
@@ -70,13 +87,13 @@ function clientOptions(o: AuthScenarioOptions, tls: boolean): ClientOptions {
 
 /**
  * Log every account in once, so the loops that follow find its keys cached (the first login of a seeded
- * account makes its identity key, with an Argon2id each).
+ * account makes its identity key, with an Argon2id each); spread, on each server in turn.
  *
  * @param o Scenario options.
  */
 export async function warmUp(o: AuthScenarioOptions): Promise<void> {
-  await forEach(o.accounts, 4, async (account) => {
-    const client = await connect(o, false);
+  await forEach(o.accounts, 4, async (account, i) => {
+    const client = await connect(spreadTo(o, i), false);
     try {
       await client.login(account.user, account.password);
       if (!client.chat?.identity) throw new Error(`No identity key for ${account.user}`);
@@ -87,22 +104,33 @@ export async function warmUp(o: AuthScenarioOptions): Promise<void> {
 }
 
 /**
- * New connections per second, each logged in with a full SCRAM exchange and closed.
+ * New connections per second, each logged in with a full SCRAM exchange and closed (spread: each worker on
+ * its server).
  *
  * @param o Scenario options.
  * @param tls Over TLS.
  * @returns Logins per second.
  */
 export async function newConnectionLogins(o: AuthScenarioOptions, tls: boolean): Promise<number> {
-  const r = await closedLoop({
+  return rate(await newConnectionLoop(o, tls), tls ? "tls_login" : "tcp_login");
+}
+
+/**
+ * The loop of {@linkcode newConnectionLogins}, its counts as they are.
+ *
+ * @param o Scenario options.
+ * @param tls Over TLS.
+ * @returns What the loop measured.
+ */
+export function newConnectionLoop(o: AuthScenarioOptions, tls: boolean): Promise<LoopResult> {
+  return closedLoop({
     durationMs: o.durationMs,
     concurrency: o.clients,
     op: async (worker) => {
-      const client = await connectAndLogin(o, tls, o.accounts[worker % o.accounts.length]!);
+      const client = await connectAndLogin(spreadTo(o, worker), tls, o.accounts[worker % o.accounts.length]!);
       await client.close();
     },
   });
-  return rate(r, tls ? "tls_login" : "tcp_login");
 }
 
 /**
@@ -174,8 +202,8 @@ export async function sessions(
 ): Promise<SessionsResult> {
   const held: AuthchatClient[] = [];
   const logins = Array.from({ length: count }, (_, i) => o.accounts[i % o.accounts.length]!);
-  await forEach(logins, o.clients, async (account) => {
-    held.push(await connectAndLogin(o, false, account));
+  await forEach(logins, o.clients, async (account, i) => {
+    held.push(await connectAndLogin(spreadTo(o, i), false, account));
   });
   await ready();
   const latencies: number[] = [];

@@ -19,13 +19,13 @@ const MESSAGE_BYTES = 256;
  *
  * @param client The logged-in client.
  * @param dir Where its pin file goes.
- * @param onMessage Told of each message.
+ * @param options `relayOnly`: send through the server's relay only (default: the direct path).
  * @returns The node.
  */
 export async function startNode(
   client: AuthchatClient,
   dir: string,
-  onMessage: (from: string, text: string) => void = () => {},
+  options: { relayOnly?: boolean } = {},
 ): Promise<ChatNode> {
   const chat = client.chat;
   if (!chat?.identity || !chat.udp) {
@@ -36,13 +36,15 @@ export async function startNode(
     serverHost: "127.0.0.1",
     knownPeers: new KnownPeers(join(dir, `known_peers-${chat.user}`)),
     serverName: "bench",
-    onMessage,
+    onMessage: () => {},
     onWarning: (line) => console.error(line),
+    ...(options.relayOnly ? { relayOnly: true } : {}),
   });
 }
 
 /** What the message scenario found. */
 export interface MessagesResult {
+  /** Throughput, `NaN` when not measured. */
   perSecond: number;
   p50: number;
   p99: number;
@@ -55,13 +57,13 @@ export interface MessagesResult {
  *
  * @param node The sender's node.
  * @param peer The receiver.
- * @param options Window and duration.
+ * @param options Window and duration; `throughput: false` measures the latency only.
  * @returns Messages per second, and latency percentiles at 1,000 per second.
  */
 export async function messages(
   node: ChatNode,
   peer: string,
-  options: { window: number; durationMs: number },
+  options: { window: number; durationMs: number; throughput?: boolean },
 ): Promise<MessagesResult> {
   const text = "m".repeat(MESSAGE_BYTES);
   // The handshake is not part of the figures, nor the compiler's first passes over the code: a short
@@ -70,6 +72,7 @@ export async function messages(
   await closedLoop({ durationMs: 500, concurrency: 16, op: () => node.send(peer, text) });
   await new Promise((resolve) => setTimeout(resolve, 200));
   const { p50, p99 } = await latency(node, peer, text, options.durationMs);
+  if (options.throughput === false) return { perSecond: NaN, p50, p99 };
   const r = await closedLoop({
     durationMs: options.durationMs,
     concurrency: options.window,

@@ -154,10 +154,18 @@ export class Child {
  *
  * @param data The data directory it may read and write.
  * @param args The subcommand and its arguments.
+ * @param options `net`: it may reach the network (a PostgreSQL database).
  * @throws {Error} When it fails.
  */
-export async function authchat(data: string, args: string[]): Promise<void> {
-  const child = new Child([`--allow-read=${data}`, `--allow-write=${data}`, "--allow-env", MOD, ...args]);
+export async function authchat(data: string, args: string[], options: { net?: boolean } = {}): Promise<void> {
+  const child = new Child([
+    `--allow-read=${data}`,
+    `--allow-write=${data}`,
+    "--allow-env",
+    ...(options.net ? ["--allow-net"] : []),
+    MOD,
+    ...args,
+  ]);
   const status = await child.wait();
   if (!status.success) throw new Error(`authchat ${args[0]} failed:\n${child.stderr}`);
 }
@@ -197,11 +205,13 @@ const START_V8_FLAGS: string[] = (JSON.parse(Deno.readTextFileSync(CONFIG)).task
  *
  * @param data The data directory.
  * @param config The configuration file.
+ * @param args Further arguments of `authchat server` (`--node-id`).
  * @returns The process and its ports.
  */
 export async function startServer(
   data: string,
   config: string,
+  args: string[] = [],
 ): Promise<{ child: Child; tcp: number; tls: number }> {
   const { child, port } = await startListening(
     [
@@ -210,11 +220,13 @@ export async function startServer(
       // /dev/null: the server counts its free descriptors with it (the cap on connections derives from them).
       `--allow-read=${data},${config},/dev/null`,
       `--allow-write=${data}`,
-      "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM",
+      // PG*: the PostgreSQL client's variables, read when the database is a postgres:// URL.
+      "--allow-env=AUTHCHAT_*,LOG_TOKENS,LOG_STREAM,PG*",
       MOD,
       "server",
       "--config",
       config,
+      ...args,
     ],
     "authchat listening",
     60_000,
@@ -280,4 +292,43 @@ export async function residentMb(pid: number): Promise<number> {
   }
   const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
   return kb === undefined ? NaN : Number(kb) / 1024;
+}
+
+/** Clock ticks per second of `/proc`'s times (`USER_HZ`: 100 on Linux). */
+const clockTicks = 100;
+
+/**
+ * CPU time a process has used so far, user and system (`/proc/PID/stat`; Linux).
+ *
+ * @param pid The process.
+ * @returns Seconds, or `NaN` where `/proc` is not there.
+ */
+export async function cpuSeconds(pid: number): Promise<number> {
+  let stat: string;
+  try {
+    stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  } catch {
+    return NaN;
+  }
+  // The fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+}
+
+/**
+ * The machine's CPU time so far, busy and in all (`/proc/stat`; Linux): two readings give how busy it was.
+ *
+ * @returns Clock ticks, or `NaN`s where `/proc` is not there.
+ */
+export async function machineTicks(): Promise<{ busy: number; total: number }> {
+  let stat: string;
+  try {
+    stat = await Deno.readTextFile("/proc/stat");
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
+  const ticks = stat.split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.reduce((sum, t) => sum + t, 0);
+  // idle and iowait
+  return { busy: total - ticks[3]! - (ticks[4] ?? 0), total };
 }

@@ -14,6 +14,8 @@ export interface Target {
   what: string;
   /** Shown in the table only, not written to the JSON file (whose keys are fixed). */
   info?: boolean;
+  /** Measured only by `--cluster` runs: their rows and keys appear only then. */
+  cluster?: boolean;
   /** The target as text, and whether the figure (`value`, the row's own) meets it. */
   target?: (value: number, f: Figures) => { text: string; met: boolean };
 }
@@ -115,7 +117,158 @@ export const TARGETS: readonly Target[] = [
     what: "message send to ack at 1,000/s, p99",
     target: bound("≤", 2),
   },
+  {
+    key: "cluster_tcp_login_per_s",
+    unit: "/s",
+    what: "2 nodes, PostgreSQL + NATS: new TCP connection + SCRAM login",
+    target: atLeast("tcp_login_per_s", 0.5),
+    cluster: true,
+  },
+  {
+    key: "cluster_tcp_login_sources_per_s",
+    unit: "/s",
+    what: "the same, each client from an address of its own (raw clients) (info)",
+    info: true,
+    cluster: true,
+  },
+  {
+    key: "cluster_login_nats_in",
+    unit: "",
+    what: "messages NATS received per login (both nodes)",
+    cluster: true,
+  },
+  {
+    key: "cluster_login_nats_out",
+    unit: "",
+    what: "messages NATS delivered per login (both nodes)",
+    cluster: true,
+  },
+  {
+    key: "cluster_login_pg_xacts",
+    unit: "",
+    what: "PostgreSQL transactions per login",
+    cluster: true,
+  },
+  {
+    key: "cluster_login_pg_rows_read",
+    unit: "",
+    what: "PostgreSQL rows read per login (info)",
+    info: true,
+    cluster: true,
+  },
+  {
+    key: "cluster_login_pg_rows_written",
+    unit: "",
+    what: "PostgreSQL rows written per login (info)",
+    info: true,
+    cluster: true,
+  },
+  {
+    key: "cluster_login_node_cpu_ms",
+    unit: "ms",
+    what: "CPU time of the two nodes per login (info)",
+    info: true,
+    cluster: true,
+  },
+  {
+    key: "cluster_login_nats_cpu_ms",
+    unit: "ms",
+    what: "CPU time of the NATS server per login, when the bench started it (info)",
+    info: true,
+    cluster: true,
+  },
+  {
+    key: "cluster_login_machine_busy_pct",
+    unit: "%",
+    what: "the machine's CPU busy meanwhile, every process (info)",
+    info: true,
+    cluster: true,
+  },
+  {
+    key: "cluster_presence_events_per_s",
+    unit: "/s",
+    what: "presence changes on node 1 (online + offline)",
+    cluster: true,
+  },
+  {
+    key: "cluster_presence_p50_ms",
+    unit: "ms",
+    what: "online on node 1 to the notice on node 2, p50",
+    cluster: true,
+  },
+  {
+    key: "cluster_presence_p99_ms",
+    unit: "ms",
+    what: "online on node 1 to the notice on node 2, p99",
+    target: bound("≤", 20),
+    cluster: true,
+  },
+  {
+    key: "cluster_presence_from_proof_p99_ms",
+    unit: "ms",
+    what: "the same from the PROOF sent, the login's own work included (info)",
+    info: true,
+    cluster: true,
+  },
+  {
+    key: "cluster_bus_paced_p99_ms",
+    unit: "ms",
+    what: "floor: NATS publish to another process and back at 1,000/s, p99 (info)",
+    info: true,
+    cluster: true,
+  },
+  {
+    key: "cluster_relay_msg_p50_ms",
+    unit: "ms",
+    what: "relayed node 1 → node 2, send to ack at 1,000/s, p50",
+    cluster: true,
+  },
+  {
+    key: "cluster_relay_msg_p99_ms",
+    unit: "ms",
+    what: "relayed node 1 → node 2, send to ack at 1,000/s, p99",
+    target: bound("≤", 20),
+    cluster: true,
+  },
+  {
+    key: "cluster_sessions",
+    unit: "",
+    what: "logged-in sessions held, split over the 2 nodes",
+    target: bound("≥", 10_000),
+    cluster: true,
+  },
+  {
+    key: "cluster_sessions_rss_mb",
+    unit: "MiB",
+    what: "resident memory of the larger node with them",
+    cluster: true,
+  },
+  {
+    key: "cluster_sessions_rss_mb_node1",
+    unit: "MiB",
+    what: "the same, node 1 (info)",
+    info: true,
+    cluster: true,
+  },
+  {
+    key: "cluster_sessions_rss_mb_node2",
+    unit: "MiB",
+    what: "the same, node 2 (info)",
+    info: true,
+    cluster: true,
+  },
+  {
+    key: "cluster_sessions_p99_ms",
+    unit: "ms",
+    what: "IS_LOGGED round trip across them, p99",
+    cluster: true,
+  },
 ];
+
+/** The rows of a run: the cluster's only when it measured them. */
+function rowsOf(cluster: boolean): readonly Target[] {
+  return TARGETS.filter((t) => cluster || !t.cluster);
+}
 
 function format(value: number | undefined): string {
   if (value === undefined || Number.isNaN(value)) return "n/a";
@@ -131,15 +284,18 @@ function format(value: number | undefined): string {
  * import assert from "node:assert/strict";
  * import { report } from "./_report.ts";
  * const text = report({ reauth_per_s: 12000 }, { quick: false, seconds: 60 });
- * assert(text.includes("12,000") && text.includes("met"));
+ * assert(text.includes("12,000") && text.includes("met") && !text.includes("cluster_"));
  * ```
  *
  * @param figures The figures.
- * @param run Whether it was a quick run, and how long it took.
+ * @param run Whether it was a quick run, whether it measured the cluster, and how long it took.
  * @returns The text.
  */
-export function report(figures: Figures, run: { quick: boolean; seconds: number }): string {
-  const rows = TARGETS.map((t) => {
+export function report(
+  figures: Figures,
+  run: { quick: boolean; seconds: number; cluster?: boolean },
+): string {
+  const rows = rowsOf(run.cluster ?? false).map((t) => {
     const value = figures[t.key];
     const target = t.target && value !== undefined ? t.target(value, figures) : null;
     return [
@@ -160,8 +316,8 @@ export function report(figures: Figures, run: { quick: boolean; seconds: number 
 }
 
 /**
- * The figures as the JSON file holds them: every key of {@linkcode TARGETS} but the `info` ones, in that
- * order, `null` for a figure the run did not produce.
+ * The figures as the JSON file holds them: every key of {@linkcode TARGETS} but the `info` ones (and the
+ * cluster's, unless the run measured them), in that order, `null` for a figure the run did not produce.
  *
  * @example
  * ```ts
@@ -169,11 +325,18 @@ export function report(figures: Figures, run: { quick: boolean; seconds: number 
  * import { jsonFigures } from "./_report.ts";
  * const json = jsonFigures({ reauth_per_s: 12000, tcp_open_2rt_per_s: 1 });
  * assert(json.reauth_per_s === 12000 && json.sessions === null && !("tcp_open_2rt_per_s" in json));
+ * assert(!("cluster_sessions" in json) && jsonFigures({}, { cluster: true }).cluster_sessions === null);
  * ```
  *
  * @param figures The figures.
+ * @param run Whether the run measured the cluster.
  * @returns The object to write.
  */
-export function jsonFigures(figures: Figures): Record<string, number | null> {
-  return Object.fromEntries(TARGETS.filter((t) => !t.info).map((t) => [t.key, figures[t.key] ?? null]));
+export function jsonFigures(
+  figures: Figures,
+  run: { cluster?: boolean } = {},
+): Record<string, number | null> {
+  return Object.fromEntries(
+    rowsOf(run.cluster ?? false).filter((t) => !t.info).map((t) => [t.key, figures[t.key] ?? null]),
+  );
 }

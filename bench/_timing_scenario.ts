@@ -6,10 +6,9 @@
  */
 
 import { encodeBase64 } from "../lib/codec/base64.ts";
-import { FrameDecoder } from "../lib/codec/frame.ts";
-import { decodeServerMessage, encodeMessage, PROTOCOL_VERSION } from "../lib/codec/messages.ts";
-import type { ClientMessage, ServerMessage } from "../lib/codec/messages.ts";
+import { PROTOCOL_VERSION } from "../lib/codec/messages.ts";
 import type { AuthScenarioOptions } from "./_auth_scenarios.ts";
+import { RawConnection } from "./_raw_connection.ts";
 import { percentile, welchZ } from "./_measure.ts";
 
 /** What the scenario found (samples above the pooled 99th percentile left out). */
@@ -20,44 +19,6 @@ export interface KnownUnknownResult {
   knownMeanUs: number;
   /** Mean `CHALLENGE` latency for unknown names, µs. */
   unknownMeanUs: number;
-}
-
-/** One plain TCP connection speaking frames, with no client engine in between (as an attacker's would). */
-class RawConnection {
-  #conn: Deno.TcpConn;
-  #decoder = new FrameDecoder();
-  #frames: Uint8Array[] = [];
-  #buffer = new Uint8Array(4096);
-  #nextId = 1;
-
-  private constructor(conn: Deno.TcpConn) {
-    this.#conn = conn;
-  }
-
-  static async open(port: number): Promise<RawConnection> {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.setNoDelay(true);
-    return new RawConnection(conn);
-  }
-
-  /** Send a request; resolve with the reply and the ms from just before the write to its last byte. */
-  async request(message: ClientMessage): Promise<{ reply: ServerMessage; ms: number }> {
-    const frame = encodeMessage({ ...message, id: this.#nextId++ });
-    const t0 = performance.now();
-    await this.#conn.write(frame);
-    while (this.#frames.length === 0) {
-      const n = await this.#conn.read(this.#buffer);
-      if (n === null) throw new Error("The server closed the connection");
-      this.#frames.push(...this.#decoder.push(this.#buffer.subarray(0, n)));
-      if (this.#decoder.error) throw this.#decoder.error;
-    }
-    const ms = performance.now() - t0;
-    return { reply: decodeServerMessage(this.#frames.shift()!), ms };
-  }
-
-  close(): void {
-    this.#conn.close();
-  }
 }
 
 /** A name of the same length as `name` that is not one of `taken`. */

@@ -13,11 +13,16 @@ import {
   connectAndLogin,
   loginLatency,
   newConnectionLogins,
+  newConnectionLoop,
   reauth,
   sessions,
   warmUp,
 } from "./_auth_scenarios.ts";
 import { messages, startNode } from "./_chat_scenario.ts";
+import { busCounters } from "./_bus_counters.ts";
+import { rate } from "./_measure.ts";
+import { presenceLatency } from "./_presence_scenario.ts";
+import type { PresenceOptions } from "./_presence_scenario.ts";
 import { knownUnknownLogins } from "./_timing_scenario.ts";
 import {
   tcpConnectEcho,
@@ -33,6 +38,17 @@ interface LoadOptions {
   durationMs: number;
   echo?: { tcp: number; tls: number; udp: number };
   target?: Target;
+  /** The nodes of a cluster, the clients spread over them. */
+  spread?: Target[];
+  /** The NATS server, and the subjects' prefix of the bus floor. */
+  bus?: string;
+  busSubject?: string;
+  /** NATS's monitoring endpoint, for its message counts (cluster logins). */
+  natsMonitor?: string | null;
+  /** Messages through the server's relay only. */
+  relayOnly?: boolean;
+  /** The presence scenario's settings. */
+  presence?: Omit<PresenceOptions, "durationMs">;
   accounts?: Account[];
   sessions?: number;
   peer?: string;
@@ -74,13 +90,15 @@ async function loggedInNode(
 ): Promise<{ client: AuthchatClient; node: ChatNode }> {
   const [account] = required(o.accounts, "accounts");
   const client = await connectAndLogin(auth, false, required(account, "accounts"));
-  return { client, node: await startNode(client, required(o.dir, "dir")) };
+  const relayOnly = o.relayOnly === true;
+  return { client, node: await startNode(client, required(o.dir, "dir"), { relayOnly }) };
 }
 
 async function run(role: string, o: LoadOptions): Promise<void> {
   const cache: ClientCache = { saltedPasswords: new Map(), identities: new Map() };
   const auth = (): AuthScenarioOptions => ({
-    target: required(o.target, "target"),
+    target: required(o.target ?? o.spread?.[0], "target"),
+    ...(o.spread ? { spread: o.spread } : {}),
     accounts: required(o.accounts, "accounts"),
     clients: o.clients,
     durationMs: o.durationMs,
@@ -119,6 +137,68 @@ async function run(role: string, o: LoadOptions): Promise<void> {
         login_p99_ms: latency.p99,
       });
     }
+    case "warmup": {
+      await warmUp(auth());
+      return say({ warmed: required(o.accounts, "accounts").length });
+    }
+    case "cluster_logins": {
+      const a = auth();
+      // Opens each account's identity key here (an Argon2id each): not in the timed loop. The harness
+      // reads the processes' CPU time between the two lines.
+      await warmUp(a);
+      say({ phase: "warm" });
+      await stdinLine();
+      const monitor = o.natsMonitor ?? null;
+      const before = monitor === null ? null : await busCounters(monitor);
+      const r = await newConnectionLoop(a, false);
+      const after = monitor === null ? null : await busCounters(monitor);
+      const logins = r.count;
+      return say({
+        cluster_tcp_login_per_s: rate(r, "cluster tcp_login"),
+        // The timed ones, and every login the servers saw, the warm-up's too (the database's counters
+        // cover them all).
+        timed: logins,
+        logins: logins + a.accounts.length,
+        cluster_login_nats_in: before && after ? (after.inMsgs - before.inMsgs) / logins : NaN,
+        cluster_login_nats_out: before && after ? (after.outMsgs - before.outMsgs) / logins : NaN,
+      });
+    }
+    case "bus_echo": {
+      const { busEcho } = await import("./_bus_floor.ts");
+      return await busEcho(required(o.bus, "bus"), required(o.busSubject, "busSubject"), () => {
+        say({ ready: true });
+      }, stdinClosed());
+    }
+    case "bus_floor": {
+      const { busPacedP99 } = await import("./_bus_floor.ts");
+      const p99 = await busPacedP99(
+        required(o.bus, "bus"),
+        required(o.busSubject, "busSubject"),
+        o.durationMs,
+      );
+      return say({ cluster_bus_paced_p99_ms: p99 });
+    }
+    case "spread_logins": {
+      const { spreadSourceLogins } = await import("./_raw_login.ts");
+      const r = await spreadSourceLogins({
+        ports: required(o.spread, "spread").map((t) => t.tcpPort),
+        accounts: required(o.accounts, "accounts"),
+        clients: o.clients,
+        durationMs: o.durationMs,
+      });
+      return say({ cluster_tcp_login_sources_per_s: rate(r, "logins from several addresses") });
+    }
+    case "presence": {
+      const result = await presenceLatency({ ...required(o.presence, "presence"), durationMs: o.durationMs });
+      return say({
+        cluster_presence_events_per_s: result.eventsPerSecond,
+        cluster_presence_p50_ms: result.p50,
+        cluster_presence_p99_ms: result.p99,
+        cluster_presence_from_proof_p99_ms: result.fromProofP99,
+        presence_samples: result.samples,
+        presence_late: result.late,
+      });
+    }
     case "sessions": {
       const a = auth();
       await warmUp(a);
@@ -140,9 +220,13 @@ async function run(role: string, o: LoadOptions): Promise<void> {
       const result = await messages(node, required(o.peer, "peer"), {
         window: required(o.window, "window"),
         durationMs: o.durationMs,
+        throughput: o.relayOnly !== true,
       });
       await node.close();
       await client.close();
+      if (o.relayOnly) {
+        return say({ cluster_relay_msg_p50_ms: result.p50, cluster_relay_msg_p99_ms: result.p99 });
+      }
       return say({ msgs_per_s: result.perSecond, msg_p50_ms: result.p50, msg_p99_ms: result.p99 });
     }
     default:

@@ -3,7 +3,8 @@
  *
  * A separate `authchat server` process serves a temporary data directory seeded with accounts; a separate
  * load-generator process drives it. The floors (a bare echo server on the same runtime, same certificate)
- * are measured in the same run, so the ratios mean something on a shared machine. See docs/BENCHMARKS.md.
+ * are measured in the same run, so the ratios mean something on a shared machine. With `--cluster`, two nodes
+ * on PostgreSQL and NATS too (_cluster_run.ts). See docs/BENCHMARKS.md.
  *
  * @module
  */
@@ -16,10 +17,12 @@ import type { Child } from "./_children.ts";
 import type { Account, Target } from "./_auth_scenarios.ts";
 import { jsonFigures, report } from "./_report.ts";
 import type { Figures } from "./_report.ts";
+import { runCluster } from "./_cluster_run.ts";
 
 /** Settings of a run. */
 interface Settings {
   quick: boolean;
+  cluster: boolean;
   json?: string;
   clients: number;
   sessions: number;
@@ -36,6 +39,11 @@ function parse(args: string[]): Settings {
         "TCP/TLS connect + echo, UDP ping-pong), in one run, and print a table. No figure is asserted.",
     )
     .option("--quick", "shrink every scenario to about a second (proves the harness works)")
+    .option(
+      "--cluster",
+      "also measure two nodes on PostgreSQL and NATS (AUTHCHAT_TEST_POSTGRES and AUTHCHAT_TEST_NATS, or\n" +
+        "throwaway ones started with .ci/services.sh)",
+    )
     .option("--json <file>", "also write the figures to this file")
     .option("--clients <n>", "concurrent clients of the load generator", "32")
     .option("--sessions <n>", "sessions held at once in the sessions scenario", "10000")
@@ -67,6 +75,7 @@ function parse(args: string[]): Settings {
   const quick = o.quick === true;
   return {
     quick,
+    cluster: o.cluster === true,
     ...(typeof o.json === "string" ? { json: o.json } : {}),
     clients: int("clients", o.clients),
     sessions: quick ? 200 : int("sessions", o.sessions),
@@ -83,7 +92,7 @@ function password(): string {
 async function prepare(
   dir: string,
   count: number,
-): Promise<{ data: string; config: string; accounts: Account[]; chat: Account[] }> {
+): Promise<{ data: string; config: string; configLines: string[]; accounts: Account[]; chat: Account[] }> {
   const data = join(dir, "data");
   await authchat(data, ["keygen", "--data", data]);
   const accounts = Array.from({ length: count }, (_, i) => ({ user: `bench${i}`, password: password() }));
@@ -94,24 +103,23 @@ async function prepare(
   await Deno.remove(users);
   const config = join(dir, "authchat.yaml");
   // Every client comes from 127.0.0.1, and logs the same few accounts in over and over: the per-address
-  // caps and the login budgets would refuse the load, not measure it.
-  await Deno.writeTextFile(
-    config,
-    [
-      `data_dir: ${data}`,
-      "host: 127.0.0.1",
-      "tcp_port: 0",
-      "tls_port: 0",
-      "udp_port: 0",
-      "scram_iterations: 4096",
-      "max_unauthenticated_per_ip: 1000000",
-      "max_connections_per_ip: 1000000",
-      "logins_per_minute_per_account: 1000000",
-      "logins_per_minute_per_source: 1000000",
-      "",
-    ].join("\n"),
-  );
-  return { data, config, accounts, chat };
+  // caps and the login budgets would refuse the load, not measure it. Likewise one user's 1,000 messages a
+  // second through the relay (the cluster's scenario), each acknowledged, are more than its relay budget.
+  const configLines = [
+    `data_dir: ${data}`,
+    "host: 127.0.0.1",
+    "tcp_port: 0",
+    "tls_port: 0",
+    "udp_port: 0",
+    "scram_iterations: 4096",
+    "max_unauthenticated_per_ip: 1000000",
+    "max_connections_per_ip: 1000000",
+    "logins_per_minute_per_account: 1000000",
+    "logins_per_minute_per_source: 1000000",
+    "relay_per_second: 1000000",
+  ];
+  await Deno.writeTextFile(config, [...configLines, ""].join("\n"));
+  return { data, config, configLines, accounts, chat };
 }
 
 async function run(settings: Settings): Promise<Figures> {
@@ -121,7 +129,7 @@ async function run(settings: Settings): Promise<Figures> {
   const log = (line: string) => console.error(`bench: ${line}`);
   try {
     log(`preparing ${settings.accounts} accounts in ${dir}`);
-    const { data, config, accounts, chat } = await prepare(dir, settings.accounts);
+    const { data, config, configLines, accounts, chat } = await prepare(dir, settings.accounts);
     // The keys do not change between server starts: their fingerprints are read once.
     const paths = identityPaths(data);
     const { sealFingerprint, certFingerprint } = await loadServerIdentity(paths, { tls: true });
@@ -184,6 +192,24 @@ async function run(settings: Settings): Promise<Figures> {
       await fresh.child.stop("SIGKILL");
       await sessions?.wait();
     }
+    if (settings.cluster) {
+      Object.assign(
+        figures,
+        await runCluster({
+          quick: settings.quick,
+          dir,
+          data,
+          configLines,
+          accounts,
+          chat,
+          sessions: settings.sessions,
+          clients: settings.clients,
+          durationMs,
+          target,
+          log,
+        }),
+      );
+    }
     return figures;
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -202,8 +228,12 @@ if (import.meta.main) {
   }
   const started = Date.now();
   const figures = await run(settings);
-  console.log(report(figures, { quick: settings.quick, seconds: (Date.now() - started) / 1000 }));
+  const cluster = settings.cluster;
+  console.log(report(figures, { quick: settings.quick, seconds: (Date.now() - started) / 1000, cluster }));
   if (settings.json) {
-    await Deno.writeTextFile(settings.json, JSON.stringify(jsonFigures(figures), null, 2) + "\n");
+    await Deno.writeTextFile(
+      settings.json,
+      JSON.stringify(jsonFigures(figures, { cluster }), null, 2) + "\n",
+    );
   }
 }

@@ -218,6 +218,9 @@ export class SharedBudgets {
         now,
         (record) => ({ record: { ...record, knownAt: now }, result: null }),
       );
+    // Heard at once: it may fail before the budgets' writes are done, and a failure nobody listens for ends
+    // the process. It is awaited below all the same.
+    marking.catch(() => {});
     try {
       return await this.#store.writeAll(budgets, now, {
         refusal: (records) => {

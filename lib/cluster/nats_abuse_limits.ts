@@ -305,11 +305,14 @@ export class NatsAbuseLimits implements AbuseLimits {
     // A success forgives its pair's failures on the source and the account: how many is known once the
     // pair is written. With none seen there, the source and account are written meanwhile.
     const seen = store.seen(keys.pair)?.failures?.failures ?? 0;
-    const early = seen === 0
-      ? others.map((key) => store.writeChange(key, { kind: "forgive", failures: 0 }, now))
-      : [];
+    const early = Promise.all(
+      seen === 0 ? others.map((key) => store.writeChange(key, { kind: "forgive", failures: 0 }, now)) : [],
+    );
+    // Heard at once: should the pair's write fail first, nobody would await these, and a failure nobody
+    // listens for ends the process.
+    early.catch(() => {});
     const cleared = await store.writeChange(keys.pair, { kind: "clear" }, now);
-    await Promise.all(early);
+    await early;
     if (seen > 0 || cleared > 0) {
       await Promise.all(
         others.map((key) => store.writeChange(key, { kind: "forgive", failures: cleared }, now)),

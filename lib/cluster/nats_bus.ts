@@ -125,6 +125,10 @@ export class NatsBus {
         // client's default 4 minutes, so the node reconnects soon after its fence (node_liveness.ts).
         pingInterval: 2000,
         maxPingOut: 2,
+        // Without it the client makes two Errors (stack traces) for every request, in case it fails: a
+        // third of the CPU a node spends on the NATS limits of a login (docs/BENCHMARKS.md). Its failures
+        // are told by message (BusUnavailableError), never by that stack.
+        noAsyncTraces: true,
       });
       return new NatsBus(nc, options.nodeId, options.prefix ?? "authchat");
     } catch (err) {

@@ -7,6 +7,7 @@ import { BusUnavailableError } from "../../lib/cluster/nats_bus.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { limitOptions } from "../../lib/server/local_parts.ts";
 import { CutProxy } from "./_cut_proxy.ts";
+import { PausableProxy } from "./_pausable_proxy.ts";
 import { limitNodes, natsUrl, SETTINGS } from "./_limit_nodes.ts";
 
 const url = natsUrl();
@@ -415,6 +416,48 @@ Deno.test({
       assert.equal((await kv.status()).ttl, 7_200_000, "not lowered");
     } finally {
       await nodes.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "NatsAbuseLimits leaves no failed request unheard when NATS stops answering in the middle of a login",
+  ignore,
+  fn: async () => {
+    // A correct proof's end writes the pair, and meanwhile the source and the account; a login's budgets are
+    // written while the pair is marked: when NATS stops answering, each of these writes fails. A failure
+    // nobody listens for would end the whole process.
+    const proxy = new PausableProxy(Number(new URL(url!.replace(/^nats:/, "http:")).port));
+    const nodes = await limitNodes(1, { urls: [proxy.url], limits: { timeoutMs: 200, retryMs: 300 } });
+    const unheard: unknown[] = [];
+    const listener = (event: PromiseRejectionEvent) => {
+      event.preventDefault();
+      unheard.push(event.reason);
+    };
+    globalThis.addEventListener("unhandledrejection", listener);
+    try {
+      const limits = nodes.limits[0]!;
+      const now = 50_000_000;
+      assert.equal(await limits.beginProof("203.0.113.70", "pia", now), 0);
+      proxy.pause();
+      assert.equal(await limits.spendLogin("203.0.113.72", "rae", now), null, "decided alone");
+      // Past `retryMs` the node asks NATS again.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      await limits.endProof("203.0.113.70", "pia", now, true);
+      // Every write sent before the node decided alone has timed out by now.
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      assert.deepEqual(unheard.map(String), [], "every failure was heard");
+      assert.ok(limits.pending > 0, "the outcome decided alone is kept for NATS");
+      proxy.resume();
+      // Past `retryMs`, the next question writes what was decided alone first.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      assert.equal(await limits.retryAfter("203.0.113.71", "quinn", now), 0);
+      assert.equal(limits.pending, 0, "written once NATS answers again");
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", listener);
+      proxy.resume();
+      await nodes.close();
+      await proxy.close();
     }
   },
 });

@@ -1,0 +1,264 @@
+/**
+ * The cluster part of `deno task bench --cluster`: two `authchat server` nodes on one PostgreSQL database and
+ * one NATS server, on this machine, with the load generator spreading its clients over both. In turn, each
+ * time on freshly started nodes:
+ *
+ * 1. every account logs in once (making its identity key); logins from many addresses; the bus's floor; then
+ *    presence across the nodes (users come online on node 1, a session on node 2 times the notices) and
+ *    messages through the relay from node 1 to node 2;
+ * 2. new-connection logins spread over both nodes, with the database's transactions and rows and the NATS
+ *    server's messages counted around them (the database's counters are read with no node connected: a
+ *    PostgreSQL backend publishes what it counted when it exits, or at most once a second when idle);
+ * 3. the sessions scenario split over both nodes, and each node's resident memory.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import type { Account, Target } from "./_auth_scenarios.ts";
+import { cpuSeconds, loadGenerator, machineTicks, residentMb, startServer } from "./_children.ts";
+import type { Child } from "./_children.ts";
+import { authchat } from "./_children.ts";
+import {
+  cleanBuckets,
+  clusterServices,
+  createBenchDatabase,
+  databaseCounters,
+  usersFile,
+} from "./_cluster_services.ts";
+import type { BenchDatabase, ClusterServices } from "./_cluster_services.ts";
+import { comersNeeded } from "./_presence_scenario.ts";
+import type { Figures } from "./_report.ts";
+
+/** What the cluster part is given by the run. */
+export interface ClusterRun {
+  quick: boolean;
+  /** A directory of the run, and the data directory with the server's keys in it. */
+  dir: string;
+  data: string;
+  /** The lines of the single node's configuration (limits, ports), without `data_dir`'s database. */
+  configLines: string[];
+  /** The accounts of the login and sessions scenarios, and the two of the message scenario. */
+  accounts: Account[];
+  chat: Account[];
+  sessions: number;
+  clients: number;
+  durationMs: number;
+  /** The target of a server's ports. */
+  target: (ports: { tcp: number; tls: number }) => Target;
+  log: (line: string) => void;
+}
+
+/** Presence changes a second the presence scenario makes on node 1 (half of them logins). */
+const PRESENCE_EVENTS_PER_S = 1000;
+
+type Node = Awaited<ReturnType<typeof startServer>>;
+
+function password(): string {
+  return crypto.getRandomValues(new Uint8Array(12)).toHex();
+}
+
+/**
+ * Run the cluster scenarios.
+ *
+ * @param run The run's settings and accounts.
+ * @returns The cluster's figures.
+ */
+export async function runCluster(run: ClusterRun): Promise<Figures> {
+  const services = await clusterServices(run.log);
+  let db: BenchDatabase | undefined;
+  // Interrupted, the run still stops the services it started (they run detached) and drops its database.
+  const interrupted = async () => {
+    run.log("cluster: interrupted, cleaning up");
+    await db?.drop().catch(() => {});
+    await services.stop().catch(() => {});
+    Deno.exit(130);
+  };
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  for (const signal of signals) Deno.addSignalListener(signal, interrupted);
+  try {
+    if (services.sharedNats) {
+      const removed = await cleanBuckets(services.nats);
+      if (removed.length > 0) run.log(`cluster: removed the NATS buckets ${removed.join(", ")}`);
+    }
+    db = await createBenchDatabase(services.postgres);
+    try {
+      return await scenarios(run, services, db);
+    } finally {
+      await db.drop();
+      if (services.sharedNats) await cleanBuckets(services.nats);
+    }
+  } finally {
+    await services.stop();
+    for (const signal of signals) Deno.removeSignalListener(signal, interrupted);
+  }
+}
+
+async function scenarios(
+  run: ClusterRun,
+  services: ClusterServices,
+  db: { name: string; url: string },
+): Promise<Figures> {
+  const figures: Figures = {};
+  // A directory of its own: the chat clients' pins of the single node's run would not match the new keys.
+  const dir = join(run.dir, "cluster");
+  await Deno.mkdir(dir);
+  // A login whose account already has more proofs under way from the same address than its free failures
+  // waits (the failure gate counts each as a failure until it turns out correct), and a node on NATS takes
+  // one account's proofs in turn: more workers than accounts (a quick run's 8) would be refused, not
+  // measured. The full run's 32 workers on 100 accounts are not limited by it.
+  const clients = Math.min(run.clients, run.accounts.length);
+  const base = { clients, durationMs: run.durationMs, dir };
+  const presence = {
+    perSecond: (run.quick ? 200 : PRESENCE_EVENTS_PER_S) / 2,
+    rampMs: run.quick ? 200 : 1100,
+    connections: 32,
+  };
+  const comers = Array.from(
+    { length: comersNeeded(presence.perSecond, presence.rampMs, run.durationMs) },
+    (_, i) => ({ user: `comer${i}`, password: password() }),
+  );
+  const watcher = { user: "watcher", password: password() };
+  run.log(
+    `cluster: seeding ${run.accounts.length + comers.length + 3} accounts into PostgreSQL (${db.name})`,
+  );
+  const users = await usersFile(run.data, [...run.accounts, ...run.chat, ...comers, watcher]);
+  try {
+    await authchat(
+      run.data,
+      ["seed", "--data", run.data, "--database", db.url, "--from", users, "--iterations", "4096"],
+      { net: true },
+    );
+  } finally {
+    await Deno.remove(users);
+  }
+  const config = join(dir, "cluster.yaml");
+  await Deno.writeTextFile(
+    config,
+    [
+      ...run.configLines,
+      `database: ${db.url}`,
+      `bus: ${services.nats}`,
+      "",
+    ].join("\n"),
+  );
+  const start = () =>
+    Promise.all(["bench1", "bench2"].map((id) => startServer(run.data, config, ["--node-id", id])));
+  const stop = (nodes: Node[], signal: Deno.Signal) => Promise.all(nodes.map((n) => n.child.stop(signal)));
+
+  run.log(
+    `cluster: identity keys, then presence at ${presence.perSecond * 2} changes/s and relayed messages`,
+  );
+  let nodes = await start();
+  try {
+    const spread = nodes.map(run.target);
+    const warm = loadGenerator("warmup", { ...base, spread, accounts: run.accounts });
+    await warm.json(300_000);
+    await warm.wait();
+    // The same logins as below, but each worker from an address of its own (the limits count per address).
+    const sources = loadGenerator("spread_logins", { ...base, spread, accounts: run.accounts });
+    Object.assign(figures, await sources.json(10 * run.durationMs + 120_000));
+    await sources.wait();
+    // The floor of the relay's latency: NATS alone, between two processes, while the nodes idle.
+    const busSubject = `bench.floor.${crypto.randomUUID().slice(0, 8)}`;
+    const echo = loadGenerator("bus_echo", { ...base, bus: services.nats, busSubject });
+    try {
+      await echo.json(60_000);
+      const floor = loadGenerator("bus_floor", { ...base, bus: services.nats, busSubject });
+      Object.assign(figures, await floor.json(10 * run.durationMs + 60_000));
+      await floor.wait();
+    } finally {
+      await echo.wait();
+    }
+    const watch = loadGenerator("presence", {
+      ...base,
+      presence: { ...presence, comers, watcher, comePort: nodes[0]!.tcp, watchPort: nodes[1]!.tcp },
+    });
+    Object.assign(figures, await watch.json(10 * run.durationMs + 120_000));
+    await watch.wait();
+    const receiver = loadGenerator(
+      "receiver",
+      { ...base, target: spread[1], accounts: [run.chat[1]], relayOnly: true },
+    );
+    await receiver.json(60_000);
+    const sender = loadGenerator("sender", {
+      ...base,
+      target: spread[0],
+      accounts: [run.chat[0]],
+      peer: run.chat[1]!.user,
+      window: 1,
+      relayOnly: true,
+    });
+    Object.assign(figures, await sender.json(10 * run.durationMs + 60_000));
+    await sender.wait();
+    await receiver.wait();
+  } finally {
+    await stop(nodes, "SIGTERM");
+  }
+
+  run.log("cluster: logins over new TCP connections, spread over the two nodes");
+  const counted = await databaseCounters(services.postgres, db.name);
+  nodes = await start();
+  let logins: Record<string, number>;
+  try {
+    const spread = nodes.map(run.target);
+    const loop = loadGenerator(
+      "cluster_logins",
+      { ...base, spread, accounts: run.accounts, natsMonitor: services.natsMonitor },
+    );
+    await loop.json(300_000, "phase");
+    const pids = nodes.map((n) => n.child.pid);
+    const cpu = () => Promise.all([...pids, services.natsPid ?? -1].map((pid) => cpuSeconds(pid)));
+    const [before, machine] = [await cpu(), await machineTicks()];
+    await loop.send("go");
+    logins = await loop.json(10 * run.durationMs + 300_000, "cluster_tcp_login_per_s");
+    const [after, machineAfter] = [await cpu(), await machineTicks()];
+    await loop.wait();
+    const timed = logins.timed!;
+    const used = after.map((t, i) => t - before[i]!);
+    figures.cluster_login_node_cpu_ms = 1000 * (used[0]! + used[1]!) / timed;
+    figures.cluster_login_nats_cpu_ms = 1000 * used[2]! / timed;
+    figures.cluster_login_machine_busy_pct = 100 * (machineAfter.busy - machine.busy) /
+      (machineAfter.total - machine.total);
+  } finally {
+    await stop(nodes, "SIGTERM");
+  }
+  const after = await databaseCounters(services.postgres, db.name);
+  const { logins: count, timed: _, ...loginFigures } = logins;
+  Object.assign(figures, loginFigures);
+  figures.cluster_login_pg_xacts = (after.xacts - counted.xacts) / count!;
+  figures.cluster_login_pg_rows_read = (after.rowsRead - counted.rowsRead) / count!;
+  figures.cluster_login_pg_rows_written = (after.rowsWritten - counted.rowsWritten) / count!;
+  if (services.natsMonitor === null) {
+    run.log(
+      "cluster: no AUTHCHAT_TEST_NATS_MONITOR for the given NATS: its messages per login are not counted",
+    );
+  }
+
+  run.log(`cluster: ${run.sessions} sessions split over two fresh nodes`);
+  nodes = await start();
+  let sessions: Child | undefined;
+  try {
+    sessions = loadGenerator(
+      "sessions",
+      { ...base, spread: nodes.map(run.target), accounts: run.accounts, sessions: run.sessions },
+    );
+    await sessions.json(600_000, "phase");
+    const held = await Promise.all(nodes.map((n) => residentMb(n.child.pid)));
+    await sessions.send("go");
+    const { sessions: count, sessions_p99_ms } = await sessions.json(600_000, "sessions");
+    const rss = await Promise.all(
+      nodes.map(async (n, i) => Math.max(held[i]!, await residentMb(n.child.pid))),
+    );
+    figures.cluster_sessions = count!;
+    figures.cluster_sessions_p99_ms = sessions_p99_ms!;
+    figures.cluster_sessions_rss_mb_node1 = rss[0]!;
+    figures.cluster_sessions_rss_mb_node2 = rss[1]!;
+    figures.cluster_sessions_rss_mb = Math.max(...rss);
+  } finally {
+    // As on one node: stopped while the sessions are open, or each would tell the rest about every user.
+    await stop(nodes, "SIGKILL");
+    await sessions?.wait();
+  }
+  return figures;
+}

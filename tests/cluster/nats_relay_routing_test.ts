@@ -18,7 +18,7 @@ import {
   verifyDatagramTag,
 } from "../../lib/codec/datagram.ts";
 import type { RelayedDatagram } from "../../lib/codec/datagram.ts";
-import { PausableProxy } from "./_pausable_proxy.ts";
+import { TcpProxy } from "../_tcp_proxy.ts";
 import { natsUrlOrSkip } from "../_cluster_services.ts";
 
 const NATS = natsUrlOrSkip();
@@ -31,7 +31,7 @@ class Cluster implements AsyncDisposable {
   readonly prefix = `relaytest${crypto.randomUUID().slice(0, 8)}`;
   buses: NatsBus[] = [];
   routings: NatsRelayRouting[] = [];
-  proxies: PausableProxy[] = [];
+  proxies: TcpProxy[] = [];
 
   async bus(nodeId: string, url = NATS!): Promise<NatsBus> {
     const bus = await NatsBus.connect({ servers: [url], nodeId, prefix: this.prefix });
@@ -40,9 +40,9 @@ class Cluster implements AsyncDisposable {
   }
 
   async node(nodeId: string, options: { proxied?: boolean } = {}): Promise<Node> {
-    let proxy: PausableProxy | undefined;
+    let proxy: TcpProxy | undefined;
     if (options.proxied) {
-      proxy = new PausableProxy(Number(new URL(NATS!.replace(/^nats:/, "http:")).port));
+      proxy = new TcpProxy(NATS!);
       this.proxies.push(proxy);
     }
     const bus = await this.bus(nodeId, proxy?.url);
@@ -76,7 +76,7 @@ interface Node {
   routing: NatsRelayRouting;
   delivered: ForwardedDatagram[];
   reassigned: { at: number; id: number | null }[];
-  proxy: PausableProxy | undefined;
+  proxy: TcpProxy | undefined;
 }
 
 async function eventually<T>(what: string, probe: () => T | null | undefined, timeoutMs = 5000): Promise<T> {

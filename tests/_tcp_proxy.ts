@@ -4,7 +4,8 @@
  * - {@linkcode TcpProxy.pause} / {@linkcode TcpProxy.resume}: a network that drops everything; the
  *   connections stay open, no byte moves either way, what was held goes on in order afterwards;
  * - {@linkcode TcpProxy.cut} / {@linkcode TcpProxy.restore}: a service that went away; every connection is
- *   dropped and new ones are refused (the port stops listening) until restored, on the same port;
+ *   dropped and new ones are refused (the port stops listening) until restored, on the same port: a
+ *   PostgreSQL client then fails at once, where one accepted and closed at once retries to its deadline;
  * - `capture: true`: every byte of every connection is recorded by direction ({@linkcode TcpProxy.flows}),
  *   so a test can search the wire for what must not be there.
  *

@@ -286,13 +286,19 @@ export class LimitStore {
   // --- this node's proofs under way, and locks ----------------------------------------------------
 
   /**
-   * Take the locks of keys: while they are held, nothing else on this node reads or writes them.
+   * Run `fn` holding the locks of keys: meanwhile nothing else on this node reads or writes them.
    *
    * @param keys The keys.
-   * @returns Releases them.
+   * @param fn What to run.
+   * @returns What `fn` returns, once the locks are released.
    */
-  lock(keys: readonly string[]): Promise<() => void> {
-    return this.#locks.acquire(keys);
+  async locked<T>(keys: readonly string[], fn: () => Promise<T>): Promise<T> {
+    const release = await this.#locks.acquire(keys);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
   }
 
   /**

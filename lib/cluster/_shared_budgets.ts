@@ -113,9 +113,8 @@ export class SharedBudgets {
    */
   async takeRegistration(address: string, now: number): Promise<number> {
     const key = `s.${busToken(sourceKey(address))}`;
-    const release = await this.#store.lock([key]);
-    try {
-      return await this.#store.answer(
+    return await this.#store.locked([key], () =>
+      this.#store.answer(
         () =>
           this.#store.modify(key, now, (record) => {
             const { waitMs, state } = bucketTake(record.registrations, now, this.#rates.registrations);
@@ -126,10 +125,7 @@ export class SharedBudgets {
         () => {
           throw this.#refuse();
         },
-      );
-    } finally {
-      release();
-    }
+      ));
   }
 
   #waits(
@@ -189,20 +185,19 @@ export class SharedBudgets {
   ): Promise<LoginRefusal | null> {
     const keys = loginKeys(address, account, options);
     const budgets = [keys.account, ...(keys.source ? [keys.source] : [])];
-    const release = await this.#store.lock([keys.pair, ...budgets]);
-    try {
-      return await this.#store.answer(() => this.#spendOnline(keys, budgets, now), () => {
-        const records = this.#store.knownAll([keys.pair, ...budgets]);
-        this.#store.setLocal(keys.pair, { ...records.get(keys.pair), knownAt: now });
-        const waits = this.#waits(keys, records, now);
-        const refusal = loginVerdict(waits.source, waits.account);
-        if (refusal) return refusal;
-        for (const key of budgets) this.#store.setLocal(key, this.#spent(key, records.get(key)!, now));
-        return null;
-      });
-    } finally {
-      release();
-    }
+    return await this.#store.locked(
+      [keys.pair, ...budgets],
+      () =>
+        this.#store.answer(() => this.#spendOnline(keys, budgets, now), () => {
+          const records = this.#store.knownAll([keys.pair, ...budgets]);
+          this.#store.setLocal(keys.pair, { ...records.get(keys.pair), knownAt: now });
+          const waits = this.#waits(keys, records, now);
+          const refusal = loginVerdict(waits.source, waits.account);
+          if (refusal) return refusal;
+          for (const key of budgets) this.#store.setLocal(key, this.#spent(key, records.get(key)!, now));
+          return null;
+        }),
+    );
   }
 
   #spent(key: string, record: LimitRecord, now: number): LimitRecord {

@@ -247,10 +247,8 @@ export class NatsAbuseLimits implements AbuseLimits {
   ): Promise<number> {
     this.#enter(now);
     const keys = attemptKeys(address, account, options);
-    const names = keyList(keys);
-    const release = await this.#store.lock(names);
-    try {
-      return await this.#store.answer(
+    return await this.#locked(keys, (names) =>
+      this.#store.answer(
         async () =>
           await this.#store.writeAll(names, now, {
             refusal: (records) => this.#verdict(keys, records, now).waitMs || null,
@@ -263,10 +261,7 @@ export class NatsAbuseLimits implements AbuseLimits {
           if (wait === 0) { for (const key of names) this.#store.adjust(key, 1); }
           return wait;
         },
-      );
-    } finally {
-      release();
-    }
+      ));
   }
 
   async endProof(
@@ -278,17 +273,19 @@ export class NatsAbuseLimits implements AbuseLimits {
   ): Promise<void> {
     this.#enter(now);
     const keys = attemptKeys(address, account, options);
-    const names = keyList(keys);
-    const release = await this.#store.lock(names);
-    try {
+    await this.#locked(keys, (names) => {
       for (const key of names) this.#store.adjust(key, -1);
-      await this.#store.answer(
+      return this.#store.answer(
         () => this.#endOnline(keys, now, correct),
         () => this.#endAlone(keys, now, correct),
       );
-    } finally {
-      release();
-    }
+    });
+  }
+
+  /** Run `fn` on an attempt's keys while holding this node's locks on them. */
+  #locked<T>(keys: AttemptKeys, fn: (names: string[]) => Promise<T>): Promise<T> {
+    const names = keyList(keys);
+    return this.#store.locked(names, () => fn(names));
   }
 
   async #endOnline(keys: AttemptKeys, now: number, correct: boolean): Promise<void> {

@@ -30,6 +30,8 @@ import { nameSkeletons } from "../auth/confusable_skeleton.ts";
 import { DEFAULT_POOL_SIZE, postgresLocation, redactDatabaseUrl } from "./database_location.ts";
 import { databaseUnavailable, DatabaseUnavailableError } from "./database_unavailable.ts";
 import { nameLooksTaken, nameTaken } from "./name_taken.ts";
+import { credentialsOf, userRecordOf } from "./_user_rows.ts";
+import type { CredentialsRow, UserRow } from "./_user_rows.ts";
 import { migratePostgres } from "./postgres_migrations.ts";
 import { LOGIN_FLUSH_MS } from "./sqlite_user_store.ts";
 import type {
@@ -100,40 +102,6 @@ const READ = { retry: true };
 
 /** A request that ran out of time (never leaves {@linkcode PostgresUserStore}'s `#run`). */
 const TIMED_OUT = Symbol("timed out");
-
-interface Row {
-  id: string;
-  name: string;
-  name_key: string;
-  verifier: string;
-  created_at: string;
-  last_login_at: string | null;
-  identity_key: Uint8Array | null;
-  key_backup: string | null;
-  must_change_password: boolean;
-}
-
-interface CredentialsRow {
-  found: boolean;
-  id: string;
-  name: string;
-  verifier: string;
-  must_change_password: boolean;
-}
-
-function toRecord(row: Row): UserRecord {
-  return {
-    id: Number(row.id),
-    name: row.name,
-    nameKey: row.name_key,
-    verifier: row.verifier,
-    createdAt: Number(row.created_at),
-    lastLoginAt: row.last_login_at === null ? null : Number(row.last_login_at),
-    identityKey: row.identity_key === null ? null : new Uint8Array(row.identity_key),
-    keyBackup: row.key_backup,
-    mustChangePassword: row.must_change_password,
-  };
-}
 
 /** Options of {@linkcode PostgresUserStore.open}. */
 export interface PostgresStoreOptions {
@@ -328,9 +296,12 @@ export class PostgresUserStore implements UserStore {
   }
 
   async findUser(nameKey: string): Promise<UserRecord | undefined> {
-    const [row] = await this.#run((sql) => sql<Row[]>`SELECT * FROM users WHERE name_key = ${nameKey}`, READ);
+    const [row] = await this.#run(
+      (sql) => sql<UserRow[]>`SELECT * FROM users WHERE name_key = ${nameKey}`,
+      READ,
+    );
     if (!row) return undefined;
-    const record = toRecord(row);
+    const record = userRecordOf(row);
     const pending = this.#logins.get(record.id);
     if (pending?.verifier === record.verifier) record.lastLoginAt = pending.at;
     return record;
@@ -355,13 +326,7 @@ export class PostgresUserStore implements UserStore {
           coalesce(u.verifier, q.decoy) AS verifier, coalesce(u.must_change_password, false) AS must_change_password
         FROM (SELECT ${nameKey}::text AS k, ${decoy}::text AS decoy) AS q
         LEFT JOIN users AS u ON u.name_key = q.k`, READ);
-    return {
-      found: row!.found,
-      id: Number(row!.id),
-      name: row!.name,
-      verifier: row!.verifier,
-      mustChangePassword: row!.must_change_password,
-    };
+    return credentialsOf(row!);
   }
 
   async createUser(user: NewUser): Promise<UserRecord> {
@@ -381,7 +346,7 @@ export class PostgresUserStore implements UserStore {
           const [alike] =
             await tx`SELECT 1 FROM users WHERE skeleton = ${folded} OR shown_skeleton = ${shown} LIMIT 1`;
           if (alike) throw nameLooksTaken(user.name);
-          const [inserted] = await tx<Row[]>`
+          const [inserted] = await tx<UserRow[]>`
             INSERT INTO users (name, name_key, verifier, created_at, identity_key, key_backup, must_change_password,
               skeleton, shown_skeleton)
             VALUES (${user.name}, ${user.nameKey}, ${user.verifier}, ${user.now}, ${
@@ -392,7 +357,7 @@ export class PostgresUserStore implements UserStore {
           return inserted!;
         })
       );
-      return toRecord(row);
+      return userRecordOf(row);
     } catch (err) {
       // The same key inserted by a transaction that did not take the same locks (an older node).
       if ((err as { code?: unknown })?.code === "23505") throw nameTaken(user.name);
@@ -443,7 +408,7 @@ export class PostgresUserStore implements UserStore {
     // One statement: the check of the verifier, the previous time and the identity key are read atomically.
     const [row] = await this.#run(
       (sql) =>
-        sql<Pick<Row, "last_login_at" | "identity_key" | "key_backup">[]>`
+        sql<Pick<UserRow, "last_login_at" | "identity_key" | "key_backup">[]>`
         SELECT last_login_at, identity_key, key_backup FROM users WHERE id = ${id} AND verifier = ${expected}`,
       READ,
     );

@@ -15,6 +15,8 @@ import type { StatementSync } from "node:sqlite";
 import { nameSkeletons } from "../auth/confusable_skeleton.ts";
 import { migrate } from "./migrations.ts";
 import { nameLooksTaken, nameTaken } from "./name_taken.ts";
+import { credentialsOf, userRecordOf } from "./_user_rows.ts";
+import type { CredentialsRow, UserRow } from "./_user_rows.ts";
 import type {
   AccountVerifier,
   Credentials,
@@ -33,42 +35,6 @@ const BUSY_TIMEOUT_MS = 5000;
 
 /** Longest a recorded login time waits before it is written (a crash loses at most this much of them). */
 export const LOGIN_FLUSH_MS = 1000;
-
-interface Row {
-  id: number;
-  name: string;
-  name_key: string;
-  verifier: string;
-  created_at: number;
-  last_login_at: number | null;
-  identity_key: Uint8Array | null;
-  key_backup: string | null;
-  must_change_password: number;
-  skeleton: string;
-  shown_skeleton: string;
-}
-
-interface CredentialsRow {
-  found: number;
-  id: number;
-  name: string;
-  verifier: string;
-  must_change_password: number;
-}
-
-function toRecord(row: Row): UserRecord {
-  return {
-    id: Number(row.id),
-    name: row.name,
-    nameKey: row.name_key,
-    verifier: row.verifier,
-    createdAt: Number(row.created_at),
-    lastLoginAt: row.last_login_at === null ? null : Number(row.last_login_at),
-    identityKey: row.identity_key === null ? null : new Uint8Array(row.identity_key),
-    keyBackup: row.key_backup,
-    mustChangePassword: Number(row.must_change_password) === 1,
-  };
-}
 
 function isUniqueViolation(err: unknown): boolean {
   return typeof err === "object" && err !== null && (err as { errcode?: number }).errcode === 2067;
@@ -199,9 +165,9 @@ export class SqliteUserStore implements UserStore {
   }
 
   findUser(nameKey: string): Promise<UserRecord | undefined> {
-    const row = this.#find.get(nameKey) as Row | undefined;
+    const row = this.#find.get(nameKey) as UserRow | undefined;
     if (!row) return Promise.resolve(undefined);
-    const record = toRecord(row);
+    const record = userRecordOf(row);
     const pending = this.#logins.get(record.id);
     if (pending?.verifier === record.verifier) record.lastLoginAt = pending.at;
     return Promise.resolve(record);
@@ -215,13 +181,7 @@ export class SqliteUserStore implements UserStore {
   findCredentials(nameKey: string, decoy: string): Promise<Credentials> {
     // No branch on the row: an account and an unknown name are converted alike.
     const row = this.#credentials.get(nameKey, decoy) as unknown as CredentialsRow;
-    return Promise.resolve({
-      found: Number(row.found) === 1,
-      id: Number(row.id),
-      name: row.name,
-      verifier: row.verifier,
-      mustChangePassword: Number(row.must_change_password) === 1,
-    });
+    return Promise.resolve(credentialsOf(row));
   }
 
   createUser(user: NewUser): Promise<UserRecord> {
@@ -243,9 +203,9 @@ export class SqliteUserStore implements UserStore {
           user.mustChangePassword ? 1 : 0,
           folded,
           shown,
-        ) as unknown as Row;
+        ) as unknown as UserRow;
         this.#db.exec("COMMIT");
-        return Promise.resolve(toRecord(row));
+        return Promise.resolve(userRecordOf(row));
       } finally {
         if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       }

@@ -4,7 +4,7 @@ import { encodeHs1 } from "../../lib/codec/datagram.ts";
 import { generateEphemeral } from "../../lib/crypto/peer_session.ts";
 import { encodeBase64 } from "../../lib/codec/base64.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
-import { UdpCapture } from "../e2e/_capture_proxy.ts";
+import { UdpCapture } from "../e2e/_udp_capture.ts";
 import { prng } from "../transport/_lossy_link.ts";
 import { LossyUdpProxy, until, withChat, withWatchedPair } from "./_chat_kit.ts";
 

@@ -3,7 +3,8 @@
  * bus connection, liveness, presence and session directory, as
  * lib/cluster/open_shared_parts.ts assembles them, with short timings. A node
  * can stop cleanly, die (its connection dropped without a word), or lose the
- * bus for a while through a proxy that refuses it.
+ * bus for a while through a proxy that refuses it. {@linkcode TestCluster}
+ * holds the nodes of one test and cleans up after them.
  *
  * @module
  */
@@ -18,6 +19,7 @@ import type { LivenessTiming } from "../../lib/cluster/node_liveness.ts";
 import { Logger } from "../../lib/server/logger.ts";
 import type { OnlineUser, PresenceMember } from "../../lib/server/presence.ts";
 import { natsUrlOrSkip } from "../_cluster_services.ts";
+import { TcpProxy } from "../_tcp_proxy.ts";
 
 /**
  * The NATS server the cluster tests use (tests/_cluster_services.ts: skipped without it, failing when required).
@@ -193,111 +195,66 @@ export class TestNode {
 }
 
 /**
- * A TCP proxy to the NATS server that can refuse its clients for a while: {@linkcode BusProxy.cut} drops
- * every connection and closes new ones at once until {@linkcode BusProxy.restore}.
+ * The nodes of one test, on a prefix of their own: on dispose every node is stopped (one that was killed
+ * stays dead), the proxy restored and closed, and the test's buckets dropped.
  */
-export class BusProxy {
-  #listener: Deno.TcpListener;
-  #target: { hostname: string; port: number };
-  #conns = new Set<Deno.TcpConn>();
-  #tasks = new Set<Promise<void>>();
-  #accepting: Promise<void>;
-  #cut = false;
+export class TestCluster implements AsyncDisposable {
+  /** The NATS URL. */
+  readonly url: string;
+  /** The test's prefix. */
+  readonly prefix: string = testPrefix();
+  /** Every node started, in order. */
+  readonly nodes: TestNode[] = [];
+  #proxy: TcpProxy | null = null;
+
+  private constructor(url: string) {
+    this.url = url;
+  }
 
   /**
-   * Listen on a free port of 127.0.0.1.
+   * Start nodes `n1` … `n<count>`.
    *
-   * @param url The NATS server's URL.
+   * @param url The NATS URL.
+   * @param count How many nodes.
+   * @param options Options of every one of them.
+   * @returns The cluster.
    */
-  constructor(url: string) {
-    const parsed = new URL(url);
-    this.#target = { hostname: parsed.hostname, port: Number(parsed.port || 4222) };
-    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    this.#accepting = this.#accept();
-  }
-
-  /** The proxy's URL. */
-  get url(): string {
-    return `nats://127.0.0.1:${(this.#listener.addr as Deno.NetAddr).port}`;
-  }
-
-  async #accept(): Promise<void> {
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await this.#listener.accept();
-      } catch {
-        return;
-      }
-      if (this.#cut) {
-        conn.close();
-        continue;
-      }
-      const task = this.#pipe(conn).finally(() => this.#tasks.delete(task));
-      this.#tasks.add(task);
-    }
-  }
-
-  async #pipe(client: Deno.TcpConn): Promise<void> {
-    let server: Deno.TcpConn;
+  static async start(url: string, count: number, options: TestNodeOptions = {}): Promise<TestCluster> {
+    const cluster = new TestCluster(url);
     try {
-      server = await Deno.connect(this.#target);
-    } catch {
-      client.close();
-      return;
+      for (let i = 1; i <= count; i++) await cluster.add(`n${i}`, options);
+    } catch (err) {
+      await cluster[Symbol.asyncDispose]();
+      throw err;
     }
-    this.#conns.add(client);
-    this.#conns.add(server);
-    const copy = async (from: Deno.TcpConn, to: Deno.TcpConn) => {
-      try {
-        for await (const chunk of from.readable.values({ preventCancel: true })) {
-          const writer = to.writable.getWriter();
-          try {
-            await writer.write(chunk);
-          } finally {
-            writer.releaseLock();
-          }
-        }
-      } catch {
-        // Closed by cut() or by the other side.
-      }
-      for (const c of [from, to]) {
-        if (this.#conns.delete(c)) {
-          try {
-            c.close();
-          } catch {
-            // Already closed.
-          }
-        }
-      }
-    };
-    await Promise.all([copy(client, server), copy(server, client)]);
+    return cluster;
   }
 
-  /** Drop every connection, and refuse new ones. */
-  cut(): void {
-    this.#cut = true;
-    for (const c of this.#conns) {
-      try {
-        c.close();
-      } catch {
-        // Already closed.
-      }
-    }
-    this.#conns.clear();
+  /** A proxy to NATS that a node takes with `{ via: cluster.proxy.url }`, made on first use. */
+  get proxy(): TcpProxy {
+    return this.#proxy ??= new TcpProxy(this.url);
   }
 
-  /** Let connections through again. */
-  restore(): void {
-    this.#cut = false;
+  /**
+   * Start one more node.
+   *
+   * @param nodeId Its id.
+   * @param options Timing, linger, proxy.
+   * @returns The node, started.
+   */
+  async add(nodeId: string, options: TestNodeOptions = {}): Promise<TestNode> {
+    const node = await TestNode.start(this.url, this.prefix, nodeId, options);
+    this.nodes.push(node);
+    return node;
   }
 
-  /** Stop. */
-  async close(): Promise<void> {
-    this.cut();
-    this.#listener.close();
-    await this.#accepting;
-    await Promise.allSettled([...this.#tasks]);
+  /** Stop every node, close the proxy, drop the buckets. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#proxy?.resume();
+    this.#proxy?.restore();
+    for (const node of this.nodes) await node.stop();
+    await this.#proxy?.close();
+    await dropBuckets(this.url, this.prefix);
   }
 }
 

@@ -3,7 +3,7 @@
  * waits for the whole backlog, and what is not yet written still counts in what the node decides meanwhile.
  */
 import assert from "node:assert/strict";
-import { CutProxy } from "./_cut_proxy.ts";
+import { TcpProxy } from "../_tcp_proxy.ts";
 import { limitNodes, natsUrl, SETTINGS } from "./_limit_nodes.ts";
 
 const url = natsUrl();
@@ -22,8 +22,7 @@ Deno.test({
   name: "NatsAbuseLimits answers a request after an outage without waiting for the backlog to be written",
   ignore: url === undefined,
   fn: async () => {
-    const { hostname, port } = new URL(url!);
-    const proxy = new CutProxy({ hostname, port: Number(port) });
+    const proxy = new TcpProxy(url!);
     const nodes = await limitNodes(1, { urls: [proxy.url] });
     const limits = nodes.limits[0]!;
     try {
@@ -37,7 +36,7 @@ Deno.test({
         await limits.endProof(freshSource(i), `user${i}`, now, false);
       }
       assert.equal(limits.pending, 3600);
-      proxy.mend();
+      proxy.restore();
       await until("the node has the bus again", () => nodes.buses[0]!.connected);
       const before = limits.pending;
       const started = performance.now();
@@ -60,8 +59,7 @@ Deno.test({
   name: "NatsAbuseLimits counts the outcomes not yet written while it writes the backlog of an outage",
   ignore: url === undefined,
   fn: async () => {
-    const { hostname, port } = new URL(url!);
-    const proxy = new CutProxy({ hostname, port: Number(port) });
+    const proxy = new TcpProxy(url!);
     const nodes = await limitNodes(2, { urls: [proxy.url] });
     const [cut, online] = nodes.limits as [typeof nodes.limits[0], typeof nodes.limits[0]];
     try {
@@ -89,7 +87,7 @@ Deno.test({
         "alone, the pair is at its free ones",
       );
 
-      proxy.mend();
+      proxy.restore();
       // Once the pair's first failure is in the bucket (its 3 keys written), and long before its others are.
       await until("the pair's first failure is written", () => cut.pending <= total - 3);
       assert.ok(cut.pending > 3 * free, "the pair's later failures are not written yet");

@@ -6,8 +6,7 @@ import { NatsAbuseLimits } from "../../lib/cluster/nats_abuse_limits.ts";
 import { BusUnavailableError } from "../../lib/cluster/nats_bus.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { limitOptions } from "../../lib/server/local_parts.ts";
-import { CutProxy } from "./_cut_proxy.ts";
-import { PausableProxy } from "./_pausable_proxy.ts";
+import { TcpProxy } from "../_tcp_proxy.ts";
 import { limitNodes, natsUrl, SETTINGS } from "./_limit_nodes.ts";
 
 const url = natsUrl();
@@ -261,8 +260,7 @@ Deno.test({
     "NatsAbuseLimits without the bus allows only the free attempts, refuses the rest, and counts them when it is back",
   ignore,
   fn: async () => {
-    const { hostname, port } = new URL(url!);
-    const proxy = new CutProxy({ hostname, port: Number(port) });
+    const proxy = new TcpProxy(url!);
     const nodes = await limitNodes(2, { urls: [proxy.url] });
     const [cut, online] = nodes.limits as [typeof nodes.limits[0], typeof nodes.limits[0]];
     try {
@@ -326,7 +324,7 @@ Deno.test({
       assert.equal(await online.retryAfter("203.0.113.31", "mona", now), 0, "the others have not heard yet");
 
       // The bus is back: what the node counted alone counts everywhere, and it asks the bus again.
-      proxy.mend();
+      proxy.restore();
       await until("the node has the bus again", () => nodes.buses[0]!.connected);
       await until("the node has written what it decided alone", () => cut.pending === 0);
       for (const node of nodes.limits) {
@@ -427,7 +425,7 @@ Deno.test({
     // A correct proof's end writes the pair, and meanwhile the source and the account; a login's budgets are
     // written while the pair is marked: when NATS stops answering, each of these writes fails. A failure
     // nobody listens for would end the whole process.
-    const proxy = new PausableProxy(Number(new URL(url!.replace(/^nats:/, "http:")).port));
+    const proxy = new TcpProxy(url!);
     const nodes = await limitNodes(1, { urls: [proxy.url], limits: { timeoutMs: 200, retryMs: 300 } });
     const unheard: unknown[] = [];
     const listener = (event: PromiseRejectionEvent) => {

@@ -1,42 +1,41 @@
 import assert from "node:assert/strict";
 import { encodeBase64 } from "../../lib/codec/base64.ts";
 import {
-  dropBuckets,
   eventually,
   eventuallyAsync,
+  type Member,
   member,
   natsUrl,
   notices,
+  TestCluster,
   TestNode,
-  testPrefix,
   user,
 } from "./_nats_kit.ts";
 
 const nats = natsUrl();
 
-/** Start nodes `n1`, `n2`, … on a fresh prefix; stopped (and the bucket dropped) by the returned function. */
-async function cluster(
-  count: number,
-  options: { lingerMs?: number } = {},
-): Promise<{ nodes: TestNode[]; prefix: string } & AsyncDisposable> {
-  const prefix = testPrefix();
-  const nodes: TestNode[] = [];
-  for (let i = 1; i <= count; i++) nodes.push(await TestNode.start(nats!, prefix, `n${i}`, options));
-  return {
-    nodes,
-    prefix,
-    async [Symbol.asyncDispose]() {
-      for (const node of nodes) await node.stop();
-      await dropBuckets(nats!, prefix);
-    },
-  };
+/** A watcher on `watching`, alice and bob on `other`; resolves once the watcher's node lists all three. */
+async function aliceAndBobOn(other: TestNode, watching: TestNode): Promise<Member> {
+  const watcher = member();
+  watching.presence.join(watcher, user("watcher"));
+  other.presence.join(member(), user("alice"));
+  other.presence.join(member(), user("bob"));
+  await eventually("alice and bob seen", () => watching.presence.list(undefined, 10).users.length === 3);
+  return watcher;
+}
+
+/** The presence keys a node holds in the bucket, as another node reads them. */
+async function presenceKeys(of: TestNode, reader: TestNode): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const key of await reader.liveness.kv.keys(`p.${of.liveness.node}.>`)) keys.push(key);
+  return keys;
 }
 
 Deno.test({
   name: "NatsPresence shows a user of one node on every node, and tells every node's sessions",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(3);
+    await using c = await TestCluster.start(nats!, 3);
     const [n1, n2, n3] = c.nodes as [TestNode, TestNode, TestNode];
     const bob = member();
     const carol = member();
@@ -66,7 +65,7 @@ Deno.test({
   name: "NatsPresence keeps a user with sessions on two nodes online until the last one leaves",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(3);
+    await using c = await TestCluster.start(nats!, 3);
     const [n1, n2, n3] = c.nodes as [TestNode, TestNode, TestNode];
     const watcher = member();
     n3.presence.join(watcher, user("watcher"));
@@ -92,7 +91,7 @@ Deno.test({
   name: "NatsPresence tells every node of a user's changes in order, ending in the same state",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(3);
+    await using c = await TestCluster.start(nats!, 3);
     const [n1, n2, n3] = c.nodes as [TestNode, TestNode, TestNode];
     const on2 = member();
     const on3 = member();
@@ -143,7 +142,7 @@ Deno.test({
   name: "NatsPresence tells every node of an identity key registered while online",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(2);
+    await using c = await TestCluster.start(nats!, 2);
     const [n1, n2] = c.nodes as [TestNode, TestNode];
     const watcher = member();
     n2.presence.join(watcher, user("watcher"));
@@ -169,7 +168,7 @@ Deno.test({
   name: "NatsPresence lets a node that starts later know who is online",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(1);
+    await using c = await TestCluster.start(nats!, 1);
     const [n1] = c.nodes as [TestNode];
     n1.presence.join(member(), user("alice"));
     n1.presence.join(member(), user("bob"));
@@ -177,8 +176,7 @@ Deno.test({
     n1.presence.join(gone, user("gone"));
     n1.presence.leave(gone, "gone");
     await eventually("n1 sees both", () => n1.presence.list(undefined, 10).users.length === 2);
-    const late = await TestNode.start(nats!, c.prefix, "late");
-    c.nodes.push(late);
+    const late = await c.add("late");
     // Nothing to wait for: the start read the bucket to its end.
     assert.deepEqual(late.presence.list(undefined, 10).users.map((u) => u.key), ["alice", "bob"]);
   },
@@ -188,7 +186,7 @@ Deno.test({
   name: "NatsPresence lets a user who left cleanly linger, so a re-login on another node does not flap",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(2, { lingerMs: 400 });
+    await using c = await TestCluster.start(nats!, 2, { lingerMs: 400 });
     const [n1, n2] = c.nodes as [TestNode, TestNode];
     const watcher = member();
     n2.presence.join(watcher, user("watcher"));
@@ -213,7 +211,7 @@ Deno.test({
   name: "NatsPresence takes a dead node's users offline everywhere once its heartbeat stops",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(3);
+    await using c = await TestCluster.start(nats!, 3);
     const [n1, n2, n3] = c.nodes as [TestNode, TestNode, TestNode];
     const alice = member();
     const bob = member();
@@ -235,12 +233,7 @@ Deno.test({
       assert.deepEqual(node.liveness.others().map((r) => r.nodeId).sort(), node === n1 ? ["n2"] : ["n1"]);
     }
     // Whoever declared n3 dead removed its keys.
-    const left = async () => {
-      const keys: string[] = [];
-      for await (const key of await n1.liveness.kv.keys(`p.${n3.liveness.node}.>`)) keys.push(key);
-      return keys;
-    };
-    await eventuallyAsync("n3's keys removed", async () => (await left()).length === 0);
+    await eventuallyAsync("n3's keys removed", async () => (await presenceKeys(n3, n1)).length === 0);
     assert.ok(
       n1.logs.concat(n2.logs).some((l) => l.includes('"event":"node_dead"') && l.includes('"node":"n3"')),
     );
@@ -251,17 +244,12 @@ Deno.test({
   name: "NatsPresence shows no ghosts of a node's previous run when it restarts with the same id",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(2);
+    await using c = await TestCluster.start(nats!, 2);
     const [n1, n2] = c.nodes as [TestNode, TestNode];
-    const watcher = member();
-    n1.presence.join(watcher, user("watcher"));
-    n2.presence.join(member(), user("alice"));
-    n2.presence.join(member(), user("bob"));
-    await eventually("alice and bob seen", () => n1.presence.list(undefined, 10).users.length === 3);
+    await aliceAndBobOn(n2, n1);
     const before = n2.liveness.incarnation;
     await n2.kill();
-    const again = await TestNode.start(nats!, c.prefix, "n2");
-    c.nodes.push(again);
+    const again = await c.add("n2");
     assert.notEqual(again.liveness.incarnation, before);
     // The new run took the key over (once the old run would have fenced itself, had it been up: as long as
     // the others take to declare it dead, so whichever came first): the old run's users are gone.
@@ -276,7 +264,7 @@ Deno.test({
   name: "NatsPresence ignores entries in the bucket that are not presence",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(2);
+    await using c = await TestCluster.start(nats!, 2);
     const [n1, n2] = c.nodes as [TestNode, TestNode];
     const kv = n1.liveness.kv;
     await kv.put("p.x.YWxpY2U", "not json");
@@ -297,13 +285,9 @@ Deno.test({
   name: "NatsPresence takes a cleanly stopped node's users offline at once and leaves none of its keys",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(2);
+    await using c = await TestCluster.start(nats!, 2);
     const [n1, n2] = c.nodes as [TestNode, TestNode];
-    const watcher = member();
-    n1.presence.join(watcher, user("watcher"));
-    n2.presence.join(member(), user("alice"));
-    n2.presence.join(member(), user("bob"));
-    await eventually("both seen", () => n1.presence.list(undefined, 10).users.length === 3);
+    const watcher = await aliceAndBobOn(n2, n1);
     await n2.stop();
     // The stop returned after its heartbeat was deleted: no death to wait for.
     await eventually(
@@ -312,9 +296,7 @@ Deno.test({
       1000,
     );
     assert.deepEqual(n1.liveness.others(), []);
-    const left: string[] = [];
-    for await (const key of await n1.liveness.kv.keys(`p.${n2.liveness.node}.>`)) left.push(key);
-    assert.deepEqual(left, []);
+    assert.deepEqual(await presenceKeys(n2, n1), []);
     assert.ok(!n1.logs.some((l) => l.includes('"event":"node_dead"')));
   },
 });

@@ -7,18 +7,10 @@ import { encodeForward, encodeSlotClaim } from "../../lib/cluster/_relay_wire.ts
 import type { ForwardedDatagram, RoutedEndpoint } from "../../lib/server/relay_routing.ts";
 import { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
 import type { Outgoing } from "../../lib/server/udp_rendezvous.ts";
-import { decodeBase64 } from "../../lib/codec/base64.ts";
-import {
-  decodeDatagram,
-  encodeData,
-  encodeDataHeader,
-  encodeRdv,
-  encodeRelay,
-  importUdpKey,
-  verifyDatagramTag,
-} from "../../lib/codec/datagram.ts";
+import { decodeDatagram, encodeData, encodeDataHeader, verifyDatagramTag } from "../../lib/codec/datagram.ts";
 import type { RelayedDatagram } from "../../lib/codec/datagram.ts";
-import { PausableProxy } from "./_pausable_proxy.ts";
+import { TcpProxy } from "../_tcp_proxy.ts";
+import { registerClient } from "../server/_rendezvous_client.ts";
 import { natsUrlOrSkip } from "../_cluster_services.ts";
 
 const NATS = natsUrlOrSkip();
@@ -31,7 +23,7 @@ class Cluster implements AsyncDisposable {
   readonly prefix = `relaytest${crypto.randomUUID().slice(0, 8)}`;
   buses: NatsBus[] = [];
   routings: NatsRelayRouting[] = [];
-  proxies: PausableProxy[] = [];
+  proxies: TcpProxy[] = [];
 
   async bus(nodeId: string, url = NATS!): Promise<NatsBus> {
     const bus = await NatsBus.connect({ servers: [url], nodeId, prefix: this.prefix });
@@ -40,9 +32,9 @@ class Cluster implements AsyncDisposable {
   }
 
   async node(nodeId: string, options: { proxied?: boolean } = {}): Promise<Node> {
-    let proxy: PausableProxy | undefined;
+    let proxy: TcpProxy | undefined;
     if (options.proxied) {
-      proxy = new PausableProxy(Number(new URL(NATS!.replace(/^nats:/, "http:")).port));
+      proxy = new TcpProxy(NATS!);
       this.proxies.push(proxy);
     }
     const bus = await this.bus(nodeId, proxy?.url);
@@ -76,7 +68,7 @@ interface Node {
   routing: NatsRelayRouting;
   delivered: ForwardedDatagram[];
   reassigned: { at: number; id: number | null }[];
-  proxy: PausableProxy | undefined;
+  proxy: TcpProxy | undefined;
 }
 
 async function eventually<T>(what: string, probe: () => T | null | undefined, timeoutMs = 5000): Promise<T> {
@@ -250,32 +242,6 @@ Deno.test({
   },
 });
 
-/** A session's client side against one node's rendezvous. */
-async function udpClient(rendezvous: Rendezvous, sessionId: number, user: string, port: number) {
-  const raw = crypto.getRandomValues(new Uint8Array(32));
-  const { handle, relayId } = await rendezvous.register(sessionId, user, raw);
-  const key = await importUdpKey(raw);
-  const from = { hostname: "203.0.113.30", port };
-  let counter = 0;
-  return {
-    relayId,
-    key,
-    from,
-    rdv: async () =>
-      await rendezvous.receive(
-        await encodeRdv({ handle: decodeBase64(handle)!, counter: counter++ }, key),
-        from,
-        1000,
-      ),
-    relay: async (to: number, inner: Uint8Array) =>
-      await rendezvous.receive(
-        await encodeRelay({ handle: decodeBase64(handle)!, counter: counter++, to, inner }, key),
-        from,
-        1000,
-      ),
-  };
-}
-
 Deno.test({
   name:
     "Rendezvous on two nodes over NATS: PEER names the other node's user, RELAY reaches them there, tagged there",
@@ -296,8 +262,12 @@ Deno.test({
       return { rendezvous, routing };
     }));
     const [one, two] = nodes as [typeof nodes[0], typeof nodes[0]];
-    const alice = await udpClient(one.rendezvous, 1, "alice", 7001);
-    const bob = await udpClient(two.rendezvous, 1, "bob", 7002);
+    const alice = await registerClient(one.rendezvous, 1, "alice", {
+      from: { hostname: "203.0.113.30", port: 7001 },
+    });
+    const bob = await registerClient(two.rendezvous, 1, "bob", {
+      from: { hostname: "203.0.113.30", port: 7002 },
+    });
     assert.notEqual(alice.relayId, bob.relayId, "the same session id on two nodes, two relay ids");
     await alice.rdv();
     await bob.rdv();

@@ -3,40 +3,15 @@ import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import type { NatsBus } from "../../lib/cluster/nats_bus.ts";
 import { LOGIN_REFUSED, UNCONFIRMED } from "../../lib/cluster/nats_session_directory.ts";
 import { NodeLiveness } from "../../lib/cluster/node_liveness.ts";
-import {
-  BusProxy,
-  dropBuckets,
-  eventually,
-  FAST,
-  member,
-  natsUrl,
-  notices,
-  TestNode,
-  testPrefix,
-  user,
-} from "./_nats_kit.ts";
+import { eventually, FAST, member, natsUrl, notices, TestCluster, TestNode, user } from "./_nats_kit.ts";
 
 const nats = natsUrl();
-
-async function cluster(count: number): Promise<{ nodes: TestNode[]; prefix: string } & AsyncDisposable> {
-  const prefix = testPrefix();
-  const nodes: TestNode[] = [];
-  for (let i = 1; i <= count; i++) nodes.push(await TestNode.start(nats!, prefix, `n${i}`));
-  return {
-    nodes,
-    prefix,
-    async [Symbol.asyncDispose]() {
-      for (const node of nodes) await node.stop();
-      await dropBuckets(nats!, prefix);
-    },
-  };
-}
 
 Deno.test({
   name: "NatsSessionDirectory ends a user's sessions on every other node before it resolves",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(3);
+    await using c = await TestCluster.start(nats!, 3);
     const [n1, n2, n3] = c.nodes as [TestNode, TestNode, TestNode];
     n2.sessionsOf.set("bob", 2);
     n3.sessionsOf.set("bob", 1);
@@ -56,11 +31,10 @@ Deno.test({
   name: "NatsSessionDirectory asks a node that started just before, and alone asks nobody",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(1);
+    await using c = await TestCluster.start(nats!, 1);
     const [n1] = c.nodes as [TestNode];
     assert.equal(await n1.sessions.endElsewhere("bob", "PASSWORD_CHANGED", "x"), 0);
-    const late = await TestNode.start(nats!, c.prefix, "late");
-    c.nodes.push(late);
+    const late = await c.add("late");
     late.sessionsOf.set("bob", 1);
     // No wait: the request reads the bucket to its end first, so it knows of the node that announced itself.
     assert.equal(await n1.sessions.endElsewhere("bob", "PASSWORD_CHANGED", "x"), 1);
@@ -71,7 +45,7 @@ Deno.test({
   name: "NatsSessionDirectory ends the sessions of one request once, however often it is repeated",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(1);
+    await using c = await TestCluster.start(nats!, 1);
     const [n2] = c.nodes as [TestNode];
     n2.sessionsOf.set("bob", 1);
     const request = JSON.stringify({
@@ -98,7 +72,7 @@ Deno.test({
   name: "NatsSessionDirectory drops malformed requests from the bus and keeps serving",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(2);
+    await using c = await TestCluster.start(nats!, 2);
     const [n1, n2] = c.nodes as [TestNode, TestNode];
     n2.sessionsOf.set("bob", 1);
     const subject = n1.bus.subject("sessions", "end");
@@ -123,7 +97,7 @@ Deno.test({
   name: "NatsSessionDirectory waits for a node that does not answer until it is declared dead",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(3);
+    await using c = await TestCluster.start(nats!, 3);
     const [n1, n2, n3] = c.nodes as [TestNode, TestNode, TestNode];
     n2.sessionsOf.set("bob", 1);
     // n3 hears nothing more (as a process stopped with SIGSTOP): its subscription and heartbeats stop.
@@ -141,7 +115,7 @@ Deno.test({
   name: "NatsSessionDirectory stops waiting for a live node that never answers, failing UNAVAILABLE",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(3);
+    await using c = await TestCluster.start(nats!, 3);
     const [n1, n2, n3] = c.nodes as [TestNode, TestNode, TestNode];
     n2.sessionsOf.set("bob", 1);
     n3.sessionsOf.set("bob", 1);
@@ -170,56 +144,49 @@ Deno.test({
   name: "A node that loses the bus ends its sessions, refuses logins, and comes back as a new incarnation",
   ignore: !nats,
   async fn() {
-    const proxy = new BusProxy(nats!);
-    const prefix = testPrefix();
-    const n1 = await TestNode.start(nats!, prefix, "n1");
-    const n2 = await TestNode.start(nats!, prefix, "n2");
-    const n3 = await TestNode.start(nats!, prefix, "n3", { via: proxy.url });
-    try {
-      const alice = member();
-      n1.presence.join(alice, user("alice"));
-      n3.presence.join(member(), user("carol"));
-      n3.sessionsOf.set("carol", 1);
-      await eventually("carol online", () => notices(alice).includes("carol online"));
-      assert.equal(n3.sessions.loginsRefused(), null);
-      const before = n3.liveness.incarnation;
+    await using c = await TestCluster.start(nats!, 2);
+    const [n1, n2] = c.nodes as [TestNode, TestNode];
+    const proxy = c.proxy;
+    const n3 = await c.add("n3", { via: proxy.url });
+    const alice = member();
+    n1.presence.join(alice, user("alice"));
+    n3.presence.join(member(), user("carol"));
+    n3.sessionsOf.set("carol", 1);
+    await eventually("carol online", () => notices(alice).includes("carol online"));
+    assert.equal(n3.sessions.loginsRefused(), null);
+    const before = n3.liveness.incarnation;
 
-      proxy.cut();
-      // n3 fences itself before the others declare it dead: it never serves a session they count as gone.
-      let fencedFirst: boolean | undefined;
-      n1.liveness.listen({ nodeGone: (ref) => fencedFirst ??= ref.nodeId === "n3" && n3.liveness.fenced });
-      const passwd = n1.sessions.endElsewhere("carol", "PASSWORD_CHANGED", "x");
-      await eventually("n3 fenced", () => n3.liveness.fenced);
-      assert.equal(n3.endAllCalls, 1);
-      assert.equal(n3.sessions.loginsRefused(), LOGIN_REFUSED);
-      await assert.rejects(
-        n3.sessions.endElsewhere("dave", "PASSWORD_CHANGED", "x"),
-        (err: unknown) => err instanceof ProtocolError && err.code === "UNAVAILABLE",
-      );
-      assert.equal(await passwd, 0, "done once n3 was declared dead; it had ended carol itself");
-      assert.equal(fencedFirst, true);
-      await eventually("carol offline for alice", () => notices(alice).includes("carol offline"));
-      await eventually(
-        "logged",
-        () => n1.logs.concat(n2.logs).some((l) => l.includes('"event":"node_dead"')),
-      );
+    await proxy.cut();
+    // n3 fences itself before the others declare it dead: it never serves a session they count as gone.
+    let fencedFirst: boolean | undefined;
+    n1.liveness.listen({ nodeGone: (ref) => fencedFirst ??= ref.nodeId === "n3" && n3.liveness.fenced });
+    const passwd = n1.sessions.endElsewhere("carol", "PASSWORD_CHANGED", "x");
+    await eventually("n3 fenced", () => n3.liveness.fenced);
+    assert.equal(n3.endAllCalls, 1);
+    assert.equal(n3.sessions.loginsRefused(), LOGIN_REFUSED);
+    await assert.rejects(
+      n3.sessions.endElsewhere("dave", "PASSWORD_CHANGED", "x"),
+      (err: unknown) => err instanceof ProtocolError && err.code === "UNAVAILABLE",
+    );
+    assert.equal(await passwd, 0, "done once n3 was declared dead; it had ended carol itself");
+    assert.equal(fencedFirst, true);
+    await eventually("carol offline for alice", () => notices(alice).includes("carol offline"));
+    await eventually(
+      "logged",
+      () => n1.logs.concat(n2.logs).some((l) => l.includes('"event":"node_dead"')),
+    );
 
-      proxy.restore();
-      assert.equal(n3.recheckCalls, 0);
-      await eventually("n3 back", () => !n3.liveness.fenced, 15_000);
-      assert.equal(n3.recheckCalls, 1, "its sessions are re-checked against the store once it is back");
-      assert.notEqual(n3.liveness.incarnation, before);
-      assert.equal(n3.sessions.loginsRefused(), null);
-      assert.ok(n3.logs.some((l) => l.includes('"event":"bus_back"')));
-      n3.presence.join(member(), user("carol"));
-      await eventually("carol online again", () => notices(alice).at(-1) === "carol online");
-      n3.sessionsOf.set("carol", 1);
-      assert.equal(await n1.sessions.endElsewhere("carol", "PASSWORD_CHANGED", "x"), 1);
-    } finally {
-      for (const node of [n1, n2, n3]) await node.stop();
-      await proxy.close();
-      await dropBuckets(nats!, prefix);
-    }
+    proxy.restore();
+    assert.equal(n3.recheckCalls, 0);
+    await eventually("n3 back", () => !n3.liveness.fenced, 15_000);
+    assert.equal(n3.recheckCalls, 1, "its sessions are re-checked against the store once it is back");
+    assert.notEqual(n3.liveness.incarnation, before);
+    assert.equal(n3.sessions.loginsRefused(), null);
+    assert.ok(n3.logs.some((l) => l.includes('"event":"bus_back"')));
+    n3.presence.join(member(), user("carol"));
+    await eventually("carol online again", () => notices(alice).at(-1) === "carol online");
+    n3.sessionsOf.set("carol", 1);
+    assert.equal(await n1.sessions.endElsewhere("carol", "PASSWORD_CHANGED", "x"), 1);
   },
 });
 
@@ -227,7 +194,7 @@ Deno.test({
   name: "NodeLiveness refuses to start a second live node with the same id",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(1);
+    await using c = await TestCluster.start(nats!, 1);
     await assert.rejects(
       TestNode.start(nats!, c.prefix, "n1"),
       /node_id n1 is in use by another live server/,
@@ -253,7 +220,7 @@ Deno.test({
   name: "NodeLiveness stops a node whose id another process took over while it ran",
   ignore: !nats,
   async fn() {
-    await using c = await cluster(2);
+    await using c = await TestCluster.start(nats!, 2);
     const [n1, n2] = c.nodes as [TestNode, TestNode];
     n1.sessionsOf.set("alice", 1);
     await n2.liveness.kv.put(`n.${n1.liveness.node}`, JSON.stringify({ node: "n1", inc: "someone-else" }));

@@ -2,7 +2,7 @@
  * Helpers for the end-to-end chat tests: a long-running `authchat client`
  * driven by stdin lines whose output can be awaited line by line, and account
  * registration through the real client. The capturing proxies live in
- * `_capture_proxy.ts`, the leak search in `_secret_search.ts`.
+ * `../_tcp_proxy.ts` and `_udp_capture.ts`, the leak search in `_secret_search.ts`.
  *
  * @module
  */

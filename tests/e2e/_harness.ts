@@ -15,7 +15,7 @@ import { ConfigError } from "../../lib/server/server_config.ts";
 import { BASE_ENV, cliArgs, ROOT, TEST_ITERATIONS } from "./_cli_args.ts";
 
 export { cliArgs, clientArgs, MOD, ROOT, TEST_ITERATIONS } from "./_cli_args.ts";
-export { groupProcesses, ServerProcess } from "./_server_process.ts";
+export { groupProcesses, serverArgs, ServerProcess } from "./_server_process.ts";
 export type { ProcessInfo } from "./_server_process.ts";
 
 /** Result of a finished CLI run. */

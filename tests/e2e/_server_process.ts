@@ -8,6 +8,17 @@
 import { LOG_FLUSH_MS } from "../../lib/server/logger.ts";
 import { BASE_ENV, cliArgs, ROOT, TEST_ITERATIONS } from "./_cli_args.ts";
 
+/**
+ * The arguments of an `authchat server` on port 0 for TCP, TLS and UDP.
+ *
+ * @param dataDir Data directory.
+ * @param extra More arguments, after those.
+ * @returns The arguments, after the subcommand.
+ */
+export function serverArgs(dataDir: string, extra: string[] = []): string[] {
+  return ["--data", dataDir, "--tcp-port", "0", "--tls-port", "0", "--udp-port", "0", ...extra];
+}
+
 /** A running `authchat server` child process. */
 export class ServerProcess {
   /** Bound TCP port (0 when TCP is off). */
@@ -58,17 +69,7 @@ export class ServerProcess {
     } = {},
   ): Promise<ServerProcess> {
     const env = { AUTHCHAT_SCRAM_ITERATIONS: String(TEST_ITERATIONS), ...options.env };
-    const args = [
-      "--data",
-      dataDir,
-      "--tcp-port",
-      "0",
-      "--tls-port",
-      "0",
-      "--udp-port",
-      "0",
-      ...(options.args ?? []),
-    ];
+    const args = serverArgs(dataDir, options.args);
     const via = options.via;
     const limit = options.descriptors;
     const [program, programArgs, cwd] = via === undefined && limit !== undefined

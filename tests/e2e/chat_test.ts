@@ -6,7 +6,8 @@ import { encodeBase64 } from "../../lib/codec/base64.ts";
 import type { KeyBackupMessage } from "../../lib/codec/messages.ts";
 import { exportIdentityPrivate } from "../../lib/crypto/identity_key.ts";
 import { installKeys, runCli, ServerProcess, tempDir } from "./_harness.ts";
-import { concat, TcpCapture, UdpCapture } from "./_capture_proxy.ts";
+import { concat, TcpProxy } from "../_tcp_proxy.ts";
+import { UdpCapture } from "./_udp_capture.ts";
 import { ChatClient, registerUsers } from "./_chat_kit.ts";
 import type { ChatClientOptions } from "./_chat_kit.ts";
 import { findSecret } from "./_secret_search.ts";
@@ -128,7 +129,7 @@ Deno.test("authchat server drops a frozen client by keepalive timeout but keeps 
   // Alice sends no command from here until the end, only her PINGs: she is the healthy idle client.
   const aliceIdleSince = Date.now();
   // Bob's connection goes through a proxy so the test sees his first PING answered.
-  await using proxy = new TcpCapture(server.tcpPort);
+  await using proxy = new TcpProxy(server.tcpPort, { capture: true });
   await using bob = await ChatClient.login({ ...options("bob"), port: proxy.port });
   await alice.waitFor("out", /^presence: bob online$/);
   let offlineAfter: number;
@@ -291,7 +292,7 @@ Deno.test("authchat server relays direct messages without ever seeing their text
   const data = join(dir.path, "data");
   await installKeys(data);
   const server = await ServerProcess.start(data);
-  const tcp = new TcpCapture(server.tcpPort);
+  const tcp = new TcpProxy(server.tcpPort, { capture: true });
   const udp = new UdpCapture(server.udpPort);
   const clients: ChatClient[] = [];
   try {

@@ -4,7 +4,7 @@ import { DatabaseSync } from "node:sqlite";
 import { FrameDecoder } from "../../lib/codec/frame.ts";
 import { decodeServerMessage, encodeMessage } from "../../lib/codec/messages.ts";
 import type { ServerMessage } from "../../lib/codec/messages.ts";
-import { installKeys, runCli, seedUsers, ServerProcess, tempDir } from "./_harness.ts";
+import { installKeys, runCli, seedUsers, serverArgs, ServerProcess, tempDir } from "./_harness.ts";
 
 /** Read server messages from a raw connection until it closes or `timeoutMs` passes. */
 async function readAll(conn: Deno.Conn, timeoutMs: number): Promise<ServerMessage[]> {
@@ -44,16 +44,7 @@ Deno.test("authchat server creates its keys on first start, says so, and refuses
   assert.doesNotMatch(second.stderr, /First start/);
   await second.stop();
   await Deno.remove(join(data, "seal-public.pem"));
-  const broken = await runCli("server", [
-    "--data",
-    data,
-    "--tcp-port",
-    "0",
-    "--tls-port",
-    "0",
-    "--udp-port",
-    "0",
-  ]);
+  const broken = await runCli("server", serverArgs(data));
   assert.equal(broken.code, 1);
   assert.match(broken.stderr, /Key files missing: .*seal-public\.pem/);
   await assert.rejects(Deno.stat(join(data, "seal-public.pem")), Deno.errors.NotFound, "nothing was guessed");

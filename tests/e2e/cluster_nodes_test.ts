@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { installKeys, runCli, tempDir } from "./_harness.ts";
+import { installKeys, runCli, serverArgs, tempDir } from "./_harness.ts";
 import type { ServerProcess } from "./_harness.ts";
 import { hello, RawClient, scramAttempt } from "./_raw_client.ts";
 import type { Reply } from "./_raw_client.ts";
@@ -273,18 +273,7 @@ Deno.test("authchat server exits 2 with one error naming the bus, without its pa
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (probe.addr as Deno.NetAddr).port;
   probe.close();
-  const result = await runCli("server", [
-    "--data",
-    data,
-    "--tcp-port",
-    "0",
-    "--tls-port",
-    "0",
-    "--udp-port",
-    "0",
-    "--bus",
-    `nats://app:s3cret@127.0.0.1:${port}`,
-  ]);
+  const result = await runCli("server", serverArgs(data, ["--bus", `nats://app:s3cret@127.0.0.1:${port}`]));
   assert.equal(result.code, 2, result.stderr);
   const errors = result.stderr.split("\n").filter((l) => l.startsWith("error: "));
   assert.deepEqual(errors, [

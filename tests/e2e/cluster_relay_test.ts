@@ -4,7 +4,7 @@ import { tempDir } from "./_harness.ts";
 import type { ServerProcess } from "./_harness.ts";
 import { ChatClient, registerUsers } from "./_chat_kit.ts";
 import type { ChatClientOptions } from "./_chat_kit.ts";
-import { UdpCapture } from "./_capture_proxy.ts";
+import { UdpCapture } from "./_udp_capture.ts";
 import { clusterTest } from "../_cluster_services.ts";
 import { TestCluster } from "./_test_cluster.ts";
 

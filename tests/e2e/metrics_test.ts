@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { installKeys, loginOnce, runCli, ServerProcess, tempDir } from "./_harness.ts";
+import { installKeys, loginOnce, runCli, serverArgs, ServerProcess, tempDir } from "./_harness.ts";
 import { ChatClient, registerUsers } from "./_chat_kit.ts";
 import { parseExposition, sampleValue } from "../server/_parse_exposition.ts";
 import type { ParsedFamily } from "../server/_parse_exposition.ts";
@@ -184,18 +184,7 @@ Deno.test("authchat server exits 2 naming metrics_port when the metrics port is 
   const data = join(dir.path, "data");
   await installKeys(data);
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const result = await runCli("server", [
-    "--data",
-    data,
-    "--tcp-port",
-    "0",
-    "--tls-port",
-    "0",
-    "--udp-port",
-    "0",
-    "--metrics-port",
-    String(taken.addr.port),
-  ]);
+  const result = await runCli("server", serverArgs(data, ["--metrics-port", String(taken.addr.port)]));
   assert.equal(result.code, 2, result.stderr);
   assert.match(
     result.stderr,

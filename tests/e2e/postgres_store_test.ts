@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createVerifier, formatVerifier } from "../../lib/crypto/scram_verifier.ts";
 import { clusterTest, freshPostgresDatabase } from "../_cluster_services.ts";
-import { OutageProxy, throughProxy, urlTarget } from "../_outage_proxy.ts";
+import { TcpProxy } from "../_tcp_proxy.ts";
 import {
   installKeys,
   loginOnce,
@@ -186,9 +186,9 @@ clusterTest(
     const data = join(dir.path, "data");
     await installKeys(data);
     await seedUsers(data, { alice: PASSWORD }, { env: { AUTHCHAT_DATABASE: db.url } });
-    await using proxy = OutageProxy.start(urlTarget(db.url));
+    await using proxy = new TcpProxy(db.url);
     const server = await ServerProcess.start(data, {
-      env: { AUTHCHAT_DATABASE: throughProxy(db.url, proxy.port), AUTHCHAT_LOG_LINES_PER_SECOND: "0" },
+      env: { AUTHCHAT_DATABASE: proxy.url, AUTHCHAT_LOG_LINES_PER_SECOND: "0" },
     });
     let stopped = false;
     try {

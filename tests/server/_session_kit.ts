@@ -360,6 +360,23 @@ export class TestConnection {
     return { reply, clientFinal, challenge, client };
   }
 
+  /**
+   * Run a SCRAM exchange (SCRAM-SHA-256) up to the proof and hand the proof back unsent, for a test that
+   * sends it later.
+   *
+   * @returns The client-final message, the `data` of the PROOF.
+   * @throws {Error} When the server answers other than with a CHALLENGE.
+   */
+  async heldProof(op: "LOGIN" | "DELETE", user: string, password: string): Promise<string> {
+    if (!this.hello) await this.sayHello();
+    const client = new ScramClient({ username: user, password, serverMechanisms: ["SCRAM-SHA-256"] });
+    const challenge = await this.send({ op, mechanism: "SCRAM-SHA-256", data: client.first });
+    if (challenge.op !== "CHALLENGE") {
+      throw new Error(`Expected a CHALLENGE, got ${JSON.stringify(challenge)}`);
+    }
+    return await client.final(challenge.data);
+  }
+
   /** Log in or throw. */
   async login(user: string, password: string): Promise<LoginResult> {
     const { reply, client } = await this.scram("LOGIN", user, password);

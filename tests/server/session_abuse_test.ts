@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { ScramClient } from "../../lib/auth/scram_client.ts";
 import type { ServerMessage } from "../../lib/codec/messages.ts";
 import { Logger } from "../../lib/server/logger.ts";
 import { makeKit, verifierFor } from "./_session_kit.ts";
@@ -31,15 +30,7 @@ Deno.test("Session counts proofs of exchanges opened in parallel, before checkin
   const pending = [];
   for (let i = 0; i < 10; i++) {
     const conn = kit.connect({ peerAddress: "203.0.113.5" });
-    await conn.sayHello();
-    const client = new ScramClient({
-      username: "victim",
-      password: `guess ${i} aaaa`,
-      serverMechanisms: ["SCRAM-SHA-256"],
-    });
-    const challenge = await conn.send({ op: "LOGIN", mechanism: "SCRAM-SHA-256", data: client.first });
-    assert.equal(challenge.op, "CHALLENGE");
-    pending.push({ conn, final: await client.final((challenge as { data: string }).data) });
+    pending.push({ conn, final: await conn.heldProof("LOGIN", "victim", `guess ${i} aaaa`) });
   }
   // All proofs arrive together: none is awaited before the next is sent.
   const replies = await Promise.all(
@@ -54,14 +45,7 @@ Deno.test("Session refuses a proof of the old password once the password changed
   await using kit = await makeKit();
   await kit.addUser("alice", PASSWORD);
   const attacker = kit.connect({ peerAddress: "203.0.113.9" });
-  await attacker.sayHello();
-  const client = new ScramClient({
-    username: "alice",
-    password: PASSWORD,
-    serverMechanisms: ["SCRAM-SHA-256"],
-  });
-  const challenge = await attacker.send({ op: "LOGIN", mechanism: "SCRAM-SHA-256", data: client.first });
-  const final = await client.final((challenge as { data: string }).data);
+  const final = await attacker.heldProof("LOGIN", "alice", PASSWORD);
   const owner = kit.connect({ transport: "tls", confidential: true });
   await owner.login("alice", PASSWORD);
   const changed = await owner.scram("PASSWD", "alice", PASSWORD, {
@@ -84,13 +68,7 @@ Deno.test("Session refuses a DELETE proof whose account changed password meanwhi
   const second = kit.connect({ transport: "tls", confidential: true });
   await first.login("alice", PASSWORD);
   await second.login("alice", PASSWORD);
-  const client = new ScramClient({
-    username: "alice",
-    password: PASSWORD,
-    serverMechanisms: ["SCRAM-SHA-256"],
-  });
-  const challenge = await second.send({ op: "DELETE", mechanism: "SCRAM-SHA-256", data: client.first });
-  const final = await client.final((challenge as { data: string }).data);
+  const final = await second.heldProof("DELETE", "alice", PASSWORD);
   const changed = await first.scram("PASSWD", "alice", PASSWORD, {
     extra: { verifier: await verifierFor("brand new words 77") },
   });

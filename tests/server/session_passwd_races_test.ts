@@ -146,14 +146,29 @@ function recordingDirectory(kit: Kit): string[] {
   return asked;
 }
 
-Deno.test("Session ends the other sessions when the database loses a PASSWD's commit acknowledgement", async () => {
-  await using kit = await makeKit();
+/** A session directory whose other nodes never all confirm. */
+function unansweringDirectory(kit: Kit): void {
+  kit.ctx.sessions = {
+    endElsewhere: () => Promise.reject(new ProtocolError("UNAVAILABLE", "Not every server node confirmed")),
+    serve: () => {},
+    loginsRefused: () => null,
+  };
+}
+
+/** alice logged in twice: `owner` over TLS (the session that asks) and `other` from another address. */
+async function aliceTwice(kit: Kit): Promise<{ owner: TestConnection; other: TestConnection }> {
   await kit.addUser("alice", PASSWORD);
-  const asked = recordingDirectory(kit);
   const owner = kit.connect({ transport: "tls", confidential: true });
   const other = kit.connect({ peerAddress: "10.9.9.9" });
   await owner.login("alice", PASSWORD);
   await other.login("alice", PASSWORD);
+  return { owner, other };
+}
+
+Deno.test("Session ends the other sessions when the database loses a PASSWD's commit acknowledgement", async () => {
+  await using kit = await makeKit();
+  const asked = recordingDirectory(kit);
+  const { owner, other } = await aliceTwice(kit);
   const inner = kit.ctx.store;
   hookStore(kit, "updateVerifier", async (...args) => {
     await inner.updateVerifier(...args); // committed…
@@ -182,12 +197,8 @@ Deno.test("Session ends the other sessions when the database loses a PASSWD's co
 
 Deno.test("Session ends the other sessions when the database loses a DELETE's commit acknowledgement", async () => {
   await using kit = await makeKit();
-  await kit.addUser("alice", PASSWORD);
   const asked = recordingDirectory(kit);
-  const owner = kit.connect({ transport: "tls", confidential: true });
-  const other = kit.connect({ peerAddress: "10.9.9.9" });
-  await owner.login("alice", PASSWORD);
-  await other.login("alice", PASSWORD);
+  const { owner, other } = await aliceTwice(kit);
   const inner = kit.ctx.store;
   hookStore(kit, "deleteUser", async (...args) => {
     await inner.deleteUser(...args);
@@ -205,12 +216,8 @@ Deno.test("Session ends the other sessions when the database loses a DELETE's co
 
 Deno.test("Session ends nothing when the database refuses a PASSWD before writing (it is not UNAVAILABLE)", async () => {
   await using kit = await makeKit();
-  await kit.addUser("alice", PASSWORD);
   const asked = recordingDirectory(kit);
-  const owner = kit.connect({ transport: "tls", confidential: true });
-  const other = kit.connect({ peerAddress: "10.9.9.9" });
-  await owner.login("alice", PASSWORD);
-  await other.login("alice", PASSWORD);
+  const { owner, other } = await aliceTwice(kit);
   hookStore(kit, "updateVerifier", () => Promise.reject(new Error("disk full")));
   const changed = await owner.scram("PASSWD", "alice", PASSWORD, {
     extra: { verifier: await verifierFor(NEW_PASSWORD) },
@@ -222,16 +229,8 @@ Deno.test("Session ends nothing when the database refuses a PASSWD before writin
 
 Deno.test("Session says a PASSWD is made but unconfirmed when another node does not answer in time", async () => {
   await using kit = await makeKit();
-  await kit.addUser("alice", PASSWORD);
-  kit.ctx.sessions = {
-    endElsewhere: () => Promise.reject(new ProtocolError("UNAVAILABLE", "Not every server node confirmed")),
-    serve: () => {},
-    loginsRefused: () => null,
-  };
-  const owner = kit.connect({ transport: "tls", confidential: true });
-  const other = kit.connect({ peerAddress: "10.9.9.9" });
-  await owner.login("alice", PASSWORD);
-  await other.login("alice", PASSWORD);
+  unansweringDirectory(kit);
+  const { owner, other } = await aliceTwice(kit);
   const changed = await owner.scram("PASSWD", "alice", PASSWORD, {
     extra: { verifier: await verifierFor(NEW_PASSWORD) },
   });
@@ -261,11 +260,7 @@ Deno.test("Session says a PASSWD is made but unconfirmed when another node does 
 Deno.test("Session says a DELETE is made but unconfirmed when another node does not answer in time", async () => {
   await using kit = await makeKit();
   await kit.addUser("alice", PASSWORD);
-  kit.ctx.sessions = {
-    endElsewhere: () => Promise.reject(new ProtocolError("UNAVAILABLE", "Not every server node confirmed")),
-    serve: () => {},
-    loginsRefused: () => null,
-  };
+  unansweringDirectory(kit);
   const owner = kit.connect({ transport: "tls", confidential: true });
   await owner.login("alice", PASSWORD);
   const deleted = await owner.scram("DELETE", "alice", PASSWORD);

@@ -1,14 +1,5 @@
 import assert from "node:assert/strict";
-import { decodeBase64 } from "../../lib/codec/base64.ts";
-import {
-  decodeDatagram,
-  encodeData,
-  encodeDataHeader,
-  encodeRdv,
-  encodeRelay,
-  importUdpKey,
-  verifyDatagramTag,
-} from "../../lib/codec/datagram.ts";
+import { decodeDatagram, encodeData, encodeDataHeader, verifyDatagramTag } from "../../lib/codec/datagram.ts";
 import type { RelayedDatagram } from "../../lib/codec/datagram.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import type {
@@ -18,7 +9,8 @@ import type {
   RoutedEndpoint,
 } from "../../lib/server/relay_routing.ts";
 import { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
-import type { Outgoing, Source } from "../../lib/server/udp_rendezvous.ts";
+import { registerClient } from "./_rendezvous_client.ts";
+import type { RendezvousClient } from "./_rendezvous_client.ts";
 
 /** A routing that records what the rendezvous asks of it, with ids from 1000 up and other nodes made up. */
 class RecordingRouting implements RelayRouting {
@@ -64,37 +56,13 @@ function lastAnnounced(routing: RecordingRouting): RoutedEndpoint | null | undef
   return routing.announced.at(-1)?.[1];
 }
 
-interface Client {
-  sessionId: number;
-  relayId: number;
-  key: CryptoKey;
-  from: Source;
-  rdv(from?: Source): Promise<Outgoing[]>;
-  relay(to: number, inner: Uint8Array, now?: number): Promise<Outgoing[]>;
-}
-
 let nextPort = 41_000;
 
-async function register(rendezvous: Rendezvous, sessionId: number, user: string): Promise<Client> {
-  const raw = crypto.getRandomValues(new Uint8Array(32));
-  const registered = await rendezvous.register(sessionId, user, raw);
-  const handle = decodeBase64(registered.handle)!;
-  const key = await importUdpKey(raw);
-  let counter = 0;
-  const client: Client = {
-    sessionId,
-    relayId: registered.relayId,
-    key,
+/** A registered session's client, from 198.51.100.9 (the address the routing is told). */
+function register(rendezvous: Rendezvous, sessionId: number, user: string): Promise<RendezvousClient> {
+  return registerClient(rendezvous, sessionId, user, {
     from: { hostname: "198.51.100.9", port: nextPort++ },
-    async rdv(from = client.from) {
-      return await rendezvous.receive(await encodeRdv({ handle, counter: counter++ }, key), from, 1000);
-    },
-    async relay(to, inner, now = 1000) {
-      const bytes = await encodeRelay({ handle, counter: counter++, to, inner }, key);
-      return await rendezvous.receive(bytes, client.from, now);
-    },
-  };
-  return client;
+  });
 }
 
 function clock(start = 50_000): () => number {
@@ -185,9 +153,9 @@ Deno.test("Rendezvous announces a user's newest proven session here when it chan
   await phone.rdv();
   const last = lastAnnounced(routing)!;
   assert.deepEqual([last.relayId, last.since], [phone.relayId, 50_001]);
-  await laptop.rdv({ hostname: "203.0.113.1", port: 9 });
+  await laptop.rdv(1000, { hostname: "203.0.113.1", port: 9 });
   assert.equal(routing.announced.length, 2, "the older session moving changes nothing for the others");
-  await phone.rdv({ hostname: "203.0.113.2", port: 10 });
+  await phone.rdv(1000, { hostname: "203.0.113.2", port: 10 });
   assert.deepEqual(routing.announced.at(-1), [
     "alice",
     { relayId: phone.relayId, hostname: "203.0.113.2", port: 10, since: 50_001 },

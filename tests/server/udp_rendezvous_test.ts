@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { decodeBase64 } from "../../lib/codec/base64.ts";
 import {
   decodeDatagram,
   encodeData,
@@ -14,7 +13,8 @@ import {
 } from "../../lib/codec/datagram.ts";
 import type { RdvAckDatagram, RelayedDatagram } from "../../lib/codec/datagram.ts";
 import { MAX_CHECKING, MAX_CHECKING_PER_SESSION, Rendezvous } from "../../lib/server/udp_rendezvous.ts";
-import type { Outgoing, RendezvousStats, Source } from "../../lib/server/udp_rendezvous.ts";
+import type { RendezvousStats, Source } from "../../lib/server/udp_rendezvous.ts";
+import { registerClient } from "./_rendezvous_client.ts";
 
 const ZERO_STATS: RendezvousStats = {
   rendezvous: 0,
@@ -30,45 +30,6 @@ const ZERO_STATS: RendezvousStats = {
   overloaded: 0,
 };
 
-/** One registered session, as its client sees it. */
-interface Client {
-  sessionId: number;
-  relayId: number;
-  handle: Uint8Array<ArrayBuffer>;
-  key: CryptoKey;
-  from: Source;
-  counter: number;
-  rdv(now?: number, from?: Source): Promise<Outgoing[]>;
-  relay(to: number, inner: Uint8Array, now?: number): Promise<Outgoing[]>;
-}
-
-let nextPort = 40_000;
-
-async function register(rendezvous: Rendezvous, sessionId: number, user: string): Promise<Client> {
-  const raw = crypto.getRandomValues(new Uint8Array(32));
-  const { handle, relayId } = await rendezvous.register(sessionId, user, raw);
-  const client: Client = {
-    sessionId,
-    relayId,
-    handle: decodeBase64(handle)!,
-    key: await importUdpKey(raw),
-    from: { hostname: "203.0.113.5", port: nextPort++ },
-    counter: 0,
-    async rdv(now = 1000, from = client.from) {
-      const bytes = await encodeRdv({ handle: client.handle, counter: client.counter++ }, client.key);
-      return await rendezvous.receive(bytes, from, now);
-    },
-    async relay(to, inner, now = 1000) {
-      const bytes = await encodeRelay(
-        { handle: client.handle, counter: client.counter++, to, inner },
-        client.key,
-      );
-      return await rendezvous.receive(bytes, client.from, now);
-    },
-  };
-  return client;
-}
-
 function stats(changes: Partial<RendezvousStats>): RendezvousStats {
   return { ...ZERO_STATS, ...changes };
 }
@@ -77,8 +38,8 @@ const INNER = encodeData(encodeDataHeader(new Uint8Array(8).fill(4), 9), new Uin
 
 Deno.test("Rendezvous.register gives a 16-byte handle and the session id as relay id", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const a = await register(rendezvous, 7, "alice");
-  const b = await register(rendezvous, 8, "alice");
+  const a = await registerClient(rendezvous, 7, "alice");
+  const b = await registerClient(rendezvous, 8, "alice");
   assert.equal(a.handle.length, 16);
   assert.equal(a.relayId, 7);
   assert.notDeepEqual(a.handle, b.handle);
@@ -87,7 +48,7 @@ Deno.test("Rendezvous.register gives a 16-byte handle and the session id as rela
 
 Deno.test("Rendezvous answers an RDV with a good tag with an RDV_ACK to the observed address", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
+  const alice = await registerClient(rendezvous, 1, "alice");
   const out = await alice.rdv();
   assert.equal(out.length, 1);
   assert.equal(out[0]!.hostname, alice.from.hostname);
@@ -110,7 +71,7 @@ Deno.test("Rendezvous answers an RDV with a good tag with an RDV_ACK to the obse
 
 Deno.test("Rendezvous writes an IPv6 observed address in brackets", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
+  const alice = await registerClient(rendezvous, 1, "alice");
   const [out] = await alice.rdv(1000, { hostname: "2001:db8::1", port: 5353 });
   assert.ok(out);
   assert.equal((decodeDatagram(out.bytes) as RdvAckDatagram).observed, "[2001:db8::1]:5353");
@@ -119,7 +80,7 @@ Deno.test("Rendezvous writes an IPv6 observed address in brackets", async () => 
 
 Deno.test("Rendezvous drops an RDV with a bad tag and counts it", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
+  const alice = await registerClient(rendezvous, 1, "alice");
   const forged = await encodeRdv(
     { handle: alice.handle, counter: 0 },
     await importUdpKey(new Uint8Array(32)),
@@ -137,7 +98,7 @@ Deno.test("Rendezvous drops an RDV with a bad tag and counts it", async () => {
 
 Deno.test("Rendezvous drops an RDV with an unknown handle and counts it", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
+  const alice = await registerClient(rendezvous, 1, "alice");
   const stranger = await encodeRdv({ handle: new Uint8Array(16).fill(1), counter: 0 }, alice.key);
   assert.deepEqual(await rendezvous.receive(stranger, alice.from, 1000), []);
   assert.deepEqual(rendezvous.stats, stats({ unknownHandle: 1 }));
@@ -145,7 +106,7 @@ Deno.test("Rendezvous drops an RDV with an unknown handle and counts it", async 
 
 Deno.test("Rendezvous drops malformed bytes and counts them", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
+  const alice = await registerClient(rendezvous, 1, "alice");
   const good = await encodeRdv({ handle: alice.handle, counter: 0 }, alice.key);
   const cases = [
     new Uint8Array(0),
@@ -166,7 +127,7 @@ Deno.test("Rendezvous drops malformed bytes and counts them", async () => {
 
 Deno.test("Rendezvous drops a replayed or too old counter and counts it", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
+  const alice = await registerClient(rendezvous, 1, "alice");
   const first = await encodeRdv({ handle: alice.handle, counter: 5 }, alice.key);
   assert.equal((await rendezvous.receive(first, alice.from, 1000)).length, 1);
   assert.deepEqual(await rendezvous.receive(first, alice.from, 1000), []);
@@ -181,7 +142,7 @@ Deno.test("Rendezvous drops a replayed or too old counter and counts it", async 
 
 Deno.test("Rendezvous answers one of two copies of an RDV that arrive together", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
+  const alice = await registerClient(rendezvous, 1, "alice");
   const bytes = await encodeRdv({ handle: alice.handle, counter: 0 }, alice.key);
   const outs = await Promise.all([1, 2, 3].map(() => rendezvous.receive(bytes, alice.from, 1000)));
   assert.equal(outs.flat().length, 1);
@@ -190,7 +151,7 @@ Deno.test("Rendezvous answers one of two copies of an RDV that arrive together",
 
 Deno.test("Rendezvous drops server-to-client and peer datagrams sent to it as malformed", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
+  const alice = await registerClient(rendezvous, 1, "alice");
   const kinds = [
     await encodeRdvAck({ handle: alice.handle, counter: 0, observed: "1.2.3.4:5" }, alice.key),
     await encodeRelayed({ from: 1, inner: INNER }, alice.key),
@@ -203,8 +164,8 @@ Deno.test("Rendezvous drops server-to-client and peer datagrams sent to it as ma
 
 Deno.test("Rendezvous relays between two proven sessions, re-tagged for the recipient, inner bytes unchanged", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
-  const bob = await register(rendezvous, 2, "bob");
+  const alice = await registerClient(rendezvous, 1, "alice");
+  const bob = await registerClient(rendezvous, 2, "bob");
   await alice.rdv();
   await bob.rdv();
   const out = await alice.relay(bob.relayId, INNER);
@@ -226,8 +187,8 @@ Deno.test("Rendezvous relays between two proven sessions, re-tagged for the reci
 
 Deno.test("Rendezvous drops a RELAY to an unknown or unproven recipient", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
-  const bob = await register(rendezvous, 2, "bob");
+  const alice = await registerClient(rendezvous, 1, "alice");
+  const bob = await registerClient(rendezvous, 2, "bob");
   await alice.rdv();
   assert.deepEqual(await alice.relay(99, INNER), []);
   assert.deepEqual(await alice.relay(bob.relayId, INNER), [], "bob never sent an RDV");
@@ -236,8 +197,8 @@ Deno.test("Rendezvous drops a RELAY to an unknown or unproven recipient", async 
 
 Deno.test("Rendezvous drops a RELAY with a bad tag without relaying", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
-  const bob = await register(rendezvous, 2, "bob");
+  const alice = await registerClient(rendezvous, 1, "alice");
+  const bob = await registerClient(rendezvous, 2, "bob");
   await bob.rdv();
   const forged = await encodeRelay(
     { handle: alice.handle, counter: 0, to: bob.relayId, inner: INNER },
@@ -249,8 +210,8 @@ Deno.test("Rendezvous drops a RELAY with a bad tag without relaying", async () =
 
 Deno.test("Rendezvous rate-limits each user's relays and allows them again as time passes", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 5 });
-  const alice = await register(rendezvous, 1, "alice");
-  const bob = await register(rendezvous, 2, "bob");
+  const alice = await registerClient(rendezvous, 1, "alice");
+  const bob = await registerClient(rendezvous, 2, "bob");
   await alice.rdv();
   await bob.rdv();
   for (let i = 0; i < 5; i++) assert.equal((await alice.relay(bob.relayId, INNER, 5000)).length, 1, `#${i}`);
@@ -268,9 +229,9 @@ Deno.test("Rendezvous rate-limits each user's relays and allows them again as ti
 
 Deno.test("Rendezvous shares one relay budget between the sessions of a user", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 2 });
-  const a1 = await register(rendezvous, 1, "alice");
-  const a2 = await register(rendezvous, 2, "alice");
-  const bob = await register(rendezvous, 3, "bob");
+  const a1 = await registerClient(rendezvous, 1, "alice");
+  const a2 = await registerClient(rendezvous, 2, "alice");
+  const bob = await registerClient(rendezvous, 3, "bob");
   await bob.rdv();
   assert.equal((await a1.relay(bob.relayId, INNER)).length, 1);
   assert.equal((await a2.relay(bob.relayId, INNER)).length, 1);
@@ -280,8 +241,8 @@ Deno.test("Rendezvous shares one relay budget between the sessions of a user", a
 
 Deno.test("Rendezvous.unregister stops everything for that session's handle", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
-  const bob = await register(rendezvous, 2, "bob");
+  const alice = await registerClient(rendezvous, 1, "alice");
+  const bob = await registerClient(rendezvous, 2, "bob");
   await alice.rdv();
   await bob.rdv();
   rendezvous.unregister(alice.sessionId);
@@ -295,9 +256,9 @@ Deno.test("Rendezvous.unregister stops everything for that session's handle", as
 
 Deno.test("Rendezvous.register again for a session replaces its handle", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const old = await register(rendezvous, 1, "alice");
+  const old = await registerClient(rendezvous, 1, "alice");
   await old.rdv();
-  const fresh = await register(rendezvous, 1, "alice");
+  const fresh = await registerClient(rendezvous, 1, "alice");
   assert.equal(rendezvous.endpointOf("alice"), null, "the new registration has proven nothing yet");
   assert.deepEqual(await old.rdv(), []);
   assert.equal((await fresh.rdv()).length, 1);
@@ -306,8 +267,8 @@ Deno.test("Rendezvous.register again for a session replaces its handle", async (
 
 Deno.test("Rendezvous.endpointOf names the newest proven session of a user, whichever refreshed last", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const laptop = await register(rendezvous, 1, "alice");
-  const phone = await register(rendezvous, 2, "alice");
+  const laptop = await registerClient(rendezvous, 1, "alice");
+  const phone = await registerClient(rendezvous, 2, "alice");
   await laptop.rdv(100);
   assert.equal(rendezvous.endpointOf("alice")?.relayId, 1, "the only proven session");
   await phone.rdv(200);
@@ -326,8 +287,8 @@ Deno.test("Rendezvous.endpointOf names the newest proven session of a user, whic
 
 Deno.test("Rendezvous checks at most MAX_CHECKING_PER_SESSION tags of one handle at once, others still served", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
-  const alice = await register(rendezvous, 1, "alice");
-  const bob = await register(rendezvous, 2, "bob");
+  const alice = await registerClient(rendezvous, 1, "alice");
+  const bob = await registerClient(rendezvous, 2, "bob");
   const wrongKey = await importUdpKey(new Uint8Array(32).fill(9));
   const forged: Uint8Array[] = [];
   for (let i = 0; i < MAX_CHECKING_PER_SESSION + 36; i++) {
@@ -354,7 +315,7 @@ Deno.test("Rendezvous checks at most MAX_CHECKING tags at once over all sessions
   const forged: [Uint8Array, Source][] = [];
   const sessions = Math.ceil(MAX_CHECKING / MAX_CHECKING_PER_SESSION) + 2;
   for (let s = 0; s < sessions; s++) {
-    const c = await register(rendezvous, s + 1, `user${s}`);
+    const c = await registerClient(rendezvous, s + 1, `user${s}`);
     for (let i = 0; i < MAX_CHECKING_PER_SESSION; i++) {
       forged.push([await encodeRdv({ handle: c.handle, counter: i }, wrongKey), c.from]);
     }

@@ -16,8 +16,7 @@ import {
   postgresUrl,
   terminateConnections,
 } from "../_cluster_services.ts";
-import { OutageProxy, throughProxy, urlTarget } from "../_outage_proxy.ts";
-import { PausableProxy } from "../cluster/_pausable_proxy.ts";
+import { TcpProxy } from "../_tcp_proxy.ts";
 
 const VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB";
 const NEXT = "SCRAM-SHA-256$4096:bmV3$CCCC:DDDD";
@@ -131,8 +130,8 @@ clusterTest(
   ["postgres"],
   async () => {
     await using db = await freshPostgresDatabase();
-    await using proxy = OutageProxy.start(urlTarget(db.url));
-    const store = await PostgresUserStore.open(throughProxy(db.url, proxy.port), { poolSize: 3 });
+    await using proxy = new TcpProxy(db.url);
+    const store = await PostgresUserStore.open(proxy.url, { poolSize: 3 });
     const direct = await PostgresUserStore.open(db.url, { poolSize: 1 });
     try {
       const alice = await store.createUser(newUser("alice"));
@@ -208,8 +207,8 @@ clusterTest(
   async () => {
     await using db = await freshPostgresDatabase();
     // A network that drops every packet: the connections stay open, nothing arrives.
-    const proxy = new PausableProxy(urlTarget(db.url).port);
-    const store = await PostgresUserStore.open(throughProxy(db.url, Number(new URL(proxy.url).port)), {
+    const proxy = new TcpProxy(db.url);
+    const store = await PostgresUserStore.open(proxy.url, {
       poolSize: 2,
       queryTimeoutMs: 1000,
     });

@@ -447,10 +447,13 @@ Deno.test({
       assert.deepEqual(unheard.map(String), [], "every failure was heard");
       assert.ok(limits.pending > 0, "the outcome decided alone is kept for NATS");
       proxy.resume();
-      // Past `retryMs`, the next question writes what was decided alone first.
+      // Past `retryMs`, the next question starts writing what was decided alone (in the background).
       await new Promise((resolve) => setTimeout(resolve, 400));
       assert.equal(await limits.retryAfter("203.0.113.71", "quinn", now), 0);
-      assert.equal(limits.pending, 0, "written once NATS answers again");
+      for (let waited = 0; limits.pending > 0; waited += 20) {
+        assert.ok(waited < 5000, `still ${limits.pending} outcomes unwritten 5 s after NATS answered again`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
     } finally {
       globalThis.removeEventListener("unhandledrejection", listener);
       proxy.resume();

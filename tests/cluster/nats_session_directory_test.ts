@@ -161,8 +161,11 @@ Deno.test({
     let fencedFirst: boolean | undefined;
     n1.liveness.listen({ nodeGone: (ref) => fencedFirst ??= ref.nodeId === "n3" && n3.liveness.fenced });
     const passwd = n1.sessions.endElsewhere("carol", "PASSWORD_CHANGED", "x");
+    // Awaited below; a failure before that must not leave its rejection unheard when the nodes stop.
+    passwd.catch(() => {});
     await eventually("n3 fenced", () => n3.liveness.fenced);
-    assert.equal(n3.endAllCalls, 1);
+    // Fenced from the moment its heartbeats went unacknowledged too long; its sessions end at its next check.
+    await eventually("n3's sessions ended", () => n3.endAllCalls === 1);
     assert.equal(n3.sessions.loginsRefused(), LOGIN_REFUSED);
     await assert.rejects(
       n3.sessions.endElsewhere("dave", "PASSWORD_CHANGED", "x"),

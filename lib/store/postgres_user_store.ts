@@ -33,6 +33,7 @@ import { nameLooksTaken, nameTaken } from "./name_taken.ts";
 import { credentialsOf, userRecordOf } from "./_user_rows.ts";
 import type { CredentialsRow, UserRow } from "./_user_rows.ts";
 import { migratePostgres } from "./postgres_migrations.ts";
+import { installPostgresWriteGuard } from "./_postgres_write_guard.ts";
 import { LOGIN_FLUSH_MS } from "./sqlite_user_store.ts";
 import type {
   AccountVerifier,
@@ -198,6 +199,7 @@ export class PostgresUserStore implements UserStore {
    * @throws {RangeError} When the database's schema is newer than this code.
    */
   static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresUserStore> {
+    installPostgresWriteGuard();
     const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
     const queryTimeoutMs = options.queryTimeoutMs ?? QUERY_TIMEOUT_MS;
     const sql = PostgresUserStore.#pool(url, poolSize, queryTimeoutMs);

@@ -7,6 +7,7 @@ import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { DatabaseUnavailableError } from "../../lib/store/database_unavailable.ts";
 import { openUserStore } from "../../lib/store/open_user_store.ts";
 import { PostgresUserStore } from "../../lib/store/postgres_user_store.ts";
+import { guardedWrites, installPostgresWriteGuard } from "../../lib/store/_postgres_write_guard.ts";
 import { SqliteUserStore } from "../../lib/store/sqlite_user_store.ts";
 import type { NewUser } from "../../lib/store/user_store.ts";
 import {
@@ -183,8 +184,10 @@ clusterTest(
         ];
         const ended = terminateConnections(db.name);
         requests.push(store.countUsers(), store.hasLookAlike("alice", "alice"));
+        // Settled as they come: a request that fails before `ended` is awaited is not left unheard.
+        const settled = Promise.allSettled<unknown>(requests);
         assert.ok(await ended >= 1, "connections were ended");
-        const outcomes = await Promise.allSettled(requests);
+        const outcomes = await settled;
         for (const outcome of outcomes) {
           if (outcome.status === "rejected") {
             const err = outcome.reason;
@@ -361,4 +364,17 @@ clusterTest("AUTHCHAT_TEST_POSTGRES names a role that may create databases", ["p
   } finally {
     await sql.end({ timeout: 5 });
   }
+});
+
+Deno.test("The guard takes the PostgreSQL driver's write on a closed socket off the uncaught errors", async () => {
+  installPostgresWriteGuard();
+  const before = guardedWrites();
+  // The driver's fault (porsager/postgres#1154, #1208), thrown as it is thrown: from an immediate callback, in
+  // a function nextWrite of a file postgres/src/connection.js. Without the guard the test process ends here.
+  const { nextWrite } = await import("./_fixtures/postgres/src/connection.js");
+  await new Promise<void>((resolve) => {
+    setImmediate(() => nextWrite(null));
+    setTimeout(resolve, 50);
+  });
+  assert.equal(guardedWrites(), before + 1, "the guard took exactly that error");
 });

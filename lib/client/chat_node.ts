@@ -16,6 +16,7 @@ import type { PeerDatagram } from "../codec/datagram.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { identityFingerprint } from "../crypto/identity_key.ts";
 import { ChatSocket } from "./_chat_socket.ts";
+import { DeliveryLog } from "./_delivery_log.ts";
 import { LinkQueue } from "./_link_queue.ts";
 import { remember } from "./_memo.ts";
 import {
@@ -54,6 +55,8 @@ interface LinkState extends SendLink {
  * session that received them may have ended while the user stays online with another one.
  */
 const REFRESH_MS = 1500;
+/** Peers whose delivered messages are remembered past their link; the oldest log goes first. */
+const MAX_LOGS = 1024;
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -80,6 +83,11 @@ export class ChatNode {
   #pending = new PendingSends<LinkState>();
   #nextId = 1;
   #keys = new Map<string, string>();
+  /**
+   * What each peer's messages delivered so far, kept past a link: a link made anew (the old one was
+   * forgotten on a presence notice) must still drop a message an old session of the peer carries again.
+   */
+  #logs = new Map<string, DeliveryLog>();
   #closed = false;
   /** Key-change warnings already shown: a peer retrying its handshake must not repeat them. */
   #warned = new Set<string>();
@@ -92,6 +100,7 @@ export class ChatNode {
     lookupsBusy: 0,
     overloaded: 0,
     delivered: 0,
+    repeated: 0,
   };
 
   private constructor(options: ChatNodeOptions, udpKey: CryptoKey) {
@@ -135,6 +144,7 @@ export class ChatNode {
       s.forged += link.stats.forged;
       s.replayed += link.stats.replayed;
       s.badSignature += link.stats.badSignature;
+      s.repeated += link.stats.repeated;
     }
     return s;
   }
@@ -377,6 +387,7 @@ export class ChatNode {
       ...(this.#o.directTimeoutMs === undefined ? {} : { directTimeoutMs: this.#o.directTimeoutMs }),
       ...(this.#o.relayOnly ? { relayOnly: true } : {}),
       onSession: (id, alive) => alive ? this.#bySession.set(id, state) : this.#bySession.delete(id),
+      deliveryLog: this.#logs.get(key) ?? remember(this.#logs, key, new DeliveryLog(), MAX_LOGS),
     });
     this.#links.set(key, state);
     return state;

@@ -69,4 +69,6 @@ export interface ChatNodeStats {
   /** Datagrams dropped unread because too many were already waiting for the same link (or the socket). */
   overloaded: number;
   delivered: number;
+  /** Messages a peer's new session carried again after an old one delivered them (lost acknowledgements), dropped. */
+  repeated: number;
 }

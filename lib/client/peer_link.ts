@@ -14,8 +14,10 @@ import type { Identity } from "../crypto/identity_key.ts";
 import type { EphemeralKeyPair } from "../crypto/peer_session.ts";
 import type { ReliableChannelOptions } from "../transport/reliable_channel.ts";
 import { answerHs1, finishHs2, hs1Authentic, hs2Authentic, makeHs1 } from "./_link_handshake.ts";
+import { DeliveryLog } from "./_delivery_log.ts";
 import { LinkSessions } from "./_link_sessions.ts";
 import type { LinkSession, QueuedMessage } from "./_link_sessions.ts";
+import { decodeNumbered, encodeNumbered, INSTANCE_BYTES, MESSAGE_HEADER_BYTES } from "./_message_header.ts";
 
 /** How datagrams reach a peer. */
 export type PeerPath =
@@ -54,6 +56,11 @@ export interface PeerLinkOptions {
   relayOnly?: boolean;
   /** Told when a session id starts or stops being ours, so DATA can be routed here. */
   onSession?: (sessionId: string, alive: boolean) => void;
+  /**
+   * What was delivered from this peer (default: a log of this link's own). A node passes the peer's log to
+   * every link it makes to them, so a link made anew still drops what an earlier one delivered.
+   */
+  deliveryLog?: DeliveryLog;
 }
 
 /** Counters of a {@linkcode PeerLink}. */
@@ -66,6 +73,10 @@ export interface PeerLinkStats {
   relayFallbacks: number;
   /** Authentic HS1s beyond the handshake budget (replays of old ones), dropped unanswered. */
   overBudget: number;
+  /** Messages delivered before (on another session), dropped. */
+  repeated: number;
+  /** Authentic messages too short for their header, or numbered 0, dropped. */
+  badHeader: number;
 }
 
 interface Initiation {
@@ -112,7 +123,19 @@ export class PeerLink {
   #acked: number[] = [];
   /** Closed links ignore whatever was still queued for them: no new session, nothing sent. */
   #closed = false;
-  #stats = { handshakes: 0, badSignature: 0, unexpected: 0, relayFallbacks: 0, overBudget: 0 };
+  #stats = {
+    handshakes: 0,
+    badSignature: 0,
+    unexpected: 0,
+    relayFallbacks: 0,
+    overBudget: 0,
+    repeated: 0,
+    badHeader: 0,
+  };
+  /** Numbers our messages across sessions; random, so a restarted client's messages are not repeats. */
+  #instance = crypto.getRandomValues(new Uint8Array(INSTANCE_BYTES));
+  #lastNumber = 0;
+  #log: DeliveryLog;
   /** Replayed HS1s are authentic, and each would cost an X25519 exchange and a session: they are budgeted. */
   #hs1Budget = new TokenBucket({ perMinute: 60_000 / HS1_REFILL_MS, burst: HS1_BURST, key: () => "" });
 
@@ -123,7 +146,10 @@ export class PeerLink {
    */
   constructor(options: PeerLinkOptions) {
     this.#o = options;
-    this.#sessions = new LinkSessions(options, (messages) => {
+    this.#log = options.deliveryLog ?? new DeliveryLog();
+    // Channels carry each message with its header.
+    const reliable = { ...options.reliable, maxMessage: this.#maxMessage + MESSAGE_HEADER_BYTES };
+    this.#sessions = new LinkSessions({ ...options, reliable }, (messages) => {
       // Whatever a session gave back goes out again, in the order it was first sent.
       this.#blocked = false;
       if (messages.length === 0) return;
@@ -162,9 +188,14 @@ export class PeerLink {
    * @throws {RangeError} When the message is too large.
    */
   send(bytes: Uint8Array, id: number): void {
-    const max = this.#o.reliable?.maxMessage ?? 65536;
+    const max = this.#maxMessage;
     if (bytes.length > max) throw new RangeError(`Message too large: ${bytes.length} bytes exceeds ${max}`);
-    this.#queue.push({ id, bytes });
+    // Numbered once: a message queued again on another session keeps its number, so the peer knows it.
+    this.#queue.push({ id, bytes: encodeNumbered(this.#instance, ++this.#lastNumber, bytes) });
+  }
+
+  get #maxMessage(): number {
+    return this.#o.reliable?.maxMessage ?? 65536;
   }
 
   /**
@@ -376,7 +407,12 @@ export class PeerLink {
     if (!current || session.serial > current.serial) this.#sessions.current = session;
     this.#heard(path, now);
     session.channel.receive(plaintext, now);
-    this.#delivered.push(...session.channel.takeDelivered());
+    for (const bytes of session.channel.takeDelivered()) {
+      const message = decodeNumbered(bytes);
+      if (!message) this.#stats.badHeader++;
+      else if (!this.#log.accept(message.instance, message.number)) this.#stats.repeated++;
+      else this.#delivered.push(message.body);
+    }
     for (const n of session.channel.takeAcknowledged()) session.acked.add(n);
     for (const [n, m] of session.ids) {
       if (!session.acked.delete(n)) break;

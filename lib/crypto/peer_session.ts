@@ -75,9 +75,11 @@ export async function generateEphemeral(): Promise<EphemeralKeyPair> {
 
 /**
  * Derive the session keys: shared = X25519(ours, theirs); HKDF-SHA-256 with
- * salt `ephInit ‖ ephResp` and info `"authchat-dm/1 " + label + "\0" +
+ * salt `ephInit ‖ ephResp` and info `"authchat-dm/2 " + label + "\0" +
  * initiator + "\0" + responder` for labels `i2r`, `r2i` (32-byte keys) and
- * `sid` (8 bytes).
+ * `sid` (8 bytes). The `/2` is the direct-message format (messages carry a
+ * sender instance and number): a client of format 1 derives other keys, so
+ * the two never misread each other's messages.
  *
  * @example
  * ```ts
@@ -123,7 +125,7 @@ export async function deriveSessionKeys(input: SessionKeyInput): Promise<Session
   salt.set(ephInit);
   salt.set(ephResp, EPHEMERAL_KEY_BYTES);
   const expand = async (label: string, bytes: number): Promise<Uint8Array<ArrayBuffer>> => {
-    const info = encoder.encode(`authchat-dm/1 ${label}\0${initiator}\0${responder}`);
+    const info = encoder.encode(`authchat-dm/2 ${label}\0${initiator}\0${responder}`);
     return new Uint8Array(
       await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info }, ikm, bytes * 8),
     );

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
-import { encodeHs1, encodeHs2, hs1SignedBytes, hs2SignedBytes } from "../../lib/codec/datagram.ts";
+import {
+  decodeDatagram,
+  encodeHs1,
+  encodeHs2,
+  hs1SignedBytes,
+  hs2SignedBytes,
+} from "../../lib/codec/datagram.ts";
 import { generateIdentity, signWith } from "../../lib/crypto/identity_key.ts";
 import { generateEphemeral } from "../../lib/crypto/peer_session.ts";
+import { DeliveryLog } from "../../lib/client/_delivery_log.ts";
 import { ADDRESS, PeerSim } from "./_peer_sim.ts";
 import { assertByteArraysEqual } from "../_bytes.ts";
 
@@ -381,4 +388,48 @@ Deno.test("PeerLink does nothing once closed: a queued authentic HS1 makes no se
   assert.equal(bob.sessionEvents.length, events, "no session was made");
   assert.deepEqual(await bob.link.poll(sim.now), []);
   assert.equal(bob.link.nextWakeup(), null);
+});
+
+Deno.test("PeerLink delivers a message once when its acknowledgements are lost and a new session carries it again", async () => {
+  const sim = await PeerSim.create({ rehandshakeMs: 1000 });
+  const { alice, bob } = sim.ends;
+  await connected(sim);
+  const first = decodeDatagram(sim.capturedOf("alice", "DATA")[0]!.bytes);
+  assert.equal(first.type, "DATA");
+  const old = first.session.toHex();
+  // Bob gets alice's messages on the first session, but none of his acknowledgements on it get through: a
+  // slow peer whose acknowledgements come too late. Alice's grace period ends and the new session carries
+  // the message again.
+  sim.filter = (from, out) => {
+    const d = decodeDatagram(out.bytes);
+    return from === "bob" && d.type === "DATA" && d.session.toHex() === old ? null : out.bytes;
+  };
+  sim.send("alice", "once", 2);
+  sim.send("alice", "twice?", 3);
+  await sim.run(() => alice.acked.includes(2) && alice.acked.includes(3));
+  await sim.run(() => alice.link.nextWakeup() === null && bob.link.nextWakeup() === null);
+  assert.ok(alice.sessionEvents.includes(`-${old}`), "alice retired the silent session");
+  assert.equal(alice.link.stats.handshakes, 2);
+  assert.deepEqual(bob.delivered, ["hello", "once", "twice?"]);
+  assert.equal(bob.link.stats.repeated, 2, "the repeats were dropped and counted");
+});
+
+Deno.test("PeerLink made anew with the peer's delivery log drops what the link before it delivered", async () => {
+  const log = new DeliveryLog();
+  const sim = await PeerSim.create({ alice: { rehandshakeMs: 1000 }, bob: { deliveryLog: log } });
+  const { alice } = sim.ends;
+  await connected(sim);
+  // Bob delivers "once" but alice never hears his acknowledgement; then bob's node forgets the link (a
+  // presence notice) and makes a new one when alice handshakes again, carrying "once" on the new session.
+  sim.filter = (from, out) => from === "bob" ? null : out.bytes;
+  sim.send("alice", "once", 2);
+  await sim.run(() => sim.ends.bob.delivered.includes("once"));
+  sim.restart("bob");
+  sim.filter = null;
+  await sim.run(() => alice.acked.includes(2));
+  assert.deepEqual(sim.ends.bob.delivered, []);
+  assert.equal(sim.ends.bob.link.stats.repeated, 1);
+  sim.send("alice", "new", 3);
+  await sim.run(() => alice.acked.includes(3));
+  assert.deepEqual(sim.ends.bob.delivered, ["new"]);
 });

@@ -105,7 +105,7 @@ Deno.test("deriveSessionKeys follows the specified HKDF schedule (independent re
         name: "HKDF",
         hash: "SHA-256",
         salt,
-        info: new TextEncoder().encode(`authchat-dm/1 ${label}\0alice\0bob`),
+        info: new TextEncoder().encode(`authchat-dm/2 ${label}\0alice\0bob`),
       },
       ikm,
       bits,

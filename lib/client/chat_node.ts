@@ -387,9 +387,16 @@ export class ChatNode {
       ...(this.#o.directTimeoutMs === undefined ? {} : { directTimeoutMs: this.#o.directTimeoutMs }),
       ...(this.#o.relayOnly ? { relayOnly: true } : {}),
       onSession: (id, alive) => alive ? this.#bySession.set(id, state) : this.#bySession.delete(id),
-      deliveryLog: this.#logs.get(key) ?? remember(this.#logs, key, new DeliveryLog(), MAX_LOGS),
+      deliveryLog: this.#deliveryLog(key),
     });
     this.#links.set(key, state);
     return state;
+  }
+
+  /** The log of what a peer delivered, kept across its links; the least recently linked peer's goes first. */
+  #deliveryLog(key: string): DeliveryLog {
+    const log = this.#logs.get(key) ?? new DeliveryLog();
+    this.#logs.delete(key);
+    return remember(this.#logs, key, log, MAX_LOGS);
   }
 }

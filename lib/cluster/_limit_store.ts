@@ -66,8 +66,7 @@ function contended(key: string): BusUnavailableError {
 }
 
 function randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(6));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return crypto.getRandomValues(new Uint8Array(6)).toHex();
 }
 
 /** One node's view of the shared limit records. */

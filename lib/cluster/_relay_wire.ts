@@ -27,7 +27,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** A new random claim id. */
 export function newClaim(): string {
-  return [...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return crypto.getRandomValues(new Uint8Array(8)).toHex();
 }
 
 function parseJson(bytes: Uint8Array): Record<string, unknown> | null {
@@ -127,7 +127,7 @@ export function encodeForward(m: ForwardMessage): Uint8Array {
   const out = new Uint8Array(FORWARD_HEADER + m.inner.length);
   const view = new DataView(out.buffer);
   out[0] = FORWARD_VERSION;
-  for (let i = 0; i < 8; i++) out[1 + i] = parseInt(m.claim.slice(2 * i, 2 * i + 2), 16);
+  out.set(Uint8Array.fromHex(m.claim), 1);
   view.setUint32(9, m.to);
   view.setUint32(13, m.from);
   out.set(m.inner, FORWARD_HEADER);
@@ -144,9 +144,8 @@ export function encodeForward(m: ForwardMessage): Uint8Array {
 export function decodeForward(bytes: Uint8Array): ForwardMessage | null {
   if (bytes.length <= FORWARD_HEADER || bytes[0] !== FORWARD_VERSION) return null;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const claim = [...bytes.subarray(1, 9)].map((b) => b.toString(16).padStart(2, "0")).join("");
   return {
-    claim,
+    claim: bytes.subarray(1, 9).toHex(),
     to: view.getUint32(9),
     from: view.getUint32(13),
     inner: new Uint8Array(bytes.subarray(FORWARD_HEADER)),

@@ -129,17 +129,33 @@ export async function endOtherSessions(
   session: RegisteredSession,
   log: LogFields,
 ): Promise<void> {
-  const [code, reason] = SESSION_ENDINGS[event];
-  const here = ctx.registry.endUser(key, session, code, reason);
-  let elsewhere: number;
-  try {
-    elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
-  } catch (err) {
-    if (!(err instanceof ProtocolError && err.code === "UNAVAILABLE")) throw err;
-    ctx.log.warn(`${event}_unconfirmed`, { ...log, ended_sessions: here, other_nodes: "not confirmed" });
+  const { ended, confirmed } = await endEverywhere(ctx, event, key, session);
+  if (!confirmed) {
+    ctx.log.warn(`${event}_unconfirmed`, { ...log, ended_sessions: ended, other_nodes: "not confirmed" });
     throw new ProtocolError("UNAVAILABLE", UNCONFIRMED[event]);
   }
-  ctx.log.info(event, { ...log, ended_sessions: here + elsewhere });
+  ctx.log.info(event, { ...log, ended_sessions: ended });
+}
+
+/**
+ * End the account's other sessions here, then ask the other nodes to end theirs.
+ *
+ * @returns How many ended, and whether the other nodes all confirmed (`UNAVAILABLE` from them: not).
+ */
+async function endEverywhere(
+  ctx: SessionContext,
+  event: keyof typeof SESSION_ENDINGS,
+  key: string,
+  session: RegisteredSession,
+): Promise<{ ended: number; confirmed: boolean }> {
+  const [code, reason] = SESSION_ENDINGS[event];
+  const here = ctx.registry.endUser(key, session, code, reason);
+  try {
+    return { ended: here + await ctx.sessions.endElsewhere(key, code, reason), confirmed: true };
+  } catch (err) {
+    if (!(err instanceof ProtocolError && err.code === "UNAVAILABLE")) throw err;
+    return { ended: here, confirmed: false };
+  }
 }
 
 /**
@@ -183,18 +199,12 @@ export async function endOtherSessionsUnsure(
   session: RegisteredSession,
   log: LogFields,
 ): Promise<ProtocolError> {
-  const [code, reason] = SESSION_ENDINGS[event];
-  const here = ctx.registry.endUser(key, session, code, reason);
-  let elsewhere: number | undefined;
-  try {
-    elsewhere = await ctx.sessions.endElsewhere(key, code, reason);
-  } catch {
-    // Said in the log line: the re-check of sessions on each node is what ends them then.
-  }
+  // Not confirmed by the other nodes: said in the log line; the re-check of sessions on each node ends them.
+  const { ended, confirmed } = await endEverywhere(ctx, event, key, session);
   ctx.log.warn(`${event}_unconfirmed`, {
     ...log,
-    ended_sessions: here + (elsewhere ?? 0),
-    ...(elsewhere === undefined ? { other_nodes: "not confirmed" } : {}),
+    ended_sessions: ended,
+    ...(confirmed ? {} : { other_nodes: "not confirmed" }),
   });
   return new ProtocolError("UNAVAILABLE", UNSURE[event]);
 }

@@ -7,7 +7,7 @@
  * revision, so a value written since is never touched.
  *
  * A marker matters only to a watch that resumes from a revision before it; the bucket's watcher reads the
- * whole bucket again instead after an absence of half that age (node_liveness.ts).
+ * whole bucket again instead after an absence of half that age (_live_watch.ts).
  *
  * @module
  */

@@ -56,10 +56,11 @@
  * JetStream would keep for good (every node id and every (node, user) pair
  * there ever was, read by every start). The live node with the lowest token
  * purges the markers once they are `keepDeletesMs` (1 h) old
- * (_delete_markers.ts). A marker only matters to a watch that resumes from
- * before it; so a node whose watch gave nothing for half that time (it was
- * away from the bus) reads the whole bucket again instead of resuming, and
- * what it knew that the bucket no longer holds is deleted in its view then.
+ * (_marker_purger.ts, _delete_markers.ts). A marker only matters to a watch
+ * that resumes from before it; so a node whose watch gave nothing for half
+ * that time (it was away from the bus) reads the whole bucket again instead of
+ * resuming, and what it knew that the bucket no longer holds is deleted in its
+ * view then (_live_watch.ts, which also reopens a stalled watch).
  *
  * The timing assumes a node's event loop is never stalled for longer than
  * `deadAfterMs - fenceAfterMs` (2.5 s): a stalled node cannot fence itself.
@@ -70,7 +71,8 @@
  */
 
 import type { KV, KvEntry } from "@nats-io/kv";
-import { DeleteMarkers } from "./_delete_markers.ts";
+import { LiveWatch } from "./_live_watch.ts";
+import { MarkerPurger } from "./_marker_purger.ts";
 import { NodeIdConflictError } from "./bus_errors.ts";
 import { busToken } from "./nats_bus.ts";
 import type { NatsBus } from "./nats_bus.ts";
@@ -194,25 +196,6 @@ interface Waiter {
   resolve: () => void;
 }
 
-/** A delete of a key this node no longer finds in the bucket (its marker was purged while it was away). */
-function forgotten(key: string, revision: number): KvEntry {
-  return {
-    bucket: "",
-    key,
-    rawKey: key,
-    value: new Uint8Array(0),
-    created: new Date(),
-    revision,
-    delta: 0,
-    operation: "DEL",
-    length: 0,
-    json: <T>(): T => {
-      throw new SyntaxError("A delete has no value");
-    },
-    string: () => "",
-  };
-}
-
 function newIncarnation(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(9));
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
@@ -262,8 +245,6 @@ export class NodeLiveness {
   #mine = new Set<string>([this.#incarnation]);
   #nodes = new Map<string, Known>();
   #listeners: LivenessListener[] = [];
-  /** Highest revision of the bucket processed. */
-  #processed = 0;
   #waiters = new Set<Waiter>();
   /** Revision of this node's latest heartbeat, and when the latest acknowledged one was sent. */
   #myRev = 0;
@@ -275,17 +256,11 @@ export class NodeLiveness {
   #departing = false;
   #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
-  #watch: { stop(): void } | null = null;
+  #watch: LiveWatch;
   #watching: Promise<void> | null = null;
-  #watchOpenedAt = 0;
-  /** When the watch last gave a change (monotonic ms). */
-  #appliedAt = 0;
   /** Keys other than heartbeats that hold a value in this node's view. */
   #present = new Set<string>();
-  #markers: DeleteMarkers;
-  #keepDeletesMs: number;
-  #lastPurgeAt = 0;
-  #purging: Promise<void> | null = null;
+  #purger: MarkerPurger;
   /** Nodes this node declared dead (or tried to), with the incarnation and when. */
   #declaring = new Map<string, { incarnation: string; at: number }>();
   #conflict: Promise<NodeIdConflictError>;
@@ -312,11 +287,22 @@ export class NodeLiveness {
         `Invalid liveness timing: need 0 < heartbeat ${heartbeatMs} < fence ${fenceAfterMs} < dead ${deadAfterMs}`,
       );
     }
-    this.#keepDeletesMs = options.keepDeletesMs ?? DEFAULT_KEEP_DELETES_MS;
-    if (!(this.#keepDeletesMs > 0)) {
-      throw new RangeError(`Invalid keepDeletesMs: ${this.#keepDeletesMs} is not a positive number of ms`);
+    const keepDeletesMs = options.keepDeletesMs ?? DEFAULT_KEEP_DELETES_MS;
+    if (!(keepDeletesMs > 0)) {
+      throw new RangeError(`Invalid keepDeletesMs: ${keepDeletesMs} is not a positive number of ms`);
     }
-    this.#markers = new DeleteMarkers(this.#keepDeletesMs);
+    this.#purger = new MarkerPurger(keepDeletesMs, this.#log);
+    this.#watch = new LiveWatch({
+      kv: () => this.kv,
+      connected: () => this.bus.connected,
+      heartbeatMs,
+      keepDeletesMs,
+      log: this.#log,
+      seen: (key, rev, marker, now) => this.#purger.seen(key, rev, marker, now),
+      deliver: (entry) => this.#deliver(entry),
+      applied: () => this.#wake(),
+      held: () => [...this.#nodes.keys()].map((node) => this.#key(node)).concat([...this.#present]),
+    });
     this.#conflict = new Promise((resolve) => this.#reportConflict = resolve);
   }
 
@@ -403,10 +389,10 @@ export class NodeLiveness {
    */
   async start(): Promise<void> {
     this.#kv = await this.bus.kv(LIVE_BUCKET, { history: 1 });
-    this.#watching = this.#runWatch();
+    this.#watching = this.#watch.run();
     const last = (await this.#kv.status()).streamInfo.state.last_seq;
-    await this.#until(() => this.#processed >= last, START_READ_MS);
-    if (this.#processed < last) throw new Error(`could not read the bucket within ${START_READ_MS} ms`);
+    await this.#until(() => this.#watch.processed >= last, START_READ_MS);
+    if (this.#watch.processed < last) throw new Error(`could not read the bucket within ${START_READ_MS} ms`);
     const key = this.#key(this.node);
     let mine = this.#nodes.get(this.node);
     if (mine) {
@@ -433,12 +419,12 @@ export class NodeLiveness {
     }
     this.#ackedSentAt = this.#lastBeatAt = sentAt;
     const rev = this.#myRev;
-    await this.#until(() => this.#processed >= rev, START_READ_MS);
-    if (this.#processed < rev) throw new Error(`could not read the bucket within ${START_READ_MS} ms`);
+    await this.#until(() => this.#watch.processed >= rev, START_READ_MS);
+    if (this.#watch.processed < rev) throw new Error(`could not read the bucket within ${START_READ_MS} ms`);
     this.#started = true;
     this.#log?.always("info", "node_up", { node: this.nodeId, incarnation: this.#incarnation });
     this.#emit((l) => l.collect?.(this.node));
-    this.#lastPurgeAt = performance.now();
+    this.#purger.started(performance.now());
     this.#timer = setInterval(() => this.#tick(), Math.min(250, this.#timing.heartbeatMs / 2));
   }
 
@@ -459,7 +445,7 @@ export class NodeLiveness {
         await this.#until(() => this.fenced, this.#timing.heartbeatMs);
         continue;
       }
-      await this.#until(() => this.#processed >= last || this.fenced);
+      await this.#until(() => this.#watch.processed >= last || this.fenced);
       if (this.fenced) throw new BusLostError("This node has lost the bus");
       return;
     }
@@ -504,86 +490,14 @@ export class NodeLiveness {
     }
   }
 
-  /**
-   * Read the bucket, from where this node is on: a watch that ends, or that stalls (see
-   * {@linkcode NodeLiveness.#checkWatch}), is opened again after the last revision processed — or, after an
-   * absence long enough for deletes to have been purged meanwhile, from the start (see
-   * {@linkcode NodeLiveness.#forgetUnseen}).
-   */
-  async #runWatch(): Promise<void> {
-    while (!this.#closed) {
-      try {
-        const resume = this.#processed > 0 && !this.#away(performance.now());
-        let seen: Set<string> | null = this.#processed > 0 && !resume ? new Set() : null;
-        if (seen) this.#log?.info("bus_watch_reread", { after_revision: this.#processed });
-        const watch = await this.kv.watch({
-          key: ">",
-          ...(resume ? { resumeFromRevision: this.#processed + 1 } : {}),
-        });
-        this.#watch = watch;
-        this.#watchOpenedAt = performance.now();
-        if (this.#closed) watch.stop();
-        for await (const entry of watch) {
-          // A watch that resumes by itself after a reconnect may have missed purged deletes: read it all.
-          if (!seen && this.#away(performance.now())) break;
-          seen?.add(entry.key);
-          this.#apply(entry);
-          // The first update (or the last of the current values) ends what the bucket held when read.
-          if (seen && entry.isUpdate) {
-            this.#forgetUnseen(seen);
-            seen = null;
-          }
-        }
-      } catch (err) {
-        if (this.#closed) return;
-        this.#log?.warn("bus_watch_failed", { error: (err as Error).message });
-        await new Promise((r) => setTimeout(r, this.#timing.heartbeatMs));
-      }
-    }
-  }
-
-  /**
-   * Open the watch again when it has stalled. Its consumer loses what the server pushed while the
-   * connection was down, and can wait a minute to notice; this node's own heartbeats pass through the
-   * bucket every `heartbeatMs`, so a watch connected and silent for three of them is stuck.
-   */
-  #checkWatch(now: number): void {
-    const silent = 3 * this.#timing.heartbeatMs;
-    if (!this.bus.connected || now - this.#appliedAt <= silent || now - this.#watchOpenedAt <= silent) return;
-    this.#log?.info("bus_watch_reopened", { after_revision: this.#processed });
-    this.#watchOpenedAt = now;
-    this.#watch?.stop();
-  }
-
-  /** Whether the watch gave nothing for so long that deletes may have been purged meanwhile. */
-  #away(now: number): boolean {
-    return this.#processed > 0 && now - this.#appliedAt > this.#keepDeletesMs / 2;
-  }
-
-  /**
-   * After the bucket was read again: what this node knew that the bucket no longer holds was deleted while
-   * it was away (the marker purged since). Told now, after what the bucket holds.
-   */
-  #forgetUnseen(seen: Set<string>): void {
-    const gone = [...this.#nodes.keys()].map((node) => this.#key(node)).concat([...this.#present])
-      .filter((key) => !seen.has(key));
-    for (const key of gone) this.#apply(forgotten(key, this.#processed), true);
-    if (gone.length > 0) this.#log?.info("bus_deletes_missed", { keys: gone.length });
-  }
-
-  #apply(entry: KvEntry, late = false): void {
-    if (entry.revision <= this.#processed && !late) return;
-    const now = performance.now();
-    if (!late) this.#markers.seen(entry.key, entry.revision, entry.operation !== "PUT", now);
+  /** One change of the bucket, in stream order (from {@linkcode LiveWatch}). */
+  #deliver(entry: KvEntry): void {
     if (entry.key.startsWith("n.")) this.#applyHeartbeat(entry);
     else {
       if (entry.operation === "PUT") this.#present.add(entry.key);
       else this.#present.delete(entry.key);
       this.#emit((l) => l.entry?.(entry));
     }
-    this.#processed = Math.max(this.#processed, entry.revision);
-    this.#appliedAt = now;
-    this.#wake();
   }
 
   #applyHeartbeat(entry: KvEntry): void {
@@ -661,34 +575,14 @@ export class NodeLiveness {
       if (now - at > this.#timing.deadAfterMs) this.#declaring.delete(node);
     }
     if (!this.#fenced && this.bus.connected) this.#detect(now);
-    this.#checkWatch(now);
-    this.#purge(now);
+    this.#watch.check(now);
+    this.#purger.tick(now, {
+      ready: () => !this.fenced && this.bus.connected,
+      first: () => [...this.#nodes.keys()].sort()[0] === this.node,
+      nc: () => this.bus.nc,
+      kv: () => this.kv,
+    });
     this.#wake();
-  }
-
-  /**
-   * Every quarter of `keepDeletesMs`, purge the markers older than that, when this node is the live one
-   * with the lowest token; the others drop the markers that node had time for (twice the age: in case it
-   * went away first, the next one still has them).
-   */
-  #purge(now: number): void {
-    if (this.#purging || now - this.#lastPurgeAt < this.#keepDeletesMs / 4) return;
-    if (this.fenced || !this.bus.connected) return;
-    this.#lastPurgeAt = now;
-    const first = [...this.#nodes.keys()].sort()[0];
-    if (first !== this.node) {
-      this.#markers.take(now, 2 * this.#keepDeletesMs);
-      return;
-    }
-    const due = this.#markers.take(now);
-    if (due.length === 0) return;
-    this.#purging = DeleteMarkers.purge(this.bus.nc, this.kv, due)
-      .then((purged) => this.#log?.info("bus_deletes_purged", { markers: due.length, purged }))
-      .catch((err) => {
-        this.#markers.retry(due);
-        this.#log?.warn("bus_purge_failed", { markers: due.length, error: (err as Error).message });
-      })
-      .finally(() => this.#purging = null);
   }
 
   #fence(): void {
@@ -737,7 +631,7 @@ export class NodeLiveness {
       this.#incarnation = next;
       this.#myRev = rev;
       this.#ackedSentAt = Math.max(this.#ackedSentAt, sentAt);
-      await this.#until(() => this.#processed >= rev);
+      await this.#until(() => this.#watch.processed >= rev);
       if (this.#closed || this.#conflicted) return;
       this.#fenced = false;
       this.#log?.always("info", "bus_back", { node: this.nodeId, incarnation: next });
@@ -801,9 +695,9 @@ export class NodeLiveness {
     this.#closed = true;
     clearInterval(this.#timer);
     this.#wake();
-    this.#watch?.stop();
+    this.#watch.stop();
     await this.#beating;
     await this.#watching;
-    await this.#purging;
+    await this.#purger.close();
   }
 }

@@ -8,7 +8,7 @@
  *   nothing when it has changed meanwhile, on any node (compare-and-swap in the statement's WHERE).
  * - A new name's look-alike check and insert are one transaction holding advisory locks on the name's two
  *   look-alike keys, so of two look-alike names registered at once on any nodes, one is created.
- * - Login times are written behind, at most {@linkcode LOGIN_FLUSH_MS} later, many in one statement, each
+ * - Login times are written behind, at most `LOGIN_FLUSH_MS` (_login_times.ts) later, many in one statement, each
  *   only onto the verifier it was recorded under. A time recorded on one node just before another node
  *   changes the password is dropped rather than written past the change.
  * - A lost connection fails the requests that needed it with `UNAVAILABLE` (a read is tried once more
@@ -34,7 +34,7 @@ import { credentialsOf, userRecordOf } from "./_user_rows.ts";
 import type { CredentialsRow, UserRow } from "./_user_rows.ts";
 import { migratePostgres } from "./postgres_migrations.ts";
 import { installPostgresWriteGuard } from "./_postgres_write_guard.ts";
-import { LOGIN_FLUSH_MS } from "./sqlite_user_store.ts";
+import { LoginTimes } from "./_login_times.ts";
 import type {
   AccountVerifier,
   Credentials,
@@ -140,8 +140,7 @@ export class PostgresUserStore implements UserStore {
   #retiring = new Set<Promise<void>>();
   #secret: Uint8Array<ArrayBuffer>;
   /** Login times not yet written, by row id, with the verifier they were recorded under. */
-  #logins = new Map<number, { at: number; verifier: string }>();
-  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #logins = new LoginTimes(() => void this.flushLogins());
   #flushing: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
 
@@ -304,8 +303,7 @@ export class PostgresUserStore implements UserStore {
     );
     if (!row) return undefined;
     const record = userRecordOf(row);
-    const pending = this.#logins.get(record.id);
-    if (pending?.verifier === record.verifier) record.lastLoginAt = pending.at;
+    record.lastLoginAt = this.#logins.pending(record.id, record.verifier) ?? record.lastLoginAt;
     return record;
   }
 
@@ -383,8 +381,7 @@ export class PostgresUserStore implements UserStore {
     );
     const changed = result.count === 1;
     // Still the same account: a login time waiting to be written follows it to its new verifier.
-    const pending = this.#logins.get(id);
-    if (changed && pending?.verifier === expected) pending.verifier = verifier;
+    if (changed) this.#logins.moved(id, expected, verifier);
     return changed;
   }
 
@@ -402,7 +399,7 @@ export class PostgresUserStore implements UserStore {
       sql`DELETE FROM users WHERE id = ${id} AND verifier = ${expected}`
     );
     const deleted = result.count === 1;
-    if (deleted) this.#logins.delete(id);
+    if (deleted) this.#logins.deleted(id);
     return deleted;
   }
 
@@ -415,17 +412,7 @@ export class PostgresUserStore implements UserStore {
       READ,
     );
     if (!row) return undefined;
-    const pending = this.#logins.get(id);
-    const previous = pending?.verifier === expected
-      ? pending.at
-      : row.last_login_at === null
-      ? null
-      : Number(row.last_login_at);
-    this.#logins.set(id, { at: now, verifier: expected });
-    this.#flushTimer ??= setTimeout(() => {
-      this.#flushTimer = undefined;
-      void this.flushLogins();
-    }, LOGIN_FLUSH_MS);
+    const previous = this.#logins.record(id, expected, now, row.last_login_at);
     const identity = row.identity_key !== null && row.key_backup !== null
       ? { key: new Uint8Array(row.identity_key), backup: row.key_backup }
       : null;
@@ -441,8 +428,7 @@ export class PostgresUserStore implements UserStore {
    * @returns When the write is done or has failed.
    */
   flushLogins(): Promise<void> {
-    clearTimeout(this.#flushTimer);
-    this.#flushTimer = undefined;
+    this.#logins.cancel();
     // One flush at a time: a second waits for the first, then writes what is left.
     const next = (this.#flushing ?? Promise.resolve()).then(() => this.#flush());
     this.#flushing = next;
@@ -454,7 +440,7 @@ export class PostgresUserStore implements UserStore {
 
   async #flush(): Promise<void> {
     if (this.#logins.size === 0) return;
-    const logins = [...this.#logins];
+    const logins = this.#logins.take();
     const rows = logins.map(([id, { at, verifier }]) => ({ id, at, verifier }));
     try {
       // As text, then jsonb: a parameter cast straight to jsonb is sent as JSON, and the text would arrive as
@@ -467,14 +453,9 @@ export class PostgresUserStore implements UserStore {
         }::text::jsonb) AS v(id BIGINT, at BIGINT, verifier TEXT)
         WHERE u.id = v.id AND u.verifier = v.verifier`
       );
-      for (const [id, entry] of logins) if (this.#logins.get(id) === entry) this.#logins.delete(id);
+      this.#logins.written(logins);
     } catch {
-      if (this.#closed === undefined) {
-        this.#flushTimer ??= setTimeout(() => {
-          this.#flushTimer = undefined;
-          void this.flushLogins();
-        }, LOGIN_FLUSH_MS);
-      }
+      if (this.#closed === undefined) this.#logins.schedule();
     }
   }
 
@@ -532,8 +513,7 @@ export class PostgresUserStore implements UserStore {
   close(): Promise<void> {
     this.#closed ??= (async () => {
       await this.flushLogins();
-      clearTimeout(this.#flushTimer);
-      this.#flushTimer = undefined;
+      this.#logins.cancel();
       await this.#sql.end({ timeout: 5 });
       await Promise.all(this.#retiring);
     })();

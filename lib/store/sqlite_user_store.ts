@@ -33,8 +33,8 @@ export const DATABASE_FILE = "authchat.db";
 /** How long a write waits for a lock another process (such as `seed`) holds. */
 const BUSY_TIMEOUT_MS = 5000;
 
-/** Longest a recorded login time waits before it is written (a crash loses at most this much of them). */
-export const LOGIN_FLUSH_MS = 1000;
+export { LOGIN_FLUSH_MS } from "./_login_times.ts";
+import { LoginTimes } from "./_login_times.ts";
 
 function isUniqueViolation(err: unknown): boolean {
   return typeof err === "object" && err !== null && (err as { errcode?: number }).errcode === 2067;
@@ -72,8 +72,7 @@ export class SqliteUserStore implements UserStore {
    * Login times not yet written, by row id, with the verifier they were recorded under: a row id a deleted
    * account freed may be given to a new one, which must not inherit its predecessor's login time.
    */
-  #logins = new Map<number, { at: number; verifier: string }>();
-  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #logins = new LoginTimes(() => this.flushLogins());
   #ping: StatementSync;
   /** The database file and its identity when opened (`null` for `:memory:`), for {@linkcode SqliteUserStore.ping}. */
   #file: { path: string; dev: number; ino: number } | null;
@@ -168,8 +167,7 @@ export class SqliteUserStore implements UserStore {
     const row = this.#find.get(nameKey) as UserRow | undefined;
     if (!row) return Promise.resolve(undefined);
     const record = userRecordOf(row);
-    const pending = this.#logins.get(record.id);
-    if (pending?.verifier === record.verifier) record.lastLoginAt = pending.at;
+    record.lastLoginAt = this.#logins.pending(record.id, record.verifier) ?? record.lastLoginAt;
     return Promise.resolve(record);
   }
 
@@ -220,8 +218,7 @@ export class SqliteUserStore implements UserStore {
       : this.#updateWithBackup.run(verifier, keyBackup, id, expected);
     const changed = Number(result.changes) === 1;
     // Still the same account: a login time waiting to be written follows it to its new verifier.
-    const pending = this.#logins.get(id);
-    if (changed && pending?.verifier === expected) pending.verifier = verifier;
+    if (changed) this.#logins.moved(id, expected, verifier);
     return Promise.resolve(changed);
   }
 
@@ -232,7 +229,7 @@ export class SqliteUserStore implements UserStore {
 
   deleteUser(id: number, expected: string): Promise<boolean> {
     const deleted = Number(this.#delete.run(id, expected).changes) === 1;
-    if (deleted) this.#logins.delete(id);
+    if (deleted) this.#logins.deleted(id);
     return Promise.resolve(deleted);
   }
 
@@ -243,17 +240,7 @@ export class SqliteUserStore implements UserStore {
         | { last_login_at: number | null; identity_key: Uint8Array | null; key_backup: string | null }
         | undefined;
       if (!row) return Promise.resolve(undefined);
-      const pending = this.#logins.get(id);
-      const previous = pending?.verifier === expected
-        ? pending.at
-        : row.last_login_at === null
-        ? null
-        : Number(row.last_login_at);
-      this.#logins.set(id, { at: now, verifier: expected });
-      this.#flushTimer ??= setTimeout(() => {
-        this.#flushTimer = undefined;
-        this.flushLogins();
-      }, LOGIN_FLUSH_MS);
+      const previous = this.#logins.record(id, expected, now, row.last_login_at);
       const identity = row.identity_key !== null && row.key_backup !== null
         ? { key: new Uint8Array(row.identity_key), backup: row.key_backup }
         : null;
@@ -273,10 +260,9 @@ export class SqliteUserStore implements UserStore {
   }
 
   #flush(waitForLock: boolean): void {
-    clearTimeout(this.#flushTimer);
-    this.#flushTimer = undefined;
+    this.#logins.cancel();
     if (this.#logins.size === 0 || !this.#db.isOpen) return;
-    const logins = [...this.#logins];
+    const logins = this.#logins.take();
     if (!waitForLock) this.#db.exec("PRAGMA busy_timeout = 0");
     try {
       this.#db.exec("BEGIN IMMEDIATE");
@@ -284,10 +270,10 @@ export class SqliteUserStore implements UserStore {
       // id given to a new account meanwhile is left alone.
       for (const [id, { at, verifier }] of logins) this.#setLogin.run(at, id, verifier);
       this.#db.exec("COMMIT");
-      for (const [id, entry] of logins) if (this.#logins.get(id) === entry) this.#logins.delete(id);
+      this.#logins.written(logins);
     } catch {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
-      this.#flushTimer = setTimeout(() => this.flushLogins(), LOGIN_FLUSH_MS);
+      this.#logins.schedule();
     } finally {
       this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     }
@@ -371,7 +357,7 @@ export class SqliteUserStore implements UserStore {
   close(): void {
     // The last chance to write them: worth waiting for a lock.
     this.#flush(true);
-    clearTimeout(this.#flushTimer);
+    this.#logins.cancel();
     if (this.#db.isOpen) this.#db.close();
   }
 }

@@ -110,6 +110,7 @@ export { LocalAbuseLimits, NO_OTHER_NODES } from "./lib/server/shared_parts.ts";
 export type {
   AbuseLimits,
   LocalAbuseLimitsParts,
+  LoginGate,
   SessionDirectory,
   SessionsHere,
   SharedParts,

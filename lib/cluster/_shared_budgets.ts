@@ -156,16 +156,42 @@ export class SharedBudgets {
     now: number,
     options: LoginOptions,
   ): Promise<LoginRefusal | null> {
-    const keys = loginKeys(address, account, options);
-    const names = [keys.pair, keys.account, ...(keys.source ? [keys.source] : [])];
-    const answer = (records: Map<string, LimitRecord>) => {
-      const waits = this.#waits(keys, records, now);
-      return loginVerdict(waits.source, this.#known(records.get(keys.pair), now) ? waits.account : 0);
-    };
+    const names = this.#checkKeys(address, account, options);
+    const answer = (records: Map<string, LimitRecord>) =>
+      this.checkFrom(address, account, now, options, records);
     return this.#store.answer(
       async () => answer(await this.#store.readAll(names)),
       () => answer(this.#store.knownAll(names)),
     );
+  }
+
+  /** The keys {@linkcode SharedBudgets.checkLogin} reads. */
+  #checkKeys(address: string, account: string, options: LoginOptions): string[] {
+    const keys = loginKeys(address, account, options);
+    return [keys.pair, keys.account, ...(keys.source ? [keys.source] : [])];
+  }
+
+  /**
+   * {@linkcode SharedBudgets.checkLogin}'s answer from records already read.
+   *
+   * @param address Source IP address.
+   * @param account Lower-cased account name.
+   * @param now Current time in ms.
+   * @param options Whether a valid device token was shown.
+   * @param records The records of the login's pair, account and (without a device token) source; a missing
+   *   one is empty.
+   * @returns `null` to go ahead, else whose budget is spent and for how long.
+   */
+  checkFrom(
+    address: string,
+    account: string,
+    now: number,
+    options: LoginOptions,
+    records: Map<string, LimitRecord>,
+  ): LoginRefusal | null {
+    const keys = loginKeys(address, account, options);
+    const waits = this.#waits(keys, records, now);
+    return loginVerdict(waits.source, this.#known(records.get(keys.pair), now) ? waits.account : 0);
   }
 
   /**

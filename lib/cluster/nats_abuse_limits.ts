@@ -27,15 +27,18 @@
  * 30 s), renewed by its every write there: the count of a node that died or
  * lost the bus mid-proof stops counting when the lease runs out.
  *
- * **Cost.** Questions that change nothing (`retryAfter`, `checkLogin`) read
- * their keys in parallel, fresh. What changes writes each key once, from the
- * revision last seen here (no read first unless it turns out stale), and only
- * what changed. A node's own requests on one key never race (they take turns),
- * so conflicts come only from other nodes. Each read or write is one request
- * and its reply: a login with a password makes 6 reads and 8 writes (9 the
- * first time its source logs in to the account), in five rounds of parallel
- * requests; a login with a device token 3 reads and 3 or 4 writes; a wrong
- * password 6 reads and 6 writes.
+ * **Cost.** Questions that change nothing (`retryAfter`, `checkLogin`,
+ * `loginGate`) read their keys in parallel, fresh; `loginGate` asks the login
+ * budgets and the backoff of a `LOGIN` without a device token from one read of
+ * their three keys (the same pair, source and account). What changes writes
+ * each key once, from the revision last seen here (no read first unless it
+ * turns out stale), and only what changed. A node's own requests on one key
+ * never race (they take turns), so conflicts come only from other nodes. Each
+ * read or write is one request and its reply: a login with a password makes 3
+ * reads and 8 writes (9 the first time its source logs in to the account), in
+ * four rounds of parallel requests (tests/cluster/nats_abuse_limits_cost_test.ts
+ * counts them); a login with a device token 3 reads and 3 or 4 writes; a wrong
+ * password 3 reads and 6 writes.
  *
  * **When NATS cannot be reached** (no connection, or a request unanswered
  * within `timeoutMs`; then for `retryMs` the node does not ask again), the node
@@ -77,7 +80,7 @@ import { ProtocolError } from "../codec/protocol_error.ts";
 import { limitOptions } from "../server/local_parts.ts";
 import type { LimitSettings } from "../server/local_parts.ts";
 import type { Logger } from "../server/logger.ts";
-import type { AbuseLimits } from "../server/shared_parts.ts";
+import type { AbuseLimits, LoginGate } from "../server/shared_parts.ts";
 import type { LimitRecord } from "./_limit_record.ts";
 import { LimitStore } from "./_limit_store.ts";
 import { SharedBudgets } from "./_shared_budgets.ts";
@@ -351,6 +354,25 @@ export class NatsAbuseLimits implements AbuseLimits {
   ): Promise<LoginRefusal | null> {
     this.#enter(now);
     return await this.#budgets.checkLogin(address, account, now, options);
+  }
+
+  async loginGate(address: string, account: string, now: number): Promise<LoginGate> {
+    this.#enter(now);
+    const keys = attemptKeys(address, account, {});
+    const names = keyList(keys);
+    const budgets = this.#budgets;
+    // The budgets' keys and the backoff's are the same three (pair, source, account): read once for both.
+    return await this.#store.answer(
+      async () => {
+        const records = await this.#store.readAll(names);
+        const refusal = budgets.checkFrom(address, account, now, {}, records);
+        return { refusal, waitMs: refusal ? 0 : this.#verdict(keys, records, now).waitMs };
+      },
+      () => {
+        const refusal = budgets.checkFrom(address, account, now, {}, this.#store.knownAll(names));
+        return { refusal, waitMs: refusal ? 0 : this.#aloneVerdict(keys, now) };
+      },
+    );
   }
 
   async spendLogin(

@@ -39,6 +39,26 @@ export async function checkLoginBudget(
 }
 
 /**
+ * At `LOGIN` without a device token, before any exchange: {@linkcode checkLoginBudget} and the backoff's
+ * wait in one step (`AbuseLimits.loginGate`), which the exchange's gate then uses instead of asking again.
+ *
+ * @param ctx The server's shared state.
+ * @param peerAddress Source address.
+ * @param account Lower-cased account name, known or not.
+ * @returns Milliseconds the backoff says to wait (0 to go ahead).
+ * @throws {ProtocolError} `RATE_LIMITED` with `retryAfterMs` when a login budget is spent.
+ */
+export async function checkLoginGate(
+  ctx: SessionContext,
+  peerAddress: string,
+  account: string,
+): Promise<number> {
+  const { refusal, waitMs } = await ctx.limits.loginGate(peerAddress, account, ctx.now());
+  refuse(refusal);
+  return waitMs;
+}
+
+/**
  * After a correct proof of a `LOGIN`, before it is committed: count it, or refuse it when the source's or
  * the account's budget is spent (then nothing is committed and nobody is told of a presence change).
  *

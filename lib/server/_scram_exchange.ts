@@ -61,6 +61,11 @@ export interface StartRequest {
   newVerifier?: string;
   /** PASSWD's identity key backup, re-sealed under the new password. */
   newBackup?: string;
+  /**
+   * LOGIN's backoff wait, already asked with its budgets (`AbuseLimits.loginGate`): the gate uses it
+   * rather than ask again. Only without a device token or a held one.
+   */
+  gateWaitMs?: number;
   /** LOGIN's `device_token`, as shown: checked here against the account the LOGIN names. */
   deviceToken?: string;
   /** PASSWD's and DELETE's: the device token the session holds (checked at its LOGIN, or issued to it). */
@@ -95,12 +100,14 @@ async function gate(
   key: string,
   token: ValidDeviceToken | null,
   log?: LogFields,
+  askedWaitMs?: number,
 ): Promise<ValidDeviceToken | null> {
   ctx.trace?.("limits.retryAfter");
   const now = ctx.now();
   if (token && await ctx.limits.retryAfter(address, key, now, { deviceToken: token.id }) === 0) return token;
   if (token) ctx.log.info("device_token_in_backoff", { ...log });
-  const wait = await ctx.limits.retryAfter(address, key, now);
+  // Asked already, with the same keys, when the LOGIN's budgets were (and no token was in play then).
+  const wait = askedWaitMs ?? await ctx.limits.retryAfter(address, key, now);
   if (wait > 0) throw rateLimited(wait);
   return null;
 }
@@ -133,7 +140,10 @@ export async function startExchange(
   const trace = ctx.trace;
   const held = request.heldToken && request.heldToken.expiresAt > ctx.now() ? request.heldToken : null;
   let token = held;
-  if (shown === undefined) token = await gate(ctx, request.peerAddress, who.key, held, request.log);
+  if (shown === undefined) {
+    const asked = held ? undefined : request.gateWaitMs;
+    token = await gate(ctx, request.peerAddress, who.key, held, request.log, asked);
+  }
   trace?.("mockVerifier");
   const mock = await mockVerifier(ctx.mockSecret, who.key, ctx.iterations);
   trace?.("formatVerifier");

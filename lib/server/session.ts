@@ -42,6 +42,7 @@ import {
 } from "./_chat_requests.ts";
 import {
   checkLoginBudget,
+  checkLoginGate,
   refuseIfEndedSince,
   refuseWhileCutOff,
   spendLoginBudget,
@@ -323,13 +324,12 @@ export class Session implements RegisteredSession {
         const first = this.#scram.parseFirst(msg.mechanism, msg.data);
         const who = prepareUsername(first.username);
         // One that shows a token is asked once its token is checked: a valid one spares it the address's.
-        if (msg.device_token === undefined) await checkLoginBudget(this.#ctx, this.peerAddress, who.key);
-        return await this.#begin({
-          purpose: "login",
-          first,
-          who,
-          ...(msg.device_token === undefined ? {} : { deviceToken: msg.device_token }),
-        }, msg.id);
+        // Without one, the budgets and the backoff are asked in one step; the exchange's gate uses its wait.
+        if (msg.device_token === undefined) {
+          const gateWaitMs = await checkLoginGate(this.#ctx, this.peerAddress, who.key);
+          return await this.#begin({ purpose: "login", first, who, gateWaitMs }, msg.id);
+        }
+        return await this.#begin({ purpose: "login", first, who, deviceToken: msg.device_token }, msg.id);
       }
       case "PASSWD":
       case "DELETE":

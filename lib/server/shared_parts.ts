@@ -93,6 +93,18 @@ export interface AbuseLimits {
     options?: LoginOptions,
   ): Promise<LoginRefusal | null>;
   /**
+   * At `LOGIN` without a device token, before any exchange: {@linkcode AbuseLimits.checkLogin} and, when it
+   * lets the login go ahead, {@linkcode AbuseLimits.retryAfter}, in one step (a shared implementation reads
+   * each key once for both).
+   *
+   * @param address Source IP address.
+   * @param account Lower-cased account name, known or not.
+   * @param now Current time in ms.
+   * @returns The budgets' refusal (`null` to go ahead) and, when there is none, the backoff's wait (0 to
+   *   go ahead; 0 too when refused, the backoff not asked).
+   */
+  loginGate(address: string, account: string, now: number): Promise<LoginGate>;
+  /**
    * After a correct proof of a `LOGIN`: count it against the source's and the account's budgets, or refuse
    * it (see `LoginBudget.spend`).
    *
@@ -108,6 +120,14 @@ export interface AbuseLimits {
     now: number,
     options?: LoginOptions,
   ): Promise<LoginRefusal | null>;
+}
+
+/** What {@linkcode AbuseLimits.loginGate} answers. */
+export interface LoginGate {
+  /** Whose login budget is spent and for how long, or `null` to go ahead. */
+  refusal: LoginRefusal | null;
+  /** Milliseconds the backoff says to wait (0 to go ahead, and when `refusal` is set). */
+  waitMs: number;
 }
 
 /** The parts of {@linkcode LocalAbuseLimits}. */
@@ -184,6 +204,12 @@ export class LocalAbuseLimits implements AbuseLimits {
     options: LoginOptions = {},
   ): Promise<LoginRefusal | null> {
     return Promise.resolve(this.#p.logins.check(address, account, now, options));
+  }
+
+  loginGate(address: string, account: string, now: number): Promise<LoginGate> {
+    const refusal = this.#p.logins.check(address, account, now);
+    const waitMs = refusal ? 0 : this.#p.limiter.retryAfter(address, account, now);
+    return Promise.resolve({ refusal, waitMs });
   }
 
   spendLogin(

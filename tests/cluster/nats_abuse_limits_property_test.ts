@@ -47,6 +47,7 @@ const step = fc.oneof(
   fc.record({ op: fc.constant("register" as const), address, dt }),
   fc.record({ op: fc.constant("check" as const), address, account, deviceToken: fc.boolean(), dt }),
   fc.record({ op: fc.constant("spend" as const), address, account, deviceToken: fc.boolean(), dt }),
+  fc.record({ op: fc.constant("gate" as const), address, account, dt }),
 );
 type Step = typeof step extends fc.Arbitrary<infer S> ? S : never;
 
@@ -103,6 +104,9 @@ async function compare(
         break;
       case "spend":
         await both((l) => l.spendLogin(s.address, s.account, now, { deviceToken: s.deviceToken }));
+        break;
+      case "gate":
+        await both((l) => l.loginGate(s.address, s.account, now));
         break;
     }
   }

@@ -111,6 +111,7 @@ export type {
   AbuseLimits,
   LocalAbuseLimitsParts,
   LoginGate,
+  ProofRefusal,
   SessionDirectory,
   SessionsHere,
   SharedParts,

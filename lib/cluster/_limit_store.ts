@@ -1,6 +1,7 @@
 /**
  * The records of the shared abuse limits as one node holds them: the bucket
- * on NATS (read fresh, written by compare-and-swap), this node's own proofs
+ * on NATS (read fresh, written by compare-and-swap, the changes of one key
+ * waiting on this node written together), this node's own proofs
  * under way on each key, and what the node does when NATS cannot be reached —
  * it answers alone from its mirror, and keeps the failures and successes it
  * decides for the bucket, written in order once NATS answers again. What the
@@ -13,7 +14,6 @@ import { counterAfterFailure, counterAfterForgiving, liveCounter } from "../auth
 import type { Logger } from "../server/logger.ts";
 import { KeyLocks } from "./_key_locks.ts";
 import { KvCells } from "./_kv_cells.ts";
-import type { Cell } from "./_kv_cells.ts";
 import { decodeRecord, encodeRecord, othersChecking, withProofs } from "./_limit_record.ts";
 import type { LimitRecord } from "./_limit_record.ts";
 import { BusUnavailableError } from "./nats_bus.ts";
@@ -69,6 +69,16 @@ function randomId(): string {
   return crypto.getRandomValues(new Uint8Array(6)).toHex();
 }
 
+/**
+ * A change of one key written together with the others this node has waiting for it: given the record as
+ * the changes before it left it, the record to write, or `null` to leave it out.
+ */
+interface Combined {
+  apply: (record: LimitRecord) => LimitRecord | null;
+  done: (written: boolean) => void;
+  failed: (err: unknown) => void;
+}
+
 /** One node's view of the shared limit records. */
 export class LimitStore {
   /** This instance's id in the records (a restarted node is another one). */
@@ -77,6 +87,8 @@ export class LimitStore {
   #options: LimitStoreOptions;
   #cells: KvCells<LimitRecord>;
   #locks = new KeyLocks();
+  /** Per key: the changes waiting to be written together, and whether a write of it is under way. */
+  #batches = new Map<string, { waiting: Combined[]; writing: boolean }>();
   /** Proofs this node is checking, per key. */
   #inflight = new Map<string, number>();
   #pending: PendingChange[] = [];
@@ -285,7 +297,8 @@ export class LimitStore {
   // --- this node's proofs under way, and locks ----------------------------------------------------
 
   /**
-   * Run `fn` holding the locks of keys: meanwhile nothing else on this node reads or writes them.
+   * Run `fn` holding the locks of keys: meanwhile no other holder of any of them runs (writes through
+   * {@linkcode combine} take none: they never race one another anyway).
    *
    * @param keys The keys.
    * @param fn What to run.
@@ -336,9 +349,12 @@ export class LimitStore {
 
   // --- records ------------------------------------------------------------------------------------
 
-  #toWrite(key: string, record: LimitRecord, now: number, extra: number): LimitRecord {
-    const proofs = withProofs(record, this.node, this.count(key) + extra, now + this.#options.leaseMs, now);
-    return this.#options.tidy(key, proofs, now);
+  /**
+   * A record as written: tidied, other nodes' counts of proofs under way kept while their leases run (a
+   * node of an earlier version writes them), none of this node's (each proof is counted when it ends).
+   */
+  #toWrite(key: string, record: LimitRecord, now: number): LimitRecord {
+    return this.#options.tidy(key, withProofs(record, this.node, 0, now + this.#options.leaseMs, now), now);
   }
 
   /**
@@ -411,7 +427,7 @@ export class LimitStore {
       const { record, result } = change(cell.record);
       if (record === undefined) {
         if (fresh) return result;
-      } else if (await this.#cells.write(key, this.#toWrite(key, record, now, 0), cell.rev)) {
+      } else if (await this.#cells.write(key, this.#toWrite(key, record, now), cell.rev)) {
         return result;
       }
       cell = await this.#cells.read(key);
@@ -420,78 +436,132 @@ export class LimitStore {
   }
 
   /**
-   * Change several keys as one step (hold their locks): decide from their records, and when the answer
-   * is to go ahead, write each, each write conditional on the revision the decision read. A key that
-   * changed meanwhile is read again and the decision made again; one that now refuses takes back what
-   * was written. A refusal is given only on records read fresh in this step.
+   * Change a key by compare-and-swap together with every other change of it waiting on this node: the
+   * changes are applied in turn (each to the record the ones before it left) and written at once, from
+   * the revision last seen here (a key not seen: as holding nothing). When the key changed meanwhile, it is
+   * read and every change applied again, so a change may turn out left out. So one key's changes on a node
+   * never race each other, and however many logins share a key (one address), a node writes it once per
+   * round trip rather than once per login.
+   *
+   * @param key The key.
+   * @param now Current time in ms.
+   * @param apply Given the record, the record to write, or `null` to leave this change out; called again
+   *   (with a newer record) after a conflict.
+   * @returns Whether the change was written (with the last record `apply` was given).
+   * @throws {BusUnavailableError} When NATS does not answer, or other nodes keep changing the key.
+   */
+  combine(key: string, now: number, apply: (record: LimitRecord) => LimitRecord | null): Promise<boolean> {
+    return new Promise<boolean>((done, failed) => {
+      let batch = this.#batches.get(key);
+      if (!batch) {
+        batch = { waiting: [], writing: false };
+        this.#batches.set(key, batch);
+      }
+      batch.waiting.push({ apply, done, failed });
+      if (!batch.writing) void this.#writeBatches(key, now);
+    });
+  }
+
+  async #writeBatches(key: string, now: number): Promise<void> {
+    const batch = this.#batches.get(key)!;
+    batch.writing = true;
+    try {
+      while (batch.waiting.length > 0) {
+        const changes = batch.waiting.splice(0);
+        try {
+          const written = await this.#writeCombined(key, now, changes);
+          changes.forEach((change, i) => change.done(written[i]!));
+        } catch (err) {
+          for (const change of changes) change.failed(err);
+        }
+      }
+    } finally {
+      batch.writing = false;
+      this.#batches.delete(key);
+    }
+  }
+
+  async #writeCombined(key: string, now: number, changes: Combined[]): Promise<boolean[]> {
+    let cell = this.#cells.known(key, { fromBus: true }) ?? { record: {}, rev: 0 };
+    for (let round = 1;; round++) {
+      if (round > MAX_ROUNDS) throw contended(key);
+      let record = cell.record;
+      const written = changes.map((change) => {
+        const next = change.apply(record);
+        if (next === null) return false;
+        record = next;
+        return true;
+      });
+      if (!written.includes(true)) return written;
+      if (await this.#cells.write(key, this.#toWrite(key, record, now), cell.rev)) return written;
+      cell = await this.#cells.read(key);
+    }
+  }
+
+  /**
+   * Change several keys as one step: decide from their records, and when the answer is to go ahead, write
+   * each ({@linkcode combine}), each write conditional on the revision the decision read. The decision
+   * starts from the records last seen here (a key not seen: empty, as if it held nothing), so when they
+   * are current it costs one write per key and nothing else; a key that changed meanwhile is read again
+   * and the decision made again, and one that now refuses takes back what was written. A refusal on the
+   * first decision is given only on records read fresh.
    *
    * @param keys The keys.
    * @param now Current time in ms.
-   * @param step `refusal` decides from the records (`null`: go ahead); `next` is the record to write;
-   *   `undo` takes it back; `adding` proofs this node starts on every key (counted once written).
+   * @param step `refusal` decides from the records (`null`: go ahead); `next` is the record to write
+   *   (given the records as the decision last saw them, every key's); `undo` takes it back; `first`, a
+   *   key written before the others are computed (whose `next` then read what it replaced).
    * @returns `null` when every key was written, else the refusal (nothing is left written).
-   * @throws {BusUnavailableError} When NATS does not answer (what was written is taken back if it can be,
-   *   else its lease ends it).
+   * @throws {BusUnavailableError} When NATS does not answer (what was written is taken back if it can be).
    */
   async writeAll<R>(
     keys: readonly string[],
     now: number,
     step: {
       refusal: (records: Map<string, LimitRecord>) => R | null;
-      next: (key: string, record: LimitRecord) => LimitRecord;
+      next: (key: string, record: LimitRecord, records: Map<string, LimitRecord>) => LimitRecord;
       undo?: (key: string, record: LimitRecord) => LimitRecord;
-      adding?: number;
+      first?: string | undefined;
     },
   ): Promise<R | null> {
-    const adding = step.adding ?? 0;
-    const cells = new Map<string, Cell<LimitRecord>>();
-    const fresh = new Set<string>();
-    const refresh = async (key: string) => {
-      cells.set(key, await this.#cells.read(key));
-      fresh.add(key);
-    };
-    await Promise.all(keys.map((key) => {
-      const known = this.#cells.known(key, { fromBus: true });
-      if (known) cells.set(key, known);
-      return known ? undefined : refresh(key);
-    }));
-    const decide = () => step.refusal(new Map([...cells].map(([key, cell]) => [key, cell.record])));
-    let refusal = decide();
-    if (refusal !== null) {
-      const stale = keys.filter((key) => !fresh.has(key));
-      if (stale.length === 0) return refusal;
-      await Promise.all(stale.map(refresh));
-      refusal = decide();
-      if (refusal !== null) return refusal;
-    }
-    const written: string[] = [];
-    const write = async (key: string) => {
-      for (let round = 1;; round++) {
-        if (round > MAX_ROUNDS) throw contended(key);
-        const cell = cells.get(key)!;
-        const next = this.#toWrite(key, step.next(key, cell.record), now, adding);
-        if (await this.#cells.write(key, next, cell.rev)) {
-          written.push(key);
-          return;
-        }
-        await refresh(key);
-        if (refusal !== null) return;
-        refusal = decide();
-        if (refusal !== null) return;
+    let records = new Map<string, LimitRecord>();
+    for (const key of keys) records.set(key, this.#cells.known(key, { fromBus: true })?.record ?? {});
+    let fresh = false;
+    const first = step.first !== undefined && keys.includes(step.first) ? step.first : undefined;
+    for (let round = 1;; round++) {
+      if (round > MAX_ROUNDS) throw contended(keys.join(", "));
+      let refusal = step.refusal(records);
+      if (refusal !== null && !fresh) {
+        records = await this.readAll(keys);
+        refusal = step.refusal(records);
       }
-    };
-    const results = await Promise.allSettled(keys.map(write));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed || refusal !== null) {
+      if (refusal !== null) return refusal;
+      const written: string[] = [];
+      const write = async (key: string) => {
+        const ok = await this.combine(key, now, (record) => {
+          records.set(key, record);
+          if (refusal !== null) return null;
+          refusal = step.refusal(records);
+          return refusal === null ? step.next(key, record, records) : null;
+        });
+        if (ok) written.push(key);
+      };
+      const results: PromiseSettledResult<void>[] = first === undefined
+        ? []
+        : await Promise.allSettled([write(first)]);
+      if (!results.some((r) => r.status === "rejected") && refusal === null) {
+        results.push(...await Promise.allSettled(keys.filter((key) => key !== first).map(write)));
+      }
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (!failed && refusal === null) return null;
       const undo = step.undo ?? ((_: string, record: LimitRecord) => record);
-      await Promise.allSettled(
-        written.map((key) => this.modify(key, now, (record) => ({ record: undo(key, record), result: 0 }))),
-      );
+      await Promise.allSettled(written.map((key) => this.combine(key, now, (record) => undo(key, record))));
       if (failed) throw failed.reason;
-      return refusal;
+      // Refused on records of which some may have been older than others (each key is read as its write
+      // finds it changed): decided again on all of them read now, and tried again should that go ahead.
+      records = await this.readAll(keys);
+      fresh = true;
     }
-    for (const key of keys) this.adjust(key, adding);
-    return null;
   }
 
   /**

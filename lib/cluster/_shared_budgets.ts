@@ -210,23 +210,88 @@ export class SharedBudgets {
     options: LoginOptions,
   ): Promise<LoginRefusal | null> {
     const keys = loginKeys(address, account, options);
-    const budgets = [keys.account, ...(keys.source ? [keys.source] : [])];
     return await this.#store.locked(
-      [keys.pair, ...budgets],
-      () =>
-        this.#store.answer(() => this.#spendOnline(keys, budgets, now), () => {
-          const records = this.#store.knownAll([keys.pair, ...budgets]);
-          this.#store.setLocal(keys.pair, { ...records.get(keys.pair), knownAt: now });
-          const waits = this.#waits(keys, records, now);
-          const refusal = loginVerdict(waits.source, waits.account);
-          if (refusal) return refusal;
-          for (const key of budgets) this.#store.setLocal(key, this.#spent(key, records.get(key)!, now));
-          return null;
-        }),
+      [keys.pair, keys.account, ...(keys.source ? [keys.source] : [])],
+      () => this.spendHeld(address, account, now, options),
     );
   }
 
-  #spent(key: string, record: LimitRecord, now: number): LimitRecord {
+  /**
+   * {@linkcode SharedBudgets.spendLogin} for a caller that holds the login's locks already (its pair's,
+   * account's and, without a device token, source's).
+   *
+   * @param address Source IP address.
+   * @param account Lower-cased account name.
+   * @param now Current time in ms.
+   * @param options Whether a valid device token was shown.
+   * @returns `null` when admitted (and counted), else whose budget is spent and for how long.
+   */
+  spendHeld(
+    address: string,
+    account: string,
+    now: number,
+    options: LoginOptions,
+  ): Promise<LoginRefusal | null> {
+    const keys = loginKeys(address, account, options);
+    const budgets = [keys.account, ...(keys.source ? [keys.source] : [])];
+    return this.#store.answer(
+      () => this.#spendOnline(keys, budgets, now),
+      () => this.spendAlone(address, account, now, options),
+    );
+  }
+
+  /**
+   * {@linkcode SharedBudgets.spendLogin} when NATS cannot be reached: from what this node last saw, kept
+   * here only (hold the login's locks).
+   *
+   * @param address Source IP address.
+   * @param account Lower-cased account name.
+   * @param now Current time in ms.
+   * @param options Whether a valid device token was shown.
+   * @returns `null` when admitted (and counted here), else whose budget is spent and for how long.
+   */
+  spendAlone(address: string, account: string, now: number, options: LoginOptions): LoginRefusal | null {
+    const keys = loginKeys(address, account, options);
+    const budgets = [keys.account, ...(keys.source ? [keys.source] : [])];
+    const records = this.#store.knownAll([keys.pair, ...budgets]);
+    this.#store.setLocal(keys.pair, { ...records.get(keys.pair), knownAt: now });
+    const refusal = this.spendVerdict(address, account, now, options, records);
+    if (refusal) return refusal;
+    for (const key of budgets) this.#store.setLocal(key, this.spent(key, records.get(key)!, now));
+    return null;
+  }
+
+  /**
+   * Whether a correct login may be counted now, from its records (see `LoginBudget.spend`: unlike
+   * {@linkcode SharedBudgets.checkFrom}, the account's budget binds a source that never logged in to it).
+   *
+   * @param address Source IP address.
+   * @param account Lower-cased account name.
+   * @param now Current time in ms.
+   * @param options Whether a valid device token was shown.
+   * @param records The records of the login's account and (without a device token) source.
+   * @returns `null` to go ahead, else whose budget is spent and for how long.
+   */
+  spendVerdict(
+    address: string,
+    account: string,
+    now: number,
+    options: LoginOptions,
+    records: Map<string, LimitRecord>,
+  ): LoginRefusal | null {
+    const waits = this.#waits(loginKeys(address, account, options), records, now);
+    return loginVerdict(waits.source, waits.account);
+  }
+
+  /**
+   * A source's or an account's record with one login taken from its budget.
+   *
+   * @param key The record's key (`s.…` or `a.…`).
+   * @param record The record.
+   * @param now Current time in ms.
+   * @returns The new record.
+   */
+  spent(key: string, record: LimitRecord, now: number): LimitRecord {
     return { ...record, logins: bucketTake(record.logins, now, this.#loginRate(key)).state };
   }
 
@@ -248,16 +313,23 @@ export class SharedBudgets {
           const waits = this.#waits(keys, records, now);
           return loginVerdict(waits.source, waits.account);
         },
-        next: (key, record) => this.#spent(key, record, now),
-        undo: (key, record) => this.#givenBack(key, record, now),
+        next: (key, record) => this.spent(key, record, now),
+        undo: (key, record) => this.givenBack(key, record, now),
       });
     } finally {
       await marking;
     }
   }
 
-  /** A budget with the login just taken given back. */
-  #givenBack(key: string, record: LimitRecord, now: number): LimitRecord {
+  /**
+   * A budget with the login just taken given back.
+   *
+   * @param key The record's key (`s.…` or `a.…`).
+   * @param record The record.
+   * @param now Current time in ms.
+   * @returns The new record.
+   */
+  givenBack(key: string, record: LimitRecord, now: number): LimitRecord {
     const rate = this.#loginRate(key);
     const tokens = Math.min(rate.burst, bucketTokens(record.logins, now, rate) + 1);
     const state: BucketState = { tokens, at: now };

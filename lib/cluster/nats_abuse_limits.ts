@@ -8,49 +8,59 @@
  * **Keys.** One key per source (IPv6 by /64), account, (source, account) pair
  * and device token (`s.…`, `a.…`, `p.….…`, `t.…`, names encoded by
  * `busToken`). A key's record (lib/cluster/_limit_record.ts) holds its
- * failures, the proofs each node is checking against it, and the budgets of
- * the same key: a source's registrations and logins, an account's logins, and
- * whether a pair has logged in. The bucket's entries expire the longest time
- * any of this matters after their last write (the counters' forget time, at
- * least an hour), which bounds what it keeps; the node's mirror of what it has
- * seen holds at most 100,000 keys, as many as the in-process counters.
+ * failures and the budgets of the same key: a source's registrations and
+ * logins, an account's logins, and whether a pair has logged in (and, kept
+ * while their leases run, the counts of proofs under way that nodes of an
+ * earlier version wrote). The bucket's entries expire the longest time any of
+ * this matters after their last write (the counters' forget time, at least an
+ * hour), which bounds what it keeps; the node's mirror of what it has seen
+ * holds at most 100,000 keys, as many as the in-process counters.
  *
- * **A proof's gate and its count are one step, on every node.** Every write is
- * a compare-and-swap on the key's revision. `beginProof` computes the gate from
- * the records of its keys, then writes to each key this node's count of proofs
- * under way, raised by one, each write conditional on the revision the gate was
- * computed from; a key that changed meanwhile is read again and the gate
- * computed again, and a gate that now refuses takes back what was written. So
- * every proof that passes has been counted, on each key, after every proof that
- * key had already let through: proofs raced on several nodes cannot pass more
- * than one gate allows. A node's count on a key carries a lease (`proofLeaseMs`,
- * 30 s), renewed by its every write there: the count of a node that died or
- * lost the bus mid-proof stops counting when the lease runs out.
+ * **A proof is counted as it ends, in one step with its gate.** `beginProof`
+ * lets a proof be checked on what this node has seen of its keys and the proofs
+ * it is checking itself (as one node does, the proofs under way counted as
+ * failures); it asks NATS nothing unless that says wait, since a refusal is
+ * given only on what the bucket holds. `endProof` then makes the count that
+ * decides: every key the gate reads is written by compare-and-swap from the
+ * record the gate was computed on (the failure, or the success's clearing and
+ * forgiving, and the login budgets), a key that changed meanwhile is read again
+ * and the gate computed again, and a gate that now says wait takes back what
+ * was written and counts nothing: the proof's outcome must then not be told
+ * (`PROOF` gets `RATE_LIMITED`, the password right or wrong). So every outcome
+ * told has been counted, on each key, after every outcome that key had already
+ * let be told: proofs raced on several nodes are told no more often than one
+ * gate allows, and a node that dies mid-proof leaves nothing counted. The
+ * difference from one node: where one node counts proofs under way everywhere,
+ * here each node counts its own; so a proof begun past the free ones while
+ * another of the same keys was being checked may be refused at its end when
+ * that one's failure restarts the backoff (one node would have let it through).
+ * And `loginGate` answers a `LOGIN` from the records this node has seen (a key
+ * it has not seen read now; all of them read now to say wait): changes other
+ * nodes made since are met at the proof's end.
  *
- * **Cost.** Questions that change nothing (`retryAfter`, `checkLogin`,
- * `loginGate`) read their keys in parallel, fresh; `loginGate` asks the login
- * budgets and the backoff of a `LOGIN` without a device token from one read of
- * their three keys (the same pair, source and account). What changes writes
- * each key once, from the revision last seen here (no read first unless it
- * turns out stale), and only what changed. A node's own requests on one key
- * never race (they take turns), so conflicts come only from other nodes. Each
- * read or write is one request and its reply: a login with a password makes 3
- * reads and 8 writes (9 the first time its source logs in to the account), in
- * four rounds of parallel requests (tests/cluster/nats_abuse_limits_cost_test.ts
- * counts them); a login with a device token 3 reads and 3 or 4 writes; a wrong
- * password 3 reads and 6 writes.
+ * **Cost.** Every write goes through `LimitStore.combine`: this node's changes
+ * of one key waiting at the same time are written together, so the logins of
+ * one address do not take turns on its key. A login with a password makes
+ * three writes, one round of parallel requests, when this node has seen its
+ * keys (tests/cluster/nats_abuse_limits_cost_test.ts counts them): its pair's,
+ * source's and account's, which count the proof, spend the budgets and mark the
+ * pair; the first time, it reads at `LOGIN` the keys it has not seen. A key
+ * another node wrote since costs a read and a write more. A wrong password
+ * makes the same three writes; a login with a device token reads its keys and
+ * writes 3 or 4.
  *
  * **When NATS cannot be reached** (no connection, or a request unanswered
  * within `timeoutMs`; then for `retryMs` the node does not ask again), the node
  * decides alone from what it knows: the records it last saw (its mirror), the
  * proofs it is checking itself, and the failures it counted since. It never
  * fails open:
- * - An attempt to prove a password goes ahead only when it is one of the free
- *   ones by that knowledge (no counter it meets is past `failures_before_backoff`,
- *   counting proofs under way; a source without failures under its parallel
- *   bound). One that must wait by that knowledge gets `RATE_LIMITED`; any other
- *   (past the free ones, its backoff over) gets `UNAVAILABLE`, since only the
- *   shared counters can say how far past it is.
+ * - An attempt to prove a password goes ahead, and a proof is counted as it
+ *   ends, only when it is one of the free ones by that knowledge (no counter it
+ *   meets is past `failures_before_backoff`, counting proofs under way; a source
+ *   without failures under its parallel bound). One that must wait by that
+ *   knowledge gets `RATE_LIMITED`; any other (past the free ones, its backoff
+ *   over) gets `UNAVAILABLE`, since only the shared counters can say how far
+ *   past it is.
  * - The failures and successes it decides are kept (at most `maxPending`; past
  *   that, proofs get `UNAVAILABLE`) and written to the bucket, in order, as soon
  *   as NATS answers again, before anything else is asked there. No request
@@ -70,7 +80,7 @@
  */
 
 import { gateVerdict, liveCounter } from "../auth/failure_gate.ts";
-import type { GateCounter, GateVerdict } from "../auth/failure_gate.ts";
+import type { FailureCounter, GateCounter, GateVerdict } from "../auth/failure_gate.ts";
 import type { LoginOptions, LoginRefusal } from "../auth/login_budget.ts";
 import { sourceKey } from "../auth/rate_limiter.ts";
 import type { AttemptOptions, RateLimiterOptions } from "../auth/rate_limiter.ts";
@@ -80,9 +90,10 @@ import { ProtocolError } from "../codec/protocol_error.ts";
 import { limitOptions } from "../server/local_parts.ts";
 import type { LimitSettings } from "../server/local_parts.ts";
 import type { Logger } from "../server/logger.ts";
-import type { AbuseLimits, LoginGate } from "../server/shared_parts.ts";
+import type { AbuseLimits, LoginGate, ProofRefusal } from "../server/shared_parts.ts";
 import type { LimitRecord } from "./_limit_record.ts";
 import { LimitStore } from "./_limit_store.ts";
+import type { Change } from "./_limit_store.ts";
 import { SharedBudgets } from "./_shared_budgets.ts";
 import { busToken } from "./nats_bus.ts";
 import type { NatsBus } from "./nats_bus.ts";
@@ -93,7 +104,10 @@ export interface NatsAbuseLimitsOptions {
   timeoutMs?: number;
   /** After a request failed, how long the node decides alone before asking NATS again, in ms (default 1000). */
   retryMs?: number;
-  /** How long a node's count of proofs under way holds without a write from it, in ms (default 30,000). */
+  /**
+   * How long the count of proofs under way a node of an earlier version wrote holds without another write
+   * from it, in ms (default 30,000): such counts are kept in the records as long, and met by the gate.
+   */
   proofLeaseMs?: number;
   /** Outcomes decided while NATS was unreachable, kept for it (default 10,000). */
   maxPending?: number;
@@ -103,8 +117,11 @@ export interface NatsAbuseLimitsOptions {
   log?: Logger;
 }
 
+/** The keys a password attempt is counted under. */
+type PasswordKeys = { pair: string; source: string; account: string };
+
 /** The keys an attempt is counted under: a device token's, or its pair's, source's and account's. */
-type AttemptKeys = { token: string } | { pair: string; source: string; account: string };
+type AttemptKeys = { token: string } | PasswordKeys;
 
 function attemptKeys(address: string, account: string, options: AttemptOptions): AttemptKeys {
   if (options.deviceToken !== undefined) return { token: `t.${busToken(options.deviceToken)}` };
@@ -115,6 +132,41 @@ function attemptKeys(address: string, account: string, options: AttemptOptions):
 
 function keyList(keys: AttemptKeys): string[] {
   return "token" in keys ? [keys.token] : [keys.pair, keys.source, keys.account];
+}
+
+/**
+ * The failures each key held before a step's write and after it, so that a step refused after some of its
+ * writes takes back exactly what it changed: a key's failures nobody changed since are put back as they
+ * were (their latest failure's time too).
+ */
+class FailureUndo {
+  #counters = new Map<string, { before: FailureCounter | undefined; after: FailureCounter | undefined }>();
+
+  /** Note a key's change; returns the record after it. */
+  note(key: string, before: LimitRecord, after: LimitRecord): LimitRecord {
+    this.#counters.set(key, { before: before.failures, after: after.failures });
+    return after;
+  }
+
+  /** A key's record with its noted change taken back, or `otherwise` when its failures changed since. */
+  undo(key: string, record: LimitRecord, otherwise: (record: LimitRecord) => LimitRecord): LimitRecord {
+    const noted = this.#counters.get(key);
+    if (!noted) return record;
+    const now = record.failures;
+    const same = now === undefined
+      ? noted.after === undefined
+      : now.failures === noted.after?.failures && now.last === noted.after.last;
+    if (!same) return otherwise(record);
+    const { failures: _, ...rest } = record;
+    return noted.before ? { ...rest, failures: noted.before } : rest;
+  }
+}
+
+/** A record with failures taken from it given back (a step refused after its write): more, never fewer. */
+function restored(record: LimitRecord, counter: FailureCounter | undefined): LimitRecord {
+  if (!counter || counter.failures <= 0) return record;
+  const last = Math.max(record.failures?.last ?? counter.last, counter.last);
+  return { ...record, failures: { failures: (record.failures?.failures ?? 0) + counter.failures, last } };
 }
 
 function unavailable(): ProtocolError {
@@ -252,12 +304,15 @@ export class NatsAbuseLimits implements AbuseLimits {
     const keys = attemptKeys(address, account, options);
     return await this.#locked(keys, (names) =>
       this.#store.answer(
-        async () =>
-          await this.#store.writeAll(names, now, {
-            refusal: (records) => this.#verdict(keys, records, now).waitMs || null,
-            next: (_, record) => record,
-            adding: 1,
-          }) ?? 0,
+        async () => {
+          // From the records last seen here and this node's own proofs under way: nothing is asked of NATS
+          // unless they say wait (a refusal is given only on what the bucket holds). The count that decides
+          // is made when the proof ends.
+          let wait = this.#verdict(keys, this.#store.knownAll(names), now).waitMs;
+          if (wait > 0) wait = this.#verdict(keys, await this.#store.readAll(names), now).waitMs;
+          if (wait === 0) { for (const key of names) this.#store.adjust(key, 1); }
+          return wait;
+        },
         () => {
           if (this.#store.full) throw unavailable();
           const wait = this.#aloneVerdict(keys, now);
@@ -273,16 +328,21 @@ export class NatsAbuseLimits implements AbuseLimits {
     now: number,
     correct: boolean,
     options: AttemptOptions = {},
-  ): Promise<void> {
+    spend?: LoginOptions,
+  ): Promise<ProofRefusal | null> {
     this.#enter(now);
     const keys = attemptKeys(address, account, options);
-    await this.#locked(keys, (names) => {
-      for (const key of names) this.#store.adjust(key, -1);
-      return this.#store.answer(
-        () => this.#endOnline(keys, now, correct),
-        () => this.#endAlone(keys, now, correct),
-      );
-    });
+    // A correct password login spends the budgets of the same three keys it counts its proof on: one step.
+    const together = correct && spend !== undefined && !spend.deviceToken && !("token" in keys);
+    // No lock held: this node's changes of one key are written together (`LimitStore.combine`), so the
+    // logins of one address on a node do not take turns.
+    for (const key of keyList(keys)) this.#store.adjust(key, -1);
+    const refusal = await this.#store.answer(
+      () => this.#commit(keys, address, account, now, correct, together),
+      () => this.#commitAlone(keys, address, account, now, correct, together),
+    );
+    if (refusal !== null || together || !correct || spend === undefined) return refusal;
+    return await this.spendLogin(address, account, now, spend);
   }
 
   /** Run `fn` on an attempt's keys while holding this node's locks on them. */
@@ -291,33 +351,127 @@ export class NatsAbuseLimits implements AbuseLimits {
     return this.#store.locked(names, () => fn(names));
   }
 
-  async #endOnline(keys: AttemptKeys, now: number, correct: boolean): Promise<void> {
+  /**
+   * Count a proof's outcome, in one step with the gate that lets it be told: every key the gate reads is
+   * written by compare-and-swap from the records the decision was made on (see the module doc). A
+   * correct one clears its pair and forgives the pair's failures on the source and the account, and,
+   * `together`, spends the login budgets in the same writes; a spent budget leaves the login refused but
+   * its proof counted (and its pair marked as knowing the account), as {@linkcode endProof} then
+   * {@linkcode spendLogin} would.
+   */
+  async #commit(
+    keys: AttemptKeys,
+    address: string,
+    account: string,
+    now: number,
+    correct: boolean,
+    together: boolean,
+  ): Promise<ProofRefusal | null> {
     const store = this.#store;
-    if ("token" in keys) {
-      await store.writeChange(keys.token, { kind: correct ? "clear" : "fail" }, now);
-      return;
+    const backoff = (records: Map<string, LimitRecord>): ProofRefusal | null => {
+      const waitMs = this.#verdict(keys, records, now).waitMs;
+      return waitMs > 0 ? { of: "backoff", waitMs } : null;
+    };
+    if ("token" in keys || !correct) {
+      const change: Change = { kind: correct ? "clear" : "fail" };
+      const taken = new FailureUndo();
+      return await store.writeAll(keyList(keys), now, {
+        refusal: backoff,
+        next: (key, record) => taken.note(key, record, store.changed(record, change, now).record),
+        // Only a failure is ever taken back (refused on one of its three keys after another was written).
+        undo: (key, record) =>
+          taken.undo(key, record, (r) => store.changed(r, { kind: "forgive", failures: 1 }, now).record),
+      });
     }
-    const others = [keys.source, keys.account];
-    if (!correct) {
-      await Promise.all(keyList(keys).map((key) => store.writeChange(key, { kind: "fail" }, now)));
-      return;
-    }
-    // A success forgives its pair's failures on the source and the account: how many is known once the
-    // pair is written. With none seen there, the source and account are written meanwhile.
-    const seen = store.seen(keys.pair)?.failures?.failures ?? 0;
-    const early = Promise.all(
-      seen === 0 ? others.map((key) => store.writeChange(key, { kind: "forgive", failures: 0 }, now)) : [],
-    );
-    // Heard at once: should the pair's write fail first, nobody would await these, and a failure nobody
-    // listens for ends the process.
-    early.catch(() => {});
-    const cleared = await store.writeChange(keys.pair, { kind: "clear" }, now);
-    await early;
-    if (seen > 0 || cleared > 0) {
+    const budgets = this.#budgets;
+    const spend = (records: Map<string, LimitRecord>) =>
+      together ? budgets.spendVerdict(address, account, now, {}, records) : null;
+    const refusal = await this.#commitSuccess(keys, now, {
+      refusal: (records) => backoff(records) ?? spend(records),
+      spend: together,
+      known: together,
+    });
+    if (refusal === null || refusal.of === "backoff") return refusal;
+    // A spent budget: the proof is counted all the same, nothing spent.
+    return await this.#commitSuccess(keys, now, { refusal: backoff, spend: false, known: true }) ?? refusal;
+  }
+
+  /**
+   * Write a correct password proof's keys (see {@linkcode #commit}). The source's and account's
+   * forgiveness follows what the pair's write cleared: a pair seen with failures (or not seen) is written
+   * first, to know how many; one seen clean is written with the others, and should it turn out to have
+   * failures by then (another node's), they are forgiven once the step is written.
+   */
+  async #commitSuccess(
+    keys: PasswordKeys,
+    now: number,
+    step: {
+      refusal: (records: Map<string, LimitRecord>) => ProofRefusal | null;
+      spend: boolean;
+      known: boolean;
+    },
+  ): Promise<ProofRefusal | null> {
+    const store = this.#store;
+    const budgets = this.#budgets;
+    const seen = store.seen(keys.pair);
+    const first = seen === undefined || (seen.failures?.failures ?? 0) > 0;
+    // The pair's failures its write clears, and how many the source's and account's writes forgave.
+    let cleared: FailureCounter | undefined;
+    let forgiven = 0;
+    const taken = new FailureUndo();
+    const refusal = await store.writeAll(keyList(keys), now, {
+      refusal: step.refusal,
+      first: first ? keys.pair : undefined,
+      next: (key, record) => {
+        if (key === keys.pair) {
+          cleared = liveCounter(record.failures, now, this.#limiter.forgetAfterMs);
+          const out = taken.note(key, record, store.changed(record, { kind: "clear" }, now).record);
+          return step.known ? { ...out, knownAt: now } : out;
+        }
+        forgiven = first ? cleared?.failures ?? 0 : 0;
+        const out = forgiven > 0
+          ? taken.note(
+            key,
+            record,
+            store.changed(record, { kind: "forgive", failures: forgiven }, now).record,
+          )
+          : record;
+        return step.spend ? budgets.spent(key, out, now) : out;
+      },
+      undo: (key, record) => {
+        const gone = key === keys.pair ? cleared : cleared && { ...cleared, failures: forgiven };
+        const back = taken.undo(key, record, (r) => restored(r, gone));
+        return step.spend && key !== keys.pair ? budgets.givenBack(key, back, now) : back;
+      },
+    });
+    const more = (cleared?.failures ?? 0) - forgiven;
+    if (refusal === null && more > 0) {
       await Promise.all(
-        others.map((key) => store.writeChange(key, { kind: "forgive", failures: cleared }, now)),
+        [keys.source, keys.account].map((key) =>
+          store.writeChange(key, { kind: "forgive", failures: more }, now)
+        ),
       );
     }
+    return refusal;
+  }
+
+  /**
+   * {@linkcode #commit} when NATS cannot be reached: the gate by what this node knows (a proof past the
+   * free ones by that knowledge: `UNAVAILABLE`), the outcome kept for the bucket.
+   */
+  #commitAlone(
+    keys: AttemptKeys,
+    address: string,
+    account: string,
+    now: number,
+    correct: boolean,
+    together: boolean,
+  ): ProofRefusal | null {
+    if (this.#store.full) throw unavailable();
+    const waitMs = this.#aloneVerdict(keys, now);
+    if (waitMs > 0) return { of: "backoff", waitMs };
+    this.#endAlone(keys, now, correct);
+    return together ? this.#budgets.spendAlone(address, account, now, {}) : null;
   }
 
   #endAlone(keys: AttemptKeys, now: number, correct: boolean): void {
@@ -362,11 +516,22 @@ export class NatsAbuseLimits implements AbuseLimits {
     const names = keyList(keys);
     const budgets = this.#budgets;
     // The budgets' keys and the backoff's are the same three (pair, source, account): read once for both.
+    const decide = (records: Map<string, LimitRecord>): LoginGate => {
+      const refusal = budgets.checkFrom(address, account, now, {}, records);
+      return { refusal, waitMs: refusal ? 0 : this.#verdict(keys, records, now).waitMs };
+    };
     return await this.#store.answer(
       async () => {
-        const records = await this.#store.readAll(names);
-        const refusal = budgets.checkFrom(address, account, now, {}, records);
-        return { refusal, waitMs: refusal ? 0 : this.#verdict(keys, records, now).waitMs };
+        // From the records last seen here, a key not seen here read now; all read now only to say wait.
+        // (Should another node have changed one since, the proof's end decides.)
+        const records = this.#store.knownAll(names);
+        const unseen = names.filter((key) => this.#store.seen(key) === undefined);
+        if (unseen.length > 0) {
+          for (const [key, record] of await this.#store.readAll(unseen)) records.set(key, record);
+        }
+        const known = decide(records);
+        if (known.refusal === null && known.waitMs === 0) return known;
+        return decide(await this.#store.readAll(names));
       },
       () => {
         const refusal = budgets.checkFrom(address, account, now, {}, this.#store.knownAll(names));

@@ -1,7 +1,8 @@
 /**
  * The login budgets as a session meets them: asked at `LOGIN` before any
- * exchange, spent by a correct proof before the login is committed, and a
- * spent budget answered with `RATE_LIMITED` and the time to wait.
+ * exchange, spent by a correct proof before the login is committed (with the
+ * proof's end: `checkProof` in _scram_exchange.ts), and a spent budget
+ * answered with `RATE_LIMITED` and the time to wait.
  *
  * @module
  */
@@ -10,7 +11,13 @@ import type { LoginOptions, LoginRefusal } from "../auth/login_budget.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import type { SessionContext } from "./session_context.ts";
 
-function refuse(refusal: LoginRefusal | null): void {
+/**
+ * Answer a spent login budget with `RATE_LIMITED` and the time to wait.
+ *
+ * @param refusal The budgets' refusal, or `null` (then nothing happens).
+ * @throws {ProtocolError} `RATE_LIMITED` with `retryAfterMs`.
+ */
+export function refuseLogin(refusal: LoginRefusal | null): void {
   if (!refusal) return;
   const whose = refusal.of === "source" ? "from your address" : "to this account";
   throw new ProtocolError(
@@ -35,7 +42,7 @@ export async function checkLoginBudget(
   account: string,
   options: LoginOptions = {},
 ): Promise<void> {
-  refuse(await ctx.limits.checkLogin(peerAddress, account, ctx.now(), options));
+  refuseLogin(await ctx.limits.checkLogin(peerAddress, account, ctx.now(), options));
 }
 
 /**
@@ -54,27 +61,8 @@ export async function checkLoginGate(
   account: string,
 ): Promise<number> {
   const { refusal, waitMs } = await ctx.limits.loginGate(peerAddress, account, ctx.now());
-  refuse(refusal);
+  refuseLogin(refusal);
   return waitMs;
-}
-
-/**
- * After a correct proof of a `LOGIN`, before it is committed: count it, or refuse it when the source's or
- * the account's budget is spent (then nothing is committed and nobody is told of a presence change).
- *
- * @param ctx The server's shared state.
- * @param peerAddress Source address.
- * @param account Lower-cased account name.
- * @param options Whether it showed a valid device token (then the source's budget is not asked nor spent).
- * @throws {ProtocolError} `RATE_LIMITED` with `retryAfterMs`.
- */
-export async function spendLoginBudget(
-  ctx: SessionContext,
-  peerAddress: string,
-  account: string,
-  options: LoginOptions = {},
-): Promise<void> {
-  refuse(await ctx.limits.spendLogin(peerAddress, account, ctx.now(), options));
 }
 
 /**

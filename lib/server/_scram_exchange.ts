@@ -14,6 +14,7 @@ import type { ValidDeviceToken } from "../crypto/device_token.ts";
 import { formatVerifier, parseVerifier } from "../crypto/scram_verifier.ts";
 import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import type { IdentityRecord } from "../store/user_store.ts";
+import { refuseLogin } from "./_login_admission.ts";
 import type { LogFields } from "./logger.ts";
 import type { SessionContext } from "./session_context.ts";
 
@@ -199,14 +200,16 @@ export async function startExchange(
 }
 
 /**
- * Check a PROOF, keeping the failure counters honest.
+ * Check a PROOF, keeping the failure counters honest; a correct one of a `LOGIN` also spends the login
+ * budgets, in the same step as its end is counted.
  *
  * @param ctx The server's shared state.
  * @param pending The exchange.
  * @param proof The client-final-message.
  * @param peerAddress Source address.
  * @returns The server-final-message.
- * @throws {ProtocolError} `RATE_LIMITED`, or the exchange's own failure.
+ * @throws {ProtocolError} `RATE_LIMITED` (the backoff; for a login, also a spent budget), or the
+ *   exchange's own failure.
  */
 export async function checkProof(
   ctx: SessionContext,
@@ -225,14 +228,25 @@ export async function checkProof(
     wait = await ctx.limits.beginProof(peerAddress, pending.key, now);
   }
   if (wait > 0) throw rateLimited(wait);
-  let correct = false;
+  let serverFinal: string | undefined;
+  let failure: unknown;
   try {
-    const serverFinal = await pending.exchange.finish(proof);
-    correct = true;
-    return serverFinal;
-  } finally {
-    await ctx.limits.endProof(peerAddress, pending.key, ctx.now(), correct, attempt);
+    serverFinal = await pending.exchange.finish(proof);
+  } catch (err) {
+    failure = err;
   }
+  const correct = serverFinal !== undefined;
+  // A login spends the budgets in the same step, before it is committed: refused, nothing is committed
+  // and nobody is told of a presence change. Refused by the backoff (the shared limits decide there),
+  // the outcome is not told either.
+  const spend = correct && pending.purpose === "login"
+    ? { deviceToken: pending.deviceToken !== null }
+    : undefined;
+  const refusal = await ctx.limits.endProof(peerAddress, pending.key, ctx.now(), correct, attempt, spend);
+  if (refusal?.of === "backoff") throw rateLimited(refusal.waitMs);
+  refuseLogin(refusal);
+  if (!correct) throw failure;
+  return serverFinal!;
 }
 
 /**

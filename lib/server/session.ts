@@ -45,7 +45,6 @@ import {
   checkLoginGate,
   refuseIfEndedSince,
   refuseWhileCutOff,
-  spendLoginBudget,
 } from "./_login_admission.ts";
 import { SessionSecrets } from "./_new_verifier.ts";
 import { checkProof, commitProof, issueDeviceToken, startExchange } from "./_scram_exchange.ts";
@@ -432,12 +431,6 @@ export class Session implements RegisteredSession {
     if (this.#closed) return;
     if (pending.purpose !== "login" && this.#user?.key !== pending.key) {
       throw new ProtocolError("NOT_LOGGED_IN", "Not logged in: the session ended meanwhile");
-    }
-    if (pending.purpose === "login") {
-      await spendLoginBudget(this.#ctx, this.peerAddress, pending.key, {
-        deviceToken: pending.deviceToken !== null,
-      });
-      if (this.#closed) return;
     }
     // Taken before the store write: a PASSWD or DELETE that ends the account's sessions after the write
     // checked the password must end this one too, though it is not registered as logged in yet.

@@ -53,13 +53,21 @@ export interface AbuseLimits {
   beginProof(address: string, account: string, now: number, options?: AttemptOptions): Promise<number>;
   /**
    * A proof begun is decided: a failure counts against the source, the account and the pair (or the
-   * token alone); a success forgives the pair's (or the token's) failures.
+   * token alone); a success forgives the pair's (or the token's) failures. A shared implementation makes
+   * the count that decides here: the gate is asked again in the same step, and when it says wait, nothing
+   * is counted and the proof's outcome must not be told (in-process, every proof begun is counted).
    *
    * @param address Source IP address.
    * @param account Lower-cased account name.
    * @param now Current time in ms.
    * @param correct Whether the proof was correct.
    * @param options The same options as the matching {@linkcode AbuseLimits.beginProof}.
+   * @param spend For a correct proof of a `LOGIN`: also {@linkcode AbuseLimits.spendLogin} with these
+   *   options, in the same step (a shared implementation writes each key once for both).
+   * @returns `null` when counted; otherwise why not (the backoff's wait, or with `spend` and a correct
+   *   proof, the budget `spendLogin` names).
+   * @throws {ProtocolError} `UNAVAILABLE` when the count cannot be made (a shared implementation that
+   *   cannot reach the others, past the free attempts).
    */
   endProof(
     address: string,
@@ -67,7 +75,8 @@ export interface AbuseLimits {
     now: number,
     correct: boolean,
     options?: AttemptOptions,
-  ): Promise<void>;
+    spend?: LoginOptions,
+  ): Promise<ProofRefusal | null>;
   /**
    * Take one registration from the source's budget.
    *
@@ -121,6 +130,13 @@ export interface AbuseLimits {
     options?: LoginOptions,
   ): Promise<LoginRefusal | null>;
 }
+
+/**
+ * Why {@linkcode AbuseLimits.endProof} did not count a proof (nothing of its outcome may be told): the
+ * backoff, as the proof's keys stand when it ends (a shared implementation decides there), or a login
+ * budget spent (`spend`).
+ */
+export type ProofRefusal = { of: "backoff"; waitMs: number } | LoginRefusal;
 
 /** What {@linkcode AbuseLimits.loginGate} answers. */
 export interface LoginGate {
@@ -188,9 +204,10 @@ export class LocalAbuseLimits implements AbuseLimits {
     now: number,
     correct: boolean,
     options: AttemptOptions = {},
-  ): Promise<void> {
+    spend?: LoginOptions,
+  ): Promise<ProofRefusal | null> {
     this.#p.limiter.end(address, account, now, correct, options);
-    return Promise.resolve();
+    return Promise.resolve(correct && spend ? this.#p.logins.spend(address, account, now, spend) : null);
   }
 
   takeRegistration(address: string, now: number): Promise<number> {

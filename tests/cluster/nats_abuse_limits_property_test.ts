@@ -32,17 +32,20 @@ const token = fc.oneof(
 // Mostly moments apart, now and then a budget's minute (the whole run stays well within the forget time).
 const dt = fc.oneof({ weight: 5, arbitrary: fc.integer({ min: 0, max: 3000 }) }, fc.constant(60_000));
 
+// How an attempt ends: alone, or as a LOGIN's proof that spends the budgets in the same step (with or
+// without a device token shown).
+const spend = fc.option(fc.record({ deviceToken: fc.boolean() }), { nil: undefined });
+
 const step = fc.oneof(
   fc.record({
     op: fc.constant("attempt" as const),
     address,
     account,
     token,
-    hold: fc.boolean(),
     correct: fc.boolean(),
+    spend,
     dt,
   }),
-  fc.record({ op: fc.constant("end" as const), correct: fc.boolean(), dt }),
   fc.record({ op: fc.constant("retry" as const), address, account, token, dt }),
   fc.record({ op: fc.constant("register" as const), address, dt }),
   fc.record({ op: fc.constant("check" as const), address, account, deviceToken: fc.boolean(), dt }),
@@ -51,16 +54,27 @@ const step = fc.oneof(
 );
 type Step = typeof step extends fc.Arbitrary<infer S> ? S : never;
 
-interface Open {
-  node: number;
-  address: string;
-  account: string;
-  options: { deviceToken?: string };
+/** An attempt begun and ended at once, as one answer: the wait (at its start or its end), or its end's. */
+async function attempt(
+  limits: AbuseLimits,
+  s: Extract<Step, { op: "attempt" }>,
+  now: number,
+): Promise<{ waitMs: number } | { ended: unknown }> {
+  const options = s.token === undefined ? {} : { deviceToken: s.token };
+  const waitMs = await limits.beginProof(s.address, s.account, now, options);
+  if (waitMs > 0) return { waitMs };
+  const ended = await limits.endProof(s.address, s.account, now, s.correct, options, s.spend);
+  return ended?.of === "backoff" ? { waitMs: ended.waitMs } : { ended };
 }
 
 /**
- * Run the steps on the in-process limits and on the shared ones (each step on the node it names, an
- * attempt ended on the node that began it); every answer must be the same.
+ * Run the steps on the in-process limits and on the shared ones (each step on the node it names); every
+ * answer must be the same. On one node, step by step. On several, each node starts a proof on what it has
+ * seen (and its own proofs under way), and the count that decides is made as the proof ends (see the module
+ * doc of nats_abuse_limits.ts): so an attempt is compared as one answer, and a `LOGIN`'s gate may let
+ * through what records it has not seen would not (the proof's end decides), but any wait it gives is the
+ * one the in-process limits give. Proofs under way at once are tested apart (nats_abuse_limits_test.ts):
+ * there the end is stricter than one node's, by design.
  */
 async function compare(
   steps: { step: Step; node: number }[],
@@ -68,27 +82,25 @@ async function compare(
   local: AbuseLimits,
 ): Promise<void> {
   let now = 1_700_000_000_000;
-  const open: Open[] = [];
+  const alone = nodes.length === 1;
   for (const [i, { step: s, node: n }] of steps.entries()) {
     now += s.dt;
     const node = n % nodes.length;
+    const where = (on: number) => `step ${i} on node ${on}: ${JSON.stringify(s)}`;
     const both = async <T>(ask: (l: AbuseLimits) => Promise<T>, on = node) => {
       const expected = await ask(local);
-      assert.deepEqual(await ask(nodes[on]!), expected, `step ${i} on node ${on}: ${JSON.stringify(s)}`);
+      assert.deepEqual(await ask(nodes[on]!), expected, where(on));
       return expected;
     };
     switch (s.op) {
       case "attempt": {
+        if (!alone) {
+          await both((l) => attempt(l, s, now));
+          break;
+        }
         const options = s.token === undefined ? {} : { deviceToken: s.token };
         const wait = await both((l) => l.beginProof(s.address, s.account, now, options));
-        if (wait > 0) break;
-        if (s.hold) open.push({ node, address: s.address, account: s.account, options });
-        else await both((l) => l.endProof(s.address, s.account, now, s.correct, options));
-        break;
-      }
-      case "end": {
-        const a = open.shift();
-        if (a) await both((l) => l.endProof(a.address, a.account, now, s.correct, a.options), a.node);
+        if (wait === 0) await both((l) => l.endProof(s.address, s.account, now, s.correct, options, s.spend));
         break;
       }
       case "retry": {
@@ -105,21 +117,15 @@ async function compare(
       case "spend":
         await both((l) => l.spendLogin(s.address, s.account, now, { deviceToken: s.deviceToken }));
         break;
-      case "gate":
-        await both((l) => l.loginGate(s.address, s.account, now));
+      case "gate": {
+        if (alone) {
+          await both((l) => l.loginGate(s.address, s.account, now));
+          break;
+        }
+        const expected = await local.loginGate(s.address, s.account, now);
+        const got = await nodes[node]!.loginGate(s.address, s.account, now);
+        if (got.refusal !== null || got.waitMs > 0) assert.deepEqual(got, expected, where(node));
         break;
-    }
-  }
-  for (const a of open) {
-    await local.endProof(a.address, a.account, now, false, a.options);
-    await nodes[a.node]!.endProof(a.address, a.account, now, false, a.options);
-    for (const [n, node] of nodes.entries()) {
-      for (const account of ["alice", "bob"]) {
-        assert.equal(
-          await node.retryAfter(a.address, account, now),
-          await local.retryAfter(a.address, account, now),
-          `after closing, node ${n}`,
-        );
       }
     }
   }
@@ -139,9 +145,7 @@ async function check(count: number, numRuns: number): Promise<void> {
     await fc.assert(
       fc.asyncProperty(steps, async (sequence) => {
         const bucket = `run${run++}`;
-        // Fake time runs far in a run: the proofs a node holds are not let go by their lease here (the
-        // lease is tested on its own), as the in-process limits never let them go.
-        const nodes = buses.map((bus) => new NatsAbuseLimits(bus, SETTINGS, { bucket, proofLeaseMs: 1e9 }));
+        const nodes = buses.map((bus) => new NatsAbuseLimits(bus, SETTINGS, { bucket }));
         try {
           await compare(sequence, nodes, new LocalAbuseLimits(localLimitParts(SETTINGS)));
         } finally {

@@ -169,6 +169,16 @@ function restored(record: LimitRecord, counter: FailureCounter | undefined): Lim
   return { ...record, failures: { failures: (record.failures?.failures ?? 0) + counter.failures, last } };
 }
 
+/**
+ * A pair's record with the mark a step made at `now` taken back to what it was before (a later mark, a
+ * login counted since, is kept).
+ */
+function unmarked(record: LimitRecord, now: number, before: number | undefined): LimitRecord {
+  if (record.knownAt !== now) return record;
+  const { knownAt: _, ...rest } = record;
+  return before === undefined ? rest : { ...rest, knownAt: before };
+}
+
 function unavailable(): ProtocolError {
   return new ProtocolError(
     "UNAVAILABLE",
@@ -418,6 +428,9 @@ export class NatsAbuseLimits implements AbuseLimits {
     // The pair's failures its write clears, and how many the source's and account's writes forgave.
     let cleared: FailureCounter | undefined;
     let forgiven = 0;
+    // The pair's mark before this step's: a step taken back leaves the pair as unknown as it was, or the
+    // account's budget told at the next LOGIN would show that a refused proof was right.
+    let knownBefore: number | undefined;
     const taken = new FailureUndo();
     const refusal = await store.writeAll(keyList(keys), now, {
       refusal: step.refusal,
@@ -425,6 +438,7 @@ export class NatsAbuseLimits implements AbuseLimits {
       next: (key, record) => {
         if (key === keys.pair) {
           cleared = liveCounter(record.failures, now, this.#limiter.forgetAfterMs);
+          knownBefore = record.knownAt;
           const out = taken.note(key, record, store.changed(record, { kind: "clear" }, now).record);
           return step.known ? { ...out, knownAt: now } : out;
         }
@@ -441,7 +455,8 @@ export class NatsAbuseLimits implements AbuseLimits {
       undo: (key, record) => {
         const gone = key === keys.pair ? cleared : cleared && { ...cleared, failures: forgiven };
         const back = taken.undo(key, record, (r) => restored(r, gone));
-        return step.spend && key !== keys.pair ? budgets.givenBack(key, back, now) : back;
+        if (key === keys.pair) return step.known ? unmarked(back, now, knownBefore) : back;
+        return step.spend ? budgets.givenBack(key, back, now) : back;
       },
     });
     const more = (cleared?.failures ?? 0) - forgiven;

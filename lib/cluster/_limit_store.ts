@@ -510,7 +510,8 @@ export class LimitStore {
    * @param now Current time in ms.
    * @param step `refusal` decides from the records (`null`: go ahead); `next` is the record to write
    *   (given the records as the decision last saw them, every key's); `undo` takes it back; `first`, a
-   *   key written before the others are computed (whose `next` then read what it replaced).
+   *   key written before the others are computed (whose `next` then read what it replaced); `last`, a key
+   *   written only once the others are (so it is never written by a step that is then refused).
    * @returns `null` when every key was written, else the refusal (nothing is left written).
    * @throws {BusUnavailableError} When NATS does not answer (what was written is taken back if it can be).
    */
@@ -522,12 +523,17 @@ export class LimitStore {
       next: (key: string, record: LimitRecord, records: Map<string, LimitRecord>) => LimitRecord;
       undo?: (key: string, record: LimitRecord) => LimitRecord;
       first?: string | undefined;
+      last?: string | undefined;
     },
   ): Promise<R | null> {
     let records = new Map<string, LimitRecord>();
     for (const key of keys) records.set(key, this.#cells.known(key, { fromBus: true })?.record ?? {});
     let fresh = false;
-    const first = step.first !== undefined && keys.includes(step.first) ? step.first : undefined;
+    const alone = (key: string | undefined) => key !== undefined && keys.includes(key) ? [key] : [];
+    const first = alone(step.first);
+    const last = alone(step.last);
+    const phases = [first, keys.filter((key) => !first.includes(key) && !last.includes(key)), last]
+      .filter((phase) => phase.length > 0);
     for (let round = 1;; round++) {
       if (round > MAX_ROUNDS) throw contended(keys.join(", "));
       let refusal = step.refusal(records);
@@ -546,11 +552,10 @@ export class LimitStore {
         });
         if (ok) written.push(key);
       };
-      const results: PromiseSettledResult<void>[] = first === undefined
-        ? []
-        : await Promise.allSettled([write(first)]);
-      if (!results.some((r) => r.status === "rejected") && refusal === null) {
-        results.push(...await Promise.allSettled(keys.filter((key) => key !== first).map(write)));
+      const results: PromiseSettledResult<void>[] = [];
+      for (const phase of phases) {
+        if (results.some((r) => r.status === "rejected") || refusal !== null) break;
+        results.push(...await Promise.allSettled(phase.map(write)));
       }
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (!failed && refusal === null) return null;

@@ -46,8 +46,10 @@
  * source's and account's, which count the proof, spend the budgets and mark the
  * pair; the first time, it reads at `LOGIN` the keys it has not seen. A key
  * another node wrote since costs a read and a write more. A wrong password
- * makes the same three writes; a login with a device token reads its keys and
- * writes 3 or 4.
+ * makes the same three writes, in two rounds: its pair's once its source's and
+ * account's are written, so that a failure taken back was never on its pair
+ * (where a success would clear it and forgive it once more). A login with a
+ * device token reads its keys and writes 3 or 4.
  *
  * **When NATS cannot be reached** (no connection, or a request unanswered
  * within `timeoutMs`; then for `retryMs` the node does not ask again), the node
@@ -387,6 +389,10 @@ export class NatsAbuseLimits implements AbuseLimits {
       const taken = new FailureUndo();
       return await store.writeAll(keyList(keys), now, {
         refusal: backoff,
+        // A failure's pair is written once its source and account are: a failure then taken back was never
+        // on its pair, where a success on the pair meanwhile would clear it and forgive it on the source and
+        // the account, which its taking back forgives as well.
+        last: "token" in keys ? undefined : keys.pair,
         next: (key, record) => taken.note(key, record, store.changed(record, change, now).record),
         // Only a failure is ever taken back (refused on one of its three keys after another was written).
         undo: (key, record) =>

@@ -3,9 +3,12 @@
  * meanwhile): what it wrote is taken back, and nothing of it may show, to the attacker or to the counts.
  */
 import assert from "node:assert/strict";
+import { RateLimiter } from "../../lib/auth/rate_limiter.ts";
+import { limitOptions } from "../../lib/server/local_parts.ts";
 import { limitNodes, natsUrl, SETTINGS } from "./_limit_nodes.ts";
 
 const ignore = natsUrl() === undefined;
+const OPTIONS = limitOptions(SETTINGS);
 
 Deno.test({
   name:
@@ -45,6 +48,50 @@ Deno.test({
         "a stranger is not told the account's budget",
       );
       assert.deepEqual(afterRight, afterWrong, "a refused right guess must look like a refused wrong one");
+    } finally {
+      await nodes.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "NatsAbuseLimits lets no success forgive a failure that was refused at its end",
+  ignore,
+  fn: async () => {
+    const nodes = await limitNodes(2);
+    const [a, b] = nodes.limits as [typeof nodes.limits[0], typeof nodes.limits[0]];
+    const local = new RateLimiter(OPTIONS.limiter);
+    const s = "203.0.113.120";
+    const fail = async (node: typeof a, account: string, now: number) => {
+      assert.equal(await node.beginProof(s, account, now), 0, `${account} begins`);
+      assert.equal(await node.endProof(s, account, now, false), null, `${account} is counted`);
+      local.recordFailure(s, account, now);
+    };
+    try {
+      const t0 = 80_000_000;
+      // The source sprays wrong guesses at other accounts: three on node a, a fourth on node b once the
+      // backoff is over (node a has not seen it).
+      for (const v of ["v1", "v2", "v3"]) await fail(a, v, t0);
+      await fail(b, "v4", t0 + 1000);
+      // The sprayer owns mallory. A wrong guess at it (p) begins on node a, on what node a has seen; as it
+      // ends it meets the fourth failure and is refused. Right after p's end started, a correct proof (q)
+      // of the same pair begins and ends on node a, once the backoff is over.
+      const t1 = t0 + 1500;
+      const t2 = t0 + 3100;
+      assert.equal(await a.beginProof(s, "mallory", t1), 0);
+      const p = a.endProof(s, "mallory", t1, false);
+      assert.equal(await a.beginProof(s, "mallory", t2), 0);
+      const q = a.endProof(s, "mallory", t2, true, {}, {});
+      assert.equal((await p)?.of, "backoff", "p is refused: nothing of it counts");
+      assert.equal(await q, null, "q is counted");
+      local.begin(s, "mallory");
+      local.end(s, "mallory", t2, true);
+      // The source's next failure: its backoff must be what the failures told make it.
+      await fail(b, "v5", t2);
+      for (const node of [a, b]) {
+        assert.equal(await node.retryAfter(s, "v6", t2), local.retryAfter(s, "v6", t2));
+      }
+      assert.equal(local.retryAfter(s, "v6", t2), 4000, "five failures of the source");
     } finally {
       await nodes.close();
     }

@@ -21,7 +21,8 @@
  * it is checking itself (as one node does, the proofs under way counted as
  * failures); it asks NATS nothing unless that says wait, since a refusal is
  * given only on what the bucket holds. `endProof` then makes the count that
- * decides: every key the gate reads is written by compare-and-swap from the
+ * decides: the gate on what is counted (proofs under way count at their own
+ * ends, not here), and every key it reads written by compare-and-swap from the
  * record the gate was computed on (the failure, or the success's clearing and
  * forgiving, and the login budgets), a key that changed meanwhile is read again
  * and the gate computed again, and a gate that now says wait takes back what
@@ -93,6 +94,7 @@ import { limitOptions } from "../server/local_parts.ts";
 import type { LimitSettings } from "../server/local_parts.ts";
 import type { Logger } from "../server/logger.ts";
 import type { AbuseLimits, LoginGate, ProofRefusal } from "../server/shared_parts.ts";
+import { othersChecking } from "./_limit_record.ts";
 import type { LimitRecord } from "./_limit_record.ts";
 import { LimitStore } from "./_limit_store.ts";
 import type { Change } from "./_limit_store.ts";
@@ -263,12 +265,23 @@ export class NatsAbuseLimits implements AbuseLimits {
 
   // --- the failure gate -----------------------------------------------------------------------------
 
-  #verdict(keys: AttemptKeys, records: Map<string, LimitRecord>, now: number): GateVerdict {
+  /**
+   * The gate on records. `underWay`: count this node's proofs under way (to let one begin, as one node
+   * does); at a proof's end they are not, since each is counted, and checked, at its own end.
+   */
+  #verdict(
+    keys: AttemptKeys,
+    records: Map<string, LimitRecord>,
+    now: number,
+    underWay = true,
+  ): GateVerdict {
     const gate = (key: string): GateCounter => {
       const record = records.get(key) ?? {};
       return {
         counter: liveCounter(record.failures, now, this.#limiter.forgetAfterMs),
-        checking: this.#store.checking(key, record, now),
+        checking: underWay
+          ? this.#store.checking(key, record, now)
+          : othersChecking(record, this.#store.node, now),
       };
     };
     if ("token" in keys) return gateVerdict(this.#limiter, { token: gate(keys.token) }, now);
@@ -381,7 +394,7 @@ export class NatsAbuseLimits implements AbuseLimits {
   ): Promise<ProofRefusal | null> {
     const store = this.#store;
     const backoff = (records: Map<string, LimitRecord>): ProofRefusal | null => {
-      const waitMs = this.#verdict(keys, records, now).waitMs;
+      const waitMs = this.#verdict(keys, records, now, false).waitMs;
       return waitMs > 0 ? { of: "backoff", waitMs } : null;
     };
     if ("token" in keys || !correct) {

@@ -121,6 +121,17 @@ export interface NatsAbuseLimitsOptions {
   log?: Logger;
 }
 
+/** A proof's end as `endProof` counts it: its keys, who, when, its outcome, and whether it spends a login. */
+interface ProofEnd {
+  keys: AttemptKeys;
+  address: string;
+  account: string;
+  now: number;
+  correct: boolean;
+  /** A correct password login: its budgets are spent in the same writes. */
+  together: boolean;
+}
+
 /** The keys a password attempt is counted under. */
 type PasswordKeys = { pair: string; source: string; account: string };
 
@@ -363,8 +374,8 @@ export class NatsAbuseLimits implements AbuseLimits {
     // logins of one address on a node do not take turns.
     for (const key of keyList(keys)) this.#store.adjust(key, -1);
     const refusal = await this.#store.answer(
-      () => this.#commit(keys, address, account, now, correct, together),
-      () => this.#commitAlone(keys, address, account, now, correct, together),
+      () => this.#commit({ keys, address, account, now, correct, together }),
+      () => this.#commitAlone({ keys, address, account, now, correct, together }),
     );
     if (refusal !== null || together || !correct || spend === undefined) return refusal;
     return await this.spendLogin(address, account, now, spend);
@@ -384,14 +395,8 @@ export class NatsAbuseLimits implements AbuseLimits {
    * its proof counted (and its pair marked as knowing the account), as {@linkcode endProof} then
    * {@linkcode spendLogin} would.
    */
-  async #commit(
-    keys: AttemptKeys,
-    address: string,
-    account: string,
-    now: number,
-    correct: boolean,
-    together: boolean,
-  ): Promise<ProofRefusal | null> {
+  async #commit(end: ProofEnd): Promise<ProofRefusal | null> {
+    const { keys, address, account, now, correct, together } = end;
     const store = this.#store;
     const backoff = (records: Map<string, LimitRecord>): ProofRefusal | null => {
       const waitMs = this.#verdict(keys, records, now, false).waitMs;
@@ -493,14 +498,8 @@ export class NatsAbuseLimits implements AbuseLimits {
    * {@linkcode #commit} when NATS cannot be reached: the gate by what this node knows (a proof past the
    * free ones by that knowledge: `UNAVAILABLE`), the outcome kept for the bucket.
    */
-  #commitAlone(
-    keys: AttemptKeys,
-    address: string,
-    account: string,
-    now: number,
-    correct: boolean,
-    together: boolean,
-  ): ProofRefusal | null {
+  #commitAlone(end: ProofEnd): ProofRefusal | null {
+    const { keys, address, account, now, correct, together } = end;
     if (this.#store.full) throw unavailable();
     const waitMs = this.#aloneVerdict(keys, now);
     if (waitMs > 0) return { of: "backoff", waitMs };

@@ -85,6 +85,9 @@ Deno.test({
       JSON.stringify({ id: "x", from: "o", user: "b".repeat(5000), code: "PASSWORD_CHANGED", reason: "r" }),
       JSON.stringify({ id: 1, from: "o", user: "bob", code: "PASSWORD_CHANGED", reason: "r" }),
     ];
+    // n2's subscription has reached the NATS server (a flush is answered after the SUB before it): a message
+    // published before that would find no one listening, and be dropped by NATS, not by n2.
+    await n2.bus.nc.flush();
     for (const payload of bad) n1.bus.nc.publish(subject, payload, { reply: "_INBOX.nobody" });
     await n1.bus.nc.flush();
     assert.equal(await n1.sessions.endElsewhere("bob", "PASSWORD_CHANGED", "x"), 1);

@@ -210,6 +210,21 @@ Deno.test("Rendezvous drops a RELAY with a bad tag without relaying", async () =
   assert.deepEqual(rendezvous.stats, stats({ rendezvous: 1, badTag: 1 }));
 });
 
+Deno.test("Rendezvous drops an RDV or RELAY sent as the codec encodes it, without its tag", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await registerClient(rendezvous, 1, "alice");
+  const bob = await registerClient(rendezvous, 2, "bob");
+  await bob.rdv();
+  const rdv = encodeRdv({ handle: alice.handle, counter: 0 });
+  assert.deepEqual(await rendezvous.receive(rdv, alice.from, 1000), []);
+  // Without a tag, the RELAY's last 16 bytes (the end of INNER's ciphertext) are read as one: a bad one.
+  const relay = encodeRelay({ handle: alice.handle, counter: 1, to: bob.relayId, inner: INNER });
+  assert.deepEqual(await rendezvous.receive(relay, alice.from, 1000), []);
+  assert.deepEqual(rendezvous.stats, stats({ rendezvous: 1, malformed: 1, badTag: 1 }));
+  assert.equal(rendezvous.endpointOf("alice"), null);
+  assert.equal((await alice.rdv()).length, 1, "tagged, the same counter is still good");
+});
+
 Deno.test("Rendezvous rate-limits each user's relays and allows them again as time passes", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 5 });
   const alice = await registerClient(rendezvous, 1, "alice");

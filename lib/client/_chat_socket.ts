@@ -7,14 +7,9 @@
  */
 
 import { decodeBase64 } from "../codec/base64.ts";
-import {
-  decodeDatagram,
-  encodeRdv,
-  encodeRelay,
-  MAX_DATAGRAM,
-  verifyDatagramTag,
-} from "../codec/datagram.ts";
+import { decodeDatagram, encodeRdv, encodeRelay, MAX_DATAGRAM } from "../codec/datagram.ts";
 import type { PeerDatagram } from "../codec/datagram.ts";
+import { tagDatagram, verifyDatagram } from "../crypto/datagram_tag.ts";
 import type { LinkOutput, PeerPath } from "./peer_link.ts";
 import { requireDatagramSockets } from "../transport/runtime_features.ts";
 
@@ -29,7 +24,7 @@ export interface ChatSocketOptions {
   port: number;
   /** Our rendezvous handle (base64, from LOGIN). */
   handle: string;
-  /** The session's UDP key. */
+  /** The session's UDP key, from `importUdpKey` (lib/crypto/datagram_tag.ts). */
   udpKey: CryptoKey;
   /** A peer datagram arrived, directly or relayed by the server. */
   onPeer(d: PeerDatagram, path: PeerPath): Promise<void>;
@@ -103,9 +98,9 @@ export class ChatSocket {
    */
   async send(out: LinkOutput): Promise<void> {
     if (out.path.kind === "direct") return await this.#sendTo(out.bytes, out.path.hostname, out.path.port);
-    const relay = await encodeRelay(
-      { handle: this.#handle, counter: this.#counter++, to: out.path.relayId, inner: out.bytes },
+    const relay = await tagDatagram(
       this.#o.udpKey,
+      encodeRelay({ handle: this.#handle, counter: this.#counter++, to: out.path.relayId, inner: out.bytes }),
     );
     await this.#sendTo(relay, this.#o.serverHost, this.#o.port);
   }
@@ -126,7 +121,10 @@ export class ChatSocket {
   }
 
   async #sendRdv(): Promise<void> {
-    const bytes = await encodeRdv({ handle: this.#handle, counter: this.#counter++ }, this.#o.udpKey);
+    const bytes = await tagDatagram(
+      this.#o.udpKey,
+      encodeRdv({ handle: this.#handle, counter: this.#counter++ }),
+    );
     await this.#sendTo(bytes, this.#o.serverHost, this.#o.port);
   }
 
@@ -173,7 +171,7 @@ export class ChatSocket {
       return void this.stats.malformed++;
     }
     if (d.type === "RDV_ACK" || d.type === "RELAYED") {
-      if (!await verifyDatagramTag(this.#o.udpKey, d)) return void this.stats.badServerTag++;
+      if (!await verifyDatagram(this.#o.udpKey, d)) return void this.stats.badServerTag++;
       if (d.type === "RDV_ACK") return this.#rdvAcked?.();
       return await this.#o.onPeer(d.peer, { kind: "relay", relayId: d.from });
     }

@@ -11,8 +11,8 @@
 
 import { prepareUsername } from "../auth/username.ts";
 import { decodeBase64 } from "../codec/base64.ts";
-import { importUdpKey } from "../codec/datagram.ts";
 import type { PeerDatagram } from "../codec/datagram.ts";
+import { importUdpKey } from "../crypto/datagram_tag.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { identityFingerprint } from "../crypto/identity_key.ts";
 import { ChatSocket } from "./_chat_socket.ts";

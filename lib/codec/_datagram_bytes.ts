@@ -20,7 +20,7 @@ export const MAGIC = 0xac;
 export const DATAGRAM_VERSION = 1;
 /** Bytes of a DATA header: prefix, session id, counter. */
 export const DATA_HEADER_BYTES = 19;
-/** Bytes of a truncated HMAC tag. */
+/** Bytes of the tag that ends a server datagram (computed and checked in `lib/crypto/datagram_tag.ts`). */
 export const TAG_BYTES = 16;
 
 /** Type bytes. */
@@ -319,19 +319,6 @@ export class DatagramWriter {
   finish(): Uint8Array<ArrayBuffer> {
     return this.#pos === this.#buf.length ? this.#buf : this.#buf.slice(0, this.#pos);
   }
-}
-
-/** HMAC-SHA-256 of `data` truncated to {@linkcode TAG_BYTES}. */
-export async function truncatedHmac(
-  key: CryptoKey,
-  data: Uint8Array<ArrayBuffer>,
-): Promise<Uint8Array<ArrayBuffer>> {
-  return new Uint8Array(await crypto.subtle.sign("HMAC", key, data)).slice(0, TAG_BYTES);
-}
-
-/** Finish a server datagram with the tag over what was written. */
-export async function withTag(w: DatagramWriter, key: CryptoKey): Promise<Uint8Array<ArrayBuffer>> {
-  return w.bytes(await truncatedHmac(key, w.view()), "tag").finish();
 }
 
 /** Refuse, with a `RangeError`, an inner datagram that would not decode. */

@@ -4,8 +4,11 @@
  *
  * Every datagram starts with {@linkcode MAGIC}, {@linkcode DATAGRAM_VERSION}
  * and a type byte; integers are big-endian. The server kinds end in a 16-byte
- * tag, HMAC-SHA-256 truncated, over every byte before it. The codec only
- * splits and joins; {@linkcode verifyDatagramTag} checks a tag.
+ * tag, HMAC-SHA-256 truncated, over every byte before it. The codec does no
+ * crypto: it only splits and joins bytes. Its encoders of server kinds give
+ * the bytes the tag covers, {@linkcode joinTag} appends a tag, and
+ * {@linkcode decodeDatagram} splits one off (`macInput` and `tag`); the key,
+ * tagging and verification live in `lib/crypto/datagram_tag.ts`.
  *
  * @module
  */
@@ -15,13 +18,12 @@ import {
   DATA_HEADER_BYTES,
   DatagramWriter,
   decodeBody,
+  MAX_DATAGRAM,
   MAX_PEER_DATAGRAM,
   T,
-  truncatedHmac,
-  withTag,
+  TAG_BYTES,
 } from "./_datagram_bytes.ts";
-import { constantTimeEqual } from "../crypto/constant_time.ts";
-import type { Datagram, MacFields } from "./datagram_types.ts";
+import type { Datagram } from "./datagram_types.ts";
 
 export {
   DATA_HEADER_BYTES,
@@ -68,158 +70,132 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
 }
 
 /**
- * Import a session's 32-byte UDP key for tagging server datagrams.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { importUdpKey } from "./datagram.ts";
- * const key = await importUdpKey(new Uint8Array(32).fill(1));
- * assert(key.usages.includes("sign"));
- * ```
- *
- * @param raw32 The 32 key bytes.
- * @returns An HMAC SHA-256 key, usable to sign only, not extractable.
- * @throws {RangeError} When `raw32` is not 32 bytes.
+ * A writer for the bytes a server datagram's tag covers, leaving room for the tag within
+ * {@linkcode MAX_DATAGRAM}.
  */
-export async function importUdpKey(raw32: Uint8Array): Promise<CryptoKey> {
-  if (raw32.length !== 32) throw new RangeError(`UDP key must be 32 bytes: got ${raw32.length}`);
-  return await crypto.subtle.importKey("raw", raw32.slice(), { name: "HMAC", hash: "SHA-256" }, false, [
-    "sign",
-  ]);
+function macWriter(type: number): DatagramWriter {
+  return new DatagramWriter(type, MAX_DATAGRAM - TAG_BYTES);
 }
 
 /**
- * Check the tag of a decoded server datagram, in constant time.
+ * Join the bytes a tag covers and the tag into a whole server datagram (RDV, RDV_ACK, RELAY, RELAYED).
+ * The tag is computed by the caller: `tagDatagram` in `lib/crypto/datagram_tag.ts` does both.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeDatagram, encodeRdv, importUdpKey, verifyDatagramTag } from "./datagram.ts";
- * const key = await importUdpKey(new Uint8Array(32));
- * const d = decodeDatagram(await encodeRdv({ handle: new Uint8Array(16), counter: 7 }, key));
- * if (d.type !== "RDV") throw new Error("not an RDV");
- * assert(await verifyDatagramTag(key, d));
- * d.tag[0]! ^= 1;
- * assert(!await verifyDatagramTag(key, d));
+ * import { decodeDatagram, encodeRdv, joinTag } from "./datagram.ts";
+ * const macInput = encodeRdv({ handle: new Uint8Array(16), counter: 7 });
+ * const d = decodeDatagram(joinTag(macInput, new Uint8Array(16).fill(9)));
+ * assert(d.type === "RDV" && d.counter === 7 && d.tag[0] === 9);
  * ```
  *
- * @param key Key from {@linkcode importUdpKey}.
- * @param d A decoded RDV, RDV_ACK, RELAY or RELAYED.
- * @returns Whether the tag is right.
+ * @param macInput Output of {@linkcode encodeRdv}, {@linkcode encodeRdvAck}, {@linkcode encodeRelay} or
+ *   {@linkcode encodeRelayed}.
+ * @param tag The {@linkcode TAG_BYTES}-byte tag over `macInput`.
+ * @returns The datagram, in a buffer of its own.
+ * @throws {RangeError} When the tag is not {@linkcode TAG_BYTES} bytes or the datagram would exceed
+ *   {@linkcode MAX_DATAGRAM}.
  */
-export async function verifyDatagramTag(key: CryptoKey, d: MacFields): Promise<boolean> {
-  return constantTimeEqual(await truncatedHmac(key, d.macInput), d.tag);
+export function joinTag(macInput: Uint8Array, tag: Uint8Array): Uint8Array<ArrayBuffer> {
+  if (tag.length !== TAG_BYTES) throw new RangeError(`Tag must be ${TAG_BYTES} bytes: got ${tag.length}`);
+  const length = macInput.length + TAG_BYTES;
+  if (length > MAX_DATAGRAM) {
+    throw new RangeError(`Datagram too large: ${length} bytes exceeds ${MAX_DATAGRAM}`);
+  }
+  const out = new Uint8Array(length);
+  out.set(macInput);
+  out.set(tag, macInput.length);
+  return out;
 }
 
 /**
- * Encode a tagged RDV.
+ * The bytes of an RDV that its tag covers (everything but the tag).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { encodeRdv, importUdpKey } from "./datagram.ts";
- * const key = await importUdpKey(new Uint8Array(32));
- * const bytes = await encodeRdv({ handle: new Uint8Array(16), counter: 0 }, key);
- * assert(bytes.length === 3 + 16 + 8 + 16);
+ * import { encodeRdv } from "./datagram.ts";
+ * const bytes = encodeRdv({ handle: new Uint8Array(16), counter: 0 });
+ * assert(bytes.length === 3 + 16 + 8);
  * ```
  *
  * @param fields 16-byte `handle` and `counter` (safe integer ≥ 0).
- * @param key Key from {@linkcode importUdpKey}.
- * @returns The datagram.
+ * @returns The datagram without its tag: tag it with `tagDatagram` (`lib/crypto/datagram_tag.ts`).
  * @throws {RangeError} When a field is out of range.
  */
-export async function encodeRdv(
-  fields: { handle: Uint8Array; counter: number },
-  key: CryptoKey,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const w = new DatagramWriter(T.RDV).bytes(fields.handle, "handle", 16).counter(fields.counter, "counter");
-  return await withTag(w, key);
+export function encodeRdv(fields: { handle: Uint8Array; counter: number }): Uint8Array<ArrayBuffer> {
+  return macWriter(T.RDV).bytes(fields.handle, "handle", 16).counter(fields.counter, "counter").finish();
 }
 
 /**
- * Encode a tagged RDV_ACK.
+ * The bytes of an RDV_ACK that its tag covers.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeDatagram, encodeRdvAck, importUdpKey } from "./datagram.ts";
- * const key = await importUdpKey(new Uint8Array(32));
+ * import { decodeDatagram, encodeRdvAck, joinTag } from "./datagram.ts";
  * const fields = { handle: new Uint8Array(16), counter: 1, observed: "[::1]:9" };
- * const d = decodeDatagram(await encodeRdvAck(fields, key));
+ * const d = decodeDatagram(joinTag(encodeRdvAck(fields), new Uint8Array(16)));
  * assert(d.type === "RDV_ACK" && d.observed === "[::1]:9");
  * ```
  *
  * @param fields 16-byte `handle`, `counter` of the RDV answered, `observed` address (1..255 UTF-8 bytes).
- * @param key Key from {@linkcode importUdpKey}.
- * @returns The datagram.
+ * @returns The datagram without its tag: tag it with `tagDatagram` (`lib/crypto/datagram_tag.ts`).
  * @throws {RangeError} When a field is out of range.
  */
-export async function encodeRdvAck(
+export function encodeRdvAck(
   fields: { handle: Uint8Array; counter: number; observed: string },
-  key: CryptoKey,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const w = new DatagramWriter(T.RDV_ACK).bytes(fields.handle, "handle", 16).counter(
-    fields.counter,
-    "counter",
-  );
-  return await withTag(w.str8(fields.observed, "observed address"), key);
+): Uint8Array<ArrayBuffer> {
+  return macWriter(T.RDV_ACK).bytes(fields.handle, "handle", 16).counter(fields.counter, "counter")
+    .str8(fields.observed, "observed address").finish();
 }
 
 /**
- * Encode a tagged RELAY.
+ * The bytes of a RELAY that its tag covers.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeDatagram, encodeData, encodeDataHeader, encodeRelay, importUdpKey } from "./datagram.ts";
+ * import { decodeDatagram, encodeData, encodeDataHeader, encodeRelay, joinTag } from "./datagram.ts";
  * const inner = encodeData(encodeDataHeader(new Uint8Array(8), 0), new Uint8Array(16));
- * const key = await importUdpKey(new Uint8Array(32));
- * const d = decodeDatagram(await encodeRelay({ handle: new Uint8Array(16), counter: 2, to: 5, inner }, key));
+ * const macInput = encodeRelay({ handle: new Uint8Array(16), counter: 2, to: 5, inner });
+ * const d = decodeDatagram(joinTag(macInput, new Uint8Array(16)));
  * assert(d.type === "RELAY" && d.to === 5 && d.peer.type === "DATA");
  * ```
  *
  * @param fields 16-byte `handle`, `counter`, recipient relay id `to` (u32), and `inner`: a whole HS1, HS2
  *   or DATA datagram of at most {@linkcode MAX_PEER_DATAGRAM} bytes.
- * @param key Key from {@linkcode importUdpKey}.
- * @returns The datagram.
+ * @returns The datagram without its tag: tag it with `tagDatagram` (`lib/crypto/datagram_tag.ts`).
  * @throws {RangeError} When a field is out of range or `inner` is not a valid peer datagram.
  */
-export async function encodeRelay(
+export function encodeRelay(
   fields: { handle: Uint8Array; counter: number; to: number; inner: Uint8Array },
-  key: CryptoKey,
-): Promise<Uint8Array<ArrayBuffer>> {
+): Uint8Array<ArrayBuffer> {
   checkInner(fields.inner);
-  const w = new DatagramWriter(T.RELAY).bytes(fields.handle, "handle", 16).counter(fields.counter, "counter");
-  return await withTag(w.u32(fields.to, "to").bytes(fields.inner, "inner"), key);
+  return macWriter(T.RELAY).bytes(fields.handle, "handle", 16).counter(fields.counter, "counter")
+    .u32(fields.to, "to").bytes(fields.inner, "inner").finish();
 }
 
 /**
- * Encode a tagged RELAYED.
+ * The bytes of a RELAYED that its tag covers.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { encodeData, encodeDataHeader, encodeRelayed, importUdpKey } from "./datagram.ts";
+ * import { encodeData, encodeDataHeader, encodeRelayed } from "./datagram.ts";
  * const inner = encodeData(encodeDataHeader(new Uint8Array(8), 0), new Uint8Array(16));
- * const bytes = await encodeRelayed({ from: 1, inner }, await importUdpKey(new Uint8Array(32)));
- * assert(bytes.length === 3 + 4 + inner.length + 16);
+ * const bytes = encodeRelayed({ from: 1, inner });
+ * assert(bytes.length === 3 + 4 + inner.length);
  * ```
  *
  * @param fields Sender relay id `from` (u32) and `inner`, as for {@linkcode encodeRelay}.
- * @param key Key from {@linkcode importUdpKey}.
- * @returns The datagram.
+ * @returns The datagram without its tag: tag it with `tagDatagram` (`lib/crypto/datagram_tag.ts`).
  * @throws {RangeError} When a field is out of range or `inner` is not a valid peer datagram.
  */
-export async function encodeRelayed(
-  fields: { from: number; inner: Uint8Array },
-  key: CryptoKey,
-): Promise<Uint8Array<ArrayBuffer>> {
+export function encodeRelayed(fields: { from: number; inner: Uint8Array }): Uint8Array<ArrayBuffer> {
   checkInner(fields.inner);
-  return await withTag(
-    new DatagramWriter(T.RELAYED).u32(fields.from, "from").bytes(fields.inner, "inner"),
-    key,
-  );
+  return macWriter(T.RELAYED).u32(fields.from, "from").bytes(fields.inner, "inner").finish();
 }
 
 /**

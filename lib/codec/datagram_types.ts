@@ -6,13 +6,14 @@
  */
 
 /**
- * The tag of a server datagram (RDV, RDV_ACK, RELAY, RELAYED) and the bytes it covers. Decoded fields of
- * every kind are views into one private copy of the decoded bytes, so the caller may reuse its buffer.
+ * The tag of a server datagram (RDV, RDV_ACK, RELAY, RELAYED) and the bytes it covers, split apart but not
+ * checked: `verifyDatagram` (lib/crypto/datagram_tag.ts) checks them. Decoded fields of every kind are views
+ * into one private copy of the decoded bytes, so the caller may reuse its buffer.
  */
 export interface MacFields {
   /** Every byte before the tag. */
   macInput: Uint8Array<ArrayBuffer>;
-  /** The 16-byte truncated HMAC-SHA-256. */
+  /** The last 16 bytes: HMAC-SHA-256 over `macInput`, truncated, if the datagram is authentic. */
   tag: Uint8Array<ArrayBuffer>;
 }
 

@@ -20,14 +20,9 @@
 
 import { TokenBucket } from "../auth/token_bucket.ts";
 import { decodeBase64, encodeBase64 } from "../codec/base64.ts";
-import {
-  decodeDatagram,
-  encodeRdvAck,
-  encodeRelayed,
-  importUdpKey,
-  verifyDatagramTag,
-} from "../codec/datagram.ts";
+import { decodeDatagram, encodeRdvAck, encodeRelayed } from "../codec/datagram.ts";
 import type { Datagram } from "../codec/datagram.ts";
+import { importUdpKey, tagDatagram, verifyDatagram } from "../crypto/datagram_tag.ts";
 import { ReplayWindow } from "../crypto/replay_window.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { SINGLE_NODE_RELAY } from "./relay_routing.ts";
@@ -323,7 +318,10 @@ export class Rendezvous implements SessionRendezvous {
     }
     let out: Uint8Array;
     try {
-      out = await encodeRelayed({ from: datagram.from, inner: datagram.inner }, await keyOf(recipient));
+      out = await tagDatagram(
+        await keyOf(recipient),
+        encodeRelayed({ from: datagram.from, inner: datagram.inner }),
+      );
     } catch {
       this.#stats.malformed++;
       return [];
@@ -371,7 +369,7 @@ export class Rendezvous implements SessionRendezvous {
     entry.checking++;
     let authentic: boolean;
     try {
-      authentic = await verifyDatagramTag(await keyOf(entry), d);
+      authentic = await verifyDatagram(await keyOf(entry), d);
     } finally {
       this.#checking--;
       entry.checking--;
@@ -388,9 +386,9 @@ export class Rendezvous implements SessionRendezvous {
       const observed = from.hostname.includes(":")
         ? `[${from.hostname}]:${from.port}`
         : `${from.hostname}:${from.port}`;
-      const ack = await encodeRdvAck(
-        { handle: decodeBase64(entry.handle)!, counter: d.counter, observed },
+      const ack = await tagDatagram(
         await keyOf(entry),
+        encodeRdvAck({ handle: decodeBase64(entry.handle)!, counter: d.counter, observed }),
       );
       return [{ ...from, bytes: ack }];
     }
@@ -416,7 +414,10 @@ export class Rendezvous implements SessionRendezvous {
       return [];
     }
     this.#stats.relayed++;
-    const out = await encodeRelayed({ from: entry.relayId, inner: d.inner }, await keyOf(recipient));
+    const out = await tagDatagram(
+      await keyOf(recipient),
+      encodeRelayed({ from: entry.relayId, inner: d.inner }),
+    );
     return [{ ...recipient.endpoint, bytes: out }];
   }
 

@@ -3,7 +3,8 @@ import type { AuthchatClient } from "../../lib/client/authchat_client.ts";
 import { newIdentity } from "../../lib/client/_chat_identity.ts";
 import { saslPrep } from "../../lib/auth/saslprep.ts";
 import { decodeBase64 } from "../../lib/codec/base64.ts";
-import { decodeDatagram, encodeRdv, importUdpKey, verifyDatagramTag } from "../../lib/codec/datagram.ts";
+import { decodeDatagram, encodeRdv } from "../../lib/codec/datagram.ts";
+import { importUdpKey, tagDatagram, verifyDatagram } from "../../lib/crypto/datagram_tag.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { createVerifier, formatVerifier } from "../../lib/crypto/scram_verifier.ts";
 import { createLegacyAccount } from "../../lib/store/create_account.ts";
@@ -27,11 +28,11 @@ async function proveUdp(udp: { port: number; handle: string; key: Uint8Array }):
   const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   try {
     const key = await importUdpKey(udp.key);
-    const rdv = await encodeRdv({ handle: decodeBase64(udp.handle)!, counter: 0 }, key);
+    const rdv = await tagDatagram(key, encodeRdv({ handle: decodeBase64(udp.handle)!, counter: 0 }));
     await socket.send(rdv, { transport: "udp", hostname: "127.0.0.1", port: udp.port });
     const [bytes] = await socket.receive();
     const ack = decodeDatagram(bytes);
-    return ack.type === "RDV_ACK" && await verifyDatagramTag(key, ack);
+    return ack.type === "RDV_ACK" && await verifyDatagram(key, ack);
   } finally {
     socket.close();
   }

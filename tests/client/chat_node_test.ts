@@ -6,8 +6,8 @@ import {
   encodeRdv,
   encodeRelayed,
   hs1SignedBytes,
-  importUdpKey,
 } from "../../lib/codec/datagram.ts";
+import { importUdpKey, tagDatagram } from "../../lib/crypto/datagram_tag.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { generateIdentity, signWith } from "../../lib/crypto/identity_key.ts";
 import { generateEphemeral } from "../../lib/crypto/peer_session.ts";
@@ -105,10 +105,13 @@ Deno.test("ChatNode drops and counts forged, replayed and garbage datagrams from
       await toBob(encodeHs1({ from: "alice", to: "bob", eph, sig }));
       await toBob(crypto.getRandomValues(new Uint8Array(64)));
       await toBob(
-        await encodeRdv({ handle: new Uint8Array(16), counter: 1 }, await importUdpKey(new Uint8Array(32))),
+        await tagDatagram(
+          await importUdpKey(new Uint8Array(32)),
+          encodeRdv({ handle: new Uint8Array(16), counter: 1 }),
+        ),
       );
       const wrongKey = await importUdpKey(crypto.getRandomValues(new Uint8Array(32)));
-      await toBob(await encodeRelayed({ from: endpoint.relayId, inner: data }, wrongKey));
+      await toBob(await tagDatagram(wrongKey, encodeRelayed({ from: endpoint.relayId, inner: data })));
 
       const expected = {
         ...before,

@@ -7,8 +7,9 @@ import { encodeForward, encodeSlotClaim } from "../../lib/cluster/_relay_wire.ts
 import type { ForwardedDatagram, RoutedEndpoint } from "../../lib/server/relay_routing.ts";
 import { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
 import type { Outgoing } from "../../lib/server/udp_rendezvous.ts";
-import { decodeDatagram, encodeData, encodeDataHeader, verifyDatagramTag } from "../../lib/codec/datagram.ts";
+import { decodeDatagram, encodeData, encodeDataHeader } from "../../lib/codec/datagram.ts";
 import type { RelayedDatagram } from "../../lib/codec/datagram.ts";
+import { verifyDatagram } from "../../lib/crypto/datagram_tag.ts";
 import { TcpProxy } from "../_tcp_proxy.ts";
 import { registerClient } from "../server/_rendezvous_client.ts";
 import { natsUrlOrSkip } from "../_cluster_services.ts";
@@ -288,14 +289,14 @@ Deno.test({
     assert.equal(relayed.type, "RELAYED");
     assert.equal(relayed.from, alice.relayId);
     assert.deepEqual(relayed.inner, INNER_DATA, "the ciphertext as alice sent it");
-    assert.equal(await verifyDatagramTag(bob.key, relayed), true, "tagged with bob's key, on bob's node");
+    assert.equal(await verifyDatagram(bob.key, relayed), true, "tagged with bob's key, on bob's node");
 
     await bob.relay(relayed.from, INNER_DATA);
     await eventually("the reply at n1", () => sent.length === 2);
     assert.equal(sent[1]!.node, "n1");
     assert.equal((decodeDatagram(sent[1]!.out.bytes) as RelayedDatagram).from, bob.relayId);
     assert.equal(
-      await verifyDatagramTag(alice.key, decodeDatagram(sent[1]!.out.bytes) as RelayedDatagram),
+      await verifyDatagram(alice.key, decodeDatagram(sent[1]!.out.bytes) as RelayedDatagram),
       true,
     );
     assert.deepEqual([one.rendezvous.stats.forwarded, two.rendezvous.stats.forwarded], [1, 1]);

@@ -15,19 +15,16 @@ import {
   encodeRelayed,
   hs1SignedBytes,
   hs2SignedBytes,
-  importUdpKey,
+  joinTag,
   MAGIC,
   MAX_DATAGRAM,
   MAX_PEER_DATAGRAM,
-  verifyDatagramTag,
+  TAG_BYTES,
 } from "../../lib/codec/datagram.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { assertBytesEqual, assertDeepEqualBytes } from "../_bytes.ts";
 
 const utf8 = new TextEncoder();
-const RAW_KEY = new Uint8Array(32).map((_, i) => i + 1);
-const KEY = await importUdpKey(RAW_KEY);
-const OTHER_KEY = await importUdpKey(new Uint8Array(32).fill(0xee));
 
 function filled(length: number, start = 0): Uint8Array<ArrayBuffer> {
   return new Uint8Array(length).map((_, i) => (start + i) & 0xff);
@@ -49,13 +46,11 @@ function u64(value: bigint): number[] {
   return Array.from({ length: 8 }, (_, i) => Number((value >> BigInt(56 - 8 * i)) & 0xffn));
 }
 
-/** The tag as computed independently: HMAC-SHA-256 with the raw key, first 16 bytes. */
-async function referenceTag(body: Uint8Array<ArrayBuffer>): Promise<number[]> {
-  const key = await crypto.subtle.importKey("raw", RAW_KEY, { name: "HMAC", hash: "SHA-256" }, false, [
-    "sign",
-  ]);
-  return [...new Uint8Array(await crypto.subtle.sign("HMAC", key, body)).subarray(0, 16)];
-}
+/**
+ * A stand-in tag: the codec only places and splits the tag, whatever its value (tests/crypto/datagram_tag_test.ts
+ * checks real ones).
+ */
+const TAG = filled(16, 0xf0);
 
 function assertBad(bytes: Uint8Array, message?: RegExp): void {
   assert.throws(() => decodeDatagram(bytes), (err: unknown) => {
@@ -77,28 +72,51 @@ const HS2 = encodeHs2({ from: "bob", to: "ann", ephInit: EPH, ephResp: EPH2, sig
 
 /** One valid, minimal datagram of each kind, so that every truncation is invalid. */
 const SAMPLES: Record<Datagram["type"], Uint8Array<ArrayBuffer>> = {
-  RDV: await encodeRdv({ handle: HANDLE, counter: 1 }, KEY),
-  RDV_ACK: await encodeRdvAck({ handle: HANDLE, counter: 2, observed: "192.0.2.1:5000" }, KEY),
-  RELAY: await encodeRelay({ handle: HANDLE, counter: 3, to: 0xdeadbeef, inner: DATA }, KEY),
-  RELAYED: await encodeRelayed({ from: 77, inner: HS1 }, KEY),
+  RDV: joinTag(encodeRdv({ handle: HANDLE, counter: 1 }), TAG),
+  RDV_ACK: joinTag(encodeRdvAck({ handle: HANDLE, counter: 2, observed: "192.0.2.1:5000" }), TAG),
+  RELAY: joinTag(encodeRelay({ handle: HANDLE, counter: 3, to: 0xdeadbeef, inner: DATA }), TAG),
+  RELAYED: joinTag(encodeRelayed({ from: 77, inner: HS1 }), TAG),
   HS1,
   HS2,
   DATA,
 };
 const MAC_KINDS = ["RDV", "RDV_ACK", "RELAY", "RELAYED"] as const;
 
-Deno.test("encodeRdv lays out prefix, handle, counter and a truncated HMAC-SHA-256 tag", async () => {
-  const body = concat([MAGIC, DATAGRAM_VERSION, 0x01], HANDLE, u64(1n));
-  assert.deepEqual([...SAMPLES.RDV], [...body, ...await referenceTag(body)]);
+Deno.test("encodeRdv lays out prefix, handle and counter: the bytes the tag covers", () => {
+  assertBytesEqual(
+    encodeRdv({ handle: HANDLE, counter: 1 }),
+    concat([MAGIC, DATAGRAM_VERSION, 0x01], HANDLE, u64(1n)),
+  );
 });
 
-Deno.test("encodeRdvAck, encodeRelay and encodeRelayed lay out their fields before the tag", async () => {
+Deno.test("encodeRdvAck, encodeRelay and encodeRelayed lay out their fields, and joinTag appends the tag", () => {
   const ack = concat([0xac, 1, 0x02], HANDLE, u64(2n), [14], utf8.encode("192.0.2.1:5000"));
-  assert.deepEqual([...SAMPLES.RDV_ACK], [...ack, ...await referenceTag(ack)]);
+  assertBytesEqual(encodeRdvAck({ handle: HANDLE, counter: 2, observed: "192.0.2.1:5000" }), ack);
+  assertBytesEqual(SAMPLES.RDV_ACK, concat(ack, TAG));
   const relay = concat([0xac, 1, 0x03], HANDLE, u64(3n), [0xde, 0xad, 0xbe, 0xef], DATA);
-  assert.deepEqual([...SAMPLES.RELAY], [...relay, ...await referenceTag(relay)]);
+  assertBytesEqual(encodeRelay({ handle: HANDLE, counter: 3, to: 0xdeadbeef, inner: DATA }), relay);
+  assertBytesEqual(SAMPLES.RELAY, concat(relay, TAG));
   const relayed = concat([0xac, 1, 0x04], [0, 0, 0, 77], HS1);
-  assert.deepEqual([...SAMPLES.RELAYED], [...relayed, ...await referenceTag(relayed)]);
+  assertBytesEqual(encodeRelayed({ from: 77, inner: HS1 }), relayed);
+  assertBytesEqual(SAMPLES.RELAYED, concat(relayed, TAG));
+  assertBytesEqual(SAMPLES.RDV, concat([0xac, 1, 0x01], HANDLE, u64(1n), TAG));
+  assert.equal(TAG_BYTES, 16);
+});
+
+Deno.test("joinTag refuses a tag of the wrong length and a datagram over MAX_DATAGRAM", () => {
+  const rdv = encodeRdv({ handle: HANDLE, counter: 0 });
+  for (const n of [0, 15, 17, 32]) assert.throws(() => joinTag(rdv, new Uint8Array(n)), RangeError, `${n}`);
+  assert.equal(joinTag(new Uint8Array(1200 - 16), TAG).length, 1200);
+  assert.throws(() => joinTag(new Uint8Array(1200 - 15), TAG), /Datagram too large: 1201 bytes/);
+});
+
+Deno.test("joinTag copies: the datagram does not change with the buffers it was made from", () => {
+  const macInput = encodeRdv({ handle: HANDLE, counter: 0 });
+  const tag = TAG.slice();
+  const bytes = joinTag(macInput, tag);
+  macInput.fill(0);
+  tag.fill(0);
+  assertBytesEqual(bytes, concat([0xac, 1, 0x01], HANDLE, u64(0n), TAG));
 });
 
 Deno.test("encodeHs1, encodeHs2 and encodeData lay out their fields", () => {
@@ -115,7 +133,7 @@ Deno.test("encodeHs1, encodeHs2 and encodeData lay out their fields", () => {
   assert.equal(DATA_HEADER_BYTES, 19);
 });
 
-Deno.test("decodeDatagram round-trips every kind with macInput and tag split off", async () => {
+Deno.test("decodeDatagram round-trips every kind with macInput and tag split off", () => {
   const rdv = decodeDatagram(SAMPLES.RDV);
   assert.deepEqual(rdv, {
     type: "RDV",
@@ -138,8 +156,7 @@ Deno.test("decodeDatagram round-trips every kind with macInput and tag split off
     const d = decodeDatagram(SAMPLES[kind]);
     assert.ok(d.type === kind && "tag" in d);
     assertBytesEqual(d.macInput, SAMPLES[kind].subarray(0, -16), kind);
-    assertBytesEqual(d.tag, SAMPLES[kind].subarray(-16), kind);
-    assert.equal(await verifyDatagramTag(KEY, d), true, kind);
+    assertBytesEqual(d.tag, TAG, kind);
   }
   assert.deepEqual(decodeDatagram(HS1), { type: "HS1", from: "ann", to: "bob", eph: EPH, sig: SIG });
   assert.deepEqual(decodeDatagram(HS2), {
@@ -168,33 +185,6 @@ Deno.test("decodeDatagram copies its input so the caller may reuse the buffer", 
   assert.equal(d.from, "bob");
 });
 
-Deno.test("verifyDatagramTag refuses every flipped bit and a wrong key", async () => {
-  for (const kind of MAC_KINDS) {
-    const good = decodeDatagram(SAMPLES[kind]);
-    assert.ok("tag" in good);
-    assert.equal(await verifyDatagramTag(OTHER_KEY, good), false, `${kind} under another key`);
-    for (let bit = 0; bit < SAMPLES[kind].length * 8; bit++) {
-      const bytes = SAMPLES[kind].slice();
-      bytes[bit >> 3]! ^= 1 << (bit & 7);
-      let d: Datagram;
-      try {
-        d = decodeDatagram(bytes);
-      } catch (err) {
-        assert.ok(err instanceof ProtocolError && err.code === "BAD_DATAGRAM");
-        continue;
-      }
-      assert.ok("tag" in d, `${kind} bit ${bit} changed the kind`);
-      assert.equal(await verifyDatagramTag(KEY, d), false, `${kind} bit ${bit}`);
-    }
-  }
-});
-
-Deno.test("verifyDatagramTag refuses a tag of the wrong length", async () => {
-  const d = decodeDatagram(SAMPLES.RDV);
-  assert.ok(d.type === "RDV");
-  assert.equal(await verifyDatagramTag(KEY, { macInput: d.macInput, tag: d.tag.subarray(0, 15) }), false);
-});
-
 Deno.test("decodeDatagram rejects every truncation of every kind", () => {
   for (const [kind, bytes] of Object.entries(SAMPLES)) {
     for (let n = 0; n < bytes.length; n++) {
@@ -206,13 +196,13 @@ Deno.test("decodeDatagram rejects every truncation of every kind", () => {
   }
 });
 
-Deno.test("decodeDatagram rejects trailing bytes after fixed layouts", async () => {
+Deno.test("decodeDatagram rejects trailing bytes after fixed layouts", () => {
   for (const bytes of [SAMPLES.RDV, SAMPLES.RDV_ACK, HS1, HS2]) assertBad(concat(bytes, [0]), /trailing/);
   // RELAY and RELAYED end in a tag, so an extra byte lands at the end of the inner datagram.
   const relay = concat([0xac, 1, 0x03], HANDLE, u64(0n), [0, 0, 0, 1], HS1, [0]);
-  assertBad(concat(relay, await referenceTag(relay)), /trailing bytes after HS1/);
+  assertBad(concat(relay, TAG), /trailing bytes after HS1/);
   const relayed = concat([0xac, 1, 0x04, 0, 0, 0, 1], HS1, [0]);
-  assertBad(concat(relayed, await referenceTag(relayed)), /trailing bytes after HS1/);
+  assertBad(concat(relayed, TAG), /trailing bytes after HS1/);
 });
 
 Deno.test("decodeDatagram rejects a bad magic, version or type byte", () => {
@@ -225,18 +215,18 @@ Deno.test("decodeDatagram rejects a bad magic, version or type byte", () => {
   }
 });
 
-Deno.test("decodeDatagram rejects invalid UTF-8 and empty strings", async () => {
+Deno.test("decodeDatagram rejects invalid UTF-8 and empty strings", () => {
   const invalid = [[0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf4, 0x90, 0x80, 0x80]];
   for (const raw of invalid) {
     assertBad(concat([0xac, 1, 0x10, raw.length], raw, [1, 0x61], EPH, SIG), /HS1 from is not valid UTF-8/);
     assertBad(concat([0xac, 1, 0x11, 1, 0x61, raw.length], raw, EPH, EPH2, SIG), /HS2 to is not valid/);
     const ack = concat([0xac, 1, 0x02], HANDLE, u64(0n), [raw.length], raw);
-    assertBad(concat(ack, await referenceTag(ack)), /observed address is not valid UTF-8/);
+    assertBad(concat(ack, TAG), /observed address is not valid UTF-8/);
   }
   assertBad(concat([0xac, 1, 0x10, 0, 1, 0x61], EPH, SIG), /HS1 from is empty/);
   assertBad(concat([0xac, 1, 0x11, 1, 0x61, 0], EPH, EPH2, SIG), /HS2 to is empty/);
   const ack = concat([0xac, 1, 0x02], HANDLE, u64(0n), [0]);
-  assertBad(concat(ack, await referenceTag(ack)), /observed address is empty/);
+  assertBad(concat(ack, TAG), /observed address is empty/);
 });
 
 Deno.test("decodeDatagram keeps a byte-order mark and non-ASCII names intact", () => {
@@ -246,12 +236,12 @@ Deno.test("decodeDatagram keeps a byte-order mark and non-ASCII names intact", (
   assert.equal(d.from, from);
 });
 
-Deno.test("decodeDatagram accepts counters up to 2^53 - 1 and rejects larger ones", async () => {
+Deno.test("decodeDatagram accepts counters up to 2^53 - 1 and rejects larger ones", () => {
   for (const [value, ok] of [[2n ** 53n - 1n, true], [2n ** 53n, false], [2n ** 64n - 1n, false]] as const) {
     const data = concat([0xac, 1, 0x20], SESSION, u64(value), filled(16));
     const rdv = concat([0xac, 1, 0x01], HANDLE, u64(value));
     const relay = concat([0xac, 1, 0x03], HANDLE, u64(0n), [0, 0, 0, 1], data);
-    const all = [data, concat(rdv, await referenceTag(rdv)), concat(relay, await referenceTag(relay))];
+    const all = [data, concat(rdv, TAG), concat(relay, TAG)];
     if (!ok) {
       for (const bytes of all) assertBad(bytes, /exceeds 2\^53 - 1/);
       continue;
@@ -266,49 +256,49 @@ Deno.test("decodeDatagram accepts counters up to 2^53 - 1 and rejects larger one
   }
 });
 
-Deno.test("decodeDatagram rejects a RELAY or RELAYED whose inner is not a peer datagram", async () => {
+Deno.test("decodeDatagram rejects a RELAY or RELAYED whose inner is not a peer datagram", () => {
   for (const inner of [SAMPLES.RDV, SAMPLES.RELAYED, concat([0xad], DATA.subarray(1)), new Uint8Array(0)]) {
     const relay = concat([0xac, 1, 0x03], HANDLE, u64(0n), [0, 0, 0, 1], inner);
-    assertBad(concat(relay, await referenceTag(relay)));
+    assertBad(concat(relay, TAG));
     const relayed = concat([0xac, 1, 0x04, 0, 0, 0, 1], inner);
-    assertBad(concat(relayed, await referenceTag(relayed)));
+    assertBad(concat(relayed, TAG));
   }
   const relay = concat([0xac, 1, 0x03], HANDLE, u64(0n), [0, 0, 0, 1], SAMPLES.RDV);
-  assertBad(concat(relay, await referenceTag(relay)), /inner type 0x01 is not a peer datagram/);
+  assertBad(concat(relay, TAG), /inner type 0x01 is not a peer datagram/);
 });
 
-Deno.test("decodeDatagram enforces MAX_DATAGRAM and MAX_PEER_DATAGRAM", async () => {
+Deno.test("decodeDatagram enforces MAX_DATAGRAM and MAX_PEER_DATAGRAM", () => {
   assert.equal(MAX_DATAGRAM, 1200);
   assert.equal(MAX_PEER_DATAGRAM, 1150);
   const biggest = encodeData(encodeDataHeader(SESSION, 0), new Uint8Array(1150 - 19));
   assert.equal(decodeDatagram(biggest).type, "DATA");
-  const relay = await encodeRelay({ handle: HANDLE, counter: 0, to: 1, inner: biggest }, KEY);
+  const relay = joinTag(encodeRelay({ handle: HANDLE, counter: 0, to: 1, inner: biggest }), TAG);
   assert.equal(relay.length, 1197);
   assert.equal(decodeDatagram(relay).type, "RELAY");
   assertBad(concat(biggest, [0]), /peer datagram of 1151 bytes/);
   const relayed = concat([0xac, 1, 0x04, 0, 0, 0, 1], biggest, [0]);
-  assertBad(concat(relayed, await referenceTag(relayed)), /inner datagram of 1151 bytes/);
+  assertBad(concat(relayed, TAG), /inner datagram of 1151 bytes/);
   assertBad(new Uint8Array(1201), /Datagram too large: 1201 bytes/);
   assertBad(concat(SAMPLES.RDV, new Uint8Array(1201 - SAMPLES.RDV.length)), /too large/);
 });
 
-Deno.test("encoders refuse fields out of range with a RangeError", async () => {
-  const rejects = [
-    encodeRdv({ handle: new Uint8Array(15), counter: 0 }, KEY),
-    encodeRdv({ handle: HANDLE, counter: -1 }, KEY),
-    encodeRdv({ handle: HANDLE, counter: 1.5 }, KEY),
-    encodeRdv({ handle: HANDLE, counter: 2 ** 53 }, KEY),
-    encodeRdvAck({ handle: HANDLE, counter: 0, observed: "" }, KEY),
-    encodeRdvAck({ handle: HANDLE, counter: 0, observed: "é".repeat(128) }, KEY),
-    encodeRdvAck({ handle: HANDLE, counter: 0, observed: "\ud800" }, KEY),
-    encodeRelay({ handle: HANDLE, counter: 0, to: 2 ** 32, inner: DATA }, KEY),
-    encodeRelay({ handle: HANDLE, counter: 0, to: -1, inner: DATA }, KEY),
-    encodeRelay({ handle: HANDLE, counter: 0, to: 1, inner: SAMPLES.RDV }, KEY),
-    encodeRelay({ handle: HANDLE, counter: 0, to: 1, inner: new Uint8Array(1151) }, KEY),
-    encodeRelayed({ from: 0.5, inner: DATA }, KEY),
-    encodeRelayed({ from: 1, inner: concat(HS1, [0]) }, KEY),
+Deno.test("encoders refuse fields out of range with a RangeError", () => {
+  const refused = [
+    () => encodeRdv({ handle: new Uint8Array(15), counter: 0 }),
+    () => encodeRdv({ handle: HANDLE, counter: -1 }),
+    () => encodeRdv({ handle: HANDLE, counter: 1.5 }),
+    () => encodeRdv({ handle: HANDLE, counter: 2 ** 53 }),
+    () => encodeRdvAck({ handle: HANDLE, counter: 0, observed: "" }),
+    () => encodeRdvAck({ handle: HANDLE, counter: 0, observed: "é".repeat(128) }),
+    () => encodeRdvAck({ handle: HANDLE, counter: 0, observed: "\ud800" }),
+    () => encodeRelay({ handle: HANDLE, counter: 0, to: 2 ** 32, inner: DATA }),
+    () => encodeRelay({ handle: HANDLE, counter: 0, to: -1, inner: DATA }),
+    () => encodeRelay({ handle: HANDLE, counter: 0, to: 1, inner: SAMPLES.RDV }),
+    () => encodeRelay({ handle: HANDLE, counter: 0, to: 1, inner: new Uint8Array(1151) }),
+    () => encodeRelayed({ from: 0.5, inner: DATA }),
+    () => encodeRelayed({ from: 1, inner: concat(HS1, [0]) }),
   ];
-  for (const [i, p] of rejects.entries()) await assert.rejects(p, RangeError, `case ${i}`);
+  for (const [i, f] of refused.entries()) assert.throws(f, RangeError, `case ${i}`);
   const throws = [
     () => encodeHs1({ from: "a", to: "b", eph: new Uint8Array(31), sig: SIG }),
     () => encodeHs1({ from: "a", to: "b", eph: EPH, sig: new Uint8Array(65) }),
@@ -339,14 +329,6 @@ Deno.test("hs1SignedBytes and hs2SignedBytes cover label, length-prefixed names 
     concat(label2, [3], utf8.encode("bob"), [3], utf8.encode("ann"), EPH, EPH2),
   );
   assert.notDeepEqual(hs1SignedBytes("ab", "c", EPH), hs1SignedBytes("a", "bc", EPH));
-});
-
-Deno.test("importUdpKey makes a sign-only, non-extractable HMAC SHA-256 key from 32 bytes", async () => {
-  assert.deepEqual(KEY.usages, ["sign"]);
-  assert.equal(KEY.extractable, false);
-  assert.deepEqual(KEY.algorithm, { name: "HMAC", hash: { name: "SHA-256" }, length: 256 });
-  await assert.rejects(importUdpKey(new Uint8Array(31)), RangeError);
-  await assert.rejects(importUdpKey(new Uint8Array(33)), RangeError);
 });
 
 // ---- properties ----
@@ -381,37 +363,36 @@ const peer = fc.oneof(
 
 /** Any datagram: the encoder to run and the expected decoding without macInput and tag. */
 const anyDatagram = fc.oneof(
-  peer.map((p) => ({ encode: () => Promise.resolve(p.bytes), expected: p.expected })),
+  peer.map((p) => ({ encode: () => p.bytes.slice(), expected: p.expected })),
   fc.record({ handle: bytesOf(16), counter }).map((f) => ({
-    encode: () => encodeRdv(f, KEY),
+    encode: () => joinTag(encodeRdv(f), TAG),
     expected: { type: "RDV", ...f },
   })),
   fc.record({ handle: bytesOf(16), counter, observed: name }).map((f) => ({
-    encode: () => encodeRdvAck(f, KEY),
+    encode: () => joinTag(encodeRdvAck(f), TAG),
     expected: { type: "RDV_ACK", ...f },
   })),
   fc.record({ handle: bytesOf(16), counter, to: u32, p: peer }).map(({ p, ...f }) => ({
-    encode: () => encodeRelay({ ...f, inner: p.bytes }, KEY),
+    encode: () => joinTag(encodeRelay({ ...f, inner: p.bytes }), TAG),
     expected: { type: "RELAY", ...f, inner: p.bytes, peer: p.expected },
   })),
   fc.record({ from: u32, p: peer }).map(({ p, from }) => ({
-    encode: () => encodeRelayed({ from, inner: p.bytes }, KEY),
+    encode: () => joinTag(encodeRelayed({ from, inner: p.bytes }), TAG),
     expected: { type: "RELAYED", from, inner: p.bytes, peer: p.expected },
   })),
 );
 
-Deno.test("decodeDatagram inverts every encoder (property)", async () => {
-  await fc.assert(
-    fc.asyncProperty(anyDatagram, async ({ encode, expected }) => {
-      const bytes = await encode();
+Deno.test("decodeDatagram inverts every encoder (property)", () => {
+  fc.assert(
+    fc.property(anyDatagram, ({ encode, expected }) => {
+      const bytes = encode();
       assert.ok(bytes.length <= MAX_DATAGRAM);
       const d = decodeDatagram(bytes);
       if ("tag" in d) {
         const { macInput, tag, ...rest } = d;
         assertDeepEqualBytes(rest, expected);
         assertBytesEqual(macInput, bytes.subarray(0, -16));
-        assertBytesEqual(tag, bytes.subarray(-16));
-        assert.ok(await verifyDatagramTag(KEY, d));
+        assertBytesEqual(tag, TAG);
       } else {
         assertDeepEqualBytes(d, expected);
       }
@@ -435,14 +416,14 @@ Deno.test("decodeDatagram throws only ProtocolError BAD_DATAGRAM for random byte
   );
 });
 
-Deno.test("decodeDatagram throws only ProtocolError BAD_DATAGRAM for mutated datagrams (property)", async () => {
+Deno.test("decodeDatagram throws only ProtocolError BAD_DATAGRAM for mutated datagrams (property)", () => {
   const edit = fc.tuple(fc.nat(), fc.nat(255), fc.constantFrom("set", "cut", "insert", "delete"));
-  await fc.assert(
-    fc.asyncProperty(
+  fc.assert(
+    fc.property(
       anyDatagram,
       fc.array(edit, { minLength: 1, maxLength: 4 }),
-      async ({ encode }, edits) => {
-        let bytes = await encode();
+      ({ encode }, edits) => {
+        let bytes = encode();
         for (const [at, value, op] of edits) {
           const i = at % (bytes.length + 1);
           if (op === "set" && i < bytes.length) bytes[i] = value;

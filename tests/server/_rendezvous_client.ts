@@ -7,7 +7,8 @@
  */
 
 import { decodeBase64 } from "../../lib/codec/base64.ts";
-import { encodeRdv, encodeRelay, importUdpKey } from "../../lib/codec/datagram.ts";
+import { encodeRdv, encodeRelay } from "../../lib/codec/datagram.ts";
+import { importUdpKey, tagDatagram } from "../../lib/crypto/datagram_tag.ts";
 import type { Outgoing, Rendezvous, Source } from "../../lib/server/udp_rendezvous.ts";
 
 /** One registered session, as its client sees it. */
@@ -57,13 +58,16 @@ export async function registerClient(
     from: options.from ?? { hostname: "203.0.113.5", port: nextPort++ },
     counter: 0,
     async rdv(now = 1000, from = client.from) {
-      const bytes = await encodeRdv({ handle: client.handle, counter: client.counter++ }, client.key);
+      const bytes = await tagDatagram(
+        client.key,
+        encodeRdv({ handle: client.handle, counter: client.counter++ }),
+      );
       return await rendezvous.receive(bytes, from, now);
     },
     async relay(to, inner, now = 1000) {
-      const bytes = await encodeRelay(
-        { handle: client.handle, counter: client.counter++, to, inner },
+      const bytes = await tagDatagram(
         client.key,
+        encodeRelay({ handle: client.handle, counter: client.counter++, to, inner }),
       );
       return await rendezvous.receive(bytes, client.from, now);
     },

@@ -8,7 +8,8 @@ import {
   loadServerIdentity,
 } from "../../lib/crypto/server_identity.ts";
 import { decodeBase64 } from "../../lib/codec/base64.ts";
-import { decodeDatagram, encodeRdv, importUdpKey, verifyDatagramTag } from "../../lib/codec/datagram.ts";
+import { decodeDatagram, encodeRdv } from "../../lib/codec/datagram.ts";
+import { importUdpKey, tagDatagram, verifyDatagram } from "../../lib/crypto/datagram_tag.ts";
 import { AuthchatServer } from "../../lib/server/authchat_server.ts";
 import { Logger } from "../../lib/server/logger.ts";
 import { loadServerConfig } from "../../lib/server/server_config.ts";
@@ -212,15 +213,18 @@ Deno.test("AuthchatServer answers an RDV on its UDP port for a session logged in
     try {
       const to = { transport: "udp" as const, hostname: "127.0.0.1", port: udp.port };
       await socket.send(new TextEncoder().encode("not a datagram"), to);
-      await socket.send(await encodeRdv({ handle, counter: 0 }, await importUdpKey(new Uint8Array(32))), to);
+      await socket.send(
+        await tagDatagram(await importUdpKey(new Uint8Array(32)), encodeRdv({ handle, counter: 0 })),
+        to,
+      );
       assert.equal(await inbox.next(300), null, "garbage and forgeries get no answer");
-      await socket.send(await encodeRdv({ handle, counter: 1 }, key), to);
+      await socket.send(await tagDatagram(key, encodeRdv({ handle, counter: 1 })), to);
       const bytes = await inbox.next(5000);
       assert.ok(bytes, "an RDV_ACK arrives");
       const ack = decodeDatagram(bytes);
       assert.equal(ack.type, "RDV_ACK");
       if (ack.type !== "RDV_ACK") return;
-      assert.equal(await verifyDatagramTag(key, ack), true);
+      assert.equal(await verifyDatagram(key, ack), true);
       assert.equal(ack.observed, `127.0.0.1:${(socket.addr as Deno.NetAddr).port}`);
       assert.deepEqual(server.rendezvous!.endpointOf("alice"), {
         relayId: udp.relay_id,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64, encodeBase64 } from "../../lib/codec/base64.ts";
-import { decodeDatagram, encodeRdv, importUdpKey, verifyDatagramTag } from "../../lib/codec/datagram.ts";
+import { decodeDatagram, encodeRdv } from "../../lib/codec/datagram.ts";
+import { importUdpKey, tagDatagram, verifyDatagram } from "../../lib/crypto/datagram_tag.ts";
 import { LIST_PAGE } from "../../lib/codec/messages.ts";
 import { fingerprint } from "../../lib/crypto/fingerprint.ts";
 import { identityFingerprint } from "../../lib/crypto/identity_key.ts";
@@ -259,7 +260,7 @@ Deno.test("Session LOGIN's udp handle proves the session to a Rendezvous with th
   const key = await importUdpKey(sessionKey);
   const from = { hostname: "198.51.100.9", port: 50_000 };
   const out = await rendezvous.receive(
-    await encodeRdv({ handle: handle!, counter: 0 }, key),
+    await tagDatagram(key, encodeRdv({ handle: handle!, counter: 0 })),
     from,
     kit.clock.now,
   );
@@ -267,7 +268,7 @@ Deno.test("Session LOGIN's udp handle proves the session to a Rendezvous with th
   const ack = decodeDatagram(out[0]!.bytes);
   assert.equal(ack.type, "RDV_ACK");
   if (ack.type !== "RDV_ACK") return;
-  assert.equal(await verifyDatagramTag(key, ack), true);
+  assert.equal(await verifyDatagram(key, ack), true);
   assert.equal(ack.observed, "198.51.100.9:50000");
   const peer = await alice.send({ op: "PEER", id: 22, user: "Carol" });
   assert.deepEqual(peer, {
@@ -293,12 +294,15 @@ Deno.test("Session LOGOUT and disconnect unregister the session from the rendezv
     const key = await importUdpKey(sessionKey);
     const handle = decodeBase64(reply.udp!.handle)!;
     const from = { hostname: "192.0.2.1", port: 1 };
-    assert.equal((await rendezvous.receive(await encodeRdv({ handle, counter: 0 }, key), from, 1)).length, 1);
+    assert.equal(
+      (await rendezvous.receive(await tagDatagram(key, encodeRdv({ handle, counter: 0 })), from, 1)).length,
+      1,
+    );
     if (leave === "LOGOUT") assert.equal((await conn.send({ op: "LOGOUT" })).op, "LOGOUT");
     else if (leave === "disconnect") conn.session.disconnected("reset");
     else await conn.login("alice", PASSWORD);
     assert.deepEqual(
-      await rendezvous.receive(await encodeRdv({ handle, counter: 1 }, key), from, 1),
+      await rendezvous.receive(await tagDatagram(key, encodeRdv({ handle, counter: 1 })), from, 1),
       [],
       leave,
     );

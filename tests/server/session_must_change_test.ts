@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { decodeBase64 } from "../../lib/codec/base64.ts";
-import { encodeRdv, importUdpKey } from "../../lib/codec/datagram.ts";
+import { encodeRdv } from "../../lib/codec/datagram.ts";
+import { importUdpKey, tagDatagram } from "../../lib/crypto/datagram_tag.ts";
 import { CLIENT_OPS } from "../../lib/codec/messages.ts";
 import { Rendezvous } from "../../lib/server/udp_rendezvous.ts";
 import { createLegacyAccount } from "../../lib/store/create_account.ts";
@@ -197,7 +198,11 @@ Deno.test("Session PASSWD that lifts the restriction carries the UDP rendezvous,
   const key = await importUdpKey(client.sessionKey!);
   const handle = decodeBase64(reply.udp.handle)!;
   const from = { hostname: "198.51.100.7", port: 40_000 };
-  const out = await rendezvous.receive(await encodeRdv({ handle, counter: 0 }, key), from, kit.clock.now);
+  const out = await rendezvous.receive(
+    await tagDatagram(key, encodeRdv({ handle, counter: 0 })),
+    from,
+    kit.clock.now,
+  );
   assert.equal(out.length, 1, "the server registered the key of the PASSWD exchange");
   assert.deepEqual(rendezvous.endpointOf("user10"), {
     relayId: conn.session.id,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { decodeDatagram, encodeData, encodeDataHeader, verifyDatagramTag } from "../../lib/codec/datagram.ts";
+import { decodeDatagram, encodeData, encodeDataHeader } from "../../lib/codec/datagram.ts";
 import type { RelayedDatagram } from "../../lib/codec/datagram.ts";
+import { verifyDatagram } from "../../lib/crypto/datagram_tag.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import type {
   ForwardedDatagram,
@@ -129,7 +130,7 @@ Deno.test("Rendezvous.deliver tags a forwarded datagram for its recipient, from 
   assert.equal(relayed.type, "RELAYED");
   assert.equal(relayed.from, 5_000_001);
   assert.deepEqual(relayed.inner, INNER);
-  assert.equal(await verifyDatagramTag(bob.key, relayed), true);
+  assert.equal(await verifyDatagram(bob.key, relayed), true);
   assert.deepEqual(await rendezvous.deliver({ to: 4, from: 5, inner: INNER }), [], "nobody's id");
   const notPeer = new Uint8Array([0xac, 1, 0x01, 1, 2, 3]);
   assert.deepEqual(await rendezvous.deliver({ to: bob.relayId, from: 5, inner: notPeer }), []);

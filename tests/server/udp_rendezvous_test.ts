@@ -8,10 +8,9 @@ import {
   encodeRdvAck,
   encodeRelay,
   encodeRelayed,
-  importUdpKey,
-  verifyDatagramTag,
 } from "../../lib/codec/datagram.ts";
 import type { RdvAckDatagram, RelayedDatagram } from "../../lib/codec/datagram.ts";
+import { importUdpKey, tagDatagram, verifyDatagram } from "../../lib/crypto/datagram_tag.ts";
 import { MAX_CHECKING, MAX_CHECKING_PER_SESSION, Rendezvous } from "../../lib/server/udp_rendezvous.ts";
 import type { RendezvousStats, Source } from "../../lib/server/udp_rendezvous.ts";
 import { registerClient } from "./_rendezvous_client.ts";
@@ -58,9 +57,9 @@ Deno.test("Rendezvous answers an RDV with a good tag with an RDV_ACK to the obse
   assert.deepEqual(ack.handle, alice.handle);
   assert.equal(ack.counter, 0);
   assert.equal(ack.observed, `203.0.113.5:${alice.from.port}`);
-  assert.equal(await verifyDatagramTag(alice.key, ack), true, "tagged with the session's key");
+  assert.equal(await verifyDatagram(alice.key, ack), true, "tagged with the session's key");
   const other = await importUdpKey(new Uint8Array(32));
-  assert.equal(await verifyDatagramTag(other, ack), false);
+  assert.equal(await verifyDatagram(other, ack), false);
   assert.deepEqual(rendezvous.endpointOf("alice"), {
     relayId: 1,
     hostname: "203.0.113.5",
@@ -81,25 +80,28 @@ Deno.test("Rendezvous writes an IPv6 observed address in brackets", async () => 
 Deno.test("Rendezvous drops an RDV with a bad tag and counts it", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
   const alice = await registerClient(rendezvous, 1, "alice");
-  const forged = await encodeRdv(
-    { handle: alice.handle, counter: 0 },
+  const forged = await tagDatagram(
     await importUdpKey(new Uint8Array(32)),
+    encodeRdv({ handle: alice.handle, counter: 0 }),
   );
   assert.deepEqual(await rendezvous.receive(forged, alice.from, 1000), []);
-  const flipped = await encodeRdv({ handle: alice.handle, counter: 1 }, alice.key);
+  const flipped = await tagDatagram(alice.key, encodeRdv({ handle: alice.handle, counter: 1 }));
   flipped[flipped.length - 1]! ^= 1;
   assert.deepEqual(await rendezvous.receive(flipped, alice.from, 1000), []);
   assert.deepEqual(rendezvous.stats, stats({ badTag: 2 }));
   assert.equal(rendezvous.endpointOf("alice"), null);
   // A forged datagram does not use up its counter: the real one with that counter still works.
-  const real = await encodeRdv({ handle: alice.handle, counter: 0 }, alice.key);
+  const real = await tagDatagram(alice.key, encodeRdv({ handle: alice.handle, counter: 0 }));
   assert.equal((await rendezvous.receive(real, alice.from, 1000)).length, 1);
 });
 
 Deno.test("Rendezvous drops an RDV with an unknown handle and counts it", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
   const alice = await registerClient(rendezvous, 1, "alice");
-  const stranger = await encodeRdv({ handle: new Uint8Array(16).fill(1), counter: 0 }, alice.key);
+  const stranger = await tagDatagram(
+    alice.key,
+    encodeRdv({ handle: new Uint8Array(16).fill(1), counter: 0 }),
+  );
   assert.deepEqual(await rendezvous.receive(stranger, alice.from, 1000), []);
   assert.deepEqual(rendezvous.stats, stats({ unknownHandle: 1 }));
 });
@@ -107,7 +109,7 @@ Deno.test("Rendezvous drops an RDV with an unknown handle and counts it", async 
 Deno.test("Rendezvous drops malformed bytes and counts them", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
   const alice = await registerClient(rendezvous, 1, "alice");
-  const good = await encodeRdv({ handle: alice.handle, counter: 0 }, alice.key);
+  const good = await tagDatagram(alice.key, encodeRdv({ handle: alice.handle, counter: 0 }));
   const cases = [
     new Uint8Array(0),
     new Uint8Array([0xac]),
@@ -128,14 +130,14 @@ Deno.test("Rendezvous drops malformed bytes and counts them", async () => {
 Deno.test("Rendezvous drops a replayed or too old counter and counts it", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
   const alice = await registerClient(rendezvous, 1, "alice");
-  const first = await encodeRdv({ handle: alice.handle, counter: 5 }, alice.key);
+  const first = await tagDatagram(alice.key, encodeRdv({ handle: alice.handle, counter: 5 }));
   assert.equal((await rendezvous.receive(first, alice.from, 1000)).length, 1);
   assert.deepEqual(await rendezvous.receive(first, alice.from, 1000), []);
-  const late = await encodeRdv({ handle: alice.handle, counter: 3 }, alice.key);
+  const late = await tagDatagram(alice.key, encodeRdv({ handle: alice.handle, counter: 3 }));
   assert.equal((await rendezvous.receive(late, alice.from, 1000)).length, 1, "out of order but new");
-  const jump = await encodeRdv({ handle: alice.handle, counter: 500 }, alice.key);
+  const jump = await tagDatagram(alice.key, encodeRdv({ handle: alice.handle, counter: 500 }));
   assert.equal((await rendezvous.receive(jump, alice.from, 1000)).length, 1);
-  const ancient = await encodeRdv({ handle: alice.handle, counter: 6 }, alice.key);
+  const ancient = await tagDatagram(alice.key, encodeRdv({ handle: alice.handle, counter: 6 }));
   assert.deepEqual(await rendezvous.receive(ancient, alice.from, 1000), [], "behind the window");
   assert.deepEqual(rendezvous.stats, stats({ rendezvous: 3, replayed: 2 }));
 });
@@ -143,7 +145,7 @@ Deno.test("Rendezvous drops a replayed or too old counter and counts it", async 
 Deno.test("Rendezvous answers one of two copies of an RDV that arrive together", async () => {
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
   const alice = await registerClient(rendezvous, 1, "alice");
-  const bytes = await encodeRdv({ handle: alice.handle, counter: 0 }, alice.key);
+  const bytes = await tagDatagram(alice.key, encodeRdv({ handle: alice.handle, counter: 0 }));
   const outs = await Promise.all([1, 2, 3].map(() => rendezvous.receive(bytes, alice.from, 1000)));
   assert.equal(outs.flat().length, 1);
   assert.equal(rendezvous.stats.rendezvous, 1);
@@ -153,8 +155,8 @@ Deno.test("Rendezvous drops server-to-client and peer datagrams sent to it as ma
   const rendezvous = new Rendezvous({ relayPerSecond: 10 });
   const alice = await registerClient(rendezvous, 1, "alice");
   const kinds = [
-    await encodeRdvAck({ handle: alice.handle, counter: 0, observed: "1.2.3.4:5" }, alice.key),
-    await encodeRelayed({ from: 1, inner: INNER }, alice.key),
+    await tagDatagram(alice.key, encodeRdvAck({ handle: alice.handle, counter: 0, observed: "1.2.3.4:5" })),
+    await tagDatagram(alice.key, encodeRelayed({ from: 1, inner: INNER })),
     encodeHs1({ from: "alice", to: "bob", eph: new Uint8Array(32), sig: new Uint8Array(64) }),
     INNER,
   ];
@@ -177,8 +179,8 @@ Deno.test("Rendezvous relays between two proven sessions, re-tagged for the reci
   assert.equal(relayed.from, alice.relayId);
   assert.deepEqual(relayed.inner, INNER);
   assert.equal(relayed.peer.type, "DATA");
-  assert.equal(await verifyDatagramTag(bob.key, relayed), true);
-  assert.equal(await verifyDatagramTag(alice.key, relayed), false, "never tagged with the sender's key");
+  assert.equal(await verifyDatagram(bob.key, relayed), true);
+  assert.equal(await verifyDatagram(alice.key, relayed), false, "never tagged with the sender's key");
   const back = await bob.relay(alice.relayId, INNER);
   assert.equal(back[0]?.port, alice.from.port);
   assert.equal((decodeDatagram(back[0]!.bytes) as RelayedDatagram).from, bob.relayId);
@@ -200,12 +202,27 @@ Deno.test("Rendezvous drops a RELAY with a bad tag without relaying", async () =
   const alice = await registerClient(rendezvous, 1, "alice");
   const bob = await registerClient(rendezvous, 2, "bob");
   await bob.rdv();
-  const forged = await encodeRelay(
-    { handle: alice.handle, counter: 0, to: bob.relayId, inner: INNER },
+  const forged = await tagDatagram(
     bob.key,
+    encodeRelay({ handle: alice.handle, counter: 0, to: bob.relayId, inner: INNER }),
   );
   assert.deepEqual(await rendezvous.receive(forged, alice.from, 1000), []);
   assert.deepEqual(rendezvous.stats, stats({ rendezvous: 1, badTag: 1 }));
+});
+
+Deno.test("Rendezvous drops an RDV or RELAY sent as the codec encodes it, without its tag", async () => {
+  const rendezvous = new Rendezvous({ relayPerSecond: 10 });
+  const alice = await registerClient(rendezvous, 1, "alice");
+  const bob = await registerClient(rendezvous, 2, "bob");
+  await bob.rdv();
+  const rdv = encodeRdv({ handle: alice.handle, counter: 0 });
+  assert.deepEqual(await rendezvous.receive(rdv, alice.from, 1000), []);
+  // Without a tag, the RELAY's last 16 bytes (the end of INNER's ciphertext) are read as one: a bad one.
+  const relay = encodeRelay({ handle: alice.handle, counter: 1, to: bob.relayId, inner: INNER });
+  assert.deepEqual(await rendezvous.receive(relay, alice.from, 1000), []);
+  assert.deepEqual(rendezvous.stats, stats({ rendezvous: 1, malformed: 1, badTag: 1 }));
+  assert.equal(rendezvous.endpointOf("alice"), null);
+  assert.equal((await alice.rdv()).length, 1, "tagged, the same counter is still good");
 });
 
 Deno.test("Rendezvous rate-limits each user's relays and allows them again as time passes", async () => {
@@ -292,9 +309,9 @@ Deno.test("Rendezvous checks at most MAX_CHECKING_PER_SESSION tags of one handle
   const wrongKey = await importUdpKey(new Uint8Array(32).fill(9));
   const forged: Uint8Array[] = [];
   for (let i = 0; i < MAX_CHECKING_PER_SESSION + 36; i++) {
-    forged.push(await encodeRdv({ handle: alice.handle, counter: i }, wrongKey));
+    forged.push(await tagDatagram(wrongKey, encodeRdv({ handle: alice.handle, counter: i })));
   }
-  const bobRdv = await encodeRdv({ handle: bob.handle, counter: 0 }, bob.key);
+  const bobRdv = await tagDatagram(bob.key, encodeRdv({ handle: bob.handle, counter: 0 }));
   // All handed over before any check completes, as a burst read from the socket would be.
   const flood = forged.map((bytes) => rendezvous.receive(bytes, alice.from, 1000));
   const answer = rendezvous.receive(bobRdv, bob.from, 1000);
@@ -317,7 +334,7 @@ Deno.test("Rendezvous checks at most MAX_CHECKING tags at once over all sessions
   for (let s = 0; s < sessions; s++) {
     const c = await registerClient(rendezvous, s + 1, `user${s}`);
     for (let i = 0; i < MAX_CHECKING_PER_SESSION; i++) {
-      forged.push([await encodeRdv({ handle: c.handle, counter: i }, wrongKey), c.from]);
+      forged.push([await tagDatagram(wrongKey, encodeRdv({ handle: c.handle, counter: i })), c.from]);
     }
   }
   await Promise.all(forged.map(([bytes, from]) => rendezvous.receive(bytes, from, 1000)));

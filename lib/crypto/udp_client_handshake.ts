@@ -26,12 +26,12 @@ import { establish, type EstablishedSession } from "./udp_session_keys.ts";
 
 /** The version byte this client puts in INIT. */
 export const INIT_VERSION = 1;
-/** How many ACCEPTs (by connection id) are reassembled at once; the oldest is forgotten beyond. */
+/** How many ACCEPTs (by connection id and fragment count) are reassembled at once; the oldest is forgotten beyond. */
 export const MAX_ACCEPT_GROUPS = 4;
 
 /** Why an ACCEPT datagram was dropped. */
 export type AcceptDropReason =
-  /** Not a well-formed fragment, fragments that disagree, or a reassembled body that does not decode. */
+  /** Not a well-formed fragment, or a reassembled body that does not decode or names another connection id. */
   | "malformed"
   /** The certificate does not parse or holds a key of a kind not accepted. */
   | "bad-certificate"
@@ -73,7 +73,6 @@ export interface ClientHandshakeOptions {
 }
 
 interface Group {
-  count: number;
   chunks: (Uint8Array<ArrayBuffer> | undefined)[];
 }
 
@@ -150,7 +149,6 @@ export class ClientHandshake {
       return { kind: "dropped", reason: "malformed" };
     }
     const body = this.#collect(fragment);
-    if (body === "malformed") return { kind: "dropped", reason: "malformed" };
     if (body === null) return { kind: "pending" };
     let accept;
     try {
@@ -190,17 +188,18 @@ export class ClientHandshake {
   }
 
   /** Keep a fragment; the joined body once every fragment of its ACCEPT is in, else `null`. */
-  #collect(fragment: AcceptFragment): Uint8Array<ArrayBuffer> | null | "malformed" {
-    const id = fragment.connectionId.toHex();
+  #collect(fragment: AcceptFragment): Uint8Array<ArrayBuffer> | null {
+    // Keyed by count too: a fragment naming another count (forged, or damaged in transit) starts a group
+    // of its own instead of spoiling the genuine one.
+    const id = `${fragment.connectionId.toHex()}/${fragment.count}`;
     let group = this.#groups.get(id);
     if (group === undefined) {
       if (this.#groups.size >= MAX_ACCEPT_GROUPS) {
         this.#groups.delete(this.#groups.keys().next().value!);
       }
-      group = { count: fragment.count, chunks: new Array(fragment.count).fill(undefined) };
+      group = { chunks: new Array(fragment.count).fill(undefined) };
       this.#groups.set(id, group);
     }
-    if (group.count !== fragment.count) return "malformed";
     // The first copy of a fragment stays: the signature decides whether the whole is genuine.
     group.chunks[fragment.index] ??= fragment.chunk;
     if (group.chunks.some((c) => c === undefined)) return null;

@@ -29,17 +29,17 @@ export const VERIFY_DATA_BYTES = 32;
 /** Bytes of the AES-GCM tag ending a RECORD. */
 export const RECORD_TAG_BYTES = 16;
 /** Bytes of a RECORD header: prefix, connection id, counter; the AEAD's associated data. */
-export const RECORD_HEADER_BYTES = 3 + CONNECTION_ID_BYTES + 8;
+export const RECORD_HEADER_BYTES: number = 3 + CONNECTION_ID_BYTES + 8;
 /** Largest RECORD payload: what is left of a 1200-byte datagram after header and tag. */
-export const MAX_RECORD_PAYLOAD = MAX_DATAGRAM - RECORD_HEADER_BYTES - RECORD_TAG_BYTES;
+export const MAX_RECORD_PAYLOAD: number = MAX_DATAGRAM - RECORD_HEADER_BYTES - RECORD_TAG_BYTES;
 /** Bytes of an ACCEPT fragment header: prefix, connection id, index, count. */
-export const ACCEPT_FRAGMENT_HEADER_BYTES = 3 + CONNECTION_ID_BYTES + 2;
+export const ACCEPT_FRAGMENT_HEADER_BYTES: number = 3 + CONNECTION_ID_BYTES + 2;
 /** Most fragments of one ACCEPT. */
 export const MAX_ACCEPT_FRAGMENTS = 3;
 /** Largest ACCEPT body: three full fragments. */
-export const MAX_ACCEPT_BODY = MAX_ACCEPT_FRAGMENTS * (MAX_DATAGRAM - ACCEPT_FRAGMENT_HEADER_BYTES);
+export const MAX_ACCEPT_BODY: number = MAX_ACCEPT_FRAGMENTS * (MAX_DATAGRAM - ACCEPT_FRAGMENT_HEADER_BYTES);
 /** The INIT bytes the transcript covers: `version ‖ client_random ‖ client_share`. */
-export const INIT_TRANSCRIPT_BYTES = 1 + RANDOM_BYTES + SHARE_BYTES;
+export const INIT_TRANSCRIPT_BYTES: number = 1 + RANDOM_BYTES + SHARE_BYTES;
 
 /** Signature algorithms of ACCEPT, by their byte. */
 export const SIGNATURE_ALGORITHMS = {

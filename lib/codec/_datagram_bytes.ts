@@ -51,8 +51,8 @@ function hex(byte: number): string {
   return `0x${byte.toString(16).padStart(2, "0")}`;
 }
 
-/** Reads fields front to back, never past the end; fields returned are views into the buffer. */
-class DatagramReader {
+/** Reads fields front to back, never past the end; fields returned are views into the buffer; a short or bad field throws `BAD_DATAGRAM`. */
+export class DatagramReader {
   #buf: Uint8Array<ArrayBuffer>;
   #view: DataView;
   #pos = 0;

@@ -139,7 +139,25 @@ export async function deriveSessionKeys(input: SessionKeyInput): Promise<Session
   return { sessionId, sendKey, receiveKey };
 }
 
-async function x25519(
+/**
+ * X25519 of our private key and a peer's raw public key, refusing a low-order peer key.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateEphemeral, x25519 } from "./peer_session.ts";
+ * const a = await generateEphemeral();
+ * const b = await generateEphemeral();
+ * assert((await x25519(a.privateKey, b.publicKey)).toHex() === (await x25519(b.privateKey, a.publicKey)).toHex());
+ * ```
+ *
+ * @param privateKey Our X25519 private key.
+ * @param peerRaw The peer's 32 raw public key bytes.
+ * @returns The 32-byte shared secret (the caller wipes it once used).
+ * @throws {TypeError} For a low-order peer key (all-zero shared secret).
+ * @throws {DOMException} For a peer key WebCrypto refuses to import.
+ */
+export async function x25519(
   privateKey: CryptoKey,
   peerRaw: Uint8Array<ArrayBuffer>,
 ): Promise<Uint8Array<ArrayBuffer>> {

@@ -1,0 +1,83 @@
+/**
+ * `--ca` for a certificate that did not come through TLS (the ACCEPT of a UDP
+ * session, docs/PROTOCOL.md 20.10): the checks a TLS client makes with a CA
+ * file, for a chain of one — the certificate is one of the CA file's
+ * certificates (a pinned self-signed server certificate), or was issued and
+ * signed by one; it is within its validity period; it names the host. Parsing
+ * and signature checks are `node:crypto`'s `X509Certificate`.
+ *
+ * @module
+ */
+
+import { X509Certificate } from "node:crypto";
+
+/** Why {@linkcode checkCertificateWithCa} refused a certificate. */
+export type CaRefusal =
+  /** The certificate or the CA file does not parse (or the file holds no certificate). */
+  | "bad-certificate"
+  /** Neither one of the CA file's certificates nor signed by one (that is a CA, within its validity). */
+  | "untrusted"
+  /** Outside its validity period. */
+  | "expired"
+  /** Its subjectAltName does not name the host (or IP address) connected to. */
+  | "wrong-host";
+
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+const IP = /^[0-9.]+$|:/;
+
+/**
+ * Check a server certificate against a CA file, as a TLS client with `--ca` would.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkCertificateWithCa } from "./ca_check.ts";
+ * import { mintServerCertificate } from "./certificate.ts";
+ * const cert = await mintServerCertificate({ days: 1 });
+ * const other = await mintServerCertificate({ days: 1 });
+ * assert(checkCertificateWithCa(cert.certDer, cert.certPem, { host: "localhost" }) === null);
+ * assert(checkCertificateWithCa(cert.certDer, other.certPem, { host: "localhost" }) === "untrusted");
+ * ```
+ *
+ * @param certDer The certificate the server presented, DER.
+ * @param caPem The CA file's text: one or more PEM certificates.
+ * @param options The host connected to (name or IP address) and the time (ms since the epoch, default now).
+ * @returns `null` when trusted, else why not. Never throws on bad input.
+ */
+export function checkCertificateWithCa(
+  certDer: Uint8Array,
+  caPem: string,
+  options: { host: string; now?: number },
+): CaRefusal | null {
+  let cert: X509Certificate;
+  let cas: X509Certificate[];
+  try {
+    cert = new X509Certificate(certDer);
+    cas = (caPem.match(PEM_BLOCK) ?? []).map((pem) => new X509Certificate(pem));
+  } catch {
+    return "bad-certificate";
+  }
+  if (cas.length === 0) return "bad-certificate";
+  const now = options.now ?? Date.now();
+  // An issuing CA must itself be within its validity period, as in a TLS client's chain check.
+  const trusted = cas.some((ca) =>
+    ca.raw.equals(cert.raw) || (ca.subject === cert.issuer && ca.ca && within(ca, now) && verifies(cert, ca))
+  );
+  if (!trusted) return "untrusted";
+  if (!within(cert, now)) return "expired";
+  const host = options.host.replace(/^\[|\]$/g, "");
+  const named = IP.test(host) ? cert.checkIP(host) : cert.checkHost(host);
+  return named === undefined ? "wrong-host" : null;
+}
+
+function verifies(cert: X509Certificate, ca: X509Certificate): boolean {
+  try {
+    return cert.verify(ca.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+function within(cert: X509Certificate, now: number): boolean {
+  return Date.parse(cert.validFrom) <= now && now <= Date.parse(cert.validTo);
+}

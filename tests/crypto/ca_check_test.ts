@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+import { checkCertificateWithCa } from "../../lib/crypto/ca_check.ts";
+import { mintServerCertificate } from "../../lib/crypto/certificate.ts";
+import { encodePem } from "../../lib/crypto/pem.ts";
+
+x509.cryptoProvider.set(crypto);
+const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+const DAY = 86_400_000;
+const now = Date.now();
+
+async function keys(): Promise<CryptoKeyPair> {
+  return await crypto.subtle.generateKey(ALG, true, ["sign", "verify"]) as CryptoKeyPair;
+}
+
+async function makeCa(name: string, isCa = true, notAfter = now + 30 * DAY) {
+  const pair = await keys();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: "01",
+    name: `CN=${name}`,
+    notBefore: new Date(now - DAY),
+    notAfter: new Date(notAfter),
+    signingAlgorithm: ALG,
+    keys: pair,
+    extensions: [new x509.BasicConstraintsExtension(isCa, undefined, true)],
+  });
+  return { cert, pair, pem: encodePem("CERTIFICATE", new Uint8Array(cert.rawData)) };
+}
+
+async function issue(ca: Awaited<ReturnType<typeof makeCa>>, names: string[], notAfter = now + 10 * DAY) {
+  const leaf = await keys();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: "02",
+    subject: "CN=server",
+    issuer: ca.cert.subject,
+    notBefore: new Date(now - DAY),
+    notAfter: new Date(notAfter),
+    signingAlgorithm: ALG,
+    publicKey: leaf.publicKey,
+    signingKey: ca.pair.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.SubjectAlternativeNameExtension(
+        names.map((value) => ({ type: /^[0-9.]+$/.test(value) ? "ip" as const : "dns" as const, value })),
+      ),
+    ],
+  });
+  return new Uint8Array(cert.rawData);
+}
+
+Deno.test("checkCertificateWithCa accepts a certificate its CA issued, for a host it names", async () => {
+  const ca = await makeCa("Test CA");
+  const leaf = await issue(ca, ["chat.example", "192.0.2.7"]);
+  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "chat.example" }), null);
+  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "192.0.2.7" }), null);
+  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "evil.example" }), "wrong-host");
+  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "192.0.2.8" }), "wrong-host");
+  // A bundle: the right CA need not come first.
+  const other = await makeCa("Other CA");
+  assert.equal(checkCertificateWithCa(leaf, `${other.pem}\n${ca.pem}`, { host: "chat.example" }), null);
+});
+
+Deno.test("checkCertificateWithCa refuses another CA's certificate, even under the same name", async () => {
+  const ca = await makeCa("Test CA");
+  const impostor = await makeCa("Test CA");
+  const leaf = await issue(impostor, ["chat.example"]);
+  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "chat.example" }), "untrusted");
+  // At a time the CA has expired, what it issued is not trusted either.
+  const shortCa = await makeCa("Short CA", true, now + DAY);
+  const late = await issue(shortCa, ["chat.example"], now + 10 * DAY);
+  assert.equal(checkCertificateWithCa(late, shortCa.pem, { host: "chat.example" }), null);
+  assert.equal(
+    checkCertificateWithCa(late, shortCa.pem, { host: "chat.example", now: now + 2 * DAY }),
+    "untrusted",
+  );
+  // A certificate that is not a CA cannot issue one.
+  const notCa = await makeCa("Leaf", false);
+  assert.equal(
+    checkCertificateWithCa(await issue(notCa, ["chat.example"]), notCa.pem, { host: "chat.example" }),
+    "untrusted",
+  );
+});
+
+Deno.test("checkCertificateWithCa takes the server certificate itself as its CA, within its validity", async () => {
+  const cert = await mintServerCertificate({ days: 2, hostnames: ["chat.example"] });
+  assert.equal(checkCertificateWithCa(cert.certDer, cert.certPem, { host: "chat.example" }), null);
+  assert.equal(checkCertificateWithCa(cert.certDer, cert.certPem, { host: "[::1]" }), null);
+  assert.equal(
+    checkCertificateWithCa(cert.certDer, cert.certPem, { host: "chat.example", now: now + 3 * DAY }),
+    "expired",
+  );
+  assert.equal(
+    checkCertificateWithCa(cert.certDer, cert.certPem, { host: "chat.example", now: now - DAY }),
+    "expired",
+  );
+});
+
+Deno.test("checkCertificateWithCa reports unparsable input instead of throwing", async () => {
+  const cert = await mintServerCertificate({ days: 1 });
+  assert.equal(
+    checkCertificateWithCa(new Uint8Array(5), cert.certPem, { host: "localhost" }),
+    "bad-certificate",
+  );
+  assert.equal(
+    checkCertificateWithCa(cert.certDer, "no certificate here", { host: "localhost" }),
+    "bad-certificate",
+  );
+  assert.equal(
+    checkCertificateWithCa(cert.certDer, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----", {
+      host: "localhost",
+    }),
+    "bad-certificate",
+  );
+});

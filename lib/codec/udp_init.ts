@@ -13,7 +13,7 @@ export const INIT_TYPE = 0x30;
 /** Type byte of `RETRY`. */
 export const RETRY_TYPE = 0x31;
 /** Every `INIT` is exactly this long (padded with zeros), so a server may answer it with up to as many bytes. */
-export const INIT_BYTES = MAX_DATAGRAM;
+export const INIT_BYTES: number = MAX_DATAGRAM;
 /** The UDP session protocol version an `INIT` carries. */
 export const UDP_SESSION_VERSION = 1;
 /** Bytes of `client_random`, `client_share` and the `RETRY`'s echo of `client_random`. */
@@ -27,9 +27,9 @@ export const MAX_COOKIE_BYTES = 255;
 /** Offset of `client_random` in an `INIT` (right after the prefix and `version`). */
 export const INIT_RANDOM_OFFSET = 4;
 /** Offset of `client_share` in an `INIT`. */
-export const INIT_SHARE_OFFSET = INIT_RANDOM_OFFSET + RANDOM_BYTES;
+export const INIT_SHARE_OFFSET: number = INIT_RANDOM_OFFSET + RANDOM_BYTES;
 /** Offset of the cookie's length byte in an `INIT`; every byte before it is what a cookie binds. */
-export const INIT_COOKIE_OFFSET = INIT_SHARE_OFFSET + SHARE_BYTES;
+export const INIT_COOKIE_OFFSET: number = INIT_SHARE_OFFSET + SHARE_BYTES;
 
 /** What was wrong with a datagram, stable for counting and tests. */
 export type UdpInitFormatCode =

@@ -29,12 +29,12 @@ export class AmplificationBudget {
   #sent = 0;
   #complete = false;
 
-  /** @returns Whether the handshake completed (no bound any more). */
+  /** Whether the handshake completed (no bound any more). */
   get isComplete(): boolean {
     return this.#complete;
   }
 
-  /** @returns Bytes that may still be sent before the next datagram arrives (Infinity once complete). */
+  /** Bytes that may still be sent before the next datagram arrives (Infinity once complete). */
   get remaining(): number {
     return this.#complete ? Infinity : AMPLIFICATION_FACTOR * this.#received - this.#sent;
   }

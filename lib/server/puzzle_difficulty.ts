@@ -92,7 +92,11 @@ export class PuzzleDifficulty {
     return this.current();
   }
 
-  /** @returns The difficulty asked now (0 for none). */
+  /**
+   * The difficulty asked now, as the last report left it.
+   *
+   * @returns Leading zero bits, 0 for none.
+   */
   current(): number {
     return this.#level === 0 ? 0 : Math.min(this.#max, this.#base + this.#step * (this.#level - 1));
   }

@@ -87,7 +87,11 @@ Deno.test("decodeInit refuses each malformation with its code", () => {
     ["session version 2", handInit([...COOKIE], [...NONCE], 2), "version"],
     ["session version 0", handInit([...COOKIE], [...NONCE], 0), "version"],
     ["last padding byte set", Uint8Array.from(good, (b, i) => (i === 1199 ? 1 : b)), "padding"],
-    ["first padding byte set", Uint8Array.from(good, (b, i) => (i === 68 + 1 + 29 + 8 ? 0x80 : b)), "padding"],
+    [
+      "first padding byte set",
+      Uint8Array.from(good, (b, i) => (i === 68 + 1 + 29 + 8 ? 0x80 : b)),
+      "padding",
+    ],
     ["nonce without a cookie", handInit([], [0, 0, 0, 0, 0, 0, 0, 1]), "field"],
   ];
   for (const [what, bytes, code] of rows) {

@@ -117,8 +117,9 @@ export function proofBits(cookie: Uint8Array, powNonce: Uint8Array): number {
 }
 
 /**
- * Find a `pow_nonce` for a cookie and difficulty. Works in batches, yielding to the event loop at least
- * every 16 ms; after a second of work, reports progress once a second.
+ * Find a `pow_nonce` for a cookie and difficulty. Works in batches of 4096 hashes, yielding to the event
+ * loop after a batch once 16 ms have passed since the last yield; after a second of work, reports progress
+ * once a second.
  *
  * @example
  * ```ts

@@ -10,8 +10,8 @@
  * @module
  */
 
+import { createHMAC, createSHA256, type IHasher } from "hash-wasm";
 import { constantTimeEqual } from "./constant_time.ts";
-import { hmacSha256 } from "./sha256.ts";
 
 /** Bytes of a cookie: `slot:u32`, `difficulty:u8`, `tag[16]`, `init_tag[8]`. */
 export const COOKIE_BYTES = 29;
@@ -71,7 +71,11 @@ export class UdpCookies {
   #master: Promise<CryptoKey>;
   #now: () => number;
   #slotMs: number;
-  #keys = new Map<number, Promise<Uint8Array<ArrayBuffer>>>();
+  #keys = new Map<number, Promise<IHasher>>();
+  // One SHA-256 instance of its own, under every slot's HMAC: a MAC is init → update → digest with no await
+  // in between, so they never interleave. Keyed HMACs are made once per slot: a cookie costs two SHA-256
+  // compressions per MAC, not the four of keying and hashing each time (a flood's cost is mostly this).
+  #sha256: Promise<IHasher> | undefined;
 
   /**
    * Make the minter and verifier.
@@ -119,8 +123,8 @@ export class UdpCookies {
     const head = new Uint8Array(5);
     new DataView(head.buffer).setUint32(0, slot);
     head[4] = difficulty;
-    const initTag = (await hmacSha256(key, initInput(head, bound))).subarray(0, INIT_TAG_BYTES);
-    const tag = await hmacSha256(key, addressInput(head, source, bound, initTag));
+    const initTag = mac(key, initInput(head, bound)).subarray(0, INIT_TAG_BYTES);
+    const tag = mac(key, addressInput(head, source, bound, initTag));
     const cookie = new Uint8Array(COOKIE_BYTES);
     cookie.set(head);
     cookie.set(tag.subarray(0, TAG_BYTES), 5);
@@ -150,17 +154,17 @@ export class UdpCookies {
     if (slot > current) return { ok: false, reason: "bad_cookie" };
     const key = await this.#key(slot);
     const initTag = cookie.subarray(5 + TAG_BYTES);
-    const tag = await hmacSha256(key, addressInput(head, source, bound, initTag));
+    const tag = mac(key, addressInput(head, source, bound, initTag));
     if (constantTimeEqual(tag.subarray(0, TAG_BYTES), cookie.subarray(5, 5 + TAG_BYTES))) {
       return { ok: true, slot, difficulty: head[4]! };
     }
-    const expected = await hmacSha256(key, initInput(head, bound));
+    const expected = mac(key, initInput(head, bound));
     const moved = constantTimeEqual(expected.subarray(0, INIT_TAG_BYTES), initTag);
     return { ok: false, reason: moved ? "moved_cookie" : "bad_cookie" };
   }
 
   /** The key of a slot, derived once; only the current and previous slots' keys are kept. */
-  #key(slot: number): Promise<Uint8Array<ArrayBuffer>> {
+  #key(slot: number): Promise<IHasher> {
     let key = this.#keys.get(slot);
     if (key === undefined) {
       const current = this.currentSlot();
@@ -175,7 +179,7 @@ export class UdpCookies {
     return key;
   }
 
-  async #derive(slot: number): Promise<Uint8Array<ArrayBuffer>> {
+  async #derive(slot: number): Promise<IHasher> {
     const info = new Uint8Array(HKDF_INFO.length + 4);
     info.set(HKDF_INFO);
     new DataView(info.buffer).setUint32(HKDF_INFO.length, slot);
@@ -184,8 +188,16 @@ export class UdpCookies {
       await this.#master,
       256,
     );
-    return new Uint8Array(bits);
+    this.#sha256 ??= createSHA256();
+    return await createHMAC(this.#sha256, new Uint8Array(bits));
   }
+}
+
+/** HMAC-SHA-256 with a keyed hasher, synchronously. */
+function mac(hmac: IHasher, data: Uint8Array): Uint8Array {
+  hmac.init();
+  hmac.update(data);
+  return hmac.digest("binary");
 }
 
 /** `0x01 ‖ slot ‖ difficulty ‖ port:u16 ‖ address:str8 ‖ bound ‖ init_tag`: the tag covers every other byte. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { encodeRdv, importUdpKey } from "../../lib/codec/datagram.ts";
+import { encodeRdv } from "../../lib/codec/datagram.ts";
+import { importUdpKey, tagDatagram } from "../../lib/crypto/datagram_tag.ts";
 import { decodeRetry, encodeInit, INIT_BYTES } from "../../lib/codec/udp_init.ts";
 import { type SourceAddress, UdpCookies } from "../../lib/crypto/udp_cookie.ts";
 import { proofBits, solvePuzzle } from "../../lib/crypto/udp_puzzle.ts";
@@ -114,9 +115,9 @@ Deno.test("UdpAdmission drops what is not a well-formed INIT, and never answers 
   badVersion[3] = 2;
   const padded = good.slice();
   padded[1199] = 1;
-  const rdv = await encodeRdv(
-    { handle: new Uint8Array(16), counter: 0 },
+  const rdv = await tagDatagram(
     await importUdpKey(new Uint8Array(32)),
+    encodeRdv({ handle: new Uint8Array(16), counter: 0 }),
   );
   const answer = await admission.decide(good, SOURCE);
   const reflected = answer.kind === "retry" ? answer.bytes : assert.fail("no RETRY to reflect");

@@ -165,3 +165,32 @@ function hexed(value: unknown, seen: Map<object, unknown>): unknown {
 export function assertDeepEqualBytes(actual: unknown, expected: unknown, message?: string): void {
   assert.deepEqual(hexed(actual, new Map()), hexed(expected, new Map()), message);
 }
+
+/**
+ * A counting byte pattern: `length` bytes from `start` up, wrapping at 256 (fields that are easy to tell
+ * apart in a hex dump).
+ *
+ * @param length How many bytes.
+ * @param start The first byte's value.
+ * @returns The bytes.
+ */
+export function filled(length: number, start = 0): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(length).map((_, i) => (start + i) & 0xff);
+}
+
+/**
+ * Byte strings (or arrays of byte values) one after another.
+ *
+ * @param parts The parts.
+ * @returns Their concatenation.
+ */
+export function concat(...parts: (Uint8Array | number[])[]): Uint8Array<ArrayBuffer> {
+  const arrays = parts.map((p) => Uint8Array.from(p));
+  const out = new Uint8Array(arrays.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of arrays) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

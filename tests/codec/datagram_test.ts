@@ -22,24 +22,9 @@ import {
   TAG_BYTES,
 } from "../../lib/codec/datagram.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
-import { assertBytesEqual, assertDeepEqualBytes } from "../_bytes.ts";
+import { assertBytesEqual, assertDeepEqualBytes, concat, filled } from "../_bytes.ts";
 
 const utf8 = new TextEncoder();
-
-function filled(length: number, start = 0): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(length).map((_, i) => (start + i) & 0xff);
-}
-
-function concat(...parts: (Uint8Array | number[])[]): Uint8Array<ArrayBuffer> {
-  const arrays = parts.map((p) => Uint8Array.from(p));
-  const out = new Uint8Array(arrays.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of arrays) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** A big-endian u64 built by hand, not by the code under test. */
 function u64(value: bigint): number[] {

@@ -11,11 +11,7 @@ import {
   INIT_SHARE_OFFSET,
   UdpInitFormatError,
 } from "../../lib/codec/udp_init.ts";
-import { assertBytesEqual } from "../_bytes.ts";
-
-function filled(length: number, start: number): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(length).map((_, i) => (start + i) & 0xff);
-}
+import { assertBytesEqual, filled } from "../_bytes.ts";
 
 const RANDOM = filled(32, 0x40);
 const SHARE = filled(32, 0x80);

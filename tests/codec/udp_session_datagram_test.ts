@@ -15,22 +15,7 @@ import {
   MAX_ACCEPT_BODY,
   MAX_RECORD_PAYLOAD,
 } from "../../lib/codec/udp_session_datagram.ts";
-import { assertBytesEqual } from "../_bytes.ts";
-
-function filled(length: number, start = 0): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(length).map((_, i) => (start + i) & 0xff);
-}
-
-function concat(...parts: (Uint8Array | number[])[]): Uint8Array<ArrayBuffer> {
-  const arrays = parts.map((p) => Uint8Array.from(p));
-  const out = new Uint8Array(arrays.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of arrays) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+import { assertBytesEqual, concat, filled } from "../_bytes.ts";
 
 function assertBad(fn: () => unknown): void {
   assert.throws(fn, (err: unknown) => err instanceof ProtocolError && err.code === "BAD_DATAGRAM");

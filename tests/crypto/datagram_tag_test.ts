@@ -16,15 +16,11 @@ import {
 } from "../../lib/codec/datagram.ts";
 import { ProtocolError } from "../../lib/codec/protocol_error.ts";
 import { importUdpKey, tagDatagram, UDP_KEY_BYTES, verifyDatagram } from "../../lib/crypto/datagram_tag.ts";
-import { assertBytesEqual } from "../_bytes.ts";
+import { assertBytesEqual, filled } from "../_bytes.ts";
 
 const RAW_KEY = new Uint8Array(32).map((_, i) => i + 1);
 const KEY = await importUdpKey(RAW_KEY);
 const OTHER_KEY = await importUdpKey(new Uint8Array(32).fill(0xee));
-
-function filled(length: number, start = 0): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(length).map((_, i) => (start + i) & 0xff);
-}
 
 function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");

@@ -74,6 +74,8 @@ function randomId(): string {
  * the changes before it left it, the record to write, or `null` to leave it out.
  */
 interface Combined {
+  /** When the change was asked for (a batch is written at its latest). */
+  now: number;
   apply: (record: LimitRecord) => LimitRecord | null;
   done: (written: boolean) => void;
   failed: (err: unknown) => void;
@@ -457,19 +459,19 @@ export class LimitStore {
         batch = { waiting: [], writing: false };
         this.#batches.set(key, batch);
       }
-      batch.waiting.push({ apply, done, failed });
-      if (!batch.writing) void this.#writeBatches(key, now);
+      batch.waiting.push({ now, apply, done, failed });
+      if (!batch.writing) void this.#writeBatches(key);
     });
   }
 
-  async #writeBatches(key: string, now: number): Promise<void> {
+  async #writeBatches(key: string): Promise<void> {
     const batch = this.#batches.get(key)!;
     batch.writing = true;
     try {
       while (batch.waiting.length > 0) {
         const changes = batch.waiting.splice(0);
         try {
-          const written = await this.#writeCombined(key, now, changes);
+          const written = await this.#writeCombined(key, changes);
           changes.forEach((change, i) => change.done(written[i]!));
         } catch (err) {
           for (const change of changes) change.failed(err);
@@ -481,7 +483,8 @@ export class LimitStore {
     }
   }
 
-  async #writeCombined(key: string, now: number, changes: Combined[]): Promise<boolean[]> {
+  async #writeCombined(key: string, changes: Combined[]): Promise<boolean[]> {
+    const now = Math.max(...changes.map((change) => change.now));
     let cell = this.#cells.known(key, { fromBus: true }) ?? { record: {}, rev: 0 };
     for (let round = 1;; round++) {
       if (round > MAX_ROUNDS) throw contended(key);

@@ -28,11 +28,16 @@ async function makeCa(name: string, isCa = true, notAfter = now + 30 * DAY) {
   return { cert, pair, pem: encodePem("CERTIFICATE", new Uint8Array(cert.rawData)) };
 }
 
-async function issue(ca: Awaited<ReturnType<typeof makeCa>>, names: string[], notAfter = now + 10 * DAY) {
+async function issue(
+  ca: Awaited<ReturnType<typeof makeCa>>,
+  names: string[],
+  notAfter = now + 10 * DAY,
+  subject = "CN=server",
+) {
   const leaf = await keys();
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: "02",
-    subject: "CN=server",
+    subject,
     issuer: ca.cert.subject,
     notBefore: new Date(now - DAY),
     notAfter: new Date(notAfter),
@@ -112,4 +117,23 @@ Deno.test("checkCertificateWithCa reports unparsable input instead of throwing",
     }),
     "bad-certificate",
   );
+});
+
+Deno.test("checkCertificateWithCa names the host from subjectAltName only, never from the subject's CN", async () => {
+  // What a TLS client (rustls) does: a CA-issued certificate whose CN says chat.example but whose
+  // subjectAltName does not is not a certificate for chat.example.
+  const ca = await makeCa("Test CA");
+  const leaf = await issue(ca, ["other.example"], now + 10 * DAY, "CN=chat.example");
+  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "chat.example" }), "wrong-host");
+  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "other.example" }), null);
+  // The usual certificate, whose CN is also in its subjectAltName, still names its host.
+  const usual = await issue(ca, ["chat.example"], now + 10 * DAY, "CN=chat.example");
+  assert.equal(checkCertificateWithCa(usual, ca.pem, { host: "chat.example" }), null);
+});
+
+Deno.test("checkCertificateWithCa refuses a host that only looks like an IP address instead of throwing", async () => {
+  const cert = await mintServerCertificate({ days: 1 });
+  for (const host of ["1.2.3", "999.0.0.1", "1..2", ":::"]) {
+    assert.equal(checkCertificateWithCa(cert.certDer, cert.certPem, { host }), "wrong-host");
+  }
 });

@@ -66,8 +66,16 @@ export function checkCertificateWithCa(
   if (!trusted) return "untrusted";
   if (!within(cert, now)) return "expired";
   const host = options.host.replace(/^\[|\]$/g, "");
-  const named = IP.test(host) ? cert.checkIP(host) : cert.checkHost(host);
-  return named === undefined ? "wrong-host" : null;
+  return names(cert, host) ? null : "wrong-host";
+}
+
+/** Whether the certificate names the host; a host that only looks like an IP address (`1.2.3`) names nothing. */
+function names(cert: X509Certificate, host: string): boolean {
+  try {
+    return (IP.test(host) ? cert.checkIP(host) : cert.checkHost(host)) !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 function verifies(cert: X509Certificate, ca: X509Certificate): boolean {

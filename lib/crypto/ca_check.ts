@@ -3,13 +3,20 @@
  * session, docs/PROTOCOL.md 20.10): the checks a TLS client makes with a CA
  * file, for a chain of one — the certificate is one of the CA file's
  * certificates (a pinned self-signed server certificate), or was issued and
- * signed by one; it is within its validity period; it names the host. Parsing
- * and signature checks are `node:crypto`'s `X509Certificate`.
+ * signed by one; it is within its validity period; its subjectAltName names
+ * the host. Parsing and signature checks are `node:crypto`'s `X509Certificate`;
+ * the subjectAltName's DNS names are read with `@peculiar/asn1-x509`, loaded
+ * on first use, because Deno's `checkHost` also matches the subject's CN (a
+ * TLS client never does) and its `subjectAltName` text is ambiguous (a DNS
+ * name may itself contain `, DNS:`).
  *
  * @module
  */
 
 import { X509Certificate } from "node:crypto";
+
+type Asn1 = [typeof import("@peculiar/asn1-schema"), typeof import("@peculiar/asn1-x509")];
+let asn1: Promise<Asn1> | undefined;
 
 /** Why {@linkcode checkCertificateWithCa} refused a certificate. */
 export type CaRefusal =
@@ -35,20 +42,20 @@ const IP = /^[0-9.]+$|:/;
  * import { mintServerCertificate } from "./certificate.ts";
  * const cert = await mintServerCertificate({ days: 1 });
  * const other = await mintServerCertificate({ days: 1 });
- * assert(checkCertificateWithCa(cert.certDer, cert.certPem, { host: "localhost" }) === null);
- * assert(checkCertificateWithCa(cert.certDer, other.certPem, { host: "localhost" }) === "untrusted");
+ * assert(await checkCertificateWithCa(cert.certDer, cert.certPem, { host: "localhost" }) === null);
+ * assert(await checkCertificateWithCa(cert.certDer, other.certPem, { host: "localhost" }) === "untrusted");
  * ```
  *
  * @param certDer The certificate the server presented, DER.
  * @param caPem The CA file's text: one or more PEM certificates.
  * @param options The host connected to (name or IP address) and the time (ms since the epoch, default now).
- * @returns `null` when trusted, else why not. Never throws on bad input.
+ * @returns `null` when trusted, else why not. Never rejects on bad input.
  */
-export function checkCertificateWithCa(
+export async function checkCertificateWithCa(
   certDer: Uint8Array,
   caPem: string,
   options: { host: string; now?: number },
-): CaRefusal | null {
+): Promise<CaRefusal | null> {
   let cert: X509Certificate;
   let cas: X509Certificate[];
   try {
@@ -66,16 +73,41 @@ export function checkCertificateWithCa(
   if (!trusted) return "untrusted";
   if (!within(cert, now)) return "expired";
   const host = options.host.replace(/^\[|\]$/g, "");
-  return names(cert, host) ? null : "wrong-host";
+  return (IP.test(host) ? namesIp(cert, host) : (await dnsNames(cert.raw)).includes(asciiLower(host)))
+    ? null
+    : "wrong-host";
 }
 
-/** Whether the certificate names the host; a host that only looks like an IP address (`1.2.3`) names nothing. */
-function names(cert: X509Certificate, host: string): boolean {
+/** Whether the subjectAltName holds the IP address (`checkIP` reads only that); `1.2.3` names nothing. */
+function namesIp(cert: X509Certificate, host: string): boolean {
   try {
-    return (IP.test(host) ? cert.checkIP(host) : cert.checkHost(host)) !== undefined;
+    return cert.checkIP(host) !== undefined;
   } catch {
     return false;
   }
+}
+
+/**
+ * The subjectAltName's DNS names, ASCII lower case (DNS names compare case-insensitively; no wildcard is
+ * expanded, so `*.example` names only itself). None when the extension is absent or does not parse.
+ */
+async function dnsNames(der: Uint8Array): Promise<string[]> {
+  asn1 ??= Promise.all([import("@peculiar/asn1-schema"), import("@peculiar/asn1-x509")]);
+  const [{ AsnConvert }, x509] = await asn1;
+  try {
+    const cert = AsnConvert.parse(der, x509.Certificate);
+    const extension = cert.tbsCertificate.extensions?.find((e) => e.extnID === x509.id_ce_subjectAltName);
+    if (extension === undefined) return [];
+    const san = AsnConvert.parse(extension.extnValue.buffer, x509.SubjectAlternativeName);
+    return san.flatMap((name) => name.dNSName === undefined ? [] : [asciiLower(name.dNSName)]);
+  } catch {
+    return [];
+  }
+}
+
+/** Lower-case A–Z only: `toLowerCase` would also fold non-ASCII letters (U+212A KELVIN SIGN to `k`). */
+function asciiLower(text: string): string {
+  return text.replace(/[A-Z]/g, (c) => c.toLowerCase());
 }
 
 function verifies(cert: X509Certificate, ca: X509Certificate): boolean {

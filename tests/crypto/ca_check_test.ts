@@ -57,46 +57,46 @@ async function issue(
 Deno.test("checkCertificateWithCa accepts a certificate its CA issued, for a host it names", async () => {
   const ca = await makeCa("Test CA");
   const leaf = await issue(ca, ["chat.example", "192.0.2.7"]);
-  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "chat.example" }), null);
-  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "192.0.2.7" }), null);
-  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "evil.example" }), "wrong-host");
-  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "192.0.2.8" }), "wrong-host");
+  assert.equal(await checkCertificateWithCa(leaf, ca.pem, { host: "chat.example" }), null);
+  assert.equal(await checkCertificateWithCa(leaf, ca.pem, { host: "192.0.2.7" }), null);
+  assert.equal(await checkCertificateWithCa(leaf, ca.pem, { host: "evil.example" }), "wrong-host");
+  assert.equal(await checkCertificateWithCa(leaf, ca.pem, { host: "192.0.2.8" }), "wrong-host");
   // A bundle: the right CA need not come first.
   const other = await makeCa("Other CA");
-  assert.equal(checkCertificateWithCa(leaf, `${other.pem}\n${ca.pem}`, { host: "chat.example" }), null);
+  assert.equal(await checkCertificateWithCa(leaf, `${other.pem}\n${ca.pem}`, { host: "chat.example" }), null);
 });
 
 Deno.test("checkCertificateWithCa refuses another CA's certificate, even under the same name", async () => {
   const ca = await makeCa("Test CA");
   const impostor = await makeCa("Test CA");
   const leaf = await issue(impostor, ["chat.example"]);
-  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "chat.example" }), "untrusted");
+  assert.equal(await checkCertificateWithCa(leaf, ca.pem, { host: "chat.example" }), "untrusted");
   // At a time the CA has expired, what it issued is not trusted either.
   const shortCa = await makeCa("Short CA", true, now + DAY);
   const late = await issue(shortCa, ["chat.example"], now + 10 * DAY);
-  assert.equal(checkCertificateWithCa(late, shortCa.pem, { host: "chat.example" }), null);
+  assert.equal(await checkCertificateWithCa(late, shortCa.pem, { host: "chat.example" }), null);
   assert.equal(
-    checkCertificateWithCa(late, shortCa.pem, { host: "chat.example", now: now + 2 * DAY }),
+    await checkCertificateWithCa(late, shortCa.pem, { host: "chat.example", now: now + 2 * DAY }),
     "untrusted",
   );
   // A certificate that is not a CA cannot issue one.
   const notCa = await makeCa("Leaf", false);
   assert.equal(
-    checkCertificateWithCa(await issue(notCa, ["chat.example"]), notCa.pem, { host: "chat.example" }),
+    await checkCertificateWithCa(await issue(notCa, ["chat.example"]), notCa.pem, { host: "chat.example" }),
     "untrusted",
   );
 });
 
 Deno.test("checkCertificateWithCa takes the server certificate itself as its CA, within its validity", async () => {
   const cert = await mintServerCertificate({ days: 2, hostnames: ["chat.example"] });
-  assert.equal(checkCertificateWithCa(cert.certDer, cert.certPem, { host: "chat.example" }), null);
-  assert.equal(checkCertificateWithCa(cert.certDer, cert.certPem, { host: "[::1]" }), null);
+  assert.equal(await checkCertificateWithCa(cert.certDer, cert.certPem, { host: "chat.example" }), null);
+  assert.equal(await checkCertificateWithCa(cert.certDer, cert.certPem, { host: "[::1]" }), null);
   assert.equal(
-    checkCertificateWithCa(cert.certDer, cert.certPem, { host: "chat.example", now: now + 3 * DAY }),
+    await checkCertificateWithCa(cert.certDer, cert.certPem, { host: "chat.example", now: now + 3 * DAY }),
     "expired",
   );
   assert.equal(
-    checkCertificateWithCa(cert.certDer, cert.certPem, { host: "chat.example", now: now - DAY }),
+    await checkCertificateWithCa(cert.certDer, cert.certPem, { host: "chat.example", now: now - DAY }),
     "expired",
   );
 });
@@ -104,17 +104,21 @@ Deno.test("checkCertificateWithCa takes the server certificate itself as its CA,
 Deno.test("checkCertificateWithCa reports unparsable input instead of throwing", async () => {
   const cert = await mintServerCertificate({ days: 1 });
   assert.equal(
-    checkCertificateWithCa(new Uint8Array(5), cert.certPem, { host: "localhost" }),
+    await checkCertificateWithCa(new Uint8Array(5), cert.certPem, { host: "localhost" }),
     "bad-certificate",
   );
   assert.equal(
-    checkCertificateWithCa(cert.certDer, "no certificate here", { host: "localhost" }),
+    await checkCertificateWithCa(cert.certDer, "no certificate here", { host: "localhost" }),
     "bad-certificate",
   );
   assert.equal(
-    checkCertificateWithCa(cert.certDer, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----", {
-      host: "localhost",
-    }),
+    await checkCertificateWithCa(
+      cert.certDer,
+      "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
+      {
+        host: "localhost",
+      },
+    ),
     "bad-certificate",
   );
 });
@@ -124,16 +128,20 @@ Deno.test("checkCertificateWithCa names the host from subjectAltName only, never
   // subjectAltName does not is not a certificate for chat.example.
   const ca = await makeCa("Test CA");
   const leaf = await issue(ca, ["other.example"], now + 10 * DAY, "CN=chat.example");
-  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "chat.example" }), "wrong-host");
-  assert.equal(checkCertificateWithCa(leaf, ca.pem, { host: "other.example" }), null);
+  assert.equal(await checkCertificateWithCa(leaf, ca.pem, { host: "chat.example" }), "wrong-host");
+  assert.equal(await checkCertificateWithCa(leaf, ca.pem, { host: "other.example" }), null);
   // The usual certificate, whose CN is also in its subjectAltName, still names its host.
   const usual = await issue(ca, ["chat.example"], now + 10 * DAY, "CN=chat.example");
-  assert.equal(checkCertificateWithCa(usual, ca.pem, { host: "chat.example" }), null);
+  assert.equal(await checkCertificateWithCa(usual, ca.pem, { host: "chat.example" }), null);
+  assert.equal(await checkCertificateWithCa(usual, ca.pem, { host: "Chat.EXAMPLE" }), null);
+  // One DNS name that reads as two in the subjectAltName text names neither.
+  const glued = await issue(ca, ["a.example, DNS:victim.example"]);
+  assert.equal(await checkCertificateWithCa(glued, ca.pem, { host: "victim.example" }), "wrong-host");
 });
 
 Deno.test("checkCertificateWithCa refuses a host that only looks like an IP address instead of throwing", async () => {
   const cert = await mintServerCertificate({ days: 1 });
   for (const host of ["1.2.3", "999.0.0.1", "1..2", ":::"]) {
-    assert.equal(checkCertificateWithCa(cert.certDer, cert.certPem, { host }), "wrong-host");
+    assert.equal(await checkCertificateWithCa(cert.certDer, cert.certPem, { host }), "wrong-host");
   }
 });

@@ -145,3 +145,18 @@ Deno.test("checkCertificateWithCa refuses a host that only looks like an IP addr
     assert.equal(await checkCertificateWithCa(cert.certDer, cert.certPem, { host }), "wrong-host");
   }
 });
+
+Deno.test("checkCertificateWithCa never rejects on any one-byte change of the certificate", async () => {
+  // The certificate comes from an ACCEPT: whoever signed it chose every byte. Some changes still parse but
+  // make a getter (the issuer's name) throw.
+  const cert = await mintServerCertificate({ days: 1 });
+  const refusals = new Set<string | null>();
+  for (let i = 0; i < cert.certDer.length; i++) {
+    for (const value of [0xff, cert.certDer[i]! ^ 0x80]) {
+      const bad = cert.certDer.slice();
+      bad[i] = value;
+      refusals.add(await checkCertificateWithCa(bad, cert.certPem, { host: "localhost" }));
+    }
+  }
+  assert.ok(refusals.has("bad-certificate") && refusals.has("untrusted"), [...refusals].join());
+});

@@ -66,12 +66,21 @@ export async function checkCertificateWithCa(
   }
   if (cas.length === 0) return "bad-certificate";
   const now = options.now ?? Date.now();
-  // An issuing CA must itself be within its validity period, as in a TLS client's chain check.
-  const trusted = cas.some((ca) =>
-    ca.raw.equals(cert.raw) || (ca.subject === cert.issuer && ca.ca && within(ca, now) && verifies(cert, ca))
-  );
+  let trusted: boolean;
+  let current: boolean;
+  try {
+    // An issuing CA must itself be within its validity period, as in a TLS client's chain check.
+    trusted = cas.some((ca) =>
+      ca.raw.equals(cert.raw) ||
+      (ca.subject === cert.issuer && ca.ca && within(ca, now) && verifies(cert, ca))
+    );
+    current = within(cert, now);
+  } catch {
+    // A certificate that parses can still throw when a field is read (an issuer name of bad attributes).
+    return "bad-certificate";
+  }
   if (!trusted) return "untrusted";
-  if (!within(cert, now)) return "expired";
+  if (!current) return "expired";
   const host = options.host.replace(/^\[|\]$/g, "");
   return (IP.test(host) ? namesIp(cert, host) : (await dnsNames(cert.raw)).includes(asciiLower(host)))
     ? null

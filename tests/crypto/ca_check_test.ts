@@ -33,6 +33,7 @@ async function issue(
   names: string[],
   notAfter = now + 10 * DAY,
   subject = "CN=server",
+  extra: x509.Extension[] = [],
 ) {
   const leaf = await keys();
   const cert = await x509.X509CertificateGenerator.create({
@@ -49,6 +50,7 @@ async function issue(
       new x509.SubjectAlternativeNameExtension(
         names.map((value) => ({ type: /^[0-9.]+$/.test(value) ? "ip" as const : "dns" as const, value })),
       ),
+      ...extra,
     ],
   });
   return new Uint8Array(cert.rawData);
@@ -159,4 +161,27 @@ Deno.test("checkCertificateWithCa never rejects on any one-byte change of the ce
     }
   }
   assert.ok(refusals.has("bad-certificate") && refusals.has("untrusted"), [...refusals].join());
+});
+
+Deno.test("checkCertificateWithCa refuses a certificate its CA issued for another purpose than a TLS server", async () => {
+  // As rustls does: with an extendedKeyUsage, serverAuth must be in it. A CA that also issues client
+  // certificates does not make them server certificates.
+  const ca = await makeCa("Test CA");
+  const usage = (...usages: x509.ExtendedKeyUsageType[]) => [new x509.ExtendedKeyUsageExtension(usages)];
+  const client = await issue(
+    ca,
+    ["chat.example"],
+    now + 10 * DAY,
+    "CN=server",
+    usage(x509.ExtendedKeyUsage.clientAuth),
+  );
+  assert.equal(await checkCertificateWithCa(client, ca.pem, { host: "chat.example" }), "untrusted");
+  const both = await issue(
+    ca,
+    ["chat.example"],
+    now + 10 * DAY,
+    "CN=server",
+    usage(x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.serverAuth),
+  );
+  assert.equal(await checkCertificateWithCa(both, ca.pem, { host: "chat.example" }), null);
 });

@@ -22,7 +22,10 @@ let asn1: Promise<Asn1> | undefined;
 export type CaRefusal =
   /** The certificate or the CA file does not parse (or the file holds no certificate). */
   | "bad-certificate"
-  /** Neither one of the CA file's certificates nor signed by one (that is a CA, within its validity). */
+  /**
+   * Neither one of the CA file's certificates nor signed by one (that is a CA, within its validity), or
+   * issued for another purpose than a TLS server (an extendedKeyUsage without serverAuth).
+   */
   | "untrusted"
   /** Outside its validity period. */
   | "expired"
@@ -81,8 +84,11 @@ export async function checkCertificateWithCa(
   }
   if (!trusted) return "untrusted";
   if (!current) return "expired";
+  const extensions = await readExtensions(cert.raw);
+  if (extensions === null) return "bad-certificate";
+  if (!extensions.serverAuth) return "untrusted";
   const host = options.host.replace(/^\[|\]$/g, "");
-  return (IP.test(host) ? namesIp(cert, host) : (await dnsNames(cert.raw)).includes(asciiLower(host)))
+  return (IP.test(host) ? namesIp(cert, host) : extensions.dnsNames.includes(asciiLower(host)))
     ? null
     : "wrong-host";
 }
@@ -97,20 +103,27 @@ function namesIp(cert: X509Certificate, host: string): boolean {
 }
 
 /**
- * The subjectAltName's DNS names, ASCII lower case (DNS names compare case-insensitively; no wildcard is
- * expanded, so `*.example` names only itself). None when the extension is absent or does not parse.
+ * What `X509Certificate` does not say exactly: the subjectAltName's DNS names, ASCII lower case (DNS names
+ * compare case-insensitively; no wildcard is expanded, so `*.example` names only itself), and whether the
+ * certificate may serve TLS: no extendedKeyUsage, or one that lists serverAuth (as rustls asks;
+ * anyExtendedKeyUsage is not enough). `null` when the certificate or one of these extensions does not parse.
  */
-async function dnsNames(der: Uint8Array): Promise<string[]> {
+async function readExtensions(der: Uint8Array): Promise<{ dnsNames: string[]; serverAuth: boolean } | null> {
   asn1 ??= Promise.all([import("@peculiar/asn1-schema"), import("@peculiar/asn1-x509")]);
   const [{ AsnConvert }, x509] = await asn1;
   try {
-    const cert = AsnConvert.parse(der, x509.Certificate);
-    const extension = cert.tbsCertificate.extensions?.find((e) => e.extnID === x509.id_ce_subjectAltName);
-    if (extension === undefined) return [];
-    const san = AsnConvert.parse(extension.extnValue.buffer, x509.SubjectAlternativeName);
-    return san.flatMap((name) => name.dNSName === undefined ? [] : [asciiLower(name.dNSName)]);
+    const extensions = AsnConvert.parse(der, x509.Certificate).tbsCertificate.extensions ?? [];
+    const value = (id: string) => extensions.find((e) => e.extnID === id)?.extnValue.buffer;
+    const san = value(x509.id_ce_subjectAltName);
+    const usage = value(x509.id_ce_extKeyUsage);
+    return {
+      dnsNames: san === undefined ? [] : AsnConvert.parse(san, x509.SubjectAlternativeName)
+        .flatMap((name) => name.dNSName === undefined ? [] : [asciiLower(name.dNSName)]),
+      serverAuth: usage === undefined ||
+        AsnConvert.parse(usage, x509.ExtendedKeyUsage).includes(x509.id_kp_serverAuth),
+    };
   } catch {
-    return [];
+    return null;
   }
 }
 

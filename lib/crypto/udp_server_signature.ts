@@ -10,7 +10,13 @@
  */
 
 import { X509Certificate } from "node:crypto";
-import type { SignatureAlgorithm } from "../codec/udp_session_datagram.ts";
+import {
+  CONNECTION_ID_BYTES,
+  MAX_ACCEPT_BODY,
+  RANDOM_BYTES,
+  SHARE_BYTES,
+  type SignatureAlgorithm,
+} from "../codec/udp_session_datagram.ts";
 import { decodePem } from "./pem.ts";
 
 /** The signed message starts with these ASCII bytes and a 0x00, then the 32-byte transcript hash. */
@@ -107,8 +113,9 @@ export function signedMessage(transcriptHash: Uint8Array): Uint8Array<ArrayBuffe
  * @param certPem The certificate, PEM.
  * @param keyPem Its private key, PEM PKCS#8.
  * @returns The signing key.
- * @throws {TypeError} When the certificate's key is not ECDSA P-256 or RSA ≥ 2048 bits, or the private key
- *   does not import or does not match the certificate.
+ * @throws {TypeError} When the certificate's key is not ECDSA P-256 or RSA ≥ 2048 bits, the private key
+ *   does not import or does not match the certificate, or the certificate and a signature do not fit an
+ *   ACCEPT (PROTOCOL 20.5: a body of at most 3561 bytes), so that no handshake would ever be answered.
  */
 export async function importUdpSigningKey(certPem: string, keyPem: string): Promise<UdpSigningKey> {
   const certificate = decodePem(certPem, "CERTIFICATE");
@@ -127,13 +134,23 @@ export async function importUdpSigningKey(certPem: string, keyPem: string): Prom
   }
   const key: UdpSigningKey = { certificate, algorithm: found.algorithm, privateKey };
   const probe = crypto.getRandomValues(new Uint8Array(32));
+  const signature = await signTranscript(key, probe);
   const check = await verifyServerSignature({
     certificate,
     algorithm: found.algorithm,
-    signature: await signTranscript(key, probe),
+    signature,
     transcriptHash: probe,
   });
   if (check !== null) throw new TypeError("Invalid private key: it does not match the certificate");
+  // server_random, server_share, connection_id, sig_alg, cert_len, sig_len: the ACCEPT body's fixed fields.
+  const body = RANDOM_BYTES + SHARE_BYTES + CONNECTION_ID_BYTES + 1 + 2 + 2 + certificate.length +
+    signature.length;
+  if (body > MAX_ACCEPT_BODY) {
+    throw new TypeError(
+      `Invalid certificate: ${certificate.length} bytes and a signature of ${signature.length} make an ACCEPT ` +
+        `body of ${body} bytes, above ${MAX_ACCEPT_BODY}`,
+    );
+  }
   return key;
 }
 

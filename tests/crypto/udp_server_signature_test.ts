@@ -65,3 +65,15 @@ Deno.test("importUdpSigningKey refuses a private key that is not the certificate
   await assert.rejects(importUdpSigningKey(ec.certPem, other.keyPem), TypeError);
   await assert.rejects(importUdpSigningKey(ec.certPem, rsa.keyPem), TypeError);
 });
+
+Deno.test("importUdpSigningKey refuses a certificate too large for an ACCEPT, at load rather than at every handshake", async () => {
+  // 3561 body bytes hold 79 of fields, the certificate and the signature: an ECDSA certificate over 3418 bytes
+  // cannot be sent, and ServerHandshake.respond would throw for every admitted INIT.
+  const hostnames = Array.from({ length: 200 }, (_, i) => `host-${String(i).padStart(4, "0")}.example`);
+  const big = await mintServerCertificate({ days: 1, hostnames });
+  assert.ok(big.certDer.length + 64 + 79 > 3561, `certificate of ${big.certDer.length} bytes fits`);
+  await assert.rejects(importUdpSigningKey(big.certPem, big.keyPem), TypeError);
+  const fits = await mintServerCertificate({ days: 1, hostnames: hostnames.slice(0, 100) });
+  assert.ok(fits.certDer.length + 64 + 79 <= 3561);
+  assert.equal((await importUdpSigningKey(fits.certPem, fits.keyPem)).algorithm, "ecdsa-p256-sha256");
+});

@@ -12,13 +12,13 @@
  * @module
  */
 
-import { createCipheriv, createDecipheriv } from "node:crypto";
 import {
   DATA_HEADER_BYTES,
   type DataDatagram,
   encodeDataHeader,
   MAX_PEER_DATAGRAM,
 } from "../codec/datagram.ts";
+import { GCM_TAG_BYTES, openAesGcm, sealAesGcm } from "./aes_gcm.ts";
 import { constantTimeEqual } from "./constant_time.ts";
 import type { SessionKeys } from "./peer_session.ts";
 import { ReplayWindow } from "./replay_window.ts";
@@ -28,7 +28,7 @@ export const MAX_COUNTER = 2 ** 32;
 /** Default counter at which {@linkcode DatagramCipher.needsRekey} turns true. */
 export const DEFAULT_REKEY_AFTER = 2 ** 32 - 2 ** 16;
 
-const TAG_BYTES = 16;
+const TAG_BYTES = GCM_TAG_BYTES;
 
 /** Options of {@linkcode DatagramCipher}. */
 export interface DatagramCipherOptions {
@@ -177,19 +177,8 @@ export class DatagramCipher {
       this.#stats.forged++;
       return null;
     }
-    let plaintext: Uint8Array<ArrayBuffer>;
-    try {
-      const body = d.ciphertext.length - TAG_BYTES;
-      const decipher = createDecipheriv("aes-256-gcm", this.#receiveKey, this.#nonceFor(d.counter));
-      decipher.setAAD(d.header);
-      decipher.setAuthTag(d.ciphertext.subarray(body));
-      const head = decipher.update(d.ciphertext.subarray(0, body));
-      // final() throws when the tag does not verify: nothing decrypted is used before that.
-      const tail = decipher.final();
-      plaintext = new Uint8Array(head.length + tail.length);
-      plaintext.set(head);
-      plaintext.set(tail, head.length);
-    } catch {
+    const plaintext = openAesGcm(this.#receiveKey, this.#nonceFor(d.counter), d.header, d.ciphertext);
+    if (plaintext === null) {
       this.#stats.forged++;
       return null;
     }
@@ -208,21 +197,16 @@ export class DatagramCipher {
   }
 
   #encrypt(counter: number, plaintext: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
-    const header = encodeDataHeader(this.#sessionId, counter);
-    const cipher = createCipheriv("aes-256-gcm", this.#sendKey, this.#nonceFor(counter));
-    cipher.setAAD(header);
-    const head = cipher.update(plaintext);
-    const tail = cipher.final();
-    // The datagram is assembled in place: header, ciphertext, tag.
-    const length = DATA_HEADER_BYTES + head.length + tail.length + TAG_BYTES;
+    // GCM adds nothing but its tag: the size is known before sealing.
+    const length = DATA_HEADER_BYTES + plaintext.length + TAG_BYTES;
     if (length > MAX_PEER_DATAGRAM) {
       throw new RangeError(`Datagram too large: ${length} bytes exceeds ${MAX_PEER_DATAGRAM}`);
     }
-    const datagram = new Uint8Array(length);
-    datagram.set(header);
-    datagram.set(head, DATA_HEADER_BYTES);
-    datagram.set(tail, DATA_HEADER_BYTES + head.length);
-    datagram.set(cipher.getAuthTag(), length - TAG_BYTES);
-    return datagram;
+    return sealAesGcm(
+      this.#sendKey,
+      this.#nonceFor(counter),
+      encodeDataHeader(this.#sessionId, counter),
+      plaintext,
+    );
   }
 }

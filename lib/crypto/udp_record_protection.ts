@@ -13,7 +13,6 @@
  * @module
  */
 
-import { createCipheriv, createDecipheriv } from "node:crypto";
 import {
   CONNECTION_ID_BYTES,
   decodeRecord,
@@ -24,6 +23,7 @@ import {
   RECORD_TYPE,
 } from "../codec/udp_session_datagram.ts";
 import { MAGIC } from "../codec/datagram.ts";
+import { openAesGcm, sealAesGcm } from "./aes_gcm.ts";
 import { nextTrafficSecret, SECRET_BYTES, type TrafficKeys, trafficKeys } from "./udp_key_schedule.ts";
 import { REPLAY_WINDOW_SIZE, ReplayWindow } from "./replay_window.ts";
 
@@ -215,16 +215,7 @@ export class RecordProtection {
       wipe(old);
     }
     const header = encodeRecordHeader(this.#connectionId, counter);
-    const cipher = createCipheriv("aes-256-gcm", this.#send.key, this.#nonceFor(this.#send.iv, counter));
-    cipher.setAAD(header);
-    const head = cipher.update(payload);
-    const tail = cipher.final();
-    const out = new Uint8Array(RECORD_HEADER_BYTES + head.length + tail.length + RECORD_TAG_BYTES);
-    out.set(header);
-    out.set(head, RECORD_HEADER_BYTES);
-    out.set(tail, RECORD_HEADER_BYTES + head.length);
-    out.set(cipher.getAuthTag(), out.length - RECORD_TAG_BYTES);
-    return out;
+    return sealAesGcm(this.#send.key, this.#nonceFor(this.#send.iv, counter), header, payload);
   }
 
   /**
@@ -268,21 +259,8 @@ export class RecordProtection {
     // A counter more than one generation ahead cannot come from a peer that sent every record before it
     // (2^23 of them lost in a row); refusing it spares the key derivations a forged counter would ask for.
     if (keys === undefined) return { ok: false, reason: "out-of-window" };
-    let payload: Uint8Array<ArrayBuffer>;
-    try {
-      const body = record.ciphertext.length - RECORD_TAG_BYTES;
-      const decipher = createDecipheriv("aes-256-gcm", keys.key, this.#nonceFor(keys.iv, counter));
-      decipher.setAAD(record.header);
-      decipher.setAuthTag(record.ciphertext.subarray(body));
-      const head = decipher.update(record.ciphertext.subarray(0, body));
-      // final() throws when the tag does not verify: nothing decrypted is used before that.
-      const tail = decipher.final();
-      payload = new Uint8Array(head.length + tail.length);
-      payload.set(head);
-      payload.set(tail, head.length);
-    } catch {
-      return { ok: false, reason: "forged" };
-    }
+    const payload = openAesGcm(keys.key, this.#nonceFor(keys.iv, counter), record.header, record.ciphertext);
+    if (payload === null) return { ok: false, reason: "forged" };
     this.#window.accept(counter);
     if (keys === this.#next) {
       wipe(this.#previous);

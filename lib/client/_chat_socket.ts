@@ -10,6 +10,7 @@ import { decodeBase64 } from "../codec/base64.ts";
 import { decodeDatagram, encodeRdv, encodeRelay, MAX_DATAGRAM } from "../codec/datagram.ts";
 import type { PeerDatagram } from "../codec/datagram.ts";
 import { tagDatagram, verifyDatagram } from "../crypto/datagram_tag.ts";
+import type { UdpKey } from "../crypto/datagram_tag.ts";
 import type { LinkOutput, PeerPath } from "./peer_link.ts";
 import { requireDatagramSockets } from "../transport/runtime_features.ts";
 
@@ -25,7 +26,7 @@ export interface ChatSocketOptions {
   /** Our rendezvous handle (base64, from LOGIN). */
   handle: string;
   /** The session's UDP key, from `importUdpKey` (lib/crypto/datagram_tag.ts). */
-  udpKey: CryptoKey;
+  udpKey: UdpKey;
   /** A peer datagram arrived, directly or relayed by the server. */
   onPeer(d: PeerDatagram, path: PeerPath): Promise<void>;
 }

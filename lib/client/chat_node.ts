@@ -13,6 +13,7 @@ import { prepareUsername } from "../auth/username.ts";
 import { decodeBase64 } from "../codec/base64.ts";
 import type { PeerDatagram } from "../codec/datagram.ts";
 import { importUdpKey } from "../crypto/datagram_tag.ts";
+import type { UdpKey } from "../crypto/datagram_tag.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { identityFingerprint } from "../crypto/identity_key.ts";
 import { ChatSocket } from "./_chat_socket.ts";
@@ -103,7 +104,7 @@ export class ChatNode {
     repeated: 0,
   };
 
-  private constructor(options: ChatNodeOptions, udpKey: CryptoKey) {
+  private constructor(options: ChatNodeOptions, udpKey: UdpKey) {
     this.#o = options;
     const { port, handle } = options.control.udp;
     this.#socket = new ChatSocket({

@@ -11,18 +11,32 @@
  * - {@linkcode tagDatagram}: `tagDatagram(key, encodeRdv(fields))` is the datagram to send;
  * - {@linkcode verifyDatagram}: on a decoded server datagram, before anything of it is used.
  *
- * It runs on WebCrypto: a tag is made or checked once per rendezvous and relayed datagram, and the
- * server bounds how many checks are under way (docs/PROTOCOL.md, "Rendezvous and relay").
+ * It runs on hash-wasm's SHA-256, keyed once per session, synchronously: a tag is made or checked for
+ * every rendezvous and relayed datagram (four times per relayed datagram and its way through the server),
+ * and WebCrypto's HMAC is an asynchronous operation in Deno, 20–50 µs and a trip through a thread pool
+ * each, which the relay's latency and its tail showed. The server still bounds how many checks are under
+ * way (docs/PROTOCOL.md, "Rendezvous and relay"). Tests compare the tags with `node:crypto`'s HMAC.
  *
  * @module
  */
 
+import { createHMAC, createSHA256 } from "hash-wasm";
+import type { IHasher } from "hash-wasm";
 import { joinTag, TAG_BYTES } from "../codec/datagram.ts";
 import type { MacFields } from "../codec/datagram.ts";
 import { constantTimeEqual } from "./constant_time.ts";
 
 /** Bytes of a session's UDP key. */
 export const UDP_KEY_BYTES = 32;
+
+// One SHA-256 instance under every key's HMAC: each tag runs init → update → digest without yielding.
+const sha256 = createSHA256();
+
+/** A session's UDP key, ready to tag and check server datagrams (the key bytes are not readable from it). */
+export interface UdpKey {
+  /** The HMAC-SHA-256 of some bytes under the key. */
+  readonly mac: (bytes: Uint8Array) => Uint8Array<ArrayBuffer>;
+}
 
 /**
  * Import a session's 32-byte UDP key for tagging and checking server datagrams.
@@ -32,28 +46,30 @@ export const UDP_KEY_BYTES = 32;
  * import assert from "node:assert/strict";
  * import { importUdpKey } from "./datagram_tag.ts";
  * const key = await importUdpKey(new Uint8Array(32).fill(1));
- * assert(key.usages.includes("sign"));
+ * assert.equal(key.mac(new Uint8Array(0)).length, 32);
  * ```
  *
- * @param raw32 The 32 key bytes (copied).
- * @returns An HMAC SHA-256 key, usable to sign only, not extractable.
+ * @param raw32 The 32 key bytes (not kept: the HMAC keeps only its padded inner and outer keys).
+ * @returns The key.
  * @throws {RangeError} When `raw32` is not 32 bytes (the promise rejects).
  */
-export async function importUdpKey(raw32: Uint8Array): Promise<CryptoKey> {
+export async function importUdpKey(raw32: Uint8Array): Promise<UdpKey> {
   if (raw32.length !== UDP_KEY_BYTES) {
     throw new RangeError(`UDP key must be ${UDP_KEY_BYTES} bytes: got ${raw32.length}`);
   }
-  return await crypto.subtle.importKey("raw", raw32.slice(), { name: "HMAC", hash: "SHA-256" }, false, [
-    "sign",
-  ]);
+  const hmac: IHasher = await createHMAC(sha256, raw32.slice());
+  return {
+    mac: (bytes) => {
+      hmac.init();
+      hmac.update(bytes);
+      return new Uint8Array(hmac.digest("binary"));
+    },
+  };
 }
 
 /** HMAC-SHA-256 of `macInput` truncated to {@linkcode TAG_BYTES}. */
-async function truncatedHmac(
-  key: CryptoKey,
-  macInput: Uint8Array<ArrayBuffer>,
-): Promise<Uint8Array<ArrayBuffer>> {
-  return new Uint8Array(await crypto.subtle.sign("HMAC", key, macInput), 0, TAG_BYTES);
+function truncatedHmac(key: UdpKey, macInput: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  return key.mac(macInput).slice(0, TAG_BYTES);
 }
 
 /**
@@ -78,11 +94,15 @@ async function truncatedHmac(
  * @throws {RangeError} When the tagged datagram would exceed the codec's `MAX_DATAGRAM` (the promise
  *   rejects); the codec's encoders never give such bytes.
  */
-export async function tagDatagram(
-  key: CryptoKey,
+export function tagDatagram(
+  key: UdpKey,
   macInput: Uint8Array<ArrayBuffer>,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  return joinTag(macInput, await truncatedHmac(key, macInput));
+  try {
+    return Promise.resolve(joinTag(macInput, truncatedHmac(key, macInput)));
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
 
 /**
@@ -105,6 +125,6 @@ export async function tagDatagram(
  * @param d A decoded RDV, RDV_ACK, RELAY or RELAYED: `macInput` and `tag` as the codec split them.
  * @returns Whether the tag is right (false for a tag of any other length).
  */
-export async function verifyDatagram(key: CryptoKey, d: MacFields): Promise<boolean> {
-  return constantTimeEqual(await truncatedHmac(key, d.macInput), d.tag);
+export function verifyDatagram(key: UdpKey, d: MacFields): Promise<boolean> {
+  return Promise.resolve(constantTimeEqual(truncatedHmac(key, d.macInput), d.tag));
 }

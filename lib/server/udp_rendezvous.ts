@@ -23,6 +23,7 @@ import { decodeBase64, encodeBase64 } from "../codec/base64.ts";
 import { decodeDatagram, encodeRdvAck, encodeRelayed } from "../codec/datagram.ts";
 import type { Datagram } from "../codec/datagram.ts";
 import { importUdpKey, tagDatagram, verifyDatagram } from "../crypto/datagram_tag.ts";
+import type { UdpKey } from "../crypto/datagram_tag.ts";
 import { ReplayWindow } from "../crypto/replay_window.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import { SINGLE_NODE_RELAY } from "./relay_routing.ts";
@@ -84,7 +85,7 @@ interface Entry {
   handle: string;
   /** The session's UDP key, imported when its first datagram comes (many sessions never send one). */
   rawKey: Uint8Array;
-  key: Promise<CryptoKey> | null;
+  key: Promise<UdpKey> | null;
   /** Made with the first datagram: most sessions of a busy server never send one. */
   window: ReplayWindow | null;
   endpoint: Source | null;
@@ -111,7 +112,7 @@ function newer(a: RoutedEndpoint, b: RoutedEndpoint): boolean {
 
 const HANDLE_BYTES = 16;
 
-function keyOf(entry: Entry): Promise<CryptoKey> {
+function keyOf(entry: Entry): Promise<UdpKey> {
   return entry.key ??= importUdpKey(entry.rawKey);
 }
 /** MAC checks under way at once at most: a flood must not queue them without bound. */

@@ -9,6 +9,7 @@
 import { decodeBase64 } from "../../lib/codec/base64.ts";
 import { encodeRdv, encodeRelay } from "../../lib/codec/datagram.ts";
 import { importUdpKey, tagDatagram } from "../../lib/crypto/datagram_tag.ts";
+import type { UdpKey } from "../../lib/crypto/datagram_tag.ts";
 import type { Outgoing, Rendezvous, Source } from "../../lib/server/udp_rendezvous.ts";
 
 /** One registered session, as its client sees it. */
@@ -20,7 +21,7 @@ export interface RendezvousClient {
   /** Its handle, raw. */
   handle: Uint8Array<ArrayBuffer>;
   /** Its datagram key. */
-  key: CryptoKey;
+  key: UdpKey;
   /** The address its datagrams come from. */
   from: Source;
   /** The counter of its next datagram. */

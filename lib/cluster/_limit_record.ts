@@ -12,6 +12,7 @@
  * @module
  */
 
+import { counterAfterFailure, counterAfterForgiving, liveCounter } from "../auth/failure_gate.ts";
 import type { FailureCounter } from "../auth/failure_gate.ts";
 import type { BucketState } from "../auth/token_bucket.ts";
 
@@ -143,4 +144,46 @@ export function withProofs(
   if (count > 0) proofs.push({ node, count, expiresAt });
   const { proofs: _, ...rest } = record;
   return proofs.length > 0 ? { ...rest, proofs } : rest;
+}
+
+/** A change of one key's failures: one more, some forgiven, or all cleared (a pair's or token's success). */
+export type Change = { kind: "fail" } | { kind: "forgive"; failures: number } | { kind: "clear" };
+
+/**
+ * A record with a change of its failures; also how many failures a `clear` took away.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { changedRecord } from "./_limit_record.ts";
+ * const { record } = changedRecord({}, { kind: "fail" }, 5, 1000);
+ * assert.deepEqual(record.failures, { failures: 1, last: 5 });
+ * assert.equal(changedRecord(record, { kind: "clear" }, 6, 1000).cleared, 1);
+ * ```
+ *
+ * @param record The record.
+ * @param change The change.
+ * @param now When it happened.
+ * @param forgetAfterMs How long failures are kept after the latest (a failure counts from none after that).
+ * @returns The new record and what was cleared.
+ */
+export function changedRecord(
+  record: LimitRecord,
+  change: Change,
+  now: number,
+  forgetAfterMs: number,
+): { record: LimitRecord; cleared: number } {
+  const out = { ...record };
+  let cleared = 0;
+  if (change.kind === "fail") {
+    out.failures = counterAfterFailure(liveCounter(record.failures, now, forgetAfterMs), now);
+  } else if (change.kind === "forgive") {
+    const left = counterAfterForgiving(record.failures, change.failures);
+    if (left) out.failures = left;
+    else delete out.failures;
+  } else {
+    cleared = record.failures?.failures ?? 0;
+    delete out.failures;
+  }
+  return { record: out, cleared };
 }

@@ -10,12 +10,13 @@
  * @module
  */
 
-import { counterAfterFailure, counterAfterForgiving, liveCounter } from "../auth/failure_gate.ts";
 import type { Logger } from "../server/logger.ts";
+import { KeyBatches } from "./_key_batches.ts";
+import type { BatchedChange } from "./_key_batches.ts";
 import { KeyLocks } from "./_key_locks.ts";
 import { KvCells } from "./_kv_cells.ts";
-import { decodeRecord, encodeRecord, othersChecking, withProofs } from "./_limit_record.ts";
-import type { LimitRecord } from "./_limit_record.ts";
+import { changedRecord, decodeRecord, encodeRecord, othersChecking, withProofs } from "./_limit_record.ts";
+import type { Change, LimitRecord } from "./_limit_record.ts";
 import { BusUnavailableError } from "./nats_bus.ts";
 import type { KV, NatsBus } from "./nats_bus.ts";
 
@@ -43,9 +44,6 @@ export interface LimitStoreOptions {
   log?: Logger | undefined;
 }
 
-/** A change of one key's failures: one more, some forgiven, or all cleared (a pair's or token's success). */
-export type Change = { kind: "fail" } | { kind: "forgive"; failures: number } | { kind: "clear" };
-
 /** An outcome decided alone, for one key, to be written when NATS answers. */
 interface PendingChange {
   key: string;
@@ -69,18 +67,6 @@ function randomId(): string {
   return crypto.getRandomValues(new Uint8Array(6)).toHex();
 }
 
-/**
- * A change of one key written together with the others this node has waiting for it: given the record as
- * the changes before it left it, the record to write, or `null` to leave it out.
- */
-interface Combined {
-  /** When the change was asked for (a batch is written at its latest). */
-  now: number;
-  apply: (record: LimitRecord) => LimitRecord | null;
-  done: (written: boolean) => void;
-  failed: (err: unknown) => void;
-}
-
 /** One node's view of the shared limit records. */
 export class LimitStore {
   /** This instance's id in the records (a restarted node is another one). */
@@ -89,8 +75,7 @@ export class LimitStore {
   #options: LimitStoreOptions;
   #cells: KvCells<LimitRecord>;
   #locks = new KeyLocks();
-  /** Per key: the changes waiting to be written together, and whether a write of it is under way. */
-  #batches = new Map<string, { waiting: Combined[]; writing: boolean }>();
+  #batches = new KeyBatches<LimitRecord>((key, changes) => this.#writeCombined(key, changes));
   /** Proofs this node is checking, per key. */
   #inflight = new Map<string, number>();
   #pending: PendingChange[] = [];
@@ -438,12 +423,9 @@ export class LimitStore {
   }
 
   /**
-   * Change a key by compare-and-swap together with every other change of it waiting on this node: the
-   * changes are applied in turn (each to the record the ones before it left) and written at once, from
-   * the revision last seen here (a key not seen: as holding nothing). When the key changed meanwhile, it is
-   * read and every change applied again, so a change may turn out left out. So one key's changes on a node
-   * never race each other, and however many logins share a key (one address), a node writes it once per
-   * round trip rather than once per login.
+   * Change a key by compare-and-swap with every other change of it waiting on this node (_key_batches.ts):
+   * applied in turn, written at once from the revision last seen here (a key not seen: empty); on a
+   * conflict, read again and every change applied again, so a change may turn out left out.
    *
    * @param key The key.
    * @param now Current time in ms.
@@ -453,37 +435,10 @@ export class LimitStore {
    * @throws {BusUnavailableError} When NATS does not answer, or other nodes keep changing the key.
    */
   combine(key: string, now: number, apply: (record: LimitRecord) => LimitRecord | null): Promise<boolean> {
-    return new Promise<boolean>((done, failed) => {
-      let batch = this.#batches.get(key);
-      if (!batch) {
-        batch = { waiting: [], writing: false };
-        this.#batches.set(key, batch);
-      }
-      batch.waiting.push({ now, apply, done, failed });
-      if (!batch.writing) void this.#writeBatches(key);
-    });
+    return this.#batches.combine(key, now, apply);
   }
 
-  async #writeBatches(key: string): Promise<void> {
-    const batch = this.#batches.get(key)!;
-    batch.writing = true;
-    try {
-      while (batch.waiting.length > 0) {
-        const changes = batch.waiting.splice(0);
-        try {
-          const written = await this.#writeCombined(key, changes);
-          changes.forEach((change, i) => change.done(written[i]!));
-        } catch (err) {
-          for (const change of changes) change.failed(err);
-        }
-      }
-    } finally {
-      batch.writing = false;
-      this.#batches.delete(key);
-    }
-  }
-
-  async #writeCombined(key: string, changes: Combined[]): Promise<boolean[]> {
+  async #writeCombined(key: string, changes: BatchedChange<LimitRecord>[]): Promise<boolean[]> {
     const now = Math.max(...changes.map((change) => change.now));
     let cell = this.#cells.known(key, { fromBus: true }) ?? { record: {}, rev: 0 };
     for (let round = 1;; round++) {
@@ -573,7 +528,7 @@ export class LimitStore {
   }
 
   /**
-   * A record with a change of its failures; also how many failures a `clear` took away.
+   * {@linkcode changedRecord} with this store's forget time.
    *
    * @param record The record.
    * @param change The change.
@@ -581,19 +536,7 @@ export class LimitStore {
    * @returns The new record and what was cleared.
    */
   changed(record: LimitRecord, change: Change, now: number): { record: LimitRecord; cleared: number } {
-    const out = { ...record };
-    let cleared = 0;
-    if (change.kind === "fail") {
-      out.failures = counterAfterFailure(liveCounter(record.failures, now, this.#options.forgetAfterMs), now);
-    } else if (change.kind === "forgive") {
-      const left = counterAfterForgiving(record.failures, change.failures);
-      if (left) out.failures = left;
-      else delete out.failures;
-    } else {
-      cleared = record.failures?.failures ?? 0;
-      delete out.failures;
-    }
-    return { record: out, cleared };
+    return changedRecord(record, change, now, this.#options.forgetAfterMs);
   }
 
   /**

@@ -96,8 +96,9 @@ import type { Logger } from "../server/logger.ts";
 import type { AbuseLimits, LoginGate, ProofRefusal } from "../server/shared_parts.ts";
 import { othersChecking } from "./_limit_record.ts";
 import type { LimitRecord } from "./_limit_record.ts";
+import { FailureUndo, restored, unmarked } from "./_failure_undo.ts";
 import { LimitStore } from "./_limit_store.ts";
-import type { Change } from "./_limit_store.ts";
+import type { Change } from "./_limit_record.ts";
 import { SharedBudgets } from "./_shared_budgets.ts";
 import { busToken } from "./nats_bus.ts";
 import type { NatsBus } from "./nats_bus.ts";
@@ -147,51 +148,6 @@ function attemptKeys(address: string, account: string, options: AttemptOptions):
 
 function keyList(keys: AttemptKeys): string[] {
   return "token" in keys ? [keys.token] : [keys.pair, keys.source, keys.account];
-}
-
-/**
- * The failures each key held before a step's write and after it, so that a step refused after some of its
- * writes takes back exactly what it changed: a key's failures nobody changed since are put back as they
- * were (their latest failure's time too).
- */
-class FailureUndo {
-  #counters = new Map<string, { before: FailureCounter | undefined; after: FailureCounter | undefined }>();
-
-  /** Note a key's change; returns the record after it. */
-  note(key: string, before: LimitRecord, after: LimitRecord): LimitRecord {
-    this.#counters.set(key, { before: before.failures, after: after.failures });
-    return after;
-  }
-
-  /** A key's record with its noted change taken back, or `otherwise` when its failures changed since. */
-  undo(key: string, record: LimitRecord, otherwise: (record: LimitRecord) => LimitRecord): LimitRecord {
-    const noted = this.#counters.get(key);
-    if (!noted) return record;
-    const now = record.failures;
-    const same = now === undefined
-      ? noted.after === undefined
-      : now.failures === noted.after?.failures && now.last === noted.after.last;
-    if (!same) return otherwise(record);
-    const { failures: _, ...rest } = record;
-    return noted.before ? { ...rest, failures: noted.before } : rest;
-  }
-}
-
-/** A record with failures taken from it given back (a step refused after its write): more, never fewer. */
-function restored(record: LimitRecord, counter: FailureCounter | undefined): LimitRecord {
-  if (!counter || counter.failures <= 0) return record;
-  const last = Math.max(record.failures?.last ?? counter.last, counter.last);
-  return { ...record, failures: { failures: (record.failures?.failures ?? 0) + counter.failures, last } };
-}
-
-/**
- * A pair's record with the mark a step made at `now` taken back to what it was before (a later mark, a
- * login counted since, is kept).
- */
-function unmarked(record: LimitRecord, now: number, before: number | undefined): LimitRecord {
-  if (record.knownAt !== now) return record;
-  const { knownAt: _, ...rest } = record;
-  return before === undefined ? rest : { ...rest, knownAt: before };
 }
 
 function unavailable(): ProtocolError {

@@ -279,7 +279,11 @@ export class SharedBudgets {
     options: LoginOptions,
     records: Map<string, LimitRecord>,
   ): LoginRefusal | null {
-    const waits = this.#waits(loginKeys(address, account, options), records, now);
+    return this.#spendVerdictOf(loginKeys(address, account, options), records, now);
+  }
+
+  #spendVerdictOf(keys: LoginKeys, records: Map<string, LimitRecord>, now: number): LoginRefusal | null {
+    const waits = this.#waits(keys, records, now);
     return loginVerdict(waits.source, waits.account);
   }
 
@@ -309,10 +313,7 @@ export class SharedBudgets {
     marking.catch(() => {});
     try {
       return await this.#store.writeAll(budgets, now, {
-        refusal: (records) => {
-          const waits = this.#waits(keys, records, now);
-          return loginVerdict(waits.source, waits.account);
-        },
+        refusal: (records) => this.#spendVerdictOf(keys, records, now),
         next: (key, record) => this.spent(key, record, now),
         undo: (key, record) => this.givenBack(key, record, now),
       });

@@ -11,13 +11,14 @@
 import { encodeBase64 } from "../codec/base64.ts";
 import { ProtocolError } from "../codec/protocol_error.ts";
 import {
+  CHANNEL_BINDING_TYPE,
   formatClientFinalWithoutProof,
   formatClientFirst,
   gs2Header,
   parseServerFinal,
   parseServerFirst,
 } from "../codec/scram_messages.ts";
-import type { CbindFlag } from "../codec/scram_messages.ts";
+import type { CbindFlag, ChannelBindingType } from "../codec/scram_messages.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { deriveKeys, hmac, saltedPassword, scramSessionKey, xor } from "../crypto/scram_math.ts";
 import type { ScramHash, ScramKeys } from "../crypto/scram_math.ts";
@@ -63,8 +64,10 @@ export interface ScramClientOptions {
   password: string;
   /** Mechanisms the server offered in HELLO. */
   serverMechanisms: string[];
-  /** `tls-server-end-point` data of the server certificate this client saw; set on TLS. */
+  /** Channel binding data this client saw (TLS: the server certificate's; a UDP session: the handshake's). */
   channelBinding?: Uint8Array<ArrayBuffer>;
+  /** The type of `channelBinding` (default `tls-server-end-point`). */
+  channelBindingType?: ChannelBindingType;
   /** Fixed client nonce (tests only). */
   nonce?: string;
   /** Hash (tests only). */
@@ -116,7 +119,8 @@ export class ScramClient {
       if (!offered.includes(SCRAM_SHA_256_PLUS)) {
         fail(
           "CHANNEL_BINDING",
-          "Server did not offer SCRAM-SHA-256-PLUS over TLS: refusing a possible channel binding downgrade",
+          "Server did not offer SCRAM-SHA-256-PLUS over a channel that binds: refusing a possible channel " +
+            "binding downgrade",
         );
       }
       this.#flag = "p";
@@ -130,8 +134,13 @@ export class ScramClient {
     }
     this.#password = saslPrep(options.password, { allowUnassigned: true });
     this.#nonce = options.nonce ?? encodeBase64(crypto.getRandomValues(new Uint8Array(24)));
-    this.#first = formatClientFirst(saslPrep(options.username), { nonce: this.#nonce, flag: this.#flag });
-    this.#bare = this.#first.slice(gs2Header(this.#flag).length);
+    const bindingType = options.channelBindingType ?? CHANNEL_BINDING_TYPE;
+    this.#first = formatClientFirst(saslPrep(options.username), {
+      nonce: this.#nonce,
+      flag: this.#flag,
+      bindingType,
+    });
+    this.#bare = this.#first.slice(gs2Header(this.#flag, bindingType).length);
   }
 
   /** The mechanism chosen. */
@@ -179,7 +188,7 @@ export class ScramClient {
       if (key !== undefined) cache?.set(key, keys);
     }
     const binding = new Uint8Array([
-      ...encoder.encode(gs2Header(this.#flag)),
+      ...encoder.encode(gs2Header(this.#flag, this.#options.channelBindingType)),
       ...(this.#flag === "p" ? this.#options.channelBinding ?? [] : []),
     ]);
     const withoutProof = formatClientFinalWithoutProof(binding, sf.nonce);

@@ -14,7 +14,7 @@ import {
   parseClientFinal,
   parseClientFirst,
 } from "../codec/scram_messages.ts";
-import type { ClientFirst } from "../codec/scram_messages.ts";
+import type { ChannelBindingType, ClientFirst } from "../codec/scram_messages.ts";
 import { encodeBase64 } from "../codec/base64.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { digest, hmac, scramSessionKey, xor } from "../crypto/scram_math.ts";
@@ -33,8 +33,10 @@ const encoder = new TextEncoder();
 
 /** Options of {@linkcode ScramServer}. */
 export interface ScramServerOptions {
-  /** `tls-server-end-point` data of this connection; set only on TLS, enables the PLUS mechanism. */
+  /** Channel binding data of this connection; set on TLS and UDP sessions, enables the PLUS mechanism. */
   channelBinding?: Uint8Array<ArrayBuffer>;
+  /** The type of `channelBinding` (default `tls-server-end-point`); a client naming another is refused. */
+  channelBindingType?: ChannelBindingType;
   /** Hash (tests only: the RFC 5802 example uses SHA-1). */
   hash?: ScramHash;
   /** Fixed server nonce (tests only). */
@@ -97,9 +99,10 @@ export class ScramServer {
       if (first.cbindFlag !== "p") {
         channelError(`Channel binding required: ${SCRAM_SHA_256_PLUS} needs the p= flag`, "other-error");
       }
-      if (first.cbName !== CHANNEL_BINDING_TYPE) {
+      const type = this.#options.channelBindingType ?? CHANNEL_BINDING_TYPE;
+      if (first.cbName !== type) {
         channelError(
-          `Unsupported channel binding type: only ${CHANNEL_BINDING_TYPE}`,
+          `Unsupported channel binding type: only ${type} on this transport`,
           "unsupported-channel-binding-type",
         );
       }
@@ -107,7 +110,7 @@ export class ScramServer {
       channelError(
         bindingHere
           ? `Channel binding needs the ${SCRAM_SHA_256_PLUS} mechanism`
-          : "Channel binding not supported: this transport is not TLS",
+          : "Channel binding not supported: this transport is not TLS or a UDP session",
         "channel-binding-not-supported",
       );
     } else if (first.cbindFlag === "y" && bindingHere) {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ChannelBindingType } from "../codec/scram_messages.ts";
 import { ScramClient } from "../auth/scram_client.ts";
 import type { SaltedPasswordCache } from "../auth/scram_client.ts";
 import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS } from "../auth/scram_server.ts";
@@ -19,8 +20,10 @@ export interface ScramConnection {
   channel: RequestChannel;
   /** The latest HELLO reply (read once `greeted` settles, when given). */
   hello(): ServerMessageOf<"HELLO">;
-  /** The TLS channel binding, on TLS. */
+  /** The channel binding, on TLS and UDP sessions. */
   channelBinding?: Uint8Array<ArrayBuffer>;
+  /** Its type (default `tls-server-end-point`). */
+  channelBindingType?: ChannelBindingType;
   /** Keys derived from SaltedPasswords, kept between exchanges. */
   cache: SaltedPasswordCache;
 }
@@ -49,7 +52,7 @@ export async function scramExchange<K extends "LOGIN" | "PASSWD" | "DELETE">(
 ): Promise<
   ServerMessageOf<K> & { sessionKey: Uint8Array<ArrayBuffer> | null; verifier: ScramVerifier | null }
 > {
-  const { channel, channelBinding } = connection;
+  const { channel, channelBinding, channelBindingType } = connection;
   const expected = channelBinding ? [SCRAM_SHA_256_PLUS] : [SCRAM_SHA_256];
   const client = new ScramClient({
     username: user,
@@ -57,6 +60,7 @@ export async function scramExchange<K extends "LOGIN" | "PASSWD" | "DELETE">(
     serverMechanisms: greeted ? expected : connection.hello().mechanisms,
     cache: connection.cache,
     ...(channelBinding ? { channelBinding } : {}),
+    ...(channelBinding && channelBindingType ? { channelBindingType } : {}),
   });
   const challenged = channel.request(
     { op, mechanism: client.mechanism, data: client.first, ...extra } as ClientMessage,

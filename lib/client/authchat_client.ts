@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { ChannelBindingType } from "../codec/scram_messages.ts";
 import type { SaltedPasswordCache } from "../auth/scram_client.ts";
 import { saslPrep } from "../auth/saslprep.ts";
 import { prepareNewUsername, prepareUsername } from "../auth/username.ts";
@@ -29,7 +30,7 @@ import {
   udpCredentials,
 } from "./_chat_identity.ts";
 import type { ChatCredentials, IdentityCache, OnlineGrant } from "./_chat_identity.ts";
-import type { Endpoint, TrustOptions } from "./open_connection.ts";
+import type { Endpoint, OpenedConnection, TrustOptions } from "./open_connection.ts";
 import type { Identity } from "../crypto/identity_key.ts";
 
 /** What the server said in HELLO. */
@@ -102,6 +103,7 @@ export class AuthchatClient {
   #channel: RequestChannel;
   #options: ClientOptions;
   #channelBinding: Uint8Array<ArrayBuffer> | undefined;
+  #channelBindingType: ChannelBindingType | undefined;
   #hello!: HelloInfo;
   #sealNonce: string | null = null;
   #sealKey: CryptoKey | null = null;
@@ -120,11 +122,12 @@ export class AuthchatClient {
   private constructor(
     framed: FramedStream,
     options: ClientOptions,
-    channelBinding?: Uint8Array<ArrayBuffer>,
+    binding: Pick<OpenedConnection, "channelBinding" | "channelBindingType"> = {},
   ) {
     this.#options = options;
     this.#cache = options.cache ?? { saltedPasswords: new Map(), identities: new Map() };
-    this.#channelBinding = channelBinding;
+    this.#channelBinding = binding.channelBinding;
+    this.#channelBindingType = binding.channelBindingType;
     this.#channel = new RequestChannel(framed, {
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       onEvent: (event) => {
@@ -180,7 +183,7 @@ export class AuthchatClient {
     start: (client: AuthchatClient) => Promise<unknown>,
   ): Promise<AuthchatClient> {
     const opened = await openConnection(options, options.trust);
-    const client = new AuthchatClient(new FramedStream(opened.stream), options, opened.channelBinding);
+    const client = new AuthchatClient(new FramedStream(opened.stream), options, opened);
     try {
       await start(client);
       return client;
@@ -311,6 +314,7 @@ export class AuthchatClient {
       hello: () => this.#hello,
       cache: this.#cache.saltedPasswords,
       ...(this.#channelBinding ? { channelBinding: this.#channelBinding } : {}),
+      ...(this.#channelBindingType ? { channelBindingType: this.#channelBindingType } : {}),
     }, greeted);
   }
 

@@ -10,6 +10,7 @@
  */
 
 import tls from "node:tls";
+import type { ChannelBindingType } from "../codec/scram_messages.ts";
 import { tlsServerEndPoint } from "../crypto/certificate.ts";
 import { fingerprint } from "../crypto/fingerprint.ts";
 import type { ByteStream } from "../transport/byte_stream.ts";
@@ -42,8 +43,10 @@ export interface TrustOptions {
 export interface OpenedConnection {
   /** The byte stream. */
   stream: ByteStream;
-  /** `tls-server-end-point` data of the certificate seen (TLS only). */
+  /** Channel binding data: of the certificate seen on TLS, of the handshake on a UDP session. */
   channelBinding?: Uint8Array<ArrayBuffer>;
+  /** The type of `channelBinding` (default `tls-server-end-point`). */
+  channelBindingType?: ChannelBindingType;
   /** Fingerprint of the certificate seen (TLS only). */
   certFingerprint?: string;
 }

@@ -9,8 +9,14 @@
 import { decodeBase64, encodeBase64 } from "./base64.ts";
 import { ProtocolError } from "./protocol_error.ts";
 
-/** The only channel binding type authchat speaks. */
+/** The channel binding type of TLS (RFC 5929), the default. */
 export const CHANNEL_BINDING_TYPE = "tls-server-end-point";
+
+/** Every channel binding type authchat speaks: TLS's, and the UDP session's (docs/PROTOCOL.md §20.9). */
+export const CHANNEL_BINDING_TYPES = [CHANNEL_BINDING_TYPE, "authchat-udp-exporter"] as const;
+
+/** One of {@linkcode CHANNEL_BINDING_TYPES}: which binding a transport offers. */
+export type ChannelBindingType = typeof CHANNEL_BINDING_TYPES[number];
 
 /** `n`: client does not support binding; `y`: client does, thinks the server does not; `p`: binding in use. */
 export type CbindFlag = "n" | "y" | "p";
@@ -161,21 +167,25 @@ export function parseClientFirst(text: string): ClientFirst {
  * Build a gs2-header.
  *
  * @param flag The channel binding flag.
- * @returns `n,,`, `y,,` or `p=tls-server-end-point,,`.
+ * @param type The channel binding type, with `p` (default `tls-server-end-point`).
+ * @returns `n,,`, `y,,` or `p=<type>,,`.
  */
-export function gs2Header(flag: CbindFlag): string {
-  return flag === "p" ? `p=${CHANNEL_BINDING_TYPE},,` : `${flag},,`;
+export function gs2Header(flag: CbindFlag, type: ChannelBindingType = CHANNEL_BINDING_TYPE): string {
+  return flag === "p" ? `p=${type},,` : `${flag},,`;
 }
 
 /**
  * Format a client-first-message.
  *
  * @param username SASLprepped username.
- * @param options Nonce and channel binding flag.
+ * @param options Nonce, channel binding flag and type (default `tls-server-end-point`).
  * @returns The message.
  */
-export function formatClientFirst(username: string, options: { nonce: string; flag: CbindFlag }): string {
-  return `${gs2Header(options.flag)}n=${escapeSaslName(username)},r=${options.nonce}`;
+export function formatClientFirst(
+  username: string,
+  options: { nonce: string; flag: CbindFlag; bindingType?: ChannelBindingType },
+): string {
+  return `${gs2Header(options.flag, options.bindingType)}n=${escapeSaslName(username)},r=${options.nonce}`;
 }
 
 /**

@@ -110,7 +110,14 @@ export class Session implements RegisteredSession {
     this.#ctx = ctx;
     this.#info = info;
     this.#sink = sink;
-    this.#scram = new ScramServer(info.channelBinding ? { channelBinding: info.channelBinding } : NO_BINDING);
+    this.#scram = new ScramServer(
+      info.channelBinding
+        ? {
+          channelBinding: info.channelBinding,
+          ...(info.channelBindingType ? { channelBindingType: info.channelBindingType } : {}),
+        }
+        : NO_BINDING,
+    );
     this.#clock = new SessionClock(ctx, ctx.now());
     this.#secrets = new SessionSecrets(info, ctx.sealPrivateKey);
     ctx.registry.add(this);

@@ -6,6 +6,7 @@
  */
 
 import type { ServerMessage } from "../codec/messages.ts";
+import type { ChannelBindingType } from "../codec/scram_messages.ts";
 import type { DeviceTokenKey } from "../crypto/device_token.ts";
 import type { UserStore } from "../store/user_store.ts";
 import type { Logger } from "./logger.ts";
@@ -79,10 +80,12 @@ export interface ConnectionInfo {
   peerAddress: string;
   /** Transport name, for logs. */
   transport: TransportName;
-  /** Whether the channel itself is encrypted and authenticated (TLS). */
+  /** Whether the channel itself is encrypted and authenticated (TLS, a UDP session). */
   confidential: boolean;
-  /** `tls-server-end-point` data; set on TLS. */
+  /** Channel binding data: `tls-server-end-point` on TLS, `authchat-udp-exporter` on a UDP session. */
   channelBinding?: Uint8Array<ArrayBuffer>;
+  /** The type of `channelBinding` (default `tls-server-end-point`). */
+  channelBindingType?: ChannelBindingType;
 }
 
 /** Something a session wants its transport to do. */

@@ -268,6 +268,67 @@ Deno.test("ScramServer refuses PLUS without the p= flag or with an unknown cb-na
   );
 });
 
+Deno.test("ScramServer and ScramClient bind with authchat-udp-exporter on a UDP session", async () => {
+  const cb = crypto.getRandomValues(new Uint8Array(32));
+  const server = new ScramServer({ channelBinding: cb, channelBindingType: "authchat-udp-exporter" });
+  const client = new ScramClient({
+    username: "alice",
+    password: "pencil",
+    serverMechanisms: server.mechanisms,
+    channelBinding: cb.slice(),
+    channelBindingType: "authchat-udp-exporter",
+  });
+  assert.equal(client.mechanism, SCRAM_SHA_256_PLUS);
+  assert(client.first.startsWith("p=authchat-udp-exporter,,n=alice,r="));
+  await login(
+    { channelBinding: cb, channelBindingType: "authchat-udp-exporter" },
+    client,
+    await verifierFor("pencil"),
+  );
+});
+
+Deno.test("ScramServer on a UDP session refuses tls-server-end-point, and on TLS the UDP binding type", () => {
+  const udp = new ScramServer({
+    channelBinding: new Uint8Array(32),
+    channelBindingType: "authchat-udp-exporter",
+  });
+  throwsWith(
+    () => udp.parseFirst(SCRAM_SHA_256_PLUS, "p=tls-server-end-point,,n=user,r=abc"),
+    "CHANNEL_BINDING",
+    "unsupported-channel-binding-type",
+  );
+  const tls = new ScramServer({ channelBinding: new Uint8Array(32) });
+  throwsWith(
+    () => tls.parseFirst(SCRAM_SHA_256_PLUS, "p=authchat-udp-exporter,,n=user,r=abc"),
+    "CHANNEL_BINDING",
+    "unsupported-channel-binding-type",
+  );
+});
+
+Deno.test("ScramServer refuses a SCRAM exchange relayed between two UDP handshakes (bindings differ)", async () => {
+  // A man in the middle runs one handshake with the client and another with the server: two bindings.
+  const server = new ScramServer({
+    channelBinding: new Uint8Array(32).fill(1),
+    channelBindingType: "authchat-udp-exporter",
+  });
+  const client = new ScramClient({
+    username: "alice",
+    password: "pencil",
+    serverMechanisms: server.mechanisms,
+    channelBinding: new Uint8Array(32).fill(2),
+    channelBindingType: "authchat-udp-exporter",
+  });
+  const exchange = server.begin(
+    server.parseFirst(client.mechanism, client.first),
+    await verifierFor("pencil"),
+  );
+  await rejectsWith(
+    exchange.finish(await client.final(exchange.serverFirst)),
+    "CHANNEL_BINDING",
+    "channel-bindings-dont-match",
+  );
+});
+
 Deno.test("ScramServer refuses an unbound client-final message on a PLUS exchange", async () => {
   const cb = new Uint8Array(32).fill(7);
   const server = new ScramServer({ channelBinding: cb, serverNonce: "srv" });

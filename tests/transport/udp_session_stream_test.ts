@@ -214,6 +214,20 @@ Deno.test("UdpSessionStream write waits at the queue cap and rejects once closed
   assert.equal(await a.ended, "closed");
 });
 
+Deno.test("UdpSessionStream holds a peer back while its reader is behind, losing nothing", async () => {
+  await using link = await connected(
+    { drop: 0, duplicate: 0, maxDelayMs: 1 },
+    FAST,
+    { ...FAST, maxUnreadBytes: 2000 },
+  );
+  const { a, b } = link;
+  const data = randomBytes(prng(6), 50_000);
+  await a.write(data);
+  while (b.stats.held === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  assertBytesEqual(await readExactly(b, data.length), data);
+  assert.ok(a.stats.reliable.retransmitted > 0);
+});
+
 Deno.test("UdpSessionStream never throws on random datagrams", async () => {
   const stream = new UdpSessionStream({ records: new RecordProtection(SECRETS, "server"), send: () => {} });
   const peer = new RecordProtection(SECRETS, "client");

@@ -170,8 +170,12 @@ export class UdpSessionStream implements ByteStream {
       if (this.#finished || this.#locallyClosed) {
         throw new Error(`Stream closed: ${this.#engine.ended ?? "closing"}`);
       }
-      done += this.#engine.write(data.subarray(done), this.#now());
-      this.#settle();
+      try {
+        done += this.#engine.write(data.subarray(done), this.#now());
+      } finally {
+        // Also when the write failed the stream: its timer must stop and `ended` resolve.
+        this.#settle();
+      }
       if (done === data.length) return done;
       const { promise, resolve } = Promise.withResolvers<void>();
       (this.#writers ??= []).push(resolve);

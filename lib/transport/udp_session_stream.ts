@@ -92,6 +92,8 @@ export class UdpSessionStream implements ByteStream {
   #now: () => number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
+  /** A poll is queued for the end of this turn (a microtask). */
+  #flushing = false;
   /** Received bytes not read yet; the first chunk is read from `#readOffset`. */
   #readable: Uint8Array[] | null = null;
   #readOffset = 0;
@@ -199,19 +201,37 @@ export class UdpSessionStream implements ByteStream {
   static #fire(stream: UdpSessionStream): void {
     stream.#timer = undefined;
     stream.#timerAt = Infinity;
-    const datagrams = stream.#engine.poll(stream.#now());
+    stream.#poll();
+    stream.#settle();
+  }
+
+  static #flush(stream: UdpSessionStream): void {
+    stream.#flushing = false;
+    // A poll that sends nothing while one is still due would queue itself again at once, for ever: the
+    // timer takes over then.
+    stream.#settle(stream.#poll() === 0);
+  }
+
+  /** Poll the engine and send what it gives; how many datagrams that was. */
+  #poll(): number {
+    const datagrams = this.#engine.poll(this.#now());
     for (const datagram of datagrams) {
       try {
-        stream.#send(datagram);
+        this.#send(datagram);
       } catch {
         // Fire and forget: a failed send is a lost datagram, which the reliable layer repairs.
       }
     }
-    stream.#settle();
+    return datagrams.length;
   }
 
-  /** After any change to the engine: hand over delivered bytes, wake waiters, re-arm or stop the timer. */
-  #settle(): void {
+  /**
+   * After any change to the engine: hand over delivered bytes, wake waiters, then poll at the end of this
+   * turn when a poll is due now (written bytes, an acknowledgement owed), else re-arm or stop the timer.
+   *
+   * @param idle The last poll sent nothing: a poll due now waits for the timer.
+   */
+  #settle(idle = false): void {
     const engine = this.#engine;
     for (const message of engine.takeDelivered()) {
       if (this.#locallyClosed) continue;
@@ -241,10 +261,21 @@ export class UdpSessionStream implements ByteStream {
       }
       return;
     }
+    const delay = at - this.#now();
+    if (delay <= 0 && !idle) {
+      // Not on a timer of 0 ms: it fires a millisecond or more later, and one exchange of a session takes
+      // several such hops (request, acknowledgement, reply) on each side. Writes made in this turn still go
+      // out together.
+      if (!this.#flushing) {
+        this.#flushing = true;
+        queueMicrotask(() => UdpSessionStream.#flush(this));
+      }
+      return;
+    }
     if (at >= this.#timerAt) return;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timerAt = at;
-    this.#timer = setTimeout(UdpSessionStream.#fire, Math.max(0, at - this.#now()), this);
+    this.#timer = setTimeout(UdpSessionStream.#fire, Math.max(0, delay), this);
   }
 
   #copyOut(buffer: Uint8Array): number {

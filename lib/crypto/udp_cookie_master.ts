@@ -24,7 +24,9 @@ export const COOKIE_MASTER_KDF_INFO = "authchat-udp-cookie-master/1";
  * @param mockSecret The store's mock secret.
  * @returns 32 bytes.
  */
-export async function deriveCookieMaster(mockSecret: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
+export async function deriveCookieMaster(
+  mockSecret: Uint8Array<ArrayBuffer>,
+): Promise<Uint8Array<ArrayBuffer>> {
   const base = await crypto.subtle.importKey("raw", mockSecret, "HKDF", false, ["deriveBits"]);
   const bits = await crypto.subtle.deriveBits(
     {

@@ -376,7 +376,11 @@ export class UdpSessions {
     session: { records: RecordProtection; channelBinding: Uint8Array<ArrayBuffer> },
     source: SourceAddress,
   ): void {
-    const entry: Established = { ...peer(source), handshake, stream: null as unknown as UdpSessionStreamLike };
+    const entry: Established = {
+      ...peer(source),
+      handshake,
+      stream: null as unknown as UdpSessionStreamLike,
+    };
     entry.stream = this.#options.openStream({
       records: session.records,
       send: (bytes) => this.#options.transmit({ hostname: entry.hostname, port: entry.port, bytes }),

@@ -257,6 +257,15 @@ export class UdpSessions {
     this.#byCid.clear();
   }
 
+  /**
+   * Settles once every established session's stream has ended (its last bytes acknowledged, or given up).
+   *
+   * @returns A promise that never rejects.
+   */
+  async drained(): Promise<void> {
+    await Promise.allSettled([...this.#established.values()].map((e) => e.stream.ended));
+  }
+
   /** Close every stream still open (after the shutdown's grace). */
   closeAll(): void {
     for (const entry of this.#established.values()) {

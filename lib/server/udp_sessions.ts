@@ -54,6 +54,8 @@ export interface UdpSessionStreamLike extends ByteStream {
   receive(datagram: Uint8Array): string;
   /** Settles when the stream is over, with why. */
   readonly ended: Promise<SessionEnd>;
+  /** The stream's own counters: authenticated packets it ignored (`bad_packet`), read when it ends. */
+  readonly stats?: { drops: { bad_packet?: number } };
 }
 
 /** What {@linkcode UdpSessionsOptions.openStream} is given. */
@@ -399,6 +401,7 @@ export class UdpSessions {
     entry.stream.ended.then((reason) => {
       if (this.#established.get(cid) === entry) this.#established.delete(cid);
       this.#stats.ended[reason]++;
+      this.#stats.record.bad_packet += entry.stream.stats?.drops.bad_packet ?? 0;
     }, () => {
       if (this.#established.get(cid) === entry) this.#established.delete(cid);
       this.#stats.ended.failed++;

@@ -67,6 +67,8 @@ export class UdpSessionClient {
   readonly session: EstablishedSession;
   /** The difficulty the server asked (0 for none). */
   readonly difficulty: number;
+  /** The FINISH datagram the handshake sent. */
+  readonly finish: Uint8Array<ArrayBuffer>;
   /** The session's stream. */
   readonly stream: UdpSessionStream;
   #socket: Deno.DatagramConn;
@@ -78,7 +80,9 @@ export class UdpSessionClient {
     stream: UdpSessionStream,
     session: EstablishedSession,
     difficulty: number,
+    finish: Uint8Array<ArrayBuffer>,
   ) {
+    this.finish = finish;
     this.#socket = socket;
     this.#loop = loop;
     this.stream = stream;
@@ -165,7 +169,7 @@ export class UdpSessionClient {
       };
       // Records that arrived while the handshake finished.
       for (let got; (got = await inbox.next(0)) !== null;) deliver(got);
-      return new UdpSessionClient(socket, loop, stream, accepted.session, retry.difficulty);
+      return new UdpSessionClient(socket, loop, stream, accepted.session, retry.difficulty, accepted.finish);
     } catch (err) {
       socket.close();
       await loop;
@@ -193,5 +197,61 @@ export class UdpSessionClient {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+}
+
+/** A bare UDP socket with an inbox, for tests that send the server hand-made datagrams. */
+export class UdpProbe {
+  readonly socket: Deno.DatagramConn;
+  readonly target: Deno.NetAddr;
+  #inbox = new Inbox();
+  #loop: Promise<void>;
+
+  /**
+   * Bind a socket.
+   *
+   * @param port The server's UDP port on 127.0.0.1.
+   * @param from Local address (default 127.0.0.1).
+   */
+  constructor(port: number, from = "127.0.0.1") {
+    this.target = { transport: "udp", hostname: "127.0.0.1", port };
+    const socket = this.socket = Deno.listenDatagram({ transport: "udp", hostname: from, port: 0 });
+    this.#loop = (async () => {
+      try {
+        for (;;) this.#inbox.push((await socket.receive())[0]);
+      } catch {
+        // Closed.
+      } finally {
+        this.#inbox.close();
+      }
+    })();
+  }
+
+  /** Send one datagram to the server. */
+  async send(bytes: Uint8Array): Promise<void> {
+    await this.socket.send(bytes, this.target);
+  }
+
+  /** The next datagram from the server, or `null` after `ms`. */
+  next(ms: number): Promise<Uint8Array | null> {
+    return this.#inbox.next(ms);
+  }
+
+  /** Send and wait for an answer of `type`, sending again a few times; fails when none comes. */
+  async exchange(bytes: Uint8Array, type: number): Promise<Uint8Array> {
+    for (let i = 0; i < TRIES; i++) {
+      await this.send(bytes);
+      for (let got; (got = await this.next(RESEND_MS)) !== null;) if (got[2] === type) return got;
+    }
+    throw new Error(`No answer of type ${type}`);
+  }
+
+  async close(): Promise<void> {
+    try {
+      this.socket.close();
+    } catch {
+      // Closed.
+    }
+    await this.#loop;
   }
 }

@@ -138,7 +138,7 @@ export class MetricsPort {
     const node = this.#options.node ??
       (first ? `${this.#config.name}@${formatAddress(first)}` : this.#config.name);
     this.#metrics.serving(
-      { registry: server.registry, rendezvous: server.rendezvous },
+      { registry: server.registry, rendezvous: server.rendezvous, udpSessions: server.udpSessions },
       { id: node, version: denoJson.version },
     );
     this.#state = "serving";

@@ -70,6 +70,7 @@ const CONFIG_FLAGS: Readonly<Record<"server" | "seed", Readonly<Record<string, k
     tcp: "tcp",
     tls: "tls",
     udp: "udp",
+    udpSessions: "udp_sessions",
     name: "name",
     logFormat: "log_format",
     metricsPort: "metrics_port",
@@ -262,7 +263,8 @@ export function createProgram(): Cli {
 
   program.command("server")
     .description(
-      "Serve logins over TCP and TLS, presence and the UDP rendezvous and relay for direct messages.\n" +
+      "Serve logins over TCP, TLS and UDP sessions, presence and the UDP rendezvous and relay for direct\n" +
+        "messages.\n" +
         "Prints one line when ready: authchat listening tcp=HOST:PORT tls=HOST:PORT udp=HOST:PORT\n" +
         "(and metrics=HOST:PORT with --metrics-port)",
     )
@@ -276,6 +278,7 @@ export function createProgram(): Cli {
     .option("--no-tcp", "do not serve plain TCP")
     .option("--no-tls", "do not serve TLS")
     .option("--no-udp", "do not serve the UDP rendezvous and relay (no direct messages)")
+    .option("--no-udp-sessions", "serve no whole sessions over the UDP port (no `authchat client --udp`)")
     .option("--name <name>", "server name shown in HELLO (default authchat)")
     .option(
       "--bus <urls>",

@@ -32,8 +32,15 @@ import { MetricsPort } from "./_metrics_port.ts";
 import { BUS_ERRORS } from "../lib/server/server_metrics.ts";
 
 /** Create the identity on first start; refuse to guess when only some files exist. */
+/** Whether the server needs its certificate: for TLS, and to sign UDP session handshakes. */
+function needsCertificate(config: ServerConfig): boolean {
+  return config.tls || (config.udp && config.udp_sessions);
+}
+
 async function ensureIdentity(paths: IdentityPaths, config: ServerConfig, log: Logger): Promise<void> {
-  const needed = config.tls ? Object.values(paths) : [paths.sealPrivateFile, paths.sealPublicFile];
+  const needed = needsCertificate(config)
+    ? Object.values(paths)
+    : [paths.sealPrivateFile, paths.sealPublicFile];
   const present = await existingIdentityFiles(paths);
   const missing = needed.filter((p) => !present.includes(p));
   if (missing.length === 0) return;
@@ -148,7 +155,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
       })),
       log,
     );
-    const identity = await loadServerIdentity(paths, { tls: config.tls });
+    const identity = await loadServerIdentity(paths, { tls: needsCertificate(config) });
     store = await openUserStore(config.database, { poolSize: config.database_pool_size });
     // After opening: SQLite has made the -wal and -shm files by now (with the database file's mode).
     await warnOnLoosePermissions(dataPaths(config), log);

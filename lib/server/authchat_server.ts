@@ -31,7 +31,7 @@ import type { ByteStream } from "../transport/byte_stream.ts";
 import type { Logger } from "./logger.ts";
 import { serveConnection } from "./serve_connection.ts";
 import type { ServerConfig } from "./server_config.ts";
-import type { SessionContext, TransportName } from "./session_context.ts";
+import type { ConnectionInfo, SessionContext, TransportName } from "./session_context.ts";
 import { SessionRecheck } from "./session_recheck.ts";
 import type { RecheckResult } from "./session_recheck.ts";
 import { SessionRegistry } from "./session_registry.ts";
@@ -47,6 +47,9 @@ import type { FreeDescriptors } from "./descriptor_limit.ts";
 import { AcceptBackoff } from "./_accept_backoff.ts";
 import { ProxyHeaders } from "./_proxy_headers.ts";
 import { TrustedProxies } from "./trusted_proxies.ts";
+import { isSessionDatagram, type UdpEstablished, type UdpSessions } from "./udp_sessions.ts";
+import { udpSessionLogFields } from "./udp_session_stats.ts";
+import { createUdpSessions } from "./_udp_session_setup.ts";
 
 /** What a server runs with. */
 export interface AuthchatServerOptions {
@@ -165,6 +168,9 @@ export class AuthchatServer {
   #identity: ServerIdentity;
   #udp: Deno.DatagramConn | null = null;
   #rendezvous: Rendezvous | null = null;
+  #udpSessions: UdpSessions | null = null;
+  /** The UDP receive loop: it runs on while UDP sessions say goodbye, until the socket closes. */
+  #datagramLoopDone: Promise<void> = Promise.resolve();
   /** Settles when the server starts stopping: ends the pauses of the accept loops. */
   #stopped = Promise.withResolvers<void>();
   #recheck: SessionRecheck;
@@ -261,6 +267,16 @@ export class AuthchatServer {
         });
         rendezvous.port = (server.#udp.addr as Deno.NetAddr).port;
         server.#rendezvous = ctx.rendezvous = rendezvous;
+        if (config.udp_sessions) {
+          const socket = server.#udp;
+          server.#udpSessions = await createUdpSessions({
+            config,
+            identity,
+            mockSecret,
+            transmit: (out) => void socket.send(out.bytes, { transport: "udp", ...out }).catch(() => {}),
+            onEstablished: (session) => server.#track(server.#handleUdp(session)),
+          });
+        }
       }
     } catch (err) {
       for (const { listener } of server.#listeners) listener.close();
@@ -281,7 +297,7 @@ export class AuthchatServer {
             .catch((err) => log.error("udp_error", { error: (err as Error).message })),
         reassign: () => rendezvous.reassign(),
       });
-      server.#accepting.push(server.#datagramLoop(socket, rendezvous));
+      server.#datagramLoopDone = server.#datagramLoop(socket, rendezvous);
     }
     return server;
   }
@@ -310,10 +326,18 @@ export class AuthchatServer {
     return this.#rendezvous;
   }
 
+  /** The UDP sessions, when UDP sessions are on (for tests, logs and metrics). */
+  get udpSessions(): UdpSessions | null {
+    return this.#udpSessions;
+  }
+
   async #datagramLoop(socket: Deno.DatagramConn, rendezvous: Rendezvous): Promise<void> {
-    // One buffer for every read: the rendezvous decodes (copies) a datagram before it awaits anything.
+    // One buffer for every read: the rendezvous and the UDP sessions read (or copy) a datagram before they
+    // await anything.
     const buffer = new Uint8Array(MAX_DATAGRAM + 1);
-    while (!this.#stopping) {
+    const sessions = this.#udpSessions;
+    // Until the socket closes: while stopping, UDP sessions still need their acknowledgements to say BYE.
+    for (;;) {
       let received: [Uint8Array, Deno.Addr];
       try {
         received = await socket.receive(buffer);
@@ -324,14 +348,19 @@ export class AuthchatServer {
       }
       const [bytes, addr] = received;
       const from = addr as Deno.NetAddr;
+      if (sessions !== null && isSessionDatagram(bytes)) {
+        sessions.receive(bytes, from, Date.now()).then((out) => this.#sendDatagrams(socket, out, true));
+        continue;
+      }
+      if (this.#stopping) continue;
       // Handled without waiting, so one datagram's MAC check does not hold up the next.
       rendezvous.receive(bytes, from, Date.now()).then((out) => this.#sendDatagrams(socket, out))
         .catch((err) => this.#ctx.log.error("udp_error", { error: (err as Error).message }));
     }
   }
 
-  #sendDatagrams(socket: Deno.DatagramConn, out: Outgoing[]): void {
-    if (this.#stopping) return;
+  #sendDatagrams(socket: Deno.DatagramConn, out: Outgoing[], whileStopping = false): void {
+    if (this.#stopping && !whileStopping) return;
     for (const o of out) {
       socket.send(o.bytes, { transport: "udp", hostname: o.hostname, port: o.port }).catch(() => {});
     }
@@ -487,7 +516,20 @@ export class AuthchatServer {
     });
   }
 
-  async #handle(name: TransportName, conn: ByteStream, peer: string): Promise<void> {
+  /** An established UDP session: served as a connection, with the handshake's channel binding. */
+  #handleUdp(session: UdpEstablished): Promise<void> {
+    return this.#handle("udp", session.stream, session.peerAddress, {
+      channelBinding: session.channelBinding,
+      channelBindingType: session.channelBindingType,
+    });
+  }
+
+  async #handle(
+    name: TransportName,
+    conn: ByteStream,
+    peer: string,
+    binding?: Pick<ConnectionInfo, "channelBinding" | "channelBindingType">,
+  ): Promise<void> {
     if (this.#stopping) return conn.close();
     const refusal = this.#ctx.registry.admit(peer);
     if (refusal !== null) {
@@ -502,8 +544,9 @@ export class AuthchatServer {
     return serveConnection(conn, {
       peerAddress: peer,
       transport: name,
-      confidential: secure,
+      confidential: secure || binding !== undefined,
       ...(secure && this.#identity.channelBinding ? { channelBinding: this.#identity.channelBinding } : {}),
+      ...binding,
     }, this.#ctx);
   }
 
@@ -518,7 +561,10 @@ export class AuthchatServer {
     this.#stopping = true;
     this.#stopped.resolve();
     clearInterval(this.#recheckTimer);
-    for (const closable of [...this.#listeners.map((l) => l.listener), ...(this.#udp ? [this.#udp] : [])]) {
+    this.#udpSessions?.stop();
+    // The UDP socket stays open while UDP sessions say goodbye (below), unless there are none.
+    const udpNow = this.#udp && !this.#udpSessions ? [this.#udp] : [];
+    for (const closable of [...this.#listeners.map((l) => l.listener), ...udpNow]) {
       try {
         closable.close();
       } catch {
@@ -534,11 +580,25 @@ export class AuthchatServer {
     this.#ctx.presence.quiet();
     this.#ctx.registry.endAll("SHUTDOWN", "Server shutting down");
     await raceTimeout(Promise.all([...this.#connections]), graceMs);
+    if (this.#udpSessions) {
+      this.#udpSessions.closeAll();
+      try {
+        this.#udp?.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    await this.#datagramLoopDone;
     await this.#ctx.store.close();
     // What the log left out, then the stop lines, which are never left out. What the UDP side dropped and
     // why: the counters a flood or an attack shows up in.
     this.#ctx.log.flushSuppressed();
-    if (this.#rendezvous) this.#ctx.log.always("info", "udp_stats", { ...this.#rendezvous.stats });
+    if (this.#rendezvous) {
+      this.#ctx.log.always("info", "udp_stats", {
+        ...this.#rendezvous.stats,
+        ...(this.#udpSessions ? udpSessionLogFields(this.#udpSessions.stats) : {}),
+      });
+    }
     this.#ctx.log.always("info", "shutdown", { sessions_left: this.#ctx.registry.size });
   }
 }

@@ -37,6 +37,14 @@ export interface ServerConfig {
   tls_port: number;
   /** UDP port of the rendezvous and relay (0: any free port). */
   udp_port: number;
+  /** Serve whole sessions over the UDP port too (docs/PROTOCOL.md §20), when `udp` is on. */
+  udp_sessions: boolean;
+  /** UDP handshakes per second at which proof of work engages (H of §20.3). */
+  udp_handshake_threshold: number;
+  /** Half-open UDP sessions at which proof of work engages (O of §20.3). */
+  udp_half_open_threshold: number;
+  /** Most half-open UDP sessions at once (0: 4 × `udp_half_open_threshold`); past it new ones are dropped. */
+  udp_half_open_max: number;
   /** Data directory. */
   data_dir: string;
   /**
@@ -136,6 +144,10 @@ const KEYS: Record<ConfigKey, ValueKind> = {
   tcp_port: PORT,
   tls_port: PORT,
   udp_port: PORT,
+  udp_sessions: { type: "bool" },
+  udp_handshake_threshold: { type: "int", min: 1, max: 10_000_000 },
+  udp_half_open_threshold: { type: "int", min: 1, max: 10_000_000 },
+  udp_half_open_max: { type: "int", min: 0, max: 10_000_000 },
   data_dir: { type: "path" },
   database: { type: "path" },
   database_pool_size: { type: "int", min: 1, max: 1000 },
@@ -194,6 +206,10 @@ const DEFAULTS: Omit<
   tcp_port: 1991,
   tls_port: 1992,
   udp_port: 1991,
+  udp_sessions: true,
+  udp_handshake_threshold: 200,
+  udp_half_open_threshold: 1000,
+  udp_half_open_max: 0,
   data_dir: "./data",
   database_pool_size: DEFAULT_POOL_SIZE,
   scram_iterations: DEFAULT_ITERATIONS,

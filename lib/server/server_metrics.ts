@@ -19,6 +19,7 @@ import type { Sample } from "./prometheus_text.ts";
 import { DATABASE_ERRORS, PRESENCE_NOTICES } from "./counted_parts.ts";
 import type { SessionRegistry } from "./session_registry.ts";
 import type { RendezvousStats } from "./udp_rendezvous.ts";
+import { dropEntries, type UdpSessionStats } from "./udp_session_stats.ts";
 
 /** The counter of bus errors, labelled `op` (what the bus was doing: `presence`, `sessions`, `limits`, ...). */
 export const BUS_ERRORS = "authchat_bus_errors_total";
@@ -38,6 +39,8 @@ export interface ServedState {
   registry: Pick<SessionRegistry, "census" | "connections" | "maxConnections">;
   /** The UDP side's counters, when UDP is on. */
   rendezvous: { readonly stats: Readonly<RendezvousStats> } | null;
+  /** The UDP sessions' counters, when UDP sessions are on. */
+  udpSessions?: { readonly stats: UdpSessionStats } | null;
 }
 
 /** Where each rendezvous counter goes: a metric of its own, or a reason of `authchat_udp_dropped_total`. */
@@ -252,8 +255,16 @@ export class ServerMetrics {
   #drops(): Sample[] {
     const stats = this.#served?.rendezvous?.stats;
     if (!stats) return [];
-    return (Object.entries(RENDEZVOUS_COUNTERS) as [keyof RendezvousStats, { drop?: string }][])
+    const samples = (Object.entries(RENDEZVOUS_COUNTERS) as [keyof RendezvousStats, { drop?: string }][])
       .filter(([, where]) => where.drop !== undefined)
       .map(([key, where]) => ({ labels: { reason: where.drop! }, value: stats[key] }));
+    // A UDP session's drops are named by the datagram they refused: `init_bad_cookie`, `record_forged`, ...
+    const sessions = this.#served?.udpSessions?.stats;
+    if (sessions) {
+      for (const [stage, reason, value] of dropEntries(sessions)) {
+        samples.push({ labels: { reason: `${stage}_${reason}` }, value });
+      }
+    }
+    return samples;
   }
 }

@@ -35,7 +35,7 @@ export interface LinkOptions {
 }
 
 /** One direction of a simulated link that drops, duplicates and delays (hence reorders) packets. */
-class LossyLink {
+export class LossyLink {
   #queue: { at: number; packet: Uint8Array }[] = [];
   #random: () => number;
   #options: LinkOptions;

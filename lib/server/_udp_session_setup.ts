@@ -1,0 +1,60 @@
+/**
+ * Builds a server's {@linkcode UdpSessions} from its configuration and identity: the signing key from the
+ * certificate TLS serves, and the cookie master secret derived from the store's mock secret (so every node
+ * sharing the database accepts the others' cookies, docs/PROTOCOL.md §20.2).
+ *
+ * @module
+ */
+
+import { UdpCookies } from "../crypto/udp_cookie.ts";
+import { deriveCookieMaster } from "../crypto/udp_cookie_master.ts";
+import { importUdpSigningKey } from "../crypto/udp_server_signature.ts";
+import type { ServerIdentity } from "../crypto/server_identity.ts";
+import { UdpSessionStream } from "../transport/udp_session_stream.ts";
+import type { Outgoing } from "./udp_rendezvous.ts";
+import type { ServerConfig } from "./server_config.ts";
+import { type UdpEstablished, UdpSessions } from "./udp_sessions.ts";
+
+/** What the server hands over. */
+export interface UdpSessionSetup {
+  config: Pick<
+    ServerConfig,
+    "udp_handshake_threshold" | "udp_half_open_threshold" | "udp_half_open_max" | "keepalive_timeout"
+  >;
+  identity: Pick<ServerIdentity, "certPem" | "keyPem">;
+  mockSecret: Uint8Array<ArrayBuffer>;
+  transmit(out: Outgoing): void;
+  onEstablished(session: UdpEstablished): void;
+}
+
+/**
+ * Make the server's UDP sessions.
+ *
+ * @param setup Configuration, identity, the store's mock secret and the server's callbacks.
+ * @returns The sessions.
+ * @throws {TypeError} When the certificate or key is missing or cannot sign handshakes.
+ */
+export async function createUdpSessions(setup: UdpSessionSetup): Promise<UdpSessions> {
+  const { certPem, keyPem } = setup.identity;
+  if (!certPem || !keyPem) throw new TypeError("UDP sessions are on but no certificate was loaded");
+  const { config } = setup;
+  return new UdpSessions({
+    cookies: new UdpCookies(await deriveCookieMaster(setup.mockSecret)),
+    signingKey: await importUdpSigningKey(certPem, keyPem),
+    difficulty: {
+      handshakesPerSecond: config.udp_handshake_threshold,
+      halfOpen: config.udp_half_open_threshold,
+    },
+    maxHalfOpen: config.udp_half_open_max || 4 * config.udp_half_open_threshold,
+    // The session engine ends a silent session at its own deadlines (keepalive_timeout, idle_timeout); the
+    // stream's dead timeout only catches a peer gone without a word, a little after a keepalive would.
+    openStream: ({ records, send }) =>
+      new UdpSessionStream({
+        records,
+        send,
+        deadAfterMs: Math.max(30_000, 2 * config.keepalive_timeout * 1000),
+      }),
+    transmit: setup.transmit,
+    onEstablished: setup.onEstablished,
+  });
+}

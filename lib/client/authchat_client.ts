@@ -246,6 +246,11 @@ export class AuthchatClient {
     return this.#closedByUs ? "Closed" : this.#channel.closedReason;
   }
 
+  /** Whether this connection is a session over UDP. */
+  get overUdp(): boolean {
+    return this.#options.udp === true;
+  }
+
   /** Whether channel binding is available on this connection (TLS, UDP sessions). */
   get canBind(): boolean {
     return this.#channelBinding !== undefined;

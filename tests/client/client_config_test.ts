@@ -71,9 +71,21 @@ Deno.test("loadClientConfig reports one error naming the key, flag or file", asy
       ],
       ["fingerprint: SHA256:nope\n", {}, /^Invalid configuration fingerprint in .*: expected SHA256: and 43/],
       ["", { port: 0 }, /^Invalid configuration --port: 0 is not within 1\.\.65535$/],
-      ["ca: ca.pem\n", {}, /^Invalid configuration ca in .*c\.yaml: a CA applies to TLS and UDP sessions: add --tls/],
-      ["udp: true\n", { tls: true }, /^Invalid configuration udp in .*c\.yaml and --tls: a UDP session is encrypted/],
-      ["", { udp: true, tls: true }, /^Invalid configuration --udp and --tls: a UDP session is encrypted and/],
+      [
+        "ca: ca.pem\n",
+        {},
+        /^Invalid configuration ca in .*c\.yaml: a CA applies to TLS and UDP sessions: add --tls/,
+      ],
+      [
+        "udp: true\n",
+        { tls: true },
+        /^Invalid configuration udp in .*c\.yaml and --tls: a UDP session is encrypted/,
+      ],
+      [
+        "",
+        { udp: true, tls: true },
+        /^Invalid configuration --udp and --tls: a UDP session is encrypted and/,
+      ],
       [
         `tls: true\nca: ca.pem\n`,
         { fingerprint: `SHA256:${"A".repeat(43)}` },

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { fingerprint } from "../../lib/crypto/fingerprint.ts";
 import { decodePem } from "../../lib/crypto/pem.ts";
 import { installKeys, runCli, ServerProcess, tempDir } from "./_harness.ts";
+import { ChatClient } from "./_chat_kit.ts";
 
 const PASSWORD = "tulip orbit canyon 7";
 const NEW_PASSWORD = "maple rocket sonnet 3";
@@ -144,4 +145,53 @@ Deno.test("authchat client --udp with --tls is a usage error, and silence is a c
   } finally {
     silent.close();
   }
+});
+
+Deno.test("authchat client --udp chats with a TCP client and with another UDP-session client", async () => {
+  await using dir = await tempDir();
+  await using server = await udpOnlyServer(join(dir.path, "data"));
+  const passwordFile = join(dir.path, "pw");
+  await Deno.writeTextFile(passwordFile, PASSWORD);
+  const registered = await runCli("client", [
+    ...["--udp", "--port", String(server.udpPort), "--password-file", passwordFile],
+    ...["alice", "bob", "carol"].flatMap((u) => ["--exec", `register ${u}`]),
+  ], { env: { AUTHCHAT_CONFIG_DIR: join(dir.path, "cfg-register") } });
+  assert.equal(registered.code, 0, registered.stderr);
+  const options = (user: string, udp: boolean) => ({
+    port: udp ? server.udpPort : server.tcpPort,
+    user,
+    passwordFile,
+    configDir: join(dir.path, `cfg-${user}`),
+    args: udp ? ["--udp"] : [],
+  });
+
+  await using alice = await ChatClient.login(options("alice", true));
+  await using bob = await ChatClient.login(options("bob", false));
+  await alice.waitFor("out", /^presence: bob online$/);
+  await using carol = await ChatClient.login(options("carol", true));
+  await alice.waitFor("out", /^presence: carol online$/);
+  await bob.waitFor("out", /^presence: carol online$/);
+
+  const messages = [
+    { from: alice, to: bob, text: "from a UDP session to TCP" },
+    { from: bob, to: alice, text: "and back from TCP to a UDP session" },
+    { from: alice, to: carol, text: "between two UDP sessions" },
+    { from: carol, to: alice, text: "between two UDP sessions, back" },
+  ];
+  for (const m of messages) {
+    await m.from.expectOk(`send ${m.to.user} ${m.text}`, /^delivered$/);
+    await m.to.waitFor("out", new RegExp(`^msg from ${m.from.user}: ${m.text}$`));
+  }
+  await carol.expectOk("logout", /^logged out$/);
+  await alice.waitFor("out", /^presence: carol offline$/);
+  for (const m of messages) {
+    const line = `msg from ${m.from.user}: ${m.text}`;
+    assert.equal(m.to.out.filter((l) => l === line).length, 1, m.to.transcript);
+  }
+  for (const client of [alice, bob, carol]) {
+    assert.equal((await client.finish()).code, 0, client.transcript);
+  }
+  const log = await server.settledLog();
+  assert.equal(log.match(/login_ok [^\n]*transport=udp/g)?.length, 2, "alice and carol over UDP");
+  assert.equal(log.match(/login_ok [^\n]*transport=tcp/g)?.length, 1, "bob over TCP");
 });

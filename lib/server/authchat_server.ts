@@ -579,7 +579,10 @@ export class AuthchatServer {
     await Promise.all(this.#accepting);
     this.#ctx.presence.quiet();
     this.#ctx.registry.endAll("SHUTDOWN", "Server shutting down");
-    await raceTimeout(Promise.all([...this.#connections]), graceMs);
+    // A UDP session's stream outlives its connection a little: until its last bytes (the BYE) are
+    // acknowledged.
+    const sessions = this.#udpSessions;
+    await raceTimeout(Promise.all([...this.#connections]).then(() => sessions?.drained()), graceMs);
     if (this.#udpSessions) {
       this.#udpSessions.closeAll();
       try {

@@ -40,7 +40,7 @@ export const RECORD_DROP_REASONS = [
   "replayed",
   "out_of_window",
   "forged",
-  /** Authenticated, but its payload is no packet of the reliable layer. */
+  /** Authenticated, but its payload is no packet of the reliable layer (counted when its session ends). */
   "bad_packet",
   /** Its session's stream has ended. */
   "closed",

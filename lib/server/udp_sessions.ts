@@ -54,6 +54,8 @@ export interface UdpSessionStreamLike extends ByteStream {
   receive(datagram: Uint8Array): string;
   /** Settles when the stream is over, with why. */
   readonly ended: Promise<SessionEnd>;
+  /** The stream's own counters: authenticated packets it ignored (`bad_packet`), read when it ends. */
+  readonly stats?: { drops: { bad_packet?: number } };
 }
 
 /** What {@linkcode UdpSessionsOptions.openStream} is given. */
@@ -257,6 +259,15 @@ export class UdpSessions {
     this.#byCid.clear();
   }
 
+  /**
+   * Settles once every established session's stream has ended (its last bytes acknowledged, or given up).
+   *
+   * @returns A promise that never rejects.
+   */
+  async drained(): Promise<void> {
+    await Promise.allSettled([...this.#established.values()].map((e) => e.stream.ended));
+  }
+
   /** Close every stream still open (after the shutdown's grace). */
   closeAll(): void {
     for (const entry of this.#established.values()) {
@@ -390,6 +401,7 @@ export class UdpSessions {
     entry.stream.ended.then((reason) => {
       if (this.#established.get(cid) === entry) this.#established.delete(cid);
       this.#stats.ended[reason]++;
+      this.#stats.record.bad_packet += entry.stream.stats?.drops.bad_packet ?? 0;
     }, () => {
       if (this.#established.get(cid) === entry) this.#established.delete(cid);
       this.#stats.ended.failed++;

@@ -15,14 +15,15 @@
  * - `peer_closed`: an authenticated CLOSE arrived (what arrived in order before it is still delivered);
  * - `dead`: nothing authenticated arrived for `deadAfterMs`;
  * - `failed`: the peer broke the reliable layer (a message over `maxMessage`) or a counter ran out.
- * Once ended it sends nothing, wakes never, and drops every datagram as `closed`.
+ * Once ended it sends nothing, wakes never, and drops every datagram as `closed`. While the owner sets
+ * `holding` (its reader is behind), DATA is refused unacknowledged and the peer retransmits it later.
  *
  * @module
  */
 
 import { MAX_RECORD_PAYLOAD } from "../codec/udp_session_datagram.ts";
 import type { RecordDropReason, RecordProtection } from "../crypto/udp_record_protection.ts";
-import { DATA_HEADER_BYTES, packetKind } from "./_reliable_packets.ts";
+import { DATA_HEADER_BYTES, DATA_PACKET, packetKind } from "./_reliable_packets.ts";
 import {
   ReliableChannel,
   type ReliableChannelOptions,
@@ -57,6 +58,8 @@ export interface UdpSessionStats {
   confirmationsSent: number;
   /** Keepalives (empty messages) queued. */
   keepalives: number;
+  /** Authenticated DATA packets refused unacknowledged while the reader was behind (see `holding`). */
+  held: number;
   /** The reliable layer's counters: DATA packets sent and resent, duplicates, malformed. */
   reliable: ReliableChannelStats;
 }
@@ -125,6 +128,9 @@ export class UdpSessionEngine {
   #datagramsSent = 0;
   #confirmationsSent = 0;
   #keepalives = 0;
+  #held = 0;
+  /** Whether DATA is refused for now (the reader is behind). */
+  holding = false;
 
   /**
    * Start the stream of an established session.
@@ -179,6 +185,7 @@ export class UdpSessionEngine {
       datagramsSent: this.#datagramsSent,
       confirmationsSent: this.#confirmationsSent,
       keepalives: this.#keepalives,
+      held: this.#held,
       reliable: this.#channel.stats,
     };
   }
@@ -205,9 +212,18 @@ export class UdpSessionEngine {
     const packet = opened.payload;
     if (packet.length === 1 && packet[0] === CLOSE_PACKET) {
       this.#end = this.closing ? "closed" : "peer_closed";
-    } else if (packetKind(packet, MAX_RECORD_PAYLOAD) === 0) {
-      this.#badPackets++;
     } else {
+      const kind = packetKind(packet, MAX_RECORD_PAYLOAD);
+      if (kind === 0) {
+        this.#badPackets++;
+        return "accepted";
+      }
+      // Neither taken nor acknowledged: the sender retransmits it later, with backoff, which is all the
+      // flow control a peer writing faster than this side reads needs.
+      if (kind === DATA_PACKET && this.holding) {
+        this.#held++;
+        return "accepted";
+      }
       this.#channel.receive(packet, this.#clock);
       if (this.#channel.failed !== null) this.#end = "failed";
     }

@@ -41,6 +41,11 @@ export interface UdpSessionStreamOptions {
   deadAfterMs?: number;
   /** Longest time close() keeps retransmitting unacknowledged data before sending CLOSE (default 2_000 ms). */
   lingerMs?: number;
+  /**
+   * Received bytes not yet read past which new DATA is refused unacknowledged, so a peer that writes
+   * faster than this side reads is held back by retransmission instead of growing memory (default 1 MiB).
+   */
+  maxUnreadBytes?: number;
   /** Clock (ms), default performance.now; tests inject one. */
   now?: () => number;
 }
@@ -90,6 +95,8 @@ export class UdpSessionStream implements ByteStream {
   /** Received bytes not read yet; the first chunk is read from `#readOffset`. */
   #readable: Uint8Array[] | null = null;
   #readOffset = 0;
+  #unread = 0;
+  #maxUnread: number;
   #reader: { buffer: Uint8Array; resolve: (n: number | null) => void } | null = null;
   #writers: (() => void)[] | null = null;
   #locallyClosed = false;
@@ -108,6 +115,7 @@ export class UdpSessionStream implements ByteStream {
   constructor(options: UdpSessionStreamOptions) {
     this.#now = options.now ?? performanceNow;
     this.#send = options.send;
+    this.#maxUnread = options.maxUnreadBytes ?? 1024 * 1024;
     this.#engine = new UdpSessionEngine(options, this.#now());
     const { promise, resolve } = Promise.withResolvers<UdpStreamEnd>();
     this.ended = promise;
@@ -162,8 +170,12 @@ export class UdpSessionStream implements ByteStream {
       if (this.#finished || this.#locallyClosed) {
         throw new Error(`Stream closed: ${this.#engine.ended ?? "closing"}`);
       }
-      done += this.#engine.write(data.subarray(done), this.#now());
-      this.#settle();
+      try {
+        done += this.#engine.write(data.subarray(done), this.#now());
+      } finally {
+        // Also when the write failed the stream: its timer must stop and `ended` resolve.
+        this.#settle();
+      }
       if (done === data.length) return done;
       const { promise, resolve } = Promise.withResolvers<void>();
       (this.#writers ??= []).push(resolve);
@@ -179,6 +191,7 @@ export class UdpSessionStream implements ByteStream {
     if (this.#locallyClosed) return;
     this.#locallyClosed = true;
     this.#readable = null;
+    this.#unread = 0;
     this.#engine.close(this.#now());
     this.#settle();
   }
@@ -201,8 +214,11 @@ export class UdpSessionStream implements ByteStream {
   #settle(): void {
     const engine = this.#engine;
     for (const message of engine.takeDelivered()) {
-      if (!this.#locallyClosed) (this.#readable ??= []).push(message);
+      if (this.#locallyClosed) continue;
+      (this.#readable ??= []).push(message);
+      this.#unread += message.length;
     }
+    engine.holding = this.#unread >= this.#maxUnread;
     const reader = this.#reader;
     if (reader !== null && (this.#readable !== null || this.#locallyClosed || engine.ended !== null)) {
       this.#reader = null;
@@ -246,6 +262,8 @@ export class UdpSessionStream implements ByteStream {
       }
     }
     if (chunks.length === 0) this.#readable = null;
+    this.#unread -= n;
+    this.#engine.holding = this.#unread >= this.#maxUnread;
     return n;
   }
 }

@@ -57,7 +57,7 @@ function timeout(ms: number, what: string): { promise: Promise<never>; clear: ()
 }
 
 /** What a raw connection needs of its socket: `Deno.TcpConn` as it is, a `node:net` socket adapted. */
-interface RawConn {
+export interface RawConn {
   read(buffer: Uint8Array): Promise<number | null>;
   write(data: Uint8Array): Promise<number>;
   closeWrite(): Promise<void>;
@@ -112,6 +112,16 @@ export class RawClient {
     if (options.from !== undefined) return new RawClient(await connectFrom(port, options.from));
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     conn.setNoDelay(true);
+    return new RawClient(conn);
+  }
+
+  /**
+   * Talk over another byte stream (a UDP session's).
+   *
+   * @param conn The stream.
+   * @returns The client.
+   */
+  static over(conn: RawConn): RawClient {
     return new RawClient(conn);
   }
 

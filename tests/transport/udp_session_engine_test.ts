@@ -289,3 +289,18 @@ Deno.test("UdpSessionEngine never throws on random datagrams, nor on random auth
   );
   assert.ok(server.stats.accepted > 0);
 });
+
+Deno.test("UdpSessionEngine refuses DATA unacknowledged while holding, and takes the retransmission after", async () => {
+  const { a, b } = await pair();
+  a.engine.write(new Uint8Array([1, 2, 3]), 0);
+  const [first] = a.engine.poll(0);
+  b.engine.holding = true;
+  assert.equal(b.engine.receive(first!, 1), "accepted");
+  assert.deepEqual(b.engine.takeDelivered(), []);
+  assert.deepEqual(b.engine.poll(1), [], "a held packet is not acknowledged");
+  assert.equal(b.engine.stats.held, 1);
+  b.engine.holding = false;
+  run(a, b, PERFECT, () => b.delivered.length === 1 && a.engine.room === 1024 * 1024, 1, 1);
+  assert.deepEqual([...b.delivered[0]!], [1, 2, 3]);
+  assert.equal(a.engine.stats.reliable.retransmitted, 1);
+});

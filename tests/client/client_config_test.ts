@@ -27,6 +27,7 @@ Deno.test("loadClientConfig takes flags over the file over defaults, and file pa
       host: "chat.example",
       port: 3000,
       tls: true,
+      udp: false,
       user: "alice",
       password_file: join(dir, "alice.pw"),
       new_password_file: "new.pw",

@@ -17,7 +17,8 @@ import type { AcceptResult } from "../crypto/udp_client_handshake.ts";
 import { PuzzleTooHardError, solvePuzzle } from "../crypto/udp_puzzle.ts";
 import type { PuzzleProgress } from "../crypto/udp_puzzle.ts";
 import type { RecordProtectionOptions } from "../crypto/udp_record_protection.ts";
-import { ConnectError } from "./connect_error.ts";
+import { ConnectError, connectErrorFrom } from "./connect_error.ts";
+import type { Endpoint } from "./endpoint.ts";
 
 /** A RETRY beyond this many for one attempt is ignored (PROTOCOL 20.1: at most 3). */
 export const MAX_RETRIES = 3;
@@ -33,7 +34,7 @@ export interface HandshakeLink {
 /** How the handshake runs. */
 export interface HandshakeSettings {
   /** The server, for messages. */
-  endpoint: { host: string; port: number };
+  endpoint: Endpoint;
   /** Longest wait for an answer from the server, in ms (the time spent on a proof of work is not counted). */
   timeoutMs: number;
   /** The first pause before an INIT is sent again; it doubles up to 2 s. */
@@ -73,7 +74,7 @@ function kindOf(datagram: Uint8Array): number | null {
  * @param counts Filled in as it goes.
  * @returns The accepted handshake (its FINISH not sent yet).
  * @throws {ConnectError} `timeout` when the server does not answer in time, `pow_refused` when it asks for
- *   more work than the cap.
+ *   more work than the cap, `unreachable` when there is no route to it.
  */
 export async function udpHandshake(
   link: HandshakeLink,
@@ -95,7 +96,11 @@ export async function udpHandshake(
       if (now >= deadline) throw noAnswer(settings);
       if (now >= nextSend) {
         counts.initsSent++;
-        await link.send(init).catch(() => {});
+        await link.send(init).catch((err) => {
+          // No route is worth saying at once; any other failure to send is one more lost datagram.
+          const failed = connectErrorFrom(err, settings.endpoint);
+          if (failed?.failure === "unreachable") throw failed;
+        });
         nextSend = now + pause;
         pause = Math.min(pause * 2, MAX_RETRANSMIT_MS);
       }

@@ -117,6 +117,10 @@ Deno.test("authchat client --udp refuses a changed server certificate and a wron
   );
   assert.equal(changed.stdout, "");
 
+  const withCa = await hello("--ca", join(dir.path, "data", "server-cert.pem"));
+  assert.equal(withCa.code, 0, withCa.stderr);
+  assert.match(withCa.stdout, /UDP session\n$/);
+
   const pinned = await hello("--fingerprint", other);
   assert.equal(pinned.code, 4, pinned.stderr);
   assert.match(pinned.stderr, /Server certificate of 127\.0\.0\.1:\d+ does not match --fingerprint/);

@@ -75,14 +75,24 @@ export function puzzleProgressLine(progress: PuzzleProgress): string {
     `${Math.round(progress.elapsedMs / 1000)} s`;
 }
 
-/** The server's address: an IP literal as it is, a name resolved (the system's resolver, as TCP's). */
+/**
+ * The server's address: an IP literal as it is, a name resolved by the system's resolver. A name with both
+ * kinds of address gets its IPv4 one: a datagram cannot try one address and fall back to the next as a TCP
+ * connect can (an unanswered INIT looks like a lost one), and the server listens on IPv4 by default.
+ */
 async function resolve(endpoint: Endpoint): Promise<string> {
   const bare = endpoint.host.replace(/^\[|\]$/g, "");
+  let addresses: { address: string; family: number }[];
   try {
-    return (await lookup(bare)).address;
+    addresses = await lookup(bare, { all: true });
   } catch (err) {
     throw connectErrorFrom(err, endpoint) ?? err;
   }
+  const chosen = addresses.find((a) => a.family === 4) ?? addresses[0];
+  if (chosen === undefined) {
+    throw connectErrorFrom(new Error(`getaddrinfo ENOTFOUND ${bare}`), endpoint)!;
+  }
+  return chosen.address;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * A UDP session server for client tests, built from the server's own engines (UdpAdmission,
- * ServerHandshake, UdpSessionStream) on a real socket on 127.0.0.1, port 0. It echoes what a session
+ * ServerHandshake, UdpSessionStream) on a real socket on 127.0.0.1 (or another address), port 0. It echoes what a session
  * sends. Hooks make it misbehave as a test needs: ask a fixed difficulty, send a forged RETRY first, lose
  * FINISHes, or answer nothing at all.
  *
@@ -30,6 +30,8 @@ export interface FakeUdpServerOptions {
   dropFinishes?: number;
   /** Answer nothing. */
   silent?: boolean;
+  /** The address to listen on (default 127.0.0.1). */
+  hostname?: string;
 }
 
 /** What the fake server received and sent. */
@@ -65,7 +67,11 @@ export class FakeUdpServer {
       cookies: new UdpCookies(crypto.getRandomValues(new Uint8Array(32))),
       difficulty: { current: () => difficulty },
     });
-    this.#conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    this.#conn = Deno.listenDatagram({
+      transport: "udp",
+      hostname: options.hostname ?? "127.0.0.1",
+      port: 0,
+    });
     this.#loop = this.#run();
   }
 

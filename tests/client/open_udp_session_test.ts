@@ -204,3 +204,33 @@ Deno.test("openUdpSession resends FINISH until the server's first RECORD (a FINI
     }
   });
 });
+
+Deno.test("openUdpSession reaches a server on IPv6, and a name through the resolver", async () => {
+  await withServer({ hostname: "::1" }, async (server, knownHosts) => {
+    const opened = await openUdpSession({ ...endpoint(server.port), host: "::1" }, { knownHosts });
+    try {
+      assert.equal(await echoes(opened, "v6"), "v6");
+      assert.equal(await knownHosts.lookup(`[::1]:${server.port}`, "udp"), opened.certFingerprint);
+    } finally {
+      await closeSession(opened);
+    }
+  });
+  await withServer({}, async (server, knownHosts) => {
+    // localhost may resolve to ::1 first; the IPv4 address is chosen, where this server listens.
+    const opened = await openUdpSession({ ...endpoint(server.port), host: "localhost" }, { knownHosts });
+    try {
+      assert.equal(await echoes(opened, "by name"), "by name");
+    } finally {
+      await closeSession(opened);
+    }
+  });
+});
+
+Deno.test("openUdpSession names a host that does not resolve", async () => {
+  const err = await openUdpSession({ ...endpoint(1991), host: "no-such-host.invalid" }, {}).then(
+    () => null,
+    (e) => e,
+  );
+  assert(err instanceof ConnectError, String(err));
+  assert.equal(err.failure, "unknown_host");
+});

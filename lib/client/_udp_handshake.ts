@@ -43,6 +43,8 @@ export interface HandshakeSettings {
   puzzleCap: number;
   /** Told once a second while a proof of work takes over a second. */
   onPuzzleProgress?: (progress: PuzzleProgress) => void;
+  /** The clock of the proof of work's progress, in ms (tests; default `performance.now`). */
+  puzzleClock?: () => number;
   /** Record layer options (tests). */
   records?: RecordProtectionOptions;
 }
@@ -140,6 +142,7 @@ export async function udpHandshake(
         powNonce = await solvePuzzle(retry.cookie, retry.difficulty, {
           cap: settings.puzzleCap,
           ...(settings.onPuzzleProgress ? { onProgress: settings.onPuzzleProgress } : {}),
+          ...(settings.puzzleClock ? { now: settings.puzzleClock } : {}),
         });
       } catch (err) {
         if (err instanceof PuzzleTooHardError) {

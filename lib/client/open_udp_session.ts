@@ -40,6 +40,8 @@ export interface UdpSessionOptions {
   puzzleCap?: number;
   /** Told once a second while a proof of work takes over a second ({@linkcode puzzleProgressLine} words it). */
   onPuzzleProgress?: (progress: PuzzleProgress) => void;
+  /** The clock of the proof of work's progress, in ms (tests; default `performance.now`). */
+  puzzleClock?: () => number;
   /** The first pause before an unanswered INIT is sent again (default 250 ms). */
   retransmitMs?: number;
   /** Stream tuning (tests): keepalive (default 10 s), dead timeout, linger, reliable layer. */
@@ -132,6 +134,7 @@ export async function openUdpSession(
       retransmitMs: options.retransmitMs ?? DEFAULT_RETRANSMIT_MS,
       puzzleCap: options.puzzleCap ?? DEFAULT_PUZZLE_CAP,
       ...(options.onPuzzleProgress ? { onPuzzleProgress: options.onPuzzleProgress } : {}),
+      ...(options.puzzleClock ? { puzzleClock: options.puzzleClock } : {}),
       ...(options.records ? { records: options.records } : {}),
     }, options.counts);
     // Before the FINISH: the handshake proved the server holds the certificate's key, not that it is ours.

@@ -47,6 +47,8 @@ export interface FakeUdpCounts {
 export class FakeUdpServer {
   readonly certificate: MintedCertificate;
   readonly counts: FakeUdpCounts = { inits: 0, retries: 0, accepts: 0, finishes: 0, sessions: 0 };
+  /** The proof of work of the last INIT admitted, as a number (the solver counts from 0). */
+  lastPowNonce = -1;
   #conn: Deno.DatagramConn;
   #options: FakeUdpServerOptions;
   #key: UdpSigningKey;
@@ -128,6 +130,9 @@ export class FakeUdpServer {
         return;
       }
       if (decision.kind !== "admit") return;
+      this.lastPowNonce = Number(
+        new DataView(decision.init.powNonce.buffer, decision.init.powNonce.byteOffset).getBigUint64(0),
+      );
       const key = `${source}/${decision.init.clientRandom.toHex()}`;
       let handshake = this.#handshakes.get(key);
       if (handshake === undefined) {

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { ConnectError } from "../../lib/client/connect_error.ts";
 import { KnownHosts, TrustError } from "../../lib/client/known_hosts.ts";
 import { openConnection } from "../../lib/client/open_connection.ts";
-import { openUdpSession } from "../../lib/client/open_udp_session.ts";
+import { openUdpSession, puzzleProgressLine } from "../../lib/client/open_udp_session.ts";
 import type { HandshakeCounts, OpenedUdpSession } from "../../lib/client/open_udp_session.ts";
 import { mintServerCertificate } from "../../lib/crypto/certificate.ts";
 import { fingerprint } from "../../lib/crypto/fingerprint.ts";
@@ -94,6 +94,30 @@ Deno.test("openUdpSession solves the proof of work a RETRY asks", async () => {
     try {
       assert.equal(counts.retries, 1);
       assert.equal(await echoes(opened, "worked"), "worked");
+    } finally {
+      await closeSession(opened);
+    }
+  });
+});
+
+Deno.test("openUdpSession reports the progress of a proof of work that takes over a second", async () => {
+  await withServer({ difficulty: 16 }, async (server, knownHosts) => {
+    const lines: string[] = [];
+    // Each look at the clock (one per 4096 hashes) is a second later: progress is due at every look.
+    let clock = 0;
+    const opened = await openUdpSession(endpoint(server.port), { knownHosts }, {
+      puzzleClock: () => (clock += 1000),
+      onPuzzleProgress: (p) => lines.push(puzzleProgressLine(p)),
+    });
+    try {
+      // Progress is looked at after each batch of 4096 hashes: none is due when the first batch found it.
+      if (server.lastPowNonce < 4096) {
+        assert.deepEqual(lines, []);
+      } else {
+        assert(lines.length >= 1 && lines.length <= server.lastPowNonce / 4096, `${lines.length} lines`);
+        assert.match(lines[0]!, /^Proof of work: 0\.0 M of 0\.1 M hashes expected, \d+ s$/);
+      }
+      assert.equal(await echoes(opened, "paid"), "paid");
     } finally {
       await closeSession(opened);
     }

@@ -28,6 +28,8 @@ export interface FakeUdpServerOptions {
   forgedRetryDifficulty?: number;
   /** Lose this many FINISHes. */
   dropFinishes?: number;
+  /** Lose the first fragment of this many ACCEPTs sent. */
+  dropAccepts?: number;
   /** Answer nothing. */
   silent?: boolean;
   /** The address to listen on (default 127.0.0.1). */
@@ -58,12 +60,14 @@ export class FakeUdpServer {
   #echoes: Promise<void>[] = [];
   #loop: Promise<void>;
   #dropFinishes: number;
+  #dropAccepts: number;
 
   private constructor(certificate: MintedCertificate, key: UdpSigningKey, options: FakeUdpServerOptions) {
     this.certificate = certificate;
     this.#key = key;
     this.#options = options;
     this.#dropFinishes = options.dropFinishes ?? 0;
+    this.#dropAccepts = options.dropAccepts ?? 0;
     const difficulty = options.difficulty ?? 0;
     this.#admission = new UdpAdmission({
       cookies: new UdpCookies(crypto.getRandomValues(new Uint8Array(32))),
@@ -142,7 +146,12 @@ export class FakeUdpServer {
         this.#handshakes.set(key, handshake);
         this.#handshakes.set(source, handshake);
       }
-      for (const accept of handshake.acceptDatagrams) {
+      const accepts = handshake.acceptDatagrams;
+      if (this.#dropAccepts > 0) {
+        this.#dropAccepts--;
+        accepts.shift();
+      }
+      for (const accept of accepts) {
         this.counts.accepts++;
         this.#send(accept, from);
       }

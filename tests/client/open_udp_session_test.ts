@@ -258,3 +258,19 @@ Deno.test("openUdpSession names a host that does not resolve", async () => {
   assert(err instanceof ConnectError, String(err));
   assert.equal(err.failure, "unknown_host");
 });
+
+Deno.test("openUdpSession gathers an ACCEPT in two fragments, sending INIT again when one is lost", async () => {
+  const certificate = await mintServerCertificate({ days: 1, rsa: true });
+  await withServer({ certificate, dropAccepts: 2 }, async (server, knownHosts) => {
+    const counts: HandshakeCounts = { initsSent: 0, retries: 0, ignored: 0 };
+    const opened = await openUdpSession(endpoint(server.port), { knownHosts }, { counts, retransmitMs: 50 });
+    try {
+      assert.equal(opened.certFingerprint, await fingerprint(certificate.certDer));
+      // The first INIT drew the RETRY; its repeat and one more drew ACCEPTs missing a fragment.
+      assert(counts.initsSent >= 4, JSON.stringify(counts));
+      assert.equal(await echoes(opened, "rsa"), "rsa");
+    } finally {
+      await closeSession(opened);
+    }
+  });
+});

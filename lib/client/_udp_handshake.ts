@@ -27,7 +27,9 @@ const MAX_RETRANSMIT_MS = 2000;
 
 /** What the handshake sends and receives through. */
 export interface HandshakeLink {
+  /** Send one datagram to the server. */
   send(datagram: Uint8Array): Promise<void>;
+  /** The next datagram from the server, or `null` after `timeoutMs`. */
   next(timeoutMs: number): Promise<Uint8Array | null>;
 }
 

@@ -54,6 +54,7 @@ export interface UdpSessionOptions {
 
 /** A UDP session opened: the connection, whose `stream` is the session's. */
 export interface OpenedUdpSession extends OpenedConnection {
+  /** The session's stream; its `ended` resolves once the socket is closed. */
   stream: UdpSessionConnection;
 }
 

@@ -19,7 +19,7 @@ import { type UdpEstablished, UdpSessions } from "./udp_sessions.ts";
 export interface UdpSessionSetup {
   config: Pick<
     ServerConfig,
-    "udp_handshake_threshold" | "udp_half_open_threshold" | "udp_half_open_max" | "keepalive_timeout"
+    "udp_handshake_threshold" | "udp_half_open_threshold" | "udp_half_open_max"
   >;
   identity: Pick<ServerIdentity, "certPem" | "keyPem">;
   mockSecret: Uint8Array<ArrayBuffer>;
@@ -46,14 +46,9 @@ export async function createUdpSessions(setup: UdpSessionSetup): Promise<UdpSess
       halfOpen: config.udp_half_open_threshold,
     },
     maxHalfOpen: config.udp_half_open_max || 4 * config.udp_half_open_threshold,
-    // The session engine ends a silent session at its own deadlines (keepalive_timeout, idle_timeout); the
-    // stream's dead timeout only catches a peer gone without a word, a little after a keepalive would.
-    openStream: ({ records, send }) =>
-      new UdpSessionStream({
-        records,
-        send,
-        deadAfterMs: Math.max(30_000, 2 * config.keepalive_timeout * 1000),
-      }),
+    // The dead timeout is the stream's default (PROTOCOL 20.11); the session engine's own deadlines
+    // (keepalive_timeout, idle_timeout) end a silent session as on TCP.
+    openStream: ({ records, send }) => new UdpSessionStream({ records, send }),
     transmit: setup.transmit,
     onEstablished: setup.onEstablished,
   });

@@ -27,9 +27,8 @@ export const FINISH_DROP_REASONS = [
   "wrong_connection",
   "bad_finish",
   "duplicate",
-  /** No session (half-open or established) has its connection id. */
+  /** No session (half-open or established) has its connection id (so is every FINISH once stopping). */
   "unknown_connection",
-  "stopping",
 ] as const;
 
 /** Why a `RECORD` was dropped. */

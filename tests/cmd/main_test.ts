@@ -70,6 +70,13 @@ Deno.test("configSources takes the server's and seed's keys from the flags given
   assert.equal(seed.flagNames?.scram_iterations, "--iterations");
 });
 
+Deno.test("configSources takes udp_sessions from --no-udp-sessions, apart from --no-udp", () => {
+  assert.deepEqual(configSources(parsed(["server", "--no-udp-sessions"]), noEnv).flags, {
+    udp_sessions: false,
+  });
+  assert.deepEqual(configSources(parsed(["server", "--no-udp"]), noEnv).flags, { udp: false });
+});
+
 Deno.test("configSources takes the metrics port and host from their flags", () => {
   const server = configSources(parsed(["server", "--metrics-port", "0", "--metrics-host", "::1"]), noEnv);
   assert.deepEqual(server.flags, { metrics_port: 0, metrics_host: "::1" });

@@ -4,7 +4,7 @@ import { ScramClient } from "../../lib/auth/scram_client.ts";
 import { encodeInit } from "../../lib/codec/udp_init.ts";
 import { installKeys, seedUsers, ServerProcess, tempDir } from "./_harness.ts";
 import { hello, type RawClient, type Reply } from "./_raw_client.ts";
-import { UdpSessionClient } from "./_udp_session_client.ts";
+import { UdpProbe, UdpSessionClient } from "./_udp_session_client.ts";
 
 const ALICE = { user: "alice", password: "tulip orbit canyon 7" };
 
@@ -149,4 +149,69 @@ Deno.test("authchat server says BYE SHUTDOWN to a UDP session when it stops, the
   }
   const stats = udpStats(server.stderr);
   assert.equal(stats.session_ended_closed, 1, "the server closed the stream");
+});
+
+Deno.test("authchat server serves UDP sessions with TLS off, and none with --no-udp-sessions", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  await seedUsers(data, { [ALICE.user]: ALICE.password });
+  // TLS off: the certificate is loaded anyway, for the handshake's signature.
+  const noTls = await ServerProcess.start(data, { args: ["--no-tls"], env: { AUTHCHAT_LOG_FORMAT: "json" } });
+  try {
+    await using c = await UdpSessionClient.connect(noTls.udpPort);
+    const greeting = await hello(c.raw);
+    const { reply } = await plusLogin(c.raw, greeting.mechanisms as string[], c.session.channelBinding);
+    assert.equal(reply.user, "alice", JSON.stringify(reply));
+  } finally {
+    await noTls.stop();
+  }
+  const off = await ServerProcess.start(data, {
+    args: ["--no-udp-sessions"],
+    env: { AUTHCHAT_LOG_FORMAT: "json" },
+  });
+  try {
+    const probe = new UdpProbe(off.udpPort);
+    try {
+      await probe.send(encodeInit({ clientRandom: new Uint8Array(32), clientShare: new Uint8Array(32) }));
+      assert.equal(await probe.next(500), null, "no RETRY without UDP sessions");
+    } finally {
+      await probe.close();
+    }
+  } finally {
+    await off.stop();
+  }
+  const stats = udpStats(off.stderr);
+  assert.equal(stats.session_opened, undefined);
+  assert.equal(stats.malformed, 1, "the INIT went to the rendezvous, which drops it");
+});
+
+Deno.test("authchat server applies the per-address cap to UDP sessions as to TCP connections", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await installKeys(data);
+  await seedUsers(data, { [ALICE.user]: ALICE.password });
+  const server = await ServerProcess.start(data, {
+    env: { AUTHCHAT_LOG_FORMAT: "json", AUTHCHAT_MAX_CONNECTIONS_PER_IP: "1" },
+  });
+  try {
+    await using first = await UdpSessionClient.connect(server.udpPort, { from: "127.0.0.44" });
+    const greeting = await hello(first.raw);
+    const { reply } = await plusLogin(
+      first.raw,
+      greeting.mechanisms as string[],
+      first.session.channelBinding,
+    );
+    assert.equal(reply.user, "alice");
+    // Every session of the address is logged in: the next one is refused, over UDP as over TCP.
+    await using second = await UdpSessionClient.connect(server.udpPort, { from: "127.0.0.44" });
+    const refused = await second.raw.reply();
+    assert.equal(refused.op, "ERROR", JSON.stringify(refused));
+    assert.equal(refused.code, "TOO_MANY_CONNECTIONS");
+    await second.raw.expectClosed();
+    assert.equal((await first.raw.request({ op: "ACCESS", id: 4 })).user, "alice");
+  } finally {
+    await server.stop();
+  }
+  assert.match(server.stderr, /"event":"connection_refused","ip":"127\.0\.0\.44","transport":"udp"/);
 });

@@ -315,7 +315,11 @@ export function createProgram(): Cli {
       "YAML configuration (default client.yaml in the configuration directory, if present)",
     )
     .option("--host <host>", "server address (default 127.0.0.1)")
-    .option("--port <port>", "server port (default 1992 with --tls, else 1991, TCP or with --udp UDP)", port)
+    .option(
+      "--port <port>",
+      "server port (default 1992 with --tls, else 1991; with --udp its UDP port)",
+      port,
+    )
     .option("--tls", "connect with TLS (SCRAM-SHA-256-PLUS, channel-bound)")
     .option("--no-tls", "connect over plain TCP even when the configuration says tls: true")
     .option(

@@ -33,6 +33,12 @@ Output: results on stdout; errors (error: ...), notices and prompts on stderr. M
 A reply carries its command's fields (README lists them); error.code is a protocol error code, or
 null; command is null for a line that is not a command.
 
+Over UDP (--udp, or udp: true): the whole session runs on the server's UDP port (default 1991), for
+networks where only UDP gets through; every command works and prints as over TCP or TLS. The server
+is trusted as on TLS (its certificate: --ca, --fingerprint, or known_hosts, kind udp). A server under
+load asks for a proof of work first: progress is shown once a second after the first second, and one
+above 24 bits is refused (exit status 3). Messages to and from peers use UDP as always.
+
 Exit status: 0 every command succeeded (the REPL: left with close or Ctrl-D), 1 a command failed,
 2 usage or configuration error, 3 cannot connect to the server, 4 the server's key is not trusted
 (changed since first use, or not the one --ca or --fingerprint names).
@@ -49,4 +55,5 @@ Environment:
   HOME                 else ~/.config/authchat
   TERM                 dumb turns line editing off
 
-Example: authchat client --tls --user alice --password-file pw --exec login --exec access`;
+Examples: authchat client --tls --user alice --password-file pw --exec login --exec access
+          authchat client --udp --user alice --password-file pw --exec login --exec access`;

@@ -20,6 +20,8 @@ import { defaultKnownHostsPath, KnownHosts, TrustError } from "../lib/client/kno
 import { defaultKnownPeersPath, KnownPeers } from "../lib/client/known_peers.ts";
 import { endpointName } from "../lib/client/open_connection.ts";
 import type { Endpoint } from "../lib/client/open_connection.ts";
+import { DEFAULT_UDP_PORT, puzzleProgressLine } from "../lib/client/open_udp_session.ts";
+import type { KeyKind } from "../lib/client/known_hosts.ts";
 import { ProtocolError } from "../lib/codec/protocol_error.ts";
 import { eventPrinter, printPlain, secretIO } from "./_client_io.ts";
 import type { Printer } from "./_client_io.ts";
@@ -40,6 +42,13 @@ export const CLIENT_EXIT = {
   /** The server's key is not the trusted one (changed since first use, or not the pinned one). */
   trust: 4,
 } as const;
+
+/** What the first-use notice calls each kind of server key. */
+const KEY_NAMES: Record<KeyKind, string> = {
+  tls: "TLS certificate",
+  udp: "UDP session certificate",
+  seal: "sealing key",
+};
 
 /**
  * Why a connection could not be made, as the user sees it: the one place that maps a connect error to
@@ -100,15 +109,24 @@ export async function runClient(config: ClientConfig, exec: string[] = []): Prom
 
   const options: ClientOptions = {
     host: config.host,
-    port: config.port ?? (config.tls ? 1992 : 1991),
+    port: config.port ?? (config.tls ? 1992 : config.udp ? DEFAULT_UDP_PORT : 1991),
     tls: config.tls,
+    ...(config.udp
+      ? {
+        udp: true,
+        udpSession: {
+          onPuzzleProgress: (progress) =>
+            emit({ type: "notice", level: "info", message: puzzleProgressLine(progress) }),
+        },
+      }
+      : {}),
     trust: {
       knownHosts: new KnownHosts(knownHostsPath),
       onNewKey: (kind, endpoint, fp) =>
         emit({
           type: "notice",
           level: "info",
-          message: `Trusting ${kind === "tls" ? "TLS certificate" : "sealing key"} of ${endpoint} on first ` +
+          message: `Trusting ${KEY_NAMES[kind]} of ${endpoint} on first ` +
             `use: ${fp}\n(remembered in ${knownHostsPath}; compare it with the fingerprint authchat keygen printed)`,
         }),
       ...(ca === undefined ? {} : { ca }),
@@ -195,11 +213,16 @@ export async function runClient(config: ClientConfig, exec: string[] = []): Prom
   return failures === 0 ? CLIENT_EXIT.ok : Math.max(CLIENT_EXIT.failed, connectStatus);
 }
 
+/** How the banner names the transport. */
+function transportName(endpoint: Endpoint): string {
+  return endpoint.udp ? "a UDP session" : endpoint.tls ? "TLS" : "plain TCP";
+}
+
 /** The interactive loop: a prompt, the session's history, Ctrl-C ends a `wait`, Ctrl-D or `close` leaves. */
 async function repl(runner: CommandRunner, editor: LineEditor, endpoint: Endpoint): Promise<void> {
   editor.print(
     "stderr",
-    `authchat client for ${endpointName(endpoint)} over ${endpoint.tls ? "TLS" : "plain TCP"} ` +
+    `authchat client for ${endpointName(endpoint)} over ${transportName(endpoint)} ` +
       "(it connects when a command needs the server). Type help for commands; close or Ctrl-D leaves.",
   );
   while (!runner.finished) {

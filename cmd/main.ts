@@ -315,13 +315,22 @@ export function createProgram(): Cli {
       "YAML configuration (default client.yaml in the configuration directory, if present)",
     )
     .option("--host <host>", "server address (default 127.0.0.1)")
-    .option("--port <port>", "server port (default 1992 with --tls, else 1991)", port)
+    .option(
+      "--port <port>",
+      "server port (default 1992 with --tls, else 1991; with --udp its UDP port)",
+      port,
+    )
     .option("--tls", "connect with TLS (SCRAM-SHA-256-PLUS, channel-bound)")
     .option("--no-tls", "connect over plain TCP even when the configuration says tls: true")
+    .option(
+      "--udp",
+      "open the whole session over UDP, where only UDP gets through (encrypted, channel-bound; not with --tls)",
+    )
+    .option("--no-udp", "connect over TCP even when the configuration says udp: true")
     .option("--ca <file>", "trust a server certificate signed by this CA (or this certificate itself)")
     .option(
       "--fingerprint <SHA256:...>",
-      "pin the certificate (TLS) or sealing key (TCP) fingerprint keygen printed",
+      "pin the certificate (TLS, UDP) or sealing key (TCP) fingerprint keygen printed",
     )
     .option("--user <name>", "default user for login and register")
     .option("--password-file <file>", "password of login/register, current one of passwd/delete (no prompt)")

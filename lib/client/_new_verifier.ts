@@ -17,8 +17,9 @@ import { createVerifier, formatVerifier } from "../crypto/scram_verifier.ts";
 import type { ScramVerifier } from "../crypto/scram_verifier.ts";
 import { importSealPublicKey, seal, sealContext } from "../crypto/seal.ts";
 import { memo } from "./_memo.ts";
-import { checkServerKey, endpointName } from "./open_connection.ts";
-import type { TrustOptions } from "./open_connection.ts";
+import { endpointName } from "./endpoint.ts";
+import { checkServerKey } from "./server_trust.ts";
+import type { TrustOptions } from "./server_trust.ts";
 
 const encoder = new TextEncoder();
 
@@ -51,7 +52,7 @@ export async function trustedSealKey(
 export interface VerifierChannel {
   /** The latest HELLO reply: the iteration count and minimum length to use. */
   hello: ServerMessageOf<"HELLO">;
-  /** Whether the connection is TLS (the verifier goes in clear). */
+  /** Whether the connection is TLS or a UDP session (confidential: the verifier goes in clear inside it). */
   tls: boolean;
   /** The trusted sealing key, on plain TCP. */
   sealKey: CryptoKey | null;

@@ -30,7 +30,7 @@ import {
   udpCredentials,
 } from "./_chat_identity.ts";
 import type { ChatCredentials, IdentityCache, OnlineGrant } from "./_chat_identity.ts";
-import type { Endpoint, OpenedConnection, TrustOptions } from "./open_connection.ts";
+import type { Endpoint, OpenedConnection, TrustOptions, UdpSessionOptions } from "./open_connection.ts";
 import type { Identity } from "../crypto/identity_key.ts";
 
 /** What the server said in HELLO. */
@@ -75,6 +75,8 @@ export interface ClientOptions extends Endpoint {
   deviceTokens?: DeviceTokenStore;
   /** Told about a failure that does not fail the command (a device token that could not be read or kept). */
   onWarning?: (message: string) => void;
+  /** With `udp`: the proof-of-work cap and progress of the session's opening. */
+  udpSession?: UdpSessionOptions;
   /**
    * What logins may reuse, shared by the connections of one client program: SaltedPasswords (RFC 5802
    * lets a client cache them) and identity keys already opened. Default: a cache per connection.
@@ -182,7 +184,7 @@ export class AuthchatClient {
     options: ClientOptions,
     start: (client: AuthchatClient) => Promise<unknown>,
   ): Promise<AuthchatClient> {
-    const opened = await openConnection(options, options.trust);
+    const opened = await openConnection(options, options.trust, options.udpSession);
     const client = new AuthchatClient(new FramedStream(opened.stream), options, opened);
     try {
       await start(client);
@@ -193,11 +195,20 @@ export class AuthchatClient {
     }
   }
 
+  /**
+   * Whether the connection is confidential and bound to an authenticated server: TLS, or a UDP session
+   * (its own AEAD channel, docs/PROTOCOL.md 20.5). New verifiers then go in clear inside it, and no sealing
+   * key is needed.
+   */
+  get #confidential(): boolean {
+    return this.#options.tls || this.#options.udp === true;
+  }
+
   /** After HELLO: keepalives, and on plain TCP the check of the sealing key. */
   async #greet(hello: Promise<HelloInfo>): Promise<void> {
     await hello;
     this.#startKeepalive();
-    if (!this.#options.tls) {
+    if (!this.#confidential) {
       this.#sealKey = await trustedSealKey(this.#hello, this.#options, this.#options.trust);
     }
   }
@@ -235,7 +246,12 @@ export class AuthchatClient {
     return this.#closedByUs ? "Closed" : this.#channel.closedReason;
   }
 
-  /** Whether channel binding is available on this connection (TLS). */
+  /** Whether this connection is a session over UDP. */
+  get overUdp(): boolean {
+    return this.#options.udp === true;
+  }
+
+  /** Whether channel binding is available on this connection (TLS, UDP sessions). */
   get canBind(): boolean {
     return this.#channelBinding !== undefined;
   }
@@ -264,7 +280,7 @@ export class AuthchatClient {
   #newVerifier(op: "REGISTER" | "PASSWD", user: string, password: string) {
     return newVerifierFields(op, user, password, {
       hello: this.#hello,
-      tls: this.#options.tls,
+      tls: this.#confidential,
       sealKey: this.#sealKey,
       takeNonce: async () => {
         if (this.#sealNonce === null) await this.hello();
@@ -319,7 +335,7 @@ export class AuthchatClient {
   }
 
   /**
-   * Log in with SCRAM (channel-bound on TLS). When the account must change its password,
+   * Log in with SCRAM (channel-bound on TLS and UDP sessions). When the account must change its password,
    * {@linkcode mustChangePassword} says so after this and chat waits for {@linkcode passwd}.
    *
    * @param user User name.

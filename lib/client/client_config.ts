@@ -18,13 +18,15 @@ import { configDir, configDirEnv } from "./config_dir.ts";
 export interface ClientConfig {
   /** Server host name or address. */
   host: string;
-  /** Server port (default 1992 with `tls`, else 1991). */
+  /** Server port (default 1992 with `tls`, else 1991: the TCP port, and the UDP port with `udp`). */
   port?: number;
   /** Connect with TLS. */
   tls: boolean;
-  /** PEM file of the CA (or certificate) that must have signed the server certificate (TLS only). */
+  /** Open a whole session over UDP (docs/PROTOCOL.md section 20), where only UDP gets through; not with `tls`. */
+  udp: boolean;
+  /** PEM file of the CA (or certificate) that must have signed the server certificate (TLS and UDP). */
   ca?: string;
-  /** Pinned fingerprint of the server certificate (TLS) or sealing key (TCP). */
+  /** Pinned fingerprint of the server certificate (TLS and UDP) or sealing key (TCP). */
   fingerprint?: string;
   /** Default user for `login` and `register`. */
   user?: string;
@@ -58,6 +60,7 @@ const KEYS: Record<ClientConfigKey, ValueKind> = {
   host: { type: "string" },
   port: PORT,
   tls: { type: "bool" },
+  udp: { type: "bool" },
   ca: { type: "path" },
   fingerprint: { type: "string" },
   user: { type: "string" },
@@ -75,9 +78,10 @@ const KEYS: Record<ClientConfigKey, ValueKind> = {
 /** Every key of the client configuration, in the order config/client.example.yaml documents them. */
 export const CLIENT_CONFIG_KEYS: readonly ClientConfigKey[] = Object.keys(KEYS) as ClientConfigKey[];
 
-const DEFAULTS: Pick<ClientConfig, "host" | "tls" | "relay" | "json" | "keep_going"> = {
+const DEFAULTS: Pick<ClientConfig, "host" | "tls" | "udp" | "relay" | "json" | "keep_going"> = {
   host: "127.0.0.1",
   tls: false,
+  udp: false,
   relay: false,
   json: false,
   keep_going: false,
@@ -158,10 +162,17 @@ export function loadClientConfig(sources: ClientConfigSources): LoadedClientConf
       "pin the server with one of them, not both",
     );
   }
-  if (config.ca !== undefined && !config.tls) {
+  if (config.udp && config.tls) {
+    throw new ConfigError(
+      `${origin.udp} and ${origin.tls}`,
+      "a UDP session is encrypted and authenticated by itself, not over TLS: choose one of them",
+    );
+  }
+  if (config.ca !== undefined && !config.tls && !config.udp) {
     throw new ConfigError(
       origin.ca!,
-      "a CA applies to TLS: add --tls (tls: true), or pin the sealing key on plain TCP with a fingerprint",
+      "a CA applies to TLS and UDP sessions: add --tls (tls: true) or --udp (udp: true), or pin the " +
+        "sealing key on plain TCP with a fingerprint",
     );
   }
   return { config, file: read ? file : null };

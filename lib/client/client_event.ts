@@ -11,7 +11,15 @@ import type { ErrorCode } from "../codec/protocol_error.ts";
 
 /** A successful reply: `command` says which, the other fields are that command's result. */
 export type CommandResult =
-  | { command: "hello"; server: string; version: number; mechanisms: string[]; confidential: boolean }
+  | {
+    command: "hello";
+    server: string;
+    version: number;
+    mechanisms: string[];
+    confidential: boolean;
+    /** Present on a UDP session (`"udp"`), which is confidential as TLS is. */
+    transport?: "udp";
+  }
   | { command: "register" | "delete"; user: string }
   | {
     command: "login";
@@ -146,7 +154,13 @@ function replyLines(reply: ReplyEvent): string[] {
     case "hello":
       return [
         `server ${printable(reply.server)}, protocol ${reply.version}, mechanisms ` +
-        `${reply.mechanisms.join(" ")}, ${reply.confidential ? "TLS" : "plain TCP (secrets sealed)"}`,
+        `${reply.mechanisms.join(" ")}, ${
+          reply.transport === "udp"
+            ? "UDP session"
+            : reply.confidential
+            ? "TLS"
+            : "plain TCP (secrets sealed)"
+        }`,
       ];
     case "register":
       return [`registered ${printable(reply.user)}`];

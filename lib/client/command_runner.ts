@@ -56,7 +56,7 @@ export const COMMAND_HELP: string = [
   "Commands:",
   "  hello              show the server's name, protocol version and mechanisms",
   "  register [USER]    create an account (password asked twice, or --password-file)",
-  "  login [USER]       log in with SCRAM-SHA-256 (channel-bound over TLS)",
+  "  login [USER]       log in with SCRAM-SHA-256 (channel-bound over TLS and UDP sessions)",
   "  is_logged          say whether this connection is logged in",
   "  access             read the protected resource (logged in only)",
   "  passwd             change the password: the current one is checked, then the new one is asked",
@@ -385,13 +385,18 @@ export class CommandRunner {
         return await this.#chat.wait(arg, signal, session);
       }
       case "hello": {
-        const h = await this.#onServer((c) => c.hello());
+        let udp = false;
+        const h = await this.#onServer((c) => {
+          udp = c.overUdp;
+          return c.hello();
+        });
         return {
           command: "hello",
           server: h.server,
           version: h.version,
           mechanisms: h.mechanisms,
           confidential: h.confidential,
+          ...(udp ? { transport: "udp" as const } : {}),
         };
       }
       case "register": {

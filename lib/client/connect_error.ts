@@ -32,7 +32,9 @@ export type ConnectFailure =
   /** Something other than an authchat server answered (HTTP, SSH, …). */
   | "not_authchat"
   /** The peer closed the connection before answering. */
-  | "closed";
+  | "closed"
+  /** A UDP server asked for a proof of work above this client's cap (docs/PROTOCOL.md 20.3). */
+  | "pow_refused";
 
 /** A connection that could not be made, with what happened and what to do. */
 export class ConnectError extends Error {

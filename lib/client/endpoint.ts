@@ -13,11 +13,13 @@ export interface Endpoint {
   port: number;
   /** Use TLS. */
   tls: boolean;
+  /** Open a session over UDP (docs/PROTOCOL.md section 20) instead of TCP; not with `tls`. */
+  udp?: boolean;
   /** Connect timeout in ms (default 10 s). */
   timeoutMs?: number;
 }
 
-/** How long connecting (and on TLS the handshake) may take when {@linkcode Endpoint.timeoutMs} is not set. */
+/** How long connecting (on TLS the handshake; over UDP each wait for an answer) may take when {@linkcode Endpoint.timeoutMs} is not set. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /**

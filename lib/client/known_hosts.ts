@@ -1,10 +1,10 @@
 /**
  * Trust on first use: the first fingerprint seen for a server's TLS
- * certificate or sealing key is remembered in a known-hosts file, and a
- * different one later is refused.
+ * certificate, UDP session certificate or sealing key is remembered in a
+ * known-hosts file, and a different one later is refused.
  *
- * Each line is `<host>:<port> <kind> SHA256:<fingerprint>`, kind `tls` or
- * `seal`; `#` starts a comment.
+ * Each line is `<host>:<port> <kind> SHA256:<fingerprint>`, kind `tls`,
+ * `udp` or `seal`; `#` starts a comment.
  *
  * @module
  */
@@ -13,8 +13,13 @@ import { dirname, join } from "node:path";
 import { isFingerprint } from "../crypto/fingerprint.ts";
 import { configDir } from "./config_dir.ts";
 
-/** What a fingerprint belongs to. */
-export type KeyKind = "tls" | "seal";
+/**
+ * What a fingerprint belongs to: the certificate TLS serves, the certificate a UDP session's ACCEPT carries
+ * (the same one, remembered apart: docs/PROTOCOL.md 20.10), or the sealing key of plain TCP.
+ */
+export type KeyKind = "tls" | "udp" | "seal";
+
+const KEY_KINDS: ReadonlySet<string> = new Set<KeyKind>(["tls", "udp", "seal"]);
 
 /** A server key did not match what this client trusts. */
 export class TrustError extends Error {
@@ -76,7 +81,7 @@ export class KnownHosts {
     const entries = new Map<string, string>();
     for (const line of text.split(/\r?\n/)) {
       const [endpoint, kind, fp] = line.replace(/#.*/, "").trim().split(/\s+/);
-      if (endpoint && (kind === "tls" || kind === "seal") && fp && isFingerprint(fp)) {
+      if (endpoint && kind !== undefined && KEY_KINDS.has(kind) && fp && isFingerprint(fp)) {
         entries.set(`${endpoint} ${kind}`, fp);
       }
     }
@@ -151,7 +156,7 @@ export function changedKeyWarning(
   actual: string,
   file: string,
 ): string {
-  const what = kind === "tls" ? "TLS CERTIFICATE" : "SEALING KEY";
+  const what = { tls: "TLS CERTIFICATE", udp: "UDP SESSION CERTIFICATE", seal: "SEALING KEY" }[kind];
   const bar = "@".repeat(64);
   return [
     bar,

@@ -1,7 +1,8 @@
 /**
- * Opening a client connection: plain TCP with `Deno.connect`, or TLS with
+ * Opening a client connection: plain TCP with `Deno.connect`, TLS with
  * `node:tls` (which exposes the server certificate for pinning and channel
- * binding), and checking server keys against what the user trusts. A
+ * binding), or a session over UDP (`open_udp_session.ts`), and checking
+ * server keys against what the user trusts. A
  * connection that cannot be made fails with a {@linkcode ConnectError} saying
  * why (nothing listening, TLS on one side only, an unknown host, a timeout),
  * and so does a first reply that is not authchat.
@@ -10,77 +11,28 @@
  */
 
 import tls from "node:tls";
-import type { ChannelBindingType } from "../codec/scram_messages.ts";
 import { tlsServerEndPoint } from "../crypto/certificate.ts";
 import { fingerprint } from "../crypto/fingerprint.ts";
-import type { ByteStream } from "../transport/byte_stream.ts";
 import { NodeSocketStream } from "../transport/node_socket_stream.ts";
 import { raceTimeout } from "../transport/race_timeout.ts";
 import { TrustError } from "./known_hosts.ts";
 import { memo } from "./_memo.ts";
-import type { KeyKind, KnownHosts } from "./known_hosts.ts";
 import { connectErrorFrom } from "./connect_error.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS, endpointName } from "./endpoint.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { FirstReadCheck } from "./_first_read_check.ts";
+import { openUdpSession } from "./open_udp_session.ts";
+import type { UdpSessionOptions } from "./open_udp_session.ts";
+import type { OpenedConnection } from "./opened_connection.ts";
+import { checkServerKey } from "./server_trust.ts";
+import type { TrustOptions } from "./server_trust.ts";
 
 export { endpointName } from "./endpoint.ts";
 export type { Endpoint } from "./endpoint.ts";
-
-/** How server keys are trusted. With neither `ca` nor `fingerprint`, trust on first use. */
-export interface TrustOptions {
-  /** PEM of a CA (or of the server certificate itself) that must have signed the server certificate (TLS). */
-  ca?: string;
-  /** Expected fingerprint: of the certificate on TLS, of the sealing key on TCP. */
-  fingerprint?: string;
-  /** Known-hosts file for trust on first use. */
-  knownHosts?: KnownHosts;
-  /** Told when a key is trusted for the first time. */
-  onNewKey?: (kind: KeyKind, endpoint: string, fingerprint: string) => void;
-}
-
-/** An open connection. */
-export interface OpenedConnection {
-  /** The byte stream. */
-  stream: ByteStream;
-  /** Channel binding data: of the certificate seen on TLS, of the handshake on a UDP session. */
-  channelBinding?: Uint8Array<ArrayBuffer>;
-  /** The type of `channelBinding` (default `tls-server-end-point`). */
-  channelBindingType?: ChannelBindingType;
-  /** Fingerprint of the certificate seen (TLS only). */
-  certFingerprint?: string;
-}
-
-/**
- * Check a server key against the trust options.
- *
- * @param kind Certificate or sealing key.
- * @param endpoint `host:port`.
- * @param seen Fingerprint of the key the server presented.
- * @param trust Trust options.
- * @throws {TrustError} When it does not match a pinned or remembered fingerprint.
- */
-export async function checkServerKey(
-  kind: KeyKind,
-  endpoint: string,
-  seen: string,
-  trust: TrustOptions,
-): Promise<void> {
-  if (trust.fingerprint !== undefined) {
-    if (trust.fingerprint !== seen) {
-      throw new TrustError(
-        `Server ${
-          kind === "tls" ? "certificate" : "sealing key"
-        } of ${endpoint} does not match --fingerprint: ` +
-          `expected ${trust.fingerprint}, got ${seen}`,
-      );
-    }
-    return;
-  }
-  if (kind === "tls" && trust.ca !== undefined) return;
-  if (!trust.knownHosts) throw new TrustError(`No way to trust ${endpoint}: pass --ca or --fingerprint`);
-  if (await trust.knownHosts.verify(endpoint, kind, seen) === "new") trust.onNewKey?.(kind, endpoint, seen);
-}
+export type { OpenedConnection } from "./opened_connection.ts";
+export { checkServerKey } from "./server_trust.ts";
+export type { TrustOptions } from "./server_trust.ts";
+export type { UdpSessionOptions } from "./open_udp_session.ts";
 
 const IP = /^[0-9.]+$|:/;
 
@@ -127,16 +79,28 @@ function connectTls(endpoint: Endpoint, ca: string | undefined): Promise<tls.TLS
 }
 
 /**
- * Connect, and on TLS check the certificate before anything is sent.
+ * Connect, and on TLS and UDP sessions check the certificate before anything is sent.
  *
- * @param endpoint Where.
+ * @param endpoint Where, and over what (`tls`, `udp`).
  * @param trust How the certificate is trusted.
+ * @param udp Options of a UDP session (the proof-of-work cap and progress).
  * @returns The connection; its first read throws a {@linkcode ConnectError} when the server's first reply
  *   is not authchat (a TLS port reached without TLS, a web server) or it closes without answering.
- * @throws {ConnectError} When the connection cannot be made (refused, timed out, unknown host, not TLS).
+ * @throws {ConnectError} When the connection cannot be made (refused, timed out, unknown host, not TLS, a
+ *   proof of work refused).
  * @throws {TrustError} When the certificate is not trusted.
  */
-export async function openConnection(endpoint: Endpoint, trust: TrustOptions): Promise<OpenedConnection> {
+export async function openConnection(
+  endpoint: Endpoint,
+  trust: TrustOptions,
+  udp: UdpSessionOptions = {},
+): Promise<OpenedConnection> {
+  if (endpoint.udp) {
+    if (endpoint.tls) {
+      throw new TypeError("Invalid endpoint: a UDP session is not TLS (tls and udp both set)");
+    }
+    return await openUdpSession(endpoint, trust, udp);
+  }
   if (!endpoint.tls) {
     const connecting = Deno.connect({ hostname: endpoint.host, port: endpoint.port });
     if (!await raceTimeout(connecting, endpoint.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS)) {

@@ -27,6 +27,7 @@ Deno.test("loadClientConfig takes flags over the file over defaults, and file pa
       host: "chat.example",
       port: 3000,
       tls: true,
+      udp: false,
       user: "alice",
       password_file: join(dir, "alice.pw"),
       new_password_file: "new.pw",
@@ -42,7 +43,7 @@ Deno.test("loadClientConfig reads client.yaml from the configuration directory w
     const env = (name: string) =>
       name === "XDG_CONFIG_HOME" ? dir : name === "HOME" ? "/nonexistent" : undefined;
     assert.deepEqual(loadClientConfig({ env }), {
-      config: { host: "127.0.0.1", tls: false, relay: false, json: false, keep_going: false },
+      config: { host: "127.0.0.1", tls: false, udp: false, relay: false, json: false, keep_going: false },
       file: null,
     });
     await Deno.mkdir(join(dir, "authchat"));
@@ -71,7 +72,21 @@ Deno.test("loadClientConfig reports one error naming the key, flag or file", asy
       ],
       ["fingerprint: SHA256:nope\n", {}, /^Invalid configuration fingerprint in .*: expected SHA256: and 43/],
       ["", { port: 0 }, /^Invalid configuration --port: 0 is not within 1\.\.65535$/],
-      ["ca: ca.pem\n", {}, /^Invalid configuration ca in .*c\.yaml: a CA applies to TLS: add --tls/],
+      [
+        "ca: ca.pem\n",
+        {},
+        /^Invalid configuration ca in .*c\.yaml: a CA applies to TLS and UDP sessions: add --tls/,
+      ],
+      [
+        "udp: true\n",
+        { tls: true },
+        /^Invalid configuration udp in .*c\.yaml and --tls: a UDP session is encrypted/,
+      ],
+      [
+        "",
+        { udp: true, tls: true },
+        /^Invalid configuration --udp and --tls: a UDP session is encrypted and/,
+      ],
       [
         `tls: true\nca: ca.pem\n`,
         { fingerprint: `SHA256:${"A".repeat(43)}` },

@@ -4,6 +4,25 @@ import type { ClientEvent } from "../../lib/client/client_event.ts";
 
 Deno.test("eventText renders replies on stdout and failures, notices and goodbyes on stderr", () => {
   const cases: [ClientEvent, "stdout" | "stderr", string[]][] = [
+    ...([[false, undefined, "plain TCP (secrets sealed)"], [true, undefined, "TLS"], [
+      true,
+      "udp",
+      "UDP session",
+    ]] as const)
+      .map(([confidential, transport, said]): [ClientEvent, "stdout", string[]] => [
+        {
+          type: "reply",
+          ok: true,
+          command: "hello",
+          server: "authchat",
+          version: 1,
+          mechanisms: ["SCRAM-SHA-256"],
+          confidential,
+          ...(transport === undefined ? {} : { transport }),
+        },
+        "stdout",
+        [`server authchat, protocol 1, mechanisms SCRAM-SHA-256, ${said}`],
+      ]),
     [
       {
         type: "reply",

@@ -1,0 +1,170 @@
+/**
+ * The client's half of opening a UDP session, up to a verified ACCEPT (docs/PROTOCOL.md 20.1, 20.3,
+ * 20.5): the 1200-byte INIT, resent with backoff until the server answers; a RETRY made for this INIT
+ * (its echo) brings a cookie, and a proof of work when the server is under load; the INIT goes again with
+ * them; the ACCEPT's fragments are gathered and its signature checked. What it returns still has to be
+ * trusted by the caller before anything else is sent.
+ *
+ * @module
+ */
+
+import { decodeRetry, encodeInit, RETRY_TYPE } from "../codec/udp_init.ts";
+import { ACCEPT_TYPE } from "../codec/udp_session_datagram.ts";
+import { DATAGRAM_VERSION, MAGIC } from "../codec/datagram.ts";
+import { constantTimeEqual } from "../crypto/constant_time.ts";
+import { ClientHandshake } from "../crypto/udp_client_handshake.ts";
+import type { AcceptResult } from "../crypto/udp_client_handshake.ts";
+import { PuzzleTooHardError, solvePuzzle } from "../crypto/udp_puzzle.ts";
+import type { PuzzleProgress } from "../crypto/udp_puzzle.ts";
+import type { RecordProtectionOptions } from "../crypto/udp_record_protection.ts";
+import { ConnectError, connectErrorFrom } from "./connect_error.ts";
+import type { Endpoint } from "./endpoint.ts";
+
+/** A RETRY beyond this many for one attempt is ignored (PROTOCOL 20.1: at most 3). */
+export const MAX_RETRIES = 3;
+/** The longest pause between two sends of the same INIT. */
+const MAX_RETRANSMIT_MS = 2000;
+
+/** What the handshake sends and receives through. */
+export interface HandshakeLink {
+  /** Send one datagram to the server. */
+  send(datagram: Uint8Array): Promise<void>;
+  /** The next datagram from the server, or `null` after `timeoutMs`. */
+  next(timeoutMs: number): Promise<Uint8Array | null>;
+}
+
+/** How the handshake runs. */
+export interface HandshakeSettings {
+  /** The server, for messages. */
+  endpoint: Endpoint;
+  /** Longest wait for an answer from the server, in ms (the time spent on a proof of work is not counted). */
+  timeoutMs: number;
+  /** The first pause before an INIT is sent again; it doubles up to 2 s. */
+  retransmitMs: number;
+  /** Highest proof-of-work difficulty accepted. */
+  puzzleCap: number;
+  /** Told once a second while a proof of work takes over a second. */
+  onPuzzleProgress?: (progress: PuzzleProgress) => void;
+  /** The clock of the proof of work's progress, in ms (tests; default `performance.now`). */
+  puzzleClock?: () => number;
+  /** Record layer options (tests). */
+  records?: RecordProtectionOptions;
+}
+
+/** A verified ACCEPT. */
+export type Accepted = Extract<AcceptResult, { kind: "accepted" }>;
+
+/** What the handshake saw and did, for tests and diagnostics. */
+export interface HandshakeCounts {
+  /** INITs sent, first tries and repeats. */
+  initsSent: number;
+  /** RETRYs followed. */
+  retries: number;
+  /** Datagrams ignored: RETRYs for another INIT or beyond the limit, malformed ones, strays. */
+  ignored: number;
+}
+
+function kindOf(datagram: Uint8Array): number | null {
+  return datagram.length >= 3 && datagram[0] === MAGIC && datagram[1] === DATAGRAM_VERSION
+    ? datagram[2]!
+    : null;
+}
+
+/**
+ * Run the handshake to a verified ACCEPT.
+ *
+ * @param link Sends to the server; the next datagram from it.
+ * @param settings Timeouts, the puzzle cap, the progress callback.
+ * @param counts Filled in as it goes.
+ * @returns The accepted handshake (its FINISH not sent yet).
+ * @throws {ConnectError} `timeout` when the server does not answer in time, `pow_refused` when it asks for
+ *   more work than the cap, `unreachable` when there is no route to it.
+ */
+export async function udpHandshake(
+  link: HandshakeLink,
+  settings: HandshakeSettings,
+  counts: HandshakeCounts = { initsSent: 0, retries: 0, ignored: 0 },
+): Promise<Accepted> {
+  const handshake = await ClientHandshake.start(settings.records ? { records: settings.records } : {});
+  const { clientRandom, clientShare } = handshake.init;
+  let init = encodeInit({ clientRandom, clientShare });
+  let cookie: Uint8Array | null = null;
+  for (;;) {
+    // Each (re)start waits for an answer anew: the proof of work before it is not the server's silence.
+    let pause = settings.retransmitMs;
+    const deadline = performance.now() + settings.timeoutMs;
+    let nextSend = 0;
+    let restart = false;
+    while (!restart) {
+      const now = performance.now();
+      if (now >= deadline) throw noAnswer(settings);
+      if (now >= nextSend) {
+        counts.initsSent++;
+        await link.send(init).catch((err) => {
+          // No route is worth saying at once; any other failure to send is one more lost datagram.
+          const failed = connectErrorFrom(err, settings.endpoint);
+          if (failed?.failure === "unreachable") throw failed;
+        });
+        nextSend = now + pause;
+        pause = Math.min(pause * 2, MAX_RETRANSMIT_MS);
+      }
+      const datagram = await link.next(Math.min(nextSend, deadline) - performance.now());
+      if (datagram === null) continue;
+      const kind = kindOf(datagram);
+      if (kind === ACCEPT_TYPE) {
+        const result = await handshake.receiveAccept(datagram);
+        if (result.kind === "accepted") return result;
+        if (result.kind === "dropped") counts.ignored++;
+        continue;
+      }
+      if (kind !== RETRY_TYPE) {
+        counts.ignored++;
+        continue;
+      }
+      let retry;
+      try {
+        retry = decodeRetry(datagram);
+      } catch {
+        counts.ignored++;
+        continue;
+      }
+      // Made for another INIT (or forged by someone who did not see this one), a copy of the RETRY already
+      // followed, or one too many: not followed, so nobody but the server this INIT reached sets the work.
+      if (
+        !constantTimeEqual(retry.echo, clientRandom) ||
+        (cookie !== null && constantTimeEqual(retry.cookie, cookie)) ||
+        counts.retries >= MAX_RETRIES
+      ) {
+        counts.ignored++;
+        continue;
+      }
+      counts.retries++;
+      let powNonce: Uint8Array;
+      try {
+        powNonce = await solvePuzzle(retry.cookie, retry.difficulty, {
+          cap: settings.puzzleCap,
+          ...(settings.onPuzzleProgress ? { onProgress: settings.onPuzzleProgress } : {}),
+          ...(settings.puzzleClock ? { now: settings.puzzleClock } : {}),
+        });
+      } catch (err) {
+        if (err instanceof PuzzleTooHardError) {
+          throw new ConnectError("pow_refused", settings.endpoint, err.message, { cause: err });
+        }
+        throw err;
+      }
+      cookie = retry.cookie;
+      init = encodeInit({ clientRandom, clientShare, cookie, powNonce });
+      restart = true;
+    }
+  }
+}
+
+function noAnswer(settings: HandshakeSettings): ConnectError {
+  return new ConnectError(
+    "timeout",
+    settings.endpoint,
+    `no answer over UDP within ${settings.timeoutMs / 1000} s (timed out): check --host and --port, that ` +
+      "the server serves UDP sessions (udp: true), and that no firewall drops UDP",
+    { cause: new Deno.errors.TimedOut("No answer over UDP") },
+  );
+}

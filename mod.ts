@@ -137,6 +137,20 @@ export type {
   RendezvousStats,
   Source,
 } from "./lib/server/udp_rendezvous.ts";
+export {
+  FINISH_DROP_REASONS,
+  INIT_DROP_REASONS,
+  RECORD_DROP_REASONS,
+  SESSION_END_REASONS,
+} from "./lib/server/udp_session_stats.ts";
+export type {
+  FinishDrop,
+  InitDropReason,
+  RecordDrop,
+  SessionEnd,
+  UdpSessionStats,
+} from "./lib/server/udp_session_stats.ts";
+export type { RetryCause } from "./lib/server/udp_admission.ts";
 export { SINGLE_NODE_RELAY } from "./lib/server/relay_routing.ts";
 export type {
   ForwardedDatagram,

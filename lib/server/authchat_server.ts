@@ -48,7 +48,7 @@ import { AcceptBackoff } from "./_accept_backoff.ts";
 import { ProxyHeaders } from "./_proxy_headers.ts";
 import { TrustedProxies } from "./trusted_proxies.ts";
 import { isSessionDatagram, type UdpEstablished, type UdpSessions } from "./udp_sessions.ts";
-import { udpSessionLogFields } from "./udp_session_stats.ts";
+import { udpSessionLogFields, type UdpSessionStats } from "./udp_session_stats.ts";
 import { createUdpSessions } from "./_udp_session_setup.ts";
 
 /** What a server runs with. */
@@ -327,7 +327,7 @@ export class AuthchatServer {
   }
 
   /** The UDP sessions, when UDP sessions are on (for tests, logs and metrics). */
-  get udpSessions(): UdpSessions | null {
+  get udpSessions(): { readonly stats: UdpSessionStats } | null {
     return this.#udpSessions;
   }
 

@@ -419,7 +419,9 @@ export async function loadServerConfig(sources: ConfigSources = {}): Promise<Ser
     seal_public_key: join(dataDir, "seal-public.pem"),
     ...values,
   } as ServerConfig;
-  if (!config.tcp && !config.tls) throw new ConfigError("tcp", "both tcp and tls are off: nothing to serve");
+  if (!config.tcp && !config.tls && !(config.udp && config.udp_sessions)) {
+    throw new ConfigError("tcp", "tcp, tls and UDP sessions are all off: nothing to serve");
+  }
   if (config.backoff_max < config.backoff_base) {
     throw new ConfigError(
       "backoff_max",

@@ -65,9 +65,13 @@ Deno.test("authchat server prints exactly one ready line naming only the transpo
   assert.match(noUdp.line, /^authchat listening tcp=127\.0\.0\.1:\d+ tls=127\.0\.0\.1:\d+$/);
   assert.equal(noUdp.udpPort, 0);
   await noUdp.stop();
-  const none = await runCli("server", ["--data", data, "--no-tcp", "--no-tls"]);
+  // Where only UDP gets through: sessions over UDP alone.
+  const udpOnly = await ServerProcess.start(data, { args: ["--no-tcp", "--no-tls"] });
+  assert.match(udpOnly.line, /^authchat listening udp=127\.0\.0\.1:\d+$/);
+  await udpOnly.stop();
+  const none = await runCli("server", ["--data", data, "--no-tcp", "--no-tls", "--no-udp-sessions"]);
   assert.equal(none.code, 2);
-  assert.match(none.stderr, /Invalid configuration tcp: both tcp and tls are off/);
+  assert.match(none.stderr, /Invalid configuration tcp: tcp, tls and UDP sessions are all off/);
 });
 
 Deno.test("authchat server takes flags over environment over the YAML file, and seed-project aliases", async () => {

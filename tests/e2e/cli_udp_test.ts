@@ -8,15 +8,12 @@ import { ChatClient } from "./_chat_kit.ts";
 const PASSWORD = "tulip orbit canyon 7";
 const NEW_PASSWORD = "maple rocket sonnet 3";
 
-/**
- * A server without TLS. The server refuses to run with neither TCP nor TLS, so its TCP port is open, but
- * the clients here are never given it: every session goes to the UDP port.
- */
+/** A server with neither TCP nor TLS: every session goes to the UDP port. */
 async function udpOnlyServer(data: string): Promise<ServerProcess> {
   await installKeys(data);
-  const server = await ServerProcess.start(data, { args: ["--no-tls"] });
+  const server = await ServerProcess.start(data, { args: ["--no-tcp", "--no-tls"] });
   assert.equal(server.tlsPort, 0);
-  assert.notEqual(server.udpPort, server.tcpPort);
+  assert.equal(server.tcpPort, 0);
   return server;
 }
 
@@ -153,7 +150,9 @@ Deno.test("authchat client --udp with --tls is a usage error, and silence is a c
 
 Deno.test("authchat client --udp chats with a TCP client and with another UDP-session client", async () => {
   await using dir = await tempDir();
-  await using server = await udpOnlyServer(join(dir.path, "data"));
+  // TCP too here, for bob.
+  await installKeys(join(dir.path, "data"));
+  await using server = await ServerProcess.start(join(dir.path, "data"), { args: ["--no-tls"] });
   const passwordFile = join(dir.path, "pw");
   await Deno.writeTextFile(passwordFile, PASSWORD);
   const registered = await runCli("client", [

@@ -1,7 +1,8 @@
 /**
  * A flood of first datagrams (`INIT`s without a cookie, docs/PROTOCOL.md §20.1) from many spoofed sources:
  * one UDP socket per source address in 127.0.0.0/8 (Linux's loopback answers for the whole range), each
- * sending well-formed 1200-byte `INIT`s (256 different `client_random`s in turn), paced in 10 ms ticks. The sockets never
+ * sending well-formed 1200-byte `INIT`s (256 different `client_random`s in turn), paced in 1 ms ticks (in
+ * 10 ms ticks its bursts alone overflowed the server socket's receive buffer). The sockets never
  * read: the `RETRY`s the server sends back fill their buffers and the kernel drops the rest, as a spoofed
  * source would never see them.
  *
@@ -32,7 +33,7 @@ export interface FloodOptions {
   signal: AbortSignal;
 }
 
-const TICK_MS = 10;
+const TICK_MS = 1;
 
 /**
  * The `i`th flood source address: 127.10.0.1, 127.10.0.2, … (never .0 or .255 in the last byte).

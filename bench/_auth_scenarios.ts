@@ -9,7 +9,7 @@
 
 import { AuthchatClient } from "../lib/client/authchat_client.ts";
 import type { ClientCache, ClientOptions } from "../lib/client/authchat_client.ts";
-import type { TrustOptions } from "../lib/client/open_connection.ts";
+import type { TrustOptions, UdpSessionOptions } from "../lib/client/open_connection.ts";
 import { closedLoop, forEach, percentile, rate } from "./_measure.ts";
 import type { LoopResult } from "./_measure.ts";
 
@@ -23,6 +23,8 @@ export interface Account {
 export interface Target {
   tcpPort: number;
   tlsPort: number;
+  /** The server's UDP port, for sessions over UDP (absent: none measured). */
+  udpPort?: number;
   /** Fingerprint of the sealing key (TCP) and of the certificate (TLS). */
   sealFingerprint: string;
   certFingerprint: string;
@@ -40,7 +42,12 @@ export interface AuthScenarioOptions {
   clients: number;
   durationMs: number;
   cache: ClientCache;
+  /** Options of the UDP sessions' opening (the flood scenario counts the proofs of work asked). */
+  udpSession?: UdpSessionOptions;
 }
+
+/** How a scenario's clients reach the server. */
+export type Via = "tcp" | "tls" | "udp";
 
 /**
  * The options of worker or session `i`: its server is the one `spread` gives it, when spread.
@@ -57,32 +64,39 @@ export function spreadTo(o: AuthScenarioOptions, i: number): AuthScenarioOptions
  * Connect and say HELLO, as the real client does (it also sends its first keepalive at once).
  *
  * @param o Scenario options.
- * @param tls Over TLS.
+ * @param via The transport: TCP, TLS or a UDP session.
  * @returns The client.
  */
-export function connect(o: AuthScenarioOptions, tls: boolean): Promise<AuthchatClient> {
-  return AuthchatClient.connect(clientOptions(o, tls));
+export function connect(o: AuthScenarioOptions, via: Via): Promise<AuthchatClient> {
+  return AuthchatClient.connect(clientOptions(o, via));
 }
 
 /**
  * Connect and log in as the real client does it (`LOGIN` right behind `HELLO`).
  *
  * @param o Scenario options.
- * @param tls Over TLS.
+ * @param via The transport: TCP, TLS or a UDP session.
  * @param account Who.
  * @returns The logged-in client.
  */
 export function connectAndLogin(
   o: AuthScenarioOptions,
-  tls: boolean,
+  via: Via,
   account: Account,
 ): Promise<AuthchatClient> {
-  return AuthchatClient.connectAndLogin(clientOptions(o, tls), account.user, account.password);
+  return AuthchatClient.connectAndLogin(clientOptions(o, via), account.user, account.password);
 }
 
-function clientOptions(o: AuthScenarioOptions, tls: boolean): ClientOptions {
+function clientOptions(o: AuthScenarioOptions, via: Via): ClientOptions {
+  const base = { host: "127.0.0.1", cache: o.cache, ...(o.udpSession ? { udpSession: o.udpSession } : {}) };
+  if (via === "udp") {
+    if (o.target.udpPort === undefined) throw new Error("No UDP port to open sessions on");
+    const trust: TrustOptions = { fingerprint: o.target.certFingerprint };
+    return { ...base, port: o.target.udpPort, tls: false, udp: true, trust };
+  }
+  const tls = via === "tls";
   const trust: TrustOptions = { fingerprint: tls ? o.target.certFingerprint : o.target.sealFingerprint };
-  return { host: "127.0.0.1", port: tls ? o.target.tlsPort : o.target.tcpPort, tls, trust, cache: o.cache };
+  return { ...base, port: tls ? o.target.tlsPort : o.target.tcpPort, tls, trust };
 }
 
 /**
@@ -93,7 +107,7 @@ function clientOptions(o: AuthScenarioOptions, tls: boolean): ClientOptions {
  */
 export async function warmUp(o: AuthScenarioOptions): Promise<void> {
   await forEach(o.accounts, 4, async (account, i) => {
-    const client = await connect(spreadTo(o, i), false);
+    const client = await connect(spreadTo(o, i), "tcp");
     try {
       await client.login(account.user, account.password);
       if (!client.chat?.identity) throw new Error(`No identity key for ${account.user}`);
@@ -108,38 +122,42 @@ export async function warmUp(o: AuthScenarioOptions): Promise<void> {
  * its server).
  *
  * @param o Scenario options.
- * @param tls Over TLS.
+ * @param via The transport: TCP, TLS or a UDP session.
  * @returns Logins per second.
  */
-export async function newConnectionLogins(o: AuthScenarioOptions, tls: boolean): Promise<number> {
-  return rate(await newConnectionLoop(o, tls), tls ? "tls_login" : "tcp_login");
+export async function newConnectionLogins(o: AuthScenarioOptions, via: Via): Promise<number> {
+  return rate(await newConnectionLoop(o, via), `${via}_login`);
 }
 
 /**
  * The loop of {@linkcode newConnectionLogins}, its counts as they are.
  *
  * @param o Scenario options.
- * @param tls Over TLS.
+ * @param via The transport: TCP, TLS or a UDP session.
  * @returns What the loop measured.
  */
-export function newConnectionLoop(o: AuthScenarioOptions, tls: boolean): Promise<LoopResult> {
+export function newConnectionLoop(o: AuthScenarioOptions, via: Via): Promise<LoopResult> {
   return closedLoop({
     durationMs: o.durationMs,
     concurrency: o.clients,
     op: async (worker) => {
-      const client = await connectAndLogin(spreadTo(o, worker), tls, o.accounts[worker % o.accounts.length]!);
+      const client = await connectAndLogin(spreadTo(o, worker), via, o.accounts[worker % o.accounts.length]!);
       await client.close();
     },
   });
 }
 
 /**
- * The latency of one new-connection login over TLS (connect to logged in), one login at a time.
+ * The latency of one new-connection login (connect to logged in), one login at a time.
  *
  * @param o Scenario options.
- * @returns p50 and p99 in ms.
+ * @param via The transport (TLS in the login scenario; UDP sessions during the flood).
+ * @returns p50 and p99 in ms, and how many logins were timed.
  */
-export async function loginLatency(o: AuthScenarioOptions): Promise<{ p50: number; p99: number }> {
+export async function loginLatency(
+  o: AuthScenarioOptions,
+  via: Via = "tls",
+): Promise<{ p50: number; p99: number; count: number }> {
   const latencies: number[] = [];
   const r = await closedLoop({
     durationMs: o.durationMs,
@@ -147,13 +165,13 @@ export async function loginLatency(o: AuthScenarioOptions): Promise<{ p50: numbe
     op: async () => {
       const account = o.accounts[latencies.length % o.accounts.length]!;
       const t0 = performance.now();
-      const client = await connectAndLogin(o, true, account);
+      const client = await connectAndLogin(o, via, account);
       latencies.push(performance.now() - t0);
       await client.close();
     },
   });
-  rate(r, "login latency");
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  rate(r, `${via} login latency`);
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), count: latencies.length };
 }
 
 /**
@@ -163,7 +181,7 @@ export async function loginLatency(o: AuthScenarioOptions): Promise<{ p50: numbe
  * @returns Logins per second.
  */
 export async function reauth(o: AuthScenarioOptions): Promise<number> {
-  const clients = await Promise.all(Array.from({ length: o.clients }, () => connect(o, false)));
+  const clients = await Promise.all(Array.from({ length: o.clients }, () => connect(o, "tcp")));
   try {
     const r = await closedLoop({
       durationMs: o.durationMs,
@@ -203,7 +221,7 @@ export async function sessions(
   const held: AuthchatClient[] = [];
   const logins = Array.from({ length: count }, (_, i) => o.accounts[i % o.accounts.length]!);
   await forEach(logins, o.clients, async (account, i) => {
-    held.push(await connectAndLogin(spreadTo(o, i), false, account));
+    held.push(await connectAndLogin(spreadTo(o, i), "tcp", account));
   });
   await ready();
   const latencies: number[] = [];

@@ -212,7 +212,7 @@ export async function startServer(
   data: string,
   config: string,
   args: string[] = [],
-): Promise<{ child: Child; tcp: number; tls: number }> {
+): Promise<{ child: Child; tcp: number; tls: number; udp: number }> {
   const { child, port } = await startListening(
     [
       ...START_V8_FLAGS,
@@ -231,7 +231,7 @@ export async function startServer(
     "authchat listening",
     60_000,
   );
-  return { child, tcp: port("tcp"), tls: port("tls") };
+  return { child, tcp: port("tcp"), tls: port("tls"), udp: port("udp") };
 }
 
 /**

@@ -45,7 +45,7 @@ export interface ClusterRun {
   clients: number;
   durationMs: number;
   /** The target of a server's ports. */
-  target: (ports: { tcp: number; tls: number }) => Target;
+  target: (ports: { tcp: number; tls: number; udp?: number }) => Target;
   log: (line: string) => void;
 }
 

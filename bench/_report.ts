@@ -59,6 +59,49 @@ export const TARGETS: readonly Target[] = [
     target: atLeast("tls_connect_echo_per_s", 0.7),
   },
   {
+    key: "udp_login_per_s",
+    unit: "/s",
+    what: "new UDP session + SCRAM-PLUS login",
+    target: atLeast("tcp_login_per_s", 0.8),
+  },
+  {
+    key: "udp_flood_per_s",
+    unit: "/s",
+    what: "spoofed first datagrams sent during the flood (info)",
+    info: true,
+  },
+  {
+    key: "udp_flood_difficulty_max",
+    unit: " bits",
+    what: "proof of work asked of a login during the flood",
+  },
+  {
+    key: "udp_flood_pow_p50_ms",
+    unit: " ms",
+    what: "a login's proof of work during the flood, median",
+  },
+  {
+    key: "udp_flood_login_p99_ms",
+    unit: " ms",
+    what: "UDP session + login during the flood, p99, proof of work included",
+  },
+  {
+    key: "udp_flood_login_without_pow_p99_ms",
+    unit: " ms",
+    what: "the same without the time of its proof of work, p99",
+    target: bound("≤", 50),
+  },
+  {
+    key: "udp_flood_rss_before_mb",
+    unit: " MiB",
+    what: "server's resident memory before the flood",
+  },
+  {
+    key: "udp_flood_rss_after_mb",
+    unit: " MiB",
+    what: "server's resident memory at the flood's end",
+  },
+  {
     key: "tcp_open_2rt_per_s",
     unit: "/s",
     what: "floor: two echoes on open connections (info)",

@@ -24,6 +24,8 @@ import { rate } from "./_measure.ts";
 import { presenceLatency } from "./_presence_scenario.ts";
 import type { PresenceOptions } from "./_presence_scenario.ts";
 import { knownUnknownLogins } from "./_timing_scenario.ts";
+import { udpFlood } from "./_udp_flood.ts";
+import { floodLogins } from "./_udp_flood_scenario.ts";
 import {
   tcpConnectEcho,
   tcpOpenRoundTrips,
@@ -56,6 +58,9 @@ interface LoadOptions {
   dir?: string;
   /** Samples of each kind in the known-vs-unknown LOGIN timing. */
   timingSamples?: number;
+  /** The UDP flood: first datagrams a second, and from how many source addresses. */
+  floodPerSecond?: number;
+  floodSources?: number;
 }
 
 function say(figures: Record<string, unknown>): void {
@@ -89,7 +94,7 @@ async function loggedInNode(
   auth: AuthScenarioOptions,
 ): Promise<{ client: AuthchatClient; node: ChatNode }> {
   const [account] = required(o.accounts, "accounts");
-  const client = await connectAndLogin(auth, false, required(account, "accounts"));
+  const client = await connectAndLogin(auth, "tcp", required(account, "accounts"));
   const relayOnly = o.relayOnly === true;
   return { client, node: await startNode(client, required(o.dir, "dir"), { relayOnly }) };
 }
@@ -124,12 +129,15 @@ async function run(role: string, o: LoadOptions): Promise<void> {
       // First, on a server that has done nothing else yet: the load that follows leaves garbage behind.
       const samples = required(o.timingSamples, "timingSamples");
       const timing = await knownUnknownLogins(a, samples, Math.ceil(samples / 5));
-      const tcp = await newConnectionLogins(a, false);
-      const tls = await newConnectionLogins(a, true);
+      const tcp = await newConnectionLogins(a, "tcp");
+      const tls = await newConnectionLogins(a, "tls");
+      // The same loop over UDP sessions: the same accounts, clients and caches (issue 11's ratio).
+      const udp = await newConnectionLogins(a, "udp");
       const latency = await loginLatency(a);
       return say({
         tcp_login_per_s: tcp,
         tls_login_per_s: tls,
+        udp_login_per_s: udp,
         reauth_per_s: await reauth(a),
         login_known_unknown_z: timing.z,
         login_known_unknown_diff_us: timing.knownMeanUs - timing.unknownMeanUs,
@@ -148,12 +156,12 @@ async function run(role: string, o: LoadOptions): Promise<void> {
       // sent some thousand LOGINs, and fresh nodes would be measured while their code is still compiling.
       // The harness reads the processes' CPU time between the two lines.
       await warmUp(a);
-      const warmLoop = await newConnectionLoop({ ...a, durationMs: 1000 }, false);
+      const warmLoop = await newConnectionLoop({ ...a, durationMs: 1000 }, "tcp");
       say({ phase: "warm" });
       await stdinLine();
       const monitor = o.natsMonitor ?? null;
       const before = monitor === null ? null : await busCounters(monitor);
-      const r = await newConnectionLoop(a, false);
+      const r = await newConnectionLoop(a, "tcp");
       const after = monitor === null ? null : await busCounters(monitor);
       const logins = r.count;
       return say({
@@ -212,6 +220,39 @@ async function run(role: string, o: LoadOptions): Promise<void> {
       });
       say({ sessions: result.sessions, sessions_p99_ms: result.p99 });
       return await stdinClosed();
+    }
+    case "udp_flood": {
+      // Floods until the harness says stop (a line on stdin).
+      const controller = new AbortController();
+      const flooding = udpFlood({
+        port: required(required(o.target, "target").udpPort, "target.udpPort"),
+        perSecond: required(o.floodPerSecond, "floodPerSecond"),
+        sources: required(o.floodSources, "floodSources"),
+        signal: controller.signal,
+      });
+      say({ phase: "flooding" });
+      await stdinLine();
+      controller.abort();
+      const r = await flooding;
+      return say({ udp_flood_per_s: r.sent / r.seconds, udp_flood_send_failed: r.failed });
+    }
+    case "udp_flood_logins": {
+      const a = auth();
+      // The accounts' identity keys opened before the flood (an Argon2id each), then the go-ahead.
+      await warmUp(a);
+      say({ phase: "warm" });
+      await stdinLine();
+      const r = await floodLogins(a);
+      return say({
+        udp_flood_logins: r.count,
+        udp_flood_login_p50_ms: r.p50,
+        udp_flood_login_p99_ms: r.p99,
+        udp_flood_login_without_pow_p50_ms: r.withoutPowP50,
+        udp_flood_login_without_pow_p99_ms: r.withoutPowP99,
+        udp_flood_pow_p50_ms: r.powP50,
+        udp_flood_difficulty_max: r.difficultyMax,
+        udp_flood_difficulty_min: r.difficultyMin,
+      });
     }
     case "receiver": {
       await loggedInNode(o, auth());

@@ -18,6 +18,7 @@ import type { Account, Target } from "./_auth_scenarios.ts";
 import { jsonFigures, report } from "./_report.ts";
 import type { Figures } from "./_report.ts";
 import { runCluster } from "./_cluster_run.ts";
+import { udpFloodRun } from "./_udp_flood_run.ts";
 
 /** Settings of a run. */
 interface Settings {
@@ -92,7 +93,16 @@ function password(): string {
 async function prepare(
   dir: string,
   count: number,
-): Promise<{ data: string; config: string; configLines: string[]; accounts: Account[]; chat: Account[] }> {
+): Promise<
+  {
+    data: string;
+    config: string;
+    floodConfig: string;
+    configLines: string[];
+    accounts: Account[];
+    chat: Account[];
+  }
+> {
   const data = join(dir, "data");
   await authchat(data, ["keygen", "--data", data]);
   const accounts = Array.from({ length: count }, (_, i) => ({ user: `bench${i}`, password: password() }));
@@ -118,8 +128,13 @@ async function prepare(
     "logins_per_minute_per_source: 1000000",
     "relay_per_second: 1000000",
   ];
-  await Deno.writeTextFile(config, [...configLines, ""].join("\n"));
-  return { data, config, configLines, accounts, chat };
+  // Likewise the UDP logins loop makes more handshakes a second than the threshold at which proof of work
+  // engages (load, which the flood scenario measures on a server with the defaults).
+  const udpThresholds = ["udp_handshake_threshold: 1000000", "udp_half_open_threshold: 1000000"];
+  await Deno.writeTextFile(config, [...configLines, ...udpThresholds, ""].join("\n"));
+  const floodConfig = join(dir, "authchat-flood.yaml");
+  await Deno.writeTextFile(floodConfig, [...configLines, ""].join("\n"));
+  return { data, config, floodConfig, configLines, accounts, chat };
 }
 
 async function run(settings: Settings): Promise<Figures> {
@@ -129,14 +144,15 @@ async function run(settings: Settings): Promise<Figures> {
   const log = (line: string) => console.error(`bench: ${line}`);
   try {
     log(`preparing ${settings.accounts} accounts in ${dir}`);
-    const { data, config, configLines, accounts, chat } = await prepare(dir, settings.accounts);
+    const { data, config, floodConfig, configLines, accounts, chat } = await prepare(dir, settings.accounts);
     // The keys do not change between server starts: their fingerprints are read once.
     const paths = identityPaths(data);
     const { sealFingerprint, certFingerprint } = await loadServerIdentity(paths, { tls: true });
     if (certFingerprint === undefined) throw new Error(`No certificate in ${paths.certFile}`);
-    const target = (ports: { tcp: number; tls: number }): Target => ({
+    const target = (ports: { tcp: number; tls: number; udp?: number }): Target => ({
       tcpPort: ports.tcp,
       tlsPort: ports.tls,
+      ...(ports.udp ? { udpPort: ports.udp } : {}),
       sealFingerprint,
       certFingerprint,
     });
@@ -172,6 +188,11 @@ async function run(settings: Settings): Promise<Figures> {
     } finally {
       await server.child.stop("SIGTERM");
     }
+
+    Object.assign(
+      figures,
+      await udpFloodRun({ ...base, data, floodConfig, target, accounts, quick: settings.quick, log }),
+    );
 
     log(`${settings.sessions} sessions on a fresh server`);
     const fresh = await startServer(data, config);

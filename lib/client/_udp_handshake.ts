@@ -62,6 +62,10 @@ export interface HandshakeCounts {
   retries: number;
   /** Datagrams ignored: RETRYs for another INIT or beyond the limit, malformed ones, strays. */
   ignored: number;
+  /** The highest proof-of-work difficulty a followed RETRY asked (absent: none followed yet). */
+  difficulty?: number;
+  /** Time spent on proofs of work, ms (absent: none yet). */
+  powMs?: number;
 }
 
 function kindOf(datagram: Uint8Array): number | null {
@@ -139,13 +143,16 @@ export async function udpHandshake(
         continue;
       }
       counts.retries++;
+      counts.difficulty = Math.max(counts.difficulty ?? 0, retry.difficulty);
       let powNonce: Uint8Array;
+      const powStarted = performance.now();
       try {
         powNonce = await solvePuzzle(retry.cookie, retry.difficulty, {
           cap: settings.puzzleCap,
           ...(settings.onPuzzleProgress ? { onProgress: settings.onPuzzleProgress } : {}),
           ...(settings.puzzleClock ? { now: settings.puzzleClock } : {}),
         });
+        counts.powMs = (counts.powMs ?? 0) + performance.now() - powStarted;
       } catch (err) {
         if (err instanceof PuzzleTooHardError) {
           throw new ConnectError("pow_refused", settings.endpoint, err.message, { cause: err });

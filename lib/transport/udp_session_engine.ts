@@ -288,6 +288,11 @@ export class UdpSessionEngine {
       return out;
     }
     if (this.closing && (this.#channel.queuedBytes === 0 || this.#clock >= this.#lingerUntil)) {
+      // A peer that never got the FINISH could open none of the CLOSEs and would wait for its dead timeout.
+      if (this.#untilConfirmed !== null) {
+        out.push(this.#untilConfirmed);
+        this.#confirmationsSent++;
+      }
       try {
         for (let i = 0; i < CLOSE_COPIES; i++) out.push(this.#records.seal(CLOSE));
       } catch {

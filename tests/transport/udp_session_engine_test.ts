@@ -304,3 +304,30 @@ Deno.test("UdpSessionEngine refuses DATA unacknowledged while holding, and takes
   assert.deepEqual([...b.delivered[0]!], [1, 2, 3]);
   assert.equal(a.engine.stats.reliable.retransmitted, 1);
 });
+
+Deno.test("UdpSessionEngine sends untilConfirmed before its CLOSEs while the peer is unheard", async () => {
+  // The client's FINISH is lost and it closes with nothing to write: without a FINISH ahead of them, the
+  // server can open none of the CLOSEs and keeps the session half-open until its dead timeout.
+  const keys = await establishedPair();
+  const client = new UdpSessionEngine({ records: keys.client.records, untilConfirmed: keys.finish }, 0);
+  assert.deepEqual(client.poll(0), [keys.finish]);
+  client.close(1);
+  const closing = client.poll(1);
+  assert.equal(client.ended, "closed");
+  assert.equal(closing.length, 1 + CLOSE_COPIES);
+  assert.equal(closing[0], keys.finish);
+  assert.equal(client.stats.confirmationsSent, 2);
+  // Once the peer was heard, CLOSEs go alone.
+  const again = await establishedPair();
+  const heard = new UdpSessionEngine({ records: again.client.records, untilConfirmed: again.finish }, 0);
+  const server = new UdpSessionEngine({ records: again.server.records }, 0);
+  heard.write(new Uint8Array([1]), 0);
+  const [, record] = heard.poll(0);
+  assert.equal(server.receive(record!, 1), "accepted");
+  const [ack] = server.poll(1);
+  assert.equal(heard.receive(ack!, 2), "accepted");
+  heard.close(2);
+  const alone = heard.poll(2);
+  assert.equal(alone.length, CLOSE_COPIES);
+  assert.ok(alone.every((d) => d !== again.finish));
+});

@@ -66,7 +66,7 @@ export interface UdpSessionStats {
 
 /** Options of a {@linkcode UdpSessionEngine}. */
 export interface UdpSessionEngineOptions {
-  /** Seals and opens this session's RECORDs (from the handshake). */
+  /** Seals and opens this session's RECORDs (from the handshake); destroyed (its keys zeroed) when the stream ends. */
   records: RecordProtection;
   /** Sent before the packets of each poll (and by the first poll) until a record from the peer opens. */
   untilConfirmed?: Uint8Array<ArrayBuffer>;
@@ -211,7 +211,7 @@ export class UdpSessionEngine {
     this.#untilConfirmed = null;
     const packet = opened.payload;
     if (packet.length === 1 && packet[0] === CLOSE_PACKET) {
-      this.#end = this.closing ? "closed" : "peer_closed";
+      this.#endAs(this.closing ? "closed" : "peer_closed");
     } else {
       const kind = packetKind(packet, MAX_RECORD_PAYLOAD);
       if (kind === 0) {
@@ -225,7 +225,7 @@ export class UdpSessionEngine {
         return "accepted";
       }
       this.#channel.receive(packet, this.#clock);
-      if (this.#channel.failed !== null) this.#end = "failed";
+      if (this.#channel.failed !== null) this.#endAs("failed");
     }
     return "accepted";
   }
@@ -251,7 +251,7 @@ export class UdpSessionEngine {
       try {
         this.#channel.send(data.subarray(taken, taken + chunk));
       } catch (error) {
-        this.#end = "failed";
+        this.#endAs("failed");
         throw new Error(`Stream failed: ${(error as Error).message}`);
       }
       taken += chunk;
@@ -284,7 +284,7 @@ export class UdpSessionEngine {
     if (this.#end !== null) return out;
     this.#tick(now);
     if (this.#clock - this.#lastHeard >= this.#deadAfterMs) {
-      this.#end = "dead";
+      this.#endAs("dead");
       return out;
     }
     if (this.closing && (this.#channel.queuedBytes === 0 || this.#clock >= this.#lingerUntil)) {
@@ -298,7 +298,7 @@ export class UdpSessionEngine {
       } catch {
         // The counter ran out: nothing more can be sealed, so the peer learns of the end by its timeout.
       }
-      this.#end = "closed";
+      this.#endAs("closed");
       return this.#sent(out);
     }
     if (!this.closing && this.#keepaliveMs > 0 && this.#clock - this.#lastSent >= this.#keepaliveMs) {
@@ -314,7 +314,7 @@ export class UdpSessionEngine {
     try {
       for (const packet of packets) out.push(this.#records.seal(packet));
     } catch {
-      this.#end = "failed";
+      this.#endAs("failed");
     }
     return this.#sent(out);
   }
@@ -347,6 +347,12 @@ export class UdpSessionEngine {
   takeDelivered(): Uint8Array<ArrayBuffer>[] {
     const delivered = this.#channel.takeDelivered();
     return delivered.some((m) => m.length === 0) ? delivered.filter((m) => m.length > 0) : delivered;
+  }
+
+  /** End the stream and zero its keys: nothing is sealed or opened for it any more. */
+  #endAs(end: UdpStreamEnd): void {
+    this.#end = end;
+    this.#records.destroy();
   }
 
   #tick(now: number): void {

@@ -24,7 +24,7 @@ export type { UdpSessionDropReason, UdpSessionStats, UdpStreamEnd } from "./udp_
 
 /** Options of a {@linkcode UdpSessionStream}. */
 export interface UdpSessionStreamOptions {
-  /** Seals and opens this session's RECORDs (from the handshake). */
+  /** Seals and opens this session's RECORDs (from the handshake); destroyed (its keys zeroed) when the stream ends. */
   records: RecordProtection;
   /** Transmit one datagram to the peer (the owner chooses the address; fire and forget). */
   send: (datagram: Uint8Array<ArrayBuffer>) => void;

@@ -331,3 +331,30 @@ Deno.test("UdpSessionEngine sends untilConfirmed before its CLOSEs while the pee
   assert.equal(alone.length, CLOSE_COPIES);
   assert.ok(alone.every((d) => d !== again.finish));
 });
+
+Deno.test("UdpSessionEngine destroys its record keys once the stream ends, however it ends", async () => {
+  const { a, b } = await pair({ deadAfterMs: 1_000 });
+  const keysOf = async () => await establishedPair();
+  // Closed and peer_closed.
+  const closed = await keysOf();
+  const closer = new UdpSessionEngine({ records: closed.client.records }, 0);
+  const peer = new UdpSessionEngine({ records: closed.server.records }, 0);
+  closer.close(0);
+  for (const d of closer.poll(0)) peer.receive(d, 1);
+  assert.equal(closer.ended, "closed");
+  assert.equal(peer.ended, "peer_closed");
+  assert.throws(() => closed.client.records.seal(new Uint8Array(1)), /Record protection destroyed/);
+  assert.throws(() => closed.server.records.seal(new Uint8Array(1)), /Record protection destroyed/);
+  // Dead.
+  a.engine.poll(1_000);
+  assert.equal(a.engine.ended, "dead");
+  assert.equal(b.engine.ended, null);
+  // Failed: the peer sent a message over maxMessage.
+  const failed = await keysOf();
+  const small = new UdpSessionEngine({ records: failed.server.records, reliable: { maxMessage: 10 } }, 0);
+  const big = new UdpSessionEngine({ records: failed.client.records }, 0);
+  big.write(new Uint8Array(11), 0);
+  for (const d of big.poll(0)) small.receive(d, 1);
+  assert.equal(small.ended, "failed");
+  assert.throws(() => failed.server.records.seal(new Uint8Array(1)), /Record protection destroyed/);
+});

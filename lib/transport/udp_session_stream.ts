@@ -44,11 +44,19 @@ export interface UdpSessionStreamOptions {
   /**
    * Received bytes not yet read past which new DATA is refused unacknowledged, so a peer that writes
    * faster than this side reads is held back by retransmission instead of growing memory (default 1 MiB).
+   * Each unread message also counts {@linkcode UNREAD_MESSAGE_COST} bytes, what holding it costs.
    */
   maxUnreadBytes?: number;
   /** Clock (ms), default performance.now; tests inject one. */
   now?: () => number;
 }
+
+/**
+ * Bytes each received message not yet read counts against `maxUnreadBytes` beside its own: a chunk in memory
+ * costs a few hundred bytes whatever its length, so a peer sending one-byte messages would otherwise pin a
+ * million of them (hundreds of MB) under the default 1 MiB.
+ */
+export const UNREAD_MESSAGE_COST = 512;
 
 /** The client's usual keepalive interval, in milliseconds. */
 export const CLIENT_KEEPALIVE_MS = 10_000;
@@ -95,6 +103,7 @@ export class UdpSessionStream implements ByteStream {
   /** Received bytes not read yet; the first chunk is read from `#readOffset`. */
   #readable: Uint8Array[] | null = null;
   #readOffset = 0;
+  /** What the unread messages count against `maxUnread`: their bytes and UNREAD_MESSAGE_COST each. */
   #unread = 0;
   #maxUnread: number;
   #reader: { buffer: Uint8Array; resolve: (n: number | null) => void } | null = null;
@@ -216,7 +225,7 @@ export class UdpSessionStream implements ByteStream {
     for (const message of engine.takeDelivered()) {
       if (this.#locallyClosed) continue;
       (this.#readable ??= []).push(message);
-      this.#unread += message.length;
+      this.#unread += message.length + UNREAD_MESSAGE_COST;
     }
     engine.holding = this.#unread >= this.#maxUnread;
     const reader = this.#reader;
@@ -259,6 +268,7 @@ export class UdpSessionStream implements ByteStream {
       if (this.#readOffset === chunk.length) {
         chunks.shift();
         this.#readOffset = 0;
+        this.#unread -= UNREAD_MESSAGE_COST;
       }
     }
     if (chunks.length === 0) this.#readable = null;

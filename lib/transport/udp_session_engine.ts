@@ -225,6 +225,9 @@ export class UdpSessionEngine {
         return "accepted";
       }
       this.#channel.receive(packet, this.#clock);
+      // The ids of acknowledged messages mean nothing to a byte stream; untaken, they would pile up (one
+      // number per message) for the whole session.
+      this.#channel.takeAcknowledged();
       if (this.#channel.failed !== null) this.#endAs("failed");
     }
     return "accepted";

@@ -6,6 +6,7 @@ import {
   UdpSessionEngine,
   type UdpSessionEngineOptions,
 } from "../../lib/transport/udp_session_engine.ts";
+import { ReliableChannel } from "../../lib/transport/reliable_channel.ts";
 import { type LinkOptions, LossyLink, prng, randomBytes } from "./_lossy_link.ts";
 import { establishedPair } from "./_udp_session_pair.ts";
 import { assertBytesEqual, concat } from "../_bytes.ts";
@@ -357,4 +358,24 @@ Deno.test("UdpSessionEngine destroys its record keys once the stream ends, howev
   for (const d of big.poll(0)) small.receive(d, 1);
   assert.equal(small.ended, "failed");
   assert.throws(() => failed.server.records.seal(new Uint8Array(1)), /Record protection destroyed/);
+});
+
+Deno.test("UdpSessionEngine keeps nothing per acknowledged message: a long session does not grow", async () => {
+  // The reliable channel lists the ids of acknowledged messages until someone takes them; the engine has no
+  // use for them, and left alone the list grows by one number per message for the whole session.
+  const channels = new Set<ReliableChannel>();
+  const poll = ReliableChannel.prototype.poll;
+  ReliableChannel.prototype.poll = function (this: ReliableChannel, now: number) {
+    channels.add(this);
+    return poll.call(this, now);
+  };
+  try {
+    const { a, b } = await pair();
+    for (let i = 0; i < 500; i++) a.writes.push(new Uint8Array([i & 0xff]));
+    run(a, b, PERFECT, () => b.delivered.length === 500 && a.engine.room === 1024 * 1024);
+    assert.equal(channels.size, 2);
+    for (const channel of channels) assert.ok(channel.takeAcknowledged().length < 64);
+  } finally {
+    ReliableChannel.prototype.poll = poll;
+  }
 });

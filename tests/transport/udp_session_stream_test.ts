@@ -223,7 +223,9 @@ Deno.test("UdpSessionStream holds a peer back while its reader is behind, losing
   );
   const { a, b } = link;
   const data = randomBytes(prng(6), 50_000);
-  await a.write(data);
+  // Many messages: one 50 KB message would arrive whole before the reader is over its cap, and holding would
+  // then refuse nothing unless a spurious retransmission happened to come (the wait below would never end).
+  for (let at = 0; at < data.length; at += 1000) await a.write(data.subarray(at, at + 1000));
   while (b.stats.held === 0) await new Promise((resolve) => setTimeout(resolve, 5));
   assertBytesEqual(await readExactly(b, data.length), data);
   assert.ok(a.stats.reliable.retransmitted > 0);

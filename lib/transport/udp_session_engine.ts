@@ -35,6 +35,13 @@ export const CLOSE_PACKET = 0x03;
 /** CLOSE is not retransmitted (nothing would acknowledge it), so it goes out this many times. */
 export const CLOSE_COPIES = 3;
 
+/**
+ * Bytes each message sent and not yet acknowledged counts against `maxQueuedBytes` beside its own: it costs a
+ * few hundred bytes of objects whatever its length, so a peer that never acknowledges while it draws small
+ * answers would otherwise have a million one-byte messages queued under the default 1 MiB.
+ */
+export const QUEUED_MESSAGE_COST = 512;
+
 /** Why a session's stream ended. */
 export type UdpStreamEnd = "closed" | "peer_closed" | "dead" | "failed";
 
@@ -116,6 +123,8 @@ export class UdpSessionEngine {
   #lingerMs: number;
   #maxMessage: number;
   #maxQueued: number;
+  /** Messages sent (keepalives included) and not yet acknowledged. */
+  #unacked = 0;
   #clock: number;
   #lastHeard: number;
   #lastSent: number;
@@ -167,9 +176,9 @@ export class UdpSessionEngine {
     return this.#lingerUntil >= 0;
   }
 
-  /** Bytes {@linkcode UdpSessionEngine.write} can queue now without waiting for acknowledgements. */
+  /** Bytes {@linkcode UdpSessionEngine.write} can queue now: `maxQueuedBytes` less the unacknowledged messages, each {@linkcode QUEUED_MESSAGE_COST} more than its bytes. */
   get room(): number {
-    return Math.max(0, this.#maxQueued - this.#channel.queuedBytes);
+    return Math.max(0, this.#maxQueued - this.#channel.queuedBytes - this.#unacked * QUEUED_MESSAGE_COST);
   }
 
   /** Smallest room worth writing into when more than that is waiting (one full packet, or the cap). */
@@ -225,9 +234,8 @@ export class UdpSessionEngine {
         return "accepted";
       }
       this.#channel.receive(packet, this.#clock);
-      // The ids of acknowledged messages mean nothing to a byte stream; untaken, they would pile up (one
-      // number per message) for the whole session.
-      this.#channel.takeAcknowledged();
+      // Only their number matters here; untaken, the ids would pile up (one per message) for the whole session.
+      this.#unacked -= this.#channel.takeAcknowledged().length;
       if (this.#channel.failed !== null) this.#endAs("failed");
     }
     return "accepted";
@@ -253,6 +261,7 @@ export class UdpSessionEngine {
       if (chunk <= 0 || (chunk < left && chunk < threshold)) break;
       try {
         this.#channel.send(data.subarray(taken, taken + chunk));
+        this.#unacked++;
       } catch (error) {
         this.#endAs("failed");
         throw new Error(`Stream failed: ${(error as Error).message}`);
@@ -306,6 +315,7 @@ export class UdpSessionEngine {
     }
     if (!this.closing && this.#keepaliveMs > 0 && this.#clock - this.#lastSent >= this.#keepaliveMs) {
       this.#channel.send(EMPTY);
+      this.#unacked++;
       this.#keepalives++;
     }
     const packets = this.#channel.poll(this.#clock);

@@ -379,3 +379,14 @@ Deno.test("UdpSessionEngine keeps nothing per acknowledged message: a long sessi
     ReliableChannel.prototype.poll = poll;
   }
 });
+
+Deno.test("UdpSessionEngine write counts each unacknowledged message's cost, not only its bytes", async () => {
+  // A peer that never acknowledges, sending requests that each get a small answer, would otherwise have the
+  // server queue a million one-byte messages (objects of hundreds of bytes each) under the 1 MiB cap.
+  const { b } = await pair();
+  let queued = 0;
+  while (queued < 20_000 && b.engine.write(new Uint8Array([1]), 0) === 1) queued++;
+  assert.ok(queued < 20_000, "the queue took 20 000 one-byte messages");
+  assert.ok(queued >= 1000, `only ${queued} messages fit`);
+  assert.equal(b.engine.room < b.engine.writeThreshold, true);
+});

@@ -81,7 +81,7 @@ export interface UdpSessionEngineOptions {
   reliable?: Omit<ReliableChannelOptions, "maxPacket">;
   /** Queue an empty message after this long without sending anything (default 0 = never). */
   keepaliveMs?: number;
-  /** End as `dead` when nothing authenticated arrived for this long (default 60_000 ms). */
+  /** End as `dead` when nothing authenticated arrived, or nothing sent was acknowledged, for this long (default 60_000 ms). */
   deadAfterMs?: number;
   /** Longest time after close() spent retransmitting unacknowledged data (default 2_000 ms). */
   lingerMs?: number;
@@ -128,6 +128,8 @@ export class UdpSessionEngine {
   #clock: number;
   #lastHeard: number;
   #lastSent: number;
+  /** When a message was last acknowledged, or the queue last went from empty to not. */
+  #lastProgress: number;
   /** When close() was called plus lingerMs; -1 while open. */
   #lingerUntil = -1;
   #end: UdpStreamEnd | null = null;
@@ -164,6 +166,7 @@ export class UdpSessionEngine {
     this.#clock = now;
     this.#lastHeard = now;
     this.#lastSent = now;
+    this.#lastProgress = now;
   }
 
   /** Why the stream ended, or `null` while it runs (closing included). */
@@ -235,7 +238,9 @@ export class UdpSessionEngine {
       }
       this.#channel.receive(packet, this.#clock);
       // Only their number matters here; untaken, the ids would pile up (one per message) for the whole session.
-      this.#unacked -= this.#channel.takeAcknowledged().length;
+      const acknowledged = this.#channel.takeAcknowledged().length;
+      this.#unacked -= acknowledged;
+      if (acknowledged > 0) this.#lastProgress = this.#clock;
       if (this.#channel.failed !== null) this.#endAs("failed");
     }
     return "accepted";
@@ -261,7 +266,7 @@ export class UdpSessionEngine {
       if (chunk <= 0 || (chunk < left && chunk < threshold)) break;
       try {
         this.#channel.send(data.subarray(taken, taken + chunk));
-        this.#unacked++;
+        if (this.#unacked++ === 0) this.#lastProgress = this.#clock;
       } catch (error) {
         this.#endAs("failed");
         throw new Error(`Stream failed: ${(error as Error).message}`);
@@ -295,7 +300,10 @@ export class UdpSessionEngine {
     const out: Uint8Array<ArrayBuffer>[] = [];
     if (this.#end !== null) return out;
     this.#tick(now);
-    if (this.#clock - this.#lastHeard >= this.#deadAfterMs) {
+    // A peer that is heard but acknowledges nothing (keepalives alone) is as dead as a silent one: without
+    // this it could have the window retransmitted every 2 s for as long as it likes.
+    const stalled = this.#unacked > 0 && this.#clock - this.#lastProgress >= this.#deadAfterMs;
+    if (stalled || this.#clock - this.#lastHeard >= this.#deadAfterMs) {
       this.#endAs("dead");
       return out;
     }
@@ -315,7 +323,7 @@ export class UdpSessionEngine {
     }
     if (!this.closing && this.#keepaliveMs > 0 && this.#clock - this.#lastSent >= this.#keepaliveMs) {
       this.#channel.send(EMPTY);
-      this.#unacked++;
+      if (this.#unacked++ === 0) this.#lastProgress = this.#clock;
       this.#keepalives++;
     }
     const packets = this.#channel.poll(this.#clock);
@@ -341,6 +349,7 @@ export class UdpSessionEngine {
   nextWakeup(): number | null {
     if (this.#end !== null) return null;
     let at = this.#lastHeard + this.#deadAfterMs;
+    if (this.#unacked > 0) at = Math.min(at, this.#lastProgress + this.#deadAfterMs);
     if (this.closing) {
       at = Math.min(at, this.#channel.queuedBytes === 0 ? this.#clock : this.#lingerUntil);
     } else if (this.#keepaliveMs > 0) {

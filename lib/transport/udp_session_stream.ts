@@ -37,7 +37,7 @@ export interface UdpSessionStreamOptions {
   reliable?: Omit<ReliableChannelOptions, "maxPacket">;
   /** Send an empty reliable message after this long without sending anything (default 0 = never; clients pass 10_000). */
   keepaliveMs?: number;
-  /** End the stream when nothing authenticated arrived from the peer for this long (default 60_000 ms). */
+  /** End the stream when nothing authenticated arrived, or nothing sent was acknowledged, for this long (default 60_000 ms). */
   deadAfterMs?: number;
   /** Longest time close() keeps retransmitting unacknowledged data before sending CLOSE (default 2_000 ms). */
   lingerMs?: number;

@@ -7,6 +7,9 @@ import {
   type UdpSessionEngineOptions,
 } from "../../lib/transport/udp_session_engine.ts";
 import { ReliableChannel } from "../../lib/transport/reliable_channel.ts";
+import { encodeDataPacket } from "../../lib/transport/_reliable_packets.ts";
+
+const EMPTY = new Uint8Array(0);
 import { type LinkOptions, LossyLink, prng, randomBytes } from "./_lossy_link.ts";
 import { establishedPair } from "./_udp_session_pair.ts";
 import { assertBytesEqual, concat } from "../_bytes.ts";
@@ -389,4 +392,23 @@ Deno.test("UdpSessionEngine write counts each unacknowledged message's cost, not
   assert.ok(queued < 20_000, "the queue took 20 000 one-byte messages");
   assert.ok(queued >= 1000, `only ${queued} messages fit`);
   assert.equal(b.engine.room < b.engine.writeThreshold, true);
+});
+
+Deno.test("UdpSessionEngine ends as dead when its data sees no acknowledgement for deadAfterMs", async () => {
+  // A client that keeps its session alive with a keepalive every 10 s but never acknowledges (or reads)
+  // would otherwise have the server retransmit its whole window every 2 s for as long as it likes.
+  const keys = await establishedPair();
+  const server = new UdpSessionEngine({ records: keys.server.records, deadAfterMs: 60_000 }, 0);
+  server.write(new Uint8Array(100_000), 0);
+  let serverDatagrams = 0;
+  let now = 0;
+  for (let seq = 0; now <= 600_000 && server.ended === null; now += 100) {
+    serverDatagrams += server.poll(now).length; // All lost on the way to the client.
+    if (now % 10_000 === 0) {
+      server.receive(keys.client.records.seal(encodeDataPacket(seq++, true, EMPTY)), now);
+    }
+  }
+  assert.equal(server.ended, "dead");
+  assert.ok(now <= 61_000, `the server gave up only at ${now} ms`);
+  assert.ok(serverDatagrams < 3_000, `${serverDatagrams} datagrams sent`);
 });

@@ -24,7 +24,8 @@ export type CaRefusal =
   | "bad-certificate"
   /**
    * Neither one of the CA file's certificates nor signed by one (that is a CA, within its validity), or
-   * issued for another purpose than a TLS server (an extendedKeyUsage without serverAuth).
+   * issued for another purpose than a TLS server (an extendedKeyUsage without serverAuth, or a CA
+   * certificate: basicConstraints CA:TRUE).
    */
   | "untrusted"
   /** Outside its validity period. */
@@ -71,6 +72,7 @@ export async function checkCertificateWithCa(
   const now = options.now ?? Date.now();
   let trusted: boolean;
   let current: boolean;
+  let isCa: boolean;
   try {
     // An issuing CA must itself be within its validity period, as in a TLS client's chain check.
     trusted = cas.some((ca) =>
@@ -78,11 +80,13 @@ export async function checkCertificateWithCa(
       (ca.subject === cert.issuer && ca.ca && within(ca, now) && verifies(cert, ca))
     );
     current = within(cert, now);
+    // A TLS client (rustls: CaUsedAsEndEntity) never takes a CA certificate for the server's own.
+    isCa = cert.ca;
   } catch {
     // A certificate that parses can still throw when a field is read (an issuer name of bad attributes).
     return "bad-certificate";
   }
-  if (!trusted) return "untrusted";
+  if (!trusted || isCa) return "untrusted";
   if (!current) return "expired";
   const extensions = await readExtensions(cert.raw);
   if (extensions === null) return "bad-certificate";

@@ -99,6 +99,7 @@ function following(g: Generation): Generation {
 
 function wipe(g: Generation | undefined): void {
   g?.key.fill(0);
+  g?.iv.fill(0);
   g?.secret.fill(0);
 }
 
@@ -134,6 +135,7 @@ export class RecordProtection {
   #window = new ReplayWindow();
   #drops = Object.fromEntries(RECORD_DROP_REASONS.map((r) => [r, 0])) as Record<RecordDropReason, number>;
   #nonce = new Uint8Array(12);
+  #destroyed = false;
 
   /**
    * Start the record layer of one side.
@@ -200,9 +202,12 @@ export class RecordProtection {
    *
    * @param payload At most {@linkcode MAX_RECORD_PAYLOAD} bytes.
    * @returns The datagram.
-   * @throws {RangeError} When the payload is too large or the counter has reached 2^53 - 1.
+   * @throws {RangeError} When the payload is too large, the counter has reached 2^53 - 1, or after
+   *   {@linkcode RecordProtection.destroy}.
    */
   seal(payload: Uint8Array): Uint8Array<ArrayBuffer> {
+    // Zeroed keys are keys anyone knows: nothing may be sealed under them.
+    if (this.#destroyed) throw new RangeError("Record protection destroyed: the session has ended");
     if (payload.length > MAX_RECORD_PAYLOAD) {
       throw new RangeError(`Record payload too large: ${payload.length} bytes exceeds ${MAX_RECORD_PAYLOAD}`);
     }
@@ -232,6 +237,8 @@ export class RecordProtection {
   }
 
   #open(bytes: Uint8Array): OpenResult {
+    // The session is gone; its zeroed keys must not open what anyone can seal under them.
+    if (this.#destroyed) return { ok: false, reason: "wrong-connection" };
     let record;
     try {
       record = decodeRecord(bytes);
@@ -269,6 +276,33 @@ export class RecordProtection {
       this.#next = following(this.#current);
     }
     return { ok: true, counter, payload };
+  }
+
+  /**
+   * Forget every key and traffic secret, zeroing them, once the session has ended: from then on
+   * {@linkcode RecordProtection.seal} throws and {@linkcode RecordProtection.open} drops everything as
+   * `wrong-connection`. Idempotent.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { RecordProtection } from "./udp_record_protection.ts";
+   * const secrets = {
+   *   connectionId: new Uint8Array(8), clientTraffic: new Uint8Array(32).fill(1), serverTraffic: new Uint8Array(32).fill(2),
+   * };
+   * const client = new RecordProtection(secrets, "client");
+   * const server = new RecordProtection(secrets, "server");
+   * const record = client.seal(new Uint8Array([1]));
+   * server.destroy();
+   * assert.equal(server.open(record).ok, false);
+   * assert.throws(() => server.seal(new Uint8Array(1)));
+   * ```
+   */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const g of [this.#send, this.#previous, this.#current, this.#next]) wipe(g);
+    this.#nonce.fill(0);
   }
 
   /** The IV XOR the counter as a big-endian u64 in its last 8 bytes. */

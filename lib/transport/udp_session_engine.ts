@@ -35,6 +35,13 @@ export const CLOSE_PACKET = 0x03;
 /** CLOSE is not retransmitted (nothing would acknowledge it), so it goes out this many times. */
 export const CLOSE_COPIES = 3;
 
+/**
+ * Bytes each message sent and not yet acknowledged counts against `maxQueuedBytes` beside its own: it costs a
+ * few hundred bytes of objects whatever its length, so a peer that never acknowledges while it draws small
+ * answers would otherwise have a million one-byte messages queued under the default 1 MiB.
+ */
+export const QUEUED_MESSAGE_COST = 512;
+
 /** Why a session's stream ended. */
 export type UdpStreamEnd = "closed" | "peer_closed" | "dead" | "failed";
 
@@ -66,7 +73,7 @@ export interface UdpSessionStats {
 
 /** Options of a {@linkcode UdpSessionEngine}. */
 export interface UdpSessionEngineOptions {
-  /** Seals and opens this session's RECORDs (from the handshake). */
+  /** Seals and opens this session's RECORDs (from the handshake); destroyed (its keys zeroed) when the stream ends. */
   records: RecordProtection;
   /** Sent before the packets of each poll (and by the first poll) until a record from the peer opens. */
   untilConfirmed?: Uint8Array<ArrayBuffer>;
@@ -74,7 +81,7 @@ export interface UdpSessionEngineOptions {
   reliable?: Omit<ReliableChannelOptions, "maxPacket">;
   /** Queue an empty message after this long without sending anything (default 0 = never). */
   keepaliveMs?: number;
-  /** End as `dead` when nothing authenticated arrived for this long (default 60_000 ms). */
+  /** End as `dead` when nothing authenticated arrived, or nothing sent was acknowledged, for this long (default 60_000 ms). */
   deadAfterMs?: number;
   /** Longest time after close() spent retransmitting unacknowledged data (default 2_000 ms). */
   lingerMs?: number;
@@ -116,9 +123,13 @@ export class UdpSessionEngine {
   #lingerMs: number;
   #maxMessage: number;
   #maxQueued: number;
+  /** Messages sent (keepalives included) and not yet acknowledged. */
+  #unacked = 0;
   #clock: number;
   #lastHeard: number;
   #lastSent: number;
+  /** When a message was last acknowledged, or the queue last went from empty to not. */
+  #lastProgress: number;
   /** When close() was called plus lingerMs; -1 while open. */
   #lingerUntil = -1;
   #end: UdpStreamEnd | null = null;
@@ -155,6 +166,7 @@ export class UdpSessionEngine {
     this.#clock = now;
     this.#lastHeard = now;
     this.#lastSent = now;
+    this.#lastProgress = now;
   }
 
   /** Why the stream ended, or `null` while it runs (closing included). */
@@ -167,9 +179,9 @@ export class UdpSessionEngine {
     return this.#lingerUntil >= 0;
   }
 
-  /** Bytes {@linkcode UdpSessionEngine.write} can queue now without waiting for acknowledgements. */
+  /** Bytes {@linkcode UdpSessionEngine.write} can queue now: `maxQueuedBytes` less the unacknowledged messages, each {@linkcode QUEUED_MESSAGE_COST} more than its bytes. */
   get room(): number {
-    return Math.max(0, this.#maxQueued - this.#channel.queuedBytes);
+    return Math.max(0, this.#maxQueued - this.#channel.queuedBytes - this.#unacked * QUEUED_MESSAGE_COST);
   }
 
   /** Smallest room worth writing into when more than that is waiting (one full packet, or the cap). */
@@ -211,7 +223,7 @@ export class UdpSessionEngine {
     this.#untilConfirmed = null;
     const packet = opened.payload;
     if (packet.length === 1 && packet[0] === CLOSE_PACKET) {
-      this.#end = this.closing ? "closed" : "peer_closed";
+      this.#endAs(this.closing ? "closed" : "peer_closed");
     } else {
       const kind = packetKind(packet, MAX_RECORD_PAYLOAD);
       if (kind === 0) {
@@ -225,7 +237,11 @@ export class UdpSessionEngine {
         return "accepted";
       }
       this.#channel.receive(packet, this.#clock);
-      if (this.#channel.failed !== null) this.#end = "failed";
+      // Only their number matters here; untaken, the ids would pile up (one per message) for the whole session.
+      const acknowledged = this.#channel.takeAcknowledged().length;
+      this.#unacked -= acknowledged;
+      if (acknowledged > 0) this.#lastProgress = this.#clock;
+      if (this.#channel.failed !== null) this.#endAs("failed");
     }
     return "accepted";
   }
@@ -250,8 +266,9 @@ export class UdpSessionEngine {
       if (chunk <= 0 || (chunk < left && chunk < threshold)) break;
       try {
         this.#channel.send(data.subarray(taken, taken + chunk));
+        if (this.#unacked++ === 0) this.#lastProgress = this.#clock;
       } catch (error) {
-        this.#end = "failed";
+        this.#endAs("failed");
         throw new Error(`Stream failed: ${(error as Error).message}`);
       }
       taken += chunk;
@@ -283,21 +300,30 @@ export class UdpSessionEngine {
     const out: Uint8Array<ArrayBuffer>[] = [];
     if (this.#end !== null) return out;
     this.#tick(now);
-    if (this.#clock - this.#lastHeard >= this.#deadAfterMs) {
-      this.#end = "dead";
+    // A peer that is heard but acknowledges nothing (keepalives alone) is as dead as a silent one: without
+    // this it could have the window retransmitted every 2 s for as long as it likes.
+    const stalled = this.#unacked > 0 && this.#clock - this.#lastProgress >= this.#deadAfterMs;
+    if (stalled || this.#clock - this.#lastHeard >= this.#deadAfterMs) {
+      this.#endAs("dead");
       return out;
     }
     if (this.closing && (this.#channel.queuedBytes === 0 || this.#clock >= this.#lingerUntil)) {
+      // A peer that never got the FINISH could open none of the CLOSEs and would wait for its dead timeout.
+      if (this.#untilConfirmed !== null) {
+        out.push(this.#untilConfirmed);
+        this.#confirmationsSent++;
+      }
       try {
         for (let i = 0; i < CLOSE_COPIES; i++) out.push(this.#records.seal(CLOSE));
       } catch {
         // The counter ran out: nothing more can be sealed, so the peer learns of the end by its timeout.
       }
-      this.#end = "closed";
+      this.#endAs("closed");
       return this.#sent(out);
     }
     if (!this.closing && this.#keepaliveMs > 0 && this.#clock - this.#lastSent >= this.#keepaliveMs) {
       this.#channel.send(EMPTY);
+      if (this.#unacked++ === 0) this.#lastProgress = this.#clock;
       this.#keepalives++;
     }
     const packets = this.#channel.poll(this.#clock);
@@ -309,7 +335,7 @@ export class UdpSessionEngine {
     try {
       for (const packet of packets) out.push(this.#records.seal(packet));
     } catch {
-      this.#end = "failed";
+      this.#endAs("failed");
     }
     return this.#sent(out);
   }
@@ -323,6 +349,7 @@ export class UdpSessionEngine {
   nextWakeup(): number | null {
     if (this.#end !== null) return null;
     let at = this.#lastHeard + this.#deadAfterMs;
+    if (this.#unacked > 0) at = Math.min(at, this.#lastProgress + this.#deadAfterMs);
     if (this.closing) {
       at = Math.min(at, this.#channel.queuedBytes === 0 ? this.#clock : this.#lingerUntil);
     } else if (this.#keepaliveMs > 0) {
@@ -342,6 +369,12 @@ export class UdpSessionEngine {
   takeDelivered(): Uint8Array<ArrayBuffer>[] {
     const delivered = this.#channel.takeDelivered();
     return delivered.some((m) => m.length === 0) ? delivered.filter((m) => m.length > 0) : delivered;
+  }
+
+  /** End the stream and zero its keys: nothing is sealed or opened for it any more. */
+  #endAs(end: UdpStreamEnd): void {
+    this.#end = end;
+    this.#records.destroy();
   }
 
   #tick(now: number): void {

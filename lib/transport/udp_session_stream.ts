@@ -24,7 +24,7 @@ export type { UdpSessionDropReason, UdpSessionStats, UdpStreamEnd } from "./udp_
 
 /** Options of a {@linkcode UdpSessionStream}. */
 export interface UdpSessionStreamOptions {
-  /** Seals and opens this session's RECORDs (from the handshake). */
+  /** Seals and opens this session's RECORDs (from the handshake); destroyed (its keys zeroed) when the stream ends. */
   records: RecordProtection;
   /** Transmit one datagram to the peer (the owner chooses the address; fire and forget). */
   send: (datagram: Uint8Array<ArrayBuffer>) => void;
@@ -37,18 +37,26 @@ export interface UdpSessionStreamOptions {
   reliable?: Omit<ReliableChannelOptions, "maxPacket">;
   /** Send an empty reliable message after this long without sending anything (default 0 = never; clients pass 10_000). */
   keepaliveMs?: number;
-  /** End the stream when nothing authenticated arrived from the peer for this long (default 60_000 ms). */
+  /** End the stream when nothing authenticated arrived, or nothing sent was acknowledged, for this long (default 60_000 ms). */
   deadAfterMs?: number;
   /** Longest time close() keeps retransmitting unacknowledged data before sending CLOSE (default 2_000 ms). */
   lingerMs?: number;
   /**
    * Received bytes not yet read past which new DATA is refused unacknowledged, so a peer that writes
    * faster than this side reads is held back by retransmission instead of growing memory (default 1 MiB).
+   * Each unread message also counts {@linkcode UNREAD_MESSAGE_COST} bytes, what holding it costs.
    */
   maxUnreadBytes?: number;
   /** Clock (ms), default performance.now; tests inject one. */
   now?: () => number;
 }
+
+/**
+ * Bytes each received message not yet read counts against `maxUnreadBytes` beside its own: a chunk in memory
+ * costs a few hundred bytes whatever its length, so a peer sending one-byte messages would otherwise pin a
+ * million of them (hundreds of MB) under the default 1 MiB.
+ */
+export const UNREAD_MESSAGE_COST = 512;
 
 /** The client's usual keepalive interval, in milliseconds. */
 export const CLIENT_KEEPALIVE_MS = 10_000;
@@ -97,6 +105,7 @@ export class UdpSessionStream implements ByteStream {
   /** Received bytes not read yet; the first chunk is read from `#readOffset`. */
   #readable: Uint8Array[] | null = null;
   #readOffset = 0;
+  /** What the unread messages count against `maxUnread`: their bytes and UNREAD_MESSAGE_COST each. */
   #unread = 0;
   #maxUnread: number;
   #reader: { buffer: Uint8Array; resolve: (n: number | null) => void } | null = null;
@@ -236,7 +245,7 @@ export class UdpSessionStream implements ByteStream {
     for (const message of engine.takeDelivered()) {
       if (this.#locallyClosed) continue;
       (this.#readable ??= []).push(message);
-      this.#unread += message.length;
+      this.#unread += message.length + UNREAD_MESSAGE_COST;
     }
     engine.holding = this.#unread >= this.#maxUnread;
     const reader = this.#reader;
@@ -290,6 +299,7 @@ export class UdpSessionStream implements ByteStream {
       if (this.#readOffset === chunk.length) {
         chunks.shift();
         this.#readOffset = 0;
+        this.#unread -= UNREAD_MESSAGE_COST;
       }
     }
     if (chunks.length === 0) this.#readable = null;

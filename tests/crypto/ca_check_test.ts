@@ -185,3 +185,29 @@ Deno.test("checkCertificateWithCa refuses a certificate its CA issued for anothe
   );
   assert.equal(await checkCertificateWithCa(both, ca.pem, { host: "chat.example" }), null);
 });
+
+Deno.test("checkCertificateWithCa refuses a CA certificate as the server's, as a TLS client does", async () => {
+  // rustls refuses an end-entity certificate with basicConstraints CA:TRUE (CaUsedAsEndEntity): a
+  // sub-CA the CA issued, even one naming the host, is not a server certificate.
+  const ca = await makeCa("Test CA");
+  const pair = await keys();
+  const subCa = await x509.X509CertificateGenerator.create({
+    serialNumber: "03",
+    subject: "CN=Sub CA",
+    issuer: ca.cert.subject,
+    notBefore: new Date(now - DAY),
+    notAfter: new Date(now + 10 * DAY),
+    signingAlgorithm: ALG,
+    publicKey: pair.publicKey,
+    signingKey: ca.pair.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "chat.example" }]),
+    ],
+  });
+  const der = new Uint8Array(subCa.rawData);
+  assert.equal(await checkCertificateWithCa(der, ca.pem, { host: "chat.example" }), "untrusted");
+  // Nor when the CA file holds that very certificate.
+  const pem = encodePem("CERTIFICATE", der);
+  assert.equal(await checkCertificateWithCa(der, pem, { host: "chat.example" }), "untrusted");
+});

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { encodeRecordHeader, MAX_RECORD_PAYLOAD } from "../../lib/codec/udp_session_datagram.ts";
+import { sealAesGcm } from "../../lib/crypto/aes_gcm.ts";
 import { nextTrafficSecret, trafficKeys } from "../../lib/crypto/udp_key_schedule.ts";
 import {
   type OpenResult,
@@ -191,4 +192,26 @@ Deno.test("RecordProtection refuses bad construction parameters", () => {
     () => new RecordProtection({ ...SECRETS, serverTraffic: new Uint8Array(16) }, "server"),
     RangeError,
   );
+});
+
+Deno.test("RecordProtection.destroy forgets the keys: nothing seals or opens afterwards", () => {
+  const { client, server } = pair();
+  const before = client.seal(utf8.encode("before"));
+  const later = client.seal(utf8.encode("later"));
+  assert.equal(payloadOf(server.open(before)), "before");
+  server.destroy();
+  client.destroy();
+  client.destroy(); // Twice is harmless.
+  assert.throws(() => server.seal(utf8.encode("x")), /Record protection destroyed/);
+  assertDropped(server.open(later), "wrong-connection");
+  // Zeroed keys must not become keys anyone can use: a record sealed under an all-zero key and IV is
+  // refused as well.
+  const header = encodeRecordHeader(SECRETS.connectionId, 5);
+  const nonce = new Uint8Array(12);
+  nonce[11] = 5;
+  assertDropped(
+    server.open(sealAesGcm(new Uint8Array(32), nonce, header, utf8.encode("z"))),
+    "wrong-connection",
+  );
+  assert.equal(server.drops["wrong-connection"], 2);
 });

@@ -6,6 +6,10 @@ import {
   UdpSessionEngine,
   type UdpSessionEngineOptions,
 } from "../../lib/transport/udp_session_engine.ts";
+import { ReliableChannel } from "../../lib/transport/reliable_channel.ts";
+import { encodeDataPacket } from "../../lib/transport/_reliable_packets.ts";
+
+const EMPTY = new Uint8Array(0);
 import { type LinkOptions, LossyLink, prng, randomBytes } from "./_lossy_link.ts";
 import { establishedPair } from "./_udp_session_pair.ts";
 import { assertBytesEqual, concat } from "../_bytes.ts";
@@ -303,4 +307,108 @@ Deno.test("UdpSessionEngine refuses DATA unacknowledged while holding, and takes
   run(a, b, PERFECT, () => b.delivered.length === 1 && a.engine.room === 1024 * 1024, 1, 1);
   assert.deepEqual([...b.delivered[0]!], [1, 2, 3]);
   assert.equal(a.engine.stats.reliable.retransmitted, 1);
+});
+
+Deno.test("UdpSessionEngine sends untilConfirmed before its CLOSEs while the peer is unheard", async () => {
+  // The client's FINISH is lost and it closes with nothing to write: without a FINISH ahead of them, the
+  // server can open none of the CLOSEs and keeps the session half-open until its dead timeout.
+  const keys = await establishedPair();
+  const client = new UdpSessionEngine({ records: keys.client.records, untilConfirmed: keys.finish }, 0);
+  assert.deepEqual(client.poll(0), [keys.finish]);
+  client.close(1);
+  const closing = client.poll(1);
+  assert.equal(client.ended, "closed");
+  assert.equal(closing.length, 1 + CLOSE_COPIES);
+  assert.equal(closing[0], keys.finish);
+  assert.equal(client.stats.confirmationsSent, 2);
+  // Once the peer was heard, CLOSEs go alone.
+  const again = await establishedPair();
+  const heard = new UdpSessionEngine({ records: again.client.records, untilConfirmed: again.finish }, 0);
+  const server = new UdpSessionEngine({ records: again.server.records }, 0);
+  heard.write(new Uint8Array([1]), 0);
+  const [, record] = heard.poll(0);
+  assert.equal(server.receive(record!, 1), "accepted");
+  const [ack] = server.poll(1);
+  assert.equal(heard.receive(ack!, 2), "accepted");
+  heard.close(2);
+  const alone = heard.poll(2);
+  assert.equal(alone.length, CLOSE_COPIES);
+  assert.ok(alone.every((d) => d !== again.finish));
+});
+
+Deno.test("UdpSessionEngine destroys its record keys once the stream ends, however it ends", async () => {
+  const { a, b } = await pair({ deadAfterMs: 1_000 });
+  const keysOf = async () => await establishedPair();
+  // Closed and peer_closed.
+  const closed = await keysOf();
+  const closer = new UdpSessionEngine({ records: closed.client.records }, 0);
+  const peer = new UdpSessionEngine({ records: closed.server.records }, 0);
+  closer.close(0);
+  for (const d of closer.poll(0)) peer.receive(d, 1);
+  assert.equal(closer.ended, "closed");
+  assert.equal(peer.ended, "peer_closed");
+  assert.throws(() => closed.client.records.seal(new Uint8Array(1)), /Record protection destroyed/);
+  assert.throws(() => closed.server.records.seal(new Uint8Array(1)), /Record protection destroyed/);
+  // Dead.
+  a.engine.poll(1_000);
+  assert.equal(a.engine.ended, "dead");
+  assert.equal(b.engine.ended, null);
+  // Failed: the peer sent a message over maxMessage.
+  const failed = await keysOf();
+  const small = new UdpSessionEngine({ records: failed.server.records, reliable: { maxMessage: 10 } }, 0);
+  const big = new UdpSessionEngine({ records: failed.client.records }, 0);
+  big.write(new Uint8Array(11), 0);
+  for (const d of big.poll(0)) small.receive(d, 1);
+  assert.equal(small.ended, "failed");
+  assert.throws(() => failed.server.records.seal(new Uint8Array(1)), /Record protection destroyed/);
+});
+
+Deno.test("UdpSessionEngine keeps nothing per acknowledged message: a long session does not grow", async () => {
+  // The reliable channel lists the ids of acknowledged messages until someone takes them; the engine has no
+  // use for them, and left alone the list grows by one number per message for the whole session.
+  const channels = new Set<ReliableChannel>();
+  const poll = ReliableChannel.prototype.poll;
+  ReliableChannel.prototype.poll = function (this: ReliableChannel, now: number) {
+    channels.add(this);
+    return poll.call(this, now);
+  };
+  try {
+    const { a, b } = await pair();
+    for (let i = 0; i < 500; i++) a.writes.push(new Uint8Array([i & 0xff]));
+    run(a, b, PERFECT, () => b.delivered.length === 500 && a.engine.room === 1024 * 1024);
+    assert.equal(channels.size, 2);
+    for (const channel of channels) assert.ok(channel.takeAcknowledged().length < 64);
+  } finally {
+    ReliableChannel.prototype.poll = poll;
+  }
+});
+
+Deno.test("UdpSessionEngine write counts each unacknowledged message's cost, not only its bytes", async () => {
+  // A peer that never acknowledges, sending requests that each get a small answer, would otherwise have the
+  // server queue a million one-byte messages (objects of hundreds of bytes each) under the 1 MiB cap.
+  const { b } = await pair();
+  let queued = 0;
+  while (queued < 20_000 && b.engine.write(new Uint8Array([1]), 0) === 1) queued++;
+  assert.ok(queued < 20_000, "the queue took 20 000 one-byte messages");
+  assert.ok(queued >= 1000, `only ${queued} messages fit`);
+  assert.equal(b.engine.room < b.engine.writeThreshold, true);
+});
+
+Deno.test("UdpSessionEngine ends as dead when its data sees no acknowledgement for deadAfterMs", async () => {
+  // A client that keeps its session alive with a keepalive every 10 s but never acknowledges (or reads)
+  // would otherwise have the server retransmit its whole window every 2 s for as long as it likes.
+  const keys = await establishedPair();
+  const server = new UdpSessionEngine({ records: keys.server.records, deadAfterMs: 60_000 }, 0);
+  server.write(new Uint8Array(100_000), 0);
+  let serverDatagrams = 0;
+  let now = 0;
+  for (let seq = 0; now <= 600_000 && server.ended === null; now += 100) {
+    serverDatagrams += server.poll(now).length; // All lost on the way to the client.
+    if (now % 10_000 === 0) {
+      server.receive(keys.client.records.seal(encodeDataPacket(seq++, true, EMPTY)), now);
+    }
+  }
+  assert.equal(server.ended, "dead");
+  assert.ok(now <= 61_000, `the server gave up only at ${now} ms`);
+  assert.ok(serverDatagrams < 3_000, `${serverDatagrams} datagrams sent`);
 });

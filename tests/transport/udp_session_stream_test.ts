@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { encodeFrame } from "../../lib/codec/frame.ts";
 import { FINISH_TYPE } from "../../lib/codec/udp_session_datagram.ts";
+import { encodeDataPacket } from "../../lib/transport/_reliable_packets.ts";
 import { RecordProtection } from "../../lib/crypto/udp_record_protection.ts";
 import { FramedStream } from "../../lib/transport/framed_stream.ts";
 import { UdpSessionStream, type UdpSessionStreamOptions } from "../../lib/transport/udp_session_stream.ts";
@@ -222,7 +223,9 @@ Deno.test("UdpSessionStream holds a peer back while its reader is behind, losing
   );
   const { a, b } = link;
   const data = randomBytes(prng(6), 50_000);
-  await a.write(data);
+  // Many messages: one 50 KB message would arrive whole before the reader is over its cap, and holding would
+  // then refuse nothing unless a spurious retransmission happened to come (the wait below would never end).
+  for (let at = 0; at < data.length; at += 1000) await a.write(data.subarray(at, at + 1000));
   while (b.stats.held === 0) await new Promise((resolve) => setTimeout(resolve, 5));
   assertBytesEqual(await readExactly(b, data.length), data);
   assert.ok(a.stats.reliable.retransmitted > 0);
@@ -240,6 +243,31 @@ Deno.test("UdpSessionStream never throws on random datagrams", async () => {
       { numRuns: 1000 },
     );
     assert.ok(stream.stats.accepted > 0);
+  } finally {
+    stream.close();
+    await stream.ended;
+  }
+});
+
+Deno.test("UdpSessionStream holds a peer sending tiny messages long before a million of them are queued", async () => {
+  // Each received message is one chunk in memory (about 500 bytes of RSS for a 1-byte one): counting
+  // only payload bytes against maxUnreadBytes let a peer pin a million chunks, hundreds of MB, per session.
+  const stream = new UdpSessionStream({ records: new RecordProtection(SECRETS, "server"), send: () => {} });
+  const peer = new RecordProtection(SECRETS, "client");
+  try {
+    let taken = 0;
+    for (let seq = 0; seq < 20_000 && stream.stats.held === 0; seq++) {
+      assert.equal(
+        stream.receive(peer.seal(encodeDataPacket(seq, true, new Uint8Array([seq & 0xff])))),
+        "accepted",
+      );
+      if (stream.stats.held === 0) taken++;
+    }
+    assert.ok(stream.stats.held > 0, "the stream never held the peer back");
+    assert.ok(taken <= 4096, `took ${taken} one-byte messages before holding`);
+    // What was taken is all there, in order.
+    const read = await readExactly(stream, taken);
+    assert.ok(read.every((byte, i) => byte === (i & 0xff)));
   } finally {
     stream.close();
     await stream.ended;

@@ -29,6 +29,8 @@ export const FINISH_DROP_REASONS = [
   "duplicate",
   /** No session (half-open or established) has its connection id (so is every FINISH once stopping). */
   "unknown_connection",
+  /** From another address or port than the admitted `INIT`'s: a session never moves (§20.12). */
+  "moved",
 ] as const;
 
 /** Why a `RECORD` was dropped. */
@@ -47,6 +49,8 @@ export const RECORD_DROP_REASONS = [
   "unknown_connection",
   /** Its session's `FINISH` has not arrived: no record is opened before (§20.5). */
   "not_established",
+  /** From another address or port than its session's: not opened, and the session does not move (§20.12). */
+  "moved",
 ] as const;
 
 /** Why a session ended: its stream's reasons. */

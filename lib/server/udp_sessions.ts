@@ -364,12 +364,15 @@ export class UdpSessions {
       const again = established.handshake.receiveFinish(datagram);
       return this.#dropFinish(again.ok ? "duplicate" : finishDrop(again.reason));
     }
-    const fromPeer = entry.hostname === source.hostname && entry.port === source.port;
-    if (fromPeer) entry.budget.received(datagram.length);
+    // Only from the address the cookie validated: a FINISH from elsewhere (even a genuine one, copied by
+    // someone on the path or sent by the client itself from a spoofed source) would point the session's
+    // output at an address nobody proved it receives at.
+    if (entry.hostname !== source.hostname || entry.port !== source.port) return this.#dropFinish("moved");
+    entry.budget.received(datagram.length);
     const result = entry.handshake.receiveFinish(datagram);
     if (!result.ok) {
       this.#dropFinish(finishDrop(result.reason));
-      return fromPeer ? this.#flush(entry, false) : [];
+      return this.#flush(entry, false);
     }
     this.#forgetHalfOpen(entry);
     this.#open(cid, entry.handshake, result.session, source);
@@ -426,15 +429,16 @@ export class UdpSessions {
       this.#stats.record[this.#byCid.has(cid) ? "not_established" : "unknown_connection"]++;
       return [];
     }
-    const result = entry.stream.receive(datagram);
-    if (result === "accepted") {
-      // Only an authenticated datagram moves the session (a NAT rebinding): a forged or replayed one
-      // from elsewhere cannot redirect it.
-      entry.hostname = source.hostname;
-      entry.port = source.port;
-    } else {
-      this.#stats.record[recordDrop(result)]++;
+    // A session stays at the address its INIT was validated at. Following an authenticated record to a new
+    // one (a NAT rebinding) would let the client, who holds the keys, or anyone racing a copy of its record
+    // from a forged source, aim the server's datagrams at a victim without the new address ever proving it
+    // receives (QUIC needs a path challenge for that). A client whose address changed opens a new session.
+    if (entry.hostname !== source.hostname || entry.port !== source.port) {
+      this.#stats.record.moved++;
+      return [];
     }
+    const result = entry.stream.receive(datagram);
+    if (result !== "accepted") this.#stats.record[recordDrop(result)]++;
     return [];
   }
 

@@ -332,13 +332,19 @@ const ROWS: UdpRow[] = [
     },
   },
   {
-    name: "RECORD replayed from another address (the session does not move)",
-    reason: "record_replayed",
+    name: "genuine RECORD from another address than its session's (the session does not move)",
+    reason: "record_moved",
     run: async (env) => {
       const c = await env.session();
-      const record = c.session.records.seal(new Uint8Array([0x7f]));
-      await c.socket.send(record, target(env));
-      await env.probe("127.0.0.60").send(record);
+      await env.probe("127.0.0.60").send(c.session.records.seal(new Uint8Array([0x7f])));
+    },
+  },
+  {
+    name: "genuine FINISH from another address than the admitted INIT's",
+    reason: "finish_moved",
+    run: async (env) => {
+      const { accepted } = await env.halfOpen();
+      await env.probe("127.0.0.61").send(accepted.finish);
     },
   },
   {

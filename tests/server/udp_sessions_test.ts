@@ -311,11 +311,14 @@ Deno.test("UdpSessions drops FINISHes that are malformed, forged or for no conne
   assert.equal(finish.bad_finish, 1);
   assert.equal(finish.unknown_connection, 1);
   assert.equal(k.sessions.stats.opened, 0);
-  // The genuine FINISH still works, and may come from another address (a NAT rebinding): the session
-  // follows the authenticated datagram.
+  // The genuine FINISH from another address than the validated one is refused (it would open the
+  // session there), and still works from the INIT's.
   await k.send(h.accepted.finish, B);
+  assert.equal(k.sessions.stats.finish.moved, 1);
+  assert.equal(k.sessions.stats.opened, 0);
+  await k.send(h.accepted.finish, A);
   assert.equal(k.sessions.stats.opened, 1);
-  assert.equal(k.established[0]!.peerAddress, B.hostname);
+  assert.equal(k.established[0]!.peerAddress, A.hostname);
 });
 
 Deno.test("UdpSessions drops RECORDs for unknown or unfinished connections, replays and forgeries", async () => {
@@ -329,7 +332,7 @@ Deno.test("UdpSessions drops RECORDs for unknown or unfinished connections, repl
   const stream = k.streams[0]!;
   const record = h.accepted.session.records.seal(new Uint8Array([2]));
   await k.send(record, A);
-  await k.send(record, B);
+  await k.send(record, A);
   const forged = h.accepted.session.records.seal(new Uint8Array([3]));
   forged[forged.length - 1]! ^= 1;
   await k.send(forged, A);
@@ -343,9 +346,22 @@ Deno.test("UdpSessions drops RECORDs for unknown or unfinished connections, repl
   assert.equal(drops.truncated, 1);
   assert.equal(drops.forged, 1);
   assert.equal(stream.payloads.length, 1, "only the genuine record got through");
-  // A replay from elsewhere did not move the session.
-  stream.send(new Uint8Array([0]));
-  assert.equal(k.transmitted.at(-1)!.hostname, A.hostname);
+});
+
+Deno.test("UdpSessions keeps a session at its validated address: a genuine record from elsewhere is not opened", async () => {
+  const k = await kit();
+  const c = await connect(k, A);
+  // The client holds the keys: it could seal a record and send it from a victim's address (or someone on
+  // the path could race a copy of its record from a forged source) to aim the server's output there.
+  const genuine = c.client.records.seal(new Uint8Array([2]));
+  await k.send(genuine, B);
+  assert.equal(k.sessions.stats.record.moved, 1);
+  assert.equal(c.stream.payloads.length, 0, "not opened: its counter is still free");
+  c.stream.send(new Uint8Array([0]));
+  assert.equal(k.transmitted.at(-1)!.hostname, A.hostname, "the server still answers the validated address");
+  // The same record from the validated address opens: the copy from elsewhere moved nothing.
+  await k.send(genuine, A);
+  assert.equal(c.stream.payloads.length, 1);
 });
 
 Deno.test("UdpSessions forgets a session when its stream ends, and counts why", async () => {

@@ -54,6 +54,12 @@ export const DEFAULT_MAX_HALF_OPEN_PER_ADDRESS = 32;
 /** What the sessions need of a session's stream (`UdpSessionStream` has it). */
 export interface UdpSessionStreamLike extends ByteStream {
   /**
+   * Close the stream: CLOSE once what was written is acknowledged or the linger is over.
+   *
+   * @param options `lingerMs`: longest linger from now (0: CLOSE at once).
+   */
+  close(options?: { lingerMs?: number }): void;
+  /**
    * Take one `RECORD` of this session.
    *
    * @returns `accepted` when it opened, else why it was dropped.
@@ -288,15 +294,21 @@ export class UdpSessions {
     await Promise.allSettled([...this.#established.values()].map((e) => e.stream.ended));
   }
 
-  /** Close every stream still open (after the shutdown's grace). */
-  closeAll(): void {
+  /**
+   * End every stream still open at once (after the shutdown's grace): each sends its CLOSE now rather than
+   * lingering on for a peer that does not acknowledge, so no session, timer or send outlives the server.
+   *
+   * @returns Settles once every stream has ended; never rejects.
+   */
+  async closeAll(): Promise<void> {
     for (const entry of this.#established.values()) {
       try {
-        entry.stream.close();
+        entry.stream.close({ lingerMs: 0 });
       } catch {
         // Already closed.
       }
     }
+    await this.drained();
   }
 
   async #init(datagram: Uint8Array, source: SourceAddress, now: number): Promise<Outgoing[]> {

@@ -49,3 +49,33 @@ Deno.test("AuthchatServer.shutdown leaves no UDP session behind when a client va
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("AuthchatServer binds SCRAM on a UDP session as on TLS: tls-server-end-point and y refused, n accepted", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const server = await startServer(dir);
+    try {
+      await using c = await UdpSessionClient.connect(server.addresses.udp!.port);
+      const greeting = await hello(c.raw);
+      assert.deepEqual(greeting.mechanisms, ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]);
+      const login = (id: number, mechanism: string, data: string) =>
+        c.raw.request({ op: "LOGIN", id, mechanism, data });
+      // The TLS binding type names another channel: refused, as PROTOCOL 20.9 says.
+      const tlsType = await login(2, "SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,n=alice,r=abcdefgh");
+      assert.equal(tlsType.code, "CHANNEL_BINDING", JSON.stringify(tlsType));
+      assert.equal(tlsType.scram, "unsupported-channel-binding-type", JSON.stringify(tlsType));
+      // "y": the client was told the server cannot bind, which it can here: a downgrade.
+      const downgrade = await login(3, "SCRAM-SHA-256", "y,,n=alice,r=abcdefgh");
+      assert.equal(downgrade.code, "CHANNEL_BINDING", JSON.stringify(downgrade));
+      assert.equal(downgrade.scram, "server-does-support-channel-binding", JSON.stringify(downgrade));
+      // "n": a client without binding support, as the table of 4.1 accepts on TLS (the authchat client
+      // always binds; a relayed exchange cannot turn its p= into n, which its proof covers).
+      const unbound = await login(4, "SCRAM-SHA-256", "n,,n=alice,r=abcdefgh");
+      assert.equal(unbound.op, "CHALLENGE", JSON.stringify(unbound));
+    } finally {
+      await server.shutdown();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -11,7 +11,7 @@
  *   and expire; at a bound a new admission is dropped (`half_open_full`, `half_open_per_address`) rather
  *   than the table growing.
  * - `FINISH` → the half-open session by connection id → established: a stream over its records, whose
- *   datagrams go to the source the last authenticated datagram came from.
+ *   datagrams go only to the address and port its `INIT` was validated at (a session never moves).
  * - `RECORD` → the established session by connection id; an unknown id is dropped, never answered.
  *
  * Every drop is counted by stage and reason (udp_session_stats.ts). Nothing is allocated for a datagram
@@ -75,7 +75,7 @@ export interface UdpSessionStreamLike extends ByteStream {
 export interface OpenStreamInput {
   /** The session's record layer. */
   records: RecordProtection;
-  /** Sends one datagram to the session's peer (wherever its last authenticated datagram came from). */
+  /** Sends one datagram to the session's peer, at the address and port its `INIT` was validated at. */
   send(datagram: Uint8Array<ArrayBuffer>): void;
 }
 

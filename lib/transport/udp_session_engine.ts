@@ -207,7 +207,7 @@ export class UdpSessionEngine {
    *
    * @param datagram A RECORD, as received; not kept after the call.
    * @param now The caller's clock, in milliseconds.
-   * @returns `"accepted"` when the record authenticated (the caller may update the peer's address),
+   * @returns `"accepted"` when the record authenticated (it counts as hearing from the peer),
    *   else why it was dropped.
    */
   receive(datagram: Uint8Array, now: number): "accepted" | RecordDropReason | "closed" {

@@ -143,7 +143,7 @@ export class UdpSessionStream implements ByteStream {
    * Feed one RECORD datagram addressed to this session. Never throws on content.
    *
    * @param datagram The datagram, as received; not kept.
-   * @returns `"accepted"` when it authenticated (the caller may update the peer's address), else why it
+   * @returns `"accepted"` when it authenticated (it counts as hearing from the peer), else why it
    *   was dropped.
    */
   receive(datagram: Uint8Array): "accepted" | RecordDropReason | "closed" {

@@ -19,7 +19,7 @@ import { type UdpEstablished, UdpSessions } from "./udp_sessions.ts";
 export interface UdpSessionSetup {
   config: Pick<
     ServerConfig,
-    "udp_handshake_threshold" | "udp_half_open_threshold" | "udp_half_open_max"
+    "udp_handshake_threshold" | "udp_half_open_threshold" | "udp_half_open_max" | "max_unauthenticated_per_ip"
   >;
   identity: Pick<ServerIdentity, "certPem" | "keyPem">;
   mockSecret: Uint8Array<ArrayBuffer>;
@@ -46,6 +46,8 @@ export async function createUdpSessions(setup: UdpSessionSetup): Promise<UdpSess
       halfOpen: config.udp_half_open_threshold,
     },
     maxHalfOpen: config.udp_half_open_max || 4 * config.udp_half_open_threshold,
+    // A half-open session counts against its address as a TLS handshake in progress does.
+    maxHalfOpenPerAddress: config.max_unauthenticated_per_ip,
     // The dead timeout is the stream's default (PROTOCOL 20.11); the session engine's own deadlines
     // (keepalive_timeout, idle_timeout) end a silent session as on TCP.
     openStream: ({ records, send }) => new UdpSessionStream({ records, send }),

@@ -584,7 +584,8 @@ export class AuthchatServer {
     const sessions = this.#udpSessions;
     await raceTimeout(Promise.all([...this.#connections]).then(() => sessions?.drained()), graceMs);
     if (this.#udpSessions) {
-      this.#udpSessions.closeAll();
+      // Their CLOSEs go out before the socket closes; a stream's end is then a microtask or a poll away.
+      await raceTimeout(this.#udpSessions.closeAll(), 1000);
       try {
         this.#udp?.close();
       } catch {

@@ -17,6 +17,8 @@ export const INIT_DROP_REASONS = [
   "bad_init",
   /** Admitted, but the half-open table is full: nothing allocated. */
   "half_open_full",
+  /** Admitted, but its source address has its most half-open sessions (`max_unauthenticated_per_ip`). */
+  "half_open_per_address",
   /** The server is shutting down. */
   "stopping",
 ] as const;

@@ -7,10 +7,11 @@
  *   {@linkcode PuzzleDifficulty} fed with the load; admitted → {@linkcode ServerHandshake.respond}, kept as
  *   a half-open session keyed by source address, port and `client_random`. A repeated `INIT` sends the same
  *   `ACCEPT` again, within the session's {@linkcode AmplificationBudget} (what would exceed it waits for
- *   more bytes from the source). Half-open sessions are bounded in number and expire; at the bound a new
- *   admission is dropped (`half_open_full`) rather than the table growing.
+ *   more bytes from the source). Half-open sessions are bounded in number, in all and per source address,
+ *   and expire; at a bound a new admission is dropped (`half_open_full`, `half_open_per_address`) rather
+ *   than the table growing.
  * - `FINISH` → the half-open session by connection id → established: a stream over its records, whose
- *   datagrams go to the source the last authenticated datagram came from.
+ *   datagrams go only to the address and port its `INIT` was validated at (a session never moves).
  * - `RECORD` → the established session by connection id; an unknown id is dropped, never answered.
  *
  * Every drop is counted by stage and reason (udp_session_stats.ts). Nothing is allocated for a datagram
@@ -44,8 +45,20 @@ import {
 /** How long a half-open session waits for its `FINISH` (the life of a cookie, §20.2). */
 export const DEFAULT_HALF_OPEN_MS = 20_000;
 
+/**
+ * Most half-open sessions of one source address by default: `max_unauthenticated_per_ip`'s default, the
+ * bound a TLS handshake in progress counts against.
+ */
+export const DEFAULT_MAX_HALF_OPEN_PER_ADDRESS = 32;
+
 /** What the sessions need of a session's stream (`UdpSessionStream` has it). */
 export interface UdpSessionStreamLike extends ByteStream {
+  /**
+   * Close the stream: CLOSE once what was written is acknowledged or the linger is over.
+   *
+   * @param options `lingerMs`: longest linger from now (0: CLOSE at once).
+   */
+  close(options?: { lingerMs?: number }): void;
   /**
    * Take one `RECORD` of this session.
    *
@@ -62,7 +75,7 @@ export interface UdpSessionStreamLike extends ByteStream {
 export interface OpenStreamInput {
   /** The session's record layer. */
   records: RecordProtection;
-  /** Sends one datagram to the session's peer (wherever its last authenticated datagram came from). */
+  /** Sends one datagram to the session's peer, at the address and port its `INIT` was validated at. */
   send(datagram: Uint8Array<ArrayBuffer>): void;
 }
 
@@ -90,6 +103,11 @@ export interface UdpSessionsOptions {
   difficulty?: PuzzleDifficultyOptions;
   /** Most half-open sessions at once (default 4 × the half-open threshold). */
   maxHalfOpen?: number;
+  /**
+   * Most half-open sessions of one source address (default {@linkcode DEFAULT_MAX_HALF_OPEN_PER_ADDRESS}), so
+   * that one address that receives cannot take the whole table.
+   */
+  maxHalfOpenPerAddress?: number;
   /** How long a half-open session waits for its `FINISH`, ms (default {@linkcode DEFAULT_HALF_OPEN_MS}). */
   halfOpenMs?: number;
   /** Makes the stream of an established session. */
@@ -172,12 +190,15 @@ export class UdpSessions {
   #rate = new HandshakeRate();
   #key: UdpSigningKey;
   #maxHalfOpen: number;
+  #maxPerAddress: number;
   #halfOpenMs: number;
   #options: UdpSessionsOptions;
   /** Half-open sessions by source and `client_random`, oldest first. */
   #byKey = new Map<string, HalfOpen>();
   /** The same, by connection id once the key exchange is done. */
   #byCid = new Map<string, HalfOpen>();
+  /** How many half-open sessions each source address has (an address is here only while it has some). */
+  #perAddress = new Map<string, number>();
   #established = new Map<string, Established>();
   #stats = emptyUdpSessionStats();
   #stopping = false;
@@ -194,9 +215,13 @@ export class UdpSessions {
     this.#difficulty = new PuzzleDifficulty(options.difficulty);
     this.#admission = new UdpAdmission({ cookies: options.cookies, difficulty: this.#difficulty });
     this.#maxHalfOpen = options.maxHalfOpen ?? 4 * (options.difficulty?.halfOpen ?? 1000);
+    this.#maxPerAddress = options.maxHalfOpenPerAddress ?? DEFAULT_MAX_HALF_OPEN_PER_ADDRESS;
     this.#halfOpenMs = options.halfOpenMs ?? DEFAULT_HALF_OPEN_MS;
     if (!Number.isSafeInteger(this.#maxHalfOpen) || this.#maxHalfOpen < 1) {
       throw new RangeError(`Invalid maxHalfOpen: ${this.#maxHalfOpen}`);
+    }
+    if (!Number.isSafeInteger(this.#maxPerAddress) || this.#maxPerAddress < 1) {
+      throw new RangeError(`Invalid maxHalfOpenPerAddress: ${this.#maxPerAddress}`);
     }
     if (!(this.#halfOpenMs > 0)) throw new RangeError(`Invalid halfOpenMs: ${this.#halfOpenMs}`);
   }
@@ -257,6 +282,7 @@ export class UdpSessions {
     this.#stopping = true;
     this.#byKey.clear();
     this.#byCid.clear();
+    this.#perAddress.clear();
   }
 
   /**
@@ -268,15 +294,21 @@ export class UdpSessions {
     await Promise.allSettled([...this.#established.values()].map((e) => e.stream.ended));
   }
 
-  /** Close every stream still open (after the shutdown's grace). */
-  closeAll(): void {
+  /**
+   * End every stream still open at once (after the shutdown's grace): each sends its CLOSE now rather than
+   * lingering on for a peer that does not acknowledge, so no session, timer or send outlives the server.
+   *
+   * @returns Settles once every stream has ended; never rejects.
+   */
+  async closeAll(): Promise<void> {
     for (const entry of this.#established.values()) {
       try {
-        entry.stream.close();
+        entry.stream.close({ lingerMs: 0 });
       } catch {
         // Already closed.
       }
     }
+    await this.drained();
   }
 
   async #init(datagram: Uint8Array, source: SourceAddress, now: number): Promise<Outgoing[]> {
@@ -309,6 +341,13 @@ export class UdpSessions {
       this.#stats.init[this.#stopping ? "stopping" : "half_open_full"]++;
       return [];
     }
+    // As a TLS handshake in progress counts against its address's cap: without it, one address that
+    // receives could hold every place in the table (new ports, new client_randoms) and keep others out.
+    const ofAddress = this.#perAddress.get(source.hostname) ?? 0;
+    if (ofAddress >= this.#maxPerAddress) {
+      this.#stats.init.half_open_per_address++;
+      return [];
+    }
     const entry: HalfOpen = {
       key,
       ...peer(source),
@@ -320,6 +359,7 @@ export class UdpSessions {
     };
     entry.budget.received(size);
     this.#byKey.set(key, entry);
+    this.#perAddress.set(source.hostname, ofAddress + 1);
     this.#stats.admitted++;
     const responded = await ServerHandshake.respond(
       init,
@@ -329,7 +369,7 @@ export class UdpSessions {
     // Expired, or the server stopped, while the key exchange ran.
     if (this.#byKey.get(key) !== entry) return [];
     if (!responded.ok) {
-      this.#byKey.delete(key);
+      this.#forgetHalfOpen(entry);
       this.#stats.init.bad_init++;
       return [];
     }
@@ -445,6 +485,9 @@ export class UdpSessions {
   #forgetHalfOpen(entry: HalfOpen): void {
     this.#byKey.delete(entry.key);
     if (entry.cid !== null) this.#byCid.delete(entry.cid);
+    const left = (this.#perAddress.get(entry.hostname) ?? 1) - 1;
+    if (left > 0) this.#perAddress.set(entry.hostname, left);
+    else this.#perAddress.delete(entry.hostname);
   }
 }
 

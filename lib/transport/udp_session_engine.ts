@@ -207,7 +207,7 @@ export class UdpSessionEngine {
    *
    * @param datagram A RECORD, as received; not kept after the call.
    * @param now The caller's clock, in milliseconds.
-   * @returns `"accepted"` when the record authenticated (the caller may update the peer's address),
+   * @returns `"accepted"` when the record authenticated (it counts as hearing from the peer),
    *   else why it was dropped.
    */
   receive(datagram: Uint8Array, now: number): "accepted" | RecordDropReason | "closed" {
@@ -278,14 +278,17 @@ export class UdpSessionEngine {
 
   /**
    * Stop taking writes and start lingering: the next polls retransmit what is unacknowledged until it
-   * is all acknowledged or `lingerMs` passed, then send CLOSE and end as `closed`. Idempotent.
+   * is all acknowledged or `lingerMs` passed, then send CLOSE and end as `closed`. Idempotent; a second
+   * call may only shorten the linger.
    *
    * @param now The caller's clock, in milliseconds.
+   * @param lingerMs Longest linger from now (default the engine's `lingerMs`; 0: CLOSE at the next poll).
    */
-  close(now: number): void {
-    if (this.#end !== null || this.closing) return;
+  close(now: number, lingerMs: number = this.#lingerMs): void {
+    if (this.#end !== null) return;
     this.#tick(now);
-    this.#lingerUntil = this.#clock + this.#lingerMs;
+    const until = this.#clock + Math.max(0, lingerMs);
+    this.#lingerUntil = this.closing ? Math.min(this.#lingerUntil, until) : until;
   }
 
   /**

@@ -143,7 +143,7 @@ export class UdpSessionStream implements ByteStream {
    * Feed one RECORD datagram addressed to this session. Never throws on content.
    *
    * @param datagram The datagram, as received; not kept.
-   * @returns `"accepted"` when it authenticated (the caller may update the peer's address), else why it
+   * @returns `"accepted"` when it authenticated (it counts as hearing from the peer), else why it
    *   was dropped.
    */
   receive(datagram: Uint8Array): "accepted" | RecordDropReason | "closed" {
@@ -196,14 +196,17 @@ export class UdpSessionStream implements ByteStream {
 
   /**
    * Stop reading and writing, linger until what was written is acknowledged (at most `lingerMs`), then
-   * send CLOSE; {@linkcode UdpSessionStream.ended} resolves `"closed"` then. Idempotent.
+   * send CLOSE; {@linkcode UdpSessionStream.ended} resolves `"closed"` then. Idempotent; a later call may
+   * shorten the linger (a server giving up on its shutdown's grace).
+   *
+   * @param options `lingerMs`: longest linger from now (default the stream's; 0: CLOSE at once).
    */
-  close(): void {
-    if (this.#locallyClosed) return;
+  close(options: { lingerMs?: number } = {}): void {
+    if (this.#locallyClosed && options.lingerMs === undefined) return;
     this.#locallyClosed = true;
     this.#readable = null;
     this.#unread = 0;
-    this.#engine.close(this.#now());
+    this.#engine.close(this.#now(), options.lingerMs);
     this.#settle();
   }
 

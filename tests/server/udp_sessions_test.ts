@@ -298,6 +298,28 @@ Deno.test("UdpSessions forgets half-open sessions after their time and bounds th
   assert.equal(k.sessions.stats.opened, 0);
 });
 
+Deno.test("UdpSessions bounds the half-open sessions of one address, so one source cannot fill the table", async () => {
+  const k = await kit({ maxHalfOpen: 40 });
+  const attacker = "127.0.0.66";
+  // One address that receives (it passes the cookie) opens half-open sessions from port after port, never
+  // sending a FINISH: each costs the server a key exchange and a signature, and a place in the table.
+  let admitted = 0;
+  for (let port = 1; port <= 40; port++) {
+    const client = await ClientHandshake.start();
+    const fields = { clientRandom: client.init.clientRandom, clientShare: client.init.clientShare };
+    const source = { hostname: attacker, port };
+    const retry = decodeRetry((await k.send(encodeInit(fields), source))[0]!.bytes);
+    const out = await k.send(encodeInit({ ...fields, cookie: retry.cookie }), source);
+    if (out.length > 0) admitted++;
+  }
+  assert.ok(admitted <= 32, `one address holds ${admitted} of the 40 half-open places`);
+  assert.equal(k.sessions.stats.init.half_open_per_address, 40 - admitted);
+  // Another client still gets in.
+  const h = await handshake(k, B);
+  assert.deepEqual(await k.send(h.accepted.finish, B), []);
+  assert.equal(k.sessions.stats.opened, 1);
+});
+
 Deno.test("UdpSessions drops FINISHes that are malformed, forged or for no connection, and counts them", async () => {
   const k = await kit();
   const h = await handshake(k, A);

@@ -256,6 +256,20 @@ Deno.test("UdpSessionEngine close gives up lingering after lingerMs and sends CL
   assert.deepEqual(b.engine.takeDelivered(), []);
 });
 
+Deno.test("UdpSessionEngine close again with a shorter linger sends CLOSE at once, never later", async () => {
+  const { a } = await pair({ lingerMs: 2_000 });
+  a.engine.write(new Uint8Array(5000), 0);
+  a.engine.close(0);
+  a.engine.poll(0);
+  // A longer linger does not extend the first one; lingerMs 0 (a server out of grace) ends it now.
+  a.engine.close(100, 60_000);
+  assert.ok(a.engine.nextWakeup()! <= 2_000);
+  a.engine.close(100, 0);
+  assert.equal(a.engine.nextWakeup(), 100);
+  assert.equal(a.engine.poll(100).length, CLOSE_COPIES);
+  assert.equal(a.engine.ended, "closed");
+});
+
 Deno.test("UdpSessionEngine resends untilConfirmed before each poll's packets until the peer is heard", async () => {
   const keys = await establishedPair();
   const client = new UdpSessionEngine({ records: keys.client.records, untilConfirmed: keys.finish }, 0);

@@ -51,6 +51,9 @@ import { isSessionDatagram, type UdpEstablished, type UdpSessions } from "./udp_
 import { udpSessionLogFields, type UdpSessionStats } from "./udp_session_stats.ts";
 import { createUdpSessions } from "./_udp_session_setup.ts";
 
+/** How often abandoned UDP handshakes are looked for (each lives 20 s): an idle server forgets them too. */
+const UDP_EXPIRY_MS = 5_000;
+
 /** What a server runs with. */
 export interface AuthchatServerOptions {
   /** Resolved configuration. */
@@ -175,6 +178,8 @@ export class AuthchatServer {
   #stopped = Promise.withResolvers<void>();
   #recheck: SessionRecheck;
   #recheckTimer: ReturnType<typeof setInterval> | undefined;
+  /** Forgets abandoned UDP handshakes when no INIT or FINISH comes to do it (their keys, their ACCEPTs). */
+  #expiryTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(ctx: SessionContext, identity: ServerIdentity) {
     this.#ctx = ctx;
@@ -289,6 +294,8 @@ export class AuthchatServer {
     }
     // One timer for every session: the safety net under PASSWD and DELETE (session_recheck.ts).
     server.#recheckTimer = setInterval(() => void server.recheckSessions(), config.session_recheck * 1000);
+    const udpSessions = server.#udpSessions;
+    if (udpSessions) server.#expiryTimer = setInterval(() => udpSessions.expire(Date.now()), UDP_EXPIRY_MS);
     if (server.#udp) {
       const [socket, rendezvous] = [server.#udp, server.#rendezvous!];
       parts.relay?.serve({
@@ -561,6 +568,7 @@ export class AuthchatServer {
     this.#stopping = true;
     this.#stopped.resolve();
     clearInterval(this.#recheckTimer);
+    clearInterval(this.#expiryTimer);
     this.#udpSessions?.stop();
     // The UDP socket stays open while UDP sessions say goodbye (below), unless there are none.
     const udpNow = this.#udp && !this.#udpSessions ? [this.#udp] : [];

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { sourceKey } from "../auth/rate_limiter.ts";
 import { INIT_TYPE } from "../codec/udp_init.ts";
 import { CONNECTION_ID_BYTES, FINISH_TYPE, RECORD_TYPE } from "../codec/udp_session_datagram.ts";
 import type { SourceAddress, UdpCookies } from "../crypto/udp_cookie.ts";
@@ -343,7 +344,9 @@ export class UdpSessions {
     }
     // As a TLS handshake in progress counts against its address's cap: without it, one address that
     // receives could hold every place in the table (new ports, new client_randoms) and keep others out.
-    const ofAddress = this.#perAddress.get(source.hostname) ?? 0;
+    // By the registry's key: an IPv6 /64 counts as one address, as for its caps.
+    const address = sourceKey(source.hostname);
+    const ofAddress = this.#perAddress.get(address) ?? 0;
     if (ofAddress >= this.#maxPerAddress) {
       this.#stats.init.half_open_per_address++;
       return [];
@@ -359,7 +362,7 @@ export class UdpSessions {
     };
     entry.budget.received(size);
     this.#byKey.set(key, entry);
-    this.#perAddress.set(source.hostname, ofAddress + 1);
+    this.#perAddress.set(address, ofAddress + 1);
     this.#stats.admitted++;
     const responded = await ServerHandshake.respond(
       init,
@@ -485,9 +488,10 @@ export class UdpSessions {
   #forgetHalfOpen(entry: HalfOpen): void {
     this.#byKey.delete(entry.key);
     if (entry.cid !== null) this.#byCid.delete(entry.cid);
-    const left = (this.#perAddress.get(entry.hostname) ?? 1) - 1;
-    if (left > 0) this.#perAddress.set(entry.hostname, left);
-    else this.#perAddress.delete(entry.hostname);
+    const address = sourceKey(entry.hostname);
+    const left = (this.#perAddress.get(address) ?? 1) - 1;
+    if (left > 0) this.#perAddress.set(address, left);
+    else this.#perAddress.delete(address);
   }
 }
 

@@ -299,15 +299,21 @@ Deno.test("UdpSessions forgets half-open sessions after their time and bounds th
 });
 
 Deno.test("UdpSessions bounds the half-open sessions of one address, so one source cannot fill the table", async () => {
+  for (const attacker of ["127.0.0.66", "2001:db8:1:2::"]) {
+    await oneAddressFills(attacker);
+  }
+});
+
+async function oneAddressFills(attacker: string): Promise<void> {
   const k = await kit({ maxHalfOpen: 40 });
-  const attacker = "127.0.0.66";
   // One address that receives (it passes the cookie) opens half-open sessions from port after port, never
-  // sending a FINISH: each costs the server a key exchange and a signature, and a place in the table.
+  // sending a FINISH: each costs the server a key exchange and a signature, and a place in the table. An
+  // IPv6 client has a /64 of them: its addresses count as one, as for the registry's caps.
   let admitted = 0;
   for (let port = 1; port <= 40; port++) {
     const client = await ClientHandshake.start();
     const fields = { clientRandom: client.init.clientRandom, clientShare: client.init.clientShare };
-    const source = { hostname: attacker, port };
+    const source = { hostname: attacker.includes(":") ? `${attacker}${port.toString(16)}` : attacker, port };
     const retry = decodeRetry((await k.send(encodeInit(fields), source))[0]!.bytes);
     const out = await k.send(encodeInit({ ...fields, cookie: retry.cookie }), source);
     if (out.length > 0) admitted++;
@@ -318,7 +324,7 @@ Deno.test("UdpSessions bounds the half-open sessions of one address, so one sour
   const h = await handshake(k, B);
   assert.deepEqual(await k.send(h.accepted.finish, B), []);
   assert.equal(k.sessions.stats.opened, 1);
-});
+}
 
 Deno.test("UdpSessions drops FINISHes that are malformed, forged or for no connection, and counts them", async () => {
   const k = await kit();

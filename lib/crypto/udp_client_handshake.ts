@@ -18,7 +18,7 @@ import {
   RANDOM_BYTES,
 } from "../codec/udp_session_datagram.ts";
 import { fingerprint } from "./fingerprint.ts";
-import { type EphemeralKeyPair, generateEphemeral } from "./peer_session.ts";
+import { generateUdpEphemeral, type UdpEphemeral } from "./udp_ephemeral.ts";
 import { transcriptHash } from "./udp_key_schedule.ts";
 import type { RecordProtectionOptions } from "./udp_record_protection.ts";
 import { verifyServerSignature } from "./udp_server_signature.ts";
@@ -90,14 +90,14 @@ interface Group {
  * ```
  */
 export class ClientHandshake {
-  #ephemeral: EphemeralKeyPair;
+  #ephemeral: UdpEphemeral;
   #clientRandom: Uint8Array<ArrayBuffer>;
   #options: ClientHandshakeOptions;
   #groups = new Map<string, Group>();
   #accepted = false;
 
   private constructor(
-    ephemeral: EphemeralKeyPair,
+    ephemeral: UdpEphemeral,
     clientRandom: Uint8Array<ArrayBuffer>,
     options: ClientHandshakeOptions,
   ) {
@@ -112,11 +112,13 @@ export class ClientHandshake {
    * @param options Record layer options (tests).
    * @returns The handshake.
    */
-  static async start(options: ClientHandshakeOptions = {}): Promise<ClientHandshake> {
-    return new ClientHandshake(
-      await generateEphemeral(),
-      crypto.getRandomValues(new Uint8Array(RANDOM_BYTES)),
-      options,
+  static start(options: ClientHandshakeOptions = {}): Promise<ClientHandshake> {
+    return Promise.resolve(
+      new ClientHandshake(
+        generateUdpEphemeral(),
+        crypto.getRandomValues(new Uint8Array(RANDOM_BYTES)),
+        options,
+      ),
     );
   }
 
@@ -166,7 +168,7 @@ export class ClientHandshake {
     );
     const refusal = await verifyServerSignature({ ...accept, transcriptHash: th });
     if (refusal !== null) return { kind: "dropped", reason: refusal };
-    const established = await establish({
+    const established = establish({
       privateKey: this.#ephemeral.privateKey,
       peerShare: accept.serverShare,
       transcriptHash: th,

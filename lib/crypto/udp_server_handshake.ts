@@ -19,7 +19,7 @@ import {
   SHARE_BYTES,
 } from "../codec/udp_session_datagram.ts";
 import { constantTimeEqual } from "./constant_time.ts";
-import { generateEphemeral } from "./peer_session.ts";
+import { generateUdpEphemeral } from "./udp_ephemeral.ts";
 import { transcriptHash } from "./udp_key_schedule.ts";
 import type { RecordProtectionOptions } from "./udp_record_protection.ts";
 import { signTranscript, type UdpSigningKey } from "./udp_server_signature.ts";
@@ -121,7 +121,7 @@ export class ServerHandshake {
     ) {
       return { ok: false, reason: "bad-init" };
     }
-    const ephemeral = await generateEphemeral();
+    const ephemeral = generateUdpEphemeral();
     const signedPart = {
       serverRandom: crypto.getRandomValues(new Uint8Array(RANDOM_BYTES)),
       serverShare: ephemeral.publicKey,
@@ -133,7 +133,7 @@ export class ServerHandshake {
       initTranscriptBytes(init.version, init.clientRandom, init.clientShare),
       acceptSignedBytes(signedPart),
     );
-    const established = await establish({
+    const established = establish({
       privateKey: ephemeral.privateKey,
       peerShare: new Uint8Array(init.clientShare),
       transcriptHash: th,

@@ -206,15 +206,18 @@ export async function verifyServerSignature(input: {
   signature: Uint8Array<ArrayBuffer>;
   transcriptHash: Uint8Array;
 }): Promise<SignatureRefusal | null> {
-  const found = certificateKey(input.certificate);
+  let found;
+  try {
+    found = await verifyingKey(input.certificate);
+  } catch {
+    return "bad-signature";
+  }
   if (found === null) return "bad-certificate";
   if (found.algorithm !== input.algorithm) return "algorithm-mismatch";
   try {
-    const { key, sign } = params(found.algorithm);
-    const publicKey = await crypto.subtle.importKey("spki", found.spki, key, false, ["verify"]);
     const ok = await crypto.subtle.verify(
-      sign,
-      publicKey,
+      params(found.algorithm).sign,
+      found.key,
       input.signature,
       signedMessage(input.transcriptHash),
     );
@@ -222,4 +225,29 @@ export async function verifyServerSignature(input: {
   } catch {
     return "bad-signature";
   }
+}
+
+/** Certificates whose keys {@linkcode verifyingKey} keeps imported (the oldest go first). */
+const MAX_VERIFYING_KEYS = 16;
+const verifyingKeys = new Map<string, { algorithm: SignatureAlgorithm; key: CryptoKey }>();
+
+/**
+ * The certificate's public key, imported for verifying, or `null` for one not accepted. A client opens
+ * session after session to the same server: the certificate is parsed and its key imported once.
+ */
+async function verifyingKey(
+  der: Uint8Array,
+): Promise<{ algorithm: SignatureAlgorithm; key: CryptoKey } | null> {
+  const id = der.toBase64();
+  const known = verifyingKeys.get(id);
+  if (known !== undefined) return known;
+  const found = certificateKey(der);
+  if (found === null) return null;
+  const key = await crypto.subtle.importKey("spki", found.spki, params(found.algorithm).key, false, [
+    "verify",
+  ]);
+  const entry = { algorithm: found.algorithm, key };
+  if (verifyingKeys.size >= MAX_VERIFYING_KEYS) verifyingKeys.delete(verifyingKeys.keys().next().value!);
+  verifyingKeys.set(id, entry);
+  return entry;
 }

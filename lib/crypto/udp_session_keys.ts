@@ -6,7 +6,8 @@
  * @module
  */
 
-import { x25519 } from "./peer_session.ts";
+import type { KeyObject } from "node:crypto";
+import { udpSharedSecret } from "./udp_ephemeral.ts";
 import { deriveHandshakeSecrets, finishVerifyData, UDP_CHANNEL_BINDING_TYPE } from "./udp_key_schedule.ts";
 import { RecordProtection, type RecordProtectionOptions, type SessionRole } from "./udp_record_protection.ts";
 
@@ -31,19 +32,19 @@ export interface Established {
 }
 
 /**
- * Run the X25519 exchange and the key schedule of one side.
+ * Run the X25519 exchange and the key schedule of one side, synchronously.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateEphemeral } from "./peer_session.ts";
+ * import { generateUdpEphemeral } from "./udp_ephemeral.ts";
  * import { establish } from "./udp_session_keys.ts";
- * const a = await generateEphemeral();
- * const b = await generateEphemeral();
+ * const a = generateUdpEphemeral();
+ * const b = generateUdpEphemeral();
  * const th = new Uint8Array(32);
  * const cid = new Uint8Array(8);
- * const client = await establish({ privateKey: a.privateKey, peerShare: b.publicKey, transcriptHash: th, connectionId: cid, role: "client" });
- * const server = await establish({ privateKey: b.privateKey, peerShare: a.publicKey, transcriptHash: th, connectionId: cid, role: "server" });
+ * const client = establish({ privateKey: a.privateKey, peerShare: b.publicKey, transcriptHash: th, connectionId: cid, role: "client" });
+ * const server = establish({ privateKey: b.privateKey, peerShare: a.publicKey, transcriptHash: th, connectionId: cid, role: "server" });
  * assert(client!.session.channelBinding.toHex() === server!.session.channelBinding.toHex());
  * ```
  *
@@ -52,20 +53,16 @@ export interface Established {
  * @returns The session and FINISH `verify_data`, or `null` when the peer's share is a low-order or
  *   otherwise unusable X25519 key.
  */
-export async function establish(input: {
-  privateKey: CryptoKey;
+export function establish(input: {
+  privateKey: KeyObject;
   peerShare: Uint8Array<ArrayBuffer>;
   transcriptHash: Uint8Array;
   connectionId: Uint8Array;
   role: SessionRole;
   options?: RecordProtectionOptions;
-}): Promise<Established | null> {
-  let shared: Uint8Array<ArrayBuffer>;
-  try {
-    shared = await x25519(input.privateKey, input.peerShare);
-  } catch {
-    return null;
-  }
+}): Established | null {
+  const shared = udpSharedSecret(input.privateKey, input.peerShare);
+  if (shared === null) return null;
   const secrets = deriveHandshakeSecrets(shared, input.transcriptHash);
   shared.fill(0);
   try {

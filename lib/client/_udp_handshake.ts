@@ -24,6 +24,14 @@ import type { Endpoint } from "./endpoint.ts";
 export const MAX_RETRIES = 3;
 /** The longest pause between two sends of the same INIT. */
 const MAX_RETRANSMIT_MS = 2000;
+/**
+ * The shortest first pause before an INIT that carries a cookie is sent again. Its first pause is four
+ * round trips of the INIT that brought the cookie (the ACCEPT costs the server a signature more than the
+ * RETRY did), within this and the configured first pause: a server losing datagrams to a flood then costs
+ * a login tens of milliseconds, not the configured pause, and a resent INIT costs the server no new work
+ * (the same ACCEPT goes again, within its amplification bound).
+ */
+export const MIN_RETRANSMIT_MS = 25;
 
 /** What the handshake sends and receives through. */
 export interface HandshakeLink {
@@ -39,7 +47,7 @@ export interface HandshakeSettings {
   endpoint: Endpoint;
   /** Longest wait for an answer from the server, in ms (the time spent on a proof of work is not counted). */
   timeoutMs: number;
-  /** The first pause before an INIT is sent again; it doubles up to 2 s. */
+  /** The first pause before an INIT is sent again (shorter for one with a cookie, see MIN_RETRANSMIT_MS); it doubles up to 2 s. */
   retransmitMs: number;
   /** Highest proof-of-work difficulty accepted. */
   puzzleCap: number;
@@ -51,8 +59,11 @@ export interface HandshakeSettings {
   records?: RecordProtectionOptions;
 }
 
-/** A verified ACCEPT. */
-export type Accepted = Extract<AcceptResult, { kind: "accepted" }>;
+/** A verified ACCEPT, and the round trip of the INIT it answered. */
+export type Accepted = Extract<AcceptResult, { kind: "accepted" }> & {
+  /** From the INIT to its ACCEPT, ms, when that INIT was sent once (else `null`: which send it answered is unknown). */
+  rttMs: number | null;
+};
 
 /** What the handshake saw and did, for tests and diagnostics. */
 export interface HandshakeCounts {
@@ -93,16 +104,21 @@ export async function udpHandshake(
   const { clientRandom, clientShare } = handshake.init;
   let init = encodeInit({ clientRandom, clientShare });
   let cookie: Uint8Array | null = null;
+  let firstPause = settings.retransmitMs;
   for (;;) {
     // Each (re)start waits for an answer anew: the proof of work before it is not the server's silence.
-    let pause = settings.retransmitMs;
+    let pause = firstPause;
     const deadline = performance.now() + settings.timeoutMs;
     let nextSend = 0;
     let restart = false;
+    /** When this form of the INIT was first sent, and how often. */
+    let firstSent = 0;
+    let sends = 0;
     while (!restart) {
       const now = performance.now();
       if (now >= deadline) throw noAnswer(settings);
       if (now >= nextSend) {
+        if (sends++ === 0) firstSent = now;
         counts.initsSent++;
         await link.send(init).catch((err) => {
           // No route is worth saying at once; any other failure to send is one more lost datagram.
@@ -116,8 +132,9 @@ export async function udpHandshake(
       if (datagram === null) continue;
       const kind = kindOf(datagram);
       if (kind === ACCEPT_TYPE) {
+        const rttMs = sends === 1 ? performance.now() - firstSent : null;
         const result = await handshake.receiveAccept(datagram);
-        if (result.kind === "accepted") return result;
+        if (result.kind === "accepted") return { ...result, rttMs };
         if (result.kind === "dropped") counts.ignored++;
         continue;
       }
@@ -141,6 +158,10 @@ export async function udpHandshake(
       ) {
         counts.ignored++;
         continue;
+      }
+      if (sends === 1) {
+        const rtt = performance.now() - firstSent;
+        firstPause = Math.min(settings.retransmitMs, Math.max(MIN_RETRANSMIT_MS, Math.ceil(4 * rtt)));
       }
       counts.retries++;
       counts.difficulty = Math.max(counts.difficulty ?? 0, retry.difficulty);

@@ -31,8 +31,14 @@ export type { HandshakeCounts } from "./_udp_handshake.ts";
 
 /** The default port of UDP sessions: the server's UDP port. */
 export const DEFAULT_UDP_PORT = 1991;
-/** The first pause before an unanswered INIT is sent again (then 2×, up to 2 s). */
-export const DEFAULT_RETRANSMIT_MS = 250;
+/**
+ * The first pause before an unanswered INIT is sent again (then 2×, up to 2 s): ten 1200-byte INITs a
+ * second at most, and a first datagram lost to a server's full socket buffer (a flood) costs a tenth of a
+ * second.
+ */
+export const DEFAULT_RETRANSMIT_MS = 100;
+/** The reliable layer's first retransmission timeout: three handshake round trips, within these bounds, ms. */
+const INITIAL_RTO_BOUNDS = [30, 200] as const;
 
 /** Options of {@linkcode openUdpSession}. */
 export interface UdpSessionOptions {
@@ -42,7 +48,7 @@ export interface UdpSessionOptions {
   onPuzzleProgress?: (progress: PuzzleProgress) => void;
   /** The clock of the proof of work's progress, in ms (tests; default `performance.now`). */
   puzzleClock?: () => number;
-  /** The first pause before an unanswered INIT is sent again (default 250 ms). */
+  /** The first pause before an unanswered INIT is sent again (default 100 ms). */
   retransmitMs?: number;
   /** Stream tuning (tests): keepalive (default 10 s), dead timeout, linger, reliable layer. */
   stream?: Pick<UdpSessionStreamOptions, "keepaliveMs" | "deadAfterMs" | "lingerMs" | "reliable">;
@@ -99,6 +105,16 @@ async function resolve(endpoint: Endpoint): Promise<string> {
 }
 
 /**
+ * The reliable layer's first retransmission timeout from the handshake's round trip: before a first
+ * acknowledgement its default (200 ms) would make a DATA lost to a flooded server cost a login that long,
+ * where the handshake has just shown how far the server is.
+ */
+function initialRto(rttMs: number): number {
+  const [low, high] = INITIAL_RTO_BOUNDS;
+  return Math.min(high, Math.max(low, Math.ceil(3 * rttMs)));
+}
+
+/**
  * Open a UDP session to `endpoint.host`:`endpoint.port`.
  *
  * @example
@@ -145,6 +161,7 @@ export async function openUdpSession(
       send: (datagram) => link.sendLater(datagram),
       untilConfirmed: accepted.finish,
       keepaliveMs: CLIENT_KEEPALIVE_MS,
+      ...(accepted.rttMs === null ? {} : { reliable: { initialRtoMs: initialRto(accepted.rttMs) } }),
       ...options.stream,
     });
     return {

@@ -71,6 +71,12 @@ export const TARGETS: readonly Target[] = [
     info: true,
   },
   {
+    key: "udp_flood_login_failed",
+    unit: "",
+    what: "logins during the flood that got no answer in 10 s (info)",
+    info: true,
+  },
+  {
     key: "udp_flood_difficulty_max",
     unit: " bits",
     what: "proof of work asked of a login during the flood",

@@ -245,6 +245,7 @@ async function run(role: string, o: LoadOptions): Promise<void> {
       const r = await floodLogins(a);
       return say({
         udp_flood_logins: r.count,
+        udp_flood_login_failed: r.failed,
         udp_flood_login_p50_ms: r.p50,
         udp_flood_login_p99_ms: r.p99,
         udp_flood_login_without_pow_p50_ms: r.withoutPowP50,

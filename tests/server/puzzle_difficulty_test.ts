@@ -41,7 +41,7 @@ Deno.test("PuzzleDifficulty does not flap around its threshold, and disengages w
 Deno.test("PuzzleDifficulty counts NaN and negative reports as none, an infinite one as the most", () => {
   const d = new PuzzleDifficulty();
   for (const n of [NaN, -1, -Infinity]) assert.equal(d.observe({ handshakesPerSecond: n, halfOpen: n }), 0);
-  assert.equal(d.observe({ handshakesPerSecond: Infinity, halfOpen: 0 }), 20);
+  assert.equal(d.observe({ handshakesPerSecond: Infinity, halfOpen: 0 }), 18);
 });
 
 Deno.test("PuzzleDifficulty refuses bad options", () => {

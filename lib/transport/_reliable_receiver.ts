@@ -44,18 +44,25 @@ export class ReliableReceiver {
   #assembling = false;
   #delivered: Uint8Array<ArrayBuffer>[] = [];
   #ackOwed = false;
+  #ackDelayMs: number;
+  /** When the owed ACK must go out at the latest (meaningful while one is owed). */
+  #ackDueAt = 0;
+  /** In-order DATA packets taken since the last ACK. */
+  #sinceAck = 0;
 
   /**
    * Make a receiver.
    *
-   * @param options Window in packets, largest message, first sequence number.
+   * @param options Window in packets, largest message, first sequence number, and how long an ACK
+   *   may wait for DATA of this side to ride with (`ackDelayMs`, default 0: due at once).
    * @param stats Counters shared with the channel; this half updates `received`, `duplicates` and
    *   `outOfWindow`.
    */
   constructor(
-    options: { window: number; maxMessage: number; initialSeq: number },
+    options: { window: number; maxMessage: number; initialSeq: number; ackDelayMs?: number },
     stats: ReliableChannelStats,
   ) {
+    this.#ackDelayMs = options.ackDelayMs ?? 0;
     this.#window = options.window;
     this.#maxMessage = options.maxMessage;
     this.#rcvNxt = options.initialSeq;
@@ -74,26 +81,35 @@ export class ReliableReceiver {
     return this.#ackOwed;
   }
 
+  /** When the owed ACK is due: at the latest `ackDelayMs` after the first DATA it covers; `null` when none is owed. */
+  get ackDueAt(): number | null {
+    return this.#ackOwed ? this.#ackDueAt : null;
+  }
+
   /**
    * Take in one well-formed DATA packet.
    *
    * @param seq Its sequence number.
    * @param last Its last-fragment flag.
    * @param packet The whole packet; the payload is copied if kept.
+   * @param now The caller's clock, in milliseconds (when the ACK it calls for is due).
    */
-  onData(seq: number, last: boolean, packet: Uint8Array): void {
+  onData(seq: number, last: boolean, packet: Uint8Array, now = 0): void {
     if (this.#failed !== null) return;
     if (seq >= Math.min(this.#rcvNxt + this.#window, SEQ_LIMIT)) {
       this.#stats.outOfWindow++;
       return;
     }
-    this.#ackOwed = true;
     if (seq < this.#rcvNxt) {
+      // A copy of what was acknowledged already: that ACK was probably lost, so this one goes at once.
+      this.#owe(now, true);
       this.#stats.duplicates++;
       return;
     }
     const payload = packet.subarray(DATA_HEADER_BYTES);
     if (seq > this.#rcvNxt) {
+      // A gap: the sender learns of it from this ACK's SACK bits, so it goes at once (RFC 9002 13.2.1).
+      this.#owe(now, true);
       const slot = seq % this.#window;
       if (this.#slots[slot] !== null) {
         this.#stats.duplicates++;
@@ -105,6 +121,9 @@ export class ReliableReceiver {
       this.#buffered++;
       return;
     }
+    // In order: may wait for this side's DATA, unless it is the second packet unacknowledged (as TCP, RFC
+    // 1122 4.2.3.2) or it fills a gap.
+    this.#owe(now, ++this.#sinceAck >= 2 || this.#buffered > 0);
     this.#stats.received++;
     this.#accept(payload, last, false);
     this.#rcvNxt++;
@@ -127,6 +146,7 @@ export class ReliableReceiver {
   takeAck(): Uint8Array<ArrayBuffer> | null {
     if (!this.#ackOwed) return null;
     this.#ackOwed = false;
+    this.#sinceAck = 0;
     let low = 0;
     let high = 0;
     if (this.#buffered > 0) {
@@ -149,6 +169,13 @@ export class ReliableReceiver {
     const delivered = this.#delivered;
     this.#delivered = [];
     return delivered;
+  }
+
+  /** Owe an ACK: due at once, or at the latest `ackDelayMs` after the first DATA it covers. */
+  #owe(now: number, immediately: boolean): void {
+    const due = immediately ? now : now + this.#ackDelayMs;
+    this.#ackDueAt = this.#ackOwed ? Math.min(this.#ackDueAt, due) : due;
+    this.#ackOwed = true;
   }
 
   /** Append the next in-order fragment; `owned` payloads may be delivered without a copy. */

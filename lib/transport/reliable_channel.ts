@@ -44,6 +44,11 @@ export interface ReliableChannelOptions {
   maxRtoMs?: number;
   /** First sequence number of both directions (default 0); tests use it to reach the end of the space. */
   initialSeq?: number;
+  /**
+   * How long an ACK of in-order DATA may wait for DATA of this side to go with it (default 0: at the
+   * next poll). A second packet unacknowledged, a gap or a duplicate makes it due at once.
+   */
+  ackDelayMs?: number;
 }
 
 export type { ReliableChannelStats, UnacknowledgedMessage } from "./reliable_channel_types.ts";
@@ -95,6 +100,7 @@ export class ReliableChannel {
     const maxRtoMs = option("maxRtoMs", options.maxRtoMs, 2000, minRtoMs, 2 ** 31);
     const initialRtoMs = option("initialRtoMs", options.initialRtoMs, 200, minRtoMs, maxRtoMs);
     const initialSeq = option("initialSeq", options.initialSeq, 0, 0, SEQ_LIMIT);
+    const ackDelayMs = option("ackDelayMs", options.ackDelayMs, 0, 0, minRtoMs);
     const maxPayload = this.#maxPacket - DATA_HEADER_BYTES;
     this.#sender = new ReliableSender({
       maxPayload,
@@ -106,7 +112,7 @@ export class ReliableChannel {
       maxRtoMs,
       initialSeq,
     }, this.#stats);
-    this.#receiver = new ReliableReceiver({ window, maxMessage, initialSeq }, this.#stats);
+    this.#receiver = new ReliableReceiver({ window, maxMessage, initialSeq, ackDelayMs }, this.#stats);
   }
 
   /** Why the channel stopped (the peer sent a message over `maxMessage`), or `null` while it works. */
@@ -151,7 +157,7 @@ export class ReliableChannel {
     if (this.#receiver.failed !== null) return;
     const kind = packetKind(packet, this.#maxPacket);
     if (kind === DATA_PACKET) {
-      this.#receiver.onData(readU32(packet, 1), (packet[5]! & LAST_FRAGMENT) !== 0, packet);
+      this.#receiver.onData(readU32(packet, 1), (packet[5]! & LAST_FRAGMENT) !== 0, packet, this.#clock);
     } else if (kind === ACK_PACKET) {
       this.#sender.onAck(readU32(packet, 1), readU32(packet, 5), readU32(packet, 9), now);
     } else {
@@ -160,9 +166,9 @@ export class ReliableChannel {
   }
 
   /**
-   * Packets to transmit now: an ACK if any DATA arrived since the last poll, retransmissions due, then
-   * new DATA within the window. A DATA packet returned here may be returned again by a later poll:
-   * treat packets as read-only.
+   * Packets to transmit now: first an ACK, when one is owed and either due (`ackDelayMs`) or DATA goes
+   * out in this poll too, then retransmissions due, then new DATA within the window. A DATA packet
+   * returned here may be returned again by a later poll: treat packets as read-only.
    *
    * @param now The caller's clock, in milliseconds.
    * @returns Packets, each at most `maxPacket` bytes.
@@ -171,22 +177,27 @@ export class ReliableChannel {
     if (now > this.#clock) this.#clock = now;
     const out: Uint8Array<ArrayBuffer>[] = [];
     if (this.#receiver.failed !== null) return out;
-    const ack = this.#receiver.takeAck();
-    if (ack !== null) out.push(ack);
+    const due = this.#receiver.ackDueAt;
+    if (due !== null && due <= this.#clock) out.push(this.#receiver.takeAck()!);
     this.#sender.poll(now, out);
+    if (due !== null && due > this.#clock && out.length > 0) out.unshift(this.#receiver.takeAck()!);
     return out;
   }
 
   /**
    * When {@linkcode ReliableChannel.poll} must run next.
    *
-   * @returns The earliest retransmission time; the latest `now` seen when a poll is already due (an ACK
-   *   owed or DATA waiting for the window); `null` when nothing is in flight or the channel failed.
+   * @returns The earliest of the retransmission time and the owed ACK's due time; the latest `now` seen
+   *   when a poll is already due (an ACK due or DATA waiting for the window); `null` when nothing is in
+   *   flight and no ACK is owed, or the channel failed.
    */
   nextWakeup(): number | null {
     if (this.#receiver.failed !== null) return null;
-    if (this.#receiver.ackOwed) return this.#clock;
-    return this.#sender.wakeup(this.#clock);
+    const sender = this.#sender.wakeup(this.#clock);
+    const ack = this.#receiver.ackDueAt;
+    if (ack === null) return sender;
+    const at = Math.max(ack, this.#clock);
+    return sender === null ? at : Math.min(sender, at);
   }
 
   /**

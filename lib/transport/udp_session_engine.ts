@@ -5,8 +5,11 @@
  * {@linkcode UdpSessionEngine.write}, transmits what {@linkcode UdpSessionEngine.poll} returns, and
  * polls again at {@linkcode UdpSessionEngine.nextWakeup}; every decision uses the caller's clock.
  *
- * A RECORD's plaintext is one packet: the reliable layer's DATA (`0x01`) or ACK (`0x02`), or CLOSE, the
- * single byte `0x03`. Anything else inside an authenticated record is dropped as `bad_packet`. Bytes
+ * A RECORD's plaintext is one packet: the reliable layer's DATA (`0x01`) or ACK (`0x02`), an ACK with a
+ * DATA packet behind it (an ACK owed goes with the first DATA of the same poll when both fit), or CLOSE,
+ * the single byte `0x03`. Anything else inside an authenticated record is dropped as `bad_packet`. An ACK
+ * of in-order DATA waits up to `ackDelayMs` (default {@linkcode DEFAULT_ACK_DELAY_MS}) for DATA to ride
+ * with. Bytes
  * written travel as messages of at most `maxMessage` bytes; an empty message is a keepalive and
  * delivers nothing. The engine ends:
  * - `closed`: after {@linkcode UdpSessionEngine.close}, once everything written is acknowledged or
@@ -23,7 +26,7 @@
 
 import { MAX_RECORD_PAYLOAD } from "../codec/udp_session_datagram.ts";
 import type { RecordDropReason, RecordProtection } from "../crypto/udp_record_protection.ts";
-import { DATA_HEADER_BYTES, DATA_PACKET, packetKind } from "./_reliable_packets.ts";
+import { ACK_BYTES, ACK_PACKET, DATA_HEADER_BYTES, DATA_PACKET, packetKind } from "./_reliable_packets.ts";
 import {
   ReliableChannel,
   type ReliableChannelOptions,
@@ -34,6 +37,11 @@ import {
 export const CLOSE_PACKET = 0x03;
 /** CLOSE is not retransmitted (nothing would acknowledge it), so it goes out this many times. */
 export const CLOSE_COPIES = 3;
+/**
+ * How long an ACK of in-order DATA waits for DATA of this side to share its RECORD (default of the
+ * reliable layer's `ackDelayMs` here): an answer written within it saves a datagram each way.
+ */
+export const DEFAULT_ACK_DELAY_MS = 5;
 
 /**
  * Bytes each message sent and not yet acknowledged counts against `maxQueuedBytes` beside its own: it costs a
@@ -152,7 +160,12 @@ export class UdpSessionEngine {
    */
   constructor(options: UdpSessionEngineOptions, now: number) {
     const reliable = options.reliable ?? {};
-    this.#channel = new ReliableChannel({ ...reliable, maxPacket: MAX_RECORD_PAYLOAD });
+    this.#channel = new ReliableChannel({
+      // Never past the floor of the peer's retransmission timeout (tests lower it).
+      ackDelayMs: Math.min(DEFAULT_ACK_DELAY_MS, reliable.minRtoMs ?? DEFAULT_ACK_DELAY_MS),
+      ...reliable,
+      maxPacket: MAX_RECORD_PAYLOAD,
+    });
     this.#records = options.records;
     this.#untilConfirmed = options.untilConfirmed ?? null;
     this.#keepaliveMs = duration("keepaliveMs", options.keepaliveMs, 0);
@@ -224,26 +237,40 @@ export class UdpSessionEngine {
     const packet = opened.payload;
     if (packet.length === 1 && packet[0] === CLOSE_PACKET) {
       this.#endAs(this.closing ? "closed" : "peer_closed");
+    } else if (packet.length > ACK_BYTES && packet[0] === ACK_PACKET) {
+      // An ACK with a DATA packet riding behind it: both or neither.
+      const data = packet.subarray(ACK_BYTES);
+      if (packetKind(data, MAX_RECORD_PAYLOAD - ACK_BYTES) !== DATA_PACKET) {
+        this.#badPackets++;
+        return "accepted";
+      }
+      this.#take(packet.subarray(0, ACK_BYTES), ACK_PACKET);
+      if (this.#end === null) this.#take(data, DATA_PACKET);
     } else {
       const kind = packetKind(packet, MAX_RECORD_PAYLOAD);
       if (kind === 0) {
         this.#badPackets++;
         return "accepted";
       }
-      // Neither taken nor acknowledged: the sender retransmits it later, with backoff, which is all the
-      // flow control a peer writing faster than this side reads needs.
-      if (kind === DATA_PACKET && this.holding) {
-        this.#held++;
-        return "accepted";
-      }
-      this.#channel.receive(packet, this.#clock);
-      // Only their number matters here; untaken, the ids would pile up (one per message) for the whole session.
-      const acknowledged = this.#channel.takeAcknowledged().length;
-      this.#unacked -= acknowledged;
-      if (acknowledged > 0) this.#lastProgress = this.#clock;
-      if (this.#channel.failed !== null) this.#endAs("failed");
+      this.#take(packet, kind);
     }
     return "accepted";
+  }
+
+  /** Take in one well-formed packet of the reliable layer. */
+  #take(packet: Uint8Array, kind: number): void {
+    // Neither taken nor acknowledged: the sender retransmits it later, with backoff, which is all the
+    // flow control a peer writing faster than this side reads needs.
+    if (kind === DATA_PACKET && this.holding) {
+      this.#held++;
+      return;
+    }
+    this.#channel.receive(packet, this.#clock);
+    // Only their number matters here; untaken, the ids would pile up (one per message) for the whole session.
+    const acknowledged = this.#channel.takeAcknowledged().length;
+    this.#unacked -= acknowledged;
+    if (acknowledged > 0) this.#lastProgress = this.#clock;
+    if (this.#channel.failed !== null) this.#endAs("failed");
   }
 
   /**
@@ -336,7 +363,19 @@ export class UdpSessionEngine {
     }
     this.#polled = true;
     try {
-      for (const packet of packets) out.push(this.#records.seal(packet));
+      let i = 0;
+      const [first, second] = packets;
+      if (
+        first !== undefined && second !== undefined && first[0] === ACK_PACKET && second[0] === DATA_PACKET &&
+        first.length + second.length <= MAX_RECORD_PAYLOAD
+      ) {
+        const both = new Uint8Array(first.length + second.length);
+        both.set(first);
+        both.set(second, first.length);
+        out.push(this.#records.seal(both));
+        i = 2;
+      }
+      for (; i < packets.length; i++) out.push(this.#records.seal(packets[i]!));
     } catch {
       this.#endAs("failed");
     }

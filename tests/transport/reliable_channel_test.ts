@@ -378,3 +378,53 @@ Deno.test("ReliableChannel delivers what was sent for any loss schedule and mess
     { numRuns: 150 },
   );
 });
+
+Deno.test("ReliableChannel with ackDelayMs holds an ACK of in-order DATA for its delay, or sends it with DATA", () => {
+  const a = new ReliableChannel({ ackDelayMs: 5 });
+  const b = new ReliableChannel({ ackDelayMs: 5 });
+  a.send(new Uint8Array([1]));
+  const [request] = a.poll(0);
+  b.receive(request!, 10);
+  assert.deepEqual(b.takeDelivered(), [new Uint8Array([1])]);
+  // Owed, not due: nothing at 10..14, the ACK alone at 15.
+  assert.equal(b.nextWakeup(), 15);
+  assert.deepEqual(b.poll(14), []);
+  const alone = b.poll(15);
+  assert.equal(alone.length, 1);
+  assert.deepEqual(readAck(alone[0]!), { cum: 1, sack: 0n });
+  assert.equal(b.nextWakeup(), null);
+  // Answered within the delay: the ACK goes first in the same poll as the answer.
+  a.send(new Uint8Array([2]));
+  b.receive(a.poll(20)[0]!, 21);
+  b.send(new Uint8Array([9]));
+  const [ack, answer, ...rest] = b.poll(22);
+  assert.deepEqual(readAck(ack!), { cum: 2, sack: 0n });
+  assert.equal(answer![0], 1);
+  assert.deepEqual(rest, []);
+  assert.deepEqual(b.poll(30), [], "the ACK went once");
+});
+
+Deno.test("ReliableChannel with ackDelayMs acknowledges at once a gap, a duplicate and a second packet", () => {
+  const a = new ReliableChannel({ ackDelayMs: 5 });
+  const b = new ReliableChannel({ ackDelayMs: 5 });
+  for (let i = 0; i < 5; i++) a.send(new Uint8Array([i]));
+  const [p0, p1, p2, p3, p4] = a.poll(0);
+  // A gap: the SACK must reach the sender without delay.
+  b.receive(p1!, 1);
+  assert.equal(b.nextWakeup(), 1);
+  assert.deepEqual(readAck(b.poll(1)[0]!), { cum: 0, sack: 0b1n });
+  // Filling it: at once too.
+  b.receive(p0!, 2);
+  assert.deepEqual(readAck(b.poll(2)[0]!), { cum: 2, sack: 0n });
+  // A duplicate: the last ACK was probably lost.
+  b.receive(p0!, 3);
+  assert.deepEqual(readAck(b.poll(3)[0]!), { cum: 2, sack: 0n });
+  // One in order waits; the second in order makes it due.
+  b.receive(p2!, 4);
+  assert.deepEqual(b.poll(4), []);
+  b.receive(p3!, 4);
+  assert.deepEqual(readAck(b.poll(4)[0]!), { cum: 4, sack: 0n });
+  b.receive(p4!, 6);
+  assert.equal(b.nextWakeup(), 11);
+  assert.throws(() => new ReliableChannel({ ackDelayMs: 31 }), RangeError);
+});

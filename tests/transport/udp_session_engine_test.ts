@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { RecordProtection } from "../../lib/crypto/udp_record_protection.ts";
 import {
   CLOSE_COPIES,
+  DEFAULT_ACK_DELAY_MS,
   UdpSessionEngine,
   type UdpSessionEngineOptions,
 } from "../../lib/transport/udp_session_engine.ts";
@@ -190,7 +191,10 @@ Deno.test("UdpSessionEngine sends a keepalive after silence, which is acknowledg
   assert.equal(a.engine.stats.keepalives, 1);
   assert.equal(b.engine.receive(keepalive, 10_010), "accepted");
   assert.deepEqual(b.engine.takeDelivered(), []);
-  const [ack] = b.engine.poll(10_010);
+  // Nothing to answer it with: the ACK waits its delay, then goes alone.
+  assert.deepEqual(b.engine.poll(10_010), []);
+  assert.equal(b.engine.nextWakeup(), 10_010 + DEFAULT_ACK_DELAY_MS);
+  const [ack] = b.engine.poll(10_010 + DEFAULT_ACK_DELAY_MS);
   assert.ok(ack !== undefined);
   assert.equal(a.engine.receive(ack, 10_020), "accepted");
   assert.equal(a.engine.room, 1024 * 1024);
@@ -283,7 +287,7 @@ Deno.test("UdpSessionEngine resends untilConfirmed before each poll's packets un
   assert.equal(first.length, 2);
   assert.equal(first[0], keys.finish);
   assert.equal(server.receive(first[1]!, 2), "accepted");
-  const [ack] = server.poll(2);
+  const [ack] = server.poll(2 + DEFAULT_ACK_DELAY_MS);
   assert.equal(client.receive(ack!, 3), "accepted");
   client.write(new Uint8Array([2]), 3);
   const after = client.poll(3);
@@ -342,7 +346,7 @@ Deno.test("UdpSessionEngine sends untilConfirmed before its CLOSEs while the pee
   heard.write(new Uint8Array([1]), 0);
   const [, record] = heard.poll(0);
   assert.equal(server.receive(record!, 1), "accepted");
-  const [ack] = server.poll(1);
+  const [ack] = server.poll(1 + DEFAULT_ACK_DELAY_MS);
   assert.equal(heard.receive(ack!, 2), "accepted");
   heard.close(2);
   const alone = heard.poll(2);
@@ -425,4 +429,93 @@ Deno.test("UdpSessionEngine ends as dead when its data sees no acknowledgement f
   assert.equal(server.ended, "dead");
   assert.ok(now <= 61_000, `the server gave up only at ${now} ms`);
   assert.ok(serverDatagrams < 3_000, `${serverDatagrams} datagrams sent`);
+});
+
+Deno.test("UdpSessionEngine sends an answer written within the ACK delay in the record of the ACK", () => {
+  const clientRecords = new RecordProtection(SECRETS, "client");
+  const server = new UdpSessionEngine({ records: new RecordProtection(SECRETS, "server") }, 0);
+  const request = encodeDataPacket(0, true, new Uint8Array([7]));
+  assert.equal(server.receive(clientRecords.seal(request), 1), "accepted");
+  assert.deepEqual(server.takeDelivered(), [new Uint8Array([7])]);
+  server.write(new Uint8Array([8, 9]), 2);
+  const out = server.poll(2);
+  assert.equal(out.length, 1, "one record for the ACK and the answer");
+  const opened = clientRecords.open(out[0]!);
+  assert.ok(opened.ok);
+  // ACK cum 1 with no SACK bits, then DATA seq 0, last, [8, 9].
+  assertBytesEqual(
+    opened.payload,
+    new Uint8Array([2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8, 9]),
+  );
+  assert.equal(server.stats.datagramsSent, 1);
+});
+
+Deno.test("UdpSessionEngine takes an ACK with DATA behind it, both or neither", () => {
+  const clientRecords = new RecordProtection(SECRETS, "client");
+  const server = new UdpSessionEngine({ records: new RecordProtection(SECRETS, "server") }, 0);
+  server.write(new Uint8Array([5]), 0);
+  assert.equal(server.poll(0).length, 1);
+  const ack = new Uint8Array([2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+  // Behind the ACK, something that is not DATA: the whole record is ignored, the ACK too.
+  for (const tail of [[3], [2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0], [1, 0, 0], [1, 0, 0, 0, 0, 4, 1]]) {
+    assert.equal(server.receive(clientRecords.seal(concat(ack, new Uint8Array(tail))), 1), "accepted");
+  }
+  assert.equal(server.stats.drops.bad_packet, 4);
+  assert.equal(server.room, 1024 * 1024 - 1 - 512, "the message is still unacknowledged");
+  // ACK and DATA: the message is acknowledged and the DATA delivered.
+  const data = encodeDataPacket(0, true, new Uint8Array([6]));
+  assert.equal(server.receive(clientRecords.seal(concat(ack, data)), 2), "accepted");
+  assert.equal(server.room, 1024 * 1024);
+  assert.deepEqual(server.takeDelivered(), [new Uint8Array([6])]);
+  // While holding, the ACK still counts and the DATA is refused unacknowledged.
+  server.write(new Uint8Array([5]), 3);
+  server.poll(3);
+  server.holding = true;
+  const ack2 = new Uint8Array([2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+  const data2 = encodeDataPacket(1, true, new Uint8Array([7]));
+  assert.equal(server.receive(clientRecords.seal(concat(ack2, data2)), 4), "accepted");
+  assert.equal(server.room, 1024 * 1024);
+  assert.equal(server.stats.held, 1);
+  assert.deepEqual(server.takeDelivered(), []);
+});
+
+Deno.test("UdpSessionEngine sends a full-size DATA packet apart from the ACK that would not fit beside it", () => {
+  const clientRecords = new RecordProtection(SECRETS, "client");
+  const server = new UdpSessionEngine({ records: new RecordProtection(SECRETS, "server") }, 0);
+  assert.equal(
+    server.receive(clientRecords.seal(encodeDataPacket(0, true, new Uint8Array([1]))), 1),
+    "accepted",
+  );
+  server.write(new Uint8Array(1159), 1);
+  const out = server.poll(1);
+  assert.equal(out.length, 2);
+  const payloads = out.map((d) => clientRecords.open(d)).map((o) => (assert.ok(o.ok), o.payload));
+  assert.deepEqual(payloads.map((p) => [p[0], p.length]), [[2, 13], [1, 1165]]);
+});
+
+Deno.test("UdpSessionEngine: three requests and answers take 7 records in all, not 12", async () => {
+  const { a, b } = await pair();
+  let now = 0;
+  let records = 0;
+  const carry = (from: End, to: End) => {
+    for (const d of from.engine.poll(now)) {
+      records++;
+      assert.equal(to.engine.receive(d, now), "accepted");
+    }
+  };
+  for (let i = 0; i < 3; i++) {
+    a.engine.write(new Uint8Array([i]), now);
+    carry(a, b);
+    now += 1;
+    assert.deepEqual(b.engine.takeDelivered(), [new Uint8Array([i])]);
+    b.engine.write(new Uint8Array([i, i]), now);
+    carry(b, a);
+    now += 1;
+    assert.deepEqual(a.engine.takeDelivered(), [new Uint8Array([i, i])]);
+  }
+  // The last answer's ACK waits its delay, then goes alone.
+  now += DEFAULT_ACK_DELAY_MS;
+  carry(a, b);
+  assert.equal(records, 7);
+  assert.equal(a.engine.nextWakeup(), now - DEFAULT_ACK_DELAY_MS - 1 + 60_000);
 });

@@ -47,22 +47,31 @@ export class ReliableReceiver {
   #ackDelayMs: number;
   /** When the owed ACK must go out at the latest (meaningful while one is owed). */
   #ackDueAt = 0;
-  /** In-order DATA packets taken since the last ACK. */
+  /** In-order full-size DATA packets taken since the last ACK. */
   #sinceAck = 0;
+  #fullPacket: number;
 
   /**
    * Make a receiver.
    *
-   * @param options Window in packets, largest message, first sequence number, and how long an ACK
-   *   may wait for DATA of this side to ride with (`ackDelayMs`, default 0: due at once).
+   * @param options Window in packets, largest message, first sequence number, how long an ACK may wait
+   *   for DATA of this side to ride with (`ackDelayMs`, default 0: due at once), and the size of a
+   *   full packet (`fullPacket`: two of them unacknowledged make the ACK due at once).
    * @param stats Counters shared with the channel; this half updates `received`, `duplicates` and
    *   `outOfWindow`.
    */
   constructor(
-    options: { window: number; maxMessage: number; initialSeq: number; ackDelayMs?: number },
+    options: {
+      window: number;
+      maxMessage: number;
+      initialSeq: number;
+      ackDelayMs?: number;
+      fullPacket?: number;
+    },
     stats: ReliableChannelStats,
   ) {
     this.#ackDelayMs = options.ackDelayMs ?? 0;
+    this.#fullPacket = options.fullPacket ?? 0;
     this.#window = options.window;
     this.#maxMessage = options.maxMessage;
     this.#rcvNxt = options.initialSeq;
@@ -121,9 +130,10 @@ export class ReliableReceiver {
       this.#buffered++;
       return;
     }
-    // In order: may wait for this side's DATA, unless it is the second packet unacknowledged (as TCP, RFC
-    // 1122 4.2.3.2) or it fills a gap.
-    this.#owe(now, ++this.#sinceAck >= 2 || this.#buffered > 0);
+    // In order: may wait for this side's DATA, unless it is the second full-size packet unacknowledged (as
+    // TCP, RFC 1122 4.2.3.2: a bulk sender's window keeps moving) or it fills a gap.
+    if (packet.length >= this.#fullPacket) this.#sinceAck++;
+    this.#owe(now, this.#sinceAck >= 2 || this.#buffered > 0);
     this.#stats.received++;
     this.#accept(payload, last, false);
     this.#rcvNxt++;

@@ -46,7 +46,8 @@ export interface ReliableChannelOptions {
   initialSeq?: number;
   /**
    * How long an ACK of in-order DATA may wait for DATA of this side to go with it (default 0: at the
-   * next poll). A second packet unacknowledged, a gap or a duplicate makes it due at once.
+   * next poll). A second full-size (`maxPacket`) packet unacknowledged, a gap or a duplicate makes it
+   * due at once.
    */
   ackDelayMs?: number;
 }
@@ -112,7 +113,10 @@ export class ReliableChannel {
       maxRtoMs,
       initialSeq,
     }, this.#stats);
-    this.#receiver = new ReliableReceiver({ window, maxMessage, initialSeq, ackDelayMs }, this.#stats);
+    this.#receiver = new ReliableReceiver(
+      { window, maxMessage, initialSeq, ackDelayMs, fullPacket: this.#maxPacket },
+      this.#stats,
+    );
   }
 
   /** Why the channel stopped (the peer sent a message over `maxMessage`), or `null` while it works. */

@@ -42,6 +42,12 @@ export const CLOSE_COPIES = 3;
  * reliable layer's `ackDelayMs` here): an answer written within it saves a datagram each way.
  */
 export const DEFAULT_ACK_DELAY_MS = 5;
+/**
+ * The `untilConfirmed` datagram goes again before a poll's packets only once this long has passed since it
+ * last went: below the retransmission timeout's floor (30 ms), so a record lost with it, or dropped for
+ * want of it, comes back with it, but not right behind the copy the session's first poll sent.
+ */
+export const CONFIRMATION_GAP_MS = 20;
 
 /**
  * Bytes each message sent and not yet acknowledged counts against `maxQueuedBytes` beside its own: it costs a
@@ -83,7 +89,10 @@ export interface UdpSessionStats {
 export interface UdpSessionEngineOptions {
   /** Seals and opens this session's RECORDs (from the handshake); destroyed (its keys zeroed) when the stream ends. */
   records: RecordProtection;
-  /** Sent before the packets of each poll (and by the first poll) until a record from the peer opens. */
+  /**
+   * Sent by the first poll, and again before a poll's packets once {@linkcode CONFIRMATION_GAP_MS} passed
+   * since it last went, until a record from the peer opens.
+   */
   untilConfirmed?: Uint8Array<ArrayBuffer>;
   /** Reliable layer tuning (maxPacket is fixed by the record size: 1165). */
   reliable?: Omit<ReliableChannelOptions, "maxPacket">;
@@ -126,6 +135,8 @@ export class UdpSessionEngine {
   #channel: ReliableChannel;
   #untilConfirmed: Uint8Array<ArrayBuffer> | null;
   #polled = false;
+  /** When `untilConfirmed` last went out. */
+  #confirmedAt = -Infinity;
   #keepaliveMs: number;
   #deadAfterMs: number;
   #lingerMs: number;
@@ -319,8 +330,9 @@ export class UdpSessionEngine {
   }
 
   /**
-   * Datagrams to transmit now, in order: the `untilConfirmed` datagram (before any other, until the
-   * peer is heard), then RECORDs of the reliable layer's ACK and DATA packets (with a keepalive queued
+   * Datagrams to transmit now, in order: the `untilConfirmed` datagram (by the first poll, then before
+   * the packets of a poll {@linkcode CONFIRMATION_GAP_MS} after it last went, until the peer is heard;
+   * before the CLOSEs always), then RECORDs of the reliable layer's ACK and DATA packets (with a keepalive queued
    * when nothing was sent for `keepaliveMs`), or the closing CLOSEs. Also ends a dead stream.
    *
    * @param now The caller's clock, in milliseconds.
@@ -357,9 +369,13 @@ export class UdpSessionEngine {
       this.#keepalives++;
     }
     const packets = this.#channel.poll(this.#clock);
-    if (this.#untilConfirmed !== null && (packets.length > 0 || !this.#polled)) {
+    if (
+      this.#untilConfirmed !== null &&
+      (!this.#polled || (packets.length > 0 && this.#clock - this.#confirmedAt >= CONFIRMATION_GAP_MS))
+    ) {
       out.push(this.#untilConfirmed);
       this.#confirmationsSent++;
+      this.#confirmedAt = this.#clock;
     }
     this.#polled = true;
     try {

@@ -29,8 +29,9 @@ export interface UdpSessionStreamOptions {
   /** Transmit one datagram to the peer (the owner chooses the address; fire and forget). */
   send: (datagram: Uint8Array<ArrayBuffer>) => void;
   /**
-   * Sent before the first packet of each poll, and by the first poll even with nothing else, until an
-   * authenticated RECORD from the peer has opened (the client's FINISH: the server may have lost it).
+   * Sent by the first poll even with nothing else, then before the packets of a poll 20 ms or more after
+   * it last went, until an authenticated RECORD from the peer has opened (the client's FINISH: the server
+   * may have lost it).
    */
   untilConfirmed?: Uint8Array<ArrayBuffer>;
   /** Reliable layer tuning (maxPacket is fixed by the record size: 1165). */

@@ -404,11 +404,14 @@ Deno.test("ReliableChannel with ackDelayMs holds an ACK of in-order DATA for its
   assert.deepEqual(b.poll(30), [], "the ACK went once");
 });
 
-Deno.test("ReliableChannel with ackDelayMs acknowledges at once a gap, a duplicate and a second packet", () => {
-  const a = new ReliableChannel({ ackDelayMs: 5 });
-  const b = new ReliableChannel({ ackDelayMs: 5 });
-  for (let i = 0; i < 5; i++) a.send(new Uint8Array([i]));
+Deno.test("ReliableChannel with ackDelayMs acknowledges at once a gap, a duplicate and a second full packet", () => {
+  const a = new ReliableChannel({ ackDelayMs: 5, maxPacket: 20 });
+  const b = new ReliableChannel({ ackDelayMs: 5, maxPacket: 20 });
+  for (let i = 0; i < 2; i++) a.send(new Uint8Array([i]));
+  // Three full packets (14-byte payloads), then a small one.
+  for (let i = 2; i < 5; i++) a.send(new Uint8Array(i === 4 ? 1 : 14).fill(i));
   const [p0, p1, p2, p3, p4] = a.poll(0);
+  assert.deepEqual([p0, p1, p2, p3, p4].map((p) => p!.length), [7, 7, 20, 20, 7]);
   // A gap: the SACK must reach the sender without delay.
   b.receive(p1!, 1);
   assert.equal(b.nextWakeup(), 1);
@@ -419,12 +422,17 @@ Deno.test("ReliableChannel with ackDelayMs acknowledges at once a gap, a duplica
   // A duplicate: the last ACK was probably lost.
   b.receive(p0!, 3);
   assert.deepEqual(readAck(b.poll(3)[0]!), { cum: 2, sack: 0n });
-  // One in order waits; the second in order makes it due.
+  // One full packet in order waits; the second makes it due.
   b.receive(p2!, 4);
   assert.deepEqual(b.poll(4), []);
   b.receive(p3!, 4);
   assert.deepEqual(readAck(b.poll(4)[0]!), { cum: 4, sack: 0n });
+  // Small packets in order wait, however many (an answer of several messages).
   b.receive(p4!, 6);
   assert.equal(b.nextWakeup(), 11);
+  a.send(new Uint8Array([5]));
+  b.receive(a.poll(7)[0]!, 7);
+  assert.deepEqual(b.poll(7), []);
+  assert.deepEqual(readAck(b.poll(11)[0]!), { cum: 6, sack: 0n });
   assert.throws(() => new ReliableChannel({ ackDelayMs: 31 }), RangeError);
 });

@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { RecordProtection } from "../../lib/crypto/udp_record_protection.ts";
 import {
   CLOSE_COPIES,
+  CONFIRMATION_GAP_MS,
   DEFAULT_ACK_DELAY_MS,
   UdpSessionEngine,
   type UdpSessionEngineOptions,
@@ -282,17 +283,35 @@ Deno.test("UdpSessionEngine resends untilConfirmed before each poll's packets un
   assert.equal(client.nextWakeup(), 0);
   assert.deepEqual(client.poll(0), [keys.finish]);
   assert.deepEqual(client.poll(1), []);
+  // Right behind the first copy, the first record goes alone: the FINISH is most likely on its way.
   client.write(new Uint8Array([1]), 1);
   const first = client.poll(1);
-  assert.equal(first.length, 2);
-  assert.equal(first[0], keys.finish);
-  assert.equal(server.receive(first[1]!, 2), "accepted");
-  const [ack] = server.poll(2 + DEFAULT_ACK_DELAY_MS);
-  assert.equal(client.receive(ack!, 3), "accepted");
-  client.write(new Uint8Array([2]), 3);
-  const after = client.poll(3);
+  assert.equal(first.length, 1);
+  assert.notEqual(first[0], keys.finish);
+  // Both lost: the retransmission (200 ms later, the reliable layer's first timeout) takes a FINISH again.
+  const again = client.poll(201);
+  assert.equal(again.length, 2);
+  assert.equal(again[0], keys.finish);
+  assert.equal(server.receive(again[1]!, 202), "accepted");
+  const [ack] = server.poll(202 + DEFAULT_ACK_DELAY_MS);
+  assert.equal(client.receive(ack!, 210), "accepted");
+  client.write(new Uint8Array([2]), 300);
+  const after = client.poll(300);
   assert.equal(after.length, 1);
   assert.notEqual(after[0], keys.finish);
+  assert.equal(client.stats.confirmationsSent, 2);
+});
+
+Deno.test("UdpSessionEngine resends untilConfirmed with a poll's packets once CONFIRMATION_GAP_MS passed", async () => {
+  const keys = await establishedPair();
+  const client = new UdpSessionEngine({ records: keys.client.records, untilConfirmed: keys.finish }, 0);
+  assert.deepEqual(client.poll(0), [keys.finish]);
+  client.write(new Uint8Array([1]), CONFIRMATION_GAP_MS - 1);
+  assert.equal(client.poll(CONFIRMATION_GAP_MS - 1).length, 1);
+  client.write(new Uint8Array([2]), CONFIRMATION_GAP_MS);
+  const [finish, record, ...rest] = client.poll(CONFIRMATION_GAP_MS);
+  assert.equal(finish, keys.finish);
+  assert.ok(record !== undefined && rest.length === 0);
   assert.equal(client.stats.confirmationsSent, 2);
 });
 

@@ -47,9 +47,16 @@ export const SIGNATURE_ALGORITHMS = {
   "ecdsa-p256-sha256": 0x01,
   /** RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt (as TLS 1.3's rsa_pss_rsae_sha256). */
   "rsa-pss-sha256": 0x02,
+  /**
+   * Ed25519 (64 bytes), by a key the certificate's key delegated for a while: the body carries the
+   * delegated credential (docs/PROTOCOL.md 20.5).
+   */
+  "ed25519-delegated": 0x03,
 } as const;
 /** Name of an ACCEPT signature algorithm. */
 export type SignatureAlgorithm = keyof typeof SIGNATURE_ALGORITHMS;
+/** The algorithms a certificate's own key signs with. */
+export type CertificateAlgorithm = Exclude<SignatureAlgorithm, "ed25519-delegated">;
 
 /** The fields of an ACCEPT, reassembled from its fragments. */
 export interface AcceptBody {
@@ -63,6 +70,8 @@ export interface AcceptBody {
   algorithm: SignatureAlgorithm;
   /** The server's certificate, DER (1..65535 bytes). */
   certificate: Uint8Array<ArrayBuffer>;
+  /** The delegated credential (1..65535 bytes): present exactly when `algorithm` is `ed25519-delegated`. */
+  credential?: Uint8Array<ArrayBuffer>;
   /** The signature over the transcript hash (1..65535 bytes). */
   signature: Uint8Array<ArrayBuffer>;
 }
@@ -163,15 +172,24 @@ export function acceptSignedBytes(body: Omit<AcceptBody, "signature">): Uint8Arr
 }
 
 function signedPart(w: DatagramWriter, body: Omit<AcceptBody, "signature">): DatagramWriter {
-  const { certificate } = body;
+  const { certificate, credential } = body;
   if (certificate.length < 1 || certificate.length > 0xffff) {
     throw new RangeError(`Invalid certificate: ${certificate.length} bytes is outside 1..65535`);
   }
-  return w.bytes(body.serverRandom, "server_random", RANDOM_BYTES)
+  const delegated = body.algorithm === "ed25519-delegated";
+  if (delegated !== (credential !== undefined)) {
+    throw new RangeError("Invalid ACCEPT: a credential goes with ed25519-delegated, and only with it");
+  }
+  w.bytes(body.serverRandom, "server_random", RANDOM_BYTES)
     .bytes(body.serverShare, "server_share", SHARE_BYTES)
     .bytes(body.connectionId, "connection id", CONNECTION_ID_BYTES)
     .u8(SIGNATURE_ALGORITHMS[body.algorithm])
     .u8(certificate.length >> 8).u8(certificate.length & 0xff).bytes(certificate, "certificate");
+  if (credential === undefined) return w;
+  if (credential.length < 1 || credential.length > 0xffff) {
+    throw new RangeError(`Invalid credential: ${credential.length} bytes is outside 1..65535`);
+  }
+  return w.u8(credential.length >> 8).u8(credential.length & 0xff).bytes(credential, "credential");
 }
 
 /**
@@ -264,9 +282,10 @@ export function decodeAcceptFragment(bytes: Uint8Array): AcceptFragment {
  * ```
  *
  * @param bytes The body.
- * @returns The fields, and `signedBytes`: the part the transcript covers.
+ * @returns The fields, and `signedBytes`: the part the transcript covers (up to the end of the
+ *   credential, or of the certificate without one).
  * @throws {ProtocolError} `BAD_DATAGRAM` for anything malformed (unknown algorithm, empty or short
- *   certificate or signature, trailing bytes).
+ *   certificate, credential or signature, trailing bytes).
  */
 export function decodeAcceptBody(bytes: Uint8Array): AcceptBody & { signedBytes: Uint8Array<ArrayBuffer> } {
   if (bytes.length > MAX_ACCEPT_BODY) bad(`Bad datagram: ACCEPT body of ${bytes.length} bytes`);
@@ -281,12 +300,27 @@ export function decodeAcceptBody(bytes: Uint8Array): AcceptBody & { signedBytes:
   const certLength = r.u8("ACCEPT certificate length") * 256 + r.u8("ACCEPT certificate length");
   if (certLength === 0) bad("Bad datagram: empty ACCEPT certificate");
   const certificate = r.bytes(certLength, "ACCEPT certificate");
+  let credential: Uint8Array<ArrayBuffer> | undefined;
+  if (algorithm === "ed25519-delegated") {
+    const credLength = r.u8("ACCEPT credential length") * 256 + r.u8("ACCEPT credential length");
+    if (credLength === 0) bad("Bad datagram: empty ACCEPT credential");
+    credential = r.bytes(credLength, "ACCEPT credential");
+  }
   const signedBytes = r.consumed();
   const sigLength = r.u8("ACCEPT signature length") * 256 + r.u8("ACCEPT signature length");
   if (sigLength === 0) bad("Bad datagram: empty ACCEPT signature");
   const signature = r.bytes(sigLength, "ACCEPT signature");
   r.end("ACCEPT");
-  return { serverRandom, serverShare, connectionId, algorithm, certificate, signature, signedBytes };
+  return {
+    serverRandom,
+    serverShare,
+    connectionId,
+    algorithm,
+    certificate,
+    ...(credential ? { credential } : {}),
+    signature,
+    signedBytes,
+  };
 }
 
 /**

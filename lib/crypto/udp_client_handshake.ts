@@ -21,7 +21,7 @@ import { fingerprint } from "./fingerprint.ts";
 import { generateUdpEphemeral, type UdpEphemeral } from "./udp_ephemeral.ts";
 import { transcriptHash } from "./udp_key_schedule.ts";
 import type { RecordProtectionOptions } from "./udp_record_protection.ts";
-import { verifyServerSignature } from "./udp_server_signature.ts";
+import { verifyAcceptSignature } from "./udp_delegated_credential.ts";
 import { establish, type EstablishedSession } from "./udp_session_keys.ts";
 
 /** The version byte this client puts in INIT. */
@@ -39,6 +39,10 @@ export type AcceptDropReason =
   | "algorithm-mismatch"
   /** The signature does not verify: not this server, or not this transcript. */
   | "bad-signature"
+  /** A delegated credential that is malformed or not signed by the certificate's key for this certificate. */
+  | "bad-credential"
+  /** A delegated credential past its time, or valid for longer ahead than seven days. */
+  | "expired-credential"
   /** The server's share is a low-order or unusable X25519 key. */
   | "bad-share"
   /** The handshake already accepted an ACCEPT (a retransmission, or another one). */
@@ -166,7 +170,7 @@ export class ClientHandshake {
       initTranscriptBytes(init.version, init.clientRandom, init.clientShare),
       accept.signedBytes,
     );
-    const refusal = await verifyServerSignature({ ...accept, transcriptHash: th });
+    const refusal = await verifyAcceptSignature({ ...accept, transcriptHash: th });
     if (refusal !== null) return { kind: "dropped", reason: refusal };
     const established = establish({
       privateKey: this.#ephemeral.privateKey,

@@ -22,6 +22,7 @@ import { constantTimeEqual } from "./constant_time.ts";
 import { generateUdpEphemeral } from "./udp_ephemeral.ts";
 import { transcriptHash } from "./udp_key_schedule.ts";
 import type { RecordProtectionOptions } from "./udp_record_protection.ts";
+import { DelegatedSigner } from "./udp_delegated_credential.ts";
 import { signTranscript, type UdpSigningKey } from "./udp_server_signature.ts";
 import { establish, type EstablishedSession } from "./udp_session_keys.ts";
 
@@ -106,13 +107,14 @@ export class ServerHandshake {
    * with the server's key, and the session keys.
    *
    * @param init The admitted INIT's fields.
-   * @param key The server's signing key.
+   * @param key The server's signing key: a {@linkcode DelegatedSigner} (a server's: Ed25519 under a
+   *   delegated credential), or the certificate's key itself.
    * @param options Record layer options (tests).
    * @returns The handshake, or `bad-init` for an unusable INIT. Never throws on the INIT's content.
    */
   static async respond(
     init: AdmittedInit,
-    key: UdpSigningKey,
+    key: UdpSigningKey | DelegatedSigner,
     options: RespondOptions = {},
   ): Promise<RespondResult> {
     if (
@@ -121,13 +123,16 @@ export class ServerHandshake {
     ) {
       return { ok: false, reason: "bad-init" };
     }
+    const delegation = key instanceof DelegatedSigner ? await key.current(Date.now()) : null;
+    const certificateKey = key instanceof DelegatedSigner ? key.key : key;
     const ephemeral = generateUdpEphemeral();
     const signedPart = {
       serverRandom: crypto.getRandomValues(new Uint8Array(RANDOM_BYTES)),
       serverShare: ephemeral.publicKey,
       connectionId: crypto.getRandomValues(new Uint8Array(CONNECTION_ID_BYTES)),
-      algorithm: key.algorithm,
-      certificate: key.certificate,
+      algorithm: delegation ? "ed25519-delegated" as const : certificateKey.algorithm,
+      certificate: certificateKey.certificate,
+      ...(delegation ? { credential: delegation.credential } : {}),
     };
     const th = transcriptHash(
       initTranscriptBytes(init.version, init.clientRandom, init.clientShare),
@@ -142,7 +147,9 @@ export class ServerHandshake {
       ...(options.records ? { options: options.records } : {}),
     });
     if (established === null) return { ok: false, reason: "bad-init" };
-    const signature = await signTranscript(key, th);
+    const signature = key instanceof DelegatedSigner
+      ? key.sign(delegation!, th)
+      : await signTranscript(certificateKey, th);
     const accept = encodeAccept({ ...signedPart, signature });
     return { ok: true, handshake: new ServerHandshake(accept, established.session, established.verifyData) };
   }

@@ -11,11 +11,11 @@
 
 import { X509Certificate } from "node:crypto";
 import {
+  type CertificateAlgorithm,
   CONNECTION_ID_BYTES,
   MAX_ACCEPT_BODY,
   RANDOM_BYTES,
   SHARE_BYTES,
-  type SignatureAlgorithm,
 } from "../codec/udp_session_datagram.ts";
 import { decodePem } from "./pem.ts";
 
@@ -30,7 +30,7 @@ export interface UdpSigningKey {
   /** The certificate, DER: sent in every ACCEPT. */
   certificate: Uint8Array<ArrayBuffer>;
   /** The algorithm its key signs with. */
-  algorithm: SignatureAlgorithm;
+  algorithm: CertificateAlgorithm;
   /** The certificate's private key, sign only. */
   privateKey: CryptoKey;
 }
@@ -46,7 +46,13 @@ export type SignatureRefusal =
 
 const encoder = new TextEncoder();
 
-function params(algorithm: SignatureAlgorithm): {
+/**
+ * WebCrypto's parameters for a certificate key's algorithm: to import it, and to sign or verify with it.
+ *
+ * @param algorithm The algorithm.
+ * @returns Import and sign parameters.
+ */
+export function certificateKeyParams(algorithm: CertificateAlgorithm): {
   key: RsaHashedImportParams | EcKeyImportParams;
   sign: RsaPssParams | EcdsaParams;
 } {
@@ -58,7 +64,7 @@ function params(algorithm: SignatureAlgorithm): {
 /** The certificate's public key and the algorithm it signs with, or `null` for one not accepted. */
 function certificateKey(
   der: Uint8Array,
-): { algorithm: SignatureAlgorithm; spki: Uint8Array<ArrayBuffer> } | null {
+): { algorithm: CertificateAlgorithm; spki: Uint8Array<ArrayBuffer> } | null {
   let key;
   try {
     key = new X509Certificate(der).publicKey;
@@ -126,7 +132,13 @@ export async function importUdpSigningKey(certPem: string, keyPem: string): Prom
   const pkcs8 = decodePem(keyPem, "PRIVATE KEY");
   let privateKey: CryptoKey;
   try {
-    privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, params(found.algorithm).key, false, ["sign"]);
+    privateKey = await crypto.subtle.importKey(
+      "pkcs8",
+      pkcs8,
+      certificateKeyParams(found.algorithm).key,
+      false,
+      ["sign"],
+    );
   } catch {
     throw new TypeError(`Invalid private key: not a ${found.algorithm} key`);
   } finally {
@@ -142,9 +154,11 @@ export async function importUdpSigningKey(certPem: string, keyPem: string): Prom
     transcriptHash: probe,
   });
   if (check !== null) throw new TypeError("Invalid private key: it does not match the certificate");
-  // server_random, server_share, connection_id, sig_alg, cert_len, sig_len: the ACCEPT body's fixed fields.
+  // server_random, server_share, connection_id, sig_alg, cert_len, sig_len: the ACCEPT body's fixed fields;
+  // then, signed by a delegated key (as a server signs), cred_len, the credential (valid_until, the Ed25519
+  // key, this key's signature) and the Ed25519 signature.
   const body = RANDOM_BYTES + SHARE_BYTES + CONNECTION_ID_BYTES + 1 + 2 + 2 + certificate.length +
-    signature.length;
+    Math.max(signature.length, 2 + 4 + 32 + signature.length + 64);
   if (body > MAX_ACCEPT_BODY) {
     throw new TypeError(
       `Invalid certificate: ${certificate.length} bytes and a signature of ${signature.length} make an ACCEPT ` +
@@ -176,7 +190,11 @@ export async function signTranscript(
   transcriptHash: Uint8Array,
 ): Promise<Uint8Array<ArrayBuffer>> {
   return new Uint8Array(
-    await crypto.subtle.sign(params(key.algorithm).sign, key.privateKey, signedMessage(transcriptHash)),
+    await crypto.subtle.sign(
+      certificateKeyParams(key.algorithm).sign,
+      key.privateKey,
+      signedMessage(transcriptHash),
+    ),
   );
 }
 
@@ -202,7 +220,7 @@ export async function signTranscript(
  */
 export async function verifyServerSignature(input: {
   certificate: Uint8Array;
-  algorithm: SignatureAlgorithm;
+  algorithm: CertificateAlgorithm;
   signature: Uint8Array<ArrayBuffer>;
   transcriptHash: Uint8Array;
 }): Promise<SignatureRefusal | null> {
@@ -216,7 +234,7 @@ export async function verifyServerSignature(input: {
   if (found.algorithm !== input.algorithm) return "algorithm-mismatch";
   try {
     const ok = await crypto.subtle.verify(
-      params(found.algorithm).sign,
+      certificateKeyParams(found.algorithm).sign,
       found.key,
       input.signature,
       signedMessage(input.transcriptHash),
@@ -229,23 +247,33 @@ export async function verifyServerSignature(input: {
 
 /** Certificates whose keys {@linkcode verifyingKey} keeps imported (the oldest go first). */
 const MAX_VERIFYING_KEYS = 16;
-const verifyingKeys = new Map<string, { algorithm: SignatureAlgorithm; key: CryptoKey }>();
+const verifyingKeys = new Map<string, { algorithm: CertificateAlgorithm; key: CryptoKey }>();
 
 /**
  * The certificate's public key, imported for verifying, or `null` for one not accepted. A client opens
  * session after session to the same server: the certificate is parsed and its key imported once.
+ *
+ * @param der The certificate, DER.
+ * @returns Its key's algorithm and the key, or `null`.
+ * @throws {Error} When the key does not import.
  */
-async function verifyingKey(
+export async function verifyingKey(
   der: Uint8Array,
-): Promise<{ algorithm: SignatureAlgorithm; key: CryptoKey } | null> {
+): Promise<{ algorithm: CertificateAlgorithm; key: CryptoKey } | null> {
   const id = der.toBase64();
   const known = verifyingKeys.get(id);
   if (known !== undefined) return known;
   const found = certificateKey(der);
   if (found === null) return null;
-  const key = await crypto.subtle.importKey("spki", found.spki, params(found.algorithm).key, false, [
-    "verify",
-  ]);
+  const key = await crypto.subtle.importKey(
+    "spki",
+    found.spki,
+    certificateKeyParams(found.algorithm).key,
+    false,
+    [
+      "verify",
+    ],
+  );
   const entry = { algorithm: found.algorithm, key };
   if (verifyingKeys.size >= MAX_VERIFYING_KEYS) verifyingKeys.delete(verifyingKeys.keys().next().value!);
   verifyingKeys.set(id, entry);

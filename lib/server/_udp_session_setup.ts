@@ -1,6 +1,6 @@
 /**
- * Builds a server's {@linkcode UdpSessions} from its configuration and identity: the signing key from the
- * certificate TLS serves, and the cookie master secret derived from the store's mock secret (so every node
+ * Builds a server's {@linkcode UdpSessions} from its configuration and identity: the signing key (an Ed25519
+ * key under a credential of the certificate TLS serves, made at start and renewed daily), and the cookie master secret derived from the store's mock secret (so every node
  * sharing the database accepts the others' cookies, docs/PROTOCOL.md §20.2).
  *
  * @module
@@ -8,6 +8,7 @@
 
 import { UdpCookies } from "../crypto/udp_cookie.ts";
 import { deriveCookieMaster } from "../crypto/udp_cookie_master.ts";
+import { DelegatedSigner } from "../crypto/udp_delegated_credential.ts";
 import { importUdpSigningKey } from "../crypto/udp_server_signature.ts";
 import type { ServerIdentity } from "../crypto/server_identity.ts";
 import { UdpSessionStream } from "../transport/udp_session_stream.ts";
@@ -38,9 +39,12 @@ export async function createUdpSessions(setup: UdpSessionSetup): Promise<UdpSess
   const { certPem, keyPem } = setup.identity;
   if (!certPem || !keyPem) throw new TypeError("UDP sessions are on but no certificate was loaded");
   const { config } = setup;
+  const signingKey = new DelegatedSigner(await importUdpSigningKey(certPem, keyPem));
+  // The first credential now: a key that cannot sign one fails the start, not the first handshake.
+  await signingKey.current(Date.now());
   return new UdpSessions({
     cookies: new UdpCookies(await deriveCookieMaster(setup.mockSecret)),
-    signingKey: await importUdpSigningKey(certPem, keyPem),
+    signingKey,
     difficulty: {
       handshakesPerSecond: config.udp_handshake_threshold,
       halfOpen: config.udp_half_open_threshold,

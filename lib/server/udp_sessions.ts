@@ -26,6 +26,7 @@ import { CONNECTION_ID_BYTES, FINISH_TYPE, RECORD_TYPE } from "../codec/udp_sess
 import type { SourceAddress, UdpCookies } from "../crypto/udp_cookie.ts";
 import type { RecordProtection, RecordProtectionOptions } from "../crypto/udp_record_protection.ts";
 import { ServerHandshake } from "../crypto/udp_server_handshake.ts";
+import type { DelegatedSigner } from "../crypto/udp_delegated_credential.ts";
 import type { UdpSigningKey } from "../crypto/udp_server_signature.ts";
 import type { ByteStream } from "../transport/byte_stream.ts";
 import { HandshakeRate } from "./_handshake_rate.ts";
@@ -98,8 +99,11 @@ export interface UdpEstablished {
 export interface UdpSessionsOptions {
   /** Cookie minter and verifier. */
   cookies: UdpCookies;
-  /** The server's signing key (its certificate's). */
-  signingKey: UdpSigningKey;
+  /**
+   * What signs handshakes: a {@linkcode DelegatedSigner} (Ed25519 under a credential of the certificate's
+   * key, as a server runs), or the certificate's key itself.
+   */
+  signingKey: UdpSigningKey | DelegatedSigner;
   /** Thresholds of the proof-of-work curve (`udp_handshake_threshold`, `udp_half_open_threshold`). */
   difficulty?: PuzzleDifficultyOptions;
   /** Most half-open sessions at once (default 4 × the half-open threshold). */
@@ -189,7 +193,7 @@ export class UdpSessions {
   #admission: UdpAdmission;
   #difficulty: PuzzleDifficulty;
   #rate = new HandshakeRate();
-  #key: UdpSigningKey;
+  #key: UdpSigningKey | DelegatedSigner;
   #maxHalfOpen: number;
   #maxPerAddress: number;
   #halfOpenMs: number;

@@ -56,6 +56,41 @@ Deno.test("encodeAccept lays out one fragment byte for byte", () => {
   );
 });
 
+Deno.test("encodeAccept lays out a delegated ACCEPT byte for byte: the credential after the certificate", () => {
+  const b = { ...body(5, 3), algorithm: "ed25519-delegated" as const, credential: filled(4, 6) };
+  const [only] = encodeAccept(b);
+  const expectedSigned = concat(
+    filled(32, 1),
+    filled(32, 2),
+    filled(8, 3),
+    [0x03],
+    [0, 5],
+    filled(5, 4),
+    [0, 4],
+    filled(4, 6),
+  );
+  assertBytesEqual(acceptSignedBytes(b), expectedSigned);
+  assertBytesEqual(
+    only!,
+    concat([0xac, 0x01, 0x32], filled(8, 3), [0, 1], expectedSigned, [0, 3], filled(3, 5)),
+  );
+  const decoded = decodeAcceptBody(decodeAcceptFragment(only!).chunk);
+  assert.equal(decoded.algorithm, "ed25519-delegated");
+  assertBytesEqual(decoded.credential!, filled(4, 6));
+  assertBytesEqual(decoded.signedBytes, expectedSigned);
+  // A credential goes with that algorithm and only with it; an empty one is malformed.
+  assert.throws(() => encodeAccept({ ...b, algorithm: "ecdsa-p256-sha256" }), RangeError);
+  const { credential: _, ...bare } = b;
+  assert.throws(() => encodeAccept(bare), RangeError);
+  const whole = decodeAcceptFragment(only!).chunk;
+  for (let n = 0; n < whole.length; n++) assertBad(() => decodeAcceptBody(whole.subarray(0, n)));
+  assertBad(() => decodeAcceptBody(concat(whole.subarray(0, 80), [0, 0], [0, 3], filled(3, 5))));
+  assert.equal(
+    decodeAcceptBody(decodeAcceptFragment(encodeAccept(body(5, 3))[0]!).chunk).credential,
+    undefined,
+  );
+});
+
 Deno.test("encodeAccept splits a large body over at most 3 datagrams of at most 1200 bytes", () => {
   // An RSA-3072 certificate is about 1100 bytes and its signature 384.
   const datagrams = encodeAccept(body(1100, 384));
@@ -122,7 +157,7 @@ Deno.test("decodeAcceptBody refuses every truncation, trailing bytes and an unkn
   for (let n = 0; n < whole.length; n++) assertBad(() => decodeAcceptBody(whole.subarray(0, n)));
   assertBad(() => decodeAcceptBody(concat(whole, [0])));
   const badAlg = whole.slice();
-  badAlg[72] = 0x03;
+  badAlg[72] = 0x04;
   assertBad(() => decodeAcceptBody(badAlg));
   const emptyCert = concat(whole.subarray(0, 73), [0, 0], [0, 1], [7]);
   assertBad(() => decodeAcceptBody(emptyCert));

@@ -17,6 +17,7 @@ import { createVerifier } from "../../lib/crypto/scram_verifier.ts";
 import { type AcceptResult, ClientHandshake } from "../../lib/crypto/udp_client_handshake.ts";
 import { deriveHandshakeSecrets, transcriptHash } from "../../lib/crypto/udp_key_schedule.ts";
 import { RecordProtection } from "../../lib/crypto/udp_record_protection.ts";
+import { DelegatedSigner } from "../../lib/crypto/udp_delegated_credential.ts";
 import { ServerHandshake } from "../../lib/crypto/udp_server_handshake.ts";
 import {
   importUdpSigningKey,
@@ -33,7 +34,10 @@ const RSA_KEY = await importUdpSigningKey(rsaCert.certPem, rsaCert.keyPem);
 const otherCert = await mintServerCertificate({ days: 1 });
 const OTHER_KEY = await importUdpSigningKey(otherCert.certPem, otherCert.keyPem);
 
-async function respond(client: ClientHandshake, key: UdpSigningKey = EC_KEY): Promise<ServerHandshake> {
+async function respond(
+  client: ClientHandshake,
+  key: UdpSigningKey | DelegatedSigner = EC_KEY,
+): Promise<ServerHandshake> {
   const r = await ServerHandshake.respond(client.init, key);
   assert.ok(r.ok);
   return r.handshake;
@@ -72,14 +76,13 @@ function roundTrip(client: EstablishedSession, server: EstablishedSession): void
   assert.ok(down.ok && new TextDecoder().decode(down.payload) === "pong");
 }
 
-for (
-  const [name, key, cert, fragments] of [["ECDSA P-256", EC_KEY, ecCert, 1], [
-    "RSA-3072",
-    RSA_KEY,
-    rsaCert,
-    2,
-  ]] as const
-) {
+const cases: [string, UdpSigningKey | DelegatedSigner, typeof ecCert, number][] = [
+  ["ECDSA P-256", EC_KEY, ecCert, 1],
+  ["RSA-3072", RSA_KEY, rsaCert, 2],
+  ["Ed25519 delegated by an ECDSA P-256", new DelegatedSigner(EC_KEY), ecCert, 1],
+  ["Ed25519 delegated by an RSA-3072", new DelegatedSigner(RSA_KEY), rsaCert, 2],
+];
+for (const [name, key, cert, fragments] of cases) {
   Deno.test(`ServerHandshake and ClientHandshake agree on keys with an ${name} certificate`, async () => {
     const client = await ClientHandshake.start();
     const server = await respond(client, key);
@@ -134,6 +137,37 @@ Deno.test("ClientHandshake refuses every single-byte change of an ACCEPT, then t
     );
   }
   assert.ok(reasons.has("bad-signature") && reasons.has("algorithm-mismatch"));
+  accepted(await client.receiveAccept(genuine!));
+});
+
+Deno.test("ClientHandshake refuses every single-byte change of a delegated ACCEPT, then takes the genuine one", async () => {
+  const client = await ClientHandshake.start();
+  const server = await respond(client, new DelegatedSigner(EC_KEY));
+  const [genuine] = server.acceptDatagrams;
+  const reasons = new Set<string>();
+  for (let i = 0; i < genuine!.length; i++) {
+    const bad = genuine!.slice();
+    // The fragment count (byte 12) becomes 0: malformed too.
+    bad[i]! ^= 0x01;
+    const r = await client.receiveAccept(bad);
+    assert.equal(r.kind, "dropped", `byte ${i}`);
+    if (r.kind === "dropped") reasons.add(r.reason);
+  }
+  for (const reason of reasons) {
+    assert.ok(
+      [
+        "malformed",
+        "bad-certificate",
+        "algorithm-mismatch",
+        "bad-signature",
+        "bad-credential",
+        "expired-credential",
+      ]
+        .includes(reason),
+      reason,
+    );
+  }
+  assert.ok(reasons.has("bad-signature") && reasons.has("bad-credential") && reasons.has("bad-certificate"));
   accepted(await client.receiveAccept(genuine!));
 });
 

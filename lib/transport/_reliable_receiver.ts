@@ -47,7 +47,7 @@ export class ReliableReceiver {
   #ackDelayMs: number;
   /** When the owed ACK must go out at the latest (meaningful while one is owed). */
   #ackDueAt = 0;
-  /** In-order full-size DATA packets taken since the last ACK. */
+  /** Bytes of in-order DATA packets (headers included) taken since the last ACK. */
   #sinceAck = 0;
   #fullPacket: number;
 
@@ -130,10 +130,11 @@ export class ReliableReceiver {
       this.#buffered++;
       return;
     }
-    // In order: may wait for this side's DATA, unless it is the second full-size packet unacknowledged (as
-    // TCP, RFC 1122 4.2.3.2: a bulk sender's window keeps moving) or it fills a gap.
-    if (packet.length >= this.#fullPacket) this.#sinceAck++;
-    this.#owe(now, this.#sinceAck >= 2 || this.#buffered > 0);
+    // In order: may wait for this side's DATA, unless two full-size packets' worth is unacknowledged (as
+    // TCP, RFC 1122 4.2.3.2, counted in bytes as Linux does: a bulk sender's window keeps moving whatever
+    // its message sizes) or it fills a gap.
+    this.#sinceAck += packet.length;
+    this.#owe(now, this.#sinceAck >= 2 * this.#fullPacket || this.#buffered > 0);
     this.#stats.received++;
     this.#accept(payload, last, false);
     this.#rcvNxt++;

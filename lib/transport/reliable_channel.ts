@@ -46,8 +46,8 @@ export interface ReliableChannelOptions {
   initialSeq?: number;
   /**
    * How long an ACK of in-order DATA may wait for DATA of this side to go with it (default 0: at the
-   * next poll). A second full-size (`maxPacket`) packet unacknowledged, a gap or a duplicate makes it
-   * due at once.
+   * next poll). Two `maxPacket`s' worth of packets unacknowledged, a gap or a duplicate makes it due
+   * at once.
    */
   ackDelayMs?: number;
 }

@@ -108,7 +108,10 @@ export class DelegatedSigner {
    */
   current(nowMs: number): Promise<Delegation> {
     const now = Math.floor(nowMs / 1000);
-    if (this.#current === null || this.#validUntil - now < CREDENTIAL_RENEW_S) {
+    const left = this.#validUntil - now;
+    // More left than a credential is made for: the clock was stepped back since (clients would refuse it
+    // once that exceeds MAX_CREDENTIAL_S), so make one from the clock as it is now.
+    if (this.#current === null || left < CREDENTIAL_RENEW_S || left > CREDENTIAL_LIFETIME_S) {
       this.#validUntil = now + CREDENTIAL_LIFETIME_S;
       const made = this.#make(this.#validUntil);
       // A failure (the certificate key refusing to sign) is told to this caller and tried again next time.

@@ -1,6 +1,6 @@
 /**
  * Delegated credentials of UDP handshakes (docs/PROTOCOL.md 20.5; the idea of RFC 9345): the
- * certificate's key (ECDSA P-256 or RSA) signs, for two days at most, an Ed25519 key the server made at
+ * certificate's key (ECDSA P-256 or RSA) signs, for three days at most, an Ed25519 key the server made at
  * start, and that key signs each handshake's transcript. In Deno an ECDSA P-256 signature costs about a
  * millisecond of CPU and its check as much, an Ed25519 one 40 µs and 80 µs: a server's handshake costs
  * that much less, and so does a flood of admitted `INIT`s. A client checks a credential once and keeps
@@ -15,11 +15,18 @@
 
 import { Buffer } from "node:buffer";
 import { createHash, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto";
-import type { SignatureAlgorithm } from "../codec/udp_session_datagram.ts";
+import {
+  CONNECTION_ID_BYTES,
+  MAX_ACCEPT_BODY,
+  RANDOM_BYTES,
+  SHARE_BYTES,
+  type SignatureAlgorithm,
+} from "../codec/udp_session_datagram.ts";
 import {
   certificateKeyParams,
   type SignatureRefusal,
   signedMessage,
+  signTranscript,
   type UdpSigningKey,
   verifyingKey,
   verifyServerSignature,
@@ -27,12 +34,17 @@ import {
 
 /** The certificate key's signature covers these ASCII bytes and a 0x00 first. */
 export const CREDENTIAL_CONTEXT = "authchat-udp/1 delegated credential";
-/** How long a credential the server makes is valid, in seconds (two days). */
-export const CREDENTIAL_LIFETIME_S = 2 * 24 * 3600;
-/** The server makes a new credential when the current one has less than this left, in seconds (a day). */
-export const CREDENTIAL_RENEW_S = 24 * 3600;
+/** How long a credential the server makes is valid, in seconds (three days). */
+export const CREDENTIAL_LIFETIME_S = 3 * 24 * 3600;
+/** The server makes a new credential when the current one has less than this left, in seconds (two days). */
+export const CREDENTIAL_RENEW_S = 2 * 24 * 3600;
 /** The longest validity a client accepts from its own clock, in seconds (seven days, as RFC 9345). */
 export const MAX_CREDENTIAL_S = 7 * 24 * 3600;
+/**
+ * How long after `valid_until` a client still accepts a credential, in seconds (a day): with the renewal
+ * two days ahead, a client's clock may be three days fast, or four slow, before it refuses a server's.
+ */
+export const CREDENTIAL_SKEW_S = 24 * 3600;
 /** Bytes before the signature in a credential: `valid_until` and the public key. */
 export const CREDENTIAL_HEAD_BYTES = 4 + 32;
 /** Bytes of an Ed25519 signature. */
@@ -42,7 +54,10 @@ export const ED25519_SIGNATURE_BYTES = 64;
 export type CredentialRefusal =
   /** The credential is malformed, or not signed by the certificate's key for this certificate. */
   | "bad-credential"
-  /** The credential's `valid_until` has passed, or lies further ahead than {@linkcode MAX_CREDENTIAL_S}. */
+  /**
+   * The credential's `valid_until` passed more than {@linkcode CREDENTIAL_SKEW_S} ago, or lies further
+   * ahead than {@linkcode MAX_CREDENTIAL_S}.
+   */
   | "expired-credential";
 
 /** One credential and the key it vouches for. */
@@ -154,6 +169,21 @@ export class DelegatedSigner {
   }
 }
 
+/**
+ * Whether an ACCEPT signed by a delegated key fits {@linkcode MAX_ACCEPT_BODY} with this certificate: its
+ * body is 102 bytes longer than one the certificate's key signs (`cred_len`, `valid_until`, the key, an
+ * Ed25519 signature rather than none of those), so a large certificate that fits signing directly may not.
+ *
+ * @param key The certificate's signing key.
+ * @returns `true` when it fits.
+ */
+export async function delegatedAcceptFits(key: UdpSigningKey): Promise<boolean> {
+  const certificateSignature = await signTranscript(key, new Uint8Array(32));
+  const body = RANDOM_BYTES + SHARE_BYTES + CONNECTION_ID_BYTES + 1 + 2 + key.certificate.length + 2 +
+    CREDENTIAL_HEAD_BYTES + certificateSignature.length + 2 + ED25519_SIGNATURE_BYTES;
+  return body <= MAX_ACCEPT_BODY;
+}
+
 /** Credentials already checked: `certificate hash ‖ credential` to the key it vouches for. */
 const MAX_CHECKED = 16;
 const checked = new Map<string, KeyObject>();
@@ -161,7 +191,7 @@ const checked = new Map<string, KeyObject>();
 /**
  * Check an ACCEPT's signature: the certificate key's own (`ecdsa-p256-sha256`, `rsa-pss-sha256`), or, for
  * `ed25519-delegated`, the credential (signed by the certificate's key for this certificate, valid now
- * and for at most {@linkcode MAX_CREDENTIAL_S} more) and the Ed25519 signature of the key it vouches for.
+ * give or take {@linkcode CREDENTIAL_SKEW_S}, and for at most {@linkcode MAX_CREDENTIAL_S} more) and the Ed25519 signature of the key it vouches for.
  * A credential's signature is checked once per process (its time at each use).
  *
  * @example
@@ -202,7 +232,9 @@ export async function verifyAcceptSignature(input: {
   if (credential === undefined || credential.length <= CREDENTIAL_HEAD_BYTES) return "bad-credential";
   const validUntil = new DataView(credential.buffer, credential.byteOffset, 4).getUint32(0);
   const now = Math.floor((input.now ?? Date.now()) / 1000);
-  if (validUntil < now || validUntil - now > MAX_CREDENTIAL_S) return "expired-credential";
+  if (validUntil + CREDENTIAL_SKEW_S < now || validUntil - now > MAX_CREDENTIAL_S) {
+    return "expired-credential";
+  }
   const publicKey = await delegatedKey(input.certificate, credential);
   if (typeof publicKey === "string") return publicKey;
   if (input.signature.length !== ED25519_SIGNATURE_BYTES) return "bad-signature";

@@ -154,11 +154,10 @@ export async function importUdpSigningKey(certPem: string, keyPem: string): Prom
     transcriptHash: probe,
   });
   if (check !== null) throw new TypeError("Invalid private key: it does not match the certificate");
-  // server_random, server_share, connection_id, sig_alg, cert_len, sig_len: the ACCEPT body's fixed fields;
-  // then, signed by a delegated key (as a server signs), cred_len, the credential (valid_until, the Ed25519
-  // key, this key's signature) and the Ed25519 signature.
+  // server_random, server_share, connection_id, sig_alg, cert_len, sig_len: the ACCEPT body's fixed fields.
+  // (Signed by a delegated key, the body is longer: a server then signs directly, udp_delegated_credential.ts.)
   const body = RANDOM_BYTES + SHARE_BYTES + CONNECTION_ID_BYTES + 1 + 2 + 2 + certificate.length +
-    Math.max(signature.length, 2 + 4 + 32 + signature.length + 64);
+    signature.length;
   if (body > MAX_ACCEPT_BODY) {
     throw new TypeError(
       `Invalid certificate: ${certificate.length} bytes and a signature of ${signature.length} make an ACCEPT ` +

@@ -8,7 +8,7 @@
 
 import { UdpCookies } from "../crypto/udp_cookie.ts";
 import { deriveCookieMaster } from "../crypto/udp_cookie_master.ts";
-import { DelegatedSigner } from "../crypto/udp_delegated_credential.ts";
+import { delegatedAcceptFits, DelegatedSigner } from "../crypto/udp_delegated_credential.ts";
 import { importUdpSigningKey } from "../crypto/udp_server_signature.ts";
 import type { ServerIdentity } from "../crypto/server_identity.ts";
 import { UdpSessionStream } from "../transport/udp_session_stream.ts";
@@ -39,9 +39,13 @@ export async function createUdpSessions(setup: UdpSessionSetup): Promise<UdpSess
   const { certPem, keyPem } = setup.identity;
   if (!certPem || !keyPem) throw new TypeError("UDP sessions are on but no certificate was loaded");
   const { config } = setup;
-  const signingKey = new DelegatedSigner(await importUdpSigningKey(certPem, keyPem));
+  const certificateKey = await importUdpSigningKey(certPem, keyPem);
+  // A certificate too large for the delegated ACCEPT (within 102 bytes of the bound) signs directly.
+  const signingKey = await delegatedAcceptFits(certificateKey)
+    ? new DelegatedSigner(certificateKey)
+    : certificateKey;
   // The first credential now: a key that cannot sign one fails the start, not the first handshake.
-  await signingKey.current(Date.now());
+  if (signingKey instanceof DelegatedSigner) await signingKey.current(Date.now());
   return new UdpSessions({
     cookies: new UdpCookies(await deriveCookieMaster(setup.mockSecret)),
     signingKey,

@@ -7,11 +7,14 @@ import {
   CREDENTIAL_HEAD_BYTES,
   CREDENTIAL_LIFETIME_S,
   CREDENTIAL_RENEW_S,
+  CREDENTIAL_SKEW_S,
+  delegatedAcceptFits,
   DelegatedSigner,
   MAX_CREDENTIAL_S,
   verifyAcceptSignature,
 } from "../../lib/crypto/udp_delegated_credential.ts";
 import { importUdpSigningKey, signedMessage, signTranscript } from "../../lib/crypto/udp_server_signature.ts";
+import { encodeAccept, MAX_ACCEPT_BODY } from "../../lib/codec/udp_session_datagram.ts";
 
 const ec = await mintServerCertificate({ days: 1 });
 const other = await mintServerCertificate({ days: 1 });
@@ -133,7 +136,11 @@ Deno.test("verifyAcceptSignature refuses a credential past its time or valid fur
   const { input, delegation } = await accept(await signer());
   const at = (seconds: number) => ({ ...input, now: seconds * 1000 });
   assert.equal(await verifyAcceptSignature(at(delegation.validUntil)), null);
-  assert.equal(await verifyAcceptSignature(at(delegation.validUntil + 1)), "expired-credential");
+  assert.equal(await verifyAcceptSignature(at(delegation.validUntil + CREDENTIAL_SKEW_S)), null);
+  assert.equal(
+    await verifyAcceptSignature(at(delegation.validUntil + CREDENTIAL_SKEW_S + 1)),
+    "expired-credential",
+  );
   assert.equal(await verifyAcceptSignature(at(delegation.validUntil - MAX_CREDENTIAL_S)), null);
   assert.equal(
     await verifyAcceptSignature(at(delegation.validUntil - MAX_CREDENTIAL_S - 1)),
@@ -141,7 +148,7 @@ Deno.test("verifyAcceptSignature refuses a credential past its time or valid fur
   );
 });
 
-Deno.test("DelegatedSigner keeps its credential until a day is left, then makes another, once", async () => {
+Deno.test("DelegatedSigner keeps its credential until two days are left, then makes another, once", async () => {
   const s = await signer();
   const first = await s.current(NOW);
   assert.equal(await s.current(NOW + 1000), first);
@@ -152,4 +159,61 @@ Deno.test("DelegatedSigner keeps its credential until a day is left, then makes 
   assert.equal(a, b, "handshakes asking together share one new credential");
   assert.notEqual(a.credential.subarray(4, 36).toHex(), first.credential.subarray(4, 36).toHex());
   assert.equal(a.validUntil, Math.floor((renewAt + 1000) / 1000) + CREDENTIAL_LIFETIME_S);
+});
+
+Deno.test("DelegatedSigner makes a new credential when its clock went back since the last (more left than a lifetime)", async () => {
+  const s = await signer();
+  const ahead = await s.current(NOW + 10 * 86_400_000);
+  const now = await s.current(NOW);
+  assert.notEqual(now, ahead);
+  assert.equal(now.validUntil, Math.floor(NOW / 1000) + CREDENTIAL_LIFETIME_S);
+  const { input } = await accept(s);
+  assert.equal(await verifyAcceptSignature(input), null);
+});
+
+Deno.test("A client's clock may be three days fast or four slow before it refuses a server's credential", async () => {
+  const s = await signer();
+  const { input, delegation } = await accept(s);
+  const day = 86_400_000;
+  // Just before its renewal (two days left), to a fast client; just made, to a slow one.
+  const lastServed = (delegation.validUntil - CREDENTIAL_RENEW_S) * 1000;
+  assert.equal(await verifyAcceptSignature({ ...input, now: lastServed + 3 * day }), null);
+  assert.equal(
+    await verifyAcceptSignature({ ...input, now: lastServed + 3 * day + 1000 }),
+    "expired-credential",
+  );
+  assert.equal(await verifyAcceptSignature({ ...input, now: NOW - 4 * day }), null);
+  assert.equal(await verifyAcceptSignature({ ...input, now: NOW - 4 * day - 1000 }), "expired-credential");
+});
+
+Deno.test("delegatedAcceptFits: a certificate within 102 bytes of the bound loads, but signs directly", async () => {
+  const names = Array.from({ length: 400 }, (_, i) => `h${100 + i}.example.org`);
+  const probe = await mintServerCertificate({ days: 1, rsa: true, hostnames: names.slice(0, 100) });
+  // Each name adds about 18 bytes: start a little before the window (direct fits, delegated does not).
+  const start = 100 + Math.floor((MAX_ACCEPT_BODY - 77 - 384 - 60 - probe.certDer.length) / 18);
+  let seen = 0;
+  for (let n = start - 2; n < names.length && seen < 2; n++) {
+    const cert = await mintServerCertificate({ days: 1, rsa: true, hostnames: names.slice(0, n) });
+    const direct = 32 + 32 + 8 + 1 + 2 + cert.certDer.length + 2 + 384;
+    if (direct > MAX_ACCEPT_BODY) break;
+    const key = await importUdpSigningKey(cert.certPem, cert.keyPem);
+    const fits = await delegatedAcceptFits(key);
+    // The arithmetic agrees with the encoder: the delegated ACCEPT encodes exactly when it fits.
+    const delegation = await new DelegatedSigner(key).current(NOW);
+    const body = {
+      serverRandom: new Uint8Array(32),
+      serverShare: new Uint8Array(32),
+      connectionId: new Uint8Array(8),
+      algorithm: "ed25519-delegated" as const,
+      certificate: key.certificate,
+      credential: delegation.credential,
+      signature: new Uint8Array(64),
+    };
+    if (fits) assert.ok(encodeAccept(body).length <= 3);
+    else assert.throws(() => encodeAccept(body), RangeError);
+    if (!fits) seen++;
+  }
+  assert.ok(seen > 0, "no certificate size in the window was found");
+  assert.ok(await delegatedAcceptFits(await importUdpSigningKey(rsa.certPem, rsa.keyPem)));
+  assert.ok(await delegatedAcceptFits(await importUdpSigningKey(ec.certPem, ec.keyPem)));
 });

@@ -37,9 +37,7 @@ import type { RecheckResult } from "./session_recheck.ts";
 import { SessionRegistry } from "./session_registry.ts";
 import type { Refusal } from "./session_registry.ts";
 import type { SharedParts } from "./shared_parts.ts";
-import { Rendezvous } from "./udp_rendezvous.ts";
-import type { Outgoing } from "./udp_rendezvous.ts";
-import { MAX_DATAGRAM } from "../codec/datagram.ts";
+import type { Rendezvous } from "./udp_rendezvous.ts";
 import { listenErrorFrom } from "./listen_error.ts";
 import type { ListenTarget } from "./listen_error.ts";
 import { connectionCap, countFreeDescriptors, defaultConnectionCap, probeBound } from "./descriptor_limit.ts";
@@ -47,12 +45,9 @@ import type { FreeDescriptors } from "./descriptor_limit.ts";
 import { AcceptBackoff } from "./_accept_backoff.ts";
 import { ProxyHeaders } from "./_proxy_headers.ts";
 import { TrustedProxies } from "./trusted_proxies.ts";
-import { isSessionDatagram, type UdpEstablished, type UdpSessions } from "./udp_sessions.ts";
-import { udpSessionLogFields, type UdpSessionStats } from "./udp_session_stats.ts";
-import { createUdpSessions } from "./_udp_session_setup.ts";
-
-/** How often abandoned UDP handshakes are looked for (each lives 20 s): an idle server forgets them too. */
-const UDP_EXPIRY_MS = 5_000;
+import type { UdpEstablished } from "./udp_sessions.ts";
+import type { UdpSessionStats } from "./udp_session_stats.ts";
+import { UdpPort } from "./_udp_port.ts";
 
 /** What a server runs with. */
 export interface AuthchatServerOptions {
@@ -169,17 +164,12 @@ export class AuthchatServer {
   #accepting: Promise<void>[] = [];
   #stopping = false;
   #identity: ServerIdentity;
-  #udp: Deno.DatagramConn | null = null;
-  #rendezvous: Rendezvous | null = null;
-  #udpSessions: UdpSessions | null = null;
-  /** The UDP receive loop: it runs on while UDP sessions say goodbye, until the socket closes. */
-  #datagramLoopDone: Promise<void> = Promise.resolve();
+  /** The UDP socket, its rendezvous and UDP sessions, when `udp` is on. */
+  #udp: UdpPort | null = null;
   /** Settles when the server starts stopping: ends the pauses of the accept loops. */
   #stopped = Promise.withResolvers<void>();
   #recheck: SessionRecheck;
   #recheckTimer: ReturnType<typeof setInterval> | undefined;
-  /** Forgets abandoned UDP handshakes when no INIT or FINISH comes to do it (their keys, their ACCEPTs). */
-  #expiryTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(ctx: SessionContext, identity: ServerIdentity) {
     this.#ctx = ctx;
@@ -240,6 +230,7 @@ export class AuthchatServer {
         log,
       });
     }
+    let udpSocket: Deno.DatagramConn | undefined;
     try {
       if (config.tcp) {
         server.#listeners.push({
@@ -261,32 +252,25 @@ export class AuthchatServer {
         );
       }
       if (config.udp) {
-        server.#udp = await bind(
+        udpSocket = await bind(
           config,
           "udp_port",
           () => Deno.listenDatagram({ hostname: config.host, port: config.udp_port, transport: "udp" }),
         );
-        const rendezvous = new Rendezvous({
-          relayPerSecond: config.relay_per_second,
-          ...(parts.relay ? { routing: parts.relay } : {}),
+        server.#udp = await UdpPort.open(udpSocket, {
+          config,
+          identity,
+          mockSecret,
+          ...(parts.relay ? { relay: parts.relay } : {}),
+          log,
+          onEstablished: (session) => server.#track(server.#handleUdp(session)),
         });
-        rendezvous.port = (server.#udp.addr as Deno.NetAddr).port;
-        server.#rendezvous = ctx.rendezvous = rendezvous;
-        if (config.udp_sessions) {
-          const socket = server.#udp;
-          server.#udpSessions = await createUdpSessions({
-            config,
-            identity,
-            mockSecret,
-            transmit: (out) => void socket.send(out.bytes, { transport: "udp", ...out }).catch(() => {}),
-            onEstablished: (session) => server.#track(server.#handleUdp(session)),
-          });
-        }
+        ctx.rendezvous = server.#udp.rendezvous;
       }
     } catch (err) {
       for (const { listener } of server.#listeners) listener.close();
       server.#tlsListener?.close();
-      server.#udp?.close();
+      udpSocket?.close();
       throw err;
     }
     for (const entry of server.#listeners) {
@@ -294,18 +278,7 @@ export class AuthchatServer {
     }
     // One timer for every session: the safety net under PASSWD and DELETE (session_recheck.ts).
     server.#recheckTimer = setInterval(() => void server.recheckSessions(), config.session_recheck * 1000);
-    const udpSessions = server.#udpSessions;
-    if (udpSessions) server.#expiryTimer = setInterval(() => udpSessions.expire(Date.now()), UDP_EXPIRY_MS);
-    if (server.#udp) {
-      const [socket, rendezvous] = [server.#udp, server.#rendezvous!];
-      parts.relay?.serve({
-        deliver: (datagram) =>
-          void rendezvous.deliver(datagram).then((out) => server.#sendDatagrams(socket, out))
-            .catch((err) => log.error("udp_error", { error: (err as Error).message })),
-        reassign: () => rendezvous.reassign(),
-      });
-      server.#datagramLoopDone = server.#datagramLoop(socket, rendezvous);
-    }
+    server.#udp?.start();
     return server;
   }
 
@@ -318,7 +291,7 @@ export class AuthchatServer {
     if (tlsAddress && typeof tlsAddress === "object") {
       bound.push(["tls", { transport: "tcp", hostname: tlsAddress.address, port: tlsAddress.port }]);
     }
-    if (this.#udp) bound.push(["udp", this.#udp.addr as Deno.NetAddr]);
+    if (this.#udp) bound.push(["udp", this.#udp.address]);
     return Object.fromEntries(bound);
   }
 
@@ -330,47 +303,12 @@ export class AuthchatServer {
 
   /** The UDP rendezvous, when UDP is on (for tests and logs). */
   get rendezvous(): Rendezvous | null {
-    return this.#rendezvous;
+    return this.#udp?.rendezvous ?? null;
   }
 
   /** The UDP sessions, when UDP sessions are on (for tests, logs and metrics). */
   get udpSessions(): { readonly stats: UdpSessionStats } | null {
-    return this.#udpSessions;
-  }
-
-  async #datagramLoop(socket: Deno.DatagramConn, rendezvous: Rendezvous): Promise<void> {
-    // One buffer for every read: the rendezvous and the UDP sessions read (or copy) a datagram before they
-    // await anything.
-    const buffer = new Uint8Array(MAX_DATAGRAM + 1);
-    const sessions = this.#udpSessions;
-    // Until the socket closes: while stopping, UDP sessions still need their acknowledgements to say BYE.
-    for (;;) {
-      let received: [Uint8Array, Deno.Addr];
-      try {
-        received = await socket.receive(buffer);
-      } catch (err) {
-        if (this.#stopping || err instanceof Deno.errors.BadResource) return;
-        this.#ctx.log.warn("udp_receive_failed", { error: (err as Error).message });
-        continue;
-      }
-      const [bytes, addr] = received;
-      const from = addr as Deno.NetAddr;
-      if (sessions !== null && isSessionDatagram(bytes)) {
-        sessions.receive(bytes, from, Date.now()).then((out) => this.#sendDatagrams(socket, out, true));
-        continue;
-      }
-      if (this.#stopping) continue;
-      // Handled without waiting, so one datagram's MAC check does not hold up the next.
-      rendezvous.receive(bytes, from, Date.now()).then((out) => this.#sendDatagrams(socket, out))
-        .catch((err) => this.#ctx.log.error("udp_error", { error: (err as Error).message }));
-    }
-  }
-
-  #sendDatagrams(socket: Deno.DatagramConn, out: Outgoing[], whileStopping = false): void {
-    if (this.#stopping && !whileStopping) return;
-    for (const o of out) {
-      socket.send(o.bytes, { transport: "udp", hostname: o.hostname, port: o.port }).catch(() => {});
-    }
+    return this.#udp?.sessions ?? null;
   }
 
   /**
@@ -568,11 +506,9 @@ export class AuthchatServer {
     this.#stopping = true;
     this.#stopped.resolve();
     clearInterval(this.#recheckTimer);
-    clearInterval(this.#expiryTimer);
-    this.#udpSessions?.stop();
     // The UDP socket stays open while UDP sessions say goodbye (below), unless there are none.
-    const udpNow = this.#udp && !this.#udpSessions ? [this.#udp] : [];
-    for (const closable of [...this.#listeners.map((l) => l.listener), ...udpNow]) {
+    this.#udp?.stop();
+    for (const closable of this.#listeners.map((l) => l.listener)) {
       try {
         closable.close();
       } catch {
@@ -589,28 +525,14 @@ export class AuthchatServer {
     this.#ctx.registry.endAll("SHUTDOWN", "Server shutting down");
     // A UDP session's stream outlives its connection a little: until its last bytes (the BYE) are
     // acknowledged.
-    const sessions = this.#udpSessions;
+    const sessions = this.#udp?.sessions;
     await raceTimeout(Promise.all([...this.#connections]).then(() => sessions?.drained()), graceMs);
-    if (this.#udpSessions) {
-      // Their CLOSEs go out before the socket closes; a stream's end is then a microtask or a poll away.
-      await raceTimeout(this.#udpSessions.closeAll(), 1000);
-      try {
-        this.#udp?.close();
-      } catch {
-        // Already closed.
-      }
-    }
-    await this.#datagramLoopDone;
+    await this.#udp?.close();
     await this.#ctx.store.close();
     // What the log left out, then the stop lines, which are never left out. What the UDP side dropped and
     // why: the counters a flood or an attack shows up in.
     this.#ctx.log.flushSuppressed();
-    if (this.#rendezvous) {
-      this.#ctx.log.always("info", "udp_stats", {
-        ...this.#rendezvous.stats,
-        ...(this.#udpSessions ? udpSessionLogFields(this.#udpSessions.stats) : {}),
-      });
-    }
+    if (this.#udp) this.#ctx.log.always("info", "udp_stats", this.#udp.statsFields);
     this.#ctx.log.always("info", "shutdown", { sessions_left: this.#ctx.registry.size });
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Builds a server's {@linkcode UdpSessions} from its configuration and identity: the signing key (an Ed25519
- * key under a credential of the certificate TLS serves, made at start and renewed daily), and the cookie master secret derived from the store's mock secret (so every node
- * sharing the database accepts the others' cookies, docs/PROTOCOL.md §20.2).
+ * key under a credential of the certificate TLS serves, made at start and renewed daily), and the cookie
+ * master secret derived from the store's mock secret (so every node sharing the database accepts the others'
+ * cookies, docs/PROTOCOL.md §20.2).
  *
  * @module
  */

@@ -56,7 +56,7 @@ export class ReliableReceiver {
    *
    * @param options Window in packets, largest message, first sequence number, how long an ACK may wait
    *   for DATA of this side to ride with (`ackDelayMs`, default 0: due at once), and the size of a
-   *   full packet (`fullPacket`: two of them unacknowledged make the ACK due at once).
+   *   full packet (`fullPacket`: twice its bytes in order unacknowledged make the ACK due at once).
    * @param stats Counters shared with the channel; this half updates `received`, `duplicates` and
    *   `outOfWindow`.
    */
@@ -83,11 +83,6 @@ export class ReliableReceiver {
   /** Why reception stopped (a message over `maxMessage`), or `null`. */
   get failed(): string | null {
     return this.#failed;
-  }
-
-  /** Whether an ACK is owed. */
-  get ackOwed(): boolean {
-    return this.#ackOwed;
   }
 
   /** When the owed ACK is due: at the latest `ackDelayMs` after the first DATA it covers; `null` when none is owed. */

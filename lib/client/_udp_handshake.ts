@@ -13,7 +13,7 @@ import { ACCEPT_TYPE } from "../codec/udp_session_datagram.ts";
 import { DATAGRAM_VERSION, MAGIC } from "../codec/datagram.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { ClientHandshake } from "../crypto/udp_client_handshake.ts";
-import type { AcceptResult } from "../crypto/udp_client_handshake.ts";
+import type { AcceptDropReason, AcceptResult } from "../crypto/udp_client_handshake.ts";
 import { PuzzleTooHardError, solvePuzzle } from "../crypto/udp_puzzle.ts";
 import type { PuzzleProgress } from "../crypto/udp_puzzle.ts";
 import type { RecordProtectionOptions } from "../crypto/udp_record_protection.ts";
@@ -105,6 +105,8 @@ export async function udpHandshake(
   let init = encodeInit({ clientRandom, clientShare });
   let cookie: Uint8Array | null = null;
   let firstPause = settings.retransmitMs;
+  /** Why the last ACCEPT that did not verify was refused: told if no other comes. */
+  let refused: AcceptDropReason | null = null;
   for (;;) {
     // Each (re)start waits for an answer anew: the proof of work before it is not the server's silence.
     let pause = firstPause;
@@ -116,7 +118,7 @@ export async function udpHandshake(
     let sends = 0;
     while (!restart) {
       const now = performance.now();
-      if (now >= deadline) throw noAnswer(settings);
+      if (now >= deadline) throw noAnswer(settings, refused);
       if (now >= nextSend) {
         if (sends++ === 0) firstSent = now;
         counts.initsSent++;
@@ -135,7 +137,10 @@ export async function udpHandshake(
         const rttMs = sends === 1 ? performance.now() - firstSent : null;
         const result = await handshake.receiveAccept(datagram);
         if (result.kind === "accepted") return { ...result, rttMs };
-        if (result.kind === "dropped") counts.ignored++;
+        if (result.kind === "dropped") {
+          counts.ignored++;
+          if (result.reason !== "malformed" && result.reason !== "already-accepted") refused = result.reason;
+        }
         continue;
       }
       if (kind !== RETRY_TYPE) {
@@ -187,12 +192,22 @@ export async function udpHandshake(
   }
 }
 
-function noAnswer(settings: HandshakeSettings): ConnectError {
-  return new ConnectError(
-    "timeout",
-    settings.endpoint,
-    `no answer over UDP within ${settings.timeoutMs / 1000} s (timed out): check --host and --port, that ` +
-      "the server serves UDP sessions (udp: true), and that no firewall drops UDP",
-    { cause: new Deno.errors.TimedOut("No answer over UDP") },
-  );
+function noAnswer(settings: HandshakeSettings, refused: AcceptDropReason | null): ConnectError {
+  const within = `within ${settings.timeoutMs / 1000} s (timed out)`;
+  let message: string;
+  if (refused === "expired-credential") {
+    message =
+      `no handshake over UDP ${within}: the server answered, but the credential it signs handshakes ` +
+      "with is out of date by this machine's clock (PROTOCOL 20.5): check this machine's clock, and the server's";
+  } else if (refused !== null) {
+    message =
+      `no handshake over UDP ${within}: the server's ACCEPT did not verify (${refused}): it is not an ` +
+      "authchat server, or something on the way alters its datagrams";
+  } else {
+    message = `no answer over UDP ${within}: check --host and --port, that the server serves UDP sessions ` +
+      "(udp: true), and that no firewall drops UDP";
+  }
+  return new ConnectError("timeout", settings.endpoint, message, {
+    cause: new Deno.errors.TimedOut("No answer over UDP"),
+  });
 }

@@ -62,6 +62,8 @@ export type RespondResult =
 export interface RespondOptions {
   /** Record layer options (tests). */
   records?: RecordProtectionOptions;
+  /** The clock a delegated credential is made and renewed by, Unix ms (tests; default `Date.now()`). */
+  now?: number;
 }
 
 /**
@@ -123,7 +125,7 @@ export class ServerHandshake {
     ) {
       return { ok: false, reason: "bad-init" };
     }
-    const delegation = key instanceof DelegatedSigner ? await key.current(Date.now()) : null;
+    const delegation = key instanceof DelegatedSigner ? await key.current(options.now ?? Date.now()) : null;
     const certificateKey = key instanceof DelegatedSigner ? key.key : key;
     const ephemeral = generateUdpEphemeral();
     const signedPart = {

@@ -12,6 +12,7 @@ import { FINISH_TYPE, RECORD_TYPE } from "../../lib/codec/udp_session_datagram.t
 import { mintServerCertificate } from "../../lib/crypto/certificate.ts";
 import type { MintedCertificate } from "../../lib/crypto/certificate.ts";
 import { UdpCookies } from "../../lib/crypto/udp_cookie.ts";
+import { DelegatedSigner } from "../../lib/crypto/udp_delegated_credential.ts";
 import { ServerHandshake } from "../../lib/crypto/udp_server_handshake.ts";
 import { importUdpSigningKey } from "../../lib/crypto/udp_server_signature.ts";
 import type { UdpSigningKey } from "../../lib/crypto/udp_server_signature.ts";
@@ -34,6 +35,8 @@ export interface FakeUdpServerOptions {
   silent?: boolean;
   /** The address to listen on (default 127.0.0.1). */
   hostname?: string;
+  /** Sign with a delegated Ed25519 key whose credential is made by this clock, Unix ms (default: direct). */
+  credentialNow?: number;
 }
 
 /** What the fake server received and sent. */
@@ -140,7 +143,12 @@ export class FakeUdpServer {
       const key = `${source}/${decision.init.clientRandom.toHex()}`;
       let handshake = this.#handshakes.get(key);
       if (handshake === undefined) {
-        const responded = await ServerHandshake.respond(decision.init, this.#key);
+        const credentialNow = this.#options.credentialNow;
+        const responded = credentialNow === undefined
+          ? await ServerHandshake.respond(decision.init, this.#key)
+          : await ServerHandshake.respond(decision.init, new DelegatedSigner(this.#key), {
+            now: credentialNow,
+          });
         if (!responded.ok) return;
         handshake = responded.handshake;
         this.#handshakes.set(key, handshake);

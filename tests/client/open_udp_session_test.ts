@@ -214,6 +214,33 @@ Deno.test("openUdpSession gives up with a clear error when nothing answers", asy
   });
 });
 
+Deno.test("openUdpSession says to check the clock when the server's credential is out of date by it", async () => {
+  // The server's clock (the credential's) ten days behind this machine's: every ACCEPT is refused.
+  await withServer({ credentialNow: Date.now() - 10 * 86_400_000 }, async (server, knownHosts) => {
+    const err = await openUdpSession(endpoint(server.port, 700), { knownHosts }, { retransmitMs: 100 })
+      .then(() => null, (e) => e);
+    assert(err instanceof ConnectError, String(err));
+    assert.equal(err.failure, "timeout");
+    assert.match(
+      err.message,
+      /the server answered, but the credential it signs handshakes with is out of date/,
+    );
+    assert.match(err.message, /check this machine's clock/);
+    assert(server.counts.accepts >= 1);
+    assert.equal(server.counts.finishes, 0, "nothing is sent for a refused ACCEPT");
+  });
+  // Within the grace (a day past its end, by this clock), the same server is taken.
+  await withServer({ credentialNow: Date.now() - 3 * 86_400_000 }, async (server, knownHosts) => {
+    const opened = await openUdpSession(endpoint(server.port), { knownHosts }, { retransmitMs: 100 });
+    try {
+      assert.equal(await echoes(opened, "a day late"), "a day late");
+    } finally {
+      assert.equal(await closeSession(opened), "closed");
+    }
+    assert.equal(server.counts.sessions, 1);
+  });
+});
+
 Deno.test("openUdpSession resends FINISH until the server's first RECORD (a FINISH lost)", async () => {
   await withServer({ dropFinishes: 1 }, async (server, knownHosts) => {
     const opened = await openUdpSession(endpoint(server.port), { knownHosts }, {

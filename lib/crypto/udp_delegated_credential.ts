@@ -209,7 +209,7 @@ const checked = new Map<string, KeyObject>();
  *   credential: delegation.credential, signature: signer.sign(delegation, transcriptHash), transcriptHash,
  * };
  * assert(await verifyAcceptSignature(input) === null);
- * assert(await verifyAcceptSignature({ ...input, now: (delegation.validUntil + 1) * 1000 }) === "expired-credential");
+ * assert(await verifyAcceptSignature({ ...input, now: (delegation.validUntil + 2 * 86_400) * 1000 }) === "expired-credential");
  * ```
  *
  * @param input The certificate (DER), the ACCEPT's algorithm, credential and signature, the transcript

@@ -153,6 +153,25 @@ export function encodeInit(fields: {
   return out;
 }
 
+/** The offset of the first non-zero byte of `bytes` from `from` on, or -1. Reads whole words where aligned. */
+function firstNonZero(bytes: Uint8Array, from: number): number {
+  let i = from;
+  const wordsAt = (bytes.byteOffset + i + 3) & ~3;
+  for (; bytes.byteOffset + i < wordsAt; i++) {
+    if (i >= bytes.length) return -1;
+    if (bytes[i] !== 0) return i;
+  }
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset + i, (bytes.length - i) >>> 2);
+  for (let w = 0; w < words.length; w++) {
+    if (words[w] !== 0) {
+      // The word holds it: find the byte.
+      for (let j = i + 4 * w;; j++) if (bytes[j] !== 0) return j;
+    }
+  }
+  for (i += 4 * words.length; i < bytes.length; i++) if (bytes[i] !== 0) return i;
+  return -1;
+}
+
 /**
  * Decode an `INIT`.
  *
@@ -165,7 +184,8 @@ export function encodeInit(fields: {
  * assert(init.cookie.length === 3 && init.bound.length === 68);
  * ```
  *
- * @param bytes One received datagram. It is copied; the result's fields are views into the copy.
+ * @param bytes One received datagram. Its fields are copied (not its padding); the result's fields are views
+ *   into the copy.
  * @returns The `INIT`.
  * @throws {UdpInitFormatError} `length` unless exactly {@linkcode INIT_BYTES}; `prefix`, `type`; `version`
  *   for another session version; `padding` when a byte after `pow_nonce` is not zero; `field` for a
@@ -174,19 +194,21 @@ export function encodeInit(fields: {
 export function decodeInit(bytes: Uint8Array): InitDatagram {
   if (bytes.length !== INIT_BYTES) fail("length", `Bad INIT: ${bytes.length} bytes, must be ${INIT_BYTES}`);
   checkPrefix(bytes, INIT_TYPE, "INIT");
-  const buf = bytes.slice();
-  const version = buf[3]!;
+  const version = bytes[3]!;
   if (version !== UDP_SESSION_VERSION) fail("version", `Bad INIT: version ${version} is not supported`);
-  const cookieLength = buf[INIT_COOKIE_OFFSET]!;
+  const cookieLength = bytes[INIT_COOKIE_OFFSET]!;
   const cookieAt = INIT_COOKIE_OFFSET + 1;
   // At most 69 + 255 + 8 = 332 bytes, far inside the 1200: an INIT of the right length is never truncated.
   const nonceAt = cookieAt + cookieLength;
   const padAt = nonceAt + POW_NONCE_BYTES;
+  const nonZero = firstNonZero(bytes, padAt);
+  if (nonZero !== -1) {
+    fail("padding", `Bad INIT: padding byte at offset ${nonZero} is ${hex(bytes[nonZero]!)}`);
+  }
+  // Only the fields are copied: a server answers floods of these, and the padding is most of each.
+  const buf = bytes.slice(0, padAt);
   const cookie = buf.subarray(cookieAt, nonceAt);
   const powNonce = buf.subarray(nonceAt, padAt);
-  for (let i = padAt; i < buf.length; i++) {
-    if (buf[i] !== 0) fail("padding", `Bad INIT: padding byte at offset ${i} is ${hex(buf[i]!)}`);
-  }
   if (cookieLength === 0 && powNonce.some((b) => b !== 0)) {
     fail("field", "Bad INIT: pow_nonce is not zero without a cookie");
   }

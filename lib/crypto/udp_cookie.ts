@@ -73,9 +73,12 @@ export class UdpCookies {
   #slotMs: number;
   #keys = new Map<number, Promise<IHasher>>();
   // One SHA-256 instance of its own, under every slot's HMAC: a MAC is init → update → digest with no await
-  // in between, so they never interleave. Keyed HMACs are made once per slot: a cookie costs two SHA-256
-  // compressions per MAC, not the four of keying and hashing each time (a flood's cost is mostly this).
+  // in between, so they never interleave. Keyed HMACs are made once per slot, so a MAC does not derive and
+  // pad its key again (the MACs are most of what a flood's INIT costs besides its send).
   #sha256: Promise<IHasher> | undefined;
+  // The MACs' inputs are written here rather than allocated: a server mints one per INIT of a flood. Room for
+  // the longest (the tag's, with a 255-byte address) and one byte more, which tells an address too long.
+  #scratch = new Uint8Array(1 + 5 + 2 + 1 + 256 + BOUND_BYTES + INIT_TAG_BYTES);
 
   /**
    * Make the minter and verifier.
@@ -120,13 +123,11 @@ export class UdpCookies {
     }
     const slot = this.currentSlot();
     const key = await this.#key(slot);
-    const head = new Uint8Array(5);
-    new DataView(head.buffer).setUint32(0, slot);
-    head[4] = difficulty;
-    const initTag = mac(key, initInput(head, bound)).subarray(0, INIT_TAG_BYTES);
-    const tag = mac(key, addressInput(head, source, bound, initTag));
+    // From here on nothing awaits: the scratch buffer is this call's until it returns.
+    const initTag = mac(key, this.#initInput(slot, difficulty, bound)).subarray(0, INIT_TAG_BYTES);
+    const tag = mac(key, this.#addressInput(slot, difficulty, source, bound, initTag));
     const cookie = new Uint8Array(COOKIE_BYTES);
-    cookie.set(head);
+    writeHead(cookie, 0, slot, difficulty);
     cookie.set(tag.subarray(0, TAG_BYTES), 5);
     cookie.set(initTag, 5 + TAG_BYTES);
     return cookie;
@@ -147,20 +148,62 @@ export class UdpCookies {
    */
   async verify(cookie: Uint8Array, source: SourceAddress, bound: Uint8Array): Promise<CookieCheck> {
     if (cookie.length !== COOKIE_BYTES) return { ok: false, reason: "bad_cookie" };
-    const head = cookie.slice(0, 5);
-    const slot = new DataView(head.buffer).getUint32(0);
+    const slot = ((cookie[0]! << 24) | (cookie[1]! << 16) | (cookie[2]! << 8) | cookie[3]!) >>> 0;
+    const difficulty = cookie[4]!;
     const current = this.currentSlot();
     if (slot < current - 1) return { ok: false, reason: "expired_cookie" };
     if (slot > current) return { ok: false, reason: "bad_cookie" };
     const key = await this.#key(slot);
+    // From here on nothing awaits: the scratch buffer is this call's until it returns.
     const initTag = cookie.subarray(5 + TAG_BYTES);
-    const tag = mac(key, addressInput(head, source, bound, initTag));
+    const tag = mac(key, this.#addressInput(slot, difficulty, source, bound, initTag));
     if (constantTimeEqual(tag.subarray(0, TAG_BYTES), cookie.subarray(5, 5 + TAG_BYTES))) {
-      return { ok: true, slot, difficulty: head[4]! };
+      return { ok: true, slot, difficulty };
     }
-    const expected = mac(key, initInput(head, bound));
+    const expected = mac(key, this.#initInput(slot, difficulty, bound));
     const moved = constantTimeEqual(expected.subarray(0, INIT_TAG_BYTES), initTag);
     return { ok: false, reason: moved ? "moved_cookie" : "bad_cookie" };
+  }
+
+  /**
+   * `0x01 ‖ slot ‖ difficulty ‖ port:u16 ‖ address:str8 ‖ bound ‖ init_tag`, the tag's input (it covers every
+   * other byte of the cookie), written into the scratch buffer.
+   */
+  #addressInput(
+    slot: number,
+    difficulty: number,
+    source: SourceAddress,
+    bound: Uint8Array,
+    initTag: Uint8Array,
+  ): Uint8Array {
+    checkBound(bound);
+    const { hostname, port } = source;
+    if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new RangeError(`Invalid port: ${port}`);
+    const out = this.#scratch;
+    // Room for 255 bytes and one more: an address that fills it all is too long.
+    const { read, written } = utf8.encodeInto(hostname, out.subarray(9, 9 + 256));
+    if (written === 0 || written > 255 || read < hostname.length) {
+      const bytes = utf8.encode(hostname).length;
+      throw new RangeError(`Invalid address: ${bytes} UTF-8 bytes is outside 1..255`);
+    }
+    out[0] = 0x01;
+    writeHead(out, 1, slot, difficulty);
+    out[6] = port >>> 8;
+    out[7] = port & 0xff;
+    out[8] = written;
+    out.set(bound, 9 + written);
+    out.set(initTag, 9 + written + BOUND_BYTES);
+    return out.subarray(0, 9 + written + BOUND_BYTES + INIT_TAG_BYTES);
+  }
+
+  /** `0x02 ‖ slot ‖ difficulty ‖ bound`, the init tag's input, written into the scratch buffer. */
+  #initInput(slot: number, difficulty: number, bound: Uint8Array): Uint8Array {
+    checkBound(bound);
+    const out = this.#scratch;
+    out[0] = 0x02;
+    writeHead(out, 1, slot, difficulty);
+    out.set(bound, 6);
+    return out.subarray(0, 6 + BOUND_BYTES);
   }
 
   /** The key of a slot, derived once; only the current and previous slots' keys are kept. */
@@ -200,39 +243,13 @@ function mac(hmac: IHasher, data: Uint8Array): Uint8Array {
   return hmac.digest("binary");
 }
 
-/** `0x01 ‖ slot ‖ difficulty ‖ port:u16 ‖ address:str8 ‖ bound ‖ init_tag`: the tag covers every other byte. */
-function addressInput(
-  head: Uint8Array,
-  source: SourceAddress,
-  bound: Uint8Array,
-  initTag: Uint8Array,
-): Uint8Array<ArrayBuffer> {
-  checkBound(bound);
-  const { hostname, port } = source;
-  if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new RangeError(`Invalid port: ${port}`);
-  const address = utf8.encode(hostname);
-  if (address.length === 0 || address.length > 255) {
-    throw new RangeError(`Invalid address: ${address.length} UTF-8 bytes is outside 1..255`);
-  }
-  const out = new Uint8Array(1 + 5 + 2 + 1 + address.length + BOUND_BYTES + INIT_TAG_BYTES);
-  out[0] = 0x01;
-  out.set(head, 1);
-  new DataView(out.buffer).setUint16(6, port);
-  out[8] = address.length;
-  out.set(address, 9);
-  out.set(bound, 9 + address.length);
-  out.set(initTag, 9 + address.length + BOUND_BYTES);
-  return out;
-}
-
-/** `0x02 ‖ slot ‖ difficulty ‖ bound`. */
-function initInput(head: Uint8Array, bound: Uint8Array): Uint8Array<ArrayBuffer> {
-  checkBound(bound);
-  const out = new Uint8Array(1 + 5 + BOUND_BYTES);
-  out[0] = 0x02;
-  out.set(head, 1);
-  out.set(bound, 6);
-  return out;
+/** Writes `slot:u32 ‖ difficulty:u8` into `out` at `at`. */
+function writeHead(out: Uint8Array, at: number, slot: number, difficulty: number): void {
+  out[at] = slot >>> 24;
+  out[at + 1] = (slot >>> 16) & 0xff;
+  out[at + 2] = (slot >>> 8) & 0xff;
+  out[at + 3] = slot & 0xff;
+  out[at + 4] = difficulty;
 }
 
 function checkBound(bound: Uint8Array): void {

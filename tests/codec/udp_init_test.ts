@@ -103,6 +103,42 @@ Deno.test("decodeInit: a cookie length that eats into the nonce leaves non-zero 
   assertFormat(() => decodeInit(bytes), "padding");
 });
 
+Deno.test("decodeInit: any non-zero padding byte is refused at its offset, wherever the datagram sits in memory", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 7 }),
+      fc.integer({ min: 0, max: 29 }),
+      fc.integer({ min: 0, max: INIT_BYTES - 1 }),
+      fc.integer({ min: 1, max: 255 }),
+      (shift, cookieLength, at, value) => {
+        const init = encodeInit({
+          clientRandom: RANDOM,
+          clientShare: SHARE,
+          cookie: COOKIE.subarray(0, cookieLength),
+        });
+        // The receive buffer's datagram may start at any byte: the padding is read in words where aligned.
+        const memory = new Uint8Array(INIT_BYTES + 16).fill(0xff);
+        const bytes = memory.subarray(shift, shift + INIT_BYTES);
+        bytes.set(init);
+        const decoded = decodeInit(bytes);
+        assertBytesEqual(decoded.cookie, COOKIE.subarray(0, cookieLength));
+        // Its fields are a copy: the buffer's next datagram does not change them.
+        bytes.fill(0x5a);
+        assertBytesEqual(decoded.clientRandom, RANDOM);
+        bytes.set(init);
+        const padAt = INIT_COOKIE_OFFSET + 1 + cookieLength + 8;
+        if (at < padAt) return;
+        bytes[at] = value;
+        assert.throws(() => decodeInit(bytes), (err: unknown) => {
+          assert(err instanceof UdpInitFormatError && err.code === "padding");
+          assert.match(err.message, new RegExp(`offset ${at} `));
+          return true;
+        });
+      },
+    ),
+  );
+});
+
 Deno.test("encodeInit refuses fields out of range", () => {
   const rows: [Parameters<typeof encodeInit>[0], string][] = [
     [{ clientRandom: new Uint8Array(31), clientShare: SHARE }, "client_random"],

@@ -264,13 +264,17 @@ export async function startEcho(
  *
  * @param role The role.
  * @param options Its options (JSON), with `dir`, a directory it may write to.
+ * @param procAccess Whether it reads other processes' CPU time in `/proc` (Deno asks `--allow-all` for
+ *   that); otherwise it may only use the network, read, and write in `dir`.
  * @returns The process.
  */
-export function loadGenerator(role: string, options: { dir: string; [key: string]: unknown }): Child {
+export function loadGenerator(
+  role: string,
+  options: { dir: string; [key: string]: unknown },
+  procAccess = false,
+): Child {
   return new Child([
-    "--allow-net",
-    "--allow-read",
-    `--allow-write=${options.dir}`,
+    ...(procAccess ? ["--allow-all"] : ["--allow-net", "--allow-read", `--allow-write=${options.dir}`]),
     join(ROOT, "bench/load_generator.ts"),
     role,
     JSON.stringify(options),

@@ -65,6 +65,30 @@ export const TARGETS: readonly Target[] = [
     target: atLeast("tcp_login_per_s", 0.8),
   },
   {
+    key: "tcp_login_cpu_ms",
+    unit: " ms",
+    what: "CPU time of a TCP login, server and client together (info)",
+    info: true,
+  },
+  {
+    key: "udp_login_cpu_ms",
+    unit: " ms",
+    what: "the same for a UDP session login (info)",
+    info: true,
+  },
+  {
+    key: "udp_login_public_key_ms",
+    unit: " ms",
+    what: "of which X25519 on both sides and the Ed25519 signature and its check, required (info)",
+    info: true,
+  },
+  {
+    key: "udp_login_ceiling_ratio",
+    unit: "×",
+    what: "the most udp/tcp logins can reach with all else of a UDP session free (info)",
+    info: true,
+  },
+  {
     key: "udp_flood_per_s",
     unit: "/s",
     what: "spoofed first datagrams sent during the flood (info)",
@@ -319,8 +343,9 @@ function rowsOf(cluster: boolean): readonly Target[] {
   return TARGETS.filter((t) => cluster || !t.cluster);
 }
 
-function format(value: number | undefined): string {
-  if (value === undefined || Number.isNaN(value)) return "n/a";
+function format(value: number | null | undefined): string {
+  // A NaN figure comes back from a load generator's JSON as null.
+  if (value === undefined || value === null || Number.isNaN(value)) return "n/a";
   if (Math.abs(value) >= 100) return Math.round(value).toLocaleString("en-US");
   return value.toFixed(2);
 }

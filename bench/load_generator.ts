@@ -26,6 +26,7 @@ import type { PresenceOptions } from "./_presence_scenario.ts";
 import { knownUnknownLogins } from "./_timing_scenario.ts";
 import { udpFlood } from "./_udp_flood.ts";
 import { floodLogins } from "./_udp_flood_scenario.ts";
+import { udpPublicKeyMs, withCpu } from "./_udp_ceiling.ts";
 import {
   tcpConnectEcho,
   tcpOpenRoundTrips,
@@ -58,6 +59,8 @@ interface LoadOptions {
   dir?: string;
   /** Samples of each kind in the known-vs-unknown LOGIN timing. */
   timingSamples?: number;
+  /** The server's process (the login loops' CPU time per login). */
+  serverPid?: number;
   /** The UDP flood: first datagrams a second, and from how many source addresses. */
   floodPerSecond?: number;
   floodSources?: number;
@@ -129,15 +132,21 @@ async function run(role: string, o: LoadOptions): Promise<void> {
       // First, on a server that has done nothing else yet: the load that follows leaves garbage behind.
       const samples = required(o.timingSamples, "timingSamples");
       const timing = await knownUnknownLogins(a, samples, Math.ceil(samples / 5));
-      const tcp = await newConnectionLogins(a, "tcp");
+      const serverPid = required(o.serverPid, "serverPid");
+      const tcp = await withCpu(serverPid, () => newConnectionLoop(a, "tcp"));
       const tls = await newConnectionLogins(a, "tls");
       // The same loop over UDP sessions: the same accounts, clients and caches (issue 11's ratio).
-      const udp = await newConnectionLogins(a, "udp");
+      const udp = await withCpu(serverPid, () => newConnectionLoop(a, "udp"));
+      const publicKeyMs = await udpPublicKeyMs();
       const latency = await loginLatency(a);
       return say({
-        tcp_login_per_s: tcp,
+        tcp_login_per_s: rate(tcp.result, "tcp_login"),
         tls_login_per_s: tls,
-        udp_login_per_s: udp,
+        udp_login_per_s: rate(udp.result, "udp_login"),
+        tcp_login_cpu_ms: tcp.cpuMs,
+        udp_login_cpu_ms: udp.cpuMs,
+        udp_login_public_key_ms: publicKeyMs,
+        udp_login_ceiling_ratio: tcp.cpuMs / (tcp.cpuMs + publicKeyMs),
         reauth_per_s: await reauth(a),
         login_known_unknown_z: timing.z,
         login_known_unknown_diff_us: timing.knownMeanUs - timing.unknownMeanUs,

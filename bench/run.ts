@@ -173,7 +173,11 @@ async function run(settings: Settings): Promise<Figures> {
     try {
       const t = target(server);
       const timingSamples = settings.quick ? 100 : 1000;
-      const logins = loadGenerator("logins", { ...base, target: t, accounts, timingSamples });
+      const logins = loadGenerator(
+        "logins",
+        { ...base, target: t, accounts, timingSamples, serverPid: server.child.pid },
+        true,
+      );
       Object.assign(figures, await logins.json(10 * durationMs + 120_000));
       await logins.wait();
       const receiver = loadGenerator("receiver", { ...base, target: t, accounts: [chat[1]] });

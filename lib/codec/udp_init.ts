@@ -156,8 +156,9 @@ export function encodeInit(fields: {
 /** The offset of the first non-zero byte of `bytes` from `from` on, or -1. Reads whole words where aligned. */
 function firstNonZero(bytes: Uint8Array, from: number): number {
   let i = from;
-  const wordsAt = (bytes.byteOffset + i + 3) & ~3;
-  for (; bytes.byteOffset + i < wordsAt; i++) {
+  // Byte by byte up to the buffer's next 4-byte boundary (not with `& ~3`: 32-bit, so wrong past 2 GiB).
+  const wordsAt = i + (4 - (bytes.byteOffset + i) % 4) % 4;
+  for (; i < wordsAt; i++) {
     if (i >= bytes.length) return -1;
     if (bytes[i] !== 0) return i;
   }

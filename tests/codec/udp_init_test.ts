@@ -139,6 +139,30 @@ Deno.test("decodeInit: any non-zero padding byte is refused at its offset, where
   );
 });
 
+Deno.test("decodeInit: a datagram past the buffer's first 2 GiB decodes, and its padding is still checked", () => {
+  // The padding's word alignment must not be worked out in 32-bit bitwise arithmetic: at a byteOffset of 2^31
+  // or more it goes negative and a Uint32Array at an unaligned offset throws a bare RangeError (decodeInit
+  // promises UdpInitFormatError only). Zero-filled memory: the pages not written are never touched.
+  const memory = new Uint8Array(2 ** 31 + 4096);
+  const init = encodeInit({ clientRandom: RANDOM, clientShare: SHARE, cookie: COOKIE, powNonce: NONCE });
+  const padAt = INIT_COOKIE_OFFSET + 1 + COOKIE.length + 8;
+  for (const offset of [2 ** 31 - 80, 2 ** 31 - 3, 2 ** 31, 2 ** 31 + 1, 2 ** 31 + 2048]) {
+    const bytes = memory.subarray(offset, offset + INIT_BYTES);
+    bytes.set(init);
+    assertBytesEqual(decodeInit(bytes).cookie, COOKIE, `offset ${offset}`);
+    for (const at of [padAt, padAt + 5, INIT_BYTES - 1]) {
+      bytes[at] = 1;
+      assert.throws(() => decodeInit(bytes), (err: unknown) => {
+        assert(err instanceof UdpInitFormatError && err.code === "padding", `offset ${offset}: ${err}`);
+        assert.match(err.message, new RegExp(`offset ${at} `));
+        return true;
+      });
+      bytes[at] = 0;
+    }
+    bytes.fill(0);
+  }
+});
+
 Deno.test("encodeInit refuses fields out of range", () => {
   const rows: [Parameters<typeof encodeInit>[0], string][] = [
     [{ clientRandom: new Uint8Array(31), clientShare: SHARE }, "client_random"],

@@ -91,6 +91,45 @@ Deno.test("UdpCookies mints exactly the cookie docs/PROTOCOL.md §20.2 defines",
   }
 });
 
+Deno.test("UdpCookies: addresses of 1..255 UTF-8 bytes in the scratch buffer, long then short, and interleaved calls", async () => {
+  const c = clock();
+  const cookies = new UdpCookies(MASTER, { now: c.now });
+  const sources: SourceAddress[] = [
+    { hostname: "a".repeat(255), port: 65535 },
+    { hostname: "é".repeat(127) + "x", port: 0 },
+    { hostname: "1", port: 7 },
+    { hostname: "fe80::1%eth0", port: 5 },
+    { hostname: "::ffff:127.0.0.7", port: 4000 },
+  ];
+  // One after another: what a longer address left in the scratch buffer is never part of a shorter one's MAC.
+  for (const source of sources) {
+    assertBytesEqual(
+      await cookies.mint(source, BOUND, 9),
+      await referenceCookie(MASTER, c.time.now, source, BOUND, 9),
+      source.hostname,
+    );
+  }
+  for (
+    const hostname of ["", "a".repeat(256), "é".repeat(128), "a".repeat(254) + "é", "a".repeat(255) + "é"]
+  ) {
+    await assert.rejects(
+      () => cookies.mint({ hostname, port: 1 }, BOUND, 0),
+      RangeError,
+      `${hostname.length}`,
+    );
+  }
+  // All at once, with first key derivations in flight: each call's MAC inputs are its own.
+  const minted = await Promise.all(sources.map((s, i) => cookies.mint(s, BOUND, i)));
+  const checks = await Promise.all(sources.flatMap((s, i) => [
+    cookies.verify(minted[i]!, s, BOUND),
+    cookies.verify(minted[i]!, sources[(i + 1) % sources.length]!, BOUND),
+  ]));
+  sources.forEach((_, i) => {
+    assert.deepEqual(checks[2 * i], { ok: true, slot: cookies.currentSlot(), difficulty: i });
+    assert.deepEqual(checks[2 * i + 1], { ok: false, reason: "moved_cookie" });
+  });
+});
+
 Deno.test("UdpCookies accepts its cookie in its slot and the next, with the slot and difficulty", async () => {
   const c = clock(50 * SLOT_MS + 9_999);
   const cookies = new UdpCookies(MASTER, { now: c.now });

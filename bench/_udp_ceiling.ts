@@ -88,7 +88,7 @@ export async function udpRequiredMs(logins = 200): Promise<RequiredWork> {
       if (opened.length !== message.length) throw new Error("A record sealed did not open");
     }
   };
-  const datagrams = await datagramTimer();
+  const datagrams = datagramTimer();
   try {
     const parts = {
       publicKey: await medianMs(logins, publicKey),
@@ -120,7 +120,7 @@ async function medianMs(calls: number, work: () => unknown): Promise<number> {
  * `exchange(n)` sends and receives `n` round trips, `2n` datagrams of the size of an `INIT` (1,200 bytes),
  * each one send and one receive.
  */
-async function datagramTimer(): Promise<{ exchange(roundTrips: number): Promise<void>; close(): void }> {
+function datagramTimer(): { exchange(roundTrips: number): Promise<void>; close(): void } {
   const listen = () => Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
   const [a, b] = [listen(), listen()];
   const to = (s: Deno.DatagramConn) => ({

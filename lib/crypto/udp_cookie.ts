@@ -1,8 +1,8 @@
 /**
  * Stateless address-validation cookies for UDP sessions (docs/PROTOCOL.md §20.2), in the spirit of QUIC
  * Retry tokens and DTLS cookies: a MAC (keyed BLAKE3) over the source address and port, a time slot, the
- * difficulty asked and the bytes of the client's `INIT` that a cookie binds, keyed by a per-slot secret. The server keeps
- * nothing per source: a cookie verifies from itself, the datagram and the address it came from.
+ * difficulty asked and the bytes of the client's `INIT` that a cookie binds, keyed by a per-slot secret. The
+ * server keeps nothing per source: a cookie verifies from itself, the datagram and the address it came from.
  *
  * Per-slot keys come from one 32-byte master secret through HKDF-SHA-256, so every node given the same
  * master accepts the others' cookies (nodes must keep their clocks within a slot of each other).

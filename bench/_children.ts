@@ -288,13 +288,28 @@ export function loadGenerator(
  * @returns MiB, or `NaN` where `/proc` is not there.
  */
 export async function residentMb(pid: number): Promise<number> {
+  return await statusMb(pid, "VmRSS");
+}
+
+/**
+ * The part of a process's resident memory that maps files (`RssFile`: the runtime's executable, mostly),
+ * which the page cache can make larger or smaller for the same process.
+ *
+ * @param pid The process.
+ * @returns MiB, or `NaN` where `/proc` is not there.
+ */
+export async function fileBackedMb(pid: number): Promise<number> {
+  return await statusMb(pid, "RssFile");
+}
+
+async function statusMb(pid: number, field: string): Promise<number> {
   let status: string;
   try {
     status = await Deno.readTextFile(`/proc/${pid}/status`);
   } catch {
     return NaN;
   }
-  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
+  const kb = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(status)?.[1];
   return kb === undefined ? NaN : Number(kb) / 1024;
 }
 

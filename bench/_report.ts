@@ -171,6 +171,12 @@ export const TARGETS: readonly Target[] = [
     target: bound("≤", 250),
   },
   {
+    key: "sessions_rss_file_mb",
+    unit: "MiB",
+    what: "of which pages of files, the runtime's binary mostly (info)",
+    info: true,
+  },
+  {
     key: "sessions_p99_ms",
     unit: "ms",
     what: "IS_LOGGED round trip across them, p99",

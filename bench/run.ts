@@ -12,7 +12,7 @@
 import { Command } from "commander";
 import { join } from "node:path";
 import { identityPaths, loadServerIdentity } from "../lib/crypto/server_identity.ts";
-import { authchat, loadGenerator, residentMb, startEcho, startServer } from "./_children.ts";
+import { authchat, fileBackedMb, loadGenerator, residentMb, startEcho, startServer } from "./_children.ts";
 import type { Child } from "./_children.ts";
 import type { Account, Target } from "./_auth_scenarios.ts";
 import { jsonFigures, report } from "./_report.ts";
@@ -210,7 +210,9 @@ async function run(settings: Settings): Promise<Figures> {
       const held = await residentMb(fresh.child.pid);
       await sessions.send("go");
       Object.assign(figures, await sessions.json(300_000, "sessions"));
-      figures.sessions_rss_mb = Math.max(held, await residentMb(fresh.child.pid));
+      const after = await residentMb(fresh.child.pid);
+      figures.sessions_rss_mb = Math.max(held, after);
+      figures.sessions_rss_file_mb = await fileBackedMb(fresh.child.pid);
     } finally {
       // Stopped while the sessions are still open: closing 10,000 of them one by one would make the
       // server tell every remaining session about each user going offline.

@@ -76,6 +76,16 @@ Deno.test("deno task bench --quick runs every scenario against real processes an
   for (const key of KEYS) assert.match(stdout, new RegExp(`^${key} `, "m"), `table row ${key}`);
   assert.doesNotMatch(stdout, /MISSED|met$/m, "a quick run judges no target");
   assert.doesNotMatch(stdout, /^cluster_/m, "no cluster rows without --cluster");
+  // Info rows the harness reads from /proc and the load generator times: a number each, not "n/a".
+  const measured = [
+    "tcp_login_cpu_ms",
+    "udp_login_cpu_ms",
+    "udp_login_required_ms",
+    "udp_login_ceiling_ratio",
+  ];
+  for (const key of [...measured, "sessions_rss_file_mb"]) {
+    assert.match(stdout, new RegExp(`^${key} +\\d`, "m"), `info row ${key} holds a number`);
+  }
 });
 
 clusterTest(

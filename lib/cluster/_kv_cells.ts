@@ -15,6 +15,7 @@
 
 import type { KV } from "@nats-io/kv";
 import { BusUnavailableError } from "./nats_bus.ts";
+import type { PendingWrite } from "./_kv_writes.ts";
 
 /** A record as last seen, with the revision a write must name to replace it (0: no value). */
 export interface Cell<T> {
@@ -44,14 +45,11 @@ export interface KvCellsOptions<T> {
   timeoutMs: number;
   /** Most keys mirrored; the least recently used go first. */
   maxEntries: number;
-}
-
-/** The JetStream error codes of a write that expected another revision. */
-const WRONG_LAST_SEQUENCE = new Set([10071, 10164]);
-
-function isConflict(err: unknown): boolean {
-  const e = err as { name?: string; code?: unknown };
-  return e?.name === "JetStreamApiError" && WRONG_LAST_SEQUENCE.has(e.code as number);
+  /**
+   * Writes a key by compare-and-swap, the bucket open (`NatsBus.writes`, lib/cluster/_kv_writes.ts): its
+   * result is the new revision, or `null` when the key was not at `rev`.
+   */
+  put: (key: string, value: Uint8Array, rev: number) => PendingWrite;
 }
 
 /** Records of one bucket, with this node's mirror of them. */
@@ -71,7 +69,7 @@ export class KvCells<T> {
     this.#options = options;
   }
 
-  async #request<R>(what: string, call: (kv: KV) => Promise<R>): Promise<R> {
+  async #request<R>(what: string, call: (kv: KV) => Promise<R>, done?: () => void): Promise<R> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -86,12 +84,13 @@ export class KvCells<T> {
     try {
       return await Promise.race([work, timeout]);
     } catch (err) {
-      if (err instanceof BusUnavailableError || isConflict(err)) throw err;
+      if (err instanceof BusUnavailableError) throw err;
       throw new BusUnavailableError(`NATS failed ${what}: ${(err as Error)?.message ?? String(err)}`, {
         cause: err,
       });
     } finally {
       clearTimeout(timer);
+      done?.();
     }
   }
 
@@ -159,18 +158,17 @@ export class KvCells<T> {
    */
   async write(key: string, record: T, rev: number): Promise<Cell<T> | null> {
     const value = this.#options.codec.encode(record);
-    try {
-      const next = await this.#request(
-        `a write of ${key}`,
-        (kv) => kv.put(key, value, { previousSeq: rev, timeout: this.#options.timeoutMs }),
-      );
-      const cell = { record, rev: next };
-      this.#remember(key, cell);
-      return cell;
-    } catch (err) {
-      if (isConflict(err)) return null;
-      throw err;
-    }
+    let pending: PendingWrite | undefined;
+    const next = await this.#request(
+      `a write of ${key}`,
+      () => (pending = this.#options.put(key, value, rev)).result,
+      // Given up on (timed out) or answered: its reply is no longer waited for.
+      () => pending?.cancel(),
+    );
+    if (next === null) return null;
+    const cell = { record, rev: next };
+    this.#remember(key, cell);
+    return cell;
   }
 
   /**

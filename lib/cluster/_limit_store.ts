@@ -108,6 +108,7 @@ export class LimitStore {
       codec: { decode: decodeRecord, encode: encodeRecord, empty: () => ({}) },
       timeoutMs: options.timeoutMs,
       maxEntries: options.maxEntries,
+      put: (key, value, rev) => bus.writes.put(bus.bucketName(options.bucket), key, value, rev),
     });
     this.#stopListening = bus.onConnection((up) => {
       if (up) void this.#flush();

@@ -15,6 +15,7 @@ import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 
 import { BusUnavailableError, shownUrl } from "./bus_errors.ts";
+import { KvWrites } from "./_kv_writes.ts";
 
 export type { NatsConnection } from "@nats-io/transport-node";
 export type { KV } from "@nats-io/kv";
@@ -86,6 +87,8 @@ export class NatsBus {
   readonly nodeId: string;
   /** Subject and bucket prefix. */
   readonly prefix: string;
+  /** Compare-and-swap writes of entries, answered on a subscription of this node's own. */
+  readonly writes: KvWrites;
   #kvm: Kvm;
   #buckets = new Map<string, Promise<KV>>();
   #up = true;
@@ -96,6 +99,7 @@ export class NatsBus {
     this.nodeId = nodeId;
     this.prefix = prefix;
     this.#kvm = new Kvm(nc);
+    this.writes = new KvWrites(nc);
     void this.#watch();
   }
 
@@ -164,6 +168,16 @@ export class NatsBus {
   }
 
   /**
+   * A bucket's full name: `<prefix>_<name>` (its stream is `KV_` and that).
+   *
+   * @param name The bucket's name under the prefix.
+   * @returns The full name.
+   */
+  bucketName(name: string): string {
+    return `${this.prefix}_${name}`;
+  }
+
+  /**
    * A JetStream key-value bucket under the prefix, made when missing (once per bus).
    *
    * @param name Bucket name (`A–Z a–z 0–9 - _`).
@@ -171,7 +185,7 @@ export class NatsBus {
    * @returns The bucket.
    */
   kv(name: string, options: { ttlMs?: number; history?: number } = {}): Promise<KV> {
-    const full = `${this.prefix}_${name}`;
+    const full = this.bucketName(name);
     let bucket = this.#buckets.get(full);
     if (!bucket) {
       bucket = this.#kvm.create(full, {

@@ -1,0 +1,150 @@
+/**
+ * Compare-and-swap writes of key-value entries, their acknowledgements
+ * answered on one subscription of the node's own.
+ *
+ * `kv.put` goes through nats-core's `request`, which for every write makes a
+ * timer, a subscription entry and, whatever the outcome, an `Error` (its
+ * stack trace included) before JetStream's acknowledgement is even parsed:
+ * about 80 µs of a node's CPU a write, against 40 µs here (measured with 16
+ * writes under way). The writes are the same messages: the entry's subject
+ * `$KV.<bucket>.<key>`, the `Nats-Expected-Last-Subject-Sequence` header, a
+ * reply subject; JetStream answers `{"stream","seq"}` or `{"error"}` there, or
+ * the server a status 503 when no stream takes the subject.
+ *
+ * Nothing here times out: the caller bounds each write (lib/cluster/_kv_cells.ts)
+ * and forgets it when it gives up ({@linkcode PendingWrite.cancel}), so a reply
+ * that never comes leaves nothing behind.
+ *
+ * @module
+ */
+
+import { createInbox, headers } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { BusUnavailableError } from "./bus_errors.ts";
+
+/** JetStream's codes for "the key's latest revision is not the one expected". */
+const WRONG_LAST_SEQUENCE: ReadonlySet<number> = new Set([10071, 10164]);
+
+/** A write under way. */
+export interface PendingWrite {
+  /** The entry's new revision, or `null` when the key's latest revision was not the one expected. */
+  readonly result: Promise<number | null>;
+  /** Forget the write (its reply, should it come, is ignored). */
+  cancel(): void;
+}
+
+interface Waiting {
+  resolve: (revision: number | null) => void;
+  reject: (err: Error) => void;
+}
+
+/** JetStream's answer to a publish. */
+interface PubAck {
+  seq?: unknown;
+  error?: { err_code?: unknown; description?: unknown };
+}
+
+/**
+ * Compare-and-swap writes on one connection.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "@nats-io/transport-node";
+ * import { KvWrites } from "./_kv_writes.ts";
+ * const nc = await connect({ servers: ["nats://127.0.0.1:4222"] });
+ * const writes = new KvWrites(nc);
+ * // The bucket must exist (made by the KV API); 0: the key must hold nothing yet.
+ * const revision = await writes.put("authchat_limits", "s.key", new Uint8Array([1]), 0).result;
+ * await nc.close();
+ * ```
+ */
+export class KvWrites {
+  #nc: NatsConnection;
+  #inbox: string;
+  #subscription: Subscription | undefined;
+  #waiting = new Map<string, Waiting>();
+  #next = 0;
+
+  /**
+   * Write on a connection.
+   *
+   * @param nc The connection (closing it ends the subscription).
+   */
+  constructor(nc: NatsConnection) {
+    this.#nc = nc;
+    this.#inbox = createInbox();
+  }
+
+  /** Writes waiting for their reply. */
+  get waiting(): number {
+    return this.#waiting.size;
+  }
+
+  /**
+   * Write a key of a bucket, on condition that its latest revision is `rev`.
+   *
+   * @param bucket The bucket's full name (the stream is `KV_<bucket>`; it must exist).
+   * @param key The key (letters, digits, `-_=/.`, no leading or trailing dot).
+   * @param value The new value.
+   * @param rev The revision the key must be at (0: it must hold nothing).
+   * @returns The write under way: its result rejects with {@linkcode BusUnavailableError} when the
+   *   connection cannot send it, no stream takes the subject, or JetStream refuses it otherwise.
+   */
+  put(bucket: string, key: string, value: Uint8Array, rev: number): PendingWrite {
+    const id = (this.#next++).toString(36);
+    const result = new Promise<number | null>((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+    });
+    try {
+      this.#subscription ??= this.#nc.subscribe(`${this.#inbox}.*`, {
+        callback: (err, msg) => {
+          if (!err) this.#answer(msg);
+        },
+      });
+      const h = headers();
+      h.set("Nats-Expected-Last-Subject-Sequence", String(rev));
+      this.#nc.publish(`$KV.${bucket}.${key}`, value, { reply: `${this.#inbox}.${id}`, headers: h });
+    } catch (err) {
+      this.#settle(id)?.reject(
+        new BusUnavailableError(`NATS could not take a write of ${key}: ${(err as Error)?.message ?? err}`, {
+          cause: err,
+        }),
+      );
+    }
+    return { result, cancel: () => void this.#waiting.delete(id) };
+  }
+
+  #settle(id: string): Waiting | undefined {
+    const waiting = this.#waiting.get(id);
+    this.#waiting.delete(id);
+    return waiting;
+  }
+
+  #answer(msg: Msg): void {
+    const waiting = this.#settle(msg.subject.slice(this.#inbox.length + 1));
+    if (!waiting) return;
+    if (msg.data.length === 0 && msg.headers?.code === 503) {
+      waiting.reject(new BusUnavailableError("NATS has no stream for the write (is JetStream on?)"));
+      return;
+    }
+    let ack: PubAck;
+    try {
+      ack = msg.json<PubAck>();
+    } catch {
+      waiting.reject(new BusUnavailableError("NATS answered a write with something other than JSON"));
+      return;
+    }
+    const code = ack?.error?.err_code;
+    if (typeof code === "number" && WRONG_LAST_SEQUENCE.has(code)) {
+      waiting.resolve(null);
+    } else if (ack?.error !== undefined) {
+      waiting.reject(
+        new BusUnavailableError(`NATS refused a write: ${String(ack.error.description ?? code)}`),
+      );
+    } else if (typeof ack?.seq === "number" && Number.isSafeInteger(ack.seq) && ack.seq > 0) {
+      waiting.resolve(ack.seq);
+    } else {
+      waiting.reject(new BusUnavailableError("NATS answered a write without its revision"));
+    }
+  }
+}

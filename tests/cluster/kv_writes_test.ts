@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import { BusUnavailableError, NatsBus } from "../../lib/cluster/nats_bus.ts";
+import { natsUrl } from "./_nats_kit.ts";
+
+const url = natsUrl();
+const ignore = url === undefined;
+
+/** A bus with a bucket of its own (a fresh prefix), removed at the end. */
+async function withBucket(fn: (bus: NatsBus, bucket: string) => Promise<void>): Promise<void> {
+  const prefix = `kvw${crypto.getRandomValues(new Uint8Array(4)).toHex()}`;
+  const bus = await NatsBus.connect({ servers: [url!], nodeId: "kv-writes", prefix });
+  try {
+    await bus.kv("cells", { history: 1 });
+    await fn(bus, bus.bucketName("cells"));
+  } finally {
+    // A test may have closed the connection: the bucket is removed on a fresh one.
+    const cleaner = await NatsBus.connect({ servers: [url!], nodeId: "kv-writes-cleaner", prefix });
+    await (await cleaner.kv("cells")).destroy().catch(() => {});
+    await cleaner.close();
+    await bus.close();
+  }
+}
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+Deno.test({
+  name: "KvWrites: a write at the key's latest revision lands, one at an older revision is a conflict",
+  ignore,
+  fn: () =>
+    withBucket(async (bus, bucket) => {
+      const kv = await bus.kv("cells");
+      const first = await bus.writes.put(bucket, "s.a", bytes("one"), 0).result;
+      assert.ok(first !== null && first > 0);
+      assert.equal(await bus.writes.put(bucket, "s.a", bytes("again from nothing"), 0).result, null);
+      const second = await bus.writes.put(bucket, "s.a", bytes("two"), first).result;
+      assert.ok(second !== null && second > first);
+      assert.equal(await bus.writes.put(bucket, "s.a", bytes("stale"), first).result, null, "first is stale");
+      const entry = await kv.get("s.a");
+      assert.equal(new TextDecoder().decode(entry!.value), "two", "a conflict wrote nothing");
+      assert.equal(entry!.revision, second);
+      assert.equal(bus.writes.waiting, 0, "every answered write is forgotten");
+    }),
+});
+
+Deno.test({
+  name: "KvWrites: many writes at once each get their own answer",
+  ignore,
+  fn: () =>
+    withBucket(async (bus, bucket) => {
+      const revisions = await Promise.all(
+        Array.from({ length: 300 }, (_, i) => bus.writes.put(bucket, `p.k${i}`, bytes(`v${i}`), 0).result),
+      );
+      assert.equal(new Set(revisions).size, 300, "distinct revisions");
+      assert.ok(revisions.every((r) => r !== null));
+      // Half of them again: the even ones at their revision (land), the odd ones at 0 (conflict).
+      const again = await Promise.all(
+        revisions.map((rev, i) =>
+          bus.writes.put(bucket, `p.k${i}`, bytes("w"), i % 2 === 0 ? rev! : 0).result
+        ),
+      );
+      again.forEach((rev, i) => assert.equal(rev === null, i % 2 === 1, `key ${i}`));
+      assert.equal(bus.writes.waiting, 0);
+    }),
+});
+
+Deno.test({
+  name: "KvWrites: a bucket that does not exist, a cancelled write and a closed connection",
+  ignore,
+  fn: () =>
+    withBucket(async (bus, bucket) => {
+      await assert.rejects(
+        bus.writes.put(bus.bucketName("nothing-here"), "s.a", bytes("x"), 0).result,
+        (err) => err instanceof BusUnavailableError && /no stream/.test(err.message),
+      );
+      const cancelled = bus.writes.put(bucket, "s.c", bytes("x"), 0);
+      cancelled.cancel();
+      assert.equal(bus.writes.waiting, 0, "forgotten at once");
+      // Its reply, when it comes, is ignored; the write itself was sent, and landed.
+      const kv = await bus.kv("cells");
+      for (let i = 0; i < 50 && (await kv.get("s.c")) === null; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(await kv.get("s.c"), "the write was made");
+      await bus.nc.close();
+      await assert.rejects(
+        bus.writes.put(bucket, "s.d", bytes("x"), 0).result,
+        (err) => err instanceof BusUnavailableError && /could not take a write/.test(err.message),
+      );
+      assert.equal(bus.writes.waiting, 0);
+    }),
+});

@@ -159,11 +159,24 @@ export class KvCells<T> {
   async write(key: string, record: T, rev: number): Promise<Cell<T> | null> {
     const value = this.#options.codec.encode(record);
     let pending: PendingWrite | undefined;
+    let over = false;
     const next = await this.#request(
       `a write of ${key}`,
-      () => (pending = this.#options.put(key, value, rev)).result,
+      () => {
+        // Given up on while the bucket was opening: sent now, it would land after the caller was told it
+        // failed, and its reply be waited for with nothing left to cancel it.
+        if (over) {
+          return Promise.reject(
+            new BusUnavailableError(`Gave up on a write of ${key} before the bucket opened`),
+          );
+        }
+        return (pending = this.#options.put(key, value, rev)).result;
+      },
       // Given up on (timed out) or answered: its reply is no longer waited for.
-      () => pending?.cancel(),
+      () => {
+        over = true;
+        pending?.cancel();
+      },
     );
     if (next === null) return null;
     const cell = { record, rev: next };

@@ -114,3 +114,27 @@ Deno.test("KvCells.open reports a bucket that cannot be opened as BusUnavailable
   );
   await new KvCells(bucket({}), { codec, timeoutMs: 1000, maxEntries: 1, put }).open();
 });
+
+Deno.test("KvCells never starts a write it gave up on while the bucket was opening", async () => {
+  let calls = 0;
+  let cancelled = 0;
+  // NATS never answers the write, should it be sent: only a cancel forgets it.
+  const put = (): PendingWrite => {
+    calls++;
+    return { result: new Promise(() => {}), cancel: () => void cancelled++ };
+  };
+  let opened!: () => void;
+  const slowOpen = new Promise<void>((resolve) => opened = resolve);
+  const kv = { get: () => Promise.resolve(null) } as unknown as KV;
+  const cells = new KvCells(() => slowOpen.then(() => kv), { codec, timeoutMs: 20, maxEntries: 10, put });
+  await assert.rejects(
+    cells.write("k", "v", 0),
+    (err) => err instanceof BusUnavailableError && /within 20 ms/.test(err.message),
+  );
+  opened();
+  await new Promise((r) => setTimeout(r, 0));
+  // The caller was told the write failed: sent now, it would land unseen (and its reply be waited for
+  // forever, nothing left to cancel it).
+  assert.equal(calls - cancelled, 0, "no write under way that nobody will cancel");
+  assert.equal(calls, 0, "the write was not sent after the caller gave up");
+});

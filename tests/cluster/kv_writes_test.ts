@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { BusUnavailableError, NatsBus } from "../../lib/cluster/nats_bus.ts";
 import { natsUrl } from "./_nats_kit.ts";
+import { TcpProxy } from "../_tcp_proxy.ts";
 
 const url = natsUrl();
 const ignore = url === undefined;
@@ -88,4 +89,48 @@ Deno.test({
       );
       assert.equal(bus.writes.waiting, 0);
     }),
+});
+
+Deno.test({
+  name: "KvWrites: writes are answered again after the connection came back",
+  ignore,
+  fn: async () => {
+    const proxy = new TcpProxy(url!);
+    const prefix = `kvw${crypto.getRandomValues(new Uint8Array(4)).toHex()}`;
+    const bus = await NatsBus.connect({ servers: [proxy.url], nodeId: "kv-writes-reconnect", prefix });
+    try {
+      await bus.kv("cells", { history: 1 });
+      const bucket = bus.bucketName("cells");
+      const first = await bus.writes.put(bucket, "s.a", bytes("one"), 0).result;
+      assert.ok(first !== null && first > 0);
+      const down = new Promise<void>((resolve) => {
+        const stop = bus.onConnection((up) => {
+          if (!up) (stop(), resolve());
+        });
+      });
+      await proxy.cut();
+      await down;
+      // Sent while down: given up on by its caller (KvCells does after its timeout).
+      const lost = bus.writes.put(bucket, "s.b", bytes("lost"), 0);
+      lost.cancel();
+      const back = new Promise<void>((resolve) => {
+        const stop = bus.onConnection((up) => {
+          if (up) (stop(), resolve());
+        });
+      });
+      proxy.restore();
+      await back;
+      // The reply subscription was made again on the new connection: its answers come.
+      const second = await bus.writes.put(bucket, "s.a", bytes("two"), first).result;
+      assert.ok(second !== null && second > first);
+      assert.equal(await bus.writes.put(bucket, "s.a", bytes("stale"), first).result, null);
+      assert.equal(bus.writes.waiting, 0);
+    } finally {
+      const cleaner = await NatsBus.connect({ servers: [url!], nodeId: "kv-writes-cleaner", prefix });
+      await (await cleaner.kv("cells")).destroy().catch(() => {});
+      await cleaner.close();
+      await bus.close();
+      await proxy.close();
+    }
+  },
 });

@@ -41,7 +41,7 @@ interface Waiting {
 /** JetStream's answer to a publish. */
 interface PubAck {
   seq?: unknown;
-  error?: { err_code?: unknown; description?: unknown };
+  error?: { err_code?: unknown; description?: unknown } | null;
 }
 
 /**
@@ -123,28 +123,44 @@ export class KvWrites {
   #answer(msg: Msg): void {
     const waiting = this.#settle(msg.subject.slice(this.#inbox.length + 1));
     if (!waiting) return;
-    if (msg.data.length === 0 && msg.headers?.code === 503) {
-      waiting.reject(new BusUnavailableError("NATS has no stream for the write (is JetStream on?)"));
-      return;
-    }
-    let ack: PubAck;
+    let outcome: number | null | Error;
     try {
-      ack = msg.json<PubAck>();
-    } catch {
-      waiting.reject(new BusUnavailableError("NATS answered a write with something other than JSON"));
-      return;
-    }
-    const code = ack?.error?.err_code;
-    if (typeof code === "number" && WRONG_LAST_SEQUENCE.has(code)) {
-      waiting.resolve(null);
-    } else if (ack?.error !== undefined) {
-      waiting.reject(
-        new BusUnavailableError(`NATS refused a write: ${String(ack.error.description ?? code)}`),
+      outcome = outcomeOf(msg);
+    } catch (err) {
+      // nats-core calls the subscription from its parser: a throw would end the connection's reading.
+      outcome = new BusUnavailableError(
+        `NATS answered a write in a form not understood: ${(err as Error)?.message}`,
       );
-    } else if (typeof ack?.seq === "number" && Number.isSafeInteger(ack.seq) && ack.seq > 0) {
-      waiting.resolve(ack.seq);
-    } else {
-      waiting.reject(new BusUnavailableError("NATS answered a write without its revision"));
     }
+    if (outcome instanceof Error) waiting.reject(outcome);
+    else waiting.resolve(outcome);
   }
+}
+
+/**
+ * What an answer to a write says: its new revision, `null` for a key at another revision, or why it failed
+ * (an answer of any other form than JetStream's is a failure: the write may or may not have landed).
+ */
+function outcomeOf(msg: Msg): number | null | BusUnavailableError {
+  if (msg.data.length === 0 && msg.headers?.code === 503) {
+    return new BusUnavailableError("NATS has no stream for the write (is JetStream on?)");
+  }
+  let ack: unknown;
+  try {
+    ack = msg.json();
+  } catch {
+    return new BusUnavailableError("NATS answered a write with something other than JSON");
+  }
+  if (typeof ack !== "object" || ack === null) {
+    return new BusUnavailableError("NATS answered a write without its revision");
+  }
+  const { error, seq } = ack as PubAck;
+  if (error !== undefined) {
+    const code = typeof error === "object" ? error?.err_code : undefined;
+    if (typeof code === "number" && WRONG_LAST_SEQUENCE.has(code)) return null;
+    const why = typeof error === "object" ? error?.description ?? code : error;
+    return new BusUnavailableError(`NATS refused a write: ${String(why ?? "no reason given")}`);
+  }
+  if (typeof seq === "number" && Number.isSafeInteger(seq) && seq > 0) return seq;
+  return new BusUnavailableError("NATS answered a write without its revision");
 }

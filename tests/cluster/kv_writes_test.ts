@@ -24,6 +24,21 @@ async function withBucket(fn: (bus: NatsBus, bucket: string) => Promise<void>): 
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
+/** `promise`, or a failure after `ms` (a guard against a hang, not a speed target). */
+async function within<T>(ms: number, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) =>
+        timer = setTimeout(() => reject(new Error(`No answer in ${ms} ms`)), ms)
+      ),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 Deno.test({
   name: "KvWrites: a write at the key's latest revision lands, one at an older revision is a conflict",
   ignore,
@@ -133,4 +148,43 @@ Deno.test({
       await proxy.close();
     }
   },
+});
+
+Deno.test({
+  name: "KvWrites: an answer of an unexpected form fails its write and leaves the connection reading",
+  ignore,
+  fn: () =>
+    withBucket(async (bus, bucket) => {
+      // Something other than JetStream answers on a bucket's subject (JetStream itself never sends these).
+      const other = await NatsBus.connect({
+        servers: [url!],
+        nodeId: "kv-writes-impostor",
+        prefix: bus.prefix,
+      });
+      const odd = bus.bucketName("odd");
+      const answers = ['{"error":null}', '{"error":null,"seq":7}'];
+      let n = 0;
+      other.nc.subscribe(`$KV.${odd}.>`, {
+        callback: (_err, msg) => void msg.respond(answers[n++ % answers.length]),
+      });
+      await other.nc.flush();
+      try {
+        for (let i = 0; i < answers.length; i++) {
+          const write = bus.writes.put(odd, "s.a", bytes("x"), 0);
+          await assert.rejects(within(2000, write.result), BusUnavailableError);
+          write.cancel();
+        }
+        assert.equal(bus.writes.waiting, 0);
+        // The connection still reads what the server sends: a round trip, and a real write's answer.
+        await within(2000, bus.nc.flush());
+        const real = bus.writes.put(bucket, "s.a", bytes("one"), 0);
+        try {
+          assert.ok(await within(2000, real.result));
+        } finally {
+          real.cancel();
+        }
+      } finally {
+        await other.close();
+      }
+    }),
 });

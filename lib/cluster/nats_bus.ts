@@ -188,7 +188,7 @@ export class NatsBus {
     const full = this.bucketName(name);
     let bucket = this.#buckets.get(full);
     if (!bucket) {
-      bucket = this.#kvm.create(full, {
+      bucket = this.#create(full, {
         ...(options.ttlMs === undefined ? {} : { ttl: options.ttlMs }),
         ...(options.history === undefined ? {} : { history: options.history }),
       });
@@ -197,6 +197,25 @@ export class NatsBus {
       this.#buckets.set(full, bucket);
     }
     return bucket;
+  }
+
+  /**
+   * Make or open a bucket. Nodes starting together on a fresh NATS make the same streams at the same moment,
+   * and JetStream (2.9) may refuse one of them with "subjects overlap with an existing stream" (10065) or
+   * "stream name already in use" (10058) while the other's is being made: once it is, opening it succeeds,
+   * so those two are tried again, twice, 100 and 200 ms later. Anything else fails at once.
+   */
+  async #create(full: string, options: { ttl?: number; history?: number }): Promise<KV> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.#kvm.create(full, options);
+      } catch (err) {
+        const code = (err as { code?: unknown })?.code;
+        const racing = (err as Error)?.name === "JetStreamApiError" && (code === 10065 || code === 10058);
+        if (!racing || attempt >= 3 || this.nc.isClosed()) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
+    }
   }
 
   /** Whether the connection is up now (not closed, not reconnecting). */

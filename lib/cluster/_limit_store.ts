@@ -470,7 +470,8 @@ export class LimitStore {
    * @param step `refusal` decides from the records (`null`: go ahead); `next` is the record to write
    *   (given the records as the decision last saw them, every key's); `undo` takes it back; `first`, a
    *   key written before the others are computed (whose `next` then read what it replaced); `last`, a key
-   *   written only once the others are (so it is never written by a step that is then refused).
+   *   written only once the others are (so it is never written by a step that is then refused), and left
+   *   unwritten when `skipLast`, given the records the others were written from, says so.
    * @returns `null` when every key was written, else the refusal (nothing is left written).
    * @throws {BusUnavailableError} When NATS does not answer (what was written is taken back if it can be).
    */
@@ -483,6 +484,7 @@ export class LimitStore {
       undo?: (key: string, record: LimitRecord) => LimitRecord;
       first?: string | undefined;
       last?: string | undefined;
+      skipLast?: ((records: Map<string, LimitRecord>) => boolean) | undefined;
     },
   ): Promise<R | null> {
     let records = new Map<string, LimitRecord>();
@@ -514,6 +516,7 @@ export class LimitStore {
       const results: PromiseSettledResult<void>[] = [];
       for (const phase of phases) {
         if (results.some((r) => r.status === "rejected") || refusal !== null) break;
+        if (phase === last && step.skipLast?.(records)) break;
         results.push(...await Promise.allSettled(phase.map(write)));
       }
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");

@@ -104,6 +104,18 @@ export class SharedBudgets {
   }
 
   /**
+   * Whether a pair's mark that its source knows the account is recent enough not to be written again yet
+   * (it is, once half its time has passed).
+   *
+   * @param record The pair's record, as this node last saw it.
+   * @param now Current time in ms.
+   * @returns `true` when writing the mark now would not be needed.
+   */
+  markFresh(record: LimitRecord | undefined, now: number): boolean {
+    return this.#known(record, now, this.#rates.knownForMs / 2);
+  }
+
+  /**
    * Take one registration from a source's budget (see `AbuseLimits.takeRegistration`).
    *
    * @param address Source IP address.
@@ -301,7 +313,7 @@ export class SharedBudgets {
 
   async #spendOnline(keys: LoginKeys, budgets: string[], now: number): Promise<LoginRefusal | null> {
     // The source knows the account from now on (written again once half its time has passed).
-    const marking = this.#known(this.#store.seen(keys.pair), now, this.#rates.knownForMs / 2)
+    const marking = this.markFresh(this.#store.seen(keys.pair), now)
       ? Promise.resolve(null)
       : this.#store.modify(
         keys.pair,

@@ -42,12 +42,18 @@
  * **Cost.** Every write goes through `LimitStore.combine`: this node's changes
  * of one key waiting at the same time are written together, so the logins of
  * one address do not take turns on its key. A login with a password makes
- * three writes, one round of parallel requests, when this node has seen its
- * keys (tests/cluster/nats_abuse_limits_cost_test.ts counts them): its pair's,
- * source's and account's, which count the proof, spend the budgets and mark the
- * pair; the first time, it reads at `LOGIN` the keys it has not seen. A key
+ * two writes, one round of parallel requests, when this node has seen its
+ * keys, its pair clean and marked within half the mark's time
+ * (tests/cluster/nats_abuse_limits_cost_test.ts counts them): its source's and
+ * account's, which count the proof and spend the budgets. Its pair's write
+ * would change nothing then, once its source is found clean: every writer puts
+ * a failure on a source before its pair, and takes one off a source only after
+ * clearing it off the pair, so a clean source has a clean pair. The pair is
+ * written, in a second round, when the source has failures; in the first,
+ * with the others, when its mark is old. The first time, a login writes all
+ * three, and reads at `LOGIN` the keys this node has not seen. A key
  * another node wrote since costs a read and a write more. A wrong password
- * makes the same three writes, in two rounds: its pair's once its source's and
+ * makes three writes, in two rounds: its pair's once its source's and
  * account's are written, so that a failure taken back was never on its pair
  * (where a success would clear it and forgive it once more). A login with a
  * device token reads its keys and writes 3 or 4.
@@ -405,6 +411,12 @@ export class NatsAbuseLimits implements AbuseLimits {
     const budgets = this.#budgets;
     const seen = store.seen(keys.pair);
     const first = seen === undefined || (seen.failures?.failures ?? 0) > 0;
+    // A pair seen clean, with no proofs of other nodes on it and its mark recent, is left unwritten when its
+    // source turns out clean as written: every writer puts a failure on a source before its pair, and takes
+    // one off a source only after clearing it off the pair, so a clean source has a clean pair, and the
+    // pair's write would change nothing.
+    const quiet = !first && othersChecking(seen, store.node, now) === 0 &&
+      (!step.known || budgets.markFresh(seen, now));
     // The pair's failures its write clears, and how many the source's and account's writes forgave.
     let cleared: FailureCounter | undefined;
     let forgiven = 0;
@@ -415,6 +427,9 @@ export class NatsAbuseLimits implements AbuseLimits {
     const refusal = await store.writeAll(keyList(keys), now, {
       refusal: step.refusal,
       first: first ? keys.pair : undefined,
+      last: quiet ? keys.pair : undefined,
+      skipLast: (records) =>
+        liveCounter(records.get(keys.source)?.failures, now, this.#limiter.forgetAfterMs) === undefined,
       next: (key, record) => {
         if (key === keys.pair) {
           cleared = liveCounter(record.failures, now, this.#limiter.forgetAfterMs);
@@ -470,7 +485,9 @@ export class NatsAbuseLimits implements AbuseLimits {
       return;
     }
     if (!correct) {
-      for (const key of keyList(keys)) store.changeAlone(key, { kind: "fail" }, now);
+      // Written in this order when NATS is back: a failure is on its source and account before its pair, as
+      // online (a success that finds its source clean leaves its pair unwritten: see #commitSuccess).
+      for (const key of [keys.source, keys.account, keys.pair]) store.changeAlone(key, { kind: "fail" }, now);
       return;
     }
     const others = [keys.source, keys.account];

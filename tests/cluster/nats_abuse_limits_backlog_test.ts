@@ -3,6 +3,8 @@
  * waits for the whole backlog, and what is not yet written still counts in what the node decides meanwhile.
  */
 import assert from "node:assert/strict";
+import { sourceKey } from "../../lib/auth/rate_limiter.ts";
+import { busToken } from "../../lib/cluster/nats_bus.ts";
 import { TcpProxy } from "../_tcp_proxy.ts";
 import { limitNodes, natsUrl, SETTINGS } from "./_limit_nodes.ts";
 
@@ -99,6 +101,45 @@ Deno.test({
       await until("the backlog is written", () => cut.pending === 0);
       assert.equal(await online.retryAfter("203.0.113.70", "pia", now), 1000, "every failure in the bucket");
       assert.equal(await cut.retryAfter("203.0.113.70", "pia", now), 1000);
+    } finally {
+      await nodes.close();
+      await proxy.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "NatsAbuseLimits writes a failure decided alone on its source and account before its pair",
+  ignore: url === undefined,
+  fn: async () => {
+    // What lets a success leave a clean pair unwritten (nats_abuse_limits.ts, "Cost"): no pair ever holds a
+    // failure its source does not. The bucket's revisions give the order of the backlog's writes.
+    const proxy = new TcpProxy(url!);
+    const nodes = await limitNodes(2, { urls: [proxy.url] });
+    const [cut, online] = nodes.limits as [typeof nodes.limits[0], typeof nodes.limits[0]];
+    try {
+      const now = 70_000_000;
+      assert.equal(await cut.retryAfter("203.0.113.80", "quinn", now), 0);
+      await proxy.cut();
+      await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
+      assert.equal(await cut.beginProof("203.0.113.80", "quinn", now), 0);
+      await cut.endProof("203.0.113.80", "quinn", now, false);
+      assert.equal(cut.pending, 3);
+      proxy.restore();
+      await until("the backlog is written", () => cut.pending === 0);
+      const kv = await nodes.buses[1]!.kv("limits");
+      const source = busToken(sourceKey("203.0.113.80"));
+      const revision = async (key: string) => (await kv.get(key))?.revision ?? 0;
+      const pair = await revision(`p.${source}.${busToken("quinn")}`);
+      const sourceRev = await revision(`s.${source}`);
+      const account = await revision(`a.${busToken("quinn")}`);
+      assert.ok(sourceRev > 0 && account > 0 && pair > 0, "all three written");
+      assert.ok(
+        pair > sourceRev && pair > account,
+        `pair ${pair} after source ${sourceRev}, account ${account}`,
+      );
+      // And the failure counts, on the other node too.
+      assert.equal(await online.retryAfter("203.0.113.80", "quinn", now), 0, "one failure is a free one");
     } finally {
       await nodes.close();
       await proxy.close();

@@ -150,7 +150,8 @@ export function withProofs(
 export type Change = { kind: "fail" } | { kind: "forgive"; failures: number } | { kind: "clear" };
 
 /**
- * A record with a change of its failures; also how many failures a `clear` took away.
+ * A record with a change of its failures; also how many failures a `clear` took away that were not
+ * forgotten at `now`.
  *
  * @example
  * ```ts
@@ -182,7 +183,10 @@ export function changedRecord(
     if (left) out.failures = left;
     else delete out.failures;
   } else {
-    cleared = record.failures?.failures ?? 0;
+    // Only failures not forgotten are still on the source and the account to be forgiven there: a failure
+    // on a forgotten counter counts from none, so forgiving a pair's forgotten ones would take off another
+    // pair's (and leave a source clean beside a pair with failures).
+    cleared = liveCounter(record.failures, now, forgetAfterMs)?.failures ?? 0;
     delete out.failures;
   }
   return { record: out, cleared };

@@ -549,12 +549,15 @@ export class LimitStore {
    * @param key The key.
    * @param change The change.
    * @param now When it happened.
-   * @returns What a `clear` took away.
+   * @returns What a `clear` took away (the failures not forgotten as it is written).
    * @throws {BusUnavailableError} When NATS does not answer.
    */
   writeChange(key: string, change: Change, now: number): Promise<number> {
-    return this.modify(key, Math.max(now, this.#clock), (record) => {
-      const { record: next, cleared } = this.changed(record, change, now);
+    const at = Math.max(now, this.#clock);
+    return this.modify(key, at, (record) => {
+      // A clear written late (from the backlog) counts what it takes away by the failures not forgotten
+      // as it is written: those forgotten since are no longer on the source and the account either.
+      const { record: next, cleared } = this.changed(record, change, change.kind === "clear" ? at : now);
       return { record: next, result: cleared };
     });
   }

@@ -146,3 +146,64 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "NatsAbuseLimits: a success decided alone forgives its source only the pair's failures not forgotten",
+  ignore: url === undefined,
+  fn: async () => {
+    // A pair's forgotten failures are no longer on its source (a failure on a forgotten source counts from
+    // none): forgiving them there takes off another pair's, and a source left clean beside a pair with
+    // failures lets a login that finds it so leave that pair unwritten, and be told past its backoff.
+    const proxy = new TcpProxy(url!);
+    const nodes = await limitNodes(3, { urls: [proxy.url] });
+    const [cut, stale, other] = nodes.limits as [
+      typeof nodes.limits[0],
+      typeof nodes.limits[0],
+      typeof nodes.limits[0],
+    ];
+    try {
+      const address = "203.0.113.95";
+      const free = SETTINGS.failures_before_backoff;
+      const forgetMs = Math.max(3_600_000, SETTINGS.backoff_max * 2000);
+      const t0 = 80_000_000;
+      // The pair (address, olga): its free failures, forgotten an hour later.
+      for (let i = 0; i < free; i++) {
+        assert.equal(await cut.beginProof(address, "olga", t0), 0);
+        await cut.endProof(address, "olga", t0, false);
+      }
+      // Later: another node logs in to ruth from the same address (its pair clean, freshly marked)...
+      const t1 = t0 + forgetMs + 10_000;
+      assert.equal(await stale.beginProof(address, "ruth", t1), 0);
+      assert.equal(await stale.endProof(address, "ruth", t1, true, {}, {}), null);
+      // ...and a third one counts failures on (address, ruth) up to its backoff.
+      const tq = t1 + 1000;
+      for (let i = 0; i < free; i++) {
+        assert.equal(await other.beginProof(address, "ruth", tq), 0);
+        await other.endProof(address, "ruth", tq, false);
+      }
+      assert.equal(await other.retryAfter(address, "ruth", tq), 1000);
+      // The first node, cut off, logs in to olga: a free attempt by what it knows.
+      await proxy.cut();
+      await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
+      assert.equal(await cut.beginProof(address, "olga", tq + 100), 0);
+      assert.equal(await cut.endProof(address, "olga", tq + 100, true), null);
+      proxy.restore();
+      await until("the backlog is written", () => cut.pending === 0);
+      // (address, ruth) is still in its backoff, on every node: its failures are on its source.
+      const kv = await nodes.buses[2]!.kv("limits");
+      const entry = await kv.get(`s.${busToken(sourceKey(address))}`);
+      const record = entry?.value.length ? JSON.parse(new TextDecoder().decode(entry.value)) : {};
+      assert.deepEqual(record.f, [free, tq], "the source keeps ruth's failures");
+      const tx = tq + 500;
+      assert.equal(await stale.beginProof(address, "ruth", tx), 0, "by what this node has seen");
+      assert.deepEqual(
+        await stale.endProof(address, "ruth", tx, true, {}, {}),
+        { of: "backoff", waitMs: 500 },
+        "a correct password within the pair's backoff is not told",
+      );
+    } finally {
+      await nodes.close();
+      await proxy.close();
+    }
+  },
+});

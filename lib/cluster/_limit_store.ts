@@ -473,7 +473,8 @@ export class LimitStore {
    *   written only once the others are (so it is never written by a step that is then refused), and left
    *   unwritten when `skipLast`, given the records the others were written from, says so.
    * @returns `null` when every key was written, else the refusal (nothing is left written).
-   * @throws {BusUnavailableError} When NATS does not answer (what was written is taken back if it can be).
+   * @throws {BusUnavailableError} When NATS does not answer (what was written is taken back if it can be, in
+   *   the reverse order of its phases).
    */
   async writeAll<R>(
     keys: readonly string[],
@@ -522,7 +523,17 @@ export class LimitStore {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (!failed && refusal === null) return null;
       const undo = step.undo ?? ((_: string, record: LimitRecord) => record);
-      await Promise.allSettled(written.map((key) => this.combine(key, now, (record) => undo(key, record))));
+      // Taken back phase by phase, the last written first, each once the later ones are: what a step put on
+      // or took off its keys in order is given back in the reverse order (a success's pair, cleared first,
+      // gets its failures back only once its source has them again: no pair holds a failure its source does
+      // not). Should one fail (NATS lost), the earlier ones stay as written rather than break that order.
+      for (const phase of phases.toReversed()) {
+        const back = phase.filter((key) => written.includes(key));
+        const undone = await Promise.allSettled(
+          back.map((key) => this.combine(key, now, (record) => undo(key, record))),
+        );
+        if (undone.some((r) => r.status === "rejected")) break;
+      }
       if (failed) throw failed.reason;
       // Refused on records of which some may have been older than others (each key is read as its write
       // finds it changed): decided again on all of them read now, and tried again should that go ahead.

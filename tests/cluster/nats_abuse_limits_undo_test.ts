@@ -3,7 +3,8 @@
  * meanwhile): what it wrote is taken back, and nothing of it may show, to the attacker or to the counts.
  */
 import assert from "node:assert/strict";
-import { RateLimiter } from "../../lib/auth/rate_limiter.ts";
+import { RateLimiter, sourceKey } from "../../lib/auth/rate_limiter.ts";
+import { busToken } from "../../lib/cluster/nats_bus.ts";
 import { limitOptions } from "../../lib/server/local_parts.ts";
 import { limitNodes, natsUrl, SETTINGS } from "./_limit_nodes.ts";
 
@@ -92,6 +93,47 @@ Deno.test({
         assert.equal(await node.retryAfter(s, "v6", t2), local.retryAfter(s, "v6", t2));
       }
       assert.equal(local.retryAfter(s, "v6", t2), 4000, "five failures of the source");
+    } finally {
+      await nodes.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "NatsAbuseLimits takes a refused success back on its source and account before its pair",
+  ignore,
+  fn: async () => {
+    // A success that cleared its pair and forgave its source, then refused on its account, gives the pair's
+    // failures back only once the source has them again: no pair ever holds a failure its source does not
+    // (a login that finds its source clean leaves its pair unwritten). The revisions give the order.
+    const nodes = await limitNodes(2);
+    const [a, b] = nodes.limits as [typeof nodes.limits[0], typeof nodes.limits[0]];
+    try {
+      const t0 = 90_000_000;
+      const s = "203.0.113.130";
+      // A wrong guess seen by node a: the pair, the source and the account have a failure each.
+      assert.equal(await a.beginProof(s, "wendy", t0), 0);
+      assert.equal(await a.endProof(s, "wendy", t0, false), null);
+      // Node b counts the account's failures from elsewhere up to its backoff (node a has not seen them).
+      for (const other of ["198.51.100.31", "198.51.100.32"]) {
+        assert.equal(await b.beginProof(other, "wendy", t0), 0);
+        assert.equal(await b.endProof(other, "wendy", t0, false), null);
+      }
+      // A correct proof on node a: the pair cleared first, the source forgiven, the account refuses.
+      assert.equal(await a.beginProof(s, "wendy", t0), 0);
+      assert.deepEqual(await a.endProof(s, "wendy", t0, true, {}, {}), { of: "backoff", waitMs: 1000 });
+      const kv = await nodes.buses[1]!.kv("limits");
+      const source = busToken(sourceKey(s));
+      const read = async (key: string) => {
+        const entry = await kv.get(key);
+        const record = entry?.value.length ? JSON.parse(new TextDecoder().decode(entry.value)) : {};
+        return { rev: entry?.revision ?? 0, failures: record.f?.[0] ?? 0 };
+      };
+      const pair = await read(`p.${source}.${busToken("wendy")}`);
+      const src = await read(`s.${source}`);
+      assert.equal(pair.failures, 1, "the pair's failure is back");
+      assert.equal(src.failures, 1, "the source's failure is back");
+      assert.ok(pair.rev > src.rev, `the pair (${pair.rev}) taken back after the source (${src.rev})`);
     } finally {
       await nodes.close();
     }

@@ -6,13 +6,33 @@ import assert from "node:assert/strict";
 import { sourceKey } from "../../lib/auth/rate_limiter.ts";
 import { busToken } from "../../lib/cluster/nats_bus.ts";
 import { TcpProxy } from "../_tcp_proxy.ts";
+import { decodeRecord } from "../../lib/cluster/_limit_record.ts";
+import { limitOptions } from "../../lib/server/local_parts.ts";
 import { limitNodes, natsUrl, SETTINGS } from "./_limit_nodes.ts";
+import type { LimitNodes } from "./_limit_nodes.ts";
 
 const url = natsUrl();
 
 async function until(what: string, ok: () => boolean): Promise<void> {
   for (let i = 0; i < 800 && !ok(); i++) await new Promise((r) => setTimeout(r, 25));
   assert.ok(ok(), `timed out waiting until ${what}`);
+}
+
+/** `count` nodes, the first reaching NATS through a proxy that can take it away. */
+async function outageNodes(count: number): Promise<{ proxy: TcpProxy; nodes: LimitNodes }> {
+  const proxy = new TcpProxy(url!);
+  try {
+    return { proxy, nodes: await limitNodes(count, { urls: [proxy.url] }) };
+  } catch (err) {
+    await proxy.close();
+    throw err;
+  }
+}
+
+/** Take NATS away from the first node, and wait until it knows. */
+async function loseBus(proxy: TcpProxy, nodes: LimitNodes): Promise<void> {
+  await proxy.cut();
+  await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
 }
 
 /** A source of its own (its own /64) for the i-th fresh attempt. */
@@ -24,14 +44,12 @@ Deno.test({
   name: "NatsAbuseLimits answers a request after an outage without waiting for the backlog to be written",
   ignore: url === undefined,
   fn: async () => {
-    const proxy = new TcpProxy(url!);
-    const nodes = await limitNodes(1, { urls: [proxy.url] });
+    const { proxy, nodes } = await outageNodes(1);
     const limits = nodes.limits[0]!;
     try {
       const now = 50_000_000;
       assert.equal(await limits.retryAfter("203.0.113.1", "warm", now), 0);
-      await proxy.cut();
-      await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
+      await loseBus(proxy, nodes);
       // Wrong passwords from many fresh sources on fresh names: each a free attempt alone, 3 outcomes each.
       for (let i = 0; i < 1200; i++) {
         assert.equal(await limits.beginProof(freshSource(i), `user${i}`, now), 0);
@@ -61,15 +79,13 @@ Deno.test({
   name: "NatsAbuseLimits counts the outcomes not yet written while it writes the backlog of an outage",
   ignore: url === undefined,
   fn: async () => {
-    const proxy = new TcpProxy(url!);
-    const nodes = await limitNodes(2, { urls: [proxy.url] });
+    const { proxy, nodes } = await outageNodes(2);
     const [cut, online] = nodes.limits as [typeof nodes.limits[0], typeof nodes.limits[0]];
     try {
       const now = 60_000_000;
       const free = SETTINGS.failures_before_backoff;
       assert.equal(await cut.retryAfter("203.0.113.70", "pia", now), 0);
-      await proxy.cut();
-      await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
+      await loseBus(proxy, nodes);
       // The pair's first failure first in the backlog, then many others, then the pair's other free ones.
       assert.equal(await cut.beginProof("203.0.113.70", "pia", now), 0);
       await cut.endProof("203.0.113.70", "pia", now, false);
@@ -114,14 +130,12 @@ Deno.test({
   fn: async () => {
     // What lets a success leave a clean pair unwritten (nats_abuse_limits.ts, "Cost"): no pair ever holds a
     // failure its source does not. The bucket's revisions give the order of the backlog's writes.
-    const proxy = new TcpProxy(url!);
-    const nodes = await limitNodes(2, { urls: [proxy.url] });
+    const { proxy, nodes } = await outageNodes(2);
     const [cut, online] = nodes.limits as [typeof nodes.limits[0], typeof nodes.limits[0]];
     try {
       const now = 70_000_000;
       assert.equal(await cut.retryAfter("203.0.113.80", "quinn", now), 0);
-      await proxy.cut();
-      await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
+      await loseBus(proxy, nodes);
       assert.equal(await cut.beginProof("203.0.113.80", "quinn", now), 0);
       await cut.endProof("203.0.113.80", "quinn", now, false);
       assert.equal(cut.pending, 3);
@@ -154,8 +168,7 @@ Deno.test({
     // A pair's forgotten failures are no longer on its source (a failure on a forgotten source counts from
     // none): forgiving them there takes off another pair's, and a source left clean beside a pair with
     // failures lets a login that finds it so leave that pair unwritten, and be told past its backoff.
-    const proxy = new TcpProxy(url!);
-    const nodes = await limitNodes(3, { urls: [proxy.url] });
+    const { proxy, nodes } = await outageNodes(3);
     const [cut, stale, other] = nodes.limits as [
       typeof nodes.limits[0],
       typeof nodes.limits[0],
@@ -164,7 +177,7 @@ Deno.test({
     try {
       const address = "203.0.113.95";
       const free = SETTINGS.failures_before_backoff;
-      const forgetMs = Math.max(3_600_000, SETTINGS.backoff_max * 2000);
+      const forgetMs = limitOptions(SETTINGS).limiter.forgetAfterMs;
       const t0 = 80_000_000;
       // The pair (address, olga): its free failures, forgotten an hour later.
       for (let i = 0; i < free; i++) {
@@ -183,8 +196,7 @@ Deno.test({
       }
       assert.equal(await other.retryAfter(address, "ruth", tq), 1000);
       // The first node, cut off, logs in to olga: a free attempt by what it knows.
-      await proxy.cut();
-      await until("the node has lost the bus", () => !nodes.buses[0]!.connected);
+      await loseBus(proxy, nodes);
       assert.equal(await cut.beginProof(address, "olga", tq + 100), 0);
       assert.equal(await cut.endProof(address, "olga", tq + 100, true), null);
       proxy.restore();
@@ -192,8 +204,8 @@ Deno.test({
       // (address, ruth) is still in its backoff, on every node: its failures are on its source.
       const kv = await nodes.buses[2]!.kv("limits");
       const entry = await kv.get(`s.${busToken(sourceKey(address))}`);
-      const record = entry?.value.length ? JSON.parse(new TextDecoder().decode(entry.value)) : {};
-      assert.deepEqual(record.f, [free, tq], "the source keeps ruth's failures");
+      const record = entry?.value.length ? decodeRecord(entry.value) : {};
+      assert.deepEqual(record.failures, { failures: free, last: tq }, "the source keeps ruth's failures");
       const tx = tq + 500;
       assert.equal(await stale.beginProof(address, "ruth", tx), 0, "by what this node has seen");
       assert.deepEqual(

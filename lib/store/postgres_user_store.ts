@@ -8,16 +8,20 @@
  *   nothing when it has changed meanwhile, on any node (compare-and-swap in the statement's WHERE).
  * - A new name's look-alike check and insert are one transaction holding advisory locks on the name's two
  *   look-alike keys, so of two look-alike names registered at once on any nodes, one is created.
+ * - The two reads of every login (`findCredentials`, and the check of the verifier in `recordLogin`) are
+ *   gathered (_read_batches.ts): while one statement of a kind is under way, the reads of that kind asked
+ *   meanwhile wait and go as one statement, each read still an index search of its own row. An idle database
+ *   is asked at once; a busy one is woken once per batch rather than once per login.
  * - Login times are written behind, at most `LOGIN_FLUSH_MS` (_login_times.ts) later, many in one statement, each
  *   only onto the verifier it was recorded under. A time recorded on one node just before another node
  *   changes the password is dropped rather than written past the change.
  * - A lost connection fails the requests that needed it with `UNAVAILABLE` (a read is tried once more
  *   first, on a fresh connection); the next request connects again. Login times not yet written wait for
  *   the database to come back.
- * - Every request has a deadline ({@linkcode QUERY_TIMEOUT_MS}, connecting and waiting for a connection
- *   included): a database that stops answering without closing the connection (packets dropped) fails
- *   the request with `UNAVAILABLE` then, rather than when TCP gives up minutes later, and the pool is
- *   replaced. The database itself cancels a statement that runs longer (`statement_timeout`, and
+ * - Every request has a deadline ({@linkcode QUERY_TIMEOUT_MS}, connecting, waiting for a connection and
+ *   waiting for its batch included): a database that stops answering without closing the connection
+ *   (packets dropped) fails the request with `UNAVAILABLE` then, rather than when TCP gives up minutes
+ *   later, and the pool is replaced. The database itself cancels a statement that runs longer (`statement_timeout`, and
  *   `idle_in_transaction_session_timeout` for a transaction left open), so a request that timed out does not
  *   commit much later. A write that fails this way may have committed: the caller cannot tell (see
  *   `PASSWD` and `DELETE` in session.ts).
@@ -27,6 +31,7 @@
 
 import postgres from "postgres";
 import { nameSkeletons } from "../auth/confusable_skeleton.ts";
+import { ProtocolError } from "../codec/protocol_error.ts";
 import { DEFAULT_POOL_SIZE, postgresLocation, redactDatabaseUrl } from "./database_location.ts";
 import { databaseUnavailable, DatabaseUnavailableError } from "./database_unavailable.ts";
 import { nameLooksTaken, nameTaken } from "./name_taken.ts";
@@ -35,6 +40,7 @@ import type { CredentialsRow, UserRow } from "./_user_rows.ts";
 import { migratePostgres } from "./postgres_migrations.ts";
 import { installPostgresWriteGuard } from "./_postgres_write_guard.ts";
 import { LoginTimes } from "./_login_times.ts";
+import { ReadBatches } from "./_read_batches.ts";
 import type {
   AccountVerifier,
   Credentials,
@@ -98,6 +104,29 @@ function isConnectionFailure(err: unknown): boolean {
   return CONNECTION_CODES.has(code);
 }
 
+/** A name whose credentials a login asks for, with the decoy an unknown name gets. */
+interface CredentialsQuery {
+  key: string;
+  decoy: string;
+}
+
+/** The account and verifier of a login whose proof was checked. */
+interface LoginQuery {
+  id: number;
+  verifier: string;
+}
+
+/** What a login reads of its account. */
+type LoginRow = Pick<UserRow, "last_login_at" | "identity_key" | "key_backup">;
+
+/**
+ * A batch's queries as the JSON text of one parameter, each numbered `i` by its place (text, then jsonb: a
+ * parameter cast straight to jsonb is sent as JSON, and the text would arrive as one JSON string).
+ */
+function batchJson(queries: readonly object[]): string {
+  return JSON.stringify(queries.map((query, i) => ({ i, ...query })));
+}
+
 /** Options of a read-only request: tried once more after a connection failure. */
 const READ = { retry: true };
 
@@ -143,6 +172,9 @@ export class PostgresUserStore implements UserStore {
   #logins = new LoginTimes(() => void this.flushLogins());
   #flushing: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
+  /** The two reads of every login, each kind gathered into one statement while one is under way. */
+  #credentials: ReadBatches<CredentialsQuery, Credentials>;
+  #loginChecks: ReadBatches<LoginQuery, LoginRow | undefined>;
 
   private constructor(
     url: string,
@@ -155,6 +187,14 @@ export class PostgresUserStore implements UserStore {
     this.#queryTimeoutMs = pool.queryTimeoutMs;
     this.#sql = sql;
     this.#secret = secret;
+    const batches = {
+      timeoutMs: pool.queryTimeoutMs,
+      expired: databaseUnavailable,
+      // The database not answering is every read's failure; a statement it refused may be one value's.
+      shared: (err: unknown) => err instanceof ProtocolError && err.code === "UNAVAILABLE",
+    };
+    this.#credentials = new ReadBatches((queries, since) => this.#credentialsOf(queries, since), batches);
+    this.#loginChecks = new ReadBatches((queries, since) => this.#loginRowsOf(queries, since), batches);
   }
 
   /**
@@ -247,11 +287,18 @@ export class PostgresUserStore implements UserStore {
    * it, and a fresh pool also connects again at once when the database is back. A read (`retry`) is tried
    * once more on the fresh pool after a connection failure, within the same deadline, so a connection the
    * database closed while idle costs no request; a write never is, as it may have committed before the
-   * failure.
+   * failure. `since`: when the request was asked for, if earlier than now (a read that waited for its batch);
+   * the deadline runs from then.
    */
-  async #run<T>(work: (sql: postgres.Sql) => Promise<T>, options: { retry?: boolean } = {}): Promise<T> {
-    const deadline = performance.now() + this.#queryTimeoutMs;
+  async #run<T>(
+    work: (sql: postgres.Sql) => Promise<T>,
+    options: { retry?: boolean; since?: number } = {},
+  ): Promise<T> {
+    const deadline = (options.since ?? performance.now()) + this.#queryTimeoutMs;
     for (let attempt = 0;; attempt++) {
+      // Its time spent waiting (a read gathered behind another statement): failed without sending it, so
+      // the pool, which did nothing wrong, is not replaced.
+      if (deadline <= performance.now()) throw databaseUnavailable();
       const sql = this.#sql;
       let timer: ReturnType<typeof setTimeout> | undefined;
       try {
@@ -316,17 +363,28 @@ export class PostgresUserStore implements UserStore {
     return rows.length > 0;
   }
 
-  async findCredentials(nameKey: string, decoy: string): Promise<Credentials> {
-    // One row whether or not the name has an account, of the same columns and types: the unknown name's
-    // comes from the decoy given. A LEFT JOIN onto a one-row constant, so the server does the same index
-    // search either way and nothing here branches on the answer.
-    const [row] = await this.#run((sql) =>
-      sql<CredentialsRow[]>`
-        SELECT u.id IS NOT NULL AS found, coalesce(u.id, 0) AS id, coalesce(u.name, q.k) AS name,
+  findCredentials(nameKey: string, decoy: string): Promise<Credentials> {
+    return this.#credentials.read({ key: nameKey, decoy });
+  }
+
+  /**
+   * The credentials of a batch of names. One row per name whether or not it has an account, of the same
+   * columns and types: an unknown name's comes from the decoy given. Each name is an index search of its own
+   * (a LATERAL subquery with LIMIT is not merged into a join the planner could turn into a scan), the same
+   * search either way, and nothing here branches on the answer.
+   */
+  async #credentialsOf(queries: readonly CredentialsQuery[], since: number): Promise<Credentials[]> {
+    const rows = await this.#run((sql) =>
+      sql<(CredentialsRow & { i: number })[]>`
+        SELECT q.i, u.id IS NOT NULL AS found, coalesce(u.id, 0) AS id, coalesce(u.name, q.k) AS name,
           coalesce(u.verifier, q.decoy) AS verifier, coalesce(u.must_change_password, false) AS must_change_password
-        FROM (SELECT ${nameKey}::text AS k, ${decoy}::text AS decoy) AS q
-        LEFT JOIN users AS u ON u.name_key = q.k`, READ);
-    return credentialsOf(row!);
+        FROM jsonb_to_recordset(${
+        batchJson(queries.map(({ key, decoy }) => ({ k: key, decoy })))
+      }::text::jsonb)
+          AS q(i integer, k text, decoy text)
+        LEFT JOIN LATERAL (SELECT * FROM users WHERE name_key = q.k LIMIT 1) AS u ON true
+        ORDER BY q.i`, { ...READ, since });
+    return rows.map(credentialsOf);
   }
 
   async createUser(user: NewUser): Promise<UserRecord> {
@@ -404,19 +462,31 @@ export class PostgresUserStore implements UserStore {
   }
 
   async recordLogin(id: number, expected: string, now: number): Promise<LoginRecord | undefined> {
-    // One statement: the check of the verifier, the previous time and the identity key are read atomically.
-    const [row] = await this.#run(
-      (sql) =>
-        sql<Pick<UserRow, "last_login_at" | "identity_key" | "key_backup">[]>`
-        SELECT last_login_at, identity_key, key_backup FROM users WHERE id = ${id} AND verifier = ${expected}`,
-      READ,
-    );
+    const row = await this.#loginChecks.read({ id, verifier: expected });
     if (!row) return undefined;
     const previous = this.#logins.record(id, expected, now, row.last_login_at);
     const identity = row.identity_key !== null && row.key_backup !== null
       ? { key: new Uint8Array(row.identity_key), backup: row.key_backup }
       : null;
     return { previous, identity };
+  }
+
+  /**
+   * What a batch of logins needs of their accounts, `undefined` for each whose account no longer has the
+   * verifier its proof was checked against. One statement: each row's check of the verifier, previous time
+   * and identity key are read atomically.
+   */
+  async #loginRowsOf(queries: readonly LoginQuery[], since: number): Promise<(LoginRow | undefined)[]> {
+    const rows = await this.#run(
+      (sql) =>
+        sql<(LoginRow & { i: number })[]>`
+        SELECT q.i, u.last_login_at, u.identity_key, u.key_backup
+        FROM jsonb_to_recordset(${batchJson(queries)}::text::jsonb) AS q(i integer, id bigint, verifier text)
+        JOIN LATERAL (SELECT * FROM users WHERE id = q.id AND verifier = q.verifier LIMIT 1) AS u ON true`,
+      { ...READ, since },
+    );
+    const found = new Map(rows.map((row) => [row.i, row]));
+    return queries.map((_, i) => found.get(i));
   }
 
   /**

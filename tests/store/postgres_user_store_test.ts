@@ -378,3 +378,67 @@ Deno.test("The guard takes the PostgreSQL driver's write on a closed socket off 
   });
   assert.equal(guardedWrites(), before + 1, "the guard took exactly that error");
 });
+
+clusterTest(
+  "PostgresUserStore: a name the database refuses fails alone; the logins read with it are answered",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    const store = await PostgresUserStore.open(db.url);
+    try {
+      const alice = await store.createUser(newUser("alice"));
+      // Asked in one turn, so read together: PostgreSQL text holds no NUL.
+      const [before, refused, after, login] = await Promise.allSettled([
+        store.findCredentials("alice", NEXT),
+        store.findCredentials("bad\u0000name", NEXT),
+        store.findCredentials("nobody", NEXT),
+        store.recordLogin(alice.id, VERIFIER, 1000),
+      ]);
+      assert.deepEqual(before, {
+        status: "fulfilled",
+        value: { found: true, id: alice.id, name: "alice", verifier: VERIFIER, mustChangePassword: false },
+      });
+      assert.equal(refused.status, "rejected");
+      assert.ok(!(refused.reason instanceof ProtocolError), "the refusal is this value's, not UNAVAILABLE");
+      assert.deepEqual(after, {
+        status: "fulfilled",
+        value: { found: false, id: 0, name: "nobody", verifier: NEXT, mustChangePassword: false },
+      });
+      assert.deepEqual(login, { status: "fulfilled", value: { previous: null, identity: null } });
+    } finally {
+      await store.close();
+    }
+  },
+);
+
+clusterTest(
+  "PostgresUserStore: logins waiting behind a statement the database does not answer fail UNAVAILABLE, then are served",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    const proxy = new TcpProxy(db.url);
+    const store = await PostgresUserStore.open(proxy.url, { queryTimeoutMs: 1000 });
+    try {
+      const alice = await store.createUser(newUser("alice"));
+      proxy.pause();
+      const started = performance.now();
+      // Settled as they come: one that fails before the test awaits it is not left unheard.
+      const first = [store.findCredentials("alice", NEXT), store.recordLogin(alice.id, VERIFIER, 1)]
+        .map((request) => unavailable(request, "a login's read"));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Asked while the first statements hang: they wait for them, within their own deadlines.
+      const waiting = [store.findCredentials("alice", NEXT), store.recordLogin(alice.id, VERIFIER, 2)]
+        .map((request) => unavailable(request, "a login's read waiting"));
+      await Promise.all([...first, ...waiting]);
+      // A guard against the minutes TCP would take, not a speed target: the deadline is 1 s.
+      assert.ok(performance.now() - started < 10_000, "failed at the deadline, not when TCP gives up");
+      proxy.resume();
+      assert.equal((await store.findCredentials("alice", NEXT)).id, alice.id);
+      assert.deepEqual(await store.recordLogin(alice.id, VERIFIER, 3), { previous: null, identity: null });
+    } finally {
+      proxy.resume();
+      await store.close();
+      await proxy.close();
+    }
+  },
+);

@@ -345,3 +345,50 @@ contractTest("ping answers while the store is open and fails once it is closed",
   await store.close();
   await assert.rejects(store.ping());
 });
+
+contractTest(
+  "answers many logins at once each with its own account: credentials, then the check of the verifier",
+  async (db) => {
+    const store = await db.open();
+    const decoy = "SCRAM-SHA-256$4096:ZGVjb3k=$EEEE:FFFF";
+    const names = Array.from({ length: 12 }, (_, i) => `user${i}`);
+    const users = await Promise.all(names.map((name) => store.createUser(newUser(name, 1, saltedFor(name)))));
+    // Known names and unknown ones interleaved, all asked in the same turn and then while those run (a
+    // store that gathers reads answers each from its own row).
+    const asked = names.flatMap((name, i) => [name, `nobody${i}`]);
+    const first = asked.slice(0, 8).map((key) => store.findCredentials(key, decoy));
+    await Promise.resolve();
+    const rest = asked.slice(8).map((key) => store.findCredentials(key, decoy));
+    const credentials = await Promise.all([...first, ...rest]);
+    asked.forEach((key, i) => {
+      const known = users.find((u) => u.nameKey === key);
+      assert.deepEqual(
+        credentials[i],
+        known
+          ? { found: true, id: known.id, name: key, verifier: saltedFor(key), mustChangePassword: false }
+          : { found: false, id: 0, name: key, verifier: decoy, mustChangePassword: false },
+        key,
+      );
+    });
+    // Proofs checked against the current verifier log in; against another, or of no account, they do not.
+    // Two logins of one account at once: the second sees the first's time as the previous one.
+    const logins = await Promise.all([
+      ...users.map((u, i) =>
+        store.recordLogin(u.id, i % 3 === 0 ? "SCRAM-SHA-256$old" : u.verifier, 5000 + i)
+      ),
+      store.recordLogin(users[1]!.id, users[1]!.verifier, 7000),
+      store.recordLogin(10_000_000, VERIFIER, 5000),
+    ]);
+    users.forEach((_, i) => {
+      assert.deepEqual(logins[i], i % 3 === 0 ? undefined : { previous: null, identity: null }, names[i]);
+    });
+    assert.deepEqual(logins[users.length], { previous: 5001, identity: null });
+    assert.equal(logins[users.length + 1], undefined);
+    assert.equal((await store.findUser("user1"))?.lastLoginAt, 7000);
+    assert.equal(
+      (await store.findUser("user0"))?.lastLoginAt,
+      null,
+      "the old verifier's proof recorded nothing",
+    );
+  },
+);

@@ -1,0 +1,139 @@
+/**
+ * Reads of one kind gathered into one statement: while a statement of that kind is under way, the reads
+ * asked for meanwhile wait, and the next statement carries all of them. An idle database is asked at once
+ * (within the same turn of the event loop); a busy one gets fewer, larger statements, each a round trip the
+ * node and the database do not make once per request. PostgreSQL's logins use it
+ * (lib/store/postgres_user_store.ts): the two reads of every login were two statements and two wake-ups of a
+ * backend each.
+ *
+ * A read keeps its own deadline: one still waiting when its time is up fails without being sent, and a
+ * statement is given the time its oldest read has left. One read the statement cannot take (a value the
+ * database refuses) does not fail the others: after a failure that is not shared by all (see
+ * `ReadBatchOptions.shared`), each read of the batch is tried alone.
+ *
+ * @module
+ */
+
+/**
+ * Runs one statement for a batch of queries.
+ *
+ * @param queries The queries, in the order asked.
+ * @param since When the oldest of them was asked (the statement's deadline runs from then).
+ * @returns One answer per query, in the same order.
+ */
+export type ReadBatch<Q, A> = (queries: readonly Q[], since: number) => Promise<A[]>;
+
+/** Options of {@linkcode ReadBatches}. */
+export interface ReadBatchOptions {
+  /** How long a read may wait and run, ms from when it was asked. */
+  timeoutMs: number;
+  /** What a read whose time ran out while it waited fails with. */
+  expired: () => unknown;
+  /** Whether a statement's failure is every read's (the database is unreachable), not one value's. */
+  shared: (err: unknown) => boolean;
+  /** Most reads in one statement (default {@linkcode MAX_READ_BATCH}). */
+  maxBatch?: number;
+  /** The clock, ms (default `performance.now`). */
+  now?: () => number;
+}
+
+/** Most reads one statement carries by default: bounds the statement's text and the answer's size. */
+export const MAX_READ_BATCH = 128;
+
+interface Waiting<Q, A> {
+  query: Q;
+  since: number;
+  resolve: (answer: A) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Reads of one kind, sent one statement at a time, each statement carrying every read that waited for it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ReadBatches } from "./_read_batches.ts";
+ * const statements: number[][] = [];
+ * const squares = new ReadBatches<number, number>(async (queries) => {
+ *   statements.push([...queries]);
+ *   return queries.map((n) => n * n);
+ * }, { timeoutMs: 1000, expired: () => new Error("Too late"), shared: () => true });
+ * assert.deepEqual(await Promise.all([2, 3, 4].map((n) => squares.read(n))), [4, 9, 16]);
+ * assert.deepEqual(statements, [[2, 3, 4]]);
+ * ```
+ */
+export class ReadBatches<Q, A> {
+  #statement: ReadBatch<Q, A>;
+  #options: Required<ReadBatchOptions>;
+  #waiting: Waiting<Q, A>[] = [];
+  /** A statement is under way, or about to be sent. */
+  #busy = false;
+
+  /**
+   * Gather reads.
+   *
+   * @param statement Runs one statement for a batch of queries.
+   * @param options Deadlines and failures.
+   */
+  constructor(statement: ReadBatch<Q, A>, options: ReadBatchOptions) {
+    this.#statement = statement;
+    this.#options = { maxBatch: MAX_READ_BATCH, now: () => performance.now(), ...options };
+  }
+
+  /** Reads waiting for the next statement. */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /**
+   * Read, together with the reads asked for in the same turn and while an earlier statement runs.
+   *
+   * @param query The query.
+   * @returns Its answer.
+   * @throws What its statement failed with (tried alone when the failure may be another read's), or
+   *   `options.expired()` when its time ran out before it could be sent.
+   */
+  read(query: Q): Promise<A> {
+    return new Promise<A>((resolve, reject) => {
+      this.#waiting.push({ query, since: this.#options.now(), resolve, reject });
+      if (this.#busy) return;
+      this.#busy = true;
+      // The reads of this turn go in the first statement too.
+      queueMicrotask(() => void this.#drain());
+    });
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#waiting.length > 0) {
+        const now = this.#options.now();
+        const live: Waiting<Q, A>[] = [];
+        for (const read of this.#waiting.splice(0, this.#options.maxBatch)) {
+          if (now - read.since >= this.#options.timeoutMs) read.reject(this.#options.expired());
+          else live.push(read);
+        }
+        if (live.length > 0) await this.#send(live);
+      }
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** One statement for the batch; never rejects (each read is settled instead). */
+  async #send(batch: Waiting<Q, A>[]): Promise<void> {
+    try {
+      const answers = await this.#statement(batch.map((read) => read.query), batch[0]!.since);
+      if (answers.length !== batch.length) {
+        throw new RangeError(`Read batch answered ${answers.length} of ${batch.length} queries`);
+      }
+      batch.forEach((read, i) => read.resolve(answers[i]!));
+    } catch (err) {
+      if (batch.length === 1 || this.#options.shared(err)) {
+        for (const read of batch) read.reject(err);
+        return;
+      }
+      await Promise.all(batch.map((read) => this.#send([read])));
+    }
+  }
+}

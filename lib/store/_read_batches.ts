@@ -6,10 +6,12 @@
  * (lib/store/postgres_user_store.ts): the two reads of every login were two statements and two wake-ups of a
  * backend each.
  *
- * A read keeps its own deadline: one still waiting when its time is up fails without being sent, and a
- * statement is given the time its oldest read has left. One read the statement cannot take (a value the
- * database refuses) does not fail the others: after a failure that is not shared by all (see
- * `ReadBatchOptions.shared`), each read of the batch is tried alone.
+ * A read keeps its own deadline: it fails when its time is up, whether it is still waiting (then it is
+ * never sent) or its statement is still running, and a statement is given the time its newest read has left
+ * (the oldest's would fail a read asked a moment ago with the time of one that waited long). One read the
+ * statement cannot take (a value the database refuses) does not fail the others: after a failure that is
+ * not shared by all (see `ReadBatchOptions.shared`), each read of the batch still waiting for its answer is
+ * tried alone.
  *
  * @module
  */
@@ -18,14 +20,14 @@
  * Runs one statement for a batch of queries.
  *
  * @param queries The queries, in the order asked.
- * @param since When the oldest of them was asked (the statement's deadline runs from then).
+ * @param since When the newest of them was asked (the statement's deadline runs from then).
  * @returns One answer per query, in the same order.
  */
 export type ReadBatch<Q, A> = (queries: readonly Q[], since: number) => Promise<A[]>;
 
 /** Options of {@linkcode ReadBatches}. */
 export interface ReadBatchOptions {
-  /** How long a read may wait and run, ms from when it was asked. */
+  /** How long a read may wait and run, ms from when it was asked (timed by the runtime's timers). */
   timeoutMs: number;
   /** What a read whose time ran out while it waited fails with. */
   expired: () => unknown;
@@ -33,7 +35,7 @@ export interface ReadBatchOptions {
   shared: (err: unknown) => boolean;
   /** Most reads in one statement (default {@linkcode MAX_READ_BATCH}). */
   maxBatch?: number;
-  /** The clock, ms (default `performance.now`). */
+  /** The clock the reads are stamped with, ms (default `performance.now`). */
   now?: () => number;
 }
 
@@ -43,6 +45,8 @@ export const MAX_READ_BATCH = 128;
 interface Waiting<Q, A> {
   query: Q;
   since: number;
+  /** Answered, failed, or out of time: settling it again does nothing. */
+  done: boolean;
   resolve: (answer: A) => void;
   reject: (err: unknown) => void;
 }
@@ -83,7 +87,7 @@ export class ReadBatches<Q, A> {
 
   /** Reads waiting for the next statement. */
   get waiting(): number {
-    return this.#waiting.length;
+    return this.#waiting.filter((read) => !read.done).length;
   }
 
   /**
@@ -92,11 +96,26 @@ export class ReadBatches<Q, A> {
    * @param query The query.
    * @returns Its answer.
    * @throws What its statement failed with (tried alone when the failure may be another read's), or
-   *   `options.expired()` when its time ran out before it could be sent.
+   *   `options.expired()` when its time ran out before it was answered.
    */
   read(query: Q): Promise<A> {
     return new Promise<A>((resolve, reject) => {
-      this.#waiting.push({ query, since: this.#options.now(), resolve, reject });
+      let timer: ReturnType<typeof setTimeout> | undefined = undefined;
+      const finish = (): boolean => {
+        if (read.done) return false;
+        read.done = true;
+        clearTimeout(timer);
+        return true;
+      };
+      const read: Waiting<Q, A> = {
+        query,
+        since: this.#options.now(),
+        done: false,
+        resolve: (answer) => void (finish() && resolve(answer)),
+        reject: (err) => void (finish() && reject(err)),
+      };
+      timer = setTimeout(() => read.reject(this.#options.expired()), this.#options.timeoutMs);
+      this.#waiting.push(read);
       if (this.#busy) return;
       this.#busy = true;
       // The reads of this turn go in the first statement too.
@@ -110,6 +129,7 @@ export class ReadBatches<Q, A> {
         const now = this.#options.now();
         const live: Waiting<Q, A>[] = [];
         for (const read of this.#waiting.splice(0, this.#options.maxBatch)) {
+          if (read.done) continue;
           if (now - read.since >= this.#options.timeoutMs) read.reject(this.#options.expired());
           else live.push(read);
         }
@@ -123,7 +143,8 @@ export class ReadBatches<Q, A> {
   /** One statement for the batch; never rejects (each read is settled instead). */
   async #send(batch: Waiting<Q, A>[]): Promise<void> {
     try {
-      const answers = await this.#statement(batch.map((read) => read.query), batch[0]!.since);
+      const newest = Math.max(...batch.map((read) => read.since));
+      const answers = await this.#statement(batch.map((read) => read.query), newest);
       if (answers.length !== batch.length) {
         throw new RangeError(`Read batch answered ${answers.length} of ${batch.length} queries`);
       }
@@ -133,7 +154,7 @@ export class ReadBatches<Q, A> {
         for (const read of batch) read.reject(err);
         return;
       }
-      await Promise.all(batch.map((read) => this.#send([read])));
+      await Promise.all(batch.filter((read) => !read.done).map((read) => this.#send([read])));
     }
   }
 }

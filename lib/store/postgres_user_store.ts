@@ -287,8 +287,9 @@ export class PostgresUserStore implements UserStore {
    * it, and a fresh pool also connects again at once when the database is back. A read (`retry`) is tried
    * once more on the fresh pool after a connection failure, within the same deadline, so a connection the
    * database closed while idle costs no request; a write never is, as it may have committed before the
-   * failure. `since`: when the request was asked for, if earlier than now (a read that waited for its batch);
-   * the deadline runs from then.
+   * failure. `since`: when the request was asked for, if earlier than now (a batch of reads: when its newest
+   * read was asked, each older one failing at its own deadline in _read_batches.ts); the deadline runs from
+   * then.
    */
   async #run<T>(
     work: (sql: postgres.Sql) => Promise<T>,

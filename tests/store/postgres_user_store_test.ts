@@ -442,3 +442,59 @@ clusterTest(
     }
   },
 );
+
+clusterTest(
+  "PostgresUserStore: a login waiting behind a slow statement keeps its own deadline, not an older read's",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    const store = await PostgresUserStore.open(db.url, { queryTimeoutMs: 1000 });
+    const first = postgres(db.url, { max: 1, onnotice: () => {} });
+    const second = postgres(db.url, { max: 1, onnotice: () => {} });
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    try {
+      await store.createUser(newUser("alice"));
+      // The table locked from before the first read until just before its deadline, and again, by a lock
+      // queued behind that read, for a while after: the database is slow, never silent for a whole deadline.
+      let releaseFirst!: () => void;
+      let releaseSecond!: () => void;
+      let firstHeld!: () => void;
+      const held = new Promise<void>((resolve) => firstHeld = resolve);
+      const lock1 = first.begin(async (tx) => {
+        await tx`LOCK TABLE users IN ACCESS EXCLUSIVE MODE`;
+        firstHeld();
+        await new Promise<void>((resolve) => releaseFirst = resolve);
+      });
+      await held;
+      const started = performance.now();
+      const sent = store.findCredentials("alice", NEXT);
+      await sleep(10);
+      // Asked while the first read runs: waits for it, with nearly all of its deadline left.
+      const old = store.findCredentials("alice", NEXT).then(() => "answered", (err) => err);
+      await sleep(290);
+      const lock2 = second.begin(async (tx) => {
+        await tx`LOCK TABLE users IN ACCESS EXCLUSIVE MODE`;
+        await new Promise<void>((resolve) => releaseSecond = resolve);
+      });
+      await sleep(400);
+      // Settled as it comes (an early failure is the defect this test is about, not an uncaught error).
+      const young = store.findCredentials("alice", NEXT).then((answer) => answer, (err) => err);
+      await sleep(Math.max(0, started + 950 - performance.now()));
+      releaseFirst();
+      await lock1;
+      assert.equal((await sent).found, true, "the first read is answered within its deadline");
+      await sleep(Math.max(0, started + 1300 - performance.now()));
+      releaseSecond();
+      await lock2;
+      const answer = await young;
+      assert.ok(performance.now() - started < 1700, "within the young read's own deadline");
+      assert.equal(answer.found, true, `the young read is answered, not failed: ${answer}`);
+      const oldResult = await old;
+      assert.ok(oldResult instanceof ProtocolError && oldResult.code === "UNAVAILABLE", String(oldResult));
+    } finally {
+      await first.end();
+      await second.end();
+      await store.close();
+    }
+  },
+);

@@ -96,7 +96,7 @@ Deno.test("ReadBatches: a failure shared by all fails every read of the statemen
   assert.deepEqual(statements.sent.map((s) => s.queries), [[1], [2, 3]]);
 });
 
-Deno.test("ReadBatches: a read whose time ran out while it waited fails unsent; the statement's deadline is its oldest read's", async () => {
+Deno.test("ReadBatches: a read whose time ran out while it waited fails unsent; the statement's deadline is its newest read's", async () => {
   let now = 0;
   const statements = new Statements();
   const batches = new ReadBatches(statements.run, options({ timeoutMs: 100, now: () => now }));
@@ -162,4 +162,44 @@ Deno.test("ReadBatches: one statement at a time, at most maxBatch reads each, ev
     ),
     { numRuns: 200 },
   );
+});
+
+Deno.test("ReadBatches: a statement is given the time its newest read has left, not its oldest's", async () => {
+  let now = 0;
+  const statements = new Statements();
+  const batches = new ReadBatches(statements.run, options({ now: () => now }));
+  const first = batches.read(1);
+  await settle();
+  now = 5;
+  const old = batches.read(2);
+  now = 900;
+  const young = batches.read(3);
+  statements.answer();
+  assert.equal(await first, 1);
+  await settle();
+  // The oldest read's 95 ms left would fail the young read, asked 100 ms ago, far before its deadline.
+  assert.deepEqual(statements.sent, [{ queries: [1], since: 0 }, { queries: [2, 3], since: 900 }]);
+  statements.answer();
+  assert.deepEqual(await Promise.all([old, young]), [4, 9]);
+});
+
+Deno.test("ReadBatches: a read fails at its own deadline while its statement, or the one it waits for, runs on", async () => {
+  const statements = new Statements();
+  const batches = new ReadBatches(statements.run, options({ timeoutMs: 50 }));
+  const started = performance.now();
+  const sent = batches.read(1);
+  await settle();
+  const waiting = batches.read(2);
+  await assert.rejects(sent, /Too late/);
+  await assert.rejects(waiting, /Too late/);
+  assert.ok(performance.now() - started < 1000, "at the deadline, not when the statement ends");
+  assert.equal(batches.waiting, 0, "a read that expired while it waited is no longer counted");
+  // The statement answers late: nothing is settled twice, and the expired read is not sent.
+  statements.answer();
+  await settle();
+  assert.deepEqual(statements.sent.map((s) => s.queries), [[1]]);
+  const later = batches.read(3);
+  await settle();
+  statements.answer();
+  assert.equal(await later, 9);
 });

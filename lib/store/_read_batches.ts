@@ -29,7 +29,7 @@ export type ReadBatch<Q, A> = (queries: readonly Q[], since: number) => Promise<
 export interface ReadBatchOptions {
   /** How long a read may wait and run, ms from when it was asked (timed by the runtime's timers). */
   timeoutMs: number;
-  /** What a read whose time ran out while it waited fails with. */
+  /** What a read whose time ran out before it was answered fails with. */
   expired: () => unknown;
   /** Whether a statement's failure is every read's (the database is unreachable), not one value's. */
   shared: (err: unknown) => boolean;
@@ -71,6 +71,8 @@ export class ReadBatches<Q, A> {
   #statement: ReadBatch<Q, A>;
   #options: Required<ReadBatchOptions>;
   #waiting: Waiting<Q, A>[] = [];
+  /** Every read not yet settled (waiting, or in a statement under way). */
+  #unsettled = new Set<Promise<unknown>>();
   /** A statement is under way, or about to be sent. */
   #busy = false;
 
@@ -99,6 +101,24 @@ export class ReadBatches<Q, A> {
    *   `options.expired()` when its time ran out before it was answered.
    */
   read(query: Q): Promise<A> {
+    const answer = this.#read(query);
+    this.#unsettled.add(answer);
+    const settled = () => void this.#unsettled.delete(answer);
+    answer.then(settled, settled);
+    return answer;
+  }
+
+  /**
+   * Wait for the reads asked so far, those still waiting for their statement too (each settles by its
+   * deadline); reads asked later are not waited for.
+   *
+   * @returns When each has been answered or has failed.
+   */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#unsettled]);
+  }
+
+  #read(query: Q): Promise<A> {
     return new Promise<A>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined = undefined;
       const finish = (): boolean => {

@@ -577,12 +577,16 @@ export class PostgresUserStore implements UserStore {
   }
 
   /**
-   * Write what is left of the login times (the last chance), then close the pool's connections.
+   * Let the logins' reads asked before finish (those waiting for their batch too: each within its deadline),
+   * write what is left of the login times (the last chance), then close the pool's connections.
    *
    * @returns When every connection is closed.
    */
   close(): Promise<void> {
     this.#closed ??= (async () => {
+      // Asked before the close, as a request already sent to the pool is: answered, not refused by a pool
+      // that has ended, and the login times they record are in the last flush.
+      await Promise.all([this.#credentials.settled(), this.#loginChecks.settled()]);
       await this.flushLogins();
       this.#logins.cancel();
       await this.#sql.end({ timeout: 5 });

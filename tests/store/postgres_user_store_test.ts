@@ -498,3 +498,38 @@ clusterTest(
     }
   },
 );
+
+clusterTest(
+  "PostgresUserStore.close serves the logins asked before it, those waiting for their batch too",
+  ["postgres"],
+  async () => {
+    await using db = await freshPostgresDatabase();
+    const store = await PostgresUserStore.open(db.url);
+    const alice = await store.createUser(newUser("alice"));
+    // Each asked in its own turn: the second and third wait for the statement of the first.
+    const settled = (request: Promise<unknown>) =>
+      request.then((value) => ({ value }), (error) => ({ error }));
+    const first = settled(store.findCredentials("alice", NEXT));
+    await Promise.resolve();
+    const waiting = settled(store.findCredentials("alice", NEXT));
+    const login = settled(store.recordLogin(alice.id, VERIFIER, 1000));
+    await Promise.resolve();
+    const waitingLogin = settled(store.recordLogin(alice.id, VERIFIER, 2000));
+    const closed = store.close();
+    for (const [what, outcome] of Object.entries({ first, waiting, login, waitingLogin })) {
+      const result = await outcome;
+      assert.ok("value" in result, `${what}: ${(result as { error: unknown }).error}`);
+    }
+    await closed;
+    const again = await PostgresUserStore.open(db.url);
+    try {
+      assert.equal(
+        (await again.findUser("alice"))?.lastLoginAt,
+        2000,
+        "the last flush wrote the waiting login",
+      );
+    } finally {
+      await again.close();
+    }
+  },
+);

@@ -203,3 +203,21 @@ Deno.test("ReadBatches: a read fails at its own deadline while its statement, or
   statements.answer();
   assert.equal(await later, 9);
 });
+
+Deno.test("ReadBatches.settled waits for the reads asked so far, those waiting too, and no later ones", async () => {
+  const statements = new Statements();
+  const batches = new ReadBatches(statements.run, options());
+  const sent = batches.read(1);
+  await settle();
+  const waiting = batches.read(2);
+  let done = false;
+  const settled = batches.settled().then(() => done = true);
+  const later = batches.read(3);
+  statements.answer();
+  await settle();
+  assert.equal(done, false, "the waiting read is not answered yet");
+  statements.answer();
+  await settled;
+  assert.deepEqual(await Promise.all([sent, waiting, later]), [1, 4, 9]);
+  await batches.settled();
+});

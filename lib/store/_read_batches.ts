@@ -11,7 +11,7 @@
  * (the oldest's would fail a read asked a moment ago with the time of one that waited long). One read the
  * statement cannot take (a value the database refuses) does not fail the others: after a failure that is
  * not shared by all (see `ReadBatchOptions.shared`), each read of the batch still waiting for its answer is
- * tried alone.
+ * tried alone, one after another.
  *
  * @module
  */
@@ -174,7 +174,9 @@ export class ReadBatches<Q, A> {
         for (const read of batch) read.reject(err);
         return;
       }
-      await Promise.all(batch.filter((read) => !read.done).map((read) => this.#send([read])));
+      // One at a time, in the order asked: one statement of the kind at once, and the answers come in the
+      // order sequential reads would have them (a login's time is recorded as its read is answered).
+      for (const read of batch) if (!read.done) await this.#send([read]);
     }
   }
 }

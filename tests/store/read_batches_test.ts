@@ -221,3 +221,29 @@ Deno.test("ReadBatches.settled waits for the reads asked so far, those waiting t
   assert.deepEqual(await Promise.all([sent, waiting, later]), [1, 4, 9]);
   await batches.settled();
 });
+
+Deno.test("ReadBatches: after a refusal, the reads are tried alone one at a time and answered in the order asked", async () => {
+  const refused = new Error("invalid byte sequence");
+  let running = 0;
+  let mostRunning = 0;
+  const sent: number[][] = [];
+  const answered: number[] = [];
+  const batches = new ReadBatches<number, number>(async (queries) => {
+    sent.push([...queries]);
+    running++;
+    mostRunning = Math.max(mostRunning, running);
+    try {
+      if (queries.includes(0)) throw refused;
+      // The first asked answers last if they run at once.
+      await new Promise((resolve) => setTimeout(resolve, 30 - 10 * queries[0]!));
+      return queries.map((q) => q * 10);
+    } finally {
+      running--;
+    }
+  }, options());
+  const reads = [1, 0, 2].map((n) => batches.read(n).then((a) => void answered.push(a), () => {}));
+  await Promise.all(reads);
+  assert.deepEqual(sent, [[1, 0, 2], [1], [0], [2]]);
+  assert.equal(mostRunning, 1, "never two statements at once");
+  assert.deepEqual(answered, [10, 20], "in the order asked, as sequential reads are");
+});

@@ -121,10 +121,15 @@ type LoginRow = Pick<UserRow, "last_login_at" | "identity_key" | "key_backup">;
 
 /**
  * A batch's queries as the JSON text of one parameter, each numbered `i` by its place (text, then jsonb: a
- * parameter cast straight to jsonb is sent as JSON, and the text would arrive as one JSON string).
+ * parameter cast straight to jsonb is sent as JSON, and the text would arrive as one JSON string). A lone
+ * surrogate is sent as U+FFFD, as a text parameter's UTF-8 has it: JSON would escape it, and jsonb refuse
+ * the whole batch.
  */
 function batchJson(queries: readonly object[]): string {
-  return JSON.stringify(queries.map((query, i) => ({ i, ...query })));
+  return JSON.stringify(
+    queries.map((query, i) => ({ i, ...query })),
+    (_, value) => typeof value === "string" ? value.toWellFormed() : value,
+  );
 }
 
 /** Options of a read-only request: tried once more after a connection failure. */

@@ -392,3 +392,26 @@ contractTest(
     );
   },
 );
+
+contractTest(
+  "answers a name that is not well-formed UTF-16 as unknown, and the names read with it",
+  async (db) => {
+    const store = await db.open();
+    const decoy = "SCRAM-SHA-256$4096:ZGVjb3k=$EEEE:FFFF";
+    await store.createUser(newUser("alice"));
+    // Asked in one turn (a store that gathers reads sends them together): a lone surrogate is what a text
+    // parameter sends as U+FFFD, a name nobody has.
+    const [lone, alice] = await Promise.all([
+      store.findCredentials("a\uD800b", decoy),
+      store.findCredentials("alice", decoy),
+    ]);
+    assert.deepEqual(lone, {
+      found: false,
+      id: 0,
+      name: "a\uFFFDb",
+      verifier: decoy,
+      mustChangePassword: false,
+    });
+    assert.equal(alice.found, true);
+  },
+);

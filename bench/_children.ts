@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { raceTimeout } from "../lib/transport/race_timeout.ts";
+import { SERVER_V8_FLAGS } from "../cmd/_launch_permissions.ts";
 
 /** Repository root. */
 const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
@@ -195,9 +196,11 @@ async function startListening(
   return { child, port: (name) => Number(new RegExp(`${name}=\\S+:(\\d+)`).exec(line)?.[1]) };
 }
 
-/** The V8 flags of `deno task start` (a young generation sized for a server holding many sessions). */
-const START_V8_FLAGS: string[] = (JSON.parse(Deno.readTextFileSync(CONFIG)).tasks.start as string).split(" ")
-  .filter((arg) => arg.startsWith("--v8-flags="));
+/**
+ * The V8 flags `deno task start` runs the server with (a young generation sized for a server holding many
+ * sessions): its launcher's, which are not in the task's text.
+ */
+const START_V8_FLAGS: string[] = [SERVER_V8_FLAGS];
 
 /**
  * Start `authchat server` with the permissions and V8 flags of `deno task start`, and wait for its ready

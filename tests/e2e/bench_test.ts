@@ -146,3 +146,23 @@ Deno.test("deno task bench refuses a bad option with a usage error", async () =>
   assert.equal(out.code, 2);
   assert.match(new TextDecoder().decode(out.stderr), /Invalid --clients: zero/);
 });
+
+Deno.test("the bench starts its servers with the V8 flags deno task start's launcher gives the server", async () => {
+  const { authchat, startServer } = await import("../../bench/_children.ts");
+  const { SERVER_V8_FLAGS } = await import("../../cmd/_launch_permissions.ts");
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await authchat(data, ["keygen", "--data", data]);
+  const config = join(dir.path, "authchat.yaml");
+  await Deno.writeTextFile(
+    config,
+    [`data_dir: ${data}`, "host: 127.0.0.1", "tcp_port: 0", "tls_port: 0", "udp_port: 0", ""].join("\n"),
+  );
+  const server = await startServer(data, config);
+  try {
+    const cmdline = (await Deno.readTextFile(`/proc/${server.child.pid}/cmdline`)).split("\0");
+    assert.ok(cmdline.includes(SERVER_V8_FLAGS), cmdline.join(" "));
+  } finally {
+    await server.child.stop("SIGTERM");
+  }
+});

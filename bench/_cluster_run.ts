@@ -49,6 +49,19 @@ export interface ClusterRun {
   log: (line: string) => void;
 }
 
+/**
+ * Rounds of the login loop: each on one node on SQLite, then on the two nodes, so each pair is measured
+ * within seconds (the machine's speed drifts over minutes: docs/BENCHMARKS.md).
+ */
+const LOGIN_ROUNDS = (run: ClusterRun): number => run.quick ? 1 : 3;
+
+/** The median of some numbers (the mean of the middle two of an even count). */
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /** Presence changes a second the presence scenario makes on node 1 (half of them logins). */
 const PRESENCE_EVENTS_PER_S = 1000;
 
@@ -196,39 +209,75 @@ async function scenarios(
     await stop(nodes, "SIGTERM");
   }
 
-  run.log("cluster: logins over new TCP connections, spread over the two nodes");
+  run.log(
+    `cluster: logins over new TCP connections, spread over the two nodes, in ${LOGIN_ROUNDS(run)} rounds ` +
+      "each after the same loop on one node on SQLite",
+  );
+  // The SQLite node of the rounds: the single node's configuration, its database in the data directory.
+  const singleConfig = join(dir, "single.yaml");
+  await Deno.writeTextFile(singleConfig, [...run.configLines, ""].join("\n"));
   const counted = await databaseCounters(services.postgres, db.name);
-  nodes = await start();
-  let logins: Record<string, number>;
-  try {
-    const spread = nodes.map(run.target);
-    const loop = loadGenerator(
-      "cluster_logins",
-      { ...base, spread, accounts: run.accounts, natsMonitor: services.natsMonitor },
-    );
-    await loop.json(300_000, "phase");
-    const pids = nodes.map((n) => n.child.pid);
-    const cpu = () => Promise.all([...pids, services.natsPid ?? -1].map((pid) => cpuSeconds(pid)));
-    const [before, machine] = [await cpu(), await machineTicks()];
-    await loop.send("go");
-    logins = await loop.json(10 * run.durationMs + 300_000, "cluster_tcp_login_per_s");
-    const [after, machineAfter] = [await cpu(), await machineTicks()];
-    await loop.wait();
-    const timed = logins.timed!;
-    const used = after.map((t, i) => t - before[i]!);
-    figures.cluster_login_node_cpu_ms = 1000 * (used[0]! + used[1]!) / timed;
-    figures.cluster_login_nats_cpu_ms = 1000 * used[2]! / timed;
-    figures.cluster_login_machine_busy_pct = 100 * (machineAfter.busy - machine.busy) /
-      (machineAfter.total - machine.total);
-  } finally {
-    await stop(nodes, "SIGTERM");
+  const rates = { single: [] as number[], cluster: [] as number[] };
+  const total = { timed: 0, logins: 0, nodeCpu: 0, natsCpu: 0, natsIn: 0, natsOut: 0, busy: 0, ticks: 0 };
+  for (let round = 0; round < LOGIN_ROUNDS(run); round++) {
+    const single = await startServer(run.data, singleConfig);
+    try {
+      const loop = loadGenerator("cluster_logins", {
+        ...base,
+        spread: [run.target(single)],
+        accounts: run.accounts,
+      });
+      await loop.json(300_000, "phase");
+      await loop.send("go");
+      rates.single.push(
+        (await loop.json(10 * run.durationMs + 300_000, "cluster_tcp_login_per_s")).cluster_tcp_login_per_s!,
+      );
+      await loop.wait();
+    } finally {
+      await single.child.stop("SIGTERM");
+    }
+    nodes = await start();
+    try {
+      const spread = nodes.map(run.target);
+      const loop = loadGenerator(
+        "cluster_logins",
+        { ...base, spread, accounts: run.accounts, natsMonitor: services.natsMonitor },
+      );
+      await loop.json(300_000, "phase");
+      const pids = nodes.map((n) => n.child.pid);
+      const cpu = () => Promise.all([...pids, services.natsPid ?? -1].map((pid) => cpuSeconds(pid)));
+      const [before, machine] = [await cpu(), await machineTicks()];
+      await loop.send("go");
+      const logins = await loop.json(10 * run.durationMs + 300_000, "cluster_tcp_login_per_s");
+      const [after, machineAfter] = [await cpu(), await machineTicks()];
+      await loop.wait();
+      const used = after.map((t, i) => t - before[i]!);
+      rates.cluster.push(logins.cluster_tcp_login_per_s!);
+      total.timed += logins.timed!;
+      total.logins += logins.logins!;
+      total.nodeCpu += used[0]! + used[1]!;
+      total.natsCpu += used[2]!;
+      total.natsIn += logins.cluster_login_nats_in! * logins.timed!;
+      total.natsOut += logins.cluster_login_nats_out! * logins.timed!;
+      total.busy += machineAfter.busy - machine.busy;
+      total.ticks += machineAfter.total - machine.total;
+    } finally {
+      await stop(nodes, "SIGTERM");
+    }
   }
   const after = await databaseCounters(services.postgres, db.name);
-  const { logins: count, timed: _, ...loginFigures } = logins;
-  Object.assign(figures, loginFigures);
-  figures.cluster_login_pg_xacts = (after.xacts - counted.xacts) / count!;
-  figures.cluster_login_pg_rows_read = (after.rowsRead - counted.rowsRead) / count!;
-  figures.cluster_login_pg_rows_written = (after.rowsWritten - counted.rowsWritten) / count!;
+  // The round's own pair (measured a few seconds apart) says how the two compare; the medians say how fast.
+  figures.cluster_tcp_login_per_s = median(rates.cluster);
+  figures.cluster_single_tcp_login_per_s = median(rates.single);
+  figures.cluster_login_ratio = median(rates.cluster.map((rate, i) => rate / rates.single[i]!));
+  figures.cluster_login_nats_in = total.natsIn / total.timed;
+  figures.cluster_login_nats_out = total.natsOut / total.timed;
+  figures.cluster_login_pg_xacts = (after.xacts - counted.xacts) / total.logins;
+  figures.cluster_login_pg_rows_read = (after.rowsRead - counted.rowsRead) / total.logins;
+  figures.cluster_login_pg_rows_written = (after.rowsWritten - counted.rowsWritten) / total.logins;
+  figures.cluster_login_node_cpu_ms = 1000 * total.nodeCpu / total.timed;
+  figures.cluster_login_nats_cpu_ms = 1000 * total.natsCpu / total.timed;
+  figures.cluster_login_machine_busy_pct = 100 * total.busy / total.ticks;
   if (services.natsMonitor === null) {
     run.log(
       "cluster: no AUTHCHAT_TEST_NATS_MONITOR for the given NATS: its messages per login are not counted",

@@ -210,6 +210,19 @@ export const TARGETS: readonly Target[] = [
     cluster: true,
   },
   {
+    key: "cluster_single_tcp_login_per_s",
+    unit: "/s",
+    what: "one node on SQLite, the same loop, each round just before the two nodes' (median)",
+    cluster: true,
+  },
+  {
+    key: "cluster_login_ratio",
+    unit: "×",
+    what: "two nodes' logins over the SQLite node's of the same round (median of the rounds)",
+    target: bound("≥", 0.5),
+    cluster: true,
+  },
+  {
     key: "cluster_tcp_login_sources_per_s",
     unit: "/s",
     what: "the same, each client from an address of its own (raw clients) (info)",

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { BusUnavailableError, NatsBus } from "../../lib/cluster/nats_bus.ts";
+import { KvWrites } from "../../lib/cluster/_kv_writes.ts";
 import { natsUrl } from "./_nats_kit.ts";
 import { TcpProxy } from "../_tcp_proxy.ts";
 
@@ -80,7 +82,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "KvWrites: a bucket that does not exist, a cancelled write and a closed connection",
+  name: "KvWrites: a bucket that does not exist, cancelled writes and a closed connection",
   ignore,
   fn: () =>
     withBucket(async (bus, bucket) => {
@@ -88,15 +90,21 @@ Deno.test({
         bus.writes.put(bus.bucketName("nothing-here"), "s.a", bytes("x"), 0).result,
         (err) => err instanceof BusUnavailableError && /no stream/.test(err.message),
       );
+      // Given up on before the turn ended: never sent.
+      const unsent = bus.writes.put(bucket, "s.u", bytes("x"), 0);
+      unsent.cancel();
+      assert.equal(bus.writes.waiting, 0, "forgotten at once");
+      // Given up on once sent: its reply, when it comes, is ignored; the write itself lands.
       const cancelled = bus.writes.put(bucket, "s.c", bytes("x"), 0);
+      await new Promise((r) => setImmediate(r));
       cancelled.cancel();
       assert.equal(bus.writes.waiting, 0, "forgotten at once");
-      // Its reply, when it comes, is ignored; the write itself was sent, and landed.
       const kv = await bus.kv("cells");
       for (let i = 0; i < 50 && (await kv.get("s.c")) === null; i++) {
         await new Promise((r) => setTimeout(r, 20));
       }
-      assert.ok(await kv.get("s.c"), "the write was made");
+      assert.ok(await kv.get("s.c"), "the write sent was made");
+      assert.equal(await kv.get("s.u"), null, "the write given up on before it was sent was not");
       await bus.nc.close();
       await assert.rejects(
         bus.writes.put(bucket, "s.d", bytes("x"), 0).result,
@@ -187,4 +195,46 @@ Deno.test({
         await other.close();
       }
     }),
+});
+
+/** A connection that records what is published, for the order and timing of sends (no server). */
+function recordingConnection(fail: (subject: string) => boolean = () => false) {
+  const published: string[] = [];
+  const nc = {
+    subscribe: () => ({ unsubscribe() {} }),
+    publish: (subject: string) => {
+      if (fail(subject)) throw new Error("connection closed");
+      published.push(subject);
+    },
+  } as unknown as NatsConnection;
+  return { nc, published };
+}
+
+Deno.test("KvWrites sends the writes asked in one turn together at its end, in order, not those given up on", async () => {
+  const { nc, published } = recordingConnection();
+  const writes = new KvWrites(nc);
+  const a = writes.put("b", "s.a", bytes("1"), 0);
+  const given = writes.put("b", "s.given-up", bytes("2"), 0);
+  const c = writes.put("b", "a.c", bytes("3"), 4);
+  given.cancel();
+  assert.deepEqual(published, [], "nothing sent during the turn");
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(published, ["$KV.b.s.a", "$KV.b.a.c"]);
+  assert.equal(writes.waiting, 2, "the two sent wait for their answers");
+  a.cancel();
+  c.cancel();
+});
+
+Deno.test("KvWrites: a write the connection refuses fails alone; the others of its turn are sent", async () => {
+  const { nc, published } = recordingConnection((subject) => subject.endsWith(".bad"));
+  const writes = new KvWrites(nc);
+  const good = writes.put("b", "s.good", bytes("1"), 0);
+  const bad = writes.put("b", "s.bad", bytes("2"), 0);
+  await assert.rejects(
+    bad.result,
+    (err) => err instanceof BusUnavailableError && /could not take a write of s\.bad/.test(err.message),
+  );
+  assert.deepEqual(published, ["$KV.b.s.good"]);
+  good.cancel();
+  assert.equal(writes.waiting, 0);
 });

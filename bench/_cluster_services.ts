@@ -134,7 +134,17 @@ export async function createBenchDatabase(adminUrl: string): Promise<BenchDataba
     name,
     url: url.href,
     drop: async () => {
-      await withAdmin(adminUrl, (sql) => sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      // An autovacuum worker on the database belongs to no role the run's role may end: `WITH (FORCE)` then
+      // refuses (42501) until it is done. Tried again, at most five times.
+      for (let attempt = 1;; attempt++) {
+        try {
+          await withAdmin(adminUrl, (sql) => sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+          return;
+        } catch (err) {
+          if ((err as { code?: unknown })?.code !== "42501" || attempt >= 5) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+        }
+      }
     },
   };
 }

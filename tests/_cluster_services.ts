@@ -177,7 +177,18 @@ export async function freshPostgresDatabase(
     name,
     url: url.href,
     [Symbol.asyncDispose]: async () => {
-      await withAdmin((sql) => sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      // An autovacuum worker that happens to be on the database belongs to no role the tests' role may end:
+      // `WITH (FORCE)` then refuses (insufficient privilege, 42501) until the worker is done, a few
+      // milliseconds on these tables. Tried again, at most five times.
+      for (let attempt = 1;; attempt++) {
+        try {
+          await withAdmin((sql) => sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+          return;
+        } catch (err) {
+          if ((err as { code?: unknown })?.code !== "42501" || attempt >= 5) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+        }
+      }
     },
   };
 }

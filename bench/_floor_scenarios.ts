@@ -97,9 +97,11 @@ export async function udpPacedP99(options: { port: number; durationMs: number })
   const sentAt = new Float64Array(total);
   const latencies = new Float64Array(total).fill(Infinity);
   const reader = (async () => {
+    // One buffer for every read (see bench/echo_server.ts): the index is read before the next.
+    const buffer = new Uint8Array(2048);
     try {
       for (;;) {
-        const [bytes] = await socket.receive();
+        const [bytes] = await socket.receive(buffer);
         const i = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0);
         if (i < total) latencies[i] = performance.now() - sentAt[i]!;
       }
@@ -181,10 +183,11 @@ export async function udpPingPong(
   // stalls its worker until the end, when closing the sockets ends every wait.
   const stop = setTimeout(() => sockets.forEach((s) => s.close()), options.durationMs + 1000);
   await Promise.all(sockets.map(async (socket) => {
+    const buffer = new Uint8Array(2048);
     try {
       while (performance.now() < end) {
         await socket.send(datagram, to);
-        await socket.receive();
+        await socket.receive(buffer);
         count++;
         last = performance.now();
       }

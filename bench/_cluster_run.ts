@@ -107,6 +107,39 @@ export async function runCluster(run: ClusterRun): Promise<Figures> {
   }
 }
 
+/**
+ * The relay's floor, measured just before it: its path (UDP, a process, NATS, a process, UDP to an echo, and
+ * back) with bare processes in place of the sender, the nodes and the receiver.
+ */
+async function relayFloor(
+  base: { clients: number; durationMs: number; dir: string },
+  bus: string,
+): Promise<Figures> {
+  const busSubject = `bench.relay_floor.${crypto.randomUUID().slice(0, 8)}`;
+  const started: Child[] = [];
+  try {
+    const echo = loadGenerator("udp_echo", base);
+    started.push(echo);
+    const second = loadGenerator("relay_hop", {
+      ...base,
+      bus,
+      busSubject,
+      hop: "second",
+      echoPort: (await echo.json(60_000, "udpPort")).udpPort,
+    });
+    started.push(second);
+    await second.json(60_000, "udpPort");
+    const first = loadGenerator("relay_hop", { ...base, bus, busSubject, hop: "first" });
+    started.push(first);
+    const hopPort = (await first.json(60_000, "udpPort")).udpPort;
+    const floor = loadGenerator("relay_floor", { ...base, hopPort });
+    started.push(floor);
+    return await floor.json(10 * base.durationMs + 60_000);
+  } finally {
+    for (const child of started.reverse()) await child.wait();
+  }
+}
+
 async function scenarios(
   run: ClusterRun,
   services: ClusterServices,
@@ -189,6 +222,7 @@ async function scenarios(
     });
     Object.assign(figures, await watch.json(10 * run.durationMs + 120_000));
     await watch.wait();
+    Object.assign(figures, await relayFloor(base, services.nats));
     const receiver = loadGenerator(
       "receiver",
       { ...base, target: spread[1], accounts: [run.chat[1]], relayOnly: true },

@@ -316,6 +316,13 @@ export const TARGETS: readonly Target[] = [
     cluster: true,
   },
   {
+    key: "cluster_relay_floor_p99_ms",
+    unit: "ms",
+    what: "floor: the relay's path, UDP → process → NATS → process → UDP echo and back, 1,000/s, p99 (info)",
+    info: true,
+    cluster: true,
+  },
+  {
     key: "cluster_relay_msg_p50_ms",
     unit: "ms",
     what: "relayed node 1 → node 2, send to ack at 1,000/s, p50",

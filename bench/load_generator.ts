@@ -46,6 +46,10 @@ interface LoadOptions {
   /** The NATS server, and the subjects' prefix of the bus floor. */
   bus?: string;
   busSubject?: string;
+  /** The relay floor: which hop, the echo's port (second hop), the first hop's port (the sender). */
+  hop?: "first" | "second";
+  echoPort?: number;
+  hopPort?: number;
   /** NATS's monitoring endpoint, for its message counts (cluster logins). */
   natsMonitor?: string | null;
   /** Messages through the server's relay only. */
@@ -198,6 +202,26 @@ async function run(role: string, o: LoadOptions): Promise<void> {
         o.durationMs,
       );
       return say({ cluster_bus_paced_p99_ms: p99 });
+    }
+    case "relay_hop": {
+      const { relayHop } = await import("./_bus_floor.ts");
+      return await relayHop(
+        required(o.bus, "bus"),
+        required(o.busSubject, "busSubject"),
+        required(o.hop, "hop"),
+        o.echoPort,
+        (udpPort) => say({ ready: true, udpPort }),
+        stdinClosed(),
+      );
+    }
+    case "udp_echo": {
+      const { udpEcho } = await import("./_bus_floor.ts");
+      return await udpEcho((udpPort) => say({ ready: true, udpPort }), stdinClosed());
+    }
+    case "relay_floor": {
+      const { relayFloorP99 } = await import("./_bus_floor.ts");
+      const p99 = await relayFloorP99(required(o.hopPort, "hopPort"), o.durationMs);
+      return say({ cluster_relay_floor_p99_ms: p99 });
     }
     case "spread_logins": {
       const { spreadSourceLogins } = await import("./_raw_login.ts");

@@ -132,6 +132,10 @@ clusterTest(
       assert.ok(figures.cluster_login_nats_in! >= 1, "the shared limits ask NATS at every login");
     }
     for (const key of CLUSTER_KEYS) assert.match(stdout, new RegExp(`^${key} `, "m"), `table row ${key}`);
+    // The floors the cluster's latencies are read against: measured, not "n/a".
+    for (const key of ["cluster_bus_paced_p99_ms", "cluster_relay_floor_p99_ms"]) {
+      assert.match(stdout, new RegExp(`^${key} +\\d`, "m"), `info row ${key} holds a number`);
+    }
     assert.doesNotMatch(stdout, /MISSED|met$/m, "a quick run judges no target");
     const database = /into PostgreSQL \((authchat_bench_\w+)\)/.exec(stderr)?.[1];
     assert.ok(database, stderr);

@@ -155,7 +155,11 @@ export async function udpEcho(ready: (udpPort: number) => void, done: Promise<vo
     try {
       for (;;) {
         const [bytes, from] = await socket.receive(buffer);
-        await socket.send(bytes, from);
+        try {
+          await socket.send(bytes, from);
+        } catch {
+          // That datagram is lost, as UDP may lose one; the next read says whether the socket is closed.
+        }
       }
     } catch {
       // Closed.

@@ -16,6 +16,7 @@
 import type { KV } from "@nats-io/kv";
 import { BusUnavailableError } from "./nats_bus.ts";
 import type { PendingWrite } from "./_kv_writes.ts";
+import { DeadlineQueue } from "../store/deadline_queue.ts";
 
 /** A record as last seen, with the revision a write must name to replace it (0: no value). */
 export interface Cell<T> {
@@ -57,6 +58,7 @@ export class KvCells<T> {
   #open: () => Promise<KV>;
   #options: KvCellsOptions<T>;
   #mirror = new Map<string, Cell<T>>();
+  #deadlines: DeadlineQueue;
 
   /**
    * Wrap a bucket.
@@ -67,15 +69,14 @@ export class KvCells<T> {
   constructor(open: () => Promise<KV>, options: KvCellsOptions<T>) {
     this.#open = open;
     this.#options = options;
+    this.#deadlines = new DeadlineQueue(options.timeoutMs);
   }
 
   async #request<R>(what: string, call: (kv: KV) => Promise<R>, done?: () => void): Promise<R> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let endDeadline = (): void => {};
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(new BusUnavailableError(`NATS did not answer ${what} within ${this.#options.timeoutMs} ms`)),
-        this.#options.timeoutMs,
+      endDeadline = this.#deadlines.start(() =>
+        reject(new BusUnavailableError(`NATS did not answer ${what} within ${this.#options.timeoutMs} ms`))
       );
     });
     const work = this.#open().then(call);
@@ -89,7 +90,7 @@ export class KvCells<T> {
         cause: err,
       });
     } finally {
-      clearTimeout(timer);
+      endDeadline();
       done?.();
     }
   }

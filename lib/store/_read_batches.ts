@@ -16,6 +16,8 @@
  * @module
  */
 
+import { DeadlineQueue } from "./deadline_queue.ts";
+
 /**
  * Runs one statement for a batch of queries.
  *
@@ -27,7 +29,7 @@ export type ReadBatch<Q, A> = (queries: readonly Q[], since: number) => Promise<
 
 /** Options of {@linkcode ReadBatches}. */
 export interface ReadBatchOptions {
-  /** How long a read may wait and run, ms from when it was asked (timed by the runtime's timers). */
+  /** How long a read may wait and run, ms from when it was asked (timed by the runtime's timers, one for all). */
   timeoutMs: number;
   /** What a read whose time ran out before it was answered fails with. */
   expired: () => unknown;
@@ -70,6 +72,7 @@ interface Waiting<Q, A> {
 export class ReadBatches<Q, A> {
   #statement: ReadBatch<Q, A>;
   #options: Required<ReadBatchOptions>;
+  #deadlines: DeadlineQueue;
   #waiting: Waiting<Q, A>[] = [];
   /** Every read not yet settled (waiting, or in a statement under way). */
   #unsettled = new Set<Promise<unknown>>();
@@ -85,6 +88,7 @@ export class ReadBatches<Q, A> {
   constructor(statement: ReadBatch<Q, A>, options: ReadBatchOptions) {
     this.#statement = statement;
     this.#options = { maxBatch: MAX_READ_BATCH, now: () => performance.now(), ...options };
+    this.#deadlines = new DeadlineQueue(this.#options.timeoutMs);
   }
 
   /** Reads waiting for the next statement. */
@@ -120,11 +124,11 @@ export class ReadBatches<Q, A> {
 
   #read(query: Q): Promise<A> {
     return new Promise<A>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined = undefined;
+      let endDeadline = (): void => {};
       const finish = (): boolean => {
         if (read.done) return false;
         read.done = true;
-        clearTimeout(timer);
+        endDeadline();
         return true;
       };
       const read: Waiting<Q, A> = {
@@ -134,7 +138,7 @@ export class ReadBatches<Q, A> {
         resolve: (answer) => void (finish() && resolve(answer)),
         reject: (err) => void (finish() && reject(err)),
       };
-      timer = setTimeout(() => read.reject(this.#options.expired()), this.#options.timeoutMs);
+      endDeadline = this.#deadlines.start(() => read.reject(this.#options.expired()));
       this.#waiting.push(read);
       if (this.#busy) return;
       this.#busy = true;

@@ -9,7 +9,7 @@
  * - A new name's look-alike check and insert are one transaction holding advisory locks on the name's two
  *   look-alike keys, so of two look-alike names registered at once on any nodes, one is created.
  * - The two reads of every login (`findCredentials`, and the check of the verifier in `recordLogin`) are
- *   gathered (_read_batches.ts): while one statement of a kind is under way, the reads of that kind asked
+ *   gathered (_read_batches.ts): while one such statement is under way, the reads of both kinds asked
  *   meanwhile wait and go as one statement, each read still an index search of its own row. An idle database
  *   is asked at once; a busy one is woken once per batch rather than once per login.
  * - Login times are written behind, at most `LOGIN_FLUSH_MS` (_login_times.ts) later, many in one statement, each
@@ -119,6 +119,15 @@ interface LoginQuery {
 /** What a login reads of its account. */
 type LoginRow = Pick<UserRow, "last_login_at" | "identity_key" | "key_backup">;
 
+/** One of the two reads of a login (see {@linkcode PostgresUserStore}'s `#loginReadsOf`). */
+type LoginRead = { credentials: CredentialsQuery } | { check: LoginQuery };
+
+/** Its answer: the credentials of a name, or the row of a login whose account still has its verifier. */
+type LoginAnswer = Credentials | LoginRow | undefined;
+
+/** A row of the login reads' statement: each read's own columns, the other kind's all null. */
+type LoginReadRow = CredentialsRow & LoginRow & { i: number; checked: boolean };
+
 /**
  * A batch's queries as the JSON text of one parameter, each numbered `i` by its place (text, then jsonb: a
  * parameter cast straight to jsonb is sent as JSON, and the text would arrive as one JSON string). A lone
@@ -177,9 +186,8 @@ export class PostgresUserStore implements UserStore {
   #logins = new LoginTimes(() => void this.flushLogins());
   #flushing: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
-  /** The two reads of every login, each kind gathered into one statement while one is under way. */
-  #credentials: ReadBatches<CredentialsQuery, Credentials>;
-  #loginChecks: ReadBatches<LoginQuery, LoginRow | undefined>;
+  /** The two reads of every login, gathered into one statement while one is under way. */
+  #loginReads: ReadBatches<LoginRead, LoginAnswer>;
 
   private constructor(
     url: string,
@@ -198,8 +206,7 @@ export class PostgresUserStore implements UserStore {
       // The database not answering is every read's failure; a statement it refused may be one value's.
       shared: (err: unknown) => err instanceof ProtocolError && err.code === "UNAVAILABLE",
     };
-    this.#credentials = new ReadBatches((queries, since) => this.#credentialsOf(queries, since), batches);
-    this.#loginChecks = new ReadBatches((queries, since) => this.#loginRowsOf(queries, since), batches);
+    this.#loginReads = new ReadBatches((reads, since) => this.#loginReadsOf(reads, since), batches);
   }
 
   /**
@@ -369,28 +376,48 @@ export class PostgresUserStore implements UserStore {
     return rows.length > 0;
   }
 
-  findCredentials(nameKey: string, decoy: string): Promise<Credentials> {
-    return this.#credentials.read({ key: nameKey, decoy });
+  async findCredentials(nameKey: string, decoy: string): Promise<Credentials> {
+    return await this.#loginReads.read({ credentials: { key: nameKey, decoy } }) as Credentials;
   }
 
   /**
-   * The credentials of a batch of names. One row per name whether or not it has an account, of the same
-   * columns and types: an unknown name's comes from the decoy given. Each name is an index search of its own
-   * (a LATERAL subquery with LIMIT is not merged into a join the planner could turn into a scan), the same
-   * search either way, and nothing here branches on the answer.
+   * The two reads of a batch of logins, in one statement: one row per read, in the order asked.
+   *
+   * - The credentials of a name (`k`): one row whether or not it has an account, of the same columns and
+   *   types; an unknown name's comes from the decoy given. Each name is an index search of its own (a LATERAL
+   *   subquery with LIMIT is not merged into a join the planner could turn into a scan), the same search
+   *   either way, and nothing here branches on the answer.
+   * - The check of a login (`id`, `verifier`): the account's row only if it still has the verifier the proof
+   *   was checked against (`checked`), and with it the previous login time and identity key, read
+   *   atomically with that check (one row, one snapshot).
+   *
+   * A read's other columns are null: its own key is, for the other kind's index search, which finds nothing.
    */
-  async #credentialsOf(queries: readonly CredentialsQuery[], since: number): Promise<Credentials[]> {
+  async #loginReadsOf(reads: readonly LoginRead[], since: number): Promise<LoginAnswer[]> {
+    const queries = reads.map((read) =>
+      "credentials" in read
+        ? { k: read.credentials.key, decoy: read.credentials.decoy }
+        : { id: read.check.id, verifier: read.check.verifier }
+    );
     const rows = await this.#run((sql) =>
-      sql<(CredentialsRow & { i: number })[]>`
-        SELECT q.i, u.id IS NOT NULL AS found, coalesce(u.id, 0) AS id, coalesce(u.name, q.k) AS name,
-          coalesce(u.verifier, q.decoy) AS verifier, coalesce(u.must_change_password, false) AS must_change_password
-        FROM jsonb_to_recordset(${
-        batchJson(queries.map(({ key, decoy }) => ({ k: key, decoy })))
-      }::text::jsonb)
-          AS q(i integer, k text, decoy text)
-        LEFT JOIN LATERAL (SELECT * FROM users WHERE name_key = q.k LIMIT 1) AS u ON true
+      sql<LoginReadRow[]>`
+        SELECT q.i, c.id IS NOT NULL AS found, coalesce(c.id, 0) AS id, coalesce(c.name, q.k) AS name,
+          coalesce(c.verifier, q.decoy) AS verifier, coalesce(c.must_change_password, false) AS must_change_password,
+          l.id IS NOT NULL AS checked, l.last_login_at, l.identity_key, l.key_backup
+        FROM jsonb_to_recordset(${batchJson(queries)}::text::jsonb)
+          AS q(i integer, k text, decoy text, id bigint, verifier text)
+        LEFT JOIN LATERAL (SELECT * FROM users WHERE name_key = q.k LIMIT 1) AS c ON true
+        LEFT JOIN LATERAL (SELECT * FROM users WHERE id = q.id AND verifier = q.verifier LIMIT 1) AS l ON true
         ORDER BY q.i`, { ...READ, since });
-    return rows.map(credentialsOf);
+    if (rows.length !== reads.length || rows.some((row, i) => row.i !== i)) {
+      throw new RangeError(`The login reads answered rows ${rows.map((row) => row.i)} of ${reads.length}`);
+    }
+    return rows.map((row, i) => {
+      if ("credentials" in reads[i]!) return credentialsOf(row);
+      if (!row.checked) return undefined;
+      const { last_login_at, identity_key, key_backup } = row;
+      return { last_login_at, identity_key, key_backup };
+    });
   }
 
   async createUser(user: NewUser): Promise<UserRecord> {
@@ -468,31 +495,13 @@ export class PostgresUserStore implements UserStore {
   }
 
   async recordLogin(id: number, expected: string, now: number): Promise<LoginRecord | undefined> {
-    const row = await this.#loginChecks.read({ id, verifier: expected });
+    const row = await this.#loginReads.read({ check: { id, verifier: expected } }) as LoginRow | undefined;
     if (!row) return undefined;
     const previous = this.#logins.record(id, expected, now, row.last_login_at);
     const identity = row.identity_key !== null && row.key_backup !== null
       ? { key: new Uint8Array(row.identity_key), backup: row.key_backup }
       : null;
     return { previous, identity };
-  }
-
-  /**
-   * What a batch of logins needs of their accounts, `undefined` for each whose account no longer has the
-   * verifier its proof was checked against. One statement: each row's check of the verifier, previous time
-   * and identity key are read atomically.
-   */
-  async #loginRowsOf(queries: readonly LoginQuery[], since: number): Promise<(LoginRow | undefined)[]> {
-    const rows = await this.#run(
-      (sql) =>
-        sql<(LoginRow & { i: number })[]>`
-        SELECT q.i, u.last_login_at, u.identity_key, u.key_backup
-        FROM jsonb_to_recordset(${batchJson(queries)}::text::jsonb) AS q(i integer, id bigint, verifier text)
-        JOIN LATERAL (SELECT * FROM users WHERE id = q.id AND verifier = q.verifier LIMIT 1) AS u ON true`,
-      { ...READ, since },
-    );
-    const found = new Map(rows.map((row) => [row.i, row]));
-    return queries.map((_, i) => found.get(i));
   }
 
   /**
@@ -591,7 +600,7 @@ export class PostgresUserStore implements UserStore {
     this.#closed ??= (async () => {
       // Asked before the close, as a request already sent to the pool is: answered, not refused by a pool
       // that has ended, and the login times they record are in the last flush.
-      await Promise.all([this.#credentials.settled(), this.#loginChecks.settled()]);
+      await this.#loginReads.settled();
       await this.flushLogins();
       this.#logins.cancel();
       await this.#sql.end({ timeout: 5 });

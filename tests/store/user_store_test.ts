@@ -394,6 +394,61 @@ contractTest(
 );
 
 contractTest(
+  "answers credentials and checks of the verifier asked in the same turn, each read as its own kind",
+  async (db) => {
+    const store = await db.open();
+    const decoy = "SCRAM-SHA-256$4096:ZGVjb3k=$EEEE:FFFF";
+    const plain = await store.createUser(newUser("plain", 1, saltedFor("plain")));
+    const keyed = await store.createUser({
+      ...newUser("keyed", 1, saltedFor("keyed")),
+      identity: { key: new Uint8Array(32).fill(7), backup: '{"b":7}' },
+    });
+    // Asked together, so a store that gathers reads answers them from one statement, the kinds interleaved:
+    // no read may take another's row, nor the other kind's answer.
+    const [plainCredentials, keyedLogin, unknown, staleLogin, keyedCredentials, plainLogin, noAccount] =
+      await Promise.all([
+        store.findCredentials("plain", decoy),
+        store.recordLogin(keyed.id, keyed.verifier, 10),
+        store.findCredentials("nobody", decoy),
+        store.recordLogin(plain.id, saltedFor("someone else"), 11),
+        store.findCredentials("keyed", decoy),
+        store.recordLogin(plain.id, plain.verifier, 12),
+        store.recordLogin(keyed.id + plain.id + 1000, plain.verifier, 13),
+      ]);
+    assert.deepEqual(plainCredentials, {
+      found: true,
+      id: plain.id,
+      name: "plain",
+      verifier: plain.verifier,
+      mustChangePassword: false,
+    });
+    assert.deepEqual(unknown, {
+      found: false,
+      id: 0,
+      name: "nobody",
+      verifier: decoy,
+      mustChangePassword: false,
+    });
+    assert.deepEqual(keyedCredentials, {
+      found: true,
+      id: keyed.id,
+      name: "keyed",
+      verifier: keyed.verifier,
+      mustChangePassword: false,
+    });
+    assert.deepEqual([...keyedLogin?.identity?.key ?? []], [...new Uint8Array(32).fill(7)]);
+    assert.equal(keyedLogin?.identity?.backup, '{"b":7}');
+    assert.equal(keyedLogin?.previous, null);
+    assert.equal(staleLogin, undefined, "a proof checked against another verifier does not log in");
+    assert.deepEqual(plainLogin, { previous: null, identity: null });
+    assert.equal(noAccount, undefined);
+    await store.flushLogins();
+    assert.equal((await store.findUser("plain"))?.lastLoginAt, 12);
+    assert.equal((await store.findUser("keyed"))?.lastLoginAt, 10);
+  },
+);
+
+contractTest(
   "answers a name that is not well-formed UTF-16 as unknown, and the names read with it",
   async (db) => {
     const store = await db.open();

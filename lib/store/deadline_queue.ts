@@ -15,8 +15,11 @@ interface Entry {
   at: number;
   /** Neither expired nor ended. */
   open: boolean;
+  /** Dropped once it is ended or called: what it holds need not wait for the entry to leave the list. */
   expire: () => void;
 }
+
+const NOTHING = (): void => {};
 
 /**
  * Deadlines that each expire `ms` after they start, unless ended first.
@@ -38,7 +41,10 @@ interface Entry {
 export class DeadlineQueue {
   #ms: number;
   #now: () => number;
-  /** Entries in the order started (so in the order they expire); those before `#head` are done with. */
+  /**
+   * Entries in the order started (so in the order they expire); those before `#head` are done with, and
+   * `#head` is the oldest open one's (so the list spans the open deadlines, with the ended among them).
+   */
   #entries: Entry[] = [];
   #head = 0;
   #open = 0;
@@ -49,11 +55,11 @@ export class DeadlineQueue {
   /**
    * Make an empty queue.
    *
-   * @param ms How long after its start each deadline expires (at least 0).
+   * @param ms How long after its start each deadline expires (at least 1).
    * @param now The clock, ms (default `performance.now`).
    */
   constructor(ms: number, now: () => number = () => performance.now()) {
-    this.#ms = Math.max(0, ms);
+    this.#ms = Math.max(1, ms);
     this.#now = now;
   }
 
@@ -65,7 +71,8 @@ export class DeadlineQueue {
   /**
    * Start a deadline.
    *
-   * @param expire Called once when it expires (not if ended first). It may start and end deadlines.
+   * @param expire Called once when it expires (not if ended first). It may start and end deadlines, and must
+   *   not throw (it runs in the timer's callback).
    * @returns Ends it: `expire` is not called after that. Calling it again, or after it expired, does nothing.
    */
   start(expire: () => void): () => void {
@@ -76,7 +83,9 @@ export class DeadlineQueue {
     return () => {
       if (!entry.open) return;
       entry.open = false;
+      entry.expire = NOTHING;
       if (--this.#open === 0) this.#idle();
+      else this.#compact();
     };
   }
 
@@ -97,16 +106,20 @@ export class DeadlineQueue {
     this.#expiring = true;
     try {
       const now = this.#now();
-      // An entry's `expire` may start others (after this one, so later) and end any: read the list anew each
-      // time round; `#idle` may have emptied it.
-      while (this.#head < this.#entries.length) {
-        const entry = this.#entries[this.#head]!;
+      // Only the entries there when it fired: an entry's `expire` may start others (due later) and end any,
+      // and a list emptied or compacted meanwhile is left for the timer armed below.
+      const entries = this.#entries;
+      const last = entries.length;
+      while (this.#entries === entries && this.#head < last) {
+        const entry = entries[this.#head]!;
         if (entry.open && entry.at > now) break;
         this.#head++;
         if (!entry.open) continue;
+        const { expire } = entry;
         entry.open = false;
+        entry.expire = NOTHING;
         this.#open--;
-        entry.expire();
+        expire();
       }
     } finally {
       this.#expiring = false;

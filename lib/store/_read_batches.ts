@@ -1,10 +1,10 @@
 /**
- * Reads of one kind gathered into one statement: while a statement of that kind is under way, the reads
- * asked for meanwhile wait, and the next statement carries all of them. An idle database is asked at once
- * (within the same turn of the event loop); a busy one gets fewer, larger statements, each a round trip the
- * node and the database do not make once per request. PostgreSQL's logins use it
- * (lib/store/postgres_user_store.ts): the two reads of every login were two statements and two wake-ups of a
- * backend each.
+ * Reads gathered into one statement: while a statement is under way, the reads asked for meanwhile wait,
+ * and the next statement carries all of them. An idle database is asked at once (within the same turn of
+ * the event loop); a busy one gets fewer, larger statements, each a round trip the node and the database do
+ * not make once per request. PostgreSQL's logins use it (lib/store/postgres_user_store.ts): the two reads of
+ * every login, each once a statement and a wake-up of a backend, now go with those of the other logins
+ * under way, both kinds in one statement.
  *
  * A read keeps its own deadline: it fails when its time is up, whether it is still waiting (then it is
  * never sent) or its statement is still running, and a statement is given the time its newest read has left
@@ -54,7 +54,7 @@ interface Waiting<Q, A> {
 }
 
 /**
- * Reads of one kind, sent one statement at a time, each statement carrying every read that waited for it.
+ * Reads sent one statement at a time, each statement carrying every read that waited for it.
  *
  * @example
  * ```ts
@@ -178,7 +178,7 @@ export class ReadBatches<Q, A> {
         for (const read of batch) read.reject(err);
         return;
       }
-      // One at a time, in the order asked: one statement of the kind at once, and the answers come in the
+      // One at a time, in the order asked: one statement at once, and the answers come in the
       // order sequential reads would have them (a login's time is recorded as its read is answered).
       for (const read of batch) if (!read.done) await this.#send([read]);
     }

@@ -122,8 +122,11 @@ type LoginRow = Pick<UserRow, "last_login_at" | "identity_key" | "key_backup">;
 /** One of the two reads of a login (see {@linkcode PostgresUserStore}'s `#loginReadsOf`). */
 type LoginRead = { credentials: CredentialsQuery } | { check: LoginQuery };
 
-/** Its answer: the credentials of a name, or the row of a login whose account still has its verifier. */
-type LoginAnswer = Credentials | LoginRow | undefined;
+/**
+ * Its answer, tagged with its kind: the credentials of a name, or the row of a login whose account still has
+ * the verifier its proof was checked against (`undefined`: it has not).
+ */
+type LoginAnswer = { credentials: Credentials } | { check: LoginRow | undefined };
 
 /** A row of the login reads' statement: each read's own columns, the other kind's all null. */
 type LoginReadRow = CredentialsRow & LoginRow & { i: number; checked: boolean };
@@ -377,7 +380,9 @@ export class PostgresUserStore implements UserStore {
   }
 
   async findCredentials(nameKey: string, decoy: string): Promise<Credentials> {
-    return await this.#loginReads.read({ credentials: { key: nameKey, decoy } }) as Credentials;
+    const answer = await this.#loginReads.read({ credentials: { key: nameKey, decoy } });
+    if (!("credentials" in answer)) throw new TypeError("A credentials read was answered as a login's check");
+    return answer.credentials;
   }
 
   /**
@@ -413,10 +418,10 @@ export class PostgresUserStore implements UserStore {
       throw new RangeError(`The login reads answered rows ${rows.map((row) => row.i)} of ${reads.length}`);
     }
     return rows.map((row, i) => {
-      if ("credentials" in reads[i]!) return credentialsOf(row);
-      if (!row.checked) return undefined;
+      if ("credentials" in reads[i]!) return { credentials: credentialsOf(row) };
+      if (row.checked !== true) return { check: undefined };
       const { last_login_at, identity_key, key_backup } = row;
-      return { last_login_at, identity_key, key_backup };
+      return { check: { last_login_at, identity_key, key_backup } };
     });
   }
 
@@ -495,7 +500,9 @@ export class PostgresUserStore implements UserStore {
   }
 
   async recordLogin(id: number, expected: string, now: number): Promise<LoginRecord | undefined> {
-    const row = await this.#loginReads.read({ check: { id, verifier: expected } }) as LoginRow | undefined;
+    const answer = await this.#loginReads.read({ check: { id, verifier: expected } });
+    if (!("check" in answer)) throw new TypeError("A login's check was answered as a credentials read");
+    const row = answer.check;
     if (!row) return undefined;
     const previous = this.#logins.record(id, expected, now, row.last_login_at);
     const identity = row.identity_key !== null && row.key_backup !== null

@@ -415,27 +415,13 @@ contractTest(
         store.recordLogin(plain.id, plain.verifier, 12),
         store.recordLogin(keyed.id + plain.id + 1000, plain.verifier, 13),
       ]);
-    assert.deepEqual(plainCredentials, {
-      found: true,
-      id: plain.id,
-      name: "plain",
-      verifier: plain.verifier,
-      mustChangePassword: false,
-    });
-    assert.deepEqual(unknown, {
-      found: false,
-      id: 0,
-      name: "nobody",
-      verifier: decoy,
-      mustChangePassword: false,
-    });
-    assert.deepEqual(keyedCredentials, {
-      found: true,
-      id: keyed.id,
-      name: "keyed",
-      verifier: keyed.verifier,
-      mustChangePassword: false,
-    });
+    const expected = (found: UserRecord | undefined, name: string) =>
+      found
+        ? { found: true, id: found.id, name, verifier: found.verifier, mustChangePassword: false }
+        : { found: false, id: 0, name, verifier: decoy, mustChangePassword: false };
+    assert.deepEqual(plainCredentials, expected(plain, "plain"));
+    assert.deepEqual(unknown, expected(undefined, "nobody"));
+    assert.deepEqual(keyedCredentials, expected(keyed, "keyed"));
     assert.deepEqual([...keyedLogin?.identity?.key ?? []], [...new Uint8Array(32).fill(7)]);
     assert.equal(keyedLogin?.identity?.backup, '{"b":7}');
     assert.equal(keyedLogin?.previous, null);

@@ -11,7 +11,7 @@
  */
 
 interface Entry {
-  /** When it expires, on the queue's clock. */
+  /** When it expires (`performance.now()`). */
   at: number;
   /** Neither expired nor ended. */
   open: boolean;
@@ -40,7 +40,6 @@ const NOTHING = (): void => {};
  */
 export class DeadlineQueue {
   #ms: number;
-  #now: () => number;
   /**
    * Entries in the order started (so in the order they expire); those before `#head` are done with, and
    * `#head` is the oldest open one's (so the list spans the open deadlines, with the ended among them).
@@ -56,11 +55,9 @@ export class DeadlineQueue {
    * Make an empty queue.
    *
    * @param ms How long after its start each deadline expires (at least 1).
-   * @param now The clock, ms (default `performance.now`).
    */
-  constructor(ms: number, now: () => number = () => performance.now()) {
+  constructor(ms: number) {
     this.#ms = Math.max(1, ms);
-    this.#now = now;
   }
 
   /** Deadlines neither expired nor ended. */
@@ -76,7 +73,7 @@ export class DeadlineQueue {
    * @returns Ends it: `expire` is not called after that. Calling it again, or after it expired, does nothing.
    */
   start(expire: () => void): () => void {
-    const entry: Entry = { at: this.#now() + this.#ms, open: true, expire };
+    const entry: Entry = { at: performance.now() + this.#ms, open: true, expire };
     this.#entries.push(entry);
     this.#open++;
     if (this.#timer === undefined && !this.#expiring) this.#arm(this.#ms);
@@ -105,7 +102,7 @@ export class DeadlineQueue {
     this.#timer = undefined;
     this.#expiring = true;
     try {
-      const now = this.#now();
+      const now = performance.now();
       // Only the entries there when it fired: an entry's `expire` may start others (due later) and end any,
       // and a list emptied or compacted meanwhile is left for the timer armed below.
       const entries = this.#entries;
@@ -126,7 +123,7 @@ export class DeadlineQueue {
       if (this.#open === 0) this.#idle();
       else {
         this.#compact();
-        this.#arm(Math.max(0, this.#entries[this.#head]!.at - this.#now()));
+        this.#arm(Math.max(0, this.#entries[this.#head]!.at - performance.now()));
       }
     }
   }
